@@ -1,0 +1,42 @@
+//! Records build facts that reports must carry: the git commit, the rustc
+//! version and the candle version actually locked.
+
+use std::process::Command;
+
+fn output(cmd: &str, args: &[&str]) -> Option<String> {
+    let out = Command::new(cmd).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+fn locked_version(lock: &str, package: &str) -> Option<String> {
+    let header = format!("name = \"{package}\"\nversion = \"");
+    let start = lock.find(&header)? + header.len();
+    lock[start..].split('"').next().map(str::to_string)
+}
+
+fn main() {
+    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".to_string());
+    let commit = output("git", &["rev-parse", "--short=12", "HEAD"]).map(|c| {
+        let dirty = output("git", &["status", "--porcelain", "--untracked-files=no"]).is_some();
+        if dirty { format!("{c}-dirty") } else { c }
+    });
+    let lock = std::fs::read_to_string("Cargo.lock").unwrap_or_default();
+    println!(
+        "cargo:rustc-env=CAMPAIGN_GIT_COMMIT={}",
+        commit.unwrap_or_else(|| "unknown".to_string())
+    );
+    println!(
+        "cargo:rustc-env=CAMPAIGN_RUSTC_VERSION={}",
+        output(&rustc, &["--version"]).unwrap_or_else(|| "unknown".to_string())
+    );
+    println!(
+        "cargo:rustc-env=CAMPAIGN_CANDLE_VERSION={}",
+        locked_version(&lock, "candle-core").unwrap_or_else(|| "unknown".to_string())
+    );
+    println!("cargo:rerun-if-changed=Cargo.lock");
+    println!("cargo:rerun-if-changed=.git/HEAD");
+    println!("cargo:rerun-if-changed=.git/refs/heads");
+}

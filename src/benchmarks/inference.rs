@@ -1,0 +1,477 @@
+//! Day 1 kinds: time to first token and decode speed of real forward passes.
+//!
+//! Definitions follow the serving benchmarks (vLLM, MLPerf): TTFT is prompt
+//! submitted → first generated token (prefill plus the first sampling);
+//! TPOT = (end-to-end − TTFT) / (output tokens − 1); ITL is every gap between
+//! two consecutive generated tokens.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
+use serde_json::json;
+
+use super::params::{self, ParamProblem};
+use super::{
+    BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Headline, MetricDef, Observations,
+    PreparedBenchmark,
+};
+use crate::campaign::ResolvedModel;
+use crate::components::inference::{GenerationSession, LoadedModel, materialize_synthetic_model};
+use crate::runner::memory;
+use crate::stats::ValueKind;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+const fn latency(name: &'static str, description: &'static str) -> MetricDef {
+    MetricDef {
+        name,
+        unit: "ms",
+        kind: ValueKind::DurationMs,
+        higher_is_better: false,
+        description,
+    }
+}
+
+const fn rate(name: &'static str, unit: &'static str, description: &'static str) -> MetricDef {
+    MetricDef {
+        name,
+        unit,
+        kind: ValueKind::Quantity,
+        higher_is_better: true,
+        description,
+    }
+}
+
+const MODEL_SETUP_METRICS: &[MetricDef] = &[
+    latency(
+        "model_load_ms",
+        "config.json + safetensors → model ready on the device",
+    ),
+    MetricDef {
+        name: "rss_after_load_mib",
+        unit: "MiB",
+        kind: ValueKind::Quantity,
+        higher_is_better: false,
+        description: "resident memory of the process after the model loaded",
+    },
+    MetricDef {
+        name: "model_rss_delta_mib",
+        unit: "MiB",
+        kind: ValueKind::Quantity,
+        higher_is_better: false,
+        description: "resident memory added by loading the model; near 0 when the allocator reuses memory an earlier benchmark freed (compare context.weights_bytes)",
+    },
+];
+
+fn default_model() -> String {
+    "default".to_string()
+}
+
+fn one() -> usize {
+    1
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FirstTokenParams {
+    #[serde(default = "default_model")]
+    model: String,
+    prompt_lengths: Vec<usize>,
+    #[serde(default = "one")]
+    batch_size: usize,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokenGenerationParams {
+    #[serde(default = "default_model")]
+    model: String,
+    prompt_lengths: Vec<usize>,
+    output_tokens: usize,
+    #[serde(default = "one")]
+    batch_size: usize,
+}
+
+/// Checks the parameters both kinds share against the model they name.
+fn check_common(
+    model: &str,
+    prompt_lengths: &[usize],
+    batch_size: usize,
+    output_tokens: usize,
+    models: &BTreeMap<String, ResolvedModel>,
+) -> Result<(), ParamProblem> {
+    let Some(resolved) = models.get(model) else {
+        let known: Vec<_> = models.keys().map(String::as_str).collect();
+        return Err(ParamProblem::at(
+            "model",
+            format!("no model named {model:?} in [models]"),
+            format!(
+                "define [models.{model}] or use one of: {}",
+                known.join(", ")
+            ),
+        ));
+    };
+    if prompt_lengths.is_empty() || prompt_lengths.contains(&0) {
+        return Err(ParamProblem::at(
+            "prompt_lengths",
+            "prompt_lengths must list at least one length, each at least 1 token",
+            "e.g. prompt_lengths = [128, 512]",
+        ));
+    }
+    if batch_size == 0 {
+        return Err(ParamProblem::at(
+            "batch_size",
+            "batch_size must be at least 1",
+            "e.g. batch_size = 1",
+        ));
+    }
+    let limit = resolved.architecture.max_position_embeddings;
+    if let Some(longest) = prompt_lengths
+        .iter()
+        .max()
+        .filter(|p| **p + output_tokens > limit)
+    {
+        return Err(ParamProblem::at(
+            "prompt_lengths",
+            format!(
+                "prompt of {longest} tokens plus {output_tokens} generated exceeds model {model:?}'s max_position_embeddings ({limit})"
+            ),
+            "shorten the prompts or raise max_position_embeddings",
+        ));
+    }
+    Ok(())
+}
+
+/// Deterministic prompt of `len` token ids: its own ChaCha stream per
+/// length, so adding a length to a sweep does not change the others.
+fn prompt_tokens(seed: u64, len: usize, vocab_size: usize) -> Vec<u32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(len as u64);
+    let vocab = u32::try_from(vocab_size).unwrap_or(u32::MAX);
+    (0..len).map(|_| rng.random_range(0..vocab)).collect()
+}
+
+/// A model loaded for a benchmark, with what loading it cost.
+struct ModelUnderTest {
+    model: Arc<LoadedModel>,
+    setup: Vec<(&'static str, f64)>,
+    context: serde_json::Value,
+}
+
+/// Loads (generating first if synthetic) the named model and measures the load.
+fn load_model(name: &str, ctx: &BenchContext) -> Result<ModelUnderTest, BenchmarkError> {
+    let resolved = ctx
+        .models
+        .get(name)
+        .ok_or_else(|| BenchmarkError::Params(format!("no model named {name:?}")))?;
+    let folder = match (&resolved.folder, &resolved.synthetic) {
+        (Some(folder), _) => folder.clone(),
+        (None, Some(config)) => materialize_synthetic_model(config, &ctx.model_cache_dir)?,
+        (None, None) => {
+            return Err(BenchmarkError::Params(format!(
+                "model {name:?} has no source"
+            )));
+        }
+    };
+    let device = ctx.device.open()?;
+    let rss_before = memory::resident_set_bytes();
+    let started = Instant::now();
+    let model = LoadedModel::load(&folder, &device, ctx.settings.dtype.to_candle())?;
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+    let rss_after = memory::resident_set_bytes();
+    let mut setup = vec![("model_load_ms", load_ms)];
+    if let (Some(before), Some(after)) = (rss_before, rss_after) {
+        setup.push(("rss_after_load_mib", after as f64 / MIB));
+        setup.push((
+            "model_rss_delta_mib",
+            after.saturating_sub(before) as f64 / MIB,
+        ));
+    }
+    let context = json!({
+        "model": name,
+        "model_source": if resolved.synthetic.is_some() { "synthetic" } else { "folder" },
+        "model_folder": folder.display().to_string(),
+        "architecture": &model.architecture,
+        "parameters": model.architecture.parameter_count(),
+        "weights_bytes": model.architecture.parameter_count() * model.dtype.size_in_bytes(),
+        "weights_bytes_formula": "parameters × dtype size",
+        "dtype": ctx.settings.dtype.name(),
+        "device": ctx.device.to_string(),
+    });
+    Ok(ModelUnderTest {
+        model: Arc::new(model),
+        setup,
+        context,
+    })
+}
+
+pub struct FirstTokenLatency;
+
+impl BenchmarkKind for FirstTokenLatency {
+    fn name(&self) -> &'static str {
+        "first_token_latency"
+    }
+
+    fn description(&self) -> &'static str {
+        "time to first token (prefill + greedy sampling) per prompt length"
+    }
+
+    fn metrics(&self) -> &'static [MetricDef] {
+        const METRICS: &[MetricDef] = &[
+            latency("ttft_ms", "prompt submitted → first generated token"),
+            rate(
+                "prefill_tokens_per_s",
+                "tokens/s",
+                "prompt tokens × batch ÷ TTFT",
+            ),
+        ];
+        METRICS
+    }
+
+    fn setup_metrics(&self) -> &'static [MetricDef] {
+        MODEL_SETUP_METRICS
+    }
+
+    fn headline(&self) -> Headline {
+        Headline {
+            latency: "ttft_ms",
+            throughput: "prefill_tokens_per_s",
+        }
+    }
+
+    fn check(
+        &self,
+        params: &toml::Table,
+        models: &BTreeMap<String, ResolvedModel>,
+    ) -> Result<(), ParamProblem> {
+        let p: FirstTokenParams = params::parse(params)?;
+        check_common(&p.model, &p.prompt_lengths, p.batch_size, 1, models)
+    }
+
+    fn prepare(
+        &self,
+        params: &toml::Table,
+        ctx: &BenchContext,
+    ) -> Result<PreparedBenchmark, BenchmarkError> {
+        let p: FirstTokenParams =
+            params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
+        let ModelUnderTest {
+            model,
+            setup,
+            context,
+        } = load_model(&p.model, ctx)?;
+        let cases = p
+            .prompt_lengths
+            .iter()
+            .map(|&len| {
+                Box::new(PrefillCase {
+                    prompt: prompt_tokens(ctx.settings.seed, len, model.architecture.vocab_size),
+                    model: Arc::clone(&model),
+                    batch_size: p.batch_size,
+                }) as Box<dyn BenchmarkCase>
+            })
+            .collect();
+        Ok(PreparedBenchmark {
+            setup,
+            context,
+            cases,
+        })
+    }
+}
+
+struct PrefillCase {
+    model: Arc<LoadedModel>,
+    prompt: Vec<u32>,
+    batch_size: usize,
+}
+
+impl BenchmarkCase for PrefillCase {
+    fn label(&self) -> String {
+        format!("prompt_len={}", self.prompt.len())
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        json!({ "prompt_len": self.prompt.len(), "batch_size": self.batch_size })
+    }
+
+    fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
+        let mut session = GenerationSession::new(&self.model, self.batch_size)?;
+        let started = Instant::now();
+        let first = session.prefill(&self.prompt)?;
+        let ttft = started.elapsed();
+        std::hint::black_box(first);
+        obs.duration("ttft_ms", ttft);
+        obs.value(
+            "prefill_tokens_per_s",
+            (self.prompt.len() * self.batch_size) as f64 / ttft.as_secs_f64(),
+        );
+        Ok(())
+    }
+}
+
+pub struct TokenGeneration;
+
+impl BenchmarkKind for TokenGeneration {
+    fn name(&self) -> &'static str {
+        "token_generation"
+    }
+
+    fn description(&self) -> &'static str {
+        "greedy generation with the KV cache on: TTFT, TPOT, ITL, end-to-end and decode tokens/s per prompt length"
+    }
+
+    fn metrics(&self) -> &'static [MetricDef] {
+        const METRICS: &[MetricDef] = &[
+            latency("ttft_ms", "prompt submitted → first generated token"),
+            latency("tpot_ms", "(end-to-end − TTFT) / (output tokens − 1)"),
+            latency(
+                "itl_ms",
+                "every gap between two consecutive generated tokens",
+            ),
+            latency("e2e_ms", "prompt submitted → last generated token"),
+            rate(
+                "decode_tokens_per_s",
+                "tokens/s",
+                "(output tokens − 1) × batch ÷ (end-to-end − TTFT)",
+            ),
+            rate(
+                "output_tokens_per_s",
+                "tokens/s",
+                "output tokens × batch ÷ end-to-end",
+            ),
+        ];
+        METRICS
+    }
+
+    fn setup_metrics(&self) -> &'static [MetricDef] {
+        MODEL_SETUP_METRICS
+    }
+
+    fn headline(&self) -> Headline {
+        Headline {
+            latency: "tpot_ms",
+            throughput: "decode_tokens_per_s",
+        }
+    }
+
+    fn check(
+        &self,
+        params: &toml::Table,
+        models: &BTreeMap<String, ResolvedModel>,
+    ) -> Result<(), ParamProblem> {
+        let p: TokenGenerationParams = params::parse(params)?;
+        if p.output_tokens < 2 {
+            return Err(ParamProblem::at(
+                "output_tokens",
+                "output_tokens must be at least 2: TPOT and ITL need two generated tokens",
+                "e.g. output_tokens = 64",
+            ));
+        }
+        check_common(
+            &p.model,
+            &p.prompt_lengths,
+            p.batch_size,
+            p.output_tokens,
+            models,
+        )
+    }
+
+    fn prepare(
+        &self,
+        params: &toml::Table,
+        ctx: &BenchContext,
+    ) -> Result<PreparedBenchmark, BenchmarkError> {
+        let p: TokenGenerationParams =
+            params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
+        let ModelUnderTest {
+            model,
+            setup,
+            context,
+        } = load_model(&p.model, ctx)?;
+        let cases = p
+            .prompt_lengths
+            .iter()
+            .map(|&len| {
+                Box::new(DecodeCase {
+                    prompt: prompt_tokens(ctx.settings.seed, len, model.architecture.vocab_size),
+                    model: Arc::clone(&model),
+                    output_tokens: p.output_tokens,
+                    batch_size: p.batch_size,
+                }) as Box<dyn BenchmarkCase>
+            })
+            .collect();
+        Ok(PreparedBenchmark {
+            setup,
+            context,
+            cases,
+        })
+    }
+}
+
+struct DecodeCase {
+    model: Arc<LoadedModel>,
+    prompt: Vec<u32>,
+    output_tokens: usize,
+    batch_size: usize,
+}
+
+impl BenchmarkCase for DecodeCase {
+    fn label(&self) -> String {
+        format!("prompt_len={}", self.prompt.len())
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        json!({
+            "prompt_len": self.prompt.len(),
+            "output_tokens": self.output_tokens,
+            "batch_size": self.batch_size,
+        })
+    }
+
+    fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
+        let mut session = GenerationSession::new(&self.model, self.batch_size)?;
+        let started = Instant::now();
+        let mut tokens = session.prefill(&self.prompt)?;
+        let ttft = started.elapsed();
+        let mut previous = ttft;
+        let mut gaps_ms = Vec::with_capacity(self.output_tokens - 1);
+        for _ in 1..self.output_tokens {
+            tokens = session.step(&tokens)?;
+            let now = started.elapsed();
+            gaps_ms.push((now - previous).as_secs_f64() * 1e3);
+            previous = now;
+        }
+        let e2e = previous;
+        let decode_s = (e2e - ttft).as_secs_f64();
+        let decoded = ((self.output_tokens - 1) * self.batch_size) as f64;
+        obs.duration("ttft_ms", ttft);
+        obs.duration("e2e_ms", e2e);
+        obs.value("tpot_ms", decode_s * 1e3 / (self.output_tokens - 1) as f64);
+        obs.value("decode_tokens_per_s", decoded / decode_s);
+        obs.value(
+            "output_tokens_per_s",
+            (self.output_tokens * self.batch_size) as f64 / e2e.as_secs_f64(),
+        );
+        obs.series("itl_ms", gaps_ms);
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_are_reproducible_and_independent_per_length() {
+        let a = prompt_tokens(7, 64, 1000);
+        assert_eq!(a, prompt_tokens(7, 64, 1000));
+        assert_ne!(a, prompt_tokens(8, 64, 1000));
+        assert!(a.iter().all(|t| *t < 1000));
+        // A 32-token prompt is not the first half of the 64-token one.
+        assert_ne!(&prompt_tokens(7, 32, 1000)[..], &a[..32]);
+    }
+}

@@ -1,0 +1,117 @@
+//! Benchmark kinds. Each binds a component to metrics: it prepares the
+//! component, runs one iteration at a time when the runner asks, and reports
+//! what it observed. The runner owns warm-up, iteration counts, timeouts and
+//! cancellation; `stats` summarises; `report` formats.
+
+mod inference;
+mod observations;
+mod params;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+pub use observations::Observations;
+pub use params::ParamProblem;
+
+use crate::campaign::{ResolvedModel, Settings};
+use crate::components::inference::{DeviceSpec, InferenceError};
+use crate::stats::ValueKind;
+
+/// One metric a kind produces.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub kind: ValueKind,
+    pub higher_is_better: bool,
+    pub description: &'static str,
+}
+
+/// Which metrics feed a result's flat `mean_ms`/`p50_ms`/`p99_ms` and
+/// `throughput` fields.
+#[derive(Debug, Clone, Copy)]
+pub struct Headline {
+    pub latency: &'static str,
+    pub throughput: &'static str,
+}
+
+/// What a kind needs from the campaign to prepare itself. Owned, because
+/// benchmarks run on their own thread.
+#[derive(Debug, Clone)]
+pub struct BenchContext {
+    pub models: BTreeMap<String, ResolvedModel>,
+    pub settings: Settings,
+    pub device: DeviceSpec,
+    pub model_cache_dir: PathBuf,
+}
+
+/// A registered benchmark kind.
+pub trait BenchmarkKind: Sync {
+    /// The registry key used as `kind = "…"` in campaign files.
+    fn name(&self) -> &'static str;
+    fn description(&self) -> &'static str;
+    /// Metrics recorded on every timed iteration.
+    fn metrics(&self) -> &'static [MetricDef];
+    /// Metrics measured once while preparing (model load time, memory).
+    fn setup_metrics(&self) -> &'static [MetricDef];
+    fn headline(&self) -> Headline;
+    /// Checks parameters without running anything.
+    fn check(
+        &self,
+        params: &toml::Table,
+        models: &BTreeMap<String, ResolvedModel>,
+    ) -> Result<(), ParamProblem>;
+    fn prepare(
+        &self,
+        params: &toml::Table,
+        ctx: &BenchContext,
+    ) -> Result<PreparedBenchmark, BenchmarkError>;
+
+    fn metric(&self, name: &str) -> Option<&'static MetricDef> {
+        self.metrics()
+            .iter()
+            .chain(self.setup_metrics())
+            .find(|m| m.name == name)
+    }
+}
+
+/// A benchmark ready to run: setup measurements and its cases (one per
+/// point of its sweep, e.g. one per prompt length).
+pub struct PreparedBenchmark {
+    pub setup: Vec<(&'static str, f64)>,
+    /// Facts about the system under test, copied into every result.
+    pub context: serde_json::Value,
+    pub cases: Vec<Box<dyn BenchmarkCase>>,
+}
+
+pub trait BenchmarkCase: Send {
+    /// Short label such as `prompt_len=128`.
+    fn label(&self) -> String;
+    fn parameters(&self) -> serde_json::Value;
+    /// Runs one iteration and records what it observed.
+    fn run_iteration(&mut self, observations: &mut Observations) -> Result<(), BenchmarkError>;
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchmarkError {
+    #[error(transparent)]
+    Inference(#[from] InferenceError),
+    #[error("invalid parameters: {0}")]
+    Params(String),
+}
+
+static REGISTRY: &[&dyn BenchmarkKind] =
+    &[&inference::FirstTokenLatency, &inference::TokenGeneration];
+
+/// Every kind this build knows, in registry order.
+pub fn registry() -> &'static [&'static dyn BenchmarkKind] {
+    REGISTRY
+}
+
+pub fn find_kind(name: &str) -> Option<&'static dyn BenchmarkKind> {
+    REGISTRY.iter().copied().find(|k| k.name() == name)
+}
+
+pub fn kind_names() -> Vec<&'static str> {
+    REGISTRY.iter().map(|k| k.name()).collect()
+}

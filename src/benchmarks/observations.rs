@@ -1,0 +1,42 @@
+use std::time::Duration;
+
+/// What one iteration observed: scalar values per metric and, optionally,
+/// per-step vectors (e.g. the gap before each generated token).
+#[derive(Debug, Default)]
+pub struct Observations {
+    pub values: Vec<(&'static str, f64)>,
+    pub series: Vec<(&'static str, Vec<f64>)>,
+}
+
+impl Observations {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn duration(&mut self, metric: &'static str, elapsed: Duration) {
+        self.values.push((metric, elapsed.as_secs_f64() * 1e3));
+    }
+
+    pub fn value(&mut self, metric: &'static str, value: f64) {
+        self.values.push((metric, value));
+    }
+
+    /// A vector of values indexed by step; every element is also recorded
+    /// as a sample of `metric`.
+    pub fn series(&mut self, metric: &'static str, values: Vec<f64>) {
+        self.series.push((metric, values));
+    }
+
+    pub fn clear(&mut self) {
+        self.values.clear();
+        self.series.clear();
+    }
+
+    pub fn values(&self) -> &[(&'static str, f64)] {
+        &self.values
+    }
+
+    pub fn series_values(&self) -> &[(&'static str, Vec<f64>)] {
+        &self.series
+    }
+}

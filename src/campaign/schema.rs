@@ -1,0 +1,148 @@
+//! The TOML schema. Every table denies unknown fields, so a typo is an error
+//! with a position instead of a setting that silently does nothing.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+use toml::Spanned;
+
+use crate::components::inference::{DeviceSpec, SyntheticLlamaConfig};
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CampaignFile {
+    pub name: Spanned<String>,
+    #[serde(default)]
+    pub description: String,
+    /// Where reports go, relative to the current directory; `--out` overrides it.
+    #[serde(default)]
+    pub output_dir: Option<PathBuf>,
+    #[serde(default)]
+    pub settings: Settings,
+    #[serde(default)]
+    pub models: BTreeMap<String, Spanned<ModelSpec>>,
+    #[serde(default)]
+    pub days: Vec<Spanned<DaySpec>>,
+}
+
+/// Run-wide settings, recorded in every report.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Settings {
+    /// Compute threads for candle and rayon. On a small shared machine more
+    /// threads than idle cores make candle's spinning workers collapse, so
+    /// the default is 1 and the value is always explicit in reports.
+    #[serde(default = "default_threads")]
+    pub threads: usize,
+    #[serde(default)]
+    pub device: DeviceSpec,
+    #[serde(default)]
+    pub dtype: DTypeSpec,
+    /// Seed of every generated input (prompts, synthetic data).
+    #[serde(default)]
+    pub seed: u64,
+    /// How many raw samples per metric are kept in a report.
+    #[serde(default = "default_max_raw_samples")]
+    pub max_raw_samples: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            threads: default_threads(),
+            device: DeviceSpec::default(),
+            dtype: DTypeSpec::default(),
+            seed: 0,
+            max_raw_samples: default_max_raw_samples(),
+        }
+    }
+}
+
+fn default_threads() -> usize {
+    1
+}
+
+fn default_max_raw_samples() -> usize {
+    10_000
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DTypeSpec {
+    #[default]
+    F32,
+    F16,
+    Bf16,
+}
+
+impl DTypeSpec {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::F16 => "f16",
+            Self::Bf16 => "bf16",
+        }
+    }
+
+    pub fn to_candle(self) -> candle_core::DType {
+        match self {
+            Self::F32 => candle_core::DType::F32,
+            Self::F16 => candle_core::DType::F16,
+            Self::Bf16 => candle_core::DType::BF16,
+        }
+    }
+}
+
+/// A model: either a local folder in Hugging Face layout, or a synthetic
+/// Llama generated from a seed. Exactly one of the two is set.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpec {
+    /// Folder with config.json and *.safetensors, relative to the campaign file.
+    pub path: Option<Spanned<PathBuf>>,
+    pub synthetic: Option<SyntheticLlamaConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaySpec {
+    pub number: Spanned<u32>,
+    pub title: String,
+    #[serde(default)]
+    pub description: String,
+    #[serde(default)]
+    pub benchmarks: Vec<Spanned<BenchmarkSpec>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BenchmarkSpec {
+    pub name: Spanned<String>,
+    /// Registry key of the benchmark kind.
+    pub kind: Spanned<String>,
+    #[serde(default)]
+    pub description: String,
+    /// Untimed iterations before measuring.
+    pub warmup: Option<u32>,
+    /// Timed iterations per case (the maximum when a time budget is set).
+    pub iterations: Option<u32>,
+    /// Stop timing a case after this many seconds, once one iteration is done.
+    pub time_budget_s: Option<f64>,
+    /// Fail the benchmark when all its cases together take longer.
+    pub timeout_s: Option<f64>,
+    #[serde(default)]
+    pub targets: Vec<Spanned<String>>,
+    /// Kind-specific parameters, checked by the kind.
+    #[serde(default)]
+    pub params: Option<Spanned<toml::Table>>,
+}
+
+impl BenchmarkSpec {
+    pub fn params(&self) -> toml::Table {
+        self.params
+            .as_ref()
+            .map(|p| p.get_ref().clone())
+            .unwrap_or_default()
+    }
+}

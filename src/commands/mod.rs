@@ -1,0 +1,65 @@
+//! What each subcommand does, between argument parsing (`cli.rs`) and the
+//! library's modules.
+
+mod list;
+mod run;
+
+pub use list::{list, validate};
+pub use run::{RunArgs, run};
+
+use crate::campaign::CampaignError;
+use crate::components::inference::InferenceError;
+use crate::report::{DaySummary, OutputError};
+
+/// Exit statuses, the same for every command.
+pub mod exit {
+    /// Every benchmark ran and met its targets.
+    pub const OK: u8 = 0;
+    /// A bug or an environment problem inside the tool.
+    pub const INTERNAL: u8 = 1;
+    /// Bad command line, campaign file, model path or results folder.
+    pub const USAGE: u8 = 2;
+    /// A target was missed.
+    pub const TARGET_MISSED: u8 = 3;
+    /// A benchmark failed: error, panic or timeout.
+    pub const BENCHMARK_FAILED: u8 = 4;
+    /// Stopped by Ctrl-C after writing what was measured.
+    pub const INTERRUPTED: u8 = 130;
+}
+
+/// Errors that stop a command before or instead of a run.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error(transparent)]
+    Campaign(#[from] CampaignError),
+    #[error(transparent)]
+    Output(#[from] OutputError),
+    #[error(transparent)]
+    Device(#[from] InferenceError),
+    #[error("cannot install the Ctrl-C handler: {0}")]
+    Interrupt(#[from] ctrlc::Error),
+}
+
+impl CommandError {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Self::Campaign(_) | Self::Output(OutputError::Unwritable { .. }) | Self::Device(_) => {
+                exit::USAGE
+            }
+            Self::Output(_) | Self::Interrupt(_) => exit::INTERNAL,
+        }
+    }
+}
+
+/// The exit status a finished day earns: failures outrank missed targets.
+pub fn day_exit_code(summary: &DaySummary, interrupted: bool) -> u8 {
+    if summary.failed > 0 {
+        exit::BENCHMARK_FAILED
+    } else if interrupted {
+        exit::INTERRUPTED
+    } else if summary.targets_missed > 0 {
+        exit::TARGET_MISSED
+    } else {
+        exit::OK
+    }
+}

@@ -1,0 +1,217 @@
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device};
+use candle_nn::VarBuilder;
+use candle_transformers::models::llama::{Config, Llama, LlamaConfig};
+use serde::Serialize;
+
+use super::InferenceError;
+
+/// The numbers of a Llama-family model that benchmarks and reports need.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ModelArchitecture {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub num_key_value_heads: usize,
+    pub max_position_embeddings: usize,
+    pub tie_word_embeddings: bool,
+}
+
+impl ModelArchitecture {
+    pub fn head_dim(&self) -> usize {
+        self.hidden_size / self.num_attention_heads
+    }
+
+    /// Number of weights, counted from the tensor shapes the model loads.
+    pub fn parameter_count(&self) -> usize {
+        expected_tensors(self)
+            .iter()
+            .map(|(_, shape)| shape.iter().product::<usize>())
+            .sum()
+    }
+
+    fn from_llama_config(c: &LlamaConfig) -> Self {
+        Self {
+            vocab_size: c.vocab_size,
+            hidden_size: c.hidden_size,
+            intermediate_size: c.intermediate_size,
+            num_hidden_layers: c.num_hidden_layers,
+            num_attention_heads: c.num_attention_heads,
+            num_key_value_heads: c.num_key_value_heads(),
+            max_position_embeddings: c.max_position_embeddings,
+            tie_word_embeddings: c.tie_word_embeddings.unwrap_or(false),
+        }
+    }
+}
+
+/// Every tensor candle's `Llama::load` reads, with its shape. candle panics
+/// on a missing tensor, so a folder is checked against this list first.
+pub(super) fn expected_tensors(a: &ModelArchitecture) -> Vec<(String, Vec<usize>)> {
+    let (h, i, v) = (a.hidden_size, a.intermediate_size, a.vocab_size);
+    let kv = a.num_key_value_heads * a.head_dim();
+    let mut tensors = vec![
+        ("model.embed_tokens.weight".to_string(), vec![v, h]),
+        ("model.norm.weight".to_string(), vec![h]),
+    ];
+    if !a.tie_word_embeddings {
+        tensors.push(("lm_head.weight".to_string(), vec![v, h]));
+    }
+    for layer in 0..a.num_hidden_layers {
+        let p = format!("model.layers.{layer}");
+        tensors.extend([
+            (format!("{p}.input_layernorm.weight"), vec![h]),
+            (format!("{p}.post_attention_layernorm.weight"), vec![h]),
+            (format!("{p}.self_attn.q_proj.weight"), vec![h, h]),
+            (format!("{p}.self_attn.k_proj.weight"), vec![kv, h]),
+            (format!("{p}.self_attn.v_proj.weight"), vec![kv, h]),
+            (format!("{p}.self_attn.o_proj.weight"), vec![h, h]),
+            (format!("{p}.mlp.gate_proj.weight"), vec![i, h]),
+            (format!("{p}.mlp.up_proj.weight"), vec![i, h]),
+            (format!("{p}.mlp.down_proj.weight"), vec![h, i]),
+        ]);
+    }
+    tensors
+}
+
+/// A model folder in Hugging Face layout: `config.json` and `*.safetensors`.
+#[derive(Debug, Clone)]
+pub struct ModelFolder {
+    pub path: PathBuf,
+    pub config_path: PathBuf,
+    pub weight_files: Vec<PathBuf>,
+}
+
+impl ModelFolder {
+    pub fn open(path: &Path) -> Result<Self, InferenceError> {
+        if !path.is_dir() {
+            return Err(InferenceError::MissingFolder {
+                path: path.to_path_buf(),
+            });
+        }
+        let config_path = path.join("config.json");
+        if !config_path.is_file() {
+            return Err(InferenceError::MissingFile {
+                path: path.to_path_buf(),
+                what: "config.json",
+            });
+        }
+        let entries = std::fs::read_dir(path).map_err(|source| InferenceError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut weight_files: Vec<PathBuf> = entries
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|ext| ext == "safetensors"))
+            .collect();
+        weight_files.sort();
+        if weight_files.is_empty() {
+            return Err(InferenceError::MissingFile {
+                path: path.to_path_buf(),
+                what: "*.safetensors file",
+            });
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            config_path,
+            weight_files,
+        })
+    }
+
+    fn llama_config(&self) -> Result<LlamaConfig, InferenceError> {
+        let text =
+            std::fs::read_to_string(&self.config_path).map_err(|source| InferenceError::Io {
+                path: self.config_path.clone(),
+                source,
+            })?;
+        serde_json::from_str(&text).map_err(|source| InferenceError::Config {
+            path: self.config_path.clone(),
+            source,
+        })
+    }
+}
+
+/// Reads only `config.json`: cheap enough for campaign validation.
+pub fn read_architecture(path: &Path) -> Result<ModelArchitecture, InferenceError> {
+    let folder = ModelFolder::open(path)?;
+    Ok(ModelArchitecture::from_llama_config(
+        &folder.llama_config()?,
+    ))
+}
+
+/// A model ready for forward passes.
+pub struct LoadedModel {
+    pub(super) model: Llama,
+    pub(super) config: Config,
+    pub architecture: ModelArchitecture,
+    pub device: Device,
+    pub dtype: DType,
+    pub folder: PathBuf,
+}
+
+impl LoadedModel {
+    pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<Self, InferenceError> {
+        let folder = ModelFolder::open(path)?;
+        let llama_config = folder.llama_config()?;
+        let architecture = ModelArchitecture::from_llama_config(&llama_config);
+        if architecture.num_attention_heads == 0
+            || !architecture
+                .hidden_size
+                .is_multiple_of(architecture.num_attention_heads)
+        {
+            return Err(InferenceError::InvalidConfig(format!(
+                "{}: hidden_size {} is not a multiple of num_attention_heads {}",
+                folder.config_path.display(),
+                architecture.hidden_size,
+                architecture.num_attention_heads
+            )));
+        }
+        // SAFETY: the files are memory-mapped read-only; like every mmap
+        // loader this assumes nobody truncates them while the model is alive.
+        let tensors =
+            unsafe { candle_core::safetensors::MmapedSafetensors::multi(&folder.weight_files) }
+                .map_err(|e| InferenceError::TensorMismatch {
+                    path: folder.path.clone(),
+                    problems: format!("cannot read safetensors: {e}"),
+                })?;
+        let problems: Vec<String> = expected_tensors(&architecture)
+            .into_iter()
+            .filter_map(|(name, shape)| match tensors.get(&name) {
+                Err(_) => Some(format!("missing tensor {name}")),
+                Ok(view) if view.shape() != shape.as_slice() => Some(format!(
+                    "tensor {name} has shape {:?}, config.json implies {shape:?}",
+                    view.shape()
+                )),
+                Ok(_) => None,
+            })
+            .collect();
+        if !problems.is_empty() {
+            let shown: Vec<_> = problems.iter().take(5).cloned().collect();
+            let more = problems.len().saturating_sub(shown.len());
+            return Err(InferenceError::TensorMismatch {
+                path: folder.path.clone(),
+                problems: if more > 0 {
+                    format!("{} (and {more} more)", shown.join("; "))
+                } else {
+                    shown.join("; ")
+                },
+            });
+        }
+        drop(tensors);
+        // SAFETY: as above.
+        let vb =
+            unsafe { VarBuilder::from_mmaped_safetensors(&folder.weight_files, dtype, device)? };
+        let config = llama_config.into_config(false);
+        let model = Llama::load(vb, &config)?;
+        Ok(Self {
+            model,
+            config,
+            architecture,
+            device: device.clone(),
+            dtype,
+            folder: folder.path,
+        })
+    }
+}

@@ -1,0 +1,16 @@
+//! In-process LLM inference on candle: a Llama-architecture model loaded from
+//! a local folder (`config.json` + `*.safetensors`), or a synthetic one that
+//! is generated deterministically from a seed, written to disk once, and then
+//! loaded through exactly the same code path.
+
+mod device;
+mod error;
+mod loader;
+mod session;
+mod synthetic;
+
+pub use device::DeviceSpec;
+pub use error::InferenceError;
+pub use loader::{LoadedModel, ModelArchitecture, ModelFolder, read_architecture};
+pub use session::GenerationSession;
+pub use synthetic::{SyntheticLlamaConfig, materialize_synthetic_model};

@@ -1,0 +1,75 @@
+use candle_core::{D, Tensor};
+use candle_transformers::models::llama::Cache;
+
+use super::{InferenceError, LoadedModel};
+
+/// One greedy generation with its own KV cache. candle's `Cache` is not reset
+/// when a new prompt starts at position 0, so every generation gets a fresh one.
+pub struct GenerationSession<'m> {
+    model: &'m LoadedModel,
+    cache: Cache,
+    position: usize,
+    batch_size: usize,
+}
+
+impl<'m> GenerationSession<'m> {
+    pub fn new(model: &'m LoadedModel, batch_size: usize) -> Result<Self, InferenceError> {
+        let cache = Cache::new(true, model.dtype, &model.config, &model.device)?;
+        Ok(Self {
+            model,
+            cache,
+            position: 0,
+            batch_size: batch_size.max(1),
+        })
+    }
+
+    /// Runs the prompt through the model (prefill) and returns the first
+    /// generated token of each sequence in the batch.
+    pub fn prefill(&mut self, prompt: &[u32]) -> Result<Vec<u32>, InferenceError> {
+        self.forward(prompt)
+    }
+
+    /// Feeds back one token per sequence and returns the next ones.
+    pub fn step(&mut self, tokens: &[u32]) -> Result<Vec<u32>, InferenceError> {
+        if tokens.len() != self.batch_size {
+            return Err(InferenceError::InvalidConfig(format!(
+                "decode step got {} tokens for a batch of {}",
+                tokens.len(),
+                self.batch_size
+            )));
+        }
+        let input = Tensor::from_vec(tokens.to_vec(), (self.batch_size, 1), &self.model.device)?;
+        self.run(&input, 1)
+    }
+
+    fn forward(&mut self, prompt: &[u32]) -> Result<Vec<u32>, InferenceError> {
+        let input: Vec<u32> = std::iter::repeat_n(prompt, self.batch_size)
+            .flatten()
+            .copied()
+            .collect();
+        let input = Tensor::from_vec(input, (self.batch_size, prompt.len()), &self.model.device)?;
+        self.run(&input, prompt.len())
+    }
+
+    fn run(&mut self, input: &Tensor, width: usize) -> Result<Vec<u32>, InferenceError> {
+        let limit = self.model.architecture.max_position_embeddings;
+        if self.position + width > limit {
+            return Err(InferenceError::SequenceTooLong {
+                needed: self.position + width,
+                limit,
+            });
+        }
+        let logits = self
+            .model
+            .model
+            .forward(input, self.position, &mut self.cache)?;
+        self.position += width;
+        // Greedy sampling: the most likely next token of each sequence.
+        Ok(logits.argmax(D::Minus1)?.to_vec1::<u32>()?)
+    }
+
+    /// Positions already held in the KV cache.
+    pub fn position(&self) -> usize {
+        self.position
+    }
+}

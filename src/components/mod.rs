@@ -1,0 +1,4 @@
+//! Systems under test. Components expose operations; they never time
+//! themselves — measuring is the job of `crate::benchmarks`.
+
+pub mod inference;

@@ -1,0 +1,85 @@
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+use comfy_table::{Cell, Color, Table};
+
+use super::{DailyReport, Status, Verdict};
+
+fn fmt(value: Option<f64>) -> String {
+    value.map_or_else(
+        || "—".to_string(),
+        |v| {
+            if v.abs() >= 100.0 {
+                format!("{v:.1}")
+            } else {
+                format!("{v:.3}")
+            }
+        },
+    )
+}
+
+/// The table printed at the end of a day: what was measured, each target
+/// with ✓ or ✗ and the measured value.
+pub fn render_summary_table(report: &DailyReport) -> String {
+    let colour = console::colors_enabled_stderr() && console::colors_enabled();
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header([
+        "benchmark",
+        "status",
+        "latency metric",
+        "mean ms",
+        "p50 ms",
+        "p99 ms",
+        "throughput",
+        "targets",
+    ]);
+    for r in &report.results {
+        let status = match r.status {
+            Status::Ok => Cell::new("ok").fg(Color::Green),
+            Status::Failed => Cell::new("FAILED").fg(Color::Red),
+            Status::Interrupted => Cell::new("interrupted").fg(Color::Yellow),
+        };
+        let status = if colour {
+            status
+        } else {
+            Cell::new(format!("{:?}", r.status).to_lowercase())
+        };
+        let throughput = match (r.throughput, &r.throughput_unit) {
+            (Some(t), Some(unit)) => format!("{} {unit}", fmt(Some(t))),
+            _ => "—".to_string(),
+        };
+        let targets = r
+            .targets
+            .iter()
+            .map(|t| {
+                let mark = match t.verdict {
+                    Verdict::Met => "✓",
+                    Verdict::Missed => "✗",
+                    Verdict::NotMeasured => "?",
+                };
+                format!("{mark} {} (measured {})", t.target, fmt(t.measured))
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        table.add_row(vec![
+            Cell::new(&r.benchmark_name),
+            status,
+            Cell::new(r.latency_metric.as_deref().unwrap_or("—")),
+            Cell::new(fmt(r.mean_ms)),
+            Cell::new(fmt(r.p50_ms)),
+            Cell::new(fmt(r.p99_ms)),
+            Cell::new(throughput),
+            Cell::new(targets),
+        ]);
+    }
+    let s = &report.summary;
+    format!(
+        "{table}\n{} results: {} ok, {} failed, {} interrupted; targets: {} met, {} missed, {} not measured",
+        s.total,
+        s.successful,
+        s.failed,
+        s.interrupted,
+        s.targets_met,
+        s.targets_missed,
+        s.targets_not_measured
+    )
+}

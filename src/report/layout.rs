@@ -1,0 +1,142 @@
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+
+use super::{BenchmarkResult, DailyReport, Exporter};
+
+/// Problems with the results folder.
+#[derive(Debug, thiserror::Error)]
+pub enum OutputError {
+    #[error(
+        "results folder {path} is not usable: {source}\n  help: pass a writable folder with --out DIR (or set output_dir in the campaign)"
+    )]
+    Unwritable {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write {path}: {source}")]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot encode the report: {0}")]
+    Encode(#[from] serde_json::Error),
+}
+
+/// The folders of one campaign's results:
+/// `<out>/<campaign>/{daily_reports,metrics_json,raw_profiles,flame_graphs}`.
+#[derive(Debug, Clone)]
+pub struct OutputLayout {
+    pub root: PathBuf,
+    pub campaign_dir: PathBuf,
+}
+
+impl OutputLayout {
+    /// Creates the folders and proves they are writable before anything
+    /// runs, so a bad `--out` fails in a second, not after an hour.
+    pub fn create(out: &Path, campaign_slug: &str) -> Result<Self, OutputError> {
+        let layout = Self {
+            root: out.to_path_buf(),
+            campaign_dir: out.join(campaign_slug),
+        };
+        for dir in [
+            layout.daily_reports(),
+            layout.metrics_json(),
+            layout.campaign_dir.join("raw_profiles"),
+            layout.campaign_dir.join("flame_graphs"),
+            layout.model_cache(),
+        ] {
+            std::fs::create_dir_all(&dir).map_err(|source| OutputError::Unwritable {
+                path: dir.clone(),
+                source,
+            })?;
+        }
+        let probe_dir = layout.daily_reports();
+        tempfile::NamedTempFile::new_in(&probe_dir)
+            .and_then(|mut f| f.write_all(b"probe"))
+            .map_err(|source| OutputError::Unwritable {
+                path: probe_dir,
+                source,
+            })?;
+        Ok(layout)
+    }
+
+    pub fn daily_reports(&self) -> PathBuf {
+        self.campaign_dir.join("daily_reports")
+    }
+
+    pub fn metrics_json(&self) -> PathBuf {
+        self.campaign_dir.join("metrics_json")
+    }
+
+    /// Synthetic models are shared by every campaign under the same root.
+    pub fn model_cache(&self) -> PathBuf {
+        self.root.join("model_cache")
+    }
+
+    fn stamp(time: &DateTime<Utc>) -> String {
+        time.format("%Y%m%dT%H%M%SZ").to_string()
+    }
+
+    pub fn day_report_path(&self, report: &DailyReport, exporter: &dyn Exporter) -> PathBuf {
+        self.daily_reports().join(format!(
+            "day_{}_report_{}.{}",
+            report.day,
+            Self::stamp(&report.started_at),
+            exporter.extension()
+        ))
+    }
+
+    /// One file per benchmark result, written as soon as the result exists.
+    pub fn metrics_path(
+        &self,
+        day: u32,
+        started_at: &DateTime<Utc>,
+        result: &BenchmarkResult,
+    ) -> PathBuf {
+        // `bench[prompt_len=128]` becomes `bench.prompt_len=128`.
+        let name: String = result
+            .benchmark_name
+            .replace('[', ".")
+            .chars()
+            .filter(|c| *c != ']')
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || "-_.=".contains(c) {
+                    c
+                } else {
+                    '_'
+                }
+            })
+            .collect();
+        self.metrics_json()
+            .join(format!("day_{day}_{}_{name}.json", Self::stamp(started_at)))
+    }
+
+    pub fn write_report(
+        &self,
+        report: &DailyReport,
+        exporter: &dyn Exporter,
+    ) -> Result<PathBuf, OutputError> {
+        let path = self.day_report_path(report, exporter);
+        write_atomically(&path, &exporter.serialize(report)?)?;
+        Ok(path)
+    }
+}
+
+/// Writes through a temporary file in the same folder and renames it into
+/// place: readers never see a half-written report, even after a crash.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let write_err = |source| OutputError::Write {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = tempfile::NamedTempFile::new_in(dir).map_err(write_err)?;
+    file.write_all(bytes).map_err(write_err)?;
+    file.as_file().sync_all().map_err(write_err)?;
+    file.persist(path).map_err(|e| write_err(e.error))?;
+    Ok(())
+}

@@ -1,0 +1,19 @@
+//! Writers: they format a [`DailyReport`] and never compute statistics.
+//! One [`Exporter`] per format, as in hyperfine.
+
+mod console;
+mod json;
+mod layout;
+mod model;
+
+pub use console::render_summary_table;
+pub use json::JsonExporter;
+pub use layout::{OutputError, OutputLayout, write_atomically};
+pub use model::*;
+
+/// A format a day report can be written in.
+pub trait Exporter {
+    /// File extension without the dot.
+    fn extension(&self) -> &'static str;
+    fn serialize(&self, report: &DailyReport) -> Result<Vec<u8>, OutputError>;
+}

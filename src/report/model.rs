@@ -1,0 +1,152 @@
+//! The day report's data model (schema version 1). Plain data: runner and
+//! stats fill it in; writers only format it.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::runner::{Environment, IterationPlan};
+use crate::stats::{ProvisionalRule, Summary};
+
+pub const SCHEMA_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DailyReport {
+    pub schema_version: u32,
+    pub campaign: CampaignInfo,
+    pub day: u32,
+    pub day_title: String,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+    pub quick: bool,
+    /// True when Ctrl-C stopped the day; results measured before it are kept.
+    pub interrupted: bool,
+    pub environment: Environment,
+    pub settings: RunSettings,
+    pub summary: DaySummary,
+    pub results: Vec<BenchmarkResult>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CampaignInfo {
+    pub name: String,
+    pub description: String,
+    pub file: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RunSettings {
+    pub threads: usize,
+    pub device: String,
+    pub dtype: String,
+    pub seed: u64,
+    pub max_raw_samples: usize,
+    pub quick_factor: f64,
+    pub provisional_rule: ProvisionalRule,
+    pub only: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct DaySummary {
+    pub total: usize,
+    pub successful: usize,
+    pub failed: usize,
+    pub interrupted: usize,
+    pub targets_met: usize,
+    pub targets_missed: usize,
+    /// Targets whose metric was never measured (the benchmark failed first).
+    pub targets_not_measured: usize,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Ok,
+    /// Error, panic or timeout; `error` says which.
+    Failed,
+    /// Stopped by Ctrl-C; the iterations completed before it are summarised.
+    Interrupted,
+}
+
+/// One case of one benchmark (a benchmark with a sweep has one per point).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BenchmarkResult {
+    /// `<benchmark>` or `<benchmark>[<case>]`, unique within the day.
+    pub benchmark_name: String,
+    pub benchmark: String,
+    pub kind: String,
+    pub case: Option<String>,
+    pub status: Status,
+    pub error: Option<String>,
+    /// Flat copies of the headline latency metric's summary, for plain jq.
+    pub mean_ms: Option<f64>,
+    pub p50_ms: Option<f64>,
+    pub p99_ms: Option<f64>,
+    pub latency_metric: Option<String>,
+    /// Mean of the headline throughput metric.
+    pub throughput: Option<f64>,
+    pub throughput_unit: Option<String>,
+    pub throughput_metric: Option<String>,
+    pub parameters: serde_json::Value,
+    pub context: serde_json::Value,
+    pub plan: IterationPlan,
+    pub warmup_completed: u32,
+    pub iterations_completed: u32,
+    pub elapsed_s: f64,
+    pub metrics: BTreeMap<String, MetricReport>,
+    /// Per-step vectors (e.g. `itl_ms` by generated token): the median over
+    /// iterations of each step.
+    pub series: BTreeMap<String, SeriesReport>,
+    /// Measured once while preparing (model load, memory).
+    pub setup: BTreeMap<String, SetupValue>,
+    pub targets: Vec<TargetVerdict>,
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MetricReport {
+    pub unit: String,
+    pub higher_is_better: bool,
+    pub description: String,
+    pub summary: Summary,
+    pub raw_samples: Vec<f64>,
+    pub raw_samples_truncated: bool,
+    /// Values that could not be recorded (negative or not finite).
+    pub rejected_samples: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SetupValue {
+    pub value: f64,
+    pub unit: String,
+    pub description: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SeriesReport {
+    pub unit: String,
+    pub statistic: String,
+    pub values: Vec<f64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum Verdict {
+    Met,
+    Missed,
+    NotMeasured,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TargetVerdict {
+    pub target: String,
+    pub metric: String,
+    pub stat: String,
+    pub threshold: f64,
+    pub measured: Option<f64>,
+    pub verdict: Verdict,
+    /// True when the statistic is a percentile marked provisional.
+    pub provisional: bool,
+}

@@ -1,0 +1,400 @@
+//! Runs one day: each benchmark on its own worker thread, with its timeout,
+//! Ctrl-C handling, and per-result callbacks so results can be written as
+//! soon as they exist.
+
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use chrono::Utc;
+
+use super::execute::{CaseOutcome, WorkerEvent, run_worker, thread_name};
+use super::results::BenchmarkFrame;
+use super::{CancelFlag, Environment, IterationPlan, Progress, QUICK_FACTOR};
+use crate::benchmarks::{BenchContext, find_kind};
+use crate::campaign::{BenchmarkSpec, Campaign, CampaignError, Target};
+use crate::components::inference::DeviceSpec;
+use crate::report::{
+    BenchmarkResult, CampaignInfo, DailyReport, DaySummary, RunSettings, SCHEMA_VERSION, Status,
+    Verdict,
+};
+use crate::stats::ProvisionalRule;
+
+/// After a timeout, how long a worker gets to reach its next iteration
+/// boundary before the day moves on without it.
+const ABANDON_GRACE: Duration = Duration::from_secs(10);
+
+/// How often the day loop wakes to check Ctrl-C and the timeout.
+const POLL: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub day: u32,
+    pub quick: bool,
+    pub only: Vec<String>,
+    pub device: Option<DeviceSpec>,
+    pub threads: Option<usize>,
+    pub model_cache_dir: std::path::PathBuf,
+}
+
+/// Picks the benchmarks of the day that `--only` selects.
+pub fn select_benchmarks<'c>(
+    campaign: &'c Campaign,
+    opts: &RunOptions,
+) -> Result<Vec<&'c BenchmarkSpec>, CampaignError> {
+    let day = campaign.day(opts.day)?;
+    let all: Vec<&BenchmarkSpec> = day.benchmarks.iter().map(|b| b.get_ref()).collect();
+    let names = || {
+        all.iter()
+            .map(|b| b.name.get_ref().as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    if all.is_empty() {
+        return Err(CampaignError::EmptyDay {
+            path: campaign.path.clone(),
+            day: opts.day,
+            title: day.title.clone(),
+        });
+    }
+    let unknown: Vec<&String> = opts
+        .only
+        .iter()
+        .filter(|o| !all.iter().any(|b| b.name.get_ref() == *o))
+        .collect();
+    if !unknown.is_empty() {
+        return Err(CampaignError::NoSuchBenchmark {
+            path: campaign.path.clone(),
+            day: opts.day,
+            names: unknown
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            available: names(),
+        });
+    }
+    Ok(all
+        .into_iter()
+        .filter(|b| opts.only.is_empty() || opts.only.contains(b.name.get_ref()))
+        .collect())
+}
+
+/// Runs the selected benchmarks of a day and returns its report. Never
+/// fails once started: failures are results.
+pub fn run_day(
+    campaign: &Campaign,
+    opts: &RunOptions,
+    interrupt: &CancelFlag,
+    progress: &mut dyn Progress,
+    on_result: &mut dyn FnMut(&BenchmarkResult),
+) -> Result<DailyReport, CampaignError> {
+    let benchmarks = select_benchmarks(campaign, opts)?;
+    let day = campaign.day(opts.day)?;
+    let mut settings = campaign.file.settings.clone();
+    settings.threads = opts.threads.unwrap_or(settings.threads);
+    settings.device = opts.device.unwrap_or(settings.device);
+    let ctx = BenchContext {
+        models: campaign.models.clone(),
+        settings: settings.clone(),
+        device: settings.device,
+        model_cache_dir: opts.model_cache_dir.clone(),
+    };
+    let started_at = Utc::now();
+    let mut results = Vec::new();
+    let mut warnings = Vec::new();
+    for spec in benchmarks {
+        if interrupt.is_cancelled() {
+            if let Some(result) = not_started(spec, opts.quick) {
+                on_result(&result);
+                results.push(result);
+            }
+            continue;
+        }
+        let (measured, abandoned) =
+            run_benchmark(spec, &ctx, opts.quick, interrupt, progress, on_result);
+        if let Some(message) = abandoned {
+            warnings.push(message);
+        }
+        results.extend(measured);
+    }
+    let environment = Environment::capture(
+        settings.device.to_string(),
+        settings.threads,
+        settings.dtype.name().to_string(),
+    );
+    Ok(DailyReport {
+        schema_version: SCHEMA_VERSION,
+        campaign: CampaignInfo {
+            name: campaign.name().to_string(),
+            description: campaign.file.description.clone(),
+            file: campaign.path.display().to_string(),
+        },
+        day: opts.day,
+        day_title: day.title.clone(),
+        started_at,
+        finished_at: Utc::now(),
+        quick: opts.quick,
+        interrupted: interrupt.is_cancelled(),
+        environment,
+        settings: RunSettings {
+            threads: settings.threads,
+            device: settings.device.to_string(),
+            dtype: settings.dtype.name().to_string(),
+            seed: settings.seed,
+            max_raw_samples: settings.max_raw_samples,
+            quick_factor: if opts.quick { QUICK_FACTOR } else { 1.0 },
+            provisional_rule: ProvisionalRule::current(),
+            only: opts.only.clone(),
+        },
+        summary: summarize_day(&results),
+        results,
+        warnings,
+    })
+}
+
+fn parse_targets(spec: &BenchmarkSpec) -> Vec<Target> {
+    // Validation already parsed every target, so none is dropped here.
+    spec.targets
+        .iter()
+        .filter_map(|t| t.get_ref().parse().ok())
+        .collect()
+}
+
+/// The result of a benchmark that Ctrl-C stopped before it started.
+fn not_started(spec: &BenchmarkSpec, quick: bool) -> Option<BenchmarkResult> {
+    let kind = find_kind(spec.kind.get_ref())?;
+    let (plan, targets) = (IterationPlan::for_spec(spec, quick), parse_targets(spec));
+    let frame = BenchmarkFrame {
+        name: spec.name.get_ref(),
+        kind,
+        targets: &targets,
+        plan: &plan,
+        setup: Default::default(),
+        context: serde_json::Value::Null,
+    };
+    Some(frame.unmeasured(
+        None,
+        Status::Interrupted,
+        "not run: interrupted before it started".into(),
+    ))
+}
+
+/// Runs one benchmark; returns its results and, if its worker had to be
+/// abandoned after a timeout, a warning for the day.
+fn run_benchmark(
+    spec: &BenchmarkSpec,
+    ctx: &BenchContext,
+    quick: bool,
+    interrupt: &CancelFlag,
+    progress: &mut dyn Progress,
+    on_result: &mut dyn FnMut(&BenchmarkResult),
+) -> (Vec<BenchmarkResult>, Option<String>) {
+    let name = spec.name.get_ref();
+    let (plan, targets) = (IterationPlan::for_spec(spec, quick), parse_targets(spec));
+    // Validation rejects unknown kinds before a day starts.
+    let Some(kind) = find_kind(spec.kind.get_ref()) else {
+        return (
+            Vec::new(),
+            Some(format!(
+                "benchmark {name}: kind {} is not registered",
+                spec.kind.get_ref()
+            )),
+        );
+    };
+    progress.benchmark_started(name, kind.name());
+    let mut frame = BenchmarkFrame {
+        name,
+        kind,
+        targets: &targets,
+        plan: &plan,
+        setup: Default::default(),
+        context: serde_json::Value::Null,
+    };
+    let mut emit = |result: BenchmarkResult,
+                    results: &mut Vec<BenchmarkResult>,
+                    progress: &mut dyn Progress| {
+        progress.case_finished(&result);
+        on_result(&result);
+        results.push(result);
+    };
+    let mut results = Vec::new();
+
+    let (events_tx, events) = mpsc::channel();
+    let cancel = CancelFlag::new();
+    let worker = {
+        let (params, ctx, plan, cancel) =
+            (spec.params(), ctx.clone(), plan.clone(), cancel.clone());
+        thread::Builder::new()
+            .name(thread_name(name))
+            .spawn(move || run_worker(kind, params, ctx, plan, cancel, events_tx))
+    };
+    let worker = match worker {
+        Ok(w) => w,
+        Err(e) => {
+            let result =
+                frame.unmeasured(None, Status::Failed, format!("cannot start a thread: {e}"));
+            emit(result, &mut results, progress);
+            return (results, None);
+        }
+    };
+
+    let started = Instant::now();
+    let timeout = Duration::from_secs_f64(plan.timeout_s);
+    let timeout_message = || {
+        format!(
+            "timed out after {:.1} s (timeout_s = {}); iterations completed before it are summarised",
+            started.elapsed().as_secs_f64(),
+            plan.timeout_s
+        )
+    };
+    let mut cases: Vec<(String, serde_json::Value)> = Vec::new();
+    let mut next_case = 0;
+    let mut current: Option<(usize, CaseOutcome)> = None;
+    let mut timed_out_at: Option<Instant> = None;
+    let mut interrupted = false;
+    let mut abandoned = None;
+    loop {
+        match events.recv_timeout(POLL) {
+            Ok(WorkerEvent::Prepared {
+                setup,
+                context,
+                cases: info,
+            }) => {
+                frame.setup = BenchmarkFrame::setup_values(kind, &setup);
+                frame.context = context;
+                cases = info;
+            }
+            Ok(WorkerEvent::PrepareFailed(error)) => {
+                let result =
+                    frame.unmeasured(None, Status::Failed, format!("preparing failed: {error}"));
+                emit(result, &mut results, progress);
+            }
+            Ok(WorkerEvent::CaseStarted(index)) => {
+                next_case = index + 1;
+                if let Some((label, _)) = cases.get(index) {
+                    progress.case_started(label, plan.warmup, plan.iterations);
+                }
+                current = Some((index, CaseOutcome::new()));
+            }
+            Ok(WorkerEvent::WarmupDone) => {
+                if let Some((_, outcome)) = &mut current {
+                    outcome.warmup_completed += 1;
+                }
+                progress.iteration_done(true, 0, 0);
+            }
+            Ok(WorkerEvent::Measured(observations)) => {
+                if let Some((_, outcome)) = &mut current {
+                    outcome.record(kind, observations, ctx.settings.max_raw_samples);
+                }
+                progress.iteration_done(false, 0, 0);
+            }
+            Ok(WorkerEvent::CaseFinished(end)) => {
+                if let Some((index, mut outcome)) = current.take() {
+                    outcome.finish(end);
+                    let timeout_error =
+                        (timed_out_at.is_some() && outcome.cancelled).then(&timeout_message);
+                    let (label, parameters) = &cases[index];
+                    let result =
+                        frame.measured(label, parameters, outcome, interrupted, timeout_error);
+                    emit(result, &mut results, progress);
+                }
+            }
+            Err(RecvTimeoutError::Timeout) => {}
+            Err(RecvTimeoutError::Disconnected) => break,
+        }
+        if !interrupted && interrupt.is_cancelled() {
+            interrupted = true;
+            cancel.cancel();
+        }
+        if timed_out_at.is_none() && started.elapsed() > timeout {
+            timed_out_at = Some(Instant::now());
+            cancel.cancel();
+            progress.note(&format!(
+                "{name}: timeout_s = {} reached; stopping at the next iteration boundary",
+                plan.timeout_s
+            ));
+        }
+        if timed_out_at.is_some_and(|t| t.elapsed() > ABANDON_GRACE) {
+            abandoned = Some(format!(
+                "benchmark {name} did not stop within {} s of its timeout; its thread was left running and may slow the benchmarks after it",
+                ABANDON_GRACE.as_secs()
+            ));
+            break;
+        }
+    }
+    if abandoned.is_none() {
+        // The channel closed, so the worker has returned or is returning.
+        let _ = worker.join();
+    }
+
+    // The case in progress when the worker was abandoned keeps what it measured.
+    if let Some((index, mut outcome)) = current.take() {
+        outcome.elapsed = outcome.started.elapsed();
+        let (label, parameters) = &cases[index];
+        let result = frame.measured(
+            label,
+            parameters,
+            outcome,
+            interrupted,
+            Some(timeout_message()),
+        );
+        emit(result, &mut results, progress);
+    }
+    // Cases that never started are listed, so the report shows what is missing.
+    for (label, parameters) in cases.iter().skip(next_case) {
+        let (status, error) = if timed_out_at.is_some() {
+            (
+                Status::Failed,
+                format!(
+                    "not run: the benchmark's timeout_s = {} ran out first",
+                    plan.timeout_s
+                ),
+            )
+        } else {
+            (
+                Status::Interrupted,
+                "not run: interrupted before it started".to_string(),
+            )
+        };
+        let result = frame.unmeasured(Some((label, parameters)), status, error);
+        emit(result, &mut results, progress);
+    }
+    if results.is_empty() {
+        let message = if timed_out_at.is_some() {
+            timeout_message()
+        } else if interrupted {
+            "interrupted while preparing".to_string()
+        } else {
+            "the benchmark ended without reporting anything".to_string()
+        };
+        let status = if timed_out_at.is_none() && interrupted {
+            Status::Interrupted
+        } else {
+            Status::Failed
+        };
+        let result = frame.unmeasured(None, status, message);
+        emit(result, &mut results, progress);
+    }
+    (results, abandoned)
+}
+
+fn summarize_day(results: &[BenchmarkResult]) -> DaySummary {
+    let count_status = |s: Status| results.iter().filter(|r| r.status == s).count();
+    let count_verdict = |v: Verdict| {
+        results
+            .iter()
+            .flat_map(|r| &r.targets)
+            .filter(|t| t.verdict == v)
+            .count()
+    };
+    DaySummary {
+        total: results.len(),
+        successful: count_status(Status::Ok),
+        failed: count_status(Status::Failed),
+        interrupted: count_status(Status::Interrupted),
+        targets_met: count_verdict(Verdict::Met),
+        targets_missed: count_verdict(Verdict::Missed),
+        targets_not_measured: count_verdict(Verdict::NotMeasured),
+    }
+}

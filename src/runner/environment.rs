@@ -1,0 +1,73 @@
+//! A description of the machine and build a report was measured on.
+
+use serde::{Deserialize, Serialize};
+use sysinfo::System;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Environment {
+    pub hostname: Option<String>,
+    pub cpu_model: String,
+    pub physical_cores: Option<usize>,
+    pub logical_cores: usize,
+    pub memory_total_bytes: u64,
+    pub os: String,
+    pub kernel: Option<String>,
+    pub arch: String,
+    pub rustc_version: String,
+    pub candle_version: String,
+    pub campaign_version: String,
+    pub git_commit: String,
+    pub build_profile: String,
+    pub cargo_features: Vec<String>,
+    pub device: String,
+    pub threads: usize,
+    pub dtype: String,
+}
+
+impl Environment {
+    pub fn capture(device: String, threads: usize, dtype: String) -> Self {
+        // sysinfo reports what it could not read as errors; a report still
+        // gets written, with "unknown" in place of a fact it could not read.
+        let system = System::new().ok().map(|mut s| {
+            s.refresh_memory();
+            s.refresh_cpu_list(sysinfo::CpuRefreshKind::nothing());
+            s
+        });
+        let cpu_model = system
+            .as_ref()
+            .and_then(|s| s.cpus().first().map(|c| c.brand().trim().to_string()))
+            .filter(|b| !b.is_empty())
+            .unwrap_or_else(|| "unknown".to_string());
+        let mut cargo_features = Vec::new();
+        if cfg!(feature = "cuda") {
+            cargo_features.push("cuda".to_string());
+        }
+        if cfg!(feature = "metal") {
+            cargo_features.push("metal".to_string());
+        }
+        Self {
+            hostname: System::host_name().ok(),
+            cpu_model,
+            physical_cores: System::physical_core_count().ok(),
+            logical_cores: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            memory_total_bytes: system.as_ref().map_or(0, System::total_memory),
+            os: System::long_os_version().unwrap_or_else(|_| std::env::consts::OS.to_string()),
+            kernel: System::kernel_version().ok(),
+            arch: std::env::consts::ARCH.to_string(),
+            rustc_version: env!("CAMPAIGN_RUSTC_VERSION").to_string(),
+            candle_version: env!("CAMPAIGN_CANDLE_VERSION").to_string(),
+            campaign_version: env!("CARGO_PKG_VERSION").to_string(),
+            git_commit: env!("CAMPAIGN_GIT_COMMIT").to_string(),
+            build_profile: if cfg!(debug_assertions) {
+                "debug"
+            } else {
+                "release"
+            }
+            .to_string(),
+            cargo_features,
+            device,
+            threads,
+            dtype,
+        }
+    }
+}

@@ -1,0 +1,242 @@
+//! Runs one benchmark on a worker thread: preparation, then each case's
+//! warm-up and timed iterations, streaming events back to the day loop.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::Once;
+use std::sync::mpsc::Sender;
+use std::time::{Duration, Instant};
+
+use super::{CancelFlag, IterationPlan};
+use crate::benchmarks::{BenchContext, BenchmarkCase, BenchmarkKind, Observations};
+use crate::stats::{MetricRecorder, ValueKind};
+
+/// What the worker tells the day loop.
+pub(super) enum WorkerEvent {
+    Prepared {
+        setup: Vec<(&'static str, f64)>,
+        context: serde_json::Value,
+        cases: Vec<(String, serde_json::Value)>,
+    },
+    PrepareFailed(String),
+    CaseStarted(usize),
+    WarmupDone,
+    /// One timed iteration's observations, sent as soon as it ends so that
+    /// nothing measured is lost if the worker is later abandoned.
+    Measured(Observations),
+    CaseFinished(CaseEnd),
+}
+
+/// How a case's loop ended.
+pub(super) struct CaseEnd {
+    pub error: Option<String>,
+    pub cancelled: bool,
+}
+
+/// Everything measured in one case so far, held by the day loop.
+pub(super) struct CaseOutcome {
+    pub recorders: BTreeMap<&'static str, MetricRecorder>,
+    pub series: BTreeMap<&'static str, Vec<Vec<f64>>>,
+    pub warmup_completed: u32,
+    pub iterations_completed: u32,
+    pub started: Instant,
+    pub elapsed: Duration,
+    pub error: Option<String>,
+    pub cancelled: bool,
+}
+
+impl CaseOutcome {
+    pub fn new() -> Self {
+        Self {
+            recorders: BTreeMap::new(),
+            series: BTreeMap::new(),
+            warmup_completed: 0,
+            iterations_completed: 0,
+            started: Instant::now(),
+            elapsed: Duration::ZERO,
+            error: None,
+            cancelled: false,
+        }
+    }
+
+    pub fn record(
+        &mut self,
+        kind: &'static dyn BenchmarkKind,
+        observations: Observations,
+        max_raw: usize,
+    ) {
+        for (metric, value) in observations.values() {
+            recorder(&mut self.recorders, kind, metric, max_raw).record(*value);
+        }
+        for (metric, values) in observations.series {
+            let r = recorder(&mut self.recorders, kind, metric, max_raw);
+            values.iter().for_each(|v| r.record(*v));
+            self.series.entry(metric).or_default().push(values);
+        }
+        self.iterations_completed += 1;
+        self.elapsed = self.started.elapsed();
+    }
+
+    pub fn finish(&mut self, end: CaseEnd) {
+        self.error = end.error;
+        self.cancelled = end.cancelled;
+        self.elapsed = self.started.elapsed();
+    }
+}
+
+const WORKER_PREFIX: &str = "benchmark ";
+
+thread_local! {
+    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Panics on benchmark threads become failure messages (with their source
+/// location) in the report instead of text scribbled over the progress output.
+fn install_panic_capture() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        let previous = panic::take_hook();
+        panic::set_hook(Box::new(move |info| {
+            let on_worker = std::thread::current()
+                .name()
+                .is_some_and(|n| n.starts_with(WORKER_PREFIX));
+            if on_worker {
+                let location = info
+                    .location()
+                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
+                    .unwrap_or_default();
+                let message = info
+                    .payload()
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "non-string panic payload".to_string());
+                LAST_PANIC
+                    .with(|p| *p.borrow_mut() = Some(format!("panicked{location}: {message}")));
+            } else {
+                previous(info);
+            }
+        }));
+    });
+}
+
+fn take_panic_message() -> String {
+    LAST_PANIC
+        .with(|p| p.borrow_mut().take())
+        .unwrap_or_else(|| "panicked".to_string())
+}
+
+pub(super) fn thread_name(benchmark: &str) -> String {
+    install_panic_capture();
+    format!("{WORKER_PREFIX}{benchmark}")
+}
+
+/// The body of a worker thread. Send errors mean the day loop stopped
+/// listening (it abandoned a timed-out benchmark): the worker just ends.
+pub(super) fn run_worker(
+    kind: &'static dyn BenchmarkKind,
+    params: toml::Table,
+    ctx: BenchContext,
+    plan: IterationPlan,
+    cancel: CancelFlag,
+    events: Sender<WorkerEvent>,
+) {
+    let prepared = panic::catch_unwind(AssertUnwindSafe(|| kind.prepare(&params, &ctx)));
+    let prepared = match prepared {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => {
+            let _ = events.send(WorkerEvent::PrepareFailed(e.to_string()));
+            return;
+        }
+        Err(_) => {
+            let _ = events.send(WorkerEvent::PrepareFailed(take_panic_message()));
+            return;
+        }
+    };
+    let cases_info = prepared
+        .cases
+        .iter()
+        .map(|c| (c.label(), c.parameters()))
+        .collect();
+    if events
+        .send(WorkerEvent::Prepared {
+            setup: prepared.setup,
+            context: prepared.context,
+            cases: cases_info,
+        })
+        .is_err()
+    {
+        return;
+    }
+    for (index, mut case) in prepared.cases.into_iter().enumerate() {
+        if cancel.is_cancelled() || events.send(WorkerEvent::CaseStarted(index)).is_err() {
+            return;
+        }
+        let end = run_case(case.as_mut(), &plan, &cancel, &events);
+        if events.send(WorkerEvent::CaseFinished(end)).is_err() {
+            return;
+        }
+    }
+}
+
+/// Warm-up, then timed iterations until the count or the time budget is
+/// reached, an iteration fails, or the run is cancelled.
+fn run_case(
+    case: &mut dyn BenchmarkCase,
+    plan: &IterationPlan,
+    cancel: &CancelFlag,
+    events: &Sender<WorkerEvent>,
+) -> CaseEnd {
+    let iterate = |case: &mut dyn BenchmarkCase| -> Result<Observations, String> {
+        let mut observations = Observations::new();
+        match panic::catch_unwind(AssertUnwindSafe(|| case.run_iteration(&mut observations))) {
+            Ok(Ok(())) => Ok(observations),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err(take_panic_message()),
+        }
+    };
+    let end = |error, cancelled| CaseEnd { error, cancelled };
+    for _ in 0..plan.warmup {
+        if cancel.is_cancelled() {
+            return end(None, true);
+        }
+        if let Err(e) = iterate(case) {
+            return end(Some(format!("warm-up iteration failed: {e}")), false);
+        }
+        if events.send(WorkerEvent::WarmupDone).is_err() {
+            return end(None, true);
+        }
+    }
+    let budget = plan.time_budget_s.map(Duration::from_secs_f64);
+    let timed_start = Instant::now();
+    for done in 0..plan.iterations {
+        if cancel.is_cancelled() {
+            return end(None, true);
+        }
+        if budget.is_some_and(|b| done > 0 && timed_start.elapsed() >= b) {
+            break;
+        }
+        match iterate(case) {
+            Ok(observations) => {
+                if events.send(WorkerEvent::Measured(observations)).is_err() {
+                    return end(None, true);
+                }
+            }
+            Err(e) => return end(Some(e), false),
+        }
+    }
+    end(None, false)
+}
+
+fn recorder<'a>(
+    recorders: &'a mut BTreeMap<&'static str, MetricRecorder>,
+    kind: &'static dyn BenchmarkKind,
+    metric: &'static str,
+    max_raw: usize,
+) -> &'a mut MetricRecorder {
+    recorders.entry(metric).or_insert_with(|| {
+        let value_kind = kind.metric(metric).map_or(ValueKind::Quantity, |m| m.kind);
+        MetricRecorder::new(value_kind, max_raw)
+    })
+}

@@ -1,0 +1,48 @@
+//! Resident memory of this process.
+
+/// Current resident set size in bytes, if the platform reports it.
+pub fn resident_set_bytes() -> Option<u64> {
+    proc_status_kib("VmRSS:")
+        .map(|kib| kib * 1024)
+        .or_else(sysinfo_rss)
+}
+
+/// Peak resident set size in bytes (Linux `VmHWM`).
+pub fn peak_resident_bytes() -> Option<u64> {
+    proc_status_kib("VmHWM:").map(|kib| kib * 1024)
+}
+
+fn proc_status_kib(field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix(field))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+fn sysinfo_rss() -> Option<u64> {
+    use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System, get_current_pid};
+    let pid = get_current_pid().ok()?;
+    let mut system = System::new().ok()?;
+    system.refresh_processes_specifics(
+        ProcessesToUpdate::Some(&[pid]),
+        true,
+        ProcessRefreshKind::nothing().with_memory(),
+    );
+    system.process(pid).map(|p| p.memory())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn touching_memory_raises_resident_size() {
+        let before = resident_set_bytes().unwrap();
+        let block = vec![1u8; 64 << 20];
+        let after = resident_set_bytes().unwrap();
+        assert!(after >= before + (32 << 20), "{before} → {after}");
+        assert!(peak_resident_bytes().unwrap_or(after) >= after);
+        drop(std::hint::black_box(block));
+    }
+}

@@ -1,0 +1,33 @@
+//! The measurement core: iteration plans, the timing loop on worker
+//! threads, timeouts, Ctrl-C, progress, and the machine's description.
+
+mod day;
+mod environment;
+mod execute;
+mod interrupt;
+pub mod memory;
+mod plan;
+mod progress;
+mod results;
+
+pub use day::{RunOptions, run_day, select_benchmarks};
+pub use environment::Environment;
+pub use interrupt::{CancelFlag, install_interrupt_handler};
+pub use plan::{IterationPlan, QUICK_FACTOR};
+pub use progress::{Progress, console_progress};
+
+/// Sets the compute thread count for candle and rayon. Must run before any
+/// other thread starts (candle reads `RAYON_NUM_THREADS` on each matmul).
+pub fn configure_threads(threads: usize) {
+    // SAFETY: called from `main`'s thread before any other thread exists
+    // (the Ctrl-C handler and benchmark workers start afterwards), so no
+    // thread can read the environment concurrently.
+    unsafe {
+        std::env::set_var("RAYON_NUM_THREADS", threads.to_string());
+    }
+    // The global pool may already exist if a library initialised it; the
+    // environment variable above still governs candle's own parallelism.
+    let _ = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build_global();
+}

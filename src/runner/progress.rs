@@ -1,0 +1,124 @@
+//! Progress output on stderr: a bar per case on a terminal, plain lines
+//! otherwise (CI logs), no colour when NO_COLOR is set.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::report::{BenchmarkResult, Status};
+
+pub trait Progress {
+    fn benchmark_started(&mut self, name: &str, kind: &str);
+    fn case_started(&mut self, label: &str, warmup: u32, iterations: u32);
+    fn iteration_done(&mut self, warming_up: bool, done: u32, total: u32);
+    fn case_finished(&mut self, result: &BenchmarkResult);
+    fn note(&mut self, message: &str);
+}
+
+/// Chooses bars or plain lines from whether stderr is a terminal.
+pub fn console_progress() -> Box<dyn Progress> {
+    if std::env::var_os("NO_COLOR").is_some() {
+        console::set_colors_enabled(false);
+        console::set_colors_enabled_stderr(false);
+    }
+    if std::io::stderr().is_terminal() {
+        Box::new(BarProgress::default())
+    } else {
+        Box::new(LineProgress::default())
+    }
+}
+
+fn outcome_line(result: &BenchmarkResult) -> String {
+    let status = match result.status {
+        Status::Ok => console::style("ok").green(),
+        Status::Failed => console::style("FAILED").red().bold(),
+        Status::Interrupted => console::style("interrupted").yellow(),
+    };
+    let mut line = format!("  {} {status}", result.benchmark_name);
+    if let (Some(p50), Some(metric)) = (result.p50_ms, &result.latency_metric) {
+        line.push_str(&format!("  {metric} p50 {p50:.3} ms"));
+    }
+    if let (Some(t), Some(unit)) = (result.throughput, &result.throughput_unit) {
+        line.push_str(&format!("  {t:.1} {unit}"));
+    }
+    if let Some(error) = &result.error {
+        line.push_str(&format!("  {error}"));
+    }
+    line
+}
+
+#[derive(Default)]
+struct LineProgress {
+    benchmark: String,
+}
+
+impl Progress for LineProgress {
+    fn benchmark_started(&mut self, name: &str, kind: &str) {
+        self.benchmark = name.to_string();
+        eprintln!("▶ {name} ({kind})");
+    }
+
+    fn case_started(&mut self, label: &str, warmup: u32, iterations: u32) {
+        eprintln!(
+            "  {}[{label}]: {warmup} warm-up, up to {iterations} timed iterations",
+            self.benchmark
+        );
+    }
+
+    fn iteration_done(&mut self, _warming_up: bool, _done: u32, _total: u32) {}
+
+    fn case_finished(&mut self, result: &BenchmarkResult) {
+        eprintln!("{}", outcome_line(result));
+    }
+
+    fn note(&mut self, message: &str) {
+        eprintln!("  {message}");
+    }
+}
+
+#[derive(Default)]
+struct BarProgress {
+    benchmark: String,
+    bar: Option<ProgressBar>,
+}
+
+impl Progress for BarProgress {
+    fn benchmark_started(&mut self, name: &str, kind: &str) {
+        self.benchmark = name.to_string();
+        eprintln!("{} {name} ({kind})", console::style("▶").cyan());
+    }
+
+    fn case_started(&mut self, label: &str, warmup: u32, iterations: u32) {
+        let bar = ProgressBar::new(u64::from(warmup + iterations));
+        let style =
+            ProgressStyle::with_template("  {prefix} [{bar:30}] {pos}/{len} {msg} {elapsed}")
+                .unwrap_or_else(|_| ProgressStyle::default_bar())
+                .progress_chars("=> ");
+        bar.set_style(style);
+        bar.set_prefix(format!("{}[{label}]", self.benchmark));
+        bar.enable_steady_tick(Duration::from_millis(200));
+        self.bar = Some(bar);
+    }
+
+    fn iteration_done(&mut self, warming_up: bool, _done: u32, _total: u32) {
+        if let Some(bar) = &self.bar {
+            bar.set_message(if warming_up { "warm-up" } else { "timed" });
+            bar.inc(1);
+        }
+    }
+
+    fn case_finished(&mut self, result: &BenchmarkResult) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        eprintln!("{}", outcome_line(result));
+    }
+
+    fn note(&mut self, message: &str) {
+        match &self.bar {
+            Some(bar) => bar.println(format!("  {message}")),
+            None => eprintln!("  {message}"),
+        }
+    }
+}

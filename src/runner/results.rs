@@ -1,0 +1,181 @@
+//! Turns what a worker measured into report entries: summaries, headline
+//! fields, target verdicts and warnings.
+
+use std::collections::BTreeMap;
+
+use super::IterationPlan;
+use super::execute::CaseOutcome;
+use crate::analysis::evaluate_targets;
+use crate::benchmarks::BenchmarkKind;
+use crate::campaign::Target;
+use crate::report::{BenchmarkResult, MetricReport, SeriesReport, SetupValue, Status};
+use crate::stats::{elementwise_median, summarize};
+
+/// CV at or above this gets a warning in the report.
+const NOISY_CV: f64 = 0.10;
+
+/// What the day loop knows about a benchmark when it builds its results.
+pub(super) struct BenchmarkFrame<'a> {
+    pub name: &'a str,
+    pub kind: &'static dyn BenchmarkKind,
+    pub targets: &'a [Target],
+    pub plan: &'a IterationPlan,
+    pub setup: BTreeMap<String, SetupValue>,
+    pub context: serde_json::Value,
+}
+
+impl BenchmarkFrame<'_> {
+    pub fn setup_values(
+        kind: &'static dyn BenchmarkKind,
+        setup: &[(&'static str, f64)],
+    ) -> BTreeMap<String, SetupValue> {
+        setup
+            .iter()
+            .map(|(name, value)| {
+                let def = kind.metric(name);
+                (
+                    name.to_string(),
+                    SetupValue {
+                        value: *value,
+                        unit: def.map_or("", |d| d.unit).to_string(),
+                        description: def.map_or("", |d| d.description).to_string(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn empty_result(
+        &self,
+        case: Option<(&str, &serde_json::Value)>,
+        status: Status,
+        error: Option<String>,
+    ) -> BenchmarkResult {
+        let benchmark_name = match case {
+            Some((label, _)) => format!("{}[{label}]", self.name),
+            None => self.name.to_string(),
+        };
+        BenchmarkResult {
+            benchmark_name,
+            benchmark: self.name.to_string(),
+            kind: self.kind.name().to_string(),
+            case: case.map(|(label, _)| label.to_string()),
+            status,
+            error,
+            mean_ms: None,
+            p50_ms: None,
+            p99_ms: None,
+            latency_metric: None,
+            throughput: None,
+            throughput_unit: None,
+            throughput_metric: None,
+            parameters: case.map_or(serde_json::Value::Null, |(_, p)| p.clone()),
+            context: self.context.clone(),
+            plan: self.plan.clone(),
+            warmup_completed: 0,
+            iterations_completed: 0,
+            elapsed_s: 0.0,
+            metrics: BTreeMap::new(),
+            series: BTreeMap::new(),
+            setup: self.setup.clone(),
+            targets: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    /// A result with no measurements: preparation failed, or the case never ran.
+    pub fn unmeasured(
+        &self,
+        case: Option<(&str, &serde_json::Value)>,
+        status: Status,
+        error: String,
+    ) -> BenchmarkResult {
+        let mut result = self.empty_result(case, status, Some(error));
+        result.targets = evaluate_targets(self.targets, &result.metrics, &result.setup);
+        result
+    }
+
+    pub fn measured(
+        &self,
+        label: &str,
+        parameters: &serde_json::Value,
+        outcome: CaseOutcome,
+        interrupted: bool,
+        timeout_error: Option<String>,
+    ) -> BenchmarkResult {
+        let status = if outcome.error.is_some() || timeout_error.is_some() {
+            Status::Failed
+        } else if outcome.cancelled || interrupted {
+            Status::Interrupted
+        } else {
+            Status::Ok
+        };
+        let error = match (outcome.error, timeout_error) {
+            (Some(e), _) => Some(e),
+            (None, Some(t)) => Some(t),
+            (None, None) => None,
+        };
+        let mut result = self.empty_result(Some((label, parameters)), status, error);
+        result.warmup_completed = outcome.warmup_completed;
+        result.iterations_completed = outcome.iterations_completed;
+        result.elapsed_s = outcome.elapsed.as_secs_f64();
+
+        for (name, recorder) in &outcome.recorders {
+            let Some(summary) = summarize(recorder) else {
+                continue;
+            };
+            let def = self.kind.metric(name);
+            if let Some(cv) = summary.cv.filter(|cv| *cv >= NOISY_CV) {
+                result.warnings.push(format!(
+                    "{name}: coefficient of variation {:.1} % ≥ {:.0} %: the machine was noisy or the workload varies; add iterations or quiet the machine",
+                    cv * 100.0,
+                    NOISY_CV * 100.0
+                ));
+            }
+            if recorder.rejected() > 0 {
+                result.warnings.push(format!(
+                    "{name}: {} values were negative or not finite and were not recorded",
+                    recorder.rejected()
+                ));
+            }
+            result.metrics.insert(
+                name.to_string(),
+                MetricReport {
+                    unit: def.map_or("", |d| d.unit).to_string(),
+                    higher_is_better: def.is_some_and(|d| d.higher_is_better),
+                    description: def.map_or("", |d| d.description).to_string(),
+                    summary,
+                    raw_samples: recorder.raw_samples().to_vec(),
+                    raw_samples_truncated: recorder.raw_samples_truncated(),
+                    rejected_samples: recorder.rejected(),
+                },
+            );
+        }
+        for (name, runs) in &outcome.series {
+            let unit = self.kind.metric(name).map_or("", |d| d.unit).to_string();
+            result.series.insert(
+                format!("{name}_by_step"),
+                SeriesReport {
+                    unit,
+                    statistic: format!("median over {} iterations", runs.len()),
+                    values: elementwise_median(runs),
+                },
+            );
+        }
+
+        let headline = self.kind.headline();
+        if let Some(m) = result.metrics.get(headline.latency) {
+            result.mean_ms = Some(m.summary.mean);
+            result.p50_ms = Some(m.summary.p50);
+            result.p99_ms = Some(m.summary.p99);
+            result.latency_metric = Some(headline.latency.to_string());
+        }
+        if let Some(m) = result.metrics.get(headline.throughput) {
+            result.throughput = Some(m.summary.mean);
+            result.throughput_unit = Some(m.unit.clone());
+            result.throughput_metric = Some(headline.throughput.to_string());
+        }
+        result.targets = evaluate_targets(self.targets, &result.metrics, &result.setup);
+        result
+    }
+}

@@ -1,0 +1,12 @@
+//! Statistics over recorded samples: summaries, percentiles, confidence
+//! intervals and outlier flags. Kept apart from `report` (which only formats)
+//! and from `runner` (which only records).
+
+mod recorder;
+mod summary;
+
+pub use recorder::{MetricRecorder, ValueKind};
+pub use summary::{
+    MedianInterval, OutlierCounts, PERCENTILES, Percentile, PercentileSource, ProvisionalRule,
+    Summary, elementwise_median, min_samples_for_percentile, summarize,
+};

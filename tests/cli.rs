@@ -1,0 +1,608 @@
+//! Drives the real `campaign` binary on real (tiny) models and real files.
+
+use std::fs;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use assert_cmd::cargo::cargo_bin_cmd;
+use predicates::prelude::*;
+use serde_json::Value;
+use tempfile::TempDir;
+
+/// A Llama small enough that a forward pass takes milliseconds.
+const TINY_MODEL: &str = r#"
+[models.default.synthetic]
+seed = 7
+vocab_size = 256
+hidden_size = 64
+intermediate_size = 128
+num_hidden_layers = 2
+num_attention_heads = 2
+num_key_value_heads = 1
+max_position_embeddings = 1024
+"#;
+
+struct Fixture {
+    dir: TempDir,
+}
+
+impl Fixture {
+    fn new() -> Self {
+        Self {
+            dir: TempDir::new().unwrap(),
+        }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes a campaign with the tiny model and the given days.
+    fn campaign(&self, days: &str) -> PathBuf {
+        self.campaign_raw(&format!(
+            "name = \"t\"\n[settings]\nthreads = 1\n{TINY_MODEL}\n{days}"
+        ))
+    }
+
+    fn campaign_raw(&self, text: &str) -> PathBuf {
+        let path = self.path("campaign.toml");
+        fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn out(&self) -> PathBuf {
+        self.path("out")
+    }
+
+    fn run(&self, campaign: &Path, extra: &[&str]) -> assert_cmd::assert::Assert {
+        cargo_bin_cmd!("campaign")
+            .args(["run", "--day", "1", "--campaign"])
+            .arg(campaign)
+            .arg("--out")
+            .arg(self.out())
+            .args(extra)
+            .assert()
+    }
+
+    fn report(&self) -> Value {
+        let dir = self.out().join("t").join("daily_reports");
+        let entry = fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "json"))
+            .unwrap_or_else(|| panic!("no report in {}", dir.display()));
+        serde_json::from_slice(&fs::read(entry).unwrap()).unwrap()
+    }
+}
+
+const TTFT_DAY: &str = r#"
+[[days]]
+number = 1
+title = "baselines"
+[[days.benchmarks]]
+name = "ttft"
+kind = "first_token_latency"
+warmup = 1
+iterations = 4
+targets = ["ttft_ms.p50 < 60000"]
+[days.benchmarks.params]
+prompt_lengths = [8, 32]
+"#;
+
+const DECODE_BENCH: &str = r#"
+[[days.benchmarks]]
+name = "decode"
+kind = "token_generation"
+warmup = 1
+iterations = 3
+targets = ["decode_tokens_per_s.mean > 0.001"]
+[days.benchmarks.params]
+prompt_lengths = [16]
+output_tokens = 6
+"#;
+
+fn result<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["benchmark_name"] == name)
+        .unwrap_or_else(|| panic!("no result {name} in {report:#}"))
+}
+
+#[test]
+fn run_writes_a_report_of_real_measurements() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&format!("{TTFT_DAY}{DECODE_BENCH}"));
+    f.run(&campaign, &[])
+        .success()
+        .stdout(predicate::str::contains("✓ ttft_ms.p50 < 60000"));
+
+    let report = f.report();
+    assert_eq!(report["schema_version"], 1);
+    assert_eq!(report["day"], 1);
+    assert_eq!(report["summary"]["total"], 3);
+    assert_eq!(report["summary"]["successful"], 3);
+    assert_eq!(report["summary"]["targets_met"], 3);
+    assert_eq!(report["environment"]["threads"], 1);
+    assert!(report["environment"]["cpu_model"].is_string());
+
+    let ttft = result(&report, "ttft[prompt_len=32]");
+    assert_eq!(ttft["status"], "ok");
+    assert_eq!(ttft["iterations_completed"], 4);
+    let samples = ttft["metrics"]["ttft_ms"]["raw_samples"]
+        .as_array()
+        .unwrap();
+    assert_eq!(
+        samples.len(),
+        4,
+        "one TTFT per timed iteration, warm-up excluded"
+    );
+    assert!(samples.iter().all(|s| s.as_f64().unwrap() > 0.0));
+    assert_eq!(ttft["latency_metric"], "ttft_ms");
+    assert!(ttft["p50_ms"].as_f64().unwrap() > 0.0);
+    assert_eq!(ttft["throughput_unit"], "tokens/s");
+    assert!(ttft["setup"]["model_load_ms"]["value"].as_f64().unwrap() > 0.0);
+    assert_eq!(
+        ttft["context"]["parameters"],
+        2 * 256 * 64 + 64 + 2 * (2 * 64 + 64 * 64 * 2 + 32 * 64 * 2 + 3 * 64 * 128)
+    );
+
+    let decode = result(&report, "decode[prompt_len=16]");
+    let itl = &decode["metrics"]["itl_ms"];
+    assert_eq!(
+        itl["summary"]["count"],
+        3 * 5,
+        "5 gaps between 6 tokens, 3 iterations"
+    );
+    assert_eq!(
+        decode["series"]["itl_ms_by_step"]["values"]
+            .as_array()
+            .unwrap()
+            .len(),
+        5
+    );
+    // TPOT is defined from the same run: (e2e − TTFT) / (tokens − 1).
+    let e2e = decode["metrics"]["e2e_ms"]["raw_samples"][0]
+        .as_f64()
+        .unwrap();
+    let first = decode["metrics"]["ttft_ms"]["raw_samples"][0]
+        .as_f64()
+        .unwrap();
+    let tpot = decode["metrics"]["tpot_ms"]["raw_samples"][0]
+        .as_f64()
+        .unwrap();
+    assert!(
+        (tpot - (e2e - first) / 5.0).abs() < 1e-6,
+        "{tpot} vs {e2e} {first}"
+    );
+
+    let per_benchmark = fs::read_dir(f.out().join("t").join("metrics_json"))
+        .unwrap()
+        .count();
+    assert_eq!(per_benchmark, 3);
+    assert!(f.out().join("t").join("raw_profiles").is_dir());
+    assert!(f.out().join("t").join("flame_graphs").is_dir());
+}
+
+#[test]
+fn a_bigger_model_takes_longer_to_first_token() {
+    let f = Fixture::new();
+    let campaign = f.campaign_raw(&format!(
+        r#"name = "t"
+{TINY_MODEL}
+[models.big.synthetic]
+seed = 7
+vocab_size = 256
+hidden_size = 256
+intermediate_size = 1024
+num_hidden_layers = 8
+num_attention_heads = 4
+num_key_value_heads = 2
+max_position_embeddings = 1024
+
+[[days]]
+number = 1
+title = "size"
+[[days.benchmarks]]
+name = "small"
+kind = "first_token_latency"
+iterations = 5
+[days.benchmarks.params]
+prompt_lengths = [128]
+[[days.benchmarks]]
+name = "big"
+kind = "first_token_latency"
+iterations = 5
+[days.benchmarks.params]
+model = "big"
+prompt_lengths = [128]
+"#
+    ));
+    f.run(&campaign, &[]).success();
+    let report = f.report();
+    let small = result(&report, "small[prompt_len=128]")["p50_ms"]
+        .as_f64()
+        .unwrap();
+    let big = result(&report, "big[prompt_len=128]")["p50_ms"]
+        .as_f64()
+        .unwrap();
+    // About 60x the FLOPs per token: the ordering cannot flip by noise.
+    assert!(
+        big > small * 2.0,
+        "big model TTFT {big} ms vs small {small} ms"
+    );
+}
+
+#[test]
+fn json_flag_prints_the_report_on_stdout() {
+    let f = Fixture::new();
+    let campaign = f.campaign(TTFT_DAY);
+    let output = f
+        .run(&campaign, &["--json", "--quick"])
+        .success()
+        .get_output()
+        .stdout
+        .clone();
+    let printed: Value =
+        serde_json::from_slice(&output).expect("stdout is exactly one JSON document");
+    assert_eq!(printed["summary"], f.report()["summary"]);
+    assert_eq!(printed["quick"], true);
+    assert_eq!(
+        printed["results"][0]["plan"]["iterations"], 1,
+        "--quick scales 4 iterations to ceil(0.4)"
+    );
+}
+
+#[test]
+fn only_selects_benchmarks_and_rejects_unknown_names() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&format!("{TTFT_DAY}{DECODE_BENCH}"));
+    f.run(&campaign, &["--only", "decode", "--quick"]).success();
+    assert_eq!(f.report()["summary"]["total"], 1);
+    f.run(&campaign, &["--only", "nope"])
+        .code(2)
+        .stderr(predicate::str::contains("nope").and(predicate::str::contains("ttft, decode")));
+}
+
+#[test]
+fn a_missed_target_exits_3_after_writing_the_report() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&TTFT_DAY.replace("ttft_ms.p50 < 60000", "ttft_ms.p50 < 0.000001"));
+    f.run(&campaign, &["--quick"])
+        .code(3)
+        .stdout(predicate::str::contains("✗ ttft_ms.p50 < 0.000001"));
+    let report = f.report();
+    assert_eq!(report["summary"]["targets_missed"], 2);
+    assert_eq!(report["results"][0]["targets"][0]["verdict"], "missed");
+}
+
+#[test]
+fn a_failing_benchmark_does_not_stop_the_day() {
+    let f = Fixture::new();
+    // A model folder whose config is fine but whose weights are garbage:
+    // validation passes, loading fails at run time.
+    let broken = f.path("broken-model");
+    fs::create_dir(&broken).unwrap();
+    fs::write(
+        broken.join("config.json"),
+        r#"{"hidden_size":64,"intermediate_size":128,"vocab_size":256,"num_hidden_layers":2,
+            "num_attention_heads":2,"num_key_value_heads":1,"rms_norm_eps":1e-5,"max_position_embeddings":512}"#,
+    )
+    .unwrap();
+    fs::write(broken.join("model.safetensors"), b"not a safetensors file").unwrap();
+    let campaign = f.campaign(&format!(
+        r#"[models.broken]
+path = "broken-model"
+[[days]]
+number = 1
+title = "x"
+[[days.benchmarks]]
+name = "first"
+kind = "first_token_latency"
+iterations = 2
+targets = ["ttft_ms.p50 < 60000"]
+[days.benchmarks.params]
+model = "broken"
+prompt_lengths = [8]
+{DECODE_BENCH}"#
+    ));
+    f.run(&campaign, &[])
+        .code(4)
+        .stderr(predicate::str::contains("FAILED"));
+    let report = f.report();
+    let first = result(&report, "first");
+    assert_eq!(first["status"], "failed");
+    assert!(
+        first["error"].as_str().unwrap().contains("safetensors"),
+        "{}",
+        first["error"]
+    );
+    assert_eq!(first["targets"][0]["verdict"], "not_measured");
+    assert_eq!(result(&report, "decode[prompt_len=16]")["status"], "ok");
+    assert_eq!(report["summary"]["failed"], 1);
+}
+
+#[test]
+fn a_timeout_fails_the_benchmark_keeps_its_samples_and_the_day_goes_on() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&format!(
+        r#"[[days]]
+number = 1
+title = "x"
+[[days.benchmarks]]
+name = "slow"
+kind = "first_token_latency"
+warmup = 0
+iterations = 100000
+timeout_s = 1.0
+[days.benchmarks.params]
+prompt_lengths = [64, 128]
+{DECODE_BENCH}"#
+    ));
+    f.run(&campaign, &[]).code(4);
+    let report = f.report();
+    let slow = result(&report, "slow[prompt_len=64]");
+    assert_eq!(slow["status"], "failed");
+    assert!(
+        slow["error"].as_str().unwrap().contains("timed out"),
+        "{}",
+        slow["error"]
+    );
+    let done = slow["iterations_completed"].as_u64().unwrap();
+    assert!(done > 0 && done < 100_000);
+    assert_eq!(
+        slow["metrics"]["ttft_ms"]["summary"]["count"]
+            .as_u64()
+            .unwrap(),
+        done
+    );
+    let never = result(&report, "slow[prompt_len=128]");
+    assert!(
+        never["error"].as_str().unwrap().contains("not run"),
+        "{never:#}"
+    );
+    assert_eq!(result(&report, "decode[prompt_len=16]")["status"], "ok");
+}
+
+#[test]
+fn ctrl_c_stops_at_a_safe_point_and_writes_what_was_measured() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&format!(
+        r#"[[days]]
+number = 1
+title = "x"
+[[days.benchmarks]]
+name = "long"
+kind = "first_token_latency"
+warmup = 0
+iterations = 1000000
+[days.benchmarks.params]
+prompt_lengths = [32]
+{DECODE_BENCH}"#
+    ));
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin!("campaign"))
+        .args(["run", "--day", "1", "--campaign"])
+        .arg(&campaign)
+        .arg("--out")
+        .arg(f.out())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("timed iterations") {
+        line.clear();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130), "stderr: {rest}");
+
+    let report = f.report();
+    assert_eq!(report["interrupted"], true);
+    let long = result(&report, "long[prompt_len=32]");
+    assert_eq!(long["status"], "interrupted");
+    assert!(
+        long["metrics"]["ttft_ms"]["summary"]["count"]
+            .as_u64()
+            .unwrap()
+            > 0
+    );
+    assert_eq!(result(&report, "decode")["status"], "interrupted");
+}
+
+fn expect_usage_error(f: &Fixture, campaign: &Path, needles: &[&str]) {
+    let assert = cargo_bin_cmd!("campaign")
+        .arg("validate")
+        .arg(campaign)
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+    for needle in needles {
+        assert!(stderr.contains(needle), "{needle:?} not in:\n{stderr}");
+    }
+    // `run` refuses the same file before measuring anything.
+    f.run(campaign, &[]).code(2);
+}
+
+/// `campaign.toml:LINE:COL` of the first occurrence of `needle`.
+fn position_of(path: &Path, needle: &str) -> String {
+    let text = fs::read_to_string(path).unwrap();
+    let (line, content) = text
+        .lines()
+        .enumerate()
+        .find(|(_, l)| l.contains(needle))
+        .unwrap();
+    format!(
+        "campaign.toml:{}:{}:",
+        line + 1,
+        content.find(needle).unwrap() + 1
+    )
+}
+
+#[test]
+fn malformed_toml_names_file_line_and_column() {
+    let f = Fixture::new();
+    let campaign = f.campaign_raw("name = \"t\"\n[[days]]\nnumber = \n");
+    expect_usage_error(&f, &campaign, &["campaign.toml:3:", "syntax", "README.md"]);
+}
+
+#[test]
+fn unknown_kind_lists_the_known_ones() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&TTFT_DAY.replace("first_token_latency", "warp_drive"));
+    expect_usage_error(
+        &f,
+        &campaign,
+        &[
+            &position_of(&campaign, "\"warp_drive\""),
+            "unknown benchmark kind \"warp_drive\"",
+            "first_token_latency, token_generation",
+        ],
+    );
+}
+
+#[test]
+fn unknown_fields_are_errors_not_ignored() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&TTFT_DAY.replace("iterations = 4", "iteratoins = 4"));
+    expect_usage_error(&f, &campaign, &["iteratoins", "iterations"]);
+    let campaign = f.campaign(&TTFT_DAY.replace(
+        "prompt_lengths = [8, 32]",
+        "prompt_lengths = [8]\nprompt_lenghts = [32]",
+    ));
+    expect_usage_error(
+        &f,
+        &campaign,
+        &[
+            &position_of(&campaign, "prompt_lenghts"),
+            "params.prompt_lenghts",
+            "unknown field",
+        ],
+    );
+}
+
+#[test]
+fn bad_targets_name_the_metrics_of_the_kind() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&TTFT_DAY.replace("ttft_ms.p50 < 60000", "tpot_ms.p50 < 1"));
+    expect_usage_error(
+        &f,
+        &campaign,
+        &["no metric \"tpot_ms\"", "ttft_ms, prefill_tokens_per_s"],
+    );
+}
+
+#[test]
+fn missing_model_path_is_a_campaign_error() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&format!(
+        "[models.real]\npath = \"no/such/model\"\n{TTFT_DAY}"
+    ));
+    expect_usage_error(
+        &f,
+        &campaign,
+        &["models.real.path", "no/such/model", "does not exist"],
+    );
+}
+
+#[test]
+fn prompt_longer_than_the_model_allows_is_a_campaign_error() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&TTFT_DAY.replace("[8, 32]", "[8, 4096]"));
+    expect_usage_error(
+        &f,
+        &campaign,
+        &["max_position_embeddings (1024)", "params.prompt_lengths"],
+    );
+}
+
+#[test]
+fn unwritable_output_folder_is_a_usage_error() {
+    let f = Fixture::new();
+    let campaign = f.campaign(TTFT_DAY);
+    // A regular file where a folder should be: fails even for root.
+    let blocker = f.path("blocker");
+    fs::write(&blocker, b"").unwrap();
+    cargo_bin_cmd!("campaign")
+        .args(["run", "--day", "1", "--campaign"])
+        .arg(&campaign)
+        .arg("--out")
+        .arg(blocker.join("results"))
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("blocker").and(predicate::str::contains("--out DIR")));
+}
+
+#[test]
+fn missing_day_and_empty_day_are_usage_errors() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&format!(
+        "{TTFT_DAY}\n[[days]]\nnumber = 2\ntitle = \"later\"\n"
+    ));
+    cargo_bin_cmd!("campaign")
+        .args(["run", "--day", "9", "--campaign"])
+        .arg(&campaign)
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("no day 9").and(predicate::str::contains("1, 2")));
+    cargo_bin_cmd!("campaign")
+        .args(["run", "--day", "2", "--campaign"])
+        .arg(&campaign)
+        .arg("--out")
+        .arg(f.out())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("lists no benchmarks yet"));
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn a_device_not_compiled_in_names_its_cargo_feature() {
+    let f = Fixture::new();
+    let campaign = f.campaign(TTFT_DAY);
+    f.run(&campaign, &["--device", "cuda:0"])
+        .code(2)
+        .stderr(predicate::str::contains("--features cuda"));
+}
+
+#[test]
+fn list_and_validate_describe_the_default_campaign() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let campaign = root.join("campaigns/default.toml");
+    cargo_bin_cmd!("campaign")
+        .arg("validate")
+        .arg(&campaign)
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("ok (5 days"));
+    cargo_bin_cmd!("campaign")
+        .args(["list", "--campaign"])
+        .arg(&campaign)
+        .assert()
+        .success()
+        .stdout(
+            predicate::str::contains("Day 1: LLM inference baselines")
+                .and(predicate::str::contains("[first_token_latency]"))
+                .and(predicate::str::contains("target: ttft_ms.p50"))
+                .and(predicate::str::contains("Day 5:")),
+        );
+}
+
+#[test]
+fn help_documents_the_exit_codes() {
+    cargo_bin_cmd!("campaign")
+        .arg("--help")
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("4    a benchmark failed"));
+}
