@@ -187,6 +187,88 @@ fn run_writes_a_report_of_real_measurements() {
 }
 
 #[test]
+fn kv_cache_and_disk_kinds_measure_against_their_references() {
+    let f = Fixture::new();
+    let campaign = f.campaign(
+        r#"[[days]]
+number = 1
+title = "kv"
+[[days.benchmarks]]
+name = "store"
+kind = "kv_cache_store"
+warmup = 1
+iterations = 3
+[days.benchmarks.params]
+geometry = { model = "default", dtype = "f16", block_tokens = [4, 8] }
+tokens = 256
+[[days.benchmarks]]
+name = "trace"
+kind = "kv_cache_access"
+iterations = 2
+[days.benchmarks.params]
+geometry = { layers = 2, kv_heads = 2, head_dim = 32, dtype = "f16", block_tokens = [4] }
+context_tokens = 64
+hot_tokens = 16
+sequences = 2
+shared_prefix_tokens = 16
+decode_steps = 4
+cold_encoding = "int8"
+cold_io = "buffered"
+[[days.benchmarks]]
+name = "disk"
+kind = "disk_block_sweep"
+warmup = 0
+iterations = 2
+[days.benchmarks.params]
+file_mib = 1
+block_sizes_kib = [4, 64]
+patterns = ["seq_read", "rand_write"]
+modes = ["buffered", "direct"]
+mib_per_iteration = 1
+"#,
+    );
+    f.run(&campaign, &[]).success();
+    let report = f.report();
+
+    let store = result(&report, "store[block_tokens=8]");
+    // The fixture's model: 2 (K and V) × 2 layers × 1 KV head × 32 dims × 2 bytes (f16).
+    assert_eq!(store["parameters"]["bytes_per_token"], 2 * 2 * 32 * 2);
+    assert_eq!(store["parameters"]["tokens"], 256);
+    let fraction = store["metrics"]["store_fraction_of_memcpy"]["raw_samples"][0].as_f64().unwrap();
+    let store_gbps = store["metrics"]["store_gb_per_s"]["raw_samples"][0].as_f64().unwrap();
+    let memcpy_gbps = store["metrics"]["memcpy_gb_per_s"]["raw_samples"][0].as_f64().unwrap();
+    assert!((fraction - store_gbps / memcpy_gbps).abs() < 1e-9);
+
+    let trace = result(&report, "trace[block_tokens=4]");
+    assert_eq!(trace["status"], "ok", "{trace:#}");
+    let m = &trace["metrics"];
+    let value = |name: &str| m[name]["raw_samples"][0].as_f64().unwrap_or_else(|| panic!("{name} missing"));
+    // 16 shared prefix tokens = 4 blocks stored once for both sequences.
+    assert_eq!(value("shared_prefix_hits"), 4.0);
+    assert!(value("evictions") > 0.0 && value("promotions") > 0.0);
+    assert!((value("hot_hit_rate_pct") + value("cold_hit_rate_pct") - 100.0).abs() < 1e-9);
+    assert!(value("block_fetch_cold_ms") > 0.0);
+    assert!(value("int8_max_abs_error") > 0.0, "int8 is lossy and the error is measured");
+    assert!(value("int8_rms_error") <= value("int8_max_abs_error"));
+    assert!(value("raw_read_mb_per_s") > 0.0);
+
+    let disk_results: Vec<&Value> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["benchmark"] == "disk")
+        .collect();
+    let direct_ran = disk_results.iter().any(|r| r["case"].as_str().unwrap().starts_with("direct/"));
+    let said_unsupported = disk_results[0]["warnings"].to_string().contains("direct I/O is not supported");
+    assert!(direct_ran != said_unsupported, "direct cases run, or the report says why not");
+    let buffered = result(&report, "disk[buffered/seq_read/64k]");
+    assert_eq!(buffered["parameters"]["ops_per_iteration"], 16);
+    assert_eq!(buffered["metrics"]["op_latency_ms"]["summary"]["count"], 2 * 16);
+    let scratch: Vec<_> = fs::read_dir(f.out().join("t").join("scratch")).unwrap().collect();
+    assert!(scratch.is_empty(), "benchmarks remove their working files");
+}
+
+#[test]
 fn a_bigger_model_takes_longer_to_first_token() {
     let f = Fixture::new();
     let campaign = f.campaign_raw(&format!(
@@ -487,6 +569,25 @@ fn unknown_fields_are_errors_not_ignored() {
             &position_of(&campaign, "prompt_lenghts"),
             "params.prompt_lenghts",
             "unknown field",
+        ],
+    );
+}
+
+#[test]
+fn settings_errors_point_at_their_line() {
+    let f = Fixture::new();
+    let campaign = f.campaign(TTFT_DAY);
+    let text = fs::read_to_string(&campaign)
+        .unwrap()
+        .replace("threads = 1", "threads = 0");
+    fs::write(&campaign, text).unwrap();
+    expect_usage_error(
+        &f,
+        &campaign,
+        &[
+            &position_of(&campaign, "threads = 0"),
+            "settings.threads",
+            "at least 1",
         ],
     );
 }

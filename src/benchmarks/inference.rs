@@ -209,6 +209,33 @@ fn load_model(name: &str, ctx: &BenchContext) -> Result<ModelUnderTest, Benchmar
     })
 }
 
+/// Loads the model once and builds one case per prompt length, sharing it.
+fn prepare_per_prompt_length(
+    model_name: &str,
+    prompt_lengths: &[usize],
+    ctx: &BenchContext,
+    make_case: impl Fn(Arc<LoadedModel>, Vec<u32>) -> Box<dyn BenchmarkCase>,
+) -> Result<PreparedBenchmark, BenchmarkError> {
+    let ModelUnderTest {
+        model,
+        setup,
+        context,
+    } = load_model(model_name, ctx)?;
+    let cases = prompt_lengths
+        .iter()
+        .map(|&len| {
+            let prompt = prompt_tokens(ctx.settings.seed, len, model.architecture.vocab_size);
+            make_case(Arc::clone(&model), prompt)
+        })
+        .collect();
+    Ok(PreparedBenchmark {
+        setup,
+        context,
+        cases,
+        warnings: Vec::new(),
+    })
+}
+
 pub struct FirstTokenLatency;
 
 impl BenchmarkKind for FirstTokenLatency {
@@ -259,26 +286,12 @@ impl BenchmarkKind for FirstTokenLatency {
     ) -> Result<PreparedBenchmark, BenchmarkError> {
         let p: FirstTokenParams =
             params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
-        let ModelUnderTest {
-            model,
-            setup,
-            context,
-        } = load_model(&p.model, ctx)?;
-        let cases = p
-            .prompt_lengths
-            .iter()
-            .map(|&len| {
-                Box::new(PrefillCase {
-                    prompt: prompt_tokens(ctx.settings.seed, len, model.architecture.vocab_size),
-                    model: Arc::clone(&model),
-                    batch_size: p.batch_size,
-                }) as Box<dyn BenchmarkCase>
+        prepare_per_prompt_length(&p.model, &p.prompt_lengths, ctx, |model, prompt| {
+            Box::new(PrefillCase {
+                model,
+                prompt,
+                batch_size: p.batch_size,
             })
-            .collect();
-        Ok(PreparedBenchmark {
-            setup,
-            context,
-            cases,
         })
     }
 }
@@ -387,27 +400,13 @@ impl BenchmarkKind for TokenGeneration {
     ) -> Result<PreparedBenchmark, BenchmarkError> {
         let p: TokenGenerationParams =
             params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
-        let ModelUnderTest {
-            model,
-            setup,
-            context,
-        } = load_model(&p.model, ctx)?;
-        let cases = p
-            .prompt_lengths
-            .iter()
-            .map(|&len| {
-                Box::new(DecodeCase {
-                    prompt: prompt_tokens(ctx.settings.seed, len, model.architecture.vocab_size),
-                    model: Arc::clone(&model),
-                    output_tokens: p.output_tokens,
-                    batch_size: p.batch_size,
-                }) as Box<dyn BenchmarkCase>
+        prepare_per_prompt_length(&p.model, &p.prompt_lengths, ctx, |model, prompt| {
+            Box::new(DecodeCase {
+                model,
+                prompt,
+                output_tokens: p.output_tokens,
+                batch_size: p.batch_size,
             })
-            .collect();
-        Ok(PreparedBenchmark {
-            setup,
-            context,
-            cases,
         })
     }
 }

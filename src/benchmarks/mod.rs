@@ -3,7 +3,9 @@
 //! what it observed. The runner owns warm-up, iteration counts, timeouts and
 //! cancellation; `stats` summarises; `report` formats.
 
+mod disk;
 mod inference;
+mod kvcache;
 mod observations;
 mod params;
 
@@ -43,6 +45,9 @@ pub struct BenchContext {
     pub settings: Settings,
     pub device: DeviceSpec,
     pub model_cache_dir: PathBuf,
+    /// A folder under the run's output for files a benchmark needs while it
+    /// runs (cold tiers, disk test files); removed by the benchmark.
+    pub scratch_dir: PathBuf,
 }
 
 /// A registered benchmark kind.
@@ -82,6 +87,9 @@ pub struct PreparedBenchmark {
     /// Facts about the system under test, copied into every result.
     pub context: serde_json::Value,
     pub cases: Vec<Box<dyn BenchmarkCase>>,
+    /// Caveats every result of this benchmark carries (e.g. direct I/O
+    /// unsupported, so those cases were not run).
+    pub warnings: Vec<String>,
 }
 
 pub trait BenchmarkCase: Send {
@@ -98,10 +106,17 @@ pub enum BenchmarkError {
     Inference(#[from] InferenceError),
     #[error("invalid parameters: {0}")]
     Params(String),
+    #[error("{0}")]
+    Component(String),
 }
 
-static REGISTRY: &[&dyn BenchmarkKind] =
-    &[&inference::FirstTokenLatency, &inference::TokenGeneration];
+static REGISTRY: &[&dyn BenchmarkKind] = &[
+    &inference::FirstTokenLatency,
+    &inference::TokenGeneration,
+    &kvcache::KvCacheStore,
+    &kvcache::KvCacheAccess,
+    &disk::DiskBlockSweep,
+];
 
 /// Every kind this build knows, in registry order.
 pub fn registry() -> &'static [&'static dyn BenchmarkKind] {

@@ -19,11 +19,21 @@ pub struct CampaignFile {
     #[serde(default)]
     pub output_dir: Option<PathBuf>,
     #[serde(default)]
-    pub settings: Settings,
+    pub settings: Option<Spanned<Settings>>,
     #[serde(default)]
     pub models: BTreeMap<String, Spanned<ModelSpec>>,
     #[serde(default)]
     pub days: Vec<Spanned<DaySpec>>,
+}
+
+impl CampaignFile {
+    /// The `[settings]` table, or the defaults when it is absent.
+    pub fn settings(&self) -> Settings {
+        self.settings
+            .as_ref()
+            .map(|s| s.get_ref().clone())
+            .unwrap_or_default()
+    }
 }
 
 /// Run-wide settings, recorded in every report.

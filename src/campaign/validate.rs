@@ -90,7 +90,6 @@ pub(super) fn validate(
     }
     let mut day_numbers = HashSet::new();
     for day in &file.days {
-        let day_span = day.span();
         let day = day.get_ref();
         let number = *day.number.get_ref();
         if number == 0 {
@@ -114,7 +113,6 @@ pub(super) fn validate(
                 "day {number} ({}) lists no benchmarks yet",
                 day.title
             ));
-            let _ = day_span;
         }
         let mut names = HashSet::new();
         for bench in &day.benchmarks {
@@ -129,21 +127,28 @@ pub(super) fn validate(
 }
 
 fn check_settings(c: &mut Checker<'_>, file: &CampaignFile) {
-    let s = &file.settings;
+    let Some(settings) = &file.settings else {
+        return;
+    };
+    let span = settings.span();
+    let s = settings.get_ref();
     if let Err(e) = s.device.ensure_compiled() {
-        c.error(0..0, "settings.device".into(), e.to_string(), None);
+        let at = c.key_span(span.clone(), "device");
+        c.error(at, "settings.device".into(), e.to_string(), None);
     }
     if s.threads == 0 {
+        let at = c.key_span(span.clone(), "threads");
         c.error(
-            0..0,
+            at,
             "settings.threads".into(),
             "threads must be at least 1".into(),
             Some("threads = 1 is safest on a small shared machine".into()),
         );
     }
     if s.max_raw_samples == 0 {
+        let at = c.key_span(span, "max_raw_samples");
         c.error(
-            0..0,
+            at,
             "settings.max_raw_samples".into(),
             "max_raw_samples must be at least 1".into(),
             None,

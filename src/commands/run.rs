@@ -37,6 +37,7 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         device: args.device,
         threads: args.threads,
         model_cache_dir: layout.model_cache(),
+        scratch_dir: layout.scratch(),
     };
     select_benchmarks(&campaign, &options)?;
     if let Some(device) = args.device {
@@ -44,7 +45,7 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
     }
     configure_threads(
         args.threads
-            .unwrap_or(campaign.file.settings.threads)
+            .unwrap_or(campaign.file.settings().threads)
             .max(1),
     );
     let interrupt = install_interrupt_handler()?;

@@ -1,4 +1,6 @@
 //! Systems under test. Components expose operations; they never time
 //! themselves — measuring is the job of `crate::benchmarks`.
 
+pub mod blockio;
 pub mod inference;
+pub mod kvcache;

@@ -48,6 +48,7 @@ impl OutputLayout {
             layout.campaign_dir.join("raw_profiles"),
             layout.campaign_dir.join("flame_graphs"),
             layout.model_cache(),
+            layout.scratch(),
         ] {
             std::fs::create_dir_all(&dir).map_err(|source| OutputError::Unwritable {
                 path: dir.clone(),
@@ -70,6 +71,12 @@ impl OutputLayout {
 
     pub fn metrics_json(&self) -> PathBuf {
         self.campaign_dir.join("metrics_json")
+    }
+
+    /// Working files of benchmarks (cold tiers, disk test files), removed
+    /// by the benchmark that made them.
+    pub fn scratch(&self) -> PathBuf {
+        self.campaign_dir.join("scratch")
     }
 
     /// Synthetic models are shared by every campaign under the same root.

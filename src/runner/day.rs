@@ -35,6 +35,7 @@ pub struct RunOptions {
     pub device: Option<DeviceSpec>,
     pub threads: Option<usize>,
     pub model_cache_dir: std::path::PathBuf,
+    pub scratch_dir: std::path::PathBuf,
 }
 
 /// Picks the benchmarks of the day that `--only` selects.
@@ -91,7 +92,7 @@ pub fn run_day(
 ) -> Result<DailyReport, CampaignError> {
     let benchmarks = select_benchmarks(campaign, opts)?;
     let day = campaign.day(opts.day)?;
-    let mut settings = campaign.file.settings.clone();
+    let mut settings = campaign.file.settings();
     settings.threads = opts.threads.unwrap_or(settings.threads);
     settings.device = opts.device.unwrap_or(settings.device);
     let ctx = BenchContext {
@@ -99,6 +100,7 @@ pub fn run_day(
         settings: settings.clone(),
         device: settings.device,
         model_cache_dir: opts.model_cache_dir.clone(),
+        scratch_dir: opts.scratch_dir.clone(),
     };
     let started_at = Utc::now();
     let mut results = Vec::new();
@@ -172,6 +174,7 @@ fn not_started(spec: &BenchmarkSpec, quick: bool) -> Option<BenchmarkResult> {
         plan: &plan,
         setup: Default::default(),
         context: serde_json::Value::Null,
+        warnings: Vec::new(),
     };
     Some(frame.unmeasured(
         None,
@@ -210,6 +213,7 @@ fn run_benchmark(
         plan: &plan,
         setup: Default::default(),
         context: serde_json::Value::Null,
+        warnings: Vec::new(),
     };
     let mut emit = |result: BenchmarkResult,
                     results: &mut Vec<BenchmarkResult>,
@@ -260,9 +264,11 @@ fn run_benchmark(
                 setup,
                 context,
                 cases: info,
+                warnings,
             }) => {
                 frame.setup = BenchmarkFrame::setup_values(kind, &setup);
                 frame.context = context;
+                frame.warnings = warnings;
                 cases = info;
             }
             Ok(WorkerEvent::PrepareFailed(error)) => {
@@ -281,13 +287,13 @@ fn run_benchmark(
                 if let Some((_, outcome)) = &mut current {
                     outcome.warmup_completed += 1;
                 }
-                progress.iteration_done(true, 0, 0);
+                progress.iteration_done(true);
             }
             Ok(WorkerEvent::Measured(observations)) => {
                 if let Some((_, outcome)) = &mut current {
                     outcome.record(kind, observations, ctx.settings.max_raw_samples);
                 }
-                progress.iteration_done(false, 0, 0);
+                progress.iteration_done(false);
             }
             Ok(WorkerEvent::CaseFinished(end)) => {
                 if let Some((index, mut outcome)) = current.take() {

@@ -18,6 +18,7 @@ pub(super) enum WorkerEvent {
         setup: Vec<(&'static str, f64)>,
         context: serde_json::Value,
         cases: Vec<(String, serde_json::Value)>,
+        warnings: Vec<String>,
     },
     PrepareFailed(String),
     CaseStarted(usize),
@@ -164,6 +165,7 @@ pub(super) fn run_worker(
             setup: prepared.setup,
             context: prepared.context,
             cases: cases_info,
+            warnings: prepared.warnings,
         })
         .is_err()
     {

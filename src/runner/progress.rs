@@ -11,7 +11,8 @@ use crate::report::{BenchmarkResult, Status};
 pub trait Progress {
     fn benchmark_started(&mut self, name: &str, kind: &str);
     fn case_started(&mut self, label: &str, warmup: u32, iterations: u32);
-    fn iteration_done(&mut self, warming_up: bool, done: u32, total: u32);
+    /// One warm-up or timed iteration finished.
+    fn iteration_done(&mut self, warming_up: bool);
     fn case_finished(&mut self, result: &BenchmarkResult);
     fn note(&mut self, message: &str);
 }
@@ -66,7 +67,7 @@ impl Progress for LineProgress {
         );
     }
 
-    fn iteration_done(&mut self, _warming_up: bool, _done: u32, _total: u32) {}
+    fn iteration_done(&mut self, _warming_up: bool) {}
 
     fn case_finished(&mut self, result: &BenchmarkResult) {
         eprintln!("{}", outcome_line(result));
@@ -101,7 +102,7 @@ impl Progress for BarProgress {
         self.bar = Some(bar);
     }
 
-    fn iteration_done(&mut self, warming_up: bool, _done: u32, _total: u32) {
+    fn iteration_done(&mut self, warming_up: bool) {
         if let Some(bar) = &self.bar {
             bar.set_message(if warming_up { "warm-up" } else { "timed" });
             bar.inc(1);

@@ -22,6 +22,7 @@ pub(super) struct BenchmarkFrame<'a> {
     pub plan: &'a IterationPlan,
     pub setup: BTreeMap<String, SetupValue>,
     pub context: serde_json::Value,
+    pub warnings: Vec<String>,
 }
 
 impl BenchmarkFrame<'_> {
@@ -79,7 +80,7 @@ impl BenchmarkFrame<'_> {
             series: BTreeMap::new(),
             setup: self.setup.clone(),
             targets: Vec::new(),
-            warnings: Vec::new(),
+            warnings: self.warnings.clone(),
         }
     }
 
@@ -164,7 +165,13 @@ impl BenchmarkFrame<'_> {
         }
 
         let headline = self.kind.headline();
-        if let Some(m) = result.metrics.get(headline.latency) {
+        // The flat fields are milliseconds by name; a kind whose headline
+        // latency is in another unit leaves them empty.
+        if let Some(m) = result
+            .metrics
+            .get(headline.latency)
+            .filter(|m| m.unit == "ms")
+        {
             result.mean_ms = Some(m.summary.mean);
             result.p50_ms = Some(m.summary.p50);
             result.p99_ms = Some(m.summary.p99);

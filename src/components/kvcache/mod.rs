@@ -1,0 +1,19 @@
+//! A tiered KV cache, as an inference server with long contexts keeps it:
+//! recent blocks in a bounded RAM pool (hot tier), older ones in a file on
+//! disk (cold tier), least-recently-used blocks moving from hot to cold.
+//!
+//! Blocks are fixed-size: `block_tokens` tokens of K and V for every layer.
+//! Full blocks are immutable, so a block promoted back from disk keeps its
+//! cold copy and a second eviction costs no write.
+
+mod cold;
+mod error;
+mod geometry;
+mod quant;
+mod tiered;
+
+pub use cold::{ColdBlockEncoding, ColdTier};
+pub use error::KvCacheError;
+pub use geometry::{BlockKey, KvDType, KvGeometry, block_key};
+pub use quant::{Int8Block, QuantizationError, dequantize_int8, quantize_int8};
+pub use tiered::{CacheStats, Tier, TieredKvCache, TieredKvCacheConfig};
