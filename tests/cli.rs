@@ -234,21 +234,34 @@ mib_per_iteration = 1
     // The fixture's model: 2 (K and V) × 2 layers × 1 KV head × 32 dims × 2 bytes (f16).
     assert_eq!(store["parameters"]["bytes_per_token"], 2 * 2 * 32 * 2);
     assert_eq!(store["parameters"]["tokens"], 256);
-    let fraction = store["metrics"]["store_fraction_of_memcpy"]["raw_samples"][0].as_f64().unwrap();
-    let store_gbps = store["metrics"]["store_gb_per_s"]["raw_samples"][0].as_f64().unwrap();
-    let memcpy_gbps = store["metrics"]["memcpy_gb_per_s"]["raw_samples"][0].as_f64().unwrap();
+    let fraction = store["metrics"]["store_fraction_of_memcpy"]["raw_samples"][0]
+        .as_f64()
+        .unwrap();
+    let store_gbps = store["metrics"]["store_gb_per_s"]["raw_samples"][0]
+        .as_f64()
+        .unwrap();
+    let memcpy_gbps = store["metrics"]["memcpy_gb_per_s"]["raw_samples"][0]
+        .as_f64()
+        .unwrap();
     assert!((fraction - store_gbps / memcpy_gbps).abs() < 1e-9);
 
     let trace = result(&report, "trace[block_tokens=4]");
     assert_eq!(trace["status"], "ok", "{trace:#}");
     let m = &trace["metrics"];
-    let value = |name: &str| m[name]["raw_samples"][0].as_f64().unwrap_or_else(|| panic!("{name} missing"));
+    let value = |name: &str| {
+        m[name]["raw_samples"][0]
+            .as_f64()
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
     // 16 shared prefix tokens = 4 blocks stored once for both sequences.
     assert_eq!(value("shared_prefix_hits"), 4.0);
     assert!(value("evictions") > 0.0 && value("promotions") > 0.0);
     assert!((value("hot_hit_rate_pct") + value("cold_hit_rate_pct") - 100.0).abs() < 1e-9);
     assert!(value("block_fetch_cold_ms") > 0.0);
-    assert!(value("int8_max_abs_error") > 0.0, "int8 is lossy and the error is measured");
+    assert!(
+        value("int8_max_abs_error") > 0.0,
+        "int8 is lossy and the error is measured"
+    );
     assert!(value("int8_rms_error") <= value("int8_max_abs_error"));
     assert!(value("raw_read_mb_per_s") > 0.0);
 
@@ -258,13 +271,25 @@ mib_per_iteration = 1
         .iter()
         .filter(|r| r["benchmark"] == "disk")
         .collect();
-    let direct_ran = disk_results.iter().any(|r| r["case"].as_str().unwrap().starts_with("direct/"));
-    let said_unsupported = disk_results[0]["warnings"].to_string().contains("direct I/O is not supported");
-    assert!(direct_ran != said_unsupported, "direct cases run, or the report says why not");
+    let direct_ran = disk_results
+        .iter()
+        .any(|r| r["case"].as_str().unwrap().starts_with("direct/"));
+    let said_unsupported = disk_results[0]["warnings"]
+        .to_string()
+        .contains("direct I/O is not supported");
+    assert!(
+        direct_ran != said_unsupported,
+        "direct cases run, or the report says why not"
+    );
     let buffered = result(&report, "disk[buffered/seq_read/64k]");
     assert_eq!(buffered["parameters"]["ops_per_iteration"], 16);
-    assert_eq!(buffered["metrics"]["op_latency_ms"]["summary"]["count"], 2 * 16);
-    let scratch: Vec<_> = fs::read_dir(f.out().join("t").join("scratch")).unwrap().collect();
+    assert_eq!(
+        buffered["metrics"]["op_latency_ms"]["summary"]["count"],
+        2 * 16
+    );
+    let scratch: Vec<_> = fs::read_dir(f.out().join("t").join("scratch"))
+        .unwrap()
+        .collect();
     assert!(scratch.is_empty(), "benchmarks remove their working files");
 }
 

@@ -19,7 +19,7 @@ use serde_json::json;
 use super::params::{self, ParamProblem};
 use super::{
     BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Headline, MetricDef, Observations,
-    PreparedBenchmark,
+    PreparedBenchmark, scratch_folder,
 };
 use crate::campaign::ResolvedModel;
 use crate::components::blockio::{
@@ -159,10 +159,6 @@ impl BenchmarkKind for DiskBlockSweep {
         METRICS
     }
 
-    fn setup_metrics(&self) -> &'static [MetricDef] {
-        &[]
-    }
-
     fn headline(&self) -> Headline {
         Headline {
             latency: "op_latency_ms",
@@ -213,17 +209,7 @@ impl BenchmarkKind for DiskBlockSweep {
         let p: SweepParams =
             params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
         let dir = p.dir.clone().unwrap_or_else(|| ctx.scratch_dir.clone());
-        let folder = Arc::new(
-            tempfile::Builder::new()
-                .prefix("disk_block_sweep-")
-                .tempdir_in(&dir)
-                .map_err(|e| {
-                    BenchmarkError::Component(format!(
-                        "cannot create a test folder in {}: {e}",
-                        dir.display()
-                    ))
-                })?,
-        );
+        let folder = scratch_folder(&dir, "disk_block_sweep-")?;
         let path = folder.path().join("sweep.bin");
         fill_test_file(&path, p.file_mib * MIB, ctx.settings.seed)?;
 

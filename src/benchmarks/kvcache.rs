@@ -15,7 +15,7 @@ use serde_json::json;
 use super::params::{self, ParamProblem};
 use super::{
     BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Headline, MetricDef, Observations,
-    PreparedBenchmark,
+    PreparedBenchmark, scratch_folder,
 };
 use crate::campaign::ResolvedModel;
 use crate::components::blockio::{AlignedBuf, IoMode, open_block_file};
@@ -231,10 +231,6 @@ impl BenchmarkKind for KvCacheStore {
         METRICS
     }
 
-    fn setup_metrics(&self) -> &'static [MetricDef] {
-        &[]
-    }
-
     fn headline(&self) -> Headline {
         Headline {
             latency: "store_ms",
@@ -270,16 +266,7 @@ impl BenchmarkKind for KvCacheStore {
             .geometry
             .resolve(&ctx.models)
             .map_err(|e| BenchmarkError::Params(e.message))?;
-        let scratch = tempfile::Builder::new()
-            .prefix("kv_cache_store-")
-            .tempdir_in(&ctx.scratch_dir)
-            .map_err(|e| {
-                BenchmarkError::Component(format!(
-                    "cannot create a scratch folder in {}: {e}",
-                    ctx.scratch_dir.display()
-                ))
-            })?;
-        let scratch = std::sync::Arc::new(scratch);
+        let scratch = scratch_folder(&ctx.scratch_dir, "kv_cache_store-")?;
         let cases = geometries
             .into_iter()
             .map(|geometry| {
@@ -568,10 +555,6 @@ impl BenchmarkKind for KvCacheAccess {
         METRICS
     }
 
-    fn setup_metrics(&self) -> &'static [MetricDef] {
-        &[]
-    }
-
     fn headline(&self) -> Headline {
         Headline {
             latency: "step_ms",
@@ -634,17 +617,7 @@ impl BenchmarkKind for KvCacheAccess {
                 BenchmarkError::Component(format!("cold_io = \"direct\" is not possible here ({why}); set cold_io = \"buffered\" and read the figures as page-cache figures"))
             })?;
         }
-        let scratch = std::sync::Arc::new(
-            tempfile::Builder::new()
-                .prefix("kv_cache_access-")
-                .tempdir_in(&ctx.scratch_dir)
-                .map_err(|e| {
-                    BenchmarkError::Component(format!(
-                        "cannot create a scratch folder in {}: {e}",
-                        ctx.scratch_dir.display()
-                    ))
-                })?,
-        );
+        let scratch = scratch_folder(&ctx.scratch_dir, "kv_cache_access-")?;
         let mut warnings = Vec::new();
         if p.cold_io == IoMode::Buffered {
             warnings.push("cold_io = buffered: the page cache is dropped after the prefill, but later cold reads may be served from it; use direct for device figures".to_string());

@@ -58,7 +58,9 @@ pub trait BenchmarkKind: Sync {
     /// Metrics recorded on every timed iteration.
     fn metrics(&self) -> &'static [MetricDef];
     /// Metrics measured once while preparing (model load time, memory).
-    fn setup_metrics(&self) -> &'static [MetricDef];
+    fn setup_metrics(&self) -> &'static [MetricDef] {
+        &[]
+    }
     fn headline(&self) -> Headline;
     /// Checks parameters without running anything.
     fn check(
@@ -108,6 +110,24 @@ pub enum BenchmarkError {
     Params(String),
     #[error("{0}")]
     Component(String),
+}
+
+/// A private working folder inside `dir` (usually the run's scratch
+/// folder), removed when the last case holding it is dropped.
+fn scratch_folder(
+    dir: &std::path::Path,
+    prefix: &str,
+) -> Result<std::sync::Arc<tempfile::TempDir>, BenchmarkError> {
+    tempfile::Builder::new()
+        .prefix(prefix)
+        .tempdir_in(dir)
+        .map(std::sync::Arc::new)
+        .map_err(|e| {
+            BenchmarkError::Component(format!(
+                "cannot create a working folder in {}: {e}",
+                dir.display()
+            ))
+        })
 }
 
 static REGISTRY: &[&dyn BenchmarkKind] = &[
