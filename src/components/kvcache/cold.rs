@@ -171,7 +171,8 @@ impl ColdTier {
         }
     }
 
-    fn slot_offset(&self, slot: u64) -> u64 {
+    /// Byte offset of a slot in the file.
+    pub fn slot_offset(&self, slot: u64) -> u64 {
         IO_ALIGN as u64 + slot * self.slot_bytes as u64
     }
 
