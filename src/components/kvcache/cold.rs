@@ -192,6 +192,11 @@ impl ColdTier {
         Ok(())
     }
 
+    /// The slot holding a block, if it is on disk.
+    pub fn slot_of(&self, key: BlockKey) -> Option<u64> {
+        self.index.get(&key).copied()
+    }
+
     pub fn contains(&self, key: BlockKey) -> bool {
         self.index.contains_key(&key)
     }
