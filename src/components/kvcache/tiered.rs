@@ -44,7 +44,8 @@ pub struct CacheStats {
 }
 
 /// The hot tier is one preallocated arena of `hot_blocks` slots: storing a
-/// block is a copy into a free slot, never an allocation.
+/// block is a copy into a slot; once the pool is full, the LRU list reuses
+/// its nodes, so the steady state allocates nothing.
 pub struct TieredKvCache {
     geometry: KvGeometry,
     arena: Vec<u8>,
@@ -57,11 +58,8 @@ pub struct TieredKvCache {
 impl TieredKvCache {
     pub fn open(config: &TieredKvCacheConfig) -> Result<Self, KvCacheError> {
         config.geometry.check()?;
-        if config.hot_blocks == 0 {
-            return Err(KvCacheError::Geometry(
-                "hot_blocks must be at least 1".into(),
-            ));
-        }
+        let capacity = std::num::NonZeroUsize::new(config.hot_blocks)
+            .ok_or_else(|| KvCacheError::Geometry("hot_blocks must be at least 1".into()))?;
         let cold = ColdTier::open(
             &config.cold_path,
             config.geometry,
@@ -79,7 +77,7 @@ impl TieredKvCache {
             geometry: config.geometry,
             arena,
             free: (0..config.hot_blocks).rev().collect(),
-            lru: LruCache::unbounded(),
+            lru: LruCache::new(capacity),
             cold,
             stats: CacheStats::default(),
         })
@@ -118,32 +116,32 @@ impl TieredKvCache {
         slot * block..(slot + 1) * block
     }
 
-    /// A free hot slot, evicting the least recently used block to the cold
-    /// tier if needed. If that write fails the block stays hot: an error
-    /// never loses a block that was stored.
-    fn free_slot(&mut self) -> Result<usize, KvCacheError> {
+    /// A hot slot for a new block: a free one while the pool fills, then
+    /// the least recently used block's, once that block is safely on disk.
+    /// The victim stays in the LRU until [`Self::insert`] replaces it, so a
+    /// failed write (a full disk) changes nothing and loses nothing.
+    fn claim_slot(&mut self) -> Result<usize, KvCacheError> {
         if let Some(slot) = self.free.pop() {
             return Ok(slot);
         }
-        let (key, slot) = self.lru.pop_lru().ok_or(KvCacheError::HotTierFull {
-            capacity: self.arena.len() / self.geometry.block_bytes(),
+        let (&victim, &slot) = self.lru.peek_lru().ok_or(KvCacheError::HotTierFull {
+            capacity: self.lru.cap().get(),
         })?;
-        let range = self.slot_range(slot);
-        match self.cold.write(key, &self.arena[range]) {
-            Ok(written) => {
-                self.stats.evictions += 1;
-                if written > 0 {
-                    self.stats.eviction_writes += 1;
-                    self.stats.bytes_written += written as u64;
-                }
-                Ok(slot)
-            }
-            Err(e) => {
-                self.lru.put(key, slot);
-                self.lru.demote(&key);
-                Err(e)
-            }
+        let written = self
+            .cold
+            .write(victim, &self.arena[self.slot_range(slot)])?;
+        self.stats.evictions += 1;
+        if written > 0 {
+            self.stats.eviction_writes += 1;
+            self.stats.bytes_written += written as u64;
         }
+        Ok(slot)
+    }
+
+    /// Records a block in a claimed slot. Once the pool is full, `push`
+    /// drops the LRU victim and reuses its node: no allocation per block.
+    fn insert(&mut self, key: BlockKey, slot: usize) {
+        self.lru.push(key, slot);
     }
 
     /// Stores a full block. A key already cached is a shared prefix: it is
@@ -159,10 +157,10 @@ impl TieredKvCache {
             self.stats.shared_prefix_hits += 1;
             return Ok(());
         }
-        let slot = self.free_slot()?;
+        let slot = self.claim_slot()?;
         let range = self.slot_range(slot);
         self.arena[range].copy_from_slice(block);
-        self.lru.put(key, slot);
+        self.insert(key, slot);
         self.stats.stores += 1;
         Ok(())
     }
@@ -184,11 +182,11 @@ impl TieredKvCache {
         // Promotion is an optimisation: when no hot slot can be freed (the
         // eviction's write failed, e.g. a full disk) the block is still
         // returned, and stays cold.
-        match self.free_slot() {
+        match self.claim_slot() {
             Ok(slot) => {
                 let range = self.slot_range(slot);
                 self.arena[range].copy_from_slice(out);
-                self.lru.put(key, slot);
+                self.insert(key, slot);
                 self.stats.promotions += 1;
             }
             Err(_) => self.stats.promotions_skipped += 1,
