@@ -294,6 +294,65 @@ mib_per_iteration = 1
 }
 
 #[test]
+fn compression_kinds_round_trip_every_input_with_every_codec() {
+    let f = Fixture::new();
+    let user_file = f.path("user.bin");
+    fs::write(&user_file, b"campaign ".repeat(20_000)).unwrap();
+    let campaign = f.campaign(&format!(
+        r#"[[days]]
+number = 1
+title = "codecs"
+[[days.benchmarks]]
+name = "ratio"
+kind = "compression_ratio"
+iterations = 1
+targets = ["ratio.min > 1"]
+[days.benchmarks.params]
+inputs = ["token_ids", "kv_block", "json_logs", "file:{}"]
+codecs = ["zstd:1", "zstd_dict:3", "lz4", "snappy"]
+input_mib = 1
+block_kib = 16
+[[days.benchmarks]]
+name = "speed"
+kind = "compression_throughput"
+iterations = 2
+[days.benchmarks.params]
+inputs = ["json_logs"]
+codecs = ["zstd:3", "lz4"]
+input_mib = 1
+"#,
+        user_file.display()
+    ));
+    f.run(&campaign, &[]).success();
+    let report = f.report();
+    assert_eq!(report["summary"]["total"], 4 * 4 + 2);
+    assert_eq!(
+        report["summary"]["successful"], 18,
+        "every round trip verified"
+    );
+    let logs = result(&report, "ratio[json_logs/zstd:1]");
+    assert!(
+        logs["throughput"].as_f64().unwrap() > 2.0,
+        "log lines compress: {logs:#}"
+    );
+    let file = result(&report, "ratio[file:user.bin/lz4]");
+    assert!(
+        file["throughput"].as_f64().unwrap() > 10.0,
+        "a repeated word compresses well"
+    );
+    let speed = result(&report, "speed[json_logs/lz4]");
+    let m = &speed["metrics"];
+    let sample = |name: &str| m[name]["raw_samples"][0].as_f64().unwrap();
+    assert!(
+        (sample("compress_fraction_of_memcpy")
+            - sample("compress_mb_per_s") / sample("memcpy_mb_per_s"))
+        .abs()
+            < 1e-9
+    );
+    assert_eq!(m["compress_mb_per_s"]["summary"]["count"], 2);
+}
+
+#[test]
 fn a_bigger_model_takes_longer_to_first_token() {
     let f = Fixture::new();
     let campaign = f.campaign_raw(&format!(

@@ -3,6 +3,7 @@
 //! what it observed. The runner owns warm-up, iteration counts, timeouts and
 //! cancellation; `stats` summarises; `report` formats.
 
+mod compression;
 mod disk;
 mod inference;
 mod kvcache;
@@ -136,6 +137,8 @@ static REGISTRY: &[&dyn BenchmarkKind] = &[
     &kvcache::KvCacheStore,
     &kvcache::KvCacheAccess,
     &disk::DiskBlockSweep,
+    &compression::CompressionRatio,
+    &compression::CompressionThroughput,
 ];
 
 /// Every kind this build knows, in registry order.

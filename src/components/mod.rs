@@ -2,5 +2,6 @@
 //! themselves — measuring is the job of `crate::benchmarks`.
 
 pub mod blockio;
+pub mod compression;
 pub mod inference;
 pub mod kvcache;

@@ -3,12 +3,14 @@
 //! is generated deterministically from a seed, written to disk once, and then
 //! loaded through exactly the same code path.
 
+mod activations;
 mod device;
 mod error;
 mod loader;
 mod session;
 mod synthetic;
 
+pub use activations::layer0_kv_f16;
 pub use device::DeviceSpec;
 pub use error::InferenceError;
 pub use loader::{LoadedModel, ModelArchitecture, ModelFolder, read_architecture};

@@ -1,0 +1,562 @@
+//! Compression kinds: ratio, and compress/decompress speed against memcpy
+//! of the same bytes measured in the same iteration. Every round trip is
+//! verified byte for byte; a mismatch fails the benchmark, never a number.
+//!
+//! Inputs, generated from the campaign seed or read from a file:
+//! - `token_ids`: u32 token ids with Zipf-distributed frequencies (s = 1.1
+//!   over a 32 000-token vocabulary), the shape of natural-language streams;
+//! - `kv_block`: real f16 K and V of layer 0 of a campaign model for a
+//!   seeded prompt (computed by the inference component);
+//! - `json_logs`: request log lines as an inference server writes them;
+//! - `file:PATH`: any file.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Zipf};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::params::{self, ParamProblem};
+use super::{
+    BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Headline, MetricDef, Observations,
+    PreparedBenchmark,
+};
+use crate::campaign::ResolvedModel;
+use crate::components::compression::{BlockCodec, Codec, CodecKind, train_dictionary};
+use crate::components::inference::{layer0_kv_f16, materialize_synthetic_model};
+use crate::stats::ValueKind;
+
+/// Bytes of separate sample data a zstd dictionary is trained on.
+const DICTIONARY_SAMPLE_BYTES: usize = 1 << 20;
+/// Largest trained dictionary.
+const DICTIONARY_MAX_BYTES: usize = 64 * 1024;
+
+/// A data set to compress.
+#[derive(Debug, Clone, PartialEq)]
+enum Input {
+    TokenIds,
+    KvBlock,
+    JsonLogs,
+    File(PathBuf),
+}
+
+impl Input {
+    fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "token_ids" => Ok(Self::TokenIds),
+            "kv_block" => Ok(Self::KvBlock),
+            "json_logs" => Ok(Self::JsonLogs),
+            other => other
+                .strip_prefix("file:")
+                .map(|p| Self::File(PathBuf::from(p)))
+                .ok_or_else(|| {
+                    format!(
+                        "unknown input {other:?}: use token_ids, kv_block, json_logs or file:PATH"
+                    )
+                }),
+        }
+    }
+
+    fn label(&self) -> String {
+        match self {
+            Self::TokenIds => "token_ids".into(),
+            Self::KvBlock => "kv_block".into(),
+            Self::JsonLogs => "json_logs".into(),
+            Self::File(p) => format!(
+                "file:{}",
+                p.file_name().map_or_else(
+                    || p.display().to_string(),
+                    |n| n.to_string_lossy().into_owned()
+                )
+            ),
+        }
+    }
+}
+
+fn default_model() -> String {
+    "default".to_string()
+}
+
+fn default_block_kib() -> usize {
+    64
+}
+
+fn default_input_mib() -> usize {
+    4
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompressionParams {
+    inputs: Vec<String>,
+    codecs: Vec<Codec>,
+    /// Bytes generated per input (files are read whole, up to this size).
+    #[serde(default = "default_input_mib")]
+    input_mib: usize,
+    /// Data is compressed in independent blocks of this size, as a cache
+    /// or a store compresses it.
+    #[serde(default = "default_block_kib")]
+    block_kib: usize,
+    /// The model whose activations make `kv_block` inputs.
+    #[serde(default = "default_model")]
+    model: String,
+}
+
+fn check_params(
+    params: &toml::Table,
+    models: &BTreeMap<String, ResolvedModel>,
+) -> Result<CompressionParams, ParamProblem> {
+    let p: CompressionParams = params::parse(params)?;
+    if p.inputs.is_empty() {
+        return Err(ParamProblem::at(
+            "inputs",
+            "inputs lists nothing to compress",
+            "e.g. inputs = [\"token_ids\", \"kv_block\", \"json_logs\"]",
+        ));
+    }
+    for input in &p.inputs {
+        match Input::parse(input) {
+            Err(message) => {
+                return Err(ParamProblem::at(
+                    "inputs",
+                    message,
+                    "e.g. inputs = [\"token_ids\", \"file:data/sample.bin\"]",
+                ));
+            }
+            Ok(Input::KvBlock) if !models.contains_key(&p.model) => {
+                return Err(ParamProblem::at(
+                    "model",
+                    format!(
+                        "kv_block needs a model; no model named {:?} in [models]",
+                        p.model
+                    ),
+                    "define [models.default] or set model",
+                ));
+            }
+            Ok(Input::File(path)) if !path.is_file() => {
+                return Err(ParamProblem::at(
+                    "inputs",
+                    format!("input file {} does not exist", path.display()),
+                    "paths are relative to the current directory",
+                ));
+            }
+            Ok(_) => {}
+        }
+    }
+    if p.codecs.is_empty() {
+        return Err(ParamProblem::at(
+            "codecs",
+            "codecs lists no codec",
+            "e.g. codecs = [\"zstd:3\", \"lz4\", \"snappy\"]",
+        ));
+    }
+    if p.block_kib == 0 || p.input_mib == 0 || p.block_kib * 1024 > p.input_mib * 1024 * 1024 {
+        return Err(ParamProblem::at(
+            "block_kib",
+            "block_kib and input_mib must be at least 1, and a block no larger than the input",
+            "e.g. block_kib = 64, input_mib = 4",
+        ));
+    }
+    Ok(p)
+}
+
+fn token_ids(seed: u64, bytes: usize) -> Vec<u8> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let zipf = Zipf::new(32_000.0, 1.1)
+        .expect("a 32 000-word vocabulary with s = 1.1 is a valid Zipf law");
+    (0..bytes / 4)
+        .flat_map(|_| (zipf.sample(&mut rng) as u32 - 1).to_le_bytes())
+        .collect()
+}
+
+fn json_logs(seed: u64, bytes: usize) -> Vec<u8> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut text = String::with_capacity(bytes + 256);
+    let mut id: u64 = rng.random();
+    let mut ts: u64 = 1_795_000_000_000;
+    while text.len() < bytes {
+        ts += rng.random_range(1..50);
+        id = id.wrapping_add(1);
+        let prompt = rng.random_range(16..4096);
+        let output = rng.random_range(1..512);
+        let ttft = rng.random_range(20.0..2000.0_f64);
+        let status = if rng.random_ratio(1, 50) {
+            "error"
+        } else {
+            "ok"
+        };
+        let _ = writeln!(
+            text,
+            r#"{{"ts":{ts},"request_id":"req-{id:016x}","model":"llama-16m","prompt_tokens":{prompt},"output_tokens":{output},"ttft_ms":{ttft:.3},"tpot_ms":{:.3},"status":"{status}"}}"#,
+            ttft / 40.0
+        );
+    }
+    text.truncate(bytes);
+    text.into_bytes()
+}
+
+fn kv_blocks(
+    ctx: &BenchContext,
+    model: &str,
+    seed: u64,
+    bytes: usize,
+) -> Result<Vec<u8>, BenchmarkError> {
+    let resolved = ctx
+        .models
+        .get(model)
+        .ok_or_else(|| BenchmarkError::Params(format!("no model named {model:?}")))?;
+    let folder = match (&resolved.folder, &resolved.synthetic) {
+        (Some(f), _) => f.clone(),
+        (None, Some(config)) => materialize_synthetic_model(config, &ctx.model_cache_dir)?,
+        (None, None) => {
+            return Err(BenchmarkError::Params(format!(
+                "model {model:?} has no source"
+            )));
+        }
+    };
+    let vocab = resolved.architecture.vocab_size as u32;
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut data = Vec::with_capacity(bytes);
+    // Prompts of 256 tokens until the input is full.
+    while data.len() < bytes {
+        let tokens: Vec<u32> = (0..256).map(|_| rng.random_range(0..vocab)).collect();
+        data.extend(layer0_kv_f16(&folder, &tokens)?);
+    }
+    data.truncate(bytes);
+    Ok(data)
+}
+
+fn load_input(
+    input: &Input,
+    p: &CompressionParams,
+    ctx: &BenchContext,
+    seed: u64,
+) -> Result<Vec<u8>, BenchmarkError> {
+    let bytes = p.input_mib * 1024 * 1024;
+    Ok(match input {
+        Input::TokenIds => token_ids(seed, bytes),
+        Input::JsonLogs => json_logs(seed, bytes),
+        Input::KvBlock => kv_blocks(ctx, &p.model, seed, bytes)?,
+        Input::File(path) => {
+            let mut data = std::fs::read(path).map_err(|e| {
+                BenchmarkError::Component(format!("cannot read input {}: {e}", path.display()))
+            })?;
+            data.truncate(bytes);
+            data
+        }
+    })
+}
+
+/// Prepares one case per input × codec; dictionaries are trained on a
+/// separate sample of the same input (another seed, or the file's tail).
+fn prepare_cases(
+    params: &toml::Table,
+    ctx: &BenchContext,
+    speed: bool,
+) -> Result<PreparedBenchmark, BenchmarkError> {
+    let p = check_params(params, &ctx.models).map_err(|e| BenchmarkError::Params(e.message))?;
+    let block = p.block_kib * 1024;
+    let mut cases: Vec<Box<dyn BenchmarkCase>> = Vec::new();
+    for text in &p.inputs {
+        let input = Input::parse(text).map_err(BenchmarkError::Params)?;
+        let data = load_input(&input, &p, ctx, ctx.settings.seed)?;
+        let needs_dictionary = p.codecs.iter().any(|c| c.kind == CodecKind::ZstdDict);
+        let dictionary = if needs_dictionary {
+            let sample = match &input {
+                Input::File(_) => data.clone(),
+                _ => load_input(&input, &p, ctx, ctx.settings.seed ^ 0xd1c7)?,
+            };
+            let sample = &sample[..sample.len().min(DICTIONARY_SAMPLE_BYTES)];
+            let chunks: Vec<&[u8]> = sample.chunks(block.min(4096)).collect();
+            Some(
+                train_dictionary(&chunks, DICTIONARY_MAX_BYTES)
+                    .map_err(|e| BenchmarkError::Component(e.to_string()))?,
+            )
+        } else {
+            None
+        };
+        for codec in &p.codecs {
+            let engine = BlockCodec::new(*codec, dictionary.as_deref())
+                .map_err(|e| BenchmarkError::Component(e.to_string()))?;
+            cases.push(Box::new(CompressionCase {
+                input: input.label(),
+                data: data.clone(),
+                block,
+                engine,
+                dictionary_bytes: if codec.kind == CodecKind::ZstdDict {
+                    dictionary.as_ref().map_or(0, Vec::len)
+                } else {
+                    0
+                },
+                compressed: Vec::new(),
+                restored: Vec::new(),
+                copy: vec![1u8; data.len()],
+                speed,
+            }));
+        }
+    }
+    Ok(PreparedBenchmark {
+        setup: Vec::new(),
+        context: json!({
+            "input_bytes": p.input_mib * 1024 * 1024,
+            "block_bytes": block,
+            "inputs": p.inputs,
+            "dictionary": { "sample_bytes": DICTIONARY_SAMPLE_BYTES, "max_bytes": DICTIONARY_MAX_BYTES, "trained_on": "a separate sample of the same input (another seed; a file trains on itself)" },
+        }),
+        cases,
+        warnings: Vec::new(),
+    })
+}
+
+struct CompressionCase {
+    input: String,
+    data: Vec<u8>,
+    block: usize,
+    engine: BlockCodec,
+    dictionary_bytes: usize,
+    /// Compressed blocks, one after another, with their lengths.
+    compressed: Vec<(Vec<u8>, usize)>,
+    restored: Vec<u8>,
+    copy: Vec<u8>,
+    speed: bool,
+}
+
+impl CompressionCase {
+    /// The reference: memcpy of the same bytes in the same block-sized chunks.
+    fn chunked_memcpy(&mut self) -> Duration {
+        let started = Instant::now();
+        for (to, from) in self
+            .copy
+            .chunks_mut(self.block)
+            .zip(self.data.chunks(self.block))
+        {
+            to.copy_from_slice(from);
+        }
+        std::hint::black_box(&self.copy);
+        started.elapsed()
+    }
+}
+
+impl BenchmarkCase for CompressionCase {
+    fn label(&self) -> String {
+        format!("{}/{}", self.input, self.engine.codec())
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        json!({
+            "input": self.input,
+            "codec": self.engine.codec(),
+            "input_bytes": self.data.len(),
+            "block_bytes": self.block,
+            "dictionary_bytes": self.dictionary_bytes,
+        })
+    }
+
+    fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
+        let component = |e: crate::components::compression::CompressionError| {
+            BenchmarkError::Component(e.to_string())
+        };
+        let blocks = self.data.len().div_ceil(self.block);
+        self.compressed.resize_with(blocks, || (Vec::new(), 0));
+        let started = Instant::now();
+        for (chunk, (out, len)) in self.data.chunks(self.block).zip(self.compressed.iter_mut()) {
+            self.engine.compress(chunk, out).map_err(component)?;
+            *len = chunk.len();
+        }
+        let compress = started.elapsed();
+
+        let mut decompress = Duration::ZERO;
+        for (i, (compressed, len)) in self.compressed.iter().enumerate() {
+            let started = Instant::now();
+            self.engine
+                .decompress(compressed, *len, &mut self.restored)
+                .map_err(component)?;
+            decompress += started.elapsed();
+            let original = &self.data[i * self.block..i * self.block + len];
+            if self.restored != original {
+                return Err(BenchmarkError::Component(format!(
+                    "{}: block {i} did not round-trip byte for byte",
+                    self.engine.codec()
+                )));
+            }
+        }
+
+        let compressed_bytes: usize = self.compressed.iter().map(|(c, _)| c.len()).sum();
+        let ratio = self.data.len() as f64 / compressed_bytes as f64;
+        obs.value("ratio", ratio);
+        obs.value("compressed_bytes", compressed_bytes as f64);
+        obs.value(
+            "space_saving_pct",
+            100.0 * (1.0 - compressed_bytes as f64 / self.data.len() as f64),
+        );
+        if self.speed {
+            let mb = self.data.len() as f64 / 1e6;
+            let memcpy = self.chunked_memcpy();
+            let memcpy_mbps = mb / memcpy.as_secs_f64();
+            let (c, d) = (mb / compress.as_secs_f64(), mb / decompress.as_secs_f64());
+            obs.value("compress_mb_per_s", c);
+            obs.value("decompress_mb_per_s", d);
+            obs.value("memcpy_mb_per_s", memcpy_mbps);
+            obs.value("compress_fraction_of_memcpy", c / memcpy_mbps);
+            obs.value("decompress_fraction_of_memcpy", d / memcpy_mbps);
+            obs.duration("compress_block_ms", compress / blocks as u32);
+        }
+        Ok(())
+    }
+}
+
+const fn quantity(
+    name: &'static str,
+    unit: &'static str,
+    higher_is_better: bool,
+    description: &'static str,
+) -> MetricDef {
+    MetricDef {
+        name,
+        unit,
+        kind: ValueKind::Quantity,
+        higher_is_better,
+        description,
+    }
+}
+
+const RATIO_METRICS: [MetricDef; 3] = [
+    quantity(
+        "ratio",
+        "×",
+        true,
+        "original bytes ÷ compressed bytes, over all blocks",
+    ),
+    quantity(
+        "compressed_bytes",
+        "bytes",
+        false,
+        "sum of the compressed blocks, frame headers and checksums included",
+    ),
+    quantity("space_saving_pct", "%", true, "1 − compressed ÷ original"),
+];
+
+pub struct CompressionRatio;
+
+impl BenchmarkKind for CompressionRatio {
+    fn name(&self) -> &'static str {
+        "compression_ratio"
+    }
+
+    fn description(&self) -> &'static str {
+        "compression ratio per input × codec, every block round-tripped and compared"
+    }
+
+    fn metrics(&self) -> &'static [MetricDef] {
+        &RATIO_METRICS
+    }
+
+    fn headline(&self) -> Headline {
+        Headline {
+            latency: "",
+            throughput: "ratio",
+        }
+    }
+
+    fn check(
+        &self,
+        params: &toml::Table,
+        models: &BTreeMap<String, ResolvedModel>,
+    ) -> Result<(), ParamProblem> {
+        check_params(params, models).map(|_| ())
+    }
+
+    fn prepare(
+        &self,
+        params: &toml::Table,
+        ctx: &BenchContext,
+    ) -> Result<PreparedBenchmark, BenchmarkError> {
+        prepare_cases(params, ctx, false)
+    }
+}
+
+pub struct CompressionThroughput;
+
+impl BenchmarkKind for CompressionThroughput {
+    fn name(&self) -> &'static str {
+        "compression_throughput"
+    }
+
+    fn description(&self) -> &'static str {
+        "compress and decompress MB/s per input × codec, against memcpy of the same bytes in the same iteration"
+    }
+
+    fn metrics(&self) -> &'static [MetricDef] {
+        const METRICS: [MetricDef; 9] = [
+            RATIO_METRICS[0],
+            RATIO_METRICS[1],
+            RATIO_METRICS[2],
+            quantity(
+                "compress_mb_per_s",
+                "MB/s",
+                true,
+                "input bytes ÷ time to compress every block",
+            ),
+            quantity(
+                "decompress_mb_per_s",
+                "MB/s",
+                true,
+                "input bytes ÷ time to decompress every block",
+            ),
+            quantity(
+                "memcpy_mb_per_s",
+                "MB/s",
+                true,
+                "reference: memcpy of the same bytes in the same block-sized chunks, same iteration",
+            ),
+            quantity(
+                "compress_fraction_of_memcpy",
+                "ratio",
+                true,
+                "compress MB/s ÷ memcpy MB/s",
+            ),
+            quantity(
+                "decompress_fraction_of_memcpy",
+                "ratio",
+                true,
+                "decompress MB/s ÷ memcpy MB/s",
+            ),
+            MetricDef {
+                name: "compress_block_ms",
+                unit: "ms",
+                kind: ValueKind::DurationMs,
+                higher_is_better: false,
+                description: "mean time to compress one block in the iteration",
+            },
+        ];
+        &METRICS
+    }
+
+    fn headline(&self) -> Headline {
+        Headline {
+            latency: "compress_block_ms",
+            throughput: "compress_mb_per_s",
+        }
+    }
+
+    fn check(
+        &self,
+        params: &toml::Table,
+        models: &BTreeMap<String, ResolvedModel>,
+    ) -> Result<(), ParamProblem> {
+        check_params(params, models).map(|_| ())
+    }
+
+    fn prepare(
+        &self,
+        params: &toml::Table,
+        ctx: &BenchContext,
+    ) -> Result<PreparedBenchmark, BenchmarkError> {
+        prepare_cases(params, ctx, true)
+    }
+}
