@@ -29,7 +29,6 @@ use super::{
 use crate::campaign::ResolvedModel;
 use crate::components::compression::{BlockCodec, Codec, CodecKind, train_dictionary};
 use crate::components::inference::{layer0_kv_f16, materialize_synthetic_model};
-use crate::stats::ValueKind;
 
 /// Bytes of separate sample data a zstd dictionary is trained on.
 const DICTIONARY_SAMPLE_BYTES: usize = 1 << 20;
@@ -410,35 +409,20 @@ impl BenchmarkCase for CompressionCase {
     }
 }
 
-const fn quantity(
-    name: &'static str,
-    unit: &'static str,
-    higher_is_better: bool,
-    description: &'static str,
-) -> MetricDef {
-    MetricDef {
-        name,
-        unit,
-        kind: ValueKind::Quantity,
-        higher_is_better,
-        description,
-    }
-}
-
 const RATIO_METRICS: [MetricDef; 3] = [
-    quantity(
+    MetricDef::quantity(
         "ratio",
         "×",
         true,
         "original bytes ÷ compressed bytes, over all blocks",
     ),
-    quantity(
+    MetricDef::quantity(
         "compressed_bytes",
         "bytes",
         false,
         "sum of the compressed blocks, frame headers and checksums included",
     ),
-    quantity("space_saving_pct", "%", true, "1 − compressed ÷ original"),
+    MetricDef::quantity("space_saving_pct", "%", true, "1 − compressed ÷ original"),
 ];
 
 pub struct CompressionRatio;
@@ -496,43 +480,40 @@ impl BenchmarkKind for CompressionThroughput {
             RATIO_METRICS[0],
             RATIO_METRICS[1],
             RATIO_METRICS[2],
-            quantity(
+            MetricDef::quantity(
                 "compress_mb_per_s",
                 "MB/s",
                 true,
                 "input bytes ÷ time to compress every block",
             ),
-            quantity(
+            MetricDef::quantity(
                 "decompress_mb_per_s",
                 "MB/s",
                 true,
                 "input bytes ÷ time to decompress every block",
             ),
-            quantity(
+            MetricDef::quantity(
                 "memcpy_mb_per_s",
                 "MB/s",
                 true,
                 "reference: memcpy of the same bytes in the same block-sized chunks, same iteration",
             ),
-            quantity(
+            MetricDef::quantity(
                 "compress_fraction_of_memcpy",
                 "ratio",
                 true,
                 "compress MB/s ÷ memcpy MB/s",
             ),
-            quantity(
+            MetricDef::quantity(
                 "decompress_fraction_of_memcpy",
                 "ratio",
                 true,
                 "decompress MB/s ÷ memcpy MB/s",
             ),
-            MetricDef {
-                name: "compress_block_ms",
-                unit: "ms",
-                kind: ValueKind::DurationMs,
-                higher_is_better: false,
-                description: "mean time to compress one block in the iteration",
-            },
+            MetricDef::duration_ms(
+                "compress_block_ms",
+                "mean time to compress one block in the iteration",
+            ),
         ];
         &METRICS
     }

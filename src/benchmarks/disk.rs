@@ -25,7 +25,6 @@ use crate::campaign::ResolvedModel;
 use crate::components::blockio::{
     AlignedBuf, IO_ALIGN, IoMode, direct_io_supported, drop_page_cache, open_block_file,
 };
-use crate::stats::ValueKind;
 
 const MIB: usize = 1024 * 1024;
 
@@ -134,27 +133,17 @@ impl BenchmarkKind for DiskBlockSweep {
 
     fn metrics(&self) -> &'static [MetricDef] {
         const METRICS: &[MetricDef] = &[
-            MetricDef {
-                name: "op_latency_ms",
-                unit: "ms",
-                kind: ValueKind::DurationMs,
-                higher_is_better: false,
-                description: "one read or write of one block (pread/pwrite)",
-            },
-            MetricDef {
-                name: "mb_per_s",
-                unit: "MB/s",
-                kind: ValueKind::Quantity,
-                higher_is_better: true,
-                description: "bytes ÷ iteration time; writes include a final fdatasync",
-            },
-            MetricDef {
-                name: "ops_per_s",
-                unit: "ops/s",
-                kind: ValueKind::Quantity,
-                higher_is_better: true,
-                description: "operations ÷ iteration time",
-            },
+            MetricDef::duration_ms(
+                "op_latency_ms",
+                "one read or write of one block (pread/pwrite)",
+            ),
+            MetricDef::quantity(
+                "mb_per_s",
+                "MB/s",
+                true,
+                "bytes ÷ iteration time; writes include a final fdatasync",
+            ),
+            MetricDef::quantity("ops_per_s", "ops/s", true, "operations ÷ iteration time"),
         ];
         METRICS
     }

@@ -22,49 +22,26 @@ use super::{
 use crate::campaign::ResolvedModel;
 use crate::components::inference::{GenerationSession, LoadedModel, materialize_synthetic_model};
 use crate::runner::memory;
-use crate::stats::ValueKind;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-const fn latency(name: &'static str, description: &'static str) -> MetricDef {
-    MetricDef {
-        name,
-        unit: "ms",
-        kind: ValueKind::DurationMs,
-        higher_is_better: false,
-        description,
-    }
-}
-
-const fn rate(name: &'static str, unit: &'static str, description: &'static str) -> MetricDef {
-    MetricDef {
-        name,
-        unit,
-        kind: ValueKind::Quantity,
-        higher_is_better: true,
-        description,
-    }
-}
-
 const MODEL_SETUP_METRICS: &[MetricDef] = &[
-    latency(
+    MetricDef::duration_ms(
         "model_load_ms",
         "config.json + safetensors → model ready on the device",
     ),
-    MetricDef {
-        name: "rss_after_load_mib",
-        unit: "MiB",
-        kind: ValueKind::Quantity,
-        higher_is_better: false,
-        description: "resident memory of the process after the model loaded",
-    },
-    MetricDef {
-        name: "model_rss_delta_mib",
-        unit: "MiB",
-        kind: ValueKind::Quantity,
-        higher_is_better: false,
-        description: "resident memory added by loading the model; near 0 when the allocator reuses memory an earlier benchmark freed (compare context.weights_bytes)",
-    },
+    MetricDef::quantity(
+        "rss_after_load_mib",
+        "MiB",
+        false,
+        "resident memory of the process after the model loaded",
+    ),
+    MetricDef::quantity(
+        "model_rss_delta_mib",
+        "MiB",
+        false,
+        "resident memory added by loading the model; near 0 when the allocator reuses memory an earlier benchmark freed (compare context.weights_bytes)",
+    ),
 ];
 
 fn default_model() -> String {
@@ -249,10 +226,11 @@ impl BenchmarkKind for FirstTokenLatency {
 
     fn metrics(&self) -> &'static [MetricDef] {
         const METRICS: &[MetricDef] = &[
-            latency("ttft_ms", "prompt submitted → first generated token"),
-            rate(
+            MetricDef::duration_ms("ttft_ms", "prompt submitted → first generated token"),
+            MetricDef::quantity(
                 "prefill_tokens_per_s",
                 "tokens/s",
+                true,
                 "prompt tokens × batch ÷ TTFT",
             ),
         ];
@@ -339,21 +317,23 @@ impl BenchmarkKind for TokenGeneration {
 
     fn metrics(&self) -> &'static [MetricDef] {
         const METRICS: &[MetricDef] = &[
-            latency("ttft_ms", "prompt submitted → first generated token"),
-            latency("tpot_ms", "(end-to-end − TTFT) / (output tokens − 1)"),
-            latency(
+            MetricDef::duration_ms("ttft_ms", "prompt submitted → first generated token"),
+            MetricDef::duration_ms("tpot_ms", "(end-to-end − TTFT) / (output tokens − 1)"),
+            MetricDef::duration_ms(
                 "itl_ms",
                 "every gap between two consecutive generated tokens",
             ),
-            latency("e2e_ms", "prompt submitted → last generated token"),
-            rate(
+            MetricDef::duration_ms("e2e_ms", "prompt submitted → last generated token"),
+            MetricDef::quantity(
                 "decode_tokens_per_s",
                 "tokens/s",
+                true,
                 "(output tokens − 1) × batch ÷ (end-to-end − TTFT)",
             ),
-            rate(
+            MetricDef::quantity(
                 "output_tokens_per_s",
                 "tokens/s",
+                true,
                 "output tokens × batch ÷ end-to-end",
             ),
         ];

@@ -23,26 +23,9 @@ use crate::components::kvcache::{
     BlockKey, ColdBlockEncoding, KvCacheError, KvDType, KvGeometry, Tier, TieredKvCache,
     TieredKvCacheConfig, block_key,
 };
-use crate::stats::ValueKind;
 
 const GB: f64 = 1e9;
 const MB: f64 = 1e6;
-
-const fn metric(
-    name: &'static str,
-    unit: &'static str,
-    kind: ValueKind,
-    higher_is_better: bool,
-    description: &'static str,
-) -> MetricDef {
-    MetricDef {
-        name,
-        unit,
-        kind,
-        higher_is_better,
-        description,
-    }
-}
 
 fn default_dtype() -> KvDType {
     KvDType::F16
@@ -192,38 +175,23 @@ impl BenchmarkKind for KvCacheStore {
 
     fn metrics(&self) -> &'static [MetricDef] {
         const METRICS: &[MetricDef] = &[
-            metric(
-                "store_ms",
-                "ms",
-                ValueKind::DurationMs,
-                false,
-                "storing every block of the iteration's tokens",
-            ),
-            metric(
-                "store_gb_per_s",
-                "GB/s",
-                ValueKind::Quantity,
-                true,
-                "bytes stored ÷ store time",
-            ),
-            metric(
+            MetricDef::duration_ms("store_ms", "storing every block of the iteration's tokens"),
+            MetricDef::quantity("store_gb_per_s", "GB/s", true, "bytes stored ÷ store time"),
+            MetricDef::quantity(
                 "store_tokens_per_s",
                 "tokens/s",
-                ValueKind::Quantity,
                 true,
                 "tokens stored ÷ store time",
             ),
-            metric(
+            MetricDef::quantity(
                 "memcpy_gb_per_s",
                 "GB/s",
-                ValueKind::Quantity,
                 true,
                 "reference: memcpy of the same bytes in the same block-sized chunks into a pre-touched buffer, same iteration",
             ),
-            metric(
+            MetricDef::quantity(
                 "store_fraction_of_memcpy",
                 "ratio",
-                ValueKind::Quantity,
                 true,
                 "store GB/s ÷ memcpy GB/s of the same iteration",
             ),
@@ -424,145 +392,113 @@ impl BenchmarkKind for KvCacheAccess {
     }
 
     fn metrics(&self) -> &'static [MetricDef] {
-        use ValueKind::{DurationMs, Quantity};
         const METRICS: &[MetricDef] = &[
-            metric(
+            MetricDef::duration_ms(
                 "step_ms",
-                "ms",
-                DurationMs,
-                false,
                 "one decode step of one sequence: append a token, read its whole window",
             ),
-            metric(
+            MetricDef::duration_ms(
                 "block_fetch_hot_ms",
-                "ms",
-                DurationMs,
-                false,
                 "fetching one block found in the hot tier",
             ),
-            metric(
+            MetricDef::duration_ms(
                 "block_fetch_cold_ms",
-                "ms",
-                DurationMs,
-                false,
                 "fetching one block from disk: read, checksum, decode, promote",
             ),
-            metric(
+            MetricDef::quantity(
                 "hot_hit_rate_pct",
                 "%",
-                Quantity,
                 true,
                 "fetches served by the hot tier",
             ),
-            metric(
+            MetricDef::quantity(
                 "cold_hit_rate_pct",
                 "%",
-                Quantity,
                 false,
                 "fetches served by the cold tier",
             ),
-            metric(
+            MetricDef::quantity(
                 "evictions",
                 "blocks",
-                Quantity,
                 false,
                 "blocks moved from hot to cold",
             ),
-            metric(
+            MetricDef::quantity(
                 "eviction_writes",
                 "blocks",
-                Quantity,
                 false,
                 "evictions that wrote (the rest were already on disk)",
             ),
-            metric(
+            MetricDef::quantity(
                 "promotions",
                 "blocks",
-                Quantity,
                 false,
                 "cold blocks moved back to the hot tier",
             ),
-            metric(
+            MetricDef::quantity(
                 "shared_prefix_hits",
                 "blocks",
-                Quantity,
                 true,
                 "stores skipped because another sequence holds the same prefix block",
             ),
-            metric(
-                "bytes_read_mib",
-                "MiB",
-                Quantity,
-                false,
-                "read from the cold file",
-            ),
-            metric(
+            MetricDef::quantity("bytes_read_mib", "MiB", false, "read from the cold file"),
+            MetricDef::quantity(
                 "bytes_written_mib",
                 "MiB",
-                Quantity,
                 false,
                 "written to the cold file",
             ),
-            metric(
+            MetricDef::quantity(
                 "cold_disk_mib",
                 "MiB",
-                Quantity,
                 false,
                 "size of the cold file at the end of the trace",
             ),
-            metric(
+            MetricDef::quantity(
                 "cold_read_mb_per_s",
                 "MB/s",
-                Quantity,
                 true,
                 "bytes read ÷ time in cold fetches",
             ),
-            metric(
+            MetricDef::quantity(
                 "raw_read_mb_per_s",
                 "MB/s",
-                Quantity,
                 true,
                 "reference: plain reads of the slots of one step's window, in the same order, from the same cold file, same I/O mode, same iteration",
             ),
-            metric(
+            MetricDef::quantity(
                 "cold_read_fraction_of_raw",
                 "ratio",
-                Quantity,
                 true,
                 "cold read MB/s ÷ raw read MB/s",
             ),
-            metric(
+            MetricDef::quantity(
                 "cold_write_mb_per_s",
                 "MB/s",
-                Quantity,
                 true,
                 "bytes written ÷ time in stores that evicted with a write",
             ),
-            metric(
+            MetricDef::quantity(
                 "raw_write_mb_per_s",
                 "MB/s",
-                Quantity,
                 true,
                 "reference: plain writes of as many slots, same I/O mode, same iteration",
             ),
-            metric(
+            MetricDef::quantity(
                 "cold_write_fraction_of_raw",
                 "ratio",
-                Quantity,
                 true,
                 "cold write MB/s ÷ raw write MB/s",
             ),
-            metric(
+            MetricDef::quantity(
                 "int8_max_abs_error",
                 "value",
-                Quantity,
                 false,
                 "int8 cold tier: largest |original − reconstructed| over every value of every cold fetch",
             ),
-            metric(
+            MetricDef::quantity(
                 "int8_rms_error",
                 "value",
-                Quantity,
                 false,
                 "int8 cold tier: root mean square of (original − reconstructed) over the same values",
             ),

@@ -30,6 +30,35 @@ pub struct MetricDef {
     pub description: &'static str,
 }
 
+impl MetricDef {
+    /// A duration in milliseconds (recorded at nanosecond resolution); lower is better.
+    pub const fn duration_ms(name: &'static str, description: &'static str) -> Self {
+        Self {
+            name,
+            unit: "ms",
+            kind: ValueKind::DurationMs,
+            higher_is_better: false,
+            description,
+        }
+    }
+
+    /// Any other quantity (rates, ratios, counts, sizes).
+    pub const fn quantity(
+        name: &'static str,
+        unit: &'static str,
+        higher_is_better: bool,
+        description: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            unit,
+            kind: ValueKind::Quantity,
+            higher_is_better,
+            description,
+        }
+    }
+}
+
 /// Which metrics feed a result's flat `mean_ms`/`p50_ms`/`p99_ms` and
 /// `throughput` fields.
 #[derive(Debug, Clone, Copy)]
