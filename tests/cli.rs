@@ -353,6 +353,71 @@ input_mib = 1
 }
 
 #[test]
+fn storage_kinds_verify_reads_and_record_an_unusable_folder_as_a_failure() {
+    let f = Fixture::new();
+    let blocker = f.path("blocker");
+    fs::write(&blocker, b"").unwrap();
+    let campaign = f.campaign(&format!(
+        r#"[[days]]
+number = 1
+title = "storage"
+[[days.benchmarks]]
+name = "write"
+kind = "storage_write"
+iterations = 2
+[days.benchmarks.params]
+value_kib = [1, 16]
+commit = ["durable", "non_durable"]
+ops = 10
+[[days.benchmarks]]
+name = "read"
+kind = "storage_read"
+iterations = 2
+[days.benchmarks.params]
+value_kib = [4]
+keys = 200
+cache_entries = 20
+ops = 300
+[[days.benchmarks]]
+name = "nowhere"
+kind = "storage_write"
+iterations = 1
+[days.benchmarks.params]
+value_kib = [1]
+ops = 1
+dir = "{}"
+"#,
+        blocker.join("db").display()
+    ));
+    f.run(&campaign, &[]).code(4);
+    let report = f.report();
+    let durable = result(&report, "write[16k/durable]");
+    assert_eq!(durable["status"], "ok");
+    assert_eq!(durable["metrics"]["put_ms"]["summary"]["count"], 20);
+    let zipf = result(&report, "read[4k/zipfian]");
+    let uniform = result(&report, "read[4k/uniform]");
+    let hit = |r: &Value| {
+        r["metrics"]["cache_hit_ratio_pct"]["summary"]["mean"]
+            .as_f64()
+            .unwrap()
+    };
+    // A 20-entry cache over 200 keys: skewed keys hit it far more often.
+    assert!(
+        hit(zipf) > hit(uniform),
+        "zipfian {} vs uniform {}",
+        hit(zipf),
+        hit(uniform)
+    );
+    let nowhere = result(&report, "nowhere");
+    assert_eq!(nowhere["status"], "failed");
+    assert!(
+        nowhere["error"].as_str().unwrap().contains("blocker"),
+        "{nowhere:#}"
+    );
+    assert_eq!(report["summary"]["failed"], 1);
+}
+
+#[test]
 fn a_bigger_model_takes_longer_to_first_token() {
     let f = Fixture::new();
     let campaign = f.campaign_raw(&format!(

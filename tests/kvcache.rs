@@ -2,8 +2,7 @@
 
 use std::fs;
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 use campaign::components::blockio::IoMode;
 use campaign::components::kvcache::{
@@ -11,6 +10,9 @@ use campaign::components::kvcache::{
     block_key,
 };
 use tempfile::TempDir;
+
+mod common;
+use common::SmallFs;
 
 const GEOMETRY: KvGeometry = KvGeometry {
     layers: 2,
@@ -208,35 +210,6 @@ fn an_unusable_folder_is_a_clear_error() {
         message.contains("blocker") && message.contains("writable folder"),
         "{message}"
     );
-}
-
-/// A 1 MiB tmpfs, unmounted on drop. Needs root and mount(8).
-struct SmallFs {
-    path: PathBuf,
-    _dir: TempDir,
-}
-
-impl SmallFs {
-    fn mount() -> Option<Self> {
-        let dir = TempDir::new().ok()?;
-        let ok = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-            .arg(dir.path())
-            .output()
-            .ok()?
-            .status
-            .success();
-        ok.then(|| Self {
-            path: dir.path().to_path_buf(),
-            _dir: dir,
-        })
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.path).status();
-    }
 }
 
 #[test]

@@ -9,6 +9,7 @@ mod inference;
 mod kvcache;
 mod observations;
 mod params;
+mod storage;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -168,6 +169,8 @@ static REGISTRY: &[&dyn BenchmarkKind] = &[
     &disk::DiskBlockSweep,
     &compression::CompressionRatio,
     &compression::CompressionThroughput,
+    &storage::StorageWrite,
+    &storage::StorageRead,
 ];
 
 /// Every kind this build knows, in registry order.

@@ -5,3 +5,4 @@ pub mod blockio;
 pub mod compression;
 pub mod inference;
 pub mod kvcache;
+pub mod storage;
