@@ -418,6 +418,52 @@ dir = "{}"
 }
 
 #[test]
+fn agent_latency_runs_every_queue_under_both_loads() {
+    let f = Fixture::new();
+    let campaign = f.campaign(
+        r#"[[days]]
+number = 1
+title = "agents"
+[[days.benchmarks]]
+name = "agents"
+kind = "agent_task_latency"
+iterations = 2
+targets = ["e2e_ms.p50 < 10000"]
+[days.benchmarks.params]
+loads = ["closed", "open:500"]
+producers = 2
+workers = 2
+tasks = 100
+block_kib = 4
+"#,
+    );
+    f.run(&campaign, &[]).success();
+    let report = f.report();
+    assert_eq!(
+        report["summary"]["successful"], 6,
+        "3 queues × 2 loads, each task run exactly once"
+    );
+    for queue in ["tokio_mpsc", "mutex_deque", "lock_free"] {
+        let closed = result(&report, &format!("agents[{queue}/closed]"));
+        let m = &closed["metrics"];
+        assert_eq!(
+            m["e2e_ms"]["summary"]["count"], 200,
+            "100 tasks × 2 iterations"
+        );
+        // End-to-end is queue wait plus service, task by task.
+        let (w, s, e) = (
+            m["queue_wait_ms"]["raw_samples"][7].as_f64().unwrap(),
+            m["service_ms"]["raw_samples"][7].as_f64().unwrap(),
+            m["e2e_ms"]["raw_samples"][7].as_f64().unwrap(),
+        );
+        assert!((w + s - e).abs() < 1e-6, "{w} + {s} != {e}");
+    }
+    let open = result(&report, "agents[lock_free/open:500]");
+    // 100 Poisson arrivals at 500/s take about 0.2 s: far below a closed loop's pace.
+    assert!(open["throughput"].as_f64().unwrap() < 2000.0, "{open:#}");
+}
+
+#[test]
 fn a_bigger_model_takes_longer_to_first_token() {
     let f = Fixture::new();
     let campaign = f.campaign_raw(&format!(

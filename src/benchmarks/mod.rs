@@ -3,6 +3,7 @@
 //! what it observed. The runner owns warm-up, iteration counts, timeouts and
 //! cancellation; `stats` summarises; `report` formats.
 
+mod agents;
 mod compression;
 mod disk;
 mod inference;
@@ -171,6 +172,7 @@ static REGISTRY: &[&dyn BenchmarkKind] = &[
     &compression::CompressionThroughput,
     &storage::StorageWrite,
     &storage::StorageRead,
+    &agents::AgentTaskLatency,
 ];
 
 /// Every kind this build knows, in registry order.

@@ -1,6 +1,7 @@
 //! Systems under test. Components expose operations; they never time
 //! themselves — measuring is the job of `crate::benchmarks`.
 
+pub mod agents;
 pub mod blockio;
 pub mod compression;
 pub mod inference;
