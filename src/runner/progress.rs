@@ -82,6 +82,7 @@ impl Progress for LineProgress {
 struct BarProgress {
     benchmark: String,
     bar: Option<ProgressBar>,
+    warmup: u64,
 }
 
 impl Progress for BarProgress {
@@ -98,14 +99,21 @@ impl Progress for BarProgress {
                 .progress_chars("=> ");
         bar.set_style(style);
         bar.set_prefix(format!("{}[{label}]", self.benchmark));
+        // The message names the iteration running now, not the last one done.
+        bar.set_message(if warmup > 0 { "warm-up" } else { "timed" });
+        self.warmup = u64::from(warmup);
         bar.enable_steady_tick(Duration::from_millis(200));
         self.bar = Some(bar);
     }
 
-    fn iteration_done(&mut self, warming_up: bool) {
+    fn iteration_done(&mut self, _warming_up: bool) {
         if let Some(bar) = &self.bar {
-            bar.set_message(if warming_up { "warm-up" } else { "timed" });
             bar.inc(1);
+            bar.set_message(if bar.position() < self.warmup {
+                "warm-up"
+            } else {
+                "timed"
+            });
         }
     }
 
