@@ -24,11 +24,11 @@ use serde_json::json;
 use super::params::{self, ParamProblem};
 use super::{
     BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Headline, MetricDef, Observations,
-    PreparedBenchmark,
+    PreparedBenchmark, model_folder, timed_chunked_memcpy,
 };
 use crate::campaign::ResolvedModel;
 use crate::components::compression::{BlockCodec, Codec, CodecKind, train_dictionary};
-use crate::components::inference::{layer0_kv_f16, materialize_synthetic_model};
+use crate::components::inference::layer0_kv_f16;
 
 /// Bytes of separate sample data a zstd dictionary is trained on.
 const DICTIONARY_SAMPLE_BYTES: usize = 1 << 20;
@@ -205,19 +205,7 @@ fn kv_blocks(
     seed: u64,
     bytes: usize,
 ) -> Result<Vec<u8>, BenchmarkError> {
-    let resolved = ctx
-        .models
-        .get(model)
-        .ok_or_else(|| BenchmarkError::Params(format!("no model named {model:?}")))?;
-    let folder = match (&resolved.folder, &resolved.synthetic) {
-        (Some(f), _) => f.clone(),
-        (None, Some(config)) => materialize_synthetic_model(config, &ctx.model_cache_dir)?,
-        (None, None) => {
-            return Err(BenchmarkError::Params(format!(
-                "model {model:?} has no source"
-            )));
-        }
-    };
+    let (resolved, folder) = model_folder(ctx, model)?;
     let vocab = resolved.architecture.vocab_size as u32;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut data = Vec::with_capacity(bytes);
@@ -325,22 +313,6 @@ struct CompressionCase {
     speed: bool,
 }
 
-impl CompressionCase {
-    /// The reference: memcpy of the same bytes in the same block-sized chunks.
-    fn chunked_memcpy(&mut self) -> Duration {
-        let started = Instant::now();
-        for (to, from) in self
-            .copy
-            .chunks_mut(self.block)
-            .zip(self.data.chunks(self.block))
-        {
-            to.copy_from_slice(from);
-        }
-        std::hint::black_box(&self.copy);
-        started.elapsed()
-    }
-}
-
 impl BenchmarkCase for CompressionCase {
     fn label(&self) -> String {
         format!("{}/{}", self.input, self.engine.codec())
@@ -395,7 +367,7 @@ impl BenchmarkCase for CompressionCase {
         );
         if self.speed {
             let mb = self.data.len() as f64 / 1e6;
-            let memcpy = self.chunked_memcpy();
+            let memcpy = timed_chunked_memcpy(&mut self.copy, &self.data, self.block);
             let memcpy_mbps = mb / memcpy.as_secs_f64();
             let (c, d) = (mb / compress.as_secs_f64(), mb / decompress.as_secs_f64());
             obs.value("compress_mb_per_s", c);

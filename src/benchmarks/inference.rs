@@ -17,10 +17,10 @@ use serde_json::json;
 use super::params::{self, ParamProblem};
 use super::{
     BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Headline, MetricDef, Observations,
-    PreparedBenchmark,
+    PreparedBenchmark, model_folder,
 };
 use crate::campaign::ResolvedModel;
-use crate::components::inference::{GenerationSession, LoadedModel, materialize_synthetic_model};
+use crate::components::inference::{GenerationSession, LoadedModel};
 use crate::runner::memory;
 
 const MIB: f64 = 1024.0 * 1024.0;
@@ -141,19 +141,7 @@ struct ModelUnderTest {
 
 /// Loads (generating first if synthetic) the named model and measures the load.
 fn load_model(name: &str, ctx: &BenchContext) -> Result<ModelUnderTest, BenchmarkError> {
-    let resolved = ctx
-        .models
-        .get(name)
-        .ok_or_else(|| BenchmarkError::Params(format!("no model named {name:?}")))?;
-    let folder = match (&resolved.folder, &resolved.synthetic) {
-        (Some(folder), _) => folder.clone(),
-        (None, Some(config)) => materialize_synthetic_model(config, &ctx.model_cache_dir)?,
-        (None, None) => {
-            return Err(BenchmarkError::Params(format!(
-                "model {name:?} has no source"
-            )));
-        }
-    };
+    let (resolved, folder) = model_folder(ctx, name)?;
     let device = ctx.device.open()?;
     let rss_before = memory::resident_set_bytes();
     let started = Instant::now();

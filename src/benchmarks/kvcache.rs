@@ -15,7 +15,7 @@ use serde_json::json;
 use super::params::{self, ParamProblem};
 use super::{
     BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Headline, MetricDef, Observations,
-    PreparedBenchmark, scratch_folder,
+    PreparedBenchmark, scratch_folder, timed_chunked_memcpy,
 };
 use crate::campaign::ResolvedModel;
 use crate::components::blockio::{AlignedBuf, IoMode, open_block_file};
@@ -268,22 +268,6 @@ struct StoreCase {
     iteration: u64,
 }
 
-impl StoreCase {
-    /// The reference: the same bytes, in the same block-sized chunks.
-    fn chunked_memcpy(&mut self, block: usize) -> Duration {
-        let started = Instant::now();
-        for (to, from) in self
-            .copy
-            .chunks_exact_mut(block)
-            .zip(self.source.chunks_exact(block))
-        {
-            to.copy_from_slice(from);
-        }
-        std::hint::black_box(&self.copy);
-        started.elapsed()
-    }
-}
-
 impl BenchmarkCase for StoreCase {
     fn label(&self) -> String {
         format!("block_tokens={}", self.geometry.block_tokens)
@@ -319,7 +303,7 @@ impl BenchmarkCase for StoreCase {
         let memcpy_first = self.iteration.is_multiple_of(2);
         let mut memcpy = Duration::ZERO;
         if memcpy_first {
-            memcpy = self.chunked_memcpy(block);
+            memcpy = timed_chunked_memcpy(&mut self.copy, &self.source, block);
         }
         let started = Instant::now();
         for (i, chunk) in self.source.chunks_exact(block).enumerate() {
@@ -329,7 +313,7 @@ impl BenchmarkCase for StoreCase {
         }
         let store = started.elapsed();
         if !memcpy_first {
-            memcpy = self.chunked_memcpy(block);
+            memcpy = timed_chunked_memcpy(&mut self.copy, &self.source, block);
         }
 
         drop(cache);

@@ -144,6 +144,42 @@ pub enum BenchmarkError {
     Component(String),
 }
 
+/// The folder holding a campaign model's config.json and safetensors,
+/// generating a synthetic model there first if needed.
+fn model_folder<'c>(
+    ctx: &'c BenchContext,
+    name: &str,
+) -> Result<(&'c ResolvedModel, PathBuf), BenchmarkError> {
+    let resolved = ctx
+        .models
+        .get(name)
+        .ok_or_else(|| BenchmarkError::Params(format!("no model named {name:?}")))?;
+    let folder = match (&resolved.folder, &resolved.synthetic) {
+        (Some(folder), _) => folder.clone(),
+        (None, Some(config)) => {
+            crate::components::inference::materialize_synthetic_model(config, &ctx.model_cache_dir)?
+        }
+        (None, None) => {
+            return Err(BenchmarkError::Params(format!(
+                "model {name:?} has no source"
+            )));
+        }
+    };
+    Ok((resolved, folder))
+}
+
+/// The speed reference several kinds share: copies `source` into `copy`
+/// in `block`-sized chunks (the access pattern of the work it is compared
+/// with) and returns how long that took.
+fn timed_chunked_memcpy(copy: &mut [u8], source: &[u8], block: usize) -> std::time::Duration {
+    let started = std::time::Instant::now();
+    for (to, from) in copy.chunks_mut(block).zip(source.chunks(block)) {
+        to.copy_from_slice(from);
+    }
+    std::hint::black_box(&copy);
+    started.elapsed()
+}
+
 /// A private working folder inside `dir` (usually the run's scratch
 /// folder), removed when the last case holding it is dropped.
 fn scratch_folder(

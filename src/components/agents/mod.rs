@@ -44,6 +44,27 @@ pub enum AgentsError {
     Worker(String),
 }
 
+/// Waits for an item of a queue that signals pushes through `notify`.
+/// `try_pop` returns `None` to give up (a poisoned lock), `Some(None)` when
+/// the queue is empty. Interest is registered before each check, so a push
+/// between the check and the wait is not missed.
+async fn pop_when_ready<T>(
+    notify: &Notify,
+    closed: &AtomicBool,
+    mut try_pop: impl FnMut() -> Option<Option<T>>,
+) -> Option<T> {
+    loop {
+        let notified = notify.notified();
+        if let Some(item) = try_pop()? {
+            return Some(item);
+        }
+        if closed.load(Ordering::Acquire) {
+            return None;
+        }
+        notified.await;
+    }
+}
+
 enum Queue<T> {
     TokioMpsc {
         sender: Mutex<Option<mpsc::UnboundedSender<T>>>,
@@ -133,32 +154,17 @@ impl<T> Queue<T> {
                 items,
                 notify,
                 closed,
-            } => loop {
-                // Register interest before checking, so a push in between
-                // is not missed.
-                let notified = notify.notified();
-                if let Some(item) = items.lock().ok()?.pop_front() {
-                    return Some(item);
-                }
-                if closed.load(Ordering::Acquire) {
-                    return None;
-                }
-                notified.await;
-            },
+            } => {
+                pop_when_ready(notify, closed, || {
+                    items.lock().ok().map(|mut q| q.pop_front())
+                })
+                .await
+            }
             Self::LockFree {
                 items,
                 notify,
                 closed,
-            } => loop {
-                let notified = notify.notified();
-                if let Some(item) = items.pop() {
-                    return Some(item);
-                }
-                if closed.load(Ordering::Acquire) {
-                    return None;
-                }
-                notified.await;
-            },
+            } => pop_when_ready(notify, closed, || Some(items.pop())).await,
         }
     }
 
