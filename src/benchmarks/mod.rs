@@ -15,7 +15,7 @@ mod storage;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-pub use observations::Observations;
+pub use observations::{Observations, ObservedParts};
 pub use params::ParamProblem;
 
 use crate::campaign::{ResolvedModel, Settings};

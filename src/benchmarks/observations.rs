@@ -1,11 +1,14 @@
 use std::time::Duration;
 
+/// Scalar values and per-step vectors, by metric.
+pub type ObservedParts = (Vec<(&'static str, f64)>, Vec<(&'static str, Vec<f64>)>);
+
 /// What one iteration observed: scalar values per metric and, optionally,
 /// per-step vectors (e.g. the gap before each generated token).
 #[derive(Debug, Default)]
 pub struct Observations {
-    pub values: Vec<(&'static str, f64)>,
-    pub series: Vec<(&'static str, Vec<f64>)>,
+    values: Vec<(&'static str, f64)>,
+    series: Vec<(&'static str, Vec<f64>)>,
 }
 
 impl Observations {
@@ -27,16 +30,8 @@ impl Observations {
         self.series.push((metric, values));
     }
 
-    pub fn clear(&mut self) {
-        self.values.clear();
-        self.series.clear();
-    }
-
-    pub fn values(&self) -> &[(&'static str, f64)] {
-        &self.values
-    }
-
-    pub fn series_values(&self) -> &[(&'static str, Vec<f64>)] {
-        &self.series
+    /// The scalar values and the per-step vectors, for the recorder.
+    pub fn into_parts(self) -> ObservedParts {
+        (self.values, self.series)
     }
 }

@@ -287,13 +287,13 @@ fn run_benchmark(
                 if let Some((_, outcome)) = &mut current {
                     outcome.warmup_completed += 1;
                 }
-                progress.iteration_done(true);
+                progress.iteration_done();
             }
             Ok(WorkerEvent::Measured(observations)) => {
                 if let Some((_, outcome)) = &mut current {
                     outcome.record(kind, observations, ctx.settings.max_raw_samples);
                 }
-                progress.iteration_done(false);
+                progress.iteration_done();
             }
             Ok(WorkerEvent::CaseFinished(end)) => {
                 if let Some((index, mut outcome)) = current.take() {

@@ -67,10 +67,11 @@ impl CaseOutcome {
         observations: Observations,
         max_raw: usize,
     ) {
-        for (metric, value) in observations.values() {
-            recorder(&mut self.recorders, kind, metric, max_raw).record(*value);
+        let (values, series) = observations.into_parts();
+        for (metric, value) in values {
+            recorder(&mut self.recorders, kind, metric, max_raw).record(value);
         }
-        for (metric, values) in observations.series {
+        for (metric, values) in series {
             let r = recorder(&mut self.recorders, kind, metric, max_raw);
             values.iter().for_each(|v| r.record(*v));
             self.series.entry(metric).or_default().push(values);

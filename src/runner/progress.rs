@@ -12,7 +12,7 @@ pub trait Progress {
     fn benchmark_started(&mut self, name: &str, kind: &str);
     fn case_started(&mut self, label: &str, warmup: u32, iterations: u32);
     /// One warm-up or timed iteration finished.
-    fn iteration_done(&mut self, warming_up: bool);
+    fn iteration_done(&mut self);
     fn case_finished(&mut self, result: &BenchmarkResult);
     fn note(&mut self, message: &str);
 }
@@ -67,7 +67,7 @@ impl Progress for LineProgress {
         );
     }
 
-    fn iteration_done(&mut self, _warming_up: bool) {}
+    fn iteration_done(&mut self) {}
 
     fn case_finished(&mut self, result: &BenchmarkResult) {
         eprintln!("{}", outcome_line(result));
@@ -106,7 +106,7 @@ impl Progress for BarProgress {
         self.bar = Some(bar);
     }
 
-    fn iteration_done(&mut self, _warming_up: bool) {
+    fn iteration_done(&mut self) {
         if let Some(bar) = &self.bar {
             bar.inc(1);
             bar.set_message(if bar.position() < self.warmup {
