@@ -881,6 +881,13 @@ fn list_and_validate_describe_the_default_campaign() {
         .assert()
         .success()
         .stdout(predicate::str::contains("ok (5 days"));
+    for other in ["cpu_baseline.toml", "ssd_tiered.toml"] {
+        cargo_bin_cmd!("campaign")
+            .arg("validate")
+            .arg(root.join("campaigns").join(other))
+            .assert()
+            .success();
+    }
     cargo_bin_cmd!("campaign")
         .args(["list", "--campaign"])
         .arg(&campaign)
@@ -901,4 +908,208 @@ fn help_documents_the_exit_codes() {
         .assert()
         .success()
         .stdout(predicate::str::contains("4    a benchmark failed"));
+}
+
+fn day_with(benchmarks: &str) -> String {
+    format!("[[days]]\nnumber = 1\ntitle = \"macro\"\n{benchmarks}")
+}
+
+const ENDURANCE_PAIR: &str = r#"
+[[days.benchmarks]]
+name = "leaky"
+kind = "endurance"
+warmup = 1
+iterations = 15
+[days.benchmarks.params]
+prompt_tokens = 8
+output_tokens = 4
+sample_interval_ms = 100
+leak_threshold_mib_per_min = 10.0
+leak_min_growth_mib = 8.0
+planted_leak_kib_per_sample = 4096
+
+[[days.benchmarks]]
+name = "steady"
+kind = "endurance"
+warmup = 1
+iterations = 15
+[days.benchmarks.params]
+prompt_tokens = 8
+output_tokens = 4
+sample_interval_ms = 100
+leak_threshold_mib_per_min = 10.0
+leak_min_growth_mib = 8.0
+"#;
+
+#[test]
+fn endurance_calls_a_planted_leak_a_leak_and_a_steady_load_not() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&day_with(ENDURANCE_PAIR));
+    f.run(&campaign, &[])
+        .success()
+        .stderr(predicate::str::contains(
+            "leaky[interval=100ms]: memory leak suspected",
+        ))
+        .stderr(predicate::str::contains("steady[interval=100ms]: memory leak").not());
+    let report = f.report();
+    let leaky = &result(&report, "leaky[interval=100ms]")["conclusion"];
+    assert_eq!(leaky["leak_detected"], true, "{leaky:#}");
+    // 4 MiB kept every 100 ms is 2400 MiB/min; the fit must see most of it.
+    let slope = leaky["rss_trend"]["slope_mib_per_min"].as_f64().unwrap();
+    assert!((1500.0..3500.0).contains(&slope), "slope {slope}");
+    assert_eq!(leaky["rss_trend"]["samples"], 15);
+    let steady = &result(&report, "steady[interval=100ms]")["conclusion"];
+    assert_eq!(steady["leak_detected"], false, "{steady:#}");
+    assert!(steady["latency_drift"]["drift_pct"].is_number());
+}
+
+#[test]
+fn macrobenchmarks_report_every_request_stage_and_level() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&day_with(
+        r#"
+[[days.benchmarks]]
+name = "serving"
+kind = "full_inference"
+warmup = 0
+iterations = 2
+[days.benchmarks.params]
+requests = 6
+prompt_tokens = { distribution = "uniform", min = 4, max = 24 }
+output_tokens = { distribution = "fixed", tokens = 5 }
+concurrency = [1, 2]
+rates_per_s = [50.0]
+ttft_slo_ms = 60000.0
+tpot_slo_ms = 60000.0
+
+[[days.benchmarks]]
+name = "scaling"
+kind = "scaling"
+warmup = 0
+iterations = 1
+[days.benchmarks.params]
+requests = 4
+prompt_tokens = 8
+output_tokens = 3
+concurrency = [1, 2]
+batch_sizes = [1, 4]
+
+[[days.benchmarks]]
+name = "workflow"
+kind = "collective_workflow"
+warmup = 0
+iterations = 2
+[days.benchmarks.params]
+requests = 3
+prompt_tokens = 32
+output_tokens = 4
+block_tokens = 8
+
+[[days.benchmarks]]
+name = "memory"
+kind = "memory_growth"
+warmup = 0
+iterations = 1
+[days.benchmarks.params]
+prompt_tokens = 8
+output_tokens = 2
+runs = [3]
+kv_probe_tokens = 64
+"#,
+    ));
+    f.run(&campaign, &[]).success();
+    let report = f.report();
+    for case in [
+        "closed,concurrency=1",
+        "closed,concurrency=2",
+        "open,rate=50/s",
+    ] {
+        let r = result(&report, &format!("serving[{case}]"));
+        let metrics = &r["metrics"];
+        // Every request of both iterations, with 4 gaps each.
+        assert_eq!(metrics["e2e_ms"]["summary"]["count"], 12, "{case}");
+        assert_eq!(metrics["itl_ms"]["summary"]["count"], 48, "{case}");
+        assert_eq!(metrics["goodput_pct"]["summary"]["mean"], 100.0, "{case}");
+        assert_eq!(metrics["queue_ms"].is_object(), case.starts_with("open"));
+        assert!(r["peak_rss_mib"].as_f64().unwrap() > 0.0);
+    }
+    let curves = report["scaling"].as_array().unwrap();
+    let dims: Vec<&str> = curves
+        .iter()
+        .map(|c| c["dimension"].as_str().unwrap())
+        .collect();
+    assert_eq!(dims, ["concurrency", "batch_size"]);
+    for c in curves {
+        assert_eq!(c["levels"][0]["throughput_vs_first"], 1.0);
+        assert_eq!(c["levels"].as_array().unwrap().len(), 2);
+    }
+    let workflow = result(&report, "workflow[agents=2]");
+    assert_eq!(workflow["metrics"]["e2e_ms"]["summary"]["count"], 6);
+    let shares = workflow["conclusion"]["stage_share_pct"]
+        .as_object()
+        .unwrap();
+    let total: f64 = shares.values().map(|v| v.as_f64().unwrap()).sum();
+    assert_eq!(shares.len(), 5);
+    assert!(total > 0.0 && total <= 100.0 + 1e-9, "{shares:?}");
+    assert!(
+        workflow["metrics"]["compression_ratio"]["summary"]["mean"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let probe = &result(&report, "memory[kv_probe=64]")["conclusion"];
+    // Tiny model: 2 × 2 layers × 1 kv head × head_dim 32 × 4 bytes.
+    assert_eq!(probe["kv_bytes_per_token_predicted"], 512);
+    assert!(result(&report, "memory[runs=3]")["conclusion"]["rss_growth_mib_median"].is_number());
+}
+
+#[test]
+fn ctrl_c_during_endurance_keeps_the_samples_and_the_trend() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&day_with(
+        r#"
+[[days.benchmarks]]
+name = "soak"
+kind = "endurance"
+warmup = 0
+iterations = 100000
+[days.benchmarks.params]
+prompt_tokens = 8
+output_tokens = 4
+sample_interval_ms = 100
+"#,
+    ));
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin!("campaign"))
+        .args(["run", "--day", "1", "--campaign"])
+        .arg(&campaign)
+        .arg("--out")
+        .arg(f.out())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("timed iterations") {
+        line.clear();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert!(
+        Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130), "stderr: {rest}");
+    let report = f.report();
+    let soak = result(&report, "soak[interval=100ms]");
+    assert_eq!(soak["status"], "interrupted");
+    let samples = soak["metrics"]["rss_mib"]["summary"]["count"]
+        .as_u64()
+        .unwrap();
+    assert!(samples >= 3, "{samples} samples");
+    assert_eq!(soak["conclusion"]["rss_trend"]["samples"], samples);
 }

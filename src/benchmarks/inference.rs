@@ -25,7 +25,7 @@ use crate::runner::memory;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
-const MODEL_SETUP_METRICS: &[MetricDef] = &[
+pub(super) const MODEL_SETUP_METRICS: &[MetricDef] = &[
     MetricDef::duration_ms(
         "model_load_ms",
         "config.json + safetensors → model ready on the device",
@@ -44,7 +44,7 @@ const MODEL_SETUP_METRICS: &[MetricDef] = &[
     ),
 ];
 
-fn default_model() -> String {
+pub(super) fn default_model() -> String {
     "default".to_string()
 }
 
@@ -73,13 +73,11 @@ struct TokenGenerationParams {
     batch_size: usize,
 }
 
-/// Checks the parameters both kinds share against the model they name.
-fn check_common(
+/// Checks that `model` is defined and holds `longest_sequence` positions.
+pub(super) fn check_model(
     model: &str,
-    prompt_lengths: &[usize],
-    batch_size: usize,
-    output_tokens: usize,
     models: &BTreeMap<String, ResolvedModel>,
+    longest_sequence: usize,
 ) -> Result<(), ParamProblem> {
     let Some(resolved) = models.get(model) else {
         let known: Vec<_> = models.keys().map(String::as_str).collect();
@@ -92,6 +90,27 @@ fn check_common(
             ),
         ));
     };
+    let limit = resolved.architecture.max_position_embeddings;
+    if longest_sequence > limit {
+        return Err(ParamProblem::at(
+            "prompt_lengths",
+            format!(
+                "a prompt plus its generated tokens needs {longest_sequence} positions, more than model {model:?}'s max_position_embeddings ({limit})"
+            ),
+            "shorten the prompts or outputs, or raise max_position_embeddings",
+        ));
+    }
+    Ok(())
+}
+
+/// Checks the parameters both Day 1 kinds share against the model they name.
+fn check_common(
+    model: &str,
+    prompt_lengths: &[usize],
+    batch_size: usize,
+    output_tokens: usize,
+    models: &BTreeMap<String, ResolvedModel>,
+) -> Result<(), ParamProblem> {
     if prompt_lengths.is_empty() || prompt_lengths.contains(&0) {
         return Err(ParamProblem::at(
             "prompt_lengths",
@@ -106,26 +125,13 @@ fn check_common(
             "e.g. batch_size = 1",
         ));
     }
-    let limit = resolved.architecture.max_position_embeddings;
-    if let Some(longest) = prompt_lengths
-        .iter()
-        .max()
-        .filter(|p| **p + output_tokens > limit)
-    {
-        return Err(ParamProblem::at(
-            "prompt_lengths",
-            format!(
-                "prompt of {longest} tokens plus {output_tokens} generated exceeds model {model:?}'s max_position_embeddings ({limit})"
-            ),
-            "shorten the prompts or raise max_position_embeddings",
-        ));
-    }
-    Ok(())
+    let longest = prompt_lengths.iter().max().copied().unwrap_or(0);
+    check_model(model, models, longest + output_tokens)
 }
 
 /// Deterministic prompt of `len` token ids: its own ChaCha stream per
 /// length, so adding a length to a sweep does not change the others.
-fn prompt_tokens(seed: u64, len: usize, vocab_size: usize) -> Vec<u32> {
+pub(super) fn prompt_tokens(seed: u64, len: usize, vocab_size: usize) -> Vec<u32> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(len as u64);
     let vocab = u32::try_from(vocab_size).unwrap_or(u32::MAX);
@@ -133,14 +139,14 @@ fn prompt_tokens(seed: u64, len: usize, vocab_size: usize) -> Vec<u32> {
 }
 
 /// A model loaded for a benchmark, with what loading it cost.
-struct ModelUnderTest {
-    model: Arc<LoadedModel>,
-    setup: Vec<(&'static str, f64)>,
-    context: serde_json::Value,
+pub(super) struct ModelUnderTest {
+    pub model: Arc<LoadedModel>,
+    pub setup: Vec<(&'static str, f64)>,
+    pub context: serde_json::Value,
 }
 
 /// Loads (generating first if synthetic) the named model and measures the load.
-fn load_model(name: &str, ctx: &BenchContext) -> Result<ModelUnderTest, BenchmarkError> {
+pub(super) fn load_model(name: &str, ctx: &BenchContext) -> Result<ModelUnderTest, BenchmarkError> {
     let (resolved, folder) = model_folder(ctx, name)?;
     let device = ctx.device.open()?;
     let rss_before = memory::resident_set_bytes();

@@ -6,16 +6,21 @@
 mod agents;
 mod compression;
 mod disk;
+mod endurance;
 mod inference;
 mod kvcache;
 mod observations;
 mod params;
+mod serving;
 mod storage;
+mod workflow;
+mod workload;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 pub use observations::{Observations, ObservedParts};
+
 pub use params::ParamProblem;
 
 use crate::campaign::{ResolvedModel, Settings};
@@ -94,6 +99,11 @@ pub trait BenchmarkKind: Sync {
         &[]
     }
     fn headline(&self) -> Headline;
+    /// Whether a high coefficient of variation means noise. Not for kinds
+    /// whose per-request samples vary by design (queueing, mixed lengths).
+    fn variation_is_noise(&self) -> bool {
+        true
+    }
     /// Checks parameters without running anything.
     fn check(
         &self,
@@ -132,6 +142,24 @@ pub trait BenchmarkCase: Send {
     fn parameters(&self) -> serde_json::Value;
     /// Runs one iteration and records what it observed.
     fn run_iteration(&mut self, observations: &mut Observations) -> Result<(), BenchmarkError>;
+    /// Called once between warm-up and the first timed iteration, so state
+    /// a case keeps across iterations covers timed iterations only.
+    fn start_timed(&mut self) {}
+    /// Called once after the last timed iteration, also when the case was
+    /// cancelled or timed out: judgements that need the whole run (a trend
+    /// over every sample, a drift between the first and last window).
+    fn conclude(&mut self) -> Option<Conclusion> {
+        None
+    }
+}
+
+/// What a case concluded from all its iterations.
+#[derive(Debug, Clone, Default)]
+pub struct Conclusion {
+    /// Copied into the result's `conclusion` field.
+    pub findings: serde_json::Value,
+    /// Copied into the result's warnings (e.g. a suspected leak).
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +237,11 @@ static REGISTRY: &[&dyn BenchmarkKind] = &[
     &storage::StorageWrite,
     &storage::StorageRead,
     &agents::AgentTaskLatency,
+    &serving::FullInference,
+    &serving::Scaling,
+    &endurance::Endurance,
+    &endurance::MemoryGrowth,
+    &workflow::CollectiveWorkflow,
 ];
 
 /// Every kind this build knows, in registry order.

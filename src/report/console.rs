@@ -30,6 +30,7 @@ pub fn render_summary_table(report: &DailyReport) -> String {
         "p50 ms",
         "p99 ms",
         "throughput",
+        "peak RSS MiB",
         "targets",
     ]);
     for r in &report.results {
@@ -68,12 +69,40 @@ pub fn render_summary_table(report: &DailyReport) -> String {
             Cell::new(fmt(r.p50_ms)),
             Cell::new(fmt(r.p99_ms)),
             Cell::new(throughput),
+            Cell::new(r.peak_rss_mib.map_or("—".into(), |m| format!("{m:.0}"))),
             Cell::new(targets),
         ]);
     }
     let s = &report.summary;
+    let mut curves = String::new();
+    for curve in &report.scaling {
+        let levels: Vec<String> = curve
+            .levels
+            .iter()
+            .map(|l| {
+                format!(
+                    "{} → {} {} (×{:.2}, p99 ×{})",
+                    l.level,
+                    fmt(Some(l.throughput)),
+                    l.throughput_unit,
+                    l.throughput_vs_first,
+                    l.p99_vs_first.map_or("—".into(), |r| format!("{r:.2}"))
+                )
+            })
+            .collect();
+        let knee = curve.knee.map_or_else(
+            || "no knee in the levels measured".to_string(),
+            |k| format!("knee at {} = {k}", curve.dimension),
+        );
+        curves.push_str(&format!(
+            "\nscaling {} by {}: {}; {knee}",
+            curve.benchmark,
+            curve.dimension,
+            levels.join(", ")
+        ));
+    }
     format!(
-        "{table}\n{} results: {} ok, {} failed, {} interrupted; targets: {} met, {} missed, {} not measured",
+        "{table}{curves}\n{} results: {} ok, {} failed, {} interrupted; targets: {} met, {} missed, {} not measured",
         s.total,
         s.successful,
         s.failed,

@@ -26,6 +26,9 @@ pub struct DailyReport {
     pub settings: RunSettings,
     pub summary: DaySummary,
     pub results: Vec<BenchmarkResult>,
+    /// Throughput and p99 per level of each `scaling` benchmark, and its knee.
+    #[serde(default)]
+    pub scaling: Vec<crate::analysis::ScalingCurve>,
     pub warnings: Vec<String>,
 }
 
@@ -95,6 +98,10 @@ pub struct BenchmarkResult {
     pub warmup_completed: u32,
     pub iterations_completed: u32,
     pub elapsed_s: f64,
+    /// Peak resident memory of the process while this case ran (its peak
+    /// mark is reset when the case starts); absent where the OS cannot.
+    #[serde(default)]
+    pub peak_rss_mib: Option<f64>,
     pub metrics: BTreeMap<String, MetricReport>,
     /// Per-step vectors (e.g. `itl_ms` by generated token): the median over
     /// iterations of each step.
@@ -102,6 +109,10 @@ pub struct BenchmarkResult {
     /// Measured once while preparing (model load, memory).
     pub setup: BTreeMap<String, SetupValue>,
     pub targets: Vec<TargetVerdict>,
+    /// Judgements over the whole case (e.g. a memory trend and leak
+    /// verdict), with the inputs they rest on.
+    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
+    pub conclusion: serde_json::Value,
     pub warnings: Vec<String>,
 }
 

@@ -150,6 +150,7 @@ pub fn run_day(
             only: opts.only.clone(),
         },
         summary: summarize_day(&results),
+        scaling: crate::analysis::scaling_curves(&results),
         results,
         warnings,
     })
@@ -294,6 +295,11 @@ fn run_benchmark(
                     outcome.record(kind, observations, ctx.settings.max_raw_samples);
                 }
                 progress.iteration_done();
+            }
+            Ok(WorkerEvent::Concluded(conclusion)) => {
+                if let Some((_, outcome)) = &mut current {
+                    outcome.conclusion = Some(conclusion);
+                }
             }
             Ok(WorkerEvent::CaseFinished(end)) => {
                 if let Some((index, mut outcome)) = current.take() {

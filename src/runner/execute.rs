@@ -8,8 +8,8 @@ use std::sync::Once;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use super::{CancelFlag, IterationPlan};
-use crate::benchmarks::{BenchContext, BenchmarkCase, BenchmarkKind, Observations};
+use super::{CancelFlag, IterationPlan, memory};
+use crate::benchmarks::{BenchContext, BenchmarkCase, BenchmarkKind, Conclusion, Observations};
 use crate::stats::{MetricRecorder, ValueKind};
 
 /// What the worker tells the day loop.
@@ -26,6 +26,8 @@ pub(super) enum WorkerEvent {
     /// One timed iteration's observations, sent as soon as it ends so that
     /// nothing measured is lost if the worker is later abandoned.
     Measured(Observations),
+    /// Judgements over the whole case, from [`BenchmarkCase::conclude`].
+    Concluded(Conclusion),
     CaseFinished(CaseEnd),
 }
 
@@ -33,6 +35,9 @@ pub(super) enum WorkerEvent {
 pub(super) struct CaseEnd {
     pub error: Option<String>,
     pub cancelled: bool,
+    /// Peak resident memory of the process while the case ran, when the
+    /// kernel lets the peak be reset at its start (Linux).
+    pub peak_rss_bytes: Option<u64>,
 }
 
 /// Everything measured in one case so far, held by the day loop.
@@ -45,6 +50,8 @@ pub(super) struct CaseOutcome {
     pub elapsed: Duration,
     pub error: Option<String>,
     pub cancelled: bool,
+    pub peak_rss_bytes: Option<u64>,
+    pub conclusion: Option<Conclusion>,
 }
 
 impl CaseOutcome {
@@ -58,6 +65,8 @@ impl CaseOutcome {
             elapsed: Duration::ZERO,
             error: None,
             cancelled: false,
+            peak_rss_bytes: None,
+            conclusion: None,
         }
     }
 
@@ -83,6 +92,7 @@ impl CaseOutcome {
     pub fn finish(&mut self, end: CaseEnd) {
         self.error = end.error;
         self.cancelled = end.cancelled;
+        self.peak_rss_bytes = end.peak_rss_bytes;
         self.elapsed = self.started.elapsed();
     }
 }
@@ -199,7 +209,12 @@ fn run_case(
             Err(_) => Err(take_panic_message()),
         }
     };
-    let end = |error, cancelled| CaseEnd { error, cancelled };
+    let peak_reset = memory::reset_peak_resident();
+    let end = |error, cancelled| CaseEnd {
+        error,
+        cancelled,
+        peak_rss_bytes: peak_reset.then(memory::peak_resident_bytes).flatten(),
+    };
     for _ in 0..plan.warmup {
         if cancel.is_cancelled() {
             return end(None, true);
@@ -211,11 +226,14 @@ fn run_case(
             return end(None, true);
         }
     }
+    case.start_timed();
     let budget = plan.time_budget_s.map(Duration::from_secs_f64);
     let timed_start = Instant::now();
+    let mut cancelled = false;
     for done in 0..plan.iterations {
         if cancel.is_cancelled() {
-            return end(None, true);
+            cancelled = true;
+            break;
         }
         if budget.is_some_and(|b| done > 0 && timed_start.elapsed() >= b) {
             break;
@@ -229,7 +247,21 @@ fn run_case(
             Err(e) => return end(Some(e), false),
         }
     }
-    end(None, false)
+    match panic::catch_unwind(AssertUnwindSafe(|| case.conclude())) {
+        Ok(Some(conclusion)) => {
+            if events.send(WorkerEvent::Concluded(conclusion)).is_err() {
+                return end(None, true);
+            }
+        }
+        Ok(None) => {}
+        Err(_) => {
+            return end(
+                Some(format!("concluding failed: {}", take_panic_message())),
+                cancelled,
+            );
+        }
+    }
+    end(None, cancelled)
 }
 
 fn recorder<'a>(

@@ -12,6 +12,14 @@ pub fn peak_resident_bytes() -> Option<u64> {
     proc_status_kib("VmHWM:").map(|kib| kib * 1024)
 }
 
+/// Resets the kernel's peak-RSS mark (`VmHWM`) to the current RSS, so the
+/// next [`peak_resident_bytes`] is the peak since now. Linux only; returns
+/// false where the reset is not available.
+pub fn reset_peak_resident() -> bool {
+    // Writing 5 to clear_refs resets the peak RSS (Linux ≥ 4.0, see proc(5)).
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
 fn proc_status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status

@@ -76,10 +76,12 @@ impl BenchmarkFrame<'_> {
             warmup_completed: 0,
             iterations_completed: 0,
             elapsed_s: 0.0,
+            peak_rss_mib: None,
             metrics: BTreeMap::new(),
             series: BTreeMap::new(),
             setup: self.setup.clone(),
             targets: Vec::new(),
+            conclusion: serde_json::Value::Null,
             warnings: self.warnings.clone(),
         }
     }
@@ -120,13 +122,21 @@ impl BenchmarkFrame<'_> {
         result.warmup_completed = outcome.warmup_completed;
         result.iterations_completed = outcome.iterations_completed;
         result.elapsed_s = outcome.elapsed.as_secs_f64();
+        if let Some(conclusion) = outcome.conclusion {
+            result.conclusion = conclusion.findings;
+            result.warnings.extend(conclusion.warnings);
+        }
+        result.peak_rss_mib = outcome.peak_rss_bytes.map(|b| b as f64 / (1024.0 * 1024.0));
 
         for (name, recorder) in &outcome.recorders {
             let Some(summary) = summarize(recorder) else {
                 continue;
             };
             let def = self.kind.metric(name);
-            if let Some(cv) = summary.cv.filter(|cv| *cv >= NOISY_CV) {
+            if let Some(cv) = summary
+                .cv
+                .filter(|cv| *cv >= NOISY_CV && self.kind.variation_is_noise())
+            {
                 result.warnings.push(format!(
                     "{name}: coefficient of variation {:.1} % ≥ {:.0} %: the machine was noisy or the workload varies; add iterations or quiet the machine",
                     cv * 100.0,

@@ -4,9 +4,11 @@
 
 mod recorder;
 mod summary;
+mod trend;
 
 pub use recorder::{MetricRecorder, ValueKind};
 pub use summary::{
     MedianInterval, OutlierCounts, PERCENTILES, Percentile, PercentileSource, ProvisionalRule,
     Summary, elementwise_median, min_samples_for_percentile, summarize,
 };
+pub use trend::{LinearTrend, linear_trend};

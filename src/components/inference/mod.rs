@@ -10,7 +10,7 @@ mod loader;
 mod session;
 mod synthetic;
 
-pub use activations::layer0_kv_f16;
+pub use activations::{Layer0KvProjector, layer0_kv_f16};
 pub use device::DeviceSpec;
 pub use error::InferenceError;
 pub use loader::{LoadedModel, ModelArchitecture, ModelFolder, read_architecture};

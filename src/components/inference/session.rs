@@ -29,6 +29,23 @@ impl<'m> GenerationSession<'m> {
         self.forward(prompt)
     }
 
+    /// Prefill of one distinct prompt per sequence of the batch. candle's
+    /// Llama has no padding mask, so the prompts must have the same length.
+    pub fn prefill_each(&mut self, prompts: &[&[u32]]) -> Result<Vec<u32>, InferenceError> {
+        let width = prompts.first().map_or(0, |p| p.len());
+        if prompts.len() != self.batch_size || prompts.iter().any(|p| p.len() != width) {
+            return Err(InferenceError::InvalidConfig(format!(
+                "batched prefill needs {} prompts of one length (got {} prompts of lengths {:?})",
+                self.batch_size,
+                prompts.len(),
+                prompts.iter().map(|p| p.len()).collect::<Vec<_>>()
+            )));
+        }
+        let input: Vec<u32> = prompts.iter().flat_map(|p| p.iter().copied()).collect();
+        let input = Tensor::from_vec(input, (self.batch_size, width), &self.model.device)?;
+        self.run(&input, width)
+    }
+
     /// Feeds back one token per sequence and returns the next ones.
     pub fn step(&mut self, tokens: &[u32]) -> Result<Vec<u32>, InferenceError> {
         if tokens.len() != self.batch_size {

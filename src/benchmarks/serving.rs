@@ -1,0 +1,592 @@
+//! Serving macrobenchmarks: many requests against one shared model, closed
+//! loop at a concurrency or open loop with Poisson arrivals (`full_inference`),
+//! and the same workload swept over concurrency levels and batch sizes
+//! (`scaling`).
+//!
+//! Open-loop latencies start at each request's scheduled arrival, not when a
+//! worker picked it up, so time spent queued behind a busy server counts
+//! (no coordinated omission).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::inference::{check_model, default_model, load_model};
+use super::params::{self, ParamProblem};
+use super::workload::{LengthDistribution, Request, WorkloadSpec, generate_requests};
+use super::{
+    BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Headline, MetricDef, Observations,
+    PreparedBenchmark,
+};
+use crate::campaign::ResolvedModel;
+use crate::components::inference::{GenerationSession, LoadedModel};
+
+/// What happened to one request.
+pub(super) struct RequestTiming {
+    /// Scheduled arrival → a worker started it (0 in a closed loop).
+    pub queue: Duration,
+    /// Arrival → first generated token.
+    pub ttft: Duration,
+    /// Gaps between consecutive generated tokens, in ms.
+    pub gaps_ms: Vec<f64>,
+    /// Arrival → last generated token.
+    pub e2e: Duration,
+    pub output_tokens: usize,
+}
+
+impl RequestTiming {
+    /// (e2e − TTFT) / (output tokens − 1); none for a one-token output.
+    pub fn tpot_ms(&self) -> Option<f64> {
+        (self.output_tokens > 1)
+            .then(|| (self.e2e - self.ttft).as_secs_f64() * 1e3 / (self.output_tokens - 1) as f64)
+    }
+}
+
+/// Serves `requests` with `concurrency` workers, each taking `batch_size`
+/// requests at a time into one batched generation. In an open loop a
+/// request's clock starts at its scheduled arrival; in a closed loop, when
+/// a worker takes it. Returns each request's timing (in request order) and
+/// the wall time of the whole run.
+pub(super) fn serve(
+    model: &LoadedModel,
+    requests: &[Request],
+    concurrency: usize,
+    batch_size: usize,
+    open_loop: bool,
+) -> Result<(Vec<RequestTiming>, Duration), BenchmarkError> {
+    let batch_size = batch_size.max(1);
+    let groups: Vec<&[Request]> = requests.chunks(batch_size).collect();
+    let next = AtomicUsize::new(0);
+    let start = Instant::now();
+    let per_worker = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..concurrency.max(1))
+            .map(|_| {
+                scope.spawn(|| -> Result<Vec<(usize, RequestTiming)>, BenchmarkError> {
+                    let mut done = Vec::new();
+                    loop {
+                        let index = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(group) = groups.get(index) else {
+                            return Ok(done);
+                        };
+                        let timings = serve_group(model, group, start, open_loop)?;
+                        done.extend(
+                            timings
+                                .into_iter()
+                                .enumerate()
+                                .map(|(i, t)| (index * batch_size + i, t)),
+                        );
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join().unwrap_or_else(|_| {
+                    Err(BenchmarkError::Component(
+                        "a serving worker panicked".into(),
+                    ))
+                })
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    let wall = start.elapsed();
+    let mut timings: Vec<(usize, RequestTiming)> = per_worker.into_iter().flatten().collect();
+    timings.sort_by_key(|(i, _)| *i);
+    Ok((timings.into_iter().map(|(_, t)| t).collect(), wall))
+}
+
+/// One batched generation of a group of requests arriving together.
+fn serve_group(
+    model: &LoadedModel,
+    group: &[Request],
+    run_start: Instant,
+    open_loop: bool,
+) -> Result<Vec<RequestTiming>, BenchmarkError> {
+    let scheduled = group
+        .iter()
+        .map(|r| Duration::from_secs_f64(r.arrival_s))
+        .max()
+        .unwrap_or_default();
+    if let Some(wait) = scheduled.checked_sub(run_start.elapsed()) {
+        std::thread::sleep(wait);
+    }
+    let started = run_start.elapsed();
+    let arrival = if open_loop { scheduled } else { started };
+    let output_tokens = group.iter().map(|r| r.output_tokens).max().unwrap_or(1);
+    let mut session = GenerationSession::new(model, group.len())?;
+    let prompts: Vec<&[u32]> = group.iter().map(|r| r.prompt.as_slice()).collect();
+    let mut tokens = session.prefill_each(&prompts)?;
+    let first = run_start.elapsed();
+    let mut previous = first;
+    let mut gaps_ms = Vec::with_capacity(output_tokens.saturating_sub(1));
+    for _ in 1..output_tokens {
+        tokens = session.step(&tokens)?;
+        let now = run_start.elapsed();
+        gaps_ms.push((now - previous).as_secs_f64() * 1e3);
+        previous = now;
+    }
+    std::hint::black_box(tokens);
+    Ok(group
+        .iter()
+        .map(|r| {
+            // A request shorter than its batch's longest finishes at its own
+            // last token, even though the batch keeps decoding.
+            let own_gaps = &gaps_ms[..r.output_tokens.saturating_sub(1)];
+            let own_end = first + Duration::from_secs_f64(own_gaps.iter().sum::<f64>() / 1e3);
+            RequestTiming {
+                queue: started.saturating_sub(arrival),
+                ttft: first.saturating_sub(arrival),
+                gaps_ms: own_gaps.to_vec(),
+                e2e: own_end.saturating_sub(arrival),
+                output_tokens: r.output_tokens,
+            }
+        })
+        .collect())
+}
+
+const SERVING_METRICS: &[MetricDef] = &[
+    MetricDef::duration_ms(
+        "queue_ms",
+        "scheduled arrival → a worker starts the request (open loop)",
+    ),
+    MetricDef::duration_ms("ttft_ms", "arrival → first generated token"),
+    MetricDef::duration_ms(
+        "tpot_ms",
+        "(end-to-end − TTFT) / (output tokens − 1), per request",
+    ),
+    MetricDef::duration_ms(
+        "itl_ms",
+        "every gap between two consecutive generated tokens",
+    ),
+    MetricDef::duration_ms("e2e_ms", "arrival → last generated token"),
+    MetricDef::quantity(
+        "requests_per_s",
+        "requests/s",
+        true,
+        "requests completed ÷ wall time of the iteration",
+    ),
+    MetricDef::quantity(
+        "output_tokens_per_s",
+        "tokens/s",
+        true,
+        "generated tokens of all requests ÷ wall time of the iteration",
+    ),
+    MetricDef::quantity(
+        "goodput_pct",
+        "%",
+        true,
+        "share of requests meeting both ttft_slo_ms and tpot_slo_ms",
+    ),
+    MetricDef::quantity(
+        "goodput_requests_per_s",
+        "requests/s",
+        true,
+        "requests meeting both SLOs ÷ wall time of the iteration",
+    ),
+];
+
+/// Service-level objectives a request must meet to count as goodput.
+#[derive(Debug, Clone, Copy, Default)]
+struct Slo {
+    ttft_ms: Option<f64>,
+    tpot_ms: Option<f64>,
+}
+
+impl Slo {
+    fn met(&self, t: &RequestTiming) -> bool {
+        let ttft_ok = self
+            .ttft_ms
+            .is_none_or(|bound| t.ttft.as_secs_f64() * 1e3 <= bound);
+        let tpot_ok = self
+            .tpot_ms
+            .is_none_or(|bound| t.tpot_ms().is_none_or(|v| v <= bound));
+        ttft_ok && tpot_ok
+    }
+
+    fn is_set(&self) -> bool {
+        self.ttft_ms.is_some() || self.tpot_ms.is_some()
+    }
+}
+
+/// Records one iteration of a serving run.
+fn record_run(
+    obs: &mut Observations,
+    timings: &[RequestTiming],
+    wall: Duration,
+    open_loop: bool,
+    slo: Slo,
+) {
+    let wall_s = wall.as_secs_f64();
+    let mut output_tokens = 0;
+    for t in timings {
+        if open_loop {
+            obs.duration("queue_ms", t.queue);
+        }
+        obs.duration("ttft_ms", t.ttft);
+        obs.duration("e2e_ms", t.e2e);
+        if let Some(tpot) = t.tpot_ms() {
+            obs.value("tpot_ms", tpot);
+        }
+        for gap in &t.gaps_ms {
+            obs.value("itl_ms", *gap);
+        }
+        output_tokens += t.output_tokens;
+    }
+    obs.value("requests_per_s", timings.len() as f64 / wall_s);
+    obs.value("output_tokens_per_s", output_tokens as f64 / wall_s);
+    if slo.is_set() && !timings.is_empty() {
+        let good = timings.iter().filter(|t| slo.met(t)).count();
+        obs.value("goodput_pct", 100.0 * good as f64 / timings.len() as f64);
+        obs.value("goodput_requests_per_s", good as f64 / wall_s);
+    }
+}
+
+fn default_requests() -> usize {
+    16
+}
+
+fn default_open_loop_concurrency() -> usize {
+    4
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FullInferenceParams {
+    #[serde(default = "default_model")]
+    model: String,
+    /// Requests per timed iteration.
+    #[serde(default = "default_requests")]
+    requests: usize,
+    prompt_tokens: LengthDistribution,
+    output_tokens: LengthDistribution,
+    /// One closed-loop case per level.
+    #[serde(default)]
+    concurrency: Vec<usize>,
+    /// One open-loop case per rate (Poisson arrivals).
+    #[serde(default)]
+    rates_per_s: Vec<f64>,
+    /// Workers serving the open-loop arrivals.
+    #[serde(default = "default_open_loop_concurrency")]
+    open_loop_concurrency: usize,
+    ttft_slo_ms: Option<f64>,
+    tpot_slo_ms: Option<f64>,
+}
+
+fn check_levels(field: &str, levels: &[usize]) -> Result<(), ParamProblem> {
+    if levels.contains(&0) {
+        return Err(ParamProblem::at(
+            field,
+            format!("every {field} level must be at least 1"),
+            format!("e.g. {field} = [1, 2, 4]"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_length(
+    model: &str,
+    models: &BTreeMap<String, ResolvedModel>,
+    prompt: &LengthDistribution,
+    output: &LengthDistribution,
+) -> Result<(), ParamProblem> {
+    prompt.check("prompt_tokens", 1)?;
+    output.check("output_tokens", 1)?;
+    check_model(model, models, prompt.max() + output.max())
+}
+
+pub struct FullInference;
+
+impl BenchmarkKind for FullInference {
+    fn name(&self) -> &'static str {
+        "full_inference"
+    }
+
+    fn description(&self) -> &'static str {
+        "many requests with seeded length distributions, closed loop per concurrency and open loop per Poisson rate: TTFT, TPOT, ITL, e2e, requests/s, tokens/s, goodput"
+    }
+
+    fn metrics(&self) -> &'static [MetricDef] {
+        SERVING_METRICS
+    }
+
+    fn setup_metrics(&self) -> &'static [MetricDef] {
+        super::inference::MODEL_SETUP_METRICS
+    }
+
+    fn variation_is_noise(&self) -> bool {
+        false
+    }
+
+    fn headline(&self) -> Headline {
+        Headline {
+            latency: "e2e_ms",
+            throughput: "output_tokens_per_s",
+        }
+    }
+
+    fn check(
+        &self,
+        params: &toml::Table,
+        models: &BTreeMap<String, ResolvedModel>,
+    ) -> Result<(), ParamProblem> {
+        let p: FullInferenceParams = params::parse(params)?;
+        check_levels("concurrency", &p.concurrency)?;
+        if p.concurrency.is_empty() && p.rates_per_s.is_empty() {
+            return Err(ParamProblem::at(
+                "concurrency",
+                "full_inference needs at least one closed-loop concurrency or open-loop rate",
+                "e.g. concurrency = [1, 2] and/or rates_per_s = [4.0]",
+            ));
+        }
+        if p.rates_per_s.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
+            return Err(ParamProblem::at(
+                "rates_per_s",
+                "every rate must be a positive number of requests per second",
+                "e.g. rates_per_s = [2.0, 8.0]",
+            ));
+        }
+        if p.requests == 0 || p.open_loop_concurrency == 0 {
+            return Err(ParamProblem::at(
+                "requests",
+                "requests and open_loop_concurrency must be at least 1",
+                "e.g. requests = 16",
+            ));
+        }
+        check_length(&p.model, models, &p.prompt_tokens, &p.output_tokens)
+    }
+
+    fn prepare(
+        &self,
+        params: &toml::Table,
+        ctx: &BenchContext,
+    ) -> Result<PreparedBenchmark, BenchmarkError> {
+        let p: FullInferenceParams =
+            params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
+        let loaded = load_model(&p.model, ctx)?;
+        let slo = Slo {
+            ttft_ms: p.ttft_slo_ms,
+            tpot_ms: p.tpot_slo_ms,
+        };
+        let workload = |rate_per_s| WorkloadSpec {
+            requests: p.requests,
+            prompt_tokens: p.prompt_tokens,
+            output_tokens: p.output_tokens,
+            vocab_size: loaded.model.architecture.vocab_size,
+            rate_per_s,
+        };
+        let mut cases: Vec<Box<dyn BenchmarkCase>> = Vec::new();
+        for &c in &p.concurrency {
+            cases.push(Box::new(ServingCase {
+                model: Arc::clone(&loaded.model),
+                requests: generate_requests(ctx.settings.seed, &workload(None)),
+                label: format!("closed,concurrency={c}"),
+                parameters: json!({"mode": "closed", "concurrency": c, "requests": p.requests}),
+                concurrency: c,
+                batch_size: 1,
+                open_loop: false,
+                slo,
+            }));
+        }
+        for &rate in &p.rates_per_s {
+            cases.push(Box::new(ServingCase {
+                model: Arc::clone(&loaded.model),
+                requests: generate_requests(ctx.settings.seed, &workload(Some(rate))),
+                label: format!("open,rate={rate}/s"),
+                parameters: json!({
+                    "mode": "open", "rate_per_s": rate,
+                    "concurrency": p.open_loop_concurrency, "requests": p.requests,
+                }),
+                concurrency: p.open_loop_concurrency,
+                batch_size: 1,
+                open_loop: true,
+                slo,
+            }));
+        }
+        let mut context = loaded.context;
+        context["workload"] = json!({
+            "seed": ctx.settings.seed,
+            "prompt_tokens": p.prompt_tokens,
+            "output_tokens": p.output_tokens,
+            "ttft_slo_ms": p.ttft_slo_ms,
+            "tpot_slo_ms": p.tpot_slo_ms,
+        });
+        Ok(PreparedBenchmark {
+            setup: loaded.setup,
+            context,
+            cases,
+            warnings: Vec::new(),
+        })
+    }
+}
+
+struct ServingCase {
+    model: Arc<LoadedModel>,
+    requests: Vec<Request>,
+    label: String,
+    parameters: serde_json::Value,
+    concurrency: usize,
+    batch_size: usize,
+    open_loop: bool,
+    slo: Slo,
+}
+
+impl BenchmarkCase for ServingCase {
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        self.parameters.clone()
+    }
+
+    fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
+        let (timings, wall) = serve(
+            &self.model,
+            &self.requests,
+            self.concurrency,
+            self.batch_size,
+            self.open_loop,
+        )?;
+        record_run(obs, &timings, wall, self.open_loop, self.slo);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ScalingParams {
+    #[serde(default = "default_model")]
+    model: String,
+    #[serde(default = "default_requests")]
+    requests: usize,
+    prompt_tokens: usize,
+    output_tokens: usize,
+    #[serde(default)]
+    concurrency: Vec<usize>,
+    #[serde(default)]
+    batch_sizes: Vec<usize>,
+}
+
+pub struct Scaling;
+
+impl BenchmarkKind for Scaling {
+    fn name(&self) -> &'static str {
+        "scaling"
+    }
+
+    fn description(&self) -> &'static str {
+        "one fixed workload per concurrency level (batch 1) and per batch size (one worker): throughput, p99 and their change relative to level 1; the report names the knee"
+    }
+
+    fn metrics(&self) -> &'static [MetricDef] {
+        SERVING_METRICS
+    }
+
+    fn setup_metrics(&self) -> &'static [MetricDef] {
+        super::inference::MODEL_SETUP_METRICS
+    }
+
+    fn variation_is_noise(&self) -> bool {
+        false
+    }
+
+    fn headline(&self) -> Headline {
+        Headline {
+            latency: "e2e_ms",
+            throughput: "output_tokens_per_s",
+        }
+    }
+
+    fn check(
+        &self,
+        params: &toml::Table,
+        models: &BTreeMap<String, ResolvedModel>,
+    ) -> Result<(), ParamProblem> {
+        let p: ScalingParams = params::parse(params)?;
+        check_levels("concurrency", &p.concurrency)?;
+        check_levels("batch_sizes", &p.batch_sizes)?;
+        if p.concurrency.is_empty() && p.batch_sizes.is_empty() {
+            return Err(ParamProblem::at(
+                "concurrency",
+                "scaling needs concurrency levels, batch sizes, or both",
+                "e.g. concurrency = [1, 2, 4] and batch_sizes = [1, 4, 16]",
+            ));
+        }
+        if p.requests == 0 {
+            return Err(ParamProblem::at(
+                "requests",
+                "requests must be at least 1",
+                "e.g. requests = 16",
+            ));
+        }
+        check_length(
+            &p.model,
+            models,
+            &LengthDistribution::Fixed {
+                tokens: p.prompt_tokens,
+            },
+            &LengthDistribution::Fixed {
+                tokens: p.output_tokens,
+            },
+        )
+    }
+
+    fn prepare(
+        &self,
+        params: &toml::Table,
+        ctx: &BenchContext,
+    ) -> Result<PreparedBenchmark, BenchmarkError> {
+        let p: ScalingParams =
+            params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
+        let loaded = load_model(&p.model, ctx)?;
+        let requests = generate_requests(
+            ctx.settings.seed,
+            &WorkloadSpec {
+                requests: p.requests,
+                prompt_tokens: LengthDistribution::Fixed {
+                    tokens: p.prompt_tokens,
+                },
+                output_tokens: LengthDistribution::Fixed {
+                    tokens: p.output_tokens,
+                },
+                vocab_size: loaded.model.architecture.vocab_size,
+                rate_per_s: None,
+            },
+        );
+        let case =
+            |dimension: &str, level: usize, concurrency, batch_size| -> Box<dyn BenchmarkCase> {
+                Box::new(ServingCase {
+                    model: Arc::clone(&loaded.model),
+                    requests: requests.clone(),
+                    label: format!("{dimension}={level}"),
+                    parameters: json!({
+                        "dimension": dimension, "level": level,
+                        "concurrency": concurrency, "batch_size": batch_size,
+                        "requests": p.requests, "prompt_tokens": p.prompt_tokens,
+                        "output_tokens": p.output_tokens,
+                    }),
+                    concurrency,
+                    batch_size,
+                    open_loop: false,
+                    slo: Slo::default(),
+                })
+            };
+        let cases = p
+            .concurrency
+            .iter()
+            .map(|&c| case("concurrency", c, c, 1))
+            .chain(p.batch_sizes.iter().map(|&b| case("batch_size", b, 1, b)))
+            .collect();
+        Ok(PreparedBenchmark {
+            setup: loaded.setup,
+            context: loaded.context,
+            cases,
+            warnings: Vec::new(),
+        })
+    }
+}

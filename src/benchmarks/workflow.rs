@@ -1,0 +1,497 @@
+//! `collective_workflow`: one request path through every component. Agents
+//! take requests from a queue; each runs generation on the shared model,
+//! projects the sequence's layer-0 K/V from the model's weights, stores the
+//! KV blocks in the tiered KV cache, compresses them and writes them to the
+//! blob store. Each stage is timed per request, so the report shows where
+//! an end-to-end request spends its time.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::inference::{check_model, default_model, load_model};
+use super::params::{self, ParamProblem};
+use super::workload::{LengthDistribution, WorkloadSpec, generate_requests};
+use super::{
+    BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Conclusion, Headline, MetricDef,
+    Observations, PreparedBenchmark, model_folder, scratch_folder,
+};
+use crate::campaign::ResolvedModel;
+use crate::components::agents::{AgentPool, QueueKind};
+use crate::components::blockio::IoMode;
+use crate::components::compression::{BlockCodec, Codec, CodecKind};
+use crate::components::inference::{GenerationSession, Layer0KvProjector, LoadedModel};
+use crate::components::kvcache::{
+    BlockKey, ColdBlockEncoding, KvDType, KvGeometry, TieredKvCache, TieredKvCacheConfig, block_key,
+};
+use crate::components::storage::{BlobStore, CommitMode};
+
+/// Stages in request order, with the metric each is recorded under.
+const STAGES: [(&str, &str); 5] = [
+    ("inference", "inference_ms"),
+    ("kv_extract", "kv_extract_ms"),
+    ("kv_cache", "kv_cache_ms"),
+    ("compress", "compress_ms"),
+    ("store", "store_ms"),
+];
+
+fn default_requests() -> usize {
+    8
+}
+fn default_prompt() -> usize {
+    64
+}
+fn default_output() -> usize {
+    16
+}
+fn default_agents() -> usize {
+    2
+}
+fn default_queue() -> QueueKind {
+    QueueKind::LockFree
+}
+fn default_codec() -> String {
+    "zstd:3".into()
+}
+fn default_block_tokens() -> usize {
+    16
+}
+fn default_hot_blocks() -> usize {
+    64
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WorkflowParams {
+    #[serde(default = "default_model")]
+    model: String,
+    /// Requests per timed iteration (each iteration draws new prompts).
+    #[serde(default = "default_requests")]
+    requests: usize,
+    #[serde(default = "default_prompt")]
+    prompt_tokens: usize,
+    #[serde(default = "default_output")]
+    output_tokens: usize,
+    #[serde(default = "default_agents")]
+    agents: usize,
+    #[serde(default = "default_queue")]
+    queue: QueueKind,
+    #[serde(default = "default_codec")]
+    codec: String,
+    #[serde(default = "default_block_tokens")]
+    block_tokens: usize,
+    #[serde(default = "default_hot_blocks")]
+    hot_blocks: usize,
+}
+
+fn parse_codec(text: &str) -> Result<Codec, ParamProblem> {
+    let codec: Codec = text
+        .parse()
+        .map_err(|e| ParamProblem::at("codec", format!("{e}"), "use zstd:LEVEL, lz4 or snappy"))?;
+    if codec.kind == CodecKind::ZstdDict {
+        return Err(ParamProblem::at(
+            "codec",
+            "zstd_dict needs a trained dictionary, which the workflow does not train",
+            "use zstd:LEVEL, lz4 or snappy",
+        ));
+    }
+    Ok(codec)
+}
+
+pub struct CollectiveWorkflow;
+
+impl BenchmarkKind for CollectiveWorkflow {
+    fn name(&self) -> &'static str {
+        "collective_workflow"
+    }
+
+    fn description(&self) -> &'static str {
+        "agents → generation → layer-0 KV projection → tiered KV cache → compression → blob store, per request: end-to-end latency and time per stage"
+    }
+
+    fn metrics(&self) -> &'static [MetricDef] {
+        const METRICS: &[MetricDef] = &[
+            MetricDef::duration_ms("queue_ms", "request submitted → an agent starts it"),
+            MetricDef::duration_ms("inference_ms", "prefill and greedy decode of the request"),
+            MetricDef::duration_ms(
+                "kv_extract_ms",
+                "layer-0 K/V of prompt + output projected from the weights",
+            ),
+            MetricDef::duration_ms("kv_cache_ms", "KV blocks stored in the tiered KV cache"),
+            MetricDef::duration_ms("compress_ms", "every KV block compressed with the codec"),
+            MetricDef::duration_ms("store_ms", "compressed blocks written to the blob store"),
+            MetricDef::duration_ms("e2e_ms", "request submitted → its last stage done"),
+            MetricDef::quantity(
+                "requests_per_s",
+                "requests/s",
+                true,
+                "requests of the iteration ÷ its wall time",
+            ),
+            MetricDef::quantity(
+                "compression_ratio",
+                "×",
+                true,
+                "KV bytes ÷ compressed bytes, per request",
+            ),
+        ];
+        METRICS
+    }
+
+    fn setup_metrics(&self) -> &'static [MetricDef] {
+        super::inference::MODEL_SETUP_METRICS
+    }
+
+    fn variation_is_noise(&self) -> bool {
+        false
+    }
+
+    fn headline(&self) -> Headline {
+        Headline {
+            latency: "e2e_ms",
+            throughput: "requests_per_s",
+        }
+    }
+
+    fn check(
+        &self,
+        params: &toml::Table,
+        models: &BTreeMap<String, ResolvedModel>,
+    ) -> Result<(), ParamProblem> {
+        let p: WorkflowParams = params::parse(params)?;
+        parse_codec(&p.codec)?;
+        for (key, value) in [
+            ("requests", p.requests),
+            ("prompt_tokens", p.prompt_tokens),
+            ("output_tokens", p.output_tokens),
+            ("agents", p.agents),
+            ("block_tokens", p.block_tokens),
+            ("hot_blocks", p.hot_blocks),
+        ] {
+            if value == 0 {
+                return Err(ParamProblem::at(
+                    key,
+                    format!("{key} must be at least 1"),
+                    format!("remove {key} to use its default"),
+                ));
+            }
+        }
+        check_model(&p.model, models, p.prompt_tokens + p.output_tokens)
+    }
+
+    fn prepare(
+        &self,
+        params: &toml::Table,
+        ctx: &BenchContext,
+    ) -> Result<PreparedBenchmark, BenchmarkError> {
+        let p: WorkflowParams =
+            params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
+        let codec = parse_codec(&p.codec).map_err(|e| BenchmarkError::Params(e.message))?;
+        let loaded = load_model(&p.model, ctx)?;
+        let (_, folder) = model_folder(ctx, &p.model)?;
+        let arch = loaded.model.architecture.clone();
+        let geometry = KvGeometry {
+            layers: 1,
+            kv_heads: arch.num_key_value_heads,
+            head_dim: arch.head_dim(),
+            dtype: KvDType::F16,
+            block_tokens: p.block_tokens,
+        };
+        let scratch = scratch_folder(&ctx.scratch_dir, "workflow-")?;
+        let component = |e: &dyn std::fmt::Display| BenchmarkError::Component(e.to_string());
+        let cache = TieredKvCache::open(&TieredKvCacheConfig {
+            geometry,
+            hot_blocks: p.hot_blocks,
+            cold_path: scratch.path().join("cold.kv"),
+            cold_encoding: ColdBlockEncoding::Raw,
+            cold_io: IoMode::Buffered,
+        })
+        .map_err(|e| component(&e))?;
+        let store =
+            BlobStore::open(&scratch.path().join("blobs.redb"), 0).map_err(|e| component(&e))?;
+        let codecs = (0..p.agents)
+            .map(|_| BlockCodec::new(codec, None).map(Mutex::new))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| component(&e))?;
+        let stages = Arc::new(Stages {
+            model: Arc::clone(&loaded.model),
+            projector: Layer0KvProjector::open(&folder)?,
+            geometry,
+            cache: Mutex::new(cache),
+            store: Mutex::new(store),
+            codecs,
+        });
+        let job_stages = Arc::clone(&stages);
+        let pool = AgentPool::start(
+            p.queue,
+            p.agents,
+            p.agents,
+            Arc::new(move |agent, job: Job| {
+                let result = job_stages.run(agent, &job);
+                let _ = job.reply.send(result);
+            }),
+        )
+        .map_err(|e| component(&e))?;
+        let mut context = loaded.context;
+        context["workflow"] = json!({
+            "stages": STAGES.iter().map(|(stage, _)| *stage).collect::<Vec<_>>(),
+            "queue": p.queue.name(),
+            "agents": p.agents,
+            "codec": codec.to_string(),
+            "kv_geometry": geometry,
+            "kv_source": "layer 0 K/V projected from the model's weights (f16)",
+            "store_commit": "non_durable",
+        });
+        Ok(PreparedBenchmark {
+            setup: loaded.setup,
+            context,
+            cases: vec![Box::new(WorkflowCase {
+                pool: Some(pool),
+                _scratch: scratch,
+                spec: WorkloadSpec {
+                    requests: p.requests,
+                    prompt_tokens: LengthDistribution::Fixed {
+                        tokens: p.prompt_tokens,
+                    },
+                    output_tokens: LengthDistribution::Fixed {
+                        tokens: p.output_tokens,
+                    },
+                    vocab_size: arch.vocab_size,
+                    rate_per_s: None,
+                },
+                seed: ctx.settings.seed,
+                iteration: 0,
+                stage_totals: [Duration::ZERO; STAGES.len()],
+                e2e_total: Duration::ZERO,
+                agents: p.agents,
+            })],
+            warnings: Vec::new(),
+        })
+    }
+}
+
+/// The components one request goes through, shared by every agent.
+struct Stages {
+    model: Arc<LoadedModel>,
+    projector: Layer0KvProjector,
+    geometry: KvGeometry,
+    cache: Mutex<TieredKvCache>,
+    store: Mutex<BlobStore>,
+    codecs: Vec<Mutex<BlockCodec>>,
+}
+
+struct Job {
+    prompt: Vec<u32>,
+    output_tokens: usize,
+    submitted: Instant,
+    reply: mpsc::Sender<Result<JobTiming, String>>,
+}
+
+struct JobTiming {
+    queue: Duration,
+    stages: [Duration; STAGES.len()],
+    e2e: Duration,
+    kv_bytes: usize,
+    compressed_bytes: usize,
+}
+
+impl Stages {
+    fn run(&self, agent: usize, job: &Job) -> Result<JobTiming, String> {
+        let queue = job.submitted.elapsed();
+        let mut stages = [Duration::ZERO; STAGES.len()];
+        let mut lap = Instant::now();
+        let mut mark = |stage: usize| {
+            stages[stage] = lap.elapsed();
+            lap = Instant::now();
+        };
+
+        let mut session = GenerationSession::new(&self.model, 1).map_err(|e| e.to_string())?;
+        let mut sequence = job.prompt.clone();
+        let mut tokens = session.prefill(&job.prompt).map_err(|e| e.to_string())?;
+        sequence.extend(&tokens);
+        for _ in 1..job.output_tokens {
+            tokens = session.step(&tokens).map_err(|e| e.to_string())?;
+            sequence.extend(&tokens);
+        }
+        drop(session);
+        mark(0);
+
+        let kv = self
+            .projector
+            .project_f16(&sequence)
+            .map_err(|e| e.to_string())?;
+        let blocks = split_blocks(&kv, &sequence, &self.geometry);
+        mark(1);
+
+        {
+            let mut cache = self.cache.lock().map_err(|_| "KV cache lock poisoned")?;
+            for (key, block) in &blocks {
+                cache.put(*key, block).map_err(|e| e.to_string())?;
+            }
+        }
+        mark(2);
+
+        let mut compressed = Vec::with_capacity(blocks.len());
+        {
+            let mut codec = self.codecs[agent % self.codecs.len()]
+                .lock()
+                .map_err(|_| "codec lock poisoned")?;
+            for (key, block) in &blocks {
+                let mut out = Vec::new();
+                codec.compress(block, &mut out).map_err(|e| e.to_string())?;
+                compressed.push((*key, out));
+            }
+        }
+        mark(3);
+
+        {
+            let mut store = self.store.lock().map_err(|_| "store lock poisoned")?;
+            for (key, bytes) in &compressed {
+                store
+                    .put(*key, bytes, CommitMode::NonDurable)
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        mark(4);
+        Ok(JobTiming {
+            queue,
+            stages,
+            e2e: job.submitted.elapsed(),
+            kv_bytes: blocks.iter().map(|(_, b)| b.len()).sum(),
+            compressed_bytes: compressed.iter().map(|(_, b)| b.len()).sum(),
+        })
+    }
+}
+
+/// Full blocks of the sequence: block i holds the K rows then the V rows of
+/// its tokens; keys chain over the tokens so far (prefix caching). A
+/// partial last block stays out of the cache, as in paged KV caches.
+fn split_blocks(kv: &[u8], tokens: &[u32], geometry: &KvGeometry) -> Vec<(BlockKey, Vec<u8>)> {
+    let row = geometry.kv_heads * geometry.head_dim * geometry.dtype.bytes();
+    let v_offset = tokens.len() * row;
+    let mut parent = None;
+    tokens
+        .chunks_exact(geometry.block_tokens)
+        .enumerate()
+        .map(|(i, block_tokens)| {
+            let rows = i * geometry.block_tokens * row..(i + 1) * geometry.block_tokens * row;
+            let mut block = Vec::with_capacity(geometry.block_bytes());
+            block.extend_from_slice(&kv[rows.clone()]);
+            block.extend_from_slice(&kv[v_offset + rows.start..v_offset + rows.end]);
+            let key = block_key(parent, block_tokens);
+            parent = Some(key);
+            (key, block)
+        })
+        .collect()
+}
+
+struct WorkflowCase {
+    pool: Option<AgentPool<Job>>,
+    _scratch: Arc<tempfile::TempDir>,
+    spec: WorkloadSpec,
+    seed: u64,
+    iteration: u64,
+    stage_totals: [Duration; STAGES.len()],
+    e2e_total: Duration,
+    agents: usize,
+}
+
+impl BenchmarkCase for WorkflowCase {
+    fn label(&self) -> String {
+        format!("agents={}", self.agents)
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        json!({"agents": self.agents, "requests": self.spec.requests})
+    }
+
+    fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
+        let pool = self
+            .pool
+            .as_ref()
+            .ok_or_else(|| BenchmarkError::Component("the agent pool has stopped".into()))?;
+        // New prompts every iteration, so the KV cache sees new blocks.
+        self.iteration += 1;
+        let requests = generate_requests(self.seed.wrapping_add(self.iteration), &self.spec);
+        let (reply, replies) = mpsc::channel();
+        let started = Instant::now();
+        for request in requests {
+            pool.submit(Job {
+                prompt: request.prompt,
+                output_tokens: request.output_tokens,
+                submitted: Instant::now(),
+                reply: reply.clone(),
+            })
+            .map_err(|e| BenchmarkError::Component(e.to_string()))?;
+        }
+        drop(reply);
+        let mut done = 0;
+        for timing in replies {
+            let t = timing.map_err(BenchmarkError::Component)?;
+            obs.duration("queue_ms", t.queue);
+            for ((_, metric), elapsed) in STAGES.iter().zip(t.stages) {
+                obs.duration(metric, elapsed);
+            }
+            obs.duration("e2e_ms", t.e2e);
+            if t.compressed_bytes > 0 {
+                obs.value(
+                    "compression_ratio",
+                    t.kv_bytes as f64 / t.compressed_bytes as f64,
+                );
+            }
+            for (total, elapsed) in self.stage_totals.iter_mut().zip(t.stages) {
+                *total += elapsed;
+            }
+            self.e2e_total += t.e2e;
+            done += 1;
+        }
+        if done != self.spec.requests {
+            return Err(BenchmarkError::Component(format!(
+                "{done} of {} requests came back",
+                self.spec.requests
+            )));
+        }
+        obs.value(
+            "requests_per_s",
+            done as f64 / started.elapsed().as_secs_f64(),
+        );
+        Ok(())
+    }
+
+    fn start_timed(&mut self) {
+        self.stage_totals = [Duration::ZERO; STAGES.len()];
+        self.e2e_total = Duration::ZERO;
+    }
+
+    fn conclude(&mut self) -> Option<Conclusion> {
+        let e2e = self.e2e_total.as_secs_f64();
+        let shares: serde_json::Map<String, serde_json::Value> = STAGES
+            .iter()
+            .zip(self.stage_totals)
+            .map(|((stage, _), total)| {
+                let share = (e2e > 0.0).then(|| 100.0 * total.as_secs_f64() / e2e);
+                (stage.to_string(), json!(share))
+            })
+            .collect();
+        let staged: f64 = self.stage_totals.iter().map(Duration::as_secs_f64).sum();
+        Some(Conclusion {
+            findings: json!({
+                "stage_share_pct": shares,
+                "queue_and_other_share_pct": (e2e > 0.0).then(|| 100.0 * (e2e - staged) / e2e),
+                "formula": "sum of a stage's time ÷ sum of end-to-end time, over every timed request",
+            }),
+            warnings: Vec::new(),
+        })
+    }
+}
+
+impl Drop for WorkflowCase {
+    fn drop(&mut self) {
+        if let Some(pool) = self.pool.take() {
+            let _ = pool.shutdown();
+        }
+    }
+}
