@@ -52,6 +52,55 @@ enum Command {
         /// Compute threads (overrides the campaign's settings.threads).
         #[arg(long)]
         threads: Option<usize>,
+        /// Profile every benchmark (a second, profiled pass after each).
+        #[arg(long)]
+        profile: bool,
+        /// Profile sampling frequency in Hz (overrides profile_hz; 1–1000).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+        profile_hz: Option<u32>,
+    },
+    /// Measure this machine's limits (memory, disk, matmul) for the roofline.
+    #[command(after_help = EXIT_CODES)]
+    Calibrate {
+        #[arg(long, default_value = "campaigns/default.toml")]
+        campaign: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Smaller buffers and matrices (seconds instead of tens of seconds).
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Rank bottlenecks from the profiles and reports of a range of days.
+    #[command(after_help = EXIT_CODES)]
+    Analyze {
+        #[arg(long, default_value = "campaigns/default.toml")]
+        campaign: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Days to read, e.g. 1-4.
+        #[arg(long, default_value = "1-4")]
+        days: String,
+        /// Remedy catalog (default: remedies.toml next to the campaign).
+        #[arg(long)]
+        remedies: Option<PathBuf>,
+    },
+    /// Write OPTIMIZATION_ROADMAP.md from the last analysis.
+    #[command(after_help = EXIT_CODES)]
+    Roadmap {
+        #[arg(long, default_value = "campaigns/default.toml")]
+        campaign: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+    /// Differential flame graph of two folded profiles.
+    #[command(after_help = EXIT_CODES)]
+    Flamegraph {
+        /// BEFORE.folded AFTER.folded
+        #[arg(long, num_args = 2, value_names = ["BEFORE", "AFTER"], required = true)]
+        diff: Vec<PathBuf>,
+        /// Output SVG.
+        #[arg(long, short, default_value = "diff.svg")]
+        output: PathBuf,
     },
     /// List the days of a campaign with their benchmarks and targets.
     #[command(after_help = EXIT_CODES)]
@@ -80,6 +129,8 @@ impl Cli {
                 json,
                 device,
                 threads,
+                profile,
+                profile_hz,
             } => commands::run(&RunArgs {
                 campaign,
                 day,
@@ -89,7 +140,37 @@ impl Cli {
                 json,
                 device,
                 threads,
+                profile,
+                profile_hz,
             }),
+            Command::Calibrate {
+                campaign,
+                out,
+                quick,
+            } => print(
+                commands::open_campaign(&campaign, out.as_deref())
+                    .and_then(|(c, layout)| commands::calibrate_command(&c, &layout, quick)),
+            ),
+            Command::Analyze {
+                campaign,
+                out,
+                days,
+                remedies,
+            } => print(commands::open_campaign(&campaign, out.as_deref()).and_then(
+                |(c, layout)| {
+                    let remedies = remedies.unwrap_or_else(|| commands::default_remedies(&c));
+                    commands::analyze_command(&c, &layout, &days, &remedies)
+                },
+            )),
+            Command::Roadmap { campaign, out } => print(
+                commands::open_campaign(&campaign, out.as_deref()).and_then(|(_, layout)| {
+                    commands::run_roadmap(&layout)
+                        .map(|p| (format!("roadmap: {}\n", p.display()), 0))
+                }),
+            ),
+            Command::Flamegraph { diff, output } => print(commands::differential_flamegraph(
+                &diff[0], &diff[1], &output,
+            )),
             Command::List { campaign } => print(commands::list(&campaign)),
             Command::Validate { file } => print(commands::validate(&file)),
         }

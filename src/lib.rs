@@ -18,6 +18,7 @@ pub mod benchmarks;
 pub mod campaign;
 pub mod commands;
 pub mod components;
+pub mod profile;
 pub mod report;
 pub mod runner;
 pub mod stats;

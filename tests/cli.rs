@@ -1113,3 +1113,188 @@ sample_interval_ms = 100
     assert!(samples >= 3, "{samples} samples");
     assert_eq!(soak["conclusion"]["rss_trend"]["samples"], samples);
 }
+
+fn out_file(f: &Fixture, rel: &str) -> PathBuf {
+    f.out().join("t").join(rel)
+}
+
+#[test]
+fn analysis_finds_a_planted_bottleneck_in_its_planted_ratio() {
+    let f = Fixture::new();
+    let campaign = f.campaign(
+        r#"[[days]]
+number = 1
+title = "planted"
+after = ["analyze"]
+analyze_days = "1"
+[[days.benchmarks]]
+name = "planted"
+kind = "planted_work"
+warmup = 1
+iterations = 12
+profile = true
+profile_hz = 199
+[days.benchmarks.params]
+work_units = 20000000
+major_pct = 60
+"#,
+    );
+    fs::write(
+        f.path("remedies.toml"),
+        r#"[[remedy]]
+function_contains = "planted_hotspot"
+remedy = "do less planted work"
+speedup = [2.0, 2.0]
+effort_days = 1
+risk = "low"
+source = "the test's own assumption"
+"#,
+    )
+    .unwrap();
+    f.run(&campaign, &[])
+        .success()
+        .stdout(predicate::str::contains("planted_hotspot_major"));
+    let analysis: Value =
+        serde_json::from_slice(&fs::read(out_file(&f, "bottleneck_analysis.json")).unwrap())
+            .unwrap();
+    let ranked = analysis["identified_bottlenecks"].as_array().unwrap();
+    let share = |i: usize| ranked[i]["share_pct"].as_f64().unwrap();
+    assert!(
+        ranked[0]["function"]
+            .as_str()
+            .unwrap()
+            .ends_with("planted_hotspot_major"),
+        "{:#}",
+        ranked[0]
+    );
+    assert!(
+        ranked[1]["function"]
+            .as_str()
+            .unwrap()
+            .ends_with("planted_hotspot_minor")
+    );
+    assert!((55.0..=65.0).contains(&share(0)), "major {}", share(0));
+    assert!((35.0..=45.0).contains(&share(1)), "minor {}", share(1));
+    assert_eq!(ranked[0]["severity"], "CRITICAL");
+    assert_eq!(ranked[0]["risk"], "low");
+    // Amdahl at p = share, s = 2, with the inputs printed beside it.
+    let p = share(0) / 100.0;
+    let expected = 1.0 / ((1.0 - p) + p / 2.0);
+    assert!((ranked[0]["estimated_speedup"].as_f64().unwrap() - expected).abs() < 1e-9);
+    assert!(ranked[0]["estimated_roi"].as_f64().unwrap() > 0.0);
+    assert!(ranked[0]["evidence"]["samples"].as_u64().unwrap() > 100);
+    // One remedy for both functions: its share is theirs together.
+    let plan = &analysis["remedy_plan"][0];
+    assert!((plan["share_pct"].as_f64().unwrap() - share(0) - share(1)).abs() < 1e-9);
+
+    let svg = fs::read_to_string(out_file(&f, "flame_graphs/planted.svg")).unwrap();
+    assert!(svg.contains("planted_hotspot_major") && svg.contains("planted_hotspot_minor"));
+    assert!(svg.contains("planted — day 1 —"));
+    assert!(
+        fs::metadata(out_file(&f, "raw_profiles/planted.pb"))
+            .unwrap()
+            .len()
+            > 100
+    );
+    let report = f.report();
+    let overhead = &report["profiles"][0]["overhead"][0];
+    assert!(overhead["slowdown"].as_f64().unwrap() > 0.0);
+    assert_eq!(overhead["metric"], "iteration_ms");
+
+    // A differential graph of the profile against itself renders.
+    let folded = out_file(&f, "raw_profiles/planted.folded");
+    cargo_bin_cmd!("campaign")
+        .args(["flamegraph", "--diff"])
+        .arg(&folded)
+        .arg(&folded)
+        .arg("--output")
+        .arg(f.path("diff.svg"))
+        .assert()
+        .success();
+    assert!(
+        fs::read_to_string(f.path("diff.svg"))
+            .unwrap()
+            .contains("planted_hotspot_minor")
+    );
+}
+
+#[test]
+fn day_4_analyses_real_inference_profiles_and_day_5_writes_the_roadmap() {
+    let f = Fixture::new();
+    let campaign = f.campaign(
+        r#"[[days]]
+number = 4
+title = "analysis"
+after = ["calibrate", "analyze"]
+[[days.benchmarks]]
+name = "decode"
+kind = "token_generation"
+warmup = 1
+iterations = 30
+profile = true
+profile_hz = 199
+[days.benchmarks.params]
+prompt_lengths = [64]
+output_tokens = 32
+
+[[days]]
+number = 5
+title = "roadmap"
+after = ["roadmap"]
+"#,
+    );
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    fs::copy(
+        root.join("campaigns/remedies.toml"),
+        f.path("remedies.toml"),
+    )
+    .unwrap();
+    let run = |day: &str| {
+        cargo_bin_cmd!("campaign")
+            .args(["run", "--quick", "--day", day, "--campaign"])
+            .arg(&campaign)
+            .arg("--out")
+            .arg(f.out())
+            .assert()
+            .success()
+    };
+    cargo_bin_cmd!("campaign")
+        .args(["run", "--day", "5", "--campaign"])
+        .arg(&campaign)
+        .arg("--out")
+        .arg(f.out())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("run `campaign analyze`"));
+    run("4").stdout(predicate::str::contains("matmul"));
+    let analysis: Value =
+        serde_json::from_slice(&fs::read(out_file(&f, "bottleneck_analysis.json")).unwrap())
+            .unwrap();
+    let components: Vec<&str> = analysis["components"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["component"].as_str().unwrap())
+        .collect();
+    assert!(
+        components.iter().any(|c| c.starts_with("inference/")),
+        "{components:?}"
+    );
+    let point = &analysis["roofline"]["points"][0];
+    assert_eq!(point["phase"], "decode");
+    assert!(point["mbu_pct"].as_f64().unwrap() > 0.0);
+    assert!(["memory", "compute"].contains(&point["bound"].as_str().unwrap()));
+    assert!(f.out().join("calibration.json").exists());
+
+    run("5");
+    let roadmap = fs::read_to_string(out_file(&f, "OPTIMIZATION_ROADMAP.md")).unwrap();
+    for needle in [
+        "## Executive summary",
+        "## Week 1",
+        "## Week 3",
+        "(estimate)",
+        "## Roofline",
+    ] {
+        assert!(roadmap.contains(needle), "{needle} missing:\n{roadmap}");
+    }
+}

@@ -11,6 +11,7 @@ mod inference;
 mod kvcache;
 mod observations;
 mod params;
+mod planted;
 mod serving;
 mod storage;
 mod workflow;
@@ -242,6 +243,7 @@ static REGISTRY: &[&dyn BenchmarkKind] = &[
     &endurance::Endurance,
     &endurance::MemoryGrowth,
     &workflow::CollectiveWorkflow,
+    &planted::PlantedWork,
 ];
 
 /// Every kind this build knows, in registry order.

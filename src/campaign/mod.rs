@@ -9,5 +9,30 @@ mod validate;
 
 pub use error::{CampaignError, Diagnostic};
 pub use load::{Campaign, ResolvedModel, load_campaign};
+pub use schema::DayStep;
 pub use schema::{BenchmarkSpec, CampaignFile, DaySpec, ModelSpec, Settings};
 pub use target::{Comparison, Target};
+
+/// Parses "2" or "1-4" into an inclusive range of day numbers.
+pub fn parse_day_range(text: &str) -> Option<std::ops::RangeInclusive<u32>> {
+    let (from, to) = match text.split_once('-') {
+        Some((a, b)) => (a.trim().parse().ok()?, b.trim().parse().ok()?),
+        None => {
+            let d = text.trim().parse().ok()?;
+            (d, d)
+        }
+    };
+    (from <= to && from >= 1).then_some(from..=to)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn day_ranges() {
+        assert_eq!(super::parse_day_range("1-4"), Some(1..=4));
+        assert_eq!(super::parse_day_range("3"), Some(3..=3));
+        assert_eq!(super::parse_day_range("4-1"), None);
+        assert_eq!(super::parse_day_range("0-2"), None);
+        assert_eq!(super::parse_day_range("x"), None);
+    }
+}

@@ -123,6 +123,24 @@ pub struct DaySpec {
     pub description: String,
     #[serde(default)]
     pub benchmarks: Vec<Spanned<BenchmarkSpec>>,
+    /// Steps run after the day's benchmarks, in order.
+    #[serde(default)]
+    pub after: Vec<DayStep>,
+    /// Days whose reports `analyze` reads, e.g. "1-4" (default: 1 to this day).
+    #[serde(default)]
+    pub analyze_days: Option<String>,
+}
+
+/// Work a day does besides benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DayStep {
+    /// Measure this machine's limits (`campaign calibrate`).
+    Calibrate,
+    /// Rank bottlenecks from profiles and reports (`campaign analyze`).
+    Analyze,
+    /// Write the roadmap from the analysis (`campaign roadmap`).
+    Roadmap,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -143,6 +161,11 @@ pub struct BenchmarkSpec {
     pub timeout_s: Option<f64>,
     #[serde(default)]
     pub targets: Vec<Spanned<String>>,
+    /// Sample a CPU profile of this benchmark (also `--profile`).
+    #[serde(default)]
+    pub profile: bool,
+    /// Sampling frequency of the profile.
+    pub profile_hz: Option<u32>,
     /// Kind-specific parameters, checked by the kind.
     #[serde(default)]
     pub params: Option<Spanned<toml::Table>>,

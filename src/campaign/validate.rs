@@ -108,7 +108,17 @@ pub(super) fn validate(
                 Some("give every [[days]] its own number".into()),
             );
         }
-        if day.benchmarks.is_empty() {
+        if let Some(range) = &day.analyze_days
+            && crate::campaign::parse_day_range(range).is_none()
+        {
+            c.error(
+                day.number.span(),
+                format!("day {number}, field `analyze_days`"),
+                format!("analyze_days {range:?} is not a day range"),
+                Some("write it as \"1-4\" or \"2\"".into()),
+            );
+        }
+        if day.benchmarks.is_empty() && day.after.is_empty() {
             warnings.push(format!(
                 "day {number} ({}) lists no benchmarks yet",
                 day.title
@@ -250,6 +260,20 @@ fn check_benchmark(
                 None,
             );
         }
+    }
+    if bench
+        .profile_hz
+        .is_some_and(|hz| !(1..=crate::profile::MAX_PROFILE_HZ).contains(&hz))
+    {
+        c.error(
+            bench.name.span(),
+            at("profile_hz"),
+            format!(
+                "profile_hz must be between 1 and {}",
+                crate::profile::MAX_PROFILE_HZ
+            ),
+            Some("the sampler tops out near 250 Hz on many kernels; 99 or 199 is typical".into()),
+        );
     }
     if bench.iterations == Some(0) {
         c.error(

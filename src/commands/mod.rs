@@ -1,11 +1,16 @@
 //! What each subcommand does, between argument parsing (`cli.rs`) and the
 //! library's modules.
 
+mod analyze;
 mod list;
 mod run;
 
+pub use analyze::{
+    analyze_command, calibrate_command, differential_flamegraph, run_analysis, run_calibration,
+    run_roadmap,
+};
 pub use list::{list, validate};
-pub use run::{RunArgs, run};
+pub use run::{RunArgs, default_remedies, open_campaign, run};
 
 use crate::campaign::CampaignError;
 use crate::components::inference::InferenceError;
@@ -38,14 +43,18 @@ pub enum CommandError {
     Device(#[from] InferenceError),
     #[error("cannot install the Ctrl-C handler: {0}")]
     Interrupt(#[from] ctrlc::Error),
+    /// Missing or unusable inputs of analyze, roadmap or flamegraph.
+    #[error("{0}")]
+    Analysis(String),
 }
 
 impl CommandError {
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Campaign(_) | Self::Output(OutputError::Unwritable { .. }) | Self::Device(_) => {
-                exit::USAGE
-            }
+            Self::Campaign(_)
+            | Self::Output(OutputError::Unwritable { .. })
+            | Self::Device(_)
+            | Self::Analysis(_) => exit::USAGE,
             Self::Output(_) | Self::Interrupt(_) => exit::INTERNAL,
         }
     }

@@ -112,3 +112,95 @@ pub fn render_summary_table(report: &DailyReport) -> String {
         s.targets_not_measured
     )
 }
+
+/// The top 10 bottlenecks of an analysis.
+pub fn render_bottleneck_table(analysis: &crate::analysis::BottleneckAnalysis) -> String {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header([
+        "#",
+        "severity",
+        "component",
+        "function",
+        "share %",
+        "remedy",
+        "est. speed-up",
+        "ROI s/run/day",
+    ]);
+    for b in analysis.identified_bottlenecks.iter().take(10) {
+        let function: String = if b.function.chars().count() > 60 {
+            let tail: String = b.function.chars().rev().take(59).collect();
+            format!("…{}", tail.chars().rev().collect::<String>())
+        } else {
+            b.function.clone()
+        };
+        table.add_row(vec![
+            Cell::new(b.rank),
+            Cell::new(format!("{:?}", b.severity).to_uppercase()),
+            Cell::new(&b.component),
+            Cell::new(function),
+            Cell::new(format!("{:.1}", b.share_pct)),
+            Cell::new(b.remedy.as_deref().unwrap_or("— (no catalog entry)")),
+            Cell::new(
+                b.estimated_speedup
+                    .map_or("—".into(), |s| format!("×{s:.3}")),
+            ),
+            Cell::new(fmt(b.estimated_roi)),
+        ]);
+    }
+    let mut out = format!(
+        "{table}\n{} samples from {} profiles; baseline {:.1} s measured",
+        analysis.total_samples,
+        analysis.profiles.len(),
+        analysis.baseline_s
+    );
+    for note in &analysis.notes {
+        out.push_str(&format!("\nnote: {note}"));
+    }
+    out
+}
+
+/// A calibration, one limit per line.
+pub fn render_calibration(c: &crate::runner::Calibration) -> String {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["limit", "measured"]);
+    let disk = |v: Option<f64>| v.map_or("not measured".into(), |v| format!("{v:.0} MB/s"));
+    table.add_row(vec![
+        "memcpy".into(),
+        format!("{:.2} GB/s", c.memcpy_gb_per_s),
+    ]);
+    table.add_row(vec![
+        "memory read, 1 thread".into(),
+        format!("{:.2} GB/s", c.memory_read_gb_per_s_1_thread),
+    ]);
+    table.add_row(vec![
+        format!("memory read, {} threads", c.logical_cores),
+        format!("{:.2} GB/s", c.memory_read_gb_per_s_all_threads),
+    ]);
+    table.add_row(vec![
+        "disk sequential write".into(),
+        disk(c.disk_write_mb_per_s),
+    ]);
+    table.add_row(vec![
+        "disk sequential read (cold)".into(),
+        disk(c.disk_read_mb_per_s),
+    ]);
+    for m in &c.matmul_gflop_per_s {
+        table.add_row(vec![
+            format!(
+                "matmul {} {}² ({} threads)",
+                m.dtype, c.matmul_size, c.threads
+            ),
+            m.gflop_per_s.map_or_else(
+                || format!("unsupported: {}", m.error.as_deref().unwrap_or("?")),
+                |g| format!("{g:.1} GFLOP/s"),
+            ),
+        ]);
+    }
+    let mut out = format!("{table}\n{}", c.method);
+    for note in &c.notes {
+        out.push_str(&format!("\nnote: {note}"));
+    }
+    out
+}

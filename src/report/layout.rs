@@ -45,8 +45,8 @@ impl OutputLayout {
         for dir in [
             layout.daily_reports(),
             layout.metrics_json(),
-            layout.campaign_dir.join("raw_profiles"),
-            layout.campaign_dir.join("flame_graphs"),
+            layout.raw_profiles(),
+            layout.flame_graphs(),
             layout.model_cache(),
             layout.scratch(),
         ] {
@@ -71,6 +71,27 @@ impl OutputLayout {
 
     pub fn metrics_json(&self) -> PathBuf {
         self.campaign_dir.join("metrics_json")
+    }
+
+    pub fn raw_profiles(&self) -> PathBuf {
+        self.campaign_dir.join("raw_profiles")
+    }
+
+    pub fn flame_graphs(&self) -> PathBuf {
+        self.campaign_dir.join("flame_graphs")
+    }
+
+    /// This machine's measured limits (`campaign calibrate`).
+    pub fn calibration(&self) -> PathBuf {
+        self.root.join("calibration.json")
+    }
+
+    pub fn bottleneck_analysis(&self) -> PathBuf {
+        self.campaign_dir.join("bottleneck_analysis.json")
+    }
+
+    pub fn roadmap(&self) -> PathBuf {
+        self.campaign_dir.join("OPTIMIZATION_ROADMAP.md")
     }
 
     /// Working files of benchmarks (cold tiers, disk test files), removed

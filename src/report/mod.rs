@@ -5,11 +5,13 @@ mod console;
 mod json;
 mod layout;
 mod model;
+mod roadmap;
 
-pub use console::render_summary_table;
+pub use console::{render_bottleneck_table, render_calibration, render_summary_table};
 pub use json::JsonExporter;
 pub use layout::{OutputError, OutputLayout, write_atomically};
 pub use model::*;
+pub use roadmap::render_roadmap;
 
 /// A format a day report can be written in.
 pub trait Exporter {

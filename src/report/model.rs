@@ -29,6 +29,9 @@ pub struct DailyReport {
     /// Throughput and p99 per level of each `scaling` benchmark, and its knee.
     #[serde(default)]
     pub scaling: Vec<crate::analysis::ScalingCurve>,
+    /// CPU profiles taken this day, one per profiled benchmark.
+    #[serde(default)]
+    pub profiles: Vec<ProfileRecord>,
     pub warnings: Vec<String>,
 }
 
@@ -160,4 +163,31 @@ pub struct TargetVerdict {
     pub verdict: Verdict,
     /// True when the statistic is a percentile marked provisional.
     pub provisional: bool,
+}
+
+/// A benchmark's CPU profile: where its files are, and what profiling cost.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProfileRecord {
+    pub benchmark: String,
+    pub frequency_hz: u32,
+    pub samples: u64,
+    /// Wall time of the profiled pass.
+    pub duration_s: f64,
+    pub folded_path: Option<String>,
+    pub pprof_path: Option<String>,
+    pub flamegraph_path: Option<String>,
+    /// Each case measured without and then with the profiler running.
+    pub overhead: Vec<ProfileOverhead>,
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProfileOverhead {
+    pub case: String,
+    pub metric: String,
+    pub unprofiled_mean: f64,
+    pub profiled_mean: f64,
+    /// profiled ÷ unprofiled for a latency; unprofiled ÷ profiled for a
+    /// throughput: above 1 means the profiler slowed the case down.
+    pub slowdown: f64,
 }

@@ -9,8 +9,9 @@ use std::time::{Duration, Instant};
 use chrono::Utc;
 
 use super::execute::{CaseOutcome, WorkerEvent, run_worker, thread_name};
+use super::profiling::{self, ProfileOptions};
 use super::results::BenchmarkFrame;
-use super::{CancelFlag, Environment, IterationPlan, Progress, QUICK_FACTOR};
+use super::{CancelFlag, Environment, IterationPlan, Progress, QUICK_FACTOR, SilentProgress};
 use crate::benchmarks::{BenchContext, find_kind};
 use crate::campaign::{BenchmarkSpec, Campaign, CampaignError, Target};
 use crate::components::inference::DeviceSpec;
@@ -36,6 +37,7 @@ pub struct RunOptions {
     pub threads: Option<usize>,
     pub model_cache_dir: std::path::PathBuf,
     pub scratch_dir: std::path::PathBuf,
+    pub profile: ProfileOptions,
 }
 
 /// Picks the benchmarks of the day that `--only` selects.
@@ -51,7 +53,7 @@ pub fn select_benchmarks<'c>(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    if all.is_empty() {
+    if all.is_empty() && day.after.is_empty() {
         return Err(CampaignError::EmptyDay {
             path: campaign.path.clone(),
             day: opts.day,
@@ -105,6 +107,7 @@ pub fn run_day(
     let started_at = Utc::now();
     let mut results = Vec::new();
     let mut warnings = Vec::new();
+    let mut profiles = Vec::new();
     for spec in benchmarks {
         if interrupt.is_cancelled() {
             if let Some(result) = not_started(spec, opts.quick) {
@@ -117,6 +120,40 @@ pub fn run_day(
             run_benchmark(spec, &ctx, opts.quick, interrupt, progress, on_result);
         if let Some(message) = abandoned {
             warnings.push(message);
+        }
+        if (spec.profile || opts.profile.all) && !interrupt.is_cancelled() {
+            let name = spec.name.get_ref();
+            let hz = opts
+                .profile
+                .frequency_hz
+                .or(spec.profile_hz)
+                .unwrap_or(crate::profile::DEFAULT_PROFILE_HZ);
+            progress.note(&format!(
+                "{name}: profiling pass at {hz} Hz (the results above come from the unprofiled pass)"
+            ));
+            match profiling::start(hz) {
+                Ok(sampler) => {
+                    let (profiled, abandoned) = run_benchmark(
+                        spec,
+                        &ctx,
+                        opts.quick,
+                        interrupt,
+                        &mut SilentProgress,
+                        &mut |_| {},
+                    );
+                    warnings.extend(abandoned);
+                    profiles.push(profiling::finish(
+                        sampler,
+                        name,
+                        opts.day,
+                        campaign.name(),
+                        &opts.profile,
+                        &measured,
+                        &profiled,
+                    ));
+                }
+                Err(e) => warnings.push(format!("{name}: not profiled: {e}")),
+            }
         }
         results.extend(measured);
     }
@@ -151,6 +188,7 @@ pub fn run_day(
         },
         summary: summarize_day(&results),
         scaling: crate::analysis::scaling_curves(&results),
+        profiles,
         results,
         warnings,
     })

@@ -1,20 +1,24 @@
 //! The measurement core: iteration plans, the timing loop on worker
 //! threads, timeouts, Ctrl-C, progress, and the machine's description.
 
+mod calibrate;
 mod day;
 mod environment;
 mod execute;
 mod interrupt;
 pub mod memory;
 mod plan;
+mod profiling;
 mod progress;
 mod results;
 
+pub use calibrate::{Calibration, MatmulRate, calibrate};
 pub use day::{RunOptions, run_day, select_benchmarks};
 pub use environment::Environment;
 pub use interrupt::{CancelFlag, install_interrupt_handler};
 pub use plan::{IterationPlan, QUICK_FACTOR};
-pub use progress::{Progress, console_progress};
+pub use profiling::ProfileOptions;
+pub use progress::{Progress, SilentProgress, console_progress};
 
 /// Sets the compute thread count for candle and rayon. Must run before any
 /// other thread starts (candle reads `RAYON_NUM_THREADS` on each matmul).

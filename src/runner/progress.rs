@@ -17,6 +17,17 @@ pub trait Progress {
     fn note(&mut self, message: &str);
 }
 
+/// Reports nothing (a benchmark's second, profiled pass).
+pub struct SilentProgress;
+
+impl Progress for SilentProgress {
+    fn benchmark_started(&mut self, _name: &str, _kind: &str) {}
+    fn case_started(&mut self, _label: &str, _warmup: u32, _iterations: u32) {}
+    fn iteration_done(&mut self) {}
+    fn case_finished(&mut self, _result: &BenchmarkResult) {}
+    fn note(&mut self, _message: &str) {}
+}
+
 /// Chooses bars or plain lines from whether stderr is a terminal.
 pub fn console_progress() -> Box<dyn Progress> {
     if std::env::var_os("NO_COLOR").is_some() {

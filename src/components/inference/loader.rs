@@ -8,7 +8,7 @@ use serde::Serialize;
 use super::InferenceError;
 
 /// The numbers of a Llama-family model that benchmarks and reports need.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ModelArchitecture {
     pub vocab_size: usize,
     pub hidden_size: usize,

@@ -1,0 +1,179 @@
+//! Which function and which component a profile sample belongs to.
+//!
+//! Rules are substrings of demangled frame names, checked from the
+//! innermost frame outwards (README, "Bottleneck analysis"):
+//! - **function**: the innermost frame that is not plumbing (std, core,
+//!   alloc, primitive-type impls, rayon's scheduler), so a loop's iterator
+//!   calls count for the function that runs the loop;
+//! - **component**: the innermost frame that matches a domain rule (matmul,
+//!   softmax, rope, norm, sampling, attention, other inference, kvcache,
+//!   compression, storage, agents); failing that, `allocator` or `runtime`
+//!   when the innermost frame is one of theirs (malloc, memcpy, a futex);
+//!   failing that, `other`.
+
+/// Domain components, most specific first within a frame.
+pub const DOMAIN_RULES: &[(&str, &[&str])] = &[
+    ("inference/matmul", &["gemm", "MatMul", "::matmul", "sgemm"]),
+    ("inference/softmax", &["softmax"]),
+    ("inference/rope", &["rotary_emb", "rope"]),
+    (
+        "inference/norm",
+        &["rms_norm", "RmsNorm", "layer_norm", "LayerNorm"],
+    ),
+    ("inference/sampling", &["argmax", "LogitsProcessor"]),
+    (
+        "inference/attention",
+        &["CausalSelfAttention", "attention", "masked_fill"],
+    ),
+    ("inference/other", &["candle_", "components::inference"]),
+    ("kvcache", &["components::kvcache"]),
+    (
+        "compression",
+        &["zstd", "lz4", "snap::", "components::compression"],
+    ),
+    ("storage", &["redb", "components::storage"]),
+    ("agents", &["components::agents", "tokio::", "crossbeam"]),
+];
+
+/// Checked against the innermost frame only, when no domain rule matched
+/// anywhere on the stack (every thread's outer frames are runtime code).
+pub const RUNTIME_RULES: &[(&str, &[&str])] = &[
+    (
+        "allocator",
+        &[
+            "malloc",
+            "free",
+            "realloc",
+            "calloc",
+            "alloc::alloc",
+            "__rust_alloc",
+            "__rust_dealloc",
+            "mmap",
+            "madvise",
+        ],
+    ),
+    (
+        "runtime",
+        &[
+            "memcpy",
+            "memmove",
+            "memset",
+            "rayon",
+            "pthread",
+            "futex",
+            "syscall",
+            "sched_yield",
+        ],
+    ),
+];
+
+pub const OTHER: &str = "other";
+
+const PLUMBING_PREFIXES: &[&str] = &[
+    "core::",
+    "std::",
+    "alloc::",
+    "<core::",
+    "<std::",
+    "<alloc::",
+    "<u8",
+    "<u16",
+    "<u32",
+    "<u64",
+    "<u128",
+    "<usize",
+    "<i8",
+    "<i16",
+    "<i32",
+    "<i64",
+    "<i128",
+    "<isize",
+    "<f32",
+    "<f64",
+    "<bool",
+    "<[",
+    "<&",
+    "<str",
+    "<char",
+    "__rust_",
+    "rayon::",
+    "rayon_core::",
+    "<rayon",
+    "<T as ",
+];
+
+pub fn is_plumbing(frame: &str) -> bool {
+    PLUMBING_PREFIXES.iter().any(|p| frame.starts_with(p))
+}
+
+fn matching(rules: &[(&'static str, &[&str])], frame: &str) -> Option<&'static str> {
+    rules
+        .iter()
+        .find(|(_, patterns)| patterns.iter().any(|p| frame.contains(p)))
+        .map(|(component, _)| *component)
+}
+
+/// The component of a stack given root first (thread name included).
+pub fn component_of(frames: &[&str]) -> &'static str {
+    let inner_first = || frames.iter().skip(1).rev();
+    inner_first()
+        .find_map(|f| matching(DOMAIN_RULES, f))
+        .or_else(|| {
+            inner_first()
+                .next()
+                .and_then(|f| matching(RUNTIME_RULES, f))
+        })
+        .unwrap_or(OTHER)
+}
+
+/// The function a stack's sample is charged to (root first, thread name
+/// included); the innermost frame when every frame is plumbing.
+pub fn function_of<'a>(frames: &[&'a str]) -> Option<&'a str> {
+    let functions = frames.get(1..)?;
+    functions
+        .iter()
+        .rev()
+        .find(|f| !is_plumbing(f))
+        .or(functions.last())
+        .copied()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn innermost_domain_frame_decides_the_component() {
+        let gemm_in_attention = [
+            "t",
+            "candle_transformers::models::llama::CausalSelfAttention::forward",
+            "candle_core::tensor::Tensor::matmul",
+            "gemm_f32::microkernel::f32x8",
+        ];
+        assert_eq!(component_of(&gemm_in_attention), "inference/matmul");
+        let copy_in_attention = [
+            "t",
+            "candle_transformers::models::llama::CausalSelfAttention::forward",
+            "__memmove_avx_unaligned_erms",
+        ];
+        assert_eq!(component_of(&copy_in_attention), "inference/attention");
+        assert_eq!(component_of(&["t", "main", "malloc"]), "allocator");
+        assert_eq!(component_of(&["t", "main", "my::thing"]), OTHER);
+    }
+
+    #[test]
+    fn plumbing_is_charged_to_its_caller() {
+        let stack = [
+            "t",
+            "campaign::benchmarks::planted::planted_hotspot_major",
+            "<core::ops::range::Range<u64> as core::iter::Iterator>::next",
+            "<u64 as core::iter::range::Step>::forward_unchecked",
+        ];
+        assert_eq!(
+            function_of(&stack),
+            Some("campaign::benchmarks::planted::planted_hotspot_major")
+        );
+        assert_eq!(function_of(&["t", "core::x"]), Some("core::x"));
+        assert_eq!(function_of(&["t"]), None);
+    }
+}

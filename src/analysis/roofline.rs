@@ -1,0 +1,216 @@
+//! Roofline of a Llama-architecture model on the calibrated machine: FLOPs
+//! and bytes per token for prefill and decode, arithmetic intensity, the
+//! bound, the tokens/s ceiling, and the measured Day 1 numbers as MBU and
+//! MFU. Every figure carries the formula it comes from.
+
+use serde::{Deserialize, Serialize};
+
+use crate::components::inference::ModelArchitecture;
+use crate::report::{BenchmarkResult, Status};
+use crate::runner::Calibration;
+
+/// What the roofline is computed from.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RooflineInputs {
+    pub architecture: ModelArchitecture,
+    pub dtype_bytes: usize,
+    pub peak_gflop_per_s: f64,
+    pub memory_gb_per_s: f64,
+    /// FLOP per byte where compute and memory time are equal.
+    pub ridge_flop_per_byte: f64,
+    pub source: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RooflinePoint {
+    pub benchmark: String,
+    pub phase: String,
+    pub prompt_len: usize,
+    pub batch_size: usize,
+    pub flop_per_token: f64,
+    pub bytes_per_token: f64,
+    pub arithmetic_intensity: f64,
+    pub bound: String,
+    pub ceiling_tokens_per_s: f64,
+    pub measured_tokens_per_s: f64,
+    pub fraction_of_ceiling: f64,
+    /// Achieved bytes/s ÷ calibrated memory bandwidth, in %.
+    pub mbu_pct: f64,
+    /// Achieved FLOP/s ÷ calibrated matmul peak, in %.
+    pub mfu_pct: f64,
+    /// Batch size from which decode at this context is compute-bound
+    /// (`None`: never, the KV cache grows as fast as the work).
+    pub compute_bound_from_batch: Option<f64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Roofline {
+    pub inputs: RooflineInputs,
+    pub formulas: Vec<String>,
+    pub points: Vec<RooflinePoint>,
+}
+
+pub const FORMULAS: &[&str] = &[
+    "W (weight bytes read per forward pass) = (layers × (2·h² + 2·h·kv_dim + 3·h·ffn) + vocab·h) × dtype bytes",
+    "linear FLOP per token = 2 × W / dtype bytes",
+    "attention FLOP per token at context c = 4 × layers × heads × head_dim × c",
+    "KV bytes per token of context = 2 × layers × kv_dim × dtype bytes",
+    "decode step (batch B, context c): FLOP = B × (linear + attention(c)); bytes = W + B × KV × c",
+    "prefill (B × P tokens): FLOP = B × (P × linear + attention(P) × P / 2); bytes = W + B × KV × P (activations not counted)",
+    "intensity = FLOP ÷ bytes; compute-bound when intensity ≥ peak FLOP/s ÷ bandwidth (the ridge)",
+    "ceiling tokens/s = tokens ÷ max(FLOP ÷ peak, bytes ÷ bandwidth); MBU = measured tokens/s × bytes per token ÷ bandwidth; MFU = measured tokens/s × FLOP per token ÷ peak",
+    "decode turns compute-bound at B ≥ ridge × W ÷ (FLOP per token − ridge × KV × c)",
+];
+
+struct ModelCosts {
+    weight_bytes: f64,
+    linear_flop: f64,
+    attn_flop_per_ctx: f64,
+    kv_bytes_per_ctx: f64,
+}
+
+fn costs(a: &ModelArchitecture, dtype_bytes: usize) -> ModelCosts {
+    let (h, ffn, l, v) = (
+        a.hidden_size as f64,
+        a.intermediate_size as f64,
+        a.num_hidden_layers as f64,
+        a.vocab_size as f64,
+    );
+    let kv_dim = (a.num_key_value_heads * a.head_dim()) as f64;
+    let weights = l * (2.0 * h * h + 2.0 * h * kv_dim + 3.0 * h * ffn) + v * h;
+    let b = dtype_bytes as f64;
+    ModelCosts {
+        weight_bytes: weights * b,
+        linear_flop: 2.0 * weights,
+        attn_flop_per_ctx: 4.0 * l * (a.num_attention_heads * a.head_dim()) as f64,
+        kv_bytes_per_ctx: 2.0 * l * kv_dim * b,
+    }
+}
+
+/// Inputs from a calibration, for the dtype and thread count of a run.
+pub fn roofline_inputs(
+    architecture: ModelArchitecture,
+    dtype: &str,
+    threads: usize,
+    calibration: &Calibration,
+) -> Option<RooflineInputs> {
+    let peak = calibration.gflop_per_s(dtype)?;
+    let bw = calibration.memory_gb_per_s(threads);
+    let dtype_bytes = match dtype {
+        "f32" => 4,
+        _ => 2,
+    };
+    Some(RooflineInputs {
+        architecture,
+        dtype_bytes,
+        peak_gflop_per_s: peak,
+        memory_gb_per_s: bw,
+        ridge_flop_per_byte: peak / bw,
+        source: format!(
+            "calibration of {} ({}): {dtype} matmul {:.1} GFLOP/s, memory read {:.2} GB/s with {} thread(s)",
+            calibration.measured_at, calibration.cpu_model, peak, bw, threads
+        ),
+    })
+}
+
+/// One point per measured prefill or decode case.
+pub fn roofline(inputs: RooflineInputs, results: &[BenchmarkResult]) -> Roofline {
+    let c = costs(&inputs.architecture, inputs.dtype_bytes);
+    let (peak, bw) = (inputs.peak_gflop_per_s * 1e9, inputs.memory_gb_per_s * 1e9);
+    let ridge = inputs.ridge_flop_per_byte;
+    let mut points = Vec::new();
+    for r in results.iter().filter(|r| r.status == Status::Ok) {
+        let p = &r.parameters;
+        let (Some(prompt), batch) = (
+            p["prompt_len"].as_u64().map(|v| v as usize),
+            p["batch_size"].as_u64().unwrap_or(1) as usize,
+        ) else {
+            continue;
+        };
+        let mean = |metric: &str| r.metrics.get(metric).map(|m| m.summary.mean);
+        let (phase, measured, flop, bytes, tokens) = match r.kind.as_str() {
+            "first_token_latency" => {
+                let Some(measured) = mean("prefill_tokens_per_s") else {
+                    continue;
+                };
+                let pf = prompt as f64;
+                let flop =
+                    batch as f64 * (pf * c.linear_flop + c.attn_flop_per_ctx * pf * pf / 2.0);
+                let bytes = c.weight_bytes + batch as f64 * c.kv_bytes_per_ctx * pf;
+                ("prefill", measured, flop, bytes, batch as f64 * pf)
+            }
+            "token_generation" => {
+                let Some(measured) = mean("decode_tokens_per_s") else {
+                    continue;
+                };
+                // The mean context over the decode steps.
+                let outputs = p["output_tokens"].as_u64().unwrap_or(1) as f64;
+                let ctx = prompt as f64 + outputs / 2.0;
+                let flop = batch as f64 * (c.linear_flop + c.attn_flop_per_ctx * ctx);
+                let bytes = c.weight_bytes + batch as f64 * c.kv_bytes_per_ctx * ctx;
+                ("decode", measured, flop, bytes, batch as f64)
+            }
+            _ => continue,
+        };
+        let intensity = flop / bytes;
+        let seconds = (flop / peak).max(bytes / bw);
+        let ceiling = tokens / seconds;
+        let (flop_tok, bytes_tok) = (flop / tokens, bytes / tokens);
+        let compute_bound_from_batch = (phase == "decode").then(|| {
+            let ctx = prompt as f64 + p["output_tokens"].as_u64().unwrap_or(1) as f64 / 2.0;
+            let per_seq_flop = c.linear_flop + c.attn_flop_per_ctx * ctx;
+            let denominator = per_seq_flop - ridge * c.kv_bytes_per_ctx * ctx;
+            (denominator > 0.0).then(|| ridge * c.weight_bytes / denominator)
+        });
+        points.push(RooflinePoint {
+            benchmark: r.benchmark_name.clone(),
+            phase: phase.to_string(),
+            prompt_len: prompt,
+            batch_size: batch,
+            flop_per_token: flop_tok,
+            bytes_per_token: bytes_tok,
+            arithmetic_intensity: intensity,
+            bound: if intensity >= ridge {
+                "compute"
+            } else {
+                "memory"
+            }
+            .to_string(),
+            ceiling_tokens_per_s: ceiling,
+            measured_tokens_per_s: measured,
+            fraction_of_ceiling: measured / ceiling,
+            mbu_pct: 100.0 * measured * bytes_tok / bw,
+            mfu_pct: 100.0 * measured * flop_tok / peak,
+            compute_bound_from_batch: compute_bound_from_batch.flatten(),
+        });
+    }
+    Roofline {
+        inputs,
+        formulas: FORMULAS.iter().map(|f| f.to_string()).collect(),
+        points,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn arch() -> ModelArchitecture {
+        serde_json::from_value(serde_json::json!({
+            "vocab_size": 100, "hidden_size": 8, "intermediate_size": 16,
+            "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+            "max_position_embeddings": 64, "tie_word_embeddings": false
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn costs_follow_the_stated_formulas() {
+        let c = costs(&arch(), 4);
+        // head_dim 4, kv_dim 4: per layer 2·64 + 2·32 + 3·128 = 576; ×2 + 800.
+        assert_eq!(c.weight_bytes, (2.0 * 576.0 + 800.0) * 4.0);
+        assert_eq!(c.linear_flop, 2.0 * 1952.0);
+        assert_eq!(c.attn_flop_per_ctx, 4.0 * 2.0 * 8.0);
+        assert_eq!(c.kv_bytes_per_ctx, 2.0 * 2.0 * 4.0 * 4.0);
+    }
+}

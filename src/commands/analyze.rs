@@ -1,0 +1,346 @@
+//! `campaign calibrate`, `campaign analyze`, `campaign roadmap` and
+//! `campaign flamegraph --diff`: Days 4 and 5, also run as day steps.
+
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+
+use super::{CommandError, exit};
+use crate::analysis::{
+    AMDAHL_FORMULA, BaselineFigure, BottleneckAnalysis, MissedTarget, ProfileEvidence, ROI_FORMULA,
+    RankingInputs, RemedyCatalog, SEVERITY_RULE, rank_bottlenecks, roofline, roofline_inputs,
+};
+use crate::campaign::{Campaign, parse_day_range};
+use crate::components::inference::ModelArchitecture;
+use crate::profile::{FlameGraphTitle, FoldedStacks, render_differential};
+use crate::report::{
+    DailyReport, OutputLayout, Verdict, render_bottleneck_table, render_calibration,
+    render_roadmap, write_atomically,
+};
+use crate::runner::{Calibration, Environment, calibrate};
+
+/// Measures this machine and stores the result beside the campaigns' results.
+pub fn run_calibration(
+    campaign: &Campaign,
+    layout: &OutputLayout,
+    quick: bool,
+) -> Result<(Calibration, PathBuf), CommandError> {
+    let settings = campaign.file.settings();
+    let device = settings.device.open()?;
+    let env = Environment::capture(settings.device.to_string(), settings.threads, String::new());
+    let calibration = calibrate(
+        &layout.campaign_dir,
+        &device,
+        &settings.device.to_string(),
+        settings.threads,
+        env.cpu_model,
+        quick,
+    );
+    let path = layout.calibration();
+    write_json(&path, &calibration)?;
+    Ok((calibration, path))
+}
+
+pub fn calibrate_command(
+    campaign: &Campaign,
+    layout: &OutputLayout,
+    quick: bool,
+) -> Result<(String, u8), CommandError> {
+    let (calibration, path) = run_calibration(campaign, layout, quick)?;
+    Ok((
+        format!(
+            "{}\ncalibration: {}\n",
+            render_calibration(&calibration),
+            path.display()
+        ),
+        exit::OK,
+    ))
+}
+
+fn write_json<T: serde::Serialize>(path: &Path, value: &T) -> Result<(), CommandError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(crate::report::OutputError::from)?;
+    write_atomically(path, &bytes)?;
+    Ok(())
+}
+
+fn analysis_error(message: String) -> CommandError {
+    CommandError::Analysis(message)
+}
+
+/// The newest report of each day in `days`, oldest day first.
+fn latest_reports(
+    layout: &OutputLayout,
+    days: std::ops::RangeInclusive<u32>,
+    notes: &mut Vec<String>,
+) -> Vec<(PathBuf, DailyReport)> {
+    let mut found = Vec::new();
+    let entries: Vec<PathBuf> = std::fs::read_dir(layout.daily_reports())
+        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+        .unwrap_or_default();
+    for day in days {
+        let prefix = format!("day_{day}_report_");
+        let mut candidates: Vec<&PathBuf> = entries
+            .iter()
+            .filter(|p| {
+                p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".json"))
+            })
+            .collect();
+        // File names carry a UTC timestamp: the last in order is the newest.
+        candidates.sort();
+        let Some(path) = candidates.last() else {
+            notes.push(format!(
+                "day {day}: no report in {}",
+                layout.daily_reports().display()
+            ));
+            continue;
+        };
+        match std::fs::read(path)
+            .map_err(|e| e.to_string())
+            .and_then(|b| serde_json::from_slice::<DailyReport>(&b).map_err(|e| e.to_string()))
+        {
+            Ok(report) => found.push(((*path).clone(), report)),
+            Err(e) => notes.push(format!("day {day}: {} unreadable: {e}", path.display())),
+        }
+    }
+    found
+}
+
+/// `campaign analyze`: ranks bottlenecks from the days' profiles and reports.
+pub fn run_analysis(
+    campaign: &Campaign,
+    layout: &OutputLayout,
+    days: &str,
+    remedies: &Path,
+) -> Result<(BottleneckAnalysis, PathBuf), CommandError> {
+    let range = parse_day_range(days).ok_or_else(|| {
+        analysis_error(format!(
+            "--days {days:?} is not a day range; write it as 1-4 or 3"
+        ))
+    })?;
+    let catalog = RemedyCatalog::load(remedies).map_err(|e| analysis_error(e.to_string()))?;
+    let mut notes = Vec::new();
+    let reports = latest_reports(layout, range.clone(), &mut notes);
+    let mut profiles = Vec::new();
+    for (_, report) in &reports {
+        for record in &report.profiles {
+            let Some(path) = &record.folded_path else {
+                notes.push(format!(
+                    "day {}: {} has no folded profile ({})",
+                    report.day,
+                    record.benchmark,
+                    record.error.as_deref().unwrap_or("no file")
+                ));
+                continue;
+            };
+            match FoldedStacks::read(Path::new(path)) {
+                Ok(stacks) => {
+                    let measured_s = report
+                        .results
+                        .iter()
+                        .filter(|r| r.benchmark == record.benchmark)
+                        .map(|r| r.elapsed_s)
+                        .sum();
+                    profiles.push((
+                        ProfileEvidence {
+                            day: report.day,
+                            benchmark: record.benchmark.clone(),
+                            samples: stacks.total_samples(),
+                            folded_path: path.clone(),
+                            measured_s,
+                        },
+                        stacks,
+                    ));
+                }
+                Err(e) => notes.push(format!("day {}: {e}", report.day)),
+            }
+        }
+    }
+    if profiles.iter().all(|(e, _)| e.samples == 0) {
+        return Err(analysis_error(format!(
+            "no profile samples in the reports of days {days} under {}\n  help: run a day whose benchmarks have `profile = true` (or pass --profile) first, e.g. `campaign run --day 4`",
+            layout.daily_reports().display()
+        )));
+    }
+    let ranking = rank_bottlenecks(&RankingInputs {
+        profiles: &profiles,
+        catalog: &catalog,
+    });
+
+    let mut missed_targets = Vec::new();
+    let mut baseline = Vec::new();
+    for (_, report) in &reports {
+        for r in &report.results {
+            for t in r.targets.iter().filter(|t| t.verdict == Verdict::Missed) {
+                if let Some(measured) = t.measured {
+                    missed_targets.push(MissedTarget {
+                        day: report.day,
+                        benchmark_name: r.benchmark_name.clone(),
+                        target: t.target.clone(),
+                        threshold: t.threshold,
+                        measured,
+                        gap_pct: (measured / t.threshold - 1.0) * 100.0,
+                    });
+                }
+            }
+            if let (Some(metric), Some(value)) = (&r.latency_metric, r.p50_ms) {
+                baseline.push(BaselineFigure {
+                    day: report.day,
+                    benchmark_name: r.benchmark_name.clone(),
+                    kind: r.kind.clone(),
+                    metric: format!("{metric} p50"),
+                    value,
+                    unit: "ms".into(),
+                });
+            }
+            if let (Some(metric), Some(value), Some(unit)) =
+                (&r.throughput_metric, r.throughput, &r.throughput_unit)
+            {
+                baseline.push(BaselineFigure {
+                    day: report.day,
+                    benchmark_name: r.benchmark_name.clone(),
+                    kind: r.kind.clone(),
+                    metric: format!("{metric} mean"),
+                    value,
+                    unit: unit.clone(),
+                });
+            }
+        }
+    }
+
+    let roofline = match read_calibration(layout) {
+        Ok(calibration) => roofline_for(&reports, &calibration, &mut notes),
+        Err(note) => {
+            notes.push(note);
+            None
+        }
+    };
+
+    let analysis = BottleneckAnalysis {
+        generated_at: Utc::now(),
+        campaign: campaign.name().to_string(),
+        days: reports.iter().map(|(_, r)| r.day).collect(),
+        reports: reports
+            .iter()
+            .map(|(p, _)| p.display().to_string())
+            .collect(),
+        profiles: profiles.into_iter().map(|(e, _)| e).collect(),
+        total_samples: ranking.total_samples,
+        baseline_s: ranking.baseline_s,
+        severity_rule: SEVERITY_RULE.into(),
+        amdahl_formula: AMDAHL_FORMULA.into(),
+        roi_formula: ROI_FORMULA.into(),
+        remedies_file: remedies.display().to_string(),
+        components: ranking.components,
+        identified_bottlenecks: ranking.bottlenecks,
+        remedy_plan: ranking.remedy_plan,
+        missed_targets,
+        baseline,
+        roofline,
+        notes,
+    };
+    let path = layout.bottleneck_analysis();
+    write_json(&path, &analysis)?;
+    Ok((analysis, path))
+}
+
+fn read_calibration(layout: &OutputLayout) -> Result<Calibration, String> {
+    let path = layout.calibration();
+    let bytes = std::fs::read(&path).map_err(|_| {
+        format!(
+            "no roofline: {} is missing; run `campaign calibrate` (or a day with after = [\"calibrate\"])",
+            path.display()
+        )
+    })?;
+    serde_json::from_slice(&bytes)
+        .map_err(|e| format!("no roofline: {} unreadable: {e}", path.display()))
+}
+
+fn roofline_for(
+    reports: &[(PathBuf, DailyReport)],
+    calibration: &Calibration,
+    notes: &mut Vec<String>,
+) -> Option<crate::analysis::Roofline> {
+    let inference = |kind: &str| kind == "first_token_latency" || kind == "token_generation";
+    // The newest day with inference results; its model and settings.
+    let (_, report) = reports
+        .iter()
+        .rev()
+        .find(|(_, r)| r.results.iter().any(|x| inference(&x.kind)))?;
+    let architecture: ModelArchitecture = report
+        .results
+        .iter()
+        .filter(|r| inference(&r.kind))
+        .find_map(|r| serde_json::from_value(r.context["architecture"].clone()).ok())?;
+    let Some(inputs) = roofline_inputs(
+        architecture,
+        &report.settings.dtype,
+        report.settings.threads,
+        calibration,
+    ) else {
+        notes.push(format!(
+            "no roofline: the calibration has no {} matmul rate",
+            report.settings.dtype
+        ));
+        return None;
+    };
+    Some(roofline(inputs, &report.results))
+}
+
+pub fn analyze_command(
+    campaign: &Campaign,
+    layout: &OutputLayout,
+    days: &str,
+    remedies: &Path,
+) -> Result<(String, u8), CommandError> {
+    let (analysis, path) = run_analysis(campaign, layout, days, remedies)?;
+    Ok((
+        format!(
+            "{}\nanalysis: {}\n",
+            render_bottleneck_table(&analysis),
+            path.display()
+        ),
+        exit::OK,
+    ))
+}
+
+/// `campaign roadmap`: the Markdown roadmap from the last analysis.
+pub fn run_roadmap(layout: &OutputLayout) -> Result<PathBuf, CommandError> {
+    let source = layout.bottleneck_analysis();
+    let bytes = std::fs::read(&source).map_err(|_| {
+        analysis_error(format!(
+            "{} is missing\n  help: run `campaign analyze` (or `campaign run --day 4`) first",
+            source.display()
+        ))
+    })?;
+    let analysis: BottleneckAnalysis = serde_json::from_slice(&bytes)
+        .map_err(|e| analysis_error(format!("{}: {e}", source.display())))?;
+    let path = layout.roadmap();
+    write_atomically(&path, render_roadmap(&analysis, &source).as_bytes())?;
+    Ok(path)
+}
+
+/// `campaign flamegraph --diff BEFORE AFTER`.
+pub fn differential_flamegraph(
+    before: &Path,
+    after: &Path,
+    output: &Path,
+) -> Result<(String, u8), CommandError> {
+    let read = |p: &Path| FoldedStacks::read(p).map_err(|e| analysis_error(e.to_string()));
+    let (a, b) = (read(before)?, read(after)?);
+    let title = FlameGraphTitle {
+        title: format!("differential: {} → {}", before.display(), after.display()),
+        subtitle: Some(format!(
+            "shape of the second profile ({} samples); red grew, blue shrank, shares normalised ({} samples before)",
+            b.total_samples(),
+            a.total_samples()
+        )),
+    };
+    let svg = render_differential(&a, &b, &title).map_err(|e| analysis_error(e.to_string()))?;
+    write_atomically(output, &svg)?;
+    Ok((
+        format!("differential flame graph: {}\n", output.display()),
+        exit::OK,
+    ))
+}
