@@ -58,6 +58,33 @@ enum Command {
         /// Profile sampling frequency in Hz (overrides profile_hz; 1–1000).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
         profile_hz: Option<u32>,
+        /// Separate runs of every benchmark, interleaved; regression
+        /// verdicts need at least 3 (5 recommended).
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
+        runs: u32,
+        /// Save this day's report as baseline NAME.
+        #[arg(long, value_name = "NAME")]
+        save_baseline: Option<String>,
+        /// Compare with baseline NAME; a confirmed regression exits 3.
+        #[arg(long, value_name = "NAME")]
+        baseline: Option<String>,
+        /// Report regressions and missed targets but exit 0 for them.
+        #[arg(long)]
+        advisory: bool,
+        /// Noise threshold of the regression verdict, in % (default 5).
+        #[arg(long)]
+        threshold_pct: Option<f64>,
+    },
+    /// Compare two day reports metric by metric (exit 3 on a regression).
+    #[command(after_help = EXIT_CODES)]
+    Compare {
+        /// Baseline report (JSON).
+        baseline: PathBuf,
+        /// Current report (JSON).
+        current: PathBuf,
+        /// Noise threshold of the regression verdict, in % (default 5).
+        #[arg(long)]
+        threshold_pct: Option<f64>,
     },
     /// Measure this machine's limits (memory, disk, matmul) for the roofline.
     #[command(after_help = EXIT_CODES)]
@@ -131,6 +158,11 @@ impl Cli {
                 threads,
                 profile,
                 profile_hz,
+                runs,
+                save_baseline,
+                baseline,
+                advisory,
+                threshold_pct,
             } => commands::run(&RunArgs {
                 campaign,
                 day,
@@ -142,7 +174,17 @@ impl Cli {
                 threads,
                 profile,
                 profile_hz,
+                runs,
+                save_baseline,
+                baseline,
+                advisory,
+                threshold_pct,
             }),
+            Command::Compare {
+                baseline,
+                current,
+                threshold_pct,
+            } => print(commands::compare_files(&baseline, &current, threshold_pct)),
             Command::Calibrate {
                 campaign,
                 out,

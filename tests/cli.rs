@@ -1298,3 +1298,143 @@ after = ["roadmap"]
         assert!(roadmap.contains(needle), "{needle} missing:\n{roadmap}");
     }
 }
+
+fn planted_day(name: &str, slowdown: f64) -> String {
+    format!(
+        r#"[[days]]
+number = 1
+title = "gate"
+[[days.benchmarks]]
+name = "{name}"
+kind = "planted_work"
+warmup = 1
+iterations = 5
+[days.benchmarks.params]
+work_units = 6000000
+slowdown = {slowdown}
+"#
+    )
+}
+
+fn gate(f: &Fixture, campaign: &Path, args: &[&str]) -> assert_cmd::assert::Assert {
+    cargo_bin_cmd!("campaign")
+        .args(["run", "--day", "1", "--campaign"])
+        .arg(campaign)
+        .arg("--out")
+        .arg(f.out())
+        .args(args)
+        .assert()
+}
+
+fn changes(f: &Fixture) -> Vec<Value> {
+    let c: Value =
+        serde_json::from_slice(&fs::read(out_file(f, "comparison.json")).unwrap()).unwrap();
+    c["changes"].as_array().unwrap().clone()
+}
+
+fn state_of(changes: &[Value], case: &str, metric: &str) -> String {
+    changes
+        .iter()
+        .find(|c| c["case"] == case && c["metric"] == metric)
+        .unwrap_or_else(|| panic!("no change for {case} {metric}: {changes:#?}"))["state"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn baseline_gate_flags_a_planted_slowdown_and_nothing_else() {
+    let f = Fixture::new();
+    let case = "work[units=6000000]";
+    let campaign = |slowdown: f64| f.campaign(&planted_day("work", slowdown));
+    gate(
+        &f,
+        &campaign(1.0),
+        &["--runs", "5", "--save-baseline", "nightly"],
+    )
+    .success();
+
+    // The same workload again: unchanged, exit 0. Tests run side by side
+    // on two cores, so the threshold is wide enough for that noise.
+    gate(
+        &f,
+        &campaign(1.0),
+        &[
+            "--runs",
+            "5",
+            "--baseline",
+            "nightly",
+            "--threshold-pct",
+            "40",
+        ],
+    )
+    .success();
+    assert_eq!(state_of(&changes(&f), case, "iteration_ms"), "unchanged");
+
+    // A planted 2× slowdown: regressed, confirmed by the re-run, exit 3,
+    // and a JUnit failure of type PerformanceRegression.
+    // Seven runs leave room for one overlapping pair under machine noise.
+    gate(
+        &f,
+        &campaign(2.0),
+        &["--runs", "7", "--baseline", "nightly"],
+    )
+    .code(3)
+    .stdout(predicate::str::contains("confirmed by a same-night re-run"));
+    let all = changes(&f);
+    assert_eq!(state_of(&all, case, "iteration_ms"), "regressed");
+    // The work per second is the same; only the work per iteration doubled.
+    assert_ne!(state_of(&all, case, "units_per_s"), "regressed");
+    let ratio = all.iter().find(|c| c["metric"] == "iteration_ms").unwrap()["ratio"]
+        .as_f64()
+        .unwrap();
+    assert!((1.6..2.5).contains(&ratio), "ratio {ratio}");
+    let junit = fs::read_to_string(out_file(&f, "junit.xml")).unwrap();
+    assert!(junit.contains("type=\"PerformanceRegression\""), "{junit}");
+    assert!(
+        fs::read_to_string(out_file(&f, "summary.md"))
+            .unwrap()
+            .contains("**Regressed**")
+    );
+    // --advisory reports it and exits 0.
+    gate(
+        &f,
+        &campaign(2.0),
+        &["--runs", "5", "--baseline", "nightly", "--advisory"],
+    )
+    .success();
+
+    // A 2 % difference is below the 5 % threshold: not a regression.
+    gate(
+        &f,
+        &campaign(1.02),
+        &["--runs", "5", "--baseline", "nightly"],
+    )
+    .success();
+    assert_ne!(state_of(&changes(&f), case, "iteration_ms"), "regressed");
+
+    // One run's samples never give a verdict, however slow.
+    gate(
+        &f,
+        &campaign(2.0),
+        &["--runs", "1", "--baseline", "nightly"],
+    )
+    .success();
+    assert_eq!(state_of(&changes(&f), case, "iteration_ms"), "inconclusive");
+
+    // A renamed benchmark: the old one missing, the new one new.
+    let renamed = f.campaign(&planted_day("work2", 1.0));
+    gate(&f, &renamed, &["--runs", "3", "--baseline", "nightly"]).success();
+    let all = changes(&f);
+    assert_eq!(state_of(&all, case, ""), "missing");
+    assert_eq!(state_of(&all, "work2[units=6000000]", ""), "new");
+    let csv = fs::read_to_string(out_file(&f, "results.csv")).unwrap();
+    assert!(csv.starts_with("day,benchmark_name,status,metric"));
+    let jsonl = fs::read_to_string(out_file(&f, "results.jsonl")).unwrap();
+    assert_eq!(jsonl.lines().count(), 1);
+
+    // A missing baseline is a usage error before anything runs.
+    gate(&f, &renamed, &["--baseline", "nope"])
+        .code(2)
+        .stderr(predicate::str::contains("--save-baseline nope"));
+}

@@ -3,6 +3,7 @@
 
 pub mod attribution;
 mod bottlenecks;
+mod regression;
 mod remedies;
 mod roofline;
 mod scaling;
@@ -14,6 +15,10 @@ pub use bottlenecks::{
     AMDAHL_FORMULA, BaselineFigure, Bottleneck, BottleneckAnalysis, ComponentShare, Evidence,
     MissedTarget, ProfileEvidence, ROI_FORMULA, Ranking, RankingInputs, RemedyEstimate,
     SEVERITY_RULE, Severity, amdahl, rank_bottlenecks,
+};
+pub use regression::{
+    ChangeState, CompareSettings, Comparison, DEFAULT_THRESHOLD_PCT, MIN_RUNS, MetricChange,
+    compare_reports,
 };
 pub use remedies::{Remedy, RemedyCatalog, RemedyError, Risk};
 pub use roofline::{Roofline, RooflineInputs, RooflinePoint, roofline, roofline_inputs};

@@ -138,6 +138,7 @@ impl BenchmarkKind for PlantedWork {
                 "slowdown": p.slowdown,
             }),
             cases: vec![Box::new(PlantedCase {
+                work_units: p.work_units,
                 major,
                 minor: total - major,
                 state: 0x2545_F491_4F6C_DD1D,
@@ -148,6 +149,8 @@ impl BenchmarkKind for PlantedWork {
 }
 
 struct PlantedCase {
+    /// Before the slowdown: a slowed run keeps the case's name.
+    work_units: u64,
     major: u64,
     minor: u64,
     state: u64,
@@ -155,7 +158,7 @@ struct PlantedCase {
 
 impl BenchmarkCase for PlantedCase {
     fn label(&self) -> String {
-        format!("units={}", self.major + self.minor)
+        format!("units={}", self.work_units)
     }
 
     fn parameters(&self) -> serde_json::Value {

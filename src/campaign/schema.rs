@@ -166,6 +166,9 @@ pub struct BenchmarkSpec {
     pub profile: bool,
     /// Sampling frequency of the profile.
     pub profile_hz: Option<u32>,
+    /// Noise threshold of the regression verdict for this benchmark, in %
+    /// (default 5, or --threshold-pct).
+    pub regression_threshold_pct: Option<f64>,
     /// Kind-specific parameters, checked by the kind.
     #[serde(default)]
     pub params: Option<Spanned<toml::Table>>,

@@ -262,6 +262,17 @@ fn check_benchmark(
         }
     }
     if bench
+        .regression_threshold_pct
+        .is_some_and(|t| !(t.is_finite() && t > 0.0))
+    {
+        c.error(
+            bench.name.span(),
+            at("regression_threshold_pct"),
+            "regression_threshold_pct must be a positive percentage".into(),
+            Some("e.g. regression_threshold_pct = 5".into()),
+        );
+    }
+    if bench
         .profile_hz
         .is_some_and(|hz| !(1..=crate::profile::MAX_PROFILE_HZ).contains(&hz))
     {

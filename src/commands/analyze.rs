@@ -344,3 +344,39 @@ pub fn differential_flamegraph(
         exit::OK,
     ))
 }
+
+/// `campaign compare A.json B.json`: the verdict without a re-run.
+pub fn compare_files(
+    baseline: &Path,
+    current: &Path,
+    threshold_pct: Option<f64>,
+) -> Result<(String, u8), CommandError> {
+    let read = |p: &Path| -> Result<DailyReport, CommandError> {
+        let bytes = std::fs::read(p)
+            .map_err(|e| analysis_error(format!("cannot read {}: {e}", p.display())))?;
+        serde_json::from_slice(&bytes)
+            .map_err(|e| analysis_error(format!("{} is not a day report: {e}", p.display())))
+    };
+    let (a, b) = (read(baseline)?, read(current)?);
+    let settings = crate::analysis::CompareSettings {
+        threshold_pct: threshold_pct.unwrap_or(crate::analysis::DEFAULT_THRESHOLD_PCT),
+        bootstrap_seed: b.settings.seed,
+        ..Default::default()
+    };
+    let comparison = crate::analysis::compare_reports(
+        &a,
+        &b,
+        &baseline.display().to_string(),
+        &current.display().to_string(),
+        &settings,
+    );
+    let code = if comparison.regressions().next().is_some() && !comparison.advisory {
+        exit::TARGET_MISSED
+    } else {
+        exit::OK
+    };
+    Ok((
+        format!("{}\n", crate::report::render_comparison_table(&comparison)),
+        code,
+    ))
+}

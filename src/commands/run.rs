@@ -1,16 +1,22 @@
 use std::path::{Path, PathBuf};
 
 use super::{CommandError, day_exit_code};
-use super::{run_analysis, run_calibration, run_roadmap};
+use std::io::Write as _;
+
+use super::{exit, run_analysis, run_calibration, run_roadmap};
+use crate::analysis::{
+    ChangeState, CompareSettings, Comparison, DEFAULT_THRESHOLD_PCT, compare_reports,
+};
 use crate::campaign::{Campaign, DayStep, load_campaign};
 use crate::components::inference::DeviceSpec;
 use crate::report::{
-    JsonExporter, OutputLayout, render_bottleneck_table, render_calibration, render_summary_table,
-    write_atomically,
+    DailyReport, JsonExporter, OutputError, OutputLayout, render_bottleneck_table,
+    render_calibration, render_comparison_table, render_csv, render_junit, render_summary_markdown,
+    render_summary_table, write_atomically,
 };
 use crate::runner::{
-    ProfileOptions, RunOptions, configure_threads, console_progress, install_interrupt_handler,
-    run_day, select_benchmarks,
+    ProfileOptions, RunOptions, SilentProgress, configure_threads, console_progress,
+    install_interrupt_handler, run_day, select_benchmarks,
 };
 
 #[derive(Debug, Clone)]
@@ -25,6 +31,11 @@ pub struct RunArgs {
     pub threads: Option<usize>,
     pub profile: bool,
     pub profile_hz: Option<u32>,
+    pub runs: u32,
+    pub save_baseline: Option<String>,
+    pub baseline: Option<String>,
+    pub advisory: bool,
+    pub threshold_pct: Option<f64>,
 }
 
 /// `campaign run`: returns the exit status after the report is written.
@@ -44,6 +55,7 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
             raw_dir: layout.raw_profiles(),
             flame_dir: layout.flame_graphs(),
         },
+        runs: args.runs.max(1),
     };
     select_benchmarks(&campaign, &options)?;
     if let Some(device) = args.device {
@@ -54,6 +66,12 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
             .unwrap_or(campaign.file.settings().threads)
             .max(1),
     );
+    // A missing baseline fails now, not after an hour of benchmarks.
+    let baseline = args
+        .baseline
+        .as_deref()
+        .map(|name| load_baseline(&layout, name, args.day))
+        .transpose()?;
     let interrupt = install_interrupt_handler()?;
     if options_have_no_benchmarks(&campaign, &options) {
         run_day_steps(&campaign, &layout, args)?;
@@ -63,6 +81,11 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
     let mut progress = console_progress();
     let day_started = chrono::Utc::now();
     let mut write_failures = Vec::new();
+    let jsonl_path = layout.ci_file("results.jsonl");
+    let mut jsonl = std::fs::File::create(&jsonl_path).map_err(|source| OutputError::Write {
+        path: jsonl_path.clone(),
+        source,
+    })?;
     let mut report = run_day(
         &campaign,
         &options,
@@ -71,10 +94,15 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         &mut |result| {
             let path = layout.metrics_path(args.day, &day_started, result);
             let written = serde_json::to_vec_pretty(result)
-                .map_err(crate::report::OutputError::from)
+                .map_err(OutputError::from)
                 .and_then(|bytes| write_atomically(&path, &bytes));
             if let Err(e) = written {
                 write_failures.push(e.to_string());
+            }
+            // One line per result as soon as it exists, for CI to tail.
+            let line = serde_json::to_string(result).map_err(|e| e.to_string());
+            if let Err(e) = line.and_then(|l| writeln!(jsonl, "{l}").map_err(|e| e.to_string())) {
+                write_failures.push(format!("{}: {e}", jsonl_path.display()));
             }
         },
     )?;
@@ -91,12 +119,171 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         println!("{table}\nreport: {}", path.display());
     }
     print_warnings(&report);
-    let code = day_exit_code(&report.summary, report.interrupted);
+    let mut code = day_exit_code(&report.summary, report.interrupted);
+    write_atomically(
+        &layout.ci_file("results.csv"),
+        render_csv(&report).as_bytes(),
+    )?;
+
+    let comparison = match &baseline {
+        Some((name, base)) if !report.interrupted => {
+            let mut comparison =
+                compare_with_rerun(&campaign, &options, &interrupt, &report, base, name, args)?;
+            comparison.current = path.display().to_string();
+            println!("{}", render_comparison_table(&comparison));
+            let bytes = serde_json::to_vec_pretty(&comparison).map_err(OutputError::from)?;
+            write_atomically(&layout.ci_file("comparison.json"), &bytes)?;
+            if comparison.regressions().next().is_some() && !comparison.advisory && code == exit::OK
+            {
+                code = exit::TARGET_MISSED;
+            }
+            Some(comparison)
+        }
+        _ => None,
+    };
+    write_atomically(
+        &layout.ci_file("junit.xml"),
+        render_junit(&report, comparison.as_ref()).as_bytes(),
+    )?;
+    write_atomically(
+        &layout.ci_file("summary.md"),
+        render_summary_markdown(&report, comparison.as_ref()).as_bytes(),
+    )?;
+    if let Some(name) = &args.save_baseline {
+        if report.interrupted {
+            eprintln!("warning: not saved as baseline {name}: the run was interrupted");
+        } else {
+            let target = layout.baseline(name, args.day);
+            if let Some(dir) = target.parent() {
+                std::fs::create_dir_all(dir).map_err(|source| OutputError::Write {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            }
+            let bytes = serde_json::to_vec_pretty(&report).map_err(OutputError::from)?;
+            write_atomically(&target, &bytes)?;
+            println!("baseline {name}: {}", target.display());
+        }
+    }
     if report.interrupted {
         return Ok(code);
     }
     run_day_steps(&campaign, &layout, args)?;
+    if args.advisory && code == exit::TARGET_MISSED {
+        eprintln!("advisory run: exit 0 instead of 3");
+        code = exit::OK;
+    }
     Ok(code)
+}
+
+fn load_baseline(
+    layout: &OutputLayout,
+    name: &str,
+    day: u32,
+) -> Result<(String, DailyReport), CommandError> {
+    let path = layout.baseline(name, day);
+    let bytes = std::fs::read(&path).map_err(|_| {
+        CommandError::Analysis(format!(
+            "baseline {name:?} has no report for day {day} ({} is missing)\n  help: create it with `campaign run --day {day} --runs 5 --save-baseline {name}`",
+            path.display()
+        ))
+    })?;
+    let report = serde_json::from_slice(&bytes)
+        .map_err(|e| CommandError::Analysis(format!("{}: {e}", path.display())))?;
+    Ok((name.to_string(), report))
+}
+
+/// Compares with the baseline; a regression counts only if a same-night
+/// re-run of its benchmark regresses too.
+fn compare_with_rerun(
+    campaign: &Campaign,
+    options: &RunOptions,
+    interrupt: &crate::runner::CancelFlag,
+    report: &DailyReport,
+    baseline: &DailyReport,
+    name: &str,
+    args: &RunArgs,
+) -> Result<Comparison, CommandError> {
+    let settings = compare_settings(campaign, args, report.settings.seed);
+    let mut comparison = compare_reports(baseline, report, name, "this run", &settings);
+    let suspects: Vec<String> = comparison
+        .regressions()
+        .filter_map(|c| {
+            report
+                .results
+                .iter()
+                .find(|r| r.benchmark_name == c.case)
+                .map(|r| r.benchmark.clone())
+        })
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    if suspects.is_empty() {
+        return Ok(comparison);
+    }
+    eprintln!(
+        "re-running {} to confirm the regression (a verdict needs it twice)",
+        suspects.join(", ")
+    );
+    let rerun_options = RunOptions {
+        only: suspects,
+        profile: ProfileOptions {
+            all: false,
+            ..options.profile.clone()
+        },
+        ..options.clone()
+    };
+    let rerun = run_day(
+        campaign,
+        &rerun_options,
+        interrupt,
+        &mut SilentProgress,
+        &mut |_| {},
+    )?;
+    let second = compare_reports(baseline, &rerun, name, "re-run", &settings);
+    for change in comparison
+        .changes
+        .iter_mut()
+        .filter(|c| c.state == ChangeState::Regressed)
+    {
+        let confirmed = second.changes.iter().any(|x| {
+            x.case == change.case && x.metric == change.metric && x.state == ChangeState::Regressed
+        });
+        if confirmed {
+            change.reason.push_str("; confirmed by a same-night re-run");
+        } else {
+            change.state = ChangeState::Inconclusive;
+            change
+                .reason
+                .push_str("; did not persist in a same-night re-run");
+        }
+    }
+    comparison.counts.clear();
+    for c in &comparison.changes {
+        *comparison.counts.entry(c.state).or_default() += 1;
+    }
+    Ok(comparison)
+}
+
+/// The threshold from --threshold-pct, else the default; per-benchmark
+/// overrides from the campaign's `regression_threshold_pct`.
+fn compare_settings(campaign: &Campaign, args: &RunArgs, seed: u64) -> CompareSettings {
+    let overrides = campaign
+        .file
+        .days
+        .iter()
+        .flat_map(|d| &d.get_ref().benchmarks)
+        .filter_map(|b| {
+            let b = b.get_ref();
+            b.regression_threshold_pct
+                .map(|t| (b.name.get_ref().clone(), t))
+        })
+        .collect();
+    CompareSettings {
+        threshold_pct: args.threshold_pct.unwrap_or(DEFAULT_THRESHOLD_PCT),
+        overrides,
+        bootstrap_seed: seed,
+    }
 }
 
 /// Loads a campaign and prepares its results folder (`--out`, else the

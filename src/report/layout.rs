@@ -86,6 +86,20 @@ impl OutputLayout {
         self.root.join("calibration.json")
     }
 
+    /// A saved baseline's report of one day.
+    pub fn baseline(&self, name: &str, day: u32) -> PathBuf {
+        self.campaign_dir
+            .join("baselines")
+            .join(name)
+            .join(format!("day_{day}.json"))
+    }
+
+    /// CI artifacts of the latest run: junit.xml, summary.md, results.csv,
+    /// results.jsonl, comparison.json.
+    pub fn ci_file(&self, name: &str) -> PathBuf {
+        self.campaign_dir.join(name)
+    }
+
     pub fn bottleneck_analysis(&self) -> PathBuf {
         self.campaign_dir.join("bottleneck_analysis.json")
     }

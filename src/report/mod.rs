@@ -1,12 +1,14 @@
 //! Writers: they format a [`DailyReport`] and never compute statistics.
 //! One [`Exporter`] per format, as in hyperfine.
 
+mod ci;
 mod console;
 mod json;
 mod layout;
 mod model;
 mod roadmap;
 
+pub use ci::{render_comparison_table, render_csv, render_junit, render_summary_markdown};
 pub use console::{render_bottleneck_table, render_calibration, render_summary_table};
 pub use json::JsonExporter;
 pub use layout::{OutputError, OutputLayout, write_atomically};

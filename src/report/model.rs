@@ -52,6 +52,16 @@ pub struct RunSettings {
     pub quick_factor: f64,
     pub provisional_rule: ProvisionalRule,
     pub only: Vec<String>,
+    /// Separate runs of each benchmark (`--runs`).
+    #[serde(default = "one_run")]
+    pub runs: u32,
+    /// Seed of the shuffled order of runs 2 and later.
+    #[serde(default)]
+    pub run_order_seed: u64,
+}
+
+fn one_run() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
@@ -105,6 +115,10 @@ pub struct BenchmarkResult {
     /// mark is reset when the case starts); absent where the OS cannot.
     #[serde(default)]
     pub peak_rss_mib: Option<f64>,
+    /// Mean of each headline metric in each separate run (`--runs`), the
+    /// first run first: the samples a regression verdict is made from.
+    #[serde(default)]
+    pub run_values: BTreeMap<String, Vec<f64>>,
     pub metrics: BTreeMap<String, MetricReport>,
     /// Per-step vectors (e.g. `itl_ms` by generated token): the median over
     /// iterations of each step.

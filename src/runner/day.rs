@@ -7,6 +7,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+use rand_chacha::ChaCha8Rng;
 
 use super::execute::{CaseOutcome, WorkerEvent, run_worker, thread_name};
 use super::profiling::{self, ProfileOptions};
@@ -38,6 +41,9 @@ pub struct RunOptions {
     pub model_cache_dir: std::path::PathBuf,
     pub scratch_dir: std::path::PathBuf,
     pub profile: ProfileOptions,
+    /// Separate runs of every benchmark (≥ 1); the regression verdict
+    /// uses their run-level values.
+    pub runs: u32,
 }
 
 /// Picks the benchmarks of the day that `--only` selects.
@@ -108,7 +114,7 @@ pub fn run_day(
     let mut results = Vec::new();
     let mut warnings = Vec::new();
     let mut profiles = Vec::new();
-    for spec in benchmarks {
+    for spec in benchmarks.iter().copied() {
         if interrupt.is_cancelled() {
             if let Some(result) = not_started(spec, opts.quick) {
                 on_result(&result);
@@ -157,6 +163,40 @@ pub fn run_day(
         }
         results.extend(measured);
     }
+    // Repeat runs for run-level statistics: every benchmark again, with
+    // fresh component instances, in an order shuffled per round.
+    let mut order_rng = ChaCha8Rng::seed_from_u64(settings.seed ^ RUN_ORDER_SALT);
+    for round in 2..=opts.runs {
+        let mut order: Vec<&BenchmarkSpec> = benchmarks.clone();
+        order.shuffle(&mut order_rng);
+        for spec in order {
+            if interrupt.is_cancelled() {
+                break;
+            }
+            progress.note(&format!(
+                "{}: run {round} of {}",
+                spec.name.get_ref(),
+                opts.runs
+            ));
+            let (again, abandoned) = run_benchmark(
+                spec,
+                &ctx,
+                opts.quick,
+                interrupt,
+                &mut SilentProgress,
+                &mut |_| {},
+            );
+            warnings.extend(abandoned);
+            for r in again {
+                if let Some(first) = results
+                    .iter_mut()
+                    .find(|x| x.benchmark_name == r.benchmark_name)
+                {
+                    append_run_values(first, &r);
+                }
+            }
+        }
+    }
     let environment = Environment::capture(
         settings.device.to_string(),
         settings.threads,
@@ -185,6 +225,8 @@ pub fn run_day(
             quick_factor: if opts.quick { QUICK_FACTOR } else { 1.0 },
             provisional_rule: ProvisionalRule::current(),
             only: opts.only.clone(),
+            runs: opts.runs,
+            run_order_seed: settings.seed ^ RUN_ORDER_SALT,
         },
         summary: summarize_day(&results),
         scaling: crate::analysis::scaling_curves(&results),
@@ -427,6 +469,30 @@ fn run_benchmark(
         emit(result, &mut results, progress);
     }
     (results, abandoned)
+}
+
+/// Salt for the seed of the order of repeated runs, so that it differs from
+/// the workload streams drawn from the same campaign seed.
+const RUN_ORDER_SALT: u64 = 0x5EED_0F0D_E12A_11CE;
+
+/// Adds a repeat run's headline means to the first run's result. A failed
+/// repeat adds nothing, so a metric's list is shorter than `runs`.
+fn append_run_values(first: &mut BenchmarkResult, again: &BenchmarkResult) {
+    if again.status != Status::Ok {
+        return;
+    }
+    for metric in [&again.latency_metric, &again.throughput_metric]
+        .into_iter()
+        .flatten()
+    {
+        if let Some(m) = again.metrics.get(metric) {
+            first
+                .run_values
+                .entry(metric.clone())
+                .or_default()
+                .push(m.summary.mean);
+        }
+    }
 }
 
 fn summarize_day(results: &[BenchmarkResult]) -> DaySummary {

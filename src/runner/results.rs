@@ -77,6 +77,7 @@ impl BenchmarkFrame<'_> {
             iterations_completed: 0,
             elapsed_s: 0.0,
             peak_rss_mib: None,
+            run_values: BTreeMap::new(),
             metrics: BTreeMap::new(),
             series: BTreeMap::new(),
             setup: self.setup.clone(),
@@ -191,6 +192,16 @@ impl BenchmarkFrame<'_> {
             result.throughput = Some(m.summary.mean);
             result.throughput_unit = Some(m.unit.clone());
             result.throughput_metric = Some(headline.throughput.to_string());
+        }
+        for metric in [&result.latency_metric, &result.throughput_metric]
+            .into_iter()
+            .flatten()
+        {
+            if let Some(m) = result.metrics.get(metric) {
+                result
+                    .run_values
+                    .insert(metric.clone(), vec![m.summary.mean]);
+            }
         }
         result.targets = evaluate_targets(self.targets, &result.metrics, &result.setup);
         result

@@ -1,0 +1,234 @@
+//! Files a CI system reads: JUnit XML, a Markdown step summary, CSV, and
+//! the comparison table on the console. They format; the verdicts come from
+//! `analysis::compare_reports`.
+
+use std::fmt::Write;
+
+use comfy_table::Table;
+use comfy_table::presets::UTF8_FULL_CONDENSED;
+
+use super::{DailyReport, Status, Verdict};
+use crate::analysis::{ChangeState, Comparison};
+
+/// XML text escaping: five characters, not worth a dependency.
+fn xml(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
+fn figure(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{v:.4}"))
+}
+
+/// JUnit: one test case per result. A regression is a failure of type
+/// PerformanceRegression, a missed target a failure of type TargetMissed,
+/// a crash an error, an inconclusive comparison a skip.
+pub fn render_junit(report: &DailyReport, comparison: Option<&Comparison>) -> String {
+    let mut cases = String::new();
+    let (mut failures, mut errors, mut skipped) = (0, 0, 0);
+    for r in &report.results {
+        let mut body = String::new();
+        if r.status == Status::Failed {
+            errors += 1;
+            let _ = write!(
+                body,
+                "<error type=\"BenchmarkFailed\" message=\"{}\"/>",
+                xml(r.error.as_deref().unwrap_or("failed"))
+            );
+        }
+        for t in r.targets.iter().filter(|t| t.verdict == Verdict::Missed) {
+            failures += 1;
+            let _ = write!(
+                body,
+                "<failure type=\"TargetMissed\" message=\"{}: measured {}\"/>",
+                xml(&t.target),
+                figure(t.measured)
+            );
+        }
+        let changes: Vec<_> = comparison
+            .map(|c| {
+                c.changes
+                    .iter()
+                    .filter(|x| x.case == r.benchmark_name)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for c in &changes {
+            match c.state {
+                ChangeState::Regressed => {
+                    failures += 1;
+                    let _ = write!(
+                        body,
+                        "<failure type=\"PerformanceRegression\" message=\"{} regressed: median {} → {} {} (×{}), {}\">{}</failure>",
+                        xml(&c.metric),
+                        figure(c.baseline_median),
+                        figure(c.current_median),
+                        xml(&c.unit),
+                        figure(c.ratio),
+                        xml(&c.reason),
+                        xml(&c.reason)
+                    );
+                }
+                ChangeState::Inconclusive if body.is_empty() => {
+                    skipped += 1;
+                    let _ = write!(
+                        body,
+                        "<skipped message=\"{} inconclusive: {}\"/>",
+                        xml(&c.metric),
+                        xml(&c.reason)
+                    );
+                }
+                _ => {}
+            }
+        }
+        let _ = writeln!(
+            cases,
+            "    <testcase classname=\"{}.day{}\" name=\"{}\" time=\"{:.3}\">{body}</testcase>",
+            xml(&report.campaign.name),
+            report.day,
+            xml(&r.benchmark_name),
+            r.elapsed_s
+        );
+    }
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"{} day {}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" timestamp=\"{}\">\n{cases}  </testsuite>\n</testsuites>\n",
+        xml(&report.campaign.name),
+        report.day,
+        report.results.len(),
+        report.started_at.to_rfc3339()
+    )
+}
+
+/// Markdown for a CI step summary.
+pub fn render_summary_markdown(report: &DailyReport, comparison: Option<&Comparison>) -> String {
+    let s = &report.summary;
+    let mut out = format!(
+        "## {} — day {}: {}\n\n{} results: {} ok, {} failed, {} interrupted; targets: {} met, {} missed.\n",
+        report.campaign.name,
+        report.day,
+        report.day_title,
+        s.total,
+        s.successful,
+        s.failed,
+        s.interrupted,
+        s.targets_met,
+        s.targets_missed
+    );
+    if let Some(c) = comparison {
+        let count = |state| c.counts.get(&state).copied().unwrap_or(0);
+        let _ = write!(
+            out,
+            "\nAgainst baseline `{}`: {} regressed, {} improved, {} unchanged, {} inconclusive, {} new, {} missing, {} failed. Geometric mean of ratios (above 1 is worse): {}.{}\n\n",
+            c.baseline,
+            count(ChangeState::Regressed),
+            count(ChangeState::Improved),
+            count(ChangeState::Unchanged),
+            count(ChangeState::Inconclusive),
+            count(ChangeState::New),
+            count(ChangeState::Missing),
+            count(ChangeState::Failed),
+            c.geomean_ratio.map_or("—".into(), |g| format!("{g:.3}")),
+            if c.advisory {
+                format!(
+                    " **Advisory:** the A/A control moved ({}), so no verdict fails the job.",
+                    c.control_regressions.join(", ")
+                )
+            } else {
+                String::new()
+            }
+        );
+        out.push_str("| case | metric | state | baseline | current | ratio | 95 % CI | p | threshold |\n| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: |\n");
+        for x in &c.changes {
+            let _ = writeln!(
+                out,
+                "| `{}` | {} | **{:?}** | {} | {} | {} | {} | {} | ±{:.1} % |",
+                x.case,
+                x.metric,
+                x.state,
+                figure(x.baseline_median),
+                figure(x.current_median),
+                figure(x.ratio),
+                x.ratio_ci95
+                    .map_or("—".into(), |[a, b]| format!("{a:.3}–{b:.3}")),
+                figure(x.p_value),
+                x.threshold_pct
+            );
+        }
+        let _ = writeln!(out, "\n{}", c.rule);
+    }
+    out
+}
+
+/// One row per metric of every result.
+pub fn render_csv(report: &DailyReport) -> String {
+    let mut out = String::from(
+        "day,benchmark_name,status,metric,unit,count,mean,stddev,min,p50,p99,max,runs\n",
+    );
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    for r in &report.results {
+        if r.metrics.is_empty() {
+            let _ = writeln!(
+                out,
+                "{},{},{:?},,,,,,,,,,",
+                report.day,
+                quote(&r.benchmark_name),
+                r.status
+            );
+        }
+        for (name, m) in &r.metrics {
+            let runs = r.run_values.get(name).map_or(0, Vec::len);
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                report.day,
+                quote(&r.benchmark_name),
+                format!("{:?}", r.status).to_lowercase(),
+                quote(name),
+                quote(&m.unit),
+                m.summary.count,
+                m.summary.mean,
+                m.summary.stddev,
+                m.summary.min,
+                m.summary.p50,
+                m.summary.p99,
+                m.summary.max,
+                runs
+            );
+        }
+    }
+    out
+}
+
+/// The comparison on the console.
+pub fn render_comparison_table(c: &Comparison) -> String {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header([
+        "case", "metric", "state", "baseline", "current", "ratio", "95 % CI", "p", "why",
+    ]);
+    for x in &c.changes {
+        table.add_row(vec![
+            x.case.clone(),
+            x.metric.clone(),
+            format!("{:?}", x.state).to_lowercase(),
+            figure(x.baseline_median),
+            figure(x.current_median),
+            figure(x.ratio),
+            x.ratio_ci95
+                .map_or("—".into(), |[a, b]| format!("{a:.3}–{b:.3}")),
+            figure(x.p_value),
+            x.reason.clone(),
+        ]);
+    }
+    let mut out = format!("{table}\n{}", c.rule);
+    if c.advisory {
+        out.push_str(&format!(
+            "\nadvisory: the A/A control moved ({}); verdicts do not fail the run",
+            c.control_regressions.join(", ")
+        ));
+    }
+    out
+}
