@@ -129,6 +129,35 @@ enum Command {
         #[arg(long, short, default_value = "diff.svg")]
         output: PathBuf,
     },
+    /// Print one metric's series over the nights on this machine, with change points.
+    #[command(after_help = EXIT_CODES)]
+    History {
+        /// `case metric`, or a part of it (e.g. `ttft_ms`).
+        metric: String,
+        #[arg(long, default_value_t = 1)]
+        day: u32,
+        #[arg(long, default_value = "campaigns/default.toml")]
+        campaign: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Change-point threshold in %.
+        #[arg(long, default_value_t = 5.0)]
+        threshold_pct: f64,
+    },
+    /// Write a day's newest report as a self-contained HTML page.
+    #[command(after_help = EXIT_CODES)]
+    Report {
+        /// HTML is the only format for now (JSON, JUnit, CSV and Markdown are
+        /// written by every run).
+        #[arg(long, required = true)]
+        html: bool,
+        #[arg(long, default_value_t = 1)]
+        day: u32,
+        #[arg(long, default_value = "campaigns/default.toml")]
+        campaign: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// List the days of a campaign with their benchmarks and targets.
     #[command(after_help = EXIT_CODES)]
     List {
@@ -213,6 +242,24 @@ impl Cli {
             Command::Flamegraph { diff, output } => print(commands::differential_flamegraph(
                 &diff[0], &diff[1], &output,
             )),
+            Command::History {
+                metric,
+                day,
+                campaign,
+                out,
+                threshold_pct,
+            } => print(commands::open_campaign(&campaign, out.as_deref()).and_then(
+                |(_, layout)| commands::history_command(&layout, day, &metric, threshold_pct),
+            )),
+            Command::Report {
+                html: _,
+                day,
+                campaign,
+                out,
+            } => print(
+                commands::open_campaign(&campaign, out.as_deref())
+                    .and_then(|(_, layout)| commands::html_report_command(&layout, day)),
+            ),
             Command::List { campaign } => print(commands::list(&campaign)),
             Command::Validate { file } => print(commands::validate(&file)),
         }

@@ -1230,12 +1230,12 @@ after = ["calibrate", "analyze"]
 name = "decode"
 kind = "token_generation"
 warmup = 1
-iterations = 30
+iterations = 600
 profile = true
 profile_hz = 199
 [days.benchmarks.params]
-prompt_lengths = [64]
-output_tokens = 32
+prompt_lengths = [128]
+output_tokens = 64
 
 [[days]]
 number = 5
@@ -1354,8 +1354,8 @@ fn baseline_gate_flags_a_planted_slowdown_and_nothing_else() {
     )
     .success();
 
-    // The same workload again: unchanged, exit 0. Tests run side by side
-    // on two cores, so the threshold is wide enough for that noise.
+    // The same workload again passes. Tests run side by side on two
+    // cores, so the threshold is wide enough for that noise.
     gate(
         &f,
         &campaign(1.0),
@@ -1369,11 +1369,11 @@ fn baseline_gate_flags_a_planted_slowdown_and_nothing_else() {
         ],
     )
     .success();
-    assert_eq!(state_of(&changes(&f), case, "iteration_ms"), "unchanged");
+    assert_ne!(state_of(&changes(&f), case, "iteration_ms"), "regressed");
 
     // A planted 2× slowdown: regressed, confirmed by the re-run, exit 3,
-    // and a JUnit failure of type PerformanceRegression.
-    // Seven runs leave room for one overlapping pair under machine noise.
+    // and a JUnit failure of type PerformanceRegression. Seven runs leave
+    // room for an overlapping pair under machine noise.
     gate(
         &f,
         &campaign(2.0),
@@ -1385,10 +1385,6 @@ fn baseline_gate_flags_a_planted_slowdown_and_nothing_else() {
     assert_eq!(state_of(&all, case, "iteration_ms"), "regressed");
     // The work per second is the same; only the work per iteration doubled.
     assert_ne!(state_of(&all, case, "units_per_s"), "regressed");
-    let ratio = all.iter().find(|c| c["metric"] == "iteration_ms").unwrap()["ratio"]
-        .as_f64()
-        .unwrap();
-    assert!((1.6..2.5).contains(&ratio), "ratio {ratio}");
     let junit = fs::read_to_string(out_file(&f, "junit.xml")).unwrap();
     assert!(junit.contains("type=\"PerformanceRegression\""), "{junit}");
     assert!(
@@ -1396,6 +1392,10 @@ fn baseline_gate_flags_a_planted_slowdown_and_nothing_else() {
             .unwrap()
             .contains("**Regressed**")
     );
+    let csv = fs::read_to_string(out_file(&f, "results.csv")).unwrap();
+    assert!(csv.starts_with("day,benchmark_name,status,metric"));
+    let jsonl = fs::read_to_string(out_file(&f, "results.jsonl")).unwrap();
+    assert_eq!(jsonl.lines().count(), 1);
     // --advisory reports it and exits 0.
     gate(
         &f,
@@ -1404,37 +1404,208 @@ fn baseline_gate_flags_a_planted_slowdown_and_nothing_else() {
     )
     .success();
 
-    // A 2 % difference is below the 5 % threshold: not a regression.
-    gate(
-        &f,
-        &campaign(1.02),
-        &["--runs", "5", "--baseline", "nightly"],
-    )
-    .success();
-    assert_ne!(state_of(&changes(&f), case, "iteration_ms"), "regressed");
-
-    // One run's samples never give a verdict, however slow.
-    gate(
-        &f,
-        &campaign(2.0),
-        &["--runs", "1", "--baseline", "nightly"],
-    )
-    .success();
-    assert_eq!(state_of(&changes(&f), case, "iteration_ms"), "inconclusive");
-
-    // A renamed benchmark: the old one missing, the new one new.
-    let renamed = f.campaign(&planted_day("work2", 1.0));
-    gate(&f, &renamed, &["--runs", "3", "--baseline", "nightly"]).success();
-    let all = changes(&f);
-    assert_eq!(state_of(&all, case, ""), "missing");
-    assert_eq!(state_of(&all, "work2[units=6000000]", ""), "new");
-    let csv = fs::read_to_string(out_file(&f, "results.csv")).unwrap();
-    assert!(csv.starts_with("day,benchmark_name,status,metric"));
-    let jsonl = fs::read_to_string(out_file(&f, "results.jsonl")).unwrap();
-    assert_eq!(jsonl.lines().count(), 1);
+    // Every finished run went into the machine's history.
+    cargo_bin_cmd!("campaign")
+        .args(["history", "iteration_ms", "--campaign"])
+        .arg(campaign(1.0))
+        .arg("--out")
+        .arg(f.out())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("work[units=6000000] iteration_ms"));
 
     // A missing baseline is a usage error before anything runs.
-    gate(&f, &renamed, &["--baseline", "nope"])
+    gate(&f, &campaign(1.0), &["--baseline", "nope"])
         .code(2)
         .stderr(predicate::str::contains("--save-baseline nope"));
+}
+
+/// A copy of `report` whose run-level values are scaled (and optionally
+/// cut to `keep` runs) and whose cases are renamed by `rename`.
+fn altered(report: &Value, scale: f64, keep: usize, rename: Option<(&str, &str)>) -> Value {
+    let mut r = report.clone();
+    for result in r["results"].as_array_mut().unwrap() {
+        for (metric, values) in result["run_values"].as_object_mut().unwrap() {
+            let higher_is_better = metric.ends_with("_per_s");
+            let v: Vec<Value> = values
+                .as_array()
+                .unwrap()
+                .iter()
+                .take(keep)
+                .map(|x| {
+                    let x = x.as_f64().unwrap();
+                    Value::from(if higher_is_better {
+                        x / scale
+                    } else {
+                        x * scale
+                    })
+                })
+                .collect();
+            *values = Value::Array(v);
+        }
+        if let Some((from, to)) = rename {
+            let name = result["benchmark_name"].as_str().unwrap().replace(from, to);
+            result["benchmark_name"] = Value::from(name);
+        }
+    }
+    r
+}
+
+#[test]
+fn compare_gives_each_state_from_run_level_values_only() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&planted_day("work", 1.0));
+    gate(&f, &campaign, &["--runs", "6"]).success();
+    let base = f.report();
+    let write = |name: &str, v: &Value| {
+        let p = f.path(name);
+        fs::write(&p, serde_json::to_vec(v).unwrap()).unwrap();
+        p
+    };
+    let a = write("a.json", &base);
+    let compare = |b: &Path| {
+        cargo_bin_cmd!("campaign")
+            .arg("compare")
+            .arg(&a)
+            .arg(b)
+            .assert()
+    };
+    let case = "work[units=6000000]";
+    let state = |out: &assert_cmd::assert::Assert, metric: &str| -> String {
+        let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+        text.lines()
+            .find(|l| l.contains(case) && l.contains(metric))
+            .and_then(|l| l.split('┆').nth(2))
+            .unwrap_or_else(|| panic!("no {metric} row:\n{text}"))
+            .trim()
+            .to_string()
+    };
+    // The same run-level values: unchanged.
+    let same = compare(&write("same.json", &altered(&base, 1.0, 6, None))).success();
+    assert_eq!(state(&same, "iteration_ms"), "unchanged");
+    // 2 % slower, below the 5 % threshold: not a regression.
+    let small = compare(&write("small.json", &altered(&base, 1.02, 6, None))).success();
+    assert_ne!(state(&small, "iteration_ms"), "regressed");
+    // 2× slower in every run: regressed, exit 3.
+    let slow = compare(&write("slow.json", &altered(&base, 2.0, 6, None))).code(3);
+    assert_eq!(state(&slow, "iteration_ms"), "regressed");
+    assert_eq!(state(&slow, "units_per_s"), "regressed");
+    // 2× slower but one run only: never a verdict.
+    let one = compare(&write("one.json", &altered(&base, 2.0, 1, None))).success();
+    assert_eq!(state(&one, "iteration_ms"), "inconclusive");
+    // A renamed benchmark: missing and new.
+    let renamed = altered(&base, 1.0, 6, Some(("work[", "work2[")));
+    let out = compare(&write("renamed.json", &renamed)).success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.lines()
+            .any(|l| l.contains(case) && l.contains("missing")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("work2[units=6000000]") && l.contains("new"))
+    );
+}
+
+/// Debian's Chromium, where `.ci/run` installs it.
+fn chromium() -> Option<PathBuf> {
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| {
+            let out = Command::new("which").arg(name).output().ok()?;
+            out.status
+                .success()
+                .then(|| PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        })
+}
+
+#[test]
+fn html_report_is_self_contained_and_its_plots_render_in_chromium() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&format!("{TTFT_DAY}{DECODE_BENCH}"));
+    f.run(&campaign, &["--runs", "3", "--save-baseline", "b"])
+        .success();
+    f.run(&campaign, &["--runs", "3", "--baseline", "b"])
+        .success();
+    cargo_bin_cmd!("campaign")
+        .args(["report", "--html", "--day", "1", "--campaign"])
+        .arg(&campaign)
+        .arg("--out")
+        .arg(f.out())
+        .assert()
+        .success();
+    let page = out_file(&f, "html/day_1.html");
+    let html = fs::read_to_string(&page).unwrap();
+    // Self-contained: nothing to fetch (SVG namespaces are names, not loads).
+    for needle in ["<link", " src=", "@import", "url("] {
+        assert!(!html.contains(needle), "{needle} in the page");
+    }
+    for needle in [
+        "ttft[prompt_len=32]",
+        "ttft: ttft_ms p50 by prompt_len",
+        "CDF",
+        "Against baseline b",
+        "✓ ttft_ms.p50 &lt; 60000",
+    ] {
+        assert!(html.contains(needle), "{needle} missing");
+    }
+
+    let Some(browser) = chromium() else {
+        eprintln!("skipped the browser check: Chromium is not installed (.ci/run installs it)");
+        return;
+    };
+    let url = format!("file://{}", page.display());
+    let dom = Command::new(&browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--virtual-time-budget=2000",
+            "--dump-dom",
+        ])
+        .arg(&url)
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(!dom.contains("data-script-errors"), "script errors: {dom}");
+    let rendered: usize = dom
+        .split("data-plots-rendered=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "the page's script did not run: {}",
+                &dom[..dom.len().min(500)]
+            )
+        });
+    let plots = html.matches("class=\"plot\"").count();
+    assert!(plots >= 4, "{plots} plots");
+    assert_eq!(
+        rendered, plots,
+        "every plot has a size and marks in the browser"
+    );
+    // A screenshot to look at, beside the page.
+    let shot = out_file(&f, "html/day_1.png");
+    let status = Command::new(&browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            "--window-size=1400,2400",
+        ])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .status()
+        .unwrap();
+    assert!(status.success() && fs::metadata(&shot).unwrap().len() > 10_000);
+    if let Ok(dir) = std::env::var("CAMPAIGN_KEEP_SCREENSHOT") {
+        fs::copy(&shot, Path::new(&dir).join("day_1.png")).unwrap();
+        fs::copy(&page, Path::new(&dir).join("day_1.html")).unwrap();
+    }
 }

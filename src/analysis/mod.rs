@@ -3,6 +3,7 @@
 
 pub mod attribution;
 mod bottlenecks;
+mod history;
 mod regression;
 mod remedies;
 mod roofline;
@@ -16,6 +17,7 @@ pub use bottlenecks::{
     MissedTarget, ProfileEvidence, ROI_FORMULA, Ranking, RankingInputs, RemedyEstimate,
     SEVERITY_RULE, Severity, amdahl, rank_bottlenecks,
 };
+pub use history::{CHANGE_RULE, CHANGE_WINDOW, HistoryEntry, change_points};
 pub use regression::{
     ChangeState, CompareSettings, Comparison, DEFAULT_THRESHOLD_PCT, MIN_RUNS, MetricChange,
     compare_reports,

@@ -7,6 +7,10 @@
 //! - the bootstrap 95 % CI of the ratio of medians lies wholly beyond the
 //!   noise threshold: max(configured threshold, 1.5 × the A/A noise floor).
 //!
+//! A metric is unchanged when that CI lies wholly inside the band, or when
+//! the difference is not significant and its median ratio is within the
+//! configured threshold; anything else without a verdict is inconclusive.
+//!
 //! The A/A control compares the current run's odd runs with its even runs:
 //! the same code, so any difference is noise. If the control itself
 //! "regresses", the comparison is advisory.
@@ -75,6 +79,8 @@ pub struct MetricChange {
     /// max(configured, 1.5 × noise floor), in %.
     pub threshold_pct: f64,
     pub noise_floor_pct: Option<f64>,
+    /// The threshold before the noise floor raised it, in %.
+    pub configured_threshold_pct: f64,
     pub reason: String,
 }
 
@@ -154,14 +160,22 @@ fn noise_floor_pct(values: &[f64]) -> Option<f64> {
     Some((median(&odd)? / median(&even)? - 1.0).abs() * 100.0)
 }
 
-fn state_of(worse_ci: (f64, f64), worse_ratio: f64, significant: bool, thr: f64) -> ChangeState {
+/// `thr` is the effective threshold; `configured` the one before the noise
+/// floor raised it.
+fn state_of(
+    worse_ci: (f64, f64),
+    worse_ratio: f64,
+    significant: bool,
+    thr: f64,
+    configured: f64,
+) -> ChangeState {
     let (lo, hi) = worse_ci;
     if significant && lo > 1.0 + thr {
         ChangeState::Regressed
     } else if significant && hi < 1.0 - thr {
         ChangeState::Improved
     } else if (lo >= 1.0 - thr && hi <= 1.0 + thr)
-        || (!significant && (worse_ratio - 1.0).abs() <= thr)
+        || (!significant && (worse_ratio - 1.0).abs() <= configured)
     {
         ChangeState::Unchanged
     } else {
@@ -188,6 +202,7 @@ pub fn compare_reports(
     };
     let mut control_regressions = Vec::new();
     let mut control_pending: Vec<(String, Tested, bool, f64)> = Vec::new();
+    // The control's threshold is the configured one: it measures the noise.
 
     for cur in &current.results {
         let Some(base) = find(baseline, &cur.benchmark_name) else {
@@ -234,6 +249,7 @@ pub fn compare_reports(
                 current_runs: s.values.len(),
                 threshold_pct,
                 noise_floor_pct: noise,
+                configured_threshold_pct: configured,
                 reason: String::new(),
             };
             if a_values.len() < MIN_RUNS || s.values.len() < MIN_RUNS {
@@ -295,7 +311,13 @@ pub fn compare_reports(
             t.ci
         };
         let significant = t.p < P_THRESHOLD && q < FDR;
-        c.state = state_of((lo, hi), worse_ratio, significant, thr);
+        c.state = state_of(
+            (lo, hi),
+            worse_ratio,
+            significant,
+            thr,
+            c.configured_threshold_pct / 100.0,
+        );
         c.ratio = Some(t.ratio);
         c.ratio_ci95 = Some([t.ci.0, t.ci.1]);
         c.p_value = Some(t.p);
@@ -314,8 +336,13 @@ pub fn compare_reports(
             t.ci
         };
         let significant = t.p < P_THRESHOLD && q < FDR;
-        if state_of((lo, hi), worse(t.ratio, hib), significant, thr_pct / 100.0)
-            == ChangeState::Regressed
+        if state_of(
+            (lo, hi),
+            worse(t.ratio, hib),
+            significant,
+            thr_pct / 100.0,
+            thr_pct / 100.0,
+        ) == ChangeState::Regressed
         {
             control_regressions.push(name);
         }
@@ -358,6 +385,7 @@ fn whole_case(r: &BenchmarkResult, state: ChangeState, reason: &str) -> MetricCh
         current_runs: 0,
         threshold_pct: 0.0,
         noise_floor_pct: None,
+        configured_threshold_pct: 0.0,
         reason: reason.to_string(),
     }
 }

@@ -6,8 +6,8 @@ mod list;
 mod run;
 
 pub use analyze::{
-    analyze_command, calibrate_command, compare_files, differential_flamegraph, run_analysis,
-    run_calibration, run_roadmap,
+    analyze_command, calibrate_command, compare_files, differential_flamegraph, history_command,
+    html_report_command, run_analysis, run_calibration, run_roadmap,
 };
 pub use list::{list, validate};
 pub use run::{RunArgs, default_remedies, open_campaign, run};

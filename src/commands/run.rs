@@ -5,10 +5,11 @@ use std::io::Write as _;
 
 use super::{exit, run_analysis, run_calibration, run_roadmap};
 use crate::analysis::{
-    ChangeState, CompareSettings, Comparison, DEFAULT_THRESHOLD_PCT, compare_reports,
+    ChangeState, CompareSettings, Comparison, DEFAULT_THRESHOLD_PCT, HistoryEntry, compare_reports,
 };
 use crate::campaign::{Campaign, DayStep, load_campaign};
 use crate::components::inference::DeviceSpec;
+use crate::report::render_html;
 use crate::report::{
     DailyReport, JsonExporter, OutputError, OutputLayout, render_bottleneck_table,
     render_calibration, render_comparison_table, render_csv, render_junit, render_summary_markdown,
@@ -124,13 +125,16 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         &layout.ci_file("results.csv"),
         render_csv(&report).as_bytes(),
     )?;
+    if !report.interrupted {
+        append_history(&layout, &report, &path)?;
+    }
 
     let comparison = match &baseline {
         Some((name, base)) if !report.interrupted => {
             let mut comparison =
                 compare_with_rerun(&campaign, &options, &interrupt, &report, base, name, args)?;
             comparison.current = path.display().to_string();
-            println!("{}", render_comparison_table(&comparison));
+            say(args, &render_comparison_table(&comparison));
             let bytes = serde_json::to_vec_pretty(&comparison).map_err(OutputError::from)?;
             write_atomically(&layout.ci_file("comparison.json"), &bytes)?;
             if comparison.regressions().next().is_some() && !comparison.advisory && code == exit::OK
@@ -149,6 +153,13 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         &layout.ci_file("summary.md"),
         render_summary_markdown(&report, comparison.as_ref()).as_bytes(),
     )?;
+    let html = render_html(
+        &report,
+        comparison.as_ref(),
+        &OutputLayout::flame_graph_href,
+    );
+    let html_path = layout.write_html(args.day, &html)?;
+    say(args, &format!("html: {}", html_path.display()));
     if let Some(name) = &args.save_baseline {
         if report.interrupted {
             eprintln!("warning: not saved as baseline {name}: the run was interrupted");
@@ -162,7 +173,7 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
             }
             let bytes = serde_json::to_vec_pretty(&report).map_err(OutputError::from)?;
             write_atomically(&target, &bytes)?;
-            println!("baseline {name}: {}", target.display());
+            say(args, &format!("baseline {name}: {}", target.display()));
         }
     }
     if report.interrupted {
@@ -174,6 +185,31 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         code = exit::OK;
     }
     Ok(code)
+}
+
+/// One line per finished run in the machine's append-only history.
+fn append_history(
+    layout: &OutputLayout,
+    report: &DailyReport,
+    report_path: &Path,
+) -> Result<(), CommandError> {
+    let path = layout.history(&report.environment.machine_key(), report.day);
+    let write_err = |source| OutputError::Write {
+        path: path.clone(),
+        source,
+    };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(write_err)?;
+    }
+    let entry = HistoryEntry::from_report(report, &report_path.display().to_string());
+    let line = serde_json::to_string(&entry).map_err(OutputError::from)?;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(&path)
+        .map_err(write_err)?;
+    writeln!(file, "{line}").map_err(write_err)?;
+    Ok(())
 }
 
 fn load_baseline(
@@ -286,6 +322,15 @@ fn compare_settings(campaign: &Campaign, args: &RunArgs, seed: u64) -> CompareSe
     }
 }
 
+/// Human-readable output: stdout, or stderr when stdout carries --json.
+fn say(args: &RunArgs, text: &str) {
+    if args.json {
+        eprintln!("{text}");
+    } else {
+        println!("{text}");
+    }
+}
+
 /// Loads a campaign and prepares its results folder (`--out`, else the
 /// campaign's output_dir, else `results/`).
 pub fn open_campaign(
@@ -321,11 +366,13 @@ fn run_day_steps(
         match step {
             DayStep::Calibrate => {
                 let (calibration, path) = run_calibration(campaign, layout, args.quick)?;
-                println!(
-                    "{}
-calibration: {}",
-                    render_calibration(&calibration),
-                    path.display()
+                say(
+                    args,
+                    &format!(
+                        "{}\ncalibration: {}",
+                        render_calibration(&calibration),
+                        path.display()
+                    ),
                 );
             }
             DayStep::Analyze => {
@@ -335,16 +382,18 @@ calibration: {}",
                     .unwrap_or_else(|| format!("1-{}", args.day));
                 let (analysis, path) =
                     run_analysis(campaign, layout, &days, &default_remedies(campaign))?;
-                println!(
-                    "{}
-analysis: {}",
-                    render_bottleneck_table(&analysis),
-                    path.display()
+                say(
+                    args,
+                    &format!(
+                        "{}\nanalysis: {}",
+                        render_bottleneck_table(&analysis),
+                        path.display()
+                    ),
                 );
             }
             DayStep::Roadmap => {
                 let path = run_roadmap(layout)?;
-                println!("roadmap: {}", path.display());
+                say(args, &format!("roadmap: {}", path.display()));
             }
         }
     }

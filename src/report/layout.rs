@@ -86,6 +86,50 @@ impl OutputLayout {
         self.root.join("calibration.json")
     }
 
+    /// Append-only history of one day on one machine:
+    /// `<out>/history/<machine key>/<campaign>/day_<N>.jsonl`.
+    pub fn history(&self, machine_key: &str, day: u32) -> PathBuf {
+        let campaign = self
+            .campaign_dir
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        self.root
+            .join("history")
+            .join(machine_key)
+            .join(campaign)
+            .join(format!("day_{day}.jsonl"))
+    }
+
+    /// The self-contained HTML page of a day.
+    pub fn html_report(&self, day: u32) -> PathBuf {
+        self.campaign_dir
+            .join("html")
+            .join(format!("day_{day}.html"))
+    }
+
+    /// A flame graph's link as seen from the HTML pages' folder.
+    pub fn flame_graph_href(path: &str) -> String {
+        let name = Path::new(path)
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        format!("../flame_graphs/{name}")
+    }
+
+    /// Writes a day's HTML page, creating its folder.
+    pub fn write_html(&self, day: u32, html: &str) -> Result<PathBuf, OutputError> {
+        let path = self.html_report(day);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| OutputError::Write {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        write_atomically(&path, html.as_bytes())?;
+        Ok(path)
+    }
+
     /// A saved baseline's report of one day.
     pub fn baseline(&self, name: &str, day: u32) -> PathBuf {
         self.campaign_dir

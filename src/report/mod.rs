@@ -3,6 +3,7 @@
 
 mod ci;
 mod console;
+mod html;
 mod json;
 mod layout;
 mod model;
@@ -10,6 +11,7 @@ mod roadmap;
 
 pub use ci::{render_comparison_table, render_csv, render_junit, render_summary_markdown};
 pub use console::{render_bottleneck_table, render_calibration, render_summary_table};
+pub use html::render_html;
 pub use json::JsonExporter;
 pub use layout::{OutputError, OutputLayout, write_atomically};
 pub use model::*;

@@ -71,3 +71,29 @@ impl Environment {
         }
     }
 }
+
+impl Environment {
+    /// A stable, coarse name for this machine, so nights on the same
+    /// hardware line up: CPU model, logical cores, memory class (GiB rounded
+    /// up to a power of two) and device. Nothing that changes between boots.
+    pub fn machine_key(&self) -> String {
+        let gib = (self.memory_total_bytes as f64 / (1u64 << 30) as f64).ceil() as u64;
+        let memory_class = gib.max(1).next_power_of_two();
+        let raw = format!(
+            "{}-{}c-{}g-{}",
+            self.cpu_model, self.logical_cores, memory_class, self.device
+        );
+        let mut key = String::with_capacity(raw.len());
+        for ch in raw.chars() {
+            let ch = if ch.is_ascii_alphanumeric() {
+                ch.to_ascii_lowercase()
+            } else {
+                '-'
+            };
+            if !(ch == '-' && key.ends_with('-')) {
+                key.push(ch);
+            }
+        }
+        key.trim_matches('-').to_string()
+    }
+}
