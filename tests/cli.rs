@@ -659,30 +659,7 @@ iterations = 1000000
 prompt_lengths = [32]
 {DECODE_BENCH}"#
     ));
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin!("campaign"))
-        .args(["run", "--day", "1", "--campaign"])
-        .arg(&campaign)
-        .arg("--out")
-        .arg(f.out())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("timed iterations") {
-        line.clear();
-    }
-    std::thread::sleep(std::time::Duration::from_millis(500));
-    let killed = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(killed.success());
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    let status = child.wait().unwrap();
-    assert_eq!(status.code(), Some(130), "stderr: {rest}");
+    interrupt_once_timing(&f, &campaign, 500);
 
     let report = f.report();
     assert_eq!(report["interrupted"], true);
@@ -695,6 +672,34 @@ prompt_lengths = [32]
             > 0
     );
     assert_eq!(result(&report, "decode")["status"], "interrupted");
+}
+
+/// Starts a day, sends SIGINT `after_ms` after the first timed iterations
+/// began, and checks that the run exits 130.
+fn interrupt_once_timing(f: &Fixture, campaign: &Path, after_ms: u64) {
+    let mut child = Command::new(assert_cmd::cargo::cargo_bin!("campaign"))
+        .args(["run", "--day", "1", "--campaign"])
+        .arg(campaign)
+        .arg("--out")
+        .arg(f.out())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("timed iterations") {
+        line.clear();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(after_ms));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(130), "stderr: {rest}");
 }
 
 fn expect_usage_error(f: &Fixture, campaign: &Path, needles: &[&str]) {
@@ -1079,31 +1084,7 @@ output_tokens = 4
 sample_interval_ms = 100
 "#,
     ));
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin!("campaign"))
-        .args(["run", "--day", "1", "--campaign"])
-        .arg(&campaign)
-        .arg("--out")
-        .arg(f.out())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut stderr = BufReader::new(child.stderr.take().unwrap());
-    let mut line = String::new();
-    while stderr.read_line(&mut line).unwrap() > 0 && !line.contains("timed iterations") {
-        line.clear();
-    }
-    std::thread::sleep(std::time::Duration::from_millis(1500));
-    assert!(
-        Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap()
-            .success()
-    );
-    let mut rest = String::new();
-    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-    assert_eq!(child.wait().unwrap().code(), Some(130), "stderr: {rest}");
+    interrupt_once_timing(&f, &campaign, 1500);
     let report = f.report();
     let soak = result(&report, "soak[interval=100ms]");
     assert_eq!(soak["status"], "interrupted");

@@ -23,6 +23,10 @@ fn figure(v: Option<f64>) -> String {
     v.map_or("—".into(), |v| format!("{v:.4}"))
 }
 
+fn interval(ci: Option<[f64; 2]>) -> String {
+    ci.map_or("—".into(), |[a, b]| format!("{a:.3}–{b:.3}"))
+}
+
 /// JUnit: one test case per result. A regression is a failure of type
 /// PerformanceRegression, a missed target a failure of type TargetMissed,
 /// a crash an error, an inconclusive comparison a skip.
@@ -151,8 +155,7 @@ pub fn render_summary_markdown(report: &DailyReport, comparison: Option<&Compari
                 figure(x.baseline_median),
                 figure(x.current_median),
                 figure(x.ratio),
-                x.ratio_ci95
-                    .map_or("—".into(), |[a, b]| format!("{a:.3}–{b:.3}")),
+                interval(x.ratio_ci95),
                 figure(x.p_value),
                 x.threshold_pct
             );
@@ -217,8 +220,7 @@ pub fn render_comparison_table(c: &Comparison) -> String {
             figure(x.baseline_median),
             figure(x.current_median),
             figure(x.ratio),
-            x.ratio_ci95
-                .map_or("—".into(), |[a, b]| format!("{a:.3}–{b:.3}")),
+            interval(x.ratio_ci95),
             figure(x.p_value),
             x.reason.clone(),
         ]);

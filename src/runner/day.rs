@@ -139,14 +139,7 @@ pub fn run_day(
             ));
             match profiling::start(hz) {
                 Ok(sampler) => {
-                    let (profiled, abandoned) = run_benchmark(
-                        spec,
-                        &ctx,
-                        opts.quick,
-                        interrupt,
-                        &mut SilentProgress,
-                        &mut |_| {},
-                    );
+                    let (profiled, abandoned) = run_silently(spec, &ctx, opts.quick, interrupt);
                     warnings.extend(abandoned);
                     profiles.push(profiling::finish(
                         sampler,
@@ -178,14 +171,7 @@ pub fn run_day(
                 spec.name.get_ref(),
                 opts.runs
             ));
-            let (again, abandoned) = run_benchmark(
-                spec,
-                &ctx,
-                opts.quick,
-                interrupt,
-                &mut SilentProgress,
-                &mut |_| {},
-            );
+            let (again, abandoned) = run_silently(spec, &ctx, opts.quick, interrupt);
             warnings.extend(abandoned);
             for r in again {
                 if let Some(first) = results
@@ -469,6 +455,24 @@ fn run_benchmark(
         emit(result, &mut results, progress);
     }
     (results, abandoned)
+}
+
+/// A pass whose results feed something else (a profile, run-level
+/// values): no progress output and no result files.
+fn run_silently(
+    spec: &BenchmarkSpec,
+    ctx: &BenchContext,
+    quick: bool,
+    interrupt: &CancelFlag,
+) -> (Vec<BenchmarkResult>, Option<String>) {
+    run_benchmark(
+        spec,
+        ctx,
+        quick,
+        interrupt,
+        &mut SilentProgress,
+        &mut |_| {},
+    )
 }
 
 /// Salt for the seed of the order of repeated runs, so that it differs from
