@@ -58,10 +58,10 @@ enum Command {
         /// Profile sampling frequency in Hz (overrides profile_hz; 1–1000).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
         profile_hz: Option<u32>,
-        /// Separate runs of every benchmark, interleaved; regression
-        /// verdicts need at least 3 (5 recommended).
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=100))]
-        runs: u32,
+        /// Separate runs of every benchmark, interleaved (default 5 with
+        /// --baseline or --save-baseline, else 1); verdicts need at least 3.
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+        runs: Option<u32>,
         /// Save this day's report as baseline NAME.
         #[arg(long, value_name = "NAME")]
         save_baseline: Option<String>,

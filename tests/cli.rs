@@ -1328,12 +1328,14 @@ fn baseline_gate_flags_a_planted_slowdown_and_nothing_else() {
     let f = Fixture::new();
     let case = "work[units=6000000]";
     let campaign = |slowdown: f64| f.campaign(&planted_day("work", slowdown));
-    gate(
-        &f,
-        &campaign(1.0),
-        &["--runs", "5", "--save-baseline", "nightly"],
-    )
-    .success();
+    // Saving a baseline runs every benchmark 5 times unless told otherwise.
+    gate(&f, &campaign(1.0), &["--save-baseline", "nightly"]).success();
+    let saved: Value =
+        serde_json::from_slice(&fs::read(out_file(&f, "baselines/nightly/day_1.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["settings"]["runs"], 5);
+    let runs = &saved["results"][0]["run_values"]["iteration_ms"];
+    assert_eq!(runs.as_array().unwrap().len(), 5);
 
     // The same workload again passes. Tests run side by side on two
     // cores, so the threshold is wide enough for that noise.

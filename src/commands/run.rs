@@ -32,12 +32,15 @@ pub struct RunArgs {
     pub threads: Option<usize>,
     pub profile: bool,
     pub profile_hz: Option<u32>,
-    pub runs: u32,
+    pub runs: Option<u32>,
     pub save_baseline: Option<String>,
     pub baseline: Option<String>,
     pub advisory: bool,
     pub threshold_pct: Option<f64>,
 }
+
+/// Separate runs when a baseline is saved or compared and --runs is not given.
+const DEFAULT_VERDICT_RUNS: u32 = 5;
 
 /// `campaign run`: returns the exit status after the report is written.
 pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
@@ -56,7 +59,13 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
             raw_dir: layout.raw_profiles(),
             flame_dir: layout.flame_graphs(),
         },
-        runs: args.runs.max(1),
+        runs: args
+            .runs
+            .unwrap_or(if args.baseline.is_some() || args.save_baseline.is_some() {
+                DEFAULT_VERDICT_RUNS
+            } else {
+                1
+            }),
     };
     select_benchmarks(&campaign, &options)?;
     if let Some(device) = args.device {
@@ -108,6 +117,10 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         },
     )?;
     report.warnings.extend(write_failures);
+    // The machine's measured limits, when `campaign calibrate` has run here.
+    report.environment.calibration = std::fs::read(layout.calibration())
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
     let path = layout.write_report(&report, &JsonExporter)?;
 
     let table = render_summary_table(&report);

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::components::blockio::drop_page_cache;
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Calibration {
     pub measured_at: DateTime<Utc>,
     pub cpu_model: String,
@@ -38,7 +38,7 @@ pub struct Calibration {
     pub notes: Vec<String>,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MatmulRate {
     pub dtype: String,
     pub gflop_per_s: Option<f64>,

@@ -22,6 +22,9 @@ pub struct Environment {
     pub device: String,
     pub threads: usize,
     pub dtype: String,
+    /// The last `campaign calibrate` of this results folder, if any.
+    #[serde(default)]
+    pub calibration: Option<super::Calibration>,
 }
 
 impl Environment {
@@ -68,6 +71,7 @@ impl Environment {
             device,
             threads,
             dtype,
+            calibration: None,
         }
     }
 }

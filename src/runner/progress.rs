@@ -2,7 +2,7 @@
 //! otherwise (CI logs), no colour when NO_COLOR is set.
 
 use std::io::IsTerminal;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
@@ -60,9 +60,17 @@ fn outcome_line(result: &BenchmarkResult) -> String {
     line
 }
 
+/// How often plain-line progress reports a long case.
+const LINE_EVERY: Duration = Duration::from_secs(10);
+
 #[derive(Default)]
 struct LineProgress {
     benchmark: String,
+    label: String,
+    total: u32,
+    done: u32,
+    started: Option<Instant>,
+    last_line: Option<Instant>,
 }
 
 impl Progress for LineProgress {
@@ -76,9 +84,29 @@ impl Progress for LineProgress {
             "  {}[{label}]: {warmup} warm-up, up to {iterations} timed iterations",
             self.benchmark
         );
+        self.label = label.to_string();
+        (self.total, self.done) = (warmup + iterations, 0);
+        self.started = Some(Instant::now());
+        self.last_line = self.started;
     }
 
-    fn iteration_done(&mut self) {}
+    fn iteration_done(&mut self) {
+        self.done += 1;
+        let (Some(started), Some(last)) = (self.started, self.last_line) else {
+            return;
+        };
+        if last.elapsed() < LINE_EVERY || self.done >= self.total {
+            return;
+        }
+        self.last_line = Some(Instant::now());
+        let elapsed = started.elapsed().as_secs_f64();
+        // A time budget may end the case sooner: this is the most it has left.
+        let remaining = elapsed / f64::from(self.done) * f64::from(self.total - self.done);
+        eprintln!(
+            "  {}[{}]: {}/{} iterations, {elapsed:.0} s elapsed, at most ~{remaining:.0} s left",
+            self.benchmark, self.label, self.done, self.total
+        );
+    }
 
     fn case_finished(&mut self, result: &BenchmarkResult) {
         eprintln!("{}", outcome_line(result));
@@ -104,10 +132,11 @@ impl Progress for BarProgress {
 
     fn case_started(&mut self, label: &str, warmup: u32, iterations: u32) {
         let bar = ProgressBar::new(u64::from(warmup + iterations));
-        let style =
-            ProgressStyle::with_template("  {prefix} [{bar:30}] {pos}/{len} {msg} {elapsed}")
-                .unwrap_or_else(|_| ProgressStyle::default_bar())
-                .progress_chars("=> ");
+        let style = ProgressStyle::with_template(
+            "  {prefix} [{bar:30}] {pos}/{len} {msg} {elapsed} elapsed, ~{eta} left",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
         bar.set_style(style);
         bar.set_prefix(format!("{}[{label}]", self.benchmark));
         // The message names the iteration running now, not the last one done.
