@@ -392,7 +392,7 @@ impl BenchmarkKind for MemoryGrowth {
                 "kv_bytes_per_token_measured",
                 "bytes",
                 false,
-                "RSS added by a live session after its prefill ÷ prompt tokens (includes allocator slack)",
+                "RSS added by a live session after its prefill ÷ prompt tokens (freed memory trimmed first)",
             ),
         ];
         METRICS
@@ -532,9 +532,13 @@ impl BenchmarkCase for KvProbeCase {
     }
 
     fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
+        // Trimmed before and after, so both readings count live memory: the
+        // prefill's freed activations are returned, the session's KV stays.
+        memory::release_free_memory();
         let before = memory::resident_set_bytes();
         let mut session = GenerationSession::new(&self.model, 1)?;
         std::hint::black_box(session.prefill(&self.prompt)?);
+        memory::release_free_memory();
         let after = memory::resident_set_bytes();
         drop(session);
         if let (Some(b), Some(a)) = (before, after) {
@@ -566,7 +570,8 @@ impl BenchmarkCase for KvProbeCase {
                 ),
                 "kv_bytes_per_token_measured_median": median,
                 "measured_over_predicted": median.map(|m| m / predicted as f64),
-                "caveat": "RSS of a live session also holds prefill activations the allocator kept",
+                "method": "RSS after the prefill minus before, both after malloc_trim, ÷ prompt tokens",
+                "caveat": "includes whatever else the session keeps alive besides K and V (e.g. candle's mask and rotary tables)",
             }),
             warnings: Vec::new(),
         })

@@ -20,6 +20,23 @@ pub fn reset_peak_resident() -> bool {
     std::fs::write("/proc/self/clear_refs", "5").is_ok()
 }
 
+/// Returns freed heap memory to the OS where the allocator can (glibc's
+/// `malloc_trim`), so that RSS measures live allocations rather than what
+/// the allocator kept from earlier work. Returns false where unsupported.
+pub fn release_free_memory() -> bool {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: malloc_trim only inspects and shrinks the allocator's own
+        // free lists; it has no preconditions.
+        unsafe { libc::malloc_trim(0) };
+        true
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    {
+        false
+    }
+}
+
 fn proc_status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     status
