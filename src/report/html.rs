@@ -309,7 +309,7 @@ fn comparison_plot(c: &Comparison) -> Option<String> {
     Some(svg)
 }
 
-const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}h1{font-size:22px}h2{font-size:18px;margin-top:32px}table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}.ok{color:#1a7f37}.failed{color:#c62828;font-weight:bold}.interrupted{color:#b26a00}.plots{display:flex;flex-wrap:wrap;gap:12px}.plot{border:1px solid #ddd;background:#fff}.t{font-size:12px;text-anchor:middle;font-weight:600}.tick{font-size:10px;fill:#555}.lab{font-size:11px;fill:#333}.ax{stroke:#333}.grid{stroke:#eee}polyline{fill:none;stroke-width:2}.s0{stroke:#1f77b4;fill:#1f77b4}.s1{stroke:#d62728;fill:#d62728}.s2{stroke:#2ca02c;fill:#2ca02c}.s3{stroke:#9467bd;fill:#9467bd}polyline.s0,polyline.s1,polyline.s2,polyline.s3{fill:none}.leg{font-size:11px}.band{fill:#eef3fb}.bar{fill:#999}.bar.regressed{fill:#c62828}.bar.improved{fill:#1a7f37}.met{color:#1a7f37}.missed{color:#c62828}.meta{color:#555}";
+const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}h1{font-size:22px}h2{font-size:18px;margin-top:32px}table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}.ok{color:#1a7f37}.failed{color:#c62828;font-weight:bold}.interrupted{color:#b26a00}.plots{display:flex;flex-wrap:wrap;gap:12px}.plot{border:1px solid #ddd;background:#fff}.t{font-size:12px;text-anchor:middle;font-weight:600}.tick{font-size:10px;fill:#555}.lab{font-size:11px;fill:#333}.ax{stroke:#333}.grid{stroke:#eee}polyline{fill:none;stroke-width:2}.s0{stroke:#1f77b4;fill:#1f77b4}.s1{stroke:#d62728;fill:#d62728}.s2{stroke:#2ca02c;fill:#2ca02c}.s3{stroke:#9467bd;fill:#9467bd}polyline.s0,polyline.s1,polyline.s2,polyline.s3{fill:none}.leg{font-size:11px}.band{fill:#eef3fb}.bar{fill:#999}.bar.regressed{fill:#c62828}.bar.improved{fill:#1a7f37}.met{color:#1a7f37}.missed{color:#c62828}.meta{color:#555}pre{background:#f6f8fa;padding:8px;font-size:12px;overflow-x:auto}summary{cursor:pointer;font-weight:600}";
 
 const SCRIPT: &str = "window.addEventListener('error',function(e){var b=document.body;b.dataset.scriptErrors=(b.dataset.scriptErrors||'')+e.message+';'});document.addEventListener('DOMContentLoaded',function(){var n=0;document.querySelectorAll('svg.plot').forEach(function(s){var r=s.getBoundingClientRect();if(r.width>0&&r.height>0&&s.querySelector('polyline,rect,circle'))n++});document.body.dataset.plotsRendered=String(n)});";
 
@@ -436,6 +436,23 @@ pub fn render_html(
         out.push_str("<h2>Latency distributions</h2><div class=\"plots\">");
         cdfs.iter().for_each(|p| out.push_str(p));
         out.push_str("</div>");
+    }
+    let concluded: Vec<&BenchmarkResult> = report
+        .results
+        .iter()
+        .filter(|r| !r.conclusion.is_null())
+        .collect();
+    if !concluded.is_empty() {
+        out.push_str("<h2>Conclusions</h2><p class=\"meta\">Judgements over whole cases (trends, leak verdicts, stage shares), with the inputs they rest on.</p>");
+        for r in concluded {
+            let text = serde_json::to_string_pretty(&r.conclusion).unwrap_or_default();
+            let _ = write!(
+                out,
+                "<details open><summary>{}</summary><pre>{}</pre></details>",
+                esc(&r.benchmark_name),
+                esc(&text)
+            );
+        }
     }
     if !report.profiles.is_empty() {
         out.push_str("<h2>Flame graphs</h2><ul>");
