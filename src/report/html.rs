@@ -205,12 +205,25 @@ fn sweep_plots(report: &DailyReport) -> Vec<String> {
             else {
                 continue;
             };
+            // A case swept along another dimension (a batch-size case of a
+            // scaling benchmark) is not a point of this curve.
+            if r.parameters["dimension"]
+                .as_str()
+                .is_some_and(|d| d != param)
+            {
+                continue;
+            }
+            // Closed- and open-loop cases are separate curves.
+            let series = match r.parameters["mode"].as_str() {
+                Some(mode) => format!("{} ({mode})", r.benchmark),
+                None => r.benchmark.clone(),
+            };
             match by_bench
                 .iter_mut()
-                .find(|(b, m, _)| *b == r.benchmark && m == metric)
+                .find(|(b, m, _)| *b == series && m == metric)
             {
                 Some((_, _, pts)) => pts.push((x, p50)),
-                None => by_bench.push((r.benchmark.clone(), metric.clone(), vec![(x, p50)])),
+                None => by_bench.push((series, metric.clone(), vec![(x, p50)])),
             }
         }
         for (bench, metric, mut pts) in by_bench.into_iter().filter(|(_, _, p)| p.len() >= 2) {
