@@ -3,13 +3,15 @@
 
 mod analyze;
 mod list;
+mod nightly;
 mod run;
 
 pub use analyze::{
-    analyze_command, calibrate_command, compare_files, differential_flamegraph, history_command,
-    html_report_command, run_analysis, run_calibration, run_roadmap,
+    analyze_command, calibrate_command, differential_flamegraph, html_report_command, run_analysis,
+    run_calibration, run_roadmap,
 };
 pub use list::{list, validate};
+pub use nightly::{compare_files, history_command};
 pub use run::{RunArgs, default_remedies, open_campaign, run};
 
 use crate::campaign::CampaignError;
@@ -71,4 +73,14 @@ pub fn day_exit_code(summary: &DaySummary, interrupted: bool) -> u8 {
     } else {
         exit::OK
     }
+}
+
+/// Writes a value as pretty JSON, atomically.
+pub(crate) fn write_json<T: serde::Serialize>(
+    path: &std::path::Path,
+    value: &T,
+) -> Result<(), CommandError> {
+    let bytes = serde_json::to_vec_pretty(value).map_err(OutputError::from)?;
+    crate::report::write_atomically(path, &bytes)?;
+    Ok(())
 }

@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use super::{CommandError, day_exit_code};
 use std::io::Write as _;
 
-use super::{exit, run_analysis, run_calibration, run_roadmap};
+use super::{exit, run_analysis, run_calibration, run_roadmap, write_json};
 use crate::analysis::{
     ChangeState, CompareSettings, Comparison, DEFAULT_THRESHOLD_PCT, HistoryEntry, compare_reports,
 };
@@ -148,8 +148,7 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
                 compare_with_rerun(&campaign, &options, &interrupt, &report, base, name, args)?;
             comparison.current = path.display().to_string();
             say(args, &render_comparison_table(&comparison));
-            let bytes = serde_json::to_vec_pretty(&comparison).map_err(OutputError::from)?;
-            write_atomically(&layout.ci_file("comparison.json"), &bytes)?;
+            write_json(&layout.ci_file("comparison.json"), &comparison)?;
             if comparison.regressions().next().is_some() && !comparison.advisory && code == exit::OK
             {
                 code = exit::TARGET_MISSED;
@@ -184,8 +183,7 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
                     source,
                 })?;
             }
-            let bytes = serde_json::to_vec_pretty(&report).map_err(OutputError::from)?;
-            write_atomically(&target, &bytes)?;
+            write_json(&target, &report)?;
             say(args, &format!("baseline {name}: {}", target.display()));
         }
     }
