@@ -153,11 +153,27 @@ fn test(a: &[f64], b: &[f64], seed: u64) -> Option<Tested> {
     Some(Tested { p, ratio, ci })
 }
 
+/// The A/A split of one run's values: (even runs, odd runs).
+fn aa_halves(values: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    let even = values.iter().step_by(2).copied().collect();
+    let odd = values.iter().skip(1).step_by(2).copied().collect();
+    (even, odd)
+}
+
 /// |median(odd runs) ÷ median(even runs) − 1|, in %.
 fn noise_floor_pct(values: &[f64]) -> Option<f64> {
-    let even: Vec<f64> = values.iter().step_by(2).copied().collect();
-    let odd: Vec<f64> = values.iter().skip(1).step_by(2).copied().collect();
+    let (even, odd) = aa_halves(values);
     Some((median(&odd)? / median(&even)? - 1.0).abs() * 100.0)
+}
+
+/// A test's ratio and CI oriented so that above 1 is worse.
+fn worse_oriented(t: &Tested, higher_is_better: bool) -> (f64, (f64, f64)) {
+    let ci = if higher_is_better {
+        (1.0 / t.ci.1, 1.0 / t.ci.0)
+    } else {
+        t.ci
+    };
+    (worse(t.ratio, higher_is_better), ci)
 }
 
 /// `thr` is the effective threshold; `configured` the one before the noise
@@ -273,8 +289,7 @@ pub fn compare_reports(
                 }
             }
             // The A/A control on the current run's own runs.
-            let even: Vec<f64> = s.values.iter().step_by(2).copied().collect();
-            let odd: Vec<f64> = s.values.iter().skip(1).step_by(2).copied().collect();
+            let (even, odd) = aa_halves(s.values);
             if let Some(t) = test(&even, &odd, settings.bootstrap_seed) {
                 control_pending.push((
                     format!("{} {}", s.case, s.metric),
@@ -304,15 +319,10 @@ pub fn compare_reports(
     for ((index, t, hib), q) in pending.into_iter().zip(q) {
         let c = &mut changes[index];
         let thr = c.threshold_pct / 100.0;
-        let worse_ratio = worse(t.ratio, hib);
-        let (lo, hi) = if hib {
-            (1.0 / t.ci.1, 1.0 / t.ci.0)
-        } else {
-            t.ci
-        };
+        let (worse_ratio, worse_ci) = worse_oriented(&t, hib);
         let significant = t.p < P_THRESHOLD && q < FDR;
         c.state = state_of(
-            (lo, hi),
+            worse_ci,
             worse_ratio,
             significant,
             thr,
@@ -330,15 +340,11 @@ pub fn compare_reports(
     }
     let control_q = benjamini_hochberg(&control_pending.iter().map(|c| c.1.p).collect::<Vec<_>>());
     for ((name, t, hib, thr_pct), q) in control_pending.into_iter().zip(control_q) {
-        let (lo, hi) = if hib {
-            (1.0 / t.ci.1, 1.0 / t.ci.0)
-        } else {
-            t.ci
-        };
+        let (worse_ratio, worse_ci) = worse_oriented(&t, hib);
         let significant = t.p < P_THRESHOLD && q < FDR;
         if state_of(
-            (lo, hi),
-            worse(t.ratio, hib),
+            worse_ci,
+            worse_ratio,
             significant,
             thr_pct / 100.0,
             thr_pct / 100.0,

@@ -20,7 +20,7 @@ use super::{
 use crate::campaign::ResolvedModel;
 use crate::components::inference::{GenerationSession, LoadedModel};
 use crate::runner::memory;
-use crate::stats::linear_trend;
+use crate::stats::{linear_trend, median};
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -291,14 +291,13 @@ impl BenchmarkCase for EnduranceCase {
         });
         let window_s = self.drift_window_s.min(duration_s / 4.0);
         let window_median = |from: f64, to: f64| {
-            let mut v: Vec<f64> = self
+            let v: Vec<f64> = self
                 .latencies
                 .iter()
                 .filter(|(t, _)| *t >= from && *t <= to)
                 .map(|(_, l)| *l)
                 .collect();
-            v.sort_by(f64::total_cmp);
-            (!v.is_empty()).then(|| v[(v.len() - 1) / 2])
+            median(&v)
         };
         let first = window_median(0.0, window_s);
         let last = window_median(duration_s - window_s, duration_s);
@@ -502,13 +501,12 @@ impl BenchmarkCase for GrowthCase {
     }
 
     fn conclude(&mut self) -> Option<Conclusion> {
-        let mut growth: Vec<f64> = self.samples.iter().map(|(b, a)| a - b).collect();
-        growth.sort_by(f64::total_cmp);
-        let median = (!growth.is_empty()).then(|| growth[(growth.len() - 1) / 2]);
+        let growth: Vec<f64> = self.samples.iter().map(|(b, a)| a - b).collect();
+        let growth_median = median(&growth);
         Some(Conclusion {
             findings: json!({
-                "rss_growth_mib_median": median,
-                "rss_growth_mib_per_run": median.map(|m| m / self.runs as f64),
+                "rss_growth_mib_median": growth_median,
+                "rss_growth_mib_per_run": growth_median.map(|m| m / self.runs as f64),
                 "formula": "median over iterations of (RSS after − RSS before); per run = ÷ runs",
             }),
             warnings: Vec::new(),
@@ -558,9 +556,7 @@ impl BenchmarkCase for KvProbeCase {
         let dtype_bytes = self.model.dtype.size_in_bytes();
         let predicted =
             2 * a.num_hidden_layers * a.num_key_value_heads * a.head_dim() * dtype_bytes;
-        let mut measured = self.measured.clone();
-        measured.sort_by(f64::total_cmp);
-        let median = (!measured.is_empty()).then(|| measured[(measured.len() - 1) / 2]);
+        let measured_median = median(&self.measured);
         Some(Conclusion {
             findings: json!({
                 "kv_bytes_per_token_predicted": predicted,
@@ -568,8 +564,8 @@ impl BenchmarkCase for KvProbeCase {
                     "2 × layers {} × kv_heads {} × head_dim {} × dtype bytes {}",
                     a.num_hidden_layers, a.num_key_value_heads, a.head_dim(), dtype_bytes
                 ),
-                "kv_bytes_per_token_measured_median": median,
-                "measured_over_predicted": median.map(|m| m / predicted as f64),
+                "kv_bytes_per_token_measured_median": measured_median,
+                "measured_over_predicted": measured_median.map(|m| m / predicted as f64),
                 "method": "RSS after the prefill minus before, both after malloc_trim, ÷ prompt tokens",
                 "caveat": "includes whatever else the session keeps alive besides K and V (e.g. candle's mask and rotary tables)",
             }),

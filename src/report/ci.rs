@@ -7,17 +7,8 @@ use std::fmt::Write;
 use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 
-use super::{DailyReport, Status, Verdict};
+use super::{DailyReport, Status, Verdict, escape_markup};
 use crate::analysis::{ChangeState, Comparison};
-
-/// XML text escaping: five characters, not worth a dependency.
-fn xml(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-        .replace('\'', "&apos;")
-}
 
 fn figure(v: Option<f64>) -> String {
     v.map_or("—".into(), |v| format!("{v:.4}"))
@@ -40,7 +31,7 @@ pub fn render_junit(report: &DailyReport, comparison: Option<&Comparison>) -> St
             let _ = write!(
                 body,
                 "<error type=\"BenchmarkFailed\" message=\"{}\"/>",
-                xml(r.error.as_deref().unwrap_or("failed"))
+                escape_markup(r.error.as_deref().unwrap_or("failed"))
             );
         }
         for t in r.targets.iter().filter(|t| t.verdict == Verdict::Missed) {
@@ -48,7 +39,7 @@ pub fn render_junit(report: &DailyReport, comparison: Option<&Comparison>) -> St
             let _ = write!(
                 body,
                 "<failure type=\"TargetMissed\" message=\"{}: measured {}\"/>",
-                xml(&t.target),
+                escape_markup(&t.target),
                 figure(t.measured)
             );
         }
@@ -67,13 +58,13 @@ pub fn render_junit(report: &DailyReport, comparison: Option<&Comparison>) -> St
                     let _ = write!(
                         body,
                         "<failure type=\"PerformanceRegression\" message=\"{} regressed: median {} → {} {} (×{}), {}\">{}</failure>",
-                        xml(&c.metric),
+                        escape_markup(&c.metric),
                         figure(c.baseline_median),
                         figure(c.current_median),
-                        xml(&c.unit),
+                        escape_markup(&c.unit),
                         figure(c.ratio),
-                        xml(&c.reason),
-                        xml(&c.reason)
+                        escape_markup(&c.reason),
+                        escape_markup(&c.reason)
                     );
                 }
                 ChangeState::Inconclusive if body.is_empty() => {
@@ -81,8 +72,8 @@ pub fn render_junit(report: &DailyReport, comparison: Option<&Comparison>) -> St
                     let _ = write!(
                         body,
                         "<skipped message=\"{} inconclusive: {}\"/>",
-                        xml(&c.metric),
-                        xml(&c.reason)
+                        escape_markup(&c.metric),
+                        escape_markup(&c.reason)
                     );
                 }
                 _ => {}
@@ -91,15 +82,15 @@ pub fn render_junit(report: &DailyReport, comparison: Option<&Comparison>) -> St
         let _ = writeln!(
             cases,
             "    <testcase classname=\"{}.day{}\" name=\"{}\" time=\"{:.3}\">{body}</testcase>",
-            xml(&report.campaign.name),
+            escape_markup(&report.campaign.name),
             report.day,
-            xml(&r.benchmark_name),
+            escape_markup(&r.benchmark_name),
             r.elapsed_s
         );
     }
     format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites>\n  <testsuite name=\"{} day {}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" skipped=\"{skipped}\" timestamp=\"{}\">\n{cases}  </testsuite>\n</testsuites>\n",
-        xml(&report.campaign.name),
+        escape_markup(&report.campaign.name),
         report.day,
         report.results.len(),
         report.started_at.to_rfc3339()

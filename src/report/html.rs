@@ -7,7 +7,7 @@
 
 use std::fmt::Write;
 
-use super::{BenchmarkResult, DailyReport, Status, Verdict};
+use super::{BenchmarkResult, DailyReport, Status, Verdict, escape_markup};
 use crate::analysis::{ChangeState, Comparison};
 
 const W: f64 = 420.0;
@@ -16,13 +16,6 @@ const PAD_L: f64 = 62.0;
 const PAD_R: f64 = 16.0;
 const PAD_T: f64 = 28.0;
 const PAD_B: f64 = 42.0;
-
-fn esc(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
 
 /// A tick label with enough decimals to tell ticks across `span` apart.
 fn tick(v: f64, span: f64) -> String {
@@ -84,13 +77,13 @@ fn line_plot(
     let y = Axis::new(points().map(|p| p.1), H - PAD_B, PAD_T, true);
     let mut svg = format!(
         "<svg class=\"plot\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" xmlns=\"http://www.w3.org/2000/svg\"><title>{}</title>",
-        esc(title)
+        escape_markup(title)
     );
     let _ = write!(
         svg,
         "<text x=\"{}\" y=\"16\" class=\"t\">{}</text><line x1=\"{PAD_L}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" class=\"ax\"/><line x1=\"{PAD_L}\" y1=\"{PAD_T}\" x2=\"{PAD_L}\" y2=\"{}\" class=\"ax\"/>",
         W / 2.0,
-        esc(title),
+        escape_markup(title),
         H - PAD_B,
         W - PAD_R,
         H - PAD_B,
@@ -118,10 +111,10 @@ fn line_plot(
         "<text x=\"{}\" y=\"{}\" class=\"lab\" text-anchor=\"middle\">{}</text><text x=\"14\" y=\"{}\" class=\"lab\" text-anchor=\"middle\" transform=\"rotate(-90 14 {})\">{}</text>",
         (PAD_L + W - PAD_R) / 2.0,
         H - 6.0,
-        esc(x_label),
+        escape_markup(x_label),
         (PAD_T + H - PAD_B) / 2.0,
         (PAD_T + H - PAD_B) / 2.0,
-        esc(y_label)
+        escape_markup(y_label)
     );
     for (i, (name, pts)) in series.iter().enumerate() {
         let path: Vec<String> = pts
@@ -133,7 +126,7 @@ fn line_plot(
             "<polyline class=\"s{}\" points=\"{}\"><title>{}</title></polyline>",
             i % 4,
             path.join(" "),
-            esc(name)
+            escape_markup(name)
         );
         if pts.len() <= 32 {
             for (a, b) in pts {
@@ -143,7 +136,7 @@ fn line_plot(
                     i % 4,
                     x.at(*a),
                     y.at(*b),
-                    esc(name),
+                    escape_markup(name),
                     num(*a),
                     num(*b)
                 );
@@ -156,7 +149,7 @@ fn line_plot(
                 PAD_L + 8.0,
                 PAD_T + 12.0 + 13.0 * i as f64,
                 i % 4,
-                esc(name)
+                escape_markup(name)
             );
         }
     }
@@ -302,14 +295,14 @@ fn comparison_plot(c: &Comparison) -> Option<String> {
             (b - a).max(1.0),
             row_h - 12.0,
             format!("{state:?}").to_lowercase(),
-            esc(case),
-            esc(metric),
+            escape_markup(case),
+            escape_markup(metric),
             ratio,
             state,
             left - 6.0,
             y + 14.0,
-            esc(case),
-            esc(metric)
+            escape_markup(case),
+            escape_markup(metric)
         );
     }
     let _ = write!(
@@ -341,8 +334,8 @@ pub fn render_html(
     let _ = write!(
         out,
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{}</title><style>{STYLE}</style><script>{SCRIPT}</script></head><body><h1>{}</h1>",
-        esc(&title),
-        esc(&title)
+        escape_markup(&title),
+        escape_markup(&title)
     );
     let e = &report.environment;
     let s = &report.summary;
@@ -357,12 +350,12 @@ pub fn render_html(
         } else {
             ""
         },
-        esc(&e.cpu_model),
+        escape_markup(&e.cpu_model),
         e.logical_cores,
         report.settings.threads,
-        esc(&report.settings.device),
-        esc(&report.settings.dtype),
-        esc(&e.git_commit),
+        escape_markup(&report.settings.device),
+        escape_markup(&report.settings.dtype),
+        escape_markup(&e.git_commit),
         s.total,
         s.successful,
         s.failed,
@@ -387,7 +380,7 @@ pub fn render_html(
                 };
                 format!(
                     "<span class=\"{class}\">{mark} {} ({})</span>",
-                    esc(&t.target),
+                    escape_markup(&t.target),
                     cell(t.measured)
                 )
             })
@@ -395,15 +388,15 @@ pub fn render_html(
         let _ = write!(
             out,
             "<tr><td>{}</td><td class=\"{status}\">{status}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            esc(&r.benchmark_name),
-            esc(r.latency_metric.as_deref().unwrap_or("—")),
+            escape_markup(&r.benchmark_name),
+            escape_markup(r.latency_metric.as_deref().unwrap_or("—")),
             cell(r.mean_ms),
             cell(r.p50_ms),
             cell(r.p99_ms),
             r.throughput.map_or("—".into(), |t| format!(
                 "{} {}",
                 num(t),
-                esc(r.throughput_unit.as_deref().unwrap_or(""))
+                escape_markup(r.throughput_unit.as_deref().unwrap_or(""))
             )),
             cell(r.peak_rss_mib),
             targets.join("<br>")
@@ -415,8 +408,8 @@ pub fn render_html(
         let _ = write!(
             out,
             "<h2>Against baseline {}</h2><p class=\"meta\">{}</p>",
-            esc(&c.baseline),
-            esc(&c.rule)
+            escape_markup(&c.baseline),
+            escape_markup(&c.rule)
         );
         if let Some(plot) = comparison_plot(c) {
             out.push_str(&plot);
@@ -426,13 +419,13 @@ pub fn render_html(
             let _ = write!(
                 out,
                 "<tr><td>{}</td><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&x.case),
-                esc(&x.metric),
+                escape_markup(&x.case),
+                escape_markup(&x.metric),
                 x.state,
                 cell(x.baseline_median),
                 cell(x.current_median),
                 cell(x.ratio),
-                esc(&x.reason)
+                escape_markup(&x.reason)
             );
         }
         out.push_str("</table>");
@@ -462,8 +455,8 @@ pub fn render_html(
             let _ = write!(
                 out,
                 "<details open><summary>{}</summary><pre>{}</pre></details>",
-                esc(&r.benchmark_name),
-                esc(&text)
+                escape_markup(&r.benchmark_name),
+                escape_markup(&text)
             );
         }
     }
@@ -475,13 +468,13 @@ pub fn render_html(
                     let _ = write!(
                         out,
                         "<li><a href=\"{}\">{}</a> — {} samples at {} Hz; profiler overhead {}</li>",
-                        esc(&flame_graph_href(path)),
-                        esc(&p.benchmark),
+                        escape_markup(&flame_graph_href(path)),
+                        escape_markup(&p.benchmark),
                         p.samples,
                         p.frequency_hz,
                         p.overhead
                             .iter()
-                            .map(|o| format!("{} ×{:.3}", esc(&o.case), o.slowdown))
+                            .map(|o| format!("{} ×{:.3}", escape_markup(&o.case), o.slowdown))
                             .collect::<Vec<_>>()
                             .join(", ")
                     );
@@ -490,8 +483,8 @@ pub fn render_html(
                     let _ = write!(
                         out,
                         "<li>{}: no flame graph ({})</li>",
-                        esc(&p.benchmark),
-                        esc(p.error.as_deref().unwrap_or("?"))
+                        escape_markup(&p.benchmark),
+                        escape_markup(p.error.as_deref().unwrap_or("?"))
                     );
                 }
             }

@@ -17,6 +17,16 @@ pub use layout::{OutputError, OutputLayout, write_atomically};
 pub use model::*;
 pub use roadmap::render_roadmap;
 
+/// Escapes text for HTML and XML (text and attribute values). Five
+/// characters; not worth a dependency.
+pub(crate) fn escape_markup(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&apos;")
+}
+
 /// A format a day report can be written in.
 pub trait Exporter {
     /// File extension without the dot.

@@ -133,6 +133,21 @@ pub struct BenchmarkResult {
     pub warnings: Vec<String>,
 }
 
+impl BenchmarkResult {
+    /// The mean of each headline metric (latency, throughput) measured:
+    /// what one run contributes to `run_values`.
+    pub fn headline_means(&self) -> Vec<(String, f64)> {
+        [&self.latency_metric, &self.throughput_metric]
+            .into_iter()
+            .flatten()
+            .filter_map(|metric| {
+                let m = self.metrics.get(metric)?;
+                Some((metric.clone(), m.summary.mean))
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MetricReport {
     pub unit: String,

@@ -485,17 +485,8 @@ fn append_run_values(first: &mut BenchmarkResult, again: &BenchmarkResult) {
     if again.status != Status::Ok {
         return;
     }
-    for metric in [&again.latency_metric, &again.throughput_metric]
-        .into_iter()
-        .flatten()
-    {
-        if let Some(m) = again.metrics.get(metric) {
-            first
-                .run_values
-                .entry(metric.clone())
-                .or_default()
-                .push(m.summary.mean);
-        }
+    for (metric, mean) in again.headline_means() {
+        first.run_values.entry(metric).or_default().push(mean);
     }
 }
 

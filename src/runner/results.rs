@@ -193,16 +193,11 @@ impl BenchmarkFrame<'_> {
             result.throughput_unit = Some(m.unit.clone());
             result.throughput_metric = Some(headline.throughput.to_string());
         }
-        for metric in [&result.latency_metric, &result.throughput_metric]
+        result.run_values = result
+            .headline_means()
             .into_iter()
-            .flatten()
-        {
-            if let Some(m) = result.metrics.get(metric) {
-                result
-                    .run_values
-                    .insert(metric.clone(), vec![m.summary.mean]);
-            }
-        }
+            .map(|(metric, mean)| (metric, vec![mean]))
+            .collect();
         result.targets = evaluate_targets(self.targets, &result.metrics, &result.setup);
         result
     }
