@@ -11,7 +11,7 @@ const EXIT_CODES: &str = "Exit status (every command):
   0    every benchmark ran and met its targets
   1    internal error
   2    usage or campaign error (bad file, unknown kind, missing model, unwritable --out)
-  3    a target was missed
+  3    a target was missed, or a regression against the baseline was confirmed
   4    a benchmark failed (error, panic or timeout)
   130  interrupted by Ctrl-C (the report of what was measured is written first)";
 
@@ -58,16 +58,24 @@ enum Command {
         /// Profile sampling frequency in Hz (overrides profile_hz; 1–1000).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
         profile_hz: Option<u32>,
-        /// Separate runs of every benchmark, interleaved (default 5 with
-        /// --baseline or --save-baseline, else 1); verdicts need at least 3.
+        /// Separate runs of every benchmark (pairs with --against-bin). With
+        /// --baseline, --save-baseline or --against-bin the default is the
+        /// fewest runs whose design declares a regression even with one
+        /// overlapping pair; a count that can declare none is refused
+        /// (exit 2) with the count that would. Otherwise 1.
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
         runs: Option<u32>,
         /// Save this day's report as baseline NAME.
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", conflicts_with = "against_bin")]
         save_baseline: Option<String>,
         /// Compare with baseline NAME; a confirmed regression exits 3.
-        #[arg(long, value_name = "NAME")]
+        #[arg(long, value_name = "NAME", conflicts_with = "against_bin")]
         baseline: Option<String>,
+        /// Compare with another build of campaign, interleaved: both run the
+        /// day as child processes in a seeded ABBA order, and the verdicts
+        /// come from the pairs (Wilcoxon signed-rank).
+        #[arg(long, value_name = "PATH", conflicts_with = "profile")]
+        against_bin: Option<PathBuf>,
         /// Report regressions and missed targets but exit 0 for them.
         #[arg(long)]
         advisory: bool,
@@ -96,6 +104,10 @@ enum Command {
         /// Smaller buffers and matrices (seconds instead of tens of seconds).
         #[arg(long)]
         quick: bool,
+        /// Compute threads to measure with (default: the campaign's
+        /// settings.threads); a roofline needs the run's thread count.
+        #[arg(long)]
+        threads: Option<usize>,
     },
     /// Rank bottlenecks from the profiles and reports of a range of days.
     #[command(after_help = EXIT_CODES)]
@@ -190,6 +202,7 @@ impl Cli {
                 runs,
                 save_baseline,
                 baseline,
+                against_bin,
                 advisory,
                 threshold_pct,
             } => commands::run(&RunArgs {
@@ -206,6 +219,7 @@ impl Cli {
                 runs,
                 save_baseline,
                 baseline,
+                against_bin,
                 advisory,
                 threshold_pct,
             }),
@@ -218,9 +232,11 @@ impl Cli {
                 campaign,
                 out,
                 quick,
+                threads,
             } => print(
-                commands::open_campaign(&campaign, out.as_deref())
-                    .and_then(|(c, layout)| commands::calibrate_command(&c, &layout, quick)),
+                commands::open_campaign(&campaign, out.as_deref()).and_then(|(c, layout)| {
+                    commands::calibrate_command(&c, &layout, quick, threads)
+                }),
             ),
             Command::Analyze {
                 campaign,

@@ -5,11 +5,16 @@
 //! - **function**: the innermost frame that is not plumbing (std, core,
 //!   alloc, primitive-type impls, rayon's scheduler), so a loop's iterator
 //!   calls count for the function that runs the loop;
+//!   Frames in shared libraries (libc's memcpy, malloc, futex waits) are
+//!   plumbing too: a function's calls into libc are that function's cost.
 //! - **component**: the innermost frame that matches a domain rule (matmul,
 //!   softmax, rope, norm, sampling, attention, other inference, kvcache,
 //!   compression, storage, agents); failing that, `allocator` or `runtime`
 //!   when the innermost frame is one of theirs (malloc, memcpy, a futex);
-//!   failing that, `other`.
+//!   failing that, `other`. Samples the profiler could not record are
+//!   `unattributed`, both as function and as component.
+
+use crate::profile::{UNATTRIBUTED_FRAME, shared_library_of};
 
 /// Domain components, most specific first within a frame.
 pub const DOMAIN_RULES: &[(&str, &[&str])] = &[
@@ -68,6 +73,7 @@ pub const RUNTIME_RULES: &[(&str, &[&str])] = &[
 ];
 
 pub const OTHER: &str = "other";
+pub const UNATTRIBUTED: &str = "unattributed";
 
 const PLUMBING_PREFIXES: &[&str] = &[
     "core::",
@@ -103,7 +109,7 @@ const PLUMBING_PREFIXES: &[&str] = &[
 ];
 
 pub fn is_plumbing(frame: &str) -> bool {
-    PLUMBING_PREFIXES.iter().any(|p| frame.starts_with(p))
+    PLUMBING_PREFIXES.iter().any(|p| frame.starts_with(p)) || shared_library_of(frame).is_some()
 }
 
 fn matching(rules: &[(&'static str, &[&str])], frame: &str) -> Option<&'static str> {
@@ -115,6 +121,9 @@ fn matching(rules: &[(&'static str, &[&str])], frame: &str) -> Option<&'static s
 
 /// The component of a stack given root first (thread name included).
 pub fn component_of(frames: &[&str]) -> &'static str {
+    if frames.last() == Some(&UNATTRIBUTED_FRAME) {
+        return UNATTRIBUTED;
+    }
     let inner_first = || frames.iter().skip(1).rev();
     inner_first()
         .find_map(|f| matching(DOMAIN_RULES, f))
@@ -175,5 +184,20 @@ mod tests {
         );
         assert_eq!(function_of(&["t", "core::x"]), Some("core::x"));
         assert_eq!(function_of(&["t"]), None);
+        // A call into libc is its caller's cost; the component still says
+        // where the time went.
+        let copy = [
+            "t",
+            "campaign::benchmarks::planted::planted_hotspot_libc",
+            "__memcpy_avx512_unaligned_erms [libc.so.6]",
+        ];
+        assert_eq!(
+            function_of(&copy),
+            Some("campaign::benchmarks::planted::planted_hotspot_libc")
+        );
+        assert_eq!(component_of(&copy), "runtime");
+        let lost = ["[unattributed]", UNATTRIBUTED_FRAME];
+        assert_eq!(component_of(&lost), UNATTRIBUTED);
+        assert_eq!(function_of(&lost), Some(UNATTRIBUTED_FRAME));
     }
 }

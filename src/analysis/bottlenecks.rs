@@ -182,6 +182,8 @@ pub struct Ranking {
     pub remedy_plan: Vec<RemedyEstimate>,
     pub total_samples: u64,
     pub baseline_s: f64,
+    /// What the listing left out.
+    pub notes: Vec<String>,
 }
 
 struct Estimate {
@@ -238,6 +240,7 @@ pub fn rank_bottlenecks(inputs: &RankingInputs<'_>) -> Ranking {
             remedy_plan: Vec::new(),
             total_samples: 0,
             baseline_s,
+            notes: Vec::new(),
         };
     }
     let pct = |n: u64| 100.0 * n as f64 / total as f64;
@@ -267,7 +270,6 @@ pub fn rank_bottlenecks(inputs: &RankingInputs<'_>) -> Ranking {
                 .map_or(super::attribution::OTHER, |(c, _)| c);
             (function, samples, benchmarks, component)
         })
-        .filter(|(_, samples, _, _)| pct(*samples) >= MIN_SHARE_PCT)
         .collect();
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
 
@@ -312,7 +314,21 @@ pub fn rank_bottlenecks(inputs: &RankingInputs<'_>) -> Ranking {
         })
         .collect();
     remedy_plan.sort_by(|a, b| b.estimated_roi.total_cmp(&a.estimated_roi));
-    ranked.truncate(MAX_LISTED);
+    // Only the listing is cut; the remedy plan above counted every function.
+    let listed = ranked
+        .iter()
+        .take(MAX_LISTED)
+        .take_while(|(_, samples, _, _)| pct(*samples) >= MIN_SHARE_PCT)
+        .count();
+    let unlisted: Vec<_> = ranked.split_off(listed);
+    let unlisted_samples: u64 = unlisted.iter().map(|f| f.1).sum();
+    let listing_note = (!unlisted.is_empty()).then(|| {
+        format!(
+            "{} functions with {:.1} % of the samples together are not listed (each below {MIN_SHARE_PCT} %, or past the first {MAX_LISTED}); remedy estimates include them",
+            unlisted.len(),
+            pct(unlisted_samples)
+        )
+    });
 
     let bottlenecks = ranked
         .into_iter()
@@ -352,6 +368,7 @@ pub fn rank_bottlenecks(inputs: &RankingInputs<'_>) -> Ranking {
         remedy_plan,
         total_samples: total,
         baseline_s,
+        notes: listing_note.into_iter().collect(),
     }
 }
 
@@ -416,5 +433,45 @@ source = "test"
         assert_eq!(ranked[2].component, "inference/matmul");
         assert_eq!(components[0].component, "other");
         assert_eq!(components[0].samples, 90);
+    }
+
+    #[test]
+    fn a_remedy_counts_every_function_it_matches_even_unlisted_ones() {
+        // 40 % in one function, 60 % spread over 200 functions of 0.3 %.
+        let mut text = String::from("t;run;hot 400\n");
+        for i in 0..200 {
+            text.push_str(&format!("t;run;cold_{i} 3\n"));
+        }
+        let stacks = FoldedStacks::parse(&text, std::path::Path::new("x")).unwrap();
+        let catalog: RemedyCatalog = toml::from_str(
+            r#"[[remedy]]
+function_contains = "cold_"
+remedy = "batch the cold calls"
+speedup = [2.0, 2.0]
+effort_days = 1.0
+risk = "low"
+source = "test"
+"#,
+        )
+        .unwrap();
+        let evidence = ProfileEvidence {
+            day: 1,
+            benchmark: "bench".into(),
+            samples: 1000,
+            folded_path: "x".into(),
+            measured_s: 10.0,
+        };
+        let r = rank_bottlenecks(&RankingInputs {
+            profiles: &[(evidence, stacks)],
+            catalog: &catalog,
+        });
+        assert_eq!(r.bottlenecks.len(), 1, "only the hot function is listed");
+        assert_eq!(r.remedy_plan[0].share_pct, 60.0);
+        assert_eq!(r.remedy_plan[0].functions.len(), 200);
+        assert!(
+            r.notes[0].starts_with("200 functions with 60.0 %"),
+            "{:?}",
+            r.notes
+        );
     }
 }

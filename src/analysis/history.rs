@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::regression::{ChangeState, Comparison};
 use crate::report::DailyReport;
 use crate::stats::median;
 
@@ -20,6 +21,12 @@ pub struct HistoryEntry {
     pub report: String,
     /// `case metric` → median of the run-level values.
     pub values: BTreeMap<String, f64>,
+    /// The baseline this night was compared with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub baseline: Option<String>,
+    /// `case metric` → its verdict that night (after the re-run).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub states: BTreeMap<String, ChangeState>,
 }
 
 impl HistoryEntry {
@@ -42,7 +49,64 @@ impl HistoryEntry {
             runs: report.settings.runs,
             report: report_path.to_string(),
             values,
+            baseline: None,
+            states: BTreeMap::new(),
         }
+    }
+
+    /// Records the night's verdicts against its baseline.
+    pub fn with_comparison(mut self, comparison: &Comparison) -> Self {
+        self.baseline = Some(comparison.baseline.clone());
+        self.states = comparison
+            .changes
+            .iter()
+            .filter(|c| !c.metric.is_empty())
+            .map(|c| (c.series_key(), c.state))
+            .collect();
+        self
+    }
+}
+
+/// Compared nights a regression's persistence looks back over…
+pub const PERSISTENCE_WINDOW: usize = 3;
+/// …and how many of them must have regressed too.
+pub const PERSISTENCE_MIN: usize = 2;
+
+/// Labels each regression `persistent` when the same metric also
+/// regressed on at least [`PERSISTENCE_MIN`] of the last
+/// [`PERSISTENCE_WINDOW`] earlier nights that compared it. `history` is
+/// the machine's earlier nights, in any order. A label only: the exit
+/// code is decided by the same-night re-run.
+pub fn label_persistence(comparison: &mut Comparison, history: &[HistoryEntry]) {
+    let mut nights: Vec<&HistoryEntry> = history.iter().collect();
+    nights.sort_by_key(|e| e.recorded_at);
+    for change in comparison
+        .changes
+        .iter_mut()
+        .filter(|c| c.state == ChangeState::Regressed)
+    {
+        let key = change.series_key();
+        let recent: Vec<ChangeState> = nights
+            .iter()
+            .rev()
+            .filter_map(|e| e.states.get(&key).copied())
+            .take(PERSISTENCE_WINDOW)
+            .collect();
+        let regressed = recent
+            .iter()
+            .filter(|s| **s == ChangeState::Regressed)
+            .count();
+        let persistent = regressed >= PERSISTENCE_MIN;
+        change.persistent = Some(persistent);
+        change.reason.push_str(&format!(
+            "; {} (regressed on {regressed} of the last {} compared nights)",
+            if persistent {
+                "persistent"
+            } else {
+                "new tonight"
+            },
+            recent.len()
+        ));
     }
 }
 
@@ -77,6 +141,94 @@ pub fn change_points(values: &[f64], threshold_pct: f64) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::analysis::regression::{GateDesign, MetricChange};
+
+    fn change(state: ChangeState) -> MetricChange {
+        MetricChange {
+            case: "decode[prompt_len=128]".into(),
+            metric: "tpot_ms".into(),
+            unit: "ms".into(),
+            higher_is_better: false,
+            state,
+            baseline_median: None,
+            current_median: None,
+            ratio: None,
+            ratio_ci95: None,
+            p_value: None,
+            q_value: None,
+            baseline_runs: 7,
+            current_runs: 7,
+            threshold_pct: 5.0,
+            noise_floor_pct: None,
+            configured_threshold_pct: 5.0,
+            mde_pct: None,
+            persistent: None,
+            reason: String::new(),
+        }
+    }
+
+    fn night(day_offset: i64, state: Option<ChangeState>) -> HistoryEntry {
+        HistoryEntry {
+            recorded_at: DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::days(day_offset),
+            campaign: "c".into(),
+            day: 1,
+            git_commit: String::new(),
+            quick: false,
+            runs: 7,
+            report: String::new(),
+            values: BTreeMap::new(),
+            baseline: state.map(|_| "nightly".into()),
+            states: state
+                .map(|s| BTreeMap::from([("decode[prompt_len=128] tpot_ms".to_string(), s)]))
+                .unwrap_or_default(),
+        }
+    }
+
+    fn tonight(history: &[HistoryEntry]) -> Option<bool> {
+        let mut c = Comparison {
+            baseline: "nightly".into(),
+            current: "tonight".into(),
+            rule: String::new(),
+            design: GateDesign::unpaired(7, 7, 1),
+            changes: vec![
+                change(ChangeState::Regressed),
+                change(ChangeState::Unchanged),
+            ],
+            control: None,
+            control_regressions: Vec::new(),
+            advisory: false,
+            counts: BTreeMap::new(),
+            geomean_ratio: None,
+        };
+        label_persistence(&mut c, history);
+        assert_eq!(
+            c.changes[1].persistent, None,
+            "only regressions are labelled"
+        );
+        c.changes[0].persistent
+    }
+
+    #[test]
+    fn a_regression_is_persistent_after_two_of_the_last_three_compared_nights() {
+        use ChangeState::{Regressed, Unchanged};
+        assert_eq!(tonight(&[]), Some(false));
+        // Nights without a comparison do not count; order is by date.
+        let history = [
+            night(3, Some(Regressed)),
+            night(1, Some(Regressed)),
+            night(2, Some(Unchanged)),
+            night(4, None),
+        ];
+        assert_eq!(tonight(&history), Some(true));
+        // An older regression outside the last three compared nights does not.
+        let history = [
+            night(1, Some(Regressed)),
+            night(2, Some(Unchanged)),
+            night(3, Some(Unchanged)),
+            night(4, Some(Regressed)),
+        ];
+        assert_eq!(tonight(&history), Some(false));
+    }
 
     #[test]
     fn a_step_is_one_change_point_and_noise_is_none() {

@@ -16,6 +16,9 @@ pub struct RooflineInputs {
     pub dtype_bytes: usize,
     pub peak_gflop_per_s: f64,
     pub memory_gb_per_s: f64,
+    /// The compute threads of the run, which both figures were measured with.
+    #[serde(default)]
+    pub threads: usize,
     /// FLOP per byte where compute and memory time are equal.
     pub ridge_flop_per_byte: f64,
     pub source: String,
@@ -87,28 +90,38 @@ fn costs(a: &ModelArchitecture, dtype_bytes: usize) -> ModelCosts {
     }
 }
 
-/// Inputs from a calibration, for the dtype and thread count of a run.
+/// Inputs from a calibration, for the dtype and thread count of a run:
+/// both the matmul peak and the bandwidth must have been measured with the
+/// run's thread count, or the answer says what is missing.
 pub fn roofline_inputs(
     architecture: ModelArchitecture,
     dtype: &str,
     threads: usize,
     calibration: &Calibration,
-) -> Option<RooflineInputs> {
-    let peak = calibration.gflop_per_s(dtype)?;
-    let bw = calibration.memory_gb_per_s(threads);
+) -> Result<RooflineInputs, String> {
+    let remedy = format!(
+        "run `campaign calibrate --threads {threads}` (the run used {threads} compute threads)"
+    );
+    let peak = calibration.gflop_per_s(dtype, threads).ok_or_else(|| {
+        format!("no roofline: the calibration has no {dtype} matmul rate measured with {threads} thread(s); {remedy}")
+    })?;
+    let bw = calibration.memory_gb_per_s(threads).ok_or_else(|| {
+        format!("no roofline: the calibration has no memory bandwidth measured with {threads} thread(s); {remedy}")
+    })?;
     let dtype_bytes = match dtype {
         "f32" => 4,
         _ => 2,
     };
-    Some(RooflineInputs {
+    Ok(RooflineInputs {
         architecture,
         dtype_bytes,
         peak_gflop_per_s: peak,
         memory_gb_per_s: bw,
+        threads,
         ridge_flop_per_byte: peak / bw,
         source: format!(
-            "calibration of {} ({}): {dtype} matmul {:.1} GFLOP/s, memory read {:.2} GB/s with {} thread(s)",
-            calibration.measured_at, calibration.cpu_model, peak, bw, threads
+            "calibration of {} ({}): {dtype} matmul {peak:.1} GFLOP/s with {threads} thread(s); memory read {bw:.2} GB/s with {threads} thread(s)",
+            calibration.measured_at, calibration.cpu_model
         ),
     })
 }
@@ -202,6 +215,49 @@ mod tests {
             "max_position_embeddings": 64, "tie_word_embeddings": false
         }))
         .unwrap()
+    }
+
+    fn calibration(threads: usize) -> Calibration {
+        serde_json::from_value(serde_json::json!({
+            "measured_at": "2026-11-23T00:00:00Z", "cpu_model": "test", "logical_cores": 4,
+            "threads": threads, "device": "cpu", "buffer_mib": 64, "memcpy_gb_per_s": 10.0,
+            "memory_read_gb_per_s_1_thread": 20.0, "memory_read_gb_per_s_all_threads": 50.0,
+            "memory_read_by_threads": [
+                {"threads": 1, "gb_per_s": 20.0}, {"threads": threads, "gb_per_s": 35.0},
+                {"threads": 4, "gb_per_s": 50.0}
+            ],
+            "disk_folder": "/tmp", "disk_file_mib": 64, "disk_write_mb_per_s": null,
+            "disk_read_mb_per_s": null, "matmul_size": 512,
+            "matmul_gflop_per_s": [{"dtype": "f32", "threads": threads, "gflop_per_s": 100.0, "error": null}],
+            "method": "", "notes": []
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn the_roofline_uses_figures_measured_with_the_runs_threads_only() {
+        let two = roofline_inputs(arch(), "f32", 2, &calibration(2)).unwrap();
+        assert_eq!(
+            (two.memory_gb_per_s, two.peak_gflop_per_s, two.threads),
+            (35.0, 100.0, 2)
+        );
+        assert!(
+            two.source.contains("100.0 GFLOP/s with 2 thread(s)"),
+            "{}",
+            two.source
+        );
+        assert!(
+            two.source.contains("35.00 GB/s with 2 thread(s)"),
+            "{}",
+            two.source
+        );
+        // A matmul peak measured with 2 threads says nothing of 1 or 4.
+        let refused = roofline_inputs(arch(), "f32", 4, &calibration(2)).unwrap_err();
+        assert!(
+            refused.contains("campaign calibrate --threads 4"),
+            "{refused}"
+        );
+        assert!(roofline_inputs(arch(), "bf16", 2, &calibration(2)).is_err());
     }
 
     #[test]

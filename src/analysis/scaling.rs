@@ -5,9 +5,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::report::{BenchmarkResult, Status};
 
-/// The knee is the first level whose throughput is within this factor of
-/// the best throughput measured: more of the dimension buys < 5 %.
-pub const KNEE_MIN_GAIN: f64 = 1.05;
+/// The knee is the first level whose throughput is within this fraction of
+/// the best throughput measured (at least 95 % of it).
+pub const KNEE_TOLERANCE: f64 = 0.05;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ScalingLevel {
@@ -15,6 +15,9 @@ pub struct ScalingLevel {
     pub throughput: f64,
     pub throughput_unit: String,
     pub p99_ms: Option<f64>,
+    /// Whether that p99 rests on too few samples.
+    #[serde(default)]
+    pub p99_provisional: bool,
     /// Throughput ÷ throughput at the first level.
     pub throughput_vs_first: f64,
     /// p99 ÷ p99 at the first level (the latency degradation).
@@ -52,6 +55,7 @@ pub fn scaling_curves(results: &[BenchmarkResult]) -> Vec<ScalingCurve> {
             throughput,
             throughput_unit: r.throughput_unit.clone().unwrap_or_default(),
             p99_ms: r.p99_ms,
+            p99_provisional: r.p99_is_provisional(),
             throughput_vs_first: 1.0,
             p99_vs_first: None,
         };
@@ -67,7 +71,7 @@ pub fn scaling_curves(results: &[BenchmarkResult]) -> Vec<ScalingCurve> {
                 knee: None,
                 knee_rule: format!(
                     "the knee is the first level whose throughput is within {:.0} % of the best level's; none when that is the last level",
-                    (KNEE_MIN_GAIN - 1.0) * 100.0
+                    KNEE_TOLERANCE * 100.0
                 ),
             }),
         }
@@ -88,7 +92,7 @@ pub fn scaling_curves(results: &[BenchmarkResult]) -> Vec<ScalingCurve> {
         curve.knee = curve
             .levels
             .iter()
-            .position(|l| l.throughput * KNEE_MIN_GAIN >= best)
+            .position(|l| l.throughput >= best * (1.0 - KNEE_TOLERANCE))
             .filter(|i| *i < last)
             .map(|i| curve.levels[i].level);
     }
@@ -131,6 +135,22 @@ mod tests {
         assert_eq!(c.knee, Some(4));
         assert!((c.levels[3].throughput_vs_first - 3.0).abs() < 1e-12);
         assert_eq!(c.levels[3].p99_vs_first, Some(6.0));
+    }
+
+    #[test]
+    fn within_five_percent_means_at_least_95_percent_of_the_best() {
+        let knee = |second: f64| {
+            scaling_curves(&[
+                result(1, 50.0, 10.0),
+                result(2, second, 10.0),
+                result(4, 100.0, 10.0),
+            ])[0]
+                .knee
+        };
+        assert_eq!(knee(95.0), Some(2));
+        assert_eq!(knee(95.1), Some(2));
+        // 94.9 % of the best: 5.4 % short of it, so not yet the knee.
+        assert_eq!(knee(94.9), None);
     }
 
     #[test]

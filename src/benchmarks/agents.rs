@@ -219,6 +219,11 @@ impl BenchmarkKind for AgentTaskLatency {
             warnings: Vec::new(),
         })
     }
+
+    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
+        let p: AgentParams = params::parse(params)?;
+        Ok(p.queues.len() * p.loads.len())
+    }
 }
 
 struct AgentCase {

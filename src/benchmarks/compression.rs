@@ -434,6 +434,11 @@ impl BenchmarkKind for CompressionRatio {
     ) -> Result<PreparedBenchmark, BenchmarkError> {
         prepare_cases(params, ctx, false)
     }
+
+    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
+        let p: CompressionParams = params::parse(params)?;
+        Ok(p.inputs.len() * p.codecs.len())
+    }
 }
 
 pub struct CompressionThroughput;
@@ -511,5 +516,10 @@ impl BenchmarkKind for CompressionThroughput {
         ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError> {
         prepare_cases(params, ctx, true)
+    }
+
+    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
+        let p: CompressionParams = params::parse(params)?;
+        Ok(p.inputs.len() * p.codecs.len())
     }
 }

@@ -258,6 +258,11 @@ impl BenchmarkKind for DiskBlockSweep {
             warnings,
         })
     }
+
+    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
+        let p: SweepParams = params::parse(params)?;
+        Ok(p.modes.len() * p.patterns.len() * p.block_sizes_kib.len())
+    }
 }
 
 fn fill_test_file(path: &std::path::Path, bytes: usize, seed: u64) -> Result<(), BenchmarkError> {

@@ -208,6 +208,11 @@ impl BenchmarkKind for Endurance {
             warnings: Vec::new(),
         })
     }
+
+    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
+        params::parse::<EnduranceParams>(params)?;
+        Ok(1)
+    }
 }
 
 struct EnduranceCase {
@@ -464,6 +469,11 @@ impl BenchmarkKind for MemoryGrowth {
             cases,
             warnings: Vec::new(),
         })
+    }
+
+    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
+        let p: MemoryGrowthParams = params::parse(params)?;
+        Ok(p.runs.len() + usize::from(p.kv_probe_tokens > 0))
     }
 }
 

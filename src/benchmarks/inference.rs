@@ -71,6 +71,11 @@ struct TokenGenerationParams {
     output_tokens: usize,
     #[serde(default = "one")]
     batch_size: usize,
+    /// Busy-waits this share of each decode step's time after it, inside
+    /// the timed region: a known slowdown, to check on a new machine what
+    /// the regression gate can see. 0 in every real measurement.
+    #[serde(default)]
+    planted_slowdown_pct: f64,
 }
 
 /// Checks that `model` is defined and holds `longest_sequence` positions.
@@ -266,6 +271,12 @@ impl BenchmarkKind for FirstTokenLatency {
             })
         })
     }
+
+    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
+        Ok(params::parse::<FirstTokenParams>(params)?
+            .prompt_lengths
+            .len())
+    }
 }
 
 struct PrefillCase {
@@ -358,6 +369,13 @@ impl BenchmarkKind for TokenGeneration {
                 "e.g. output_tokens = 64",
             ));
         }
+        if !(0.0..=1000.0).contains(&p.planted_slowdown_pct) {
+            return Err(ParamProblem::at(
+                "planted_slowdown_pct",
+                "planted_slowdown_pct is a percentage from 0 to 1000",
+                "e.g. planted_slowdown_pct = 5 to plant a 5 % slower decode",
+            ));
+        }
         check_common(
             &p.model,
             &p.prompt_lengths,
@@ -380,8 +398,15 @@ impl BenchmarkKind for TokenGeneration {
                 prompt,
                 output_tokens: p.output_tokens,
                 batch_size: p.batch_size,
+                planted_slowdown: p.planted_slowdown_pct / 100.0,
             })
         })
+    }
+
+    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
+        Ok(params::parse::<TokenGenerationParams>(params)?
+            .prompt_lengths
+            .len())
     }
 }
 
@@ -390,6 +415,20 @@ struct DecodeCase {
     prompt: Vec<u32>,
     output_tokens: usize,
     batch_size: usize,
+    /// `planted_slowdown_pct` as a fraction.
+    planted_slowdown: f64,
+}
+
+/// Busy-waits for `fraction` of `step`: planted work that takes the CPU
+/// like real work would, not a sleep the scheduler could hide.
+fn plant_slowdown(step: std::time::Duration, fraction: f64) {
+    if fraction <= 0.0 {
+        return;
+    }
+    let until = Instant::now() + step.mul_f64(fraction);
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
 }
 
 impl BenchmarkCase for DecodeCase {
@@ -398,11 +437,15 @@ impl BenchmarkCase for DecodeCase {
     }
 
     fn parameters(&self) -> serde_json::Value {
-        json!({
+        let mut p = json!({
             "prompt_len": self.prompt.len(),
             "output_tokens": self.output_tokens,
             "batch_size": self.batch_size,
-        })
+        });
+        if self.planted_slowdown > 0.0 {
+            p["planted_slowdown_pct"] = json!(self.planted_slowdown * 100.0);
+        }
+        p
     }
 
     fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
@@ -413,7 +456,9 @@ impl BenchmarkCase for DecodeCase {
         let mut previous = ttft;
         let mut gaps_ms = Vec::with_capacity(self.output_tokens - 1);
         for _ in 1..self.output_tokens {
+            let step_started = Instant::now();
             tokens = session.step(&tokens)?;
+            plant_slowdown(step_started.elapsed(), self.planted_slowdown);
             let now = started.elapsed();
             gaps_ms.push((now - previous).as_secs_f64() * 1e3);
             previous = now;

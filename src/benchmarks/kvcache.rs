@@ -257,6 +257,13 @@ impl BenchmarkKind for KvCacheStore {
             warnings: Vec::new(),
         })
     }
+
+    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
+        Ok(params::parse::<StoreParams>(params)?
+            .geometry
+            .block_tokens
+            .len())
+    }
 }
 
 struct StoreCase {
@@ -598,6 +605,13 @@ impl BenchmarkKind for KvCacheAccess {
             cases,
             warnings,
         })
+    }
+
+    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
+        Ok(params::parse::<AccessParams>(params)?
+            .geometry
+            .block_tokens
+            .len())
     }
 }
 

@@ -116,6 +116,20 @@ pub trait BenchmarkKind: Sync {
         params: &toml::Table,
         ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError>;
+    /// How many cases checked parameters make (one per point of the
+    /// sweep), without preparing anything: what a night's regression
+    /// design plans its comparisons from. An upper bound where a case may
+    /// be skipped at run time (direct I/O unsupported, say).
+    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem>;
+
+    /// Run-level series each case contributes to a regression verdict: its
+    /// headline latency (when in ms) and its headline throughput.
+    fn headline_series(&self) -> usize {
+        let h = self.headline();
+        let latency = self.metric(h.latency).is_some_and(|m| m.unit == "ms");
+        let throughput = self.metric(h.throughput).is_some();
+        usize::from(latency) + usize::from(throughput)
+    }
 
     fn metric(&self, name: &str) -> Option<&'static MetricDef> {
         self.metrics()

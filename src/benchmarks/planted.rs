@@ -1,19 +1,22 @@
 //! `planted_work`: a synthetic workload with known properties, for checking
-//! the tool itself on this machine. Its time is split between two named
-//! functions in a known ratio (does the profiler and the bottleneck ranking
-//! find that split?), and it can be slowed down by a known factor (does the
-//! regression detector flag it, and only it?).
+//! the tool itself on this machine. Its time is split between named
+//! functions (does the profiler and the bottleneck ranking find that
+//! split?), one of which spends its time inside libc's `memcpy` (are
+//! samples in shared libraries counted?), and it can be slowed down by a
+//! known factor (does the regression detector flag it, and only it?).
+//! Each case measures the true split with timers around the three calls
+//! and reports it as `conclusion.time_share_pct`.
 
 use std::collections::BTreeMap;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::json;
 
 use super::params::{self, ParamProblem};
 use super::{
-    BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Headline, MetricDef, Observations,
-    PreparedBenchmark,
+    BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Conclusion, Headline, MetricDef,
+    Observations, PreparedBenchmark,
 };
 use crate::campaign::ResolvedModel;
 
@@ -43,6 +46,25 @@ pub fn planted_hotspot_minor(units: u64, state: u64) -> u64 {
     spin!(units, state ^ 0x9E37_79B9_7F4A_7C15)
 }
 
+/// Copies `bytes` from `from` into `to` in blocks of the buffers' size:
+/// the time is spent in libc's `memcpy`, called from this frame.
+#[inline(never)]
+pub fn planted_hotspot_libc(to: &mut [u8], from: &[u8], bytes: usize) {
+    let block = to.len().min(from.len());
+    let mut left = bytes;
+    while left > 0 && block > 0 {
+        let n = left.min(block);
+        // A copy of a run-time length is a call to libc's memcpy.
+        to[..n].copy_from_slice(&from[..n]);
+        std::hint::black_box(&mut *to);
+        left -= n;
+    }
+}
+
+/// The copy buffers: larger than the caches, so each call is a long
+/// stretch inside memcpy.
+const COPY_BYTES: usize = 8 << 20;
+
 fn default_units() -> u64 {
     2_000_000
 }
@@ -51,6 +73,9 @@ fn default_split() -> f64 {
 }
 fn default_slowdown() -> f64 {
     1.0
+}
+fn default_libc_pct() -> f64 {
+    0.0
 }
 
 #[derive(Debug, Deserialize)]
@@ -65,6 +90,11 @@ struct PlantedParams {
     /// Multiplies the work of every iteration (a planted regression).
     #[serde(default = "default_slowdown")]
     slowdown: f64,
+    /// Share of each iteration's time, in %, spent copying memory with
+    /// libc's memcpy from `planted_hotspot_libc` (sized from a calibration
+    /// of both at preparation; the measured share is reported).
+    #[serde(default = "default_libc_pct")]
+    libc_pct: f64,
 }
 
 pub struct PlantedWork;
@@ -75,7 +105,7 @@ impl BenchmarkKind for PlantedWork {
     }
 
     fn description(&self) -> &'static str {
-        "synthetic work split between planted_hotspot_major and planted_hotspot_minor in a known ratio, optionally slowed by a known factor: checks profiles and regression verdicts"
+        "synthetic work split between planted_hotspot_major, planted_hotspot_minor and (memcpy in libc) planted_hotspot_libc in known shares, optionally slowed by a known factor: checks profiles and regression verdicts"
     }
 
     fn metrics(&self) -> &'static [MetricDef] {
@@ -111,6 +141,13 @@ impl BenchmarkKind for PlantedWork {
                 "e.g. major_pct = 60",
             ));
         }
+        if !(0.0..100.0).contains(&p.libc_pct) {
+            return Err(ParamProblem::at(
+                "libc_pct",
+                "libc_pct is a percentage from 0 up to (not including) 100",
+                "e.g. libc_pct = 25",
+            ));
+        }
         if !(p.slowdown.is_finite() && p.slowdown > 0.0) || p.work_units == 0 {
             return Err(ParamProblem::at(
                 "slowdown",
@@ -130,11 +167,26 @@ impl BenchmarkKind for PlantedWork {
             params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
         let total = (p.work_units as f64 * p.slowdown).round() as u64;
         let major = (total as f64 * p.major_pct / 100.0).round() as u64;
+        let copies = p.libc_pct > 0.0;
+        let buffer = |fill: u8| {
+            if copies {
+                vec![fill; COPY_BYTES]
+            } else {
+                Vec::new()
+            }
+        };
+        let (from, to) = (buffer(0x5A), buffer(0));
+        let mut functions = vec!["planted_hotspot_major", "planted_hotspot_minor"];
+        if copies {
+            functions.push("planted_hotspot_libc");
+        }
         Ok(PreparedBenchmark {
             setup: Vec::new(),
             context: json!({
-                "functions": ["planted_hotspot_major", "planted_hotspot_minor"],
+                "functions": functions,
                 "major_pct": p.major_pct,
+                "libc_pct": p.libc_pct,
+                "copy_sizing": "each iteration copies what the previous one's measured times say takes libc_pct of the iteration",
                 "slowdown": p.slowdown,
             }),
             cases: vec![Box::new(PlantedCase {
@@ -142,9 +194,20 @@ impl BenchmarkKind for PlantedWork {
                 major,
                 minor: total - major,
                 state: 0x2545_F491_4F6C_DD1D,
+                libc_fraction: p.libc_pct / 100.0,
+                copy_bytes: if copies { COPY_BYTES } else { 0 },
+                from,
+                to,
+                timed: [Duration::ZERO; 3],
+                total: Duration::ZERO,
             })],
             warnings: Vec::new(),
         })
+    }
+
+    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
+        params::parse::<PlantedParams>(params)?;
+        Ok(1)
     }
 }
 
@@ -154,7 +217,22 @@ struct PlantedCase {
     major: u64,
     minor: u64,
     state: u64,
+    /// libc_pct as a fraction.
+    libc_fraction: f64,
+    /// Bytes the next iteration copies, sized from the last one.
+    copy_bytes: usize,
+    from: Vec<u8>,
+    to: Vec<u8>,
+    /// Time in each planted function over the timed iterations.
+    timed: [Duration; 3],
+    total: Duration,
 }
+
+const PLANTED: [&str; 3] = [
+    "planted_hotspot_major",
+    "planted_hotspot_minor",
+    "planted_hotspot_libc",
+];
 
 impl BenchmarkCase for PlantedCase {
     fn label(&self) -> String {
@@ -168,13 +246,60 @@ impl BenchmarkCase for PlantedCase {
     fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
         let started = Instant::now();
         self.state = planted_hotspot_major(self.major, self.state);
+        let major_done = Instant::now();
         self.state = planted_hotspot_minor(self.minor, self.state);
+        let minor_done = Instant::now();
+        if self.copy_bytes > 0 {
+            planted_hotspot_libc(&mut self.to, &self.from, self.copy_bytes);
+        }
         let elapsed = started.elapsed();
+        let copy = elapsed.saturating_sub(minor_done - started);
+        if self.copy_bytes > 0 && !copy.is_zero() {
+            // Size the next copy so that it takes libc_fraction of the
+            // iteration at the speeds just measured.
+            let spin_s = (minor_done - started).as_secs_f64();
+            let wanted_s = spin_s * self.libc_fraction / (1.0 - self.libc_fraction);
+            let bytes_per_s = self.copy_bytes as f64 / copy.as_secs_f64();
+            self.copy_bytes = ((wanted_s * bytes_per_s) as usize).max(1);
+        }
+        for (slot, spent) in
+            self.timed
+                .iter_mut()
+                .zip([major_done - started, minor_done - major_done, copy])
+        {
+            *slot += spent;
+        }
+        self.total += elapsed;
         obs.duration("iteration_ms", elapsed);
         obs.value(
             "units_per_s",
             (self.major + self.minor) as f64 / elapsed.as_secs_f64(),
         );
         Ok(())
+    }
+
+    fn start_timed(&mut self) {
+        self.timed = [Duration::ZERO; 3];
+        self.total = Duration::ZERO;
+    }
+
+    fn conclude(&mut self) -> Option<Conclusion> {
+        let total = self.total.as_secs_f64();
+        if total <= 0.0 {
+            return None;
+        }
+        let used = if self.copy_bytes > 0 { 3 } else { 2 };
+        let shares: serde_json::Map<String, serde_json::Value> = PLANTED[..used]
+            .iter()
+            .zip(self.timed)
+            .map(|(name, spent)| (name.to_string(), json!(100.0 * spent.as_secs_f64() / total)))
+            .collect();
+        Some(Conclusion {
+            findings: json!({
+                "time_share_pct": shares,
+                "time_share_rule": "each planted function's time, measured with a timer around its call over the timed iterations, ÷ the iterations' total time",
+            }),
+            warnings: Vec::new(),
+        })
     }
 }

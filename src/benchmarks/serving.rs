@@ -422,6 +422,11 @@ impl BenchmarkKind for FullInference {
             warnings: Vec::new(),
         })
     }
+
+    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
+        let p: FullInferenceParams = params::parse(params)?;
+        Ok(p.concurrency.len() + p.rates_per_s.len())
+    }
 }
 
 struct ServingCase {
@@ -588,5 +593,10 @@ impl BenchmarkKind for Scaling {
             cases,
             warnings: Vec::new(),
         })
+    }
+
+    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
+        let p: ScalingParams = params::parse(params)?;
+        Ok(p.concurrency.len() + p.batch_sizes.len())
     }
 }

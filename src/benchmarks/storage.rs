@@ -162,6 +162,11 @@ impl BenchmarkKind for StorageWrite {
             warnings: Vec::new(),
         })
     }
+
+    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
+        let p: WriteParams = params::parse(params)?;
+        Ok(p.value_kib.len() * p.commit.len())
+    }
 }
 
 struct WriteCase {
@@ -371,6 +376,11 @@ impl BenchmarkKind for StorageRead {
             cases,
             warnings: Vec::new(),
         })
+    }
+
+    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
+        let p: ReadParams = params::parse(params)?;
+        Ok(p.value_kib.len() * p.distribution.len())
     }
 }
 

@@ -271,6 +271,11 @@ impl BenchmarkKind for CollectiveWorkflow {
             warnings: Vec::new(),
         })
     }
+
+    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
+        params::parse::<WorkflowParams>(params)?;
+        Ok(1)
+    }
 }
 
 /// The components one request goes through, shared by every agent.

@@ -21,19 +21,21 @@ use crate::report::{
 use crate::runner::{Calibration, Environment, calibrate};
 
 /// Measures this machine and stores the result beside the campaigns' results.
+/// `threads` is the compute thread count the process was configured with.
 pub fn run_calibration(
     campaign: &Campaign,
     layout: &OutputLayout,
     quick: bool,
+    threads: usize,
 ) -> Result<(Calibration, PathBuf), CommandError> {
     let settings = campaign.file.settings();
     let device = settings.device.open()?;
-    let env = Environment::capture(settings.device.to_string(), settings.threads, String::new());
+    let env = Environment::capture(settings.device.to_string(), threads, String::new());
     let calibration = calibrate(
         &layout.campaign_dir,
         &device,
         &settings.device.to_string(),
-        settings.threads,
+        threads,
         env.cpu_model,
         quick,
     );
@@ -46,8 +48,11 @@ pub fn calibrate_command(
     campaign: &Campaign,
     layout: &OutputLayout,
     quick: bool,
+    threads: Option<usize>,
 ) -> Result<(String, u8), CommandError> {
-    let (calibration, path) = run_calibration(campaign, layout, quick)?;
+    let threads = threads.unwrap_or(campaign.file.settings().threads).max(1);
+    crate::runner::configure_threads(threads);
+    let (calibration, path) = run_calibration(campaign, layout, quick, threads)?;
     Ok((
         format!(
             "{}\ncalibration: {}\n",
@@ -162,6 +167,7 @@ pub fn run_analysis(
         profiles: &profiles,
         catalog: &catalog,
     });
+    notes.extend(ranking.notes.iter().cloned());
 
     let mut missed_targets = Vec::new();
     let mut baseline = Vec::new();
@@ -268,19 +274,18 @@ fn roofline_for(
         .iter()
         .filter(|r| inference(&r.kind))
         .find_map(|r| serde_json::from_value(r.context["architecture"].clone()).ok())?;
-    let Some(inputs) = roofline_inputs(
+    match roofline_inputs(
         architecture,
         &report.settings.dtype,
         report.settings.threads,
         calibration,
-    ) else {
-        notes.push(format!(
-            "no roofline: the calibration has no {} matmul rate",
-            report.settings.dtype
-        ));
-        return None;
-    };
-    Some(roofline(inputs, &report.results))
+    ) {
+        Ok(inputs) => Some(roofline(inputs, &report.results)),
+        Err(note) => {
+            notes.push(note);
+            None
+        }
+    }
 }
 
 pub fn analyze_command(

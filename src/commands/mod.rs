@@ -28,6 +28,9 @@ pub mod exit {
     pub const USAGE: u8 = 2;
     /// A target was missed.
     pub const TARGET_MISSED: u8 = 3;
+    /// A regression against the baseline was confirmed (the same status
+    /// as a missed target: the night did not meet its bar).
+    pub const REGRESSION: u8 = 3;
     /// A benchmark failed: error, panic or timeout.
     pub const BENCHMARK_FAILED: u8 = 4;
     /// Stopped by Ctrl-C after writing what was measured.
@@ -48,6 +51,15 @@ pub enum CommandError {
     /// Missing or unusable inputs of analyze, roadmap or flamegraph.
     #[error("{0}")]
     Analysis(String),
+    /// A night whose runs can never support the verdicts it asks for.
+    #[error("{0}")]
+    Design(String),
+    /// An `--against-bin` program that is missing or refuses the day.
+    #[error("{0}")]
+    AgainstBin(String),
+    /// An interleaved night whose runs produced nothing to compare.
+    #[error("{0}")]
+    Interleave(String),
 }
 
 impl CommandError {
@@ -56,7 +68,10 @@ impl CommandError {
             Self::Campaign(_)
             | Self::Output(OutputError::Unwritable { .. })
             | Self::Device(_)
-            | Self::Analysis(_) => exit::USAGE,
+            | Self::Analysis(_)
+            | Self::Design(_)
+            | Self::AgainstBin(_) => exit::USAGE,
+            Self::Interleave(_) => exit::BENCHMARK_FAILED,
             Self::Output(_) | Self::Interrupt(_) => exit::INTERNAL,
         }
     }

@@ -4,8 +4,37 @@
 use std::path::Path;
 
 use super::{CommandError, exit};
+use crate::analysis::HistoryEntry;
 use crate::report::{DailyReport, OutputLayout};
 use crate::runner::Environment;
+
+/// The nights recorded in one history file, in file order; none when the
+/// file does not exist yet.
+pub(super) fn read_history(path: &Path) -> Result<Vec<HistoryEntry>, CommandError> {
+    let text = match std::fs::read_to_string(path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => {
+            return Err(CommandError::Analysis(format!(
+                "cannot read {}: {e}",
+                path.display()
+            )));
+        }
+    };
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line).map_err(|e| {
+                CommandError::Analysis(format!(
+                    "{}:{}: not a history line: {e}",
+                    path.display(),
+                    i + 1
+                ))
+            })
+        })
+        .collect()
+}
 
 /// `campaign compare A.json B.json`: the verdict without a re-run.
 pub fn compare_files(
@@ -23,7 +52,6 @@ pub fn compare_files(
     let (a, b) = (read(baseline)?, read(current)?);
     let settings = crate::analysis::CompareSettings {
         threshold_pct: threshold_pct.unwrap_or(crate::analysis::DEFAULT_THRESHOLD_PCT),
-        bootstrap_seed: b.settings.seed,
         ..Default::default()
     };
     let comparison = crate::analysis::compare_reports(
@@ -33,8 +61,8 @@ pub fn compare_files(
         &current.display().to_string(),
         &settings,
     );
-    let code = if comparison.regressions().next().is_some() && !comparison.advisory {
-        exit::TARGET_MISSED
+    let code = if comparison.fails_the_night() {
+        exit::REGRESSION
     } else {
         exit::OK
     };
@@ -52,7 +80,7 @@ pub fn history_command(
     metric: &str,
     threshold_pct: f64,
 ) -> Result<(String, u8), CommandError> {
-    use crate::analysis::{CHANGE_RULE, HistoryEntry, change_points};
+    use crate::analysis::{CHANGE_RULE, change_points};
     let env = Environment::capture(String::new(), 0, String::new());
     // The device is part of the key; read every device's history of this machine.
     let machine_prefix = env.machine_key();
@@ -74,19 +102,7 @@ pub fn history_command(
     }
     let mut entries: Vec<HistoryEntry> = Vec::new();
     for file in files {
-        let Ok(text) = std::fs::read_to_string(&file) else {
-            continue;
-        };
-        for (i, line) in text.lines().enumerate() {
-            let entry = serde_json::from_str(line).map_err(|e| {
-                CommandError::Analysis(format!(
-                    "{}:{}: not a history line: {e}",
-                    file.display(),
-                    i + 1
-                ))
-            })?;
-            entries.push(entry);
-        }
+        entries.extend(read_history(&file)?);
     }
     if entries.is_empty() {
         return Err(CommandError::Analysis(format!(

@@ -1,23 +1,26 @@
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::{CommandError, day_exit_code};
-use std::io::Write as _;
-
-use super::{exit, run_analysis, run_calibration, run_roadmap, write_json};
+use super::nightly::read_history;
+use super::{CommandError, day_exit_code, exit};
+use super::{run_analysis, run_calibration, run_roadmap, write_json};
 use crate::analysis::{
-    ChangeState, CompareSettings, Comparison, DEFAULT_THRESHOLD_PCT, HistoryEntry, compare_reports,
+    CompareSettings, Comparison, DEFAULT_THRESHOLD_PCT, GateDesign, HistoryEntry, PairedSeries,
+    Pairing, compare_paired, compare_reports, confirm_with_rerun, label_persistence,
+    regressed_benchmarks, runs_for_verdicts,
 };
-use crate::campaign::{Campaign, DayStep, load_campaign};
+use crate::benchmarks::find_kind;
+use crate::campaign::{BenchmarkSpec, Campaign, DayStep, load_campaign};
 use crate::components::inference::DeviceSpec;
-use crate::report::render_html;
 use crate::report::{
-    DailyReport, JsonExporter, OutputError, OutputLayout, render_bottleneck_table,
-    render_calibration, render_comparison_table, render_csv, render_junit, render_summary_markdown,
-    render_summary_table, write_atomically,
+    BenchmarkResult, DailyReport, JsonExporter, OutputError, OutputLayout, render_bottleneck_table,
+    render_calibration, render_comparison_table, render_csv, render_html, render_junit,
+    render_summary_markdown, render_summary_table, write_atomically,
 };
 use crate::runner::{
-    ProfileOptions, RunOptions, SilentProgress, configure_threads, console_progress,
-    install_interrupt_handler, run_day, select_benchmarks,
+    Build, CancelFlag, ChildRun, ProfileOptions, ProfileSelection, RunOptions, SilentProgress,
+    abba_schedule, configure_threads, console_progress, install_interrupt_handler, run_child,
+    run_day, select_benchmarks,
 };
 
 #[derive(Debug, Clone)]
@@ -35,17 +38,21 @@ pub struct RunArgs {
     pub runs: Option<u32>,
     pub save_baseline: Option<String>,
     pub baseline: Option<String>,
+    pub against_bin: Option<PathBuf>,
     pub advisory: bool,
     pub threshold_pct: Option<f64>,
 }
 
-/// Separate runs when a baseline is saved or compared and --runs is not given.
-const DEFAULT_VERDICT_RUNS: u32 = 5;
+impl RunArgs {
+    fn makes_verdicts(&self) -> bool {
+        self.baseline.is_some() || self.save_baseline.is_some() || self.against_bin.is_some()
+    }
+}
 
 /// `campaign run`: returns the exit status after the report is written.
 pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
     let (campaign, layout) = open_campaign(&args.campaign, args.out.as_deref())?;
-    let options = RunOptions {
+    let mut options = RunOptions {
         day: args.day,
         quick: args.quick,
         only: args.only.clone(),
@@ -54,20 +61,19 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         model_cache_dir: layout.model_cache(),
         scratch_dir: layout.scratch(),
         profile: ProfileOptions {
-            all: args.profile,
+            selection: if args.profile {
+                ProfileSelection::All
+            } else {
+                ProfileSelection::AsCampaignSays
+            },
             frequency_hz: args.profile_hz,
             raw_dir: layout.raw_profiles(),
             flame_dir: layout.flame_graphs(),
         },
-        runs: args
-            .runs
-            .unwrap_or(if args.baseline.is_some() || args.save_baseline.is_some() {
-                DEFAULT_VERDICT_RUNS
-            } else {
-                1
-            }),
+        runs: 1,
+        run_id: OutputLayout::run_id(&chrono::Utc::now()),
     };
-    select_benchmarks(&campaign, &options)?;
+    let selected = select_benchmarks(&campaign, &options)?;
     if let Some(device) = args.device {
         device.ensure_compiled()?;
     }
@@ -82,14 +88,21 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         .as_deref()
         .map(|name| load_baseline(&layout, name, args.day))
         .transpose()?;
+    let (runs, design) = plan_runs(&selected, args, baseline.as_ref())?;
+    options.runs = runs;
+    if let Some(design) = &design {
+        eprintln!("verdict design: {}", design.describe());
+    }
     let interrupt = install_interrupt_handler()?;
     if options_have_no_benchmarks(&campaign, &options) {
         run_day_steps(&campaign, &layout, args)?;
-        return Ok(super::exit::OK);
+        return Ok(exit::OK);
+    }
+    if let Some(other) = &args.against_bin {
+        return run_interleaved(&campaign, &layout, args, &options, other, &interrupt);
     }
 
     let mut progress = console_progress();
-    let day_started = chrono::Utc::now();
     let mut write_failures = Vec::new();
     let jsonl_path = layout.ci_file("results.jsonl");
     let mut jsonl = std::fs::File::create(&jsonl_path).map_err(|source| OutputError::Write {
@@ -102,7 +115,7 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         &interrupt,
         progress.as_mut(),
         &mut |result| {
-            let path = layout.metrics_path(args.day, &day_started, result);
+            let path = layout.metrics_path(args.day, &options.run_id, result);
             let written = serde_json::to_vec_pretty(result)
                 .map_err(OutputError::from)
                 .and_then(|bytes| write_atomically(&path, &bytes));
@@ -117,6 +130,25 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         },
     )?;
     report.warnings.extend(write_failures);
+    finish_day(&campaign, &layout, args, report, |report| match &baseline {
+        Some((name, base)) if !report.interrupted => Some(compare_with_rerun(
+            &campaign, &options, &interrupt, report, base, name, args,
+        ))
+        .transpose(),
+        _ => Ok(None),
+    })
+}
+
+/// Writes a measured day's report and artifacts, compares it (after the
+/// report is safe on disk), records the night in the history, and runs
+/// the day's `after` steps; returns the exit status.
+fn finish_day(
+    campaign: &Campaign,
+    layout: &OutputLayout,
+    args: &RunArgs,
+    mut report: DailyReport,
+    compare: impl FnOnce(&DailyReport) -> Result<Option<Comparison>, CommandError>,
+) -> Result<u8, CommandError> {
     // The machine's measured limits, when `campaign calibrate` has run here.
     report.environment.calibration = std::fs::read(layout.calibration())
         .ok()
@@ -126,8 +158,7 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
     let table = render_summary_table(&report);
     if args.json {
         eprintln!("{table}\nreport: {}", path.display());
-        let json =
-            serde_json::to_string_pretty(&report).map_err(crate::report::OutputError::from)?;
+        let json = serde_json::to_string_pretty(&report).map_err(OutputError::from)?;
         println!("{json}");
     } else {
         println!("{table}\nreport: {}", path.display());
@@ -138,25 +169,25 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         &layout.ci_file("results.csv"),
         render_csv(&report).as_bytes(),
     )?;
-    if !report.interrupted {
-        append_history(&layout, &report, &path)?;
-    }
 
-    let comparison = match &baseline {
-        Some((name, base)) if !report.interrupted => {
-            let mut comparison =
-                compare_with_rerun(&campaign, &options, &interrupt, &report, base, name, args)?;
-            comparison.current = path.display().to_string();
-            say(args, &render_comparison_table(&comparison));
-            write_json(&layout.ci_file("comparison.json"), &comparison)?;
-            if comparison.regressions().next().is_some() && !comparison.advisory && code == exit::OK
-            {
-                code = exit::TARGET_MISSED;
-            }
-            Some(comparison)
+    let history_path = layout.history(&report.environment.machine_key(), report.day);
+    let mut comparison = compare(&report)?;
+    if let Some(comparison) = &mut comparison {
+        comparison.current = path.display().to_string();
+        label_persistence(comparison, &read_history(&history_path)?);
+        say(args, &render_comparison_table(comparison));
+        write_json(&layout.ci_file("comparison.json"), comparison)?;
+        if comparison.fails_the_night() && code == exit::OK {
+            code = exit::REGRESSION;
         }
-        _ => None,
-    };
+    }
+    if !report.interrupted {
+        let mut entry = HistoryEntry::from_report(&report, &path.display().to_string());
+        if let Some(c) = &comparison {
+            entry = entry.with_comparison(c);
+        }
+        append_history(&history_path, &entry)?;
+    }
     write_atomically(
         &layout.ci_file("junit.xml"),
         render_junit(&report, comparison.as_ref()).as_bytes(),
@@ -173,51 +204,369 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
     let html_path = layout.write_html(args.day, &html)?;
     say(args, &format!("html: {}", html_path.display()));
     if let Some(name) = &args.save_baseline {
-        if report.interrupted {
-            eprintln!("warning: not saved as baseline {name}: the run was interrupted");
-        } else {
-            let target = layout.baseline(name, args.day);
-            if let Some(dir) = target.parent() {
-                std::fs::create_dir_all(dir).map_err(|source| OutputError::Write {
-                    path: dir.to_path_buf(),
-                    source,
-                })?;
-            }
-            write_json(&target, &report)?;
-            say(args, &format!("baseline {name}: {}", target.display()));
-        }
+        save_baseline(layout, args, &report, name)?;
     }
     if report.interrupted {
         return Ok(code);
     }
-    run_day_steps(&campaign, &layout, args)?;
-    if args.advisory && code == exit::TARGET_MISSED {
+    run_day_steps(campaign, layout, args)?;
+    if args.advisory && code == exit::REGRESSION {
         eprintln!("advisory run: exit 0 instead of 3");
         code = exit::OK;
     }
     Ok(code)
 }
 
-/// One line per finished run in the machine's append-only history.
-fn append_history(
+fn save_baseline(
     layout: &OutputLayout,
+    args: &RunArgs,
     report: &DailyReport,
-    report_path: &Path,
+    name: &str,
 ) -> Result<(), CommandError> {
-    let path = layout.history(&report.environment.machine_key(), report.day);
+    if report.interrupted {
+        eprintln!("warning: not saved as baseline {name}: the run was interrupted");
+        return Ok(());
+    }
+    let target = layout.baseline(name, args.day);
+    if let Some(dir) = target.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| OutputError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    write_json(&target, report)?;
+    say(args, &format!("baseline {name}: {}", target.display()));
+    Ok(())
+}
+
+/// Comparisons a selection of benchmarks will make: each kind's planned
+/// cases × its headline series.
+fn planned_comparisons(selected: &[&BenchmarkSpec]) -> usize {
+    selected
+        .iter()
+        .filter_map(|spec| {
+            let kind = find_kind(spec.kind.get_ref())?;
+            let cases = kind.planned_cases(&spec.params()).ok()?;
+            Some(cases * kind.headline_series())
+        })
+        .sum()
+}
+
+/// The night's run count and, when it makes verdicts, its design: checked
+/// before anything is measured. An explicit `--runs` that can never
+/// declare a regression is refused with the count that could; without
+/// `--runs`, the fewest runs that declare one even with an overlapping
+/// pair are chosen.
+fn plan_runs(
+    selected: &[&BenchmarkSpec],
+    args: &RunArgs,
+    baseline: Option<&(String, DailyReport)>,
+) -> Result<(u32, Option<GateDesign>), CommandError> {
+    let explicit = args.runs.map(|r| r as usize);
+    if !args.makes_verdicts() {
+        return Ok((args.runs.unwrap_or(1), None));
+    }
+    let planned = planned_comparisons(selected);
+    let refuse = |design: &GateDesign, needed: Option<usize>, advice: String| {
+        CommandError::Design(format!(
+            "{}\n  help: {}",
+            design.describe(),
+            needed.map_or(advice, |n| format!(
+                "--runs {n} would; or leave --runs out and the night chooses it"
+            ))
+        ))
+    };
+    if args.against_bin.is_some() {
+        let needed = runs_for_verdicts(Pairing::Paired, planned, None);
+        let n = explicit.or(needed).unwrap_or(crate::analysis::MAX_RUNS);
+        let design = GateDesign::paired(n, planned);
+        if !design.can_declare {
+            return Err(refuse(
+                &design,
+                needed,
+                "select fewer benchmarks with --only".into(),
+            ));
+        }
+        return Ok((n as u32, Some(design)));
+    }
+    let mut designs = Vec::new();
+    let mut n = explicit.unwrap_or(0);
+    if let Some((name, base)) = baseline {
+        let names: Vec<&str> = selected.iter().map(|s| s.name.get_ref().as_str()).collect();
+        let compared: Vec<&BenchmarkResult> = base
+            .results
+            .iter()
+            .filter(|r| names.contains(&r.benchmark.as_str()) && !r.run_values.is_empty())
+            .collect();
+        let m = compared.iter().map(|r| r.run_values.len()).sum::<usize>();
+        let baseline_runs = compared
+            .iter()
+            .flat_map(|r| r.run_values.values().map(Vec::len))
+            .min()
+            .ok_or_else(|| {
+                CommandError::Design(format!(
+                    "baseline {name:?} has no run-level values for the selected benchmarks of day {}\n  help: re-record it with `campaign run --day {} --save-baseline {name}`",
+                    args.day, args.day
+                ))
+            })?;
+        let needed = runs_for_verdicts(Pairing::Unpaired, m, Some(baseline_runs));
+        let rerecord = runs_for_verdicts(Pairing::Unpaired, m, None).unwrap_or(baseline_runs);
+        let advice = format!(
+            "baseline {name:?} has only {baseline_runs} runs; re-record it with `--save-baseline {name}` (it chooses {rerecord} runs)"
+        );
+        let chosen = explicit.or(needed).unwrap_or(crate::analysis::MAX_RUNS);
+        let design = GateDesign::unpaired(baseline_runs, chosen, m);
+        if !design.can_declare {
+            return Err(refuse(&design, needed, advice));
+        }
+        n = n.max(chosen);
+        designs.push(design);
+    }
+    if args.save_baseline.is_some() {
+        let needed = runs_for_verdicts(Pairing::Unpaired, planned, None);
+        let chosen = explicit.unwrap_or_else(|| n.max(needed.unwrap_or(crate::analysis::MAX_RUNS)));
+        let design = GateDesign::unpaired(chosen, chosen, planned);
+        if !design.can_declare {
+            return Err(refuse(
+                &design,
+                needed,
+                "select fewer benchmarks with --only".into(),
+            ));
+        }
+        n = n.max(chosen);
+        designs.push(design);
+    }
+    Ok((n as u32, designs.into_iter().next()))
+}
+
+/// `--against-bin`: this build and another run the day alternately as
+/// child processes; the verdicts come from the pairs.
+fn run_interleaved(
+    campaign: &Campaign,
+    layout: &OutputLayout,
+    args: &RunArgs,
+    options: &RunOptions,
+    other: &Path,
+    interrupt: &CancelFlag,
+) -> Result<u8, CommandError> {
+    let this = std::env::current_exe().map_err(|e| {
+        CommandError::AgainstBin(format!("cannot find this program's own path: {e}"))
+    })?;
+    if !other.is_file() {
+        return Err(CommandError::AgainstBin(format!(
+            "--against-bin {}: no such program\n  help: pass the path of another build of campaign, e.g. target/release/campaign from another checkout",
+            other.display()
+        )));
+    }
+    let pairs = options.runs as usize;
+    let seed = campaign.file.settings().seed ^ crate::runner::RUN_ORDER_SALT;
+    let schedule = abba_schedule(pairs, seed);
+    let root = layout.scratch().join("interleaved");
+    let mut runs: Vec<ChildRun> = Vec::new();
+    let mut warnings = Vec::new();
+    for (slot, build) in schedule.iter().enumerate() {
+        if interrupt.is_cancelled() {
+            break;
+        }
+        let program = match build {
+            Build::Other => other,
+            Build::This => this.as_path(),
+        };
+        eprintln!(
+            "interleaved run {} of {}: {} ({})",
+            slot + 1,
+            schedule.len(),
+            match build {
+                Build::Other => "the other build",
+                Build::This => "this build",
+            },
+            program.display()
+        );
+        let out = root.join(format!("run_{slot}"));
+        let child_args = child_arguments(args, &out, layout)?;
+        let outcome = run_child(*build, program, &child_args, interrupt);
+        let _ = std::fs::remove_dir_all(&out);
+        match outcome {
+            Ok(run) if run.exit_code == Some(i32::from(exit::USAGE)) => {
+                return Err(CommandError::AgainstBin(format!(
+                    "{} refused the day (exit 2; its message is above)",
+                    program.display()
+                )));
+            }
+            Ok(run) => runs.push(run),
+            Err(e) => warnings.push(format!("interleaved run {}: {e}", slot + 1)),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    let side = |b: Build| -> Vec<&DailyReport> {
+        runs.iter()
+            .filter(|r| r.build == b)
+            .map(|r| &r.report)
+            .collect()
+    };
+    let (others, these) = (side(Build::Other), side(Build::This));
+    if others.is_empty() || these.is_empty() {
+        return Err(CommandError::Interleave(format!(
+            "no run of {} produced a report; nothing to compare",
+            if others.is_empty() {
+                "the other build"
+            } else {
+                "this build"
+            }
+        )));
+    }
+    let mut report = pooled(&these);
+    report.run_id = options.run_id.clone();
+    let other_report = pooled(&others);
+    report.interrupted |= interrupt.is_cancelled();
+    report.settings.runs = pairs as u32;
+    report.settings.run_order_seed = seed;
+    report.settings.against_bin = Some(other.display().to_string());
+    report.warnings.extend(warnings);
+    let series = paired_series(&others, &these);
+    let settings = compare_settings(campaign, args);
+    let comparison = compare_paired(
+        &series,
+        &other_report,
+        &report,
+        &format!("{} (interleaved)", other.display()),
+        "this build",
+        &settings,
+    );
+    write_atomically(
+        &layout.ci_file("results.jsonl"),
+        report
+            .results
+            .iter()
+            .filter_map(|r| serde_json::to_string(r).ok())
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            .as_bytes(),
+    )?;
+    finish_day(campaign, layout, args, report, |_| Ok(Some(comparison)))
+}
+
+/// The arguments of one interleaved child: the same day, one run, its
+/// report on stdout; only flags every build of `campaign` understands.
+fn child_arguments(
+    args: &RunArgs,
+    out: &Path,
+    layout: &OutputLayout,
+) -> Result<Vec<String>, CommandError> {
+    std::fs::create_dir_all(out).map_err(|source| OutputError::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    // Share the generated models instead of writing them again per run.
+    #[cfg(unix)]
+    let _ = std::os::unix::fs::symlink(
+        std::path::absolute(layout.model_cache()).unwrap_or(layout.model_cache()),
+        out.join("model_cache"),
+    );
+    let mut a: Vec<String> = vec![
+        "run".into(),
+        "--day".into(),
+        args.day.to_string(),
+        "--campaign".into(),
+        args.campaign.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+        "--runs".into(),
+        "1".into(),
+        "--json".into(),
+    ];
+    if args.quick {
+        a.push("--quick".into());
+    }
+    if !args.only.is_empty() {
+        a.push("--only".into());
+        a.push(args.only.join(","));
+    }
+    if let Some(t) = args.threads {
+        a.extend(["--threads".into(), t.to_string()]);
+    }
+    if let Some(d) = args.device {
+        a.extend(["--device".into(), d.to_string()]);
+    }
+    Ok(a)
+}
+
+/// One side's runs as one report: the first run's results with every
+/// run's headline means in `run_values`, in run order.
+fn pooled(runs: &[&DailyReport]) -> DailyReport {
+    let mut report = runs[0].clone();
+    for later in &runs[1..] {
+        for again in &later.results {
+            if let Some(first) = report
+                .results
+                .iter_mut()
+                .find(|r| r.benchmark_name == again.benchmark_name)
+            {
+                first.append_run(again);
+            }
+        }
+    }
+    report
+}
+
+/// Pairs of (other build, this build) headline means, k-th run with k-th
+/// run; a pair missing on either side (a failed run) is left out.
+fn paired_series(others: &[&DailyReport], these: &[&DailyReport]) -> Vec<PairedSeries> {
+    let Some(first) = these.first() else {
+        return Vec::new();
+    };
+    let mean_of = |report: &DailyReport, case: &str, metric: &str| -> Option<f64> {
+        let r = report
+            .results
+            .iter()
+            .find(|r| r.benchmark_name == case && r.status == crate::report::Status::Ok)?;
+        r.headline_means()
+            .into_iter()
+            .find(|(m, _)| m == metric)
+            .map(|(_, v)| v)
+    };
+    first
+        .results
+        .iter()
+        .flat_map(|r| {
+            r.headline_means().into_iter().map(move |(metric, _)| {
+                let m = r.metrics.get(&metric);
+                PairedSeries {
+                    case: r.benchmark_name.clone(),
+                    benchmark: r.benchmark.clone(),
+                    unit: m.map_or(String::new(), |m| m.unit.clone()),
+                    higher_is_better: m.is_some_and(|m| m.higher_is_better),
+                    pairs: others
+                        .iter()
+                        .zip(these)
+                        .filter_map(|(a, b)| {
+                            Some((
+                                mean_of(a, &r.benchmark_name, &metric)?,
+                                mean_of(b, &r.benchmark_name, &metric)?,
+                            ))
+                        })
+                        .collect(),
+                    metric,
+                }
+            })
+        })
+        .collect()
+}
+
+/// One line per finished run in the machine's append-only history.
+fn append_history(path: &Path, entry: &HistoryEntry) -> Result<(), CommandError> {
     let write_err = |source| OutputError::Write {
-        path: path.clone(),
+        path: path.to_path_buf(),
         source,
     };
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(write_err)?;
     }
-    let entry = HistoryEntry::from_report(report, &report_path.display().to_string());
-    let line = serde_json::to_string(&entry).map_err(OutputError::from)?;
+    let line = serde_json::to_string(entry).map_err(OutputError::from)?;
     let mut file = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(&path)
+        .open(path)
         .map_err(write_err)?;
     writeln!(file, "{line}").map_err(write_err)?;
     Ok(())
@@ -231,7 +580,7 @@ fn load_baseline(
     let path = layout.baseline(name, day);
     let bytes = std::fs::read(&path).map_err(|_| {
         CommandError::Analysis(format!(
-            "baseline {name:?} has no report for day {day} ({} is missing)\n  help: create it with `campaign run --day {day} --runs 5 --save-baseline {name}`",
+            "baseline {name:?} has no report for day {day} ({} is missing)\n  help: create it with `campaign run --day {day} --save-baseline {name}`",
             path.display()
         ))
     })?;
@@ -245,26 +594,15 @@ fn load_baseline(
 fn compare_with_rerun(
     campaign: &Campaign,
     options: &RunOptions,
-    interrupt: &crate::runner::CancelFlag,
+    interrupt: &CancelFlag,
     report: &DailyReport,
     baseline: &DailyReport,
     name: &str,
     args: &RunArgs,
 ) -> Result<Comparison, CommandError> {
-    let settings = compare_settings(campaign, args, report.settings.seed);
+    let settings = compare_settings(campaign, args);
     let mut comparison = compare_reports(baseline, report, name, "this run", &settings);
-    let suspects: Vec<String> = comparison
-        .regressions()
-        .filter_map(|c| {
-            report
-                .results
-                .iter()
-                .find(|r| r.benchmark_name == c.case)
-                .map(|r| r.benchmark.clone())
-        })
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect();
+    let suspects = regressed_benchmarks(&comparison, report);
     if suspects.is_empty() {
         return Ok(comparison);
     }
@@ -275,7 +613,7 @@ fn compare_with_rerun(
     let rerun_options = RunOptions {
         only: suspects,
         profile: ProfileOptions {
-            all: false,
+            selection: ProfileSelection::Off,
             ..options.profile.clone()
         },
         ..options.clone()
@@ -288,33 +626,13 @@ fn compare_with_rerun(
         &mut |_| {},
     )?;
     let second = compare_reports(baseline, &rerun, name, "re-run", &settings);
-    for change in comparison
-        .changes
-        .iter_mut()
-        .filter(|c| c.state == ChangeState::Regressed)
-    {
-        let confirmed = second.changes.iter().any(|x| {
-            x.case == change.case && x.metric == change.metric && x.state == ChangeState::Regressed
-        });
-        if confirmed {
-            change.reason.push_str("; confirmed by a same-night re-run");
-        } else {
-            change.state = ChangeState::Inconclusive;
-            change
-                .reason
-                .push_str("; did not persist in a same-night re-run");
-        }
-    }
-    comparison.counts.clear();
-    for c in &comparison.changes {
-        *comparison.counts.entry(c.state).or_default() += 1;
-    }
+    confirm_with_rerun(&mut comparison, &second);
     Ok(comparison)
 }
 
 /// The threshold from --threshold-pct, else the default; per-benchmark
 /// overrides from the campaign's `regression_threshold_pct`.
-fn compare_settings(campaign: &Campaign, args: &RunArgs, seed: u64) -> CompareSettings {
+fn compare_settings(campaign: &Campaign, args: &RunArgs) -> CompareSettings {
     let overrides = campaign
         .file
         .days
@@ -329,7 +647,6 @@ fn compare_settings(campaign: &Campaign, args: &RunArgs, seed: u64) -> CompareSe
     CompareSettings {
         threshold_pct: args.threshold_pct.unwrap_or(DEFAULT_THRESHOLD_PCT),
         overrides,
-        bootstrap_seed: seed,
     }
 }
 
@@ -376,7 +693,11 @@ fn run_day_steps(
     for step in &day.after {
         match step {
             DayStep::Calibrate => {
-                let (calibration, path) = run_calibration(campaign, layout, args.quick)?;
+                let threads = args
+                    .threads
+                    .unwrap_or(campaign.file.settings().threads)
+                    .max(1);
+                let (calibration, path) = run_calibration(campaign, layout, args.quick, threads)?;
                 say(
                     args,
                     &format!(
@@ -417,7 +738,7 @@ fn options_have_no_benchmarks(campaign: &Campaign, options: &RunOptions) -> bool
 
 /// Day warnings, then each result's, prefixed with its name. Provisional
 /// percentiles are counted in one line: in a --quick run every case has them.
-fn print_warnings(report: &crate::report::DailyReport) {
+fn print_warnings(report: &DailyReport) {
     for warning in &report.warnings {
         eprintln!("warning: {warning}");
     }

@@ -14,6 +14,21 @@ pub use sampler::{CpuProfile, CpuSampler, DEFAULT_PROFILE_HZ, MAX_PROFILE_HZ};
 
 use std::path::PathBuf;
 
+/// The thread and frame of the samples a profile could not record: CPU
+/// time × frequency − recorded samples. They stay in the profile so that
+/// every share is a share of all CPU time.
+pub const UNATTRIBUTED_THREAD: &str = "[unattributed]";
+pub const UNATTRIBUTED_FRAME: &str = "[unattributed: CPU time the sampler could not record]";
+
+/// The shared library a folded frame was tagged with (`memcpy [libc.so.6]`),
+/// if any: frames of the program itself carry no tag.
+pub fn shared_library_of(frame: &str) -> Option<&str> {
+    let open = frame.rfind(" [")?;
+    frame[open + 2..]
+        .strip_suffix(']')
+        .filter(|m| m.contains(".so") || m.starts_with("linux-vdso") || m.starts_with("ld-"))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum ProfileError {
     #[error("cannot start the CPU profiler: {0}")]

@@ -1,12 +1,13 @@
+use std::collections::HashMap;
 use std::time::Instant;
 
 use pprof::protos::Message;
 
-use super::{FoldedStacks, ProfileError};
+use super::{FoldedStacks, ProfileError, UNATTRIBUTED_FRAME, UNATTRIBUTED_THREAD};
 
-/// pprof's default; the timer tops out near 250 Hz on the kernels this was
-/// measured on, so asking for more mostly adds nothing.
-pub const DEFAULT_PROFILE_HZ: u32 = 99;
+/// What the notes measured: the timer tops out near 250 Hz on the kernels
+/// this runs on, and 199 Hz stays clear of it and of 100 Hz periodic work.
+pub const DEFAULT_PROFILE_HZ: u32 = 199;
 pub const MAX_PROFILE_HZ: u32 = 1000;
 
 /// A running sampler. pprof allows one per process: the runner profiles one
@@ -15,30 +16,58 @@ pub struct CpuSampler {
     guard: pprof::ProfilerGuard<'static>,
     frequency_hz: u32,
     started: Instant,
+    cpu_at_start_s: Option<f64>,
 }
 
 /// What a finished sampler collected.
 pub struct CpuProfile {
+    /// Every recorded sample, plus an `[unattributed]` stack for the CPU
+    /// time the sampler could not record, so shares add up to all of it.
     pub folded: FoldedStacks,
     /// The pprof protobuf (gzip not applied), for `go tool pprof` and speedscope.
     pub pprof: Vec<u8>,
     pub frequency_hz: u32,
     pub duration_s: f64,
+    /// The process's CPU time (user + system) while sampling.
+    pub cpu_s: Option<f64>,
+    /// Samples the profiler recorded.
+    pub recorded_samples: u64,
+    /// CPU time × frequency − recorded samples, when positive: samples
+    /// lost (taken inside the unwinder, or while the profiler was busy).
+    pub unattributed_samples: u64,
+}
+
+/// User plus system CPU time of the whole process, in seconds.
+fn process_cpu_s() -> Option<f64> {
+    // SAFETY: getrusage fills the struct we pass; RUSAGE_SELF is valid.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        (libc::getrusage(libc::RUSAGE_SELF, &mut usage) == 0).then_some(usage)
+    }?;
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
 }
 
 impl CpuSampler {
     pub fn start(frequency_hz: u32) -> Result<Self, ProfileError> {
         let guard = pprof::ProfilerGuardBuilder::default()
             .frequency(frequency_hz.clamp(1, MAX_PROFILE_HZ) as i32)
-            // Samples taken inside these libraries would unwind through
-            // signal frames that crash some unwinders.
-            .blocklist(&["libc", "libgcc", "pthread", "vdso"])
+            // Only the unwinder's own library: a sample taken while a
+            // thread is inside libgcc's unwinder (a panic unwinding) would
+            // re-enter it while its caches are half updated. Samples in
+            // libc, the vDSO or libpthread are unwound and kept: on Linux,
+            // libgcc finds their frame tables without taking a lock
+            // (no frames are registered at run time, and glibc ≥ 2.35
+            // offers the lock-free _dl_find_object). Whatever is still
+            // lost is counted as `[unattributed]` from the CPU time.
+            .blocklist(&["libgcc"])
             .build()
             .map_err(|e| ProfileError::Start(e.to_string()))?;
         Ok(Self {
             guard,
             frequency_hz,
             started: Instant::now(),
+            cpu_at_start_s: process_cpu_s(),
         })
     }
 
@@ -46,32 +75,197 @@ impl CpuSampler {
     /// dropped: dropping it discards the samples.
     pub fn finish(self) -> Result<CpuProfile, ProfileError> {
         let duration_s = self.started.elapsed().as_secs_f64();
-        let report = self
+        let cpu_s = process_cpu_s()
+            .zip(self.cpu_at_start_s)
+            .map(|(now, then)| (now - then).max(0.0));
+        // Named from the unresolved samples, whose frames keep their
+        // instruction pointers: the shared library of each frame comes from
+        // its address. The resolved report gives the protobuf.
+        let unresolved = self
+            .guard
+            .report()
+            .build_unresolved()
+            .map_err(|e| ProfileError::Build(e.to_string()))?;
+        let mut modules = ModuleNames::default();
+        // Each sample's stack, root first and thread name first: every
+        // frame's symbols (inlined ones too), tagged with the shared library
+        // it lies in. Mirrors pprof's own resolution: the signal handler's
+        // frame and the trampoline after it are dropped, and so are frames
+        // without a symbol.
+        let mut folded =
+            FoldedStacks::from_stacks(unresolved.data.iter().map(|(frames, count)| {
+                let name =
+                    &frames.thread_name[..frames.thread_name_length.min(frames.thread_name.len())];
+                let thread = if name.is_empty() {
+                    format!("{:?}", frames.thread_id)
+                } else {
+                    String::from_utf8_lossy(name).into_owned()
+                };
+                let mut inner_first: Vec<String> = Vec::new();
+                let mut walk = frames.frames.iter();
+                while let Some(frame) = walk.next() {
+                    // Innermost first within the frame, as backtrace lists inlined symbols.
+                    let mut symbols = Vec::new();
+                    let mut in_handler = false;
+                    backtrace::resolve_frame(frame, |symbol| {
+                        let name = symbol
+                            .name()
+                            .map_or_else(|| "Unknown".to_string(), |n| format!("{n:#}"));
+                        in_handler |= name == "perf_signal_handler";
+                        symbols.push(qualified(name, symbol.filename()));
+                    });
+                    if in_handler {
+                        walk.next();
+                        continue;
+                    }
+                    let library = modules.shared_library(frame.ip());
+                    inner_first.extend(symbols.into_iter().map(|s| match &library {
+                        Some(library) => format!("{s} [{library}]"),
+                        None => s,
+                    }));
+                }
+                let stack: Vec<String> = std::iter::once(thread)
+                    .chain(inner_first.into_iter().rev())
+                    .collect();
+                (stack, u64::try_from(*count).unwrap_or(0))
+            }));
+        let pprof = self
             .guard
             .report()
             .build()
-            .map_err(|e| ProfileError::Build(e.to_string()))?;
-        let pprof = report
-            .pprof()
+            .and_then(|report| report.pprof())
             .map_err(|e| ProfileError::Build(e.to_string()))?
             .encode_to_vec();
-        let folded = FoldedStacks::from_stacks(report.data.iter().map(|(frames, count)| {
-            // Frame 0 is the innermost; inlined symbols within a frame are
-            // listed innermost first too.
-            let mut stack = vec![frames.thread_name_or_id()];
-            for frame in frames.frames.iter().rev() {
-                for symbol in frame.iter().rev() {
-                    stack.push(symbol.name());
-                }
-            }
-            (stack, u64::try_from(*count).unwrap_or(0))
-        }));
         drop(self.guard);
+        let recorded_samples = folded.total_samples();
+        let expected = cpu_s.map(|cpu| (cpu * f64::from(self.frequency_hz)).round() as u64);
+        let unattributed_samples = expected.map_or(0, |e| e.saturating_sub(recorded_samples));
+        if unattributed_samples > 0 {
+            folded.merge(&FoldedStacks::from_stacks([(
+                vec![
+                    UNATTRIBUTED_THREAD.to_string(),
+                    UNATTRIBUTED_FRAME.to_string(),
+                ],
+                unattributed_samples,
+            )]));
+        }
         Ok(CpuProfile {
             folded,
             pprof,
             frequency_hz: self.frequency_hz,
             duration_s,
+            cpu_s,
+            recorded_samples,
+            unattributed_samples,
         })
+    }
+}
+
+/// Inlined frames are named by the debug info without their module path
+/// (`copy_nonoverlapping<u8>`); the crate their source file belongs to is
+/// put in front (`core::copy_nonoverlapping<u8>`), so that rules about
+/// crates apply to them as to the frames the symbol table names in full.
+fn qualified(name: String, file: Option<&std::path::Path>) -> String {
+    let unqualified = !name.contains("::") && !name.starts_with('<');
+    match file.and_then(crate_of) {
+        Some(krate) if unqualified => format!("{krate}::{name}"),
+        _ => name,
+    }
+}
+
+/// The crate a source file belongs to: the standard library's
+/// (`…/library/core/src/…`), a registry crate's (`…/rayon-core-1.12.1/src/…`,
+/// named with `_`), or this crate's own.
+fn crate_of(file: &std::path::Path) -> Option<String> {
+    let parts: Vec<&str> = file.iter().filter_map(|p| p.to_str()).collect();
+    let src = parts.iter().rposition(|p| *p == "src")?;
+    let folder = *parts.get(src.checked_sub(1)?)?;
+    if src >= 2 && parts[src - 2] == "library" {
+        return Some(folder.to_string());
+    }
+    if file.starts_with(env!("CARGO_MANIFEST_DIR")) || !file.is_absolute() {
+        return Some(env!("CARGO_CRATE_NAME").to_string());
+    }
+    // `name-1.2.3`: the name is what precedes the version.
+    let version_at = folder
+        .match_indices('-')
+        .map(|(i, _)| i)
+        .find(|i| folder[i + 1..].starts_with(|c: char| c.is_ascii_digit()))?;
+    Some(folder[..version_at].replace('-', "_"))
+}
+
+/// Which shared library an address lies in, by `dladdr`: `None` for the
+/// program itself. Resolved after sampling, never in the signal handler.
+#[derive(Default)]
+struct ModuleNames {
+    by_base: HashMap<usize, Option<String>>,
+    program_base: Option<usize>,
+}
+
+impl ModuleNames {
+    fn base_and_name(addr: *const libc::c_void) -> Option<(usize, String)> {
+        // SAFETY: dladdr only reads the loader's tables and fills `info`.
+        let info = unsafe {
+            let mut info: libc::Dl_info = std::mem::zeroed();
+            (libc::dladdr(addr, &mut info) != 0).then_some(info)
+        }?;
+        let name = if info.dli_fname.is_null() {
+            String::new()
+        } else {
+            // SAFETY: a non-null dli_fname is a NUL-terminated path owned
+            // by the loader for the life of the process.
+            unsafe { std::ffi::CStr::from_ptr(info.dli_fname) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        Some((info.dli_fbase as usize, name))
+    }
+
+    fn shared_library(&mut self, addr: *mut libc::c_void) -> Option<String> {
+        let program = *self.program_base.get_or_insert_with(|| {
+            let here = ModuleNames::base_and_name as *const libc::c_void;
+            Self::base_and_name(here).map_or(0, |(base, _)| base)
+        });
+        let (base, name) = Self::base_and_name(addr)?;
+        if base == program {
+            return None;
+        }
+        self.by_base
+            .entry(base)
+            .or_insert_with(|| {
+                let file = name.rsplit('/').next().unwrap_or(&name).to_string();
+                (!file.is_empty()).then_some(file)
+            })
+            .clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn inlined_frames_get_the_crate_of_their_source_file() {
+        let core = Path::new("/rustc/0123abcd/library/core/src/ptr/mod.rs");
+        assert_eq!(
+            qualified("copy_nonoverlapping<u8>".into(), Some(core)),
+            "core::copy_nonoverlapping<u8>"
+        );
+        let rayon = Path::new(
+            "/root/.cargo/registry/src/index.crates.io-1949cf8c6b5b557f/rayon-core-1.12.1/src/join/mod.rs",
+        );
+        assert_eq!(
+            qualified("join_context".into(), Some(rayon)),
+            "rayon_core::join_context"
+        );
+        let ours = Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/src/benchmarks/planted.rs"
+        ));
+        assert_eq!(qualified("spin".into(), Some(ours)), "campaign::spin");
+        // Names that already carry a path, and frames without a file, stay.
+        assert_eq!(qualified("a::b".into(), Some(core)), "a::b");
+        assert_eq!(qualified("memcpy".into(), None), "memcpy");
     }
 }

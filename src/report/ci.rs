@@ -8,7 +8,7 @@ use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 
 use super::{DailyReport, Status, Verdict, escape_markup};
-use crate::analysis::{ChangeState, Comparison};
+use crate::analysis::{ChangeState, Comparison, MetricChange};
 
 fn figure(v: Option<f64>) -> String {
     v.map_or("—".into(), |v| format!("{v:.4}"))
@@ -16,6 +16,47 @@ fn figure(v: Option<f64>) -> String {
 
 fn interval(ci: Option<[f64; 2]>) -> String {
     ci.map_or("—".into(), |[a, b]| format!("{a:.3}–{b:.3}"))
+}
+
+pub(super) fn mde(x: &MetricChange) -> String {
+    x.mde_pct.map_or("—".into(), |m| format!("{m:.1} %"))
+}
+
+/// A change's state, with the persistence label of a regression.
+pub(super) fn state(x: &MetricChange) -> String {
+    let name = format!("{:?}", x.state).to_lowercase();
+    match x.persistent {
+        Some(true) => format!("{name} (persistent)"),
+        _ => name,
+    }
+}
+
+/// What the night could not see, in words.
+pub fn blind_spot_sentence(c: &Comparison) -> String {
+    match c.mde_range_pct() {
+        None => format!(
+            "No regression can be declared tonight: {}.",
+            c.design.describe()
+        ),
+        Some((lo, hi)) if (hi - lo) < 0.05 => format!(
+            "Changes below {lo:.1} % cannot be seen tonight ({}; noise as measured).",
+            c.design.describe()
+        ),
+        Some((lo, hi)) => format!(
+            "Changes below {lo:.1}–{hi:.1} % (by metric: the smallest-visible column) cannot be seen tonight ({}; noise as measured).",
+            c.design.describe()
+        ),
+    }
+}
+
+/// Why the night is advisory, in words.
+pub(super) fn advisory_sentence(c: &Comparison) -> Option<String> {
+    c.advisory.then(|| {
+        format!(
+            "the A/A control fired ({}): tonight's runs disagree with each other, so the machine may have changed during the night; verdicts are reported but do not fail it",
+            c.control_regressions.join(", ")
+        )
+    })
 }
 
 /// JUnit: one test case per result. A regression is a failure of type
@@ -126,29 +167,24 @@ pub fn render_summary_markdown(report: &DailyReport, comparison: Option<&Compari
             count(ChangeState::Missing),
             count(ChangeState::Failed),
             c.geomean_ratio.map_or("—".into(), |g| format!("{g:.3}")),
-            if c.advisory {
-                format!(
-                    " **Advisory:** the A/A control moved ({}), so no verdict fails the job.",
-                    c.control_regressions.join(", ")
-                )
-            } else {
-                String::new()
-            }
+            advisory_sentence(c).map_or(String::new(), |a| format!(" **Advisory:** {a}."))
         );
-        out.push_str("| case | metric | state | baseline | current | ratio | 95 % CI | p | threshold |\n| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: |\n");
+        let _ = writeln!(out, "{}\n", blind_spot_sentence(c));
+        out.push_str("| case | metric | state | baseline | current | ratio | 95 % CI | p | threshold | smallest visible |\n| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |\n");
         for x in &c.changes {
             let _ = writeln!(
                 out,
-                "| `{}` | {} | **{:?}** | {} | {} | {} | {} | {} | ±{:.1} % |",
+                "| `{}` | {} | **{}** | {} | {} | {} | {} | {} | ±{:.1} % | {} |",
                 x.case,
                 x.metric,
-                x.state,
+                state(x),
                 figure(x.baseline_median),
                 figure(x.current_median),
                 figure(x.ratio),
                 interval(x.ratio_ci95),
                 figure(x.p_value),
-                x.threshold_pct
+                x.threshold_pct,
+                mde(x)
             );
         }
         let _ = writeln!(out, "\n{}", c.rule);
@@ -159,27 +195,26 @@ pub fn render_summary_markdown(report: &DailyReport, comparison: Option<&Compari
 /// One row per metric of every result.
 pub fn render_csv(report: &DailyReport) -> String {
     let mut out = String::from(
-        "day,benchmark_name,status,metric,unit,count,mean,stddev,min,p50,p99,max,runs\n",
+        "day,benchmark_name,status,metric,unit,count,mean,stddev,min,p50,p99,max,runs,provisional\n",
     );
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     for r in &report.results {
+        let status = format!("{:?}", r.status).to_lowercase();
         if r.metrics.is_empty() {
             let _ = writeln!(
                 out,
-                "{},{},{:?},,,,,,,,,,",
+                "{},{},{status},,,,,,,,,,,",
                 report.day,
                 quote(&r.benchmark_name),
-                r.status
             );
         }
         for (name, m) in &r.metrics {
             let runs = r.run_values.get(name).map_or(0, Vec::len);
             let _ = writeln!(
                 out,
-                "{},{},{},{},{},{},{},{},{},{},{},{},{}",
+                "{},{},{status},{},{},{},{},{},{},{},{},{},{},{}",
                 report.day,
                 quote(&r.benchmark_name),
-                format!("{:?}", r.status).to_lowercase(),
                 quote(name),
                 quote(&m.unit),
                 m.summary.count,
@@ -189,7 +224,8 @@ pub fn render_csv(report: &DailyReport) -> String {
                 m.summary.p50,
                 m.summary.p99,
                 m.summary.max,
-                runs
+                runs,
+                quote(&m.summary.provisional.join(" "))
             );
         }
     }
@@ -201,27 +237,34 @@ pub fn render_comparison_table(c: &Comparison) -> String {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header([
-        "case", "metric", "state", "baseline", "current", "ratio", "95 % CI", "p", "why",
+        "case",
+        "metric",
+        "state",
+        "baseline",
+        "current",
+        "ratio",
+        "95 % CI",
+        "p",
+        "smallest visible",
+        "why",
     ]);
     for x in &c.changes {
         table.add_row(vec![
             x.case.clone(),
             x.metric.clone(),
-            format!("{:?}", x.state).to_lowercase(),
+            state(x),
             figure(x.baseline_median),
             figure(x.current_median),
             figure(x.ratio),
             interval(x.ratio_ci95),
             figure(x.p_value),
+            mde(x),
             x.reason.clone(),
         ]);
     }
-    let mut out = format!("{table}\n{}", c.rule);
-    if c.advisory {
-        out.push_str(&format!(
-            "\nadvisory: the A/A control moved ({}); verdicts do not fail the run",
-            c.control_regressions.join(", ")
-        ));
+    let mut out = format!("{table}\n{}\n{}", c.rule, blind_spot_sentence(c));
+    if let Some(a) = advisory_sentence(c) {
+        out.push_str(&format!("\nadvisory: {a}"));
     }
     out
 }

@@ -16,6 +16,19 @@ fn fmt(value: Option<f64>) -> String {
     )
 }
 
+/// Marks a figure estimated from too few samples (see the footnote).
+pub(crate) fn provisional_mark(figure: String, provisional: bool) -> String {
+    if provisional {
+        format!("{figure}*")
+    } else {
+        figure
+    }
+}
+
+/// The footnote of a table with provisional marks.
+pub(crate) const PROVISIONAL_FOOTNOTE: &str =
+    "* provisional: too few samples for this percentile (settings.provisional_rule)";
+
 /// The table printed at the end of a day: what was measured, each target
 /// with ✓ or ✗ and the measured value.
 pub fn render_summary_table(report: &DailyReport) -> String {
@@ -67,7 +80,7 @@ pub fn render_summary_table(report: &DailyReport) -> String {
             Cell::new(r.latency_metric.as_deref().unwrap_or("—")),
             Cell::new(fmt(r.mean_ms)),
             Cell::new(fmt(r.p50_ms)),
-            Cell::new(fmt(r.p99_ms)),
+            Cell::new(provisional_mark(fmt(r.p99_ms), r.p99_is_provisional())),
             Cell::new(throughput),
             Cell::new(r.peak_rss_mib.map_or("—".into(), |m| format!("{m:.0}"))),
             Cell::new(targets),
@@ -86,7 +99,10 @@ pub fn render_summary_table(report: &DailyReport) -> String {
                     fmt(Some(l.throughput)),
                     l.throughput_unit,
                     l.throughput_vs_first,
-                    l.p99_vs_first.map_or("—".into(), |r| format!("{r:.2}"))
+                    provisional_mark(
+                        l.p99_vs_first.map_or("—".into(), |r| format!("{r:.2}")),
+                        l.p99_provisional
+                    )
                 )
             })
             .collect();
@@ -100,6 +116,15 @@ pub fn render_summary_table(report: &DailyReport) -> String {
             curve.dimension,
             levels.join(", ")
         ));
+    }
+    let provisional = report.results.iter().any(|r| r.p99_is_provisional())
+        || report
+            .scaling
+            .iter()
+            .flat_map(|c| &c.levels)
+            .any(|l| l.p99_provisional);
+    if provisional {
+        curves.push_str(&format!("\n{PROVISIONAL_FOOTNOTE}"));
     }
     format!(
         "{table}{curves}\n{} results: {} ok, {} failed, {} interrupted; targets: {} met, {} missed, {} not measured",
@@ -170,14 +195,16 @@ pub fn render_calibration(c: &crate::runner::Calibration) -> String {
         "memcpy".into(),
         format!("{:.2} GB/s", c.memcpy_gb_per_s),
     ]);
-    table.add_row(vec![
-        "memory read, 1 thread".into(),
-        format!("{:.2} GB/s", c.memory_read_gb_per_s_1_thread),
-    ]);
-    table.add_row(vec![
-        format!("memory read, {} threads", c.logical_cores),
-        format!("{:.2} GB/s", c.memory_read_gb_per_s_all_threads),
-    ]);
+    for r in &c.memory_read_by_threads {
+        table.add_row(vec![
+            format!(
+                "memory read, {} thread{}",
+                r.threads,
+                if r.threads == 1 { "" } else { "s" }
+            ),
+            format!("{:.2} GB/s", r.gb_per_s),
+        ]);
+    }
     table.add_row(vec![
         "disk sequential write".into(),
         disk(c.disk_write_mb_per_s),
@@ -190,7 +217,9 @@ pub fn render_calibration(c: &crate::runner::Calibration) -> String {
         table.add_row(vec![
             format!(
                 "matmul {} {}² ({} threads)",
-                m.dtype, c.matmul_size, c.threads
+                m.dtype,
+                c.matmul_size,
+                if m.threads == 0 { c.threads } else { m.threads }
             ),
             m.gflop_per_s.map_or_else(
                 || format!("unsupported: {}", m.error.as_deref().unwrap_or("?")),

@@ -279,7 +279,7 @@ fn comparison_plot(c: &Comparison) -> Option<String> {
         false,
     );
     let mut svg = format!(
-        "<svg class=\"plot\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" xmlns=\"http://www.w3.org/2000/svg\"><title>ratio to baseline</title><text x=\"{}\" y=\"16\" class=\"t\">current ÷ baseline median, with each metric's threshold band</text>",
+        "<svg class=\"plot\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" xmlns=\"http://www.w3.org/2000/svg\"><title>ratio to baseline</title><text x=\"{}\" y=\"16\" class=\"t\">current ÷ baseline (Hodges–Lehmann ratio), with each metric's threshold band</text>",
         width / 2.0
     );
     for (i, (case, metric, ratio, state, thr)) in rows.iter().enumerate() {
@@ -392,7 +392,15 @@ pub fn render_html(
             escape_markup(r.latency_metric.as_deref().unwrap_or("—")),
             cell(r.mean_ms),
             cell(r.p50_ms),
-            cell(r.p99_ms),
+            if r.p99_is_provisional() {
+                format!(
+                    "<span title=\"{}\">{}*</span>",
+                    escape_markup(super::console::PROVISIONAL_FOOTNOTE),
+                    cell(r.p99_ms)
+                )
+            } else {
+                cell(r.p99_ms)
+            },
             r.throughput.map_or("—".into(), |t| format!(
                 "{} {}",
                 num(t),
@@ -403,28 +411,44 @@ pub fn render_html(
         );
     }
     out.push_str("</table>");
+    if report.results.iter().any(|r| r.p99_is_provisional()) {
+        let _ = write!(
+            out,
+            "<p class=\"meta\">{}</p>",
+            escape_markup(super::console::PROVISIONAL_FOOTNOTE)
+        );
+    }
 
     if let Some(c) = comparison {
         let _ = write!(
             out,
-            "<h2>Against baseline {}</h2><p class=\"meta\">{}</p>",
+            "<h2>Against baseline {}</h2><p>{}</p><p class=\"meta\">{}</p>",
             escape_markup(&c.baseline),
+            escape_markup(&super::ci::blind_spot_sentence(c)),
             escape_markup(&c.rule)
         );
+        if let Some(a) = super::ci::advisory_sentence(c) {
+            let _ = write!(
+                out,
+                "<p class=\"missed\">Advisory: {}.</p>",
+                escape_markup(&a)
+            );
+        }
         if let Some(plot) = comparison_plot(c) {
             out.push_str(&plot);
         }
-        out.push_str("<table><tr><th>case</th><th>metric</th><th>state</th><th>baseline</th><th>current</th><th>ratio</th><th>why</th></tr>");
+        out.push_str("<table><tr><th>case</th><th>metric</th><th>state</th><th>baseline</th><th>current</th><th>ratio</th><th>smallest visible</th><th>why</th></tr>");
         for x in &c.changes {
             let _ = write!(
                 out,
-                "<tr><td>{}</td><td>{}</td><td>{:?}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape_markup(&x.case),
                 escape_markup(&x.metric),
-                x.state,
+                escape_markup(&super::ci::state(x)),
                 cell(x.baseline_median),
                 cell(x.current_median),
                 cell(x.ratio),
+                escape_markup(&super::ci::mde(x)),
                 escape_markup(&x.reason)
             );
         }

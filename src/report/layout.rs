@@ -163,26 +163,28 @@ impl OutputLayout {
         self.root.join("model_cache")
     }
 
-    fn stamp(time: &DateTime<Utc>) -> String {
-        time.format("%Y%m%dT%H%M%SZ").to_string()
+    /// A run's id: its start in UTC to the millisecond, then the process
+    /// id, so that file names sort by time and two runs started in the
+    /// same second into one folder never share a name.
+    pub fn run_id(started_at: &DateTime<Utc>) -> String {
+        format!(
+            "{}-{}",
+            started_at.format("%Y%m%dT%H%M%S%.3fZ"),
+            std::process::id()
+        )
     }
 
     pub fn day_report_path(&self, report: &DailyReport, exporter: &dyn Exporter) -> PathBuf {
         self.daily_reports().join(format!(
             "day_{}_report_{}.{}",
             report.day,
-            Self::stamp(&report.started_at),
+            report.run_id,
             exporter.extension()
         ))
     }
 
     /// One file per benchmark result, written as soon as the result exists.
-    pub fn metrics_path(
-        &self,
-        day: u32,
-        started_at: &DateTime<Utc>,
-        result: &BenchmarkResult,
-    ) -> PathBuf {
+    pub fn metrics_path(&self, day: u32, run_id: &str, result: &BenchmarkResult) -> PathBuf {
         // `bench[prompt_len=128]` becomes `bench.prompt_len=128`.
         let name: String = result
             .benchmark_name
@@ -198,7 +200,7 @@ impl OutputLayout {
             })
             .collect();
         self.metrics_json()
-            .join(format!("day_{day}_{}_{name}.json", Self::stamp(started_at)))
+            .join(format!("day_{day}_{run_id}_{name}.json"))
     }
 
     pub fn write_report(

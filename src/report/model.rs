@@ -14,6 +14,9 @@ pub const SCHEMA_VERSION: u32 = 1;
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct DailyReport {
     pub schema_version: u32,
+    /// Unique per run: the report's and its profiles' file names carry it.
+    #[serde(default)]
+    pub run_id: String,
     pub campaign: CampaignInfo,
     pub day: u32,
     pub day_title: String,
@@ -55,9 +58,13 @@ pub struct RunSettings {
     /// Separate runs of each benchmark (`--runs`).
     #[serde(default = "one_run")]
     pub runs: u32,
-    /// Seed of the shuffled order of runs 2 and later.
+    /// Seed of the shuffled order of runs 2 and later (of the ABBA order
+    /// of an interleaved night).
     #[serde(default)]
     pub run_order_seed: u64,
+    /// The other build of an interleaved night (`--against-bin`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub against_bin: Option<String>,
 }
 
 fn one_run() -> u32 {
@@ -146,6 +153,26 @@ impl BenchmarkResult {
             })
             .collect()
     }
+
+    /// Whether the flat `p99_ms` rests on too few samples (the headline
+    /// latency's summary lists p99 as provisional).
+    pub fn p99_is_provisional(&self) -> bool {
+        self.latency_metric
+            .as_ref()
+            .and_then(|m| self.metrics.get(m))
+            .is_some_and(|m| m.summary.provisional.iter().any(|p| p == "p99"))
+    }
+
+    /// Adds a later run's headline means to this (first) run's result. A
+    /// failed run adds nothing, so a metric's list is shorter than `runs`.
+    pub fn append_run(&mut self, again: &BenchmarkResult) {
+        if again.status != Status::Ok {
+            return;
+        }
+        for (metric, mean) in again.headline_means() {
+            self.run_values.entry(metric).or_default().push(mean);
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -207,6 +234,14 @@ pub struct ProfileRecord {
     pub flamegraph_path: Option<String>,
     /// Each case measured without and then with the profiler running.
     pub overhead: Vec<ProfileOverhead>,
+    /// The process's CPU time while sampling: `samples` is meant to be
+    /// this × `frequency_hz`.
+    #[serde(default)]
+    pub cpu_s: Option<f64>,
+    /// Of `samples`, those the sampler could not record, kept as the
+    /// `[unattributed]` stack so shares add up to all CPU time.
+    #[serde(default)]
+    pub unattributed_samples: u64,
     pub error: Option<String>,
 }
 

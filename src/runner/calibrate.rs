@@ -25,6 +25,10 @@ pub struct Calibration {
     pub memcpy_gb_per_s: f64,
     pub memory_read_gb_per_s_1_thread: f64,
     pub memory_read_gb_per_s_all_threads: f64,
+    /// Summing reads with 1 thread, the calibration's thread count and
+    /// every core: each figure with the threads it was measured with.
+    #[serde(default)]
+    pub memory_read_by_threads: Vec<ThreadRate>,
     pub disk_folder: String,
     pub disk_file_mib: usize,
     /// Sequential 1 MiB writes then fdatasync.
@@ -41,26 +45,49 @@ pub struct Calibration {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MatmulRate {
     pub dtype: String,
+    /// Compute threads candle used (0 in calibrations written before the
+    /// field existed: the calibration's own `threads`).
+    #[serde(default)]
+    pub threads: usize,
     pub gflop_per_s: Option<f64>,
     pub error: Option<String>,
 }
 
+/// A bandwidth measured with a given number of threads.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ThreadRate {
+    pub threads: usize,
+    pub gb_per_s: f64,
+}
+
 impl Calibration {
-    /// Peak matmul rate for a dtype name (`f32`, `f16`, `bf16`).
-    pub fn gflop_per_s(&self, dtype: &str) -> Option<f64> {
+    /// Peak matmul rate for a dtype name (`f32`, `f16`, `bf16`), measured
+    /// with exactly `threads` compute threads.
+    pub fn gflop_per_s(&self, dtype: &str, threads: usize) -> Option<f64> {
         self.matmul_gflop_per_s
             .iter()
-            .find(|m| m.dtype == dtype)
+            .filter(|m| m.dtype == dtype)
+            .find(|m| {
+                let measured_with = if m.threads == 0 {
+                    self.threads
+                } else {
+                    m.threads
+                };
+                measured_with == threads
+            })
             .and_then(|m| m.gflop_per_s)
     }
 
-    /// The memory bandwidth a run with `threads` compute threads can use.
-    pub fn memory_gb_per_s(&self, threads: usize) -> f64 {
-        if threads <= 1 {
-            self.memory_read_gb_per_s_1_thread
-        } else {
-            self.memory_read_gb_per_s_all_threads
-        }
+    /// Memory read bandwidth measured with exactly `threads` threads.
+    pub fn memory_gb_per_s(&self, threads: usize) -> Option<f64> {
+        self.memory_read_by_threads
+            .iter()
+            .find(|r| r.threads == threads)
+            .map(|r| r.gb_per_s)
+            .or_else(|| (threads == 1).then_some(self.memory_read_gb_per_s_1_thread))
+            .or_else(|| {
+                (threads == self.logical_cores).then_some(self.memory_read_gb_per_s_all_threads)
+            })
     }
 }
 
@@ -71,6 +98,8 @@ fn best_of<F: FnMut() -> f64>(mut f: F) -> f64 {
 }
 
 /// Measures everything; `quick` uses smaller buffers (64 MiB, 512²).
+/// `threads` must be the compute threads candle was configured with
+/// ([`super::configure_threads`]): the matmuls run with them.
 pub fn calibrate(
     disk_folder: &Path,
     device: &Device,
@@ -93,30 +122,52 @@ pub fn calibrate(
         std::hint::black_box(&copy);
         gb / t.elapsed().as_secs_f64()
     });
-    let read_1 = best_of(|| {
-        let t = Instant::now();
-        let sum = source.iter().fold(0u64, |a, b| a.wrapping_add(*b));
-        std::hint::black_box(sum);
-        gb / t.elapsed().as_secs_f64()
-    });
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let read_all = match rayon::ThreadPoolBuilder::new().num_threads(cores).build() {
-        Ok(pool) => best_of(|| {
-            let t = Instant::now();
-            let sum: u64 = pool.install(|| {
-                source
-                    .par_chunks(1 << 16)
-                    .map(|c| c.iter().fold(0u64, |a, b| a.wrapping_add(*b)))
-                    .sum()
+    let mut counts = vec![1, threads.max(1), cores];
+    counts.sort_unstable();
+    counts.dedup();
+    let mut memory_read_by_threads = Vec::new();
+    for n in counts {
+        let rate = if n == 1 {
+            Some(best_of(|| {
+                let t = Instant::now();
+                let sum = source.iter().fold(0u64, |a, b| a.wrapping_add(*b));
+                std::hint::black_box(sum);
+                gb / t.elapsed().as_secs_f64()
+            }))
+        } else {
+            match rayon::ThreadPoolBuilder::new().num_threads(n).build() {
+                Ok(pool) => Some(best_of(|| {
+                    let t = Instant::now();
+                    let sum: u64 = pool.install(|| {
+                        source
+                            .par_chunks(1 << 16)
+                            .map(|c| c.iter().fold(0u64, |a, b| a.wrapping_add(*b)))
+                            .sum()
+                    });
+                    std::hint::black_box(sum);
+                    gb / t.elapsed().as_secs_f64()
+                })),
+                Err(e) => {
+                    notes.push(format!("memory read with {n} threads not measured: {e}"));
+                    None
+                }
+            }
+        };
+        if let Some(gb_per_s) = rate {
+            memory_read_by_threads.push(ThreadRate {
+                threads: n,
+                gb_per_s,
             });
-            std::hint::black_box(sum);
-            gb / t.elapsed().as_secs_f64()
-        }),
-        Err(e) => {
-            notes.push(format!("multi-thread read not measured: {e}"));
-            read_1
         }
+    }
+    let at = |n: usize| {
+        memory_read_by_threads
+            .iter()
+            .find(|r| r.threads == n)
+            .map_or(0.0, |r| r.gb_per_s)
     };
+    let (read_1, read_all) = (at(1), at(cores));
     drop(copy);
 
     let (disk_write, disk_read) = match disk_speeds(disk_folder, &source) {
@@ -137,11 +188,13 @@ pub fn calibrate(
         .map(|dtype| match matmul_rate(device, dtype, n) {
             Ok(rate) => MatmulRate {
                 dtype: dtype.as_str().to_string(),
+                threads,
                 gflop_per_s: Some(rate),
                 error: None,
             },
             Err(e) => MatmulRate {
                 dtype: dtype.as_str().to_string(),
+                threads,
                 gflop_per_s: None,
                 error: Some(e.to_string()),
             },
@@ -158,6 +211,7 @@ pub fn calibrate(
         memcpy_gb_per_s: memcpy,
         memory_read_gb_per_s_1_thread: read_1,
         memory_read_gb_per_s_all_threads: read_all,
+        memory_read_by_threads,
         disk_folder: disk_folder.display().to_string(),
         disk_file_mib: buffer_mib,
         disk_write_mb_per_s: disk_write,

@@ -44,6 +44,8 @@ pub struct RunOptions {
     /// Separate runs of every benchmark (≥ 1); the regression verdict
     /// uses their run-level values.
     pub runs: u32,
+    /// This run's id, in the names of its report and profile files.
+    pub run_id: String,
 }
 
 /// Picks the benchmarks of the day that `--only` selects.
@@ -127,7 +129,7 @@ pub fn run_day(
         if let Some(message) = abandoned {
             warnings.push(message);
         }
-        if (spec.profile || opts.profile.all) && !interrupt.is_cancelled() {
+        if opts.profile.selection.profiles(spec.profile) && !interrupt.is_cancelled() {
             let name = spec.name.get_ref();
             let hz = opts
                 .profile
@@ -143,9 +145,12 @@ pub fn run_day(
                     warnings.extend(abandoned);
                     profiles.push(profiling::finish(
                         sampler,
-                        name,
-                        opts.day,
-                        campaign.name(),
+                        &profiling::ProfiledBenchmark {
+                            benchmark: name,
+                            day: opts.day,
+                            run_id: &opts.run_id,
+                            campaign: campaign.name(),
+                        },
                         &opts.profile,
                         &measured,
                         &profiled,
@@ -178,7 +183,7 @@ pub fn run_day(
                     .iter_mut()
                     .find(|x| x.benchmark_name == r.benchmark_name)
                 {
-                    append_run_values(first, &r);
+                    first.append_run(&r);
                 }
             }
         }
@@ -190,6 +195,7 @@ pub fn run_day(
     );
     Ok(DailyReport {
         schema_version: SCHEMA_VERSION,
+        run_id: opts.run_id.clone(),
         campaign: CampaignInfo {
             name: campaign.name().to_string(),
             description: campaign.file.description.clone(),
@@ -213,6 +219,7 @@ pub fn run_day(
             only: opts.only.clone(),
             runs: opts.runs,
             run_order_seed: settings.seed ^ RUN_ORDER_SALT,
+            against_bin: None,
         },
         summary: summarize_day(&results),
         scaling: crate::analysis::scaling_curves(&results),
@@ -477,18 +484,7 @@ fn run_silently(
 
 /// Salt for the seed of the order of repeated runs, so that it differs from
 /// the workload streams drawn from the same campaign seed.
-const RUN_ORDER_SALT: u64 = 0x5EED_0F0D_E12A_11CE;
-
-/// Adds a repeat run's headline means to the first run's result. A failed
-/// repeat adds nothing, so a metric's list is shorter than `runs`.
-fn append_run_values(first: &mut BenchmarkResult, again: &BenchmarkResult) {
-    if again.status != Status::Ok {
-        return;
-    }
-    for (metric, mean) in again.headline_means() {
-        first.run_values.entry(metric).or_default().push(mean);
-    }
-}
+pub const RUN_ORDER_SALT: u64 = 0x5EED_0F0D_E12A_11CE;
 
 fn summarize_day(results: &[BenchmarkResult]) -> DaySummary {
     let count_status = |s: Status| results.iter().filter(|r| r.status == s).count();

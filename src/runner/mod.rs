@@ -5,6 +5,7 @@ mod calibrate;
 mod day;
 mod environment;
 mod execute;
+mod interleave;
 mod interrupt;
 pub mod memory;
 mod plan;
@@ -12,12 +13,13 @@ mod profiling;
 mod progress;
 mod results;
 
-pub use calibrate::{Calibration, MatmulRate, calibrate};
-pub use day::{RunOptions, run_day, select_benchmarks};
+pub use calibrate::{Calibration, MatmulRate, ThreadRate, calibrate};
+pub use day::{RUN_ORDER_SALT, RunOptions, run_day, select_benchmarks};
 pub use environment::Environment;
+pub use interleave::{Build, ChildError, ChildRun, abba_schedule, run_child};
 pub use interrupt::{CancelFlag, install_interrupt_handler};
 pub use plan::{IterationPlan, QUICK_FACTOR};
-pub use profiling::ProfileOptions;
+pub use profiling::{ProfileOptions, ProfileSelection};
 pub use progress::{Progress, SilentProgress, console_progress};
 
 /// Sets the compute thread count for candle and rayon. Must run before any

@@ -7,11 +7,31 @@ use std::path::{Path, PathBuf};
 use crate::profile::{CpuSampler, FlameGraphTitle, render_flamegraph};
 use crate::report::{BenchmarkResult, ProfileOverhead, ProfileRecord, write_atomically};
 
+/// Which benchmarks get a profiled pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileSelection {
+    /// Those with `profile = true` in the campaign.
+    AsCampaignSays,
+    /// Every benchmark (`--profile`).
+    All,
+    /// None (a confirming re-run: its profile would replace the night's).
+    Off,
+}
+
+impl ProfileSelection {
+    pub fn profiles(self, spec_says: bool) -> bool {
+        match self {
+            Self::AsCampaignSays => spec_says,
+            Self::All => true,
+            Self::Off => false,
+        }
+    }
+}
+
 /// Where profiles go and how often to sample.
 #[derive(Debug, Clone)]
 pub struct ProfileOptions {
-    /// Profile every benchmark, not only those with `profile = true`.
-    pub all: bool,
+    pub selection: ProfileSelection,
     /// Overrides each benchmark's `profile_hz`.
     pub frequency_hz: Option<u32>,
     pub raw_dir: PathBuf,
@@ -22,16 +42,28 @@ pub(super) fn start(frequency_hz: u32) -> Result<CpuSampler, String> {
     CpuSampler::start(frequency_hz).map_err(|e| e.to_string())
 }
 
+/// What a profile is of: its files are named and titled after it.
+pub(super) struct ProfiledBenchmark<'a> {
+    pub benchmark: &'a str,
+    pub day: u32,
+    pub run_id: &'a str,
+    pub campaign: &'a str,
+}
+
 /// Writes the profile's files and builds its record.
 pub(super) fn finish(
     sampler: CpuSampler,
-    benchmark: &str,
-    day: u32,
-    campaign: &str,
+    of: &ProfiledBenchmark<'_>,
     options: &ProfileOptions,
     unprofiled: &[BenchmarkResult],
     profiled: &[BenchmarkResult],
 ) -> ProfileRecord {
+    let ProfiledBenchmark {
+        benchmark,
+        day,
+        run_id,
+        campaign,
+    } = *of;
     let mut record = ProfileRecord {
         benchmark: benchmark.to_string(),
         frequency_hz: 0,
@@ -41,6 +73,8 @@ pub(super) fn finish(
         pprof_path: None,
         flamegraph_path: None,
         overhead: overhead(unprofiled, profiled),
+        cpu_s: None,
+        unattributed_samples: 0,
         error: None,
     };
     let profile = match sampler.finish() {
@@ -53,12 +87,16 @@ pub(super) fn finish(
     record.frequency_hz = profile.frequency_hz;
     record.samples = profile.folded.total_samples();
     record.duration_s = profile.duration_s;
+    record.cpu_s = profile.cpu_s;
+    record.unattributed_samples = profile.unattributed_samples;
     let write = |path: PathBuf, bytes: &[u8]| -> Result<String, String> {
         write_atomically(&path, bytes).map_err(|e| e.to_string())?;
         Ok(path.display().to_string())
     };
     let mut errors = Vec::new();
-    let file = |dir: &Path, ext: &str| dir.join(format!("{benchmark}.{ext}"));
+    // Each run's own files: a later day or run never overwrites the
+    // profile an earlier report points to.
+    let file = |dir: &Path, ext: &str| dir.join(format!("day_{day}_{run_id}_{benchmark}.{ext}"));
     match write(
         file(&options.raw_dir, "folded"),
         profile.folded.to_text().as_bytes(),

@@ -2,12 +2,15 @@
 //! intervals and outlier flags. Kept apart from `report` (which only formats)
 //! and from `runner` (which only records).
 
-mod compare;
+mod rank;
 mod recorder;
 mod summary;
 mod trend;
 
-pub use compare::{benjamini_hochberg, bootstrap_median_ratio_ci, mann_whitney_p, median};
+pub use rank::{
+    CONFIDENCE, RankDistribution, ShiftTest, benjamini_hochberg, median, paired_shift,
+    stratified_rank_sum_p, two_sample_shift,
+};
 pub use recorder::{MetricRecorder, ValueKind};
 pub use summary::{
     MedianInterval, OutlierCounts, PERCENTILES, Percentile, PercentileSource, ProvisionalRule,
