@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use campaign::campaign::bounds::{self, Threads};
 use campaign::commands::{self, CommandError, RunArgs};
 use campaign::components::inference::DeviceSpec;
 
@@ -49,9 +50,9 @@ enum Command {
         /// Device for forward passes: cpu, cuda:N or metal (overrides the campaign).
         #[arg(long)]
         device: Option<DeviceSpec>,
-        /// Compute threads (overrides the campaign's settings.threads).
-        #[arg(long)]
-        threads: Option<usize>,
+        /// Compute threads, 1 to 1024 (overrides the campaign's settings.threads).
+        #[arg(long, value_parser = bounds::parse_threads)]
+        threads: Option<Threads>,
         /// Profile every benchmark (a second, profiled pass after each).
         #[arg(long)]
         profile: bool,
@@ -79,8 +80,9 @@ enum Command {
         /// Report regressions and missed targets but exit 0 for them.
         #[arg(long)]
         advisory: bool,
-        /// Noise threshold of the regression verdict, in % (default 5).
-        #[arg(long)]
+        /// Noise threshold of the regression verdict, in % (above 0, at most
+        /// 1000; default 5).
+        #[arg(long, value_parser = bounds::parse_threshold_pct)]
         threshold_pct: Option<f64>,
     },
     /// Compare two day reports metric by metric (exit 3 on a regression).
@@ -90,8 +92,9 @@ enum Command {
         baseline: PathBuf,
         /// Current report (JSON).
         current: PathBuf,
-        /// Noise threshold of the regression verdict, in % (default 5).
-        #[arg(long)]
+        /// Noise threshold of the regression verdict, in % (above 0, at most
+        /// 1000; default 5).
+        #[arg(long, value_parser = bounds::parse_threshold_pct)]
         threshold_pct: Option<f64>,
     },
     /// Measure this machine's limits (memory, disk, matmul) for the roofline.
@@ -104,10 +107,10 @@ enum Command {
         /// Smaller buffers and matrices (seconds instead of tens of seconds).
         #[arg(long)]
         quick: bool,
-        /// Compute threads to measure with (default: the campaign's
-        /// settings.threads); a roofline needs the run's thread count.
-        #[arg(long)]
-        threads: Option<usize>,
+        /// Compute threads to measure with, 1 to 1024 (default: the
+        /// campaign's settings.threads); a roofline needs the run's count.
+        #[arg(long, value_parser = bounds::parse_threads)]
+        threads: Option<Threads>,
     },
     /// Rank bottlenecks from the profiles and reports of a range of days.
     #[command(after_help = EXIT_CODES)]
@@ -152,8 +155,8 @@ enum Command {
         campaign: PathBuf,
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Change-point threshold in %.
-        #[arg(long, default_value_t = 5.0)]
+        /// Change-point threshold in % (above 0, at most 1000).
+        #[arg(long, default_value_t = 5.0, value_parser = bounds::parse_threshold_pct)]
         threshold_pct: f64,
     },
     /// Write a day's newest report as a self-contained HTML page.

@@ -18,6 +18,8 @@ pub mod benchmarks;
 pub mod campaign;
 pub mod commands;
 pub mod components;
+pub mod machine;
+pub mod panics;
 pub mod profile;
 pub mod report;
 pub mod runner;

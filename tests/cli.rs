@@ -762,7 +762,7 @@ fn unknown_kind_lists_the_known_ones() {
         &f,
         &campaign,
         &[
-            &position_of(&campaign, "\"warp_drive\""),
+            &position_of(&campaign, "kind = \"warp_drive\""),
             "unknown benchmark kind \"warp_drive\"",
             "first_token_latency, token_generation",
         ],
@@ -802,8 +802,8 @@ fn settings_errors_point_at_their_line() {
         &campaign,
         &[
             &position_of(&campaign, "threads = 0"),
-            "settings.threads",
-            "at least 1",
+            "settings, field `threads`",
+            "found 0; allowed: a whole number of compute threads from 1 to 1024",
         ],
     );
 }
@@ -828,7 +828,12 @@ fn missing_model_path_is_a_campaign_error() {
     expect_usage_error(
         &f,
         &campaign,
-        &["models.real.path", "no/such/model", "does not exist"],
+        &[
+            &position_of(&campaign, "path = \"no/such/model\""),
+            "model \"real\", field `path`",
+            "no/such/model",
+            "does not exist",
+        ],
     );
 }
 

@@ -8,7 +8,6 @@
 //! concurrency = producers) and `open:RATE` (Poisson arrivals at RATE
 //! tasks/s in total, whatever the agents manage: queueing shows).
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
@@ -19,12 +18,11 @@ use rand_distr::{Distribution, Exp};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::params::{self, ParamProblem};
 use super::{
-    BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Headline, MetricDef, Observations,
-    PreparedBenchmark,
+    BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
+    Observations, ParamProblem, PreparedBenchmark,
 };
-use crate::campaign::ResolvedModel;
+use crate::campaign::bounds::{Count, Kib, Parallel, Rate, Threads};
 use crate::components::agents::{AgentPool, QueueKind};
 use crate::components::compression::{BlockCodec, Codec, CodecKind};
 
@@ -38,12 +36,15 @@ impl Load {
     fn parse(text: &str) -> Result<Self, String> {
         match text {
             "closed" => Ok(Self::Closed),
-            other => other
-                .strip_prefix("open:")
-                .and_then(|r| r.parse::<f64>().ok())
-                .filter(|r| r.is_finite() && *r > 0.0)
-                .map(|per_s| Self::Open { per_s })
-                .ok_or_else(|| format!("unknown load {other:?}: use \"closed\" or \"open:RATE\" (tasks per second, e.g. open:2000)")),
+            other => {
+                let rate = other
+                    .strip_prefix("open:")
+                    .and_then(|r| r.trim().parse::<f64>().ok())
+                    .ok_or_else(|| format!("found {other:?}; allowed: \"closed\" or \"open:RATE\" (tasks per second, e.g. open:2000)"))?;
+                Rate::check(rate)
+                    .map(|r| Self::Open { per_s: r.get() })
+                    .map_err(|e| format!("open:RATE: {e}"))
+            }
         }
     }
 
@@ -67,77 +68,69 @@ fn default_loads() -> Vec<String> {
     vec!["closed".into(), "open:2000".into()]
 }
 
-fn default_producers() -> usize {
-    2
+fn default_producers() -> Parallel {
+    Parallel::new_const(2)
 }
 
-fn default_workers() -> usize {
-    4
+fn default_workers() -> Parallel {
+    Parallel::new_const(4)
 }
 
-fn default_tasks() -> usize {
-    2000
+fn default_tasks() -> Count {
+    Count::new_const(2000)
 }
 
-fn default_block_kib() -> usize {
-    16
+fn default_block_kib() -> Kib {
+    Kib::new_const(16)
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AgentParams {
+pub struct AgentParams {
     #[serde(default = "default_queues")]
     queues: Vec<QueueKind>,
     #[serde(default = "default_loads")]
     loads: Vec<String>,
     #[serde(default = "default_producers")]
-    producers: usize,
+    producers: Parallel,
     /// Agents (async worker tasks) taking jobs from the queue.
     #[serde(default = "default_workers")]
-    workers: usize,
+    workers: Parallel,
     /// OS threads of the tokio runtime; default: the campaign's threads.
-    runtime_threads: Option<usize>,
+    runtime_threads: Option<Threads>,
     /// Tasks per timed iteration.
     #[serde(default = "default_tasks")]
-    tasks: usize,
+    tasks: Count,
     /// Bytes each job compresses.
     #[serde(default = "default_block_kib")]
-    block_kib: usize,
+    block_kib: Kib,
 }
 
-fn check(params: &toml::Table) -> Result<(AgentParams, Vec<Load>), ParamProblem> {
-    let p: AgentParams = params::parse(params)?;
-    let loads = p
-        .loads
+/// The loads, parsed; problems at `loads[i]`.
+fn loads(p: &AgentParams) -> Result<Vec<Load>, ParamProblem> {
+    p.loads
         .iter()
-        .map(|l| Load::parse(l))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|m| ParamProblem::at("loads", m, "e.g. loads = [\"closed\", \"open:2000\"]"))?;
-    if p.queues.is_empty() || loads.is_empty() {
-        return Err(ParamProblem::at(
-            "queues",
-            "queues and loads must each list at least one",
-            "omit them for every queue and both loads",
-        ));
-    }
-    if p.producers == 0
-        || p.workers == 0
-        || p.tasks == 0
-        || p.block_kib == 0
-        || p.runtime_threads == Some(0)
-    {
-        return Err(ParamProblem::at(
-            "producers",
-            "producers, workers, runtime_threads, tasks and block_kib must be at least 1",
-            "e.g. producers = 2, workers = 4",
-        ));
-    }
-    Ok((p, loads))
+        .enumerate()
+        .map(|(i, l)| {
+            Load::parse(l).map_err(|m| {
+                ParamProblem::at(
+                    &format!("loads[{i}]"),
+                    m,
+                    "e.g. loads = [\"closed\", \"open:2000\"]",
+                )
+            })
+        })
+        .collect()
 }
+
+/// Bytes each task's timeline keeps: four 8-byte stamps and a counter.
+const TIMELINE_BYTES_PER_TASK: u64 = 40;
 
 pub struct AgentTaskLatency;
 
-impl BenchmarkKind for AgentTaskLatency {
+impl Kind for AgentTaskLatency {
+    type Params = AgentParams;
+
     fn name(&self) -> &'static str {
         "agent_task_latency"
     }
@@ -171,35 +164,61 @@ impl BenchmarkKind for AgentTaskLatency {
         }
     }
 
-    fn check(
-        &self,
-        params: &toml::Table,
-        _models: &BTreeMap<String, ResolvedModel>,
-    ) -> Result<(), ParamProblem> {
-        check(params).map(|_| ())
+    fn check(&self, p: &AgentParams, _models: &Models) -> Result<(), ParamProblem> {
+        for (field, empty) in [
+            ("queues", p.queues.is_empty()),
+            ("loads", p.loads.is_empty()),
+        ] {
+            if empty {
+                return Err(ParamProblem::at(
+                    field,
+                    "found an empty list; allowed: at least one entry",
+                    "omit it for every queue and both loads",
+                ));
+            }
+        }
+        loads(p).map(|_| ())
+    }
+
+    fn planned_cases(&self, p: &AgentParams) -> usize {
+        p.queues.len() * p.loads.len()
+    }
+
+    fn memory(&self, p: &AgentParams, _models: &Models) -> Result<MemoryNeed, ParamProblem> {
+        let block = p.block_kib.get() * 1024;
+        Ok(MemoryNeed::new(
+            p.tasks.get() * TIMELINE_BYTES_PER_TASK + block * (1 + p.workers.get()),
+            format!(
+                "{} tasks × {TIMELINE_BYTES_PER_TASK} bytes of timeline, one block per agent",
+                p.tasks
+            ),
+        ))
     }
 
     fn prepare(
         &self,
-        params: &toml::Table,
+        p: AgentParams,
         ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError> {
-        let (p, loads) = check(params).map_err(|e| BenchmarkError::Params(e.message))?;
-        let mut block = vec![0u8; p.block_kib * 1024];
+        let loads = loads(&p).map_err(|e| BenchmarkError::Params(e.message))?;
+        let block_bytes = p.block_kib.usize() * 1024;
+        let mut block = vec![0u8; block_bytes];
         // Half random, half zeros: compressible, but not trivially.
-        ChaCha8Rng::seed_from_u64(ctx.settings.seed).fill_bytes(&mut block[..p.block_kib * 512]);
+        ChaCha8Rng::seed_from_u64(ctx.settings.seed).fill_bytes(&mut block[..block_bytes / 2]);
         let block = Arc::new(block);
-        let runtime_threads = p.runtime_threads.unwrap_or(ctx.settings.threads.max(1));
+        let runtime_threads = p
+            .runtime_threads
+            .map_or(ctx.settings.threads.usize(), Threads::usize);
         let mut cases: Vec<Box<dyn BenchmarkCase>> = Vec::new();
         for &queue in &p.queues {
             for &load in &loads {
                 cases.push(Box::new(AgentCase {
                     queue,
                     load,
-                    producers: p.producers,
-                    workers: p.workers,
+                    producers: p.producers.usize(),
+                    workers: p.workers.usize(),
                     runtime_threads,
-                    tasks: p.tasks,
+                    tasks: p.tasks.usize(),
                     block: Arc::clone(&block),
                     seed: ctx.settings.seed,
                     iteration: 0,
@@ -218,11 +237,6 @@ impl BenchmarkKind for AgentTaskLatency {
             cases,
             warnings: Vec::new(),
         })
-    }
-
-    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
-        let p: AgentParams = params::parse(params)?;
-        Ok(p.queues.len() * p.loads.len())
     }
 }
 
@@ -395,8 +409,11 @@ impl BenchmarkCase for AgentCase {
             handles
                 .into_iter()
                 .map(|h| {
-                    h.join().unwrap_or_else(|_| {
-                        Err(BenchmarkError::Component("a producer panicked".into()))
+                    h.join().unwrap_or_else(|payload| {
+                        Err(BenchmarkError::Component(crate::panics::describe_joined(
+                            "a producer",
+                            payload.as_ref(),
+                        )))
                     })
                 })
                 .collect()

@@ -1,6 +1,7 @@
-//! Compression kinds: ratio, and compress/decompress speed against memcpy
-//! of the same bytes measured in the same iteration. Every round trip is
-//! verified byte for byte; a mismatch fails the benchmark, never a number.
+//! What the compression kinds share (`compression_ratio`,
+//! `compression_throughput`): their inputs, parameters and cases. Every
+//! round trip is verified byte for byte; a mismatch fails the benchmark,
+//! never a number.
 //!
 //! Inputs, generated from the campaign seed or read from a file:
 //! - `token_ids`: u32 token ids with Zipf-distributed frequencies (s = 1.1
@@ -10,7 +11,6 @@
 //! - `json_logs`: request log lines as an inference server writes them;
 //! - `file:PATH`: any file.
 
-use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -21,14 +21,14 @@ use rand_distr::{Distribution, Zipf};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::params::{self, ParamProblem};
 use super::{
-    BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Headline, MetricDef, Observations,
-    PreparedBenchmark, model_folder, timed_chunked_memcpy,
+    BenchContext, BenchmarkCase, BenchmarkError, MemoryNeed, MetricDef, Models, Observations,
+    ParamProblem, PreparedBenchmark, model_folder, timed_chunked_memcpy,
 };
-use crate::campaign::ResolvedModel;
+use crate::campaign::bounds::{Kib, Mib};
 use crate::components::compression::{BlockCodec, Codec, CodecKind, train_dictionary};
 use crate::components::inference::layer0_kv_f16;
+use crate::machine::checked_product;
 
 /// Bytes of separate sample data a zstd dictionary is trained on.
 const DICTIONARY_SAMPLE_BYTES: usize = 1 << 20;
@@ -81,36 +81,32 @@ fn default_model() -> String {
     "default".to_string()
 }
 
-fn default_block_kib() -> usize {
-    64
+fn default_block_kib() -> Kib {
+    Kib::new_const(64)
 }
 
-fn default_input_mib() -> usize {
-    4
+fn default_input_mib() -> Mib {
+    Mib::new_const(4)
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct CompressionParams {
+pub struct CompressionParams {
     inputs: Vec<String>,
     codecs: Vec<Codec>,
     /// Bytes generated per input (files are read whole, up to this size).
     #[serde(default = "default_input_mib")]
-    input_mib: usize,
+    input_mib: Mib,
     /// Data is compressed in independent blocks of this size, as a cache
     /// or a store compresses it.
     #[serde(default = "default_block_kib")]
-    block_kib: usize,
+    block_kib: Kib,
     /// The model whose activations make `kv_block` inputs.
     #[serde(default = "default_model")]
     model: String,
 }
 
-fn check_params(
-    params: &toml::Table,
-    models: &BTreeMap<String, ResolvedModel>,
-) -> Result<CompressionParams, ParamProblem> {
-    let p: CompressionParams = params::parse(params)?;
+pub(super) fn check_params(p: &CompressionParams, models: &Models) -> Result<(), ParamProblem> {
     if p.inputs.is_empty() {
         return Err(ParamProblem::at(
             "inputs",
@@ -118,11 +114,12 @@ fn check_params(
             "e.g. inputs = [\"token_ids\", \"kv_block\", \"json_logs\"]",
         ));
     }
-    for input in &p.inputs {
+    for (i, input) in p.inputs.iter().enumerate() {
+        let at = format!("inputs[{i}]");
         match Input::parse(input) {
             Err(message) => {
                 return Err(ParamProblem::at(
-                    "inputs",
+                    &at,
                     message,
                     "e.g. inputs = [\"token_ids\", \"file:data/sample.bin\"]",
                 ));
@@ -139,9 +136,19 @@ fn check_params(
             }
             Ok(Input::File(path)) if !path.is_file() => {
                 return Err(ParamProblem::at(
-                    "inputs",
+                    &at,
                     format!("input file {} does not exist", path.display()),
                     "paths are relative to the current directory",
+                ));
+            }
+            Ok(Input::File(path)) if std::fs::metadata(&path).is_ok_and(|m| m.len() == 0) => {
+                return Err(ParamProblem::at(
+                    &at,
+                    format!(
+                        "input file {} is empty: there is nothing to compress",
+                        path.display()
+                    ),
+                    "give a file with data in it",
                 ));
             }
             Ok(_) => {}
@@ -154,14 +161,45 @@ fn check_params(
             "e.g. codecs = [\"zstd:3\", \"lz4\", \"snappy\"]",
         ));
     }
-    if p.block_kib == 0 || p.input_mib == 0 || p.block_kib * 1024 > p.input_mib * 1024 * 1024 {
+    if p.block_kib.get() > p.input_mib.get() * 1024 {
         return Err(ParamProblem::at(
             "block_kib",
-            "block_kib and input_mib must be at least 1, and a block no larger than the input",
+            format!(
+                "found {} KiB; allowed: a block no larger than the input ({} MiB)",
+                p.block_kib, p.input_mib
+            ),
             "e.g. block_kib = 64, input_mib = 4",
         ));
     }
-    Ok(p)
+    Ok(())
+}
+
+/// Cases this makes: one per input × codec.
+pub(super) fn case_count(p: &CompressionParams) -> usize {
+    p.inputs.len() * p.codecs.len()
+}
+
+/// Each case holds its input four times (data, compressed blocks, the
+/// restored block and the memcpy copy); a dictionary sample is on top.
+pub(super) fn memory(p: &CompressionParams) -> Result<MemoryNeed, ParamProblem> {
+    let input = p.input_mib.get() << 20;
+    let bytes = checked_product(&[input, 4, case_count(p) as u64])
+        .and_then(|b| b.checked_add(DICTIONARY_SAMPLE_BYTES as u64))
+        .ok_or_else(|| {
+            ParamProblem::at(
+                "input_mib",
+                "input_mib × cases does not fit in 64 bits",
+                "lower input_mib",
+            )
+        })?;
+    Ok(MemoryNeed::new(
+        bytes,
+        format!(
+            "{} MiB × 4 copies × {} cases (inputs × codecs)",
+            p.input_mib,
+            case_count(p)
+        ),
+    ))
 }
 
 fn token_ids(seed: u64, bytes: usize) -> Vec<u8> {
@@ -224,7 +262,7 @@ fn load_input(
     ctx: &BenchContext,
     seed: u64,
 ) -> Result<Vec<u8>, BenchmarkError> {
-    let bytes = p.input_mib * 1024 * 1024;
+    let bytes = p.input_mib.usize() << 20;
     Ok(match input {
         Input::TokenIds => token_ids(seed, bytes),
         Input::JsonLogs => json_logs(seed, bytes),
@@ -241,22 +279,27 @@ fn load_input(
 
 /// Prepares one case per input × codec; dictionaries are trained on a
 /// separate sample of the same input (another seed, or the file's tail).
-fn prepare_cases(
-    params: &toml::Table,
+pub(super) fn prepare_cases(
+    p: &CompressionParams,
     ctx: &BenchContext,
     speed: bool,
 ) -> Result<PreparedBenchmark, BenchmarkError> {
-    let p = check_params(params, &ctx.models).map_err(|e| BenchmarkError::Params(e.message))?;
-    let block = p.block_kib * 1024;
+    let block = p.block_kib.usize() * 1024;
     let mut cases: Vec<Box<dyn BenchmarkCase>> = Vec::new();
     for text in &p.inputs {
         let input = Input::parse(text).map_err(BenchmarkError::Params)?;
-        let data = load_input(&input, &p, ctx, ctx.settings.seed)?;
+        let data = load_input(&input, p, ctx, ctx.settings.seed)?;
+        if data.is_empty() {
+            return Err(BenchmarkError::Component(format!(
+                "input {} is empty: there is nothing to compress",
+                input.label()
+            )));
+        }
         let needs_dictionary = p.codecs.iter().any(|c| c.kind == CodecKind::ZstdDict);
         let dictionary = if needs_dictionary {
             let sample = match &input {
                 Input::File(_) => data.clone(),
-                _ => load_input(&input, &p, ctx, ctx.settings.seed ^ 0xd1c7)?,
+                _ => load_input(&input, p, ctx, ctx.settings.seed ^ 0xd1c7)?,
             };
             let sample = &sample[..sample.len().min(DICTIONARY_SAMPLE_BYTES)];
             let chunks: Vec<&[u8]> = sample.chunks(block.min(4096)).collect();
@@ -290,7 +333,7 @@ fn prepare_cases(
     Ok(PreparedBenchmark {
         setup: Vec::new(),
         context: json!({
-            "input_bytes": p.input_mib * 1024 * 1024,
+            "input_bytes": p.input_mib.get() << 20,
             "block_bytes": block,
             "inputs": p.inputs,
             "dictionary": { "sample_bytes": DICTIONARY_SAMPLE_BYTES, "max_bytes": DICTIONARY_MAX_BYTES, "trained_on": "a separate sample of the same input (another seed; a file trains on itself)" },
@@ -375,13 +418,13 @@ impl BenchmarkCase for CompressionCase {
             obs.value("memcpy_mb_per_s", memcpy_mbps);
             obs.value("compress_fraction_of_memcpy", c / memcpy_mbps);
             obs.value("decompress_fraction_of_memcpy", d / memcpy_mbps);
-            obs.duration("compress_block_ms", compress / blocks as u32);
+            obs.duration("compress_block_ms", compress.div_f64(blocks.max(1) as f64));
         }
         Ok(())
     }
 }
 
-const RATIO_METRICS: [MetricDef; 3] = [
+pub(super) const RATIO_METRICS: [MetricDef; 3] = [
     MetricDef::quantity(
         "ratio",
         "×",
@@ -396,130 +439,3 @@ const RATIO_METRICS: [MetricDef; 3] = [
     ),
     MetricDef::quantity("space_saving_pct", "%", true, "1 − compressed ÷ original"),
 ];
-
-pub struct CompressionRatio;
-
-impl BenchmarkKind for CompressionRatio {
-    fn name(&self) -> &'static str {
-        "compression_ratio"
-    }
-
-    fn description(&self) -> &'static str {
-        "compression ratio per input × codec, every block round-tripped and compared"
-    }
-
-    fn metrics(&self) -> &'static [MetricDef] {
-        &RATIO_METRICS
-    }
-
-    fn headline(&self) -> Headline {
-        Headline {
-            latency: "",
-            throughput: "ratio",
-        }
-    }
-
-    fn check(
-        &self,
-        params: &toml::Table,
-        models: &BTreeMap<String, ResolvedModel>,
-    ) -> Result<(), ParamProblem> {
-        check_params(params, models).map(|_| ())
-    }
-
-    fn prepare(
-        &self,
-        params: &toml::Table,
-        ctx: &BenchContext,
-    ) -> Result<PreparedBenchmark, BenchmarkError> {
-        prepare_cases(params, ctx, false)
-    }
-
-    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
-        let p: CompressionParams = params::parse(params)?;
-        Ok(p.inputs.len() * p.codecs.len())
-    }
-}
-
-pub struct CompressionThroughput;
-
-impl BenchmarkKind for CompressionThroughput {
-    fn name(&self) -> &'static str {
-        "compression_throughput"
-    }
-
-    fn description(&self) -> &'static str {
-        "compress and decompress MB/s per input × codec, against memcpy of the same bytes in the same iteration"
-    }
-
-    fn metrics(&self) -> &'static [MetricDef] {
-        const METRICS: [MetricDef; 9] = [
-            RATIO_METRICS[0],
-            RATIO_METRICS[1],
-            RATIO_METRICS[2],
-            MetricDef::quantity(
-                "compress_mb_per_s",
-                "MB/s",
-                true,
-                "input bytes ÷ time to compress every block",
-            ),
-            MetricDef::quantity(
-                "decompress_mb_per_s",
-                "MB/s",
-                true,
-                "input bytes ÷ time to decompress every block",
-            ),
-            MetricDef::quantity(
-                "memcpy_mb_per_s",
-                "MB/s",
-                true,
-                "reference: memcpy of the same bytes in the same block-sized chunks, same iteration",
-            ),
-            MetricDef::quantity(
-                "compress_fraction_of_memcpy",
-                "ratio",
-                true,
-                "compress MB/s ÷ memcpy MB/s",
-            ),
-            MetricDef::quantity(
-                "decompress_fraction_of_memcpy",
-                "ratio",
-                true,
-                "decompress MB/s ÷ memcpy MB/s",
-            ),
-            MetricDef::duration_ms(
-                "compress_block_ms",
-                "mean time to compress one block in the iteration",
-            ),
-        ];
-        &METRICS
-    }
-
-    fn headline(&self) -> Headline {
-        Headline {
-            latency: "compress_block_ms",
-            throughput: "compress_mb_per_s",
-        }
-    }
-
-    fn check(
-        &self,
-        params: &toml::Table,
-        models: &BTreeMap<String, ResolvedModel>,
-    ) -> Result<(), ParamProblem> {
-        check_params(params, models).map(|_| ())
-    }
-
-    fn prepare(
-        &self,
-        params: &toml::Table,
-        ctx: &BenchContext,
-    ) -> Result<PreparedBenchmark, BenchmarkError> {
-        prepare_cases(params, ctx, true)
-    }
-
-    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
-        let p: CompressionParams = params::parse(params)?;
-        Ok(p.inputs.len() * p.codecs.len())
-    }
-}

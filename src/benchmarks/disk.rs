@@ -4,7 +4,6 @@
 //! (`buffered_cold`), and bypassing it (`direct`, O_DIRECT), so that
 //! page-cache effects are visible instead of hidden in one number.
 
-use std::collections::BTreeMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::PathBuf;
@@ -16,12 +15,11 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::params::{self, ParamProblem};
 use super::{
-    BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Headline, MetricDef, Observations,
-    PreparedBenchmark, scratch_folder,
+    BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
+    Observations, ParamProblem, PreparedBenchmark, scratch_folder,
 };
-use crate::campaign::ResolvedModel;
+use crate::campaign::bounds::{Kib, Mib};
 use crate::components::blockio::{
     AlignedBuf, IO_ALIGN, IoMode, direct_io_supported, drop_page_cache, open_block_file,
 };
@@ -73,16 +71,16 @@ impl SweepMode {
     }
 }
 
-fn default_file_mib() -> usize {
-    256
+fn default_file_mib() -> Mib {
+    Mib::new_const(256)
 }
 
-fn default_mib_per_iteration() -> usize {
-    32
+fn default_mib_per_iteration() -> Mib {
+    Mib::new_const(32)
 }
 
-fn default_block_sizes() -> Vec<usize> {
-    vec![4, 16, 64, 256, 1024]
+fn default_block_sizes() -> Vec<Kib> {
+    [4, 16, 64, 256, 1024].map(Kib::new_const).to_vec()
 }
 
 fn default_patterns() -> Vec<Pattern> {
@@ -104,25 +102,27 @@ fn default_modes() -> Vec<SweepMode> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct SweepParams {
+pub struct SweepParams {
     #[serde(default = "default_file_mib")]
-    file_mib: usize,
+    file_mib: Mib,
     #[serde(default = "default_block_sizes")]
-    block_sizes_kib: Vec<usize>,
+    block_sizes_kib: Vec<Kib>,
     #[serde(default = "default_patterns")]
     patterns: Vec<Pattern>,
     #[serde(default = "default_modes")]
     modes: Vec<SweepMode>,
     /// Bytes moved per timed iteration (at least 16 operations).
     #[serde(default = "default_mib_per_iteration")]
-    mib_per_iteration: usize,
+    mib_per_iteration: Mib,
     /// Folder of the test file; default: the run's scratch folder.
     dir: Option<PathBuf>,
 }
 
 pub struct DiskBlockSweep;
 
-impl BenchmarkKind for DiskBlockSweep {
+impl Kind for DiskBlockSweep {
+    type Params = SweepParams;
+
     fn name(&self) -> &'static str {
         "disk_block_sweep"
     }
@@ -155,52 +155,75 @@ impl BenchmarkKind for DiskBlockSweep {
         }
     }
 
-    fn check(
-        &self,
-        params: &toml::Table,
-        _models: &BTreeMap<String, ResolvedModel>,
-    ) -> Result<(), ParamProblem> {
-        let p: SweepParams = params::parse(params)?;
-        if p.block_sizes_kib.is_empty()
-            || p.block_sizes_kib
-                .iter()
-                .any(|b| *b == 0 || (b * 1024) % IO_ALIGN != 0)
-        {
+    fn check(&self, p: &SweepParams, _models: &Models) -> Result<(), ParamProblem> {
+        for (i, kib) in p.block_sizes_kib.iter().enumerate() {
+            if (kib.usize() * 1024) % IO_ALIGN != 0 {
+                return Err(ParamProblem::at(
+                    &format!("block_sizes_kib[{i}]"),
+                    format!(
+                        "found {kib}; allowed: a multiple of 4 KiB (direct I/O needs aligned blocks)"
+                    ),
+                    "e.g. block_sizes_kib = [4, 16, 64, 256, 1024]",
+                ));
+            }
+        }
+        let Some(largest) = p.block_sizes_kib.iter().map(|k| k.get()).max() else {
             return Err(ParamProblem::at(
                 "block_sizes_kib",
-                "block sizes must be non-empty multiples of 4 KiB (direct I/O needs aligned blocks)",
+                "found an empty list; allowed: at least one block size",
                 "e.g. block_sizes_kib = [4, 16, 64, 256, 1024]",
             ));
-        }
-        let largest = p.block_sizes_kib.iter().max().copied().unwrap_or(4);
-        if p.file_mib * 1024 < largest {
+        };
+        if p.file_mib.get() * 1024 < largest {
             return Err(ParamProblem::at(
                 "file_mib",
-                "the test file must hold at least one block of the largest size",
+                format!(
+                    "found {}; allowed: at least one block of the largest size ({largest} KiB)",
+                    p.file_mib
+                ),
                 "raise file_mib",
             ));
         }
-        if p.patterns.is_empty() || p.modes.is_empty() || p.mib_per_iteration == 0 {
-            return Err(ParamProblem::at(
-                "patterns",
-                "patterns, modes and mib_per_iteration must not be empty or zero",
-                "omit them for the full sweep",
-            ));
+        for (field, empty) in [
+            ("patterns", p.patterns.is_empty()),
+            ("modes", p.modes.is_empty()),
+        ] {
+            if empty {
+                return Err(ParamProblem::at(
+                    field,
+                    "found an empty list; allowed: at least one entry",
+                    "omit it for the full sweep",
+                ));
+            }
         }
         Ok(())
     }
 
+    fn planned_cases(&self, p: &SweepParams) -> usize {
+        p.modes.len() * p.patterns.len() * p.block_sizes_kib.len()
+    }
+
+    /// One block buffer per case and a 1 MiB chunk while filling; the test
+    /// file itself (file_mib) is on disk.
+    fn memory(&self, p: &SweepParams, _models: &Models) -> Result<MemoryNeed, ParamProblem> {
+        let blocks: u64 = p.block_sizes_kib.iter().map(|k| k.get() * 1024).sum();
+        let cases = (p.modes.len() * p.patterns.len()) as u64;
+        Ok(MemoryNeed::new(
+            blocks * cases + MIB as u64,
+            "one block buffer per case, and a 1 MiB chunk",
+        ))
+    }
+
     fn prepare(
         &self,
-        params: &toml::Table,
+        p: SweepParams,
         ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError> {
-        let p: SweepParams =
-            params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
         let dir = p.dir.clone().unwrap_or_else(|| ctx.scratch_dir.clone());
         let folder = scratch_folder(&dir, "disk_block_sweep-")?;
         let path = folder.path().join("sweep.bin");
-        fill_test_file(&path, p.file_mib * MIB, ctx.settings.seed)?;
+        let file_bytes = p.file_mib.usize() * MIB;
+        fill_test_file(&path, file_bytes, ctx.settings.seed)?;
 
         let mut warnings = Vec::new();
         let direct = direct_io_supported(&dir);
@@ -217,8 +240,8 @@ impl BenchmarkKind for DiskBlockSweep {
         let mut cases: Vec<Box<dyn BenchmarkCase>> = Vec::new();
         for &mode in &modes {
             for &pattern in &p.patterns {
-                for &kib in &p.block_sizes_kib {
-                    let block = kib * 1024;
+                for kib in &p.block_sizes_kib {
+                    let block = kib.usize() * 1024;
                     let io = if mode == SweepMode::Direct {
                         IoMode::Direct
                     } else {
@@ -232,8 +255,8 @@ impl BenchmarkKind for DiskBlockSweep {
                         mode,
                         pattern,
                         block,
-                        file_blocks: (p.file_mib * MIB / block) as u64,
-                        ops: (p.mib_per_iteration * MIB / block).max(16),
+                        file_blocks: (file_bytes / block) as u64,
+                        ops: (p.mib_per_iteration.usize() * MIB / block).max(16),
                         buf: AlignedBuf::zeroed(block),
                         rng: ChaCha8Rng::seed_from_u64(ctx.settings.seed ^ block as u64),
                         cursor: 0,
@@ -257,11 +280,6 @@ impl BenchmarkKind for DiskBlockSweep {
             cases,
             warnings,
         })
-    }
-
-    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
-        let p: SweepParams = params::parse(params)?;
-        Ok(p.modes.len() * p.patterns.len() * p.block_sizes_kib.len())
     }
 }
 

@@ -1,104 +1,82 @@
-//! Memory over time: `endurance` (a steady generation load with RSS sampled
-//! at a fixed interval, a least-squares slope with its confidence interval,
-//! a leak verdict and the latency drift between the first and last window)
-//! and `memory_growth` (RSS after N runs, and KV-cache bytes per token
-//! measured against the model's geometry).
+//! `endurance`: a steady generation load with RSS sampled at a fixed
+//! interval: a least-squares slope with its confidence interval, a leak
+//! verdict, and the latency drift between the first and last window.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::json;
 
-use super::inference::{check_model, default_model, load_model, prompt_tokens};
-use super::params::{self, ParamProblem};
-use super::{
-    BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Conclusion, Headline, MetricDef,
-    Observations, PreparedBenchmark,
+use super::model::{
+    MODEL_SETUP_METRICS, architecture, check_model, default_model, generate, generation_memory,
+    load_model, prompt_tokens, rss_mib,
 };
-use crate::campaign::ResolvedModel;
-use crate::components::inference::{GenerationSession, LoadedModel};
-use crate::runner::memory;
+use super::{
+    BenchContext, BenchmarkCase, BenchmarkError, Conclusion, Headline, Kind, MemoryNeed, MetricDef,
+    Models, Observations, ParamProblem, PreparedBenchmark,
+};
+use crate::campaign::bounds::{IntervalMs, LeakKib, MibAmount, Seconds, Tokens};
+use crate::components::inference::LoadedModel;
 use crate::stats::{linear_trend, median};
 
-const MIB: f64 = 1024.0 * 1024.0;
-
-/// One greedy generation of `output_tokens` after `prompt`.
-fn generate(
-    model: &LoadedModel,
-    prompt: &[u32],
-    output_tokens: usize,
-) -> Result<(), BenchmarkError> {
-    let mut session = GenerationSession::new(model, 1)?;
-    let mut tokens = session.prefill(prompt)?;
-    for _ in 1..output_tokens {
-        tokens = session.step(&tokens)?;
-    }
-    std::hint::black_box(tokens);
-    Ok(())
+fn default_prompt() -> Tokens {
+    Tokens::new_const(32)
 }
-
-fn rss_mib() -> Result<f64, BenchmarkError> {
-    memory::resident_set_bytes()
-        .map(|b| b as f64 / MIB)
-        .ok_or_else(|| {
-            BenchmarkError::Component("this platform does not report resident memory".into())
-        })
+fn default_output() -> Tokens {
+    Tokens::new_const(16)
 }
-
-fn default_prompt() -> usize {
-    32
+fn default_interval_ms() -> IntervalMs {
+    IntervalMs::new_const(1000)
 }
-fn default_output() -> usize {
-    16
+fn default_leak_threshold() -> MibAmount {
+    MibAmount::new_const(1.0)
 }
-fn default_interval_ms() -> u64 {
-    1000
+fn default_min_growth() -> MibAmount {
+    MibAmount::new_const(4.0)
 }
-fn default_leak_threshold() -> f64 {
-    1.0
+fn default_drift_window_s() -> Seconds {
+    Seconds::new_const(60.0)
 }
-fn default_min_growth() -> f64 {
-    4.0
-}
-fn default_drift_window_s() -> f64 {
-    60.0
+fn no_leak() -> LeakKib {
+    LeakKib::new_const(0)
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct EnduranceParams {
+pub struct EnduranceParams {
     #[serde(default = "default_model")]
     model: String,
     #[serde(default = "default_prompt")]
-    prompt_tokens: usize,
+    prompt_tokens: Tokens,
     #[serde(default = "default_output")]
-    output_tokens: usize,
+    output_tokens: Tokens,
     /// Each timed iteration serves requests for this long, then samples RSS.
     #[serde(default = "default_interval_ms")]
-    sample_interval_ms: u64,
+    sample_interval_ms: IntervalMs,
     /// A leak is reported only when the slope's 95 % CI excludes zero and
     /// the slope exceeds this.
     #[serde(default = "default_leak_threshold")]
-    leak_threshold_mib_per_min: f64,
+    leak_threshold_mib_per_min: MibAmount,
     /// …and the fitted growth over the whole run exceeds this, so a step
     /// of allocator warm-up in a short run is not called a leak.
     #[serde(default = "default_min_growth")]
-    leak_min_growth_mib: f64,
+    leak_min_growth_mib: MibAmount,
     /// Latency drift compares the first and last window of this length
     /// (a quarter of the run when the run is shorter than four windows).
     #[serde(default = "default_drift_window_s")]
-    drift_window_s: f64,
+    drift_window_s: Seconds,
     /// Memory deliberately kept after every sample, to check the detector
     /// on this machine (a planted leak). 0 in real campaigns.
-    #[serde(default)]
-    planted_leak_kib_per_sample: usize,
+    #[serde(default = "no_leak")]
+    planted_leak_kib_per_sample: LeakKib,
 }
 
 pub struct Endurance;
 
-impl BenchmarkKind for Endurance {
+impl Kind for Endurance {
+    type Params = EnduranceParams;
+
     fn name(&self) -> &'static str {
         "endurance"
     }
@@ -127,7 +105,7 @@ impl BenchmarkKind for Endurance {
     }
 
     fn setup_metrics(&self) -> &'static [MetricDef] {
-        super::inference::MODEL_SETUP_METRICS
+        MODEL_SETUP_METRICS
     }
 
     fn headline(&self) -> Headline {
@@ -137,50 +115,40 @@ impl BenchmarkKind for Endurance {
         }
     }
 
-    fn check(
-        &self,
-        params: &toml::Table,
-        models: &BTreeMap<String, ResolvedModel>,
-    ) -> Result<(), ParamProblem> {
-        let p: EnduranceParams = params::parse(params)?;
-        if p.prompt_tokens == 0 || p.output_tokens == 0 {
-            return Err(ParamProblem::at(
-                "prompt_tokens",
-                "prompt_tokens and output_tokens must be at least 1",
-                "e.g. prompt_tokens = 32, output_tokens = 16",
-            ));
-        }
-        if p.sample_interval_ms == 0 {
-            return Err(ParamProblem::at(
-                "sample_interval_ms",
-                "sample_interval_ms must be at least 1",
-                "e.g. sample_interval_ms = 1000",
-            ));
-        }
-        if !(p.leak_threshold_mib_per_min >= 0.0
-            && p.leak_min_growth_mib >= 0.0
-            && p.drift_window_s > 0.0)
-        {
-            return Err(ParamProblem::at(
-                "leak_threshold_mib_per_min",
-                "leak_threshold_mib_per_min and leak_min_growth_mib must be ≥ 0, drift_window_s > 0",
-                "e.g. leak_threshold_mib_per_min = 1.0",
-            ));
-        }
-        check_model(&p.model, models, p.prompt_tokens + p.output_tokens)
+    fn check(&self, p: &EnduranceParams, models: &Models) -> Result<(), ParamProblem> {
+        check_model(
+            &p.model,
+            models,
+            p.prompt_tokens.get() + p.output_tokens.get(),
+            "prompt_tokens",
+        )
+    }
+
+    fn planned_cases(&self, _p: &EnduranceParams) -> usize {
+        1
+    }
+
+    /// One generation at a time; a planted leak keeps its KiB every sample,
+    /// at most one sample per millisecond of a week-long budget.
+    fn memory(&self, p: &EnduranceParams, models: &Models) -> Result<MemoryNeed, ParamProblem> {
+        generation_memory(
+            architecture(&p.model, models)?,
+            1,
+            p.prompt_tokens.get(),
+            p.output_tokens.get(),
+            "prompt_tokens",
+        )
     }
 
     fn prepare(
         &self,
-        params: &toml::Table,
+        p: EnduranceParams,
         ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError> {
-        let p: EnduranceParams =
-            params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
         let loaded = load_model(&p.model, ctx)?;
         let prompt = prompt_tokens(
             ctx.settings.seed,
-            p.prompt_tokens,
+            p.prompt_tokens.usize(),
             loaded.model.architecture.vocab_size,
         );
         let mut context = loaded.context;
@@ -194,12 +162,12 @@ impl BenchmarkKind for Endurance {
             cases: vec![Box::new(EnduranceCase {
                 model: loaded.model,
                 prompt,
-                output_tokens: p.output_tokens,
-                interval: Duration::from_millis(p.sample_interval_ms),
-                leak_threshold_mib_per_min: p.leak_threshold_mib_per_min,
-                leak_min_growth_mib: p.leak_min_growth_mib,
-                drift_window_s: p.drift_window_s,
-                planted_kib: p.planted_leak_kib_per_sample,
+                output_tokens: p.output_tokens.usize(),
+                interval: Duration::from_millis(p.sample_interval_ms.get()),
+                leak_threshold_mib_per_min: p.leak_threshold_mib_per_min.get(),
+                leak_min_growth_mib: p.leak_min_growth_mib.get(),
+                drift_window_s: p.drift_window_s.get(),
+                planted_kib: p.planted_leak_kib_per_sample.usize(),
                 retained: Vec::new(),
                 started: None,
                 rss_samples: Vec::new(),
@@ -207,11 +175,6 @@ impl BenchmarkKind for Endurance {
             })],
             warnings: Vec::new(),
         })
-    }
-
-    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
-        params::parse::<EnduranceParams>(params)?;
-        Ok(1)
     }
 }
 
@@ -349,237 +312,6 @@ impl BenchmarkCase for EnduranceCase {
                 },
             }),
             warnings,
-        })
-    }
-}
-
-fn default_runs() -> Vec<usize> {
-    vec![10, 100]
-}
-fn default_kv_probe() -> usize {
-    512
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct MemoryGrowthParams {
-    #[serde(default = "default_model")]
-    model: String,
-    #[serde(default = "default_prompt")]
-    prompt_tokens: usize,
-    #[serde(default = "default_output")]
-    output_tokens: usize,
-    /// One case per count: RSS before and after that many generations.
-    #[serde(default = "default_runs")]
-    runs: Vec<usize>,
-    /// Prompt length of the KV-cache probe (0 skips it).
-    #[serde(default = "default_kv_probe")]
-    kv_probe_tokens: usize,
-}
-
-pub struct MemoryGrowth;
-
-impl BenchmarkKind for MemoryGrowth {
-    fn name(&self) -> &'static str {
-        "memory_growth"
-    }
-
-    fn description(&self) -> &'static str {
-        "RSS growth over N generations, and KV-cache bytes per token measured (RSS of a live session) vs predicted from the model geometry"
-    }
-
-    fn metrics(&self) -> &'static [MetricDef] {
-        const METRICS: &[MetricDef] = &[
-            MetricDef::quantity("rss_before_mib", "MiB", false, "RSS before the runs"),
-            MetricDef::quantity("rss_after_mib", "MiB", false, "RSS after the runs"),
-            MetricDef::quantity(
-                "kv_bytes_per_token_measured",
-                "bytes",
-                false,
-                "RSS added by a live session after its prefill ÷ prompt tokens (freed memory trimmed first)",
-            ),
-        ];
-        METRICS
-    }
-
-    fn setup_metrics(&self) -> &'static [MetricDef] {
-        super::inference::MODEL_SETUP_METRICS
-    }
-
-    fn headline(&self) -> Headline {
-        Headline {
-            latency: "",
-            throughput: "",
-        }
-    }
-
-    fn check(
-        &self,
-        params: &toml::Table,
-        models: &BTreeMap<String, ResolvedModel>,
-    ) -> Result<(), ParamProblem> {
-        let p: MemoryGrowthParams = params::parse(params)?;
-        if p.runs.contains(&0) || p.prompt_tokens == 0 || p.output_tokens == 0 {
-            return Err(ParamProblem::at(
-                "runs",
-                "runs, prompt_tokens and output_tokens must be at least 1",
-                "e.g. runs = [10, 100]",
-            ));
-        }
-        check_model(
-            &p.model,
-            models,
-            (p.prompt_tokens + p.output_tokens).max(p.kv_probe_tokens),
-        )
-    }
-
-    fn prepare(
-        &self,
-        params: &toml::Table,
-        ctx: &BenchContext,
-    ) -> Result<PreparedBenchmark, BenchmarkError> {
-        let p: MemoryGrowthParams =
-            params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
-        let loaded = load_model(&p.model, ctx)?;
-        let vocab = loaded.model.architecture.vocab_size;
-        let prompt = prompt_tokens(ctx.settings.seed, p.prompt_tokens, vocab);
-        let mut cases: Vec<Box<dyn BenchmarkCase>> = p
-            .runs
-            .iter()
-            .map(|&runs| -> Box<dyn BenchmarkCase> {
-                Box::new(GrowthCase {
-                    model: Arc::clone(&loaded.model),
-                    prompt: prompt.clone(),
-                    output_tokens: p.output_tokens,
-                    runs,
-                    samples: Vec::new(),
-                })
-            })
-            .collect();
-        if p.kv_probe_tokens > 0 {
-            cases.push(Box::new(KvProbeCase {
-                model: Arc::clone(&loaded.model),
-                prompt: prompt_tokens(ctx.settings.seed, p.kv_probe_tokens, vocab),
-                measured: Vec::new(),
-            }));
-        }
-        Ok(PreparedBenchmark {
-            setup: loaded.setup,
-            context: loaded.context,
-            cases,
-            warnings: Vec::new(),
-        })
-    }
-
-    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
-        let p: MemoryGrowthParams = params::parse(params)?;
-        Ok(p.runs.len() + usize::from(p.kv_probe_tokens > 0))
-    }
-}
-
-struct GrowthCase {
-    model: Arc<LoadedModel>,
-    prompt: Vec<u32>,
-    output_tokens: usize,
-    runs: usize,
-    samples: Vec<(f64, f64)>,
-}
-
-impl BenchmarkCase for GrowthCase {
-    fn label(&self) -> String {
-        format!("runs={}", self.runs)
-    }
-
-    fn parameters(&self) -> serde_json::Value {
-        json!({"runs": self.runs, "prompt_tokens": self.prompt.len(), "output_tokens": self.output_tokens})
-    }
-
-    fn start_timed(&mut self) {
-        self.samples.clear();
-    }
-
-    fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
-        let before = rss_mib()?;
-        for _ in 0..self.runs {
-            generate(&self.model, &self.prompt, self.output_tokens)?;
-        }
-        let after = rss_mib()?;
-        obs.value("rss_before_mib", before);
-        obs.value("rss_after_mib", after);
-        self.samples.push((before, after));
-        Ok(())
-    }
-
-    fn conclude(&mut self) -> Option<Conclusion> {
-        let growth: Vec<f64> = self.samples.iter().map(|(b, a)| a - b).collect();
-        let growth_median = median(&growth);
-        Some(Conclusion {
-            findings: json!({
-                "rss_growth_mib_median": growth_median,
-                "rss_growth_mib_per_run": growth_median.map(|m| m / self.runs as f64),
-                "formula": "median over iterations of (RSS after − RSS before); per run = ÷ runs",
-            }),
-            warnings: Vec::new(),
-        })
-    }
-}
-
-struct KvProbeCase {
-    model: Arc<LoadedModel>,
-    prompt: Vec<u32>,
-    measured: Vec<f64>,
-}
-
-impl BenchmarkCase for KvProbeCase {
-    fn label(&self) -> String {
-        format!("kv_probe={}", self.prompt.len())
-    }
-
-    fn parameters(&self) -> serde_json::Value {
-        json!({"prompt_tokens": self.prompt.len()})
-    }
-
-    fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
-        // Trimmed before and after, so both readings count live memory: the
-        // prefill's freed activations are returned, the session's KV stays.
-        memory::release_free_memory();
-        let before = memory::resident_set_bytes();
-        let mut session = GenerationSession::new(&self.model, 1)?;
-        std::hint::black_box(session.prefill(&self.prompt)?);
-        memory::release_free_memory();
-        let after = memory::resident_set_bytes();
-        drop(session);
-        if let (Some(b), Some(a)) = (before, after) {
-            let per_token = a.saturating_sub(b) as f64 / self.prompt.len() as f64;
-            obs.value("kv_bytes_per_token_measured", per_token);
-            self.measured.push(per_token);
-        }
-        Ok(())
-    }
-
-    fn start_timed(&mut self) {
-        self.measured.clear();
-    }
-
-    fn conclude(&mut self) -> Option<Conclusion> {
-        let a = &self.model.architecture;
-        let dtype_bytes = self.model.dtype.size_in_bytes();
-        let predicted =
-            2 * a.num_hidden_layers * a.num_key_value_heads * a.head_dim() * dtype_bytes;
-        let measured_median = median(&self.measured);
-        Some(Conclusion {
-            findings: json!({
-                "kv_bytes_per_token_predicted": predicted,
-                "predicted_formula": format!(
-                    "2 × layers {} × kv_heads {} × head_dim {} × dtype bytes {}",
-                    a.num_hidden_layers, a.num_key_value_heads, a.head_dim(), dtype_bytes
-                ),
-                "kv_bytes_per_token_measured_median": measured_median,
-                "measured_over_predicted": measured_median.map(|m| m / predicted as f64),
-                "method": "RSS after the prefill minus before, both after malloc_trim, ÷ prompt tokens",
-                "caveat": "includes whatever else the session keeps alive besides K and V (e.g. candle's mask and rotary tables)",
-            }),
-            warnings: Vec::new(),
         })
     }
 }

@@ -5,23 +5,35 @@
 
 mod agents;
 mod compression;
+mod compression_ratio;
+mod compression_throughput;
 mod disk;
 mod endurance;
-mod inference;
-mod kvcache;
+mod first_token_latency;
+mod kv_cache_access;
+mod kv_cache_store;
+mod kv_geometry;
+mod memory_growth;
+mod model;
 mod observations;
 mod params;
 mod planted;
 mod serving;
 mod storage;
+mod storage_read;
+mod storage_write;
+mod token_generation;
 mod workflow;
 mod workload;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
+use serde::de::DeserializeOwned;
+
 pub use observations::{Observations, ObservedParts};
 
+pub use crate::machine::MemoryNeed;
 pub use params::ParamProblem;
 
 use crate::campaign::{ResolvedModel, Settings};
@@ -88,8 +100,16 @@ pub struct BenchContext {
     pub scratch_dir: PathBuf,
 }
 
-/// A registered benchmark kind.
-pub trait BenchmarkKind: Sync {
+/// The models a campaign defines, by name.
+pub type Models = BTreeMap<String, ResolvedModel>;
+
+/// A benchmark kind, written against its typed parameters: every number
+/// in `Params` is a bounded type from [`crate::campaign::bounds`], so a
+/// kind never sees NaN, an infinity or a count of zero where zero means
+/// nothing. Implement this; the registry and the runner see it through
+/// [`BenchmarkKind`], whose one implementation parses the parameters.
+pub trait Kind: Sync + Send + 'static {
+    type Params: DeserializeOwned;
     /// The registry key used as `kind = "…"` in campaign files.
     fn name(&self) -> &'static str;
     fn description(&self) -> &'static str;
@@ -105,22 +125,54 @@ pub trait BenchmarkKind: Sync {
     fn variation_is_noise(&self) -> bool {
         true
     }
+    /// What the parameter types cannot check alone: relations between
+    /// fields, and the models they name.
+    fn check(&self, _params: &Self::Params, _models: &Models) -> Result<(), ParamProblem> {
+        Ok(())
+    }
+    /// How many cases the parameters make (one per point of the sweep):
+    /// what a night's regression design plans its comparisons from. An
+    /// upper bound where a case may be skipped at run time.
+    fn planned_cases(&self, params: &Self::Params) -> usize;
+    /// The memory the benchmark allocates besides its model, estimated
+    /// from the parameters before anything is allocated.
+    fn memory(&self, params: &Self::Params, models: &Models) -> Result<MemoryNeed, ParamProblem>;
+    fn prepare(
+        &self,
+        params: Self::Params,
+        ctx: &BenchContext,
+    ) -> Result<PreparedBenchmark, BenchmarkError>;
+}
+
+/// A registered benchmark kind, as the registry, the campaign checks and
+/// the runner use it.
+pub trait BenchmarkKind: Sync {
+    fn name(&self) -> &'static str;
+    fn description(&self) -> &'static str;
+    fn metrics(&self) -> &'static [MetricDef];
+    fn setup_metrics(&self) -> &'static [MetricDef];
+    fn headline(&self) -> Headline;
+    fn variation_is_noise(&self) -> bool;
     /// Checks parameters without running anything.
-    fn check(
+    fn check(&self, params: &toml::Table, models: &Models) -> Result<(), ParamProblem>;
+    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem>;
+    fn memory_estimate(
         &self,
         params: &toml::Table,
-        models: &BTreeMap<String, ResolvedModel>,
-    ) -> Result<(), ParamProblem>;
+        models: &Models,
+    ) -> Result<MemoryNeed, ParamProblem>;
     fn prepare(
         &self,
         params: &toml::Table,
         ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError>;
-    /// How many cases checked parameters make (one per point of the
-    /// sweep), without preparing anything: what a night's regression
-    /// design plans its comparisons from. An upper bound where a case may
-    /// be skipped at run time (direct I/O unsupported, say).
-    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem>;
+
+    fn metric(&self, name: &str) -> Option<&'static MetricDef> {
+        self.metrics()
+            .iter()
+            .chain(self.setup_metrics())
+            .find(|m| m.name == name)
+    }
 
     /// Run-level series each case contributes to a regression verdict: its
     /// headline latency (when in ms) and its headline throughput.
@@ -130,12 +182,58 @@ pub trait BenchmarkKind: Sync {
         let throughput = self.metric(h.throughput).is_some();
         usize::from(latency) + usize::from(throughput)
     }
+}
 
-    fn metric(&self, name: &str) -> Option<&'static MetricDef> {
-        self.metrics()
-            .iter()
-            .chain(self.setup_metrics())
-            .find(|m| m.name == name)
+impl<K: Kind> BenchmarkKind for K {
+    fn name(&self) -> &'static str {
+        Kind::name(self)
+    }
+    fn description(&self) -> &'static str {
+        Kind::description(self)
+    }
+    fn metrics(&self) -> &'static [MetricDef] {
+        Kind::metrics(self)
+    }
+    fn setup_metrics(&self) -> &'static [MetricDef] {
+        Kind::setup_metrics(self)
+    }
+    fn headline(&self) -> Headline {
+        Kind::headline(self)
+    }
+    fn variation_is_noise(&self) -> bool {
+        Kind::variation_is_noise(self)
+    }
+    fn check(&self, params: &toml::Table, models: &Models) -> Result<(), ParamProblem> {
+        let parsed = params::parse(params)?;
+        Kind::check(self, &parsed, models)?;
+        // Empty sweep lists would run a benchmark that measures nothing and
+        // reports nothing: refuse it like any value out of range.
+        if Kind::planned_cases(self, &parsed) == 0 {
+            return Err(ParamProblem {
+                key: None,
+                message: "these params plan no case to measure".into(),
+                help: Some("give at least one value in each list that this kind sweeps".into()),
+            });
+        }
+        Ok(())
+    }
+    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
+        Ok(Kind::planned_cases(self, &params::parse(params)?))
+    }
+    fn memory_estimate(
+        &self,
+        params: &toml::Table,
+        models: &Models,
+    ) -> Result<MemoryNeed, ParamProblem> {
+        Kind::memory(self, &params::parse(params)?, models)
+    }
+    fn prepare(
+        &self,
+        params: &toml::Table,
+        ctx: &BenchContext,
+    ) -> Result<PreparedBenchmark, BenchmarkError> {
+        let parsed = params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
+        Kind::prepare(self, parsed, ctx)
     }
 }
 
@@ -242,20 +340,20 @@ fn scratch_folder(
 }
 
 static REGISTRY: &[&dyn BenchmarkKind] = &[
-    &inference::FirstTokenLatency,
-    &inference::TokenGeneration,
-    &kvcache::KvCacheStore,
-    &kvcache::KvCacheAccess,
+    &first_token_latency::FirstTokenLatency,
+    &token_generation::TokenGeneration,
+    &kv_cache_store::KvCacheStore,
+    &kv_cache_access::KvCacheAccess,
     &disk::DiskBlockSweep,
-    &compression::CompressionRatio,
-    &compression::CompressionThroughput,
-    &storage::StorageWrite,
-    &storage::StorageRead,
+    &compression_ratio::CompressionRatio,
+    &compression_throughput::CompressionThroughput,
+    &storage_write::StorageWrite,
+    &storage_read::StorageRead,
     &agents::AgentTaskLatency,
     &serving::FullInference,
     &serving::Scaling,
     &endurance::Endurance,
-    &endurance::MemoryGrowth,
+    &memory_growth::MemoryGrowth,
     &workflow::CollectiveWorkflow,
     &planted::PlantedWork,
 ];

@@ -20,16 +20,26 @@ impl ParamProblem {
     }
 }
 
-/// Deserialises a params table into a kind's parameter struct. serde's
-/// message names the field; the key is recovered from it for positioning.
+/// Deserialises a params table into a kind's parameter struct, keeping
+/// the path of the offending value (`geometry.block_tokens[1]`) so the
+/// campaign loader can point at its key.
 pub(super) fn parse<T: DeserializeOwned>(params: &toml::Table) -> Result<T, ParamProblem> {
-    T::deserialize(toml::Value::Table(params.clone())).map_err(|e| {
-        let message = e.message().trim().to_string();
-        let key = message
+    serde_path_to_error::deserialize(toml::Value::Table(params.clone())).map_err(|e| {
+        let path = e.path().to_string();
+        let message = crate::campaign::plain_message(e.inner().message());
+        // An unknown or missing field names its key in the message.
+        let named = message
             .split('`')
             .nth(1)
-            .filter(|k| params.contains_key(*k))
+            .filter(|k| !k.is_empty() && !k.contains(' '))
             .map(str::to_string);
+        let key = if path == "." || path.is_empty() {
+            named
+        } else if message.starts_with("missing field") {
+            named.map(|k| format!("{path}.{k}"))
+        } else {
+            Some(path)
+        };
         ParamProblem {
             key,
             message,

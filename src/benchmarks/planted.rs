@@ -7,18 +7,16 @@
 //! Each case measures the true split with timers around the three calls
 //! and reports it as `conclusion.time_share_pct`.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
 use serde_json::json;
 
-use super::params::{self, ParamProblem};
 use super::{
-    BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Conclusion, Headline, MetricDef,
-    Observations, PreparedBenchmark,
+    BenchContext, BenchmarkCase, BenchmarkError, Conclusion, Headline, Kind, MemoryNeed, MetricDef,
+    Models, Observations, ParamProblem, PreparedBenchmark,
 };
-use crate::campaign::ResolvedModel;
+use crate::campaign::bounds::{Count, Factor, Percent};
 
 /// The same arithmetic per unit in both functions, so work shares are time
 /// shares. A macro, not a helper function: a helper would be a frame of its
@@ -65,41 +63,48 @@ pub fn planted_hotspot_libc(to: &mut [u8], from: &[u8], bytes: usize) {
 /// stretch inside memcpy.
 const COPY_BYTES: usize = 8 << 20;
 
-fn default_units() -> u64 {
-    2_000_000
+fn default_units() -> Count {
+    Count::new_const(2_000_000)
 }
-fn default_split() -> f64 {
-    60.0
+fn default_split() -> Percent {
+    Percent::new_const(60.0)
 }
-fn default_slowdown() -> f64 {
-    1.0
+fn default_slowdown() -> Factor {
+    Factor::new_const(1.0)
 }
-fn default_libc_pct() -> f64 {
-    0.0
+fn default_libc_pct() -> Percent {
+    Percent::new_const(0.0)
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct PlantedParams {
+pub struct PlantedParams {
     /// Units of work per iteration, split between the two functions.
     #[serde(default = "default_units")]
-    work_units: u64,
+    work_units: Count,
     /// Percentage of the units done by `planted_hotspot_major`.
     #[serde(default = "default_split")]
-    major_pct: f64,
+    major_pct: Percent,
     /// Multiplies the work of every iteration (a planted regression).
     #[serde(default = "default_slowdown")]
-    slowdown: f64,
+    slowdown: Factor,
     /// Share of each iteration's time, in %, spent copying memory with
-    /// libc's memcpy from `planted_hotspot_libc` (sized from a calibration
-    /// of both at preparation; the measured share is reported).
+    /// libc's memcpy from `planted_hotspot_libc` (each iteration sized from
+    /// the last one's times; the measured share is reported).
     #[serde(default = "default_libc_pct")]
-    libc_pct: f64,
+    libc_pct: Percent,
+    /// A planted fault: the case panics on this call of its iteration
+    /// (warm-up calls counted), to check that a panic becomes a failed
+    /// benchmark with its message while the day goes on.
+    #[serde(default)]
+    panic_at_iteration: Option<Count>,
 }
 
 pub struct PlantedWork;
 
-impl BenchmarkKind for PlantedWork {
+impl Kind for PlantedWork {
+    type Params = PlantedParams;
+
     fn name(&self) -> &'static str {
         "planted_work"
     }
@@ -128,46 +133,40 @@ impl BenchmarkKind for PlantedWork {
         }
     }
 
-    fn check(
-        &self,
-        params: &toml::Table,
-        _models: &BTreeMap<String, ResolvedModel>,
-    ) -> Result<(), ParamProblem> {
-        let p: PlantedParams = params::parse(params)?;
-        if !(0.0..=100.0).contains(&p.major_pct) {
-            return Err(ParamProblem::at(
-                "major_pct",
-                "major_pct is a percentage between 0 and 100",
-                "e.g. major_pct = 60",
-            ));
-        }
-        if !(0.0..100.0).contains(&p.libc_pct) {
+    fn check(&self, p: &PlantedParams, _models: &Models) -> Result<(), ParamProblem> {
+        if p.libc_pct.get() >= 100.0 {
             return Err(ParamProblem::at(
                 "libc_pct",
-                "libc_pct is a percentage from 0 up to (not including) 100",
+                format!(
+                    "found {}; allowed: a percentage from 0 up to (not including) 100",
+                    p.libc_pct
+                ),
                 "e.g. libc_pct = 25",
-            ));
-        }
-        if !(p.slowdown.is_finite() && p.slowdown > 0.0) || p.work_units == 0 {
-            return Err(ParamProblem::at(
-                "slowdown",
-                "slowdown must be a positive factor and work_units at least 1",
-                "e.g. slowdown = 2.0",
             ));
         }
         Ok(())
     }
 
+    fn planned_cases(&self, _p: &PlantedParams) -> usize {
+        1
+    }
+
+    fn memory(&self, p: &PlantedParams, _models: &Models) -> Result<MemoryNeed, ParamProblem> {
+        Ok(if p.libc_pct.get() > 0.0 {
+            MemoryNeed::new(2 * COPY_BYTES as u64, "two copy buffers of 8 MiB")
+        } else {
+            MemoryNeed::small()
+        })
+    }
+
     fn prepare(
         &self,
-        params: &toml::Table,
+        p: PlantedParams,
         _ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError> {
-        let p: PlantedParams =
-            params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
-        let total = (p.work_units as f64 * p.slowdown).round() as u64;
-        let major = (total as f64 * p.major_pct / 100.0).round() as u64;
-        let copies = p.libc_pct > 0.0;
+        let total = (p.work_units.get() as f64 * p.slowdown.get()).round() as u64;
+        let major = (total as f64 * p.major_pct.get() / 100.0).round() as u64;
+        let copies = p.libc_pct.get() > 0.0;
         let buffer = |fill: u8| {
             if copies {
                 vec![fill; COPY_BYTES]
@@ -184,30 +183,27 @@ impl BenchmarkKind for PlantedWork {
             setup: Vec::new(),
             context: json!({
                 "functions": functions,
-                "major_pct": p.major_pct,
-                "libc_pct": p.libc_pct,
+                "major_pct": p.major_pct.get(),
+                "libc_pct": p.libc_pct.get(),
                 "copy_sizing": "each iteration copies what the previous one's measured times say takes libc_pct of the iteration",
-                "slowdown": p.slowdown,
+                "slowdown": p.slowdown.get(),
             }),
             cases: vec![Box::new(PlantedCase {
-                work_units: p.work_units,
+                work_units: p.work_units.get(),
                 major,
                 minor: total - major,
                 state: 0x2545_F491_4F6C_DD1D,
-                libc_fraction: p.libc_pct / 100.0,
+                libc_fraction: p.libc_pct.get() / 100.0,
                 copy_bytes: if copies { COPY_BYTES } else { 0 },
                 from,
                 to,
                 timed: [Duration::ZERO; 3],
                 total: Duration::ZERO,
+                calls: 0,
+                panic_at_call: p.panic_at_iteration.map(Count::get),
             })],
             warnings: Vec::new(),
         })
-    }
-
-    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
-        params::parse::<PlantedParams>(params)?;
-        Ok(1)
     }
 }
 
@@ -226,6 +222,8 @@ struct PlantedCase {
     /// Time in each planted function over the timed iterations.
     timed: [Duration; 3],
     total: Duration,
+    calls: u64,
+    panic_at_call: Option<u64>,
 }
 
 const PLANTED: [&str; 3] = [
@@ -244,6 +242,10 @@ impl BenchmarkCase for PlantedCase {
     }
 
     fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
+        self.calls += 1;
+        if self.panic_at_call == Some(self.calls) {
+            panic!("planted panic at iteration {}", self.calls);
+        }
         let started = Instant::now();
         self.state = planted_hotspot_major(self.major, self.state);
         let major_done = Instant::now();

@@ -7,7 +7,6 @@
 //! worker picked it up, so time spent queued behind a busy server counts
 //! (no coordinated omission).
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -15,14 +14,15 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::inference::{check_model, default_model, load_model};
-use super::params::{self, ParamProblem};
+use super::model::{
+    MODEL_SETUP_METRICS, architecture, check_model, default_model, generation_memory, load_model,
+};
 use super::workload::{LengthDistribution, Request, WorkloadSpec, generate_requests};
 use super::{
-    BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Headline, MetricDef, Observations,
-    PreparedBenchmark,
+    BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
+    Observations, ParamProblem, PreparedBenchmark,
 };
-use crate::campaign::ResolvedModel;
+use crate::campaign::bounds::{Count, Millis, Parallel, Rate, Tokens};
 use crate::components::inference::{GenerationSession, LoadedModel};
 
 /// What happened to one request.
@@ -86,10 +86,11 @@ pub(super) fn serve(
         handles
             .into_iter()
             .map(|h| {
-                h.join().unwrap_or_else(|_| {
-                    Err(BenchmarkError::Component(
-                        "a serving worker panicked".into(),
-                    ))
+                h.join().unwrap_or_else(|payload| {
+                    Err(BenchmarkError::Component(crate::panics::describe_joined(
+                        "a serving worker",
+                        payload.as_ref(),
+                    )))
                 })
             })
             .collect::<Result<Vec<_>, _>>()
@@ -246,62 +247,82 @@ fn record_run(
     }
 }
 
-fn default_requests() -> usize {
-    16
+fn default_requests() -> Count {
+    Count::new_const(16)
 }
 
-fn default_open_loop_concurrency() -> usize {
-    4
+fn default_open_loop_concurrency() -> Parallel {
+    Parallel::new_const(4)
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct FullInferenceParams {
+pub struct FullInferenceParams {
     #[serde(default = "default_model")]
     model: String,
     /// Requests per timed iteration.
     #[serde(default = "default_requests")]
-    requests: usize,
+    requests: Count,
     prompt_tokens: LengthDistribution,
     output_tokens: LengthDistribution,
     /// One closed-loop case per level.
     #[serde(default)]
-    concurrency: Vec<usize>,
+    concurrency: Vec<Parallel>,
     /// One open-loop case per rate (Poisson arrivals).
     #[serde(default)]
-    rates_per_s: Vec<f64>,
+    rates_per_s: Vec<Rate>,
     /// Workers serving the open-loop arrivals.
     #[serde(default = "default_open_loop_concurrency")]
-    open_loop_concurrency: usize,
-    ttft_slo_ms: Option<f64>,
-    tpot_slo_ms: Option<f64>,
-}
-
-fn check_levels(field: &str, levels: &[usize]) -> Result<(), ParamProblem> {
-    if levels.contains(&0) {
-        return Err(ParamProblem::at(
-            field,
-            format!("every {field} level must be at least 1"),
-            format!("e.g. {field} = [1, 2, 4]"),
-        ));
-    }
-    Ok(())
+    open_loop_concurrency: Parallel,
+    ttft_slo_ms: Option<Millis>,
+    tpot_slo_ms: Option<Millis>,
 }
 
 fn check_length(
     model: &str,
-    models: &BTreeMap<String, ResolvedModel>,
+    models: &Models,
     prompt: &LengthDistribution,
     output: &LengthDistribution,
 ) -> Result<(), ParamProblem> {
-    prompt.check("prompt_tokens", 1)?;
-    output.check("output_tokens", 1)?;
-    check_model(model, models, prompt.max() + output.max())
+    prompt.check("prompt_tokens")?;
+    output.check("output_tokens")?;
+    check_model(model, models, prompt.max() + output.max(), "prompt_tokens")
+}
+
+/// `workers` generations at once, each of a batch at the longest lengths.
+fn serving_memory(
+    model: &str,
+    models: &Models,
+    workers: u64,
+    batch: u64,
+    prompt: u64,
+    output: u64,
+) -> Result<MemoryNeed, ParamProblem> {
+    let one = generation_memory(
+        architecture(model, models)?,
+        batch,
+        prompt,
+        output,
+        "prompt_tokens",
+    )?;
+    let bytes = one.bytes.checked_mul(workers).ok_or_else(|| {
+        ParamProblem::at(
+            "concurrency",
+            "workers × generation memory does not fit in 64 bits",
+            "lower the levels",
+        )
+    })?;
+    Ok(MemoryNeed::new(
+        bytes,
+        format!("{workers} workers × ({})", one.formula),
+    ))
 }
 
 pub struct FullInference;
 
-impl BenchmarkKind for FullInference {
+impl Kind for FullInference {
+    type Params = FullInferenceParams;
+
     fn name(&self) -> &'static str {
         "full_inference"
     }
@@ -315,7 +336,7 @@ impl BenchmarkKind for FullInference {
     }
 
     fn setup_metrics(&self) -> &'static [MetricDef] {
-        super::inference::MODEL_SETUP_METRICS
+        MODEL_SETUP_METRICS
     }
 
     fn variation_is_noise(&self) -> bool {
@@ -329,79 +350,82 @@ impl BenchmarkKind for FullInference {
         }
     }
 
-    fn check(
-        &self,
-        params: &toml::Table,
-        models: &BTreeMap<String, ResolvedModel>,
-    ) -> Result<(), ParamProblem> {
-        let p: FullInferenceParams = params::parse(params)?;
-        check_levels("concurrency", &p.concurrency)?;
+    fn check(&self, p: &FullInferenceParams, models: &Models) -> Result<(), ParamProblem> {
         if p.concurrency.is_empty() && p.rates_per_s.is_empty() {
             return Err(ParamProblem::at(
                 "concurrency",
-                "full_inference needs at least one closed-loop concurrency or open-loop rate",
+                "found neither concurrency levels nor rates; allowed: at least one closed-loop concurrency or open-loop rate",
                 "e.g. concurrency = [1, 2] and/or rates_per_s = [4.0]",
-            ));
-        }
-        if p.rates_per_s.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
-            return Err(ParamProblem::at(
-                "rates_per_s",
-                "every rate must be a positive number of requests per second",
-                "e.g. rates_per_s = [2.0, 8.0]",
-            ));
-        }
-        if p.requests == 0 || p.open_loop_concurrency == 0 {
-            return Err(ParamProblem::at(
-                "requests",
-                "requests and open_loop_concurrency must be at least 1",
-                "e.g. requests = 16",
             ));
         }
         check_length(&p.model, models, &p.prompt_tokens, &p.output_tokens)
     }
 
+    fn planned_cases(&self, p: &FullInferenceParams) -> usize {
+        p.concurrency.len() + p.rates_per_s.len()
+    }
+
+    fn memory(&self, p: &FullInferenceParams, models: &Models) -> Result<MemoryNeed, ParamProblem> {
+        let workers = p
+            .concurrency
+            .iter()
+            .map(|c| c.get())
+            .chain((!p.rates_per_s.is_empty()).then(|| p.open_loop_concurrency.get()))
+            .max()
+            .unwrap_or(1);
+        serving_memory(
+            &p.model,
+            models,
+            workers,
+            1,
+            p.prompt_tokens.max(),
+            p.output_tokens.max(),
+        )
+    }
+
     fn prepare(
         &self,
-        params: &toml::Table,
+        p: FullInferenceParams,
         ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError> {
-        let p: FullInferenceParams =
-            params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
         let loaded = load_model(&p.model, ctx)?;
         let slo = Slo {
-            ttft_ms: p.ttft_slo_ms,
-            tpot_ms: p.tpot_slo_ms,
+            ttft_ms: p.ttft_slo_ms.map(Millis::get),
+            tpot_ms: p.tpot_slo_ms.map(Millis::get),
         };
+        let requests = p.requests.usize();
         let workload = |rate_per_s| WorkloadSpec {
-            requests: p.requests,
+            requests,
             prompt_tokens: p.prompt_tokens,
             output_tokens: p.output_tokens,
             vocab_size: loaded.model.architecture.vocab_size,
             rate_per_s,
         };
         let mut cases: Vec<Box<dyn BenchmarkCase>> = Vec::new();
-        for &c in &p.concurrency {
+        for c in &p.concurrency {
+            let c = c.usize();
             cases.push(Box::new(ServingCase {
                 model: Arc::clone(&loaded.model),
                 requests: generate_requests(ctx.settings.seed, &workload(None)),
                 label: format!("closed,concurrency={c}"),
-                parameters: json!({"mode": "closed", "concurrency": c, "requests": p.requests}),
+                parameters: json!({"mode": "closed", "concurrency": c, "requests": requests}),
                 concurrency: c,
                 batch_size: 1,
                 open_loop: false,
                 slo,
             }));
         }
-        for &rate in &p.rates_per_s {
+        for rate in &p.rates_per_s {
+            let rate = rate.get();
             cases.push(Box::new(ServingCase {
                 model: Arc::clone(&loaded.model),
                 requests: generate_requests(ctx.settings.seed, &workload(Some(rate))),
                 label: format!("open,rate={rate}/s"),
                 parameters: json!({
                     "mode": "open", "rate_per_s": rate,
-                    "concurrency": p.open_loop_concurrency, "requests": p.requests,
+                    "concurrency": p.open_loop_concurrency, "requests": requests,
                 }),
-                concurrency: p.open_loop_concurrency,
+                concurrency: p.open_loop_concurrency.usize(),
                 batch_size: 1,
                 open_loop: true,
                 slo,
@@ -421,11 +445,6 @@ impl BenchmarkKind for FullInference {
             cases,
             warnings: Vec::new(),
         })
-    }
-
-    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
-        let p: FullInferenceParams = params::parse(params)?;
-        Ok(p.concurrency.len() + p.rates_per_s.len())
     }
 }
 
@@ -464,22 +483,24 @@ impl BenchmarkCase for ServingCase {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ScalingParams {
+pub struct ScalingParams {
     #[serde(default = "default_model")]
     model: String,
     #[serde(default = "default_requests")]
-    requests: usize,
-    prompt_tokens: usize,
-    output_tokens: usize,
+    requests: Count,
+    prompt_tokens: Tokens,
+    output_tokens: Tokens,
     #[serde(default)]
-    concurrency: Vec<usize>,
+    concurrency: Vec<Parallel>,
     #[serde(default)]
-    batch_sizes: Vec<usize>,
+    batch_sizes: Vec<Parallel>,
 }
 
 pub struct Scaling;
 
-impl BenchmarkKind for Scaling {
+impl Kind for Scaling {
+    type Params = ScalingParams;
+
     fn name(&self) -> &'static str {
         "scaling"
     }
@@ -493,7 +514,7 @@ impl BenchmarkKind for Scaling {
     }
 
     fn setup_metrics(&self) -> &'static [MetricDef] {
-        super::inference::MODEL_SETUP_METRICS
+        MODEL_SETUP_METRICS
     }
 
     fn variation_is_noise(&self) -> bool {
@@ -507,58 +528,63 @@ impl BenchmarkKind for Scaling {
         }
     }
 
-    fn check(
-        &self,
-        params: &toml::Table,
-        models: &BTreeMap<String, ResolvedModel>,
-    ) -> Result<(), ParamProblem> {
-        let p: ScalingParams = params::parse(params)?;
-        check_levels("concurrency", &p.concurrency)?;
-        check_levels("batch_sizes", &p.batch_sizes)?;
+    fn check(&self, p: &ScalingParams, models: &Models) -> Result<(), ParamProblem> {
         if p.concurrency.is_empty() && p.batch_sizes.is_empty() {
             return Err(ParamProblem::at(
                 "concurrency",
-                "scaling needs concurrency levels, batch sizes, or both",
+                "found neither concurrency levels nor batch sizes; allowed: either, or both",
                 "e.g. concurrency = [1, 2, 4] and batch_sizes = [1, 4, 16]",
-            ));
-        }
-        if p.requests == 0 {
-            return Err(ParamProblem::at(
-                "requests",
-                "requests must be at least 1",
-                "e.g. requests = 16",
             ));
         }
         check_length(
             &p.model,
             models,
-            &LengthDistribution::Fixed {
-                tokens: p.prompt_tokens,
-            },
-            &LengthDistribution::Fixed {
-                tokens: p.output_tokens,
-            },
+            &LengthDistribution::fixed(p.prompt_tokens),
+            &LengthDistribution::fixed(p.output_tokens),
         )
+    }
+
+    fn planned_cases(&self, p: &ScalingParams) -> usize {
+        p.concurrency.len() + p.batch_sizes.len()
+    }
+
+    fn memory(&self, p: &ScalingParams, models: &Models) -> Result<MemoryNeed, ParamProblem> {
+        let widest = |levels: &[Parallel]| levels.iter().map(|l| l.get()).max().unwrap_or(1);
+        let by_workers = serving_memory(
+            &p.model,
+            models,
+            widest(&p.concurrency),
+            1,
+            p.prompt_tokens.get(),
+            p.output_tokens.get(),
+        )?;
+        let by_batch = serving_memory(
+            &p.model,
+            models,
+            1,
+            widest(&p.batch_sizes),
+            p.prompt_tokens.get(),
+            p.output_tokens.get(),
+        )?;
+        Ok(if by_workers.bytes >= by_batch.bytes {
+            by_workers
+        } else {
+            by_batch
+        })
     }
 
     fn prepare(
         &self,
-        params: &toml::Table,
+        p: ScalingParams,
         ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError> {
-        let p: ScalingParams =
-            params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
         let loaded = load_model(&p.model, ctx)?;
         let requests = generate_requests(
             ctx.settings.seed,
             &WorkloadSpec {
-                requests: p.requests,
-                prompt_tokens: LengthDistribution::Fixed {
-                    tokens: p.prompt_tokens,
-                },
-                output_tokens: LengthDistribution::Fixed {
-                    tokens: p.output_tokens,
-                },
+                requests: p.requests.usize(),
+                prompt_tokens: LengthDistribution::fixed(p.prompt_tokens),
+                output_tokens: LengthDistribution::fixed(p.output_tokens),
                 vocab_size: loaded.model.architecture.vocab_size,
                 rate_per_s: None,
             },
@@ -584,8 +610,12 @@ impl BenchmarkKind for Scaling {
         let cases = p
             .concurrency
             .iter()
-            .map(|&c| case("concurrency", c, c, 1))
-            .chain(p.batch_sizes.iter().map(|&b| case("batch_size", b, 1, b)))
+            .map(|c| case("concurrency", c.usize(), c.usize(), 1))
+            .chain(
+                p.batch_sizes
+                    .iter()
+                    .map(|b| case("batch_size", b.usize(), 1, b.usize())),
+            )
             .collect();
         Ok(PreparedBenchmark {
             setup: loaded.setup,
@@ -593,10 +623,5 @@ impl BenchmarkKind for Scaling {
             cases,
             warnings: Vec::new(),
         })
-    }
-
-    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
-        let p: ScalingParams = params::parse(params)?;
-        Ok(p.concurrency.len() + p.batch_sizes.len())
     }
 }

@@ -5,7 +5,6 @@
 //! blob store. Each stage is timed per request, so the report shows where
 //! an end-to-end request spends its time.
 
-use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,14 +12,15 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::inference::{check_model, default_model, load_model};
-use super::params::{self, ParamProblem};
+use super::model::{
+    MODEL_SETUP_METRICS, architecture, check_model, default_model, generation_memory, load_model,
+};
 use super::workload::{LengthDistribution, WorkloadSpec, generate_requests};
 use super::{
-    BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Conclusion, Headline, MetricDef,
-    Observations, PreparedBenchmark, model_folder, scratch_folder,
+    BenchContext, BenchmarkCase, BenchmarkError, Conclusion, Headline, Kind, MemoryNeed, MetricDef,
+    Models, Observations, ParamProblem, PreparedBenchmark, model_folder, scratch_folder,
 };
-use crate::campaign::ResolvedModel;
+use crate::campaign::bounds::{Count, Dimension, Parallel, Tokens};
 use crate::components::agents::{AgentPool, QueueKind};
 use crate::components::blockio::IoMode;
 use crate::components::compression::{BlockCodec, Codec, CodecKind};
@@ -29,6 +29,7 @@ use crate::components::kvcache::{
     BlockKey, ColdBlockEncoding, KvDType, KvGeometry, TieredKvCache, TieredKvCacheConfig, block_key,
 };
 use crate::components::storage::{BlobStore, CommitMode};
+use crate::machine::checked_product;
 
 /// Stages in request order, with the metric each is recorded under.
 const STAGES: [(&str, &str); 5] = [
@@ -39,17 +40,17 @@ const STAGES: [(&str, &str); 5] = [
     ("store", "store_ms"),
 ];
 
-fn default_requests() -> usize {
-    8
+fn default_requests() -> Count {
+    Count::new_const(8)
 }
-fn default_prompt() -> usize {
-    64
+fn default_prompt() -> Tokens {
+    Tokens::new_const(64)
 }
-fn default_output() -> usize {
-    16
+fn default_output() -> Tokens {
+    Tokens::new_const(16)
 }
-fn default_agents() -> usize {
-    2
+fn default_agents() -> Parallel {
+    Parallel::new_const(2)
 }
 fn default_queue() -> QueueKind {
     QueueKind::LockFree
@@ -57,35 +58,35 @@ fn default_queue() -> QueueKind {
 fn default_codec() -> String {
     "zstd:3".into()
 }
-fn default_block_tokens() -> usize {
-    16
+fn default_block_tokens() -> Dimension {
+    Dimension::new_const(16)
 }
-fn default_hot_blocks() -> usize {
-    64
+fn default_hot_blocks() -> Count {
+    Count::new_const(64)
 }
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WorkflowParams {
+pub struct WorkflowParams {
     #[serde(default = "default_model")]
     model: String,
     /// Requests per timed iteration (each iteration draws new prompts).
     #[serde(default = "default_requests")]
-    requests: usize,
+    requests: Count,
     #[serde(default = "default_prompt")]
-    prompt_tokens: usize,
+    prompt_tokens: Tokens,
     #[serde(default = "default_output")]
-    output_tokens: usize,
+    output_tokens: Tokens,
     #[serde(default = "default_agents")]
-    agents: usize,
+    agents: Parallel,
     #[serde(default = "default_queue")]
     queue: QueueKind,
     #[serde(default = "default_codec")]
     codec: String,
     #[serde(default = "default_block_tokens")]
-    block_tokens: usize,
+    block_tokens: Dimension,
     #[serde(default = "default_hot_blocks")]
-    hot_blocks: usize,
+    hot_blocks: Count,
 }
 
 fn parse_codec(text: &str) -> Result<Codec, ParamProblem> {
@@ -104,7 +105,9 @@ fn parse_codec(text: &str) -> Result<Codec, ParamProblem> {
 
 pub struct CollectiveWorkflow;
 
-impl BenchmarkKind for CollectiveWorkflow {
+impl Kind for CollectiveWorkflow {
+    type Params = WorkflowParams;
+
     fn name(&self) -> &'static str {
         "collective_workflow"
     }
@@ -142,7 +145,7 @@ impl BenchmarkKind for CollectiveWorkflow {
     }
 
     fn setup_metrics(&self) -> &'static [MetricDef] {
-        super::inference::MODEL_SETUP_METRICS
+        MODEL_SETUP_METRICS
     }
 
     fn variation_is_noise(&self) -> bool {
@@ -156,39 +159,66 @@ impl BenchmarkKind for CollectiveWorkflow {
         }
     }
 
-    fn check(
-        &self,
-        params: &toml::Table,
-        models: &BTreeMap<String, ResolvedModel>,
-    ) -> Result<(), ParamProblem> {
-        let p: WorkflowParams = params::parse(params)?;
+    fn check(&self, p: &WorkflowParams, models: &Models) -> Result<(), ParamProblem> {
         parse_codec(&p.codec)?;
-        for (key, value) in [
-            ("requests", p.requests),
-            ("prompt_tokens", p.prompt_tokens),
-            ("output_tokens", p.output_tokens),
-            ("agents", p.agents),
-            ("block_tokens", p.block_tokens),
-            ("hot_blocks", p.hot_blocks),
-        ] {
-            if value == 0 {
-                return Err(ParamProblem::at(
-                    key,
-                    format!("{key} must be at least 1"),
-                    format!("remove {key} to use its default"),
-                ));
-            }
-        }
-        check_model(&p.model, models, p.prompt_tokens + p.output_tokens)
+        check_model(
+            &p.model,
+            models,
+            p.prompt_tokens.get() + p.output_tokens.get(),
+            "prompt_tokens",
+        )
+    }
+
+    fn planned_cases(&self, _p: &WorkflowParams) -> usize {
+        1
+    }
+
+    /// One generation per agent, and the hot tier of layer-0 blocks.
+    fn memory(&self, p: &WorkflowParams, models: &Models) -> Result<MemoryNeed, ParamProblem> {
+        let a = architecture(&p.model, models)?;
+        let generation = generation_memory(
+            a,
+            1,
+            p.prompt_tokens.get(),
+            p.output_tokens.get(),
+            "prompt_tokens",
+        )?;
+        let block = checked_product(&[
+            2,
+            a.num_key_value_heads as u64,
+            a.head_dim() as u64,
+            2,
+            p.block_tokens.get(),
+        ]);
+        let bytes = block
+            .and_then(|b| b.checked_mul(p.hot_blocks.get()))
+            .and_then(|hot| {
+                generation
+                    .bytes
+                    .checked_mul(p.agents.get())?
+                    .checked_add(hot)
+            })
+            .ok_or_else(|| {
+                ParamProblem::at(
+                    "hot_blocks",
+                    "hot_blocks × block bytes does not fit in 64 bits",
+                    "lower hot_blocks",
+                )
+            })?;
+        Ok(MemoryNeed::new(
+            bytes,
+            format!(
+                "{} agents × ({}) + {} hot blocks",
+                p.agents, generation.formula, p.hot_blocks
+            ),
+        ))
     }
 
     fn prepare(
         &self,
-        params: &toml::Table,
+        p: WorkflowParams,
         ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError> {
-        let p: WorkflowParams =
-            params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
         let codec = parse_codec(&p.codec).map_err(|e| BenchmarkError::Params(e.message))?;
         let loaded = load_model(&p.model, ctx)?;
         let (_, folder) = model_folder(ctx, &p.model)?;
@@ -198,13 +228,13 @@ impl BenchmarkKind for CollectiveWorkflow {
             kv_heads: arch.num_key_value_heads,
             head_dim: arch.head_dim(),
             dtype: KvDType::F16,
-            block_tokens: p.block_tokens,
+            block_tokens: p.block_tokens.usize(),
         };
         let scratch = scratch_folder(&ctx.scratch_dir, "workflow-")?;
         let component = |e: &dyn std::fmt::Display| BenchmarkError::Component(e.to_string());
         let cache = TieredKvCache::open(&TieredKvCacheConfig {
             geometry,
-            hot_blocks: p.hot_blocks,
+            hot_blocks: p.hot_blocks.usize(),
             cold_path: scratch.path().join("cold.kv"),
             cold_encoding: ColdBlockEncoding::Raw,
             cold_io: IoMode::Buffered,
@@ -212,7 +242,8 @@ impl BenchmarkKind for CollectiveWorkflow {
         .map_err(|e| component(&e))?;
         let store =
             BlobStore::open(&scratch.path().join("blobs.redb"), 0).map_err(|e| component(&e))?;
-        let codecs = (0..p.agents)
+        let agents = p.agents.usize();
+        let codecs = (0..agents)
             .map(|_| BlockCodec::new(codec, None).map(Mutex::new))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| component(&e))?;
@@ -227,8 +258,8 @@ impl BenchmarkKind for CollectiveWorkflow {
         let job_stages = Arc::clone(&stages);
         let pool = AgentPool::start(
             p.queue,
-            p.agents,
-            p.agents,
+            agents,
+            agents,
             Arc::new(move |agent, job: Job| {
                 let result = job_stages.run(agent, &job);
                 let _ = job.reply.send(result);
@@ -252,13 +283,9 @@ impl BenchmarkKind for CollectiveWorkflow {
                 pool: Some(pool),
                 _scratch: scratch,
                 spec: WorkloadSpec {
-                    requests: p.requests,
-                    prompt_tokens: LengthDistribution::Fixed {
-                        tokens: p.prompt_tokens,
-                    },
-                    output_tokens: LengthDistribution::Fixed {
-                        tokens: p.output_tokens,
-                    },
+                    requests: p.requests.usize(),
+                    prompt_tokens: LengthDistribution::fixed(p.prompt_tokens),
+                    output_tokens: LengthDistribution::fixed(p.output_tokens),
                     vocab_size: arch.vocab_size,
                     rate_per_s: None,
                 },
@@ -266,15 +293,10 @@ impl BenchmarkKind for CollectiveWorkflow {
                 iteration: 0,
                 stage_totals: [Duration::ZERO; STAGES.len()],
                 e2e_total: Duration::ZERO,
-                agents: p.agents,
+                agents,
             })],
             warnings: Vec::new(),
         })
-    }
-
-    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
-        params::parse::<WorkflowParams>(params)?;
-        Ok(1)
     }
 }
 

@@ -8,65 +8,66 @@ use rand_distr::{Distribution, Exp, LogNormal};
 use serde::{Deserialize, Serialize};
 
 use super::params::ParamProblem;
+use crate::campaign::bounds::{Shape, Tokens};
 
 /// A length in tokens, fixed or drawn per request.
 #[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "distribution", rename_all = "snake_case", deny_unknown_fields)]
 pub enum LengthDistribution {
     Fixed {
-        tokens: usize,
+        tokens: Tokens,
     },
     Uniform {
-        min: usize,
-        max: usize,
+        min: Tokens,
+        max: Tokens,
     },
     /// Log-normal around `median` with shape `sigma`, clamped to [min, max]:
     /// the long-tailed shape of real chat traffic.
     LogNormal {
-        median: usize,
-        sigma: f64,
-        min: usize,
-        max: usize,
+        median: Tokens,
+        sigma: Shape,
+        min: Tokens,
+        max: Tokens,
     },
 }
 
 impl LengthDistribution {
-    pub fn max(&self) -> usize {
+    pub fn fixed(tokens: Tokens) -> Self {
+        Self::Fixed { tokens }
+    }
+
+    pub fn max(&self) -> u64 {
         match *self {
-            Self::Fixed { tokens } => tokens,
-            Self::Uniform { max, .. } | Self::LogNormal { max, .. } => max,
+            Self::Fixed { tokens } => tokens.get(),
+            Self::Uniform { max, .. } | Self::LogNormal { max, .. } => max.get(),
         }
     }
 
-    pub fn check(&self, field: &str, least: usize) -> Result<(), ParamProblem> {
+    /// Relations between the fields; problems at `field.min`, `field.median`.
+    pub fn check(&self, field: &str) -> Result<(), ParamProblem> {
         let (min, max) = match *self {
-            Self::Fixed { tokens } => (tokens, tokens),
-            Self::Uniform { min, max } => (min, max),
+            Self::Fixed { .. } => return Ok(()),
+            Self::Uniform { min, max } => (min.get(), max.get()),
             Self::LogNormal {
-                median,
-                sigma,
-                min,
-                max,
+                median, min, max, ..
             } => {
-                if !(sigma.is_finite() && sigma > 0.0) || median < min || median > max {
+                if median.get() < min.get() || median.get() > max.get() {
                     return Err(ParamProblem::at(
-                        field,
-                        "log_normal needs sigma > 0 and min ≤ median ≤ max",
+                        &format!("{field}.median"),
+                        format!("found {median}; allowed: from min ({min}) to max ({max})"),
                         format!(
-                            "e.g. {field} = {{ distribution = \"log_normal\", median = 64, sigma = 0.5, min = {least}, max = 256 }}"
+                            "e.g. {field} = {{ distribution = \"log_normal\", median = 64, sigma = 0.5, min = 1, max = 256 }}"
                         ),
                     ));
                 }
-                (min, max)
+                (min.get(), max.get())
             }
         };
-        if min < least || min > max {
+        if min > max {
             return Err(ParamProblem::at(
-                field,
-                format!("lengths must satisfy {least} ≤ min ≤ max"),
-                format!(
-                    "e.g. {field} = {{ distribution = \"uniform\", min = {least}, max = 128 }}"
-                ),
+                &format!("{field}.min"),
+                format!("found {min}; allowed: at most max ({max})"),
+                format!("e.g. {field} = {{ distribution = \"uniform\", min = 1, max = 128 }}"),
             ));
         }
         Ok(())
@@ -74,16 +75,16 @@ impl LengthDistribution {
 
     fn sample(&self, rng: &mut ChaCha8Rng) -> usize {
         match *self {
-            Self::Fixed { tokens } => tokens,
-            Self::Uniform { min, max } => rng.random_range(min..=max),
+            Self::Fixed { tokens } => tokens.usize(),
+            Self::Uniform { min, max } => rng.random_range(min.usize()..=max.usize()),
             Self::LogNormal {
                 median,
                 sigma,
                 min,
                 max,
-            } => LogNormal::new((median as f64).ln(), sigma)
-                .map(|d| (d.sample(rng).round() as usize).clamp(min, max))
-                .unwrap_or(median),
+            } => LogNormal::new((median.get() as f64).ln(), sigma.get())
+                .map(|d| (d.sample(rng).round() as usize).clamp(min.usize(), max.usize()))
+                .unwrap_or(median.usize()),
         }
     }
 }
@@ -144,12 +145,15 @@ mod tests {
         WorkloadSpec {
             requests: 400,
             prompt_tokens: LengthDistribution::LogNormal {
-                median: 64,
-                sigma: 0.6,
-                min: 8,
-                max: 512,
+                median: Tokens::new_const(64),
+                sigma: Shape::new_const(0.6),
+                min: Tokens::new_const(8),
+                max: Tokens::new_const(512),
             },
-            output_tokens: LengthDistribution::Uniform { min: 4, max: 32 },
+            output_tokens: LengthDistribution::Uniform {
+                min: Tokens::new_const(4),
+                max: Tokens::new_const(32),
+            },
             vocab_size: 1000,
             rate_per_s: rate,
         }

@@ -1,6 +1,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use super::source_map::SourceMap;
 use super::validate::validate;
 use super::{CampaignError, CampaignFile, DaySpec, Diagnostic};
 use crate::components::inference::{ModelArchitecture, SyntheticLlamaConfig};
@@ -49,64 +50,76 @@ impl Campaign {
                     .join(", "),
             })
     }
-
-    /// A folder name derived from the campaign name (letters, digits, `-`, `_`).
-    pub fn slug(&self) -> String {
-        let slug: String = self
-            .name()
-            .chars()
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        if slug.is_empty() {
-            "campaign".to_string()
-        } else {
-            slug
-        }
-    }
 }
 
 /// Turns a byte offset into a 1-based line and column.
 pub(super) fn line_column(source: &str, offset: usize) -> (usize, usize) {
-    let before = &source[..offset.min(source.len())];
+    let mut offset = offset.min(source.len());
+    while !source.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    let before = &source[..offset];
     let line = before.matches('\n').count() + 1;
     let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
     (line, column)
 }
 
+/// serde's wording ("invalid type: string \"two\", expected usize") as
+/// this tool words every problem: what was found, and what is allowed.
+pub(crate) fn plain_message(message: &str) -> String {
+    let message = message.trim();
+    for prefix in ["invalid type: ", "invalid value: "] {
+        if let Some(rest) = message.strip_prefix(prefix)
+            && let Some((found, expected)) = rest.split_once(", expected ")
+        {
+            let allowed = match expected {
+                "usize" | "u64" | "u32" | "u16" | "u8" => {
+                    "a whole number, 0 or more (of a size the field can hold)"
+                }
+                "i64" | "i32" => "a whole number",
+                "f64" | "f32" => "a number",
+                "a boolean" => "true or false",
+                other => other,
+            };
+            return format!("found {found}; allowed: {allowed}");
+        }
+    }
+    message.to_string()
+}
+
 /// Reads, parses and validates a campaign file. Every problem found is
-/// reported at once, each with its line and column.
+/// reported at once, each at the line and column of its key.
 pub fn load_campaign(path: &Path) -> Result<Campaign, CampaignError> {
     let source = std::fs::read_to_string(path).map_err(|source| CampaignError::Read {
         path: path.to_path_buf(),
         source,
     })?;
+    let invalid = |diagnostics| CampaignError::Invalid {
+        path: path.to_path_buf(),
+        diagnostics,
+    };
+    let map = SourceMap::parse(&source);
     let file: CampaignFile = toml::from_str(&source).map_err(|e| {
-        let (line, column) = line_column(&source, e.span().map_or(0, |s| s.start));
-        CampaignError::Invalid {
-            path: path.to_path_buf(),
-            diagnostics: vec![Diagnostic {
-                line,
-                column,
-                field: "syntax".to_string(),
-                message: e.message().trim().to_string(),
-                help: Some(
-                    "see the campaign format in README.md; unknown fields are errors".to_string(),
-                ),
-            }],
-        }
+        let offset = e.span().map_or(0, |s| s.start);
+        let located = map.as_ref().and_then(|m| {
+            let (key, field) = m.key_at(offset)?;
+            Some((key.start, m.describe(&field)))
+        });
+        let (at, field) = located.unwrap_or((offset, "syntax".to_string()));
+        let (line, column) = line_column(&source, at);
+        invalid(vec![Diagnostic {
+            line,
+            column,
+            field,
+            message: plain_message(e.message()),
+            help: Some(
+                "see the campaign format in README.md; unknown fields are errors".to_string(),
+            ),
+        }])
     })?;
+    let map = map.unwrap_or_default();
     let base = path.parent().unwrap_or(Path::new("."));
-    let (models, warnings) =
-        validate(&file, &source, base).map_err(|diagnostics| CampaignError::Invalid {
-            path: path.to_path_buf(),
-            diagnostics,
-        })?;
+    let (models, warnings) = validate(&file, &source, &map, base).map_err(invalid)?;
     Ok(Campaign {
         path: path.to_path_buf(),
         file,
@@ -117,7 +130,7 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, CampaignError> {
 
 #[cfg(test)]
 mod tests {
-    use super::line_column;
+    use super::{line_column, plain_message};
 
     #[test]
     fn line_and_column_are_one_based() {
@@ -126,5 +139,23 @@ mod tests {
         assert_eq!(line_column(text, 6), (2, 1));
         assert_eq!(line_column(text, text.find('=').unwrap()), (1, 3));
         assert_eq!(line_column(text, text.rfind('=').unwrap()), (2, 4));
+        // Inside a multi-byte character: its start.
+        assert_eq!(line_column(text, 8), (2, 2));
+    }
+
+    #[test]
+    fn serde_wording_becomes_found_and_allowed() {
+        assert_eq!(
+            plain_message("invalid type: string \"two\", expected usize"),
+            "found string \"two\"; allowed: a whole number, 0 or more (of a size the field can hold)"
+        );
+        assert_eq!(
+            plain_message("invalid value: integer `-1`, expected u32"),
+            "found integer `-1`; allowed: a whole number, 0 or more (of a size the field can hold)"
+        );
+        assert_eq!(
+            plain_message("missing field `kind`"),
+            "missing field `kind`"
+        );
     }
 }

@@ -1,16 +1,20 @@
 //! Campaign files: the TOML schema, loading with source positions,
 //! validation against the benchmark registry, and day selection.
 
+pub mod bounds;
 mod error;
 mod load;
 mod schema;
+mod source_map;
 mod target;
 mod validate;
 
 pub use error::{CampaignError, Diagnostic};
+pub(crate) use load::plain_message;
 pub use load::{Campaign, ResolvedModel, load_campaign};
 pub use schema::DayStep;
 pub use schema::{BenchmarkSpec, CampaignFile, DaySpec, ModelSpec, Settings};
+pub use source_map::{FieldPath, Segment, SourceMap};
 pub use target::{Comparison, Target};
 
 /// Parses "2" or "1-4" into an inclusive range of day numbers.

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
+use super::bounds::{Hz, Iterations, RawSamples, Seconds, Threads, ThresholdPct, Warmup};
 use crate::components::inference::{DeviceSpec, SyntheticLlamaConfig};
 
 #[derive(Debug, Clone, Deserialize)]
@@ -44,7 +45,7 @@ pub struct Settings {
     /// threads than idle cores make candle's spinning workers collapse, so
     /// the default is 1 and the value is always explicit in reports.
     #[serde(default = "default_threads")]
-    pub threads: usize,
+    pub threads: Threads,
     #[serde(default)]
     pub device: DeviceSpec,
     #[serde(default)]
@@ -54,7 +55,7 @@ pub struct Settings {
     pub seed: u64,
     /// How many raw samples per metric are kept in a report.
     #[serde(default = "default_max_raw_samples")]
-    pub max_raw_samples: usize,
+    pub max_raw_samples: RawSamples,
 }
 
 impl Default for Settings {
@@ -69,12 +70,12 @@ impl Default for Settings {
     }
 }
 
-fn default_threads() -> usize {
-    1
+fn default_threads() -> Threads {
+    Threads::new_const(1)
 }
 
-fn default_max_raw_samples() -> usize {
-    10_000
+fn default_max_raw_samples() -> RawSamples {
+    RawSamples::new_const(10_000)
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
@@ -152,23 +153,23 @@ pub struct BenchmarkSpec {
     #[serde(default)]
     pub description: String,
     /// Untimed iterations before measuring.
-    pub warmup: Option<u32>,
+    pub warmup: Option<Warmup>,
     /// Timed iterations per case (the maximum when a time budget is set).
-    pub iterations: Option<u32>,
+    pub iterations: Option<Iterations>,
     /// Stop timing a case after this many seconds, once one iteration is done.
-    pub time_budget_s: Option<f64>,
+    pub time_budget_s: Option<Seconds>,
     /// Fail the benchmark when all its cases together take longer.
-    pub timeout_s: Option<f64>,
+    pub timeout_s: Option<Seconds>,
     #[serde(default)]
     pub targets: Vec<Spanned<String>>,
     /// Sample a CPU profile of this benchmark (also `--profile`).
     #[serde(default)]
     pub profile: bool,
     /// Sampling frequency of the profile.
-    pub profile_hz: Option<u32>,
+    pub profile_hz: Option<Hz>,
     /// Noise threshold of the regression verdict for this benchmark, in %
     /// (default 5, or --threshold-pct).
-    pub regression_threshold_pct: Option<f64>,
+    pub regression_threshold_pct: Option<ThresholdPct>,
     /// Kind-specific parameters, checked by the kind.
     #[serde(default)]
     pub params: Option<Spanned<toml::Table>>,

@@ -1,109 +1,123 @@
 use std::collections::{BTreeMap, HashSet};
-use std::ops::Range;
 use std::path::Path;
 
 use super::load::{ResolvedModel, line_column};
+use super::source_map::{FieldPath, SourceMap};
 use super::{BenchmarkSpec, CampaignFile, Diagnostic, Target};
-use crate::benchmarks::{find_kind, kind_names};
-use crate::components::inference::read_architecture;
+use crate::benchmarks::{MemoryNeed, find_kind, kind_names};
+use crate::components::inference::{model_memory, read_architecture};
 
-/// Collects diagnostics with positions taken from toml spans.
+/// The longest benchmark name: it becomes part of file names.
+const MAX_NAME_CHARS: usize = 64;
+
+/// Collects diagnostics, each at the line and column of its key.
 struct Checker<'a> {
     source: &'a str,
+    map: &'a SourceMap,
+    /// Bytes of memory this machine has available, when known.
+    memory_available: Option<u64>,
     diagnostics: Vec<Diagnostic>,
 }
 
 impl Checker<'_> {
-    fn error(&mut self, span: Range<usize>, field: String, message: String, help: Option<String>) {
-        let (line, column) = line_column(self.source, span.start);
+    /// A problem with the field at `path`; `path` may go below what the
+    /// file writes (a missing field): it is reported at the nearest key.
+    fn error(&mut self, path: &FieldPath, message: String, help: Option<String>) {
+        let at = self.map.key_span(path).map_or(0, |s| s.start);
+        let (line, column) = line_column(self.source, at);
         self.diagnostics.push(Diagnostic {
             line,
             column,
-            field,
+            field: self.map.describe(path),
             message,
             help,
         });
     }
 
-    /// The span of `key = …` in a table, so an error in a kind's params
-    /// points at the offending line. toml's span of a `[header]` table
-    /// covers only the header, so the search runs on to the next header.
-    fn key_span(&self, table: Range<usize>, key: &str) -> Range<usize> {
-        let mut offset = table.start;
-        for (i, line) in self.source[table.start..].split_inclusive('\n').enumerate() {
-            let trimmed = line.trim_start();
-            if i > 0 && trimmed.starts_with('[') && offset >= table.end {
-                break;
-            }
-            // Inline tables hold their keys on the header's own line.
-            let mut search = 0;
-            while let Some(found) = line[search..].find(key) {
-                let at = search + found;
-                let before_ok =
-                    at == 0 || !line[..at].ends_with(|c: char| c.is_alphanumeric() || c == '_');
-                let after = line[at + key.len()..].trim_start();
-                if before_ok && after.starts_with('=') {
-                    return offset + at..offset + at + key.len();
-                }
-                search = at + key.len();
-            }
-            offset += line.len();
+    /// Refuses a need larger than the memory this machine has available.
+    fn fits_in_memory(&mut self, path: &FieldPath, what: &str, need: &MemoryNeed) {
+        let Some(available) = self.memory_available else {
+            return;
+        };
+        if need.bytes > available {
+            self.error(
+                path,
+                format!(
+                    "{what} needs about {} ({}), more than the {} of memory available on this machine",
+                    gib(need.bytes),
+                    need.formula,
+                    gib(available)
+                ),
+                Some("make it smaller, or run on a machine with more memory".into()),
+            );
         }
-        table
     }
+}
+
+fn gib(bytes: u64) -> String {
+    format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
 /// Resolved models and warnings of a valid campaign.
 pub(super) type Validated = (BTreeMap<String, ResolvedModel>, Vec<String>);
 
 /// Checks everything a run would otherwise discover late: kinds, params,
-/// targets, models, settings. Returns the resolved models and warnings.
+/// targets, models, memory. Numbers were range-checked while reading.
 pub(super) fn validate(
     file: &CampaignFile,
     source: &str,
+    map: &SourceMap,
     base: &Path,
 ) -> Result<Validated, Vec<Diagnostic>> {
     let mut c = Checker {
         source,
+        map,
+        memory_available: crate::machine::available_memory_bytes(),
         diagnostics: Vec::new(),
     };
     let mut warnings = Vec::new();
+    let root = FieldPath::default();
 
     if file.name.get_ref().trim().is_empty() {
         c.error(
-            file.name.span(),
-            "name".into(),
+            &root.clone().key("name"),
             "campaign name is empty".into(),
             Some("e.g. name = \"llm-inference\"".into()),
         );
     }
-    check_settings(&mut c, file);
+    if let Some(settings) = &file.settings
+        && let Err(e) = settings.get_ref().device.ensure_compiled()
+    {
+        c.error(
+            &root.clone().key("settings").key("device"),
+            e.to_string(),
+            None,
+        );
+    }
     let models = resolve_models(&mut c, file, base);
 
     if file.days.is_empty() {
         c.error(
-            0..0,
-            "days".into(),
+            &root,
             "campaign has no [[days]]".into(),
             Some("add [[days]] with number, title and [[days.benchmarks]]".into()),
         );
     }
     let mut day_numbers = HashSet::new();
-    for day in &file.days {
+    for (d, day) in file.days.iter().enumerate() {
         let day = day.get_ref();
+        let at = root.clone().key("days").index(d);
         let number = *day.number.get_ref();
         if number == 0 {
             c.error(
-                day.number.span(),
-                "days.number".into(),
-                "day numbers start at 1".into(),
+                &at.clone().key("number"),
+                "found 0; allowed: day numbers from 1".into(),
                 None,
             );
         }
         if !day_numbers.insert(number) {
             c.error(
-                day.number.span(),
-                format!("day {number}"),
+                &at.clone().key("number"),
                 format!("day {number} is defined twice"),
                 Some("give every [[days]] its own number".into()),
             );
@@ -112,10 +126,9 @@ pub(super) fn validate(
             && crate::campaign::parse_day_range(range).is_none()
         {
             c.error(
-                day.number.span(),
-                format!("day {number}, field `analyze_days`"),
-                format!("analyze_days {range:?} is not a day range"),
-                Some("write it as \"1-4\" or \"2\"".into()),
+                &at.clone().key("analyze_days"),
+                format!("found {range:?}; allowed: a day range such as \"1-4\" or \"2\""),
+                None,
             );
         }
         if day.benchmarks.is_empty() && day.after.is_empty() {
@@ -125,8 +138,9 @@ pub(super) fn validate(
             ));
         }
         let mut names = HashSet::new();
-        for bench in &day.benchmarks {
-            check_benchmark(&mut c, number, bench.get_ref(), &models, &mut names);
+        for (b, bench) in day.benchmarks.iter().enumerate() {
+            let at = at.clone().key("benchmarks").index(b);
+            check_benchmark(&mut c, &at, number, bench.get_ref(), &models, &mut names);
         }
     }
     if c.diagnostics.is_empty() {
@@ -136,45 +150,15 @@ pub(super) fn validate(
     }
 }
 
-fn check_settings(c: &mut Checker<'_>, file: &CampaignFile) {
-    let Some(settings) = &file.settings else {
-        return;
-    };
-    let span = settings.span();
-    let s = settings.get_ref();
-    if let Err(e) = s.device.ensure_compiled() {
-        let at = c.key_span(span.clone(), "device");
-        c.error(at, "settings.device".into(), e.to_string(), None);
-    }
-    if s.threads == 0 {
-        let at = c.key_span(span.clone(), "threads");
-        c.error(
-            at,
-            "settings.threads".into(),
-            "threads must be at least 1".into(),
-            Some("threads = 1 is safest on a small shared machine".into()),
-        );
-    }
-    if s.max_raw_samples == 0 {
-        let at = c.key_span(span, "max_raw_samples");
-        c.error(
-            at,
-            "settings.max_raw_samples".into(),
-            "max_raw_samples must be at least 1".into(),
-            None,
-        );
-    }
-}
-
 fn resolve_models(
     c: &mut Checker<'_>,
     file: &CampaignFile,
     base: &Path,
 ) -> BTreeMap<String, ResolvedModel> {
     let mut models = BTreeMap::new();
+    let dtype = file.settings().dtype;
     for (name, spec) in &file.models {
-        let span = spec.span();
-        let field = format!("models.{name}");
+        let at = FieldPath::default().key("models").key(name);
         let spec = spec.get_ref();
         let resolved = match (&spec.path, &spec.synthetic) {
             (Some(path), None) => {
@@ -188,8 +172,7 @@ fn resolve_models(
                     }),
                     Err(e) => {
                         c.error(
-                            path.span(),
-                            format!("{field}.path"),
+                            &at.clone().key("path"),
                             e.to_string(),
                             Some(format!(
                                 "paths are relative to the campaign file's folder ({})",
@@ -208,16 +191,20 @@ fn resolve_models(
                     architecture: synthetic.architecture(),
                 }),
                 Err(e) => {
-                    c.error(span, format!("{field}.synthetic"), e.to_string(), None);
+                    c.error(&at.clone().key("synthetic"), e.to_string(), None);
                     None
                 }
             },
             _ => {
-                c.error(span, field, "a model needs exactly one of `path` (a local folder) or `synthetic` (a generated Llama)".into(), Some("path = \"models/SmolLM2-135M\" or [models.NAME.synthetic] with seed and sizes".into()));
+                c.error(&at, "a model needs exactly one of `path` (a local folder) or `synthetic` (a generated Llama)".into(), Some("path = \"models/SmolLM2-135M\" or [models.NAME.synthetic] with seed and sizes".into()));
                 None
             }
         };
         if let Some(r) = resolved {
+            match model_memory(&r.architecture, dtype.to_candle(), r.synthetic.is_some()) {
+                Ok(need) => c.fits_in_memory(&at, "the model", &need),
+                Err(e) => c.error(&at, e.to_string(), None),
+            }
             models.insert(name.clone(), r);
         }
     }
@@ -226,79 +213,39 @@ fn resolve_models(
 
 fn check_benchmark(
     c: &mut Checker<'_>,
+    at: &FieldPath,
     day: u32,
     bench: &BenchmarkSpec,
     models: &BTreeMap<String, ResolvedModel>,
     names: &mut HashSet<String>,
 ) {
     let name = bench.name.get_ref();
-    let at = |field: &str| format!("day {day}, benchmark {name:?}, field `{field}`");
+    let field = |key: &str| at.clone().key(key);
     if name.is_empty()
+        || name.chars().count() > MAX_NAME_CHARS
         || !name
             .chars()
             .all(|ch| ch.is_ascii_alphanumeric() || "_-.".contains(ch))
     {
-        c.error(bench.name.span(), at("name"), format!("benchmark name {name:?} must be non-empty and use only letters, digits, '_', '-' and '.'"), Some("names become file names in the results folder".into()));
+        c.error(
+            &field("name"),
+            format!(
+                "found {name:?}; allowed: 1 to {MAX_NAME_CHARS} letters, digits, '_', '-' and '.'"
+            ),
+            Some("names become file names in the results folder".into()),
+        );
     }
     if !names.insert(name.clone()) {
         c.error(
-            bench.name.span(),
-            at("name"),
+            &field("name"),
             format!("day {day} has two benchmarks named {name:?}"),
             Some("benchmark names must be unique within a day".into()),
-        );
-    }
-    for (field, value) in [
-        ("time_budget_s", bench.time_budget_s),
-        ("timeout_s", bench.timeout_s),
-    ] {
-        if value.is_some_and(|v| !(v.is_finite() && v > 0.0)) {
-            c.error(
-                bench.name.span(),
-                at(field),
-                format!("{field} must be a positive number of seconds"),
-                None,
-            );
-        }
-    }
-    if bench
-        .regression_threshold_pct
-        .is_some_and(|t| !(t.is_finite() && t > 0.0))
-    {
-        c.error(
-            bench.name.span(),
-            at("regression_threshold_pct"),
-            "regression_threshold_pct must be a positive percentage".into(),
-            Some("e.g. regression_threshold_pct = 5".into()),
-        );
-    }
-    if bench
-        .profile_hz
-        .is_some_and(|hz| !(1..=crate::profile::MAX_PROFILE_HZ).contains(&hz))
-    {
-        c.error(
-            bench.name.span(),
-            at("profile_hz"),
-            format!(
-                "profile_hz must be between 1 and {}",
-                crate::profile::MAX_PROFILE_HZ
-            ),
-            Some("the sampler tops out near 250 Hz on many kernels; 99 or 199 is typical".into()),
-        );
-    }
-    if bench.iterations == Some(0) {
-        c.error(
-            bench.name.span(),
-            at("iterations"),
-            "iterations must be at least 1".into(),
-            None,
         );
     }
 
     let Some(kind) = find_kind(bench.kind.get_ref()) else {
         c.error(
-            bench.kind.span(),
-            at("kind"),
+            &field("kind"),
             format!("unknown benchmark kind {:?}", bench.kind.get_ref()),
             Some(format!("known kinds: {}", kind_names().join(", "))),
         );
@@ -306,25 +253,25 @@ fn check_benchmark(
     };
 
     let params = bench.params();
-    if let Err(problem) = kind.check(&params, models) {
-        let table_span = bench
-            .params
-            .as_ref()
-            .map_or(bench.kind.span(), |p| p.span());
-        let span = match &problem.key {
-            Some(key) => c.key_span(table_span, key),
-            None => table_span,
-        };
-        let field = problem
-            .key
-            .as_deref()
-            .map_or("params".to_string(), |k| format!("params.{k}"));
-        c.error(span, at(&field), problem.message, problem.help);
+    let params_at = field("params");
+    let checked = kind
+        .check(&params, models)
+        .and_then(|()| kind.memory_estimate(&params, models));
+    match checked {
+        Ok(need) => c.fits_in_memory(&params_at, "this benchmark", &need),
+        Err(problem) => {
+            let path = match &problem.key {
+                Some(key) => params_at.join_dotted(key),
+                None => params_at,
+            };
+            c.error(&path, problem.message, problem.help);
+        }
     }
 
-    for target in &bench.targets {
+    for (t, target) in bench.targets.iter().enumerate() {
+        let at = field("targets").index(t);
         match target.get_ref().parse::<Target>() {
-            Err(message) => c.error(target.span(), at("targets"), message, None),
+            Err(message) => c.error(&at, message, None),
             Ok(t) if kind.metric(&t.metric).is_none() => {
                 let known: Vec<_> = kind
                     .metrics()
@@ -333,8 +280,7 @@ fn check_benchmark(
                     .map(|m| m.name)
                     .collect();
                 c.error(
-                    target.span(),
-                    at("targets"),
+                    &at,
                     format!("kind {} has no metric {:?}", kind.name(), t.metric),
                     Some(format!("its metrics: {}", known.join(", "))),
                 );

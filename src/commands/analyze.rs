@@ -48,9 +48,9 @@ pub fn calibrate_command(
     campaign: &Campaign,
     layout: &OutputLayout,
     quick: bool,
-    threads: Option<usize>,
+    threads: Option<crate::campaign::bounds::Threads>,
 ) -> Result<(String, u8), CommandError> {
-    let threads = threads.unwrap_or(campaign.file.settings().threads).max(1);
+    let threads = threads.unwrap_or(campaign.file.settings().threads).usize();
     crate::runner::configure_threads(threads);
     let (calibration, path) = run_calibration(campaign, layout, quick, threads)?;
     Ok((

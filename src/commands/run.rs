@@ -10,6 +10,7 @@ use crate::analysis::{
     regressed_benchmarks, runs_for_verdicts,
 };
 use crate::benchmarks::find_kind;
+use crate::campaign::bounds::Threads;
 use crate::campaign::{BenchmarkSpec, Campaign, DayStep, load_campaign};
 use crate::components::inference::DeviceSpec;
 use crate::report::{
@@ -32,7 +33,7 @@ pub struct RunArgs {
     pub only: Vec<String>,
     pub json: bool,
     pub device: Option<DeviceSpec>,
-    pub threads: Option<usize>,
+    pub threads: Option<Threads>,
     pub profile: bool,
     pub profile_hz: Option<u32>,
     pub runs: Option<u32>,
@@ -80,7 +81,7 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
     configure_threads(
         args.threads
             .unwrap_or(campaign.file.settings().threads)
-            .max(1),
+            .usize(),
     );
     // A missing baseline fails now, not after an hour of benchmarks.
     let baseline = args
@@ -104,12 +105,17 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
 
     let mut progress = console_progress();
     let mut write_failures = Vec::new();
-    let jsonl_path = layout.ci_file("results.jsonl");
+    // Streamed for CI to tail under a name that says it is incomplete;
+    // renamed once the day is over, so a crash never leaves a
+    // `results.jsonl` that looks whole. The run id keeps two runs started
+    // together into one folder from writing into each other's stream.
+    let jsonl_final = layout.ci_file("results.jsonl");
+    let jsonl_path = layout.ci_file(&format!("results.jsonl.{}.partial", options.run_id));
     let mut jsonl = std::fs::File::create(&jsonl_path).map_err(|source| OutputError::Write {
         path: jsonl_path.clone(),
         source,
     })?;
-    let mut report = run_day(
+    let measured = run_day(
         &campaign,
         &options,
         &interrupt,
@@ -128,8 +134,16 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
                 write_failures.push(format!("{}: {e}", jsonl_path.display()));
             }
         },
-    )?;
+    );
+    drop(jsonl);
+    let mut report = measured.inspect_err(|_| {
+        let _ = std::fs::remove_file(&jsonl_path);
+    })?;
     report.warnings.extend(write_failures);
+    std::fs::rename(&jsonl_path, &jsonl_final).map_err(|source| OutputError::Write {
+        path: jsonl_final.clone(),
+        source,
+    })?;
     finish_day(&campaign, &layout, args, report, |report| match &baseline {
         Some((name, base)) if !report.interrupted => Some(compare_with_rerun(
             &campaign, &options, &interrupt, report, base, name, args,
@@ -641,7 +655,7 @@ fn compare_settings(campaign: &Campaign, args: &RunArgs) -> CompareSettings {
         .filter_map(|b| {
             let b = b.get_ref();
             b.regression_threshold_pct
-                .map(|t| (b.name.get_ref().clone(), t))
+                .map(|t| (b.name.get_ref().clone(), t.get()))
         })
         .collect();
     CompareSettings {
@@ -670,7 +684,7 @@ pub fn open_campaign(
         .map(Path::to_path_buf)
         .or_else(|| campaign.file.output_dir.clone())
         .unwrap_or_else(|| PathBuf::from("results"));
-    let layout = OutputLayout::create(&out, &campaign.slug())?;
+    let layout = OutputLayout::create(&out, campaign.name())?;
     Ok((campaign, layout))
 }
 
@@ -696,7 +710,7 @@ fn run_day_steps(
                 let threads = args
                     .threads
                     .unwrap_or(campaign.file.settings().threads)
-                    .max(1);
+                    .usize();
                 let (calibration, path) = run_calibration(campaign, layout, args.quick, threads)?;
                 say(
                     args,

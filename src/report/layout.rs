@@ -36,11 +36,19 @@ pub struct OutputLayout {
 
 impl OutputLayout {
     /// Creates the folders and proves they are writable before anything
-    /// runs, so a bad `--out` fails in a second, not after an hour.
-    pub fn create(out: &Path, campaign_slug: &str) -> Result<Self, OutputError> {
+    /// runs, so a bad `--out` fails in a second, not after an hour. The
+    /// campaign's folder is named after it (letters, digits, `-_.=`; cut
+    /// with a hash when long).
+    pub fn create(out: &Path, campaign_name: &str) -> Result<Self, OutputError> {
+        let stem = safe_file_stem(campaign_name.trim(), MAX_STEM);
+        let stem = if stem.is_empty() {
+            "campaign".to_string()
+        } else {
+            stem
+        };
         let layout = Self {
             root: out.to_path_buf(),
-            campaign_dir: out.join(campaign_slug),
+            campaign_dir: out.join(stem),
         };
         for dir in [
             layout.daily_reports(),
@@ -186,21 +194,11 @@ impl OutputLayout {
     /// One file per benchmark result, written as soon as the result exists.
     pub fn metrics_path(&self, day: u32, run_id: &str, result: &BenchmarkResult) -> PathBuf {
         // `bench[prompt_len=128]` becomes `bench.prompt_len=128`.
-        let name: String = result
-            .benchmark_name
-            .replace('[', ".")
-            .chars()
-            .filter(|c| *c != ']')
-            .map(|c| {
-                if c.is_ascii_alphanumeric() || "-_.=".contains(c) {
-                    c
-                } else {
-                    '_'
-                }
-            })
-            .collect();
-        self.metrics_json()
-            .join(format!("day_{day}_{run_id}_{name}.json"))
+        let name = result.benchmark_name.replace('[', ".").replace(']', "");
+        self.metrics_json().join(format!(
+            "day_{day}_{run_id}_{}.json",
+            safe_file_stem(&name, MAX_STEM)
+        ))
     }
 
     pub fn write_report(
@@ -212,6 +210,38 @@ impl OutputLayout {
         write_atomically(&path, &exporter.serialize(report)?)?;
         Ok(path)
     }
+}
+
+/// The longest name a case, benchmark or campaign contributes to a file
+/// name: with the day and run id the whole stays far below the 255 bytes
+/// file systems allow.
+pub const MAX_STEM: usize = 96;
+
+/// `text` as part of a file name: letters, digits and `-_.=` kept, anything
+/// else `_`; longer than `max`, cut and followed by a hash of the whole
+/// text, so that two long labels never share a name.
+pub fn safe_file_stem(text: &str, max: usize) -> String {
+    let clean: String = text
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.=".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    // A name of dots alone would be `.` or `..`.
+    let clean = if clean.chars().all(|c| c == '.') {
+        format!("_{clean}")
+    } else {
+        clean
+    };
+    if clean.len() <= max {
+        return clean;
+    }
+    let hash = xxhash_rust::xxh3::xxh3_64(text.as_bytes());
+    format!("{}-{hash:016x}", &clean[..max.saturating_sub(17)])
 }
 
 /// Writes through a temporary file in the same folder and renames it into
@@ -227,4 +257,28 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
     file.as_file().sync_all().map_err(write_err)?;
     file.persist(path).map_err(|e| write_err(e.error))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_stems_are_short_valid_and_unique() {
+        assert_eq!(
+            safe_file_stem("bench.prompt_len=128", 96),
+            "bench.prompt_len=128"
+        );
+        assert_eq!(safe_file_stem("a/b c:é", 96), "a_b_c__");
+        assert_eq!(safe_file_stem("..", 96), "_..");
+        let long = format!("open_loop_rate={}", "1".repeat(300));
+        let other = format!("open_loop_rate={}2", "1".repeat(299));
+        let (a, b) = (safe_file_stem(&long, 96), safe_file_stem(&other, 96));
+        assert_eq!(a.len(), 96);
+        assert_ne!(a, b);
+        assert!(
+            a.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.=".contains(c))
+        );
+    }
 }

@@ -37,7 +37,7 @@ pub struct RunOptions {
     pub quick: bool,
     pub only: Vec<String>,
     pub device: Option<DeviceSpec>,
-    pub threads: Option<usize>,
+    pub threads: Option<crate::campaign::bounds::Threads>,
     pub model_cache_dir: std::path::PathBuf,
     pub scratch_dir: std::path::PathBuf,
     pub profile: ProfileOptions,
@@ -103,7 +103,9 @@ pub fn run_day(
     let benchmarks = select_benchmarks(campaign, opts)?;
     let day = campaign.day(opts.day)?;
     let mut settings = campaign.file.settings();
-    settings.threads = opts.threads.unwrap_or(settings.threads);
+    if let Some(threads) = opts.threads {
+        settings.threads = threads;
+    }
     settings.device = opts.device.unwrap_or(settings.device);
     let ctx = BenchContext {
         models: campaign.models.clone(),
@@ -118,14 +120,34 @@ pub fn run_day(
     let mut profiles = Vec::new();
     for spec in benchmarks.iter().copied() {
         if interrupt.is_cancelled() {
-            if let Some(result) = not_started(spec, opts.quick) {
+            if let Some(result) = unmeasured(
+                spec,
+                opts.quick,
+                Status::Interrupted,
+                "not run: interrupted before it started".into(),
+            ) {
                 on_result(&result);
                 results.push(result);
             }
             continue;
         }
-        let (measured, abandoned) =
-            run_benchmark(spec, &ctx, opts.quick, interrupt, progress, on_result);
+        // A panic in the day loop itself (a bug) fails this benchmark, with
+        // its message, and the day goes on.
+        let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            run_benchmark(spec, &ctx, opts.quick, interrupt, progress, &mut *on_result)
+        }));
+        let (measured, abandoned) = match run {
+            Ok(done) => done,
+            Err(payload) => {
+                let message = format!(
+                    "the runner failed: {}",
+                    crate::panics::describe(payload.as_ref())
+                );
+                let failed = unmeasured(spec, opts.quick, Status::Failed, message);
+                failed.iter().for_each(&mut *on_result);
+                (failed.into_iter().collect(), None)
+            }
+        };
         if let Some(message) = abandoned {
             warnings.push(message);
         }
@@ -134,7 +156,7 @@ pub fn run_day(
             let hz = opts
                 .profile
                 .frequency_hz
-                .or(spec.profile_hz)
+                .or(spec.profile_hz.map(|hz| hz.get() as u32))
                 .unwrap_or(crate::profile::DEFAULT_PROFILE_HZ);
             progress.note(&format!(
                 "{name}: profiling pass at {hz} Hz (the results above come from the unprofiled pass)"
@@ -190,7 +212,7 @@ pub fn run_day(
     }
     let environment = Environment::capture(
         settings.device.to_string(),
-        settings.threads,
+        settings.threads.usize(),
         settings.dtype.name().to_string(),
     );
     Ok(DailyReport {
@@ -209,11 +231,11 @@ pub fn run_day(
         interrupted: interrupt.is_cancelled(),
         environment,
         settings: RunSettings {
-            threads: settings.threads,
+            threads: settings.threads.usize(),
             device: settings.device.to_string(),
             dtype: settings.dtype.name().to_string(),
             seed: settings.seed,
-            max_raw_samples: settings.max_raw_samples,
+            max_raw_samples: settings.max_raw_samples.usize(),
             quick_factor: if opts.quick { QUICK_FACTOR } else { 1.0 },
             provisional_rule: ProvisionalRule::current(),
             only: opts.only.clone(),
@@ -237,8 +259,14 @@ fn parse_targets(spec: &BenchmarkSpec) -> Vec<Target> {
         .collect()
 }
 
-/// The result of a benchmark that Ctrl-C stopped before it started.
-fn not_started(spec: &BenchmarkSpec, quick: bool) -> Option<BenchmarkResult> {
+/// The result of a benchmark with nothing measured: Ctrl-C stopped it
+/// before it started, or the runner failed around it.
+fn unmeasured(
+    spec: &BenchmarkSpec,
+    quick: bool,
+    status: Status,
+    message: String,
+) -> Option<BenchmarkResult> {
     let kind = find_kind(spec.kind.get_ref())?;
     let (plan, targets) = (IterationPlan::for_spec(spec, quick), parse_targets(spec));
     let frame = BenchmarkFrame {
@@ -250,11 +278,7 @@ fn not_started(spec: &BenchmarkSpec, quick: bool) -> Option<BenchmarkResult> {
         context: serde_json::Value::Null,
         warnings: Vec::new(),
     };
-    Some(frame.unmeasured(
-        None,
-        Status::Interrupted,
-        "not run: interrupted before it started".into(),
-    ))
+    Some(frame.unmeasured(None, status, message))
 }
 
 /// Runs one benchmark; returns its results and, if its worker had to be
@@ -318,7 +342,9 @@ fn run_benchmark(
     };
 
     let started = Instant::now();
-    let timeout = Duration::from_secs_f64(plan.timeout_s);
+    // The campaign bounds timeout_s to a week; anything else is a bug,
+    // and a long wait is safer than a panic on the day loop.
+    let timeout = Duration::try_from_secs_f64(plan.timeout_s).unwrap_or(Duration::MAX);
     let timeout_message = || {
         format!(
             "timed out after {:.1} s (timeout_s = {}); iterations completed before it are summarised",
@@ -365,7 +391,7 @@ fn run_benchmark(
             }
             Ok(WorkerEvent::Measured(observations)) => {
                 if let Some((_, outcome)) = &mut current {
-                    outcome.record(kind, observations, ctx.settings.max_raw_samples);
+                    outcome.record(kind, observations, ctx.settings.max_raw_samples.usize());
                 }
                 progress.iteration_done();
             }

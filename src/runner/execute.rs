@@ -1,10 +1,8 @@
 //! Runs one benchmark on a worker thread: preparation, then each case's
 //! warm-up and timed iterations, streaming events back to the day loop.
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::Once;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
@@ -99,48 +97,12 @@ impl CaseOutcome {
 
 const WORKER_PREFIX: &str = "benchmark ";
 
-thread_local! {
-    static LAST_PANIC: RefCell<Option<String>> = const { RefCell::new(None) };
-}
-
-/// Panics on benchmark threads become failure messages (with their source
-/// location) in the report instead of text scribbled over the progress output.
-fn install_panic_capture() {
-    static ONCE: Once = Once::new();
-    ONCE.call_once(|| {
-        let previous = panic::take_hook();
-        panic::set_hook(Box::new(move |info| {
-            let on_worker = std::thread::current()
-                .name()
-                .is_some_and(|n| n.starts_with(WORKER_PREFIX));
-            if on_worker {
-                let location = info
-                    .location()
-                    .map(|l| format!(" at {}:{}", l.file(), l.line()))
-                    .unwrap_or_default();
-                let message = info
-                    .payload()
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| info.payload().downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "non-string panic payload".to_string());
-                LAST_PANIC
-                    .with(|p| *p.borrow_mut() = Some(format!("panicked{location}: {message}")));
-            } else {
-                previous(info);
-            }
-        }));
-    });
-}
-
 fn take_panic_message() -> String {
-    LAST_PANIC
-        .with(|p| p.borrow_mut().take())
-        .unwrap_or_else(|| "panicked".to_string())
+    crate::panics::take_last().unwrap_or_else(|| "panicked".to_string())
 }
 
 pub(super) fn thread_name(benchmark: &str) -> String {
-    install_panic_capture();
+    crate::panics::install_hook();
     format!("{WORKER_PREFIX}{benchmark}")
 }
 
@@ -227,7 +189,9 @@ fn run_case(
         }
     }
     case.start_timed();
-    let budget = plan.time_budget_s.map(Duration::from_secs_f64);
+    let budget = plan
+        .time_budget_s
+        .and_then(|s| Duration::try_from_secs_f64(s).ok());
     let timed_start = Instant::now();
     let mut cancelled = false;
     for done in 0..plan.iterations {

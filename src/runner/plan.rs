@@ -29,10 +29,14 @@ impl IterationPlan {
         let scale = if quick { QUICK_FACTOR } else { 1.0 };
         let scaled = |n: u32| (f64::from(n) * scale).ceil() as u32;
         Self {
-            warmup: scaled(spec.warmup.unwrap_or(DEFAULT_WARMUP)),
-            iterations: scaled(spec.iterations.unwrap_or(DEFAULT_ITERATIONS)).max(1),
-            time_budget_s: spec.time_budget_s.map(|s| s * scale),
-            timeout_s: spec.timeout_s.unwrap_or(DEFAULT_TIMEOUT_S),
+            warmup: scaled(spec.warmup.map_or(DEFAULT_WARMUP, |w| w.get() as u32)),
+            iterations: scaled(
+                spec.iterations
+                    .map_or(DEFAULT_ITERATIONS, |i| i.get() as u32),
+            )
+            .max(1),
+            time_budget_s: spec.time_budget_s.map(|s| s.get() * scale),
+            timeout_s: spec.timeout_s.map_or(DEFAULT_TIMEOUT_S, |t| t.get()),
             scale,
         }
     }

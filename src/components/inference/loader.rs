@@ -47,6 +47,78 @@ impl ModelArchitecture {
     }
 }
 
+/// Weights, counted in closed form with checked arithmetic: the sizes come
+/// from a user's file and may not fit (`None` then). Equals
+/// [`ModelArchitecture::parameter_count`] for every model that fits.
+pub fn checked_parameter_count(a: &ModelArchitecture) -> Option<u64> {
+    let n = |v: usize| u64::try_from(v).ok();
+    let (h, i, v, l) = (
+        n(a.hidden_size)?,
+        n(a.intermediate_size)?,
+        n(a.vocab_size)?,
+        n(a.num_hidden_layers)?,
+    );
+    let kv = n(a.num_key_value_heads)?.checked_mul(h.checked_div(n(a.num_attention_heads)?)?)?;
+    // Two norms, q and o (h×h), k and v (kv×h), gate, up and down (i×h).
+    let per_layer = [
+        h.checked_mul(2)?,
+        h.checked_mul(h)?.checked_mul(2)?,
+        kv.checked_mul(h)?.checked_mul(2)?,
+        i.checked_mul(h)?.checked_mul(3)?,
+    ]
+    .iter()
+    .try_fold(0u64, |acc, x| acc.checked_add(*x))?;
+    let embeddings = v
+        .checked_mul(h)?
+        .checked_mul(if a.tie_word_embeddings { 1 } else { 2 })?;
+    per_layer
+        .checked_mul(l)?
+        .checked_add(embeddings)?
+        .checked_add(h)
+}
+
+/// The memory a model needs while it is built and loaded: its weights at
+/// `dtype`, or, for a synthetic model, the f32 weights it is generated in
+/// and the copy written out (× 2).
+pub fn model_memory(
+    a: &ModelArchitecture,
+    dtype: DType,
+    synthetic: bool,
+) -> Result<crate::machine::MemoryNeed, InferenceError> {
+    let too_large = || {
+        InferenceError::InvalidConfig(
+            "the model's sizes multiply to more weights than 64 bits can count".into(),
+        )
+    };
+    if a.num_attention_heads == 0 {
+        return Err(InferenceError::InvalidConfig(
+            "num_attention_heads is 0; allowed: at least 1".into(),
+        ));
+    }
+    let parameters = checked_parameter_count(a).ok_or_else(too_large)?;
+    let (bytes_per, copies, how) = if synthetic {
+        (4, 2, "f32 generated, then written: × 2")
+    } else {
+        (dtype.size_in_bytes() as u64, 1, "at the campaign's dtype")
+    };
+    let weights =
+        crate::machine::checked_product(&[parameters, bytes_per, copies]).ok_or_else(too_large)?;
+    // candle builds its rotary cos/sin tables for every position up front
+    // (an f32 angle table, then cos and sin): 3 × positions × head_dim/2 × 4.
+    let positions = u64::try_from(a.max_position_embeddings).map_err(|_| too_large())?;
+    let half_head = u64::try_from(a.head_dim() / 2).map_err(|_| too_large())?;
+    let rope =
+        crate::machine::checked_product(&[positions, half_head, 4, 3]).ok_or_else(too_large)?;
+    let bytes = weights.checked_add(rope).ok_or_else(too_large)?;
+    Ok(crate::machine::MemoryNeed::new(
+        bytes,
+        format!(
+            "{parameters} parameters × {bytes_per} bytes, {how}; \
+             rotary tables 3 × {positions} positions × {half_head} × 4 bytes"
+        ),
+    ))
+}
+
 /// Every tensor candle's `Llama::load` reads, with its shape. candle panics
 /// on a missing tensor, so a folder is checked against this list first.
 pub(super) fn expected_tensors(a: &ModelArchitecture) -> Vec<(String, Vec<usize>)> {
@@ -213,5 +285,36 @@ impl LoadedModel {
             dtype,
             folder: folder.path,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_checked_count_matches_the_tensor_list_and_refuses_overflow() {
+        let mut a = ModelArchitecture {
+            vocab_size: 100,
+            hidden_size: 8,
+            intermediate_size: 16,
+            num_hidden_layers: 2,
+            num_attention_heads: 2,
+            num_key_value_heads: 1,
+            max_position_embeddings: 64,
+            tie_word_embeddings: false,
+        };
+        assert_eq!(
+            checked_parameter_count(&a),
+            Some(a.parameter_count() as u64)
+        );
+        a.tie_word_embeddings = true;
+        assert_eq!(
+            checked_parameter_count(&a),
+            Some(a.parameter_count() as u64)
+        );
+        a.num_hidden_layers = usize::MAX;
+        assert_eq!(checked_parameter_count(&a), None);
+        assert!(model_memory(&a, DType::F32, true).is_err());
     }
 }

@@ -13,6 +13,9 @@ mod synthetic;
 pub use activations::{Layer0KvProjector, layer0_kv_f16};
 pub use device::DeviceSpec;
 pub use error::InferenceError;
-pub use loader::{LoadedModel, ModelArchitecture, ModelFolder, read_architecture};
+pub use loader::{
+    LoadedModel, ModelArchitecture, ModelFolder, checked_parameter_count, model_memory,
+    read_architecture,
+};
 pub use session::GenerationSession;
 pub use synthetic::{SyntheticLlamaConfig, materialize_synthetic_model};

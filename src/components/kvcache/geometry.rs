@@ -43,6 +43,7 @@ pub struct KvGeometry {
 
 impl KvGeometry {
     /// K and V of one token for every layer: 2 × layers × kv_heads × head_dim × bytes.
+    /// Call on a geometry that passed [`Self::check`].
     pub fn bytes_per_token(&self) -> usize {
         2 * self.layers * self.kv_heads * self.head_dim * self.dtype.bytes()
     }
@@ -56,11 +57,33 @@ impl KvGeometry {
         self.head_dim
     }
 
+    /// Every size at least 1, and a block's bytes countable: the sizes
+    /// come from a user's file, and the products of `bytes_per_token` and
+    /// `block_bytes` must not overflow.
     pub fn check(&self) -> Result<(), KvCacheError> {
         if [self.layers, self.kv_heads, self.head_dim, self.block_tokens].contains(&0) {
             return Err(KvCacheError::Geometry(
                 "layers, kv_heads, head_dim and block_tokens must all be at least 1".into(),
             ));
+        }
+        let block = [
+            self.layers,
+            self.kv_heads,
+            self.head_dim,
+            self.dtype.bytes(),
+            self.block_tokens,
+        ]
+        .iter()
+        .try_fold(2usize, |acc, n| acc.checked_mul(*n));
+        if block.is_none_or(|b| b > isize::MAX as usize) {
+            return Err(KvCacheError::Geometry(format!(
+                "a block of 2 × {} layers × {} kv_heads × {} head_dim × {} bytes × {} tokens is too large to address",
+                self.layers,
+                self.kv_heads,
+                self.head_dim,
+                self.dtype.bytes(),
+                self.block_tokens
+            )));
         }
         Ok(())
     }

@@ -1,348 +1,33 @@
-//! KV cache kinds: how fast the hot tier stores blocks (against memcpy of
-//! the same bytes, measured in the same iteration), and how a decoding
-//! trace behaves once the context outgrows the hot tier (against raw reads
-//! and writes of the same slots, measured in the same iteration).
+//! `kv_cache_access`: how a decoding trace behaves once the context
+//! outgrows the hot tier: hit rates, evictions, hot and cold block-fetch
+//! latency, bytes moved, and cold-tier speed against raw reads and writes
+//! of the same slots, measured in the same iteration.
 
-use std::collections::BTreeMap;
 use std::os::unix::fs::FileExt;
 use std::time::{Duration, Instant};
 
-use rand::{RngCore, SeedableRng};
-use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::params::{self, ParamProblem};
+use super::kv_geometry::{GeometryParams, cache_error, geometry_context, mb_per_s, random_values};
 use super::{
-    BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Headline, MetricDef, Observations,
-    PreparedBenchmark, scratch_folder, timed_chunked_memcpy,
+    BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
+    Observations, ParamProblem, PreparedBenchmark, scratch_folder,
 };
-use crate::campaign::ResolvedModel;
+use crate::campaign::bounds::{OptionalTokens, Parallel, Tokens};
 use crate::components::blockio::{AlignedBuf, IoMode, open_block_file};
 use crate::components::kvcache::{
-    BlockKey, ColdBlockEncoding, KvCacheError, KvDType, KvGeometry, Tier, TieredKvCache,
-    TieredKvCacheConfig, block_key,
+    BlockKey, ColdBlockEncoding, KvDType, KvGeometry, Tier, TieredKvCache, TieredKvCacheConfig,
+    block_key,
 };
+use crate::machine::checked_product;
 
-const GB: f64 = 1e9;
-const MB: f64 = 1e6;
-
-fn default_dtype() -> KvDType {
-    KvDType::F16
+fn one() -> Parallel {
+    Parallel::new_const(1)
 }
 
-fn default_block_tokens() -> Vec<usize> {
-    vec![16]
-}
-
-/// The cache's shape: from a model of the campaign, or written out.
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct GeometryParams {
-    model: Option<String>,
-    layers: Option<usize>,
-    kv_heads: Option<usize>,
-    head_dim: Option<usize>,
-    #[serde(default = "default_dtype")]
-    dtype: KvDType,
-    /// One case per block size.
-    #[serde(default = "default_block_tokens")]
-    block_tokens: Vec<usize>,
-}
-
-impl GeometryParams {
-    fn resolve(
-        &self,
-        models: &BTreeMap<String, ResolvedModel>,
-    ) -> Result<Vec<KvGeometry>, ParamProblem> {
-        let (layers, kv_heads, head_dim) =
-            match (&self.model, self.layers, self.kv_heads, self.head_dim) {
-                (Some(name), None, None, None) => {
-                    let m = models.get(name).ok_or_else(|| {
-                        ParamProblem::at(
-                            "model",
-                            format!("no model named {name:?} in [models]"),
-                            "define it or give layers, kv_heads and head_dim",
-                        )
-                    })?;
-                    let a = &m.architecture;
-                    (a.num_hidden_layers, a.num_key_value_heads, a.head_dim())
-                }
-                (None, Some(l), Some(k), Some(h)) => (l, k, h),
-                _ => {
-                    return Err(ParamProblem::at(
-                        "model",
-                        "give either `model` or all of `layers`, `kv_heads` and `head_dim`",
-                        "e.g. layers = 32, kv_heads = 32, head_dim = 128",
-                    ));
-                }
-            };
-        if self.block_tokens.is_empty() {
-            return Err(ParamProblem::at(
-                "block_tokens",
-                "block_tokens lists no block size",
-                "e.g. block_tokens = [16]",
-            ));
-        }
-        self.block_tokens
-            .iter()
-            .map(|&block_tokens| {
-                let g = KvGeometry {
-                    layers,
-                    kv_heads,
-                    head_dim,
-                    dtype: self.dtype,
-                    block_tokens,
-                };
-                g.check().map(|()| g).map_err(|e| {
-                    ParamProblem::at(
-                        "block_tokens",
-                        e.to_string(),
-                        "every size must be at least 1",
-                    )
-                })
-            })
-            .collect()
-    }
-}
-
-fn geometry_context(g: &KvGeometry) -> serde_json::Value {
-    json!({
-        "geometry": g,
-        "bytes_per_token": g.bytes_per_token(),
-        "bytes_per_token_formula": "2 × layers × kv_heads × head_dim × dtype bytes",
-        "block_bytes": g.block_bytes(),
-    })
-}
-
-/// Deterministic block contents: the bytes are stored and compared, not interpreted.
-fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut bytes = vec![0u8; len];
-    ChaCha8Rng::seed_from_u64(seed).fill_bytes(&mut bytes);
-    bytes
-}
-
-/// Random but finite values of the block's dtype, so that int8 quantization
-/// sees real numbers (random bytes would include NaN bit patterns).
-fn random_values(seed: u64, len: usize, dtype: KvDType) -> Vec<u8> {
-    let raw = random_bytes(seed, len / dtype.bytes() * 4);
-    let values = raw.chunks_exact(4).map(|c| {
-        (u32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f32 / u32::MAX as f32) * 2.0 - 1.0
-    });
-    match dtype {
-        KvDType::F32 => values.flat_map(f32::to_le_bytes).collect(),
-        KvDType::F16 => values
-            .flat_map(|v| half::f16::from_f32(v).to_le_bytes())
-            .collect(),
-        KvDType::Bf16 => values
-            .flat_map(|v| half::bf16::from_f32(v).to_le_bytes())
-            .collect(),
-    }
-}
-
-fn gb_per_s(bytes: usize, elapsed: Duration) -> f64 {
-    bytes as f64 / GB / elapsed.as_secs_f64()
-}
-
-fn mb_per_s(bytes: u64, elapsed: Duration) -> f64 {
-    bytes as f64 / MB / elapsed.as_secs_f64()
-}
-
-fn cache_error(e: KvCacheError) -> BenchmarkError {
-    BenchmarkError::Component(e.to_string())
-}
-
-// ---------------------------------------------------------------- store
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct StoreParams {
-    geometry: GeometryParams,
-    /// Tokens stored per iteration.
-    tokens: usize,
-}
-
-pub struct KvCacheStore;
-
-impl BenchmarkKind for KvCacheStore {
-    fn name(&self) -> &'static str {
-        "kv_cache_store"
-    }
-
-    fn description(&self) -> &'static str {
-        "tokens/s and GB/s stored into the hot tier, against memcpy of the same bytes"
-    }
-
-    fn metrics(&self) -> &'static [MetricDef] {
-        const METRICS: &[MetricDef] = &[
-            MetricDef::duration_ms("store_ms", "storing every block of the iteration's tokens"),
-            MetricDef::quantity("store_gb_per_s", "GB/s", true, "bytes stored ÷ store time"),
-            MetricDef::quantity(
-                "store_tokens_per_s",
-                "tokens/s",
-                true,
-                "tokens stored ÷ store time",
-            ),
-            MetricDef::quantity(
-                "memcpy_gb_per_s",
-                "GB/s",
-                true,
-                "reference: memcpy of the same bytes in the same block-sized chunks into a pre-touched buffer, same iteration",
-            ),
-            MetricDef::quantity(
-                "store_fraction_of_memcpy",
-                "ratio",
-                true,
-                "store GB/s ÷ memcpy GB/s of the same iteration",
-            ),
-        ];
-        METRICS
-    }
-
-    fn headline(&self) -> Headline {
-        Headline {
-            latency: "store_ms",
-            throughput: "store_gb_per_s",
-        }
-    }
-
-    fn check(
-        &self,
-        params: &toml::Table,
-        models: &BTreeMap<String, ResolvedModel>,
-    ) -> Result<(), ParamProblem> {
-        let p: StoreParams = params::parse(params)?;
-        p.geometry.resolve(models)?;
-        if p.tokens == 0 {
-            return Err(ParamProblem::at(
-                "tokens",
-                "tokens must be at least 1",
-                "e.g. tokens = 4096",
-            ));
-        }
-        Ok(())
-    }
-
-    fn prepare(
-        &self,
-        params: &toml::Table,
-        ctx: &BenchContext,
-    ) -> Result<PreparedBenchmark, BenchmarkError> {
-        let p: StoreParams =
-            params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
-        let geometries = p
-            .geometry
-            .resolve(&ctx.models)
-            .map_err(|e| BenchmarkError::Params(e.message))?;
-        let scratch = scratch_folder(&ctx.scratch_dir, "kv_cache_store-")?;
-        let cases = geometries
-            .into_iter()
-            .map(|geometry| {
-                let blocks = p.tokens.div_ceil(geometry.block_tokens);
-                Box::new(StoreCase {
-                    geometry,
-                    blocks,
-                    source: random_bytes(ctx.settings.seed, blocks * geometry.block_bytes()),
-                    // Touched once here, so that no memcpy pays page faults.
-                    copy: vec![1u8; blocks * geometry.block_bytes()],
-                    scratch: std::sync::Arc::clone(&scratch),
-                    iteration: 0,
-                }) as Box<dyn BenchmarkCase>
-            })
-            .collect();
-        Ok(PreparedBenchmark {
-            setup: Vec::new(),
-            context: json!({ "tokens_per_iteration": p.tokens }),
-            cases,
-            warnings: Vec::new(),
-        })
-    }
-
-    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
-        Ok(params::parse::<StoreParams>(params)?
-            .geometry
-            .block_tokens
-            .len())
-    }
-}
-
-struct StoreCase {
-    geometry: KvGeometry,
-    blocks: usize,
-    source: Vec<u8>,
-    copy: Vec<u8>,
-    scratch: std::sync::Arc<tempfile::TempDir>,
-    iteration: u64,
-}
-
-impl BenchmarkCase for StoreCase {
-    fn label(&self) -> String {
-        format!("block_tokens={}", self.geometry.block_tokens)
-    }
-
-    fn parameters(&self) -> serde_json::Value {
-        let mut p = geometry_context(&self.geometry);
-        p["blocks"] = json!(self.blocks);
-        p["tokens"] = json!(self.blocks * self.geometry.block_tokens);
-        p
-    }
-
-    fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
-        self.iteration += 1;
-        let cold_path = self
-            .scratch
-            .path()
-            .join(format!("store-{}.kv", self.iteration));
-        // Hot tier sized for every block: this measures storing, not eviction.
-        let mut cache = TieredKvCache::open(&TieredKvCacheConfig {
-            geometry: self.geometry,
-            hot_blocks: self.blocks,
-            cold_path: cold_path.clone(),
-            cold_encoding: ColdBlockEncoding::Raw,
-            cold_io: IoMode::Buffered,
-        })
-        .map_err(cache_error)?;
-        let bytes = self.source.len();
-        let block = self.geometry.block_bytes();
-
-        // Alternate which copy runs first, so neither always finds the
-        // caches warmed (or flushed) by the other.
-        let memcpy_first = self.iteration.is_multiple_of(2);
-        let mut memcpy = Duration::ZERO;
-        if memcpy_first {
-            memcpy = timed_chunked_memcpy(&mut self.copy, &self.source, block);
-        }
-        let started = Instant::now();
-        for (i, chunk) in self.source.chunks_exact(block).enumerate() {
-            cache
-                .put(block_key(None, &[self.iteration as u32, i as u32]), chunk)
-                .map_err(cache_error)?;
-        }
-        let store = started.elapsed();
-        if !memcpy_first {
-            memcpy = timed_chunked_memcpy(&mut self.copy, &self.source, block);
-        }
-
-        drop(cache);
-        let _ = std::fs::remove_file(cold_path);
-        let store_gbps = gb_per_s(bytes, store);
-        let memcpy_gbps = gb_per_s(bytes, memcpy);
-        obs.duration("store_ms", store);
-        obs.value("store_gb_per_s", store_gbps);
-        obs.value(
-            "store_tokens_per_s",
-            (self.blocks * self.geometry.block_tokens) as f64 / store.as_secs_f64(),
-        );
-        obs.value("memcpy_gb_per_s", memcpy_gbps);
-        obs.value("store_fraction_of_memcpy", store_gbps / memcpy_gbps);
-        Ok(())
-    }
-}
-
-// ---------------------------------------------------------------- access
-
-fn one() -> usize {
-    1
+fn no_prefix() -> OptionalTokens {
+    OptionalTokens::new_const(0)
 }
 
 fn direct() -> IoMode {
@@ -351,20 +36,20 @@ fn direct() -> IoMode {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct AccessParams {
+pub struct AccessParams {
     geometry: GeometryParams,
     /// Tokens per sequence at the end of the trace.
-    context_tokens: usize,
+    context_tokens: Tokens,
     /// Hot-tier capacity in tokens (rounded up to whole blocks).
-    hot_tokens: usize,
+    hot_tokens: Tokens,
     #[serde(default = "one")]
-    sequences: usize,
+    sequences: Parallel,
     /// Leading tokens every sequence shares (their blocks are stored once).
-    #[serde(default)]
-    shared_prefix_tokens: usize,
+    #[serde(default = "no_prefix")]
+    shared_prefix_tokens: OptionalTokens,
     /// The last tokens of each sequence, generated one per step; each step
     /// reads the sequence's whole window of full blocks, as attention does.
-    decode_steps: usize,
+    decode_steps: Tokens,
     #[serde(default)]
     cold_encoding: ColdBlockEncoding,
     #[serde(default = "direct")]
@@ -373,7 +58,9 @@ struct AccessParams {
 
 pub struct KvCacheAccess;
 
-impl BenchmarkKind for KvCacheAccess {
+impl Kind for KvCacheAccess {
+    type Params = AccessParams;
+
     fn name(&self) -> &'static str {
         "kv_cache_access"
     }
@@ -504,52 +191,77 @@ impl BenchmarkKind for KvCacheAccess {
         }
     }
 
-    fn check(
-        &self,
-        params: &toml::Table,
-        models: &BTreeMap<String, ResolvedModel>,
-    ) -> Result<(), ParamProblem> {
-        let p: AccessParams = params::parse(params)?;
+    fn check(&self, p: &AccessParams, models: &Models) -> Result<(), ParamProblem> {
         let geometries = p.geometry.resolve(models)?;
-        let largest_block = geometries.iter().map(|g| g.block_tokens).max().unwrap_or(1);
-        if p.sequences == 0 {
-            return Err(ParamProblem::at(
-                "sequences",
-                "sequences must be at least 1",
-                "e.g. sequences = 2",
-            ));
-        }
-        if p.decode_steps == 0 || p.decode_steps > p.context_tokens {
+        let largest_block = geometries.iter().map(|g| g.block_tokens).max().unwrap_or(1) as u64;
+        let (context, steps) = (p.context_tokens.get(), p.decode_steps.get());
+        if steps > context {
             return Err(ParamProblem::at(
                 "decode_steps",
-                "decode_steps must be between 1 and context_tokens",
+                format!("found {steps}; allowed: from 1 to context_tokens ({context})"),
                 "e.g. decode_steps = 32",
             ));
         }
-        if p.shared_prefix_tokens > p.context_tokens - p.decode_steps {
+        if p.shared_prefix_tokens.get() > context - steps {
             return Err(ParamProblem::at(
                 "shared_prefix_tokens",
-                "the shared prefix must fit in the prompt (context_tokens − decode_steps)",
+                format!(
+                    "found {}; allowed: up to the prompt, context_tokens − decode_steps = {}",
+                    p.shared_prefix_tokens,
+                    context - steps
+                ),
                 "lower shared_prefix_tokens",
             ));
         }
-        if p.hot_tokens < largest_block {
+        if p.hot_tokens.get() < largest_block {
             return Err(ParamProblem::at(
                 "hot_tokens",
-                format!("hot_tokens must hold at least one block ({largest_block} tokens)"),
+                format!(
+                    "found {}; allowed: at least one block ({largest_block} tokens)",
+                    p.hot_tokens
+                ),
                 "raise hot_tokens",
             ));
         }
         Ok(())
     }
 
+    fn planned_cases(&self, p: &AccessParams) -> usize {
+        p.geometry.block_tokens.len()
+    }
+
+    /// The hot tier, and eight blocks of contents per block size. The
+    /// cold file (sequences × context × bytes per token) is on disk.
+    fn memory(&self, p: &AccessParams, models: &Models) -> Result<MemoryNeed, ParamProblem> {
+        let geometries = p.geometry.resolve(models)?;
+        let bytes = geometries.iter().try_fold(0u64, |acc, g| {
+            let hot_tokens =
+                p.hot_tokens.get().div_ceil(g.block_tokens as u64) * g.block_tokens as u64;
+            let hot = checked_product(&[hot_tokens, g.bytes_per_token() as u64])?;
+            let pool = checked_product(&[8, g.block_bytes() as u64])?;
+            acc.checked_add(hot.max(pool))?.checked_add(pool)
+        });
+        let bytes = bytes.ok_or_else(|| {
+            ParamProblem::at(
+                "hot_tokens",
+                "hot_tokens × bytes per token does not fit in 64 bits",
+                "lower hot_tokens",
+            )
+        })?;
+        Ok(MemoryNeed::new(
+            bytes,
+            format!(
+                "a hot tier of {} tokens and 8 blocks of contents per block size",
+                p.hot_tokens
+            ),
+        ))
+    }
+
     fn prepare(
         &self,
-        params: &toml::Table,
+        p: AccessParams,
         ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError> {
-        let p: AccessParams =
-            params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
         let geometries = p
             .geometry
             .resolve(&ctx.models)
@@ -578,11 +290,11 @@ impl BenchmarkKind for KvCacheAccess {
                     .collect();
                 Box::new(AccessCase {
                     geometry,
-                    hot_blocks: p.hot_tokens.div_ceil(geometry.block_tokens),
-                    context_tokens: p.context_tokens,
-                    sequences: p.sequences,
-                    shared_prefix_tokens: p.shared_prefix_tokens,
-                    decode_steps: p.decode_steps,
+                    hot_blocks: p.hot_tokens.usize().div_ceil(geometry.block_tokens),
+                    context_tokens: p.context_tokens.usize(),
+                    sequences: p.sequences.usize(),
+                    shared_prefix_tokens: p.shared_prefix_tokens.usize(),
+                    decode_steps: p.decode_steps.usize(),
                     cold_encoding: p.cold_encoding,
                     cold_io: p.cold_io,
                     pool,
@@ -605,13 +317,6 @@ impl BenchmarkKind for KvCacheAccess {
             cases,
             warnings,
         })
-    }
-
-    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
-        Ok(params::parse::<AccessParams>(params)?
-            .geometry
-            .block_tokens
-            .len())
     }
 }
 

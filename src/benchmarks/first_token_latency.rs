@@ -1,0 +1,159 @@
+//! `first_token_latency`: time to first token of real forward passes, per
+//! prompt length. TTFT is prompt submitted → first generated token
+//! (prefill plus the first greedy sampling), as in vLLM and MLPerf.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::model::{
+    MODEL_SETUP_METRICS, architecture, check_model, default_model, generation_memory, load_model,
+    prompt_tokens,
+};
+use super::{
+    BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
+    Observations, ParamProblem, PreparedBenchmark,
+};
+use crate::campaign::bounds::{Parallel, Tokens};
+use crate::components::inference::{GenerationSession, LoadedModel};
+
+fn one() -> Parallel {
+    Parallel::new_const(1)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FirstTokenParams {
+    #[serde(default = "default_model")]
+    model: String,
+    prompt_lengths: Vec<Tokens>,
+    #[serde(default = "one")]
+    batch_size: Parallel,
+}
+
+/// The longest of a non-empty list of lengths, or a problem at `field`.
+pub(super) fn longest(lengths: &[Tokens], field: &str) -> Result<u64, ParamProblem> {
+    lengths.iter().map(|t| t.get()).max().ok_or_else(|| {
+        ParamProblem::at(
+            field,
+            "found an empty list; allowed: at least one length",
+            "e.g. prompt_lengths = [128, 512]",
+        )
+    })
+}
+
+pub struct FirstTokenLatency;
+
+impl Kind for FirstTokenLatency {
+    type Params = FirstTokenParams;
+
+    fn name(&self) -> &'static str {
+        "first_token_latency"
+    }
+
+    fn description(&self) -> &'static str {
+        "time to first token (prefill + greedy sampling) per prompt length"
+    }
+
+    fn metrics(&self) -> &'static [MetricDef] {
+        const METRICS: &[MetricDef] = &[
+            MetricDef::duration_ms("ttft_ms", "prompt submitted → first generated token"),
+            MetricDef::quantity(
+                "prefill_tokens_per_s",
+                "tokens/s",
+                true,
+                "prompt tokens × batch ÷ TTFT",
+            ),
+        ];
+        METRICS
+    }
+
+    fn setup_metrics(&self) -> &'static [MetricDef] {
+        MODEL_SETUP_METRICS
+    }
+
+    fn headline(&self) -> Headline {
+        Headline {
+            latency: "ttft_ms",
+            throughput: "prefill_tokens_per_s",
+        }
+    }
+
+    fn check(&self, p: &FirstTokenParams, models: &Models) -> Result<(), ParamProblem> {
+        let longest = longest(&p.prompt_lengths, "prompt_lengths")?;
+        check_model(&p.model, models, longest + 1, "prompt_lengths")
+    }
+
+    fn planned_cases(&self, p: &FirstTokenParams) -> usize {
+        p.prompt_lengths.len()
+    }
+
+    fn memory(&self, p: &FirstTokenParams, models: &Models) -> Result<MemoryNeed, ParamProblem> {
+        let longest = longest(&p.prompt_lengths, "prompt_lengths")?;
+        generation_memory(
+            architecture(&p.model, models)?,
+            p.batch_size.get(),
+            longest,
+            1,
+            "prompt_lengths",
+        )
+    }
+
+    fn prepare(
+        &self,
+        p: FirstTokenParams,
+        ctx: &BenchContext,
+    ) -> Result<PreparedBenchmark, BenchmarkError> {
+        let loaded = load_model(&p.model, ctx)?;
+        let vocab = loaded.model.architecture.vocab_size;
+        let cases = p
+            .prompt_lengths
+            .iter()
+            .map(|len| -> Box<dyn BenchmarkCase> {
+                Box::new(PrefillCase {
+                    model: Arc::clone(&loaded.model),
+                    prompt: prompt_tokens(ctx.settings.seed, len.usize(), vocab),
+                    batch_size: p.batch_size.usize(),
+                })
+            })
+            .collect();
+        Ok(PreparedBenchmark {
+            setup: loaded.setup,
+            context: loaded.context,
+            cases,
+            warnings: Vec::new(),
+        })
+    }
+}
+
+struct PrefillCase {
+    model: Arc<LoadedModel>,
+    prompt: Vec<u32>,
+    batch_size: usize,
+}
+
+impl BenchmarkCase for PrefillCase {
+    fn label(&self) -> String {
+        format!("prompt_len={}", self.prompt.len())
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        json!({ "prompt_len": self.prompt.len(), "batch_size": self.batch_size })
+    }
+
+    fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
+        let mut session = GenerationSession::new(&self.model, self.batch_size)?;
+        let started = Instant::now();
+        let first = session.prefill(&self.prompt)?;
+        let ttft = started.elapsed();
+        std::hint::black_box(first);
+        obs.duration("ttft_ms", ttft);
+        obs.value(
+            "prefill_tokens_per_s",
+            (self.prompt.len() * self.batch_size) as f64 / ttft.as_secs_f64(),
+        );
+        Ok(())
+    }
+}

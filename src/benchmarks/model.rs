@@ -1,0 +1,218 @@
+//! What every kind that runs a model shares: loading the model (and what
+//! loading cost), seeded prompts, checking a named model holds the
+//! sequences asked for, and the memory a generation needs.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use super::{
+    BenchContext, BenchmarkError, MemoryNeed, MetricDef, Models, ParamProblem, model_folder,
+};
+use crate::components::inference::{GenerationSession, LoadedModel, ModelArchitecture};
+use crate::machine::checked_product;
+use crate::runner::memory;
+
+const MIB: f64 = 1024.0 * 1024.0;
+
+pub(super) const MODEL_SETUP_METRICS: &[MetricDef] = &[
+    MetricDef::duration_ms(
+        "model_load_ms",
+        "config.json + safetensors → model ready on the device",
+    ),
+    MetricDef::quantity(
+        "rss_after_load_mib",
+        "MiB",
+        false,
+        "resident memory of the process after the model loaded",
+    ),
+    MetricDef::quantity(
+        "model_rss_delta_mib",
+        "MiB",
+        false,
+        "resident memory added by loading the model; near 0 when the allocator reuses memory an earlier benchmark freed (compare context.weights_bytes)",
+    ),
+];
+
+pub(super) fn default_model() -> String {
+    "default".to_string()
+}
+
+/// The architecture of the model named `model`, or a problem at `model`.
+pub(super) fn architecture<'m>(
+    model: &str,
+    models: &'m Models,
+) -> Result<&'m ModelArchitecture, ParamProblem> {
+    models.get(model).map(|m| &m.architecture).ok_or_else(|| {
+        let known: Vec<_> = models.keys().map(String::as_str).collect();
+        ParamProblem::at(
+            "model",
+            format!("no model named {model:?} in [models]"),
+            format!(
+                "define [models.{model}] or use one of: {}",
+                known.join(", ")
+            ),
+        )
+    })
+}
+
+/// Checks that `model` is defined and holds `longest_sequence` positions;
+/// `field` is the parameter the sequence length comes from.
+pub(super) fn check_model(
+    model: &str,
+    models: &Models,
+    longest_sequence: u64,
+    field: &str,
+) -> Result<(), ParamProblem> {
+    let limit = architecture(model, models)?.max_position_embeddings as u64;
+    if longest_sequence > limit {
+        return Err(ParamProblem::at(
+            field,
+            format!(
+                "a prompt plus its generated tokens needs {longest_sequence} positions, more than model {model:?}'s max_position_embeddings ({limit})"
+            ),
+            "shorten the prompts or outputs, or raise max_position_embeddings",
+        ));
+    }
+    Ok(())
+}
+
+/// What one generation of `batch` sequences of `prompt` + `output` tokens
+/// holds besides the weights: the KV cache (f32), prefill's attention
+/// scores (heads × prompt², three f32 copies: scores, softmax, mask) and its
+/// activations (prompt × the wider of hidden and intermediate, eight f32
+/// buffers).
+pub(super) fn generation_memory(
+    a: &ModelArchitecture,
+    batch: u64,
+    prompt: u64,
+    output: u64,
+    field: &str,
+) -> Result<MemoryNeed, ParamProblem> {
+    let n = |v: usize| v as u64;
+    let kv_per_token = checked_product(&[
+        2,
+        n(a.num_hidden_layers),
+        n(a.num_key_value_heads),
+        n(a.head_dim()),
+        4,
+    ]);
+    let kv = kv_per_token.and_then(|k| checked_product(&[batch, prompt.checked_add(output)?, k]));
+    let scores = checked_product(&[batch, n(a.num_attention_heads), prompt, prompt, 4, 3]);
+    let activations = checked_product(&[
+        batch,
+        prompt,
+        n(a.hidden_size.max(a.intermediate_size)),
+        4,
+        8,
+    ]);
+    let total = kv
+        .zip(scores)
+        .zip(activations)
+        .and_then(|((k, s), x)| k.checked_add(s)?.checked_add(x));
+    let bytes = total.ok_or_else(|| {
+        ParamProblem::at(
+            field,
+            "these lengths multiply to more memory than 64 bits can count",
+            "shorten the prompts or outputs",
+        )
+    })?;
+    Ok(MemoryNeed::new(
+        bytes,
+        format!(
+            "batch {batch} × (prompt {prompt} + output {output}) tokens of f32 KV, heads × prompt² attention scores × 3, prompt × width activations × 8"
+        ),
+    ))
+}
+
+/// One greedy generation of `output_tokens` after `prompt`.
+pub(super) fn generate(
+    model: &LoadedModel,
+    prompt: &[u32],
+    output_tokens: usize,
+) -> Result<(), BenchmarkError> {
+    let mut session = GenerationSession::new(model, 1)?;
+    let mut tokens = session.prefill(prompt)?;
+    for _ in 1..output_tokens {
+        tokens = session.step(&tokens)?;
+    }
+    std::hint::black_box(tokens);
+    Ok(())
+}
+
+pub(super) fn rss_mib() -> Result<f64, BenchmarkError> {
+    memory::resident_set_bytes()
+        .map(|b| b as f64 / MIB)
+        .ok_or_else(|| {
+            BenchmarkError::Component("this platform does not report resident memory".into())
+        })
+}
+
+/// Deterministic prompt of `len` token ids: its own ChaCha stream per
+/// length, so adding a length to a sweep does not change the others.
+pub(super) fn prompt_tokens(seed: u64, len: usize, vocab_size: usize) -> Vec<u32> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    rng.set_stream(len as u64);
+    let vocab = u32::try_from(vocab_size).unwrap_or(u32::MAX);
+    (0..len).map(|_| rng.random_range(0..vocab)).collect()
+}
+
+/// A model loaded for a benchmark, with what loading it cost.
+pub(super) struct ModelUnderTest {
+    pub model: Arc<LoadedModel>,
+    pub setup: Vec<(&'static str, f64)>,
+    pub context: serde_json::Value,
+}
+
+/// Loads (generating first if synthetic) the named model and measures the load.
+pub(super) fn load_model(name: &str, ctx: &BenchContext) -> Result<ModelUnderTest, BenchmarkError> {
+    let (resolved, folder) = model_folder(ctx, name)?;
+    let device = ctx.device.open()?;
+    let rss_before = memory::resident_set_bytes();
+    let started = Instant::now();
+    let model = LoadedModel::load(&folder, &device, ctx.settings.dtype.to_candle())?;
+    let load_ms = started.elapsed().as_secs_f64() * 1e3;
+    let rss_after = memory::resident_set_bytes();
+    let mut setup = vec![("model_load_ms", load_ms)];
+    if let (Some(before), Some(after)) = (rss_before, rss_after) {
+        setup.push(("rss_after_load_mib", after as f64 / MIB));
+        setup.push((
+            "model_rss_delta_mib",
+            after.saturating_sub(before) as f64 / MIB,
+        ));
+    }
+    let context = json!({
+        "model": name,
+        "model_source": if resolved.synthetic.is_some() { "synthetic" } else { "folder" },
+        "model_folder": folder.display().to_string(),
+        "architecture": &model.architecture,
+        "parameters": model.architecture.parameter_count(),
+        "weights_bytes": model.architecture.parameter_count() * model.dtype.size_in_bytes(),
+        "weights_bytes_formula": "parameters × dtype size",
+        "dtype": ctx.settings.dtype.name(),
+        "device": ctx.device.to_string(),
+    });
+    Ok(ModelUnderTest {
+        model: Arc::new(model),
+        setup,
+        context,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn prompts_are_reproducible_and_independent_per_length() {
+        let a = prompt_tokens(7, 64, 1000);
+        assert_eq!(a, prompt_tokens(7, 64, 1000));
+        assert_ne!(a, prompt_tokens(8, 64, 1000));
+        assert!(a.iter().all(|t| *t < 1000));
+        // A 32-token prompt is not the first half of the 64-token one.
+        assert_ne!(&prompt_tokens(7, 32, 1000)[..], &a[..32]);
+    }
+}

@@ -1,0 +1,241 @@
+//! `token_generation`: greedy generation with the KV cache on, per prompt
+//! length. Definitions follow vLLM and MLPerf: TPOT = (end-to-end − TTFT) /
+//! (output tokens − 1); ITL is every gap between two consecutive tokens.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use serde::Deserialize;
+use serde_json::json;
+
+use super::first_token_latency::longest;
+use super::model::{
+    MODEL_SETUP_METRICS, architecture, check_model, default_model, generation_memory, load_model,
+    prompt_tokens,
+};
+use super::{
+    BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
+    Observations, ParamProblem, PreparedBenchmark,
+};
+use crate::campaign::bounds::{Parallel, Real, Tokens};
+use crate::components::inference::{GenerationSession, LoadedModel};
+
+fn one() -> Parallel {
+    Parallel::new_const(1)
+}
+
+/// A planted slowdown: 0 to 1000 % of each decode step.
+#[derive(Debug)]
+pub enum PlantedSlowdownRange {}
+impl crate::campaign::bounds::FloatRange for PlantedSlowdownRange {
+    const MIN: f64 = 0.0;
+    const MIN_OPEN: bool = false;
+    const MAX: f64 = 1000.0;
+    const WHAT: &'static str = "percent of each decode step";
+}
+
+fn no_slowdown() -> Real<PlantedSlowdownRange> {
+    Real::new_const(0.0)
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenGenerationParams {
+    #[serde(default = "default_model")]
+    model: String,
+    prompt_lengths: Vec<Tokens>,
+    output_tokens: Tokens,
+    #[serde(default = "one")]
+    batch_size: Parallel,
+    /// Busy-waits this share of each decode step's time after it, inside
+    /// the timed region: a known slowdown, to check on a new machine what
+    /// the regression gate can see. 0 in every real measurement.
+    #[serde(default = "no_slowdown")]
+    planted_slowdown_pct: Real<PlantedSlowdownRange>,
+}
+
+pub struct TokenGeneration;
+
+impl Kind for TokenGeneration {
+    type Params = TokenGenerationParams;
+
+    fn name(&self) -> &'static str {
+        "token_generation"
+    }
+
+    fn description(&self) -> &'static str {
+        "greedy generation with the KV cache on: TTFT, TPOT, ITL, end-to-end and decode tokens/s per prompt length"
+    }
+
+    fn metrics(&self) -> &'static [MetricDef] {
+        const METRICS: &[MetricDef] = &[
+            MetricDef::duration_ms("ttft_ms", "prompt submitted → first generated token"),
+            MetricDef::duration_ms("tpot_ms", "(end-to-end − TTFT) / (output tokens − 1)"),
+            MetricDef::duration_ms(
+                "itl_ms",
+                "every gap between two consecutive generated tokens",
+            ),
+            MetricDef::duration_ms("e2e_ms", "prompt submitted → last generated token"),
+            MetricDef::quantity(
+                "decode_tokens_per_s",
+                "tokens/s",
+                true,
+                "(output tokens − 1) × batch ÷ (end-to-end − TTFT)",
+            ),
+            MetricDef::quantity(
+                "output_tokens_per_s",
+                "tokens/s",
+                true,
+                "output tokens × batch ÷ end-to-end",
+            ),
+        ];
+        METRICS
+    }
+
+    fn setup_metrics(&self) -> &'static [MetricDef] {
+        MODEL_SETUP_METRICS
+    }
+
+    fn headline(&self) -> Headline {
+        Headline {
+            latency: "tpot_ms",
+            throughput: "decode_tokens_per_s",
+        }
+    }
+
+    fn check(&self, p: &TokenGenerationParams, models: &Models) -> Result<(), ParamProblem> {
+        if p.output_tokens.get() < 2 {
+            return Err(ParamProblem::at(
+                "output_tokens",
+                format!(
+                    "found {}; allowed: at least 2 (TPOT and ITL need two generated tokens)",
+                    p.output_tokens
+                ),
+                "e.g. output_tokens = 64",
+            ));
+        }
+        let longest = longest(&p.prompt_lengths, "prompt_lengths")?;
+        check_model(
+            &p.model,
+            models,
+            longest + p.output_tokens.get(),
+            "prompt_lengths",
+        )
+    }
+
+    fn planned_cases(&self, p: &TokenGenerationParams) -> usize {
+        p.prompt_lengths.len()
+    }
+
+    fn memory(
+        &self,
+        p: &TokenGenerationParams,
+        models: &Models,
+    ) -> Result<MemoryNeed, ParamProblem> {
+        let longest = longest(&p.prompt_lengths, "prompt_lengths")?;
+        generation_memory(
+            architecture(&p.model, models)?,
+            p.batch_size.get(),
+            longest,
+            p.output_tokens.get(),
+            "prompt_lengths",
+        )
+    }
+
+    fn prepare(
+        &self,
+        p: TokenGenerationParams,
+        ctx: &BenchContext,
+    ) -> Result<PreparedBenchmark, BenchmarkError> {
+        let loaded = load_model(&p.model, ctx)?;
+        let vocab = loaded.model.architecture.vocab_size;
+        let cases = p
+            .prompt_lengths
+            .iter()
+            .map(|len| -> Box<dyn BenchmarkCase> {
+                Box::new(DecodeCase {
+                    model: Arc::clone(&loaded.model),
+                    prompt: prompt_tokens(ctx.settings.seed, len.usize(), vocab),
+                    output_tokens: p.output_tokens.usize(),
+                    batch_size: p.batch_size.usize(),
+                    planted_slowdown: p.planted_slowdown_pct.get() / 100.0,
+                })
+            })
+            .collect();
+        Ok(PreparedBenchmark {
+            setup: loaded.setup,
+            context: loaded.context,
+            cases,
+            warnings: Vec::new(),
+        })
+    }
+}
+
+struct DecodeCase {
+    model: Arc<LoadedModel>,
+    prompt: Vec<u32>,
+    output_tokens: usize,
+    batch_size: usize,
+    /// `planted_slowdown_pct` as a fraction.
+    planted_slowdown: f64,
+}
+
+/// Busy-waits for `fraction` of `step`: planted work that takes the CPU
+/// like real work would, not a sleep the scheduler could hide.
+fn plant_slowdown(step: std::time::Duration, fraction: f64) {
+    if fraction <= 0.0 {
+        return;
+    }
+    let until = Instant::now() + step.mul_f64(fraction);
+    while Instant::now() < until {
+        std::hint::spin_loop();
+    }
+}
+
+impl BenchmarkCase for DecodeCase {
+    fn label(&self) -> String {
+        format!("prompt_len={}", self.prompt.len())
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        let mut p = json!({
+            "prompt_len": self.prompt.len(),
+            "output_tokens": self.output_tokens,
+            "batch_size": self.batch_size,
+        });
+        if self.planted_slowdown > 0.0 {
+            p["planted_slowdown_pct"] = json!(self.planted_slowdown * 100.0);
+        }
+        p
+    }
+
+    fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
+        let mut session = GenerationSession::new(&self.model, self.batch_size)?;
+        let started = Instant::now();
+        let mut tokens = session.prefill(&self.prompt)?;
+        let ttft = started.elapsed();
+        let mut previous = ttft;
+        let mut gaps_ms = Vec::with_capacity(self.output_tokens - 1);
+        for _ in 1..self.output_tokens {
+            let step_started = Instant::now();
+            tokens = session.step(&tokens)?;
+            plant_slowdown(step_started.elapsed(), self.planted_slowdown);
+            let now = started.elapsed();
+            gaps_ms.push((now - previous).as_secs_f64() * 1e3);
+            previous = now;
+        }
+        let e2e = previous;
+        let decode_s = (e2e - ttft).as_secs_f64();
+        let decoded = ((self.output_tokens - 1) * self.batch_size) as f64;
+        obs.duration("ttft_ms", ttft);
+        obs.duration("e2e_ms", e2e);
+        obs.value("tpot_ms", decode_s * 1e3 / (self.output_tokens - 1) as f64);
+        obs.value("decode_tokens_per_s", decoded / decode_s);
+        obs.value(
+            "output_tokens_per_s",
+            (self.output_tokens * self.batch_size) as f64 / e2e.as_secs_f64(),
+        );
+        obs.series("itl_ms", gaps_ms);
+        Ok(())
+    }
+}

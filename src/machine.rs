@@ -1,0 +1,52 @@
+//! Facts about the machine that everything may read, and the memory a piece
+//! of work will need, estimated before anything is allocated.
+
+use serde::{Deserialize, Serialize};
+
+/// Memory the kernel says can be allocated without swapping
+/// (`MemAvailable`); `None` where it cannot be read.
+pub fn available_memory_bytes() -> Option<u64> {
+    let mut system = sysinfo::System::new().ok()?;
+    system.refresh_memory();
+    let available = system.available_memory();
+    (available > 0).then_some(available)
+}
+
+/// An estimate of the memory some work needs, with how it was computed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemoryNeed {
+    pub bytes: u64,
+    /// The formula and its inputs, for the message that refuses it.
+    pub formula: String,
+}
+
+impl MemoryNeed {
+    pub fn new(bytes: u64, formula: impl Into<String>) -> Self {
+        Self {
+            bytes,
+            formula: formula.into(),
+        }
+    }
+
+    /// Nothing worth counting.
+    pub fn small() -> Self {
+        Self::new(0, "no large buffers")
+    }
+}
+
+/// Multiplies sizes, or says which product does not fit in 64 bits.
+pub fn checked_product(factors: &[u64]) -> Option<u64> {
+    factors.iter().try_fold(1u64, |acc, f| acc.checked_mul(*f))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn products_that_overflow_are_none() {
+        assert_eq!(checked_product(&[2, 3, 4]), Some(24));
+        assert_eq!(checked_product(&[1 << 40, 1 << 40]), None);
+        assert!(available_memory_bytes().is_some_and(|b| b > 0));
+    }
+}
