@@ -1,15 +1,19 @@
 //! `campaign` runs day-by-day performance-engineering campaigns against LLM
 //! inference components that live in this crate and run in-process.
 //!
-//! The folders follow the flow of a run:
-//! - [`campaign`]: the TOML schema, loading with positions, validation;
+//! Modules depend downwards only (`tests/architecture.rs` checks it):
+//! - [`commands`]: what each subcommand does; calls the layers below;
+//! - [`report`]: writers that format reports and analyses, computing nothing;
+//! - [`analysis`]: what runs after measuring: regressions, bottlenecks,
+//!   roofline, scaling, remedies, history;
 //! - [`runner`]: warm-up, timed iterations, timeouts, Ctrl-C, progress;
-//! - [`stats`]: HDR histograms, percentiles, confidence intervals, outliers;
-//! - [`components`]: the systems under test (they never time themselves);
 //! - [`benchmarks`]: each benchmark kind binds a component to metrics;
-//! - [`analysis`]: judgements over results (targets);
-//! - [`report`]: writers that format results and compute nothing;
-//! - [`commands`]: what each subcommand does.
+//! - [`campaign`]: the TOML schema, loading with positions, validation,
+//!   targets;
+//! - [`components`]: the systems under test (they never time themselves);
+//! - at the bottom, used by all: [`model`] (the report's plain data),
+//!   [`output`] (where files go), [`machine`] (memory, RSS, environment),
+//!   [`stats`], [`profile`], [`panics`].
 //!
 //! Every number in a report is measured in the run that wrote it.
 
@@ -19,6 +23,8 @@ pub mod campaign;
 pub mod commands;
 pub mod components;
 pub mod machine;
+pub mod model;
+pub mod output;
 pub mod panics;
 pub mod profile;
 pub mod report;

@@ -11,10 +11,11 @@ use campaign::analysis::{
     CompareSettings, Comparison, PairedSeries, Pairing, compare_paired, compare_reports,
     confirm_with_rerun, regressed_benchmarks, runs_for_verdicts,
 };
-use campaign::report::{
+use campaign::model::Environment;
+use campaign::model::IterationPlan;
+use campaign::model::{
     BenchmarkResult, CampaignInfo, DailyReport, DaySummary, MetricReport, RunSettings, Status,
 };
-use campaign::runner::{Environment, IterationPlan};
 use campaign::stats::{MetricRecorder, ProvisionalRule, ValueKind, summarize};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

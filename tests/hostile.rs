@@ -322,7 +322,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let text = mutated(&mutations);
         let path = write_campaign(dir.path(), &text);
-        let loaded = std::panic::catch_unwind(|| campaign::campaign::load_campaign(&path));
+        let loaded = std::panic::catch_unwind(|| campaign::campaign::load_campaign(&path, &campaign::benchmarks::Registry));
         let loaded = loaded.map_err(|_| TestCaseError::fail(format!("load_campaign panicked on:\n{text}")))?;
         if let Err(campaign::campaign::CampaignError::Invalid { diagnostics, .. }) = loaded {
             for d in diagnostics {
@@ -460,7 +460,7 @@ fn validate_and_tiny_runs_of_mutations_exit_cleanly() {
 fn the_base_campaign_is_valid() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_campaign(dir.path(), BASE);
-    if let Err(e) = campaign::campaign::load_campaign(&path) {
+    if let Err(e) = campaign::campaign::load_campaign(&path, &campaign::benchmarks::Registry) {
         panic!("{e}");
     }
 }

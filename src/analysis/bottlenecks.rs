@@ -106,7 +106,18 @@ pub struct RemedyEstimate {
     pub estimated_roi: f64,
     pub effort_days: f64,
     pub risk: Risk,
+    /// The measured time per run ÷ the estimated overall speed-up.
+    #[serde(default)]
+    pub estimated_after_s: f64,
+    /// 1: low risk and an ROI at least [`WEEK1_ROI_FRACTION`] of the best;
+    /// 2: everything else.
+    #[serde(default)]
+    pub week: u8,
 }
+
+/// Week 1 takes low-risk remedies whose ROI is at least this fraction of
+/// the best remedy's.
+pub const WEEK1_ROI_FRACTION: f64 = 0.5;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ComponentShare {
@@ -310,10 +321,21 @@ pub fn rank_bottlenecks(inputs: &RankingInputs<'_>) -> Ranking {
                 estimated_roi: e.roi,
                 effort_days: remedy.effort_days,
                 risk: remedy.risk,
+                estimated_after_s: baseline_s / e.overall,
+                week: 2,
             }
         })
         .collect();
     remedy_plan.sort_by(|a, b| b.estimated_roi.total_cmp(&a.estimated_roi));
+    let best_roi = remedy_plan
+        .iter()
+        .map(|r| r.estimated_roi)
+        .fold(0.0, f64::max);
+    for r in &mut remedy_plan {
+        if r.risk == Risk::Low && r.estimated_roi >= WEEK1_ROI_FRACTION * best_roi {
+            r.week = 1;
+        }
+    }
     // Only the listing is cut; the remedy plan above counted every function.
     let listed = ranked
         .iter()

@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::regression::{ChangeState, Comparison};
-use crate::report::DailyReport;
+use crate::model::DailyReport;
 use crate::stats::median;
 
 /// One line of a history file: one run of one day.

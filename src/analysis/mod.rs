@@ -1,5 +1,7 @@
-//! Judgements over measured results: targets now; bottlenecks, roofline and
-//! regressions as they land.
+//! What runs after measuring, reading day reports and profiles: regression
+//! verdicts and their design, bottleneck ranking and attribution, roofline,
+//! scaling curves, remedies and the history of nights. It never measures
+//! and never formats.
 
 pub mod attribution;
 mod bottlenecks;
@@ -8,14 +10,15 @@ mod regression;
 mod remedies;
 mod roofline;
 mod scaling;
-mod targets;
+mod sweeps;
 
-pub use scaling::{KNEE_TOLERANCE, ScalingCurve, ScalingLevel, scaling_curves};
+pub use scaling::{KNEE_TOLERANCE, scaling_curves};
+pub use sweeps::{SweepCurve, sweep_curves};
 
 pub use bottlenecks::{
     AMDAHL_FORMULA, BaselineFigure, Bottleneck, BottleneckAnalysis, ComponentShare, Evidence,
     MissedTarget, ProfileEvidence, ROI_FORMULA, Ranking, RankingInputs, RemedyEstimate,
-    SEVERITY_RULE, Severity, amdahl, rank_bottlenecks,
+    SEVERITY_RULE, Severity, WEEK1_ROI_FRACTION, amdahl, rank_bottlenecks,
 };
 pub use history::{
     CHANGE_RULE, CHANGE_WINDOW, HistoryEntry, PERSISTENCE_MIN, PERSISTENCE_WINDOW, change_points,
@@ -29,4 +32,3 @@ pub use regression::{
 };
 pub use remedies::{Remedy, RemedyCatalog, RemedyError, Risk};
 pub use roofline::{Roofline, RooflineInputs, RooflinePoint, roofline, roofline_inputs};
-pub use targets::evaluate_targets;

@@ -6,8 +6,8 @@
 use serde::{Deserialize, Serialize};
 
 use crate::components::inference::ModelArchitecture;
-use crate::report::{BenchmarkResult, Status};
-use crate::runner::Calibration;
+use crate::model::Calibration;
+use crate::model::{BenchmarkResult, Status};
 
 /// What the roofline is computed from.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -17,7 +17,7 @@ use serde_json::json;
 
 use super::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
-    Observations, ParamProblem, PreparedBenchmark, scratch_folder,
+    Observations, ParamProblem, PreparedBenchmark, SweepAxis, scratch_folder,
 };
 use crate::campaign::bounds::{Kib, Mib};
 use crate::components::blockio::{
@@ -153,6 +153,14 @@ impl Kind for DiskBlockSweep {
             latency: "op_latency_ms",
             throughput: "mb_per_s",
         }
+    }
+
+    fn sweep_axis(&self) -> Option<SweepAxis> {
+        Some(SweepAxis {
+            parameter: "block_bytes",
+            title: "block size (bytes)",
+            series_by: &["mode", "pattern"],
+        })
     }
 
     fn check(&self, p: &SweepParams, _models: &Models) -> Result<(), ParamProblem> {

@@ -14,7 +14,7 @@ use super::model::{
 };
 use super::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
-    Observations, ParamProblem, PreparedBenchmark,
+    Observations, ParamProblem, PreparedBenchmark, SweepAxis,
 };
 use crate::campaign::bounds::{Parallel, Tokens};
 use crate::components::inference::{GenerationSession, LoadedModel};
@@ -79,6 +79,14 @@ impl Kind for FirstTokenLatency {
             latency: "ttft_ms",
             throughput: "prefill_tokens_per_s",
         }
+    }
+
+    fn sweep_axis(&self) -> Option<SweepAxis> {
+        Some(SweepAxis {
+            parameter: "prompt_len",
+            title: "prompt length (tokens)",
+            series_by: &[],
+        })
     }
 
     fn check(&self, p: &FirstTokenParams, models: &Models) -> Result<(), ParamProblem> {

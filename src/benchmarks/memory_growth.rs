@@ -16,7 +16,7 @@ use super::{
 };
 use crate::campaign::bounds::{Count, OptionalTokens, Tokens};
 use crate::components::inference::{GenerationSession, LoadedModel};
-use crate::runner::memory;
+use crate::machine::rss;
 use crate::stats::median;
 
 fn default_prompt() -> Tokens {
@@ -215,12 +215,12 @@ impl BenchmarkCase for KvProbeCase {
     fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
         // Trimmed before and after, so both readings count live memory: the
         // prefill's freed activations are returned, the session's KV stays.
-        memory::release_free_memory();
-        let before = memory::resident_set_bytes();
+        rss::release_free_memory();
+        let before = rss::resident_set_bytes();
         let mut session = GenerationSession::new(&self.model, 1)?;
         std::hint::black_box(session.prefill(&self.prompt)?);
-        memory::release_free_memory();
-        let after = memory::resident_set_bytes();
+        rss::release_free_memory();
+        let after = rss::resident_set_bytes();
         drop(session);
         if let (Some(b), Some(a)) = (before, after) {
             let per_token = a.saturating_sub(b) as f64 / self.prompt.len() as f64;

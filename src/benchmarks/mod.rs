@@ -34,9 +34,9 @@ use serde::de::DeserializeOwned;
 pub use observations::{Observations, ObservedParts};
 
 pub use crate::machine::MemoryNeed;
-pub use params::ParamProblem;
 
-use crate::campaign::{ResolvedModel, Settings};
+use crate::campaign::{KindCatalog, KindRules, ResolvedModel, Settings};
+pub use crate::campaign::{Models, ParamProblem};
 use crate::components::inference::{DeviceSpec, InferenceError};
 use crate::stats::ValueKind;
 
@@ -87,6 +87,20 @@ pub struct Headline {
     pub throughput: &'static str,
 }
 
+/// The parameter a kind's cases are swept along, so its headline latency
+/// is drawn against it: a typed contract between the kind, which writes
+/// `parameter` into each case's parameters, and the curves drawn from them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SweepAxis {
+    /// The key each case writes in its `parameters`.
+    pub parameter: &'static str,
+    /// The axis title, with its unit.
+    pub title: &'static str,
+    /// Parameters whose values split the cases into separate curves (the
+    /// closed and open loop of a serving sweep, a storage commit mode).
+    pub series_by: &'static [&'static str],
+}
+
 /// What a kind needs from the campaign to prepare itself. Owned, because
 /// benchmarks run on their own thread.
 #[derive(Debug, Clone)]
@@ -99,9 +113,6 @@ pub struct BenchContext {
     /// runs (cold tiers, disk test files); removed by the benchmark.
     pub scratch_dir: PathBuf,
 }
-
-/// The models a campaign defines, by name.
-pub type Models = BTreeMap<String, ResolvedModel>;
 
 /// A benchmark kind, written against its typed parameters: every number
 /// in `Params` is a bounded type from [`crate::campaign::bounds`], so a
@@ -120,6 +131,10 @@ pub trait Kind: Sync + Send + 'static {
         &[]
     }
     fn headline(&self) -> Headline;
+    /// The parameter its cases sweep, if they form a curve.
+    fn sweep_axis(&self) -> Option<SweepAxis> {
+        None
+    }
     /// Whether a high coefficient of variation means noise. Not for kinds
     /// whose per-request samples vary by design (queueing, mixed lengths).
     fn variation_is_noise(&self) -> bool {
@@ -146,12 +161,13 @@ pub trait Kind: Sync + Send + 'static {
 
 /// A registered benchmark kind, as the registry, the campaign checks and
 /// the runner use it.
-pub trait BenchmarkKind: Sync {
+pub trait BenchmarkKind: KindRules + Sync {
     fn name(&self) -> &'static str;
     fn description(&self) -> &'static str;
     fn metrics(&self) -> &'static [MetricDef];
     fn setup_metrics(&self) -> &'static [MetricDef];
     fn headline(&self) -> Headline;
+    fn sweep_axis(&self) -> Option<SweepAxis>;
     fn variation_is_noise(&self) -> bool;
     /// Checks parameters without running anything.
     fn check(&self, params: &toml::Table, models: &Models) -> Result<(), ParamProblem>;
@@ -199,6 +215,9 @@ impl<K: Kind> BenchmarkKind for K {
     }
     fn headline(&self) -> Headline {
         Kind::headline(self)
+    }
+    fn sweep_axis(&self) -> Option<SweepAxis> {
+        Kind::sweep_axis(self)
     }
     fn variation_is_noise(&self) -> bool {
         Kind::variation_is_noise(self)
@@ -369,4 +388,37 @@ pub fn find_kind(name: &str) -> Option<&'static dyn BenchmarkKind> {
 
 pub fn kind_names() -> Vec<&'static str> {
     REGISTRY.iter().map(|k| k.name()).collect()
+}
+
+/// Every kind, as campaign validation sees them: pass it to
+/// [`crate::campaign::load_campaign`].
+pub struct Registry;
+
+impl KindCatalog for Registry {
+    fn find(&self, name: &str) -> Option<&dyn KindRules> {
+        find_kind(name).map(|k| k as &dyn KindRules)
+    }
+
+    fn names(&self) -> Vec<&'static str> {
+        kind_names()
+    }
+}
+
+impl<K: Kind> KindRules for K {
+    fn check_params(
+        &self,
+        params: &toml::Table,
+        models: &Models,
+    ) -> Result<MemoryNeed, ParamProblem> {
+        BenchmarkKind::check(self, params, models)?;
+        BenchmarkKind::memory_estimate(self, params, models)
+    }
+
+    fn target_metrics(&self) -> Vec<&'static str> {
+        Kind::metrics(self)
+            .iter()
+            .chain(Kind::setup_metrics(self))
+            .map(|m| m.name)
+            .collect()
+    }
 }

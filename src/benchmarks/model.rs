@@ -14,7 +14,7 @@ use super::{
 };
 use crate::components::inference::{GenerationSession, LoadedModel, ModelArchitecture};
 use crate::machine::checked_product;
-use crate::runner::memory;
+use crate::machine::rss;
 
 const MIB: f64 = 1024.0 * 1024.0;
 
@@ -144,7 +144,7 @@ pub(super) fn generate(
 }
 
 pub(super) fn rss_mib() -> Result<f64, BenchmarkError> {
-    memory::resident_set_bytes()
+    rss::resident_set_bytes()
         .map(|b| b as f64 / MIB)
         .ok_or_else(|| {
             BenchmarkError::Component("this platform does not report resident memory".into())
@@ -171,11 +171,11 @@ pub(super) struct ModelUnderTest {
 pub(super) fn load_model(name: &str, ctx: &BenchContext) -> Result<ModelUnderTest, BenchmarkError> {
     let (resolved, folder) = model_folder(ctx, name)?;
     let device = ctx.device.open()?;
-    let rss_before = memory::resident_set_bytes();
+    let rss_before = rss::resident_set_bytes();
     let started = Instant::now();
     let model = LoadedModel::load(&folder, &device, ctx.settings.dtype.to_candle())?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
-    let rss_after = memory::resident_set_bytes();
+    let rss_after = rss::resident_set_bytes();
     let mut setup = vec![("model_load_ms", load_ms)];
     if let (Some(before), Some(after)) = (rss_before, rss_after) {
         setup.push(("rss_after_load_mib", after as f64 / MIB));

@@ -1,24 +1,6 @@
 use serde::de::DeserializeOwned;
 
-/// A problem in a benchmark's `params` table.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ParamProblem {
-    /// The offending key, when there is one, so the campaign loader can
-    /// point at its line.
-    pub key: Option<String>,
-    pub message: String,
-    pub help: Option<String>,
-}
-
-impl ParamProblem {
-    pub fn at(key: &str, message: impl Into<String>, help: impl Into<String>) -> Self {
-        Self {
-            key: Some(key.to_string()),
-            message: message.into(),
-            help: Some(help.into()),
-        }
-    }
-}
+use crate::campaign::ParamProblem;
 
 /// Deserialises a params table into a kind's parameter struct, keeping
 /// the path of the offending value (`geometry.block_tokens[1]`) so the

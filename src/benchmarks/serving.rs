@@ -20,7 +20,7 @@ use super::model::{
 use super::workload::{LengthDistribution, Request, WorkloadSpec, generate_requests};
 use super::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
-    Observations, ParamProblem, PreparedBenchmark,
+    Observations, ParamProblem, PreparedBenchmark, SweepAxis,
 };
 use crate::campaign::bounds::{Count, Millis, Parallel, Rate, Tokens};
 use crate::components::inference::{GenerationSession, LoadedModel};
@@ -348,6 +348,14 @@ impl Kind for FullInference {
             latency: "e2e_ms",
             throughput: "output_tokens_per_s",
         }
+    }
+
+    fn sweep_axis(&self) -> Option<SweepAxis> {
+        Some(SweepAxis {
+            parameter: "concurrency",
+            title: "requests in flight",
+            series_by: &["mode"],
+        })
     }
 
     fn check(&self, p: &FullInferenceParams, models: &Models) -> Result<(), ParamProblem> {

@@ -11,7 +11,7 @@ use serde_json::json;
 use super::storage::{check_sizes, default_value_kib, largest_value, store_error, value_for};
 use super::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
-    Observations, ParamProblem, PreparedBenchmark, scratch_folder,
+    Observations, ParamProblem, PreparedBenchmark, SweepAxis, scratch_folder,
 };
 use crate::campaign::bounds::{Count, Kib};
 use crate::components::storage::{BlobStore, CommitMode};
@@ -70,6 +70,14 @@ impl Kind for StorageWrite {
             latency: "put_ms",
             throughput: "ops_per_s",
         }
+    }
+
+    fn sweep_axis(&self) -> Option<SweepAxis> {
+        Some(SweepAxis {
+            parameter: "value_bytes",
+            title: "value size (bytes)",
+            series_by: &["commit"],
+        })
     }
 
     fn check(&self, p: &WriteParams, _models: &Models) -> Result<(), ParamProblem> {

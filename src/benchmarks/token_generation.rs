@@ -15,7 +15,7 @@ use super::model::{
 };
 use super::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
-    Observations, ParamProblem, PreparedBenchmark,
+    Observations, ParamProblem, PreparedBenchmark, SweepAxis,
 };
 use crate::campaign::bounds::{Parallel, Real, Tokens};
 use crate::components::inference::{GenerationSession, LoadedModel};
@@ -101,6 +101,14 @@ impl Kind for TokenGeneration {
             latency: "tpot_ms",
             throughput: "decode_tokens_per_s",
         }
+    }
+
+    fn sweep_axis(&self) -> Option<SweepAxis> {
+        Some(SweepAxis {
+            parameter: "prompt_len",
+            title: "prompt length (tokens)",
+            series_by: &[],
+        })
     }
 
     fn check(&self, p: &TokenGenerationParams, models: &Models) -> Result<(), ParamProblem> {

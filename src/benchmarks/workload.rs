@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Exp, LogNormal};
 use serde::{Deserialize, Serialize};
 
-use super::params::ParamProblem;
+use crate::campaign::ParamProblem;
 use crate::campaign::bounds::{Shape, Tokens};
 
 /// A length in tokens, fixed or drawn per request.

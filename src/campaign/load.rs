@@ -1,21 +1,10 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use super::source_map::SourceMap;
+use super::source_map::{SourceMap, line_column};
 use super::validate::validate;
 use super::{CampaignError, CampaignFile, DaySpec, Diagnostic};
-use crate::components::inference::{ModelArchitecture, SyntheticLlamaConfig};
-
-/// A model named in the campaign, with its source resolved.
-#[derive(Debug, Clone)]
-pub struct ResolvedModel {
-    pub name: String,
-    /// Set for models loaded from a folder (resolved against the campaign file).
-    pub folder: Option<PathBuf>,
-    /// Set for synthetic models.
-    pub synthetic: Option<SyntheticLlamaConfig>,
-    pub architecture: ModelArchitecture,
-}
+use super::{KindCatalog, ResolvedModel};
 
 /// A campaign file that parsed and validated.
 #[derive(Debug, Clone)]
@@ -52,18 +41,6 @@ impl Campaign {
     }
 }
 
-/// Turns a byte offset into a 1-based line and column.
-pub(super) fn line_column(source: &str, offset: usize) -> (usize, usize) {
-    let mut offset = offset.min(source.len());
-    while !source.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    let before = &source[..offset];
-    let line = before.matches('\n').count() + 1;
-    let column = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    (line, column)
-}
-
 /// serde's wording ("invalid type: string \"two\", expected usize") as
 /// this tool words every problem: what was found, and what is allowed.
 pub(crate) fn plain_message(message: &str) -> String {
@@ -89,7 +66,7 @@ pub(crate) fn plain_message(message: &str) -> String {
 
 /// Reads, parses and validates a campaign file. Every problem found is
 /// reported at once, each at the line and column of its key.
-pub fn load_campaign(path: &Path) -> Result<Campaign, CampaignError> {
+pub fn load_campaign(path: &Path, kinds: &dyn KindCatalog) -> Result<Campaign, CampaignError> {
     let source = std::fs::read_to_string(path).map_err(|source| CampaignError::Read {
         path: path.to_path_buf(),
         source,
@@ -119,7 +96,7 @@ pub fn load_campaign(path: &Path) -> Result<Campaign, CampaignError> {
     })?;
     let map = map.unwrap_or_default();
     let base = path.parent().unwrap_or(Path::new("."));
-    let (models, warnings) = validate(&file, &source, &map, base).map_err(invalid)?;
+    let (models, warnings) = validate(&file, &source, &map, base, kinds).map_err(invalid)?;
     Ok(Campaign {
         path: path.to_path_buf(),
         file,

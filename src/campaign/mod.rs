@@ -3,19 +3,25 @@
 
 pub mod bounds;
 mod error;
+mod kinds;
 mod load;
+mod models;
 mod schema;
 mod source_map;
 mod target;
 mod validate;
+mod verdicts;
 
 pub use error::{CampaignError, Diagnostic};
+pub use kinds::{KindCatalog, KindRules, Models, ParamProblem};
 pub(crate) use load::plain_message;
-pub use load::{Campaign, ResolvedModel, load_campaign};
+pub use load::{Campaign, load_campaign};
+pub use models::ResolvedModel;
 pub use schema::DayStep;
 pub use schema::{BenchmarkSpec, CampaignFile, DaySpec, ModelSpec, Settings};
 pub use source_map::{FieldPath, Segment, SourceMap};
 pub use target::{Comparison, Target};
+pub use verdicts::evaluate_targets;
 
 /// Parses "2" or "1-4" into an inclusive range of day numbers.
 pub fn parse_day_range(text: &str) -> Option<std::ops::RangeInclusive<u32>> {

@@ -1,11 +1,11 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 
-use super::load::{ResolvedModel, line_column};
+use super::source_map::line_column;
 use super::source_map::{FieldPath, SourceMap};
-use super::{BenchmarkSpec, CampaignFile, Diagnostic, Target};
-use crate::benchmarks::{MemoryNeed, find_kind, kind_names};
+use super::{BenchmarkSpec, CampaignFile, Diagnostic, KindCatalog, ResolvedModel, Target};
 use crate::components::inference::{model_memory, read_architecture};
+use crate::machine::MemoryNeed;
 
 /// The longest benchmark name: it becomes part of file names.
 const MAX_NAME_CHARS: usize = 64;
@@ -68,6 +68,7 @@ pub(super) fn validate(
     source: &str,
     map: &SourceMap,
     base: &Path,
+    kinds: &dyn KindCatalog,
 ) -> Result<Validated, Vec<Diagnostic>> {
     let mut c = Checker {
         source,
@@ -140,7 +141,15 @@ pub(super) fn validate(
         let mut names = HashSet::new();
         for (b, bench) in day.benchmarks.iter().enumerate() {
             let at = at.clone().key("benchmarks").index(b);
-            check_benchmark(&mut c, &at, number, bench.get_ref(), &models, &mut names);
+            check_benchmark(
+                &mut c,
+                &at,
+                number,
+                bench.get_ref(),
+                &models,
+                &mut names,
+                kinds,
+            );
         }
     }
     if c.diagnostics.is_empty() {
@@ -218,6 +227,7 @@ fn check_benchmark(
     bench: &BenchmarkSpec,
     models: &BTreeMap<String, ResolvedModel>,
     names: &mut HashSet<String>,
+    kinds: &dyn KindCatalog,
 ) {
     let name = bench.name.get_ref();
     let field = |key: &str| at.clone().key(key);
@@ -243,21 +253,18 @@ fn check_benchmark(
         );
     }
 
-    let Some(kind) = find_kind(bench.kind.get_ref()) else {
+    let Some(kind) = kinds.find(bench.kind.get_ref()) else {
         c.error(
             &field("kind"),
             format!("unknown benchmark kind {:?}", bench.kind.get_ref()),
-            Some(format!("known kinds: {}", kind_names().join(", "))),
+            Some(format!("known kinds: {}", kinds.names().join(", "))),
         );
         return;
     };
 
     let params = bench.params();
     let params_at = field("params");
-    let checked = kind
-        .check(&params, models)
-        .and_then(|()| kind.memory_estimate(&params, models));
-    match checked {
+    match kind.check_params(&params, models) {
         Ok(need) => c.fits_in_memory(&params_at, "this benchmark", &need),
         Err(problem) => {
             let path = match &problem.key {
@@ -272,17 +279,11 @@ fn check_benchmark(
         let at = field("targets").index(t);
         match target.get_ref().parse::<Target>() {
             Err(message) => c.error(&at, message, None),
-            Ok(t) if kind.metric(&t.metric).is_none() => {
-                let known: Vec<_> = kind
-                    .metrics()
-                    .iter()
-                    .chain(kind.setup_metrics())
-                    .map(|m| m.name)
-                    .collect();
+            Ok(t) if !kind.target_metrics().contains(&t.metric.as_str()) => {
                 c.error(
                     &at,
-                    format!("kind {} has no metric {:?}", kind.name(), t.metric),
-                    Some(format!("its metrics: {}", known.join(", "))),
+                    format!("kind {} has no metric {:?}", bench.kind.get_ref(), t.metric),
+                    Some(format!("its metrics: {}", kind.target_metrics().join(", "))),
                 );
             }
             Ok(_) => {}

@@ -13,12 +13,16 @@ use crate::analysis::{
 };
 use crate::campaign::{Campaign, parse_day_range};
 use crate::components::inference::ModelArchitecture;
+use crate::model::Calibration;
+use crate::model::Environment;
+use crate::model::{DailyReport, Verdict};
+use crate::output::{OutputLayout, write_atomically};
 use crate::profile::{FlameGraphTitle, FoldedStacks, render_differential};
 use crate::report::{
-    DailyReport, OutputLayout, Verdict, render_bottleneck_table, render_calibration,
-    render_roadmap, write_atomically,
+    DayArtifacts, HtmlPage, RoadmapInput, RoadmapMarkdown, render_bottleneck_table,
+    render_calibration, write_artifact,
 };
-use crate::runner::{Calibration, Environment, calibrate};
+use crate::runner::calibrate;
 
 /// Measures this machine and stores the result beside the campaigns' results.
 /// `threads` is the compute thread count the process was configured with.
@@ -316,8 +320,14 @@ pub fn run_roadmap(layout: &OutputLayout) -> Result<PathBuf, CommandError> {
     })?;
     let analysis: BottleneckAnalysis = serde_json::from_slice(&bytes)
         .map_err(|e| analysis_error(format!("{}: {e}", source.display())))?;
-    let path = layout.roadmap();
-    write_atomically(&path, render_roadmap(&analysis, &source).as_bytes())?;
+    let path = write_artifact(
+        layout,
+        &RoadmapMarkdown,
+        &RoadmapInput {
+            analysis: &analysis,
+            source: &source,
+        },
+    )?;
     Ok(path)
 }
 
@@ -361,11 +371,13 @@ pub fn html_report_command(layout: &OutputLayout, day: u32) -> Result<(String, u
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .filter(|c: &crate::analysis::Comparison| c.current == path.display().to_string());
-    let html = crate::report::render_html(
-        &report,
-        comparison.as_ref(),
-        &OutputLayout::flame_graph_href,
-    );
-    let written = layout.write_html(day, &html)?;
+    let written = write_artifact(
+        layout,
+        &HtmlPage,
+        &DayArtifacts {
+            report: &report,
+            comparison: comparison.as_ref(),
+        },
+    )?;
     Ok((format!("html: {}\n", written.display()), exit::OK))
 }

@@ -3,11 +3,10 @@ use std::path::Path;
 
 use super::{CommandError, exit};
 use crate::campaign::load_campaign;
-use crate::runner::IterationPlan;
 
 /// `campaign list`: days, their benchmarks, plans and targets.
 pub fn list(path: &Path) -> Result<(String, u8), CommandError> {
-    let campaign = load_campaign(path)?;
+    let campaign = load_campaign(path, &crate::benchmarks::Registry)?;
     let mut out = String::new();
     let _ = writeln!(
         out,
@@ -21,8 +20,8 @@ pub fn list(path: &Path) -> Result<(String, u8), CommandError> {
             let _ = writeln!(out, "  (no benchmarks yet)");
         }
         for bench in day.benchmarks.iter().map(|b| b.get_ref()) {
-            let plan = IterationPlan::for_spec(bench, false);
-            let quick = IterationPlan::for_spec(bench, true);
+            let plan = crate::runner::iteration_plan(bench, false);
+            let quick = crate::runner::iteration_plan(bench, true);
             let _ = writeln!(
                 out,
                 "  {} [{}]: {} warm-up + {} iterations (--quick: {} + {}){}; timeout {} s",
@@ -53,7 +52,7 @@ pub fn list(path: &Path) -> Result<(String, u8), CommandError> {
 
 /// `campaign validate`: loads and checks a campaign without running it.
 pub fn validate(path: &Path) -> Result<(String, u8), CommandError> {
-    let campaign = load_campaign(path)?;
+    let campaign = load_campaign(path, &crate::benchmarks::Registry)?;
     let days = campaign.file.days.len();
     let benchmarks: usize = campaign
         .file

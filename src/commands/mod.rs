@@ -16,7 +16,8 @@ pub use run::{RunArgs, default_remedies, open_campaign, run};
 
 use crate::campaign::CampaignError;
 use crate::components::inference::InferenceError;
-use crate::report::{DaySummary, OutputError};
+use crate::model::DaySummary;
+use crate::output::OutputError;
 
 /// Exit statuses, the same for every command.
 pub mod exit {
@@ -96,6 +97,6 @@ pub(crate) fn write_json<T: serde::Serialize>(
     value: &T,
 ) -> Result<(), CommandError> {
     let bytes = serde_json::to_vec_pretty(value).map_err(OutputError::from)?;
-    crate::report::write_atomically(path, &bytes)?;
+    crate::output::write_atomically(path, &bytes)?;
     Ok(())
 }

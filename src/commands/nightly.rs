@@ -5,8 +5,9 @@ use std::path::Path;
 
 use super::{CommandError, exit};
 use crate::analysis::HistoryEntry;
-use crate::report::{DailyReport, OutputLayout};
-use crate::runner::Environment;
+use crate::model::DailyReport;
+use crate::model::Environment;
+use crate::output::OutputLayout;
 
 /// The nights recorded in one history file, in file order; none when the
 /// file does not exist yet.

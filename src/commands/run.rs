@@ -13,10 +13,11 @@ use crate::benchmarks::find_kind;
 use crate::campaign::bounds::Threads;
 use crate::campaign::{BenchmarkSpec, Campaign, DayStep, load_campaign};
 use crate::components::inference::DeviceSpec;
+use crate::model::{BenchmarkResult, DailyReport};
+use crate::output::{OutputError, OutputLayout, write_atomically};
 use crate::report::{
-    BenchmarkResult, DailyReport, JsonExporter, OutputError, OutputLayout, render_bottleneck_table,
-    render_calibration, render_comparison_table, render_csv, render_html, render_junit,
-    render_summary_markdown, render_summary_table, write_atomically,
+    DayArtifacts, Exporter, HtmlPage, JsonReport, render_bottleneck_table, render_calibration,
+    render_comparison_table, render_summary_table, write_artifact, write_day_artifacts,
 };
 use crate::runner::{
     Build, CancelFlag, ChildRun, ProfileOptions, ProfileSelection, RunOptions, SilentProgress,
@@ -109,7 +110,6 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
     // renamed once the day is over, so a crash never leaves a
     // `results.jsonl` that looks whole. The run id keeps two runs started
     // together into one folder from writing into each other's stream.
-    let jsonl_final = layout.ci_file("results.jsonl");
     let jsonl_path = layout.ci_file(&format!("results.jsonl.{}.partial", options.run_id));
     let mut jsonl = std::fs::File::create(&jsonl_path).map_err(|source| OutputError::Write {
         path: jsonl_path.clone(),
@@ -140,10 +140,9 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         let _ = std::fs::remove_file(&jsonl_path);
     })?;
     report.warnings.extend(write_failures);
-    std::fs::rename(&jsonl_path, &jsonl_final).map_err(|source| OutputError::Write {
-        path: jsonl_final.clone(),
-        source,
-    })?;
+    // The stream is replaced by results.jsonl, written with the day's
+    // other files from the finished report.
+    let _ = std::fs::remove_file(&jsonl_path);
     finish_day(&campaign, &layout, args, report, |report| match &baseline {
         Some((name, base)) if !report.interrupted => Some(compare_with_rerun(
             &campaign, &options, &interrupt, report, base, name, args,
@@ -163,11 +162,14 @@ fn finish_day(
     mut report: DailyReport,
     compare: impl FnOnce(&DailyReport) -> Result<Option<Comparison>, CommandError>,
 ) -> Result<u8, CommandError> {
+    // Analyses that belong in the day report are made once it is measured.
+    report.scaling = crate::analysis::scaling_curves(&report.results);
     // The machine's measured limits, when `campaign calibrate` has run here.
     report.environment.calibration = std::fs::read(layout.calibration())
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok());
-    let path = layout.write_report(&report, &JsonExporter)?;
+    // The report first: without it nothing of the night is kept.
+    let path = write_artifact(layout, &JsonReport, &report)?;
 
     let table = render_summary_table(&report);
     if args.json {
@@ -179,10 +181,6 @@ fn finish_day(
     }
     print_warnings(&report);
     let mut code = day_exit_code(&report.summary, report.interrupted);
-    write_atomically(
-        &layout.ci_file("results.csv"),
-        render_csv(&report).as_bytes(),
-    )?;
 
     let history_path = layout.history(&report.environment.machine_key(), report.day);
     let mut comparison = compare(&report)?;
@@ -202,21 +200,23 @@ fn finish_day(
         }
         append_history(&history_path, &entry)?;
     }
-    write_atomically(
-        &layout.ci_file("junit.xml"),
-        render_junit(&report, comparison.as_ref()).as_bytes(),
-    )?;
-    write_atomically(
-        &layout.ci_file("summary.md"),
-        render_summary_markdown(&report, comparison.as_ref()).as_bytes(),
-    )?;
-    let html = render_html(
-        &report,
-        comparison.as_ref(),
-        &OutputLayout::flame_graph_href,
+    let written = write_day_artifacts(
+        layout,
+        DayArtifacts {
+            report: &report,
+            comparison: comparison.as_ref(),
+        },
     );
-    let html_path = layout.write_html(args.day, &html)?;
-    say(args, &format!("html: {}", html_path.display()));
+    if let Some((_, html)) = written.files.iter().find(|(f, _)| *f == HtmlPage.format()) {
+        say(args, &format!("html: {}", html.display()));
+    }
+    for failure in &written.failures {
+        eprintln!("error: {failure}");
+    }
+    if !written.failures.is_empty() && code == exit::OK {
+        // The measurements are safe in the report; the night's output is not whole.
+        code = exit::USAGE;
+    }
     if let Some(name) = &args.save_baseline {
         save_baseline(layout, args, &report, name)?;
     }
@@ -447,16 +447,6 @@ fn run_interleaved(
         "this build",
         &settings,
     );
-    write_atomically(
-        &layout.ci_file("results.jsonl"),
-        report
-            .results
-            .iter()
-            .filter_map(|r| serde_json::to_string(r).ok())
-            .map(|l| format!("{l}\n"))
-            .collect::<String>()
-            .as_bytes(),
-    )?;
     finish_day(campaign, layout, args, report, |_| Ok(Some(comparison)))
 }
 
@@ -533,7 +523,7 @@ fn paired_series(others: &[&DailyReport], these: &[&DailyReport]) -> Vec<PairedS
         let r = report
             .results
             .iter()
-            .find(|r| r.benchmark_name == case && r.status == crate::report::Status::Ok)?;
+            .find(|r| r.benchmark_name == case && r.status == crate::model::Status::Ok)?;
         r.headline_means()
             .into_iter()
             .find(|(m, _)| m == metric)
@@ -679,7 +669,7 @@ pub fn open_campaign(
     path: &Path,
     out: Option<&Path>,
 ) -> Result<(Campaign, OutputLayout), CommandError> {
-    let campaign = load_campaign(path)?;
+    let campaign = load_campaign(path, &crate::benchmarks::Registry)?;
     let out = out
         .map(Path::to_path_buf)
         .or_else(|| campaign.file.output_dir.clone())

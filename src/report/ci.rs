@@ -7,8 +7,9 @@ use std::fmt::Write;
 use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 
-use super::{DailyReport, Status, Verdict, escape_markup};
+use super::escape_markup;
 use crate::analysis::{ChangeState, Comparison, MetricChange};
+use crate::model::{DailyReport, Status, Verdict};
 
 fn figure(v: Option<f64>) -> String {
     v.map_or("—".into(), |v| format!("{v:.4}"))

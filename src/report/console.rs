@@ -1,7 +1,7 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, Color, Table};
 
-use super::{DailyReport, Status, Verdict};
+use crate::model::{DailyReport, Status, Verdict};
 
 fn fmt(value: Option<f64>) -> String {
     value.map_or_else(
@@ -186,7 +186,7 @@ pub fn render_bottleneck_table(analysis: &crate::analysis::BottleneckAnalysis) -
 }
 
 /// A calibration, one limit per line.
-pub fn render_calibration(c: &crate::runner::Calibration) -> String {
+pub fn render_calibration(c: &crate::model::Calibration) -> String {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header(["limit", "measured"]);

@@ -7,8 +7,9 @@
 
 use std::fmt::Write;
 
-use super::{BenchmarkResult, DailyReport, Status, Verdict, escape_markup};
+use super::escape_markup;
 use crate::analysis::{ChangeState, Comparison};
+use crate::model::{BenchmarkResult, DailyReport, Verdict};
 
 const W: f64 = 420.0;
 const H: f64 = 240.0;
@@ -164,19 +165,12 @@ fn cdf_plot(r: &BenchmarkResult) -> Option<String> {
     if m.raw_samples.len() < 2 {
         return None;
     }
-    let mut sorted = m.raw_samples.clone();
-    sorted.sort_by(f64::total_cmp);
-    let n = sorted.len() as f64;
-    let pts: Vec<(f64, f64)> = sorted
-        .iter()
-        .enumerate()
-        .map(|(i, v)| (*v, (i + 1) as f64 / n))
-        .collect();
+    let pts = crate::stats::empirical_cdf(&m.raw_samples);
     Some(line_plot(
         &format!(
             "{} — {metric} CDF ({} samples)",
             r.benchmark_name,
-            sorted.len()
+            pts.len()
         ),
         &format!("{metric} ({})", m.unit),
         "fraction of samples ≤ x",
@@ -184,51 +178,19 @@ fn cdf_plot(r: &BenchmarkResult) -> Option<String> {
     ))
 }
 
-/// (benchmark, metric, points) of one sweep.
-type Sweep = (String, String, Vec<(f64, f64)>);
-
-/// Headline p50 against a numeric parameter, one series per benchmark.
+/// Headline p50 along each swept parameter, then the scaling curves.
 fn sweep_plots(report: &DailyReport) -> Vec<String> {
-    let mut plots = Vec::new();
-    for param in ["prompt_len", "concurrency", "block_kib", "value_kib"] {
-        let mut by_bench: Vec<Sweep> = Vec::new();
-        for r in report.results.iter().filter(|r| r.status == Status::Ok) {
-            let (Some(x), Some(p50), Some(metric)) =
-                (r.parameters[param].as_f64(), r.p50_ms, &r.latency_metric)
-            else {
-                continue;
-            };
-            // A case swept along another dimension (a batch-size case of a
-            // scaling benchmark) is not a point of this curve.
-            if r.parameters["dimension"]
-                .as_str()
-                .is_some_and(|d| d != param)
-            {
-                continue;
-            }
-            // Closed- and open-loop cases are separate curves.
-            let series = match r.parameters["mode"].as_str() {
-                Some(mode) => format!("{} ({mode})", r.benchmark),
-                None => r.benchmark.clone(),
-            };
-            match by_bench
-                .iter_mut()
-                .find(|(b, m, _)| *b == series && m == metric)
-            {
-                Some((_, _, pts)) => pts.push((x, p50)),
-                None => by_bench.push((series, metric.clone(), vec![(x, p50)])),
-            }
-        }
-        for (bench, metric, mut pts) in by_bench.into_iter().filter(|(_, _, p)| p.len() >= 2) {
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            plots.push(line_plot(
-                &format!("{bench}: {metric} p50 by {param}"),
-                param,
-                &format!("{metric} p50 (ms)"),
-                &[(bench.clone(), pts)],
-            ));
-        }
-    }
+    let mut plots: Vec<String> = crate::analysis::sweep_curves(report)
+        .into_iter()
+        .map(|c| {
+            line_plot(
+                &format!("{}: {} p50 by {}", c.series, c.metric, c.axis.parameter),
+                c.axis.title,
+                &format!("{} p50 (ms)", c.metric),
+                &[(c.series.clone(), c.points)],
+            )
+        })
+        .collect();
     for curve in &report.scaling {
         let pts: Vec<(f64, f64)> = curve
             .levels

@@ -5,10 +5,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use crate::analysis::{Bottleneck, BottleneckAnalysis, RemedyEstimate, Risk};
-
-/// Week 1 takes items whose ROI is at least this fraction of the best.
-const WEEK1_ROI_FRACTION: f64 = 0.5;
+use crate::analysis::{Bottleneck, BottleneckAnalysis, RemedyEstimate, WEEK1_ROI_FRACTION};
 
 fn item(out: &mut String, r: &RemedyEstimate, baseline_s: f64) {
     let _ = writeln!(out, "#### {}\n", r.remedy);
@@ -150,15 +147,8 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
         );
     }
 
-    let best_roi = a
-        .remedy_plan
-        .iter()
-        .map(|r| r.estimated_roi)
-        .fold(0.0, f64::max);
-    let (week1, week2): (Vec<&RemedyEstimate>, Vec<&RemedyEstimate>) = a
-        .remedy_plan
-        .iter()
-        .partition(|r| r.risk == Risk::Low && r.estimated_roi >= WEEK1_ROI_FRACTION * best_roi);
+    let (week1, week2): (Vec<&RemedyEstimate>, Vec<&RemedyEstimate>) =
+        a.remedy_plan.iter().partition(|r| r.week == 1);
     let _ = writeln!(out, "\n## Week 1: high ROI, low risk\n");
     let _ = writeln!(
         out,
@@ -211,9 +201,7 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
         let _ = writeln!(
             out,
             "| {} | {:.2} s | {:.2} s (estimate) |",
-            r.remedy,
-            a.baseline_s,
-            a.baseline_s / r.estimated_speedup
+            r.remedy, a.baseline_s, r.estimated_after_s
         );
     }
     let _ = writeln!(out, "\nProfiles used:\n");

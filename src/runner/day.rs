@@ -14,11 +14,13 @@ use rand_chacha::ChaCha8Rng;
 use super::execute::{CaseOutcome, WorkerEvent, run_worker, thread_name};
 use super::profiling::{self, ProfileOptions};
 use super::results::BenchmarkFrame;
-use super::{CancelFlag, Environment, IterationPlan, Progress, QUICK_FACTOR, SilentProgress};
+use super::{CancelFlag, Progress, SilentProgress};
 use crate::benchmarks::{BenchContext, find_kind};
 use crate::campaign::{BenchmarkSpec, Campaign, CampaignError, Target};
 use crate::components::inference::DeviceSpec;
-use crate::report::{
+use crate::model::Environment;
+use crate::model::QUICK_FACTOR;
+use crate::model::{
     BenchmarkResult, CampaignInfo, DailyReport, DaySummary, RunSettings, SCHEMA_VERSION, Status,
     Verdict,
 };
@@ -244,7 +246,8 @@ pub fn run_day(
             against_bin: None,
         },
         summary: summarize_day(&results),
-        scaling: crate::analysis::scaling_curves(&results),
+        // Filled in by the analysis once the day is over.
+        scaling: Vec::new(),
         profiles,
         results,
         warnings,
@@ -268,7 +271,7 @@ fn unmeasured(
     message: String,
 ) -> Option<BenchmarkResult> {
     let kind = find_kind(spec.kind.get_ref())?;
-    let (plan, targets) = (IterationPlan::for_spec(spec, quick), parse_targets(spec));
+    let (plan, targets) = (super::iteration_plan(spec, quick), parse_targets(spec));
     let frame = BenchmarkFrame {
         name: spec.name.get_ref(),
         kind,
@@ -292,7 +295,7 @@ fn run_benchmark(
     on_result: &mut dyn FnMut(&BenchmarkResult),
 ) -> (Vec<BenchmarkResult>, Option<String>) {
     let name = spec.name.get_ref();
-    let (plan, targets) = (IterationPlan::for_spec(spec, quick), parse_targets(spec));
+    let (plan, targets) = (super::iteration_plan(spec, quick), parse_targets(spec));
     // Validation rejects unknown kinds before a day starts.
     let Some(kind) = find_kind(spec.kind.get_ref()) else {
         return (

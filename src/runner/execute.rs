@@ -6,8 +6,10 @@ use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
-use super::{CancelFlag, IterationPlan, memory};
+use super::CancelFlag;
 use crate::benchmarks::{BenchContext, BenchmarkCase, BenchmarkKind, Conclusion, Observations};
+use crate::machine::rss;
+use crate::model::IterationPlan;
 use crate::stats::{MetricRecorder, ValueKind};
 
 /// What the worker tells the day loop.
@@ -171,11 +173,11 @@ fn run_case(
             Err(_) => Err(take_panic_message()),
         }
     };
-    let peak_reset = memory::reset_peak_resident();
+    let peak_reset = rss::reset_peak_resident();
     let end = |error, cancelled| CaseEnd {
         error,
         cancelled,
-        peak_rss_bytes: peak_reset.then(memory::peak_resident_bytes).flatten(),
+        peak_rss_bytes: peak_reset.then(rss::peak_resident_bytes).flatten(),
     };
     for _ in 0..plan.warmup {
         if cancel.is_cancelled() {

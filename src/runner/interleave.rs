@@ -15,7 +15,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::CancelFlag;
-use crate::report::DailyReport;
+use crate::model::DailyReport;
 
 /// The two builds of an interleaved night.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,24 +1,21 @@
 //! The measurement core: iteration plans, the timing loop on worker
-//! threads, timeouts, Ctrl-C, progress, and the machine's description.
+//! threads, timeouts, Ctrl-C, progress, interleaved runs and calibration.
 
 mod calibrate;
 mod day;
-mod environment;
 mod execute;
 mod interleave;
 mod interrupt;
-pub mod memory;
 mod plan;
 mod profiling;
 mod progress;
 mod results;
 
-pub use calibrate::{Calibration, MatmulRate, ThreadRate, calibrate};
+pub use calibrate::calibrate;
 pub use day::{RUN_ORDER_SALT, RunOptions, run_day, select_benchmarks};
-pub use environment::Environment;
 pub use interleave::{Build, ChildError, ChildRun, abba_schedule, run_child};
 pub use interrupt::{CancelFlag, install_interrupt_handler};
-pub use plan::{IterationPlan, QUICK_FACTOR};
+pub use plan::iteration_plan;
 pub use profiling::{ProfileOptions, ProfileSelection};
 pub use progress::{Progress, SilentProgress, console_progress};
 

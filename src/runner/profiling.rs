@@ -4,8 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::model::{BenchmarkResult, ProfileOverhead, ProfileRecord};
+use crate::output::write_atomically;
 use crate::profile::{CpuSampler, FlameGraphTitle, render_flamegraph};
-use crate::report::{BenchmarkResult, ProfileOverhead, ProfileRecord, write_atomically};
 
 /// Which benchmarks get a profiled pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

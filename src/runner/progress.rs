@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
 
-use crate::report::{BenchmarkResult, Status};
+use crate::model::{BenchmarkResult, Status};
 
 pub trait Progress {
     fn benchmark_started(&mut self, name: &str, kind: &str);

@@ -3,12 +3,11 @@
 
 use std::collections::BTreeMap;
 
-use super::IterationPlan;
 use super::execute::CaseOutcome;
-use crate::analysis::evaluate_targets;
 use crate::benchmarks::BenchmarkKind;
-use crate::campaign::Target;
-use crate::report::{BenchmarkResult, MetricReport, SeriesReport, SetupValue, Status};
+use crate::campaign::{Target, evaluate_targets};
+use crate::model::IterationPlan;
+use crate::model::{BenchmarkResult, MetricReport, SeriesReport, SetupValue, Status};
 use crate::stats::{elementwise_median, summarize};
 
 /// CV at or above this gets a warning in the report.

@@ -14,6 +14,6 @@ pub use rank::{
 pub use recorder::{MetricRecorder, ValueKind};
 pub use summary::{
     MedianInterval, OutlierCounts, PERCENTILES, Percentile, PercentileSource, ProvisionalRule,
-    Summary, elementwise_median, min_samples_for_percentile, summarize,
+    Summary, elementwise_median, empirical_cdf, min_samples_for_percentile, summarize,
 };
 pub use trend::{LinearTrend, linear_trend};

@@ -338,10 +338,32 @@ pub fn elementwise_median(runs: &[Vec<f64>]) -> Vec<f64> {
         .collect()
 }
 
+/// The empirical distribution function at each sample: (value, fraction
+/// of samples ≤ value), in ascending order; NaN samples are left out.
+pub fn empirical_cdf(samples: &[f64]) -> Vec<(f64, f64)> {
+    let mut sorted: Vec<f64> = samples.iter().copied().filter(|v| !v.is_nan()).collect();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len() as f64;
+    sorted
+        .iter()
+        .enumerate()
+        .map(|(i, v)| (*v, (i + 1) as f64 / n))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::stats::ValueKind;
+
+    #[test]
+    fn the_empirical_cdf_steps_by_one_over_n() {
+        assert_eq!(
+            empirical_cdf(&[3.0, 1.0, f64::NAN, 2.0, 2.0]),
+            vec![(1.0, 0.25), (2.0, 0.5), (2.0, 0.75), (3.0, 1.0)]
+        );
+        assert!(empirical_cdf(&[]).is_empty());
+    }
 
     fn recorder(values: &[f64]) -> MetricRecorder {
         let mut r = MetricRecorder::new(ValueKind::Quantity, 10_000);

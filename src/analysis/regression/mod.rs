@@ -28,7 +28,7 @@ pub use control::{AaControl, CONTROL_RULE, ControlSeries, ControlSplit, Split, a
 pub use design::{FDR, GateDesign, MAX_RUNS, MIN_RUNS, P_THRESHOLD, Pairing, runs_for_verdicts};
 pub use mde::{MDE_RULE, MdeTable, pooled_sd, sample_sd};
 
-use crate::report::{BenchmarkResult, DailyReport, Status};
+use crate::model::{BenchmarkResult, DailyReport, Status};
 use crate::stats::{ShiftTest, benjamini_hochberg, median, paired_shift, two_sample_shift};
 
 pub const DEFAULT_THRESHOLD_PCT: f64 = 5.0;

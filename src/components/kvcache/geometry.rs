@@ -1,5 +1,4 @@
 use serde::{Deserialize, Serialize};
-use xxhash_rust::xxh3::Xxh3;
 
 use super::KvCacheError;
 
@@ -89,21 +88,6 @@ impl KvGeometry {
     }
 }
 
-/// Identifies a block by the tokens from the start of its sequence to the
-/// block's end (a hash chain, as in vLLM's prefix caching): sequences that
-/// share a prefix share its blocks.
-pub type BlockKey = u64;
-
-pub fn block_key(parent: Option<BlockKey>, tokens: &[u32]) -> BlockKey {
-    let mut hasher = Xxh3::new();
-    hasher.update(&parent.unwrap_or(0).to_le_bytes());
-    hasher.update(&[u8::from(parent.is_some())]);
-    for token in tokens {
-        hasher.update(&token.to_le_bytes());
-    }
-    hasher.digest()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -119,18 +103,5 @@ mod tests {
         };
         assert_eq!(g.bytes_per_token(), 2 * 32 * 32 * 128 * 2);
         assert_eq!(g.block_bytes(), 16 * 524_288);
-    }
-
-    #[test]
-    fn keys_chain_over_the_whole_prefix() {
-        let a = block_key(None, &[1, 2, 3]);
-        assert_eq!(a, block_key(None, &[1, 2, 3]));
-        assert_ne!(a, block_key(None, &[1, 2, 4]));
-        let child = block_key(Some(a), &[4, 5, 6]);
-        assert_ne!(
-            child,
-            block_key(Some(block_key(None, &[9, 2, 3])), &[4, 5, 6])
-        );
-        assert_ne!(child, block_key(None, &[4, 5, 6]));
     }
 }

@@ -6,14 +6,16 @@
 //! Full blocks are immutable, so a block promoted back from disk keeps its
 //! cold copy and a second eviction costs no write.
 
+mod block_key;
 mod cold;
 mod error;
 mod geometry;
 mod quant;
 mod tiered;
 
+pub use block_key::{BlockKey, block_key};
 pub use cold::{ColdBlockEncoding, ColdTier};
 pub use error::KvCacheError;
-pub use geometry::{BlockKey, KvDType, KvGeometry, block_key};
+pub use geometry::{KvDType, KvGeometry};
 pub use quant::{Int8Block, QuantizationError, dequantize_int8, quantize_int8};
 pub use tiered::{CacheStats, Tier, TieredKvCache, TieredKvCacheConfig};

@@ -1,6 +1,8 @@
 //! Facts about the machine that everything may read, and the memory a piece
 //! of work will need, estimated before anything is allocated.
 
+pub mod rss;
+
 use serde::{Deserialize, Serialize};
 
 /// Memory the kernel says can be allocated without swapping

@@ -1,5 +1,9 @@
-use crate::campaign::Target;
-use crate::report::{MetricReport, SetupValue, TargetVerdict, Verdict};
+//! A campaign's targets judged against what a run measured. Done as each
+//! result is built (the console and the streamed files show it at once),
+//! so it lives with the targets, below the runner.
+
+use super::Target;
+use crate::model::{MetricReport, SetupValue, TargetVerdict, Verdict};
 use std::collections::BTreeMap;
 
 /// Checks each target against the measured summaries. A target whose metric

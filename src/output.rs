@@ -1,9 +1,13 @@
+//! Where a campaign's results go: the folder layout, file names that are
+//! always valid and unique, and atomic writes. Used while measuring (raw
+//! profiles, per-result files) and by the writers.
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use chrono::{DateTime, Utc};
 
-use super::{BenchmarkResult, DailyReport, Exporter};
+use crate::model::{BenchmarkResult, DailyReport};
 
 /// Problems with the results folder.
 #[derive(Debug, thiserror::Error)]
@@ -125,19 +129,6 @@ impl OutputLayout {
         format!("../flame_graphs/{name}")
     }
 
-    /// Writes a day's HTML page, creating its folder.
-    pub fn write_html(&self, day: u32, html: &str) -> Result<PathBuf, OutputError> {
-        let path = self.html_report(day);
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|source| OutputError::Write {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        }
-        write_atomically(&path, html.as_bytes())?;
-        Ok(path)
-    }
-
     /// A saved baseline's report of one day.
     pub fn baseline(&self, name: &str, day: u32) -> PathBuf {
         self.campaign_dir
@@ -182,12 +173,11 @@ impl OutputLayout {
         )
     }
 
-    pub fn day_report_path(&self, report: &DailyReport, exporter: &dyn Exporter) -> PathBuf {
+    /// The day report's file, for a format's extension (`json`).
+    pub fn day_report_path(&self, report: &DailyReport, extension: &str) -> PathBuf {
         self.daily_reports().join(format!(
-            "day_{}_report_{}.{}",
-            report.day,
-            report.run_id,
-            exporter.extension()
+            "day_{}_report_{}.{extension}",
+            report.day, report.run_id
         ))
     }
 
@@ -199,16 +189,6 @@ impl OutputLayout {
             "day_{day}_{run_id}_{}.json",
             safe_file_stem(&name, MAX_STEM)
         ))
-    }
-
-    pub fn write_report(
-        &self,
-        report: &DailyReport,
-        exporter: &dyn Exporter,
-    ) -> Result<PathBuf, OutputError> {
-        let path = self.day_report_path(report, exporter);
-        write_atomically(&path, &exporter.serialize(report)?)?;
-        Ok(path)
     }
 }
 

@@ -1,4 +1,4 @@
-//! The day report's data model (schema version 1). Plain data: runner and
+//! The day report (schema version 1). Plain data: runner and
 //! stats fill it in; writers only format it.
 
 use std::collections::BTreeMap;
@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::runner::{Environment, IterationPlan};
+use super::{Environment, IterationPlan, ScalingCurve};
 use crate::stats::{ProvisionalRule, Summary};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -31,7 +31,7 @@ pub struct DailyReport {
     pub results: Vec<BenchmarkResult>,
     /// Throughput and p99 per level of each `scaling` benchmark, and its knee.
     #[serde(default)]
-    pub scaling: Vec<crate::analysis::ScalingCurve>,
+    pub scaling: Vec<ScalingCurve>,
     /// CPU profiles taken this day, one per profiled benchmark.
     #[serde(default)]
     pub profiles: Vec<ProfileRecord>,

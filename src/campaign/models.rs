@@ -1,0 +1,17 @@
+//! The models a campaign names, resolved: a folder on disk or a synthetic
+//! configuration, with the architecture read from it.
+
+use std::path::PathBuf;
+
+use crate::components::inference::{ModelArchitecture, SyntheticLlamaConfig};
+
+/// A model named in the campaign, with its source resolved.
+#[derive(Debug, Clone)]
+pub struct ResolvedModel {
+    pub name: String,
+    /// Set for models loaded from a folder (resolved against the campaign file).
+    pub folder: Option<PathBuf>,
+    /// Set for synthetic models.
+    pub synthetic: Option<SyntheticLlamaConfig>,
+    pub architecture: ModelArchitecture,
+}

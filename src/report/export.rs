@@ -1,0 +1,209 @@
+//! Every file format behind one trait, and one writer that decides for all
+//! of them where a file goes, that it is written atomically (its folder
+//! created), and what a failure means.
+//!
+//! A day's report comes first and is required: without it nothing of the
+//! night is kept, so its failure is the run's error. The files written
+//! from it afterwards (CSV, JSONL, JUnit, the Markdown summary, the HTML
+//! page) are each attempted even when another fails; their failures come
+//! back as warnings, and the run's exit status says the output is
+//! incomplete.
+
+use std::path::{Path, PathBuf};
+
+use crate::analysis::{BottleneckAnalysis, Comparison};
+use crate::model::DailyReport;
+use crate::output::{OutputError, OutputLayout, write_atomically};
+
+/// A file format: where its file goes and its bytes.
+pub trait Exporter<Input: ?Sized> {
+    /// What the file is, for messages (`JUnit XML`).
+    fn format(&self) -> &'static str;
+    /// Where it is written in the results folder.
+    fn path(&self, layout: &OutputLayout, input: &Input) -> PathBuf;
+    fn render(&self, input: &Input) -> Result<Vec<u8>, OutputError>;
+}
+
+/// What a day's writers format: the report and, when the night was
+/// compared, the comparison.
+#[derive(Debug, Clone, Copy)]
+pub struct DayArtifacts<'a> {
+    pub report: &'a DailyReport,
+    pub comparison: Option<&'a Comparison>,
+}
+
+/// What the roadmap is written from.
+#[derive(Debug, Clone, Copy)]
+pub struct RoadmapInput<'a> {
+    pub analysis: &'a BottleneckAnalysis,
+    /// The analysis file, named in the roadmap.
+    pub source: &'a Path,
+}
+
+/// Renders and writes one file atomically, creating its folder.
+pub fn write_artifact<Input: ?Sized>(
+    layout: &OutputLayout,
+    exporter: &dyn Exporter<Input>,
+    input: &Input,
+) -> Result<PathBuf, OutputError> {
+    let path = exporter.path(layout, input);
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|source| OutputError::Write {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    write_atomically(&path, &exporter.render(input)?)?;
+    Ok(path)
+}
+
+/// The files written from a day once it is measured, in this order.
+pub fn day_exporters() -> [&'static dyn for<'a> Exporter<DayArtifacts<'a>>; 5] {
+    [
+        &ResultsCsv,
+        &ResultsJsonl,
+        &JunitXml,
+        &SummaryMarkdown,
+        &HtmlPage,
+    ]
+}
+
+/// What writing the day's files did.
+#[derive(Debug, Default)]
+pub struct Written {
+    /// (format, path) of each file written.
+    pub files: Vec<(&'static str, PathBuf)>,
+    /// One line per file that could not be written.
+    pub failures: Vec<String>,
+}
+
+/// Writes every file of [`day_exporters`]; a failure of one does not stop
+/// the others.
+pub fn write_day_artifacts(layout: &OutputLayout, day: DayArtifacts<'_>) -> Written {
+    let mut written = Written::default();
+    for exporter in day_exporters() {
+        match write_artifact(layout, exporter, &day) {
+            Ok(path) => written.files.push((exporter.format(), path)),
+            Err(e) => written
+                .failures
+                .push(format!("{} not written: {e}", exporter.format())),
+        }
+    }
+    written
+}
+
+/// The canonical day report: pretty JSON, schema version 1.
+pub struct JsonReport;
+
+impl Exporter<DailyReport> for JsonReport {
+    fn format(&self) -> &'static str {
+        "JSON report"
+    }
+    fn path(&self, layout: &OutputLayout, report: &DailyReport) -> PathBuf {
+        layout.day_report_path(report, "json")
+    }
+    fn render(&self, report: &DailyReport) -> Result<Vec<u8>, OutputError> {
+        let mut bytes = serde_json::to_vec_pretty(report)?;
+        bytes.push(b'\n');
+        Ok(bytes)
+    }
+}
+
+/// `results.csv`: one row per result.
+pub struct ResultsCsv;
+
+impl Exporter<DayArtifacts<'_>> for ResultsCsv {
+    fn format(&self) -> &'static str {
+        "results.csv"
+    }
+    fn path(&self, layout: &OutputLayout, _day: &DayArtifacts<'_>) -> PathBuf {
+        layout.ci_file("results.csv")
+    }
+    fn render(&self, day: &DayArtifacts<'_>) -> Result<Vec<u8>, OutputError> {
+        Ok(super::ci::render_csv(day.report).into_bytes())
+    }
+}
+
+/// `results.jsonl`: one line per result. While the day runs, the same lines
+/// are streamed into a `.partial` file for CI to tail.
+pub struct ResultsJsonl;
+
+impl Exporter<DayArtifacts<'_>> for ResultsJsonl {
+    fn format(&self) -> &'static str {
+        "results.jsonl"
+    }
+    fn path(&self, layout: &OutputLayout, _day: &DayArtifacts<'_>) -> PathBuf {
+        layout.ci_file("results.jsonl")
+    }
+    fn render(&self, day: &DayArtifacts<'_>) -> Result<Vec<u8>, OutputError> {
+        let mut bytes = Vec::new();
+        for result in &day.report.results {
+            bytes.extend(serde_json::to_vec(result)?);
+            bytes.push(b'\n');
+        }
+        Ok(bytes)
+    }
+}
+
+/// `junit.xml`: regressions and missed targets as failures.
+pub struct JunitXml;
+
+impl Exporter<DayArtifacts<'_>> for JunitXml {
+    fn format(&self) -> &'static str {
+        "junit.xml"
+    }
+    fn path(&self, layout: &OutputLayout, _day: &DayArtifacts<'_>) -> PathBuf {
+        layout.ci_file("junit.xml")
+    }
+    fn render(&self, day: &DayArtifacts<'_>) -> Result<Vec<u8>, OutputError> {
+        Ok(super::ci::render_junit(day.report, day.comparison).into_bytes())
+    }
+}
+
+/// `summary.md`, for a CI step summary.
+pub struct SummaryMarkdown;
+
+impl Exporter<DayArtifacts<'_>> for SummaryMarkdown {
+    fn format(&self) -> &'static str {
+        "summary.md"
+    }
+    fn path(&self, layout: &OutputLayout, _day: &DayArtifacts<'_>) -> PathBuf {
+        layout.ci_file("summary.md")
+    }
+    fn render(&self, day: &DayArtifacts<'_>) -> Result<Vec<u8>, OutputError> {
+        Ok(super::ci::render_summary_markdown(day.report, day.comparison).into_bytes())
+    }
+}
+
+/// `html/day_N.html`.
+pub struct HtmlPage;
+
+impl Exporter<DayArtifacts<'_>> for HtmlPage {
+    fn format(&self) -> &'static str {
+        "HTML page"
+    }
+    fn path(&self, layout: &OutputLayout, day: &DayArtifacts<'_>) -> PathBuf {
+        layout.html_report(day.report.day)
+    }
+    fn render(&self, day: &DayArtifacts<'_>) -> Result<Vec<u8>, OutputError> {
+        Ok(
+            super::html::render_html(day.report, day.comparison, &OutputLayout::flame_graph_href)
+                .into_bytes(),
+        )
+    }
+}
+
+/// `OPTIMIZATION_ROADMAP.md`.
+pub struct RoadmapMarkdown;
+
+impl Exporter<RoadmapInput<'_>> for RoadmapMarkdown {
+    fn format(&self) -> &'static str {
+        "roadmap"
+    }
+    fn path(&self, layout: &OutputLayout, _input: &RoadmapInput<'_>) -> PathBuf {
+        layout.roadmap()
+    }
+    fn render(&self, input: &RoadmapInput<'_>) -> Result<Vec<u8>, OutputError> {
+        Ok(super::roadmap::render_roadmap(input.analysis, input.source).into_bytes())
+    }
+}

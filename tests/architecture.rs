@@ -1,0 +1,340 @@
+//! The crate's dependencies point one way. Top-level modules sit in layers
+//! and may use only modules of a lower layer (or their own); within a
+//! module, its files (folders count as one file) form no import cycle.
+//! A module's `mod.rs` is its facade: it declares and re-exports its files
+//! and may use them, so a use of `super::Name` counts as a use of the file
+//! that `mod.rs` re-exports `Name` from.
+//!
+//! Read from the source text: `crate::name` paths, `use crate::{…}` groups
+//! and `super::` paths, test modules left out.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs;
+use std::path::{Path, PathBuf};
+
+/// Layers, lowest first. A module may use modules of lower layers only.
+const LAYERS: &[&[&str]] = &[
+    &["stats", "panics", "machine", "profile"],
+    &["model", "components"],
+    &["output"],
+    &["campaign"],
+    &["benchmarks"],
+    &["runner"],
+    &["analysis"],
+    &["report"],
+    &["commands"],
+    // The binary's own module: argument parsing, using the library by name.
+    &["cli"],
+];
+
+fn layer_of(module: &str) -> Option<usize> {
+    LAYERS.iter().position(|l| l.contains(&module))
+}
+
+fn src() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+}
+
+fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = fs::read_dir(dir)
+        .expect("src is readable")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            rust_files(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The file's code without its `#[cfg(test)]` module and comments.
+fn code(path: &Path) -> String {
+    let text = fs::read_to_string(path).expect("source is readable");
+    let text = match text.find("#[cfg(test)]\nmod tests") {
+        Some(at) => &text[..at],
+        None => &text[..],
+    };
+    text.lines()
+        .map(|l| l.split("//").next().unwrap_or(""))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// Identifiers following `prefix` (`crate::` or `super::`), including
+/// each name of a `prefix{a, b::c}` group (first segments only).
+fn names_after(code: &str, prefix: &str) -> BTreeSet<String> {
+    let mut names = BTreeSet::new();
+    let mut rest = code;
+    while let Some(at) = rest.find(prefix) {
+        let preceded_by_ident = rest[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == ':');
+        rest = &rest[at + prefix.len()..];
+        if preceded_by_ident {
+            continue;
+        }
+        if let Some(group) = rest.strip_prefix('{') {
+            let mut depth = 1;
+            let end = group
+                .char_indices()
+                .find(|&(_, c)| {
+                    depth += match c {
+                        '{' => 1,
+                        '}' => -1,
+                        _ => 0,
+                    };
+                    depth == 0
+                })
+                .map_or(group.len(), |(i, _)| i);
+            let mut depth = 0;
+            let mut item = String::new();
+            for c in group[..end].chars().chain(std::iter::once(',')) {
+                match c {
+                    '{' => depth += 1,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => {
+                        let first: String = item
+                            .trim()
+                            .chars()
+                            .take_while(|c| c.is_alphanumeric() || *c == '_')
+                            .collect();
+                        if !first.is_empty() {
+                            names.insert(first);
+                        }
+                        item.clear();
+                        continue;
+                    }
+                    _ => {}
+                }
+                item.push(c);
+            }
+        } else {
+            let name: String = rest
+                .chars()
+                .take_while(|c| c.is_alphanumeric() || *c == '_')
+                .collect();
+            if !name.is_empty() {
+                names.insert(name);
+            }
+        }
+    }
+    names
+}
+
+/// The top-level module a file belongs to (`None` for lib.rs and main.rs).
+fn top_module(path: &Path) -> Option<String> {
+    let rel = path.strip_prefix(src()).ok()?;
+    let first = rel.components().next()?.as_os_str().to_str()?;
+    let name = first.strip_suffix(".rs").unwrap_or(first);
+    (!["lib", "main"].contains(&name)).then(|| name.to_string())
+}
+
+fn top_level_modules() -> BTreeSet<String> {
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    files.iter().filter_map(|f| top_module(f)).collect()
+}
+
+/// Top-level module → the top-level modules it uses.
+fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
+    let modules = top_level_modules();
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for file in files {
+        let Some(from) = top_module(&file) else {
+            continue;
+        };
+        let used = names_after(&code(&file), "crate::");
+        let entry = graph.entry(from.clone()).or_default();
+        entry.extend(
+            used.into_iter()
+                .filter(|m| modules.contains(m) && *m != from),
+        );
+    }
+    graph
+}
+
+fn find_cycle(graph: &BTreeMap<String, BTreeSet<String>>) -> Option<Vec<String>> {
+    fn visit(
+        node: &str,
+        graph: &BTreeMap<String, BTreeSet<String>>,
+        state: &mut BTreeMap<String, u8>,
+        stack: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        state.insert(node.to_string(), 1);
+        stack.push(node.to_string());
+        for next in graph.get(node).into_iter().flatten() {
+            match state.get(next.as_str()).copied().unwrap_or(0) {
+                1 => {
+                    let start = stack.iter().position(|n| n == next).unwrap_or(0);
+                    let mut cycle = stack[start..].to_vec();
+                    cycle.push(next.clone());
+                    return Some(cycle);
+                }
+                0 => {
+                    if let Some(c) = visit(next, graph, state, stack) {
+                        return Some(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        stack.pop();
+        state.insert(node.to_string(), 2);
+        None
+    }
+    let mut state = BTreeMap::new();
+    for node in graph.keys() {
+        if state.get(node.as_str()).copied().unwrap_or(0) == 0
+            && let Some(cycle) = visit(node, graph, &mut state, &mut Vec::new())
+        {
+            return Some(cycle);
+        }
+    }
+    None
+}
+
+#[test]
+fn every_top_level_module_has_a_layer() {
+    for module in top_level_modules() {
+        assert!(
+            layer_of(&module).is_some(),
+            "module {module} is in no layer of tests/architecture.rs: place it"
+        );
+    }
+}
+
+#[test]
+fn top_level_modules_use_only_lower_layers() {
+    let graph = module_graph();
+    let mut upward = Vec::new();
+    for (from, used) in &graph {
+        for to in used {
+            if let (Some(a), Some(b)) = (layer_of(from), layer_of(to))
+                && a <= b
+            {
+                upward.push(format!("{from} uses {to}"));
+            }
+        }
+    }
+    assert!(
+        upward.is_empty(),
+        "uses that do not point to a lower layer: {upward:#?}"
+    );
+    assert_eq!(find_cycle(&graph), None);
+}
+
+/// The unit a file of `dir` belongs to: its file stem, or its sub-folder.
+fn unit_in(dir: &Path, file: &Path) -> Option<String> {
+    let rel = file.strip_prefix(dir).ok()?;
+    let first = rel.components().next()?.as_os_str().to_str()?;
+    Some(first.strip_suffix(".rs").unwrap_or(first).to_string())
+}
+
+/// `Name → file` for what `mod.rs` re-exports (`pub use file::{Name, …}`).
+fn reexports(mod_rs: &str) -> BTreeMap<String, String> {
+    let mut map = BTreeMap::new();
+    for statement in mod_rs.split(';') {
+        let statement = statement.trim();
+        let Some(rest) = statement
+            .strip_prefix("pub use ")
+            .or_else(|| statement.strip_prefix("pub(crate) use "))
+            .or_else(|| statement.strip_prefix("pub(super) use "))
+        else {
+            continue;
+        };
+        let Some((file, items)) = rest.split_once("::") else {
+            continue;
+        };
+        let items = items.trim_start_matches('{').trim_end_matches('}');
+        for item in items.split(',') {
+            let name = item.split(" as ").last().unwrap_or("").trim();
+            let name = name.rsplit("::").next().unwrap_or(name);
+            if !name.is_empty() {
+                map.insert(name.to_string(), file.trim().to_string());
+            }
+        }
+    }
+    map
+}
+
+#[test]
+fn files_of_a_module_form_no_cycle() {
+    let mut dirs = Vec::new();
+    let mut files = Vec::new();
+    rust_files(&src(), &mut files);
+    for file in &files {
+        if file.file_name().is_some_and(|n| n == "mod.rs") {
+            dirs.push(file.parent().expect("mod.rs has a folder").to_path_buf());
+        }
+    }
+    let mut cycles = Vec::new();
+    for dir in dirs {
+        let mod_rs = code(&dir.join("mod.rs"));
+        let exported = reexports(&mod_rs);
+        let module_path = dir
+            .strip_prefix(src())
+            .expect("under src")
+            .to_string_lossy()
+            .replace('/', "::");
+        let units: BTreeSet<String> = files
+            .iter()
+            .filter(|f| f.starts_with(&dir) && !f.ends_with(dir.join("mod.rs")))
+            .filter_map(|f| unit_in(&dir, f))
+            .collect();
+        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        for file in files
+            .iter()
+            .filter(|f| f.parent() == Some(dir.as_path()) && !f.ends_with("mod.rs"))
+        {
+            let from = unit_in(&dir, file).expect("a unit");
+            let text = code(file);
+            let mut used = names_after(&text, "super::");
+            used.extend(names_after(&text, &format!("crate::{module_path}::")));
+            let targets = graph.entry(from.clone()).or_default();
+            for name in used {
+                let unit = if units.contains(&name) {
+                    Some(name)
+                } else {
+                    exported.get(&name).cloned()
+                };
+                if let Some(unit) = unit.filter(|u| *u != from && units.contains(u)) {
+                    targets.insert(unit);
+                }
+            }
+        }
+        if let Some(cycle) = find_cycle(&graph) {
+            cycles.push(format!("{module_path}: {}", cycle.join(" → ")));
+        }
+    }
+    assert!(
+        cycles.is_empty(),
+        "import cycles between files: {cycles:#?}"
+    );
+}
+
+#[test]
+fn the_reader_finds_uses_and_groups() {
+    let text = "use crate::{model::{A, B}, stats};\nuse crate::output::write;\nlet x = crate::panics::describe(p);\nfoo::crate::not;";
+    let names = names_after(text, "crate::");
+    assert_eq!(
+        names,
+        ["model", "output", "panics", "stats"]
+            .map(String::from)
+            .into()
+    );
+    let cyclic: BTreeMap<String, BTreeSet<String>> = [
+        ("a".to_string(), ["b".to_string()].into()),
+        ("b".to_string(), ["a".to_string()].into()),
+    ]
+    .into();
+    assert_eq!(
+        find_cycle(&cyclic),
+        Some(vec!["a".to_string(), "b".to_string(), "a".to_string()])
+    );
+}
