@@ -1811,7 +1811,19 @@ fn chromium() -> Option<PathBuf> {
 #[test]
 fn html_report_is_self_contained_and_its_plots_render_in_chromium() {
     let f = Fixture::new();
-    let campaign = f.campaign(&format!("{TTFT_DAY}{DECODE_BENCH}"));
+    // A storage sweep too: its cases carry `value_bytes`, which the kind
+    // declares as its sweep axis.
+    let storage = r#"
+[[days.benchmarks]]
+name = "writes"
+kind = "storage_write"
+iterations = 2
+[days.benchmarks.params]
+value_kib = [1, 8]
+commit = ["non_durable"]
+ops = 20
+"#;
+    let campaign = f.campaign(&format!("{TTFT_DAY}{DECODE_BENCH}{storage}"));
     f.run(&campaign, &["--save-baseline", "b"]).success();
     f.run(&campaign, &["--baseline", "b"]).success();
     cargo_bin_cmd!("campaign")
@@ -1830,6 +1842,9 @@ fn html_report_is_self_contained_and_its_plots_render_in_chromium() {
     for needle in [
         "ttft[prompt_len=32]",
         "ttft: ttft_ms p50 by prompt_len",
+        "prompt length (tokens)",
+        "writes (non_durable): put_ms p50 by value_bytes",
+        "value size (bytes)",
         "CDF",
         "Against baseline b",
         "✓ ttft_ms.p50 &lt; 60000",

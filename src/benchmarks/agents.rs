@@ -159,8 +159,8 @@ impl Kind for AgentTaskLatency {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: "e2e_ms",
-            throughput: "tasks_per_s",
+            latency: Some("e2e_ms"),
+            throughput: Some("tasks_per_s"),
         }
     }
 

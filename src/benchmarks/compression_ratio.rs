@@ -28,8 +28,8 @@ impl Kind for CompressionRatio {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: "",
-            throughput: "ratio",
+            latency: None,
+            throughput: Some("ratio"),
         }
     }
 

@@ -67,8 +67,8 @@ impl Kind for CompressionThroughput {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: "compress_block_ms",
-            throughput: "compress_mb_per_s",
+            latency: Some("compress_block_ms"),
+            throughput: Some("compress_mb_per_s"),
         }
     }
 

@@ -150,8 +150,8 @@ impl Kind for DiskBlockSweep {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: "op_latency_ms",
-            throughput: "mb_per_s",
+            latency: Some("op_latency_ms"),
+            throughput: Some("mb_per_s"),
         }
     }
 

@@ -76,8 +76,8 @@ impl Kind for FirstTokenLatency {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: "ttft_ms",
-            throughput: "prefill_tokens_per_s",
+            latency: Some("ttft_ms"),
+            throughput: Some("prefill_tokens_per_s"),
         }
     }
 

@@ -68,8 +68,8 @@ impl Kind for KvCacheStore {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: "store_ms",
-            throughput: "store_gb_per_s",
+            latency: Some("store_ms"),
+            throughput: Some("store_gb_per_s"),
         }
     }
 

@@ -82,8 +82,8 @@ impl Kind for MemoryGrowth {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: "",
-            throughput: "",
+            latency: None,
+            throughput: None,
         }
     }
 

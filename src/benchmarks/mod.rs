@@ -83,8 +83,10 @@ impl MetricDef {
 /// `throughput` fields.
 #[derive(Debug, Clone, Copy)]
 pub struct Headline {
-    pub latency: &'static str,
-    pub throughput: &'static str,
+    /// The latency metric in ms, if the kind has one.
+    pub latency: Option<&'static str>,
+    /// The throughput metric, if the kind has one.
+    pub throughput: Option<&'static str>,
 }
 
 /// The parameter a kind's cases are swept along, so its headline latency
@@ -194,8 +196,11 @@ pub trait BenchmarkKind: KindRules + Sync {
     /// headline latency (when in ms) and its headline throughput.
     fn headline_series(&self) -> usize {
         let h = self.headline();
-        let latency = self.metric(h.latency).is_some_and(|m| m.unit == "ms");
-        let throughput = self.metric(h.throughput).is_some();
+        let latency = h
+            .latency
+            .and_then(|l| self.metric(l))
+            .is_some_and(|m| m.unit == "ms");
+        let throughput = h.throughput.and_then(|t| self.metric(t)).is_some();
         usize::from(latency) + usize::from(throughput)
     }
 }
@@ -420,5 +425,55 @@ impl<K: Kind> KindRules for K {
             .chain(Kind::setup_metrics(self))
             .map(|m| m.name)
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashSet;
+
+    /// What every kind must declare for the runner, the verdicts and the
+    /// writers to handle it without any other edit.
+    #[test]
+    fn every_registered_kind_declares_what_the_rest_reads() {
+        let mut names = HashSet::new();
+        for kind in REGISTRY {
+            let name = kind.name();
+            assert!(names.insert(name), "two kinds are named {name}");
+            assert!(
+                !name.is_empty() && name.chars().all(|c| c.is_ascii_lowercase() || c == '_'),
+                "{name}"
+            );
+            assert!(!kind.description().is_empty(), "{name}: no description");
+            let mut metrics = HashSet::new();
+            for m in kind.metrics().iter().chain(kind.setup_metrics()) {
+                assert!(metrics.insert(m.name), "{name}: metric {} twice", m.name);
+                assert!(!m.unit.is_empty(), "{name}: {} has no unit", m.name);
+            }
+            let headline = kind.headline();
+            if let Some(latency) = headline.latency {
+                let m = kind.metric(latency);
+                assert!(
+                    m.is_some_and(|m| m.unit == "ms"),
+                    "{name}: headline latency {latency} is not a metric in ms"
+                );
+            }
+            if let Some(throughput) = headline.throughput {
+                assert!(
+                    kind.metric(throughput).is_some(),
+                    "{name}: headline throughput {throughput} is not a metric"
+                );
+            }
+            if let Some(axis) = kind.sweep_axis() {
+                assert!(!axis.parameter.is_empty() && !axis.title.is_empty());
+                assert!(
+                    headline.latency.is_some(),
+                    "{name}: a swept kind needs a headline latency to draw"
+                );
+            }
+            assert!(find_kind(name).is_some_and(|k| k.name() == name));
+        }
+        assert_eq!(kind_names().len(), REGISTRY.len());
     }
 }

@@ -128,8 +128,8 @@ impl Kind for PlantedWork {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: "iteration_ms",
-            throughput: "units_per_s",
+            latency: Some("iteration_ms"),
+            throughput: Some("units_per_s"),
         }
     }
 

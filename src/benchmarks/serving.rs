@@ -345,8 +345,8 @@ impl Kind for FullInference {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: "e2e_ms",
-            throughput: "output_tokens_per_s",
+            latency: Some("e2e_ms"),
+            throughput: Some("output_tokens_per_s"),
         }
     }
 
@@ -531,8 +531,8 @@ impl Kind for Scaling {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: "e2e_ms",
-            throughput: "output_tokens_per_s",
+            latency: Some("e2e_ms"),
+            throughput: Some("output_tokens_per_s"),
         }
     }
 

@@ -98,8 +98,8 @@ impl Kind for StorageRead {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: "get_ms",
-            throughput: "ops_per_s",
+            latency: Some("get_ms"),
+            throughput: Some("ops_per_s"),
         }
     }
 

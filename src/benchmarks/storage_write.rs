@@ -67,8 +67,8 @@ impl Kind for StorageWrite {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: "put_ms",
-            throughput: "ops_per_s",
+            latency: Some("put_ms"),
+            throughput: Some("ops_per_s"),
         }
     }
 

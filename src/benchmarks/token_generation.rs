@@ -98,8 +98,8 @@ impl Kind for TokenGeneration {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: "tpot_ms",
-            throughput: "decode_tokens_per_s",
+            latency: Some("tpot_ms"),
+            throughput: Some("decode_tokens_per_s"),
         }
     }
 

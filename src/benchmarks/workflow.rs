@@ -154,8 +154,8 @@ impl Kind for CollectiveWorkflow {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: "e2e_ms",
-            throughput: "requests_per_s",
+            latency: Some("e2e_ms"),
+            throughput: Some("requests_per_s"),
         }
     }
 

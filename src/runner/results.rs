@@ -177,20 +177,23 @@ impl BenchmarkFrame<'_> {
         let headline = self.kind.headline();
         // The flat fields are milliseconds by name; a kind whose headline
         // latency is in another unit leaves them empty.
-        if let Some(m) = result
-            .metrics
-            .get(headline.latency)
-            .filter(|m| m.unit == "ms")
+        if let Some((name, m)) = headline
+            .latency
+            .and_then(|l| Some((l, result.metrics.get(l)?)))
+            .filter(|(_, m)| m.unit == "ms")
         {
             result.mean_ms = Some(m.summary.mean);
             result.p50_ms = Some(m.summary.p50);
             result.p99_ms = Some(m.summary.p99);
-            result.latency_metric = Some(headline.latency.to_string());
+            result.latency_metric = Some(name.to_string());
         }
-        if let Some(m) = result.metrics.get(headline.throughput) {
+        if let Some((name, m)) = headline
+            .throughput
+            .and_then(|t| Some((t, result.metrics.get(t)?)))
+        {
             result.throughput = Some(m.summary.mean);
             result.throughput_unit = Some(m.unit.clone());
-            result.throughput_metric = Some(headline.throughput.to_string());
+            result.throughput_metric = Some(name.to_string());
         }
         result.run_values = result
             .headline_means()
