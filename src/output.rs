@@ -184,7 +184,7 @@ impl OutputLayout {
     /// One file per benchmark result, written as soon as the result exists.
     pub fn metrics_path(&self, day: u32, run_id: &str, result: &BenchmarkResult) -> PathBuf {
         // `bench[prompt_len=128]` becomes `bench.prompt_len=128`.
-        let name = result.benchmark_name.replace('[', ".").replace(']', "");
+        let name = result.case_id.replace('[', ".").replace(']', "");
         self.metrics_json().join(format!(
             "day_{day}_{run_id}_{}.json",
             safe_file_stem(&name, MAX_STEM)

@@ -44,7 +44,7 @@ fn metric(unit: &str, higher_is_better: bool, values: &[f64]) -> MetricReport {
 fn result(benchmark: &str, case: usize, latency_ms: &[f64]) -> BenchmarkResult {
     let throughput: Vec<f64> = latency_ms.iter().map(|l| 1000.0 / l).collect();
     BenchmarkResult {
-        benchmark_name: format!("{benchmark}[case={case}]"),
+        case_id: format!("{benchmark}[case={case}]"),
         benchmark: benchmark.into(),
         kind: "synthetic".into(),
         case: Some(format!("case={case}")),

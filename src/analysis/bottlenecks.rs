@@ -130,7 +130,8 @@ pub struct ComponentShare {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct MissedTarget {
     pub day: u32,
-    pub benchmark_name: String,
+    #[serde(rename = "benchmark_name")]
+    pub case_id: String,
     pub target: String,
     pub threshold: f64,
     pub measured: f64,
@@ -142,7 +143,8 @@ pub struct MissedTarget {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BaselineFigure {
     pub day: u32,
-    pub benchmark_name: String,
+    #[serde(rename = "benchmark_name")]
+    pub case_id: String,
     pub kind: String,
     pub metric: String,
     pub value: f64,

@@ -36,7 +36,7 @@ impl HistoryEntry {
             .iter()
             .flat_map(|r| {
                 r.run_values.iter().filter_map(move |(metric, v)| {
-                    Some((format!("{} {metric}", r.benchmark_name), median(v)?))
+                    Some((format!("{} {metric}", r.case_id), median(v)?))
                 })
             })
             .collect();

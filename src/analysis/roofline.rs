@@ -176,7 +176,7 @@ pub fn roofline(inputs: RooflineInputs, results: &[BenchmarkResult]) -> Roofline
             (denominator > 0.0).then(|| ridge * c.weight_bytes / denominator)
         });
         points.push(RooflinePoint {
-            benchmark: r.benchmark_name.clone(),
+            benchmark: r.case_id.clone(),
             phase: phase.to_string(),
             prompt_len: prompt,
             batch_size: batch,

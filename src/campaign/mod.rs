@@ -20,7 +20,7 @@ pub use models::ResolvedModel;
 pub use schema::DayStep;
 pub use schema::{BenchmarkSpec, CampaignFile, DaySpec, ModelSpec, Settings};
 pub use source_map::{FieldPath, Segment, SourceMap};
-pub use target::{Comparison, Target};
+pub use target::{Target, TargetOp};
 pub use verdicts::evaluate_targets;
 
 /// Parses "2" or "1-4" into an inclusive range of day numbers.

@@ -7,7 +7,7 @@ use crate::stats::Summary;
 
 /// How a measured statistic must compare with its threshold.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Comparison {
+pub enum TargetOp {
     #[serde(rename = "<")]
     Less,
     #[serde(rename = "<=")]
@@ -18,7 +18,7 @@ pub enum Comparison {
     GreaterOrEqual,
 }
 
-impl Comparison {
+impl TargetOp {
     pub fn holds(self, measured: f64, threshold: f64) -> bool {
         match self {
             Self::Less => measured < threshold,
@@ -43,7 +43,7 @@ impl Comparison {
 pub struct Target {
     pub metric: String,
     pub stat: String,
-    pub comparison: Comparison,
+    pub comparison: TargetOp,
     pub threshold: f64,
 }
 
@@ -71,10 +71,10 @@ impl FromStr for Target {
             .find_map(|op| text.split_once(op).map(|(l, r)| (l.trim(), *op, r.trim())))
             .ok_or_else(|| format!("no comparison operator (<, <=, >, >=) in {text:?}; {FORM}"))?;
         let comparison = match op {
-            "<" => Comparison::Less,
-            "<=" => Comparison::LessOrEqual,
-            ">" => Comparison::Greater,
-            _ => Comparison::GreaterOrEqual,
+            "<" => TargetOp::Less,
+            "<=" => TargetOp::LessOrEqual,
+            ">" => TargetOp::Greater,
+            _ => TargetOp::GreaterOrEqual,
         };
         let (metric, stat) = lhs
             .split_once('.')
@@ -113,16 +113,16 @@ mod tests {
                 t.comparison,
                 t.threshold
             ),
-            ("ttft_ms", "p99", Comparison::Less, 100.0)
+            ("ttft_ms", "p99", TargetOp::Less, 100.0)
         );
         assert_eq!(
             "a.mean>=2.5".parse::<Target>().unwrap().comparison,
-            Comparison::GreaterOrEqual
+            TargetOp::GreaterOrEqual
         );
         assert_eq!("a.p99.9 <= 1e3".parse::<Target>().unwrap().stat, "p99.9");
         assert_eq!(
             "a.max > 0".parse::<Target>().unwrap().comparison,
-            Comparison::Greater
+            TargetOp::Greater
         );
     }
 
@@ -156,9 +156,9 @@ mod tests {
 
     #[test]
     fn comparisons_hold_at_the_boundary_only_when_inclusive() {
-        assert!(!Comparison::Less.holds(1.0, 1.0));
-        assert!(Comparison::LessOrEqual.holds(1.0, 1.0));
-        assert!(!Comparison::Greater.holds(1.0, 1.0));
-        assert!(Comparison::GreaterOrEqual.holds(1.0, 1.0));
+        assert!(!TargetOp::Less.holds(1.0, 1.0));
+        assert!(TargetOp::LessOrEqual.holds(1.0, 1.0));
+        assert!(!TargetOp::Greater.holds(1.0, 1.0));
+        assert!(TargetOp::GreaterOrEqual.holds(1.0, 1.0));
     }
 }

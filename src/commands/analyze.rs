@@ -1,6 +1,5 @@
-//! `campaign calibrate`, `campaign analyze`, `campaign roadmap`,
-//! `campaign flamegraph --diff` (Days 4 and 5, also run as day steps) and
-//! `campaign report --html`.
+//! `campaign analyze` (Day 4, also run as a day step): bottlenecks ranked
+//! from the days' profiles and reports, with the roofline.
 
 use std::path::{Path, PathBuf};
 
@@ -14,60 +13,12 @@ use crate::analysis::{
 use crate::campaign::{Campaign, parse_day_range};
 use crate::components::inference::ModelArchitecture;
 use crate::model::Calibration;
-use crate::model::Environment;
 use crate::model::{DailyReport, Verdict};
-use crate::output::{OutputLayout, write_atomically};
-use crate::profile::{FlameGraphTitle, FoldedStacks, render_differential};
-use crate::report::{
-    DayArtifacts, HtmlPage, RoadmapInput, RoadmapMarkdown, render_bottleneck_table,
-    render_calibration, write_artifact,
-};
-use crate::runner::calibrate;
+use crate::output::OutputLayout;
+use crate::profile::FoldedStacks;
+use crate::report::render_bottleneck_table;
 
-/// Measures this machine and stores the result beside the campaigns' results.
-/// `threads` is the compute thread count the process was configured with.
-pub fn run_calibration(
-    campaign: &Campaign,
-    layout: &OutputLayout,
-    quick: bool,
-    threads: usize,
-) -> Result<(Calibration, PathBuf), CommandError> {
-    let settings = campaign.file.settings();
-    let device = settings.device.open()?;
-    let env = Environment::capture(settings.device.to_string(), threads, String::new());
-    let calibration = calibrate(
-        &layout.campaign_dir,
-        &device,
-        &settings.device.to_string(),
-        threads,
-        env.cpu_model,
-        quick,
-    );
-    let path = layout.calibration();
-    write_json(&path, &calibration)?;
-    Ok((calibration, path))
-}
-
-pub fn calibrate_command(
-    campaign: &Campaign,
-    layout: &OutputLayout,
-    quick: bool,
-    threads: Option<crate::campaign::bounds::Threads>,
-) -> Result<(String, u8), CommandError> {
-    let threads = threads.unwrap_or(campaign.file.settings().threads).usize();
-    crate::runner::configure_threads(threads);
-    let (calibration, path) = run_calibration(campaign, layout, quick, threads)?;
-    Ok((
-        format!(
-            "{}\ncalibration: {}\n",
-            render_calibration(&calibration),
-            path.display()
-        ),
-        exit::OK,
-    ))
-}
-
-fn analysis_error(message: String) -> CommandError {
+pub(super) fn analysis_error(message: String) -> CommandError {
     CommandError::Analysis(message)
 }
 
@@ -181,7 +132,7 @@ pub fn run_analysis(
                 if let Some(measured) = t.measured {
                     missed_targets.push(MissedTarget {
                         day: report.day,
-                        benchmark_name: r.benchmark_name.clone(),
+                        case_id: r.case_id.clone(),
                         target: t.target.clone(),
                         threshold: t.threshold,
                         measured,
@@ -192,7 +143,7 @@ pub fn run_analysis(
             if let (Some(metric), Some(value)) = (&r.latency_metric, r.p50_ms) {
                 baseline.push(BaselineFigure {
                     day: report.day,
-                    benchmark_name: r.benchmark_name.clone(),
+                    case_id: r.case_id.clone(),
                     kind: r.kind.clone(),
                     metric: format!("{metric} p50"),
                     value,
@@ -204,7 +155,7 @@ pub fn run_analysis(
             {
                 baseline.push(BaselineFigure {
                     day: report.day,
-                    benchmark_name: r.benchmark_name.clone(),
+                    case_id: r.case_id.clone(),
                     kind: r.kind.clone(),
                     metric: format!("{metric} mean"),
                     value,
@@ -307,77 +258,4 @@ pub fn analyze_command(
         ),
         exit::OK,
     ))
-}
-
-/// `campaign roadmap`: the Markdown roadmap from the last analysis.
-pub fn run_roadmap(layout: &OutputLayout) -> Result<PathBuf, CommandError> {
-    let source = layout.bottleneck_analysis();
-    let bytes = std::fs::read(&source).map_err(|_| {
-        analysis_error(format!(
-            "{} is missing\n  help: run `campaign analyze` (or `campaign run --day 4`) first",
-            source.display()
-        ))
-    })?;
-    let analysis: BottleneckAnalysis = serde_json::from_slice(&bytes)
-        .map_err(|e| analysis_error(format!("{}: {e}", source.display())))?;
-    let path = write_artifact(
-        layout,
-        &RoadmapMarkdown,
-        &RoadmapInput {
-            analysis: &analysis,
-            source: &source,
-        },
-    )?;
-    Ok(path)
-}
-
-/// `campaign flamegraph --diff BEFORE AFTER`.
-pub fn differential_flamegraph(
-    before: &Path,
-    after: &Path,
-    output: &Path,
-) -> Result<(String, u8), CommandError> {
-    let read = |p: &Path| FoldedStacks::read(p).map_err(|e| analysis_error(e.to_string()));
-    let (a, b) = (read(before)?, read(after)?);
-    let title = FlameGraphTitle {
-        title: format!("differential: {} → {}", before.display(), after.display()),
-        subtitle: Some(format!(
-            "shape of the second profile ({} samples); red grew, blue shrank, shares normalised ({} samples before)",
-            b.total_samples(),
-            a.total_samples()
-        )),
-    };
-    let svg = render_differential(&a, &b, &title).map_err(|e| analysis_error(e.to_string()))?;
-    write_atomically(output, &svg)?;
-    Ok((
-        format!("differential flame graph: {}\n", output.display()),
-        exit::OK,
-    ))
-}
-
-/// `campaign report --html`: the newest report of a day as an HTML page,
-/// with the last comparison when it was made for that report.
-pub fn html_report_command(layout: &OutputLayout, day: u32) -> Result<(String, u8), CommandError> {
-    let mut notes = Vec::new();
-    let reports = latest_reports(layout, day..=day, &mut notes);
-    let Some((path, report)) = reports.into_iter().next() else {
-        return Err(analysis_error(format!(
-            "{}\n  help: run `campaign run --day {day}` first",
-            notes.join("; ")
-        )));
-    };
-    let comparison: Option<crate::analysis::Comparison> =
-        std::fs::read(layout.ci_file("comparison.json"))
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok())
-            .filter(|c: &crate::analysis::Comparison| c.current == path.display().to_string());
-    let written = write_artifact(
-        layout,
-        &HtmlPage,
-        &DayArtifacts {
-            report: &report,
-            comparison: comparison.as_ref(),
-        },
-    )?;
-    Ok((format!("html: {}\n", written.display()), exit::OK))
 }

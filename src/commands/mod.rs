@@ -2,16 +2,21 @@
 //! library's modules.
 
 mod analyze;
+mod calibrate;
+mod flamegraph;
+mod html;
 mod list;
 mod nightly;
+mod roadmap;
 mod run;
 
-pub use analyze::{
-    analyze_command, calibrate_command, differential_flamegraph, html_report_command, run_analysis,
-    run_calibration, run_roadmap,
-};
+pub use analyze::{analyze_command, run_analysis};
+pub use calibrate::{calibrate_command, run_calibration};
+pub use flamegraph::differential_flamegraph;
+pub use html::html_report_command;
 pub use list::{list, validate};
 pub use nightly::{compare_files, history_command};
+pub use roadmap::run_roadmap;
 pub use run::{RunArgs, default_remedies, open_campaign, run};
 
 use crate::campaign::CampaignError;

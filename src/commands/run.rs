@@ -504,7 +504,7 @@ fn pooled(runs: &[&DailyReport]) -> DailyReport {
             if let Some(first) = report
                 .results
                 .iter_mut()
-                .find(|r| r.benchmark_name == again.benchmark_name)
+                .find(|r| r.case_id == again.case_id)
             {
                 first.append_run(again);
             }
@@ -523,7 +523,7 @@ fn paired_series(others: &[&DailyReport], these: &[&DailyReport]) -> Vec<PairedS
         let r = report
             .results
             .iter()
-            .find(|r| r.benchmark_name == case && r.status == crate::model::Status::Ok)?;
+            .find(|r| r.case_id == case && r.status == crate::model::Status::Ok)?;
         r.headline_means()
             .into_iter()
             .find(|(m, _)| m == metric)
@@ -536,7 +536,7 @@ fn paired_series(others: &[&DailyReport], these: &[&DailyReport]) -> Vec<PairedS
             r.headline_means().into_iter().map(move |(metric, _)| {
                 let m = r.metrics.get(&metric);
                 PairedSeries {
-                    case: r.benchmark_name.clone(),
+                    case: r.case_id.clone(),
                     benchmark: r.benchmark.clone(),
                     unit: m.map_or(String::new(), |m| m.unit.clone()),
                     higher_is_better: m.is_some_and(|m| m.higher_is_better),
@@ -545,8 +545,8 @@ fn paired_series(others: &[&DailyReport], these: &[&DailyReport]) -> Vec<PairedS
                         .zip(these)
                         .filter_map(|(a, b)| {
                             Some((
-                                mean_of(a, &r.benchmark_name, &metric)?,
-                                mean_of(b, &r.benchmark_name, &metric)?,
+                                mean_of(a, &r.case_id, &metric)?,
+                                mean_of(b, &r.case_id, &metric)?,
                             ))
                         })
                         .collect(),
@@ -748,7 +748,7 @@ fn print_warnings(report: &DailyReport) {
     }
     for result in &report.results {
         for warning in &result.warnings {
-            eprintln!("warning: {}: {warning}", result.benchmark_name);
+            eprintln!("warning: {}: {warning}", result.case_id);
         }
     }
     let provisional = report

@@ -97,7 +97,8 @@ pub enum Status {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct BenchmarkResult {
     /// `<benchmark>` or `<benchmark>[<case>]`, unique within the day.
-    pub benchmark_name: String,
+    #[serde(rename = "benchmark_name")]
+    pub case_id: String,
     pub benchmark: String,
     pub kind: String,
     pub case: Option<String>,

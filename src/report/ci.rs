@@ -86,12 +86,7 @@ pub fn render_junit(report: &DailyReport, comparison: Option<&Comparison>) -> St
             );
         }
         let changes: Vec<_> = comparison
-            .map(|c| {
-                c.changes
-                    .iter()
-                    .filter(|x| x.case == r.benchmark_name)
-                    .collect()
-            })
+            .map(|c| c.changes.iter().filter(|x| x.case == r.case_id).collect())
             .unwrap_or_default();
         for c in &changes {
             match c.state {
@@ -126,7 +121,7 @@ pub fn render_junit(report: &DailyReport, comparison: Option<&Comparison>) -> St
             "    <testcase classname=\"{}.day{}\" name=\"{}\" time=\"{:.3}\">{body}</testcase>",
             escape_markup(&report.campaign.name),
             report.day,
-            escape_markup(&r.benchmark_name),
+            escape_markup(&r.case_id),
             r.elapsed_s
         );
     }
@@ -206,7 +201,7 @@ pub fn render_csv(report: &DailyReport) -> String {
                 out,
                 "{},{},{status},,,,,,,,,,,",
                 report.day,
-                quote(&r.benchmark_name),
+                quote(&r.case_id),
             );
         }
         for (name, m) in &r.metrics {
@@ -215,7 +210,7 @@ pub fn render_csv(report: &DailyReport) -> String {
                 out,
                 "{},{},{status},{},{},{},{},{},{},{},{},{},{},{}",
                 report.day,
-                quote(&r.benchmark_name),
+                quote(&r.case_id),
                 quote(name),
                 quote(&m.unit),
                 m.summary.count,

@@ -75,7 +75,7 @@ pub fn render_summary_table(report: &DailyReport) -> String {
             .collect::<Vec<_>>()
             .join("\n");
         table.add_row(vec![
-            Cell::new(&r.benchmark_name),
+            Cell::new(&r.case_id),
             status,
             Cell::new(r.latency_metric.as_deref().unwrap_or("—")),
             Cell::new(fmt(r.mean_ms)),

@@ -167,11 +167,7 @@ fn cdf_plot(r: &BenchmarkResult) -> Option<String> {
     }
     let pts = crate::stats::empirical_cdf(&m.raw_samples);
     Some(line_plot(
-        &format!(
-            "{} — {metric} CDF ({} samples)",
-            r.benchmark_name,
-            pts.len()
-        ),
+        &format!("{} — {metric} CDF ({} samples)", r.case_id, pts.len()),
         &format!("{metric} ({})", m.unit),
         "fraction of samples ≤ x",
         &[(metric.clone(), pts)],
@@ -350,7 +346,7 @@ pub fn render_html(
         let _ = write!(
             out,
             "<tr><td>{}</td><td class=\"{status}\">{status}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-            escape_markup(&r.benchmark_name),
+            escape_markup(&r.case_id),
             escape_markup(r.latency_metric.as_deref().unwrap_or("—")),
             cell(r.mean_ms),
             cell(r.p50_ms),
@@ -441,7 +437,7 @@ pub fn render_html(
             let _ = write!(
                 out,
                 "<details open><summary>{}</summary><pre>{}</pre></details>",
-                escape_markup(&r.benchmark_name),
+                escape_markup(&r.case_id),
                 escape_markup(&text)
             );
         }

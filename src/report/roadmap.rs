@@ -84,7 +84,7 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
         let _ = writeln!(
             out,
             "| {} | `{}` | {} | {:.3} {} |",
-            f.day, f.benchmark_name, f.metric, f.value, f.unit
+            f.day, f.case_id, f.metric, f.value, f.unit
         );
     }
     if !a.missed_targets.is_empty() {
@@ -97,7 +97,7 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
             let _ = writeln!(
                 out,
                 "| {} | `{}` | `{}` | {:.3} | {:+.1} % |",
-                t.day, t.benchmark_name, t.target, t.measured, t.gap_pct
+                t.day, t.case_id, t.target, t.measured, t.gap_pct
             );
         }
     }

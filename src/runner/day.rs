@@ -203,10 +203,7 @@ pub fn run_day(
             let (again, abandoned) = run_silently(spec, &ctx, opts.quick, interrupt);
             warnings.extend(abandoned);
             for r in again {
-                if let Some(first) = results
-                    .iter_mut()
-                    .find(|x| x.benchmark_name == r.benchmark_name)
-                {
+                if let Some(first) = results.iter_mut().find(|x| x.case_id == r.case_id) {
                     first.append_run(&r);
                 }
             }

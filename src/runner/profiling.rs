@@ -137,14 +137,12 @@ fn overhead(unprofiled: &[BenchmarkResult], profiled: &[BenchmarkResult]) -> Vec
     unprofiled
         .iter()
         .filter_map(|base| {
-            let with = profiled
-                .iter()
-                .find(|p| p.benchmark_name == base.benchmark_name)?;
+            let with = profiled.iter().find(|p| p.case_id == base.case_id)?;
             if let (Some(metric), Some(a), Some(b)) =
                 (&base.latency_metric, base.mean_ms, with.mean_ms)
             {
                 return Some(ProfileOverhead {
-                    case: base.benchmark_name.clone(),
+                    case: base.case_id.clone(),
                     metric: metric.clone(),
                     unprofiled_mean: a,
                     profiled_mean: b,
@@ -157,7 +155,7 @@ fn overhead(unprofiled: &[BenchmarkResult], profiled: &[BenchmarkResult]) -> Vec
                 with.throughput?,
             );
             Some(ProfileOverhead {
-                case: base.benchmark_name.clone(),
+                case: base.case_id.clone(),
                 metric: metric.clone(),
                 unprofiled_mean: a,
                 profiled_mean: b,

@@ -47,7 +47,7 @@ fn outcome_line(result: &BenchmarkResult) -> String {
         Status::Failed => console::style("FAILED").red().bold(),
         Status::Interrupted => console::style("interrupted").yellow(),
     };
-    let mut line = format!("  {} {status}", result.benchmark_name);
+    let mut line = format!("  {} {status}", result.case_id);
     if let (Some(p50), Some(metric)) = (result.p50_ms, &result.latency_metric) {
         line.push_str(&format!("  {metric} p50 {p50:.3} ms"));
     }

@@ -51,12 +51,12 @@ impl BenchmarkFrame<'_> {
         status: Status,
         error: Option<String>,
     ) -> BenchmarkResult {
-        let benchmark_name = match case {
+        let case_id = match case {
             Some((label, _)) => format!("{}[{label}]", self.name),
             None => self.name.to_string(),
         };
         BenchmarkResult {
-            benchmark_name,
+            case_id,
             benchmark: self.name.to_string(),
             kind: self.kind.name().to_string(),
             case: case.map(|(label, _)| label.to_string()),

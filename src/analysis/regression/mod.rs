@@ -183,7 +183,7 @@ fn series(result: &BenchmarkResult) -> Vec<Series<'_>> {
         .map(|(metric, values)| {
             let m = result.metrics.get(metric);
             Series {
-                case: &result.benchmark_name,
+                case: &result.case_id,
                 benchmark: &result.benchmark,
                 metric,
                 unit: m.map_or(String::new(), |m| m.unit.clone()),
@@ -330,7 +330,7 @@ fn geomean(shifts: &[f64]) -> Option<f64> {
 
 fn whole_case(r: &BenchmarkResult, state: ChangeState, reason: &str) -> MetricChange {
     MetricChange {
-        case: r.benchmark_name.clone(),
+        case: r.case_id.clone(),
         metric: String::new(),
         unit: String::new(),
         higher_is_better: false,
@@ -379,18 +379,13 @@ fn missing_cases(baseline: &DailyReport, current: &DailyReport) -> Vec<MetricCha
     baseline
         .results
         .iter()
-        .filter(|b| {
-            !current
-                .results
-                .iter()
-                .any(|r| r.benchmark_name == b.benchmark_name)
-        })
+        .filter(|b| !current.results.iter().any(|r| r.case_id == b.case_id))
         .map(|b| whole_case(b, ChangeState::Missing, "in the baseline, not in this run"))
         .collect()
 }
 
 fn find<'r>(report: &'r DailyReport, case: &str) -> Option<&'r BenchmarkResult> {
-    report.results.iter().find(|r| r.benchmark_name == case)
+    report.results.iter().find(|r| r.case_id == case)
 }
 
 /// The rule text of a comparison.
@@ -418,7 +413,7 @@ pub fn compare_reports(
     let compared: Vec<(&BenchmarkResult, &BenchmarkResult)> = current
         .results
         .iter()
-        .filter_map(|cur| Some((find(baseline, &cur.benchmark_name)?, cur)))
+        .filter_map(|cur| Some((find(baseline, &cur.case_id)?, cur)))
         .filter(|(b, c)| b.status != Status::Failed && c.status != Status::Failed)
         .collect();
     let comparisons = compared
@@ -450,11 +445,11 @@ pub fn compare_reports(
     let mut pending = Vec::new();
     let mut control_series = Vec::new();
     for cur in &current.results {
-        if let Some(change) = case_state(cur, find(baseline, &cur.benchmark_name)) {
+        if let Some(change) = case_state(cur, find(baseline, &cur.case_id)) {
             changes.push(change);
             continue;
         }
-        let Some(base) = find(baseline, &cur.benchmark_name) else {
+        let Some(base) = find(baseline, &cur.case_id) else {
             continue;
         };
         let base_series = series(base);
@@ -574,7 +569,7 @@ pub fn compare_paired(
     let mut changes = Vec::new();
     let mut pending = Vec::new();
     for cur in &this.results {
-        if let Some(change) = case_state(cur, find(other, &cur.benchmark_name)) {
+        if let Some(change) = case_state(cur, find(other, &cur.case_id)) {
             changes.push(change);
         }
     }

@@ -1,0 +1,32 @@
+//! `campaign report --html`: a day's page from its newest report.
+
+use super::{CommandError, exit};
+use crate::output::OutputLayout;
+use crate::report::{DayArtifacts, HtmlPage, write_artifact};
+
+/// `campaign report --html`: the newest report of a day as an HTML page,
+/// with the last comparison when it was made for that report.
+pub fn html_report_command(layout: &OutputLayout, day: u32) -> Result<(String, u8), CommandError> {
+    let mut notes = Vec::new();
+    let reports = super::analyze::latest_reports(layout, day..=day, &mut notes);
+    let Some((path, report)) = reports.into_iter().next() else {
+        return Err(super::analyze::analysis_error(format!(
+            "{}\n  help: run `campaign run --day {day}` first",
+            notes.join("; ")
+        )));
+    };
+    let comparison: Option<crate::analysis::Comparison> =
+        std::fs::read(layout.ci_file("comparison.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .filter(|c: &crate::analysis::Comparison| c.current == path.display().to_string());
+    let written = write_artifact(
+        layout,
+        &HtmlPage,
+        &DayArtifacts {
+            report: &report,
+            comparison: comparison.as_ref(),
+        },
+    )?;
+    Ok((format!("html: {}\n", written.display()), exit::OK))
+}

@@ -1,0 +1,31 @@
+//! `campaign roadmap` (Day 5, also run as a day step): the Markdown
+//! roadmap from the last analysis.
+
+use std::path::PathBuf;
+
+use super::CommandError;
+use crate::analysis::BottleneckAnalysis;
+use crate::output::OutputLayout;
+use crate::report::{RoadmapInput, RoadmapMarkdown, write_artifact};
+
+/// `campaign roadmap`: the Markdown roadmap from the last analysis.
+pub fn run_roadmap(layout: &OutputLayout) -> Result<PathBuf, CommandError> {
+    let source = layout.bottleneck_analysis();
+    let bytes = std::fs::read(&source).map_err(|_| {
+        super::analyze::analysis_error(format!(
+            "{} is missing\n  help: run `campaign analyze` (or `campaign run --day 4`) first",
+            source.display()
+        ))
+    })?;
+    let analysis: BottleneckAnalysis = serde_json::from_slice(&bytes)
+        .map_err(|e| super::analyze::analysis_error(format!("{}: {e}", source.display())))?;
+    let path = write_artifact(
+        layout,
+        &RoadmapMarkdown,
+        &RoadmapInput {
+            analysis: &analysis,
+            source: &source,
+        },
+    )?;
+    Ok(path)
+}
