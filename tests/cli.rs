@@ -1220,7 +1220,7 @@ source = "the test's own assumption"
                         .ends_with("planted_hotspot_libc")
                 })
                 .unwrap();
-            assert_eq!(libc_row["component"], "runtime", "{libc_row:#}");
+            assert_eq!(libc_row["component"], "memory copy", "{libc_row:#}");
         }
     }
     // Day 1 again for the ranking and its estimates.

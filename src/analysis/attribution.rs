@@ -9,8 +9,9 @@
 //!   plumbing too: a function's calls into libc are that function's cost.
 //! - **component**: the innermost frame that matches a domain rule (matmul,
 //!   softmax, rope, norm, sampling, attention, other inference, kvcache,
-//!   compression, storage, agents); failing that, `allocator` or `runtime`
-//!   when the innermost frame is one of theirs (malloc, memcpy, a futex);
+//!   compression, storage, agents); failing that, `allocator`, `memory
+//!   copy` or `runtime` when the innermost frame is one of theirs (malloc,
+//!   memcpy, a futex);
 //!   failing that, `other`. Samples the profiler could not record are
 //!   `unattributed`, both as function and as component.
 
@@ -57,18 +58,12 @@ pub const RUNTIME_RULES: &[(&str, &[&str])] = &[
             "madvise",
         ],
     ),
+    // Copies are their own component: their remedy (copy less) is not
+    // the thread pool's.
+    ("memory copy", &["memcpy", "memmove", "memset"]),
     (
         "runtime",
-        &[
-            "memcpy",
-            "memmove",
-            "memset",
-            "rayon",
-            "pthread",
-            "futex",
-            "syscall",
-            "sched_yield",
-        ],
+        &["rayon", "pthread", "futex", "syscall", "sched_yield"],
     ),
 ];
 
@@ -195,7 +190,7 @@ mod tests {
             function_of(&copy),
             Some("campaign::benchmarks::planted::planted_hotspot_libc")
         );
-        assert_eq!(component_of(&copy), "runtime");
+        assert_eq!(component_of(&copy), "memory copy");
         let lost = ["[unattributed]", UNATTRIBUTED_FRAME];
         assert_eq!(component_of(&lost), UNATTRIBUTED);
         assert_eq!(function_of(&lost), Some(UNATTRIBUTED_FRAME));

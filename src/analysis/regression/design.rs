@@ -126,8 +126,11 @@ impl GateDesign {
                 self.comparisons, self.strongest_p, self.strongest_q
             ),
             Some(overlap) => format!(
-                "{sides} over {} comparisons declare a regression with up to {overlap} overlapping pairs (strongest {test} p = {:.5}, q = {:.4})",
-                self.comparisons, self.strongest_p, self.strongest_q
+                "{sides} over {} comparisons declare a regression with up to {overlap} overlapping {} (strongest {test} p = {:.5}, q = {:.4})",
+                self.comparisons,
+                if overlap == 1 { "pair" } else { "pairs" },
+                self.strongest_p,
+                self.strongest_q
             ),
         }
     }
