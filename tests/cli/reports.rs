@@ -1,0 +1,109 @@
+//! What a person looks at: the HTML page, rendered in headless Chromium.
+
+use serial_test::parallel;
+
+use crate::fixture::*;
+
+#[test]
+#[parallel]
+fn html_report_is_self_contained_and_its_plots_render_in_chromium() {
+    let f = Fixture::new();
+    // A storage sweep too: its cases carry `value_bytes`, which the kind
+    // declares as its sweep axis.
+    let storage = r#"
+[[days.benchmarks]]
+name = "writes"
+kind = "storage_write"
+iterations = 2
+[days.benchmarks.params]
+value_kib = [1, 8]
+commit = ["non_durable"]
+ops = 20
+"#;
+    let campaign = f.campaign(&format!("{TTFT_DAY}{DECODE_BENCH}{storage}"));
+    f.run(&campaign, &["--save-baseline", "b"]).success();
+    f.run(&campaign, &["--baseline", "b"]).success();
+    cargo_bin_cmd!("campaign")
+        .args(["report", "--html", "--day", "1", "--campaign"])
+        .arg(&campaign)
+        .arg("--out")
+        .arg(f.out())
+        .assert()
+        .success();
+    let page = out_file(&f, "html/day_1.html");
+    let html = fs::read_to_string(&page).unwrap();
+    // Self-contained: nothing to fetch (SVG namespaces are names, not loads).
+    for needle in ["<link", " src=", "@import", "url("] {
+        assert!(!html.contains(needle), "{needle} in the page");
+    }
+    for needle in [
+        "ttft[prompt_len=32]",
+        "ttft: ttft_ms p50 by prompt_len",
+        "prompt length (tokens)",
+        "writes (non_durable): put_ms p50 by value_bytes",
+        "value size (bytes)",
+        "CDF",
+        "Against baseline b",
+        "✓ ttft_ms.p50 &lt; 60000",
+    ] {
+        assert!(html.contains(needle), "{needle} missing");
+    }
+
+    let Some(browser) = chromium() else {
+        eprintln!("skipped the browser check: Chromium is not installed (.ci/run installs it)");
+        return;
+    };
+    let url = format!("file://{}", page.display());
+    let dom = Command::new(&browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--virtual-time-budget=2000",
+            "--dump-dom",
+        ])
+        .arg(&url)
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert!(!dom.contains("data-script-errors"), "script errors: {dom}");
+    let rendered: usize = dom
+        .split("data-plots-rendered=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| {
+            panic!(
+                "the page's script did not run: {}",
+                &dom[..dom.len().min(500)]
+            )
+        });
+    let plots = html.matches("class=\"plot\"").count();
+    assert!(plots >= 4, "{plots} plots");
+    assert_eq!(
+        rendered, plots,
+        "every plot has a size and marks in the browser"
+    );
+    // A screenshot to look at, beside the page.
+    let shot = out_file(&f, "html/day_1.png");
+    let status = Command::new(&browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--hide-scrollbars",
+            "--window-size=1400,2400",
+        ])
+        .arg(format!("--screenshot={}", shot.display()))
+        .arg(&url)
+        .status()
+        .unwrap();
+    assert!(status.success() && fs::metadata(&shot).unwrap().len() > 10_000);
+    if let Ok(dir) = std::env::var("CAMPAIGN_KEEP_SCREENSHOT") {
+        fs::copy(&shot, Path::new(&dir).join("day_1.png")).unwrap();
+        fs::copy(&page, Path::new(&dir).join("day_1.html")).unwrap();
+    }
+}

@@ -1,0 +1,296 @@
+//! Regression verdicts at the shipped settings, through the binary.
+
+use serial_test::{parallel, serial};
+
+use crate::fixture::*;
+
+#[test]
+#[serial]
+fn baseline_gate_flags_a_planted_slowdown_and_nothing_else() {
+    let f = Fixture::new();
+    let case = "work[units=6000000]";
+    let campaign = |slowdown: f64| f.campaign(&planted_day("work", slowdown));
+    // Saving a baseline runs every benchmark as often as the design
+    // needs to declare a regression with an overlapping pair (2
+    // comparisons here: 6 runs), and says so before measuring.
+    gate(&f, &campaign(1.0), &["--save-baseline", "nightly"])
+        .success()
+        .stderr(predicate::str::contains(
+            "verdict design: 6 baseline runs against 6 runs over 2 comparisons",
+        ));
+    let saved: Value =
+        serde_json::from_slice(&fs::read(out_file(&f, "baselines/nightly/day_1.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["settings"]["runs"], 6);
+    let runs = &saved["results"][0]["run_values"]["iteration_ms"];
+    assert_eq!(runs.as_array().unwrap().len(), 6);
+
+    // The same workload again passes. Tests run side by side on two
+    // cores, so the threshold is wide enough for that noise.
+    gate(
+        &f,
+        &campaign(1.0),
+        &[
+            "--runs",
+            "5",
+            "--baseline",
+            "nightly",
+            "--threshold-pct",
+            "40",
+        ],
+    )
+    .success();
+    assert_ne!(state_of(&changes(&f), case, "iteration_ms"), "regressed");
+
+    // A planted 2× slowdown: regressed, confirmed by the re-run, exit 3,
+    // and a JUnit failure of type PerformanceRegression. Seven runs leave
+    // room for an overlapping pair under machine noise.
+    gate(
+        &f,
+        &campaign(2.0),
+        &["--runs", "7", "--baseline", "nightly"],
+    )
+    .code(3)
+    .stdout(predicate::str::contains("confirmed by a same-night re-run"));
+    let all = changes(&f);
+    assert_eq!(state_of(&all, case, "iteration_ms"), "regressed");
+    // The work per second is the same; only the work per iteration doubled.
+    assert_ne!(state_of(&all, case, "units_per_s"), "regressed");
+    let junit = fs::read_to_string(out_file(&f, "junit.xml")).unwrap();
+    assert!(junit.contains("type=\"PerformanceRegression\""), "{junit}");
+    assert!(
+        fs::read_to_string(out_file(&f, "summary.md"))
+            .unwrap()
+            .contains("**regressed**")
+    );
+    let csv = fs::read_to_string(out_file(&f, "results.csv")).unwrap();
+    assert!(csv.starts_with("day,benchmark_name,status,metric"));
+    let jsonl = fs::read_to_string(out_file(&f, "results.jsonl")).unwrap();
+    assert_eq!(jsonl.lines().count(), 1);
+    let first = changes(&f);
+    let persistent = |all: &[Value]| {
+        all.iter()
+            .find(|c| c["case"] == case && c["metric"] == "iteration_ms")
+            .unwrap()["persistent"]
+            .clone()
+    };
+    assert_eq!(persistent(&first), false, "the first regressed night");
+    // --advisory reports it and exits 0.
+    gate(
+        &f,
+        &campaign(2.0),
+        &["--runs", "6", "--baseline", "nightly", "--advisory"],
+    )
+    .success();
+    // A third slowed night: it regressed on 2 of the last 3 compared
+    // nights before it, so it is persistent.
+    gate(&f, &campaign(2.0), &["--baseline", "nightly"]).code(3);
+    assert_eq!(persistent(&changes(&f)), true);
+
+    // Every finished run went into the machine's history.
+    cargo_bin_cmd!("campaign")
+        .args(["history", "iteration_ms", "--campaign"])
+        .arg(campaign(1.0))
+        .arg("--out")
+        .arg(f.out())
+        .assert()
+        .success()
+        .stdout(predicate::str::contains("work[units=6000000] iteration_ms"));
+
+    // A missing baseline is a usage error before anything runs.
+    gate(&f, &campaign(1.0), &["--baseline", "nope"])
+        .code(2)
+        .stderr(predicate::str::contains("--save-baseline nope"));
+}
+
+#[test]
+#[serial]
+fn interleaved_nights_against_another_build() {
+    let f = Fixture::new();
+    let slow = f.campaign(&planted_day("work", 2.0));
+    let this = PathBuf::from(env!("CARGO_BIN_EXE_campaign"));
+    // The same build on both sides: an A/A night, nothing regresses.
+    gate(&f, &slow, &["--against-bin"])
+        .code(2)
+        .stderr(predicate::str::contains("a value is required"));
+    let aa = cargo_bin_cmd!("campaign")
+        .args(["run", "--day", "1", "--campaign"])
+        .arg(&slow)
+        .arg("--out")
+        .arg(f.out())
+        .arg("--against-bin")
+        .arg(&this)
+        .assert()
+        .success()
+        .stderr(predicate::str::contains("interleaved pairs"));
+    let _ = aa;
+    let comparison: Value =
+        serde_json::from_slice(&fs::read(out_file(&f, "comparison.json")).unwrap()).unwrap();
+    assert_eq!(comparison["design"]["pairing"], "paired");
+    let pairs = comparison["design"]["current_runs"].as_u64().unwrap();
+    assert!(comparison["design"]["can_declare"].as_bool().unwrap());
+    assert_eq!(
+        comparison["counts"].get("regressed"),
+        None,
+        "{comparison:#}"
+    );
+    let report = f.report();
+    assert_eq!(report["settings"]["runs"], pairs);
+    assert_eq!(
+        report["results"][0]["run_values"]["iteration_ms"]
+            .as_array()
+            .unwrap()
+            .len() as u64,
+        pairs
+    );
+    // Against a build that does half the work: a wrapper that runs this
+    // binary on the unslowed campaign. This build is twice as slow.
+    let fast = f.path("fast.toml");
+    fs::write(
+        &fast,
+        fs::read_to_string(&slow)
+            .unwrap()
+            .replace("slowdown = 2", "slowdown = 1"),
+    )
+    .unwrap();
+    let wrapper = f.path("other-build.sh");
+    fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nfor a do\n  shift\n  [ \"$a\" = \"{}\" ] && a=\"{}\"\n  set -- \"$@\" \"$a\"\ndone\nexec \"{}\" \"$@\"\n",
+            slow.display(),
+            fast.display(),
+            this.display()
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(&wrapper, fs::Permissions::from_mode(0o755)).unwrap();
+    cargo_bin_cmd!("campaign")
+        .args(["run", "--day", "1", "--campaign"])
+        .arg(&slow)
+        .arg("--out")
+        .arg(f.out())
+        .arg("--against-bin")
+        .arg(&wrapper)
+        .assert()
+        .code(3);
+    let all = changes(&f);
+    assert_eq!(
+        state_of(&all, "work[units=6000000]", "iteration_ms"),
+        "regressed"
+    );
+    // A program that does not exist is a usage error before anything runs.
+    gate(&f, &slow, &["--against-bin", "/nonexistent/campaign"])
+        .code(2)
+        .stderr(predicate::str::contains("no such program"));
+}
+
+#[test]
+#[parallel]
+fn runs_that_can_never_declare_a_regression_are_refused_before_measuring() {
+    let f = Fixture::new();
+    // Day 1 of the default campaign: 16 comparisons. Five runs a side
+    // reach p = 2/252 at best, q = 0.127 after Benjamini–Hochberg.
+    let default = Path::new(env!("CARGO_MANIFEST_DIR")).join("campaigns/default.toml");
+    let refused = cargo_bin_cmd!("campaign")
+        .args([
+            "run",
+            "--day",
+            "1",
+            "--runs",
+            "5",
+            "--save-baseline",
+            "x",
+            "--campaign",
+        ])
+        .arg(&default)
+        .arg("--out")
+        .arg(f.out())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains(
+            "over 16 comparisons cannot declare any regression",
+        ))
+        .stderr(predicate::str::contains("--runs 7 would"));
+    let _ = refused;
+    // Nothing was measured: no report.
+    assert!(
+        !f.out().join("llm-inference/daily_reports").exists()
+            || fs::read_dir(f.out().join("llm-inference/daily_reports"))
+                .unwrap()
+                .count()
+                == 0
+    );
+    // Three runs can never declare anything, even for one comparison.
+    let campaign = f.campaign(&planted_day("work", 1.0));
+    gate(&f, &campaign, &["--runs", "3", "--save-baseline", "x"])
+        .code(2)
+        .stderr(predicate::str::contains("--runs 6 would"));
+}
+
+#[test]
+#[parallel]
+fn compare_gives_each_state_from_run_level_values_only() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&planted_day("work", 1.0));
+    gate(&f, &campaign, &["--runs", "6"]).success();
+    // The verdicts rest on run-level values only: give the real report
+    // fixed ones with 1 % spread, so the states do not depend on how
+    // noisy the machine was while the tests ran side by side.
+    let mut base = f.report();
+    let runs = [100.0, 101.0, 99.0, 100.5, 99.5, 100.2];
+    let result = &mut base["results"][0];
+    result["run_values"]["iteration_ms"] = Value::from(runs.to_vec());
+    result["run_values"]["units_per_s"] =
+        Value::from(runs.iter().map(|r| 6e6 / r * 1e3).collect::<Vec<f64>>());
+    let write = |name: &str, v: &Value| {
+        let p = f.path(name);
+        fs::write(&p, serde_json::to_vec(v).unwrap()).unwrap();
+        p
+    };
+    let a = write("a.json", &base);
+    let compare = |b: &Path| {
+        cargo_bin_cmd!("campaign")
+            .arg("compare")
+            .arg(&a)
+            .arg(b)
+            .assert()
+    };
+    let case = "work[units=6000000]";
+    let state = |out: &assert_cmd::assert::Assert, metric: &str| -> String {
+        let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+        text.lines()
+            .find(|l| l.contains(case) && l.contains(metric))
+            .and_then(|l| l.split('┆').nth(2))
+            .unwrap_or_else(|| panic!("no {metric} row:\n{text}"))
+            .trim()
+            .to_string()
+    };
+    // The same run-level values: unchanged.
+    let same = compare(&write("same.json", &altered(&base, 1.0, 6, None))).success();
+    assert_eq!(state(&same, "iteration_ms"), "unchanged");
+    // 2 % slower, below the 5 % threshold: not a regression.
+    let small = compare(&write("small.json", &altered(&base, 1.02, 6, None))).success();
+    assert_ne!(state(&small, "iteration_ms"), "regressed");
+    // 2× slower in every run: regressed, exit 3.
+    let slow = compare(&write("slow.json", &altered(&base, 2.0, 6, None))).code(3);
+    assert_eq!(state(&slow, "iteration_ms"), "regressed");
+    assert_eq!(state(&slow, "units_per_s"), "regressed");
+    // 2× slower but one run only: never a verdict.
+    let one = compare(&write("one.json", &altered(&base, 2.0, 1, None))).success();
+    assert_eq!(state(&one, "iteration_ms"), "inconclusive");
+    // A renamed benchmark: missing and new.
+    let renamed = altered(&base, 1.0, 6, Some(("work[", "work2[")));
+    let out = compare(&write("renamed.json", &renamed)).success();
+    let text = String::from_utf8_lossy(&out.get_output().stdout).into_owned();
+    assert!(
+        text.lines()
+            .any(|l| l.contains(case) && l.contains("missing")),
+        "{text}"
+    );
+    assert!(
+        text.lines()
+            .any(|l| l.contains("work2[units=6000000]") && l.contains("new"))
+    );
+}
