@@ -362,6 +362,14 @@ fn run_binary(args: &[&str], limit: Duration) -> (Option<i32>, String) {
     }
 }
 
+/// `campaign run --day 1` of `campaign` into `out`, with `extra` flags.
+fn run_day_1(campaign: &str, out: &Path, extra: &[&str], limit_s: u64) -> (Option<i32>, String) {
+    let out = out.to_string_lossy();
+    let mut args = vec!["run", "--day", "1", "--campaign", campaign, "--out", &out];
+    args.extend_from_slice(extra);
+    run_binary(&args, Duration::from_secs(limit_s))
+}
+
 /// Every JSON file under `dir` parses; JSONL files line by line.
 fn every_json_parses(dir: &Path) -> Result<usize, String> {
     let mut count = 0;
@@ -430,19 +438,7 @@ fn validate_and_tiny_runs_of_mutations_exit_cleanly() {
         // A valid mutation: a quick run of day 1 must end cleanly too.
         runs += 1;
         let out = dir.path().join("out");
-        let (code, stderr) = run_binary(
-            &[
-                "run",
-                "--day",
-                "1",
-                "--quick",
-                "--campaign",
-                &file,
-                "--out",
-                &out.to_string_lossy(),
-            ],
-            Duration::from_secs(300),
-        );
+        let (code, stderr) = run_day_1(&file, &out, &["--quick"], 300);
         assert!(
             matches!(code, Some(0 | 2 | 3 | 4)),
             "trial {trial}: run exited {code:?}: {stderr}\n{text}"
@@ -604,18 +600,7 @@ fn extreme_values_are_refused_at_their_key_with_what_is_allowed() {
         }
         // `run` refuses it the same way, before measuring, writing nothing.
         let out = dir.path().join("out");
-        let (code, run_stderr) = run_binary(
-            &[
-                "run",
-                "--day",
-                "1",
-                "--campaign",
-                &file,
-                "--out",
-                &out.to_string_lossy(),
-            ],
-            Duration::from_secs(60),
-        );
+        let (code, run_stderr) = run_day_1(&file, &out, &[], 60);
         assert_eq!(code, Some(2), "{to}: {run_stderr}");
         assert!(run_stderr.contains(&at), "{to}: {run_stderr}");
         assert_eq!(every_json_parses(&out), Ok(0), "{to}: run wrote a report");
@@ -643,19 +628,7 @@ fn flags_out_of_range_are_refused_with_what_is_allowed() {
         ("--profile-hz=0", "not in 1..=1000"),
     ] {
         let out = dir.path().join("out");
-        let (code, stderr) = run_binary(
-            &[
-                "run",
-                "--day",
-                "1",
-                "--campaign",
-                &file,
-                "--out",
-                &out.to_string_lossy(),
-                flag,
-            ],
-            Duration::from_secs(60),
-        );
+        let (code, stderr) = run_day_1(&file, &out, &[flag], 60);
         assert_eq!(code, Some(2), "{flag}: {stderr}");
         assert!(
             stderr.contains(needle),
@@ -677,18 +650,7 @@ fn a_panic_in_a_benchmark_fails_it_and_the_day_goes_on() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_campaign(dir.path(), &text);
     let out = dir.path().join("out");
-    let (code, stderr) = run_binary(
-        &[
-            "run",
-            "--day",
-            "1",
-            "--campaign",
-            &path.to_string_lossy(),
-            "--out",
-            &out.to_string_lossy(),
-        ],
-        Duration::from_secs(300),
-    );
+    let (code, stderr) = run_day_1(&path.to_string_lossy(), &out, &[], 300);
     assert_eq!(code, Some(4), "{stderr}");
     assert!(
         !stderr.contains("stack backtrace") && !stderr.contains("RUST_BACKTRACE"),
