@@ -9,8 +9,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::model::{
-    MODEL_SETUP_METRICS, architecture, check_model, default_model, generation_memory, load_model,
-    prompt_tokens,
+    MODEL_SETUP_METRICS, PROMPT_LENGTH_AXIS, architecture, check_model, default_model,
+    generation_memory, load_model, prompt_tokens,
 };
 use super::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
@@ -82,11 +82,7 @@ impl Kind for FirstTokenLatency {
     }
 
     fn sweep_axis(&self) -> Option<SweepAxis> {
-        Some(SweepAxis {
-            parameter: "prompt_len",
-            title: "prompt length (tokens)",
-            series_by: &[],
-        })
+        Some(PROMPT_LENGTH_AXIS)
     }
 
     fn check(&self, p: &FirstTokenParams, models: &Models) -> Result<(), ParamProblem> {

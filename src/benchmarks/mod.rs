@@ -171,14 +171,7 @@ pub trait BenchmarkKind: KindRules + Sync {
     fn headline(&self) -> Headline;
     fn sweep_axis(&self) -> Option<SweepAxis>;
     fn variation_is_noise(&self) -> bool;
-    /// Checks parameters without running anything.
-    fn check(&self, params: &toml::Table, models: &Models) -> Result<(), ParamProblem>;
     fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem>;
-    fn memory_estimate(
-        &self,
-        params: &toml::Table,
-        models: &Models,
-    ) -> Result<MemoryNeed, ParamProblem>;
     fn prepare(
         &self,
         params: &toml::Table,
@@ -227,29 +220,8 @@ impl<K: Kind> BenchmarkKind for K {
     fn variation_is_noise(&self) -> bool {
         Kind::variation_is_noise(self)
     }
-    fn check(&self, params: &toml::Table, models: &Models) -> Result<(), ParamProblem> {
-        let parsed = params::parse(params)?;
-        Kind::check(self, &parsed, models)?;
-        // Empty sweep lists would run a benchmark that measures nothing and
-        // reports nothing: refuse it like any value out of range.
-        if Kind::planned_cases(self, &parsed) == 0 {
-            return Err(ParamProblem {
-                key: None,
-                message: "these params plan no case to measure".into(),
-                help: Some("give at least one value in each list that this kind sweeps".into()),
-            });
-        }
-        Ok(())
-    }
     fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
         Ok(Kind::planned_cases(self, &params::parse(params)?))
-    }
-    fn memory_estimate(
-        &self,
-        params: &toml::Table,
-        models: &Models,
-    ) -> Result<MemoryNeed, ParamProblem> {
-        Kind::memory(self, &params::parse(params)?, models)
     }
     fn prepare(
         &self,
@@ -415,8 +387,20 @@ impl<K: Kind> KindRules for K {
         params: &toml::Table,
         models: &Models,
     ) -> Result<MemoryNeed, ParamProblem> {
-        BenchmarkKind::check(self, params, models)?;
-        BenchmarkKind::memory_estimate(self, params, models)
+        // Parsed once: the typed checks, the case count and the memory
+        // estimate all read the same parameters.
+        let parsed = params::parse(params)?;
+        Kind::check(self, &parsed, models)?;
+        // Empty sweep lists would run a benchmark that measures nothing and
+        // reports nothing: refuse it like any value out of range.
+        if Kind::planned_cases(self, &parsed) == 0 {
+            return Err(ParamProblem {
+                key: None,
+                message: "these params plan no case to measure".into(),
+                help: Some("give at least one value in each list that this kind sweeps".into()),
+            });
+        }
+        Kind::memory(self, &parsed, models)
     }
 
     fn target_metrics(&self) -> Vec<&'static str> {

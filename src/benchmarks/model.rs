@@ -10,13 +10,22 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use super::{
-    BenchContext, BenchmarkError, MemoryNeed, MetricDef, Models, ParamProblem, model_folder,
+    BenchContext, BenchmarkError, MemoryNeed, MetricDef, Models, ParamProblem, SweepAxis,
+    model_folder,
 };
 use crate::components::inference::{GenerationSession, LoadedModel, ModelArchitecture};
 use crate::machine::checked_product;
 use crate::machine::rss;
 
 const MIB: f64 = 1024.0 * 1024.0;
+
+/// The sweep of both model kinds that run prompts of several lengths; each
+/// case writes `prompt_len` into its parameters.
+pub(super) const PROMPT_LENGTH_AXIS: SweepAxis = SweepAxis {
+    parameter: "prompt_len",
+    title: "prompt length (tokens)",
+    series_by: &[],
+};
 
 pub(super) const MODEL_SETUP_METRICS: &[MetricDef] = &[
     MetricDef::duration_ms(
