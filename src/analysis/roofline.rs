@@ -5,9 +5,11 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::benchmarks::find_kind;
 use crate::components::inference::ModelArchitecture;
-use crate::model::Calibration;
-use crate::model::{BenchmarkResult, Status};
+use crate::model::{
+    BenchmarkResult, Calibration, CaseParams, InferenceCaseParams, InferencePhase, Status,
+};
 
 /// What the roofline is computed from.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -133,51 +135,44 @@ pub fn roofline(inputs: RooflineInputs, results: &[BenchmarkResult]) -> Roofline
     let ridge = inputs.ridge_flop_per_byte;
     let mut points = Vec::new();
     for r in results.iter().filter(|r| r.status == Status::Ok) {
-        let p = &r.parameters;
-        let (Some(prompt), batch) = (
-            p["prompt_len"].as_u64().map(|v| v as usize),
-            p["batch_size"].as_u64().unwrap_or(1) as usize,
+        let Some(place) = find_kind(&r.kind).and_then(|k| k.roofline_phase()) else {
+            continue;
+        };
+        let (Some(case), Some(measured)) = (
+            InferenceCaseParams::from_parameters(&r.parameters),
+            r.metrics.get(place.tokens_per_s).map(|m| m.summary.mean),
         ) else {
             continue;
         };
-        let mean = |metric: &str| r.metrics.get(metric).map(|m| m.summary.mean);
-        let (phase, measured, flop, bytes, tokens) = match r.kind.as_str() {
-            "first_token_latency" => {
-                let Some(measured) = mean("prefill_tokens_per_s") else {
-                    continue;
-                };
-                let pf = prompt as f64;
-                let flop =
-                    batch as f64 * (pf * c.linear_flop + c.attn_flop_per_ctx * pf * pf / 2.0);
-                let bytes = c.weight_bytes + batch as f64 * c.kv_bytes_per_ctx * pf;
-                ("prefill", measured, flop, bytes, batch as f64 * pf)
-            }
-            "token_generation" => {
-                let Some(measured) = mean("decode_tokens_per_s") else {
-                    continue;
-                };
-                // The mean context over the decode steps.
-                let outputs = p["output_tokens"].as_u64().unwrap_or(1) as f64;
-                let ctx = prompt as f64 + outputs / 2.0;
-                let flop = batch as f64 * (c.linear_flop + c.attn_flop_per_ctx * ctx);
-                let bytes = c.weight_bytes + batch as f64 * c.kv_bytes_per_ctx * ctx;
-                ("decode", measured, flop, bytes, batch as f64)
-            }
-            _ => continue,
+        let (prompt, batch) = (case.prompt_len, case.batch_size.max(1));
+        let pf = prompt as f64;
+        // Decode runs at the mean context over its steps.
+        let decode_ctx = pf + case.output_tokens.unwrap_or(1) as f64 / 2.0;
+        let phase = place.phase;
+        let (flop, bytes, tokens) = match phase {
+            InferencePhase::Prefill => (
+                batch as f64 * (pf * c.linear_flop + c.attn_flop_per_ctx * pf * pf / 2.0),
+                c.weight_bytes + batch as f64 * c.kv_bytes_per_ctx * pf,
+                batch as f64 * pf,
+            ),
+            InferencePhase::Decode => (
+                batch as f64 * (c.linear_flop + c.attn_flop_per_ctx * decode_ctx),
+                c.weight_bytes + batch as f64 * c.kv_bytes_per_ctx * decode_ctx,
+                batch as f64,
+            ),
         };
         let intensity = flop / bytes;
         let seconds = (flop / peak).max(bytes / bw);
         let ceiling = tokens / seconds;
         let (flop_tok, bytes_tok) = (flop / tokens, bytes / tokens);
-        let compute_bound_from_batch = (phase == "decode").then(|| {
-            let ctx = prompt as f64 + p["output_tokens"].as_u64().unwrap_or(1) as f64 / 2.0;
-            let per_seq_flop = c.linear_flop + c.attn_flop_per_ctx * ctx;
-            let denominator = per_seq_flop - ridge * c.kv_bytes_per_ctx * ctx;
+        let compute_bound_from_batch = (phase == InferencePhase::Decode).then(|| {
+            let per_seq_flop = c.linear_flop + c.attn_flop_per_ctx * decode_ctx;
+            let denominator = per_seq_flop - ridge * c.kv_bytes_per_ctx * decode_ctx;
             (denominator > 0.0).then(|| ridge * c.weight_bytes / denominator)
         });
         points.push(RooflinePoint {
             benchmark: r.case_id.clone(),
-            phase: phase.to_string(),
+            phase: phase.as_str().to_string(),
             prompt_len: prompt,
             batch_size: batch,
             flop_per_token: flop_tok,

@@ -1,7 +1,10 @@
 //! Scaling curves from the results of `scaling` benchmarks: throughput and
 //! p99 per level, both relative to the first level, and the knee.
 
-use crate::model::{BenchmarkResult, ScalingCurve, ScalingLevel, Status};
+use crate::benchmarks::find_kind;
+use crate::model::{
+    BenchmarkResult, CaseParams, ScalingCaseParams, ScalingCurve, ScalingLevel, Status,
+};
 
 /// The knee is the first level whose throughput is within this fraction of
 /// the best throughput measured (at least 95 % of it).
@@ -10,19 +13,17 @@ pub const KNEE_TOLERANCE: f64 = 0.05;
 /// One curve per (benchmark, dimension), levels in ascending order.
 pub fn scaling_curves(results: &[BenchmarkResult]) -> Vec<ScalingCurve> {
     let mut curves: Vec<ScalingCurve> = Vec::new();
-    for r in results
-        .iter()
-        .filter(|r| r.kind == "scaling" && r.status == Status::Ok)
-    {
-        let (Some(dimension), Some(level), Some(throughput)) = (
-            r.parameters["dimension"].as_str(),
-            r.parameters["level"].as_u64(),
+    for r in results.iter().filter(|r| {
+        r.status == Status::Ok && find_kind(&r.kind).is_some_and(|k| k.scaling_levels())
+    }) {
+        let (Some(ScalingCaseParams { dimension, level }), Some(throughput)) = (
+            ScalingCaseParams::from_parameters(&r.parameters),
             r.throughput,
         ) else {
             continue;
         };
         let level = ScalingLevel {
-            level: level as usize,
+            level,
             throughput,
             throughput_unit: r.throughput_unit.clone().unwrap_or_default(),
             p99_ms: r.p99_ms,

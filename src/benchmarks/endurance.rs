@@ -18,7 +18,7 @@ use super::{
 };
 use crate::campaign::bounds::{IntervalMs, LeakKib, MibAmount, Seconds, Tokens};
 use crate::components::inference::LoadedModel;
-use crate::stats::{linear_trend, median};
+use crate::stats::{Growth, window_drift};
 
 fn default_prompt() -> Tokens {
     Tokens::new_const(32)
@@ -247,48 +247,32 @@ impl BenchmarkCase for EnduranceCase {
     }
 
     fn conclude(&mut self) -> Option<Conclusion> {
-        let minutes: Vec<f64> = self.rss_samples.iter().map(|(t, _)| t / 60.0).collect();
-        let rss: Vec<f64> = self.rss_samples.iter().map(|(_, r)| *r).collect();
-        let trend = linear_trend(&minutes, &rss);
+        let growth = Growth::fit(&self.rss_samples);
         let duration_s = self.rss_samples.last().map_or(0.0, |(t, _)| *t);
-        let fitted_growth_mib = trend.map(|t| t.slope * duration_s / 60.0);
-        let leak = trend.is_some_and(|t| {
-            t.rises()
-                && t.slope > self.leak_threshold_mib_per_min
-                && t.slope * duration_s / 60.0 > self.leak_min_growth_mib
-        });
-        let window_s = self.drift_window_s.min(duration_s / 4.0);
-        let window_median = |from: f64, to: f64| {
-            let v: Vec<f64> = self
-                .latencies
-                .iter()
-                .filter(|(t, _)| *t >= from && *t <= to)
-                .map(|(_, l)| *l)
-                .collect();
-            median(&v)
-        };
-        let first = window_median(0.0, window_s);
-        let last = window_median(duration_s - window_s, duration_s);
-        let drift_pct = first.zip(last).map(|(f, l)| (l / f - 1.0) * 100.0);
+        let leak = growth
+            .is_some_and(|g| g.exceeds(self.leak_threshold_mib_per_min, self.leak_min_growth_mib));
+        let drift = window_drift(&self.latencies, self.drift_window_s, duration_s);
         let mut warnings = Vec::new();
-        if let (true, Some(t)) = (leak, trend) {
+        if let (true, Some(g)) = (leak, growth) {
+            let t = g.per_minute;
             warnings.push(format!(
                 "memory leak suspected: RSS grows {:.2} MiB/min (95 % CI {:.2} to {:.2}), {:.1} MiB over {:.0} s; thresholds {} MiB/min and {} MiB",
                 t.slope,
                 t.slope_ci95_low,
                 t.slope_ci95_high,
-                t.slope * duration_s / 60.0,
+                g.fitted_growth(),
                 duration_s,
                 self.leak_threshold_mib_per_min,
                 self.leak_min_growth_mib
             ));
         }
-        if trend.is_none() {
+        if growth.is_none() {
             warnings.push(
                 "fewer than 3 RSS samples: no memory trend; run longer or shorten sample_interval_ms"
                     .into(),
             );
         }
+        let trend = growth.map(|g| g.per_minute);
         Some(Conclusion {
             findings: json!({
                 "rss_trend": trend.map(|t| json!({
@@ -297,18 +281,19 @@ impl BenchmarkCase for EnduranceCase {
                     "samples": t.points,
                     "method": "least squares of RSS (MiB) on time (min); CI from Student's t with n − 2 dof",
                 })),
-                "rss_first_mib": rss.first(),
-                "rss_last_mib": rss.last(),
+                "rss_first_mib": self.rss_samples.first().map(|(_, r)| r),
+                "rss_last_mib": self.rss_samples.last().map(|(_, r)| r),
+                "rss_samples_s_mib": self.rss_samples,
                 "duration_s": duration_s,
-                "fitted_growth_mib": fitted_growth_mib,
+                "fitted_growth_mib": growth.map(|g| g.fitted_growth()),
                 "leak_threshold_mib_per_min": self.leak_threshold_mib_per_min,
                 "leak_min_growth_mib": self.leak_min_growth_mib,
                 "leak_detected": leak,
                 "latency_drift": {
-                    "window_s": window_s,
-                    "first_window_p50_ms": first,
-                    "last_window_p50_ms": last,
-                    "drift_pct": drift_pct,
+                    "window_s": drift.window_s,
+                    "first_window_p50_ms": drift.first_window_p50,
+                    "last_window_p50_ms": drift.last_window_p50,
+                    "drift_pct": drift.drift_pct,
                 },
             }),
             warnings,

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use serde::Deserialize;
-use serde_json::json;
 
 use super::model::{
     MODEL_SETUP_METRICS, PROMPT_LENGTH_AXIS, architecture, check_model, default_model,
@@ -14,10 +13,11 @@ use super::model::{
 };
 use super::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
-    Observations, ParamProblem, PreparedBenchmark, SweepAxis,
+    Observations, ParamProblem, PreparedBenchmark, RooflinePhase, SweepAxis,
 };
 use crate::campaign::bounds::{Parallel, Tokens};
 use crate::components::inference::{GenerationSession, LoadedModel};
+use crate::model::{CaseParams, InferenceCaseParams, InferencePhase};
 
 fn one() -> Parallel {
     Parallel::new_const(1)
@@ -85,6 +85,13 @@ impl Kind for FirstTokenLatency {
         Some(PROMPT_LENGTH_AXIS)
     }
 
+    fn roofline_phase(&self) -> Option<RooflinePhase> {
+        Some(RooflinePhase {
+            phase: InferencePhase::Prefill,
+            tokens_per_s: "prefill_tokens_per_s",
+        })
+    }
+
     fn check(&self, p: &FirstTokenParams, models: &Models) -> Result<(), ParamProblem> {
         let longest = longest(&p.prompt_lengths, "prompt_lengths")?;
         check_model(&p.model, models, longest + 1, "prompt_lengths")
@@ -144,7 +151,12 @@ impl BenchmarkCase for PrefillCase {
     }
 
     fn parameters(&self) -> serde_json::Value {
-        json!({ "prompt_len": self.prompt.len(), "batch_size": self.batch_size })
+        InferenceCaseParams {
+            prompt_len: self.prompt.len(),
+            batch_size: self.batch_size,
+            output_tokens: None,
+        }
+        .to_parameters()
     }
 
     fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {

@@ -38,6 +38,7 @@ pub use crate::machine::MemoryNeed;
 use crate::campaign::{KindCatalog, KindRules, ResolvedModel, Settings};
 pub use crate::campaign::{Models, ParamProblem};
 use crate::components::inference::{DeviceSpec, InferenceError};
+use crate::model::InferencePhase;
 use crate::stats::ValueKind;
 
 /// One metric a kind produces.
@@ -103,6 +104,15 @@ pub struct SweepAxis {
     pub series_by: &'static [&'static str],
 }
 
+/// Where a kind's cases sit on the roofline: the phase they measure and
+/// the metric holding its measured tokens/s. Each case's parameters hold an
+/// [`InferenceCaseParams`](crate::model::InferenceCaseParams).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RooflinePhase {
+    pub phase: InferencePhase,
+    pub tokens_per_s: &'static str,
+}
+
 /// What a kind needs from the campaign to prepare itself. Owned, because
 /// benchmarks run on their own thread.
 #[derive(Debug, Clone)]
@@ -137,6 +147,15 @@ pub trait Kind: Sync + Send + 'static {
     fn sweep_axis(&self) -> Option<SweepAxis> {
         None
     }
+    /// The roofline phase its cases measure, if any.
+    fn roofline_phase(&self) -> Option<RooflinePhase> {
+        None
+    }
+    /// Whether its cases are levels of scaling curves: each case's
+    /// parameters then hold a [`ScalingCaseParams`](crate::model::ScalingCaseParams).
+    fn scaling_levels(&self) -> bool {
+        false
+    }
     /// Whether a high coefficient of variation means noise. Not for kinds
     /// whose per-request samples vary by design (queueing, mixed lengths).
     fn variation_is_noise(&self) -> bool {
@@ -170,6 +189,8 @@ pub trait BenchmarkKind: KindRules + Sync {
     fn setup_metrics(&self) -> &'static [MetricDef];
     fn headline(&self) -> Headline;
     fn sweep_axis(&self) -> Option<SweepAxis>;
+    fn roofline_phase(&self) -> Option<RooflinePhase>;
+    fn scaling_levels(&self) -> bool;
     fn variation_is_noise(&self) -> bool;
     fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem>;
     fn prepare(
@@ -216,6 +237,12 @@ impl<K: Kind> BenchmarkKind for K {
     }
     fn sweep_axis(&self) -> Option<SweepAxis> {
         Kind::sweep_axis(self)
+    }
+    fn roofline_phase(&self) -> Option<RooflinePhase> {
+        Kind::roofline_phase(self)
+    }
+    fn scaling_levels(&self) -> bool {
+        Kind::scaling_levels(self)
     }
     fn variation_is_noise(&self) -> bool {
         Kind::variation_is_noise(self)

@@ -7,8 +7,8 @@
 //! worker picked it up, so time spent queued behind a busy server counts
 //! (no coordinated omission).
 
+use std::ops::Range;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -23,7 +23,10 @@ use super::{
     Observations, ParamProblem, PreparedBenchmark, SweepAxis,
 };
 use crate::campaign::bounds::{Count, Millis, Parallel, Rate, Tokens};
-use crate::components::inference::{GenerationSession, LoadedModel};
+use crate::components::inference::{
+    BatchEvents, LoadedModel, ServeEvents, ServeRequest, serve_static_batches,
+};
+use crate::model::{CaseParams, ScalingCaseParams};
 
 /// What happened to one request.
 pub(super) struct RequestTiming {
@@ -46,11 +49,12 @@ impl RequestTiming {
     }
 }
 
-/// Serves `requests` with `concurrency` workers, each taking `batch_size`
-/// requests at a time into one batched generation. In an open loop a
-/// request's clock starts at its scheduled arrival; in a closed loop, when
-/// a worker takes it. Returns each request's timing (in request order) and
-/// the wall time of the whole run.
+/// Serves `requests` on the static batching server with `concurrency`
+/// workers and `batch_size` requests per batch, timing every request. In an
+/// open loop a request's clock starts at its scheduled arrival (a worker
+/// waits for the latest arrival of its batch); in a closed loop, when a
+/// worker takes it. Returns each request's timing (in request order) and the
+/// wall time of the whole run.
 pub(super) fn serve(
     model: &LoadedModel,
     requests: &[Request],
@@ -58,96 +62,94 @@ pub(super) fn serve(
     batch_size: usize,
     open_loop: bool,
 ) -> Result<(Vec<RequestTiming>, Duration), BenchmarkError> {
-    let batch_size = batch_size.max(1);
-    let groups: Vec<&[Request]> = requests.chunks(batch_size).collect();
-    let next = AtomicUsize::new(0);
-    let start = Instant::now();
-    let per_worker = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..concurrency.max(1))
-            .map(|_| {
-                scope.spawn(|| -> Result<Vec<(usize, RequestTiming)>, BenchmarkError> {
-                    let mut done = Vec::new();
-                    loop {
-                        let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(group) = groups.get(index) else {
-                            return Ok(done);
-                        };
-                        let timings = serve_group(model, group, start, open_loop)?;
-                        done.extend(
-                            timings
-                                .into_iter()
-                                .enumerate()
-                                .map(|(i, t)| (index * batch_size + i, t)),
-                        );
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join().unwrap_or_else(|payload| {
-                    Err(BenchmarkError::Component(crate::panics::describe_joined(
-                        "a serving worker",
-                        payload.as_ref(),
-                    )))
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()
-    })?;
-    let wall = start.elapsed();
-    let mut timings: Vec<(usize, RequestTiming)> = per_worker.into_iter().flatten().collect();
-    timings.sort_by_key(|(i, _)| *i);
-    Ok((timings.into_iter().map(|(_, t)| t).collect(), wall))
+    let served: Vec<ServeRequest<'_>> = requests
+        .iter()
+        .map(|r| ServeRequest {
+            prompt: &r.prompt,
+            output_tokens: r.output_tokens,
+        })
+        .collect();
+    let clock = ServingClock {
+        start: Instant::now(),
+        requests,
+        open_loop,
+    };
+    let batches = serve_static_batches(model, &served, concurrency, batch_size, &clock)?;
+    let wall = clock.start.elapsed();
+    let timings = batches
+        .iter()
+        .flat_map(|batch| {
+            requests[batch.requests.clone()]
+                .iter()
+                .map(|r| batch.timing(r.output_tokens))
+        })
+        .collect();
+    Ok((timings, wall))
 }
 
-/// One batched generation of a group of requests arriving together.
-fn serve_group(
-    model: &LoadedModel,
-    group: &[Request],
-    run_start: Instant,
+/// Takes the time of each serving event, relative to the run's start.
+struct ServingClock<'a> {
+    start: Instant,
+    requests: &'a [Request],
     open_loop: bool,
-) -> Result<Vec<RequestTiming>, BenchmarkError> {
-    let scheduled = group
-        .iter()
-        .map(|r| Duration::from_secs_f64(r.arrival_s))
-        .max()
-        .unwrap_or_default();
-    if let Some(wait) = scheduled.checked_sub(run_start.elapsed()) {
-        std::thread::sleep(wait);
+}
+
+struct BatchClock {
+    requests: Range<usize>,
+    arrival: Duration,
+    started: Duration,
+    /// When the batch's i-th token existed, from the run's start.
+    tokens: Vec<Duration>,
+    start: Instant,
+}
+
+impl ServeEvents for ServingClock<'_> {
+    type Batch = BatchClock;
+
+    fn begin_batch(&self, requests: Range<usize>) -> BatchClock {
+        let scheduled = self.requests[requests.clone()]
+            .iter()
+            .map(|r| Duration::from_secs_f64(r.arrival_s))
+            .max()
+            .unwrap_or_default();
+        if let Some(wait) = scheduled.checked_sub(self.start.elapsed()) {
+            std::thread::sleep(wait);
+        }
+        let started = self.start.elapsed();
+        BatchClock {
+            requests,
+            arrival: if self.open_loop { scheduled } else { started },
+            started,
+            tokens: Vec::new(),
+            start: self.start,
+        }
     }
-    let started = run_start.elapsed();
-    let arrival = if open_loop { scheduled } else { started };
-    let output_tokens = group.iter().map(|r| r.output_tokens).max().unwrap_or(1);
-    let mut session = GenerationSession::new(model, group.len())?;
-    let prompts: Vec<&[u32]> = group.iter().map(|r| r.prompt.as_slice()).collect();
-    let mut tokens = session.prefill_each(&prompts)?;
-    let first = run_start.elapsed();
-    let mut previous = first;
-    let mut gaps_ms = Vec::with_capacity(output_tokens.saturating_sub(1));
-    for _ in 1..output_tokens {
-        tokens = session.step(&tokens)?;
-        let now = run_start.elapsed();
-        gaps_ms.push((now - previous).as_secs_f64() * 1e3);
-        previous = now;
+}
+
+impl BatchEvents for BatchClock {
+    fn token(&mut self, _step: usize) {
+        self.tokens.push(self.start.elapsed());
     }
-    std::hint::black_box(tokens);
-    Ok(group
-        .iter()
-        .map(|r| {
-            // A request shorter than its batch's longest finishes at its own
-            // last token, even though the batch keeps decoding.
-            let own_gaps = &gaps_ms[..r.output_tokens.saturating_sub(1)];
-            let own_end = first + Duration::from_secs_f64(own_gaps.iter().sum::<f64>() / 1e3);
-            RequestTiming {
-                queue: started.saturating_sub(arrival),
-                ttft: first.saturating_sub(arrival),
-                gaps_ms: own_gaps.to_vec(),
-                e2e: own_end.saturating_sub(arrival),
-                output_tokens: r.output_tokens,
-            }
-        })
-        .collect())
+}
+
+impl BatchClock {
+    /// A request of this batch that wanted `output_tokens`: it finishes at
+    /// its own last token, even though the batch keeps decoding.
+    fn timing(&self, output_tokens: usize) -> RequestTiming {
+        let own = &self.tokens[..output_tokens.min(self.tokens.len())];
+        let first = own.first().copied().unwrap_or(self.started);
+        let last = own.last().copied().unwrap_or(self.started);
+        RequestTiming {
+            queue: self.started.saturating_sub(self.arrival),
+            ttft: first.saturating_sub(self.arrival),
+            gaps_ms: own
+                .windows(2)
+                .map(|w| (w[1] - w[0]).as_secs_f64() * 1e3)
+                .collect(),
+            e2e: last.saturating_sub(self.arrival),
+            output_tokens,
+        }
+    }
 }
 
 const SERVING_METRICS: &[MetricDef] = &[
@@ -536,6 +538,10 @@ impl Kind for Scaling {
         }
     }
 
+    fn scaling_levels(&self) -> bool {
+        true
+    }
+
     fn check(&self, p: &ScalingParams, models: &Models) -> Result<(), ParamProblem> {
         if p.concurrency.is_empty() && p.batch_sizes.is_empty() {
             return Err(ParamProblem::at(
@@ -603,12 +609,19 @@ impl Kind for Scaling {
                     model: Arc::clone(&loaded.model),
                     requests: requests.clone(),
                     label: format!("{dimension}={level}"),
-                    parameters: json!({
-                        "dimension": dimension, "level": level,
-                        "concurrency": concurrency, "batch_size": batch_size,
-                        "requests": p.requests, "prompt_tokens": p.prompt_tokens,
-                        "output_tokens": p.output_tokens,
-                    }),
+                    parameters: {
+                        let mut parameters = ScalingCaseParams {
+                            dimension: dimension.to_string(),
+                            level,
+                        }
+                        .to_parameters();
+                        parameters["concurrency"] = json!(concurrency);
+                        parameters["batch_size"] = json!(batch_size);
+                        parameters["requests"] = json!(p.requests);
+                        parameters["prompt_tokens"] = json!(p.prompt_tokens);
+                        parameters["output_tokens"] = json!(p.output_tokens);
+                        parameters
+                    },
                     concurrency,
                     batch_size,
                     open_loop: false,

@@ -15,10 +15,11 @@ use super::model::{
 };
 use super::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
-    Observations, ParamProblem, PreparedBenchmark, SweepAxis,
+    Observations, ParamProblem, PreparedBenchmark, RooflinePhase, SweepAxis,
 };
 use crate::campaign::bounds::{Parallel, Real, Tokens};
 use crate::components::inference::{GenerationSession, LoadedModel};
+use crate::model::{CaseParams, InferenceCaseParams, InferencePhase};
 
 fn one() -> Parallel {
     Parallel::new_const(1)
@@ -105,6 +106,13 @@ impl Kind for TokenGeneration {
 
     fn sweep_axis(&self) -> Option<SweepAxis> {
         Some(PROMPT_LENGTH_AXIS)
+    }
+
+    fn roofline_phase(&self) -> Option<RooflinePhase> {
+        Some(RooflinePhase {
+            phase: InferencePhase::Decode,
+            tokens_per_s: "decode_tokens_per_s",
+        })
     }
 
     fn check(&self, p: &TokenGenerationParams, models: &Models) -> Result<(), ParamProblem> {
@@ -202,11 +210,12 @@ impl BenchmarkCase for DecodeCase {
     }
 
     fn parameters(&self) -> serde_json::Value {
-        let mut p = json!({
-            "prompt_len": self.prompt.len(),
-            "output_tokens": self.output_tokens,
-            "batch_size": self.batch_size,
-        });
+        let mut p = InferenceCaseParams {
+            prompt_len: self.prompt.len(),
+            batch_size: self.batch_size,
+            output_tokens: Some(self.output_tokens),
+        }
+        .to_parameters();
         if self.planted_slowdown > 0.0 {
             p["planted_slowdown_pct"] = json!(self.planted_slowdown * 100.0);
         }

@@ -1,12 +1,11 @@
 //! `collective_workflow`: one request path through every component. Agents
-//! take requests from a queue; each runs generation on the shared model,
-//! projects the sequence's layer-0 K/V from the model's weights, stores the
-//! KV blocks in the tiered KV cache, compresses them and writes them to the
-//! blob store. Each stage is timed per request, so the report shows where
-//! an end-to-end request spends its time.
+//! take requests from a queue and run each through the KV offload pipeline
+//! (generation, layer-0 K/V projection, tiered KV cache, compression, blob
+//! store; see `components::kv_offload`). Each stage is timed per request,
+//! so the report shows where an end-to-end request spends its time.
 
+use std::sync::Arc;
 use std::sync::mpsc;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -24,11 +23,12 @@ use crate::campaign::bounds::{Count, Dimension, Parallel, Tokens};
 use crate::components::agents::{AgentPool, QueueKind};
 use crate::components::blockio::IoMode;
 use crate::components::compression::{BlockCodec, Codec, CodecKind};
-use crate::components::inference::{GenerationSession, Layer0KvProjector, LoadedModel};
+use crate::components::inference::Layer0KvProjector;
+use crate::components::kv_offload::{KvOffloadError, KvOffloadPipeline};
 use crate::components::kvcache::{
-    BlockKey, ColdBlockEncoding, KvDType, KvGeometry, TieredKvCache, TieredKvCacheConfig, block_key,
+    ColdBlockEncoding, KvDType, KvGeometry, TieredKvCache, TieredKvCacheConfig,
 };
-use crate::components::storage::{BlobStore, CommitMode};
+use crate::components::storage::BlobStore;
 use crate::machine::checked_product;
 
 /// Stages in request order, with the metric each is recorded under.
@@ -244,24 +244,26 @@ impl Kind for CollectiveWorkflow {
             BlobStore::open(&scratch.path().join("blobs.redb"), 0).map_err(|e| component(&e))?;
         let agents = p.agents.usize();
         let codecs = (0..agents)
-            .map(|_| BlockCodec::new(codec, None).map(Mutex::new))
+            .map(|_| BlockCodec::new(codec, None))
             .collect::<Result<Vec<_>, _>>()
             .map_err(|e| component(&e))?;
-        let stages = Arc::new(Stages {
-            model: Arc::clone(&loaded.model),
-            projector: Layer0KvProjector::open(&folder)?,
-            geometry,
-            cache: Mutex::new(cache),
-            store: Mutex::new(store),
-            codecs,
-        });
-        let job_stages = Arc::clone(&stages);
+        let pipeline = Arc::new(
+            KvOffloadPipeline::new(
+                Arc::clone(&loaded.model),
+                Layer0KvProjector::open(&folder)?,
+                geometry,
+                cache,
+                store,
+                codecs,
+            )
+            .map_err(|e| component(&e))?,
+        );
         let pool = AgentPool::start(
             p.queue,
             agents,
             agents,
             Arc::new(move |agent, job: Job| {
-                let result = job_stages.run(agent, &job);
+                let result = run_job(&pipeline, agent, &job).map_err(|e| e.to_string());
                 let _ = job.reply.send(result);
             }),
         )
@@ -300,16 +302,6 @@ impl Kind for CollectiveWorkflow {
     }
 }
 
-/// The components one request goes through, shared by every agent.
-struct Stages {
-    model: Arc<LoadedModel>,
-    projector: Layer0KvProjector,
-    geometry: KvGeometry,
-    cache: Mutex<TieredKvCache>,
-    store: Mutex<BlobStore>,
-    codecs: Vec<Mutex<BlockCodec>>,
-}
-
 struct Job {
     prompt: Vec<u32>,
     output_tokens: usize,
@@ -325,94 +317,36 @@ struct JobTiming {
     compressed_bytes: usize,
 }
 
-impl Stages {
-    fn run(&self, agent: usize, job: &Job) -> Result<JobTiming, String> {
-        let queue = job.submitted.elapsed();
-        let mut stages = [Duration::ZERO; STAGES.len()];
-        let mut lap = Instant::now();
-        let mut mark = |stage: usize| {
-            stages[stage] = lap.elapsed();
-            lap = Instant::now();
-        };
-
-        let mut session = GenerationSession::new(&self.model, 1).map_err(|e| e.to_string())?;
-        let mut sequence = job.prompt.clone();
-        let mut tokens = session.prefill(&job.prompt).map_err(|e| e.to_string())?;
-        sequence.extend(&tokens);
-        for _ in 1..job.output_tokens {
-            tokens = session.step(&tokens).map_err(|e| e.to_string())?;
-            sequence.extend(&tokens);
-        }
-        drop(session);
-        mark(0);
-
-        let kv = self
-            .projector
-            .project_f16(&sequence)
-            .map_err(|e| e.to_string())?;
-        let blocks = split_blocks(&kv, &sequence, &self.geometry);
-        mark(1);
-
-        {
-            let mut cache = self.cache.lock().map_err(|_| "KV cache lock poisoned")?;
-            for (key, block) in &blocks {
-                cache.put(*key, block).map_err(|e| e.to_string())?;
-            }
-        }
-        mark(2);
-
-        let mut compressed = Vec::with_capacity(blocks.len());
-        {
-            let mut codec = self.codecs[agent % self.codecs.len()]
-                .lock()
-                .map_err(|_| "codec lock poisoned")?;
-            for (key, block) in &blocks {
-                let mut out = Vec::new();
-                codec.compress(block, &mut out).map_err(|e| e.to_string())?;
-                compressed.push((*key, out));
-            }
-        }
-        mark(3);
-
-        {
-            let mut store = self.store.lock().map_err(|_| "store lock poisoned")?;
-            for (key, bytes) in &compressed {
-                store
-                    .put(*key, bytes, CommitMode::NonDurable)
-                    .map_err(|e| e.to_string())?;
-            }
-        }
-        mark(4);
-        Ok(JobTiming {
-            queue,
-            stages,
-            e2e: job.submitted.elapsed(),
-            kv_bytes: blocks.iter().map(|(_, b)| b.len()).sum(),
-            compressed_bytes: compressed.iter().map(|(_, b)| b.len()).sum(),
-        })
-    }
-}
-
-/// Full blocks of the sequence: block i holds the K rows then the V rows of
-/// its tokens; keys chain over the tokens so far (prefix caching). A
-/// partial last block stays out of the cache, as in paged KV caches.
-fn split_blocks(kv: &[u8], tokens: &[u32], geometry: &KvGeometry) -> Vec<(BlockKey, Vec<u8>)> {
-    let row = geometry.kv_heads * geometry.head_dim * geometry.dtype.bytes();
-    let v_offset = tokens.len() * row;
-    let mut parent = None;
-    tokens
-        .chunks_exact(geometry.block_tokens)
-        .enumerate()
-        .map(|(i, block_tokens)| {
-            let rows = i * geometry.block_tokens * row..(i + 1) * geometry.block_tokens * row;
-            let mut block = Vec::with_capacity(geometry.block_bytes());
-            block.extend_from_slice(&kv[rows.clone()]);
-            block.extend_from_slice(&kv[v_offset + rows.start..v_offset + rows.end]);
-            let key = block_key(parent, block_tokens);
-            parent = Some(key);
-            (key, block)
-        })
-        .collect()
+/// Runs one job through the pipeline, timing each stage.
+fn run_job(
+    pipeline: &KvOffloadPipeline,
+    agent: usize,
+    job: &Job,
+) -> Result<JobTiming, KvOffloadError> {
+    let queue = job.submitted.elapsed();
+    let mut stages = [Duration::ZERO; STAGES.len()];
+    let mut lap = Instant::now();
+    let mut mark = |stage: usize| {
+        stages[stage] = lap.elapsed();
+        lap = Instant::now();
+    };
+    let sequence = pipeline.generate(&job.prompt, job.output_tokens)?;
+    mark(0);
+    let blocks = pipeline.extract_blocks(&sequence)?;
+    mark(1);
+    pipeline.cache_blocks(&blocks)?;
+    mark(2);
+    let compressed = pipeline.compress_blocks(agent, &blocks)?;
+    mark(3);
+    pipeline.store_blocks(&compressed)?;
+    mark(4);
+    Ok(JobTiming {
+        queue,
+        stages,
+        e2e: job.submitted.elapsed(),
+        kv_bytes: blocks.iter().map(|b| b.bytes.len()).sum(),
+        compressed_bytes: compressed.iter().map(|b| b.bytes.len()).sum(),
+    })
 }
 
 struct WorkflowCase {

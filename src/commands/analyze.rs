@@ -10,6 +10,7 @@ use crate::analysis::{
     AMDAHL_FORMULA, BaselineFigure, BottleneckAnalysis, MissedTarget, ProfileEvidence, ROI_FORMULA,
     RankingInputs, RemedyCatalog, SEVERITY_RULE, rank_bottlenecks, roofline, roofline_inputs,
 };
+use crate::benchmarks::find_kind;
 use crate::campaign::{Campaign, parse_day_range};
 use crate::components::inference::ModelArchitecture;
 use crate::model::Calibration;
@@ -218,7 +219,7 @@ fn roofline_for(
     calibration: &Calibration,
     notes: &mut Vec<String>,
 ) -> Option<crate::analysis::Roofline> {
-    let inference = |kind: &str| kind == "first_token_latency" || kind == "token_generation";
+    let inference = |kind: &str| find_kind(kind).is_some_and(|k| k.roofline_phase().is_some());
     // The newest day with inference results; its model and settings.
     let (_, report) = reports
         .iter()

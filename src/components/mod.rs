@@ -5,5 +5,6 @@ pub mod agents;
 pub mod blockio;
 pub mod compression;
 pub mod inference;
+pub mod kv_offload;
 pub mod kvcache;
 pub mod storage;

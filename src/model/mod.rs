@@ -1,15 +1,18 @@
 //! Plain data that every layer may read: the day report and its parts, the
 //! iteration plan a result records, the machine and build a run was
-//! measured on, the machine's calibration and scaling curves. Nothing here measures, judges or formats; `runner` and
-//! `analysis` fill it in, `report` writes it.
+//! measured on, the machine's calibration and scaling curves, and the case
+//! parameters analysis reads back. Nothing here measures, judges or
+//! formats; `runner` and `analysis` fill it in, `report` writes it.
 
 mod calibration;
+mod case_params;
 mod environment;
 mod plan;
 mod report;
 mod scaling;
 
 pub use calibration::{Calibration, MatmulRate, ThreadRate};
+pub use case_params::{CaseParams, InferenceCaseParams, InferencePhase, ScalingCaseParams};
 pub use environment::Environment;
 pub use plan::{IterationPlan, QUICK_FACTOR};
 pub use report::*;

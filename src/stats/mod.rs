@@ -16,4 +16,4 @@ pub use summary::{
     MedianInterval, OutlierCounts, PERCENTILES, Percentile, PercentileSource, ProvisionalRule,
     Summary, elementwise_median, empirical_cdf, min_samples_for_percentile, summarize,
 };
-pub use trend::{LinearTrend, linear_trend};
+pub use trend::{Growth, LinearTrend, WindowDrift, linear_trend, window_drift};

@@ -1,8 +1,12 @@
 //! Least-squares trend of a series over time, with the 95 % confidence
-//! interval of its slope (Student's t with n − 2 degrees of freedom).
+//! interval of its slope (Student's t with n − 2 degrees of freedom); the
+//! growth rule a leak verdict uses; the drift of a series' median between
+//! its first and last window.
 
 use serde::{Deserialize, Serialize};
 use statrs::distribution::{ContinuousCDF, StudentsT};
+
+use super::median;
 
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct LinearTrend {
@@ -61,6 +65,76 @@ pub fn linear_trend(x: &[f64], y: &[f64]) -> Option<LinearTrend> {
     })
 }
 
+/// A series sampled over a run: its trend per minute and how much the
+/// fitted line grows over the run.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Growth {
+    /// Slope in units per minute.
+    pub per_minute: LinearTrend,
+    pub duration_s: f64,
+}
+
+impl Growth {
+    /// Fits `(seconds since start, value)` samples; none with fewer than
+    /// three or no spread in time.
+    pub fn fit(samples: &[(f64, f64)]) -> Option<Self> {
+        let minutes: Vec<f64> = samples.iter().map(|(t, _)| t / 60.0).collect();
+        let values: Vec<f64> = samples.iter().map(|(_, v)| *v).collect();
+        let per_minute = linear_trend(&minutes, &values)?;
+        Some(Self {
+            per_minute,
+            duration_s: samples.last().map_or(0.0, |(t, _)| *t),
+        })
+    }
+
+    /// Slope × duration: the growth the fitted line gives over the run.
+    pub fn fitted_growth(&self) -> f64 {
+        self.per_minute.slope * self.duration_s / 60.0
+    }
+
+    /// Growth is real when the slope's interval lies above zero, the slope
+    /// exceeds `min_slope_per_minute`, and the fitted growth exceeds
+    /// `min_growth` (so a steep but brief rise does not count).
+    pub fn exceeds(&self, min_slope_per_minute: f64, min_growth: f64) -> bool {
+        self.per_minute.rises()
+            && self.per_minute.slope > min_slope_per_minute
+            && self.fitted_growth() > min_growth
+    }
+}
+
+/// The median of a series' first window against its last.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct WindowDrift {
+    pub window_s: f64,
+    pub first_window_p50: Option<f64>,
+    pub last_window_p50: Option<f64>,
+    /// (last ÷ first − 1) × 100.
+    pub drift_pct: Option<f64>,
+}
+
+/// Compares the medians of `(seconds since start, value)` samples in
+/// `[0, w]` and `[duration − w, duration]`, where `w` is `window_s` but at
+/// most a quarter of the run, so the two windows never overlap.
+pub fn window_drift(samples: &[(f64, f64)], window_s: f64, duration_s: f64) -> WindowDrift {
+    let window_s = window_s.min(duration_s / 4.0);
+    let window_median = |from: f64, to: f64| {
+        let inside: Vec<f64> = samples
+            .iter()
+            .filter(|(t, _)| *t >= from && *t <= to)
+            .map(|(_, v)| *v)
+            .collect();
+        median(&inside)
+    };
+    let first = window_median(0.0, window_s);
+    let last = window_median(duration_s - window_s, duration_s);
+    WindowDrift {
+        window_s,
+        first_window_p50: first,
+        last_window_p50: last,
+        drift_pct: first.zip(last).map(|(f, l)| (l / f - 1.0) * 100.0),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -102,5 +176,44 @@ mod tests {
     fn too_few_points_or_no_spread_give_nothing() {
         assert!(linear_trend(&[1.0, 2.0], &[1.0, 2.0]).is_none());
         assert!(linear_trend(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).is_none());
+    }
+
+    /// (t in s, value) every 10 s for 10 minutes: a line plus ±`noise`.
+    fn series(per_minute: f64, noise: f64) -> Vec<(f64, f64)> {
+        (0..=60)
+            .map(|i| {
+                let t = f64::from(i) * 10.0;
+                let wobble = if i % 2 == 0 { noise } else { -noise };
+                (t, 100.0 + per_minute * t / 60.0 + wobble)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn growth_counts_only_a_steady_rise_past_both_thresholds() {
+        let leaking = Growth::fit(&series(2.0, 0.5)).unwrap();
+        assert!((leaking.fitted_growth() - 20.0).abs() < 0.5);
+        assert!(leaking.exceeds(1.0, 10.0));
+        // Each threshold on its own can hold it back.
+        assert!(!leaking.exceeds(3.0, 10.0));
+        assert!(!leaking.exceeds(1.0, 25.0));
+        // A flat series with scatter is no growth at any threshold.
+        assert!(!Growth::fit(&series(0.0, 3.0)).unwrap().exceeds(0.0, 0.0));
+        assert!(Growth::fit(&series(2.0, 0.0)[..2]).is_none());
+    }
+
+    #[test]
+    fn drift_compares_the_medians_of_the_two_end_windows() {
+        // 10 ms for the first half of a 100 s run, 12 ms after.
+        let samples: Vec<(f64, f64)> = (0..=100)
+            .map(|t| (f64::from(t), if t < 50 { 10.0 } else { 12.0 }))
+            .collect();
+        let drift = window_drift(&samples, 20.0, 100.0);
+        assert_eq!(drift.first_window_p50, Some(10.0));
+        assert_eq!(drift.last_window_p50, Some(12.0));
+        assert!((drift.drift_pct.unwrap() - 20.0).abs() < 1e-9);
+        // A window longer than a quarter of the run is cut to a quarter.
+        assert_eq!(window_drift(&samples, 90.0, 100.0).window_s, 25.0);
+        assert_eq!(window_drift(&[], 10.0, 0.0).drift_pct, None);
     }
 }

@@ -49,6 +49,9 @@ pub enum InferenceError {
     )]
     SequenceTooLong { needed: usize, limit: usize },
 
+    #[error("{0}")]
+    WorkerPanicked(String),
+
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),
 }

@@ -4,6 +4,7 @@
 //! loaded through exactly the same code path.
 
 mod activations;
+mod batching;
 mod device;
 mod error;
 mod loader;
@@ -11,6 +12,7 @@ mod session;
 mod synthetic;
 
 pub use activations::{Layer0KvProjector, layer0_kv_f16};
+pub use batching::{BatchEvents, ServeEvents, ServeRequest, serve_static_batches};
 pub use device::DeviceSpec;
 pub use error::InferenceError;
 pub use loader::{

@@ -10,6 +10,7 @@ mod block_key;
 mod cold;
 mod error;
 mod geometry;
+mod paging;
 mod quant;
 mod tiered;
 
@@ -17,5 +18,6 @@ pub use block_key::{BlockKey, block_key};
 pub use cold::{ColdBlockEncoding, ColdTier};
 pub use error::KvCacheError;
 pub use geometry::{KvDType, KvGeometry};
+pub use paging::{KvBlock, paged_blocks};
 pub use quant::{Int8Block, QuantizationError, dequantize_int8, quantize_int8};
 pub use tiered::{CacheStats, Tier, TieredKvCache, TieredKvCacheConfig};
