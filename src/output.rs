@@ -120,6 +120,22 @@ impl OutputLayout {
             .join(format!("day_{day}.html"))
     }
 
+    /// The campaign's front page, linking every day, the roadmap and the
+    /// flame graphs.
+    pub fn index_page(&self) -> PathBuf {
+        self.campaign_dir.join("index.html")
+    }
+
+    /// A path inside the campaign's folder as a link from the index page.
+    pub fn index_href(&self, path: &Path) -> String {
+        path.strip_prefix(&self.campaign_dir)
+            .unwrap_or(path)
+            .components()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned())
+            .collect::<Vec<_>>()
+            .join("/")
+    }
+
     /// A flame graph's link as seen from the HTML pages' folder.
     pub fn flame_graph_href(path: &str) -> String {
         let name = Path::new(path)

@@ -84,7 +84,7 @@ fn result(benchmark: &str, case: usize, latency_ms: &[f64]) -> BenchmarkResult {
         series: BTreeMap::new(),
         setup: BTreeMap::new(),
         targets: Vec::new(),
-        conclusion: serde_json::Value::Null,
+        conclusion: None,
         warnings: Vec::new(),
     }
 }

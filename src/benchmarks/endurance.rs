@@ -18,6 +18,7 @@ use super::{
 };
 use crate::campaign::bounds::{IntervalMs, LeakKib, MibAmount, Seconds, Tokens};
 use crate::components::inference::LoadedModel;
+use crate::model::{EnduranceFindings, Findings, LatencyDrift, RssTrend};
 use crate::stats::{Growth, window_drift};
 
 fn default_prompt() -> Tokens {
@@ -272,28 +273,38 @@ impl BenchmarkCase for EnduranceCase {
                     .into(),
             );
         }
-        let trend = growth.map(|g| g.per_minute);
+        let band = growth.map_or_else(Vec::new, |g| {
+            let first_s = self.rss_samples.first().map_or(0.0, |(t, _)| *t);
+            [first_s, g.per_minute.mean_x * 60.0, duration_s]
+                .into_iter()
+                .map(|t| {
+                    let (fit, low, high) = g.band_at(t);
+                    [t, fit, low, high]
+                })
+                .collect()
+        });
         Some(Conclusion {
-            findings: json!({
-                "rss_trend": trend.map(|t| json!({
-                    "slope_mib_per_min": t.slope,
-                    "slope_ci95_mib_per_min": [t.slope_ci95_low, t.slope_ci95_high],
-                    "samples": t.points,
-                    "method": "least squares of RSS (MiB) on time (min); CI from Student's t with n − 2 dof",
-                })),
-                "rss_first_mib": self.rss_samples.first().map(|(_, r)| r),
-                "rss_last_mib": self.rss_samples.last().map(|(_, r)| r),
-                "rss_samples_s_mib": self.rss_samples,
-                "duration_s": duration_s,
-                "fitted_growth_mib": growth.map(|g| g.fitted_growth()),
-                "leak_threshold_mib_per_min": self.leak_threshold_mib_per_min,
-                "leak_min_growth_mib": self.leak_min_growth_mib,
-                "leak_detected": leak,
-                "latency_drift": {
-                    "window_s": drift.window_s,
-                    "first_window_p50_ms": drift.first_window_p50,
-                    "last_window_p50_ms": drift.last_window_p50,
-                    "drift_pct": drift.drift_pct,
+            findings: Findings::Endurance(EnduranceFindings {
+                rss_trend: growth.map(|g| RssTrend {
+                    slope_mib_per_min: g.per_minute.slope,
+                    slope_ci95_mib_per_min: [g.per_minute.slope_ci95_low, g.per_minute.slope_ci95_high],
+                    samples: g.per_minute.points,
+                    method: "least squares of RSS (MiB) on time (min); CI from Student's t with n − 2 dof".into(),
+                }),
+                rss_first_mib: self.rss_samples.first().map(|(_, r)| *r),
+                rss_last_mib: self.rss_samples.last().map(|(_, r)| *r),
+                rss_samples_s_mib: self.rss_samples.iter().map(|(t, r)| [*t, *r]).collect(),
+                rss_fit_band_s_mib: band,
+                duration_s,
+                fitted_growth_mib: growth.map(|g| g.fitted_growth()),
+                leak_threshold_mib_per_min: self.leak_threshold_mib_per_min,
+                leak_min_growth_mib: self.leak_min_growth_mib,
+                leak_detected: leak,
+                latency_drift: LatencyDrift {
+                    window_s: drift.window_s,
+                    first_window_p50_ms: drift.first_window_p50,
+                    last_window_p50_ms: drift.last_window_p50,
+                    drift_pct: drift.drift_pct,
                 },
             }),
             warnings,

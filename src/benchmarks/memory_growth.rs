@@ -17,6 +17,7 @@ use super::{
 use crate::campaign::bounds::{Count, OptionalTokens, Tokens};
 use crate::components::inference::{GenerationSession, LoadedModel};
 use crate::machine::rss;
+use crate::model::{Findings, KvFootprintFindings, MemoryGrowthFindings};
 use crate::stats::median;
 
 fn default_prompt() -> Tokens {
@@ -187,10 +188,13 @@ impl BenchmarkCase for GrowthCase {
         let growth: Vec<f64> = self.samples.iter().map(|(b, a)| a - b).collect();
         let growth_median = median(&growth);
         Some(Conclusion {
-            findings: json!({
-                "rss_growth_mib_median": growth_median,
-                "rss_growth_mib_per_run": growth_median.map(|m| m / self.runs as f64),
-                "formula": "median over iterations of (RSS after − RSS before); per run = ÷ runs",
+            findings: Findings::MemoryGrowth(MemoryGrowthFindings {
+                rss_growth_mib_median: growth_median,
+                rss_growth_mib_per_run: growth_median.map(|m| m / self.runs as f64),
+                rss_growth_mib_per_iteration: growth,
+                runs_per_iteration: self.runs,
+                formula: "median over iterations of (RSS after − RSS before); per run = ÷ runs"
+                    .into(),
             }),
             warnings: Vec::new(),
         })
@@ -241,16 +245,16 @@ impl BenchmarkCase for KvProbeCase {
             2 * a.num_hidden_layers * a.num_key_value_heads * a.head_dim() * dtype_bytes;
         let measured_median = median(&self.measured);
         Some(Conclusion {
-            findings: json!({
-                "kv_bytes_per_token_predicted": predicted,
-                "predicted_formula": format!(
+            findings: Findings::KvFootprint(KvFootprintFindings {
+                kv_bytes_per_token_predicted: predicted as u64,
+                predicted_formula: format!(
                     "2 × layers {} × kv_heads {} × head_dim {} × dtype bytes {}",
                     a.num_hidden_layers, a.num_key_value_heads, a.head_dim(), dtype_bytes
                 ),
-                "kv_bytes_per_token_measured_median": measured_median,
-                "measured_over_predicted": measured_median.map(|m| m / predicted as f64),
-                "method": "RSS after the prefill minus before, both after malloc_trim, ÷ prompt tokens",
-                "caveat": "includes whatever else the session keeps alive besides K and V (e.g. candle's mask and rotary tables)",
+                kv_bytes_per_token_measured_median: measured_median,
+                measured_over_predicted: measured_median.map(|m| m / predicted as f64),
+                method: "RSS after the prefill minus before, both after malloc_trim, ÷ prompt tokens".into(),
+                caveat: "includes whatever else the session keeps alive besides K and V (e.g. candle's mask and rotary tables)".into(),
             }),
             warnings: Vec::new(),
         })

@@ -38,7 +38,7 @@ pub use crate::machine::MemoryNeed;
 use crate::campaign::{KindCatalog, KindRules, ResolvedModel, Settings};
 pub use crate::campaign::{Models, ParamProblem};
 use crate::components::inference::{DeviceSpec, InferenceError};
-use crate::model::InferencePhase;
+use crate::model::{Findings, InferencePhase};
 use crate::stats::ValueKind;
 
 /// One metric a kind produces.
@@ -290,10 +290,10 @@ pub trait BenchmarkCase: Send {
 }
 
 /// What a case concluded from all its iterations.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Conclusion {
     /// Copied into the result's `conclusion` field.
-    pub findings: serde_json::Value,
+    pub findings: Findings,
     /// Copied into the result's warnings (e.g. a suspected leak).
     pub warnings: Vec<String>,
 }

@@ -17,6 +17,7 @@ use super::{
     Models, Observations, ParamProblem, PreparedBenchmark,
 };
 use crate::campaign::bounds::{Count, Factor, Percent};
+use crate::model::{Findings, TimeShareFindings};
 
 /// The same arithmetic per unit in both functions, so work shares are time
 /// shares. A macro, not a helper function: a helper would be a frame of its
@@ -291,15 +292,15 @@ impl BenchmarkCase for PlantedCase {
             return None;
         }
         let used = if self.copy_bytes > 0 { 3 } else { 2 };
-        let shares: serde_json::Map<String, serde_json::Value> = PLANTED[..used]
+        let shares = PLANTED[..used]
             .iter()
             .zip(self.timed)
-            .map(|(name, spent)| (name.to_string(), json!(100.0 * spent.as_secs_f64() / total)))
+            .map(|(name, spent)| (name.to_string(), 100.0 * spent.as_secs_f64() / total))
             .collect();
         Some(Conclusion {
-            findings: json!({
-                "time_share_pct": shares,
-                "time_share_rule": "each planted function's time, measured with a timer around its call over the timed iterations, ÷ the iterations' total time",
+            findings: Findings::TimeShares(TimeShareFindings {
+                time_share_pct: shares,
+                time_share_rule: "each planted function's time, measured with a timer around its call over the timed iterations, ÷ the iterations' total time".into(),
             }),
             warnings: Vec::new(),
         })

@@ -30,6 +30,7 @@ use crate::components::kvcache::{
 };
 use crate::components::storage::BlobStore;
 use crate::machine::checked_product;
+use crate::model::{Findings, StageShareFindings};
 
 /// Stages in request order, with the metric each is recorded under.
 const STAGES: [(&str, &str); 5] = [
@@ -429,20 +430,21 @@ impl BenchmarkCase for WorkflowCase {
 
     fn conclude(&mut self) -> Option<Conclusion> {
         let e2e = self.e2e_total.as_secs_f64();
-        let shares: serde_json::Map<String, serde_json::Value> = STAGES
+        let shares = STAGES
             .iter()
             .zip(self.stage_totals)
             .map(|((stage, _), total)| {
                 let share = (e2e > 0.0).then(|| 100.0 * total.as_secs_f64() / e2e);
-                (stage.to_string(), json!(share))
+                (stage.to_string(), share)
             })
             .collect();
         let staged: f64 = self.stage_totals.iter().map(Duration::as_secs_f64).sum();
         Some(Conclusion {
-            findings: json!({
-                "stage_share_pct": shares,
-                "queue_and_other_share_pct": (e2e > 0.0).then(|| 100.0 * (e2e - staged) / e2e),
-                "formula": "sum of a stage's time ÷ sum of end-to-end time, over every timed request",
+            findings: Findings::StageShares(StageShareFindings {
+                stage_share_pct: shares,
+                queue_and_other_share_pct: (e2e > 0.0).then(|| 100.0 * (e2e - staged) / e2e),
+                formula: "sum of a stage's time ÷ sum of end-to-end time, over every timed request"
+                    .into(),
             }),
             warnings: Vec::new(),
         })

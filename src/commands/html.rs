@@ -28,5 +28,9 @@ pub fn html_report_command(layout: &OutputLayout, day: u32) -> Result<(String, u
             comparison: comparison.as_ref(),
         },
     )?;
-    Ok((format!("html: {}\n", written.display()), exit::OK))
+    let index = super::index::write_campaign_index(layout, &report.campaign.name)?;
+    Ok((
+        format!("html: {}\nindex: {}\n", written.display(), index.display()),
+        exit::OK,
+    ))
 }

@@ -5,6 +5,7 @@ mod analyze;
 mod calibrate;
 mod flamegraph;
 mod html;
+mod index;
 mod list;
 mod nightly;
 mod roadmap;

@@ -27,5 +27,6 @@ pub fn run_roadmap(layout: &OutputLayout) -> Result<PathBuf, CommandError> {
             source: &source,
         },
     )?;
+    super::index::write_campaign_index(layout, &analysis.campaign)?;
     Ok(path)
 }

@@ -210,10 +210,14 @@ fn finish_day(
     if let Some((_, html)) = written.files.iter().find(|(f, _)| *f == HtmlPage.format()) {
         say(args, &format!("html: {}", html.display()));
     }
-    for failure in &written.failures {
+    let mut failures = written.failures;
+    if let Err(e) = super::index::write_campaign_index(layout, &report.campaign.name) {
+        failures.push(format!("campaign index not written: {e}"));
+    }
+    for failure in &failures {
         eprintln!("error: {failure}");
     }
-    if !written.failures.is_empty() && code == exit::OK {
+    if !failures.is_empty() && code == exit::OK {
         // The measurements are safe in the report; the night's output is not whole.
         code = exit::USAGE;
     }

@@ -7,6 +7,7 @@
 mod calibration;
 mod case_params;
 mod environment;
+mod findings;
 mod plan;
 mod report;
 mod scaling;
@@ -14,6 +15,10 @@ mod scaling;
 pub use calibration::{Calibration, MatmulRate, ThreadRate};
 pub use case_params::{CaseParams, InferenceCaseParams, InferencePhase, ScalingCaseParams};
 pub use environment::Environment;
+pub use findings::{
+    EnduranceFindings, Findings, KvFootprintFindings, LatencyDrift, MemoryGrowthFindings, RssTrend,
+    StageShareFindings, TimeShareFindings,
+};
 pub use plan::{IterationPlan, QUICK_FACTOR};
 pub use report::*;
 pub use scaling::{ScalingCurve, ScalingLevel};

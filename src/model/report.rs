@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::{Environment, IterationPlan, ScalingCurve};
+use super::{Environment, Findings, IterationPlan, ScalingCurve};
 use crate::stats::{ProvisionalRule, Summary};
 
 pub const SCHEMA_VERSION: u32 = 1;
@@ -136,8 +136,8 @@ pub struct BenchmarkResult {
     pub targets: Vec<TargetVerdict>,
     /// Judgements over the whole case (e.g. a memory trend and leak
     /// verdict), with the inputs they rest on.
-    #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
-    pub conclusion: serde_json::Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conclusion: Option<Findings>,
     pub warnings: Vec<String>,
 }
 

@@ -8,57 +8,13 @@ use comfy_table::Table;
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 
 use super::escape_markup;
-use crate::analysis::{ChangeState, Comparison, MetricChange};
+use super::markdown::{Align, MarkdownTable, code};
+use super::wording::{
+    advisory_sentence, blind_spot_sentence, comparison_counts_sentence, day_counts_sentence,
+    figure, findings_sentences, interval, mde, state,
+};
+use crate::analysis::{ChangeState, Comparison};
 use crate::model::{DailyReport, Status, Verdict};
-
-fn figure(v: Option<f64>) -> String {
-    v.map_or("—".into(), |v| format!("{v:.4}"))
-}
-
-fn interval(ci: Option<[f64; 2]>) -> String {
-    ci.map_or("—".into(), |[a, b]| format!("{a:.3}–{b:.3}"))
-}
-
-pub(super) fn mde(x: &MetricChange) -> String {
-    x.mde_pct.map_or("—".into(), |m| format!("{m:.1} %"))
-}
-
-/// A change's state, with the persistence label of a regression.
-pub(super) fn state(x: &MetricChange) -> String {
-    let name = format!("{:?}", x.state).to_lowercase();
-    match x.persistent {
-        Some(true) => format!("{name} (persistent)"),
-        _ => name,
-    }
-}
-
-/// What the night could not see, in words.
-pub fn blind_spot_sentence(c: &Comparison) -> String {
-    match c.mde_range_pct() {
-        None => format!(
-            "No regression can be declared tonight: {}.",
-            c.design.describe()
-        ),
-        Some((lo, hi)) if (hi - lo) < 0.05 => format!(
-            "Changes below {lo:.1} % cannot be seen tonight ({}; noise as measured).",
-            c.design.describe()
-        ),
-        Some((lo, hi)) => format!(
-            "Changes below {lo:.1}–{hi:.1} % (by metric: the smallest-visible column) cannot be seen tonight ({}; noise as measured).",
-            c.design.describe()
-        ),
-    }
-}
-
-/// Why the night is advisory, in words.
-pub(super) fn advisory_sentence(c: &Comparison) -> Option<String> {
-    c.advisory.then(|| {
-        format!(
-            "the A/A control fired ({}): tonight's runs disagree with each other, so the machine may have changed during the night; verdicts are reported but do not fail it",
-            c.control_regressions.join(", ")
-        )
-    })
-}
 
 /// JUnit: one test case per result. A regression is a failure of type
 /// PerformanceRegression, a missed target a failure of type TargetMissed,
@@ -136,54 +92,65 @@ pub fn render_junit(report: &DailyReport, comparison: Option<&Comparison>) -> St
 
 /// Markdown for a CI step summary.
 pub fn render_summary_markdown(report: &DailyReport, comparison: Option<&Comparison>) -> String {
-    let s = &report.summary;
     let mut out = format!(
-        "## {} — day {}: {}\n\n{} results: {} ok, {} failed, {} interrupted; targets: {} met, {} missed.\n",
+        "## {} — day {}: {}\n\n{}.\n",
         report.campaign.name,
         report.day,
         report.day_title,
-        s.total,
-        s.successful,
-        s.failed,
-        s.interrupted,
-        s.targets_met,
-        s.targets_missed
+        day_counts_sentence(&report.summary)
     );
+    let concluded: Vec<(&str, Vec<String>)> = report
+        .results
+        .iter()
+        .filter_map(|r| {
+            Some((
+                r.case_id.as_str(),
+                findings_sentences(r.conclusion.as_ref()?),
+            ))
+        })
+        .filter(|(_, sentences)| !sentences.is_empty())
+        .collect();
+    if !concluded.is_empty() {
+        out.push_str("\n### Conclusions\n\n");
+        for (case, sentences) in concluded {
+            let _ = writeln!(out, "- {}: {}", code(case), sentences.join(" "));
+        }
+    }
     if let Some(c) = comparison {
-        let count = |state| c.counts.get(&state).copied().unwrap_or(0);
         let _ = write!(
             out,
-            "\nAgainst baseline `{}`: {} regressed, {} improved, {} unchanged, {} inconclusive, {} new, {} missing, {} failed. Geometric mean of ratios (above 1 is worse): {}.{}\n\n",
-            c.baseline,
-            count(ChangeState::Regressed),
-            count(ChangeState::Improved),
-            count(ChangeState::Unchanged),
-            count(ChangeState::Inconclusive),
-            count(ChangeState::New),
-            count(ChangeState::Missing),
-            count(ChangeState::Failed),
-            c.geomean_ratio.map_or("—".into(), |g| format!("{g:.3}")),
-            advisory_sentence(c).map_or(String::new(), |a| format!(" **Advisory:** {a}."))
+            "\n{}{}\n\n{}\n\n",
+            comparison_counts_sentence(c),
+            advisory_sentence(c).map_or(String::new(), |a| format!(" **Advisory:** {a}.")),
+            blind_spot_sentence(c)
         );
-        let _ = writeln!(out, "{}\n", blind_spot_sentence(c));
-        out.push_str("| case | metric | state | baseline | current | ratio | 95 % CI | p | threshold | smallest visible |\n| --- | --- | --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |\n");
+        let mut table = MarkdownTable::new(&[
+            ("case", Align::Left),
+            ("metric", Align::Left),
+            ("state", Align::Left),
+            ("baseline", Align::Right),
+            ("current", Align::Right),
+            ("ratio", Align::Right),
+            ("95 % CI", Align::Left),
+            ("p", Align::Right),
+            ("threshold", Align::Right),
+            ("smallest visible", Align::Right),
+        ]);
         for x in &c.changes {
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | **{}** | {} | {} | {} | {} | {} | ±{:.1} % | {} |",
-                x.case,
-                x.metric,
-                state(x),
+            table.row([
+                code(&x.case),
+                x.metric.clone(),
+                format!("**{}**", state(x)),
                 figure(x.baseline_median),
                 figure(x.current_median),
                 figure(x.ratio),
                 interval(x.ratio_ci95),
                 figure(x.p_value),
-                x.threshold_pct,
-                mde(x)
-            );
+                format!("±{:.1} %", x.threshold_pct),
+                mde(x),
+            ]);
         }
-        let _ = writeln!(out, "\n{}", c.rule);
+        let _ = write!(out, "{table}\n{}\n", c.rule);
     }
     out
 }

@@ -1,6 +1,7 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, Color, Table};
 
+use super::wording::day_counts_sentence;
 use crate::model::{DailyReport, Status, Verdict};
 
 fn fmt(value: Option<f64>) -> String {
@@ -126,16 +127,7 @@ pub fn render_summary_table(report: &DailyReport) -> String {
     if provisional {
         curves.push_str(&format!("\n{PROVISIONAL_FOOTNOTE}"));
     }
-    format!(
-        "{table}{curves}\n{} results: {} ok, {} failed, {} interrupted; targets: {} met, {} missed, {} not measured",
-        s.total,
-        s.successful,
-        s.failed,
-        s.interrupted,
-        s.targets_met,
-        s.targets_missed,
-        s.targets_not_measured
-    )
+    format!("{table}{curves}\n{}", day_counts_sentence(s))
 }
 
 /// The top 10 bottlenecks of an analysis.

@@ -11,6 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
+use super::index::CampaignIndex;
 use crate::analysis::{BottleneckAnalysis, Comparison};
 use crate::model::DailyReport;
 use crate::output::{OutputError, OutputLayout, write_atomically};
@@ -90,6 +91,21 @@ pub fn write_day_artifacts(layout: &OutputLayout, day: DayArtifacts<'_>) -> Writ
         }
     }
     written
+}
+
+/// The campaign's front page, `index.html` beside the day folders.
+pub struct IndexPage;
+
+impl Exporter<CampaignIndex<'_>> for IndexPage {
+    fn format(&self) -> &'static str {
+        "campaign index"
+    }
+    fn path(&self, layout: &OutputLayout, _: &CampaignIndex<'_>) -> PathBuf {
+        layout.index_page()
+    }
+    fn render(&self, index: &CampaignIndex<'_>) -> Result<Vec<u8>, OutputError> {
+        Ok(super::index::render_index(index).into_bytes())
+    }
 }
 
 /// The canonical day report: pretty JSON, schema version 1.

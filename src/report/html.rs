@@ -1,162 +1,22 @@
-//! A self-contained HTML page per day: tables of metrics with targets,
-//! latency distributions, sweep plots, the comparison with a baseline and
-//! links to flame graphs. Plots are inline SVG drawn here; the page loads
-//! nothing from the network. A few lines of script count the plots and
-//! record script errors in `data-` attributes, so a headless browser test
-//! can check that the page rendered.
+//! A self-contained HTML page per day that reads like a report: what the
+//! day found in sentences first, then each conclusion with a small chart
+//! or table, the comparison with a baseline, the results, sweeps, latency
+//! distributions and links to flame graphs. Charts come from `svg`; the
+//! sentences from `wording`, shared with the console and summary.md. The
+//! page loads nothing from the network. A few lines of script count the
+//! plots and record script errors in `data-` attributes, so a headless
+//! browser test can check that the page rendered.
 
 use std::fmt::Write;
 
 use super::escape_markup;
+use super::svg::{Band, Bar, LinePlot, RatioRow, Series, horizontal_bars, num, ratio_bars};
+use super::wording::{
+    advisory_sentence, blind_spot_sentence, comparison_counts_sentence, day_counts_sentence,
+    findings_sentences, mde, state, state_name,
+};
 use crate::analysis::{ChangeState, Comparison};
-use crate::model::{BenchmarkResult, DailyReport, Verdict};
-
-const W: f64 = 420.0;
-const H: f64 = 240.0;
-const PAD_L: f64 = 62.0;
-const PAD_R: f64 = 16.0;
-const PAD_T: f64 = 28.0;
-const PAD_B: f64 = 42.0;
-
-/// A tick label with enough decimals to tell ticks across `span` apart.
-fn tick(v: f64, span: f64) -> String {
-    let decimals = if span > 0.0 {
-        (2.0 - span.log10().floor()).clamp(0.0, 6.0) as usize
-    } else {
-        3
-    };
-    format!("{v:.decimals$}")
-}
-
-fn num(v: f64) -> String {
-    if v.abs() >= 1000.0 {
-        format!("{v:.0}")
-    } else if v.abs() >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
-/// Linear scale from data to pixels.
-struct Axis {
-    lo: f64,
-    hi: f64,
-    from: f64,
-    to: f64,
-}
-
-impl Axis {
-    fn new(values: impl Iterator<Item = f64>, from: f64, to: f64, zero: bool) -> Self {
-        let (mut lo, mut hi) = values.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
-        if zero {
-            lo = lo.min(0.0);
-        }
-        if !(lo.is_finite() && hi.is_finite()) {
-            (lo, hi) = (0.0, 1.0);
-        }
-        if hi <= lo {
-            hi = lo + 1.0;
-        }
-        Self { lo, hi, from, to }
-    }
-
-    fn at(&self, v: f64) -> f64 {
-        self.from + (v - self.lo) / (self.hi - self.lo) * (self.to - self.from)
-    }
-}
-
-/// An SVG line plot with axes, labels and one or more series.
-fn line_plot(
-    title: &str,
-    x_label: &str,
-    y_label: &str,
-    series: &[(String, Vec<(f64, f64)>)],
-) -> String {
-    let points = || series.iter().flat_map(|(_, p)| p.iter());
-    let x = Axis::new(points().map(|p| p.0), PAD_L, W - PAD_R, false);
-    let y = Axis::new(points().map(|p| p.1), H - PAD_B, PAD_T, true);
-    let mut svg = format!(
-        "<svg class=\"plot\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" xmlns=\"http://www.w3.org/2000/svg\"><title>{}</title>",
-        escape_markup(title)
-    );
-    let _ = write!(
-        svg,
-        "<text x=\"{}\" y=\"16\" class=\"t\">{}</text><line x1=\"{PAD_L}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" class=\"ax\"/><line x1=\"{PAD_L}\" y1=\"{PAD_T}\" x2=\"{PAD_L}\" y2=\"{}\" class=\"ax\"/>",
-        W / 2.0,
-        escape_markup(title),
-        H - PAD_B,
-        W - PAD_R,
-        H - PAD_B,
-        H - PAD_B
-    );
-    for i in 0..=4 {
-        let f = f64::from(i) / 4.0;
-        let (xv, yv) = (x.lo + f * (x.hi - x.lo), y.lo + f * (y.hi - y.lo));
-        let _ = write!(
-            svg,
-            "<text x=\"{:.1}\" y=\"{}\" class=\"tick\" text-anchor=\"middle\">{}</text><text x=\"{}\" y=\"{:.1}\" class=\"tick\" text-anchor=\"end\">{}</text><line x1=\"{PAD_L}\" y1=\"{:.1}\" x2=\"{}\" y2=\"{:.1}\" class=\"grid\"/>",
-            x.at(xv),
-            H - PAD_B + 14.0,
-            tick(xv, x.hi - x.lo),
-            PAD_L - 4.0,
-            y.at(yv) + 4.0,
-            tick(yv, y.hi - y.lo),
-            y.at(yv),
-            W - PAD_R,
-            y.at(yv)
-        );
-    }
-    let _ = write!(
-        svg,
-        "<text x=\"{}\" y=\"{}\" class=\"lab\" text-anchor=\"middle\">{}</text><text x=\"14\" y=\"{}\" class=\"lab\" text-anchor=\"middle\" transform=\"rotate(-90 14 {})\">{}</text>",
-        (PAD_L + W - PAD_R) / 2.0,
-        H - 6.0,
-        escape_markup(x_label),
-        (PAD_T + H - PAD_B) / 2.0,
-        (PAD_T + H - PAD_B) / 2.0,
-        escape_markup(y_label)
-    );
-    for (i, (name, pts)) in series.iter().enumerate() {
-        let path: Vec<String> = pts
-            .iter()
-            .map(|(a, b)| format!("{:.1},{:.1}", x.at(*a), y.at(*b)))
-            .collect();
-        let _ = write!(
-            svg,
-            "<polyline class=\"s{}\" points=\"{}\"><title>{}</title></polyline>",
-            i % 4,
-            path.join(" "),
-            escape_markup(name)
-        );
-        if pts.len() <= 32 {
-            for (a, b) in pts {
-                let _ = write!(
-                    svg,
-                    "<circle class=\"s{}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"3\"><title>{}: {} → {}</title></circle>",
-                    i % 4,
-                    x.at(*a),
-                    y.at(*b),
-                    escape_markup(name),
-                    num(*a),
-                    num(*b)
-                );
-            }
-        }
-        if series.len() > 1 {
-            let _ = write!(
-                svg,
-                "<text x=\"{}\" y=\"{}\" class=\"leg s{}t\">{}</text>",
-                PAD_L + 8.0,
-                PAD_T + 12.0 + 13.0 * i as f64,
-                i % 4,
-                escape_markup(name)
-            );
-        }
-    }
-    svg.push_str("</svg>");
-    svg
-}
+use crate::model::{BenchmarkResult, DailyReport, Findings, Status, Verdict};
 
 /// The empirical distribution of a result's headline latency samples.
 fn cdf_plot(r: &BenchmarkResult) -> Option<String> {
@@ -165,13 +25,21 @@ fn cdf_plot(r: &BenchmarkResult) -> Option<String> {
     if m.raw_samples.len() < 2 {
         return None;
     }
-    let pts = crate::stats::empirical_cdf(&m.raw_samples);
-    Some(line_plot(
-        &format!("{} — {metric} CDF ({} samples)", r.case_id, pts.len()),
-        &format!("{metric} ({})", m.unit),
-        "fraction of samples ≤ x",
-        &[(metric.clone(), pts)],
-    ))
+    let points = crate::stats::empirical_cdf(&m.raw_samples);
+    Some(
+        LinePlot {
+            title: &format!("{} — {metric} CDF ({} samples)", r.case_id, points.len()),
+            x_label: &format!("{metric} ({})", m.unit),
+            y_label: "fraction of samples ≤ x",
+            series: &[Series {
+                name: metric.clone(),
+                points,
+            }],
+            band: None,
+            y_from_zero: true,
+        }
+        .render(),
+    )
 }
 
 /// Headline p50 along each swept parameter, then the scaling curves.
@@ -179,101 +47,236 @@ fn sweep_plots(report: &DailyReport) -> Vec<String> {
     let mut plots: Vec<String> = crate::analysis::sweep_curves(report)
         .into_iter()
         .map(|c| {
-            line_plot(
-                &format!("{}: {} p50 by {}", c.series, c.metric, c.axis.parameter),
-                c.axis.title,
-                &format!("{} p50 (ms)", c.metric),
-                &[(c.series.clone(), c.points)],
-            )
+            LinePlot {
+                title: &format!("{}: {} p50 by {}", c.series, c.metric, c.axis.parameter),
+                x_label: c.axis.title,
+                y_label: &format!("{} p50 (ms)", c.metric),
+                series: &[Series {
+                    name: c.series.clone(),
+                    points: c.points,
+                }],
+                band: None,
+                y_from_zero: true,
+            }
+            .render()
         })
         .collect();
     for curve in &report.scaling {
-        let pts: Vec<(f64, f64)> = curve
-            .levels
-            .iter()
-            .map(|l| (l.level as f64, l.throughput))
-            .collect();
         let unit = curve
             .levels
             .first()
             .map_or("", |l| l.throughput_unit.as_str());
-        plots.push(line_plot(
-            &format!("{}: throughput by {}", curve.benchmark, curve.dimension),
-            &curve.dimension,
-            &format!("throughput ({unit})"),
-            &[(curve.benchmark.clone(), pts)],
-        ));
+        plots.push(
+            LinePlot {
+                title: &format!("{}: throughput by {}", curve.benchmark, curve.dimension),
+                x_label: &curve.dimension,
+                y_label: &format!("throughput ({unit})"),
+                series: &[Series {
+                    name: curve.benchmark.clone(),
+                    points: curve
+                        .levels
+                        .iter()
+                        .map(|l| (l.level as f64, l.throughput))
+                        .collect(),
+                }],
+                band: None,
+                y_from_zero: true,
+            }
+            .render(),
+        );
     }
     plots
 }
 
 /// Ratios against the baseline as bars around 1, with the threshold band.
 fn comparison_plot(c: &Comparison) -> Option<String> {
-    let rows: Vec<(&str, &str, f64, ChangeState, f64)> = c
+    let rows: Vec<RatioRow> = c
         .changes
         .iter()
         .filter_map(|x| {
-            Some((
-                x.case.as_str(),
-                x.metric.as_str(),
-                x.ratio?,
-                x.state,
-                x.threshold_pct,
-            ))
+            let ratio = x.ratio?;
+            Some(RatioRow {
+                label: format!("{} {}", x.case, x.metric),
+                ratio,
+                threshold_pct: x.threshold_pct,
+                class: state_name(x.state),
+                tooltip: format!(
+                    "{} {}: ×{ratio:.3} ({})",
+                    x.case,
+                    x.metric,
+                    state_name(x.state)
+                ),
+            })
         })
         .collect();
-    if rows.is_empty() {
-        return None;
-    }
-    let row_h = 22.0;
-    let height = PAD_T + row_h * rows.len() as f64 + 30.0;
-    let width = 760.0;
-    let (left, right) = (330.0, width - 20.0);
-    let x = Axis::new(
-        rows.iter()
-            .flat_map(|r| [r.2, 1.0 + r.4 / 100.0, 1.0 - r.4 / 100.0]),
-        left,
-        right,
-        false,
-    );
-    let mut svg = format!(
-        "<svg class=\"plot\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" xmlns=\"http://www.w3.org/2000/svg\"><title>ratio to baseline</title><text x=\"{}\" y=\"16\" class=\"t\">current ÷ baseline (Hodges–Lehmann ratio), with each metric's threshold band</text>",
-        width / 2.0
-    );
-    for (i, (case, metric, ratio, state, thr)) in rows.iter().enumerate() {
-        let y = PAD_T + row_h * i as f64;
-        let (lo, hi) = (x.at(1.0 - thr / 100.0), x.at(1.0 + thr / 100.0));
-        let (a, b) = (x.at(1.0).min(x.at(*ratio)), x.at(1.0).max(x.at(*ratio)));
-        let _ = write!(
-            svg,
-            "<rect x=\"{lo:.1}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{}\" class=\"band\"/><rect x=\"{a:.1}\" y=\"{:.1}\" width=\"{:.1}\" height=\"{}\" class=\"bar {}\"><title>{} {}: ×{:.3} ({:?})</title></rect><text x=\"{}\" y=\"{:.1}\" class=\"tick\" text-anchor=\"end\">{} {}</text>",
-            hi - lo,
-            row_h - 4.0,
-            y + 4.0,
-            (b - a).max(1.0),
-            row_h - 12.0,
-            format!("{state:?}").to_lowercase(),
-            escape_markup(case),
-            escape_markup(metric),
-            ratio,
-            state,
-            left - 6.0,
-            y + 14.0,
-            escape_markup(case),
-            escape_markup(metric)
-        );
-    }
-    let _ = write!(
-        svg,
-        "<line x1=\"{0:.1}\" y1=\"{PAD_T}\" x2=\"{0:.1}\" y2=\"{1:.1}\" class=\"ax\"/><text x=\"{0:.1}\" y=\"{2:.1}\" class=\"tick\" text-anchor=\"middle\">1.0</text></svg>",
-        x.at(1.0),
-        height - 24.0,
-        height - 10.0
-    );
-    Some(svg)
+    (!rows.is_empty()).then(|| {
+        ratio_bars(
+            "current ÷ baseline (Hodges–Lehmann ratio), with each metric's threshold band",
+            &rows,
+        )
+    })
 }
 
-const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}h1{font-size:22px}h2{font-size:18px;margin-top:32px}table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}.ok{color:#1a7f37}.failed{color:#c62828;font-weight:bold}.interrupted{color:#b26a00}.plots{display:flex;flex-wrap:wrap;gap:12px}.plot{border:1px solid #ddd;background:#fff}.t{font-size:12px;text-anchor:middle;font-weight:600}.tick{font-size:10px;fill:#555}.lab{font-size:11px;fill:#333}.ax{stroke:#333}.grid{stroke:#eee}polyline{fill:none;stroke-width:2}.s0{stroke:#1f77b4;fill:#1f77b4}.s1{stroke:#d62728;fill:#d62728}.s2{stroke:#2ca02c;fill:#2ca02c}.s3{stroke:#9467bd;fill:#9467bd}polyline.s0,polyline.s1,polyline.s2,polyline.s3{fill:none}.leg{font-size:11px}.band{fill:#eef3fb}.bar{fill:#999}.bar.regressed{fill:#c62828}.bar.improved{fill:#1a7f37}.met{color:#1a7f37}.missed{color:#c62828}.meta{color:#555}pre{background:#f6f8fa;padding:8px;font-size:12px;overflow-x:auto}summary{cursor:pointer;font-weight:600}";
+/// The chart or table that goes with a case's conclusion sentences.
+fn findings_figure(case: &str, findings: &Findings) -> String {
+    match findings {
+        Findings::Endurance(e) => {
+            let rss = Series {
+                name: "RSS".into(),
+                points: e.rss_samples_s_mib.iter().map(|[t, m]| (*t, *m)).collect(),
+            };
+            let fit = Series {
+                name: "least-squares fit".into(),
+                points: e
+                    .rss_fit_band_s_mib
+                    .iter()
+                    .map(|[t, fit, _, _]| (*t, *fit))
+                    .collect(),
+            };
+            let band = Band {
+                name: "95 % CI of the slope".into(),
+                points: e
+                    .rss_fit_band_s_mib
+                    .iter()
+                    .map(|[t, _, low, high]| (*t, *low, *high))
+                    .collect(),
+            };
+            if rss.points.is_empty() {
+                return String::new();
+            }
+            LinePlot {
+                title: &format!("{case}: RSS over time"),
+                x_label: "seconds since the first timed iteration",
+                y_label: "RSS (MiB)",
+                series: &[rss, fit],
+                band: (!band.points.is_empty()).then_some(&band),
+                y_from_zero: false,
+            }
+            .render()
+        }
+        Findings::StageShares(s) => {
+            let mut bars: Vec<Bar> = s
+                .stage_share_pct
+                .iter()
+                .filter_map(|(stage, share)| {
+                    Some(Bar {
+                        label: stage.clone(),
+                        value: (*share)?,
+                        class: "stage",
+                    })
+                })
+                .collect();
+            bars.sort_by(|a, b| b.value.total_cmp(&a.value));
+            if let Some(other) = s.queue_and_other_share_pct {
+                bars.push(Bar {
+                    label: "queue and other".into(),
+                    value: other,
+                    class: "other",
+                });
+            }
+            horizontal_bars(&format!("{case}: share of end-to-end time"), "%", &bars)
+        }
+        Findings::TimeShares(t) => {
+            let bars: Vec<Bar> = t
+                .time_share_pct
+                .iter()
+                .map(|(name, share)| Bar {
+                    label: name.clone(),
+                    value: *share,
+                    class: "stage",
+                })
+                .collect();
+            horizontal_bars(&format!("{case}: measured time share"), "%", &bars)
+        }
+        Findings::MemoryGrowth(m) => {
+            if m.rss_growth_mib_per_iteration.is_empty() {
+                return String::new();
+            }
+            LinePlot {
+                title: &format!(
+                    "{case}: RSS growth per iteration of {} runs",
+                    m.runs_per_iteration
+                ),
+                x_label: "timed iteration",
+                y_label: "RSS after − before (MiB)",
+                series: &[Series {
+                    name: "growth".into(),
+                    points: m
+                        .rss_growth_mib_per_iteration
+                        .iter()
+                        .enumerate()
+                        .map(|(i, g)| ((i + 1) as f64, *g))
+                        .collect(),
+                }],
+                band: None,
+                y_from_zero: true,
+            }
+            .render()
+        }
+        Findings::KvFootprint(k) => format!(
+            "<table><tr><th>KV bytes per token</th><th>value</th><th>from</th></tr><tr><td>predicted</td><td>{}</td><td>{}</td></tr><tr><td>measured (median)</td><td>{}</td><td>{}</td></tr></table><p class=\"meta\">{}</p>",
+            k.kv_bytes_per_token_predicted,
+            escape_markup(&k.predicted_formula),
+            k.kv_bytes_per_token_measured_median.map_or("—".into(), num),
+            escape_markup(&k.method),
+            escape_markup(&k.caveat)
+        ),
+        Findings::Other(value) => format!(
+            "<pre>{}</pre>",
+            escape_markup(&serde_json::to_string_pretty(value).unwrap_or_default())
+        ),
+    }
+}
+
+/// What the day found, most urgent first, as sentences.
+fn headline_sentences(report: &DailyReport, comparison: Option<&Comparison>) -> Vec<String> {
+    let mut out = vec![format!("{}.", day_counts_sentence(&report.summary))];
+    for r in report.results.iter().filter(|r| r.status == Status::Failed) {
+        out.push(format!(
+            "{} failed: {}.",
+            r.case_id,
+            r.error.as_deref().unwrap_or("no message")
+        ));
+    }
+    for r in &report.results {
+        for t in r.targets.iter().filter(|t| t.verdict == Verdict::Missed) {
+            out.push(format!(
+                "{} missed its target {} (measured {}).",
+                r.case_id,
+                t.target,
+                t.measured.map_or("—".into(), num)
+            ));
+        }
+    }
+    if let Some(c) = comparison {
+        out.push(comparison_counts_sentence(c));
+        for x in c
+            .changes
+            .iter()
+            .filter(|x| x.state == ChangeState::Regressed)
+        {
+            out.push(format!(
+                "{} {} regressed: ×{} ({}).",
+                x.case,
+                x.metric,
+                x.ratio.map_or("—".into(), |r| format!("{r:.3}")),
+                x.reason
+            ));
+        }
+    }
+    for r in &report.results {
+        if let Some(first) = r
+            .conclusion
+            .as_ref()
+            .and_then(|f| findings_sentences(f).into_iter().next())
+        {
+            out.push(format!("{}: {first}", r.case_id));
+        }
+    }
+    out
+}
+
+const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1400px}h1{font-size:22px}h2{font-size:18px;margin-top:32px}table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}td:first-child,th:first-child{text-align:left}.ok{color:#1a7f37}.failed{color:#c62828;font-weight:bold}.interrupted{color:#b26a00}.plots{display:flex;flex-wrap:wrap;gap:12px}.plot{border:1px solid #ddd;background:#fff}.t{font-size:12px;text-anchor:middle;font-weight:600}.tick{font-size:10px;fill:#555}.lab{font-size:11px;fill:#333}.ax{stroke:#333}.grid{stroke:#eee}polyline{fill:none;stroke-width:2}.s0{stroke:#1f77b4;fill:#1f77b4}.s1{stroke:#d62728;fill:#d62728}.s2{stroke:#2ca02c;fill:#2ca02c}.s3{stroke:#9467bd;fill:#9467bd}polyline.s0,polyline.s1,polyline.s2,polyline.s3{fill:none}.leg{font-size:11px}.band{fill:#eef3fb}.bar{fill:#999}.bar.regressed{fill:#c62828}.bar.improved{fill:#1a7f37}.met{color:#1a7f37}.missed{color:#c62828}.meta{color:#555}pre{background:#f6f8fa;padding:8px;font-size:12px;overflow-x:auto}summary{cursor:pointer;font-weight:600}h3{font-size:15px;margin:20px 0 4px}.found li{margin:3px 0}.bar.stage{fill:#1f77b4}.bar.other{fill:#bbb}polygon.band{fill:#1f77b4;fill-opacity:.15;stroke:none}";
 
 const SCRIPT: &str = "window.addEventListener('error',function(e){var b=document.body;b.dataset.scriptErrors=(b.dataset.scriptErrors||'')+e.message+';'});document.addEventListener('DOMContentLoaded',function(){var n=0;document.querySelectorAll('svg.plot').forEach(function(s){var r=s.getBoundingClientRect();if(r.width>0&&r.height>0&&s.querySelector('polyline,rect,circle'))n++});document.body.dataset.plotsRendered=String(n)});";
 
@@ -296,10 +299,9 @@ pub fn render_html(
         escape_markup(&title)
     );
     let e = &report.environment;
-    let s = &report.summary;
     let _ = write!(
         out,
-        "<p class=\"meta\">{} → {}{}{} · {} ({} logical cores) · {} threads on {} · {} · commit {}</p><p>{} results: {} ok, {} failed, {} interrupted · targets: {} met, {} missed, {} not measured</p>",
+        "<p class=\"meta\"><a href=\"../index.html\">campaign index</a> · {} → {}{}{} · {} ({} logical cores) · {} threads on {} · {} · commit {}</p><h2>What this day found</h2><ul class=\"found\">",
         report.started_at.format("%Y-%m-%d %H:%M:%S UTC"),
         report.finished_at.format("%H:%M:%S"),
         if report.quick { " · --quick" } else { "" },
@@ -314,14 +316,27 @@ pub fn render_html(
         escape_markup(&report.settings.device),
         escape_markup(&report.settings.dtype),
         escape_markup(&e.git_commit),
-        s.total,
-        s.successful,
-        s.failed,
-        s.interrupted,
-        s.targets_met,
-        s.targets_missed,
-        s.targets_not_measured
     );
+    for sentence in headline_sentences(report, comparison) {
+        let _ = write!(out, "<li>{}</li>", escape_markup(&sentence));
+    }
+    out.push_str("</ul>");
+
+    let concluded: Vec<(&BenchmarkResult, &Findings)> = report
+        .results
+        .iter()
+        .filter_map(|r| Some((r, r.conclusion.as_ref()?)))
+        .collect();
+    if !concluded.is_empty() {
+        out.push_str("<h2>Conclusions</h2>");
+        for (r, findings) in concluded {
+            let _ = write!(out, "<h3>{}</h3>", escape_markup(&r.case_id));
+            for sentence in findings_sentences(findings) {
+                let _ = write!(out, "<p>{}</p>", escape_markup(&sentence));
+            }
+            out.push_str(&findings_figure(&r.case_id, findings));
+        }
+    }
 
     out.push_str("<h2>Results</h2><table><tr><th>case</th><th>status</th><th>latency metric</th><th>mean ms</th><th>p50 ms</th><th>p99 ms</th><th>throughput</th><th>peak RSS MiB</th><th>targets</th></tr>");
     let cell = |v: Option<f64>| v.map_or("—".to_string(), num);
@@ -380,12 +395,13 @@ pub fn render_html(
     if let Some(c) = comparison {
         let _ = write!(
             out,
-            "<h2>Against baseline {}</h2><p>{}</p><p class=\"meta\">{}</p>",
+            "<h2>Against baseline {}</h2><p>{}</p><p>{}</p><p class=\"meta\">{}</p>",
             escape_markup(&c.baseline),
-            escape_markup(&super::ci::blind_spot_sentence(c)),
+            escape_markup(&comparison_counts_sentence(c)),
+            escape_markup(&blind_spot_sentence(c)),
             escape_markup(&c.rule)
         );
-        if let Some(a) = super::ci::advisory_sentence(c) {
+        if let Some(a) = advisory_sentence(c) {
             let _ = write!(
                 out,
                 "<p class=\"missed\">Advisory: {}.</p>",
@@ -402,11 +418,11 @@ pub fn render_html(
                 "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
                 escape_markup(&x.case),
                 escape_markup(&x.metric),
-                escape_markup(&super::ci::state(x)),
+                escape_markup(&state(x)),
                 cell(x.baseline_median),
                 cell(x.current_median),
                 cell(x.ratio),
-                escape_markup(&super::ci::mde(x)),
+                escape_markup(&mde(x)),
                 escape_markup(&x.reason)
             );
         }
@@ -424,23 +440,6 @@ pub fn render_html(
         out.push_str("<h2>Latency distributions</h2><div class=\"plots\">");
         cdfs.iter().for_each(|p| out.push_str(p));
         out.push_str("</div>");
-    }
-    let concluded: Vec<&BenchmarkResult> = report
-        .results
-        .iter()
-        .filter(|r| !r.conclusion.is_null())
-        .collect();
-    if !concluded.is_empty() {
-        out.push_str("<h2>Conclusions</h2><p class=\"meta\">Judgements over whole cases (trends, leak verdicts, stage shares), with the inputs they rest on.</p>");
-        for r in concluded {
-            let text = serde_json::to_string_pretty(&r.conclusion).unwrap_or_default();
-            let _ = write!(
-                out,
-                "<details open><summary>{}</summary><pre>{}</pre></details>",
-                escape_markup(&r.case_id),
-                escape_markup(&text)
-            );
-        }
     }
     if !report.profiles.is_empty() {
         out.push_str("<h2>Flame graphs</h2><ul>");

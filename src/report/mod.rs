@@ -6,14 +6,21 @@ mod ci;
 mod console;
 mod export;
 mod html;
+mod index;
+mod markdown;
 mod roadmap;
+mod svg;
+mod wording;
 
 pub use ci::render_comparison_table;
 pub use console::{render_bottleneck_table, render_calibration, render_summary_table};
 pub use export::{
-    DayArtifacts, Exporter, HtmlPage, JsonReport, JunitXml, ResultsCsv, ResultsJsonl, RoadmapInput,
-    RoadmapMarkdown, SummaryMarkdown, Written, day_exporters, write_artifact, write_day_artifacts,
+    DayArtifacts, Exporter, HtmlPage, IndexPage, JsonReport, JunitXml, ResultsCsv, ResultsJsonl,
+    RoadmapInput, RoadmapMarkdown, SummaryMarkdown, Written, day_exporters, write_artifact,
+    write_day_artifacts,
 };
+pub use index::{CampaignIndex, IndexedDay};
+pub use markdown::{Align, MarkdownTable};
 
 /// Escapes text for HTML and XML (text and attribute values). Five
 /// characters; not worth a dependency.

@@ -5,6 +5,7 @@
 use std::fmt::Write;
 use std::path::Path;
 
+use super::markdown::{Align, MarkdownTable, code};
 use crate::analysis::{Bottleneck, BottleneckAnalysis, RemedyEstimate, WEEK1_ROI_FRACTION};
 
 fn item(out: &mut String, r: &RemedyEstimate, baseline_s: f64) {
@@ -64,42 +65,56 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
         a.profiles.len(),
         a.baseline_s
     );
-    let _ = writeln!(
-        out,
-        "| component | samples | share | severity |\n| --- | ---: | ---: | --- |"
-    );
+    let mut components = MarkdownTable::new(&[
+        ("component", Align::Left),
+        ("samples", Align::Right),
+        ("share", Align::Right),
+        ("severity", Align::Left),
+    ]);
     for c in &a.components {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {:.1} % | {:?} |",
-            c.component, c.samples, c.share_pct, c.severity
-        );
+        components.row([
+            c.component.clone(),
+            c.samples.to_string(),
+            format!("{:.1} %", c.share_pct),
+            format!("{:?}", c.severity),
+        ]);
     }
+    let _ = write!(out, "{components}");
     let _ = writeln!(out, "\nMeasured baseline (headline of each case):\n");
-    let _ = writeln!(
-        out,
-        "| day | case | metric | measured |\n| ---: | --- | --- | ---: |"
-    );
+    let mut measured = MarkdownTable::new(&[
+        ("day", Align::Right),
+        ("case", Align::Left),
+        ("metric", Align::Left),
+        ("measured", Align::Right),
+    ]);
     for f in &a.baseline {
-        let _ = writeln!(
-            out,
-            "| {} | `{}` | {} | {:.3} {} |",
-            f.day, f.case_id, f.metric, f.value, f.unit
-        );
+        measured.row([
+            f.day.to_string(),
+            code(&f.case_id),
+            f.metric.clone(),
+            format!("{:.3} {}", f.value, f.unit),
+        ]);
     }
+    let _ = write!(out, "{measured}");
     if !a.missed_targets.is_empty() {
         let _ = writeln!(out, "\nTargets missed:\n");
-        let _ = writeln!(
-            out,
-            "| day | case | target | measured | gap |\n| ---: | --- | --- | ---: | ---: |"
-        );
+        let mut missed = MarkdownTable::new(&[
+            ("day", Align::Right),
+            ("case", Align::Left),
+            ("target", Align::Left),
+            ("measured", Align::Right),
+            ("gap", Align::Right),
+        ]);
         for t in &a.missed_targets {
-            let _ = writeln!(
-                out,
-                "| {} | `{}` | `{}` | {:.3} | {:+.1} % |",
-                t.day, t.case_id, t.target, t.measured, t.gap_pct
-            );
+            missed.row([
+                t.day.to_string(),
+                code(&t.case_id),
+                code(&t.target),
+                format!("{:.3}", t.measured),
+                format!("{:+.1} %", t.gap_pct),
+            ]);
         }
+        let _ = write!(out, "{missed}");
     }
 
     let _ = writeln!(out, "\n## Remedies ranked by ROI\n");
@@ -108,44 +123,56 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
         "{}. {}. A remedy acts on every profiled function it matches, so its p is the sum of their shares.\n",
         a.amdahl_formula, a.roi_formula
     );
-    let _ = writeln!(
-        out,
-        "| # | remedy | components | p | assumed s | est. overall speed-up | effort (days) | risk | ROI (s/run/day) |\n| ---: | --- | --- | ---: | ---: | ---: | ---: | --- | ---: |"
-    );
+    let mut remedies = MarkdownTable::new(&[
+        ("#", Align::Right),
+        ("remedy", Align::Left),
+        ("components", Align::Left),
+        ("p", Align::Right),
+        ("assumed s", Align::Right),
+        ("est. overall speed-up", Align::Right),
+        ("effort (days)", Align::Right),
+        ("risk", Align::Left),
+        ("ROI (s/run/day)", Align::Right),
+    ]);
     for (i, r) in a.remedy_plan.iter().enumerate() {
-        let _ = writeln!(
-            out,
-            "| {} | {} | {} | {:.3} | {}–{} | ×{:.3} | {} | {:?} | {:.3} |",
-            i + 1,
-            r.remedy,
+        remedies.row([
+            (i + 1).to_string(),
+            r.remedy.clone(),
             r.components.join(", "),
-            r.share_pct / 100.0,
-            r.assumed_remedy_speedup[0],
-            r.assumed_remedy_speedup[1],
-            r.estimated_speedup,
-            r.effort_days,
-            r.risk,
-            r.estimated_roi
-        );
+            format!("{:.3}", r.share_pct / 100.0),
+            format!(
+                "{}–{}",
+                r.assumed_remedy_speedup[0], r.assumed_remedy_speedup[1]
+            ),
+            format!("×{:.3}", r.estimated_speedup),
+            r.effort_days.to_string(),
+            format!("{:?}", r.risk),
+            format!("{:.3}", r.estimated_roi),
+        ]);
     }
+    let _ = write!(out, "{remedies}");
     let _ = writeln!(out, "\n## Bottlenecks by share\n\n{}.\n", a.severity_rule);
-    let _ = writeln!(
-        out,
-        "| # | severity | component | function | share (charged) | share (on stack) | samples |\n| ---: | --- | --- | --- | ---: | ---: | ---: |"
-    );
+    let mut bottlenecks = MarkdownTable::new(&[
+        ("#", Align::Right),
+        ("severity", Align::Left),
+        ("component", Align::Left),
+        ("function", Align::Left),
+        ("share (charged)", Align::Right),
+        ("share (on stack)", Align::Right),
+        ("samples", Align::Right),
+    ]);
     for b in &a.identified_bottlenecks {
-        let _ = writeln!(
-            out,
-            "| {} | {:?} | {} | `{}` | {:.1} % | {:.1} % | {} |",
-            b.rank,
-            b.severity,
-            b.component,
-            b.function,
-            b.share_pct,
-            b.total_share_pct,
-            b.evidence.samples
-        );
+        bottlenecks.row([
+            b.rank.to_string(),
+            format!("{:?}", b.severity),
+            b.component.clone(),
+            code(&b.function),
+            format!("{:.1} %", b.share_pct),
+            format!("{:.1} %", b.total_share_pct),
+            b.evidence.samples.to_string(),
+        ]);
     }
+    let _ = write!(out, "{bottlenecks}");
 
     let (week1, week2): (Vec<&RemedyEstimate>, Vec<&RemedyEstimate>) =
         a.remedy_plan.iter().partition(|r| r.week == 1);
@@ -193,17 +220,19 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
         out,
         "Re-run the profiled benchmarks after each change and compare them with this run's reports; keep a change only where the measured gain is outside the noise. The after column is an estimate: the measured time ÷ the estimated overall speed-up.\n"
     );
-    let _ = writeln!(
-        out,
-        "| remedy | before (measured) | after (estimate) |\n| --- | ---: | ---: |"
-    );
+    let mut validation = MarkdownTable::new(&[
+        ("remedy", Align::Left),
+        ("before (measured)", Align::Right),
+        ("after (estimate)", Align::Right),
+    ]);
     for r in &a.remedy_plan {
-        let _ = writeln!(
-            out,
-            "| {} | {:.2} s | {:.2} s (estimate) |",
-            r.remedy, a.baseline_s, r.estimated_after_s
-        );
+        validation.row([
+            r.remedy.clone(),
+            format!("{:.2} s", a.baseline_s),
+            format!("{:.2} s (estimate)", r.estimated_after_s),
+        ]);
     }
+    let _ = write!(out, "{validation}");
     let _ = writeln!(out, "\nProfiles used:\n");
     for p in &a.profiles {
         let _ = writeln!(
@@ -214,25 +243,31 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
     }
     if let Some(r) = &a.roofline {
         let _ = writeln!(out, "\n## Roofline\n\n{}\n", r.inputs.source);
-        let _ = writeln!(
-            out,
-            "| case | phase | intensity (FLOP/B) | bound | ceiling tok/s | measured tok/s | of ceiling | MBU | MFU |\n| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |"
-        );
+        let mut points = MarkdownTable::new(&[
+            ("case", Align::Left),
+            ("phase", Align::Left),
+            ("intensity (FLOP/B)", Align::Right),
+            ("bound", Align::Left),
+            ("ceiling tok/s", Align::Right),
+            ("measured tok/s", Align::Right),
+            ("of ceiling", Align::Right),
+            ("MBU", Align::Right),
+            ("MFU", Align::Right),
+        ]);
         for p in &r.points {
-            let _ = writeln!(
-                out,
-                "| `{}` | {} | {:.2} | {} | {:.1} | {:.1} | {:.1} % | {:.1} % | {:.1} % |",
-                p.benchmark,
-                p.phase,
-                p.arithmetic_intensity,
-                p.bound,
-                p.ceiling_tokens_per_s,
-                p.measured_tokens_per_s,
-                p.fraction_of_ceiling * 100.0,
-                p.mbu_pct,
-                p.mfu_pct
-            );
+            points.row([
+                code(&p.benchmark),
+                p.phase.clone(),
+                format!("{:.2}", p.arithmetic_intensity),
+                p.bound.clone(),
+                format!("{:.1}", p.ceiling_tokens_per_s),
+                format!("{:.1}", p.measured_tokens_per_s),
+                format!("{:.1} %", p.fraction_of_ceiling * 100.0),
+                format!("{:.1} %", p.mbu_pct),
+                format!("{:.1} %", p.mfu_pct),
+            ]);
         }
+        let _ = write!(out, "{points}");
         let _ = writeln!(out, "\nFormulas:\n");
         for f in &r.formulas {
             let _ = writeln!(out, "- {f}");

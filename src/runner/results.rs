@@ -81,7 +81,7 @@ impl BenchmarkFrame<'_> {
             series: BTreeMap::new(),
             setup: self.setup.clone(),
             targets: Vec::new(),
-            conclusion: serde_json::Value::Null,
+            conclusion: None,
             warnings: self.warnings.clone(),
         }
     }
@@ -123,7 +123,7 @@ impl BenchmarkFrame<'_> {
         result.iterations_completed = outcome.iterations_completed;
         result.elapsed_s = outcome.elapsed.as_secs_f64();
         if let Some(conclusion) = outcome.conclusion {
-            result.conclusion = conclusion.findings;
+            result.conclusion = Some(conclusion.findings);
             result.warnings.extend(conclusion.warnings);
         }
         result.peak_rss_mib = outcome.peak_rss_bytes.map(|b| b as f64 / (1024.0 * 1024.0));

@@ -16,6 +16,9 @@ pub struct LinearTrend {
     pub slope_ci95_low: f64,
     pub slope_ci95_high: f64,
     pub points: usize,
+    /// The centroid every slope in the interval passes through.
+    pub mean_x: f64,
+    pub mean_y: f64,
 }
 
 impl LinearTrend {
@@ -62,6 +65,8 @@ pub fn linear_trend(x: &[f64], y: &[f64]) -> Option<LinearTrend> {
         slope_ci95_low: slope - t * slope_se,
         slope_ci95_high: slope + t * slope_se,
         points: n,
+        mean_x,
+        mean_y,
     })
 }
 
@@ -90,6 +95,19 @@ impl Growth {
     /// Slope × duration: the growth the fitted line gives over the run.
     pub fn fitted_growth(&self) -> f64 {
         self.per_minute.slope * self.duration_s / 60.0
+    }
+
+    /// The fitted value at `t_s` seconds, and the lowest and highest value
+    /// a line through the centroid with a slope in the 95 % interval gives
+    /// there: `(fitted, low, high)`.
+    pub fn band_at(&self, t_s: f64) -> (f64, f64, f64) {
+        let t = self.per_minute;
+        let dx = t_s / 60.0 - t.mean_x;
+        let (a, b) = (
+            t.mean_y + t.slope_ci95_low * dx,
+            t.mean_y + t.slope_ci95_high * dx,
+        );
+        (t.intercept + t.slope * t_s / 60.0, a.min(b), a.max(b))
     }
 
     /// Growth is real when the slope's interval lies above zero, the slope
@@ -200,6 +218,11 @@ mod tests {
         // A flat series with scatter is no growth at any threshold.
         assert!(!Growth::fit(&series(0.0, 3.0)).unwrap().exceeds(0.0, 0.0));
         assert!(Growth::fit(&series(2.0, 0.0)[..2]).is_none());
+        // The band pinches to the fit at the centroid and widens away from it.
+        let (fit, low, high) = leaking.band_at(300.0);
+        assert!((high - low).abs() < 1e-9 && (fit - low).abs() < 1e-6);
+        let (fit, low, high) = leaking.band_at(0.0);
+        assert!(low < fit && fit < high);
     }
 
     #[test]

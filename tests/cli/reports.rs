@@ -49,10 +49,18 @@ ops = 20
         assert!(html.contains(needle), "{needle} missing");
     }
 
+    check_in_chromium(&f, &page, 4);
+}
+
+/// Renders `page` in headless Chromium: no script errors, every plot has a
+/// size and marks, at least `min_plots` of them; then a screenshot beside
+/// it (copied to `$CAMPAIGN_KEEP_SCREENSHOT` when set, to look at).
+fn check_in_chromium(f: &Fixture, page: &Path, min_plots: usize) {
     let Some(browser) = chromium() else {
         eprintln!("skipped the browser check: Chromium is not installed (.ci/run installs it)");
         return;
     };
+    let html = fs::read_to_string(page).unwrap();
     let url = format!("file://{}", page.display());
     let dom = Command::new(&browser)
         .args([
@@ -81,13 +89,13 @@ ops = 20
             )
         });
     let plots = html.matches("class=\"plot\"").count();
-    assert!(plots >= 4, "{plots} plots");
+    assert!(plots >= min_plots, "{plots} plots");
     assert_eq!(
         rendered, plots,
         "every plot has a size and marks in the browser"
     );
-    // A screenshot to look at, beside the page.
-    let shot = out_file(&f, "html/day_1.png");
+    let name = page.file_stem().unwrap().to_string_lossy().into_owned();
+    let shot = page.with_extension("png");
     let status = Command::new(&browser)
         .args([
             "--headless",
@@ -103,7 +111,70 @@ ops = 20
         .unwrap();
     assert!(status.success() && fs::metadata(&shot).unwrap().len() > 10_000);
     if let Ok(dir) = std::env::var("CAMPAIGN_KEEP_SCREENSHOT") {
-        fs::copy(&shot, Path::new(&dir).join("day_1.png")).unwrap();
-        fs::copy(&page, Path::new(&dir).join("day_1.html")).unwrap();
+        let dir = Path::new(&dir).join(f.out().file_name().unwrap());
+        fs::create_dir_all(&dir).unwrap();
+        fs::copy(&shot, dir.join(format!("{name}.png"))).unwrap();
+        fs::copy(page, dir.join(format!("{name}.html"))).unwrap();
     }
+}
+
+#[test]
+#[parallel]
+fn conclusions_read_as_sentences_with_charts_and_the_index_links_every_day() {
+    let f = Fixture::new();
+    let workflow_and_memory = r#"
+[[days.benchmarks]]
+name = "workflow"
+kind = "collective_workflow"
+warmup = 0
+iterations = 2
+[days.benchmarks.params]
+requests = 3
+prompt_tokens = 32
+output_tokens = 4
+block_tokens = 8
+
+[[days.benchmarks]]
+name = "memory"
+kind = "memory_growth"
+warmup = 0
+iterations = 3
+[days.benchmarks.params]
+prompt_tokens = 8
+output_tokens = 2
+runs = [2]
+kv_probe_tokens = 64
+"#;
+    let campaign = f.campaign(&format!("{TTFT_DAY}{ENDURANCE_PAIR}{workflow_and_memory}"));
+    f.run(&campaign, &[]).success();
+    let page = out_file(&f, "html/day_1.html");
+    let html = fs::read_to_string(&page).unwrap();
+    for needle in [
+        // The verdicts as sentences, in the summary and under each case.
+        "What this day found",
+        "leaky[interval=100ms]: Memory leak suspected: RSS changed +",
+        "steady[interval=100ms]: No leak",
+        "Most of a request&apos;s time is",
+        "RSS grows",
+        // And the chart or table that goes with each.
+        "leaky[interval=100ms]: RSS over time",
+        "95 % CI of the slope",
+        "workflow[agents=2]: share of end-to-end time",
+        "memory[runs=2]: RSS growth per iteration of 2 runs",
+        "KV bytes per token",
+    ] {
+        assert!(html.contains(needle), "{needle} missing");
+    }
+    assert!(!html.contains("<pre>"), "no conclusion is a JSON dump");
+
+    let index = fs::read_to_string(out_file(&f, "index.html")).unwrap();
+    for needle in [
+        "href=\"html/day_1.html\"",
+        "href=\"daily_reports/day_1_report_",
+        "results: ",
+        "No roadmap yet",
+    ] {
+        assert!(index.contains(needle), "{needle} missing from the index");
+    }
+    check_in_chromium(&f, &page, 6);
 }

@@ -670,3 +670,206 @@ pub fn regressed_benchmarks(comparison: &Comparison, report: &DailyReport) -> Ve
         .into_iter()
         .collect()
 }
+
+#[cfg(test)]
+mod tests {
+    //! Every state a comparison can give, each planted in a pair of small
+    //! reports: the runs are written so that the answer is known.
+    use super::*;
+
+    /// A report whose cases (id, status, ttft_ms run values) are built on
+    /// the fixture's first result; prefill_tokens_per_s runs are the
+    /// reciprocals, so the throughput moves with the latency.
+    fn report(cases: &[(&str, Status, &[f64])]) -> DailyReport {
+        let mut report: DailyReport =
+            serde_json::from_str(include_str!("../../../tests/fixtures/day_report.json"))
+                .expect("the fixture is a day report");
+        let template = report.results[0].clone();
+        report.results = cases
+            .iter()
+            .map(|(case, status, ttft)| {
+                let mut r = template.clone();
+                r.case_id = case.to_string();
+                r.status = *status;
+                r.run_values = BTreeMap::from([
+                    ("ttft_ms".to_string(), ttft.to_vec()),
+                    (
+                        "prefill_tokens_per_s".to_string(),
+                        ttft.iter().map(|v| 1000.0 / v).collect(),
+                    ),
+                ]);
+                r
+            })
+            .collect();
+        report
+    }
+
+    /// Seven runs around `center` with ±0.2 % spread.
+    fn runs(center: f64) -> Vec<f64> {
+        [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
+            .iter()
+            .map(|k| center * (1.0 + 0.000_7 * k))
+            .collect()
+    }
+
+    fn state(c: &Comparison, case: &str, metric: &str) -> ChangeState {
+        c.changes
+            .iter()
+            .find(|x| x.case == case && x.metric == metric)
+            .unwrap_or_else(|| panic!("no change for {case} {metric}"))
+            .state
+    }
+
+    fn compare(baseline: &DailyReport, current: &DailyReport) -> Comparison {
+        compare_reports(baseline, current, "b", "c", &CompareSettings::default())
+    }
+
+    #[test]
+    fn stored_baseline_gives_each_state() {
+        let (ten, slower, faster, same) = (runs(10.0), runs(12.0), runs(8.0), runs(10.01));
+        let wide: Vec<f64> = [6.0, 14.0, 9.0, 11.0, 7.0, 13.0, 10.0].to_vec();
+        let baseline = report(&[
+            ("slower", Status::Ok, &ten),
+            ("faster", Status::Ok, &ten),
+            ("same", Status::Ok, &ten),
+            ("noisy", Status::Ok, &ten),
+            ("broken", Status::Ok, &ten),
+            ("dropped", Status::Ok, &ten),
+        ]);
+        let current = report(&[
+            ("slower", Status::Ok, &slower),
+            ("faster", Status::Ok, &faster),
+            ("same", Status::Ok, &same),
+            ("noisy", Status::Ok, &wide),
+            ("broken", Status::Failed, &[]),
+            ("added", Status::Ok, &ten),
+        ]);
+        let c = compare(&baseline, &current);
+        assert_eq!(state(&c, "slower", "ttft_ms"), ChangeState::Regressed);
+        // Throughput falls as latency rises: worse in both orientations.
+        assert_eq!(
+            state(&c, "slower", "prefill_tokens_per_s"),
+            ChangeState::Regressed
+        );
+        assert_eq!(state(&c, "faster", "ttft_ms"), ChangeState::Improved);
+        assert_eq!(
+            state(&c, "faster", "prefill_tokens_per_s"),
+            ChangeState::Improved
+        );
+        assert_eq!(state(&c, "same", "ttft_ms"), ChangeState::Unchanged);
+        assert_eq!(state(&c, "noisy", "ttft_ms"), ChangeState::Inconclusive);
+        assert_eq!(state(&c, "broken", ""), ChangeState::Failed);
+        assert_eq!(state(&c, "added", ""), ChangeState::New);
+        assert_eq!(state(&c, "dropped", ""), ChangeState::Missing);
+        assert!(c.fails_the_night());
+        assert_eq!(c.counts[&ChangeState::Regressed], 2);
+        // Ratios are current ÷ baseline, whichever way is better.
+        let ratio = |metric: &str| {
+            c.changes
+                .iter()
+                .find(|x| x.case == "slower" && x.metric == metric)
+                .and_then(|x| x.ratio)
+                .unwrap()
+        };
+        assert!((ratio("ttft_ms") - 1.2).abs() < 0.01);
+        assert!((ratio("prefill_tokens_per_s") - 1.0 / 1.2).abs() < 0.01);
+    }
+
+    #[test]
+    fn too_few_runs_or_an_unusable_value_is_inconclusive_with_the_reason() {
+        let baseline = report(&[
+            ("short", Status::Ok, &[10.0, 10.0]),
+            ("zero", Status::Ok, &runs(10.0)),
+        ]);
+        let mut zero = runs(20.0);
+        zero[0] = 0.0;
+        let current = report(&[
+            ("short", Status::Ok, &[20.0, 20.0]),
+            ("zero", Status::Ok, &zero),
+        ]);
+        let c = compare(&baseline, &current);
+        for case in ["short", "zero"] {
+            assert_eq!(state(&c, case, "ttft_ms"), ChangeState::Inconclusive);
+        }
+        let reason = |case: &str| {
+            c.changes
+                .iter()
+                .find(|x| x.case == case && x.metric == "ttft_ms")
+                .unwrap()
+                .reason
+                .clone()
+        };
+        assert!(reason("short").contains("at least"), "{}", reason("short"));
+        assert!(
+            reason("zero").contains("zero, negative"),
+            "{}",
+            reason("zero")
+        );
+        assert!(!c.fails_the_night());
+    }
+
+    #[test]
+    fn a_regression_the_rerun_does_not_repeat_becomes_inconclusive() {
+        let ten = runs(10.0);
+        let baseline = report(&[("a", Status::Ok, &ten), ("b", Status::Ok, &ten)]);
+        let first = report(&[
+            ("a", Status::Ok, &runs(12.0)),
+            ("b", Status::Ok, &runs(12.0)),
+        ]);
+        let rerun = report(&[("a", Status::Ok, &runs(12.0)), ("b", Status::Ok, &ten)]);
+        let mut night = compare(&baseline, &first);
+        confirm_with_rerun(&mut night, &compare(&baseline, &rerun));
+        assert_eq!(state(&night, "a", "ttft_ms"), ChangeState::Regressed);
+        assert_eq!(state(&night, "b", "ttft_ms"), ChangeState::Inconclusive);
+        assert_eq!(
+            regressed_benchmarks(&night, &first),
+            [baseline.results[0].benchmark.clone()]
+        );
+    }
+
+    #[test]
+    fn interleaved_pairs_give_regressed_unchanged_and_too_few_pairs() {
+        let pairs = |factor: f64, n: usize| -> Vec<(f64, f64)> {
+            runs(10.0)
+                .into_iter()
+                .cycle()
+                .take(n)
+                .enumerate()
+                // Drift over the night moves both builds alike.
+                .map(|(i, v)| {
+                    let drift = 1.0 + 0.05 * i as f64;
+                    (v * drift, v * drift * factor)
+                })
+                .collect()
+        };
+        let series = |case: &str, pairs: Vec<(f64, f64)>| PairedSeries {
+            case: case.into(),
+            benchmark: "ttft".into(),
+            metric: "ttft_ms".into(),
+            unit: "ms".into(),
+            higher_is_better: false,
+            pairs,
+        };
+        let ten = runs(10.0);
+        let both = report(&[
+            ("slower", Status::Ok, &ten),
+            ("same", Status::Ok, &ten),
+            ("short", Status::Ok, &ten),
+        ]);
+        let c = compare_paired(
+            &[
+                series("slower", pairs(1.15, 10)),
+                series("same", pairs(1.001, 10)),
+                series("short", pairs(1.5, 2)),
+            ],
+            &both,
+            &both,
+            "other",
+            "this",
+            &CompareSettings::default(),
+        );
+        assert_eq!(state(&c, "slower", "ttft_ms"), ChangeState::Regressed);
+        assert_eq!(state(&c, "same", "ttft_ms"), ChangeState::Unchanged);
+        assert_eq!(state(&c, "short", "ttft_ms"), ChangeState::Inconclusive);
+    }
+}

@@ -1,0 +1,188 @@
+//! The words every writer shares: how a figure, an interval and a change's
+//! state are printed, the day's counts, the comparison's counts, what the
+//! night could not see, and a case's conclusions as sentences. One copy
+//! each, so the console, summary.md and the HTML page say the same thing.
+
+use crate::analysis::{ChangeState, Comparison, MetricChange};
+use crate::model::{DaySummary, Findings};
+
+pub fn figure(v: Option<f64>) -> String {
+    v.map_or("—".into(), |v| format!("{v:.4}"))
+}
+
+pub fn interval(ci: Option<[f64; 2]>) -> String {
+    ci.map_or("—".into(), |[a, b]| format!("{a:.3}–{b:.3}"))
+}
+
+pub fn mde(x: &MetricChange) -> String {
+    x.mde_pct.map_or("—".into(), |m| format!("{m:.1} %"))
+}
+
+/// A change's state, with the persistence label of a regression.
+pub fn state(x: &MetricChange) -> String {
+    let name = state_name(x.state);
+    match x.persistent {
+        Some(true) => format!("{name} (persistent)"),
+        _ => name.to_string(),
+    }
+}
+
+pub fn state_name(state: ChangeState) -> &'static str {
+    match state {
+        ChangeState::Regressed => "regressed",
+        ChangeState::Improved => "improved",
+        ChangeState::Unchanged => "unchanged",
+        ChangeState::Inconclusive => "inconclusive",
+        ChangeState::New => "new",
+        ChangeState::Missing => "missing",
+        ChangeState::Failed => "failed",
+    }
+}
+
+/// "6 results: 5 ok, 1 failed, 0 interrupted; targets: 2 met, 1 missed, 0 not measured".
+pub fn day_counts_sentence(s: &DaySummary) -> String {
+    format!(
+        "{} result{}: {} ok, {} failed, {} interrupted; targets: {} met, {} missed, {} not measured",
+        s.total,
+        if s.total == 1 { "" } else { "s" },
+        s.successful,
+        s.failed,
+        s.interrupted,
+        s.targets_met,
+        s.targets_missed,
+        s.targets_not_measured
+    )
+}
+
+/// "Against baseline `x`: 1 regressed, …. Geometric mean of ratios …."
+pub fn comparison_counts_sentence(c: &Comparison) -> String {
+    let counts: Vec<String> = [
+        ChangeState::Regressed,
+        ChangeState::Improved,
+        ChangeState::Unchanged,
+        ChangeState::Inconclusive,
+        ChangeState::New,
+        ChangeState::Missing,
+        ChangeState::Failed,
+    ]
+    .into_iter()
+    .map(|state| {
+        format!(
+            "{} {}",
+            c.counts.get(&state).copied().unwrap_or(0),
+            state_name(state)
+        )
+    })
+    .collect();
+    format!(
+        "Against baseline {}: {}. Geometric mean of ratios (above 1 is worse): {}.",
+        c.baseline,
+        counts.join(", "),
+        c.geomean_ratio.map_or("—".into(), |g| format!("{g:.3}"))
+    )
+}
+
+/// What the night could not see, in words.
+pub fn blind_spot_sentence(c: &Comparison) -> String {
+    match c.mde_range_pct() {
+        None => format!(
+            "No regression can be declared tonight: {}.",
+            c.design.describe()
+        ),
+        Some((lo, hi)) if (hi - lo) < 0.05 => format!(
+            "Changes below {lo:.1} % cannot be seen tonight ({}; noise as measured).",
+            c.design.describe()
+        ),
+        Some((lo, hi)) => format!(
+            "Changes below {lo:.1}–{hi:.1} % (by metric: the smallest-visible column) cannot be seen tonight ({}; noise as measured).",
+            c.design.describe()
+        ),
+    }
+}
+
+/// Why the night is advisory, in words.
+pub fn advisory_sentence(c: &Comparison) -> Option<String> {
+    c.advisory.then(|| {
+        format!(
+            "the A/A control fired ({}): tonight's runs disagree with each other, so the machine may have changed during the night; verdicts are reported but do not fail it",
+            c.control_regressions.join(", ")
+        )
+    })
+}
+
+fn optional(v: Option<f64>, decimals: usize, unit: &str) -> String {
+    v.map_or("—".into(), |v| format!("{v:.decimals$}{unit}"))
+}
+
+/// A case's conclusions, one sentence each, every figure from the findings.
+pub fn findings_sentences(findings: &Findings) -> Vec<String> {
+    match findings {
+        Findings::Endurance(e) => {
+            let mut out = vec![match &e.rss_trend {
+                Some(t) => format!(
+                    "{}: RSS changed {:+.2} MiB/min (95 % CI {:+.2} to {:+.2}, {} samples over {:.0} s; fitted growth {}). A leak needs the whole interval above 0, a slope above {} MiB/min and growth above {} MiB.",
+                    if e.leak_detected {
+                        "Memory leak suspected"
+                    } else {
+                        "No leak"
+                    },
+                    t.slope_mib_per_min,
+                    t.slope_ci95_mib_per_min[0],
+                    t.slope_ci95_mib_per_min[1],
+                    t.samples,
+                    e.duration_s,
+                    optional(e.fitted_growth_mib, 1, " MiB"),
+                    e.leak_threshold_mib_per_min,
+                    e.leak_min_growth_mib
+                ),
+                None => "No memory trend: fewer than 3 RSS samples.".into(),
+            }];
+            let d = &e.latency_drift;
+            out.push(format!(
+                "Latency p50 moved {} between the first and the last {:.1} s ({} → {}).",
+                optional(d.drift_pct, 1, " %"),
+                d.window_s,
+                optional(d.first_window_p50_ms, 3, " ms"),
+                optional(d.last_window_p50_ms, 3, " ms")
+            ));
+            out
+        }
+        Findings::StageShares(s) => {
+            let largest = s
+                .stage_share_pct
+                .iter()
+                .filter_map(|(stage, share)| Some((stage, (*share)?)))
+                .max_by(|a, b| a.1.total_cmp(&b.1));
+            vec![match largest {
+                Some((stage, share)) => format!(
+                    "Most of a request's time is {stage}: {share:.1} % of end-to-end time; queueing and everything between stages take {}.",
+                    optional(s.queue_and_other_share_pct, 1, " %")
+                ),
+                None => "No request was timed, so no stage shares.".into(),
+            }]
+        }
+        Findings::KvFootprint(k) => vec![format!(
+            "KV per token: {} bytes measured (median) against {} bytes predicted ({}), ratio {}.",
+            optional(k.kv_bytes_per_token_measured_median, 0, ""),
+            k.kv_bytes_per_token_predicted,
+            k.predicted_formula,
+            optional(k.measured_over_predicted, 2, "")
+        )],
+        Findings::TimeShares(t) => vec![format!(
+            "Measured time shares: {}.",
+            t.time_share_pct
+                .iter()
+                .map(|(name, share)| format!("{name} {share:.1} %"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        )],
+        Findings::MemoryGrowth(m) => vec![format!(
+            "RSS grows {} per iteration of {} runs (median of {} iterations), {} per run.",
+            optional(m.rss_growth_mib_median, 2, " MiB"),
+            m.runs_per_iteration,
+            m.rss_growth_mib_per_iteration.len(),
+            optional(m.rss_growth_mib_per_run, 3, " MiB")
+        )],
+        Findings::Other(_) => Vec::new(),
+    }
+}
