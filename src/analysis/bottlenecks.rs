@@ -15,7 +15,7 @@ use crate::profile::FoldedStacks;
 pub const SEVERITY_RULE: &str =
     "share of all profiled samples: CRITICAL > 25 %, HIGH 15–25 %, MEDIUM 5–15 %, LOW < 5 %";
 pub const AMDAHL_FORMULA: &str = "overall speed-up = 1 / ((1 − p) + p / s), p = share of samples, s = the remedy's assumed speed-up of that share";
-pub const ROI_FORMULA: &str = "ROI = time saved per run (s) ÷ effort (days); time saved = baseline × (1 − 1 / overall speed-up), at s = √(low × high)";
+pub const ROI_FORMULA: &str = "ROI = time saved per run (s) ÷ effort (days); time saved = profiled time × (1 − 1 / overall speed-up), at s = √(low × high)";
 
 /// Functions below this share are not listed.
 const MIN_SHARE_PCT: f64 = 0.5;
@@ -139,9 +139,9 @@ pub struct MissedTarget {
     pub gap_pct: f64,
 }
 
-/// A measured headline of a result, for the roadmap's baseline table.
+/// A measured headline of a result, for the roadmap's table of them.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct BaselineFigure {
+pub struct HeadlineFigure {
     pub day: u32,
     #[serde(rename = "benchmark_name")]
     pub case_id: String,
@@ -160,7 +160,8 @@ pub struct BottleneckAnalysis {
     pub profiles: Vec<ProfileEvidence>,
     pub total_samples: u64,
     /// Measured time of the profiled benchmarks: the "run" ROI refers to.
-    pub baseline_s: f64,
+    #[serde(rename = "baseline_s")]
+    pub profiled_time_s: f64,
     pub severity_rule: String,
     pub amdahl_formula: String,
     pub roi_formula: String,
@@ -170,7 +171,9 @@ pub struct BottleneckAnalysis {
     /// Remedies of the catalog that match profiled functions, by ROI.
     pub remedy_plan: Vec<RemedyEstimate>,
     pub missed_targets: Vec<MissedTarget>,
-    pub baseline: Vec<BaselineFigure>,
+    /// Each case's measured headline (JSON `baseline`, its old name).
+    #[serde(rename = "baseline")]
+    pub headlines: Vec<HeadlineFigure>,
     pub roofline: Option<Roofline>,
     pub notes: Vec<String>,
 }
@@ -194,7 +197,7 @@ pub struct Ranking {
     /// By ROI, largest first.
     pub remedy_plan: Vec<RemedyEstimate>,
     pub total_samples: u64,
-    pub baseline_s: f64,
+    pub profiled_time_s: f64,
     /// What the listing left out.
     pub notes: Vec<String>,
 }
@@ -206,9 +209,9 @@ struct Estimate {
     roi: f64,
 }
 
-fn estimate(p: f64, [low, high]: [f64; 2], baseline_s: f64, effort_days: f64) -> Estimate {
+fn estimate(p: f64, [low, high]: [f64; 2], profiled_time_s: f64, effort_days: f64) -> Estimate {
     let overall = amdahl(p, (low * high).sqrt());
-    let saved_s = baseline_s * (1.0 - 1.0 / overall);
+    let saved_s = profiled_time_s * (1.0 - 1.0 / overall);
     Estimate {
         overall,
         range: [amdahl(p, low), amdahl(p, high)],
@@ -245,14 +248,14 @@ pub fn rank_bottlenecks(inputs: &RankingInputs<'_>) -> Ranking {
         }
     }
     let total = merged.total_samples();
-    let baseline_s: f64 = inputs.profiles.iter().map(|(e, _)| e.measured_s).sum();
+    let profiled_time_s: f64 = inputs.profiles.iter().map(|(e, _)| e.measured_s).sum();
     if total == 0 {
         return Ranking {
             components: Vec::new(),
             bottlenecks: Vec::new(),
             remedy_plan: Vec::new(),
             total_samples: 0,
-            baseline_s,
+            profiled_time_s,
             notes: Vec::new(),
         };
     }
@@ -304,7 +307,7 @@ pub fn rank_bottlenecks(inputs: &RankingInputs<'_>) -> Ranking {
             let e = estimate(
                 pct(samples) / 100.0,
                 remedy.speedup,
-                baseline_s,
+                profiled_time_s,
                 remedy.effort_days,
             );
             let mut components: Vec<String> = functions.iter().map(|f| f.2.to_string()).collect();
@@ -323,7 +326,7 @@ pub fn rank_bottlenecks(inputs: &RankingInputs<'_>) -> Ranking {
                 estimated_roi: e.roi,
                 effort_days: remedy.effort_days,
                 risk: remedy.risk,
-                estimated_after_s: baseline_s / e.overall,
+                estimated_after_s: profiled_time_s / e.overall,
                 week: 2,
             }
         })
@@ -361,7 +364,7 @@ pub fn rank_bottlenecks(inputs: &RankingInputs<'_>) -> Ranking {
             let share_pct = pct(samples);
             let p = share_pct / 100.0;
             let remedy = inputs.catalog.find(component, &function);
-            let estimate = remedy.map(|r| estimate(p, r.speedup, baseline_s, r.effort_days));
+            let estimate = remedy.map(|r| estimate(p, r.speedup, profiled_time_s, r.effort_days));
             Bottleneck {
                 rank: i + 1,
                 component: component.to_string(),
@@ -391,7 +394,7 @@ pub fn rank_bottlenecks(inputs: &RankingInputs<'_>) -> Ranking {
         bottlenecks,
         remedy_plan,
         total_samples: total,
-        baseline_s,
+        profiled_time_s,
         notes: listing_note.into_iter().collect(),
     }
 }
@@ -441,8 +444,12 @@ source = "test"
             profiles: &profiles,
             catalog: &catalog,
         });
-        let (components, ranked, total, baseline) =
-            (r.components, r.bottlenecks, r.total_samples, r.baseline_s);
+        let (components, ranked, total, baseline) = (
+            r.components,
+            r.bottlenecks,
+            r.total_samples,
+            r.profiled_time_s,
+        );
         assert_eq!(r.remedy_plan.len(), 1);
         assert_eq!(r.remedy_plan[0].functions, ["a"]);
         assert_eq!((total, baseline), (100, 10.0));

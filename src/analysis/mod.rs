@@ -1,6 +1,7 @@
 //! What runs after measuring, reading day reports and profiles: regression
 //! verdicts and their design, bottleneck ranking and attribution, roofline,
-//! scaling curves, remedies and the history of nights. It never measures
+//! scaling and sweep curves (drawn from the kinds' typed capabilities),
+//! remedies and the history of nights. It never measures
 //! and never formats.
 
 pub mod attribution;
@@ -16,7 +17,7 @@ pub use scaling::{KNEE_TOLERANCE, scaling_curves};
 pub use sweeps::{SweepCurve, sweep_curves};
 
 pub use bottlenecks::{
-    AMDAHL_FORMULA, BaselineFigure, Bottleneck, BottleneckAnalysis, ComponentShare, Evidence,
+    AMDAHL_FORMULA, Bottleneck, BottleneckAnalysis, ComponentShare, Evidence, HeadlineFigure,
     MissedTarget, ProfileEvidence, ROI_FORMULA, Ranking, RankingInputs, RemedyEstimate,
     SEVERITY_RULE, Severity, WEEK1_ROI_FRACTION, amdahl, rank_bottlenecks,
 };

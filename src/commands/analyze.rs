@@ -7,7 +7,7 @@ use chrono::Utc;
 
 use super::{CommandError, exit, write_json};
 use crate::analysis::{
-    AMDAHL_FORMULA, BaselineFigure, BottleneckAnalysis, MissedTarget, ProfileEvidence, ROI_FORMULA,
+    AMDAHL_FORMULA, BottleneckAnalysis, HeadlineFigure, MissedTarget, ProfileEvidence, ROI_FORMULA,
     RankingInputs, RemedyCatalog, SEVERITY_RULE, rank_bottlenecks, roofline, roofline_inputs,
 };
 use crate::benchmarks::find_kind;
@@ -126,7 +126,7 @@ pub fn run_analysis(
     notes.extend(ranking.notes.iter().cloned());
 
     let mut missed_targets = Vec::new();
-    let mut baseline = Vec::new();
+    let mut headlines = Vec::new();
     for (_, report) in &reports {
         for r in &report.results {
             for t in r.targets.iter().filter(|t| t.verdict == Verdict::Missed) {
@@ -142,7 +142,7 @@ pub fn run_analysis(
                 }
             }
             if let (Some(metric), Some(value)) = (&r.latency_metric, r.p50_ms) {
-                baseline.push(BaselineFigure {
+                headlines.push(HeadlineFigure {
                     day: report.day,
                     case_id: r.case_id.clone(),
                     kind: r.kind.clone(),
@@ -154,7 +154,7 @@ pub fn run_analysis(
             if let (Some(metric), Some(value), Some(unit)) =
                 (&r.throughput_metric, r.throughput, &r.throughput_unit)
             {
-                baseline.push(BaselineFigure {
+                headlines.push(HeadlineFigure {
                     day: report.day,
                     case_id: r.case_id.clone(),
                     kind: r.kind.clone(),
@@ -184,7 +184,7 @@ pub fn run_analysis(
             .collect(),
         profiles: profiles.into_iter().map(|(e, _)| e).collect(),
         total_samples: ranking.total_samples,
-        baseline_s: ranking.baseline_s,
+        profiled_time_s: ranking.profiled_time_s,
         severity_rule: SEVERITY_RULE.into(),
         amdahl_formula: AMDAHL_FORMULA.into(),
         roi_formula: ROI_FORMULA.into(),
@@ -193,7 +193,7 @@ pub fn run_analysis(
         identified_bottlenecks: ranking.bottlenecks,
         remedy_plan: ranking.remedy_plan,
         missed_targets,
-        baseline,
+        headlines,
         roofline,
         notes,
     };

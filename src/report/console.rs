@@ -166,10 +166,10 @@ pub fn render_bottleneck_table(analysis: &crate::analysis::BottleneckAnalysis) -
         ]);
     }
     let mut out = format!(
-        "{table}\n{} samples from {} profiles; baseline {:.1} s measured",
+        "{table}\n{} samples from {} profiles over {:.1} s of measured time",
         analysis.total_samples,
         analysis.profiles.len(),
-        analysis.baseline_s
+        analysis.profiled_time_s
     );
     for note in &analysis.notes {
         out.push_str(&format!("\nnote: {note}"));

@@ -8,7 +8,7 @@ use std::path::Path;
 use super::markdown::{Align, MarkdownTable, code};
 use crate::analysis::{Bottleneck, BottleneckAnalysis, RemedyEstimate, WEEK1_ROI_FRACTION};
 
-fn item(out: &mut String, r: &RemedyEstimate, baseline_s: f64) {
+fn item(out: &mut String, r: &RemedyEstimate, profiled_time_s: f64) {
     let _ = writeln!(out, "#### {}\n", r.remedy);
     let _ = writeln!(
         out,
@@ -41,7 +41,7 @@ fn item(out: &mut String, r: &RemedyEstimate, baseline_s: f64) {
     let _ = writeln!(
         out,
         "- Effort {} days, risk {:?}; estimated saving {:.2} s per run of {:.1} s → ROI {:.3} s/run/day.\n",
-        r.effort_days, r.risk, r.time_saved_s_per_run, baseline_s, r.estimated_roi,
+        r.effort_days, r.risk, r.time_saved_s_per_run, profiled_time_s, r.estimated_roi,
     );
 }
 
@@ -63,7 +63,7 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
         "{} profile samples from {} profiled benchmarks, which took {:.1} s of measured time. Time by component (share of samples):\n",
         a.total_samples,
         a.profiles.len(),
-        a.baseline_s
+        a.profiled_time_s
     );
     let mut components = MarkdownTable::new(&[
         ("component", Align::Left),
@@ -80,14 +80,14 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
         ]);
     }
     let _ = write!(out, "{components}");
-    let _ = writeln!(out, "\nMeasured baseline (headline of each case):\n");
+    let _ = writeln!(out, "\nMeasured headline of each case:\n");
     let mut measured = MarkdownTable::new(&[
         ("day", Align::Right),
         ("case", Align::Left),
         ("metric", Align::Left),
         ("measured", Align::Right),
     ]);
-    for f in &a.baseline {
+    for f in &a.headlines {
         measured.row([
             f.day.to_string(),
             code(&f.case_id),
@@ -186,14 +186,14 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
         let _ = writeln!(out, "None qualifies with the current catalog.\n");
     }
     for r in &week1 {
-        item(&mut out, r, a.baseline_s);
+        item(&mut out, r, a.profiled_time_s);
     }
     let _ = writeln!(out, "## Week 2: medium ROI or higher risk\n");
     if week2.is_empty() {
         let _ = writeln!(out, "Nothing else has an estimate.\n");
     }
     for r in &week2 {
-        item(&mut out, r, a.baseline_s);
+        item(&mut out, r, a.profiled_time_s);
     }
     let unmatched: Vec<&Bottleneck> = a
         .identified_bottlenecks
@@ -228,7 +228,7 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
     for r in &a.remedy_plan {
         validation.row([
             r.remedy.clone(),
-            format!("{:.2} s", a.baseline_s),
+            format!("{:.2} s", a.profiled_time_s),
             format!("{:.2} s (estimate)", r.estimated_after_s),
         ]);
     }

@@ -15,7 +15,7 @@ use super::execute::{CaseOutcome, WorkerEvent, run_worker, thread_name};
 use super::profiling::{self, ProfileOptions};
 use super::results::BenchmarkFrame;
 use super::{CancelFlag, Progress, SilentProgress};
-use crate::benchmarks::{BenchContext, find_kind};
+use crate::benchmarks::{BenchContext, BenchmarkKind, find_kind};
 use crate::campaign::{BenchmarkSpec, Campaign, CampaignError, Target};
 use crate::components::inference::DeviceSpec;
 use crate::model::Environment;
@@ -291,18 +291,33 @@ fn run_benchmark(
     progress: &mut dyn Progress,
     on_result: &mut dyn FnMut(&BenchmarkResult),
 ) -> (Vec<BenchmarkResult>, Option<String>) {
-    let name = spec.name.get_ref();
-    let (plan, targets) = (super::iteration_plan(spec, quick), parse_targets(spec));
     // Validation rejects unknown kinds before a day starts.
     let Some(kind) = find_kind(spec.kind.get_ref()) else {
         return (
             Vec::new(),
             Some(format!(
-                "benchmark {name}: kind {} is not registered",
+                "benchmark {}: kind {} is not registered",
+                spec.name.get_ref(),
                 spec.kind.get_ref()
             )),
         );
     };
+    run_benchmark_of_kind(spec, kind, ctx, quick, interrupt, progress, on_result)
+}
+
+/// [`run_benchmark`] with its kind given: the worker, the timeout, Ctrl-C
+/// and the results of every case, measured or not.
+fn run_benchmark_of_kind(
+    spec: &BenchmarkSpec,
+    kind: &'static dyn BenchmarkKind,
+    ctx: &BenchContext,
+    quick: bool,
+    interrupt: &CancelFlag,
+    progress: &mut dyn Progress,
+    on_result: &mut dyn FnMut(&BenchmarkResult),
+) -> (Vec<BenchmarkResult>, Option<String>) {
+    let name = spec.name.get_ref();
+    let (plan, targets) = (super::iteration_plan(spec, quick), parse_targets(spec));
     progress.benchmark_started(name, kind.name());
     let mut frame = BenchmarkFrame {
         name,
@@ -529,5 +544,199 @@ fn summarize_day(results: &[BenchmarkResult]) -> DaySummary {
         targets_met: count_verdict(Verdict::Met),
         targets_missed: count_verdict(Verdict::Missed),
         targets_not_measured: count_verdict(Verdict::NotMeasured),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The runner's timeout and Ctrl-C handling on a mock kind: no model,
+    //! iterations of a known length, and a case that can be made to hang.
+    use std::collections::BTreeMap;
+
+    use serde::Deserialize;
+
+    use super::*;
+    use crate::benchmarks::{
+        BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models, Observations,
+        ParamProblem, PreparedBenchmark, Registry,
+    };
+
+    #[derive(Debug, Deserialize)]
+    struct MockParams {
+        /// Each iteration sleeps this long.
+        step_ms: u64,
+        /// From this iteration on, an iteration never returns.
+        #[serde(default)]
+        hang_at: Option<u32>,
+    }
+
+    struct Mock;
+    static MOCK: Mock = Mock;
+
+    impl Kind for Mock {
+        type Params = MockParams;
+        fn name(&self) -> &'static str {
+            "mock"
+        }
+        fn description(&self) -> &'static str {
+            "sleeps"
+        }
+        fn metrics(&self) -> &'static [MetricDef] {
+            const METRICS: &[MetricDef] = &[MetricDef::duration_ms("step_ms", "one sleep")];
+            METRICS
+        }
+        fn headline(&self) -> Headline {
+            Headline {
+                latency: Some("step_ms"),
+                throughput: None,
+            }
+        }
+        fn planned_cases(&self, _: &MockParams) -> usize {
+            2
+        }
+        fn memory(&self, _: &MockParams, _: &Models) -> Result<MemoryNeed, ParamProblem> {
+            Ok(MemoryNeed::small())
+        }
+        fn prepare(
+            &self,
+            p: MockParams,
+            _: &BenchContext,
+        ) -> Result<PreparedBenchmark, BenchmarkError> {
+            let case = |label: &str| -> Box<dyn BenchmarkCase> {
+                Box::new(MockCase {
+                    label: label.into(),
+                    step: Duration::from_millis(p.step_ms),
+                    hang_at: p.hang_at,
+                    done: 0,
+                })
+            };
+            Ok(PreparedBenchmark {
+                setup: Vec::new(),
+                context: serde_json::Value::Null,
+                cases: vec![case("first"), case("second")],
+                warnings: Vec::new(),
+            })
+        }
+    }
+
+    struct MockCase {
+        label: String,
+        step: Duration,
+        hang_at: Option<u32>,
+        done: u32,
+    }
+
+    impl BenchmarkCase for MockCase {
+        fn label(&self) -> String {
+            self.label.clone()
+        }
+        fn parameters(&self) -> serde_json::Value {
+            serde_json::Value::Null
+        }
+        fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
+            if self.hang_at.is_some_and(|at| self.done >= at) {
+                // Deaf to cancellation, like a stuck system call.
+                loop {
+                    thread::sleep(Duration::from_secs(3600));
+                }
+            }
+            thread::sleep(self.step);
+            obs.duration("step_ms", self.step);
+            self.done += 1;
+            Ok(())
+        }
+    }
+
+    /// Runs the mock as benchmark `mock` of a one-day campaign with the
+    /// given plan lines and params, Ctrl-C pressed after `interrupt_after`.
+    fn run_mock(
+        plan: &str,
+        params: &str,
+        interrupt_after: Option<Duration>,
+    ) -> (Vec<BenchmarkResult>, Option<String>) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        // A registered kind, so the campaign validates; the runner is
+        // handed the mock directly.
+        let text = format!(
+            "name = \"m\"\n[[days]]\nnumber = 1\ntitle = \"mock\"\n[[days.benchmarks]]\nname = \"mock\"\nkind = \"planted_work\"\nwarmup = 0\n{plan}\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        let campaign = crate::campaign::load_campaign(&path, &Registry).unwrap();
+        let mut spec = campaign.day(1).unwrap().benchmarks[0].get_ref().clone();
+        spec.params = Some(toml::Spanned::new(0..0, toml::from_str(params).unwrap()));
+        let settings = campaign.file.settings();
+        let ctx = BenchContext {
+            models: BTreeMap::new(),
+            settings: settings.clone(),
+            device: DeviceSpec::Cpu,
+            model_cache_dir: dir.path().join("models"),
+            scratch_dir: dir.path().join("scratch"),
+        };
+        let interrupt = CancelFlag::new();
+        if let Some(after) = interrupt_after {
+            let flag = interrupt.clone();
+            thread::spawn(move || {
+                thread::sleep(after);
+                flag.cancel();
+            });
+        }
+        run_benchmark_of_kind(
+            &spec,
+            &MOCK,
+            &ctx,
+            false,
+            &interrupt,
+            &mut SilentProgress,
+            &mut |_| {},
+        )
+    }
+
+    #[test]
+    fn a_timeout_stops_at_the_iteration_boundary_and_keeps_what_was_measured() {
+        let (results, abandoned) =
+            run_mock("iterations = 1000\ntimeout_s = 0.3", "step_ms = 20", None);
+        assert!(abandoned.is_none());
+        let [first, second] = &results[..] else {
+            panic!("{} results", results.len());
+        };
+        assert_eq!(first.status, Status::Failed);
+        assert!(first.error.as_deref().unwrap().contains("timed out"));
+        let measured = first.metrics["step_ms"].summary.count;
+        assert!(
+            (3..1000).contains(&measured) && u64::from(first.iterations_completed) == measured,
+            "{measured} iterations summarised"
+        );
+        assert_eq!(second.status, Status::Failed);
+        assert!(second.error.as_deref().unwrap().contains("not run"));
+    }
+
+    #[test]
+    fn ctrl_c_marks_the_case_interrupted_with_its_iterations_and_skips_the_rest() {
+        let (results, _) = run_mock(
+            "iterations = 1000",
+            "step_ms = 20",
+            Some(Duration::from_millis(300)),
+        );
+        let [first, second] = &results[..] else {
+            panic!("{} results", results.len());
+        };
+        assert_eq!(first.status, Status::Interrupted);
+        assert!(first.iterations_completed >= 3 && first.iterations_completed < 1000);
+        assert_eq!(second.status, Status::Interrupted);
+        assert_eq!(second.iterations_completed, 0);
+    }
+
+    #[test]
+    fn a_case_deaf_to_its_timeout_is_abandoned_with_its_iterations_kept() {
+        let (results, abandoned) = run_mock(
+            "iterations = 1000\ntimeout_s = 0.2",
+            "step_ms = 10\nhang_at = 3",
+            None,
+        );
+        assert!(abandoned.unwrap().contains("did not stop"));
+        assert_eq!(results[0].status, Status::Failed);
+        assert_eq!(results[0].iterations_completed, 3);
+        assert_eq!(results[1].status, Status::Failed);
     }
 }
