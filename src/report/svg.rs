@@ -114,11 +114,8 @@ impl LinePlot<'_> {
             PAD_T,
             self.y_from_zero,
         );
-        let mut svg = format!(
-            "<svg class=\"plot\" viewBox=\"0 0 {W} {H}\" width=\"{W}\" height=\"{H}\" role=\"img\" xmlns=\"http://www.w3.org/2000/svg\"><title>{}</title>",
-            escape_markup(self.title)
-        );
-        axes(&mut svg, self.title, self.x_label, self.y_label, &x, &y);
+        let mut svg = open_svg(W, H, self.title);
+        axes(&mut svg, self.x_label, self.y_label, &x, &y);
         if let Some(band) = self.band {
             let upper = band.points.iter().map(|(a, _, hi)| (*a, *hi));
             let lower = band.points.iter().rev().map(|(a, lo, _)| (*a, *lo));
@@ -179,13 +176,21 @@ impl LinePlot<'_> {
     }
 }
 
-/// Title, both axes with five ticks each, grid lines and axis labels.
-fn axes(svg: &mut String, title: &str, x_label: &str, y_label: &str, x: &Axis, y: &Axis) {
+/// The opening of a chart: its element, its accessible title and the
+/// caption centred above it.
+fn open_svg(width: f64, height: f64, title: &str) -> String {
+    format!(
+        "<svg class=\"plot\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" role=\"img\" xmlns=\"http://www.w3.org/2000/svg\"><title>{0}</title><text x=\"{1}\" y=\"16\" class=\"t\">{0}</text>",
+        escape_markup(title),
+        width / 2.0
+    )
+}
+
+/// Both axes with five ticks each, grid lines and axis labels.
+fn axes(svg: &mut String, x_label: &str, y_label: &str, x: &Axis, y: &Axis) {
     let _ = write!(
         svg,
-        "<text x=\"{}\" y=\"16\" class=\"t\">{}</text><line x1=\"{PAD_L}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" class=\"ax\"/><line x1=\"{PAD_L}\" y1=\"{PAD_T}\" x2=\"{PAD_L}\" y2=\"{}\" class=\"ax\"/>",
-        W / 2.0,
-        escape_markup(title),
+        "<line x1=\"{PAD_L}\" y1=\"{}\" x2=\"{}\" y2=\"{}\" class=\"ax\"/><line x1=\"{PAD_L}\" y1=\"{PAD_T}\" x2=\"{PAD_L}\" y2=\"{}\" class=\"ax\"/>",
         H - PAD_B,
         W - PAD_R,
         H - PAD_B,
@@ -235,11 +240,7 @@ pub fn horizontal_bars(title: &str, unit: &str, bars: &[Bar]) -> String {
     let width = 560.0;
     let (left, right) = (170.0, width - 80.0);
     let x = Axis::new(bars.iter().map(|b| b.value), left, right, true);
-    let mut svg = format!(
-        "<svg class=\"plot\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" role=\"img\" xmlns=\"http://www.w3.org/2000/svg\"><title>{0}</title><text x=\"{1}\" y=\"16\" class=\"t\">{0}</text>",
-        escape_markup(title),
-        width / 2.0
-    );
+    let mut svg = open_svg(width, height, title);
     for (i, bar) in bars.iter().enumerate() {
         let y = PAD_T + row_h * i as f64;
         let (a, b) = (x.at(0.0), x.at(bar.value.max(0.0)));
@@ -294,11 +295,7 @@ pub fn ratio_bars(title: &str, rows: &[RatioRow]) -> String {
         right,
         false,
     );
-    let mut svg = format!(
-        "<svg class=\"plot\" viewBox=\"0 0 {width} {height}\" width=\"{width}\" height=\"{height}\" role=\"img\" xmlns=\"http://www.w3.org/2000/svg\"><title>{0}</title><text x=\"{1}\" y=\"16\" class=\"t\">{0}</text>",
-        escape_markup(title),
-        width / 2.0
-    );
+    let mut svg = open_svg(width, height, title);
     for (i, row) in rows.iter().enumerate() {
         let y = PAD_T + row_h * i as f64;
         let (lo, hi) = (

@@ -218,6 +218,32 @@ leak_threshold_mib_per_min = 10.0
 leak_min_growth_mib = 8.0
 "#;
 
+/// The end-to-end workflow and memory growth with its KV probe: every
+/// kind whose conclusion has a chart of its own besides endurance.
+pub const WORKFLOW_AND_MEMORY: &str = r#"
+[[days.benchmarks]]
+name = "workflow"
+kind = "collective_workflow"
+warmup = 0
+iterations = 2
+[days.benchmarks.params]
+requests = 3
+prompt_tokens = 32
+output_tokens = 4
+block_tokens = 8
+
+[[days.benchmarks]]
+name = "memory"
+kind = "memory_growth"
+warmup = 0
+iterations = 3
+[days.benchmarks.params]
+prompt_tokens = 8
+output_tokens = 2
+runs = [3]
+kv_probe_tokens = 64
+"#;
+
 pub fn out_file(f: &Fixture, rel: &str) -> PathBuf {
     f.out().join("t").join(rel)
 }

@@ -439,7 +439,8 @@ fn endurance_calls_a_planted_leak_a_leak_and_a_steady_load_not() {
 fn macrobenchmarks_report_every_request_stage_and_level() {
     let f = Fixture::new();
     let campaign = f.campaign(&day_with(
-        r#"
+        &[
+            r#"
 [[days.benchmarks]]
 name = "serving"
 kind = "full_inference"
@@ -466,28 +467,10 @@ output_tokens = 3
 concurrency = [1, 2]
 batch_sizes = [1, 4]
 
-[[days.benchmarks]]
-name = "workflow"
-kind = "collective_workflow"
-warmup = 0
-iterations = 2
-[days.benchmarks.params]
-requests = 3
-prompt_tokens = 32
-output_tokens = 4
-block_tokens = 8
-
-[[days.benchmarks]]
-name = "memory"
-kind = "memory_growth"
-warmup = 0
-iterations = 1
-[days.benchmarks.params]
-prompt_tokens = 8
-output_tokens = 2
-runs = [3]
-kv_probe_tokens = 64
 "#,
+            WORKFLOW_AND_MEMORY,
+        ]
+        .concat(),
     ));
     f.run(&campaign, &[]).success();
     let report = f.report();

@@ -122,30 +122,7 @@ fn check_in_chromium(f: &Fixture, page: &Path, min_plots: usize) {
 #[parallel]
 fn conclusions_read_as_sentences_with_charts_and_the_index_links_every_day() {
     let f = Fixture::new();
-    let workflow_and_memory = r#"
-[[days.benchmarks]]
-name = "workflow"
-kind = "collective_workflow"
-warmup = 0
-iterations = 2
-[days.benchmarks.params]
-requests = 3
-prompt_tokens = 32
-output_tokens = 4
-block_tokens = 8
-
-[[days.benchmarks]]
-name = "memory"
-kind = "memory_growth"
-warmup = 0
-iterations = 3
-[days.benchmarks.params]
-prompt_tokens = 8
-output_tokens = 2
-runs = [2]
-kv_probe_tokens = 64
-"#;
-    let campaign = f.campaign(&format!("{TTFT_DAY}{ENDURANCE_PAIR}{workflow_and_memory}"));
+    let campaign = f.campaign(&format!("{TTFT_DAY}{ENDURANCE_PAIR}{WORKFLOW_AND_MEMORY}"));
     f.run(&campaign, &[]).success();
     let page = out_file(&f, "html/day_1.html");
     let html = fs::read_to_string(&page).unwrap();
@@ -160,7 +137,7 @@ kv_probe_tokens = 64
         "leaky[interval=100ms]: RSS over time",
         "95 % CI of the slope",
         "workflow[agents=2]: share of end-to-end time",
-        "memory[runs=2]: RSS growth per iteration of 2 runs",
+        "memory[runs=3]: RSS growth per iteration of 3 runs",
         "KV bytes per token",
     ] {
         assert!(html.contains(needle), "{needle} missing");
