@@ -143,12 +143,11 @@ pub(super) fn generate(
     prompt: &[u32],
     output_tokens: usize,
 ) -> Result<(), BenchmarkError> {
-    let mut session = GenerationSession::new(model, 1)?;
-    let mut tokens = session.prefill(prompt)?;
-    for _ in 1..output_tokens {
-        tokens = session.step(&tokens)?;
-    }
-    std::hint::black_box(tokens);
+    std::hint::black_box(GenerationSession::greedy_continuation(
+        model,
+        prompt,
+        output_tokens,
+    )?);
     Ok(())
 }
 

@@ -32,10 +32,15 @@ fn reported_days(layout: &OutputLayout) -> Vec<u32> {
 /// Writes the index; a report that cannot be read is left off it.
 pub fn write_campaign_index(layout: &OutputLayout, campaign: &str) -> Result<PathBuf, OutputError> {
     let mut notes = Vec::new();
-    let reports: Vec<_> = reported_days(layout)
-        .into_iter()
-        .flat_map(|day| super::analyze::latest_reports(layout, day..=day, &mut notes))
-        .collect();
+    let days = reported_days(layout);
+    // One pass over the folder; a day between them without a report only
+    // adds a note, which the index does not show.
+    let reports = match (days.first(), days.last()) {
+        (Some(first), Some(last)) => {
+            super::analyze::latest_reports(layout, *first..=*last, &mut notes)
+        }
+        _ => Vec::new(),
+    };
     let days = reports
         .iter()
         .map(|(path, report)| {

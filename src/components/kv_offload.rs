@@ -70,14 +70,12 @@ impl KvOffloadPipeline {
         prompt: &[u32],
         output_tokens: usize,
     ) -> Result<Vec<u32>, KvOffloadError> {
-        let mut session = GenerationSession::new(&self.model, 1)?;
         let mut sequence = prompt.to_vec();
-        let mut tokens = session.prefill(prompt)?;
-        sequence.extend(&tokens);
-        for _ in 1..output_tokens {
-            tokens = session.step(&tokens)?;
-            sequence.extend(&tokens);
-        }
+        sequence.extend(GenerationSession::greedy_continuation(
+            &self.model,
+            prompt,
+            output_tokens,
+        )?);
         Ok(sequence)
     }
 

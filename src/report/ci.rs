@@ -11,7 +11,7 @@ use super::escape_markup;
 use super::markdown::{Align, MarkdownTable, code};
 use super::wording::{
     advisory_sentence, blind_spot_sentence, comparison_counts_sentence, day_counts_sentence,
-    figure, findings_sentences, interval, mde, state,
+    figure, findings_sentences, interval, mde, state, status_name,
 };
 use crate::analysis::{ChangeState, Comparison};
 use crate::model::{DailyReport, Status, Verdict};
@@ -162,7 +162,7 @@ pub fn render_csv(report: &DailyReport) -> String {
     );
     let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
     for r in &report.results {
-        let status = format!("{:?}", r.status).to_lowercase();
+        let status = status_name(r.status);
         if r.metrics.is_empty() {
             let _ = writeln!(
                 out,

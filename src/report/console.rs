@@ -1,7 +1,7 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, Color, Table};
 
-use super::wording::day_counts_sentence;
+use super::wording::{day_counts_sentence, status_name};
 use crate::model::{DailyReport, Status, Verdict};
 
 fn fmt(value: Option<f64>) -> String {
@@ -56,7 +56,7 @@ pub fn render_summary_table(report: &DailyReport) -> String {
         let status = if colour {
             status
         } else {
-            Cell::new(format!("{:?}", r.status).to_lowercase())
+            Cell::new(status_name(r.status))
         };
         let throughput = match (r.throughput, &r.throughput_unit) {
             (Some(t), Some(unit)) => format!("{} {unit}", fmt(Some(t))),

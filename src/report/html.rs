@@ -13,7 +13,7 @@ use super::escape_markup;
 use super::svg::{Band, Bar, LinePlot, RatioRow, Series, horizontal_bars, num, ratio_bars};
 use super::wording::{
     advisory_sentence, blind_spot_sentence, comparison_counts_sentence, day_counts_sentence,
-    findings_sentences, mde, state, state_name,
+    findings_sentences, mde, state, state_name, status_name,
 };
 use crate::analysis::{ChangeState, Comparison};
 use crate::model::{BenchmarkResult, DailyReport, Findings, Status, Verdict};
@@ -341,7 +341,7 @@ pub fn render_html(
     out.push_str("<h2>Results</h2><table><tr><th>case</th><th>status</th><th>latency metric</th><th>mean ms</th><th>p50 ms</th><th>p99 ms</th><th>throughput</th><th>peak RSS MiB</th><th>targets</th></tr>");
     let cell = |v: Option<f64>| v.map_or("—".to_string(), num);
     for r in &report.results {
-        let status = format!("{:?}", r.status).to_lowercase();
+        let status = status_name(r.status);
         let targets: Vec<String> = r
             .targets
             .iter()

@@ -4,7 +4,7 @@
 //! each, so the console, summary.md and the HTML page say the same thing.
 
 use crate::analysis::{ChangeState, Comparison, MetricChange};
-use crate::model::{DaySummary, Findings};
+use crate::model::{DaySummary, Findings, Status};
 
 pub fn figure(v: Option<f64>) -> String {
     v.map_or("—".into(), |v| format!("{v:.4}"))
@@ -24,6 +24,14 @@ pub fn state(x: &MetricChange) -> String {
     match x.persistent {
         Some(true) => format!("{name} (persistent)"),
         _ => name.to_string(),
+    }
+}
+
+pub fn status_name(status: Status) -> &'static str {
+    match status {
+        Status::Ok => "ok",
+        Status::Failed => "failed",
+        Status::Interrupted => "interrupted",
     }
 }
 

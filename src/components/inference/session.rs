@@ -85,6 +85,24 @@ impl<'m> GenerationSession<'m> {
         Ok(logits.argmax(D::Minus1)?.to_vec1::<u32>()?)
     }
 
+    /// Prefill of `prompt`, then greedy decode: the `output_tokens` tokens
+    /// generated (at least the first, after prefill), on a one-sequence
+    /// session.
+    pub fn greedy_continuation(
+        model: &'m LoadedModel,
+        prompt: &[u32],
+        output_tokens: usize,
+    ) -> Result<Vec<u32>, InferenceError> {
+        let mut session = Self::new(model, 1)?;
+        let mut tokens = session.prefill(prompt)?;
+        let mut generated = tokens.clone();
+        for _ in 1..output_tokens {
+            tokens = session.step(&tokens)?;
+            generated.extend(&tokens);
+        }
+        Ok(generated)
+    }
+
     /// Positions already held in the KV cache.
     pub fn position(&self) -> usize {
         self.position
