@@ -23,6 +23,7 @@ fn config(seed: u64) -> SyntheticLlamaConfig {
         rope_theta: 10_000.0,
         rms_norm_eps: 1e-5,
         tie_word_embeddings: false,
+        quantization: None,
     }
 }
 

@@ -24,6 +24,10 @@ pub struct RooflineInputs {
     /// FLOP per byte where compute and memory time are equal.
     pub ridge_flop_per_byte: f64,
     pub source: String,
+    /// Weight bytes one forward pass reads, as the model holds them (the
+    /// real bytes of quantized weights); `None`: from the shapes × dtype.
+    #[serde(default)]
+    pub weight_bytes_per_forward: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -56,7 +60,7 @@ pub struct Roofline {
 }
 
 pub const FORMULAS: &[&str] = &[
-    "W (weight bytes read per forward pass) = (layers × (2·h² + 2·h·kv_dim + 3·h·ffn) + vocab·h) × dtype bytes",
+    "W (weight bytes read per forward pass) = (layers × (2·h² + 2·h·kv_dim + 3·h·ffn) + vocab·h) × dtype bytes; for a GGUF model, the bytes of its matrices as loaded (quantized blocks as stored), from the report's weight_bytes_per_forward",
     "linear FLOP per token = 2 × W / dtype bytes",
     "attention FLOP per token at context c = 4 × layers × heads × head_dim × c",
     "KV bytes per token of context = 2 × layers × kv_dim × dtype bytes",
@@ -121,6 +125,7 @@ pub fn roofline_inputs(
         memory_gb_per_s: bw,
         threads,
         ridge_flop_per_byte: peak / bw,
+        weight_bytes_per_forward: None,
         source: format!(
             "calibration of {} ({}): {dtype} matmul {peak:.1} GFLOP/s with {threads} thread(s); memory read {bw:.2} GB/s with {threads} thread(s)",
             calibration.measured_at, calibration.cpu_model
@@ -130,7 +135,10 @@ pub fn roofline_inputs(
 
 /// One point per measured prefill or decode case.
 pub fn roofline(inputs: RooflineInputs, results: &[BenchmarkResult]) -> Roofline {
-    let c = costs(&inputs.architecture, inputs.dtype_bytes);
+    let mut c = costs(&inputs.architecture, inputs.dtype_bytes);
+    if let Some(bytes) = inputs.weight_bytes_per_forward {
+        c.weight_bytes = bytes as f64;
+    }
     let (peak, bw) = (inputs.peak_gflop_per_s * 1e9, inputs.memory_gb_per_s * 1e9);
     let ridge = inputs.ridge_flop_per_byte;
     let mut points = Vec::new();

@@ -194,13 +194,25 @@ pub(super) fn load_model(name: &str, ctx: &BenchContext) -> Result<ModelUnderTes
     }
     let context = json!({
         "model": name,
-        "model_source": if resolved.synthetic.is_some() { "synthetic" } else { "folder" },
+        "model_source": match (&resolved.synthetic, model.weights.format.as_str()) {
+            (Some(_), "gguf") => "synthetic gguf",
+            (Some(_), _) => "synthetic",
+            (None, "gguf") => "gguf file",
+            (None, _) => "folder",
+        },
         "model_folder": folder.display().to_string(),
         "architecture": &model.architecture,
-        "parameters": model.architecture.parameter_count(),
-        "weights_bytes": model.architecture.parameter_count() * model.dtype.size_in_bytes(),
-        "weights_bytes_formula": "parameters × dtype size",
-        "dtype": ctx.settings.dtype.name(),
+        "weights": &model.weights,
+        "quantization": &model.weights.quantization,
+        "parameters": model.weights.parameters,
+        "weights_bytes": model.weights.stored_bytes,
+        "weights_bytes_formula": "bytes of the weight tensors as stored",
+        "weight_bytes_per_forward": model.weights.bytes_per_forward,
+        "dtype": format!("{:?}", model.dtype).to_lowercase(),
+        "tokenizer": match &model.tokenizer {
+            Ok(t) => t.source.clone(),
+            Err(why) => format!("none: {why}"),
+        },
         "device": ctx.device.to_string(),
     });
     Ok(ModelUnderTest {

@@ -3,15 +3,18 @@
 
 use std::path::PathBuf;
 
-use crate::components::inference::{ModelArchitecture, SyntheticLlamaConfig};
+use crate::components::inference::{ModelArchitecture, SyntheticLlamaConfig, WeightsFacts};
 
 /// A model named in the campaign, with its source resolved.
 #[derive(Debug, Clone)]
 pub struct ResolvedModel {
     pub name: String,
-    /// Set for models loaded from a folder (resolved against the campaign file).
+    /// Set for models loaded from disk: a folder or a GGUF file (resolved
+    /// against the campaign file).
     pub folder: Option<PathBuf>,
     /// Set for synthetic models.
     pub synthetic: Option<SyntheticLlamaConfig>,
     pub architecture: ModelArchitecture,
+    /// What a GGUF file's header says about its weights.
+    pub gguf: Option<WeightsFacts>,
 }

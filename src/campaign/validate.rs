@@ -4,7 +4,7 @@ use std::path::Path;
 use super::source_map::line_column;
 use super::source_map::{FieldPath, SourceMap};
 use super::{BenchmarkSpec, CampaignFile, Diagnostic, KindCatalog, ResolvedModel, Target};
-use crate::components::inference::{model_memory, read_architecture};
+use crate::components::inference::{describe_model, model_memory};
 use crate::machine::MemoryNeed;
 
 /// The longest benchmark name: it becomes part of file names.
@@ -172,12 +172,13 @@ fn resolve_models(
         let resolved = match (&spec.path, &spec.synthetic) {
             (Some(path), None) => {
                 let folder = base.join(path.get_ref());
-                match read_architecture(&folder) {
-                    Ok(architecture) => Some(ResolvedModel {
+                match describe_model(&folder) {
+                    Ok(description) => Some(ResolvedModel {
                         name: name.clone(),
                         folder: Some(folder),
                         synthetic: None,
-                        architecture,
+                        architecture: description.architecture,
+                        gguf: description.gguf,
                     }),
                     Err(e) => {
                         c.error(
@@ -198,6 +199,7 @@ fn resolve_models(
                     folder: None,
                     synthetic: Some(synthetic.clone()),
                     architecture: synthetic.architecture(),
+                    gguf: None,
                 }),
                 Err(e) => {
                     c.error(&at.clone().key("synthetic"), e.to_string(), None);
@@ -205,12 +207,22 @@ fn resolve_models(
                 }
             },
             _ => {
-                c.error(&at, "a model needs exactly one of `path` (a local folder) or `synthetic` (a generated Llama)".into(), Some("path = \"models/SmolLM2-135M\" or [models.NAME.synthetic] with seed and sizes".into()));
+                c.error(&at, "a model needs exactly one of `path` (a local folder or a .gguf file) or `synthetic` (a generated Llama)".into(), Some("path = \"models/SmolLM2-135M\", path = \"models/smollm2-135m-q4_1.gguf\", or [models.NAME.synthetic] with seed and sizes".into()));
                 None
             }
         };
         if let Some(r) = resolved {
-            match model_memory(&r.architecture, dtype.to_candle(), r.synthetic.is_some()) {
+            let need = match &r.gguf {
+                Some(weights) => Ok(MemoryNeed::new(
+                    weights.memory_bytes,
+                    format!(
+                        "the GGUF file's weights as candle holds them ({} stored; f32/f16 matrices and the embedding table widened to f32) and rotary tables",
+                        weights.stored_bytes
+                    ),
+                )),
+                None => model_memory(&r.architecture, dtype.to_candle(), r.synthetic.is_some()),
+            };
+            match need {
                 Ok(need) => c.fits_in_memory(&at, "the model", &need),
                 Err(e) => c.error(&at, e.to_string(), None),
             }

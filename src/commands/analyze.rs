@@ -225,18 +225,22 @@ fn roofline_for(
         .iter()
         .rev()
         .find(|(_, r)| r.results.iter().any(|x| inference(&x.kind)))?;
-    let architecture: ModelArchitecture = report
-        .results
-        .iter()
-        .filter(|r| inference(&r.kind))
-        .find_map(|r| serde_json::from_value(r.context["architecture"].clone()).ok())?;
-    match roofline_inputs(
-        architecture,
-        &report.settings.dtype,
-        report.settings.threads,
-        calibration,
-    ) {
-        Ok(inputs) => Some(roofline(inputs, &report.results)),
+    let model_result = report.results.iter().find(|r| {
+        inference(&r.kind) && r.context["architecture"].is_object()
+    })?;
+    let architecture: ModelArchitecture =
+        serde_json::from_value(model_result.context["architecture"].clone()).ok()?;
+    // The activations' type (f32 for a GGUF model, whatever the settings
+    // say) and the real bytes of its weights, when the report has them.
+    let dtype = model_result.context["dtype"]
+        .as_str()
+        .unwrap_or(&report.settings.dtype);
+    let weight_bytes = model_result.context["weight_bytes_per_forward"].as_u64();
+    match roofline_inputs(architecture, dtype, report.settings.threads, calibration) {
+        Ok(mut inputs) => {
+            inputs.weight_bytes_per_forward = weight_bytes;
+            Some(roofline(inputs, &report.results))
+        }
         Err(note) => {
             notes.push(note);
             None

@@ -19,8 +19,12 @@ pub struct Layer0KvProjector {
 }
 
 impl Layer0KvProjector {
-    pub fn open(folder: &Path) -> Result<Self, InferenceError> {
-        let folder = ModelFolder::open(folder)?;
+    /// Reads the four tensors from a model folder or a GGUF file.
+    pub fn open(path: &Path) -> Result<Self, InferenceError> {
+        if super::is_gguf(path) {
+            return Self::open_gguf(path);
+        }
+        let folder = ModelFolder::open(path)?;
         // SAFETY: read-only mapping of the model files, as in `LoadedModel::load`.
         let weights =
             unsafe { candle_core::safetensors::MmapedSafetensors::multi(&folder.weight_files) }?;
@@ -33,6 +37,31 @@ impl Layer0KvProjector {
             gain: get("model.layers.0.input_layernorm.weight")?,
             k_t: get("model.layers.0.self_attn.k_proj.weight")?.t()?,
             v_t: get("model.layers.0.self_attn.v_proj.weight")?.t()?,
+            device,
+        })
+    }
+
+    /// The same tensors under llama.cpp's names, widened to f32. (GGUF's k
+    /// rows are permuted within each head for interleaved RoPE: the values
+    /// are the same, in another order.)
+    fn open_gguf(path: &Path) -> Result<Self, InferenceError> {
+        let file = std::fs::File::open(path).map_err(|source| InferenceError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut reader = std::io::BufReader::new(file);
+        let content = candle_core::quantized::gguf_file::Content::read(&mut reader)?;
+        let device = Device::Cpu;
+        let mut get = |name: &str| -> Result<Tensor, InferenceError> {
+            Ok(content
+                .tensor(&mut reader, name, &device)?
+                .dequantize(&device)?)
+        };
+        Ok(Self {
+            embed: get("token_embd.weight")?,
+            gain: get("blk.0.attn_norm.weight")?,
+            k_t: get("blk.0.attn_k.weight")?.t()?,
+            v_t: get("blk.0.attn_v.weight")?.t()?,
             device,
         })
     }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum InferenceError {
     #[error(
-        "model folder {path} does not exist; set `path` in the campaign's [models] table to a folder with config.json and *.safetensors"
+        "model folder {path} does not exist; set `path` in the campaign's [models] table to a folder with config.json and *.safetensors, or to a .gguf file"
     )]
     MissingFolder { path: PathBuf },
 
@@ -51,6 +51,17 @@ pub enum InferenceError {
 
     #[error("{0}")]
     WorkerPanicked(String),
+
+    #[error("GGUF file {path} {problem}")]
+    Gguf { path: PathBuf, problem: String },
+
+    #[error(
+        "{path} is neither a GGUF file nor a model folder; `path` takes a folder with config.json and *.safetensors, or a .gguf file"
+    )]
+    NotAModel { path: PathBuf },
+
+    #[error("tokenizer {path}: {problem}")]
+    Tokenizer { path: PathBuf, problem: String },
 
     #[error("candle: {0}")]
     Candle(#[from] candle_core::Error),

@@ -5,7 +5,8 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::llama::{Config, Llama, LlamaConfig};
 use serde::Serialize;
 
-use super::InferenceError;
+use super::gguf::{GgufWeights, inspect_gguf, is_gguf, load_gguf};
+use super::{InferenceError, TextTokenizer};
 
 /// The numbers of a Llama-family model that benchmarks and reports need.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -148,6 +149,86 @@ pub(super) fn expected_tensors(a: &ModelArchitecture) -> Vec<(String, Vec<usize>
     tensors
 }
 
+/// The tensors a GGUF Llama or Qwen2 file must hold (llama.cpp's names;
+/// the shapes in candle's row-major order), checked before candle loads it.
+pub(super) fn gguf_tensors(a: &ModelArchitecture) -> Vec<(String, Vec<usize>)> {
+    let (h, i, v) = (a.hidden_size, a.intermediate_size, a.vocab_size);
+    let kv = a.num_key_value_heads * a.head_dim();
+    let mut tensors = vec![
+        ("token_embd.weight".to_string(), vec![v, h]),
+        ("output_norm.weight".to_string(), vec![h]),
+    ];
+    if !a.tie_word_embeddings {
+        tensors.push(("output.weight".to_string(), vec![v, h]));
+    }
+    for layer in 0..a.num_hidden_layers {
+        let p = format!("blk.{layer}");
+        tensors.extend([
+            (format!("{p}.attn_norm.weight"), vec![h]),
+            (format!("{p}.ffn_norm.weight"), vec![h]),
+            (format!("{p}.attn_q.weight"), vec![h, h]),
+            (format!("{p}.attn_k.weight"), vec![kv, h]),
+            (format!("{p}.attn_v.weight"), vec![kv, h]),
+            (format!("{p}.attn_output.weight"), vec![h, h]),
+            (format!("{p}.ffn_gate.weight"), vec![i, h]),
+            (format!("{p}.ffn_up.weight"), vec![i, h]),
+            (format!("{p}.ffn_down.weight"), vec![h, i]),
+        ]);
+    }
+    tensors
+}
+
+/// What a model's weights are and cost, as every report records them.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct WeightsFacts {
+    /// `safetensors` or `gguf`.
+    pub format: String,
+    /// The architecture family (`llama`, `qwen2`).
+    pub family: String,
+    /// The type that holds most of the weight bytes (`f32`, `q4_1`, …).
+    pub quantization: String,
+    /// How many tensors of each type the file holds.
+    pub tensor_types: std::collections::BTreeMap<String, usize>,
+    pub parameters: u64,
+    /// Bytes of the weights as stored.
+    pub stored_bytes: u64,
+    /// Weight bytes one forward pass reads: every matrix as held in memory,
+    /// except an embedding table that is only looked up (one row per token).
+    pub bytes_per_forward: u64,
+    /// Bytes the loaded model holds: quantized types stay as stored; f32,
+    /// f16 and bf16 weights of a GGUF file and its embedding table are
+    /// widened to f32 by candle; plus the rotary tables.
+    pub memory_bytes: u64,
+}
+
+impl WeightsFacts {
+    /// Facts of a safetensors model loaded at `dtype`, from its shapes.
+    pub fn safetensors(a: &ModelArchitecture, dtype: DType) -> Self {
+        let size = dtype.size_in_bytes() as u64;
+        let tensors = expected_tensors(a);
+        let elems = |(_, shape): &(String, Vec<usize>)| shape.iter().product::<usize>() as u64;
+        let parameters: u64 = tensors.iter().map(elems).sum();
+        let per_forward: u64 = tensors
+            .iter()
+            .filter(|(name, shape)| {
+                shape.len() == 2 && (a.tie_word_embeddings || name != "model.embed_tokens.weight")
+            })
+            .map(elems)
+            .sum();
+        let name = format!("{dtype:?}").to_lowercase();
+        Self {
+            format: "safetensors".into(),
+            family: "llama".into(),
+            quantization: name.clone(),
+            tensor_types: [(name, tensors.len())].into_iter().collect(),
+            parameters,
+            stored_bytes: parameters * size,
+            bytes_per_forward: per_forward * size,
+            memory_bytes: parameters * size,
+        }
+    }
+}
+
 /// A model folder in Hugging Face layout: `config.json` and `*.safetensors`.
 #[derive(Debug, Clone)]
 pub struct ModelFolder {
@@ -205,26 +286,82 @@ impl ModelFolder {
     }
 }
 
-/// Reads only `config.json`: cheap enough for campaign validation.
-pub fn read_architecture(path: &Path) -> Result<ModelArchitecture, InferenceError> {
+/// A model on disk, described from its header alone (`config.json`, or a
+/// GGUF file's metadata and tensor table): cheap enough for validation.
+#[derive(Debug, Clone)]
+pub struct ModelDescription {
+    pub architecture: ModelArchitecture,
+    /// Set for GGUF files, whose weight types are fixed by the file.
+    pub gguf: Option<WeightsFacts>,
+}
+
+pub fn describe_model(path: &Path) -> Result<ModelDescription, InferenceError> {
+    if is_gguf(path) {
+        let info = inspect_gguf(path)?;
+        return Ok(ModelDescription {
+            architecture: info.architecture,
+            gguf: Some(info.weights),
+        });
+    }
+    if path.is_file() {
+        return Err(InferenceError::NotAModel {
+            path: path.to_path_buf(),
+        });
+    }
     let folder = ModelFolder::open(path)?;
-    Ok(ModelArchitecture::from_llama_config(
-        &folder.llama_config()?,
-    ))
+    Ok(ModelDescription {
+        architecture: ModelArchitecture::from_llama_config(&folder.llama_config()?),
+        gguf: None,
+    })
+}
+
+/// The weights as candle holds them.
+pub(super) enum Backend {
+    Safetensors { model: Llama, config: Config },
+    Gguf(GgufWeights),
 }
 
 /// A model ready for forward passes.
 pub struct LoadedModel {
-    pub(super) model: Llama,
-    pub(super) config: Config,
+    pub(super) backend: Backend,
     pub architecture: ModelArchitecture,
+    pub weights: WeightsFacts,
+    /// The model's own tokenizer, when it has one.
+    pub tokenizer: Result<TextTokenizer, String>,
     pub device: Device,
+    /// The type of activations and of the KV cache (f32 for GGUF models:
+    /// candle's quantized models compute in f32).
     pub dtype: DType,
-    pub folder: PathBuf,
+    /// The folder or GGUF file it was loaded from.
+    pub path: PathBuf,
 }
 
 impl LoadedModel {
+    /// Loads a folder (config.json + safetensors, at `dtype`) or a GGUF file.
     pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<Self, InferenceError> {
+        if is_gguf(path) {
+            let gguf = load_gguf(path, device)?;
+            let tokenizer = gguf.tokenizer.or_else(|why| {
+                tokenizer_beside(path).ok_or(format!(
+                    "{why}, and there is no tokenizer.json beside {}",
+                    path.display()
+                ))?
+            });
+            return Ok(Self {
+                backend: Backend::Gguf(gguf.weights),
+                architecture: gguf.info.architecture,
+                weights: gguf.info.weights,
+                tokenizer,
+                device: device.clone(),
+                dtype: DType::F32,
+                path: path.to_path_buf(),
+            });
+        }
+        if path.is_file() {
+            return Err(InferenceError::NotAModel {
+                path: path.to_path_buf(),
+            });
+        }
         let folder = ModelFolder::open(path)?;
         let llama_config = folder.llama_config()?;
         let architecture = ModelArchitecture::from_llama_config(&llama_config);
@@ -277,15 +414,26 @@ impl LoadedModel {
             unsafe { VarBuilder::from_mmaped_safetensors(&folder.weight_files, dtype, device)? };
         let config = llama_config.into_config(false);
         let model = Llama::load(vb, &config)?;
+        let tokenizer = tokenizer_beside(&folder.path.join("config.json")).unwrap_or_else(|| {
+            Err(format!("{} has no tokenizer.json", folder.path.display()))
+        });
         Ok(Self {
-            model,
-            config,
+            backend: Backend::Safetensors { model, config },
+            weights: WeightsFacts::safetensors(&architecture, dtype),
             architecture,
+            tokenizer,
             device: device.clone(),
             dtype,
-            folder: folder.path,
+            path: folder.path,
         })
     }
+}
+
+/// `tokenizer.json` in the folder of `file`, when there is one.
+fn tokenizer_beside(file: &Path) -> Option<Result<TextTokenizer, String>> {
+    let path = file.with_file_name("tokenizer.json");
+    path.is_file()
+        .then(|| TextTokenizer::from_file(&path).map_err(|e| e.to_string()))
 }
 
 #[cfg(test)]

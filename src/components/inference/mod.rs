@@ -1,23 +1,33 @@
 //! In-process LLM inference on candle: a Llama-architecture model loaded from
-//! a local folder (`config.json` + `*.safetensors`), or a synthetic one that
-//! is generated deterministically from a seed, written to disk once, and then
-//! loaded through exactly the same code path.
+//! a local folder (`config.json` + `*.safetensors`) or a GGUF file (quantized
+//! weights, through candle's quantized models), or a synthetic one that is
+//! generated deterministically from a seed, written to disk once (as
+//! safetensors, or as GGUF at a chosen quantization), and then loaded through
+//! exactly the same code path. Tokenizers come with the model.
 
 mod activations;
 mod batching;
 mod device;
 mod error;
+mod gguf;
 mod loader;
+mod quantization;
 mod session;
 mod synthetic;
+mod synthetic_tokenizer;
+mod tokenizer;
 
 pub use activations::{Layer0KvProjector, layer0_kv_f16};
 pub use batching::{BatchEvents, ServeEvents, ServeRequest, serve_static_batches};
 pub use device::DeviceSpec;
 pub use error::InferenceError;
+pub use gguf::{GGUF_FAMILIES, GgufModelInfo, inspect_gguf, is_gguf};
 pub use loader::{
-    LoadedModel, ModelArchitecture, ModelFolder, checked_parameter_count, model_memory,
-    read_architecture,
+    LoadedModel, ModelArchitecture, ModelDescription, ModelFolder, WeightsFacts,
+    checked_parameter_count, describe_model, model_memory,
 };
+pub use quantization::Quantization;
 pub use session::GenerationSession;
 pub use synthetic::{SyntheticLlamaConfig, materialize_synthetic_model};
+pub use synthetic_tokenizer::SyntheticTokenizer;
+pub use tokenizer::{ChatMessage, TextTokenizer};

@@ -1,23 +1,40 @@
 use candle_core::{D, Tensor};
-use candle_transformers::models::llama::Cache;
+use candle_transformers::models::llama::{Cache, Llama};
 
+use super::gguf::GgufWeights;
+use super::loader::Backend;
 use super::{InferenceError, LoadedModel};
 
-/// One greedy generation with its own KV cache. candle's `Cache` is not reset
-/// when a new prompt starts at position 0, so every generation gets a fresh one.
+/// The KV cache of one generation, in the form each backend keeps it.
+enum SessionState<'m> {
+    /// candle's `Cache` is not reset when a new prompt starts at position
+    /// 0, so every generation gets a fresh one.
+    Safetensors { model: &'m Llama, cache: Cache },
+    /// A quantized model keeps its KV cache inside its layers: each
+    /// generation works on a clone, which shares the weights.
+    Gguf(GgufWeights),
+}
+
+/// One greedy generation with its own KV cache.
 pub struct GenerationSession<'m> {
     model: &'m LoadedModel,
-    cache: Cache,
+    state: SessionState<'m>,
     position: usize,
     batch_size: usize,
 }
 
 impl<'m> GenerationSession<'m> {
     pub fn new(model: &'m LoadedModel, batch_size: usize) -> Result<Self, InferenceError> {
-        let cache = Cache::new(true, model.dtype, &model.config, &model.device)?;
+        let state = match &model.backend {
+            Backend::Safetensors { model: llama, config } => SessionState::Safetensors {
+                model: llama,
+                cache: Cache::new(true, model.dtype, config, &model.device)?,
+            },
+            Backend::Gguf(weights) => SessionState::Gguf(weights.clone()),
+        };
         Ok(Self {
             model,
-            cache,
+            state,
             position: 0,
             batch_size: batch_size.max(1),
         })
@@ -76,13 +93,30 @@ impl<'m> GenerationSession<'m> {
                 limit,
             });
         }
-        let logits = self
-            .model
-            .model
-            .forward(input, self.position, &mut self.cache)?;
+        let logits = match &mut self.state {
+            SessionState::Safetensors { model, cache } => {
+                model.forward(input, self.position, cache)?
+            }
+            SessionState::Gguf(weights) => weights.forward(input, self.position)?,
+        };
         self.position += width;
         // Greedy sampling: the most likely next token of each sequence.
         Ok(logits.argmax(D::Minus1)?.to_vec1::<u32>()?)
+    }
+
+    /// Logits of the last position of `prompt` (one sequence), as f32:
+    /// what tests compare between formats of the same weights.
+    pub fn prefill_logits(&mut self, prompt: &[u32]) -> Result<Vec<f32>, InferenceError> {
+        let input = Tensor::from_vec(prompt.to_vec(), (1, prompt.len()), &self.model.device)?;
+        let logits = match &mut self.state {
+            SessionState::Safetensors { model, cache } => model.forward(&input, 0, cache)?,
+            SessionState::Gguf(weights) => weights.forward(&input, 0)?,
+        };
+        self.position = prompt.len();
+        Ok(logits
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?)
     }
 
     /// Prefill of `prompt`, then greedy decode: the `output_tokens` tokens

@@ -1,0 +1,252 @@
+//! GGUF models and tokenizers on real forward passes: the synthetic model
+//! written as GGUF at several quantizations must compute what its
+//! safetensors form computes, and a bad file must be refused with a reason.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use campaign::components::inference::{
+    ChatMessage, GenerationSession, InferenceError, LoadedModel, Quantization,
+    SyntheticLlamaConfig, TextTokenizer, describe_model, inspect_gguf,
+    materialize_synthetic_model,
+};
+use candle_core::quantized::gguf_file;
+use candle_core::{DType, Device};
+use tempfile::TempDir;
+
+/// Small, but with rows of 256 so that every K-quant applies unchanged, and
+/// a vocabulary large enough for the byte-level tokenizer.
+fn config(quantization: Option<Quantization>) -> SyntheticLlamaConfig {
+    SyntheticLlamaConfig {
+        seed: 7,
+        vocab_size: 512,
+        hidden_size: 256,
+        intermediate_size: 512,
+        num_hidden_layers: 2,
+        num_attention_heads: 4,
+        num_key_value_heads: 2,
+        max_position_embeddings: 128,
+        rope_theta: 10_000.0,
+        rms_norm_eps: 1e-5,
+        tie_word_embeddings: false,
+        quantization,
+    }
+}
+
+fn load(dir: &Path, quantization: Option<Quantization>) -> (PathBuf, LoadedModel) {
+    let path = materialize_synthetic_model(&config(quantization), dir).unwrap();
+    let model = LoadedModel::load(&path, &Device::Cpu, DType::F32).unwrap();
+    (path, model)
+}
+
+const PROMPT: [u32; 12] = [300, 14, 15, 92, 65, 35, 89, 79, 32, 384, 26, 433];
+
+#[test]
+fn an_f32_gguf_computes_the_safetensors_logits_and_tokens() {
+    let dir = TempDir::new().unwrap();
+    let (_, dense) = load(dir.path(), None);
+    let (path, gguf) = load(dir.path(), Some(Quantization::F32));
+    assert_eq!(path.extension().unwrap(), "gguf");
+    assert_eq!(gguf.weights.format, "gguf");
+    assert_eq!(gguf.weights.quantization, "f32");
+    assert_eq!(gguf.architecture, dense.architecture);
+    assert_eq!(gguf.weights.parameters, dense.weights.parameters);
+
+    let a = GenerationSession::new(&dense, 1)
+        .unwrap()
+        .prefill_logits(&PROMPT)
+        .unwrap();
+    let b = GenerationSession::new(&gguf, 1)
+        .unwrap()
+        .prefill_logits(&PROMPT)
+        .unwrap();
+    assert_eq!(a.len(), 512);
+    let worst = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max);
+    let spread = a.iter().fold(0f32, |m, x| m.max(x.abs()));
+    assert!(spread > 1e-3, "logits are not all zero ({spread})");
+    assert!(worst < 1e-4, "largest logit difference {worst}");
+
+    let dense_tokens = GenerationSession::greedy_continuation(&dense, &PROMPT, 16).unwrap();
+    let gguf_tokens = GenerationSession::greedy_continuation(&gguf, &PROMPT, 16).unwrap();
+    assert_eq!(dense_tokens, gguf_tokens);
+}
+
+#[test]
+fn q8_0_keeps_the_greedy_tokens_and_every_type_runs() {
+    let dir = TempDir::new().unwrap();
+    let (_, dense) = load(dir.path(), None);
+    let reference = GenerationSession::greedy_continuation(&dense, &PROMPT[..6], 4).unwrap();
+    let (_, q8) = load(dir.path(), Some(Quantization::Q8_0));
+    assert_eq!(
+        GenerationSession::greedy_continuation(&q8, &PROMPT[..6], 4).unwrap(),
+        reference
+    );
+    for q in [
+        Quantization::F16,
+        Quantization::Q4_0,
+        Quantization::Q4_1,
+        Quantization::Q4K,
+        Quantization::Q6K,
+    ] {
+        let (path, model) = load(dir.path(), Some(q));
+        assert_eq!(model.weights.quantization, q.name(), "{}", path.display());
+        let tokens = GenerationSession::greedy_continuation(&model, &PROMPT, 3).unwrap();
+        assert_eq!(tokens.len(), 3);
+        assert!(tokens.iter().all(|t| *t < 512));
+        // Quantized blocks are smaller than f32 and the report says by how much.
+        if q.stays_quantized() {
+            assert!(model.weights.stored_bytes < dense.weights.stored_bytes / 3);
+            assert!(model.weights.bytes_per_forward < dense.weights.bytes_per_forward / 3);
+        }
+    }
+}
+
+#[test]
+fn rows_off_the_block_fall_back_and_the_census_says_so() {
+    let dir = TempDir::new().unwrap();
+    let mut c = config(Some(Quantization::Q4K));
+    // 384 is a multiple of 32 but not of 256: every matrix reading a hidden
+    // vector falls back to q8_0; ffn_down (rows of 512) stays q4_k.
+    c.hidden_size = 384;
+    c.num_attention_heads = 6;
+    let path = materialize_synthetic_model(&c, dir.path()).unwrap();
+    let info = inspect_gguf(&path).unwrap();
+    assert_eq!(info.weights.tensor_types.get("q4_k"), Some(&2));
+    assert!(info.weights.tensor_types.get("q8_0").copied().unwrap_or(0) > 2);
+    assert_eq!(info.weights.quantization, "q8_0");
+}
+
+#[test]
+fn a_truncated_file_and_an_unknown_architecture_are_refused_with_reasons() {
+    let dir = TempDir::new().unwrap();
+    let path = materialize_synthetic_model(&config(Some(Quantization::Q8_0)), dir.path()).unwrap();
+    let bytes = fs::read(&path).unwrap();
+
+    let cut = dir.path().join("cut.gguf");
+    fs::write(&cut, &bytes[..bytes.len() - 1000]).unwrap();
+    let err = LoadedModel::load(&cut, &Device::Cpu, DType::F32)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("cut.gguf") && err.contains("truncated"), "{err}");
+
+    let header_only = dir.path().join("header.gguf");
+    fs::write(&header_only, &bytes[..64]).unwrap();
+    let err = describe_model(&header_only).unwrap_err().to_string();
+    assert!(err.contains("not a readable GGUF"), "{err}");
+
+    // Same tensors, another architecture name.
+    let mut reader = std::io::Cursor::new(&bytes);
+    let content = gguf_file::Content::read(&mut reader).unwrap();
+    let mut metadata = content.metadata.clone();
+    metadata.insert(
+        "general.architecture".into(),
+        gguf_file::Value::String("mamba".into()),
+    );
+    let tensors: Vec<(String, candle_core::quantized::QTensor)> = content
+        .tensor_infos
+        .keys()
+        .map(|name| {
+            (
+                name.clone(),
+                content.tensor(&mut reader, name, &Device::Cpu).unwrap(),
+            )
+        })
+        .collect();
+    let other = dir.path().join("mamba.gguf");
+    let mut file = fs::File::create(&other).unwrap();
+    gguf_file::write(
+        &mut file,
+        &metadata.iter().map(|(k, v)| (k.as_str(), v)).collect::<Vec<_>>(),
+        &tensors.iter().map(|(k, v)| (k.as_str(), v)).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let err = describe_model(&other).unwrap_err();
+    assert!(matches!(err, InferenceError::Gguf { .. }));
+    let err = err.to_string();
+    assert!(err.contains("\"mamba\"") && err.contains("supported: llama"), "{err}");
+
+    let not_a_model = dir.path().join("notes.txt");
+    fs::write(&not_a_model, "hello").unwrap();
+    let err = describe_model(&not_a_model).unwrap_err().to_string();
+    assert!(err.contains("neither a GGUF file nor a model folder"), "{err}");
+}
+
+#[test]
+fn the_tokenizer_round_trips_text_the_same_from_json_and_from_gguf() {
+    let dir = TempDir::new().unwrap();
+    let (folder, dense) = load(dir.path(), None);
+    let (_, gguf) = load(dir.path(), Some(Quantization::Q8_0));
+    let from_json = dense.tokenizer.as_ref().unwrap();
+    let from_gguf = gguf.tokenizer.as_ref().unwrap();
+    assert!(from_gguf.source.contains("GGUF"), "{}", from_gguf.source);
+    assert!(folder.join("tokenizer.json").is_file());
+
+    let text = "Time to first token grows with the prompt: 128, 512 and 2048 tokens — naïve café ✓.";
+    let ids = from_json.encode(text).unwrap();
+    assert!(ids.len() < text.len(), "merges shorten the text: {} ids", ids.len());
+    assert!(ids.iter().all(|i| (*i as usize) < 512));
+    assert_eq!(from_json.decode(&ids).unwrap(), text);
+    assert_eq!(from_gguf.encode(text).unwrap(), ids);
+    assert_eq!(from_gguf.decode(&ids).unwrap(), text);
+
+    let chat = from_gguf
+        .apply_chat_template(&[ChatMessage {
+            role: "user".into(),
+            content: "Hi".into(),
+        }])
+        .unwrap();
+    assert_eq!(chat, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+}
+
+/// A SentencePiece vocabulary in GGUF metadata (as TinyLlama's), converted
+/// to a byte-fallback BPE.
+#[test]
+fn a_sentencepiece_vocabulary_from_gguf_metadata_round_trips() {
+    let mut tokens: Vec<String> = vec!["<unk>".into(), "<s>".into(), "</s>".into()];
+    tokens.extend((0..=255u8).map(|b| format!("<0x{b:02X}>")));
+    // Pieces in the order BPE learned them: the score of a merge's result
+    // ranks the merge.
+    let pieces = [
+        "▁", "h", "e", "l", "o", "w", "r", "d", "ll", "llo", "he", "hello", "▁hello", "or", "ld",
+        "▁w", "▁wor", "▁world",
+    ];
+    tokens.extend(pieces.iter().map(|p| p.to_string()));
+    let scores: Vec<gguf_file::Value> = (0..tokens.len())
+        .map(|i| gguf_file::Value::F32(-(i as f32)))
+        .collect();
+    let metadata = [
+        ("tokenizer.ggml.model", gguf_file::Value::String("llama".into())),
+        (
+            "tokenizer.ggml.tokens",
+            gguf_file::Value::Array(tokens.iter().cloned().map(gguf_file::Value::String).collect()),
+        ),
+        ("tokenizer.ggml.scores", gguf_file::Value::Array(scores)),
+        ("tokenizer.ggml.unknown_token_id", gguf_file::Value::U32(0)),
+        ("tokenizer.ggml.bos_token_id", gguf_file::Value::U32(1)),
+        ("tokenizer.ggml.eos_token_id", gguf_file::Value::U32(2)),
+    ];
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    gguf_file::write(
+        &mut bytes,
+        &metadata.iter().map(|(k, v)| (*k, v)).collect::<Vec<_>>(),
+        &[],
+    )
+    .unwrap();
+    bytes.set_position(0);
+    let content = gguf_file::Content::read(&mut bytes).unwrap();
+    let tokenizer = TextTokenizer::from_gguf(&content).unwrap();
+    assert_eq!(tokenizer.eos_token.as_deref(), Some("</s>"));
+    let id = |t: &str| tokens.iter().position(|x| x == t).unwrap() as u32;
+    let ids = tokenizer.encode("hello world").unwrap();
+    assert_eq!(ids, vec![id("▁hello"), id("▁world")]);
+    assert_eq!(tokenizer.decode(&ids).unwrap(), "hello world");
+    // A character outside the vocabulary falls back to its UTF-8 bytes.
+    let ids = tokenizer.encode("hé").unwrap();
+    assert!(ids.contains(&id("<0xC3>")) && ids.contains(&id("<0xA9>")), "{ids:?}");
+    assert_eq!(tokenizer.decode(&ids).unwrap(), "hé");
+}
