@@ -1,16 +1,19 @@
-//! One decode step and one short prefill of a small synthetic Llama. The
-//! reference measured in the same run is a single matmul of the model's
-//! largest projection (vocab × hidden), the floor a decode step cannot beat.
+//! One decode step and one short prefill of a small synthetic Llama, as f32
+//! safetensors and as GGUF at q8_0 and q4_0. The reference measured in the
+//! same run is a single matmul of the model's largest projection (vocab ×
+//! hidden), the floor an f32 decode step cannot beat. candle sizes its
+//! quantized worker pool once per process, so threads are set from outside:
+//! `RAYON_NUM_THREADS=1 cargo bench --bench inference`, then `=2`.
 
 use std::hint::black_box;
 
 use campaign::components::inference::{
-    GenerationSession, LoadedModel, SyntheticLlamaConfig, materialize_synthetic_model,
+    GenerationSession, LoadedModel, Quantization, SyntheticLlamaConfig, materialize_synthetic_model,
 };
 use candle_core::{DType, Device, Tensor};
 use criterion::{Criterion, criterion_group, criterion_main};
 
-fn model() -> (tempfile::TempDir, LoadedModel) {
+fn model(quantization: Option<Quantization>) -> (tempfile::TempDir, LoadedModel) {
     let config = SyntheticLlamaConfig {
         seed: 42,
         vocab_size: 8192,
@@ -23,6 +26,7 @@ fn model() -> (tempfile::TempDir, LoadedModel) {
         rope_theta: 10_000.0,
         rms_norm_eps: 1e-5,
         tie_word_embeddings: false,
+        quantization,
     };
     let dir = tempfile::TempDir::new().expect("temporary folder");
     let folder = materialize_synthetic_model(&config, dir.path()).expect("synthetic model");
@@ -31,7 +35,6 @@ fn model() -> (tempfile::TempDir, LoadedModel) {
 }
 
 fn decode(c: &mut Criterion) {
-    let (_dir, model) = model();
     let prompt: Vec<u32> = (0..128).collect();
     let mut group = c.benchmark_group("decode");
     group.bench_function("reference_lm_head_matmul", |b| {
@@ -39,23 +42,27 @@ fn decode(c: &mut Criterion) {
         let w = Tensor::ones((384, 8192), DType::F32, &Device::Cpu).expect("tensor");
         b.iter(|| black_box(x.matmul(&w).expect("matmul")));
     });
-    group.bench_function("step_after_128_token_prompt", |b| {
-        let mut session = GenerationSession::new(&model, 1).expect("session");
-        let mut token = session.prefill(&prompt).expect("prefill");
-        b.iter(|| {
-            if session.position() + 1 >= 4096 {
-                session = GenerationSession::new(&model, 1).expect("session");
-                token = session.prefill(&prompt).expect("prefill");
-            }
-            token = session.step(&token).expect("step");
-        });
-    });
-    group.bench_function("prefill_128_tokens", |b| {
-        b.iter(|| {
+    for quantization in [None, Some(Quantization::Q8_0), Some(Quantization::Q4_0)] {
+        let (_dir, model) = model(quantization);
+        let name = quantization.map_or("f32_safetensors", Quantization::name);
+        group.bench_function(format!("{name}/step_after_128_token_prompt"), |b| {
             let mut session = GenerationSession::new(&model, 1).expect("session");
-            black_box(session.prefill(&prompt).expect("prefill"))
+            let mut token = session.prefill(&prompt).expect("prefill");
+            b.iter(|| {
+                if session.position() + 1 >= 4096 {
+                    session = GenerationSession::new(&model, 1).expect("session");
+                    token = session.prefill(&prompt).expect("prefill");
+                }
+                token = session.step(&token).expect("step");
+            });
         });
-    });
+        group.bench_function(format!("{name}/prefill_128_tokens"), |b| {
+            b.iter(|| {
+                let mut session = GenerationSession::new(&model, 1).expect("session");
+                black_box(session.prefill(&prompt).expect("prefill"))
+            });
+        });
+    }
     group.finish();
 }
 

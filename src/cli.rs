@@ -179,6 +179,29 @@ enum Command {
         #[arg(long, default_value = "campaigns/default.toml")]
         campaign: PathBuf,
     },
+    /// Print a model's greedy continuation of a prompt, to see that it
+    /// (and its tokenizer) loaded right.
+    #[command(after_help = EXIT_CODES)]
+    Generate {
+        /// Campaign file that defines the model.
+        #[arg(long, default_value = "campaigns/default.toml")]
+        campaign: PathBuf,
+        /// Results folder, where synthetic models are cached (default: the campaign's output_dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Model name, as in the campaign's [models] table.
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// Prompt text.
+        #[arg(long)]
+        prompt: String,
+        /// Most tokens to generate (stops earlier at end of sequence).
+        #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+        max_tokens: u32,
+        /// Wrap the prompt in the model's chat template as a user message.
+        #[arg(long)]
+        chat: bool,
+    },
     /// Check a campaign file without running it.
     #[command(after_help = EXIT_CODES)]
     Validate {
@@ -281,6 +304,27 @@ impl Cli {
             ),
             Command::List { campaign } => print(commands::list(&campaign)),
             Command::Validate { file } => print(commands::validate(&file)),
+            Command::Generate {
+                campaign,
+                out,
+                model,
+                prompt,
+                max_tokens,
+                chat,
+            } => print(commands::open_campaign(&campaign, out.as_deref()).and_then(
+                |(c, layout)| {
+                    commands::generate_command(
+                        &c,
+                        &layout,
+                        &commands::GenerateArgs {
+                            model,
+                            prompt,
+                            max_tokens: max_tokens as usize,
+                            chat,
+                        },
+                    )
+                },
+            )),
         }
     }
 }

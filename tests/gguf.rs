@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 
 use campaign::components::inference::{
     ChatMessage, GenerationSession, InferenceError, LoadedModel, Quantization,
-    SyntheticLlamaConfig, TextTokenizer, describe_model, inspect_gguf,
-    materialize_synthetic_model,
+    SyntheticLlamaConfig, TextTokenizer, describe_model, inspect_gguf, materialize_synthetic_model,
 };
 use candle_core::quantized::gguf_file;
 use candle_core::{DType, Device};
@@ -132,7 +131,10 @@ fn a_truncated_file_and_an_unknown_architecture_are_refused_with_reasons() {
         .err()
         .unwrap()
         .to_string();
-    assert!(err.contains("cut.gguf") && err.contains("truncated"), "{err}");
+    assert!(
+        err.contains("cut.gguf") && err.contains("truncated"),
+        "{err}"
+    );
 
     let header_only = dir.path().join("header.gguf");
     fs::write(&header_only, &bytes[..64]).unwrap();
@@ -161,19 +163,31 @@ fn a_truncated_file_and_an_unknown_architecture_are_refused_with_reasons() {
     let mut file = fs::File::create(&other).unwrap();
     gguf_file::write(
         &mut file,
-        &metadata.iter().map(|(k, v)| (k.as_str(), v)).collect::<Vec<_>>(),
-        &tensors.iter().map(|(k, v)| (k.as_str(), v)).collect::<Vec<_>>(),
+        &metadata
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect::<Vec<_>>(),
+        &tensors
+            .iter()
+            .map(|(k, v)| (k.as_str(), v))
+            .collect::<Vec<_>>(),
     )
     .unwrap();
     let err = describe_model(&other).unwrap_err();
     assert!(matches!(err, InferenceError::Gguf { .. }));
     let err = err.to_string();
-    assert!(err.contains("\"mamba\"") && err.contains("supported: llama"), "{err}");
+    assert!(
+        err.contains("\"mamba\"") && err.contains("supported: llama"),
+        "{err}"
+    );
 
     let not_a_model = dir.path().join("notes.txt");
     fs::write(&not_a_model, "hello").unwrap();
     let err = describe_model(&not_a_model).unwrap_err().to_string();
-    assert!(err.contains("neither a GGUF file nor a model folder"), "{err}");
+    assert!(
+        err.contains("neither a GGUF file nor a model folder"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -186,9 +200,14 @@ fn the_tokenizer_round_trips_text_the_same_from_json_and_from_gguf() {
     assert!(from_gguf.source.contains("GGUF"), "{}", from_gguf.source);
     assert!(folder.join("tokenizer.json").is_file());
 
-    let text = "Time to first token grows with the prompt: 128, 512 and 2048 tokens — naïve café ✓.";
+    let text =
+        "Time to first token grows with the prompt: 128, 512 and 2048 tokens — naïve café ✓.";
     let ids = from_json.encode(text).unwrap();
-    assert!(ids.len() < text.len(), "merges shorten the text: {} ids", ids.len());
+    assert!(
+        ids.len() < text.len(),
+        "merges shorten the text: {} ids",
+        ids.len()
+    );
     assert!(ids.iter().all(|i| (*i as usize) < 512));
     assert_eq!(from_json.decode(&ids).unwrap(), text);
     assert_eq!(from_gguf.encode(text).unwrap(), ids);
@@ -200,7 +219,10 @@ fn the_tokenizer_round_trips_text_the_same_from_json_and_from_gguf() {
             content: "Hi".into(),
         }])
         .unwrap();
-    assert_eq!(chat, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    assert_eq!(
+        chat,
+        "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
 }
 
 /// A SentencePiece vocabulary in GGUF metadata (as TinyLlama's), converted
@@ -220,10 +242,19 @@ fn a_sentencepiece_vocabulary_from_gguf_metadata_round_trips() {
         .map(|i| gguf_file::Value::F32(-(i as f32)))
         .collect();
     let metadata = [
-        ("tokenizer.ggml.model", gguf_file::Value::String("llama".into())),
+        (
+            "tokenizer.ggml.model",
+            gguf_file::Value::String("llama".into()),
+        ),
         (
             "tokenizer.ggml.tokens",
-            gguf_file::Value::Array(tokens.iter().cloned().map(gguf_file::Value::String).collect()),
+            gguf_file::Value::Array(
+                tokens
+                    .iter()
+                    .cloned()
+                    .map(gguf_file::Value::String)
+                    .collect(),
+            ),
         ),
         ("tokenizer.ggml.scores", gguf_file::Value::Array(scores)),
         ("tokenizer.ggml.unknown_token_id", gguf_file::Value::U32(0)),
@@ -247,6 +278,9 @@ fn a_sentencepiece_vocabulary_from_gguf_metadata_round_trips() {
     assert_eq!(tokenizer.decode(&ids).unwrap(), "hello world");
     // A character outside the vocabulary falls back to its UTF-8 bytes.
     let ids = tokenizer.encode("hé").unwrap();
-    assert!(ids.contains(&id("<0xC3>")) && ids.contains(&id("<0xA9>")), "{ids:?}");
+    assert!(
+        ids.contains(&id("<0xC3>")) && ids.contains(&id("<0xA9>")),
+        "{ids:?}"
+    );
     assert_eq!(tokenizer.decode(&ids).unwrap(), "hé");
 }

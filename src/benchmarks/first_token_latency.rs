@@ -8,14 +8,15 @@ use std::time::Instant;
 use serde::Deserialize;
 
 use super::model::{
-    MODEL_SETUP_METRICS, PROMPT_LENGTH_AXIS, architecture, check_model, default_model,
-    generation_memory, load_model, prompt_tokens,
+    MODEL_SETUP_METRICS, PROMPT_LENGTH_AXIS, PromptSpec, Prompts, architecture, check_model,
+    check_prompts, default_model, generation_memory, load_model,
 };
 use super::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
     Observations, ParamProblem, PreparedBenchmark, RooflinePhase, SweepAxis,
 };
-use crate::campaign::bounds::{Parallel, Tokens};
+use crate::campaign::bounds::{Parallel, TokenRange, Tokens};
+use crate::campaign::grid::Grid;
 use crate::components::inference::{GenerationSession, LoadedModel};
 use crate::model::{CaseParams, InferenceCaseParams, InferencePhase};
 
@@ -28,9 +29,13 @@ fn one() -> Parallel {
 pub struct FirstTokenParams {
     #[serde(default = "default_model")]
     model: String,
-    prompt_lengths: Vec<Tokens>,
+    /// A list, or llama-bench's spelling: "128,512", "128-2048*2".
+    prompt_lengths: Grid<TokenRange>,
     #[serde(default = "one")]
     batch_size: Parallel,
+    /// Text prompts (`{ file = … }` or `{ corpus = … }`); random ids when absent.
+    #[serde(default)]
+    prompts: Option<PromptSpec>,
 }
 
 /// The longest of a non-empty list of lengths, or a problem at `field`.
@@ -94,6 +99,7 @@ impl Kind for FirstTokenLatency {
 
     fn check(&self, p: &FirstTokenParams, models: &Models) -> Result<(), ParamProblem> {
         let longest = longest(&p.prompt_lengths, "prompt_lengths")?;
+        check_prompts(p.prompts.as_ref(), &p.model, models)?;
         check_model(&p.model, models, longest + 1, "prompt_lengths")
     }
 
@@ -117,15 +123,16 @@ impl Kind for FirstTokenLatency {
         p: FirstTokenParams,
         ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError> {
-        let loaded = load_model(&p.model, ctx)?;
-        let vocab = loaded.model.architecture.vocab_size;
+        let mut loaded = load_model(&p.model, ctx)?;
+        let prompts = Prompts::load(p.prompts.as_ref(), &loaded.model, ctx)?;
+        loaded.context["prompts"] = prompts.describe();
         let cases = p
             .prompt_lengths
             .iter()
             .map(|len| -> Box<dyn BenchmarkCase> {
                 Box::new(PrefillCase {
                     model: Arc::clone(&loaded.model),
-                    prompt: prompt_tokens(ctx.settings.seed, len.usize(), vocab),
+                    prompt: prompts.tokens(len.usize(), 0),
                     batch_size: p.batch_size.usize(),
                 })
             })

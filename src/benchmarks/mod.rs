@@ -13,6 +13,7 @@ mod first_token_latency;
 mod kv_cache_access;
 mod kv_cache_store;
 mod kv_geometry;
+mod llama_bench;
 mod memory_growth;
 mod model;
 mod observations;
@@ -27,7 +28,7 @@ mod workflow;
 mod workload;
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
@@ -124,6 +125,8 @@ pub struct BenchContext {
     /// A folder under the run's output for files a benchmark needs while it
     /// runs (cold tiers, disk test files); removed by the benchmark.
     pub scratch_dir: PathBuf,
+    /// The campaign file's folder: files named in params are relative to it.
+    pub campaign_dir: PathBuf,
 }
 
 /// A benchmark kind, written against its typed parameters: every number
@@ -170,6 +173,11 @@ pub trait Kind: Sync + Send + 'static {
     /// what a night's regression design plans its comparisons from. An
     /// upper bound where a case may be skipped at run time.
     fn planned_cases(&self, params: &Self::Params) -> usize;
+    /// The labels of the planned cases, when the kind can name them before
+    /// it runs (a grid): `campaign list` shows them.
+    fn planned_labels(&self, _params: &Self::Params, _threads: usize) -> Vec<String> {
+        Vec::new()
+    }
     /// The memory the benchmark allocates besides its model, estimated
     /// from the parameters before anything is allocated.
     fn memory(&self, params: &Self::Params, models: &Models) -> Result<MemoryNeed, ParamProblem>;
@@ -193,6 +201,11 @@ pub trait BenchmarkKind: KindRules + Sync {
     fn scaling_levels(&self) -> bool;
     fn variation_is_noise(&self) -> bool;
     fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem>;
+    fn planned_labels(
+        &self,
+        params: &toml::Table,
+        threads: usize,
+    ) -> Result<Vec<String>, ParamProblem>;
     fn prepare(
         &self,
         params: &toml::Table,
@@ -249,6 +262,13 @@ impl<K: Kind> BenchmarkKind for K {
     }
     fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
         Ok(Kind::planned_cases(self, &params::parse(params)?))
+    }
+    fn planned_labels(
+        &self,
+        params: &toml::Table,
+        threads: usize,
+    ) -> Result<Vec<String>, ParamProblem> {
+        Ok(Kind::planned_labels(self, &params::parse(params)?, threads))
     }
     fn prepare(
         &self,
@@ -308,8 +328,22 @@ pub enum BenchmarkError {
     Component(String),
 }
 
-/// The folder holding a campaign model's config.json and safetensors,
-/// generating a synthetic model there first if needed.
+/// The path a campaign model loads from (a folder or a GGUF file),
+/// generating a synthetic model in `cache_dir` first if needed.
+pub fn model_path(resolved: &ResolvedModel, cache_dir: &Path) -> Result<PathBuf, BenchmarkError> {
+    match (&resolved.folder, &resolved.synthetic) {
+        (Some(folder), _) => Ok(folder.clone()),
+        (None, Some(config)) => Ok(crate::components::inference::materialize_synthetic_model(
+            config, cache_dir,
+        )?),
+        (None, None) => Err(BenchmarkError::Params(format!(
+            "model {:?} has no source",
+            resolved.name
+        ))),
+    }
+}
+
+/// [`model_path`] of the model named `name` in the campaign.
 fn model_folder<'c>(
     ctx: &'c BenchContext,
     name: &str,
@@ -318,18 +352,7 @@ fn model_folder<'c>(
         .models
         .get(name)
         .ok_or_else(|| BenchmarkError::Params(format!("no model named {name:?}")))?;
-    let folder = match (&resolved.folder, &resolved.synthetic) {
-        (Some(folder), _) => folder.clone(),
-        (None, Some(config)) => {
-            crate::components::inference::materialize_synthetic_model(config, &ctx.model_cache_dir)?
-        }
-        (None, None) => {
-            return Err(BenchmarkError::Params(format!(
-                "model {name:?} has no source"
-            )));
-        }
-    };
-    Ok((resolved, folder))
+    Ok((resolved, model_path(resolved, &ctx.model_cache_dir)?))
 }
 
 /// The speed reference several kinds share: copies `source` into `copy`
@@ -365,6 +388,7 @@ fn scratch_folder(
 static REGISTRY: &[&dyn BenchmarkKind] = &[
     &first_token_latency::FirstTokenLatency,
     &token_generation::TokenGeneration,
+    &llama_bench::LlamaBench,
     &kv_cache_store::KvCacheStore,
     &kv_cache_access::KvCacheAccess,
     &disk::DiskBlockSweep,

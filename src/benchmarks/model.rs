@@ -2,11 +2,13 @@
 //! loading cost), seeded prompts, checking a named model holds the
 //! sequences asked for, and the memory a generation needs.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use serde::Deserialize;
 use serde_json::json;
 
 use super::{
@@ -168,6 +170,196 @@ pub(super) fn prompt_tokens(seed: u64, len: usize, vocab_size: usize) -> Vec<u32
     (0..len).map(|_| rng.random_range(0..vocab)).collect()
 }
 
+/// Where a benchmark's prompts come from: seeded random token ids when
+/// absent, or text cut to the requested token lengths by the model's own
+/// tokenizer. Paths are relative to the campaign file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PromptSpec {
+    /// JSON lines, one prompt per line: `{"text": "…"}`.
+    #[serde(default)]
+    file: Option<PathBuf>,
+    /// Plain text, cut into prompts of the requested lengths.
+    #[serde(default)]
+    corpus: Option<PathBuf>,
+}
+
+/// Checks a `prompts` table and that the model can tokenize text.
+pub(super) fn check_prompts(
+    spec: Option<&PromptSpec>,
+    model: &str,
+    models: &Models,
+) -> Result<(), ParamProblem> {
+    let Some(spec) = spec else {
+        return Ok(());
+    };
+    if spec.file.is_some() == spec.corpus.is_some() {
+        return Err(ParamProblem::at(
+            "prompts",
+            "give exactly one of `file` (JSON lines with a \"text\" field) or `corpus` (plain text)",
+            "prompts = { file = \"prompts.jsonl\" } or prompts = { corpus = \"corpus.txt\" }",
+        ));
+    }
+    if let Some(why) = models.get(model).and_then(|m| m.missing_tokenizer.as_ref()) {
+        return Err(ParamProblem::at(
+            "prompts",
+            format!(
+                "model {model:?} has no tokenizer, and text prompts are cut by the model's own tokenizer: {why}"
+            ),
+            "leave out `prompts` for random token ids, or put the model's tokenizer.json beside it",
+        ));
+    }
+    Ok(())
+}
+
+/// Prompts as token ids, ready for any length.
+pub(super) enum Prompts {
+    Random {
+        seed: u64,
+        vocab_size: usize,
+    },
+    /// One token list per line of a prompts file.
+    Lines(Vec<Vec<u32>>),
+    /// A whole corpus as one token stream.
+    Corpus(Vec<u32>),
+}
+
+impl Prompts {
+    pub fn load(
+        spec: Option<&PromptSpec>,
+        model: &LoadedModel,
+        ctx: &BenchContext,
+    ) -> Result<Self, BenchmarkError> {
+        let Some(spec) = spec else {
+            return Ok(Self::Random {
+                seed: ctx.settings.seed,
+                vocab_size: model.architecture.vocab_size,
+            });
+        };
+        let tokenizer = model.tokenizer.as_ref().map_err(|why| {
+            BenchmarkError::Component(format!(
+                "text prompts need the model's tokenizer, and it has none: {why}"
+            ))
+        })?;
+        let read = |path: &PathBuf| {
+            let full = ctx.campaign_dir.join(path);
+            std::fs::read_to_string(&full)
+                .map_err(|e| {
+                    BenchmarkError::Component(format!("cannot read {}: {e}", full.display()))
+                })
+                .map(|text| (full, text))
+        };
+        let encode = |text: &str| tokenizer.encode(text).map_err(BenchmarkError::from);
+        let prompts = match (&spec.file, &spec.corpus) {
+            (Some(file), _) => {
+                let (full, text) = read(file)?;
+                let mut lines = Vec::new();
+                for (n, line) in text.lines().enumerate() {
+                    if line.trim().is_empty() {
+                        continue;
+                    }
+                    let parsed: serde_json::Value = serde_json::from_str(line).map_err(|e| {
+                        BenchmarkError::Component(format!(
+                            "{} line {}: not JSON: {e}",
+                            full.display(),
+                            n + 1
+                        ))
+                    })?;
+                    let text = parsed["text"].as_str().ok_or_else(|| {
+                        BenchmarkError::Component(format!(
+                            "{} line {}: no string field \"text\"; each line is {{\"text\": \"…\"}}",
+                            full.display(),
+                            n + 1
+                        ))
+                    })?;
+                    lines.push(encode(text)?);
+                }
+                if lines.iter().all(Vec::is_empty) {
+                    return Err(BenchmarkError::Component(format!(
+                        "{} holds no prompt text",
+                        full.display()
+                    )));
+                }
+                Self::Lines(lines)
+            }
+            (None, Some(corpus)) => {
+                let (full, text) = read(corpus)?;
+                let tokens = encode(&text)?;
+                if tokens.is_empty() {
+                    return Err(BenchmarkError::Component(format!(
+                        "{} holds no text",
+                        full.display()
+                    )));
+                }
+                Self::Corpus(tokens)
+            }
+            (None, None) => unreachable!("checked by check_prompts"),
+        };
+        Ok(prompts)
+    }
+
+    /// Prompt `index` at exactly `len` tokens: random ids; or that line of
+    /// the file continued by the next ones and cut; or the corpus from an
+    /// offset that moves with `index`, wrapping around.
+    pub fn tokens(&self, len: usize, index: usize) -> Vec<u32> {
+        match self {
+            Self::Random { seed, vocab_size } => {
+                prompt_tokens(seed.wrapping_add(index as u64), len, *vocab_size)
+            }
+            Self::Lines(lines) => lines
+                .iter()
+                .cycle()
+                .skip(index % lines.len())
+                .flatten()
+                .copied()
+                .take(len)
+                .collect(),
+            Self::Corpus(tokens) => tokens
+                .iter()
+                .cycle()
+                .skip(index.wrapping_mul(len) % tokens.len())
+                .copied()
+                .take(len)
+                .collect(),
+        }
+    }
+
+    /// For the report's context.
+    pub fn describe(&self) -> serde_json::Value {
+        match self {
+            Self::Random { .. } => json!({"source": "random token ids (seeded)"}),
+            Self::Lines(lines) => json!({
+                "source": "prompts file",
+                "prompts": lines.len(),
+                "tokens": lines.iter().map(Vec::len).sum::<usize>(),
+            }),
+            Self::Corpus(tokens) => json!({"source": "corpus", "tokens": tokens.len()}),
+        }
+    }
+}
+
+/// The prompt of every report's sample output.
+const SAMPLE_PROMPT: &str = "The time to first token of a language model";
+const SAMPLE_TOKENS: usize = 16;
+
+/// One decoded greedy continuation of a fixed prompt, so a report shows
+/// what the measured model says (garbage from a model that loaded wrong is
+/// visible at once). Outside every timed region.
+fn sample_output(model: &LoadedModel) -> Result<serde_json::Value, BenchmarkError> {
+    let tokenizer = model
+        .tokenizer
+        .as_ref()
+        .map_err(|why| BenchmarkError::Component(why.clone()))?;
+    let prompt = tokenizer.encode(SAMPLE_PROMPT)?;
+    let generated =
+        GenerationSession::greedy_until(model, &prompt, SAMPLE_TOKENS, tokenizer.eos_id)?;
+    Ok(json!({
+        "prompt": SAMPLE_PROMPT,
+        "continuation": tokenizer.decode(&generated)?,
+        "generated_tokens": generated.len(),
+    }))
+}
+
 /// A model loaded for a benchmark, with what loading it cost.
 pub(super) struct ModelUnderTest {
     pub model: Arc<LoadedModel>,
@@ -215,6 +407,10 @@ pub(super) fn load_model(name: &str, ctx: &BenchContext) -> Result<ModelUnderTes
         },
         "device": ctx.device.to_string(),
     });
+    let mut context = context;
+    if let Ok(sample) = sample_output(&model) {
+        context["sample_output"] = sample;
+    }
     Ok(ModelUnderTest {
         model: Arc::new(model),
         setup,

@@ -10,14 +10,15 @@ use serde_json::json;
 
 use super::first_token_latency::longest;
 use super::model::{
-    MODEL_SETUP_METRICS, PROMPT_LENGTH_AXIS, architecture, check_model, default_model,
-    generation_memory, load_model, prompt_tokens,
+    MODEL_SETUP_METRICS, PROMPT_LENGTH_AXIS, PromptSpec, Prompts, architecture, check_model,
+    check_prompts, default_model, generation_memory, load_model,
 };
 use super::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
     Observations, ParamProblem, PreparedBenchmark, RooflinePhase, SweepAxis,
 };
-use crate::campaign::bounds::{Parallel, Real, Tokens};
+use crate::campaign::bounds::{Parallel, Real, TokenRange, Tokens};
+use crate::campaign::grid::Grid;
 use crate::components::inference::{GenerationSession, LoadedModel};
 use crate::model::{CaseParams, InferenceCaseParams, InferencePhase};
 
@@ -44,10 +45,14 @@ fn no_slowdown() -> Real<PlantedSlowdownRange> {
 pub struct TokenGenerationParams {
     #[serde(default = "default_model")]
     model: String,
-    prompt_lengths: Vec<Tokens>,
+    /// A list, or llama-bench's spelling: "128,512", "128-2048*2".
+    prompt_lengths: Grid<TokenRange>,
     output_tokens: Tokens,
     #[serde(default = "one")]
     batch_size: Parallel,
+    /// Text prompts (`{ file = … }` or `{ corpus = … }`); random ids when absent.
+    #[serde(default)]
+    prompts: Option<PromptSpec>,
     /// Busy-waits this share of each decode step's time after it, inside
     /// the timed region: a known slowdown, to check on a new machine what
     /// the regression gate can see. 0 in every real measurement.
@@ -127,6 +132,7 @@ impl Kind for TokenGeneration {
             ));
         }
         let longest = longest(&p.prompt_lengths, "prompt_lengths")?;
+        check_prompts(p.prompts.as_ref(), &p.model, models)?;
         check_model(
             &p.model,
             models,
@@ -159,15 +165,16 @@ impl Kind for TokenGeneration {
         p: TokenGenerationParams,
         ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError> {
-        let loaded = load_model(&p.model, ctx)?;
-        let vocab = loaded.model.architecture.vocab_size;
+        let mut loaded = load_model(&p.model, ctx)?;
+        let prompts = Prompts::load(p.prompts.as_ref(), &loaded.model, ctx)?;
+        loaded.context["prompts"] = prompts.describe();
         let cases = p
             .prompt_lengths
             .iter()
             .map(|len| -> Box<dyn BenchmarkCase> {
                 Box::new(DecodeCase {
                     model: Arc::clone(&loaded.model),
-                    prompt: prompt_tokens(ctx.settings.seed, len.usize(), vocab),
+                    prompt: prompts.tokens(len.usize(), 0),
                     output_tokens: p.output_tokens.usize(),
                     batch_size: p.batch_size.usize(),
                     planted_slowdown: p.planted_slowdown_pct.get() / 100.0,

@@ -3,6 +3,7 @@
 
 pub mod bounds;
 mod error;
+pub mod grid;
 mod kinds;
 mod load;
 mod models;

@@ -17,4 +17,6 @@ pub struct ResolvedModel {
     pub architecture: ModelArchitecture,
     /// What a GGUF file's header says about its weights.
     pub gguf: Option<WeightsFacts>,
+    /// Why the model has no tokenizer (`None`: it has one).
+    pub missing_tokenizer: Option<String>,
 }

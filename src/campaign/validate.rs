@@ -141,6 +141,12 @@ pub(super) fn validate(
         let mut names = HashSet::new();
         for (b, bench) in day.benchmarks.iter().enumerate() {
             let at = at.clone().key("benchmarks").index(b);
+            check_prompt_files(
+                &mut c,
+                &bench.get_ref().params(),
+                &at.clone().key("params"),
+                base,
+            );
             check_benchmark(
                 &mut c,
                 &at,
@@ -179,6 +185,7 @@ fn resolve_models(
                         synthetic: None,
                         architecture: description.architecture,
                         gguf: description.gguf,
+                        missing_tokenizer: description.missing_tokenizer,
                     }),
                     Err(e) => {
                         c.error(
@@ -200,6 +207,7 @@ fn resolve_models(
                     synthetic: Some(synthetic.clone()),
                     architecture: synthetic.architecture(),
                     gguf: None,
+                    missing_tokenizer: synthetic.missing_tokenizer(),
                 }),
                 Err(e) => {
                     c.error(&at.clone().key("synthetic"), e.to_string(), None);
@@ -230,6 +238,30 @@ fn resolve_models(
         }
     }
     models
+}
+
+/// Text prompts (`params.prompts = { file = … }` or `{ corpus = … }`) are
+/// read relative to the campaign file; a missing one is an error here, at
+/// its key, rather than a failed benchmark later.
+fn check_prompt_files(c: &mut Checker<'_>, params: &toml::Table, at: &FieldPath, base: &Path) {
+    let Some(prompts) = params.get("prompts").and_then(|p| p.as_table()) else {
+        return;
+    };
+    for key in ["file", "corpus"] {
+        if let Some(path) = prompts.get(key).and_then(|p| p.as_str()) {
+            let full = base.join(path);
+            if !full.is_file() {
+                c.error(
+                    &at.clone().key("prompts").key(key),
+                    format!("{} does not exist or is not a file", full.display()),
+                    Some(format!(
+                        "paths are relative to the campaign file's folder ({})",
+                        base.display()
+                    )),
+                );
+            }
+        }
+    }
 }
 
 fn check_benchmark(

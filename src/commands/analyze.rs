@@ -225,9 +225,10 @@ fn roofline_for(
         .iter()
         .rev()
         .find(|(_, r)| r.results.iter().any(|x| inference(&x.kind)))?;
-    let model_result = report.results.iter().find(|r| {
-        inference(&r.kind) && r.context["architecture"].is_object()
-    })?;
+    let model_result = report
+        .results
+        .iter()
+        .find(|r| inference(&r.kind) && r.context["architecture"].is_object())?;
     let architecture: ModelArchitecture =
         serde_json::from_value(model_result.context["architecture"].clone()).ok()?;
     // The activations' type (f32 for a GGUF model, whatever the settings

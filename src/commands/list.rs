@@ -2,6 +2,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::{CommandError, exit};
+use crate::campaign::grid::expand_grid;
 use crate::campaign::load_campaign;
 
 /// `campaign list`: days, their benchmarks, plans and targets.
@@ -38,9 +39,35 @@ pub fn list(path: &Path) -> Result<(String, u8), CommandError> {
             );
             let params = bench.params();
             if !params.is_empty() {
-                let inline: Vec<String> =
-                    params.iter().map(|(k, v)| format!("{k} = {v}")).collect();
+                let inline: Vec<String> = params
+                    .iter()
+                    .map(|(k, v)| match v.as_str().map(expand_grid) {
+                        // A llama-bench list, shown expanded.
+                        Some(Ok(values))
+                            if values.len() > 1
+                                || v.as_str().is_some_and(|t| t.contains(['-', ','])) =>
+                        {
+                            format!("{k} = {v} → {values:?}")
+                        }
+                        _ => format!("{k} = {v}"),
+                    })
+                    .collect();
                 let _ = writeln!(out, "      params: {}", inline.join(", "));
+            }
+            if let Some(kind) = crate::benchmarks::find_kind(bench.kind.get_ref()) {
+                let threads = campaign.file.settings().threads.usize();
+                if let Ok(cases) = kind.planned_cases(&params) {
+                    let labels = kind.planned_labels(&params, threads).unwrap_or_default();
+                    let _ = writeln!(
+                        out,
+                        "      cases: {cases}{}",
+                        if labels.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {}", labels.join(", "))
+                        }
+                    );
+                }
             }
             for target in &bench.targets {
                 let _ = writeln!(out, "      target: {}", target.get_ref());

@@ -4,6 +4,7 @@
 mod analyze;
 mod calibrate;
 mod flamegraph;
+mod generate;
 mod html;
 mod index;
 mod list;
@@ -14,6 +15,7 @@ mod run;
 pub use analyze::{analyze_command, run_analysis};
 pub use calibrate::{calibrate_command, run_calibration};
 pub use flamegraph::differential_flamegraph;
+pub use generate::{GenerateArgs, generate_command};
 pub use html::html_report_command;
 pub use list::{list, validate};
 pub use nightly::{compare_files, history_command};
@@ -67,6 +69,9 @@ pub enum CommandError {
     /// An interleaved night whose runs produced nothing to compare.
     #[error("{0}")]
     Interleave(String),
+    /// A command line that names something the campaign does not have.
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl CommandError {
@@ -77,7 +82,8 @@ impl CommandError {
             | Self::Device(_)
             | Self::Analysis(_)
             | Self::Design(_)
-            | Self::AgainstBin(_) => exit::USAGE,
+            | Self::AgainstBin(_)
+            | Self::Usage(_) => exit::USAGE,
             Self::Interleave(_) => exit::BENCHMARK_FAILED,
             Self::Output(_) | Self::Interrupt(_) => exit::INTERNAL,
         }

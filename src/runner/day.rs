@@ -115,6 +115,11 @@ pub fn run_day(
         device: settings.device,
         model_cache_dir: opts.model_cache_dir.clone(),
         scratch_dir: opts.scratch_dir.clone(),
+        campaign_dir: campaign
+            .path
+            .parent()
+            .map(std::path::Path::to_path_buf)
+            .unwrap_or_default(),
     };
     let started_at = Utc::now();
     let mut results = Vec::new();
@@ -672,6 +677,7 @@ mod tests {
             device: DeviceSpec::Cpu,
             model_cache_dir: dir.path().join("models"),
             scratch_dir: dir.path().join("scratch"),
+            campaign_dir: dir.path().to_path_buf(),
         };
         let interrupt = CancelFlag::new();
         if let Some(after) = interrupt_after {

@@ -10,6 +10,7 @@
 mod errors;
 mod fixture;
 mod kinds;
+mod models;
 mod profiles;
 mod reports;
 mod runs;

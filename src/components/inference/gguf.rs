@@ -8,10 +8,11 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 
-use candle_core::quantized::gguf_file::{Content, Value};
+use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama;
 
+use super::gguf_metadata::{metadata_str, metadata_u64};
 use super::{InferenceError, ModelArchitecture, Quantization, TextTokenizer, WeightsFacts};
 
 /// The GGUF architectures this build runs, as `general.architecture` names
@@ -45,6 +46,8 @@ pub struct GgufModelInfo {
     pub family: String,
     pub architecture: ModelArchitecture,
     pub weights: WeightsFacts,
+    /// Whether the metadata describes a vocabulary (`tokenizer.ggml.*`).
+    pub has_tokenizer: bool,
 }
 
 fn gguf_error(path: &Path, problem: impl Into<String>) -> InferenceError {
@@ -87,29 +90,6 @@ fn open(path: &Path) -> Result<(Content, BufReader<File>, u64), InferenceError> 
     Ok((content, reader, file_len))
 }
 
-fn metadata_u64(content: &Content, key: &str) -> Option<u64> {
-    match content.metadata.get(key)? {
-        Value::U8(v) => Some(u64::from(*v)),
-        Value::U16(v) => Some(u64::from(*v)),
-        Value::U32(v) => Some(u64::from(*v)),
-        Value::U64(v) => Some(*v),
-        Value::I8(v) => u64::try_from(*v).ok(),
-        Value::I16(v) => u64::try_from(*v).ok(),
-        Value::I32(v) => u64::try_from(*v).ok(),
-        Value::I64(v) => u64::try_from(*v).ok(),
-        _ => None,
-    }
-}
-
-/// A metadata string, when the key holds one.
-pub(super) fn metadata_str<'c>(content: &'c Content, key: &str) -> Option<&'c str> {
-    content
-        .metadata
-        .get(key)
-        .and_then(|v| v.to_string().ok())
-        .map(String::as_str)
-}
-
 /// Reads a GGUF file's header and checks everything candle will need.
 pub fn inspect_gguf(path: &Path) -> Result<GgufModelInfo, InferenceError> {
     let (content, _, file_len) = open(path)?;
@@ -146,7 +126,8 @@ fn inspect_content(
     let heads = needed("attention.head_count")?;
     needed("attention.layer_norm_rms_epsilon")?;
     needed("rope.dimension_count")?;
-    let kv_heads = metadata_u64(content, &format!("{family}.attention.head_count_kv")).unwrap_or(heads);
+    let kv_heads =
+        metadata_u64(content, &format!("{family}.attention.head_count_kv")).unwrap_or(heads);
     let context = metadata_u64(content, &format!("{family}.context_length"));
     if heads == 0 || kv_heads == 0 || hidden % heads != 0 || heads % kv_heads != 0 {
         return Err(gguf_error(
@@ -160,7 +141,8 @@ fn inspect_content(
     // Sizes, types and bounds of every tensor.
     let mut tensor_types: BTreeMap<String, usize> = BTreeMap::new();
     let mut bytes_by_type: BTreeMap<Quantization, u64> = BTreeMap::new();
-    let (mut parameters, mut file_bytes, mut memory_bytes, mut per_forward) = (0u64, 0u64, 0u64, 0u64);
+    let (mut parameters, mut file_bytes, mut memory_bytes, mut per_forward) =
+        (0u64, 0u64, 0u64, 0u64);
     let tied = !content.tensor_infos.contains_key("output.weight");
     for (name, info) in &content.tensor_infos {
         let q = Quantization::from_ggml(info.ggml_dtype).ok_or_else(|| {
@@ -175,10 +157,12 @@ fn inspect_content(
         })?;
         let elems = info.shape.elem_count() as u64;
         let block = q.block_len() as u64;
-        if elems % block != 0 {
+        if !elems.is_multiple_of(block) {
             return Err(gguf_error(
                 path,
-                format!("tensor {name} has {elems} weights, not a multiple of {q}'s block of {block}"),
+                format!(
+                    "tensor {name} has {elems} weights, not a multiple of {q}'s block of {block}"
+                ),
             ));
         }
         let bytes = elems / block * info.ggml_dtype.type_size() as u64;
@@ -199,7 +183,11 @@ fn inspect_content(
         *bytes_by_type.entry(q).or_default() += bytes;
         parameters += elems;
         file_bytes += bytes;
-        let loaded = if q.stays_quantized() { bytes } else { elems * 4 };
+        let loaded = if q.stays_quantized() {
+            bytes
+        } else {
+            elems * 4
+        };
         if name == "token_embd.weight" {
             // The embedding table is widened to f32 for lookups, and kept as
             // stored when it doubles as the output matrix.
@@ -215,7 +203,12 @@ fn inspect_content(
         }
     }
 
-    let shape = |name: &str| content.tensor_infos.get(name).map(|i| i.shape.dims().to_vec());
+    let shape = |name: &str| {
+        content
+            .tensor_infos
+            .get(name)
+            .map(|i| i.shape.dims().to_vec())
+    };
     let embedding = shape("token_embd.weight")
         .ok_or_else(|| gguf_error(path, "has no tensor token_embd.weight"))?;
     let intermediate = shape("blk.0.ffn_gate.weight")
@@ -228,11 +221,12 @@ fn inspect_content(
         num_hidden_layers: as_usize(layers),
         num_attention_heads: as_usize(heads),
         num_key_value_heads: as_usize(kv_heads),
-        max_position_embeddings: context
-            .map_or(LLAMA_ROPE_POSITIONS, |c| as_usize(c).min(LLAMA_ROPE_POSITIONS)),
+        max_position_embeddings: context.map_or(LLAMA_ROPE_POSITIONS, |c| {
+            as_usize(c).min(LLAMA_ROPE_POSITIONS)
+        }),
         tie_word_embeddings: tied,
     };
-    let problems: Vec<String> = super::loader::gguf_tensors(&architecture)
+    let problems: Vec<String> = super::architecture::gguf_tensors(&architecture)
         .into_iter()
         .filter_map(|(name, want)| match shape(&name) {
             None => Some(format!("missing tensor {name}")),
@@ -257,8 +251,10 @@ fn inspect_content(
         .filter(|(q, _)| **q != Quantization::F32 || bytes_by_type.len() == 1)
         .max_by_key(|(_, bytes)| **bytes)
         .map_or(Quantization::F32, |(q, _)| *q);
-    let rope_bytes = 2 * architecture.max_position_embeddings as u64 * (architecture.head_dim() as u64 / 2) * 4;
+    let rope_bytes =
+        2 * architecture.max_position_embeddings as u64 * (architecture.head_dim() as u64 / 2) * 4;
     Ok(GgufModelInfo {
+        has_tokenizer: content.metadata.contains_key("tokenizer.ggml.tokens"),
         path: path.to_path_buf(),
         family: family.clone(),
         weights: WeightsFacts {

@@ -6,10 +6,12 @@
 //! exactly the same code path. Tokenizers come with the model.
 
 mod activations;
+mod architecture;
 mod batching;
 mod device;
 mod error;
 mod gguf;
+mod gguf_metadata;
 mod loader;
 mod quantization;
 mod session;
@@ -18,14 +20,12 @@ mod synthetic_tokenizer;
 mod tokenizer;
 
 pub use activations::{Layer0KvProjector, layer0_kv_f16};
+pub use architecture::{ModelArchitecture, WeightsFacts, checked_parameter_count, model_memory};
 pub use batching::{BatchEvents, ServeEvents, ServeRequest, serve_static_batches};
 pub use device::DeviceSpec;
 pub use error::InferenceError;
 pub use gguf::{GGUF_FAMILIES, GgufModelInfo, inspect_gguf, is_gguf};
-pub use loader::{
-    LoadedModel, ModelArchitecture, ModelDescription, ModelFolder, WeightsFacts,
-    checked_parameter_count, describe_model, model_memory,
-};
+pub use loader::{LoadedModel, ModelDescription, ModelFolder, describe_model};
 pub use quantization::Quantization;
 pub use session::GenerationSession;
 pub use synthetic::{SyntheticLlamaConfig, materialize_synthetic_model};

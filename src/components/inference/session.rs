@@ -26,7 +26,10 @@ pub struct GenerationSession<'m> {
 impl<'m> GenerationSession<'m> {
     pub fn new(model: &'m LoadedModel, batch_size: usize) -> Result<Self, InferenceError> {
         let state = match &model.backend {
-            Backend::Safetensors { model: llama, config } => SessionState::Safetensors {
+            Backend::Safetensors {
+                model: llama,
+                config,
+            } => SessionState::Safetensors {
                 model: llama,
                 cache: Cache::new(true, model.dtype, config, &model.device)?,
             },
@@ -135,6 +138,30 @@ impl<'m> GenerationSession<'m> {
             generated.extend(&tokens);
         }
         Ok(generated)
+    }
+
+    /// Greedy generation of at most `max_tokens` tokens after `prompt`,
+    /// stopping after `stop` (the end-of-sequence token) when it comes.
+    pub fn greedy_until(
+        model: &'m LoadedModel,
+        prompt: &[u32],
+        max_tokens: usize,
+        stop: Option<u32>,
+    ) -> Result<Vec<u32>, InferenceError> {
+        let mut generated = Vec::new();
+        if max_tokens == 0 {
+            return Ok(generated);
+        }
+        let mut session = Self::new(model, 1)?;
+        let mut tokens = session.prefill(prompt)?;
+        loop {
+            generated.extend(&tokens);
+            let done = generated.len() >= max_tokens || stop.is_some_and(|s| tokens.contains(&s));
+            if done {
+                return Ok(generated);
+            }
+            tokens = session.step(&tokens)?;
+        }
     }
 
     /// Positions already held in the KV cache.

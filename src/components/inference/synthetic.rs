@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 
 use candle_core::quantized::{QTensor, gguf_file};
 
-use super::loader::{ModelArchitecture, expected_tensors};
+use super::ModelArchitecture;
+use super::architecture::expected_tensors;
 use super::synthetic_tokenizer::{MIN_VOCAB, SyntheticTokenizer};
 use super::{InferenceError, Quantization};
 
@@ -137,6 +138,16 @@ impl SyntheticLlamaConfig {
         }
     }
 
+    /// Why the generated model has no tokenizer (`None`: it has one).
+    pub fn missing_tokenizer(&self) -> Option<String> {
+        (self.vocab_size < MIN_VOCAB).then(|| {
+            format!(
+                "a synthetic model gets a tokenizer only with vocab_size ≥ {MIN_VOCAB}; this one has {}",
+                self.vocab_size
+            )
+        })
+    }
+
     /// A name that changes whenever anything that shapes the weights changes.
     fn folder_name(&self) -> String {
         let canonical = serde_json::to_string(self).unwrap_or_default();
@@ -245,7 +256,13 @@ pub fn materialize_synthetic_model(
     let tensors = config.generate_tensors()?;
     match config.quantization {
         None => candle_core::safetensors::save(&tensors, dir.join(weights_file))?,
-        Some(q) => write_gguf(config, &tensors, q, tokenizer.as_ref(), &dir.join(weights_file))?,
+        Some(q) => write_gguf(
+            config,
+            &tensors,
+            q,
+            tokenizer.as_ref(),
+            &dir.join(weights_file),
+        )?,
     }
     let staged = staging.keep();
     if let Err(source) = fs::rename(&staged, &folder) {
@@ -276,8 +293,7 @@ fn storage_type(wanted: Quantization, row_len: usize) -> Quantization {
 fn permute_for_interleaved_rope(w: &Tensor, heads: usize) -> Result<Tensor, InferenceError> {
     let (rows, cols) = w.dims2()?;
     let head_dim = rows / heads;
-    Ok(w
-        .reshape((heads, 2, head_dim / 2, cols))?
+    Ok(w.reshape((heads, 2, head_dim / 2, cols))?
         .transpose(1, 2)?
         .contiguous()?
         .reshape((rows, cols))?)
@@ -316,12 +332,18 @@ fn write_gguf(
     }
     let u32_of = |v: usize| gguf_file::Value::U32(u32::try_from(v).unwrap_or(u32::MAX));
     let mut metadata: Vec<(&str, gguf_file::Value)> = vec![
-        ("general.architecture", gguf_file::Value::String("llama".into())),
+        (
+            "general.architecture",
+            gguf_file::Value::String("llama".into()),
+        ),
         (
             "general.name",
             gguf_file::Value::String(format!("campaign synthetic llama (seed {})", config.seed)),
         ),
-        ("general.file_type", gguf_file::Value::U32(quantization.llama_file_type())),
+        (
+            "general.file_type",
+            gguf_file::Value::U32(quantization.llama_file_type()),
+        ),
         ("general.quantization_version", gguf_file::Value::U32(2)),
         ("llama.vocab_size", u32_of(a.vocab_size)),
         ("llama.context_length", u32_of(a.max_position_embeddings)),
@@ -329,9 +351,15 @@ fn write_gguf(
         ("llama.block_count", u32_of(a.num_hidden_layers)),
         ("llama.feed_forward_length", u32_of(a.intermediate_size)),
         ("llama.attention.head_count", u32_of(a.num_attention_heads)),
-        ("llama.attention.head_count_kv", u32_of(a.num_key_value_heads)),
+        (
+            "llama.attention.head_count_kv",
+            u32_of(a.num_key_value_heads),
+        ),
         ("llama.rope.dimension_count", u32_of(a.head_dim())),
-        ("llama.rope.freq_base", gguf_file::Value::F32(config.rope_theta)),
+        (
+            "llama.rope.freq_base",
+            gguf_file::Value::F32(config.rope_theta),
+        ),
         (
             "llama.attention.layer_norm_rms_epsilon",
             gguf_file::Value::F32(config.rms_norm_eps as f32),
@@ -342,8 +370,7 @@ fn write_gguf(
     }
     let metadata_refs: Vec<(&str, &gguf_file::Value)> =
         metadata.iter().map(|(k, v)| (*k, v)).collect();
-    let tensor_refs: Vec<(&str, &QTensor)> =
-        named.iter().map(|(k, v)| (k.as_str(), v)).collect();
+    let tensor_refs: Vec<(&str, &QTensor)> = named.iter().map(|(k, v)| (k.as_str(), v)).collect();
     let file = fs::File::create(path).map_err(|source| InferenceError::Io {
         path: path.to_path_buf(),
         source,

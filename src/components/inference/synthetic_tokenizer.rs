@@ -81,8 +81,9 @@ impl SyntheticTokenizer {
 
         // Read vocabulary and merges back from the serialised form, pad the
         // vocabulary with unused tokens, and write it again.
-        let mut spec: serde_json::Value = serde_json::from_str(&tokenizer.to_string(false).map_err(bad)?)
-            .map_err(|e| InferenceError::InvalidConfig(format!("synthetic tokenizer: {e}")))?;
+        let mut spec: serde_json::Value =
+            serde_json::from_str(&tokenizer.to_string(false).map_err(bad)?)
+                .map_err(|e| InferenceError::InvalidConfig(format!("synthetic tokenizer: {e}")))?;
         let vocab = spec["model"]["vocab"]
             .as_object()
             .cloned()
@@ -109,11 +110,9 @@ impl SyntheticTokenizer {
                 m.iter()
                     .filter_map(|pair| match pair {
                         serde_json::Value::String(s) => Some(s.clone()),
-                        serde_json::Value::Array(p) => Some(format!(
-                            "{} {}",
-                            p.first()?.as_str()?,
-                            p.get(1)?.as_str()?
-                        )),
+                        serde_json::Value::Array(p) => {
+                            Some(format!("{} {}", p.first()?.as_str()?, p.get(1)?.as_str()?))
+                        }
                         _ => None,
                     })
                     .collect()
@@ -154,7 +153,10 @@ impl SyntheticTokenizer {
             ("tokenizer.ggml.bos_token_id", Value::U32(0)),
             ("tokenizer.ggml.eos_token_id", Value::U32(2)),
             ("tokenizer.ggml.add_bos_token", Value::Bool(false)),
-            ("tokenizer.chat_template", Value::String(CHAT_TEMPLATE.into())),
+            (
+                "tokenizer.chat_template",
+                Value::String(CHAT_TEMPLATE.into()),
+            ),
         ]
     }
 }

@@ -11,7 +11,7 @@ use tokenizers::Tokenizer;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
 
 use super::InferenceError;
-use super::gguf::metadata_str;
+use super::gguf_metadata::{metadata_str, metadata_u64};
 
 /// The `tokenizer.ggml.pre` values candle's converter gives their own split.
 const CANDLE_PRE_TOKENIZERS: [&str; 4] = ["qwen2", "smaug-bpe", "lfm2", "llama3"];
@@ -94,7 +94,7 @@ impl TextTokenizer {
         let tokens: Vec<String> = match content.metadata.get("tokenizer.ggml.tokens") {
             Some(Value::Array(values)) => values
                 .iter()
-                .map(|v| v.to_string().map(String::clone).unwrap_or_default())
+                .map(|v| v.to_string().cloned().unwrap_or_default())
                 .collect(),
             _ => return Err("the file has no tokenizer.ggml.tokens".into()),
         };
@@ -118,10 +118,11 @@ impl TextTokenizer {
             }
         };
         let id = |key: &str| {
-            content
-                .metadata
-                .get(key)
-                .and_then(|v| v.to_u32().ok().or_else(|| v.to_i32().ok().map(|i| i as u32)))
+            content.metadata.get(key).and_then(|v| {
+                v.to_u32()
+                    .ok()
+                    .or_else(|| v.to_i32().ok().map(|i| i as u32))
+            })
         };
         let name = |id: Option<u32>| id.and_then(|i| tokens.get(i as usize)).cloned();
         let eos_id = id("tokenizer.ggml.eos_token_id");
@@ -222,11 +223,8 @@ fn sentencepiece_bpe(content: &Content, tokens: &[String]) -> Result<Tokenizer, 
     }
     merges.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
     let merges = merges.into_iter().map(|(_, _, _, l, r)| (l, r)).collect();
-    let unk = content
-        .metadata
-        .get("tokenizer.ggml.unknown_token_id")
-        .and_then(|v| v.to_u32().ok())
-        .and_then(|i| tokens.get(i as usize))
+    let unk = metadata_u64(content, "tokenizer.ggml.unknown_token_id")
+        .and_then(|i| tokens.get(usize::try_from(i).ok()?))
         .cloned()
         .unwrap_or_else(|| "<unk>".to_string());
     let bpe = BPE::builder()

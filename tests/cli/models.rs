@@ -1,0 +1,241 @@
+//! Models as people run them on a CPU: a quantized GGUF (the synthetic
+//! model written at q8_0), text prompts through the model's own tokenizer,
+//! llama-bench's grids, `campaign generate`, and the refusals of bad input.
+
+use super::fixture::*;
+
+/// A synthetic model large enough in vocabulary for the byte-level
+/// tokenizer, stored as GGUF with q8_0 weights.
+const Q8_MODEL: &str = r#"
+[models.q8.synthetic]
+seed = 3
+vocab_size = 512
+hidden_size = 64
+intermediate_size = 128
+num_hidden_layers = 2
+num_attention_heads = 2
+num_key_value_heads = 1
+max_position_embeddings = 256
+quantization = "q8_0"
+"#;
+
+const GRID_DAY: &str = r#"
+[[days]]
+number = 1
+title = "gguf"
+[[days.benchmarks]]
+name = "decode_text"
+kind = "token_generation"
+warmup = 0
+iterations = 2
+[days.benchmarks.params]
+model = "q8"
+prompt_lengths = "8,16"
+output_tokens = 4
+prompts = { file = "prompts.jsonl" }
+[[days.benchmarks]]
+name = "grid"
+kind = "llama_bench"
+warmup = 0
+iterations = 1
+[days.benchmarks.params]
+models = ["q8"]
+n_prompt = "8-16*2"
+n_gen = 4
+n_depth = "0,8"
+"#;
+
+fn q8_campaign(f: &Fixture, days: &str) -> PathBuf {
+    fs::write(
+        f.path("prompts.jsonl"),
+        "{\"text\": \"Where does the time of a forward pass go?\"}\n\n{\"text\": \"Quantized weights read fewer bytes per token.\"}\n",
+    )
+    .unwrap();
+    f.campaign(&format!("{Q8_MODEL}\n{days}"))
+}
+
+#[test]
+fn a_gguf_model_runs_text_prompts_and_a_llama_bench_grid() {
+    let f = Fixture::new();
+    let campaign = q8_campaign(&f, GRID_DAY);
+
+    let list = cargo_bin_cmd!("campaign")
+        .args(["list", "--campaign"])
+        .arg(&campaign)
+        .assert()
+        .success();
+    let listed = String::from_utf8_lossy(&list.get_output().stdout).to_string();
+    assert!(
+        listed.contains("n_prompt = \"8-16*2\" → [8, 16]"),
+        "{listed}"
+    );
+    assert!(
+        listed.contains("cases: 6: pp8 q8 b1 t1, pp16 q8 b1 t1, tg4 q8 b1 t1, pp8@d8 q8 b1 t1"),
+        "{listed}"
+    );
+
+    f.run(&campaign, &[]).success();
+    let report = f.report();
+    let results = report["results"].as_array().unwrap();
+    let decode = results
+        .iter()
+        .find(|r| r["benchmark"] == "decode_text")
+        .unwrap();
+    let context = &decode["context"];
+    assert_eq!(context["model_source"], "synthetic gguf");
+    assert_eq!(context["quantization"], "q8_0");
+    assert_eq!(context["weights"]["format"], "gguf");
+    // Seven matrices per layer, the embedding table and the output matrix
+    // in q8_0; the norms stay f32.
+    assert_eq!(context["weights"]["tensor_types"]["q8_0"], 2 * 7 + 2);
+    assert_eq!(context["weights"]["tensor_types"]["f32"], 2 * 2 + 1);
+    assert!(context["weight_bytes_per_forward"].as_u64().unwrap() > 0);
+    assert_eq!(context["tokenizer"], "GGUF metadata (gpt2)");
+    assert_eq!(context["prompts"]["source"], "prompts file");
+    assert_eq!(context["prompts"]["prompts"], 2);
+    assert_eq!(context["sample_output"]["generated_tokens"], 16);
+    // The lengths asked for are the lengths run, counted in the model's tokens.
+    let lengths: Vec<u64> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["benchmark"] == "decode_text")
+        .map(|r| r["parameters"]["prompt_len"].as_u64().unwrap())
+        .collect();
+    assert_eq!(lengths, [8, 16]);
+
+    let cases: Vec<String> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["benchmark"] == "grid")
+        .map(|r| r["case"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(
+        cases,
+        [
+            "pp8 q8 q8_0 b1 t1",
+            "pp16 q8 q8_0 b1 t1",
+            "tg4 q8 q8_0 b1 t1",
+            "pp8@d8 q8 q8_0 b1 t1",
+            "pp16@d8 q8 q8_0 b1 t1",
+            "tg4@d8 q8 q8_0 b1 t1"
+        ]
+    );
+    let tg = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["case"] == "tg4@d8 q8 q8_0 b1 t1")
+        .unwrap();
+    assert_eq!(tg["status"], "ok");
+    assert_eq!(tg["parameters"]["n_depth"], 8);
+    assert!(
+        tg["metrics"]["tokens_per_s"]["summary"]["mean"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+}
+
+#[test]
+fn generate_prints_a_continuation_with_or_without_the_chat_template() {
+    let f = Fixture::new();
+    let campaign = q8_campaign(&f, GRID_DAY);
+    for chat in [false, true] {
+        let mut cmd = cargo_bin_cmd!("campaign");
+        cmd.args([
+            "generate",
+            "--model",
+            "q8",
+            "--max-tokens",
+            "5",
+            "--campaign",
+        ])
+        .arg(&campaign)
+        .arg("--out")
+        .arg(f.out())
+        .args(["--prompt", "The cold tier reads"]);
+        if chat {
+            cmd.arg("--chat");
+        }
+        let assert = cmd.assert().success();
+        let stderr = String::from_utf8_lossy(&assert.get_output().stderr).to_string();
+        assert!(stderr.contains("gguf q8_0"), "{stderr}");
+        assert!(stderr.contains("tokenizer from GGUF metadata"), "{stderr}");
+        assert!(stderr.contains("tokens greedily"), "{stderr}");
+    }
+    // The tiny model has no tokenizer: said, exit 2.
+    cargo_bin_cmd!("campaign")
+        .args(["generate", "--prompt", "hi", "--campaign"])
+        .arg(&campaign)
+        .arg("--out")
+        .arg(f.out())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("has no tokenizer"));
+}
+
+#[test]
+fn bad_models_prompts_and_grids_are_refused_at_their_keys() {
+    let f = Fixture::new();
+    // Text prompts on a model without a tokenizer.
+    let campaign = f.campaign(&day_with(
+        r#"
+[[days.benchmarks]]
+name = "ttft"
+kind = "first_token_latency"
+[days.benchmarks.params]
+prompt_lengths = [8]
+prompts = { corpus = "corpus.txt" }
+"#,
+    ));
+    fs::write(f.path("corpus.txt"), "some text").unwrap();
+    expect_usage_error(&f, &campaign, &["has no tokenizer", "prompts"]);
+
+    // A prompts file that does not exist, a grid that runs backwards.
+    let campaign = q8_campaign(
+        &f,
+        &day_with(
+            r#"
+[[days.benchmarks]]
+name = "ttft"
+kind = "first_token_latency"
+[days.benchmarks.params]
+model = "q8"
+prompt_lengths = "64-8*2"
+prompts = { file = "missing.jsonl" }
+"#,
+        ),
+    );
+    expect_usage_error(
+        &f,
+        &campaign,
+        &["missing.jsonl does not exist", "runs backwards"],
+    );
+
+    // An unknown quantization lists the ones allowed.
+    let campaign = f.campaign_raw(&format!(
+        "name = \"t\"\n{}\n{}",
+        Q8_MODEL.replace("q8_0", "iq2_xs"),
+        day_with("")
+    ));
+    expect_usage_error(&f, &campaign, &["unknown quantization \"iq2_xs\"", "q4_k"]);
+
+    // A truncated GGUF file, named by its path.
+    let f2 = Fixture::new();
+    let campaign = q8_campaign(&f2, GRID_DAY);
+    f2.run(&campaign, &["--only", "grid", "--quick"]).success();
+    let gguf = fs::read_dir(f2.out().join("model_cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path().join("model.gguf"))
+        .find(|p| p.is_file())
+        .unwrap();
+    let bytes = fs::read(&gguf).unwrap();
+    fs::write(f.path("cut.gguf"), &bytes[..bytes.len() / 2]).unwrap();
+    let campaign = f.campaign_raw(&format!(
+        "name = \"t\"\n[models.cut]\npath = \"cut.gguf\"\n{}",
+        day_with("")
+    ));
+    expect_usage_error(&f, &campaign, &["cut.gguf", "is truncated"]);
+}
