@@ -56,6 +56,10 @@ enum Command {
         /// Profile every benchmark (a second, profiled pass after each).
         #[arg(long)]
         profile: bool,
+        /// Internal: this run was started by another for the cases of one
+        /// thread count (it runs them and starts nothing else).
+        #[arg(long, hide = true)]
+        thread_child: bool,
         /// Profile sampling frequency in Hz (overrides profile_hz; 1–1000).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
         profile_hz: Option<u32>,
@@ -224,6 +228,7 @@ impl Cli {
                 device,
                 threads,
                 profile,
+                thread_child,
                 profile_hz,
                 runs,
                 save_baseline,
@@ -248,6 +253,7 @@ impl Cli {
                 against_bin,
                 advisory,
                 threshold_pct,
+                thread_child,
             }),
             Command::Compare {
                 baseline,

@@ -18,7 +18,7 @@ use super::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
     Observations, ParamProblem, PreparedBenchmark, SweepAxis,
 };
-use crate::campaign::bounds::{OptionalTokenRange, ParallelRange, Tokens};
+use crate::campaign::bounds::{OptionalTokenRange, ParallelRange, ThreadRange, Tokens};
 use crate::campaign::grid::Grid;
 use crate::components::inference::{GenerationSession, LoadedModel};
 
@@ -45,6 +45,10 @@ pub struct LlamaBenchParams {
     /// Sequences per forward pass.
     #[serde(default)]
     batch_size: Option<Grid<ParallelRange>>,
+    /// Compute threads (`-t`); the run's `--threads` when absent. Counts
+    /// other than the run's run in child processes.
+    #[serde(default)]
+    threads: Option<Grid<ThreadRange>>,
 }
 
 /// One llama-bench test: what is prefilled and generated, after what.
@@ -54,6 +58,8 @@ struct TestShape {
     generate: usize,
     depth: usize,
     batch: usize,
+    /// `None`: the run's thread count.
+    threads: Option<usize>,
 }
 
 impl TestShape {
@@ -91,34 +97,43 @@ impl LlamaBenchParams {
             .map_or(vec![1], |b| b.values().map(|v| v as usize).collect())
     }
 
+    fn thread_counts(&self) -> Vec<Option<usize>> {
+        self.threads.as_ref().map_or(vec![None], |t| {
+            t.values().map(|v| Some(v as usize)).collect()
+        })
+    }
+
     /// Every test of one model, in llama-bench's order.
     fn tests(&self) -> Vec<TestShape> {
         let mut tests = Vec::new();
-        for batch in self.batches() {
-            for depth in self.depths() {
-                let shape = |prompt, generate| TestShape {
-                    prompt,
-                    generate,
-                    depth,
-                    batch,
-                };
-                tests.extend(
-                    self.n_prompt
-                        .values()
-                        .filter(|p| *p > 0)
-                        .map(|p| shape(p as usize, 0)),
-                );
-                tests.extend(
-                    self.n_gen
-                        .values()
-                        .filter(|n| *n > 0)
-                        .map(|n| shape(0, n as usize)),
-                );
-                tests.extend(
-                    self.prompt_gen
-                        .iter()
-                        .map(|(p, n)| shape(p.usize(), n.usize())),
-                );
+        for threads in self.thread_counts() {
+            for batch in self.batches() {
+                for depth in self.depths() {
+                    let shape = |prompt, generate| TestShape {
+                        prompt,
+                        generate,
+                        depth,
+                        batch,
+                        threads,
+                    };
+                    tests.extend(
+                        self.n_prompt
+                            .values()
+                            .filter(|p| *p > 0)
+                            .map(|p| shape(p as usize, 0)),
+                    );
+                    tests.extend(
+                        self.n_gen
+                            .values()
+                            .filter(|n| *n > 0)
+                            .map(|n| shape(0, n as usize)),
+                    );
+                    tests.extend(
+                        self.prompt_gen
+                            .iter()
+                            .map(|(p, n)| shape(p.usize(), n.usize())),
+                    );
+                }
             }
         }
         tests
@@ -202,11 +217,16 @@ impl Kind for LlamaBench {
         p.models
             .iter()
             .flat_map(|model| {
-                p.tests()
-                    .into_iter()
-                    .map(move |t| format!("{} {model} b{} t{threads}", t.name(), t.batch))
+                p.tests().into_iter().map(move |t| {
+                    let t_count = t.threads.unwrap_or(threads);
+                    format!("{} {model} b{} t{t_count}", t.name(), t.batch)
+                })
             })
             .collect()
+    }
+
+    fn case_threads(&self, p: &LlamaBenchParams) -> Vec<usize> {
+        p.thread_counts().into_iter().flatten().collect()
     }
 
     fn memory(&self, p: &LlamaBenchParams, models: &Models) -> Result<MemoryNeed, ParamProblem> {
@@ -244,7 +264,13 @@ impl Kind for LlamaBench {
             }
             contexts.insert(name.clone(), loaded.context);
             let vocab = loaded.model.architecture.vocab_size;
-            for shape in p.tests() {
+            let here = ctx.settings.threads.usize();
+            // Tests at other thread counts run in child processes.
+            for shape in p
+                .tests()
+                .into_iter()
+                .filter(|t| t.threads.unwrap_or(here) == here)
+            {
                 cases.push(Box::new(LlamaBenchCase {
                     model: Arc::clone(&loaded.model),
                     model_name: name.clone(),
@@ -252,7 +278,7 @@ impl Kind for LlamaBench {
                     context: prompt_tokens(ctx.settings.seed ^ 0xd, shape.depth.max(1), vocab),
                     prompt: prompt_tokens(ctx.settings.seed, shape.prompt, vocab),
                     shape,
-                    threads: ctx.settings.threads.usize(),
+                    threads: here,
                 }));
             }
         }
@@ -365,5 +391,13 @@ mod tests {
         .unwrap();
         assert_eq!(LlamaBench.planned_cases(&p), 2 * 2 * 3);
         assert_eq!(p.tests()[0].positions(), 1 + 16);
+        assert!(LlamaBench.case_threads(&p).is_empty());
+        let p: LlamaBenchParams =
+            toml::from_str("n_prompt = 64\nn_gen = 0\nthreads = \"1,2\"").unwrap();
+        assert_eq!(LlamaBench.case_threads(&p), [1, 2]);
+        assert_eq!(
+            LlamaBench.planned_labels(&p, 1),
+            ["pp64 default b1 t1", "pp64 default b1 t2"]
+        );
     }
 }

@@ -178,6 +178,13 @@ pub trait Kind: Sync + Send + 'static {
     fn planned_labels(&self, _params: &Self::Params, _threads: usize) -> Vec<String> {
         Vec::new()
     }
+    /// The thread counts the cases ask for, when the kind has a `threads`
+    /// grid (empty: every case runs with the run's threads). `prepare`
+    /// keeps only the cases at `ctx.settings.threads`; the runner runs the
+    /// others in child processes (candle's worker pool is sized per process).
+    fn case_threads(&self, _params: &Self::Params) -> Vec<usize> {
+        Vec::new()
+    }
     /// The memory the benchmark allocates besides its model, estimated
     /// from the parameters before anything is allocated.
     fn memory(&self, params: &Self::Params, models: &Models) -> Result<MemoryNeed, ParamProblem>;
@@ -206,6 +213,8 @@ pub trait BenchmarkKind: KindRules + Sync {
         params: &toml::Table,
         threads: usize,
     ) -> Result<Vec<String>, ParamProblem>;
+    /// [`Kind::case_threads`]; empty when the params do not parse.
+    fn case_threads(&self, params: &toml::Table) -> Vec<usize>;
     fn prepare(
         &self,
         params: &toml::Table,
@@ -269,6 +278,11 @@ impl<K: Kind> BenchmarkKind for K {
         threads: usize,
     ) -> Result<Vec<String>, ParamProblem> {
         Ok(Kind::planned_labels(self, &params::parse(params)?, threads))
+    }
+    fn case_threads(&self, params: &toml::Table) -> Vec<usize> {
+        params::parse(params)
+            .map(|p| Kind::case_threads(self, &p))
+            .unwrap_or_default()
     }
     fn prepare(
         &self,

@@ -324,6 +324,17 @@ impl Prompts {
         }
     }
 
+    /// Gives every request of a seeded workload its text prompt of the
+    /// same length (request `i` gets prompt `i`); random prompts stay.
+    pub fn apply_to(&self, requests: &mut [super::workload::Request]) {
+        if matches!(self, Self::Random { .. }) {
+            return;
+        }
+        for (i, request) in requests.iter_mut().enumerate() {
+            request.prompt = self.tokens(request.prompt.len(), i);
+        }
+    }
+
     /// For the report's context.
     pub fn describe(&self) -> serde_json::Value {
         match self {

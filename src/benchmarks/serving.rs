@@ -15,7 +15,8 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::model::{
-    MODEL_SETUP_METRICS, architecture, check_model, default_model, generation_memory, load_model,
+    MODEL_SETUP_METRICS, PromptSpec, Prompts, architecture, check_model, check_prompts,
+    default_model, generation_memory, load_model,
 };
 use super::workload::{LengthDistribution, Request, WorkloadSpec, generate_requests};
 use super::{
@@ -278,6 +279,9 @@ pub struct FullInferenceParams {
     open_loop_concurrency: Parallel,
     ttft_slo_ms: Option<Millis>,
     tpot_slo_ms: Option<Millis>,
+    /// Text prompts (`{ file = … }` or `{ corpus = … }`) at the sampled lengths.
+    #[serde(default)]
+    prompts: Option<PromptSpec>,
 }
 
 fn check_length(
@@ -368,6 +372,7 @@ impl Kind for FullInference {
                 "e.g. concurrency = [1, 2] and/or rates_per_s = [4.0]",
             ));
         }
+        check_prompts(p.prompts.as_ref(), &p.model, models)?;
         check_length(&p.model, models, &p.prompt_tokens, &p.output_tokens)
     }
 
@@ -398,7 +403,9 @@ impl Kind for FullInference {
         p: FullInferenceParams,
         ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError> {
-        let loaded = load_model(&p.model, ctx)?;
+        let mut loaded = load_model(&p.model, ctx)?;
+        let prompts = Prompts::load(p.prompts.as_ref(), &loaded.model, ctx)?;
+        loaded.context["prompts"] = prompts.describe();
         let slo = Slo {
             ttft_ms: p.ttft_slo_ms.map(Millis::get),
             tpot_ms: p.tpot_slo_ms.map(Millis::get),
@@ -411,12 +418,17 @@ impl Kind for FullInference {
             vocab_size: loaded.model.architecture.vocab_size,
             rate_per_s,
         };
+        let requests_with_prompts = |rate_per_s| {
+            let mut requests = generate_requests(ctx.settings.seed, &workload(rate_per_s));
+            prompts.apply_to(&mut requests);
+            requests
+        };
         let mut cases: Vec<Box<dyn BenchmarkCase>> = Vec::new();
         for c in &p.concurrency {
             let c = c.usize();
             cases.push(Box::new(ServingCase {
                 model: Arc::clone(&loaded.model),
-                requests: generate_requests(ctx.settings.seed, &workload(None)),
+                requests: requests_with_prompts(None),
                 label: format!("closed,concurrency={c}"),
                 parameters: json!({"mode": "closed", "concurrency": c, "requests": requests}),
                 concurrency: c,
@@ -429,7 +441,7 @@ impl Kind for FullInference {
             let rate = rate.get();
             cases.push(Box::new(ServingCase {
                 model: Arc::clone(&loaded.model),
-                requests: generate_requests(ctx.settings.seed, &workload(Some(rate))),
+                requests: requests_with_prompts(Some(rate)),
                 label: format!("open,rate={rate}/s"),
                 parameters: json!({
                     "mode": "open", "rate_per_s": rate,
@@ -504,6 +516,9 @@ pub struct ScalingParams {
     concurrency: Vec<Parallel>,
     #[serde(default)]
     batch_sizes: Vec<Parallel>,
+    /// Text prompts (`{ file = … }` or `{ corpus = … }`).
+    #[serde(default)]
+    prompts: Option<PromptSpec>,
 }
 
 pub struct Scaling;
@@ -550,6 +565,7 @@ impl Kind for Scaling {
                 "e.g. concurrency = [1, 2, 4] and batch_sizes = [1, 4, 16]",
             ));
         }
+        check_prompts(p.prompts.as_ref(), &p.model, models)?;
         check_length(
             &p.model,
             models,
@@ -592,8 +608,10 @@ impl Kind for Scaling {
         p: ScalingParams,
         ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError> {
-        let loaded = load_model(&p.model, ctx)?;
-        let requests = generate_requests(
+        let mut loaded = load_model(&p.model, ctx)?;
+        let prompts = Prompts::load(p.prompts.as_ref(), &loaded.model, ctx)?;
+        loaded.context["prompts"] = prompts.describe();
+        let mut requests = generate_requests(
             ctx.settings.seed,
             &WorkloadSpec {
                 requests: p.requests.usize(),
@@ -603,6 +621,7 @@ impl Kind for Scaling {
                 rate_per_s: None,
             },
         );
+        prompts.apply_to(&mut requests);
         let case =
             |dimension: &str, level: usize, concurrency, batch_size| -> Box<dyn BenchmarkCase> {
                 Box::new(ServingCase {

@@ -43,6 +43,9 @@ pub struct RunArgs {
     pub against_bin: Option<PathBuf>,
     pub advisory: bool,
     pub threshold_pct: Option<f64>,
+    /// Started by a parent run for the cases of one thread count: no
+    /// children of its own, no `after` steps.
+    pub thread_child: bool,
 }
 
 impl RunArgs {
@@ -74,6 +77,7 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         },
         runs: 1,
         run_id: OutputLayout::run_id(&chrono::Utc::now()),
+        thread_child: args.thread_child,
     };
     let selected = select_benchmarks(&campaign, &options)?;
     if let Some(device) = args.device {
@@ -224,7 +228,7 @@ fn finish_day(
     if let Some(name) = &args.save_baseline {
         save_baseline(layout, args, &report, name)?;
     }
-    if report.interrupted {
+    if report.interrupted || args.thread_child {
         return Ok(code);
     }
     run_day_steps(campaign, layout, args)?;

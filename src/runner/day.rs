@@ -48,6 +48,9 @@ pub struct RunOptions {
     pub runs: u32,
     /// This run's id, in the names of its report and profile files.
     pub run_id: String,
+    /// A child started for the cases of one thread count: it runs them
+    /// and starts no children of its own.
+    pub thread_child: bool,
 }
 
 /// Picks the benchmarks of the day that `--only` selects.
@@ -138,6 +141,22 @@ pub fn run_day(
             }
             continue;
         }
+        let process_threads = settings.threads.usize();
+        let (here, elsewhere) = match find_kind(spec.kind.get_ref()) {
+            Some(kind) => (
+                super::threads::runs_here(kind, spec, process_threads),
+                super::threads::other_thread_counts(kind, spec, process_threads, opts),
+            ),
+            None => (true, Vec::new()),
+        };
+        if !here {
+            let (done, problems) = run_thread_children(
+                campaign, opts, spec, &elsewhere, interrupt, progress, on_result,
+            );
+            results.extend(done);
+            warnings.extend(problems);
+            continue;
+        }
         // A panic in the day loop itself (a bug) fails this benchmark, with
         // its message, and the day goes on.
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
@@ -189,6 +208,11 @@ pub fn run_day(
             }
         }
         results.extend(measured);
+        let (done, problems) = run_thread_children(
+            campaign, opts, spec, &elsewhere, interrupt, progress, on_result,
+        );
+        results.extend(done);
+        warnings.extend(problems);
     }
     // Repeat runs for run-level statistics: every benchmark again, with
     // fresh component instances, in an order shuffled per round.
@@ -254,6 +278,37 @@ pub fn run_day(
         results,
         warnings,
     })
+}
+
+/// The cases of `spec` at each of `counts` threads, one child process per
+/// count; their results, and a warning for each count that did not run.
+fn run_thread_children(
+    campaign: &Campaign,
+    opts: &RunOptions,
+    spec: &BenchmarkSpec,
+    counts: &[usize],
+    interrupt: &CancelFlag,
+    progress: &mut dyn Progress,
+    on_result: &mut dyn FnMut(&BenchmarkResult),
+) -> (Vec<BenchmarkResult>, Vec<String>) {
+    let (mut results, mut warnings) = (Vec::new(), Vec::new());
+    for &threads in counts {
+        if interrupt.is_cancelled() {
+            break;
+        }
+        progress.note(&format!(
+            "{}: the cases at {threads} thread(s) run in a child process",
+            spec.name.get_ref()
+        ));
+        match super::threads::run_at_threads(campaign, opts, spec, threads, interrupt) {
+            Ok(child_results) => {
+                child_results.iter().for_each(&mut *on_result);
+                results.extend(child_results);
+            }
+            Err(message) => warnings.push(message),
+        }
+    }
+    (results, warnings)
 }
 
 fn parse_targets(spec: &BenchmarkSpec) -> Vec<Target> {

@@ -10,6 +10,7 @@ mod plan;
 mod profiling;
 mod progress;
 mod results;
+mod threads;
 
 pub use calibrate::calibrate;
 pub use day::{RUN_ORDER_SALT, RunOptions, run_day, select_benchmarks};

@@ -34,6 +34,18 @@ prompt_lengths = "8,16"
 output_tokens = 4
 prompts = { file = "prompts.jsonl" }
 [[days.benchmarks]]
+name = "served_text"
+kind = "full_inference"
+warmup = 0
+iterations = 1
+[days.benchmarks.params]
+model = "q8"
+requests = 3
+prompt_tokens = { distribution = "uniform", min = 4, max = 24 }
+output_tokens = { distribution = "fixed", tokens = 3 }
+concurrency = [1]
+prompts = { corpus = "prompts.jsonl" }
+[[days.benchmarks]]
 name = "grid"
 kind = "llama_bench"
 warmup = 0
@@ -103,6 +115,13 @@ fn a_gguf_model_runs_text_prompts_and_a_llama_bench_grid() {
         .map(|r| r["parameters"]["prompt_len"].as_u64().unwrap())
         .collect();
     assert_eq!(lengths, [8, 16]);
+
+    let served = results
+        .iter()
+        .find(|r| r["benchmark"] == "served_text")
+        .unwrap();
+    assert_eq!(served["status"], "ok");
+    assert_eq!(served["context"]["prompts"]["source"], "corpus");
 
     let cases: Vec<String> = report["results"]
         .as_array()
@@ -238,4 +257,56 @@ prompts = { file = "missing.jsonl" }
         day_with("")
     ));
     expect_usage_error(&f, &campaign, &["cut.gguf", "is truncated"]);
+}
+
+#[test]
+fn a_threads_grid_runs_other_counts_in_a_child_and_joins_their_results() {
+    let f = Fixture::new();
+    let campaign = q8_campaign(
+        &f,
+        &day_with(
+            r#"
+[[days.benchmarks]]
+name = "grid"
+kind = "llama_bench"
+warmup = 0
+iterations = 1
+[days.benchmarks.params]
+models = ["q8"]
+n_prompt = 8
+n_gen = 2
+threads = "1,2"
+"#,
+        ),
+    );
+    f.run(&campaign, &[]).success();
+    let report = f.report();
+    let cases: Vec<(String, u64, String)> = report["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["case"].as_str().unwrap().to_string(),
+                r["parameters"]["threads"].as_u64().unwrap(),
+                r["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        cases,
+        [
+            ("pp8 q8 q8_0 b1 t1".to_string(), 1, "ok".to_string()),
+            ("tg2 q8 q8_0 b1 t1".to_string(), 1, "ok".to_string()),
+            ("pp8 q8 q8_0 b1 t2".to_string(), 2, "ok".to_string()),
+            ("tg2 q8 q8_0 b1 t2".to_string(), 2, "ok".to_string()),
+        ]
+    );
+    assert_eq!(report["settings"]["threads"], 1);
+    // The child's working folder is gone.
+    let scratch = f.out().join("t").join("scratch");
+    let left: Vec<_> = fs::read_dir(&scratch)
+        .map(|d| d.map(|e| e.unwrap().file_name()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "{left:?}");
 }

@@ -1,0 +1,112 @@
+//! Cases of one benchmark at several thread counts. candle sizes its
+//! quantized-matmul worker pool once per process, so a thread count cannot
+//! change between cases of one process: the cases at this process's count
+//! run here, and each other count runs in a child `campaign run --threads N`
+//! restricted to that benchmark, whose results join this day's.
+
+use std::path::Path;
+
+use super::interleave::{Build, run_child};
+use super::{CancelFlag, RunOptions};
+use crate::benchmarks::BenchmarkKind;
+use crate::campaign::{BenchmarkSpec, Campaign};
+use crate::model::BenchmarkResult;
+
+/// The thread counts a benchmark's cases ask for that this process does
+/// not have (none for a benchmark without a `threads` grid, and none in a
+/// child, which never starts children of its own).
+pub fn other_thread_counts(
+    kind: &dyn BenchmarkKind,
+    spec: &BenchmarkSpec,
+    process_threads: usize,
+    opts: &RunOptions,
+) -> Vec<usize> {
+    if opts.thread_child {
+        return Vec::new();
+    }
+    let mut counts: Vec<usize> = kind
+        .case_threads(&spec.params())
+        .into_iter()
+        .filter(|t| *t != process_threads)
+        .collect();
+    counts.sort_unstable();
+    counts.dedup();
+    counts
+}
+
+/// Whether any case of the benchmark runs in this process.
+pub fn runs_here(kind: &dyn BenchmarkKind, spec: &BenchmarkSpec, process_threads: usize) -> bool {
+    let counts = kind.case_threads(&spec.params());
+    counts.is_empty() || counts.contains(&process_threads)
+}
+
+/// Runs the benchmark's cases at `threads` in a child process and returns
+/// their results, or why there are none.
+pub fn run_at_threads(
+    campaign: &Campaign,
+    opts: &RunOptions,
+    spec: &BenchmarkSpec,
+    threads: usize,
+    interrupt: &CancelFlag,
+) -> Result<Vec<BenchmarkResult>, String> {
+    let name = spec.name.get_ref();
+    let fail = |why: String| format!("{name}: the cases at {threads} thread(s) did not run: {why}");
+    let program = std::env::current_exe().map_err(|e| fail(e.to_string()))?;
+    let out = tempfile::Builder::new()
+        .prefix(&format!(".threads-{threads}-"))
+        .tempdir_in(&opts.scratch_dir)
+        .or_else(|_| {
+            std::fs::create_dir_all(&opts.scratch_dir)?;
+            tempfile::Builder::new().tempdir_in(&opts.scratch_dir)
+        })
+        .map_err(|e| {
+            fail(format!(
+                "no working folder in {}: {e}",
+                opts.scratch_dir.display()
+            ))
+        })?;
+    share_model_cache(&opts.model_cache_dir, out.path());
+    let mut args: Vec<String> = vec![
+        "run".into(),
+        "--day".into(),
+        opts.day.to_string(),
+        "--campaign".into(),
+        campaign.path.display().to_string(),
+        "--out".into(),
+        out.path().display().to_string(),
+        "--only".into(),
+        name.clone(),
+        "--threads".into(),
+        threads.to_string(),
+        "--runs".into(),
+        opts.runs.to_string(),
+        "--json".into(),
+        "--thread-child".into(),
+    ];
+    if opts.quick {
+        args.push("--quick".into());
+    }
+    if let Some(device) = opts.device {
+        args.extend(["--device".into(), device.to_string()]);
+    }
+    let child =
+        run_child(Build::This, &program, &args, interrupt).map_err(|e| fail(e.to_string()))?;
+    Ok(child
+        .report
+        .results
+        .into_iter()
+        .filter(|r| r.benchmark == *name)
+        .collect())
+}
+
+/// Lets the child load the models this run already generated.
+fn share_model_cache(cache: &Path, out: &Path) {
+    #[cfg(unix)]
+    {
+        let cache = std::path::absolute(cache).unwrap_or_else(|_| cache.to_path_buf());
+        let _ = std::fs::create_dir_all(&cache);
+        let _ = std::os::unix::fs::symlink(cache, out.join("model_cache"));
+    }
+    #[cfg(not(unix))]
+    let _ = (cache, out);
+}
