@@ -284,3 +284,40 @@ fn a_sentencepiece_vocabulary_from_gguf_metadata_round_trips() {
     );
     assert_eq!(tokenizer.decode(&ids).unwrap(), "hé");
 }
+
+/// Hostile files: seeded byte flips in the header and metadata of a real
+/// GGUF file give an error or a model, never a panic.
+#[test]
+fn corrupted_headers_are_errors_never_panics() {
+    use rand::{Rng, SeedableRng};
+    let dir = TempDir::new().unwrap();
+    let mut c = config(Some(Quantization::Q8_0));
+    c.vocab_size = 300;
+    let path = materialize_synthetic_model(&c, dir.path()).unwrap();
+    let bytes = fs::read(&path).unwrap();
+    let header = bytes.len().min(16 * 1024);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(11);
+    let (mut refused, mut loaded) = (0, 0);
+    for trial in 0..150 {
+        let mut mutated = bytes.clone();
+        for _ in 0..rng.random_range(1..=4) {
+            let at = rng.random_range(0..header);
+            mutated[at] = rng.random();
+        }
+        let file = dir.path().join(format!("m{trial}.gguf"));
+        fs::write(&file, &mutated).unwrap();
+        let outcome = std::panic::catch_unwind(|| {
+            describe_model(&file)
+                .and_then(|_| LoadedModel::load(&file, &Device::Cpu, DType::F32))
+                .is_ok()
+        });
+        match outcome {
+            Ok(true) => loaded += 1,
+            Ok(false) => refused += 1,
+            Err(_) => panic!("trial {trial}: a corrupted header panicked"),
+        }
+        fs::remove_file(&file).unwrap();
+    }
+    assert_eq!(refused + loaded, 150);
+    assert!(refused > 0, "some flips must break the header");
+}

@@ -155,7 +155,18 @@ fn inspect_content(
                 ),
             )
         })?;
-        let elems = info.shape.elem_count() as u64;
+        // Counted here with checks: the shape comes from the file.
+        let elems = info
+            .shape
+            .dims()
+            .iter()
+            .try_fold(1u64, |acc, d| acc.checked_mul(*d as u64))
+            .ok_or_else(|| {
+                gguf_error(
+                    path,
+                    format!("tensor {name} has more weights than 64 bits can count"),
+                )
+            })?;
         let block = q.block_len() as u64;
         if !elems.is_multiple_of(block) {
             return Err(gguf_error(
@@ -165,11 +176,11 @@ fn inspect_content(
                 ),
             ));
         }
-        let bytes = elems / block * info.ggml_dtype.type_size() as u64;
+        let bytes = (elems / block).checked_mul(info.ggml_dtype.type_size() as u64);
         let end = content
             .tensor_data_offset
             .checked_add(info.offset)
-            .and_then(|o| o.checked_add(bytes));
+            .and_then(|o| o.checked_add(bytes?));
         if end.is_none_or(|end| end > file_len) {
             return Err(gguf_error(
                 path,
@@ -179,26 +190,31 @@ fn inspect_content(
                 ),
             ));
         }
+        // Within the file; the sums saturate (tensors of a crafted file may overlap).
+        let bytes = bytes.unwrap_or(0);
         *tensor_types.entry(q.name().to_string()).or_default() += 1;
-        *bytes_by_type.entry(q).or_default() += bytes;
-        parameters += elems;
-        file_bytes += bytes;
+        let by_type = bytes_by_type.entry(q).or_default();
+        *by_type = by_type.saturating_add(bytes);
+        parameters = parameters.saturating_add(elems);
+        file_bytes = file_bytes.saturating_add(bytes);
         let loaded = if q.stays_quantized() {
             bytes
         } else {
-            elems * 4
+            elems.saturating_mul(4)
         };
         if name == "token_embd.weight" {
             // The embedding table is widened to f32 for lookups, and kept as
             // stored when it doubles as the output matrix.
-            memory_bytes += elems * 4 + if tied { loaded } else { 0 };
+            memory_bytes = memory_bytes
+                .saturating_add(elems.saturating_mul(4))
+                .saturating_add(if tied { loaded } else { 0 });
             if tied {
-                per_forward += loaded;
+                per_forward = per_forward.saturating_add(loaded);
             }
         } else {
-            memory_bytes += loaded;
+            memory_bytes = memory_bytes.saturating_add(loaded);
             if info.shape.rank() == 2 {
-                per_forward += loaded;
+                per_forward = per_forward.saturating_add(loaded);
             }
         }
     }
@@ -251,8 +267,10 @@ fn inspect_content(
         .filter(|(q, _)| **q != Quantization::F32 || bytes_by_type.len() == 1)
         .max_by_key(|(_, bytes)| **bytes)
         .map_or(Quantization::F32, |(q, _)| *q);
-    let rope_bytes =
-        2 * architecture.max_position_embeddings as u64 * (architecture.head_dim() as u64 / 2) * 4;
+    // cos and sin tables: positions × head_dim / 2 f32 values each.
+    let rope_bytes = (architecture.max_position_embeddings as u64)
+        .saturating_mul(architecture.head_dim() as u64 / 2)
+        .saturating_mul(2 * 4);
     Ok(GgufModelInfo {
         has_tokenizer: content.metadata.contains_key("tokenizer.ggml.tokens"),
         path: path.to_path_buf(),
@@ -265,7 +283,7 @@ fn inspect_content(
             parameters,
             stored_bytes: file_bytes,
             bytes_per_forward: per_forward,
-            memory_bytes: memory_bytes + rope_bytes,
+            memory_bytes: memory_bytes.saturating_add(rope_bytes),
         },
         architecture,
     })
