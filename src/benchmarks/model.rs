@@ -293,7 +293,11 @@ impl Prompts {
                 }
                 Self::Corpus(tokens)
             }
-            (None, None) => unreachable!("checked by check_prompts"),
+            (None, None) => {
+                return Err(BenchmarkError::Params(
+                    "prompts needs `file` or `corpus`".into(),
+                ));
+            }
         };
         Ok(prompts)
     }

@@ -176,6 +176,13 @@ fn finish_day(
     let path = write_artifact(layout, &JsonReport, &report)?;
 
     let table = render_summary_table(&report);
+    if args.thread_child {
+        // The parent prints these results in its own table; this report
+        // lives in a working folder that is removed.
+        let json = serde_json::to_string_pretty(&report).map_err(OutputError::from)?;
+        println!("{json}");
+        return Ok(day_exit_code(&report.summary, report.interrupted));
+    }
     if args.json {
         eprintln!("{table}\nreport: {}", path.display());
         let json = serde_json::to_string_pretty(&report).map_err(OutputError::from)?;

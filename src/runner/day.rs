@@ -11,7 +11,7 @@ use rand::SeedableRng;
 use rand::seq::SliceRandom;
 use rand_chacha::ChaCha8Rng;
 
-use super::execute::{CaseOutcome, WorkerEvent, run_worker, thread_name};
+use super::execute::{CaseOutcome, WorkerEvent, in_compute_pool, run_worker, thread_name};
 use super::profiling::{self, ProfileOptions};
 use super::results::BenchmarkFrame;
 use super::{CancelFlag, Progress, SilentProgress};
@@ -145,7 +145,12 @@ pub fn run_day(
         let (here, elsewhere) = match find_kind(spec.kind.get_ref()) {
             Some(kind) => (
                 super::threads::runs_here(kind, spec, process_threads),
-                super::threads::other_thread_counts(kind, spec, process_threads, opts),
+                super::threads::other_thread_counts(
+                    kind,
+                    spec,
+                    process_threads,
+                    &child_settings(opts),
+                ),
             ),
             None => (true, Vec::new()),
         };
@@ -280,6 +285,18 @@ pub fn run_day(
     })
 }
 
+fn child_settings(opts: &RunOptions) -> super::threads::ChildSettings<'_> {
+    super::threads::ChildSettings {
+        day: opts.day,
+        quick: opts.quick,
+        runs: opts.runs,
+        device: opts.device,
+        scratch_dir: &opts.scratch_dir,
+        model_cache_dir: &opts.model_cache_dir,
+        is_child: opts.thread_child,
+    }
+}
+
 /// The cases of `spec` at each of `counts` threads, one child process per
 /// count; their results, and a warning for each count that did not run.
 fn run_thread_children(
@@ -300,7 +317,13 @@ fn run_thread_children(
             "{}: the cases at {threads} thread(s) run in a child process",
             spec.name.get_ref()
         ));
-        match super::threads::run_at_threads(campaign, opts, spec, threads, interrupt) {
+        match super::threads::run_at_threads(
+            campaign,
+            &child_settings(opts),
+            spec,
+            threads,
+            interrupt,
+        ) {
             Ok(child_results) => {
                 child_results.iter().for_each(&mut *on_result);
                 results.extend(child_results);
@@ -402,9 +425,12 @@ fn run_benchmark_of_kind(
     let worker = {
         let (params, ctx, plan, cancel) =
             (spec.params(), ctx.clone(), plan.clone(), cancel.clone());
-        thread::Builder::new()
-            .name(thread_name(name))
-            .spawn(move || run_worker(kind, params, ctx, plan, cancel, events_tx))
+        let thread = thread_name(name);
+        thread::Builder::new().name(thread.clone()).spawn(move || {
+            in_compute_pool(&thread, || {
+                run_worker(kind, params, ctx, plan, cancel, events_tx)
+            })
+        })
     };
     let worker = match worker {
         Ok(w) => w,

@@ -108,6 +108,24 @@ pub(super) fn thread_name(benchmark: &str) -> String {
     format!("{WORKER_PREFIX}{benchmark}")
 }
 
+/// Runs `work` on a worker of a fresh rayon pool of the run's thread
+/// count. candle's parallel CPU ops then run on this thread and the pool's
+/// others; from a thread outside the pool each op is handed over and
+/// waited for (a futex wake and sleep per op) while the pool's workers spin
+/// beside candle's own. Measured in README ("Threads and devices"). Without
+/// a pool (threads cannot start), the work runs here.
+pub(super) fn in_compute_pool<R: Send>(name: &str, work: impl FnOnce() -> R + Send) -> R {
+    let name = name.to_string();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(rayon::current_num_threads())
+        .thread_name(move |i| format!("{name} #{i}"))
+        .build();
+    match pool {
+        Ok(pool) => pool.install(work),
+        Err(_) => work(),
+    }
+}
+
 /// The body of a worker thread. Send errors mean the day loop stopped
 /// listening (it abandoned a timed-out benchmark): the worker just ends.
 pub(super) fn run_worker(

@@ -6,11 +6,24 @@
 
 use std::path::Path;
 
+use super::CancelFlag;
 use super::interleave::{Build, run_child};
-use super::{CancelFlag, RunOptions};
 use crate::benchmarks::BenchmarkKind;
 use crate::campaign::{BenchmarkSpec, Campaign};
+use crate::components::inference::DeviceSpec;
 use crate::model::BenchmarkResult;
+
+/// What a child run repeats of its parent's run.
+pub struct ChildSettings<'a> {
+    pub day: u32,
+    pub quick: bool,
+    pub runs: u32,
+    pub device: Option<DeviceSpec>,
+    pub scratch_dir: &'a Path,
+    pub model_cache_dir: &'a Path,
+    /// This process is itself a child: it starts none.
+    pub is_child: bool,
+}
 
 /// The thread counts a benchmark's cases ask for that this process does
 /// not have (none for a benchmark without a `threads` grid, and none in a
@@ -19,9 +32,9 @@ pub fn other_thread_counts(
     kind: &dyn BenchmarkKind,
     spec: &BenchmarkSpec,
     process_threads: usize,
-    opts: &RunOptions,
+    run: &ChildSettings<'_>,
 ) -> Vec<usize> {
-    if opts.thread_child {
+    if run.is_child {
         return Vec::new();
     }
     let mut counts: Vec<usize> = kind
@@ -44,7 +57,7 @@ pub fn runs_here(kind: &dyn BenchmarkKind, spec: &BenchmarkSpec, process_threads
 /// their results, or why there are none.
 pub fn run_at_threads(
     campaign: &Campaign,
-    opts: &RunOptions,
+    opts: &ChildSettings<'_>,
     spec: &BenchmarkSpec,
     threads: usize,
     interrupt: &CancelFlag,
@@ -54,10 +67,10 @@ pub fn run_at_threads(
     let program = std::env::current_exe().map_err(|e| fail(e.to_string()))?;
     let out = tempfile::Builder::new()
         .prefix(&format!(".threads-{threads}-"))
-        .tempdir_in(&opts.scratch_dir)
+        .tempdir_in(opts.scratch_dir)
         .or_else(|_| {
-            std::fs::create_dir_all(&opts.scratch_dir)?;
-            tempfile::Builder::new().tempdir_in(&opts.scratch_dir)
+            std::fs::create_dir_all(opts.scratch_dir)?;
+            tempfile::Builder::new().tempdir_in(opts.scratch_dir)
         })
         .map_err(|e| {
             fail(format!(
@@ -65,7 +78,7 @@ pub fn run_at_threads(
                 opts.scratch_dir.display()
             ))
         })?;
-    share_model_cache(&opts.model_cache_dir, out.path());
+    share_model_cache(opts.model_cache_dir, out.path());
     let mut args: Vec<String> = vec![
         "run".into(),
         "--day".into(),

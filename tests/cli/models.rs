@@ -2,6 +2,8 @@
 //! model written at q8_0), text prompts through the model's own tokenizer,
 //! llama-bench's grids, `campaign generate`, and the refusals of bad input.
 
+use serial_test::{parallel, serial};
+
 use super::fixture::*;
 
 /// A synthetic model large enough in vocabulary for the byte-level
@@ -67,6 +69,7 @@ fn q8_campaign(f: &Fixture, days: &str) -> PathBuf {
 }
 
 #[test]
+#[parallel]
 fn a_gguf_model_runs_text_prompts_and_a_llama_bench_grid() {
     let f = Fixture::new();
     let campaign = q8_campaign(&f, GRID_DAY);
@@ -158,6 +161,7 @@ fn a_gguf_model_runs_text_prompts_and_a_llama_bench_grid() {
 }
 
 #[test]
+#[parallel]
 fn generate_prints_a_continuation_with_or_without_the_chat_template() {
     let f = Fixture::new();
     let campaign = q8_campaign(&f, GRID_DAY);
@@ -196,6 +200,7 @@ fn generate_prints_a_continuation_with_or_without_the_chat_template() {
 }
 
 #[test]
+#[parallel]
 fn bad_models_prompts_and_grids_are_refused_at_their_keys() {
     let f = Fixture::new();
     // Text prompts on a model without a tokenizer.
@@ -259,7 +264,10 @@ prompts = { file = "missing.jsonl" }
     expect_usage_error(&f, &campaign, &["cut.gguf", "is truncated"]);
 }
 
+/// Serial: its child computes on both cores, which would disturb the
+/// timing tests beside it.
 #[test]
+#[serial]
 fn a_threads_grid_runs_other_counts_in_a_child_and_joins_their_results() {
     let f = Fixture::new();
     let campaign = q8_campaign(

@@ -148,33 +148,35 @@ pub(super) fn expected_tensors(a: &ModelArchitecture) -> Vec<(String, Vec<usize>
     tensors
 }
 
-/// The tensors a GGUF Llama or Qwen2 file must hold (llama.cpp's names;
-/// the shapes in candle's row-major order), checked before candle loads it.
+/// The tensors a GGUF Llama file must hold: the same as a safetensors
+/// folder's, under llama.cpp's names (shapes in candle's row-major order).
 pub(super) fn gguf_tensors(a: &ModelArchitecture) -> Vec<(String, Vec<usize>)> {
-    let (h, i, v) = (a.hidden_size, a.intermediate_size, a.vocab_size);
-    let kv = a.num_key_value_heads * a.head_dim();
-    let mut tensors = vec![
-        ("token_embd.weight".to_string(), vec![v, h]),
-        ("output_norm.weight".to_string(), vec![h]),
+    expected_tensors(a)
+        .into_iter()
+        .map(|(name, shape)| (gguf_name(&name), shape))
+        .collect()
+}
+
+/// llama.cpp's name of a Hugging Face Llama tensor.
+pub(super) fn gguf_name(hf: &str) -> String {
+    const RENAMES: [(&str, &str); 12] = [
+        ("model.embed_tokens.weight", "token_embd.weight"),
+        ("model.norm.weight", "output_norm.weight"),
+        ("lm_head.weight", "output.weight"),
+        ("model.layers.", "blk."),
+        (".input_layernorm.", ".attn_norm."),
+        (".post_attention_layernorm.", ".ffn_norm."),
+        (".self_attn.q_proj.", ".attn_q."),
+        (".self_attn.k_proj.", ".attn_k."),
+        (".self_attn.v_proj.", ".attn_v."),
+        (".self_attn.o_proj.", ".attn_output."),
+        (".mlp.gate_proj.", ".ffn_gate."),
+        (".mlp.up_proj.", ".ffn_up."),
     ];
-    if !a.tie_word_embeddings {
-        tensors.push(("output.weight".to_string(), vec![v, h]));
-    }
-    for layer in 0..a.num_hidden_layers {
-        let p = format!("blk.{layer}");
-        tensors.extend([
-            (format!("{p}.attn_norm.weight"), vec![h]),
-            (format!("{p}.ffn_norm.weight"), vec![h]),
-            (format!("{p}.attn_q.weight"), vec![h, h]),
-            (format!("{p}.attn_k.weight"), vec![kv, h]),
-            (format!("{p}.attn_v.weight"), vec![kv, h]),
-            (format!("{p}.attn_output.weight"), vec![h, h]),
-            (format!("{p}.ffn_gate.weight"), vec![i, h]),
-            (format!("{p}.ffn_up.weight"), vec![i, h]),
-            (format!("{p}.ffn_down.weight"), vec![h, i]),
-        ]);
-    }
-    tensors
+    let renamed = RENAMES
+        .iter()
+        .fold(hf.to_string(), |name, (from, to)| name.replace(from, to));
+    renamed.replace(".mlp.down_proj.", ".ffn_down.")
 }
 
 /// What a model's weights are and cost, as every report records them.

@@ -15,13 +15,14 @@ use serde::{Deserialize, Serialize};
 use candle_core::quantized::{QTensor, gguf_file};
 
 use super::ModelArchitecture;
-use super::architecture::expected_tensors;
+use super::architecture::{expected_tensors, gguf_name};
 use super::synthetic_tokenizer::{MIN_VOCAB, SyntheticTokenizer};
 use super::{InferenceError, Quantization};
 
 /// Bumped whenever the generator changes, so that cached models generated
-/// by an older algorithm are not reused (2: tokenizer files added).
-const GENERATOR_VERSION: u32 = 2;
+/// by an older algorithm are not reused (2: tokenizer files added; 3: the
+/// GGUF pre-tokenizer named as llama.cpp knows it).
+const GENERATOR_VERSION: u32 = 3;
 
 /// Standard deviation of the generated weights (the usual Llama init).
 const INIT_STD: f64 = 0.02;
@@ -382,26 +383,4 @@ fn write_gguf(
         source,
     })?;
     Ok(())
-}
-
-/// llama.cpp's name of a Hugging Face Llama tensor.
-fn gguf_name(hf: &str) -> String {
-    const RENAMES: [(&str, &str); 12] = [
-        ("model.embed_tokens.weight", "token_embd.weight"),
-        ("model.norm.weight", "output_norm.weight"),
-        ("lm_head.weight", "output.weight"),
-        ("model.layers.", "blk."),
-        (".input_layernorm.", ".attn_norm."),
-        (".post_attention_layernorm.", ".ffn_norm."),
-        (".self_attn.q_proj.", ".attn_q."),
-        (".self_attn.k_proj.", ".attn_k."),
-        (".self_attn.v_proj.", ".attn_v."),
-        (".self_attn.o_proj.", ".attn_output."),
-        (".mlp.gate_proj.", ".ffn_gate."),
-        (".mlp.up_proj.", ".ffn_up."),
-    ];
-    let renamed = RENAMES
-        .iter()
-        .fold(hf.to_string(), |name, (from, to)| name.replace(from, to));
-    renamed.replace(".mlp.down_proj.", ".ffn_down.")
 }

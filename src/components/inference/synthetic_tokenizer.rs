@@ -143,7 +143,7 @@ impl SyntheticTokenizer {
         let strings = |v: &[String]| Value::Array(v.iter().cloned().map(Value::String).collect());
         vec![
             ("tokenizer.ggml.model", Value::String("gpt2".into())),
-            ("tokenizer.ggml.pre", Value::String("gpt2".into())),
+            ("tokenizer.ggml.pre", Value::String("gpt-2".into())),
             ("tokenizer.ggml.tokens", strings(&self.tokens)),
             ("tokenizer.ggml.merges", strings(&self.merges)),
             (
