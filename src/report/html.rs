@@ -282,6 +282,72 @@ const SCRIPT: &str = "window.addEventListener('error',function(e){var b=document
 
 /// The day's page. `flame_graph_href` turns a flame graph path into a link
 /// relative to where the page is written.
+/// The models the day measured, as their results' contexts record them:
+/// format, weights, size, tokenizer and the decoded sample output.
+fn models_section(report: &DailyReport) -> String {
+    let mut models: Vec<(String, &serde_json::Value)> = Vec::new();
+    for r in &report.results {
+        let contexts: Vec<(String, &serde_json::Value)> = match r.context["models"].as_object() {
+            Some(many) => many.iter().map(|(name, c)| (name.clone(), c)).collect(),
+            None => vec![(
+                r.context["model"].as_str().unwrap_or_default().to_string(),
+                &r.context,
+            )],
+        };
+        for (name, context) in contexts {
+            if context["weights"].is_object() && !models.iter().any(|(n, _)| *n == name) {
+                models.push((name, context));
+            }
+        }
+    }
+    if models.is_empty() {
+        return String::new();
+    }
+    let mib = |v: &serde_json::Value| {
+        v.as_f64().map_or("—".to_string(), |b| {
+            format!("{:.1} MiB", b / 1024.0 / 1024.0)
+        })
+    };
+    let mut out = String::from(
+        "<h2>Models</h2><table><tr><th>model</th><th>format</th><th>weights</th><th>parameters</th><th>stored</th><th>read per forward pass</th><th>tokenizer</th><th>sample output</th></tr>",
+    );
+    for (name, c) in models {
+        let w = &c["weights"];
+        let sample = match (
+            c["sample_output"]["prompt"].as_str(),
+            c["sample_output"]["continuation"].as_str(),
+        ) {
+            (Some(prompt), Some(text)) => {
+                format!("<i>{}</i> → {}", escape_markup(prompt), escape_markup(text))
+            }
+            _ => "—".to_string(),
+        };
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{sample}</td></tr>",
+            escape_markup(&name),
+            escape_markup(w["format"].as_str().unwrap_or("—")),
+            escape_markup(w["quantization"].as_str().unwrap_or("—")),
+            w["parameters"]
+                .as_u64()
+                .map_or("—".to_string(), |p| p.to_string()),
+            mib(&w["stored_bytes"]),
+            mib(&w["bytes_per_forward"]),
+            tokenizer_cell(c["tokenizer"].as_str().unwrap_or("—")),
+        );
+    }
+    out.push_str("</table>");
+    out
+}
+
+/// The tokenizer's source, or "none" with the reason on hover.
+fn tokenizer_cell(text: &str) -> String {
+    match text.strip_prefix("none: ") {
+        Some(why) => format!("<span title=\"{}\">none</span>", escape_markup(why)),
+        None => escape_markup(text),
+    }
+}
+
 pub fn render_html(
     report: &DailyReport,
     comparison: Option<&Comparison>,
@@ -337,6 +403,8 @@ pub fn render_html(
             out.push_str(&findings_figure(&r.case_id, findings));
         }
     }
+
+    out.push_str(&models_section(report));
 
     out.push_str("<h2>Results</h2><table><tr><th>case</th><th>status</th><th>latency metric</th><th>mean ms</th><th>p50 ms</th><th>p99 ms</th><th>throughput</th><th>peak RSS MiB</th><th>targets</th></tr>");
     let cell = |v: Option<f64>| v.map_or("—".to_string(), num);

@@ -119,6 +119,23 @@ fn a_gguf_model_runs_text_prompts_and_a_llama_bench_grid() {
         .collect();
     assert_eq!(lengths, [8, 16]);
 
+    // The day page names the model and shows what it said.
+    let html = fs::read_to_string(f.out().join("t").join("html").join("day_1.html")).unwrap();
+    let models = &html[html.find("<h2>Models</h2>").expect("a Models section")..];
+    for needle in [
+        "<td>q8</td>",
+        "<td>gguf</td>",
+        "<td>q8_0</td>",
+        "GGUF metadata (gpt2)",
+        "The time to first token of a language model",
+    ] {
+        assert!(
+            models.contains(needle),
+            "{needle} not in {}",
+            &models[..models.len().min(2000)]
+        );
+    }
+
     let served = results
         .iter()
         .find(|r| r["benchmark"] == "served_text")
