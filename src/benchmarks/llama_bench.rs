@@ -22,6 +22,10 @@ use crate::campaign::bounds::{OptionalTokenRange, ParallelRange, ThreadRange, To
 use crate::campaign::grid::Grid;
 use crate::components::inference::{GenerationSession, LoadedModel};
 
+/// Keeps a test's context tokens apart from its prompt tokens when the
+/// depth equals the prompt length.
+const CONTEXT_SEED_SALT: u64 = 0xc0_47e7;
+
 fn default_models() -> Vec<String> {
     vec!["default".to_string()]
 }
@@ -275,7 +279,11 @@ impl Kind for LlamaBench {
                     model: Arc::clone(&loaded.model),
                     model_name: name.clone(),
                     quantization: loaded.model.weights.quantization.clone(),
-                    context: prompt_tokens(ctx.settings.seed ^ 0xd, shape.depth.max(1), vocab),
+                    context: prompt_tokens(
+                        ctx.settings.seed ^ CONTEXT_SEED_SALT,
+                        shape.depth.max(1),
+                        vocab,
+                    ),
                     prompt: prompt_tokens(ctx.settings.seed, shape.prompt, vocab),
                     shape,
                     threads: here,
