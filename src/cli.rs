@@ -126,7 +126,8 @@ enum Command {
         /// Days to read, e.g. 1-4.
         #[arg(long, default_value = "1-4")]
         days: String,
-        /// Remedy catalog (default: remedies.toml next to the campaign).
+        /// Remedy catalog (default: remedies.toml next to the campaign, else
+        /// the catalog built into this binary).
         #[arg(long)]
         remedies: Option<PathBuf>,
     },
@@ -276,10 +277,7 @@ impl Cli {
                 days,
                 remedies,
             } => print(commands::open_campaign(&campaign, out.as_deref()).and_then(
-                |(c, layout)| {
-                    let remedies = remedies.unwrap_or_else(|| commands::default_remedies(&c));
-                    commands::analyze_command(&c, &layout, &days, &remedies)
-                },
+                |(c, layout)| commands::analyze_command(&c, &layout, &days, remedies.as_deref()),
             )),
             Command::Roadmap { campaign, out } => print(
                 commands::open_campaign(&campaign, out.as_deref()).and_then(|(_, layout)| {

@@ -31,5 +31,5 @@ pub use regression::{
     P_THRESHOLD, PairedSeries, Pairing, Split, compare_paired, compare_reports, comparisons_in,
     confirm_with_rerun, regressed_benchmarks, runs_for_verdicts,
 };
-pub use remedies::{Remedy, RemedyCatalog, RemedyError, Risk};
+pub use remedies::{Remedy, RemedyCatalog, RemedyError, ResolvedCatalog, Risk};
 pub use roofline::{Roofline, RooflineInputs, RooflinePoint, roofline, roofline_inputs};

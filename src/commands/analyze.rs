@@ -8,7 +8,8 @@ use chrono::Utc;
 use super::{CommandError, exit, write_json};
 use crate::analysis::{
     AMDAHL_FORMULA, BottleneckAnalysis, HeadlineFigure, MissedTarget, ProfileEvidence, ROI_FORMULA,
-    RankingInputs, RemedyCatalog, SEVERITY_RULE, rank_bottlenecks, roofline, roofline_inputs,
+    RankingInputs, RemedyCatalog, ResolvedCatalog, SEVERITY_RULE, rank_bottlenecks, roofline,
+    roofline_inputs,
 };
 use crate::benchmarks::find_kind;
 use crate::campaign::{Campaign, parse_day_range};
@@ -68,14 +69,18 @@ pub fn run_analysis(
     campaign: &Campaign,
     layout: &OutputLayout,
     days: &str,
-    remedies: &Path,
+    remedies: Option<&Path>,
 ) -> Result<(BottleneckAnalysis, PathBuf), CommandError> {
     let range = parse_day_range(days).ok_or_else(|| {
         analysis_error(format!(
             "--days {days:?} is not a day range; write it as 1-4 or 3"
         ))
     })?;
-    let catalog = RemedyCatalog::load(remedies).map_err(|e| analysis_error(e.to_string()))?;
+    let ResolvedCatalog {
+        catalog,
+        source: catalog_source,
+    } = RemedyCatalog::resolve(remedies, &campaign_remedies(campaign))
+        .map_err(|e| analysis_error(e.to_string()))?;
     let mut notes = Vec::new();
     let reports = latest_reports(layout, range.clone(), &mut notes);
     let mut profiles = Vec::new();
@@ -188,7 +193,7 @@ pub fn run_analysis(
         severity_rule: SEVERITY_RULE.into(),
         amdahl_formula: AMDAHL_FORMULA.into(),
         roi_formula: ROI_FORMULA.into(),
-        remedies_file: remedies.display().to_string(),
+        remedies_file: catalog_source,
         components: ranking.components,
         identified_bottlenecks: ranking.bottlenecks,
         remedy_plan: ranking.remedy_plan,
@@ -249,11 +254,20 @@ fn roofline_for(
     }
 }
 
+/// A campaign's own catalog: `remedies.toml` beside its file.
+fn campaign_remedies(campaign: &Campaign) -> PathBuf {
+    campaign
+        .path
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("remedies.toml")
+}
+
 pub fn analyze_command(
     campaign: &Campaign,
     layout: &OutputLayout,
     days: &str,
-    remedies: &Path,
+    remedies: Option<&Path>,
 ) -> Result<(String, u8), CommandError> {
     let (analysis, path) = run_analysis(campaign, layout, days, remedies)?;
     Ok((

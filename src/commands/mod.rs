@@ -20,7 +20,7 @@ pub use html::html_report_command;
 pub use list::{list, validate};
 pub use nightly::{compare_files, history_command};
 pub use roadmap::run_roadmap;
-pub use run::{RunArgs, default_remedies, open_campaign, run};
+pub use run::{RunArgs, open_campaign, run};
 
 use crate::campaign::CampaignError;
 use crate::components::inference::InferenceError;

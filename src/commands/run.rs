@@ -693,15 +693,6 @@ pub fn open_campaign(
     Ok((campaign, layout))
 }
 
-/// The remedy catalog next to the campaign file.
-pub fn default_remedies(campaign: &Campaign) -> PathBuf {
-    campaign
-        .path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join("remedies.toml")
-}
-
 /// The day's `after` steps, in order.
 fn run_day_steps(
     campaign: &Campaign,
@@ -731,8 +722,7 @@ fn run_day_steps(
                     .analyze_days
                     .clone()
                     .unwrap_or_else(|| format!("1-{}", args.day));
-                let (analysis, path) =
-                    run_analysis(campaign, layout, &days, &default_remedies(campaign))?;
+                let (analysis, path) = run_analysis(campaign, layout, &days, None)?;
                 say(
                     args,
                     &format!(

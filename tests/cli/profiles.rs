@@ -240,3 +240,59 @@ after = ["roadmap"]
         assert!(roadmap.contains(needle), "{needle} missing:\n{roadmap}");
     }
 }
+
+/// A campaign kept outside this repository has no remedies.toml beside
+/// it: the analysis uses the catalog built into the binary and says so; a
+/// campaign's own catalog can extend it, and a missing --remedies is exit 2.
+#[test]
+#[serial]
+fn the_remedy_catalog_travels_with_the_binary() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&planted_profile_day(1, 60, 0));
+    assert!(!f.path("remedies.toml").exists());
+    f.run(&campaign, &[]).success();
+    let analysis = || -> Value {
+        serde_json::from_slice(&fs::read(out_file(&f, "bottleneck_analysis.json")).unwrap())
+            .unwrap()
+    };
+    let source = analysis()["remedies_file"].as_str().unwrap().to_string();
+    assert!(source.contains("built-in"), "{source}");
+
+    fs::write(
+        f.path("remedies.toml"),
+        r#"extends_built_in = true
+[[remedy]]
+function_contains = "planted_hotspot"
+remedy = "do less planted work"
+speedup = [2.0, 2.0]
+effort_days = 1
+risk = "low"
+source = "the test's own assumption"
+"#,
+    )
+    .unwrap();
+    let analyze = |extra: &[&str]| {
+        cargo_bin_cmd!("campaign")
+            .args(["analyze", "--days", "1", "--campaign"])
+            .arg(&campaign)
+            .arg("--out")
+            .arg(f.out())
+            .args(extra)
+            .assert()
+    };
+    analyze(&[]).success();
+    let extended = analysis();
+    let source = extended["remedies_file"].as_str().unwrap();
+    assert!(
+        source.contains("remedies.toml, then the built-in"),
+        "{source}"
+    );
+    let plan = extended["remedy_plan"].to_string();
+    assert!(plan.contains("do less planted work"), "{plan}");
+
+    analyze(&["--remedies", "nowhere.toml"])
+        .code(2)
+        .stderr(predicate::str::contains(
+            "cannot read the remedy catalog nowhere.toml",
+        ));
+}
