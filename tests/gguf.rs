@@ -321,3 +321,34 @@ fn corrupted_headers_are_errors_never_panics() {
     assert_eq!(refused + loaded, 150);
     assert!(refused > 0, "some flips must break the header");
 }
+
+/// Quantizing a safetensors model in memory gives the model its GGUF file
+/// at that type gives: the same bytes, so the same logits exactly.
+#[test]
+fn quantizing_in_memory_equals_loading_the_gguf_file_of_that_type() {
+    let dir = TempDir::new().unwrap();
+    let folder = materialize_synthetic_model(&config(None), dir.path()).unwrap();
+    let (_, from_file) = load(dir.path(), Some(Quantization::Q4_0));
+    let in_memory = LoadedModel::load_quantized(&folder, &Device::Cpu, Quantization::Q4_0).unwrap();
+    assert_eq!(in_memory.weights.format, "safetensors, quantized in memory");
+    assert_eq!(in_memory.weights.quantization, "q4_0");
+    assert_eq!(
+        in_memory.weights.stored_bytes,
+        from_file.weights.stored_bytes
+    );
+    assert!(in_memory.tokenizer.is_ok());
+    let logits = |m: &LoadedModel| {
+        GenerationSession::new(m, 1)
+            .unwrap()
+            .prefill_logits(&PROMPT)
+            .unwrap()
+    };
+    assert_eq!(logits(&in_memory), logits(&from_file));
+    // A GGUF file is not quantized again.
+    let gguf = materialize_synthetic_model(&config(Some(Quantization::Q8_0)), dir.path()).unwrap();
+    let err = LoadedModel::load_quantized(&gguf, &Device::Cpu, Quantization::Q4_0)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("already stored"), "{err}");
+}

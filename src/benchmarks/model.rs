@@ -388,7 +388,10 @@ pub(super) fn load_model(name: &str, ctx: &BenchContext) -> Result<ModelUnderTes
     let device = ctx.device.open()?;
     let rss_before = rss::resident_set_bytes();
     let started = Instant::now();
-    let model = LoadedModel::load(&folder, &device, ctx.settings.dtype.to_candle())?;
+    let model = match resolved.quantize {
+        Some(q) => LoadedModel::load_quantized(&folder, &device, q)?,
+        None => LoadedModel::load(&folder, &device, ctx.settings.dtype.to_candle())?,
+    };
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let rss_after = rss::resident_set_bytes();
     let mut setup = vec![("model_load_ms", load_ms)];
@@ -405,6 +408,7 @@ pub(super) fn load_model(name: &str, ctx: &BenchContext) -> Result<ModelUnderTes
             (Some(_), "gguf") => "synthetic gguf",
             (Some(_), _) => "synthetic",
             (None, "gguf") => "gguf file",
+            (None, _) if resolved.quantize.is_some() => "folder, quantized in memory",
             (None, _) => "folder",
         },
         "model_folder": folder.display().to_string(),

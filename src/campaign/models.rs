@@ -3,7 +3,9 @@
 
 use std::path::PathBuf;
 
-use crate::components::inference::{ModelArchitecture, SyntheticLlamaConfig, WeightsFacts};
+use crate::components::inference::{
+    ModelArchitecture, Quantization, SyntheticLlamaConfig, WeightsFacts,
+};
 
 /// A model named in the campaign, with its source resolved.
 #[derive(Debug, Clone)]
@@ -19,4 +21,6 @@ pub struct ResolvedModel {
     pub gguf: Option<WeightsFacts>,
     /// Why the model has no tokenizer (`None`: it has one).
     pub missing_tokenizer: Option<String>,
+    /// Quantize the folder's weights in memory when loading.
+    pub quantize: Option<Quantization>,
 }

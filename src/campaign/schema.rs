@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::bounds::{Hz, Iterations, RawSamples, Seconds, Threads, ThresholdPct, Warmup};
-use crate::components::inference::{DeviceSpec, SyntheticLlamaConfig};
+use crate::components::inference::{DeviceSpec, Quantization, SyntheticLlamaConfig};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -110,8 +110,11 @@ impl DTypeSpec {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpec {
-    /// Folder with config.json and *.safetensors, relative to the campaign file.
+    /// Folder with config.json and *.safetensors, or a .gguf file,
+    /// relative to the campaign file.
     pub path: Option<Spanned<PathBuf>>,
+    /// Quantize a folder's weights in memory when loading (`q8_0`, `q4_0`, …).
+    pub quantize: Option<Quantization>,
     pub synthetic: Option<SyntheticLlamaConfig>,
 }
 

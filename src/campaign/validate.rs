@@ -186,6 +186,7 @@ fn resolve_models(
                         architecture: description.architecture,
                         gguf: description.gguf,
                         missing_tokenizer: description.missing_tokenizer,
+                        quantize: spec.quantize,
                     }),
                     Err(e) => {
                         c.error(
@@ -208,6 +209,7 @@ fn resolve_models(
                     architecture: synthetic.architecture(),
                     gguf: None,
                     missing_tokenizer: synthetic.missing_tokenizer(),
+                    quantize: spec.quantize,
                 }),
                 Err(e) => {
                     c.error(&at.clone().key("synthetic"), e.to_string(), None);
@@ -219,6 +221,16 @@ fn resolve_models(
                 None
             }
         };
+        if let Some(r) = &resolved
+            && r.quantize.is_some()
+            && (r.gguf.is_some() || r.synthetic.is_some())
+        {
+            c.error(
+                &at.clone().key("quantize"),
+                "`quantize` applies to a folder of safetensors; a GGUF file keeps its own weight types, and a synthetic model takes `quantization` in its table".into(),
+                Some("[models.NAME] path = \"folder\" with quantize = \"q8_0\", or [models.NAME.synthetic] quantization = \"q8_0\"".into()),
+            );
+        }
         if let Some(r) = resolved {
             let need = match &r.gguf {
                 Some(weights) => Ok(MemoryNeed::new(
@@ -228,6 +240,14 @@ fn resolve_models(
                         weights.stored_bytes
                     ),
                 )),
+                None if r.quantize.is_some() => {
+                    model_memory(&r.architecture, candle_core::DType::F32, true).map(|need| {
+                        MemoryNeed::new(
+                            need.bytes,
+                            "the weights read as f32, then their quantized image: at most 2 × f32 (and rotary tables)",
+                        )
+                    })
+                }
                 None => model_memory(&r.architecture, dtype.to_candle(), r.synthetic.is_some()),
             };
             match need {

@@ -335,3 +335,55 @@ threads = "1,2"
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
 }
+
+#[test]
+#[parallel]
+fn a_folder_model_is_quantized_in_memory_and_quantize_is_refused_elsewhere() {
+    let f = Fixture::new();
+    // A first run generates the synthetic model's safetensors folder.
+    let dense = Q8_MODEL.replace("quantization = \"q8_0\"\n", "");
+    let grid = r#"
+[[days.benchmarks]]
+name = "grid"
+kind = "llama_bench"
+warmup = 0
+iterations = 1
+[days.benchmarks.params]
+models = ["q8"]
+n_prompt = 8
+n_gen = 2
+"#;
+    let campaign = f.campaign(&format!("{dense}\n{}", day_with(grid)));
+    f.run(&campaign, &[]).success();
+    let folder = fs::read_dir(f.out().join("model_cache"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.join("model.safetensors").is_file())
+        .unwrap();
+
+    let campaign = f.campaign_raw(&format!(
+        "name = \"t\"\n[models.q8]\npath = {:?}\nquantize = \"q4_0\"\n{}",
+        folder.display().to_string(),
+        day_with(grid)
+    ));
+    f.run(&campaign, &[]).success();
+    let report = f.report();
+    let context = &report["results"][0]["context"];
+    assert_eq!(context["model_source"], "folder, quantized in memory");
+    assert_eq!(context["weights"]["quantization"], "q4_0");
+    assert_eq!(report["results"][0]["case"], "pp8 q8 q4_0 b1 t1");
+
+    let campaign = f.campaign_raw(&format!(
+        "name = \"t\"\n{}\n{}",
+        Q8_MODEL.replace("quantization = \"q8_0\"", "").replace(
+            "[models.q8.synthetic]",
+            "[models.q8]\nquantize = \"q8_0\"\n[models.q8.synthetic]"
+        ),
+        day_with(grid)
+    ));
+    expect_usage_error(
+        &f,
+        &campaign,
+        &["`quantize` applies to a folder of safetensors"],
+    );
+}

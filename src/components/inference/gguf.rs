@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs::File;
-use std::io::BufReader;
+use std::io::{BufReader, Read, Seek};
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::Content;
@@ -70,7 +70,13 @@ fn open(path: &Path) -> Result<(Content, BufReader<File>, u64), InferenceError> 
         })?
         .len();
     let mut reader = BufReader::new(file);
-    let content = Content::read(&mut reader).map_err(|e| {
+    let content = read_header(path, &mut reader)?;
+    Ok((content, reader, file_len))
+}
+
+/// The header of a GGUF stream; `path` names it in errors.
+fn read_header<R: Read + Seek>(path: &Path, reader: &mut R) -> Result<Content, InferenceError> {
+    Content::read(reader).map_err(|e| {
         let text = e.to_string();
         if text.contains("unknown dtype for tensor") {
             gguf_error(
@@ -86,8 +92,7 @@ fn open(path: &Path) -> Result<(Content, BufReader<File>, u64), InferenceError> 
                 format!("is not a readable GGUF file (truncated or corrupt header?): {text}"),
             )
         }
-    })?;
-    Ok((content, reader, file_len))
+    })
 }
 
 /// Reads a GGUF file's header and checks everything candle will need.
@@ -316,13 +321,34 @@ pub(super) struct LoadedGguf {
 /// Loads a GGUF file after [`inspect_gguf`]'s checks.
 pub(super) fn load_gguf(path: &Path, device: &Device) -> Result<LoadedGguf, InferenceError> {
     let (content, mut reader, file_len) = open(path)?;
+    load_content(path, content, &mut reader, file_len, device)
+}
+
+/// Loads a GGUF image held in memory (a model quantized on load); `origin`
+/// names it in errors.
+pub(super) fn load_gguf_bytes(
+    origin: &Path,
+    bytes: Vec<u8>,
+    device: &Device,
+) -> Result<LoadedGguf, InferenceError> {
+    let len = bytes.len() as u64;
+    let mut reader = std::io::Cursor::new(bytes);
+    let content = read_header(origin, &mut reader)?;
+    load_content(origin, content, &mut reader, len, device)
+}
+
+fn load_content<R: Read + Seek>(
+    path: &Path,
+    content: Content,
+    reader: &mut R,
+    file_len: u64,
+    device: &Device,
+) -> Result<LoadedGguf, InferenceError> {
     let info = inspect_content(path, &content, file_len)?;
     // Read before the loader consumes the header.
     let tokenizer = TextTokenizer::from_gguf(&content);
     let weights = GgufWeights(quantized_llama::ModelWeights::from_gguf(
-        content,
-        &mut reader,
-        device,
+        content, reader, device,
     )?);
     Ok(LoadedGguf {
         weights,

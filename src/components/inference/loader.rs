@@ -5,8 +5,9 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::llama::{Config, Llama, LlamaConfig};
 
 use super::architecture::expected_tensors;
-use super::gguf::{GgufWeights, inspect_gguf, is_gguf, load_gguf};
-use super::{InferenceError, ModelArchitecture, TextTokenizer, WeightsFacts};
+use super::gguf::{GgufWeights, inspect_gguf, is_gguf, load_gguf, load_gguf_bytes};
+use super::gguf_writer::{GgufSpec, write_gguf};
+use super::{InferenceError, ModelArchitecture, Quantization, TextTokenizer, WeightsFacts};
 
 /// A model folder in Hugging Face layout: `config.json` and `*.safetensors`.
 #[derive(Debug, Clone)]
@@ -169,38 +170,7 @@ impl LoadedModel {
                 architecture.num_attention_heads
             )));
         }
-        // SAFETY: the files are memory-mapped read-only; like every mmap
-        // loader this assumes nobody truncates them while the model is alive.
-        let tensors =
-            unsafe { candle_core::safetensors::MmapedSafetensors::multi(&folder.weight_files) }
-                .map_err(|e| InferenceError::TensorMismatch {
-                    path: folder.path.clone(),
-                    problems: format!("cannot read safetensors: {e}"),
-                })?;
-        let problems: Vec<String> = expected_tensors(&architecture)
-            .into_iter()
-            .filter_map(|(name, shape)| match tensors.get(&name) {
-                Err(_) => Some(format!("missing tensor {name}")),
-                Ok(view) if view.shape() != shape.as_slice() => Some(format!(
-                    "tensor {name} has shape {:?}, config.json implies {shape:?}",
-                    view.shape()
-                )),
-                Ok(_) => None,
-            })
-            .collect();
-        if !problems.is_empty() {
-            let shown: Vec<_> = problems.iter().take(5).cloned().collect();
-            let more = problems.len().saturating_sub(shown.len());
-            return Err(InferenceError::TensorMismatch {
-                path: folder.path.clone(),
-                problems: if more > 0 {
-                    format!("{} (and {more} more)", shown.join("; "))
-                } else {
-                    shown.join("; ")
-                },
-            });
-        }
-        drop(tensors);
+        drop(checked_tensors(&folder, &architecture)?);
         // SAFETY: as above.
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&folder.weight_files, dtype, device)? };
@@ -215,6 +185,110 @@ impl LoadedModel {
             tokenizer,
             device: device.clone(),
             dtype,
+            path: folder.path,
+        })
+    }
+}
+
+/// Opens a folder's safetensors after checking that every tensor the
+/// architecture needs is there with its shape (candle panics otherwise).
+fn checked_tensors(
+    folder: &ModelFolder,
+    architecture: &ModelArchitecture,
+) -> Result<candle_core::safetensors::MmapedSafetensors, InferenceError> {
+    // SAFETY: the files are memory-mapped read-only; like every mmap
+    // loader this assumes nobody truncates them while the model is alive.
+    let tensors =
+        unsafe { candle_core::safetensors::MmapedSafetensors::multi(&folder.weight_files) }
+            .map_err(|e| InferenceError::TensorMismatch {
+                path: folder.path.clone(),
+                problems: format!("cannot read safetensors: {e}"),
+            })?;
+    let problems: Vec<String> = expected_tensors(architecture)
+        .into_iter()
+        .filter_map(|(name, shape)| match tensors.get(&name) {
+            Err(_) => Some(format!("missing tensor {name}")),
+            Ok(view) if view.shape() != shape.as_slice() => Some(format!(
+                "tensor {name} has shape {:?}, config.json implies {shape:?}",
+                view.shape()
+            )),
+            Ok(_) => None,
+        })
+        .collect();
+    if !problems.is_empty() {
+        let shown: Vec<_> = problems.iter().take(5).cloned().collect();
+        let more = problems.len().saturating_sub(shown.len());
+        return Err(InferenceError::TensorMismatch {
+            path: folder.path.clone(),
+            problems: if more > 0 {
+                format!("{} (and {more} more)", shown.join("; "))
+            } else {
+                shown.join("; ")
+            },
+        });
+    }
+    Ok(tensors)
+}
+
+impl LoadedModel {
+    /// Loads a safetensors folder and quantizes its weights in memory to
+    /// `quantization` through the GGUF path (the same bytes a GGUF file of
+    /// these weights would hold), so one model can be measured at several
+    /// weight types without files.
+    pub fn load_quantized(
+        path: &Path,
+        device: &Device,
+        quantization: Quantization,
+    ) -> Result<Self, InferenceError> {
+        if is_gguf(path) {
+            return Err(InferenceError::InvalidConfig(format!(
+                "{} is a GGUF file, already stored as its own weight types; `quantize` applies to safetensors folders",
+                path.display()
+            )));
+        }
+        let folder = ModelFolder::open(path)?;
+        let llama_config = folder.llama_config()?;
+        if llama_config.rope_scaling.is_some() {
+            return Err(InferenceError::InvalidConfig(format!(
+                "{}: rope_scaling is set, and candle's quantized Llama has no rope scaling; measure this model unquantized",
+                folder.config_path.display()
+            )));
+        }
+        let architecture = ModelArchitecture::from_llama_config(&llama_config);
+        let tensors = checked_tensors(&folder, &architecture)?;
+        let spec = GgufSpec {
+            architecture: ModelArchitecture {
+                max_position_embeddings: architecture
+                    .max_position_embeddings
+                    .min(candle_transformers::models::quantized_llama::MAX_SEQ_LEN),
+                ..architecture.clone()
+            },
+            rope_theta: llama_config.rope_theta,
+            rms_norm_eps: llama_config.rms_norm_eps,
+            name: folder.path.display().to_string(),
+            tokenizer: Vec::new(),
+        };
+        let mut image = std::io::Cursor::new(Vec::new());
+        write_gguf(
+            &spec,
+            |name| Ok(Some(tensors.load(name, &Device::Cpu)?)),
+            quantization,
+            &mut image,
+        )?;
+        drop(tensors);
+        let gguf = load_gguf_bytes(&folder.path, image.into_inner(), device)?;
+        let tokenizer = tokenizer_beside(&folder.config_path)
+            .unwrap_or_else(|| Err(format!("{} has no tokenizer.json", folder.path.display())));
+        Ok(Self {
+            backend: Backend::Gguf(gguf.weights),
+            architecture: gguf.info.architecture,
+            weights: WeightsFacts {
+                format: "safetensors, quantized in memory".into(),
+                ..gguf.info.weights
+            },
+            tokenizer,
+            device: device.clone(),
+            dtype: DType::F32,
             path: folder.path,
         })
     }

@@ -12,6 +12,7 @@ mod device;
 mod error;
 mod gguf;
 mod gguf_metadata;
+mod gguf_writer;
 mod loader;
 mod quantization;
 mod session;

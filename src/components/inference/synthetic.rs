@@ -12,10 +12,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use candle_core::quantized::{QTensor, gguf_file};
-
 use super::ModelArchitecture;
-use super::architecture::{expected_tensors, gguf_name};
+use super::architecture::expected_tensors;
+use super::gguf_writer::{GgufSpec, write_gguf};
 use super::synthetic_tokenizer::{MIN_VOCAB, SyntheticTokenizer};
 use super::{InferenceError, Quantization};
 
@@ -257,13 +256,23 @@ pub fn materialize_synthetic_model(
     let tensors = config.generate_tensors()?;
     match config.quantization {
         None => candle_core::safetensors::save(&tensors, dir.join(weights_file))?,
-        Some(q) => write_gguf(
-            config,
-            &tensors,
-            q,
-            tokenizer.as_ref(),
-            &dir.join(weights_file),
-        )?,
+        Some(q) => {
+            let path = dir.join(weights_file);
+            let file = fs::File::create(&path).map_err(io(&path))?;
+            let mut writer = std::io::BufWriter::new(file);
+            let spec = GgufSpec {
+                architecture: config.architecture(),
+                rope_theta: config.rope_theta,
+                rms_norm_eps: config.rms_norm_eps,
+                name: format!("campaign synthetic llama (seed {})", config.seed),
+                tokenizer: tokenizer
+                    .as_ref()
+                    .map(SyntheticTokenizer::gguf_metadata)
+                    .unwrap_or_default(),
+            };
+            write_gguf(&spec, |name| Ok(tensors.get(name).cloned()), q, &mut writer)?;
+            std::io::Write::flush(&mut writer).map_err(io(&path))?;
+        }
     }
     let staged = staging.keep();
     if let Err(source) = fs::rename(&staged, &folder) {
@@ -277,110 +286,4 @@ pub fn materialize_synthetic_model(
         }
     }
     Ok(load_path(&folder))
-}
-
-/// The type a matrix with rows of `row_len` weights is stored in: the one
-/// asked for when its block divides the row, else q8_0, else f16.
-fn storage_type(wanted: Quantization, row_len: usize) -> Quantization {
-    [wanted, Quantization::Q8_0, Quantization::F16]
-        .into_iter()
-        .find(|q| row_len.is_multiple_of(q.block_len()))
-        .unwrap_or(Quantization::F32)
-}
-
-/// Hugging Face's q and k projections rotate halves of each head; GGUF's
-/// Llama rotates interleaved pairs. llama.cpp's converter reorders the rows
-/// of each head so both give the same attention; this is its `permute`.
-fn permute_for_interleaved_rope(w: &Tensor, heads: usize) -> Result<Tensor, InferenceError> {
-    let (rows, cols) = w.dims2()?;
-    let head_dim = rows / heads;
-    Ok(w.reshape((heads, 2, head_dim / 2, cols))?
-        .transpose(1, 2)?
-        .contiguous()?
-        .reshape((rows, cols))?)
-}
-
-/// Writes the synthetic weights as a llama.cpp-style GGUF file: llama.cpp's
-/// tensor names and metadata keys, q/k rows permuted for interleaved RoPE,
-/// norms in f32 and every matrix at `quantization`.
-fn write_gguf(
-    config: &SyntheticLlamaConfig,
-    tensors: &HashMap<String, Tensor>,
-    quantization: Quantization,
-    tokenizer: Option<&SyntheticTokenizer>,
-    path: &Path,
-) -> Result<(), InferenceError> {
-    let a = config.architecture();
-    let mut named: Vec<(String, QTensor)> = Vec::new();
-    for (hf_name, _) in expected_tensors(&a) {
-        let Some(tensor) = tensors.get(&hf_name) else {
-            continue;
-        };
-        let gguf_name = gguf_name(&hf_name);
-        let tensor = if hf_name.ends_with("q_proj.weight") {
-            permute_for_interleaved_rope(tensor, a.num_attention_heads)?
-        } else if hf_name.ends_with("k_proj.weight") {
-            permute_for_interleaved_rope(tensor, a.num_key_value_heads)?
-        } else {
-            tensor.clone()
-        };
-        let q = if tensor.rank() == 1 {
-            Quantization::F32
-        } else {
-            storage_type(quantization, tensor.dims()[tensor.rank() - 1])
-        };
-        named.push((gguf_name, QTensor::quantize(&tensor, q.ggml())?));
-    }
-    let u32_of = |v: usize| gguf_file::Value::U32(u32::try_from(v).unwrap_or(u32::MAX));
-    let mut metadata: Vec<(&str, gguf_file::Value)> = vec![
-        (
-            "general.architecture",
-            gguf_file::Value::String("llama".into()),
-        ),
-        (
-            "general.name",
-            gguf_file::Value::String(format!("campaign synthetic llama (seed {})", config.seed)),
-        ),
-        (
-            "general.file_type",
-            gguf_file::Value::U32(quantization.llama_file_type()),
-        ),
-        ("general.quantization_version", gguf_file::Value::U32(2)),
-        ("llama.vocab_size", u32_of(a.vocab_size)),
-        ("llama.context_length", u32_of(a.max_position_embeddings)),
-        ("llama.embedding_length", u32_of(a.hidden_size)),
-        ("llama.block_count", u32_of(a.num_hidden_layers)),
-        ("llama.feed_forward_length", u32_of(a.intermediate_size)),
-        ("llama.attention.head_count", u32_of(a.num_attention_heads)),
-        (
-            "llama.attention.head_count_kv",
-            u32_of(a.num_key_value_heads),
-        ),
-        ("llama.rope.dimension_count", u32_of(a.head_dim())),
-        (
-            "llama.rope.freq_base",
-            gguf_file::Value::F32(config.rope_theta),
-        ),
-        (
-            "llama.attention.layer_norm_rms_epsilon",
-            gguf_file::Value::F32(config.rms_norm_eps as f32),
-        ),
-    ];
-    if let Some(t) = tokenizer {
-        metadata.extend(t.gguf_metadata());
-    }
-    let metadata_refs: Vec<(&str, &gguf_file::Value)> =
-        metadata.iter().map(|(k, v)| (*k, v)).collect();
-    let tensor_refs: Vec<(&str, &QTensor)> = named.iter().map(|(k, v)| (k.as_str(), v)).collect();
-    let file = fs::File::create(path).map_err(|source| InferenceError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    let mut writer = std::io::BufWriter::new(file);
-    gguf_file::write(&mut writer, &metadata_refs, &tensor_refs)?;
-    std::io::Write::flush(&mut writer).map_err(|source| InferenceError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(())
 }
