@@ -22,7 +22,7 @@ use crate::report::{
 use crate::runner::{
     Build, CancelFlag, ChildRun, ProfileOptions, ProfileSelection, RunOptions, SilentProgress,
     abba_schedule, configure_threads, console_progress, install_interrupt_handler, run_child,
-    run_day, select_benchmarks,
+    run_day, select_benchmarks, share_model_cache,
 };
 
 #[derive(Debug, Clone)]
@@ -476,12 +476,7 @@ fn child_arguments(
         path: out.to_path_buf(),
         source,
     })?;
-    // Share the generated models instead of writing them again per run.
-    #[cfg(unix)]
-    let _ = std::os::unix::fs::symlink(
-        std::path::absolute(layout.model_cache()).unwrap_or(layout.model_cache()),
-        out.join("model_cache"),
-    );
+    share_model_cache(&layout.model_cache(), out);
     let mut a: Vec<String> = vec![
         "run".into(),
         "--day".into(),

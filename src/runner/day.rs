@@ -143,15 +143,9 @@ pub fn run_day(
         }
         let process_threads = settings.threads.usize();
         let (here, elsewhere) = match find_kind(spec.kind.get_ref()) {
-            Some(kind) => (
-                super::threads::runs_here(kind, spec, process_threads),
-                super::threads::other_thread_counts(
-                    kind,
-                    spec,
-                    process_threads,
-                    &child_settings(opts),
-                ),
-            ),
+            Some(kind) => {
+                super::threads::thread_plan(kind, spec, process_threads, opts.thread_child)
+            }
             None => (true, Vec::new()),
         };
         if !here {
@@ -293,7 +287,6 @@ fn child_settings(opts: &RunOptions) -> super::threads::ChildSettings<'_> {
         device: opts.device,
         scratch_dir: &opts.scratch_dir,
         model_cache_dir: &opts.model_cache_dir,
-        is_child: opts.thread_child,
     }
 }
 

@@ -19,6 +19,7 @@ pub use interrupt::{CancelFlag, install_interrupt_handler};
 pub use plan::iteration_plan;
 pub use profiling::{ProfileOptions, ProfileSelection};
 pub use progress::{Progress, SilentProgress, console_progress};
+pub use threads::share_model_cache;
 
 /// Sets the compute thread count for candle and rayon. Must run before any
 /// other thread starts (candle reads `RAYON_NUM_THREADS` on each matmul).

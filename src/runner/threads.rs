@@ -21,36 +21,27 @@ pub struct ChildSettings<'a> {
     pub device: Option<DeviceSpec>,
     pub scratch_dir: &'a Path,
     pub model_cache_dir: &'a Path,
-    /// This process is itself a child: it starts none.
-    pub is_child: bool,
 }
 
-/// The thread counts a benchmark's cases ask for that this process does
-/// not have (none for a benchmark without a `threads` grid, and none in a
-/// child, which never starts children of its own).
-pub fn other_thread_counts(
+/// Where a benchmark's cases run: whether any runs in this process, and
+/// the other thread counts its cases ask for, one child each (none for a
+/// benchmark without a `threads` grid, and none in a child, which never
+/// starts children of its own).
+pub fn thread_plan(
     kind: &dyn BenchmarkKind,
     spec: &BenchmarkSpec,
     process_threads: usize,
-    run: &ChildSettings<'_>,
-) -> Vec<usize> {
-    if run.is_child {
-        return Vec::new();
-    }
-    let mut counts: Vec<usize> = kind
-        .case_threads(&spec.params())
-        .into_iter()
-        .filter(|t| *t != process_threads)
-        .collect();
+    is_child: bool,
+) -> (bool, Vec<usize>) {
+    let mut counts = kind.case_threads(&spec.params());
+    let here = counts.is_empty() || counts.contains(&process_threads);
+    counts.retain(|t| *t != process_threads);
     counts.sort_unstable();
     counts.dedup();
-    counts
-}
-
-/// Whether any case of the benchmark runs in this process.
-pub fn runs_here(kind: &dyn BenchmarkKind, spec: &BenchmarkSpec, process_threads: usize) -> bool {
-    let counts = kind.case_threads(&spec.params());
-    counts.is_empty() || counts.contains(&process_threads)
+    if is_child {
+        counts.clear();
+    }
+    (here, counts)
 }
 
 /// Runs the benchmark's cases at `threads` in a child process and returns
@@ -112,8 +103,9 @@ pub fn run_at_threads(
         .collect())
 }
 
-/// Lets the child load the models this run already generated.
-fn share_model_cache(cache: &Path, out: &Path) {
+/// Lets a child run whose results folder is `out` load the models this
+/// run already generated, instead of writing them again.
+pub fn share_model_cache(cache: &Path, out: &Path) {
     #[cfg(unix)]
     {
         let cache = std::path::absolute(cache).unwrap_or_else(|_| cache.to_path_buf());

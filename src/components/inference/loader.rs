@@ -5,7 +5,7 @@ use candle_nn::VarBuilder;
 use candle_transformers::models::llama::{Config, Llama, LlamaConfig};
 
 use super::architecture::expected_tensors;
-use super::gguf::{GgufWeights, inspect_gguf, is_gguf, load_gguf, load_gguf_bytes};
+use super::gguf::{GgufModelInfo, GgufWeights, inspect_gguf, is_gguf, load_gguf, load_gguf_bytes};
 use super::gguf_writer::{GgufSpec, write_gguf};
 use super::{InferenceError, ModelArchitecture, Quantization, TextTokenizer, WeightsFacts};
 
@@ -51,6 +51,12 @@ impl ModelFolder {
             config_path,
             weight_files,
         })
+    }
+
+    /// `tokenizer.json` in the folder, or why there is none.
+    fn tokenizer(&self) -> Result<TextTokenizer, String> {
+        tokenizer_beside(&self.config_path)
+            .unwrap_or_else(|| Err(format!("{} has no tokenizer.json", self.path.display())))
     }
 
     fn llama_config(&self) -> Result<LlamaConfig, InferenceError> {
@@ -140,15 +146,13 @@ impl LoadedModel {
                     path.display()
                 ))?
             });
-            return Ok(Self {
-                backend: Backend::Gguf(gguf.weights),
-                architecture: gguf.info.architecture,
-                weights: gguf.info.weights,
+            return Ok(Self::from_gguf(
+                gguf.weights,
+                gguf.info,
                 tokenizer,
-                device: device.clone(),
-                dtype: DType::F32,
-                path: path.to_path_buf(),
-            });
+                device,
+                path,
+            ));
         }
         if path.is_file() {
             return Err(InferenceError::NotAModel {
@@ -171,22 +175,91 @@ impl LoadedModel {
             )));
         }
         drop(checked_tensors(&folder, &architecture)?);
-        // SAFETY: as above.
+        // SAFETY: as in `checked_tensors`: a read-only mapping that assumes
+        // nobody truncates the files while the model is alive.
         let vb =
             unsafe { VarBuilder::from_mmaped_safetensors(&folder.weight_files, dtype, device)? };
         let config = llama_config.into_config(false);
         let model = Llama::load(vb, &config)?;
-        let tokenizer = tokenizer_beside(&folder.path.join("config.json"))
-            .unwrap_or_else(|| Err(format!("{} has no tokenizer.json", folder.path.display())));
         Ok(Self {
             backend: Backend::Safetensors { model, config },
             weights: WeightsFacts::safetensors(&architecture, dtype),
             architecture,
-            tokenizer,
+            tokenizer: folder.tokenizer(),
             device: device.clone(),
             dtype,
             path: folder.path,
         })
+    }
+
+    /// A loaded GGUF image: candle's quantized models compute in f32.
+    fn from_gguf(
+        weights: GgufWeights,
+        info: GgufModelInfo,
+        tokenizer: Result<TextTokenizer, String>,
+        device: &Device,
+        path: &Path,
+    ) -> Self {
+        Self {
+            backend: Backend::Gguf(weights),
+            architecture: info.architecture,
+            weights: info.weights,
+            tokenizer,
+            device: device.clone(),
+            dtype: DType::F32,
+            path: path.to_path_buf(),
+        }
+    }
+
+    /// Loads a safetensors folder and quantizes its weights in memory to
+    /// `quantization` through the GGUF path (the same bytes a GGUF file of
+    /// these weights would hold), so one model can be measured at several
+    /// weight types without files.
+    pub fn load_quantized(
+        path: &Path,
+        device: &Device,
+        quantization: Quantization,
+    ) -> Result<Self, InferenceError> {
+        if is_gguf(path) {
+            return Err(InferenceError::InvalidConfig(format!(
+                "{} is a GGUF file, already stored as its own weight types; `quantize` applies to safetensors folders",
+                path.display()
+            )));
+        }
+        let folder = ModelFolder::open(path)?;
+        let llama_config = folder.llama_config()?;
+        if llama_config.rope_scaling.is_some() {
+            return Err(InferenceError::InvalidConfig(format!(
+                "{}: rope_scaling is set, and candle's quantized Llama has no rope scaling; measure this model unquantized",
+                folder.config_path.display()
+            )));
+        }
+        let architecture = ModelArchitecture::from_llama_config(&llama_config);
+        let tensors = checked_tensors(&folder, &architecture)?;
+        let spec = GgufSpec {
+            architecture,
+            rope_theta: llama_config.rope_theta,
+            rms_norm_eps: llama_config.rms_norm_eps,
+            name: folder.path.display().to_string(),
+            tokenizer: Vec::new(),
+        };
+        let mut image = std::io::Cursor::new(Vec::new());
+        write_gguf(
+            &spec,
+            |name| Ok(Some(tensors.load(name, &Device::Cpu)?)),
+            quantization,
+            &mut image,
+        )?;
+        drop(tensors);
+        let mut gguf = load_gguf_bytes(&folder.path, image.into_inner(), device)?;
+        gguf.info.weights.format = "safetensors, quantized in memory".into();
+        Ok(Self::from_gguf(
+            gguf.weights,
+            gguf.info,
+            folder.tokenizer(),
+            device,
+            &folder.path,
+        ))
     }
 }
 
@@ -228,70 +301,6 @@ fn checked_tensors(
         });
     }
     Ok(tensors)
-}
-
-impl LoadedModel {
-    /// Loads a safetensors folder and quantizes its weights in memory to
-    /// `quantization` through the GGUF path (the same bytes a GGUF file of
-    /// these weights would hold), so one model can be measured at several
-    /// weight types without files.
-    pub fn load_quantized(
-        path: &Path,
-        device: &Device,
-        quantization: Quantization,
-    ) -> Result<Self, InferenceError> {
-        if is_gguf(path) {
-            return Err(InferenceError::InvalidConfig(format!(
-                "{} is a GGUF file, already stored as its own weight types; `quantize` applies to safetensors folders",
-                path.display()
-            )));
-        }
-        let folder = ModelFolder::open(path)?;
-        let llama_config = folder.llama_config()?;
-        if llama_config.rope_scaling.is_some() {
-            return Err(InferenceError::InvalidConfig(format!(
-                "{}: rope_scaling is set, and candle's quantized Llama has no rope scaling; measure this model unquantized",
-                folder.config_path.display()
-            )));
-        }
-        let architecture = ModelArchitecture::from_llama_config(&llama_config);
-        let tensors = checked_tensors(&folder, &architecture)?;
-        let spec = GgufSpec {
-            architecture: ModelArchitecture {
-                max_position_embeddings: architecture
-                    .max_position_embeddings
-                    .min(candle_transformers::models::quantized_llama::MAX_SEQ_LEN),
-                ..architecture.clone()
-            },
-            rope_theta: llama_config.rope_theta,
-            rms_norm_eps: llama_config.rms_norm_eps,
-            name: folder.path.display().to_string(),
-            tokenizer: Vec::new(),
-        };
-        let mut image = std::io::Cursor::new(Vec::new());
-        write_gguf(
-            &spec,
-            |name| Ok(Some(tensors.load(name, &Device::Cpu)?)),
-            quantization,
-            &mut image,
-        )?;
-        drop(tensors);
-        let gguf = load_gguf_bytes(&folder.path, image.into_inner(), device)?;
-        let tokenizer = tokenizer_beside(&folder.config_path)
-            .unwrap_or_else(|| Err(format!("{} has no tokenizer.json", folder.path.display())));
-        Ok(Self {
-            backend: Backend::Gguf(gguf.weights),
-            architecture: gguf.info.architecture,
-            weights: WeightsFacts {
-                format: "safetensors, quantized in memory".into(),
-                ..gguf.info.weights
-            },
-            tokenizer,
-            device: device.clone(),
-            dtype: DType::F32,
-            path: folder.path,
-        })
-    }
 }
 
 /// `tokenizer.json` in the folder of `file`, when there is one.
