@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
 
+use campaign::campaign::Toggle;
 use campaign::campaign::bounds::{self, Threads};
 use campaign::commands::{self, CommandError, RunArgs};
 use campaign::components::inference::DeviceSpec;
@@ -54,8 +55,19 @@ enum Command {
         #[arg(long, value_parser = bounds::parse_threads)]
         threads: Option<Threads>,
         /// Profile every benchmark (a second, profiled pass after each).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "no_profile")]
         profile: bool,
+        /// Profile nothing, not even benchmarks with `profile = true`.
+        #[arg(long)]
+        no_profile: bool,
+        /// Internal: an experiment's toggled side (a toggle as JSON,
+        /// applied to the campaign's text before it is parsed).
+        #[arg(long, hide = true, value_parser = parse_toggle)]
+        toggle: Option<Box<Toggle>>,
+        /// Internal: an experiment's run: measure, write the report, and
+        /// run none of the day's `after` steps.
+        #[arg(long, hide = true)]
+        measure_only: bool,
         /// Internal: this run was started by another for the cases of one
         /// thread count (it runs them and starts nothing else).
         #[arg(long, hide = true)]
@@ -130,6 +142,34 @@ enum Command {
         /// the catalog built into this binary).
         #[arg(long)]
         remedies: Option<PathBuf>,
+    },
+    /// Measure remedies: run the benchmarks a remedy's toggle acts on, as
+    /// the campaign is and toggled, alternately in a seeded ABBA order, and
+    /// write experiments.json (the roadmap then uses the measured speed-ups).
+    #[command(after_help = EXIT_CODES)]
+    Experiment {
+        #[arg(long, default_value = "campaigns/default.toml")]
+        campaign: PathBuf,
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Only remedies whose text contains TEXT (repeatable; default:
+        /// every remedy with a toggle that the last analysis plans).
+        #[arg(long, value_name = "TEXT")]
+        remedy: Vec<String>,
+        /// Remedy catalog (default: remedies.toml next to the campaign, else
+        /// the catalog built into this binary).
+        #[arg(long)]
+        remedies: Option<PathBuf>,
+        /// Pairs of runs (default: the fewest whose design declares a gain
+        /// even with one overlapping pair).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+        runs: Option<u32>,
+        /// Scale iterations, warm-up and time budgets by 0.1.
+        #[arg(long)]
+        quick: bool,
+        /// Threshold of the verdict, in % (above 0, at most 1000; default 5).
+        #[arg(long, value_parser = bounds::parse_threshold_pct)]
+        threshold_pct: Option<f64>,
     },
     /// Write OPTIMIZATION_ROADMAP.md from the last analysis.
     #[command(after_help = EXIT_CODES)]
@@ -215,6 +255,10 @@ enum Command {
     },
 }
 
+fn parse_toggle(text: &str) -> Result<Box<Toggle>, String> {
+    serde_json::from_str(text).map_err(|e| format!("not a toggle: {e}"))
+}
+
 impl Cli {
     /// Runs the command; returns its exit status.
     pub fn dispatch(self) -> Result<u8, CommandError> {
@@ -229,6 +273,9 @@ impl Cli {
                 device,
                 threads,
                 profile,
+                no_profile,
+                toggle,
+                measure_only,
                 thread_child,
                 profile_hz,
                 runs,
@@ -255,6 +302,26 @@ impl Cli {
                 advisory,
                 threshold_pct,
                 thread_child,
+                no_profile,
+                toggle: toggle.map(|t| *t),
+                measure_only,
+            }),
+            Command::Experiment {
+                campaign,
+                out,
+                remedy,
+                remedies,
+                runs,
+                quick,
+                threshold_pct,
+            } => commands::experiment_command(&commands::ExperimentArgs {
+                campaign,
+                out,
+                remedy,
+                remedies,
+                runs,
+                quick,
+                threshold_pct,
             }),
             Command::Compare {
                 baseline,

@@ -163,6 +163,11 @@ impl OutputLayout {
         self.campaign_dir.join("bottleneck_analysis.json")
     }
 
+    /// The latest experiment of each remedy (`campaign experiment`).
+    pub fn experiments(&self) -> PathBuf {
+        self.campaign_dir.join("experiments.json")
+    }
+
     pub fn roadmap(&self) -> PathBuf {
         self.campaign_dir.join("OPTIMIZATION_ROADMAP.md")
     }

@@ -425,3 +425,86 @@ fn interleaved_nights_cancel_drift_and_catch_a_slowdown() {
     assert!(hits * 100 >= TRIALS * 80, "{hits} of {TRIALS}");
     assert_eq!(false_alarms, 0);
 }
+
+/// Experiments: a remedy's toggle against the campaign as it is, at the
+/// design `campaign experiment` ships (the fewest pairs that declare one
+/// comparison with an overlapping pair), with ±20 % drift over the sitting
+/// and 3 % run noise. Each run is one report of two cases of different
+/// scale, as a real benchmark's prompt lengths are.
+fn experiment_trials(planted_speedup: f64, seed: u64) -> [usize; 4] {
+    use campaign::analysis::{ExperimentVerdict, measure};
+    let pairs = runs_for_verdicts(Pairing::Paired, 1, None).expect("a design");
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let noise: Normal<f64> = Normal::new(0.0, 0.03).expect("a valid SD");
+    // [gain, loss, interval covers the truth, interval includes 1]
+    let mut counts = [0; 4];
+    for _ in 0..TRIALS {
+        let mut run = |drift: f64, factor: f64| {
+            let results = (0..2)
+                .map(|case| {
+                    let latency =
+                        10.0 * (case + 1) as f64 * drift * factor * noise.sample(&mut rng).exp();
+                    let mut r = result("planted", case, &[latency]);
+                    r.elapsed_s = latency * 20.0 / 1000.0;
+                    r
+                })
+                .collect();
+            report(results, 1)
+        };
+        let (mut baseline, mut toggled) = (Vec::new(), Vec::new());
+        for p in 0..pairs {
+            let drift = 1.0 + 0.2 * ((p as f64) * 0.7).sin();
+            baseline.push(run(drift, 1.0));
+            toggled.push(run(drift, 1.0 / planted_speedup));
+        }
+        let m = measure(
+            &baseline.iter().collect::<Vec<_>>(),
+            &toggled.iter().collect::<Vec<_>>(),
+            &CompareSettings::default(),
+        );
+        assert_eq!(m.pairs, pairs);
+        let [lo, hi] = m.ci95.expect("an interval from complete pairs");
+        counts[0] += usize::from(m.verdict == ExperimentVerdict::Gain);
+        counts[1] += usize::from(m.verdict == ExperimentVerdict::Loss);
+        counts[2] += usize::from(lo <= planted_speedup && planted_speedup <= hi);
+        counts[3] += usize::from(lo <= 1.0 && 1.0 <= hi);
+        if m.verdict == ExperimentVerdict::NoGainShown {
+            assert!(lo <= 1.0 && 1.0 <= hi);
+        }
+    }
+    eprintln!(
+        "experiment, planted ×{planted_speedup}, {pairs} pairs: gain {}, loss {}, truth covered {}, ×1 covered {} of {TRIALS}",
+        counts[0], counts[1], counts[2], counts[3]
+    );
+    counts
+}
+
+#[test]
+fn an_experiment_measures_a_planted_speedup_and_shows_no_gain_for_a_null_toggle() {
+    let [gain, loss, covered, _] = experiment_trials(2.0, 11);
+    assert_eq!(
+        (gain, loss),
+        (TRIALS, 0),
+        "a halved time is a gain every time"
+    );
+    assert!(
+        covered * 100 >= TRIALS * 90,
+        "×2 inside the interval {covered} of {TRIALS}"
+    );
+
+    let [gain, loss, covered, _] = experiment_trials(1.0, 12);
+    assert!(
+        gain + loss <= TRIALS / 100,
+        "{gain} gains, {loss} losses from a null toggle"
+    );
+    assert!(
+        covered * 100 >= TRIALS * 90,
+        "×1 inside the interval {covered} of {TRIALS}"
+    );
+
+    // 10 % faster in 3 % noise: a gain in most sittings, never a loss.
+    let [gain, loss, covered, _] = experiment_trials(1.10, 13);
+    assert!(gain * 100 >= TRIALS * 50, "{gain} of {TRIALS}");
+    assert_eq!(loss, 0);
+    assert!(covered * 100 >= TRIALS * 90, "{covered} of {TRIALS}");
+}

@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::attribution::{component_of, function_of};
+use super::measured::{DayBenchmark, ExperimentVerdict, MeasuredRemedy};
 use super::remedies::{RemedyCatalog, Risk};
 use super::roofline::Roofline;
 use crate::profile::FoldedStacks;
@@ -109,10 +110,35 @@ pub struct RemedyEstimate {
     /// The measured time per run ÷ the estimated overall speed-up.
     #[serde(default)]
     pub estimated_after_s: f64,
-    /// 1: low risk and an ROI at least [`WEEK1_ROI_FRACTION`] of the best;
-    /// 2: everything else.
+    /// 1: low risk and an ROI at least [`WEEK1_ROI_FRACTION`] of the best
+    /// (and, when measured, a gain shown); 2: everything else.
     #[serde(default)]
     pub week: u8,
+    /// The profiled benchmarks whose samples this remedy acts on: what an
+    /// experiment runs unless its toggle names benchmarks.
+    #[serde(default)]
+    pub evidence_benchmarks: Vec<DayBenchmark>,
+    /// The experiment's figures, where one ran: then the speed-up, time
+    /// saved, ROI and "after" above are measured, not assumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<MeasuredRemedy>,
+}
+
+/// Week 1 or 2 for every remedy of a plan sorted by ROI.
+pub fn assign_weeks(plan: &mut [RemedyEstimate]) {
+    let best_roi = plan.iter().map(|r| r.estimated_roi).fold(0.0, f64::max);
+    for r in plan {
+        let shown = r
+            .measured
+            .as_ref()
+            .is_none_or(|m| m.verdict == ExperimentVerdict::Gain);
+        r.week = if r.risk == Risk::Low && shown && r.estimated_roi >= WEEK1_ROI_FRACTION * best_roi
+        {
+            1
+        } else {
+            2
+        };
+    }
 }
 
 /// Week 1 takes low-risk remedies whose ROI is at least this fraction of
@@ -222,10 +248,10 @@ fn estimate(p: f64, [low, high]: [f64; 2], profiled_time_s: f64, effort_days: f6
 
 /// Samples charged to one function: in all, per benchmark, per component.
 type Charged = (u64, BTreeMap<String, u64>, BTreeMap<&'static str, u64>);
-/// A remedy and the (function, samples, component) it applies to.
+/// A remedy and the (function, samples, component, benchmarks) it applies to.
 type PlanEntry<'c> = (
     &'c crate::analysis::Remedy,
-    Vec<(String, u64, &'static str)>,
+    Vec<(String, u64, &'static str, Vec<String>)>,
 );
 
 /// Component shares, ranked bottlenecks and the remedy plan.
@@ -290,11 +316,16 @@ pub fn rank_bottlenecks(inputs: &RankingInputs<'_>) -> Ranking {
     ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
 
     let mut plan: Vec<PlanEntry<'_>> = Vec::new();
-    for (function, samples, _, component) in &ranked {
+    for (function, samples, benchmarks, component) in &ranked {
         let Some(remedy) = inputs.catalog.find(component, function) else {
             continue;
         };
-        let entry = (function.clone(), *samples, *component);
+        let entry = (
+            function.clone(),
+            *samples,
+            *component,
+            benchmarks.keys().cloned().collect(),
+        );
         match plan.iter_mut().find(|(r, _)| std::ptr::eq(*r, remedy)) {
             Some((_, functions)) => functions.push(entry),
             None => plan.push((remedy, vec![entry])),
@@ -312,6 +343,17 @@ pub fn rank_bottlenecks(inputs: &RankingInputs<'_>) -> Ranking {
             );
             let mut components: Vec<String> = functions.iter().map(|f| f.2.to_string()).collect();
             components.dedup();
+            let mut evidence_benchmarks: Vec<DayBenchmark> = inputs
+                .profiles
+                .iter()
+                .filter(|(e, _)| functions.iter().any(|f| f.3.contains(&e.benchmark)))
+                .map(|(e, _)| DayBenchmark {
+                    day: e.day,
+                    benchmark: e.benchmark.clone(),
+                })
+                .collect();
+            evidence_benchmarks.sort();
+            evidence_benchmarks.dedup();
             RemedyEstimate {
                 remedy: remedy.remedy.clone(),
                 components,
@@ -328,19 +370,13 @@ pub fn rank_bottlenecks(inputs: &RankingInputs<'_>) -> Ranking {
                 risk: remedy.risk,
                 estimated_after_s: profiled_time_s / e.overall,
                 week: 2,
+                evidence_benchmarks,
+                measured: None,
             }
         })
         .collect();
     remedy_plan.sort_by(|a, b| b.estimated_roi.total_cmp(&a.estimated_roi));
-    let best_roi = remedy_plan
-        .iter()
-        .map(|r| r.estimated_roi)
-        .fold(0.0, f64::max);
-    for r in &mut remedy_plan {
-        if r.risk == Risk::Low && r.estimated_roi >= WEEK1_ROI_FRACTION * best_roi {
-            r.week = 1;
-        }
-    }
+    assign_weeks(&mut remedy_plan);
     // Only the listing is cut; the remedy plan above counted every function.
     let listed = ranked
         .iter()

@@ -6,7 +6,9 @@
 
 pub mod attribution;
 mod bottlenecks;
+mod experiments;
 mod history;
+mod measured;
 mod regression;
 mod remedies;
 mod roofline;
@@ -19,7 +21,12 @@ pub use sweeps::{SweepCurve, sweep_curves};
 pub use bottlenecks::{
     AMDAHL_FORMULA, Bottleneck, BottleneckAnalysis, ComponentShare, Evidence, HeadlineFigure,
     MissedTarget, ProfileEvidence, ROI_FORMULA, Ranking, RankingInputs, RemedyEstimate,
-    SEVERITY_RULE, Severity, WEEK1_ROI_FRACTION, amdahl, rank_bottlenecks,
+    SEVERITY_RULE, Severity, WEEK1_ROI_FRACTION, amdahl, assign_weeks, rank_bottlenecks,
+};
+pub use experiments::{
+    CaseEffect, DayBenchmark, Experiment, ExperimentVerdict, ExperimentsFile, MeasuredRemedy,
+    Measurement, PROFILED_FORMULA, ProfiledEffect, SPEEDUP_FORMULA, TIME_FORMULA, TIME_SERIES,
+    apply_measurements, by_day, measure, on_profiled_time,
 };
 pub use history::{
     CHANGE_RULE, CHANGE_WINDOW, HistoryEntry, PERSISTENCE_MIN, PERSISTENCE_WINDOW, change_points,
@@ -29,7 +36,7 @@ pub use regression::{
     AaControl, CONTROL_RULE, ChangeState, CompareSettings, Comparison, ControlSplit,
     DEFAULT_THRESHOLD_PCT, FDR, GateDesign, MAX_RUNS, MDE_RULE, MIN_RUNS, MetricChange,
     P_THRESHOLD, PairedSeries, Pairing, Split, compare_paired, compare_reports, comparisons_in,
-    confirm_with_rerun, regressed_benchmarks, runs_for_verdicts,
+    confirm_with_rerun, paired_series, regressed_benchmarks, runs_for_verdicts,
 };
 pub use remedies::{Remedy, RemedyCatalog, RemedyError, ResolvedCatalog, Risk};
 pub use roofline::{Roofline, RooflineInputs, RooflinePoint, roofline, roofline_inputs};

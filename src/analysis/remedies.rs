@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::campaign::Toggle;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RemedyCatalog {
@@ -55,6 +57,10 @@ pub struct Remedy {
     pub risk: Risk,
     /// Where the assumed speed-up comes from.
     pub source: String,
+    /// The change the tool can make itself to measure this remedy
+    /// (`campaign experiment`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub toggle: Option<Toggle>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -153,6 +159,9 @@ impl RemedyCatalog {
                     i + 1,
                     r.remedy
                 )));
+            }
+            if let Some(Err(e)) = r.toggle.as_ref().map(Toggle::check) {
+                return Err(invalid(format!("remedy #{} ({}): {e}", i + 1, r.remedy)));
             }
             if r.component.is_none() && r.function_contains.is_none() {
                 return Err(invalid(format!(

@@ -477,6 +477,19 @@ impl<K: Kind> KindRules for K {
     }
 }
 
+/// Comparisons a selection of benchmarks will make: each kind's planned
+/// cases × its headline series.
+pub fn planned_comparisons(selected: &[&crate::campaign::BenchmarkSpec]) -> usize {
+    selected
+        .iter()
+        .filter_map(|spec| {
+            let kind = find_kind(spec.kind.get_ref())?;
+            let cases = kind.planned_cases(&spec.params()).ok()?;
+            Some(cases * kind.headline_series())
+        })
+        .sum()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

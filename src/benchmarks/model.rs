@@ -406,6 +406,7 @@ pub(super) fn load_model(name: &str, ctx: &BenchContext) -> Result<ModelUnderTes
         "model": name,
         "model_source": match (&resolved.synthetic, model.weights.format.as_str()) {
             (Some(_), "gguf") => "synthetic gguf",
+            (Some(_), _) if resolved.quantize.is_some() => "synthetic, quantized in memory",
             (Some(_), _) => "synthetic",
             (None, "gguf") => "gguf file",
             (None, _) if resolved.quantize.is_some() => "folder, quantized in memory",

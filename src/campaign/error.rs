@@ -44,6 +44,19 @@ pub enum CampaignError {
         day: u32,
         title: String,
     },
+    #[error("{path}: {source}")]
+    Toggle {
+        path: PathBuf,
+        #[source]
+        source: super::toggle::ToggleError,
+    },
+    /// A problem of the campaign as an experiment toggled it: the lines
+    /// are those of the toggled text, which keeps every untouched line.
+    #[error("{inner}\n  (in the campaign as toggled by {toggle})")]
+    Toggled {
+        toggle: String,
+        inner: Box<CampaignError>,
+    },
     #[error(
         "--only {names}: no benchmark of day {day} in {path} has that name; day {day} has: {available}"
     )]

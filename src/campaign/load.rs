@@ -2,6 +2,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use super::source_map::{SourceMap, line_column};
+use super::toggle::Toggle;
 use super::validate::validate;
 use super::{CampaignError, CampaignFile, DaySpec, Diagnostic};
 use super::{KindCatalog, ResolvedModel};
@@ -14,6 +15,9 @@ pub struct Campaign {
     pub models: BTreeMap<String, ResolvedModel>,
     /// Problems that do not stop a run (e.g. a day with no benchmarks yet).
     pub warnings: Vec<String>,
+    /// The toggle applied to the file's text before it was parsed (an
+    /// experiment's toggled side); child runs receive it too.
+    pub toggle: Option<Toggle>,
 }
 
 impl Campaign {
@@ -67,23 +71,56 @@ pub(crate) fn plain_message(message: &str) -> String {
 /// Reads, parses and validates a campaign file. Every problem found is
 /// reported at once, each at the line and column of its key.
 pub fn load_campaign(path: &Path, kinds: &dyn KindCatalog) -> Result<Campaign, CampaignError> {
+    load_campaign_toggled(path, kinds, None)
+}
+
+/// [`load_campaign`] with a toggle applied to the text first; every check
+/// then applies to the toggled campaign, and its problems say so.
+pub fn load_campaign_toggled(
+    path: &Path,
+    kinds: &dyn KindCatalog,
+    toggle: Option<&Toggle>,
+) -> Result<Campaign, CampaignError> {
     let source = std::fs::read_to_string(path).map_err(|source| CampaignError::Read {
         path: path.to_path_buf(),
         source,
     })?;
+    let Some(toggle) = toggle else {
+        return parse_campaign(path, &source, kinds);
+    };
+    let toggled_error = |inner: CampaignError| CampaignError::Toggled {
+        toggle: toggle.describe(),
+        inner: Box::new(inner),
+    };
+    let toggled = toggle.apply(&source).map_err(|e| {
+        toggled_error(CampaignError::Toggle {
+            path: path.to_path_buf(),
+            source: e,
+        })
+    })?;
+    let mut campaign = parse_campaign(path, &toggled, kinds).map_err(toggled_error)?;
+    campaign.toggle = Some(toggle.clone());
+    Ok(campaign)
+}
+
+fn parse_campaign(
+    path: &Path,
+    source: &str,
+    kinds: &dyn KindCatalog,
+) -> Result<Campaign, CampaignError> {
     let invalid = |diagnostics| CampaignError::Invalid {
         path: path.to_path_buf(),
         diagnostics,
     };
-    let map = SourceMap::parse(&source);
-    let file: CampaignFile = toml::from_str(&source).map_err(|e| {
+    let map = SourceMap::parse(source);
+    let file: CampaignFile = toml::from_str(source).map_err(|e| {
         let offset = e.span().map_or(0, |s| s.start);
         let located = map.as_ref().and_then(|m| {
             let (key, field) = m.key_at(offset)?;
             Some((key.start, m.describe(&field)))
         });
         let (at, field) = located.unwrap_or((offset, "syntax".to_string()));
-        let (line, column) = line_column(&source, at);
+        let (line, column) = line_column(source, at);
         invalid(vec![Diagnostic {
             line,
             column,
@@ -96,12 +133,13 @@ pub fn load_campaign(path: &Path, kinds: &dyn KindCatalog) -> Result<Campaign, C
     })?;
     let map = map.unwrap_or_default();
     let base = path.parent().unwrap_or(Path::new("."));
-    let (models, warnings) = validate(&file, &source, &map, base, kinds).map_err(invalid)?;
+    let (models, warnings) = validate(&file, source, &map, base, kinds).map_err(invalid)?;
     Ok(Campaign {
         path: path.to_path_buf(),
         file,
         models,
         warnings,
+        toggle: None,
     })
 }
 

@@ -10,18 +10,20 @@ mod models;
 mod schema;
 mod source_map;
 mod target;
+mod toggle;
 mod validate;
 mod verdicts;
 
 pub use error::{CampaignError, Diagnostic};
 pub use kinds::{KindCatalog, KindRules, Models, ParamProblem};
 pub(crate) use load::plain_message;
-pub use load::{Campaign, load_campaign};
+pub use load::{Campaign, load_campaign, load_campaign_toggled};
 pub use models::ResolvedModel;
 pub use schema::DayStep;
 pub use schema::{BenchmarkSpec, CampaignFile, DaySpec, ModelSpec, Settings};
 pub use source_map::{FieldPath, Segment, SourceMap};
 pub use target::{Target, TargetOp};
+pub use toggle::{Toggle, ToggleError};
 pub use verdicts::evaluate_targets;
 
 /// Parses "2" or "1-4" into an inclusive range of day numbers.

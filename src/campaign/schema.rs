@@ -143,6 +143,8 @@ pub enum DayStep {
     Calibrate,
     /// Rank bottlenecks from profiles and reports (`campaign analyze`).
     Analyze,
+    /// Measure the planned remedies that carry a toggle (`campaign experiment`).
+    Experiments,
     /// Write the roadmap from the analysis (`campaign roadmap`).
     Roadmap,
 }

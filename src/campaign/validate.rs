@@ -223,11 +223,14 @@ fn resolve_models(
         };
         if let Some(r) = &resolved
             && r.quantize.is_some()
-            && (r.gguf.is_some() || r.synthetic.is_some())
+            && (r.gguf.is_some()
+                || r.synthetic
+                    .as_ref()
+                    .is_some_and(|s| s.quantization.is_some()))
         {
             c.error(
                 &at.clone().key("quantize"),
-                "`quantize` applies to a folder of safetensors; a GGUF file keeps its own weight types, and a synthetic model takes `quantization` in its table".into(),
+                "`quantize` applies to safetensors weights (a folder, or a synthetic model without `quantization`); a GGUF file, and a synthetic model written as GGUF, keep their own weight types".into(),
                 Some("[models.NAME] path = \"folder\" with quantize = \"q8_0\", or [models.NAME.synthetic] quantization = \"q8_0\"".into()),
             );
         }

@@ -255,7 +255,7 @@ fn roofline_for(
 }
 
 /// A campaign's own catalog: `remedies.toml` beside its file.
-fn campaign_remedies(campaign: &Campaign) -> PathBuf {
+pub(super) fn campaign_remedies(campaign: &Campaign) -> PathBuf {
     campaign
         .path
         .parent()

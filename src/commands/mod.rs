@@ -3,6 +3,7 @@
 
 mod analyze;
 mod calibrate;
+mod experiment;
 mod flamegraph;
 mod generate;
 mod html;
@@ -14,18 +15,46 @@ mod run;
 
 pub use analyze::{analyze_command, run_analysis};
 pub use calibrate::{calibrate_command, run_calibration};
+pub use experiment::{ExperimentArgs, experiment_command, run_experiments};
 pub use flamegraph::differential_flamegraph;
 pub use generate::{GenerateArgs, generate_command};
 pub use html::html_report_command;
 pub use list::{list, validate};
 pub use nightly::{compare_files, history_command};
 pub use roadmap::run_roadmap;
-pub use run::{RunArgs, open_campaign, run};
+pub use run::{RunArgs, run};
 
-use crate::campaign::CampaignError;
+use std::path::{Path, PathBuf};
+
+use crate::campaign::{Campaign, CampaignError, Toggle, load_campaign_toggled};
 use crate::components::inference::InferenceError;
 use crate::model::DaySummary;
 use crate::output::OutputError;
+use crate::output::OutputLayout;
+
+/// Loads a campaign and prepares its results folder (`--out`, else the
+/// campaign's output_dir, else `results/`).
+pub fn open_campaign(
+    path: &Path,
+    out: Option<&Path>,
+) -> Result<(Campaign, OutputLayout), CommandError> {
+    open_toggled_campaign(path, out, None)
+}
+
+/// [`open_campaign`] with an experiment's toggle applied.
+pub fn open_toggled_campaign(
+    path: &Path,
+    out: Option<&Path>,
+    toggle: Option<&Toggle>,
+) -> Result<(Campaign, OutputLayout), CommandError> {
+    let campaign = load_campaign_toggled(path, &crate::benchmarks::Registry, toggle)?;
+    let out = out
+        .map(Path::to_path_buf)
+        .or_else(|| campaign.file.output_dir.clone())
+        .unwrap_or_else(|| PathBuf::from("results"));
+    let layout = OutputLayout::create(&out, campaign.name())?;
+    Ok((campaign, layout))
+}
 
 /// Exit statuses, the same for every command.
 pub mod exit {

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::CommandError;
-use crate::analysis::BottleneckAnalysis;
+use crate::analysis::{BottleneckAnalysis, ExperimentsFile, apply_measurements};
 use crate::output::OutputLayout;
 use crate::report::{RoadmapInput, RoadmapMarkdown, write_artifact};
 
@@ -17,8 +17,20 @@ pub fn run_roadmap(layout: &OutputLayout) -> Result<PathBuf, CommandError> {
             source.display()
         ))
     })?;
-    let analysis: BottleneckAnalysis = serde_json::from_slice(&bytes)
+    let mut analysis: BottleneckAnalysis = serde_json::from_slice(&bytes)
         .map_err(|e| super::analyze::analysis_error(format!("{}: {e}", source.display())))?;
+    // Measured speed-ups replace assumed ones where an experiment ran.
+    let experiments_path = layout.experiments();
+    if let Ok(bytes) = std::fs::read(&experiments_path) {
+        let experiments: ExperimentsFile = serde_json::from_slice(&bytes).map_err(|e| {
+            super::analyze::analysis_error(format!("{}: {e}", experiments_path.display()))
+        })?;
+        apply_measurements(
+            &mut analysis.remedy_plan,
+            analysis.profiled_time_s,
+            &experiments,
+        );
+    }
     let path = write_artifact(
         layout,
         &RoadmapMarkdown,

@@ -2,16 +2,16 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::nightly::read_history;
-use super::{CommandError, day_exit_code, exit};
+use super::{CommandError, day_exit_code, exit, open_toggled_campaign};
 use super::{run_analysis, run_calibration, run_roadmap, write_json};
 use crate::analysis::{
-    CompareSettings, Comparison, DEFAULT_THRESHOLD_PCT, GateDesign, HistoryEntry, PairedSeries,
-    Pairing, compare_paired, compare_reports, confirm_with_rerun, label_persistence,
+    CompareSettings, Comparison, DEFAULT_THRESHOLD_PCT, GateDesign, HistoryEntry, Pairing,
+    compare_paired, compare_reports, confirm_with_rerun, label_persistence, paired_series,
     regressed_benchmarks, runs_for_verdicts,
 };
-use crate::benchmarks::find_kind;
+use crate::benchmarks::planned_comparisons;
 use crate::campaign::bounds::Threads;
-use crate::campaign::{BenchmarkSpec, Campaign, DayStep, load_campaign};
+use crate::campaign::{BenchmarkSpec, Campaign, DayStep, Toggle};
 use crate::components::inference::DeviceSpec;
 use crate::model::{BenchmarkResult, DailyReport};
 use crate::output::{OutputError, OutputLayout, write_atomically};
@@ -20,7 +20,7 @@ use crate::report::{
     render_comparison_table, render_summary_table, write_artifact, write_day_artifacts,
 };
 use crate::runner::{
-    Build, CancelFlag, ChildRun, ProfileOptions, ProfileSelection, RunOptions, SilentProgress,
+    Arm, CancelFlag, ChildRun, ProfileOptions, ProfileSelection, RunOptions, SilentProgress,
     abba_schedule, configure_threads, console_progress, install_interrupt_handler, run_child,
     run_day, select_benchmarks, share_model_cache,
 };
@@ -46,6 +46,12 @@ pub struct RunArgs {
     /// Started by a parent run for the cases of one thread count: no
     /// children of its own, no `after` steps.
     pub thread_child: bool,
+    /// Profile nothing (an experiment's runs measure only).
+    pub no_profile: bool,
+    /// An experiment's toggled side.
+    pub toggle: Option<Toggle>,
+    /// An experiment's run: no `after` steps.
+    pub measure_only: bool,
 }
 
 impl RunArgs {
@@ -56,7 +62,8 @@ impl RunArgs {
 
 /// `campaign run`: returns the exit status after the report is written.
 pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
-    let (campaign, layout) = open_campaign(&args.campaign, args.out.as_deref())?;
+    let (campaign, layout) =
+        open_toggled_campaign(&args.campaign, args.out.as_deref(), args.toggle.as_ref())?;
     let mut options = RunOptions {
         day: args.day,
         quick: args.quick,
@@ -68,6 +75,8 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         profile: ProfileOptions {
             selection: if args.profile {
                 ProfileSelection::All
+            } else if args.no_profile {
+                ProfileSelection::Off
             } else {
                 ProfileSelection::AsCampaignSays
             },
@@ -101,7 +110,7 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
     }
     let interrupt = install_interrupt_handler()?;
     if options_have_no_benchmarks(&campaign, &options) {
-        run_day_steps(&campaign, &layout, args)?;
+        run_day_steps(&campaign, &layout, args, &interrupt)?;
         return Ok(exit::OK);
     }
     if let Some(other) = &args.against_bin {
@@ -147,13 +156,20 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
     // The stream is replaced by results.jsonl, written with the day's
     // other files from the finished report.
     let _ = std::fs::remove_file(&jsonl_path);
-    finish_day(&campaign, &layout, args, report, |report| match &baseline {
-        Some((name, base)) if !report.interrupted => Some(compare_with_rerun(
-            &campaign, &options, &interrupt, report, base, name, args,
-        ))
-        .transpose(),
-        _ => Ok(None),
-    })
+    finish_day(
+        &campaign,
+        &layout,
+        args,
+        report,
+        &interrupt,
+        |report| match &baseline {
+            Some((name, base)) if !report.interrupted => Some(compare_with_rerun(
+                &campaign, &options, &interrupt, report, base, name, args,
+            ))
+            .transpose(),
+            _ => Ok(None),
+        },
+    )
 }
 
 /// Writes a measured day's report and artifacts, compares it (after the
@@ -164,6 +180,7 @@ fn finish_day(
     layout: &OutputLayout,
     args: &RunArgs,
     mut report: DailyReport,
+    interrupt: &CancelFlag,
     compare: impl FnOnce(&DailyReport) -> Result<Option<Comparison>, CommandError>,
 ) -> Result<u8, CommandError> {
     // Analyses that belong in the day report are made once it is measured.
@@ -235,10 +252,10 @@ fn finish_day(
     if let Some(name) = &args.save_baseline {
         save_baseline(layout, args, &report, name)?;
     }
-    if report.interrupted || args.thread_child {
+    if report.interrupted || args.thread_child || args.measure_only {
         return Ok(code);
     }
-    run_day_steps(campaign, layout, args)?;
+    run_day_steps(campaign, layout, args, interrupt)?;
     if args.advisory && code == exit::REGRESSION {
         eprintln!("advisory run: exit 0 instead of 3");
         code = exit::OK;
@@ -266,19 +283,6 @@ fn save_baseline(
     write_json(&target, report)?;
     say(args, &format!("baseline {name}: {}", target.display()));
     Ok(())
-}
-
-/// Comparisons a selection of benchmarks will make: each kind's planned
-/// cases × its headline series.
-fn planned_comparisons(selected: &[&BenchmarkSpec]) -> usize {
-    selected
-        .iter()
-        .filter_map(|spec| {
-            let kind = find_kind(spec.kind.get_ref())?;
-            let cases = kind.planned_cases(&spec.params()).ok()?;
-            Some(cases * kind.headline_series())
-        })
-        .sum()
 }
 
 /// The night's run count and, when it makes verdicts, its design: checked
@@ -398,16 +402,16 @@ fn run_interleaved(
             break;
         }
         let program = match build {
-            Build::Other => other,
-            Build::This => this.as_path(),
+            Arm::Reference => other,
+            Arm::Candidate => this.as_path(),
         };
         eprintln!(
             "interleaved run {} of {}: {} ({})",
             slot + 1,
             schedule.len(),
             match build {
-                Build::Other => "the other build",
-                Build::This => "this build",
+                Arm::Reference => "the other build",
+                Arm::Candidate => "this build",
             },
             program.display()
         );
@@ -427,13 +431,13 @@ fn run_interleaved(
         }
     }
     let _ = std::fs::remove_dir_all(&root);
-    let side = |b: Build| -> Vec<&DailyReport> {
+    let side = |b: Arm| -> Vec<&DailyReport> {
         runs.iter()
-            .filter(|r| r.build == b)
+            .filter(|r| r.arm == b)
             .map(|r| &r.report)
             .collect()
     };
-    let (others, these) = (side(Build::Other), side(Build::This));
+    let (others, these) = (side(Arm::Reference), side(Arm::Candidate));
     if others.is_empty() || these.is_empty() {
         return Err(CommandError::Interleave(format!(
             "no run of {} produced a report; nothing to compare",
@@ -444,9 +448,12 @@ fn run_interleaved(
             }
         )));
     }
-    let mut report = pooled(&these);
+    let (Some(mut report), Some(other_report)) =
+        (DailyReport::pooled(&these), DailyReport::pooled(&others))
+    else {
+        return Err(CommandError::Interleave("no runs to pool".into()));
+    };
     report.run_id = options.run_id.clone();
-    let other_report = pooled(&others);
     report.interrupted |= interrupt.is_cancelled();
     report.settings.runs = pairs as u32;
     report.settings.run_order_seed = seed;
@@ -462,7 +469,9 @@ fn run_interleaved(
         "this build",
         &settings,
     );
-    finish_day(campaign, layout, args, report, |_| Ok(Some(comparison)))
+    finish_day(campaign, layout, args, report, interrupt, |_| {
+        Ok(Some(comparison))
+    })
 }
 
 /// The arguments of one interleaved child: the same day, one run, its
@@ -503,68 +512,6 @@ fn child_arguments(
         a.extend(["--device".into(), d.to_string()]);
     }
     Ok(a)
-}
-
-/// One side's runs as one report: the first run's results with every
-/// run's headline means in `run_values`, in run order.
-fn pooled(runs: &[&DailyReport]) -> DailyReport {
-    let mut report = runs[0].clone();
-    for later in &runs[1..] {
-        for again in &later.results {
-            if let Some(first) = report
-                .results
-                .iter_mut()
-                .find(|r| r.case_id == again.case_id)
-            {
-                first.append_run(again);
-            }
-        }
-    }
-    report
-}
-
-/// Pairs of (other build, this build) headline means, k-th run with k-th
-/// run; a pair missing on either side (a failed run) is left out.
-fn paired_series(others: &[&DailyReport], these: &[&DailyReport]) -> Vec<PairedSeries> {
-    let Some(first) = these.first() else {
-        return Vec::new();
-    };
-    let mean_of = |report: &DailyReport, case: &str, metric: &str| -> Option<f64> {
-        let r = report
-            .results
-            .iter()
-            .find(|r| r.case_id == case && r.status == crate::model::Status::Ok)?;
-        r.headline_means()
-            .into_iter()
-            .find(|(m, _)| m == metric)
-            .map(|(_, v)| v)
-    };
-    first
-        .results
-        .iter()
-        .flat_map(|r| {
-            r.headline_means().into_iter().map(move |(metric, _)| {
-                let m = r.metrics.get(&metric);
-                PairedSeries {
-                    case: r.case_id.clone(),
-                    benchmark: r.benchmark.clone(),
-                    unit: m.map_or(String::new(), |m| m.unit.clone()),
-                    higher_is_better: m.is_some_and(|m| m.higher_is_better),
-                    pairs: others
-                        .iter()
-                        .zip(these)
-                        .filter_map(|(a, b)| {
-                            Some((
-                                mean_of(a, &r.case_id, &metric)?,
-                                mean_of(b, &r.case_id, &metric)?,
-                            ))
-                        })
-                        .collect(),
-                    metric,
-                }
-            })
-        })
-        .collect()
 }
 
 /// One line per finished run in the machine's append-only history.
@@ -673,26 +620,12 @@ fn say(args: &RunArgs, text: &str) {
     }
 }
 
-/// Loads a campaign and prepares its results folder (`--out`, else the
-/// campaign's output_dir, else `results/`).
-pub fn open_campaign(
-    path: &Path,
-    out: Option<&Path>,
-) -> Result<(Campaign, OutputLayout), CommandError> {
-    let campaign = load_campaign(path, &crate::benchmarks::Registry)?;
-    let out = out
-        .map(Path::to_path_buf)
-        .or_else(|| campaign.file.output_dir.clone())
-        .unwrap_or_else(|| PathBuf::from("results"));
-    let layout = OutputLayout::create(&out, campaign.name())?;
-    Ok((campaign, layout))
-}
-
 /// The day's `after` steps, in order.
 fn run_day_steps(
     campaign: &Campaign,
     layout: &OutputLayout,
     args: &RunArgs,
+    interrupt: &CancelFlag,
 ) -> Result<(), CommandError> {
     let day = campaign.day(args.day)?;
     for step in &day.after {
@@ -723,6 +656,24 @@ fn run_day_steps(
                     &format!(
                         "{}\nanalysis: {}",
                         render_bottleneck_table(&analysis),
+                        path.display()
+                    ),
+                );
+            }
+            DayStep::Experiments => {
+                let options = super::ExperimentArgs {
+                    campaign: args.campaign.clone(),
+                    out: args.out.clone(),
+                    quick: args.quick,
+                    ..Default::default()
+                };
+                let (file, path, _) =
+                    super::run_experiments(campaign, layout, &options, interrupt)?;
+                say(
+                    args,
+                    &format!(
+                        "{}\nexperiments: {}",
+                        crate::report::render_experiments(&file),
                         path.display()
                     ),
                 );

@@ -38,6 +38,26 @@ pub struct DailyReport {
     pub warnings: Vec<String>,
 }
 
+impl DailyReport {
+    /// Separate runs of one day as one report: the first run's results
+    /// with every run's headline means in `run_values`, in run order.
+    /// `None` for no runs.
+    pub fn pooled(runs: &[&DailyReport]) -> Option<DailyReport> {
+        let (first, later) = runs.split_first()?;
+        let mut report = (*first).clone();
+        for again in later.iter().flat_map(|r| &r.results) {
+            if let Some(first) = report
+                .results
+                .iter_mut()
+                .find(|r| r.case_id == again.case_id)
+            {
+                first.append_run(again);
+            }
+        }
+        Some(report)
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CampaignInfo {
     pub name: String,

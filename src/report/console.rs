@@ -177,6 +177,39 @@ pub fn render_bottleneck_table(analysis: &crate::analysis::BottleneckAnalysis) -
     out
 }
 
+/// Experiments, one remedy per row: the measured speed-up, its interval,
+/// p and the verdict.
+pub fn render_experiments(file: &crate::analysis::ExperimentsFile) -> String {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header([
+        "remedy", "toggle", "pairs", "speed-up", "95 % CI", "p", "verdict",
+    ]);
+    for e in &file.experiments {
+        table.add_row(vec![
+            Cell::new(&e.remedy),
+            Cell::new(&e.toggle_description),
+            Cell::new(e.runs_per_side),
+            Cell::new(
+                e.measured_speedup
+                    .map_or("—".into(), |s| format!("×{s:.3}")),
+            ),
+            Cell::new(
+                e.ci95
+                    .map_or("—".into(), |[lo, hi]| format!("×{lo:.3}–×{hi:.3}")),
+            ),
+            Cell::new(e.p_value.map_or("—".into(), |p| format!("{p:.4}"))),
+            Cell::new(e.verdict.describe()),
+        ]);
+    }
+    format!(
+        "{table}
+{}
+{}",
+        file.time_formula, file.speedup_formula
+    )
+}
+
 /// A calibration, one limit per line.
 pub fn render_calibration(c: &crate::model::Calibration) -> String {
     let mut table = Table::new();

@@ -13,7 +13,9 @@ mod svg;
 mod wording;
 
 pub use ci::render_comparison_table;
-pub use console::{render_bottleneck_table, render_calibration, render_summary_table};
+pub use console::{
+    render_bottleneck_table, render_calibration, render_experiments, render_summary_table,
+};
 pub use export::{
     DayArtifacts, Exporter, HtmlPage, IndexPage, JsonReport, JunitXml, ResultsCsv, ResultsJsonl,
     RoadmapInput, RoadmapMarkdown, SummaryMarkdown, Written, day_exporters, write_artifact,

@@ -29,20 +29,69 @@ fn item(out: &mut String, r: &RemedyEstimate, profiled_time_s: f64) {
             .join(", ")
     );
     let [low, high] = r.assumed_remedy_speedup;
-    let _ = writeln!(
-        out,
-        "- Amdahl estimate: p = {:.3}, s = {low}–{high} (assumed; source: {}) → overall ×{:.3} (range ×{:.3}–×{:.3}).",
-        r.share_pct / 100.0,
-        r.speedup_source,
-        r.estimated_speedup,
-        r.estimated_speedup_range[0],
-        r.estimated_speedup_range[1],
-    );
+    match &r.measured {
+        Some(m) => {
+            let _ = writeln!(
+                out,
+                "- **Measured** ({}, {} pairs of runs in ABBA order, {}): ×{:.3} on {} ({}, p = {}) → {}. On all profiled time: ×{:.3}{}. The catalog's assumption (s = {low}–{high}) is not used.",
+                m.toggle,
+                m.runs_per_side,
+                m.measured_at.format("%Y-%m-%d %H:%M UTC"),
+                m.speedup,
+                m.benchmarks
+                    .iter()
+                    .map(|b| format!("day {} `{}`", b.day, b.benchmark))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                interval(m.ci95),
+                m.p_value.map_or("—".into(), |p| format!("{p:.4}")),
+                m.verdict.describe(),
+                m.overall_speedup,
+                m.overall_ci95
+                    .map_or(String::new(), |ci| format!(" ({})", interval(Some(ci)))),
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "- Amdahl estimate: p = {:.3}, s = {low}–{high} (assumed, not measured; source: {}) → overall ×{:.3} (range ×{:.3}–×{:.3}).",
+                r.share_pct / 100.0,
+                r.speedup_source,
+                r.estimated_speedup,
+                r.estimated_speedup_range[0],
+                r.estimated_speedup_range[1],
+            );
+        }
+    }
     let _ = writeln!(
         out,
         "- Effort {} days, risk {:?}; estimated saving {:.2} s per run of {:.1} s → ROI {:.3} s/run/day.\n",
         r.effort_days, r.risk, r.time_saved_s_per_run, profiled_time_s, r.estimated_roi,
     );
+}
+
+/// A 95 % interval as people read it.
+fn interval(ci: Option<[f64; 2]>) -> String {
+    ci.map_or("no interval".into(), |[lo, hi]| {
+        format!("95 % CI ×{lo:.3}–×{hi:.3}")
+    })
+}
+
+/// The speed-up column: measured with its interval, or assumed.
+fn speedup_cell(r: &RemedyEstimate) -> String {
+    match &r.measured {
+        Some(m) => format!(
+            "measured ×{:.3} ({})",
+            m.speedup,
+            m.ci95.map_or("no interval".into(), |[lo, hi]| format!(
+                "×{lo:.2}–×{hi:.2}"
+            ))
+        ),
+        None => format!(
+            "assumed {}–{}",
+            r.assumed_remedy_speedup[0], r.assumed_remedy_speedup[1]
+        ),
+    }
 }
 
 /// The roadmap document.
@@ -123,13 +172,20 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
         "{}. {}. A remedy acts on every profiled function it matches, so its p is the sum of their shares.\n",
         a.amdahl_formula, a.roi_formula
     );
+    if a.remedy_plan.iter().any(|r| r.measured.is_some()) {
+        let _ = writeln!(
+            out,
+            "Where s says measured, `campaign experiment` ran the remedy's toggle against the campaign as it is, alternately in one sitting: the speed-up is measured on the benchmarks it ran, and {}; time saved and ROI then use it instead of the Amdahl estimate.\n",
+            crate::analysis::PROFILED_FORMULA
+        );
+    }
     let mut remedies = MarkdownTable::new(&[
         ("#", Align::Right),
         ("remedy", Align::Left),
         ("components", Align::Left),
         ("p", Align::Right),
-        ("assumed s", Align::Right),
-        ("est. overall speed-up", Align::Right),
+        ("s", Align::Right),
+        ("overall speed-up", Align::Right),
         ("effort (days)", Align::Right),
         ("risk", Align::Left),
         ("ROI (s/run/day)", Align::Right),
@@ -140,11 +196,16 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
             r.remedy.clone(),
             r.components.join(", "),
             format!("{:.3}", r.share_pct / 100.0),
+            speedup_cell(r),
             format!(
-                "{}–{}",
-                r.assumed_remedy_speedup[0], r.assumed_remedy_speedup[1]
+                "×{:.3} ({})",
+                r.estimated_speedup,
+                if r.measured.is_some() {
+                    "measured"
+                } else {
+                    "estimate"
+                }
             ),
-            format!("×{:.3}", r.estimated_speedup),
             r.effort_days.to_string(),
             format!("{:?}", r.risk),
             format!("{:.3}", r.estimated_roi),
@@ -179,7 +240,7 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
     let _ = writeln!(out, "\n## Week 1: high ROI, low risk\n");
     let _ = writeln!(
         out,
-        "Remedies with low risk and an ROI at least {:.0} % of the best.\n",
+        "Remedies with low risk and an ROI at least {:.0} % of the best (a measured remedy only if it showed a gain).\n",
         WEEK1_ROI_FRACTION * 100.0
     );
     if week1.is_empty() {
@@ -218,18 +279,30 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
     let _ = writeln!(out, "## Week 3: validation and regression testing\n");
     let _ = writeln!(
         out,
-        "Re-run the profiled benchmarks after each change and compare them with this run's reports; keep a change only where the measured gain is outside the noise. The after column is an estimate: the measured time ÷ the estimated overall speed-up.\n"
+        "Re-run the profiled benchmarks after each change and compare them with this run's reports; keep a change only where the measured gain is outside the noise. Where an experiment ran, the after column is measured: the profiled time ÷ the overall speed-up the experiment measured (its interval beside it); elsewhere it is an estimate from the assumed speed-up.\n"
     );
     let mut validation = MarkdownTable::new(&[
         ("remedy", Align::Left),
         ("before (measured)", Align::Right),
-        ("after (estimate)", Align::Right),
+        ("after", Align::Right),
     ]);
     for r in &a.remedy_plan {
+        let after = match &r.measured {
+            Some(m) => format!(
+                "{:.2} s (measured{})",
+                r.estimated_after_s,
+                m.overall_ci95.map_or(String::new(), |[lo, hi]| format!(
+                    ", {:.2}–{:.2} s",
+                    a.profiled_time_s / hi,
+                    a.profiled_time_s / lo
+                ))
+            ),
+            None => format!("{:.2} s (estimate)", r.estimated_after_s),
+        };
         validation.row([
             r.remedy.clone(),
             format!("{:.2} s", a.profiled_time_s),
-            format!("{:.2} s (estimate)", r.estimated_after_s),
+            after,
         ]);
     }
     let _ = write!(out, "{validation}");

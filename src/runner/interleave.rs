@@ -17,27 +17,28 @@ use serde::{Deserialize, Serialize};
 use super::CancelFlag;
 use crate::model::DailyReport;
 
-/// The two builds of an interleaved night.
+/// The two sides of an interleaved sitting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Build {
-    /// `--against-bin PATH`: the side compared against (A).
-    Other,
-    /// The running binary (B).
-    This,
+pub enum Arm {
+    /// The side compared against (A): the `--against-bin` build, or an
+    /// experiment's campaign as it is.
+    Reference,
+    /// The side judged (B): this build, or an experiment's toggled campaign.
+    Candidate,
 }
 
 /// The order of `2 × pairs` runs: blocks of four, each ABBA or BAAB by the
 /// seed, and a final AB or BA block for an odd number of pairs.
-pub fn abba_schedule(pairs: usize, seed: u64) -> Vec<Build> {
+pub fn abba_schedule(pairs: usize, seed: u64) -> Vec<Arm> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut order = Vec::with_capacity(pairs * 2);
     let mut left = pairs;
     while left > 0 {
         let (first, second) = if rng.random_bool(0.5) {
-            (Build::Other, Build::This)
+            (Arm::Reference, Arm::Candidate)
         } else {
-            (Build::This, Build::Other)
+            (Arm::Candidate, Arm::Reference)
         };
         if left >= 2 {
             order.extend([first, second, second, first]);
@@ -69,7 +70,7 @@ pub enum ChildError {
 
 /// One child run's outcome.
 pub struct ChildRun {
-    pub build: Build,
+    pub arm: Arm,
     pub report: DailyReport,
     /// The child's exit status (3 and 4 still come with a report).
     pub exit_code: Option<i32>,
@@ -79,7 +80,7 @@ pub struct ChildRun {
 /// (`--json`). Ctrl-C in the parent is forwarded to the child once, so it
 /// stops at its next safe point and still prints what it measured.
 pub fn run_child(
-    build: Build,
+    arm: Arm,
     program: &Path,
     args: &[String],
     interrupt: &CancelFlag,
@@ -113,7 +114,7 @@ pub fn run_child(
     let code = status.as_ref().ok().and_then(|s| s.code());
     match serde_json::from_slice::<DailyReport>(&bytes) {
         Ok(report) => Ok(ChildRun {
-            build,
+            arm,
             report,
             exit_code: code,
         }),
@@ -162,7 +163,7 @@ mod tests {
         let order = abba_schedule(11, 7);
         assert_eq!(order.len(), 22);
         let count = |b| order.iter().filter(|x| **x == b).count();
-        assert_eq!((count(Build::Other), count(Build::This)), (11, 11));
+        assert_eq!((count(Arm::Reference), count(Arm::Candidate)), (11, 11));
         for block in order.chunks(4).filter(|b| b.len() == 4) {
             assert_eq!(block[0], block[3]);
             assert_eq!(block[1], block[2]);
@@ -170,7 +171,7 @@ mod tests {
         }
         // Seeded: the same seed, the same order; both block shapes occur.
         assert_eq!(order, abba_schedule(11, 7));
-        let firsts: Vec<Build> = abba_schedule(40, 7).chunks(4).map(|b| b[0]).collect();
-        assert!(firsts.contains(&Build::Other) && firsts.contains(&Build::This));
+        let firsts: Vec<Arm> = abba_schedule(40, 7).chunks(4).map(|b| b[0]).collect();
+        assert!(firsts.contains(&Arm::Reference) && firsts.contains(&Arm::Candidate));
     }
 }

@@ -14,7 +14,7 @@ mod threads;
 
 pub use calibrate::calibrate;
 pub use day::{RUN_ORDER_SALT, RunOptions, run_day, select_benchmarks};
-pub use interleave::{Build, ChildError, ChildRun, abba_schedule, run_child};
+pub use interleave::{Arm, ChildError, ChildRun, abba_schedule, run_child};
 pub use interrupt::{CancelFlag, install_interrupt_handler};
 pub use plan::iteration_plan;
 pub use profiling::{ProfileOptions, ProfileSelection};

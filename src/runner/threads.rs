@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::CancelFlag;
-use super::interleave::{Build, run_child};
+use super::interleave::{Arm, run_child};
 use crate::benchmarks::BenchmarkKind;
 use crate::campaign::{BenchmarkSpec, Campaign};
 use crate::components::inference::DeviceSpec;
@@ -93,8 +93,12 @@ pub fn run_at_threads(
     if let Some(device) = opts.device {
         args.extend(["--device".into(), device.to_string()]);
     }
+    if let Some(toggle) = &campaign.toggle {
+        let json = serde_json::to_string(toggle).map_err(|e| fail(e.to_string()))?;
+        args.extend(["--toggle".into(), json]);
+    }
     let child =
-        run_child(Build::This, &program, &args, interrupt).map_err(|e| fail(e.to_string()))?;
+        run_child(Arm::Candidate, &program, &args, interrupt).map_err(|e| fail(e.to_string()))?;
     Ok(child
         .report
         .results

@@ -8,6 +8,7 @@
 //! night legitimately too noisy to judge.
 
 mod errors;
+mod experiments;
 mod fixture;
 mod kinds;
 mod models;

@@ -338,7 +338,7 @@ threads = "1,2"
 
 #[test]
 #[parallel]
-fn a_folder_model_is_quantized_in_memory_and_quantize_is_refused_elsewhere() {
+fn safetensors_models_are_quantized_in_memory_and_gguf_ones_refuse_quantize() {
     let f = Fixture::new();
     // A first run generates the synthetic model's safetensors folder.
     let dense = Q8_MODEL.replace("quantization = \"q8_0\"\n", "");
@@ -373,17 +373,31 @@ n_gen = 2
     assert_eq!(context["weights"]["quantization"], "q4_0");
     assert_eq!(report["results"][0]["case"], "pp8 q8 q4_0 b1 t1");
 
+    // A synthetic model written as safetensors is quantized in memory too
+    // (what an experiment's quantization toggle does to the default model).
+    let quantized_synthetic = dense.replace(
+        "[models.q8.synthetic]",
+        "[models.q8]\nquantize = \"q8_0\"\n[models.q8.synthetic]",
+    );
+    let campaign = f.campaign(&format!("{quantized_synthetic}\n{}", day_with(grid)));
+    f.run(&campaign, &[]).success();
+    let report = f.report();
+    let context = &report["results"][0]["context"];
+    assert_eq!(context["model_source"], "synthetic, quantized in memory");
+    assert_eq!(context["weights"]["quantization"], "q8_0");
+
+    // One written as GGUF keeps its own types.
     let campaign = f.campaign_raw(&format!(
         "name = \"t\"\n{}\n{}",
-        Q8_MODEL.replace("quantization = \"q8_0\"", "").replace(
+        Q8_MODEL.replace(
             "[models.q8.synthetic]",
-            "[models.q8]\nquantize = \"q8_0\"\n[models.q8.synthetic]"
+            "[models.q8]\nquantize = \"q4_0\"\n[models.q8.synthetic]"
         ),
         day_with(grid)
     ));
     expect_usage_error(
         &f,
         &campaign,
-        &["`quantize` applies to a folder of safetensors"],
+        &["`quantize` applies to safetensors weights"],
     );
 }

@@ -549,6 +549,51 @@ pub struct PairedSeries {
     pub pairs: Vec<(f64, f64)>,
 }
 
+/// The series of interleaved runs: each case's headline means, the k-th
+/// run of one side paired with the k-th of the other; a pair missing on
+/// either side (a failed run) is left out.
+pub fn paired_series(others: &[&DailyReport], these: &[&DailyReport]) -> Vec<PairedSeries> {
+    let Some(first) = these.first() else {
+        return Vec::new();
+    };
+    let mean_of = |report: &DailyReport, case: &str, metric: &str| -> Option<f64> {
+        let r = report
+            .results
+            .iter()
+            .find(|r| r.case_id == case && r.status == Status::Ok)?;
+        r.headline_means()
+            .into_iter()
+            .find(|(m, _)| m == metric)
+            .map(|(_, v)| v)
+    };
+    first
+        .results
+        .iter()
+        .flat_map(|r| {
+            r.headline_means().into_iter().map(move |(metric, _)| {
+                let m = r.metrics.get(&metric);
+                PairedSeries {
+                    case: r.case_id.clone(),
+                    benchmark: r.benchmark.clone(),
+                    unit: m.map_or(String::new(), |m| m.unit.clone()),
+                    higher_is_better: m.is_some_and(|m| m.higher_is_better),
+                    pairs: others
+                        .iter()
+                        .zip(these)
+                        .filter_map(|(a, b)| {
+                            Some((
+                                mean_of(a, &r.case_id, &metric)?,
+                                mean_of(b, &r.case_id, &metric)?,
+                            ))
+                        })
+                        .collect(),
+                    metric,
+                }
+            })
+        })
+        .collect()
+}
+
 /// Compares this build with another one run alternately tonight: each
 /// pair's log ratio, tested with Wilcoxon's signed-rank test.
 pub fn compare_paired(

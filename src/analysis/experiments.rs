@@ -1,0 +1,387 @@
+//! Experiments: a remedy's toggle measured against the campaign as it is.
+//! Both sides run the same benchmarks alternately in one sitting, and the
+//! verdict comes from the regression gate's paired statistics (Wilcoxon's
+//! signed-rank test on the pairs' log ratios, the Hodges–Lehmann interval
+//! of their Walsh averages), so "this remedy pays" means what "this got
+//! slower" means in a nightly comparison. The roadmap then uses the
+//! measured speed-up instead of the catalog's assumption.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+use super::bottlenecks::{RemedyEstimate, assign_weeks};
+pub use super::measured::{DayBenchmark, ExperimentVerdict, MeasuredRemedy};
+use super::regression::{
+    ChangeState, CompareSettings, Comparison, MetricChange, PairedSeries, compare_paired,
+    paired_series,
+};
+use crate::campaign::Toggle;
+use crate::model::{DailyReport, Status};
+use crate::stats::median;
+
+/// How the time of one run of an experiment's benchmarks is formed.
+pub const TIME_FORMULA: &str = "time of a run = Σ over cases of w × t, t = the case's headline latency mean (or 1 ÷ its headline throughput mean), w = the baseline's median elapsed seconds of the case ÷ its median t: the baseline side's measured time, and the toggled side's time for the same work";
+/// How the measured speed-up is stated.
+pub const SPEEDUP_FORMULA: &str = "measured speed-up = median baseline time ÷ median toggled time; ci95 = the paired Hodges–Lehmann interval of the time ratio, inverted; p = Wilcoxon signed-rank test on the pairs' log ratios";
+/// How the speed-up on the benchmarks becomes one on all profiled time.
+pub const PROFILED_FORMULA: &str = "overall speed-up on the profiled time = T ÷ ((T − Tₑ) + Tₑ ÷ s), T = all profiled time, Tₑ = the profiled time of the experiment's benchmarks, s = the measured speed-up";
+
+/// The case name of the experiment's time series.
+pub const TIME_SERIES: &str = "time of the experiment's benchmarks";
+
+/// One case's headline, baseline against toggled.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaseEffect {
+    pub case: String,
+    pub benchmark: String,
+    pub metric: String,
+    pub unit: String,
+    pub higher_is_better: bool,
+    pub baseline_median: Option<f64>,
+    pub toggled_median: Option<f64>,
+    /// > 1 is better, whichever way the metric points.
+    pub speedup: Option<f64>,
+    pub ci95: Option<[f64; 2]>,
+    pub p_value: Option<f64>,
+    pub q_value: Option<f64>,
+    pub state: ChangeState,
+}
+
+/// The speed-up carried over to all profiled time of the analysis.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ProfiledEffect {
+    pub profiled_time_s: f64,
+    pub benchmarks_time_s: f64,
+    pub overall_speedup: f64,
+    pub ci95: Option<[f64; 2]>,
+    pub formula: String,
+}
+
+/// One remedy's experiment.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Experiment {
+    pub remedy: String,
+    pub toggle: Toggle,
+    pub toggle_description: String,
+    pub measured_at: DateTime<Utc>,
+    pub quick: bool,
+    pub benchmarks: Vec<DayBenchmark>,
+    /// Complete pairs (one baseline and one toggled run each).
+    pub runs_per_side: usize,
+    pub order_seed: u64,
+    /// The run order, `baseline` or `toggled` per slot.
+    pub order: Vec<String>,
+    /// The design of the verdict, as the gate words it.
+    pub design: String,
+    pub baseline_time_s: Option<f64>,
+    pub toggled_time_s: Option<f64>,
+    /// Ratio of medians of the runs' times (> 1: the toggle is faster).
+    pub measured_speedup: Option<f64>,
+    pub ci95: Option<[f64; 2]>,
+    pub p_value: Option<f64>,
+    pub verdict: ExperimentVerdict,
+    pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub on_profiled_time: Option<ProfiledEffect>,
+    pub cases: Vec<CaseEffect>,
+    pub warnings: Vec<String>,
+}
+
+/// `experiments.json`: every remedy measured in this results folder, the
+/// latest experiment of each.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExperimentsFile {
+    pub campaign: String,
+    pub time_formula: String,
+    pub speedup_formula: String,
+    pub profiled_formula: String,
+    pub experiments: Vec<Experiment>,
+}
+
+impl ExperimentsFile {
+    pub fn new(campaign: &str) -> Self {
+        Self {
+            campaign: campaign.to_string(),
+            time_formula: TIME_FORMULA.into(),
+            speedup_formula: SPEEDUP_FORMULA.into(),
+            profiled_formula: PROFILED_FORMULA.into(),
+            experiments: Vec::new(),
+        }
+    }
+
+    /// Keeps the latest experiment of each remedy.
+    pub fn upsert(&mut self, experiment: Experiment) {
+        self.experiments.retain(|e| e.remedy != experiment.remedy);
+        self.experiments.push(experiment);
+    }
+
+    pub fn find(&self, remedy: &str) -> Option<&Experiment> {
+        self.experiments.iter().find(|e| e.remedy == remedy)
+    }
+}
+
+/// What the statistics of one experiment found.
+pub struct Measurement {
+    pub baseline_time_s: Option<f64>,
+    pub toggled_time_s: Option<f64>,
+    pub measured_speedup: Option<f64>,
+    pub ci95: Option<[f64; 2]>,
+    pub p_value: Option<f64>,
+    pub verdict: ExperimentVerdict,
+    pub reason: String,
+    pub pairs: usize,
+    pub design: String,
+    pub cases: Vec<CaseEffect>,
+}
+
+/// Per run (k-th baseline with k-th toggled), the time series of the
+/// experiment's benchmarks ([`TIME_FORMULA`]).
+fn time_series(baseline: &[&DailyReport], toggled: &[&DailyReport]) -> PairedSeries {
+    let t = |report: &DailyReport, case: &str| -> Option<f64> {
+        let r = report
+            .results
+            .iter()
+            .find(|r| r.case_id == case && r.status == Status::Ok)?;
+        let mean = |m: &Option<String>| Some(r.metrics.get(m.as_ref()?)?.summary.mean);
+        mean(&r.latency_metric)
+            .or_else(|| mean(&r.throughput_metric).map(|x| 1.0 / x))
+            .filter(|v| v.is_finite() && *v > 0.0)
+    };
+    let cases: Vec<String> = baseline
+        .first()
+        .map(|r| r.results.iter().map(|c| c.case_id.clone()).collect())
+        .unwrap_or_default();
+    let weights: Vec<(String, f64)> = cases
+        .into_iter()
+        .filter_map(|case| {
+            let ts: Vec<f64> = baseline.iter().filter_map(|r| t(r, &case)).collect();
+            let elapsed: Vec<f64> = baseline
+                .iter()
+                .filter_map(|r| r.results.iter().find(|c| c.case_id == case))
+                .filter(|c| c.status == Status::Ok)
+                .map(|c| c.elapsed_s)
+                .collect();
+            let w = median(&elapsed)? / median(&ts)?;
+            w.is_finite().then_some((case, w))
+        })
+        .collect();
+    let total = |report: &DailyReport| -> Option<f64> {
+        weights
+            .iter()
+            .map(|(case, w)| Some(w * t(report, case)?))
+            .sum()
+    };
+    PairedSeries {
+        case: TIME_SERIES.into(),
+        benchmark: "experiment".into(),
+        metric: "time_s".into(),
+        unit: "s".into(),
+        higher_is_better: false,
+        pairs: baseline
+            .iter()
+            .zip(toggled)
+            .filter_map(|(a, b)| Some((total(a)?, total(b)?)))
+            .filter(|_| !weights.is_empty())
+            .collect(),
+    }
+}
+
+/// The speed-up (> 1 better) of a change and its interval.
+fn speedup_of(change: &MetricChange) -> (Option<f64>, Option<[f64; 2]>) {
+    let invert = !change.higher_is_better;
+    let ratio = match (change.baseline_median, change.current_median) {
+        (Some(a), Some(b)) if a > 0.0 && b > 0.0 => Some(if invert { a / b } else { b / a }),
+        _ => None,
+    };
+    let ci = change.ratio_ci95.map(|[lo, hi]| {
+        if invert {
+            [1.0 / hi, 1.0 / lo]
+        } else {
+            [lo, hi]
+        }
+    });
+    (ratio, ci)
+}
+
+fn change_of<'c>(comparison: &'c Comparison, case: &str, metric: &str) -> Option<&'c MetricChange> {
+    comparison
+        .changes
+        .iter()
+        .find(|c| c.case == case && c.metric == metric)
+}
+
+/// Measures one experiment from its runs: `baseline[k]` and `toggled[k]`
+/// are the k-th run of each side, each one report of all its benchmarks.
+pub fn measure(
+    baseline: &[&DailyReport],
+    toggled: &[&DailyReport],
+    settings: &CompareSettings,
+) -> Measurement {
+    let time = time_series(baseline, toggled);
+    let (pooled_base, pooled_toggled) =
+        (DailyReport::pooled(baseline), DailyReport::pooled(toggled));
+    let (Some(pooled_base), Some(pooled_toggled)) = (pooled_base, pooled_toggled) else {
+        return Measurement {
+            baseline_time_s: None,
+            toggled_time_s: None,
+            measured_speedup: None,
+            ci95: None,
+            p_value: None,
+            verdict: ExperimentVerdict::NotMeasured,
+            reason: "no run of one side produced a report".into(),
+            pairs: 0,
+            design: String::new(),
+            cases: Vec::new(),
+        };
+    };
+    // The verdict is one comparison (the time); the cases are described
+    // with the same statistics, corrected among themselves.
+    let verdict_cmp = compare_paired(
+        std::slice::from_ref(&time),
+        &pooled_base,
+        &pooled_toggled,
+        "baseline",
+        "toggled",
+        settings,
+    );
+    let case_cmp = compare_paired(
+        &paired_series(baseline, toggled),
+        &pooled_base,
+        &pooled_toggled,
+        "baseline",
+        "toggled",
+        settings,
+    );
+    let (a, b): (Vec<f64>, Vec<f64>) = time.pairs.iter().copied().unzip();
+    let change = change_of(&verdict_cmp, TIME_SERIES, "time_s");
+    let (_, ci95) = change.map_or((None, None), speedup_of);
+    let (base_med, tog_med) = (median(&a), median(&b));
+    let measured_speedup = match (base_med, tog_med) {
+        (Some(x), Some(y)) if y > 0.0 => Some(x / y),
+        _ => None,
+    };
+    let verdict = match (change.map(|c| c.state), ci95) {
+        (Some(ChangeState::Improved), _) => ExperimentVerdict::Gain,
+        (Some(ChangeState::Regressed), _) => ExperimentVerdict::Loss,
+        (_, Some([lo, hi])) if lo <= 1.0 && hi >= 1.0 => ExperimentVerdict::NoGainShown,
+        (_, Some(_)) => ExperimentVerdict::BelowThreshold,
+        (_, None) => ExperimentVerdict::NotMeasured,
+    };
+    let cases = case_cmp
+        .changes
+        .iter()
+        .map(|c| {
+            let (speedup, ci95) = speedup_of(c);
+            CaseEffect {
+                case: c.case.clone(),
+                benchmark: pooled_base
+                    .results
+                    .iter()
+                    .find(|r| r.case_id == c.case)
+                    .map_or_else(String::new, |r| r.benchmark.clone()),
+                metric: c.metric.clone(),
+                unit: c.unit.clone(),
+                higher_is_better: c.higher_is_better,
+                baseline_median: c.baseline_median,
+                toggled_median: c.current_median,
+                speedup,
+                ci95,
+                p_value: c.p_value,
+                q_value: c.q_value,
+                state: c.state,
+            }
+        })
+        .collect();
+    Measurement {
+        baseline_time_s: base_med,
+        toggled_time_s: tog_med,
+        measured_speedup,
+        ci95,
+        p_value: change.and_then(|c| c.p_value),
+        verdict,
+        reason: change.map_or_else(|| "no time series".into(), |c| c.reason.clone()),
+        pairs: time.pairs.len(),
+        design: verdict_cmp.design.describe(),
+        cases,
+    }
+}
+
+/// The measured speed-up of some benchmarks as one on all profiled time.
+pub fn on_profiled_time(
+    speedup: f64,
+    ci95: Option<[f64; 2]>,
+    profiled_time_s: f64,
+    benchmarks_time_s: f64,
+) -> Option<ProfiledEffect> {
+    let t = profiled_time_s;
+    let te = benchmarks_time_s.min(t);
+    if !(t > 0.0 && te > 0.0 && speedup > 0.0) {
+        return None;
+    }
+    let overall = |s: f64| t / ((t - te) + te / s);
+    Some(ProfiledEffect {
+        profiled_time_s: t,
+        benchmarks_time_s: te,
+        overall_speedup: overall(speedup),
+        ci95: ci95.map(|[lo, hi]| [overall(lo), overall(hi)]),
+        formula: PROFILED_FORMULA.into(),
+    })
+}
+
+/// Replaces the assumed speed-up of every remedy that has an experiment by
+/// the measured one, recomputes time saved, ROI, "after" and the weeks,
+/// and re-sorts the plan by ROI. Remedies without an experiment keep their
+/// estimate (and say so).
+pub fn apply_measurements(
+    plan: &mut [RemedyEstimate],
+    profiled_time_s: f64,
+    experiments: &ExperimentsFile,
+) {
+    for r in plan.iter_mut() {
+        let Some(e) = experiments.find(&r.remedy) else {
+            continue;
+        };
+        let Some(speedup) = e.measured_speedup.filter(|s| s.is_finite() && *s > 0.0) else {
+            continue;
+        };
+        let (overall, overall_ci95) = match &e.on_profiled_time {
+            Some(p) => (p.overall_speedup, p.ci95),
+            None => (speedup, e.ci95),
+        };
+        r.estimated_speedup = overall;
+        if let Some(ci) = overall_ci95 {
+            r.estimated_speedup_range = ci;
+        }
+        r.time_saved_s_per_run = profiled_time_s * (1.0 - 1.0 / overall);
+        r.estimated_roi = r.time_saved_s_per_run / r.effort_days;
+        r.estimated_after_s = profiled_time_s / overall;
+        r.measured = Some(MeasuredRemedy {
+            speedup,
+            ci95: e.ci95,
+            p_value: e.p_value,
+            verdict: e.verdict,
+            overall_speedup: overall,
+            overall_ci95,
+            runs_per_side: e.runs_per_side,
+            benchmarks: e.benchmarks.clone(),
+            toggle: e.toggle_description.clone(),
+            measured_at: e.measured_at,
+        });
+    }
+    plan.sort_by(|a, b| b.estimated_roi.total_cmp(&a.estimated_roi));
+    assign_weeks(plan);
+}
+
+/// Benchmarks by day, in the order given.
+pub fn by_day(benchmarks: &[DayBenchmark]) -> BTreeMap<u32, Vec<String>> {
+    let mut days: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    for b in benchmarks {
+        let names = days.entry(b.day).or_default();
+        if !names.contains(&b.benchmark) {
+            names.push(b.benchmark.clone());
+        }
+    }
+    days
+}

@@ -1,0 +1,433 @@
+//! `campaign experiment` (and the `experiments` day step): measures the
+//! remedies that carry a toggle. For each one, the benchmarks it acts on
+//! run as the campaign is (baseline) and toggled, each run a child
+//! `campaign run` of this binary, in a seeded ABBA order in one sitting;
+//! the statistics are the regression gate's, on pairs.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::Utc;
+
+use super::analyze::campaign_remedies;
+use super::{CommandError, exit, write_json};
+use crate::analysis::{
+    BottleneckAnalysis, CompareSettings, DEFAULT_THRESHOLD_PCT, DayBenchmark, Experiment,
+    ExperimentVerdict, ExperimentsFile, Pairing, Remedy, RemedyCatalog, RemedyEstimate, by_day,
+    measure, on_profiled_time, runs_for_verdicts,
+};
+use crate::benchmarks::planned_comparisons;
+use crate::campaign::{BenchmarkSpec, Campaign, Toggle, load_campaign_toggled};
+use crate::model::DailyReport;
+use crate::output::{OutputError, OutputLayout};
+use crate::report::render_experiments;
+use crate::runner::{
+    Arm, CancelFlag, abba_schedule, install_interrupt_handler, run_child, share_model_cache,
+};
+
+/// Salt of the experiments' run order, so it differs from a night's.
+const EXPERIMENT_ORDER_SALT: u64 = 0x6578_7065_7269_6d74;
+
+/// What an experiment run is asked for.
+#[derive(Debug, Clone, Default)]
+pub struct ExperimentArgs {
+    pub campaign: PathBuf,
+    pub out: Option<PathBuf>,
+    /// Substrings of remedy texts; empty: every planned remedy with a toggle.
+    pub remedy: Vec<String>,
+    pub remedies: Option<PathBuf>,
+    pub runs: Option<u32>,
+    pub quick: bool,
+    pub threshold_pct: Option<f64>,
+}
+
+/// `campaign experiment`.
+pub fn experiment_command(args: &ExperimentArgs) -> Result<u8, CommandError> {
+    let (campaign, layout) = super::open_campaign(&args.campaign, args.out.as_deref())?;
+    let interrupt = install_interrupt_handler()?;
+    let (file, path, code) = run_experiments(&campaign, &layout, args, &interrupt)?;
+    println!(
+        "{}\nexperiments: {}",
+        render_experiments(&file),
+        path.display()
+    );
+    Ok(code)
+}
+
+/// One remedy to measure, with the benchmarks its experiment runs.
+struct Planned<'c> {
+    remedy: &'c Remedy,
+    toggle: Toggle,
+    benchmarks: Vec<DayBenchmark>,
+}
+
+/// Runs the experiments and writes `experiments.json` (keeping earlier
+/// experiments of other remedies); returns the file, its path and the exit
+/// status (4 when an experiment measured nothing, 130 when interrupted).
+pub fn run_experiments(
+    campaign: &Campaign,
+    layout: &OutputLayout,
+    args: &ExperimentArgs,
+    interrupt: &CancelFlag,
+) -> Result<(ExperimentsFile, PathBuf, u8), CommandError> {
+    let resolved = RemedyCatalog::resolve(args.remedies.as_deref(), &campaign_remedies(campaign))
+        .map_err(|e| CommandError::Usage(e.to_string()))?;
+    let analysis = read_analysis(layout);
+    let planned = plan_experiments(campaign, &resolved.catalog, analysis.as_ref(), args)?;
+    let path = layout.experiments();
+    let mut file = std::fs::read(&path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<ExperimentsFile>(&b).ok())
+        .unwrap_or_else(|| ExperimentsFile::new(campaign.name()));
+    let settings = CompareSettings {
+        threshold_pct: args.threshold_pct.unwrap_or(DEFAULT_THRESHOLD_PCT),
+        ..CompareSettings::default()
+    };
+    let mut code = exit::OK;
+    for plan in &planned {
+        if interrupt.is_cancelled() {
+            break;
+        }
+        let experiment = run_one(campaign, layout, args, plan, interrupt, &settings)?;
+        let experiment = with_profiled_time(experiment, analysis.as_ref());
+        if experiment.verdict == ExperimentVerdict::NotMeasured {
+            code = exit::BENCHMARK_FAILED;
+        }
+        file.upsert(experiment);
+        // Written after each remedy: an interrupted sitting keeps the rest.
+        write_json(&path, &file)?;
+    }
+    if interrupt.is_cancelled() {
+        code = exit::INTERRUPTED;
+    }
+    write_json(&path, &file)?;
+    Ok((file, path, code))
+}
+
+fn read_analysis(layout: &OutputLayout) -> Option<BottleneckAnalysis> {
+    let bytes = std::fs::read(layout.bottleneck_analysis()).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// The remedies to measure: those `--remedy` selects (each must have a
+/// toggle), else every remedy of the analysis's plan that has one.
+fn plan_experiments<'c>(
+    campaign: &Campaign,
+    catalog: &'c RemedyCatalog,
+    analysis: Option<&BottleneckAnalysis>,
+    args: &ExperimentArgs,
+) -> Result<Vec<Planned<'c>>, CommandError> {
+    let toggled: Vec<&Remedy> = catalog
+        .remedies
+        .iter()
+        .filter(|r| r.toggle.is_some())
+        .collect();
+    let names = || {
+        toggled
+            .iter()
+            .map(|r| format!("  {}", r.remedy))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let chosen: Vec<&Remedy> = if args.remedy.is_empty() {
+        let plan = analysis.map_or(&[][..], |a| a.remedy_plan.as_slice());
+        toggled
+            .iter()
+            .copied()
+            .filter(|r| plan.iter().any(|p| p.remedy == r.remedy))
+            .collect()
+    } else {
+        toggled
+            .iter()
+            .copied()
+            .filter(|r| args.remedy.iter().any(|t| r.remedy.contains(t.as_str())))
+            .collect()
+    };
+    if chosen.is_empty() {
+        return Err(CommandError::Usage(if args.remedy.is_empty() {
+            format!(
+                "no remedy of the last analysis's plan has a toggle (or there is no analysis under {})\n  help: run `campaign analyze` first, or choose remedies with --remedy TEXT; remedies with a toggle:\n{}",
+                campaign.name(),
+                names()
+            )
+        } else {
+            format!(
+                "--remedy {}: no remedy with a toggle contains that text; remedies with a toggle:\n{}",
+                args.remedy.join(", "),
+                names()
+            )
+        }));
+    }
+    let mut planned = Vec::new();
+    for remedy in chosen {
+        let Some(mut toggle) = remedy.toggle.clone() else {
+            continue;
+        };
+        let benchmarks = if toggle.benchmarks.is_empty() {
+            analysis
+                .and_then(|a| a.remedy_plan.iter().find(|p| p.remedy == remedy.remedy))
+                .map(|p: &RemedyEstimate| p.evidence_benchmarks.clone())
+                .unwrap_or_default()
+        } else {
+            named_benchmarks(campaign, &toggle.benchmarks)
+        };
+        // Chosen by name, a remedy that cannot run is an error; chosen by
+        // the plan, it is skipped with the reason and the others run.
+        let refuse = |e: CommandError| -> Result<(), CommandError> {
+            if args.remedy.is_empty() {
+                eprintln!("warning: experiment of {:?} skipped: {e}", remedy.remedy);
+                Ok(())
+            } else {
+                Err(e)
+            }
+        };
+        if benchmarks.is_empty() {
+            refuse(CommandError::Usage(format!(
+                "remedy {:?}: its toggle names no benchmark of this campaign and no analysis gives its evidence\n  help: add benchmarks = [\"NAME\"] to its toggle, or run `campaign analyze` first",
+                remedy.remedy
+            )))?;
+            continue;
+        }
+        if toggle.benchmarks.is_empty() {
+            toggle.benchmarks = benchmarks.iter().map(|b| b.benchmark.clone()).collect();
+            toggle.benchmarks.dedup();
+        }
+        // The toggled campaign must load before anything runs.
+        if let Err(e) =
+            load_campaign_toggled(&campaign.path, &crate::benchmarks::Registry, Some(&toggle))
+        {
+            refuse(e.into())?;
+            continue;
+        }
+        planned.push(Planned {
+            remedy,
+            toggle,
+            benchmarks,
+        });
+    }
+    Ok(planned)
+}
+
+/// Every (day, benchmark) of the campaign with one of these names.
+fn named_benchmarks(campaign: &Campaign, names: &[String]) -> Vec<DayBenchmark> {
+    campaign
+        .file
+        .days
+        .iter()
+        .flat_map(|d| {
+            let day = d.get_ref();
+            day.benchmarks.iter().map(move |b| (day, b.get_ref()))
+        })
+        .filter(|(_, b)| names.contains(b.name.get_ref()))
+        .map(|(d, b)| DayBenchmark {
+            day: *d.number.get_ref(),
+            benchmark: b.name.get_ref().clone(),
+        })
+        .collect()
+}
+
+fn specs<'c>(campaign: &'c Campaign, benchmarks: &[DayBenchmark]) -> Vec<&'c BenchmarkSpec> {
+    campaign
+        .file
+        .days
+        .iter()
+        .flat_map(|d| {
+            let day = *d.get_ref().number.get_ref();
+            d.get_ref()
+                .benchmarks
+                .iter()
+                .map(|b| b.get_ref())
+                .filter(move |b| {
+                    benchmarks
+                        .iter()
+                        .any(|x| x.day == day && x.benchmark == *b.name.get_ref())
+                })
+        })
+        .collect()
+}
+
+/// One remedy's sitting: `pairs` baseline and toggled runs in ABBA order.
+fn run_one(
+    campaign: &Campaign,
+    layout: &OutputLayout,
+    args: &ExperimentArgs,
+    plan: &Planned<'_>,
+    interrupt: &CancelFlag,
+    settings: &CompareSettings,
+) -> Result<Experiment, CommandError> {
+    let this = std::env::current_exe()
+        .map_err(|e| CommandError::Usage(format!("cannot find this program's own path: {e}")))?;
+    // The verdict is one comparison (the time); the cases only describe.
+    let needed = runs_for_verdicts(Pairing::Paired, 1, None);
+    let pairs = args
+        .runs
+        .map(|r| r as usize)
+        .or(needed)
+        .unwrap_or(crate::analysis::MIN_RUNS);
+    let seed = campaign.file.settings().seed ^ EXPERIMENT_ORDER_SALT;
+    let schedule = abba_schedule(pairs, seed);
+    let days = by_day(&plan.benchmarks);
+    let planned_cases = planned_comparisons(&specs(campaign, &plan.benchmarks));
+    eprintln!(
+        "experiment: {} — {} on {} ({} pairs, {} cases)",
+        plan.remedy.remedy,
+        plan.toggle.describe(),
+        plan.benchmarks
+            .iter()
+            .map(|b| format!("day {} {}", b.day, b.benchmark))
+            .collect::<Vec<_>>()
+            .join(", "),
+        pairs,
+        planned_cases
+    );
+    let toggle_json = serde_json::to_string(&plan.toggle).map_err(OutputError::from)?;
+    let root = layout.scratch().join("experiment");
+    let mut runs: Vec<(Arm, DailyReport)> = Vec::new();
+    let mut warnings = Vec::new();
+    for (slot, arm) in schedule.iter().enumerate() {
+        if interrupt.is_cancelled() {
+            break;
+        }
+        let side = arm_name(*arm);
+        eprintln!("  run {} of {}: {side}", slot + 1, schedule.len());
+        let mut day_reports = Vec::new();
+        for (day, names) in &days {
+            let out = root.join(format!("run_{slot}_day_{day}"));
+            let mut child_args = child_arguments(args, campaign, layout, &out, *day, names)?;
+            if *arm == Arm::Candidate {
+                child_args.extend(["--toggle".into(), toggle_json.clone()]);
+            }
+            let outcome = run_child(*arm, &this, &child_args, interrupt);
+            let _ = std::fs::remove_dir_all(&out);
+            match outcome {
+                Ok(run) if run.exit_code == Some(i32::from(exit::USAGE)) => {
+                    return Err(CommandError::Usage(format!(
+                        "the {side} run of day {day} was refused (exit 2; its message is above)"
+                    )));
+                }
+                Ok(run) => day_reports.push((*day, run.report)),
+                Err(e) => warnings.push(format!("run {} ({side}, day {day}): {e}", slot + 1)),
+            }
+        }
+        if day_reports.len() == days.len() {
+            runs.push((*arm, merged(day_reports)));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&root);
+    let side = |a: Arm| -> Vec<&DailyReport> {
+        runs.iter()
+            .filter(|(arm, _)| *arm == a)
+            .map(|(_, r)| r)
+            .collect()
+    };
+    let (baseline, toggled) = (side(Arm::Reference), side(Arm::Candidate));
+    let m = measure(&baseline, &toggled, settings);
+    Ok(Experiment {
+        remedy: plan.remedy.remedy.clone(),
+        toggle: plan.toggle.clone(),
+        toggle_description: plan.toggle.describe(),
+        measured_at: Utc::now(),
+        quick: args.quick,
+        benchmarks: plan.benchmarks.clone(),
+        runs_per_side: m.pairs,
+        order_seed: seed,
+        order: schedule.iter().map(|a| arm_name(*a).to_string()).collect(),
+        design: m.design,
+        baseline_time_s: m.baseline_time_s,
+        toggled_time_s: m.toggled_time_s,
+        measured_speedup: m.measured_speedup,
+        ci95: m.ci95,
+        p_value: m.p_value,
+        verdict: m.verdict,
+        reason: m.reason,
+        on_profiled_time: None,
+        cases: m.cases,
+        warnings,
+    })
+}
+
+fn arm_name(arm: Arm) -> &'static str {
+    match arm {
+        Arm::Reference => "baseline",
+        Arm::Candidate => "toggled",
+    }
+}
+
+/// The reports of one run's days as one: case ids carry their day when
+/// the experiment spans several days (names are unique only per day).
+fn merged(mut reports: Vec<(u32, DailyReport)>) -> DailyReport {
+    let several = reports.len() > 1;
+    let (_, mut first) = reports.remove(0);
+    if several {
+        for r in &mut first.results {
+            r.case_id = format!("day {} {}", first.day, r.case_id);
+        }
+    }
+    for (day, report) in reports {
+        first
+            .results
+            .extend(report.results.into_iter().map(|mut r| {
+                r.case_id = format!("day {day} {}", r.case_id);
+                r
+            }));
+        first.warnings.extend(report.warnings);
+    }
+    first
+}
+
+/// The arguments of one child: the day's chosen benchmarks, one run,
+/// unprofiled, its report on stdout.
+fn child_arguments(
+    args: &ExperimentArgs,
+    campaign: &Campaign,
+    layout: &OutputLayout,
+    out: &Path,
+    day: u32,
+    names: &[String],
+) -> Result<Vec<String>, CommandError> {
+    std::fs::create_dir_all(out).map_err(|source| OutputError::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    share_model_cache(&layout.model_cache(), out);
+    let mut a: Vec<String> = vec![
+        "run".into(),
+        "--day".into(),
+        day.to_string(),
+        "--campaign".into(),
+        campaign.path.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+        "--only".into(),
+        names.join(","),
+        "--runs".into(),
+        "1".into(),
+        "--no-profile".into(),
+        "--measure-only".into(),
+        "--json".into(),
+    ];
+    if args.quick {
+        a.push("--quick".into());
+    }
+    Ok(a)
+}
+
+/// Carries an experiment's speed-up over to all profiled time of the
+/// analysis, when the analysis profiled its benchmarks.
+fn with_profiled_time(mut e: Experiment, analysis: Option<&BottleneckAnalysis>) -> Experiment {
+    let (Some(a), Some(s)) = (analysis, e.measured_speedup) else {
+        return e;
+    };
+    let per_benchmark: BTreeMap<(u32, &str), f64> = a
+        .profiles
+        .iter()
+        .map(|p| ((p.day, p.benchmark.as_str()), p.measured_s))
+        .collect();
+    let te: f64 = e
+        .benchmarks
+        .iter()
+        .filter_map(|b| per_benchmark.get(&(b.day, b.benchmark.as_str())))
+        .sum();
+    e.on_profiled_time = on_profiled_time(s, e.ci95, a.profiled_time_s, te);
+    e
+}
