@@ -6,8 +6,8 @@ use std::path::Path;
 
 use campaign::components::blockio::IoMode;
 use campaign::components::kvcache::{
-    ColdBlockEncoding, KvCacheError, KvDType, KvGeometry, Tier, TieredKvCache, TieredKvCacheConfig,
-    block_key,
+    ColdBlockEncoding, Int8Codec, KvCacheError, KvDType, KvGeometry, Tier, TieredKvCache,
+    TieredKvCacheConfig, block_key,
 };
 use tempfile::TempDir;
 
@@ -29,6 +29,7 @@ fn config(dir: &Path, hot_blocks: usize, encoding: ColdBlockEncoding) -> TieredK
         cold_path: dir.join("cold.kv"),
         cold_encoding: encoding,
         cold_io: IoMode::Buffered,
+        int8_codec: Int8Codec::default(),
     }
 }
 

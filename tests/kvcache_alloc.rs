@@ -6,7 +6,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use campaign::components::blockio::IoMode;
 use campaign::components::kvcache::{
-    ColdBlockEncoding, KvDType, KvGeometry, TieredKvCache, TieredKvCacheConfig, block_key,
+    ColdBlockEncoding, Int8Codec, KvDType, KvGeometry, TieredKvCache, TieredKvCacheConfig,
+    block_key,
 };
 
 struct Counting;
@@ -49,6 +50,7 @@ fn steady_state_stores_and_hot_reads_do_not_allocate_per_block() {
         cold_path: dir.path().join("cold.kv"),
         cold_encoding: ColdBlockEncoding::Raw,
         cold_io: IoMode::Buffered,
+        int8_codec: Int8Codec::default(),
     })
     .unwrap();
     let block = vec![3u8; geometry.block_bytes()];

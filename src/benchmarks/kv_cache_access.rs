@@ -17,8 +17,8 @@ use super::{
 use crate::campaign::bounds::{OptionalTokens, Parallel, Tokens};
 use crate::components::blockio::{AlignedBuf, IoMode, open_block_file};
 use crate::components::kvcache::{
-    BlockKey, ColdBlockEncoding, KvDType, KvGeometry, Tier, TieredKvCache, TieredKvCacheConfig,
-    block_key,
+    BlockKey, ColdBlockEncoding, Int8Codec, KvDType, KvGeometry, Tier, TieredKvCache,
+    TieredKvCacheConfig, block_key,
 };
 use crate::machine::checked_product;
 
@@ -54,6 +54,10 @@ pub struct AccessParams {
     cold_encoding: ColdBlockEncoding,
     #[serde(default = "direct")]
     cold_io: IoMode,
+    /// The int8 codec's implementation: `scalar` or `vectorised` (the same
+    /// bytes on disk).
+    #[serde(default)]
+    int8_codec: Int8Codec,
 }
 
 pub struct KvCacheAccess;
@@ -297,6 +301,7 @@ impl Kind for KvCacheAccess {
                     decode_steps: p.decode_steps.usize(),
                     cold_encoding: p.cold_encoding,
                     cold_io: p.cold_io,
+                    int8_codec: p.int8_codec,
                     pool,
                     scratch: std::sync::Arc::clone(&scratch),
                     iteration: 0,
@@ -313,6 +318,7 @@ impl Kind for KvCacheAccess {
                 "decode_steps": p.decode_steps,
                 "cold_encoding": p.cold_encoding,
                 "cold_io": p.cold_io,
+                "int8_codec": p.int8_codec,
             }),
             cases,
             warnings,
@@ -329,6 +335,7 @@ struct AccessCase {
     decode_steps: usize,
     cold_encoding: ColdBlockEncoding,
     cold_io: IoMode,
+    int8_codec: Int8Codec,
     /// Block contents, chosen by key: stored, fetched back and compared.
     pool: Vec<Vec<u8>>,
     scratch: std::sync::Arc<tempfile::TempDir>,
@@ -479,6 +486,7 @@ impl BenchmarkCase for AccessCase {
             cold_path: cold_path.clone(),
             cold_encoding: self.cold_encoding,
             cold_io: self.cold_io,
+            int8_codec: self.int8_codec,
         })
         .map_err(cache_error)?;
         let mut write_time = Duration::ZERO;

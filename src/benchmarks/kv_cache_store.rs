@@ -15,7 +15,7 @@ use super::{
 use crate::campaign::bounds::Tokens;
 use crate::components::blockio::IoMode;
 use crate::components::kvcache::{
-    ColdBlockEncoding, KvGeometry, TieredKvCache, TieredKvCacheConfig, block_key,
+    ColdBlockEncoding, Int8Codec, KvGeometry, TieredKvCache, TieredKvCacheConfig, block_key,
 };
 use crate::machine::checked_product;
 
@@ -178,6 +178,7 @@ impl BenchmarkCase for StoreCase {
             cold_path: cold_path.clone(),
             cold_encoding: ColdBlockEncoding::Raw,
             cold_io: IoMode::Buffered,
+            int8_codec: Int8Codec::default(),
         })
         .map_err(cache_error)?;
         let bytes = self.source.len();

@@ -26,7 +26,7 @@ use crate::components::compression::{BlockCodec, Codec, CodecKind};
 use crate::components::inference::Layer0KvProjector;
 use crate::components::kv_offload::{KvOffloadError, KvOffloadPipeline};
 use crate::components::kvcache::{
-    ColdBlockEncoding, KvDType, KvGeometry, TieredKvCache, TieredKvCacheConfig,
+    ColdBlockEncoding, Int8Codec, KvDType, KvGeometry, TieredKvCache, TieredKvCacheConfig,
 };
 use crate::components::storage::BlobStore;
 use crate::machine::checked_product;
@@ -239,6 +239,7 @@ impl Kind for CollectiveWorkflow {
             cold_path: scratch.path().join("cold.kv"),
             cold_encoding: ColdBlockEncoding::Raw,
             cold_io: IoMode::Buffered,
+            int8_codec: Int8Codec::default(),
         })
         .map_err(|e| component(&e))?;
         let store =

@@ -22,7 +22,10 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use super::quant::{Int8Block, dequantize_int8, quantize_int8};
+use super::quant::{
+    Int8Block, Int8Codec, Int8Scratch, dequantize_int8, dequantize_int8_from, quantize_int8,
+    quantize_int8_into,
+};
 use super::{BlockKey, KvCacheError, KvGeometry};
 use crate::components::blockio::{AlignedBuf, IO_ALIGN, IoMode, align_up, open_block_file};
 
@@ -61,6 +64,8 @@ pub struct ColdTier {
     next_slot: u64,
     buf: AlignedBuf,
     payload: Vec<u8>,
+    int8_codec: Int8Codec,
+    int8_scratch: Int8Scratch,
 }
 
 impl ColdTier {
@@ -117,6 +122,8 @@ impl ColdTier {
             next_slot: 0,
             buf: AlignedBuf::zeroed(slot_bytes),
             payload: Vec::new(),
+            int8_codec: Int8Codec::default(),
+            int8_scratch: Int8Scratch::default(),
         };
         let len = tier.file.metadata().map_err(io)?.len();
         if len == 0 {
@@ -235,13 +242,20 @@ impl ColdTier {
             });
         }
         self.payload.clear();
-        match self.encoding {
-            ColdBlockEncoding::Raw => self.payload.extend_from_slice(block),
-            ColdBlockEncoding::Int8 => {
-                quantize_int8(block, self.geometry.dtype, self.geometry.group_len())
-                    .map_err(|e| KvCacheError::Geometry(e.to_string()))?
-                    .encode_into(&mut self.payload)
-            }
+        let (dtype, group_len) = (self.geometry.dtype, self.geometry.group_len());
+        match (self.encoding, self.int8_codec) {
+            (ColdBlockEncoding::Raw, _) => self.payload.extend_from_slice(block),
+            (ColdBlockEncoding::Int8, Int8Codec::Scalar) => quantize_int8(block, dtype, group_len)
+                .map_err(|e| KvCacheError::Geometry(e.to_string()))?
+                .encode_into(&mut self.payload),
+            (ColdBlockEncoding::Int8, Int8Codec::Vectorised) => quantize_int8_into(
+                block,
+                dtype,
+                group_len,
+                &mut self.int8_scratch,
+                &mut self.payload,
+            )
+            .map_err(|e| KvCacheError::Geometry(e.to_string()))?,
         }
         let payload_len = self.payload.len();
         let buf = &mut self.buf;
@@ -296,17 +310,35 @@ impl ColdTier {
             ColdBlockEncoding::Int8 => {
                 let values = self.geometry.block_bytes() / self.geometry.dtype.bytes();
                 let groups = values / self.geometry.group_len();
-                let block = Int8Block::decode(payload, groups).ok_or(KvCacheError::Corruption {
+                let corrupt = || KvCacheError::Corruption {
                     path: self.path.clone(),
                     key,
                     slot,
                     stored,
                     computed,
-                })?;
-                dequantize_int8(&block, self.geometry.dtype, out);
+                };
+                match self.int8_codec {
+                    Int8Codec::Scalar => {
+                        let block = Int8Block::decode(payload, groups).ok_or_else(corrupt)?;
+                        dequantize_int8(&block, self.geometry.dtype, out);
+                    }
+                    Int8Codec::Vectorised => dequantize_int8_from(
+                        payload,
+                        groups,
+                        self.geometry.dtype,
+                        &mut self.int8_scratch,
+                        out,
+                    )
+                    .ok_or_else(corrupt)?,
+                }
             }
         }
         Ok(Some(self.slot_bytes))
+    }
+
+    /// Chooses the int8 codec's implementation (the bytes on disk are the same).
+    pub fn set_int8_codec(&mut self, codec: Int8Codec) {
+        self.int8_codec = codec;
     }
 
     pub fn sync(&self) -> Result<(), KvCacheError> {

@@ -19,5 +19,8 @@ pub use cold::{ColdBlockEncoding, ColdTier};
 pub use error::KvCacheError;
 pub use geometry::{KvDType, KvGeometry};
 pub use paging::{KvBlock, paged_blocks};
-pub use quant::{Int8Block, QuantizationError, dequantize_int8, quantize_int8};
+pub use quant::{
+    Int8Block, Int8Codec, Int8Scratch, QuantizationError, dequantize_int8, dequantize_int8_from,
+    quantize_int8, quantize_int8_into,
+};
 pub use tiered::{CacheStats, Tier, TieredKvCache, TieredKvCacheConfig};

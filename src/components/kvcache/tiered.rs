@@ -3,7 +3,7 @@ use std::path::PathBuf;
 use lru::LruCache;
 use serde::{Deserialize, Serialize};
 
-use super::{BlockKey, ColdBlockEncoding, ColdTier, KvCacheError, KvGeometry};
+use super::{BlockKey, ColdBlockEncoding, ColdTier, Int8Codec, KvCacheError, KvGeometry};
 use crate::components::blockio::IoMode;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -14,6 +14,9 @@ pub struct TieredKvCacheConfig {
     pub cold_path: PathBuf,
     pub cold_encoding: ColdBlockEncoding,
     pub cold_io: IoMode,
+    /// The int8 codec's implementation (for `cold_encoding = "int8"`).
+    #[serde(default)]
+    pub int8_codec: Int8Codec,
 }
 
 /// Where a block was found.
@@ -60,12 +63,13 @@ impl TieredKvCache {
         config.geometry.check()?;
         let capacity = std::num::NonZeroUsize::new(config.hot_blocks)
             .ok_or_else(|| KvCacheError::Geometry("hot_blocks must be at least 1".into()))?;
-        let cold = ColdTier::open(
+        let mut cold = ColdTier::open(
             &config.cold_path,
             config.geometry,
             config.cold_encoding,
             config.cold_io,
         )?;
+        cold.set_int8_codec(config.int8_codec);
         let block = config.geometry.block_bytes();
         let mut arena = vec![0u8; block * config.hot_blocks];
         // Touch every page now so that the first stores do not pay page faults.
