@@ -462,7 +462,7 @@ fn experiment_trials(planted_speedup: f64, seed: u64) -> [usize; 4] {
             &toggled.iter().collect::<Vec<_>>(),
             &CompareSettings::default(),
         );
-        assert_eq!(m.pairs, pairs);
+        assert_eq!(m.runs_per_side, pairs);
         let [lo, hi] = m.ci95.expect("an interval from complete pairs");
         counts[0] += usize::from(m.verdict == ExperimentVerdict::Gain);
         counts[1] += usize::from(m.verdict == ExperimentVerdict::Loss);

@@ -68,24 +68,13 @@ pub struct Experiment {
     pub measured_at: DateTime<Utc>,
     pub quick: bool,
     pub benchmarks: Vec<DayBenchmark>,
-    /// Complete pairs (one baseline and one toggled run each).
-    pub runs_per_side: usize,
     pub order_seed: u64,
     /// The run order, `baseline` or `toggled` per slot.
     pub order: Vec<String>,
-    /// The design of the verdict, as the gate words it.
-    pub design: String,
-    pub baseline_time_s: Option<f64>,
-    pub toggled_time_s: Option<f64>,
-    /// Ratio of medians of the runs' times (> 1: the toggle is faster).
-    pub measured_speedup: Option<f64>,
-    pub ci95: Option<[f64; 2]>,
-    pub p_value: Option<f64>,
-    pub verdict: ExperimentVerdict,
-    pub reason: String,
+    #[serde(flatten)]
+    pub measurement: Measurement,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_profiled_time: Option<ProfiledEffect>,
-    pub cases: Vec<CaseEffect>,
     pub warnings: Vec<String>,
 }
 
@@ -123,16 +112,20 @@ impl ExperimentsFile {
 }
 
 /// What the statistics of one experiment found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Measurement {
+    /// Complete pairs (one baseline and one toggled run each).
+    pub runs_per_side: usize,
+    /// The design of the verdict, as the gate words it.
+    pub design: String,
     pub baseline_time_s: Option<f64>,
     pub toggled_time_s: Option<f64>,
+    /// Ratio of medians of the runs' times (> 1: the toggle is faster).
     pub measured_speedup: Option<f64>,
     pub ci95: Option<[f64; 2]>,
     pub p_value: Option<f64>,
     pub verdict: ExperimentVerdict,
     pub reason: String,
-    pub pairs: usize,
-    pub design: String,
     pub cases: Vec<CaseEffect>,
 }
 
@@ -231,7 +224,7 @@ pub fn measure(
             p_value: None,
             verdict: ExperimentVerdict::NotMeasured,
             reason: "no run of one side produced a report".into(),
-            pairs: 0,
+            runs_per_side: 0,
             design: String::new(),
             cases: Vec::new(),
         };
@@ -302,7 +295,7 @@ pub fn measure(
         p_value: change.and_then(|c| c.p_value),
         verdict,
         reason: change.map_or_else(|| "no time series".into(), |c| c.reason.clone()),
-        pairs: time.pairs.len(),
+        runs_per_side: time.pairs.len(),
         design: verdict_cmp.design.describe(),
         cases,
     }
@@ -343,12 +336,13 @@ pub fn apply_measurements(
         let Some(e) = experiments.find(&r.remedy) else {
             continue;
         };
-        let Some(speedup) = e.measured_speedup.filter(|s| s.is_finite() && *s > 0.0) else {
+        let m = &e.measurement;
+        let Some(speedup) = m.measured_speedup.filter(|s| s.is_finite() && *s > 0.0) else {
             continue;
         };
         let (overall, overall_ci95) = match &e.on_profiled_time {
             Some(p) => (p.overall_speedup, p.ci95),
-            None => (speedup, e.ci95),
+            None => (speedup, m.ci95),
         };
         r.estimated_speedup = overall;
         if let Some(ci) = overall_ci95 {
@@ -359,12 +353,12 @@ pub fn apply_measurements(
         r.estimated_after_s = profiled_time_s / overall;
         r.measured = Some(MeasuredRemedy {
             speedup,
-            ci95: e.ci95,
-            p_value: e.p_value,
-            verdict: e.verdict,
+            ci95: m.ci95,
+            p_value: m.p_value,
+            verdict: m.verdict,
             overall_speedup: overall,
             overall_ci95,
-            runs_per_side: e.runs_per_side,
+            runs_per_side: m.runs_per_side,
             benchmarks: e.benchmarks.clone(),
             toggle: e.toggle_description.clone(),
             measured_at: e.measured_at,

@@ -21,9 +21,7 @@ use crate::campaign::{BenchmarkSpec, Campaign, Toggle, load_campaign_toggled};
 use crate::model::DailyReport;
 use crate::output::{OutputError, OutputLayout};
 use crate::report::render_experiments;
-use crate::runner::{
-    Arm, CancelFlag, abba_schedule, install_interrupt_handler, run_child, share_model_cache,
-};
+use crate::runner::{Arm, CancelFlag, abba_schedule, install_interrupt_handler, run_child};
 
 /// Salt of the experiments' run order, so it differs from a night's.
 const EXPERIMENT_ORDER_SALT: u64 = 0x6578_7065_7269_6d74;
@@ -90,7 +88,7 @@ pub fn run_experiments(
         }
         let experiment = run_one(campaign, layout, args, plan, interrupt, &settings)?;
         let experiment = with_profiled_time(experiment, analysis.as_ref());
-        if experiment.verdict == ExperimentVerdict::NotMeasured {
+        if experiment.measurement.verdict == ExperimentVerdict::NotMeasured {
             code = exit::BENCHMARK_FAILED;
         }
         file.upsert(experiment);
@@ -321,7 +319,6 @@ fn run_one(
             .collect()
     };
     let (baseline, toggled) = (side(Arm::Reference), side(Arm::Candidate));
-    let m = measure(&baseline, &toggled, settings);
     Ok(Experiment {
         remedy: plan.remedy.remedy.clone(),
         toggle: plan.toggle.clone(),
@@ -329,19 +326,10 @@ fn run_one(
         measured_at: Utc::now(),
         quick: args.quick,
         benchmarks: plan.benchmarks.clone(),
-        runs_per_side: m.pairs,
         order_seed: seed,
         order: schedule.iter().map(|a| arm_name(*a).to_string()).collect(),
-        design: m.design,
-        baseline_time_s: m.baseline_time_s,
-        toggled_time_s: m.toggled_time_s,
-        measured_speedup: m.measured_speedup,
-        ci95: m.ci95,
-        p_value: m.p_value,
-        verdict: m.verdict,
-        reason: m.reason,
+        measurement: measure(&baseline, &toggled, settings),
         on_profiled_time: None,
-        cases: m.cases,
         warnings,
     })
 }
@@ -385,27 +373,13 @@ fn child_arguments(
     day: u32,
     names: &[String],
 ) -> Result<Vec<String>, CommandError> {
-    std::fs::create_dir_all(out).map_err(|source| OutputError::Write {
-        path: out.to_path_buf(),
-        source,
-    })?;
-    share_model_cache(&layout.model_cache(), out);
-    let mut a: Vec<String> = vec![
-        "run".into(),
-        "--day".into(),
-        day.to_string(),
-        "--campaign".into(),
-        campaign.path.display().to_string(),
-        "--out".into(),
-        out.display().to_string(),
+    let mut a = super::child_run_arguments(day, &campaign.path, out, layout)?;
+    a.extend([
         "--only".into(),
         names.join(","),
-        "--runs".into(),
-        "1".into(),
         "--no-profile".into(),
         "--measure-only".into(),
-        "--json".into(),
-    ];
+    ]);
     if args.quick {
         a.push("--quick".into());
     }
@@ -415,7 +389,7 @@ fn child_arguments(
 /// Carries an experiment's speed-up over to all profiled time of the
 /// analysis, when the analysis profiled its benchmarks.
 fn with_profiled_time(mut e: Experiment, analysis: Option<&BottleneckAnalysis>) -> Experiment {
-    let (Some(a), Some(s)) = (analysis, e.measured_speedup) else {
+    let (Some(a), Some(s)) = (analysis, e.measurement.measured_speedup) else {
         return e;
     };
     let per_benchmark: BTreeMap<(u32, &str), f64> = a
@@ -428,6 +402,6 @@ fn with_profiled_time(mut e: Experiment, analysis: Option<&BottleneckAnalysis>) 
         .iter()
         .filter_map(|b| per_benchmark.get(&(b.day, b.benchmark.as_str())))
         .sum();
-    e.on_profiled_time = on_profiled_time(s, e.ci95, a.profiled_time_s, te);
+    e.on_profiled_time = on_profiled_time(s, e.measurement.ci95, a.profiled_time_s, te);
     e
 }

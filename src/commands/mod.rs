@@ -56,6 +56,34 @@ pub fn open_toggled_campaign(
     Ok((campaign, layout))
 }
 
+/// The arguments every child `campaign run` of a sitting starts with: the
+/// day, one run, the report on stdout, in its own results folder `out`
+/// (created here) that shares this run's model cache.
+pub(crate) fn child_run_arguments(
+    day: u32,
+    campaign: &Path,
+    out: &Path,
+    layout: &OutputLayout,
+) -> Result<Vec<String>, CommandError> {
+    std::fs::create_dir_all(out).map_err(|source| crate::output::OutputError::Write {
+        path: out.to_path_buf(),
+        source,
+    })?;
+    crate::runner::share_model_cache(&layout.model_cache(), out);
+    Ok(vec![
+        "run".into(),
+        "--day".into(),
+        day.to_string(),
+        "--campaign".into(),
+        campaign.display().to_string(),
+        "--out".into(),
+        out.display().to_string(),
+        "--runs".into(),
+        "1".into(),
+        "--json".into(),
+    ])
+}
+
 /// Exit statuses, the same for every command.
 pub mod exit {
     /// Every benchmark ran and met its targets.

@@ -22,7 +22,7 @@ use crate::report::{
 use crate::runner::{
     Arm, CancelFlag, ChildRun, ProfileOptions, ProfileSelection, RunOptions, SilentProgress,
     abba_schedule, configure_threads, console_progress, install_interrupt_handler, run_child,
-    run_day, select_benchmarks, share_model_cache,
+    run_day, select_benchmarks,
 };
 
 #[derive(Debug, Clone)]
@@ -481,23 +481,7 @@ fn child_arguments(
     out: &Path,
     layout: &OutputLayout,
 ) -> Result<Vec<String>, CommandError> {
-    std::fs::create_dir_all(out).map_err(|source| OutputError::Write {
-        path: out.to_path_buf(),
-        source,
-    })?;
-    share_model_cache(&layout.model_cache(), out);
-    let mut a: Vec<String> = vec![
-        "run".into(),
-        "--day".into(),
-        args.day.to_string(),
-        "--campaign".into(),
-        args.campaign.display().to_string(),
-        "--out".into(),
-        out.display().to_string(),
-        "--runs".into(),
-        "1".into(),
-        "--json".into(),
-    ];
+    let mut a = super::child_run_arguments(args.day, &args.campaign, out, layout)?;
     if args.quick {
         a.push("--quick".into());
     }

@@ -186,20 +186,21 @@ pub fn render_experiments(file: &crate::analysis::ExperimentsFile) -> String {
         "remedy", "toggle", "pairs", "speed-up", "95 % CI", "p", "verdict",
     ]);
     for e in &file.experiments {
+        let m = &e.measurement;
         table.add_row(vec![
             Cell::new(&e.remedy),
             Cell::new(&e.toggle_description),
-            Cell::new(e.runs_per_side),
+            Cell::new(m.runs_per_side),
             Cell::new(
-                e.measured_speedup
+                m.measured_speedup
                     .map_or("—".into(), |s| format!("×{s:.3}")),
             ),
             Cell::new(
-                e.ci95
+                m.ci95
                     .map_or("—".into(), |[lo, hi]| format!("×{lo:.3}–×{hi:.3}")),
             ),
-            Cell::new(e.p_value.map_or("—".into(), |p| format!("{p:.4}"))),
-            Cell::new(e.verdict.describe()),
+            Cell::new(m.p_value.map_or("—".into(), |p| format!("{p:.4}"))),
+            Cell::new(m.verdict.describe()),
         ]);
     }
     format!(
