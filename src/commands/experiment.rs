@@ -98,7 +98,6 @@ pub fn run_experiments(
     if interrupt.is_cancelled() {
         code = exit::INTERRUPTED;
     }
-    write_json(&path, &file)?;
     Ok((file, path, code))
 }
 
