@@ -160,25 +160,29 @@ fn time_series(baseline: &[&DailyReport], toggled: &[&DailyReport]) -> PairedSer
             w.is_finite().then_some((case, w))
         })
         .collect();
+    let mut series = PairedSeries {
+        case: TIME_SERIES.into(),
+        benchmark: "experiment".into(),
+        metric: "time_s".into(),
+        unit: "s".into(),
+        higher_is_better: false,
+        pairs: Vec::new(),
+    };
+    if weights.is_empty() {
+        return series;
+    }
     let total = |report: &DailyReport| -> Option<f64> {
         weights
             .iter()
             .map(|(case, w)| Some(w * t(report, case)?))
             .sum()
     };
-    PairedSeries {
-        case: TIME_SERIES.into(),
-        benchmark: "experiment".into(),
-        metric: "time_s".into(),
-        unit: "s".into(),
-        higher_is_better: false,
-        pairs: baseline
-            .iter()
-            .zip(toggled)
-            .filter_map(|(a, b)| Some((total(a)?, total(b)?)))
-            .filter(|_| !weights.is_empty())
-            .collect(),
-    }
+    series.pairs = baseline
+        .iter()
+        .zip(toggled)
+        .filter_map(|(a, b)| Some((total(a)?, total(b)?)))
+        .collect();
+    series
 }
 
 /// The speed-up (> 1 better) of a change and its interval.

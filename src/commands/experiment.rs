@@ -187,6 +187,9 @@ fn plan_experiments<'c>(
         }
         if toggle.benchmarks.is_empty() {
             toggle.benchmarks = benchmarks.iter().map(|b| b.benchmark.clone()).collect();
+            // Evidence is sorted by day first: a name profiled on two days
+            // is not next to its twin.
+            toggle.benchmarks.sort_unstable();
             toggle.benchmarks.dedup();
         }
         // The toggled campaign must load before anything runs.
@@ -205,41 +208,37 @@ fn plan_experiments<'c>(
     Ok(planned)
 }
 
+/// Every benchmark of the campaign with its day number.
+fn day_benchmarks(campaign: &Campaign) -> impl Iterator<Item = (u32, &BenchmarkSpec)> {
+    campaign.file.days.iter().flat_map(|d| {
+        let day = *d.get_ref().number.get_ref();
+        d.get_ref()
+            .benchmarks
+            .iter()
+            .map(move |b| (day, b.get_ref()))
+    })
+}
+
 /// Every (day, benchmark) of the campaign with one of these names.
 fn named_benchmarks(campaign: &Campaign, names: &[String]) -> Vec<DayBenchmark> {
-    campaign
-        .file
-        .days
-        .iter()
-        .flat_map(|d| {
-            let day = d.get_ref();
-            day.benchmarks.iter().map(move |b| (day, b.get_ref()))
-        })
+    day_benchmarks(campaign)
         .filter(|(_, b)| names.contains(b.name.get_ref()))
-        .map(|(d, b)| DayBenchmark {
-            day: *d.number.get_ref(),
+        .map(|(day, b)| DayBenchmark {
+            day,
             benchmark: b.name.get_ref().clone(),
         })
         .collect()
 }
 
+/// The specs of an experiment's benchmarks.
 fn specs<'c>(campaign: &'c Campaign, benchmarks: &[DayBenchmark]) -> Vec<&'c BenchmarkSpec> {
-    campaign
-        .file
-        .days
-        .iter()
-        .flat_map(|d| {
-            let day = *d.get_ref().number.get_ref();
-            d.get_ref()
-                .benchmarks
+    day_benchmarks(campaign)
+        .filter(|(day, b)| {
+            benchmarks
                 .iter()
-                .map(|b| b.get_ref())
-                .filter(move |b| {
-                    benchmarks
-                        .iter()
-                        .any(|x| x.day == day && x.benchmark == *b.name.get_ref())
-                })
+                .any(|x| x.day == *day && x.benchmark == *b.name.get_ref())
         })
+        .map(|(_, b)| b)
         .collect()
 }
 
