@@ -8,7 +8,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use campaign::components::agents::{AgentPool, QueueKind};
+use campaign::components::agents::{AgentPool, ChannelImpl, QueueKind};
 use campaign::components::compression::BlockCodec;
 use campaign::components::storage::{BlobStore, CommitMode};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
@@ -123,7 +123,7 @@ fn queues(c: &mut Criterion) {
                 done.fetch_add(1, Ordering::Release);
             })
         };
-        let pool = AgentPool::start(kind, 1, 1, job).expect("pool");
+        let pool = AgentPool::start(kind, ChannelImpl::default(), 1, 1, job).expect("pool");
         group.bench_function(kind.name(), |b| {
             b.iter(|| {
                 let target = done.load(Ordering::Acquire) + 1;

@@ -5,11 +5,9 @@
 
 use std::hint::black_box;
 
-use campaign::components::blockio::IoMode;
 use campaign::components::kvcache::{
-    ColdBlockEncoding, Int8Block, Int8Codec, Int8Scratch, KvDType, KvGeometry, TieredKvCache,
-    TieredKvCacheConfig, block_key, dequantize_int8, dequantize_int8_from, quantize_int8,
-    quantize_int8_into,
+    Int8Block, Int8Scratch, KvDType, KvGeometry, TieredKvCache, TieredKvCacheConfig, block_key,
+    dequantize_int8, dequantize_int8_from, quantize_int8, quantize_int8_into,
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
@@ -22,14 +20,11 @@ fn hot_tier(c: &mut Criterion) {
         block_tokens: 16,
     };
     let dir = tempfile::TempDir::new().expect("temporary folder");
-    let mut cache = TieredKvCache::open(&TieredKvCacheConfig {
+    let mut cache = TieredKvCache::open(&TieredKvCacheConfig::new(
         geometry,
-        hot_blocks: 1024,
-        cold_path: dir.path().join("cold.kv"),
-        cold_encoding: ColdBlockEncoding::Raw,
-        cold_io: IoMode::Buffered,
-        int8_codec: Int8Codec::default(),
-    })
+        1024,
+        dir.path().join("cold.kv"),
+    ))
     .expect("cache opens");
     let block = vec![7u8; geometry.block_bytes()];
     let mut out = vec![0u8; geometry.block_bytes()];

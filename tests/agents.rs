@@ -3,17 +3,21 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 
-use campaign::components::agents::{AgentPool, QueueKind};
+use campaign::components::agents::{AgentPool, ChannelImpl, QueueKind};
+
+/// Every queue, with the channel under both implementations.
+const QUEUES: [(QueueKind, ChannelImpl); 4] = [
+    (QueueKind::TokioMpsc, ChannelImpl::Mpsc),
+    (QueueKind::TokioMpsc, ChannelImpl::Mpmc),
+    (QueueKind::MutexDeque, ChannelImpl::Mpsc),
+    (QueueKind::LockFree, ChannelImpl::Mpsc),
+];
 
 #[test]
 fn every_task_runs_exactly_once_under_concurrency() {
     const PRODUCERS: usize = 4;
     const TASKS: usize = 20_000;
-    for kind in [
-        QueueKind::TokioMpsc,
-        QueueKind::MutexDeque,
-        QueueKind::LockFree,
-    ] {
+    for (kind, channel) in QUEUES {
         let runs: Arc<Vec<AtomicU32>> = Arc::new((0..TASKS).map(|_| AtomicU32::new(0)).collect());
         let by_agent: Arc<Vec<AtomicU32>> = Arc::new((0..4).map(|_| AtomicU32::new(0)).collect());
         let job = {
@@ -23,7 +27,7 @@ fn every_task_runs_exactly_once_under_concurrency() {
                 by_agent[agent].fetch_add(1, Ordering::Relaxed);
             })
         };
-        let pool = AgentPool::start(kind, 4, 2, job).unwrap();
+        let pool = AgentPool::start(kind, channel, 4, 2, job).unwrap();
         std::thread::scope(|s| {
             for p in 0..PRODUCERS {
                 let pool = &pool;
@@ -44,20 +48,16 @@ fn every_task_runs_exactly_once_under_concurrency() {
             .collect();
         assert!(
             wrong.is_empty(),
-            "{kind:?}: tasks run a wrong number of times: {wrong:?}"
+            "{kind:?}/{channel:?}: tasks run a wrong number of times: {wrong:?}"
         );
         let total: u32 = by_agent.iter().map(|a| a.load(Ordering::Relaxed)).sum();
-        assert_eq!(total as usize, TASKS, "{kind:?}");
+        assert_eq!(total as usize, TASKS, "{kind:?}/{channel:?}");
     }
 }
 
 #[test]
 fn shutdown_runs_every_task_already_submitted() {
-    for kind in [
-        QueueKind::TokioMpsc,
-        QueueKind::MutexDeque,
-        QueueKind::LockFree,
-    ] {
+    for (kind, channel) in QUEUES {
         let done = Arc::new(AtomicU32::new(0));
         let job = {
             let done = Arc::clone(&done);
@@ -67,11 +67,11 @@ fn shutdown_runs_every_task_already_submitted() {
                 done.fetch_add(1, Ordering::Relaxed);
             })
         };
-        let pool = AgentPool::start(kind, 2, 2, job).unwrap();
+        let pool = AgentPool::start(kind, channel, 2, 2, job).unwrap();
         for i in 0..100 {
             pool.submit(i).unwrap();
         }
         pool.shutdown().unwrap();
-        assert_eq!(done.load(Ordering::Relaxed), 100, "{kind:?}");
+        assert_eq!(done.load(Ordering::Relaxed), 100, "{kind:?}/{channel:?}");
     }
 }

@@ -1,8 +1,18 @@
 //! The compression component on real codecs.
 
-use campaign::components::compression::{BlockCodec, Codec, CompressionError, train_dictionary};
+use campaign::components::compression::{
+    BlockCodec, Codec, CompressionError, Lz4Format, train_dictionary,
+};
 
-const CODECS: [&str; 5] = ["zstd:1", "zstd:19", "zstd_dict:3", "lz4", "snappy"];
+/// Codec names, and `lz4_block` for LZ4 through the block API.
+const CODECS: [&str; 6] = [
+    "zstd:1",
+    "zstd:19",
+    "zstd_dict:3",
+    "lz4",
+    "lz4_block",
+    "snappy",
+];
 
 /// Log-like text: compressible, with structure a dictionary can learn.
 fn sample(seed: u32, lines: u32) -> Vec<u8> {
@@ -21,7 +31,13 @@ fn sample(seed: u32, lines: u32) -> Vec<u8> {
 fn codec(name: &str) -> BlockCodec {
     let dictionary =
         train_dictionary(&sample(9, 4000).chunks(512).collect::<Vec<_>>(), 16 * 1024).unwrap();
-    BlockCodec::new(name.parse::<Codec>().unwrap(), Some(&dictionary)).unwrap()
+    let (name, format) = match name {
+        "lz4_block" => ("lz4", Lz4Format::Block),
+        other => (other, Lz4Format::Frame),
+    };
+    BlockCodec::new(name.parse::<Codec>().unwrap(), Some(&dictionary))
+        .unwrap()
+        .with_lz4_format(format)
 }
 
 #[test]

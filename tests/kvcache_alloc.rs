@@ -4,10 +4,8 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use campaign::components::blockio::IoMode;
 use campaign::components::kvcache::{
-    ColdBlockEncoding, Int8Codec, KvDType, KvGeometry, TieredKvCache, TieredKvCacheConfig,
-    block_key,
+    KvDType, KvGeometry, TieredKvCache, TieredKvCacheConfig, block_key,
 };
 
 struct Counting;
@@ -44,14 +42,11 @@ fn steady_state_stores_and_hot_reads_do_not_allocate_per_block() {
         block_tokens: 4,
     };
     let dir = tempfile::TempDir::new().unwrap();
-    let mut cache = TieredKvCache::open(&TieredKvCacheConfig {
+    let mut cache = TieredKvCache::open(&TieredKvCacheConfig::new(
         geometry,
-        hot_blocks: 32,
-        cold_path: dir.path().join("cold.kv"),
-        cold_encoding: ColdBlockEncoding::Raw,
-        cold_io: IoMode::Buffered,
-        int8_codec: Int8Codec::default(),
-    })
+        32,
+        dir.path().join("cold.kv"),
+    ))
     .unwrap();
     let block = vec![3u8; geometry.block_bytes()];
     let keys: Vec<u64> = (0..2048u32).map(|i| block_key(None, &[i])).collect();

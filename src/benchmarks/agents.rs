@@ -23,7 +23,7 @@ use super::{
     Observations, ParamProblem, PreparedBenchmark,
 };
 use crate::campaign::bounds::{Count, Kib, Parallel, Rate, Threads};
-use crate::components::agents::{AgentPool, QueueKind};
+use crate::components::agents::{AgentPool, ChannelImpl, QueueKind};
 use crate::components::compression::{BlockCodec, Codec, CodecKind};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -104,6 +104,11 @@ pub struct AgentParams {
     /// Bytes each job compresses.
     #[serde(default = "default_block_kib")]
     block_kib: Kib,
+    /// The channel of the `tokio_mpsc` queue: `mpsc` (tokio's, one
+    /// receiver the agents share behind a lock) or `mpmc` (async-channel,
+    /// a receiver per agent).
+    #[serde(default)]
+    channel: ChannelImpl,
 }
 
 /// The loads, parsed; problems at `loads[i]`.
@@ -214,6 +219,7 @@ impl Kind for AgentTaskLatency {
             for &load in &loads {
                 cases.push(Box::new(AgentCase {
                     queue,
+                    channel: p.channel,
                     load,
                     producers: p.producers.usize(),
                     workers: p.workers.usize(),
@@ -233,6 +239,7 @@ impl Kind for AgentTaskLatency {
                 "runtime_threads": runtime_threads,
                 "tasks_per_iteration": p.tasks,
                 "job": format!("lz4-compress {} KiB", p.block_kib),
+                "channel": p.channel,
             }),
             cases,
             warnings: Vec::new(),
@@ -242,6 +249,7 @@ impl Kind for AgentTaskLatency {
 
 struct AgentCase {
     queue: QueueKind,
+    channel: ChannelImpl,
     load: Load,
     producers: usize,
     workers: usize,
@@ -396,8 +404,14 @@ impl BenchmarkCase for AgentCase {
                 }
             })
         };
-        let pool = AgentPool::start(self.queue, self.workers, self.runtime_threads, job)
-            .map_err(|e| BenchmarkError::Component(e.to_string()))?;
+        let pool = AgentPool::start(
+            self.queue,
+            self.channel,
+            self.workers,
+            self.runtime_threads,
+            job,
+        )
+        .map_err(|e| BenchmarkError::Component(e.to_string()))?;
         let started = Instant::now();
         let produced: Vec<Result<(), BenchmarkError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..self.producers)

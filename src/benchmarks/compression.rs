@@ -26,7 +26,7 @@ use super::{
     ParamProblem, PreparedBenchmark, model_folder, timed_chunked_memcpy,
 };
 use crate::campaign::bounds::{Kib, Mib};
-use crate::components::compression::{BlockCodec, Codec, CodecKind, train_dictionary};
+use crate::components::compression::{BlockCodec, Codec, CodecKind, Lz4Format, train_dictionary};
 use crate::components::inference::layer0_kv_f16;
 use crate::machine::checked_product;
 
@@ -104,6 +104,10 @@ pub struct CompressionParams {
     /// The model whose activations make `kv_block` inputs.
     #[serde(default = "default_model")]
     model: String,
+    /// How `lz4` lays out a block: `frame` (an LZ4 frame per block) or
+    /// `block` (the block API, reused table and buffer). Both carry a CRC-32C.
+    #[serde(default)]
+    lz4_format: Lz4Format,
 }
 
 pub(super) fn check_params(p: &CompressionParams, models: &Models) -> Result<(), ParamProblem> {
@@ -312,7 +316,8 @@ pub(super) fn prepare_cases(
         };
         for codec in &p.codecs {
             let engine = BlockCodec::new(*codec, dictionary.as_deref())
-                .map_err(|e| BenchmarkError::Component(e.to_string()))?;
+                .map_err(|e| BenchmarkError::Component(e.to_string()))?
+                .with_lz4_format(p.lz4_format);
             cases.push(Box::new(CompressionCase {
                 input: input.label(),
                 data: data.clone(),
@@ -336,6 +341,7 @@ pub(super) fn prepare_cases(
             "input_bytes": p.input_mib.get() << 20,
             "block_bytes": block,
             "inputs": p.inputs,
+            "lz4_format": p.lz4_format,
             "dictionary": { "sample_bytes": DICTIONARY_SAMPLE_BYTES, "max_bytes": DICTIONARY_MAX_BYTES, "trained_on": "a separate sample of the same input (another seed; a file trains on itself)" },
         }),
         cases,

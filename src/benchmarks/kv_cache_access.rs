@@ -14,11 +14,11 @@ use super::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
     Observations, ParamProblem, PreparedBenchmark, scratch_folder,
 };
-use crate::campaign::bounds::{OptionalTokens, Parallel, Tokens};
-use crate::components::blockio::{AlignedBuf, IoMode, open_block_file};
+use crate::campaign::bounds::{OptionalTokens, Parallel, QueueDepth, Tokens};
+use crate::components::blockio::{AlignedBuf, IoMode, ReadPool, open_block_file};
 use crate::components::kvcache::{
-    BlockKey, ColdBlockEncoding, Int8Codec, KvDType, KvGeometry, Tier, TieredKvCache,
-    TieredKvCacheConfig, block_key,
+    BlockKey, ColdBlockEncoding, EvictionPolicy, Int8Codec, KvDType, KvGeometry, Tier,
+    TieredKvCache, TieredKvCacheConfig, TraceAccess, belady_hits, block_key,
 };
 use crate::machine::checked_product;
 
@@ -28,6 +28,10 @@ fn one() -> Parallel {
 
 fn no_prefix() -> OptionalTokens {
     OptionalTokens::new_const(0)
+}
+
+fn depth_one() -> QueueDepth {
+    QueueDepth::new_const(1)
 }
 
 fn direct() -> IoMode {
@@ -58,6 +62,14 @@ pub struct AccessParams {
     /// bytes on disk).
     #[serde(default)]
     int8_codec: Int8Codec,
+    /// The hot tier's policy: `lru` or `tinylfu` (LRU with frequency-based
+    /// admission, which a scan does not flush).
+    #[serde(default)]
+    eviction: EvictionPolicy,
+    /// Cold reads in flight during a step: 1 reads each block when it is
+    /// needed; more reads the step's cold blocks together, that many at once.
+    #[serde(default = "depth_one")]
+    cold_queue_depth: QueueDepth,
 }
 
 pub struct KvCacheAccess;
@@ -85,13 +97,31 @@ impl Kind for KvCacheAccess {
             ),
             MetricDef::duration_ms(
                 "block_fetch_cold_ms",
-                "fetching one block from disk: read, checksum, decode, promote",
+                "fetching one block from disk: read, checksum, decode, promote (at a queue depth above 1, a batch's time ÷ its blocks)",
             ),
             MetricDef::quantity(
                 "hot_hit_rate_pct",
                 "%",
                 true,
                 "fetches served by the hot tier",
+            ),
+            MetricDef::quantity(
+                "belady_hit_rate_pct",
+                "%",
+                true,
+                "the best hot hit rate any policy could reach on this iteration's trace with the same hot tier (Belady's MIN, computed offline)",
+            ),
+            MetricDef::quantity(
+                "hot_hit_rate_fraction_of_belady",
+                "ratio",
+                true,
+                "hot hit rate ÷ Belady's optimal hit rate",
+            ),
+            MetricDef::quantity(
+                "admissions_declined",
+                "blocks",
+                false,
+                "stores and cold reads the eviction policy kept out of the hot tier",
             ),
             MetricDef::quantity(
                 "cold_hit_rate_pct",
@@ -146,7 +176,7 @@ impl Kind for KvCacheAccess {
                 "raw_read_mb_per_s",
                 "MB/s",
                 true,
-                "reference: plain reads of the slots of one step's window, in the same order, from the same cold file, same I/O mode, same iteration",
+                "reference: plain reads of the slots of one step's window, in the same order, from the same cold file, same I/O mode and queue depth, same iteration",
             ),
             MetricDef::quantity(
                 "cold_read_fraction_of_raw",
@@ -302,6 +332,8 @@ impl Kind for KvCacheAccess {
                     cold_encoding: p.cold_encoding,
                     cold_io: p.cold_io,
                     int8_codec: p.int8_codec,
+                    eviction: p.eviction,
+                    cold_queue_depth: p.cold_queue_depth.usize(),
                     pool,
                     scratch: std::sync::Arc::clone(&scratch),
                     iteration: 0,
@@ -319,6 +351,8 @@ impl Kind for KvCacheAccess {
                 "cold_encoding": p.cold_encoding,
                 "cold_io": p.cold_io,
                 "int8_codec": p.int8_codec,
+                "eviction": p.eviction,
+                "cold_queue_depth": p.cold_queue_depth,
             }),
             cases,
             warnings,
@@ -336,6 +370,8 @@ struct AccessCase {
     cold_encoding: ColdBlockEncoding,
     cold_io: IoMode,
     int8_codec: Int8Codec,
+    eviction: EvictionPolicy,
+    cold_queue_depth: usize,
     /// Block contents, chosen by key: stored, fetched back and compared.
     pool: Vec<Vec<u8>>,
     scratch: std::sync::Arc<tempfile::TempDir>,
@@ -388,12 +424,15 @@ impl AccessCase {
         &self.pool[(key % self.pool.len() as u64) as usize]
     }
 
-    /// Appends one token; when it completes a block, stores the block.
+    /// Appends one token; when it completes a block, stores the block
+    /// (and notes the store in the trace). The time is returned when the
+    /// store wrote to the cold tier.
     fn append(
         &self,
         cache: &mut TieredKvCache,
         seq: &mut Sequence,
         token: u32,
+        trace: &mut Vec<TraceAccess>,
     ) -> Result<Option<Duration>, BenchmarkError> {
         seq.tokens.push(token);
         let b = self.geometry.block_tokens;
@@ -405,17 +444,42 @@ impl AccessCase {
             &seq.tokens[seq.tokens.len() - b..],
         );
         seq.keys.push(key);
-        let writes_before = cache.stats().eviction_writes;
+        trace.push(TraceAccess {
+            key,
+            counted: false,
+        });
+        let written_before = cache.stats().bytes_written;
         let started = Instant::now();
         cache.put(key, self.block_for(key)).map_err(cache_error)?;
         let elapsed = started.elapsed();
-        Ok((cache.stats().eviction_writes > writes_before).then_some(elapsed))
+        Ok((cache.stats().bytes_written > written_before).then_some(elapsed))
+    }
+
+    /// Checks a fetched block against what was stored: the same bytes for
+    /// raw blocks, a measured error for int8 ones.
+    fn check_fetched(
+        &self,
+        key: BlockKey,
+        fetched: &[u8],
+        tier: Tier,
+        error: &mut ReconstructionError,
+    ) -> Result<(), BenchmarkError> {
+        if self.cold_encoding == ColdBlockEncoding::Raw {
+            if fetched != self.block_for(key) {
+                return Err(BenchmarkError::Component(format!(
+                    "block {key:#x} came back with different bytes"
+                )));
+            }
+        } else if tier == Tier::Cold {
+            error.add(self.block_for(key), fetched, self.geometry.dtype);
+        }
+        Ok(())
     }
 
     /// The reference for the cold tier's speed, in the same I/O mode:
     /// plain reads of the slots of the last sequence's window, in the same
-    /// order from the same file (so the same working set and access
-    /// pattern), and plain writes of as many slots of the same size to a new
+    /// order from the same file at the same queue depth (so the same
+    /// working set and access pattern), and plain writes of as many slots of the same size to a new
     /// file. Only the cache's own work (checksums, encoding, copies,
     /// bookkeeping) differs.
     fn raw_reference(
@@ -436,10 +500,11 @@ impl AccessCase {
             .map(|s| cache.cold_tier().slot_offset(s))
             .collect();
         let slots = offsets.len().max(1);
+        let reader = ReadPool::new(self.cold_queue_depth).map_err(io)?;
+        let offsets: Vec<Option<u64>> = offsets.into_iter().map(Some).collect();
+        let mut bufs = AlignedBuf::zeroed(slots * slot);
         let started = Instant::now();
-        for offset in &offsets {
-            cold.read_exact_at(&mut buf, *offset).map_err(io)?;
-        }
+        reader.read_each(&cold, &offsets, &mut bufs, slot, |_, _| Ok(()), io)?;
         let read = mb_per_s((offsets.len() * slot) as u64, started.elapsed());
 
         buf.fill(0x5a);
@@ -481,12 +546,12 @@ impl BenchmarkCase for AccessCase {
             .path()
             .join(format!("cold-{}.kv", self.iteration));
         let mut cache = TieredKvCache::open(&TieredKvCacheConfig {
-            geometry: self.geometry,
-            hot_blocks: self.hot_blocks,
-            cold_path: cold_path.clone(),
             cold_encoding: self.cold_encoding,
             cold_io: self.cold_io,
             int8_codec: self.int8_codec,
+            eviction: self.eviction,
+            cold_queue_depth: self.cold_queue_depth,
+            ..TieredKvCacheConfig::new(self.geometry, self.hot_blocks, cold_path.clone())
         })
         .map_err(cache_error)?;
         let mut write_time = Duration::ZERO;
@@ -497,10 +562,12 @@ impl BenchmarkCase for AccessCase {
                 keys: Vec::new(),
             })
             .collect();
+        // Every use of a block, for Belady's optimum computed afterwards.
+        let mut trace = Vec::new();
         for (s, seq) in sequences.iter_mut().enumerate() {
             for position in 0..prompt {
                 write_time += self
-                    .append(&mut cache, seq, self.token(s, position))?
+                    .append(&mut cache, seq, self.token(s, position), &mut trace)?
                     .unwrap_or_default();
             }
         }
@@ -508,44 +575,75 @@ impl BenchmarkCase for AccessCase {
             cache.drop_cold_page_cache().map_err(cache_error)?;
         }
 
-        let mut out = vec![0u8; self.geometry.block_bytes()];
+        let block = self.geometry.block_bytes();
+        let mut out = vec![0u8; block];
+        let mut batch = Vec::new();
+        let mut missing = Vec::new();
         let mut cold_read_time = Duration::ZERO;
         let (mut hot, mut cold) = (0u64, 0u64);
-        let verify = self.cold_encoding == ColdBlockEncoding::Raw;
         let mut error = ReconstructionError::default();
+        let lost = |key: BlockKey| {
+            BenchmarkError::Component(format!("block {key:#x} was stored but the cache lost it"))
+        };
         for step in 0..self.decode_steps {
             for (s, seq) in sequences.iter_mut().enumerate() {
                 let started = Instant::now();
                 write_time += self
-                    .append(&mut cache, seq, self.token(s, prompt + step))?
+                    .append(&mut cache, seq, self.token(s, prompt + step), &mut trace)?
                     .unwrap_or_default();
-                for &key in &seq.keys {
-                    let fetch_start = Instant::now();
-                    let tier = cache.get(key, &mut out).map_err(cache_error)?;
-                    let fetch = fetch_start.elapsed();
-                    match tier {
-                        Some(Tier::Hot) => {
+                trace.extend(
+                    seq.keys
+                        .iter()
+                        .map(|&key| TraceAccess { key, counted: true }),
+                );
+                if self.cold_queue_depth == 1 {
+                    for &key in &seq.keys {
+                        let fetch_start = Instant::now();
+                        let tier = cache.get(key, &mut out).map_err(cache_error)?;
+                        let fetch = fetch_start.elapsed();
+                        let tier = tier.ok_or_else(|| lost(key))?;
+                        if tier == Tier::Hot {
                             hot += 1;
                             obs.duration("block_fetch_hot_ms", fetch);
-                        }
-                        Some(Tier::Cold) => {
+                        } else {
                             cold += 1;
                             cold_read_time += fetch;
                             obs.duration("block_fetch_cold_ms", fetch);
-                            if !verify {
-                                error.add(self.block_for(key), &out, self.geometry.dtype);
-                            }
                         }
-                        None => {
-                            return Err(BenchmarkError::Component(format!(
-                                "block {key:#x} was stored but the cache lost it"
-                            )));
+                        self.check_fetched(key, &out, tier, &mut error)?;
+                    }
+                } else {
+                    // The window is known before it is read: hot blocks
+                    // are copied, the cold ones read together.
+                    missing.clear();
+                    for &key in &seq.keys {
+                        let fetch_start = Instant::now();
+                        if cache.get_hot(key, &mut out) {
+                            obs.duration("block_fetch_hot_ms", fetch_start.elapsed());
+                            hot += 1;
+                            self.check_fetched(key, &out, Tier::Hot, &mut error)?;
+                        } else {
+                            missing.push(key);
                         }
                     }
-                    if verify && out != self.block_for(key) {
-                        return Err(BenchmarkError::Component(format!(
-                            "block {key:#x} came back with different bytes"
-                        )));
+                    if !missing.is_empty() {
+                        batch.resize(missing.len() * block, 0);
+                        let fetch_start = Instant::now();
+                        let found = cache
+                            .get_cold_many(&missing, &mut batch)
+                            .map_err(cache_error)?;
+                        let fetch = fetch_start.elapsed();
+                        cold_read_time += fetch;
+                        let per_block = fetch / missing.len() as u32;
+                        for (i, (&key, found)) in missing.iter().zip(found).enumerate() {
+                            if !found {
+                                return Err(lost(key));
+                            }
+                            cold += 1;
+                            obs.duration("block_fetch_cold_ms", per_block);
+                            let fetched = &batch[i * block..(i + 1) * block];
+                            self.check_fetched(key, fetched, Tier::Cold, &mut error)?;
+                        }
                     }
                 }
                 obs.duration("step_ms", started.elapsed());
@@ -561,6 +659,18 @@ impl BenchmarkCase for AccessCase {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         obs.value("hot_hit_rate_pct", hot as f64 * 100.0 / fetches);
         obs.value("cold_hit_rate_pct", cold as f64 * 100.0 / fetches);
+        let (optimal_hits, counted) = belady_hits(&trace, self.hot_blocks);
+        if counted > 0 {
+            let optimal = optimal_hits as f64 * 100.0 / counted as f64;
+            obs.value("belady_hit_rate_pct", optimal);
+            if optimal > 0.0 {
+                obs.value(
+                    "hot_hit_rate_fraction_of_belady",
+                    hot as f64 * 100.0 / fetches / optimal,
+                );
+            }
+        }
+        obs.value("admissions_declined", stats.admissions_declined as f64);
         obs.value("evictions", stats.evictions as f64);
         obs.value("eviction_writes", stats.eviction_writes as f64);
         obs.value("promotions", stats.promotions as f64);

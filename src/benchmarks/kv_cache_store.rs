@@ -13,10 +13,7 @@ use super::{
     Observations, ParamProblem, PreparedBenchmark, scratch_folder, timed_chunked_memcpy,
 };
 use crate::campaign::bounds::Tokens;
-use crate::components::blockio::IoMode;
-use crate::components::kvcache::{
-    ColdBlockEncoding, Int8Codec, KvGeometry, TieredKvCache, TieredKvCacheConfig, block_key,
-};
+use crate::components::kvcache::{KvGeometry, TieredKvCache, TieredKvCacheConfig, block_key};
 use crate::machine::checked_product;
 
 #[derive(Debug, Deserialize)]
@@ -172,14 +169,11 @@ impl BenchmarkCase for StoreCase {
             .path()
             .join(format!("store-{}.kv", self.iteration));
         // Hot tier sized for every block: this measures storing, not eviction.
-        let mut cache = TieredKvCache::open(&TieredKvCacheConfig {
-            geometry: self.geometry,
-            hot_blocks: self.blocks,
-            cold_path: cold_path.clone(),
-            cold_encoding: ColdBlockEncoding::Raw,
-            cold_io: IoMode::Buffered,
-            int8_codec: Int8Codec::default(),
-        })
+        let mut cache = TieredKvCache::open(&TieredKvCacheConfig::new(
+            self.geometry,
+            self.blocks,
+            cold_path.clone(),
+        ))
         .map_err(cache_error)?;
         let bytes = self.source.len();
         let block = self.geometry.block_bytes();

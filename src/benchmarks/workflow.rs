@@ -20,14 +20,11 @@ use super::{
     Models, Observations, ParamProblem, PreparedBenchmark, model_folder, scratch_folder,
 };
 use crate::campaign::bounds::{Count, Dimension, Parallel, Tokens};
-use crate::components::agents::{AgentPool, QueueKind};
-use crate::components::blockio::IoMode;
+use crate::components::agents::{AgentPool, ChannelImpl, QueueKind};
 use crate::components::compression::{BlockCodec, Codec, CodecKind};
 use crate::components::inference::Layer0KvProjector;
 use crate::components::kv_offload::{KvOffloadError, KvOffloadPipeline};
-use crate::components::kvcache::{
-    ColdBlockEncoding, Int8Codec, KvDType, KvGeometry, TieredKvCache, TieredKvCacheConfig,
-};
+use crate::components::kvcache::{KvDType, KvGeometry, TieredKvCache, TieredKvCacheConfig};
 use crate::components::storage::BlobStore;
 use crate::machine::checked_product;
 use crate::model::{Findings, StageShareFindings};
@@ -233,14 +230,11 @@ impl Kind for CollectiveWorkflow {
         };
         let scratch = scratch_folder(&ctx.scratch_dir, "workflow-")?;
         let component = |e: &dyn std::fmt::Display| BenchmarkError::Component(e.to_string());
-        let cache = TieredKvCache::open(&TieredKvCacheConfig {
+        let cache = TieredKvCache::open(&TieredKvCacheConfig::new(
             geometry,
-            hot_blocks: p.hot_blocks.usize(),
-            cold_path: scratch.path().join("cold.kv"),
-            cold_encoding: ColdBlockEncoding::Raw,
-            cold_io: IoMode::Buffered,
-            int8_codec: Int8Codec::default(),
-        })
+            p.hot_blocks.usize(),
+            scratch.path().join("cold.kv"),
+        ))
         .map_err(|e| component(&e))?;
         let store =
             BlobStore::open(&scratch.path().join("blobs.redb"), 0).map_err(|e| component(&e))?;
@@ -262,6 +256,7 @@ impl Kind for CollectiveWorkflow {
         );
         let pool = AgentPool::start(
             p.queue,
+            ChannelImpl::default(),
             agents,
             agents,
             Arc::new(move |agent, job: Job| {

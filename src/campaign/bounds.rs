@@ -278,6 +278,9 @@ int_ranges! {
     EntryRange: 0, 100_000_000, "entries";
     /// Parallel workers, producers, agents, sequences, levels, batch.
     ParallelRange: 1, 4096, "workers";
+    /// I/O requests kept in flight: NVMe queues take up to 64K, but past a
+    /// few hundred threads of positioned reads only add scheduling.
+    QueueDepthRange: 1, 256, "requests in flight";
     /// Timed iterations of a case.
     IterationRange: 1, 10_000_000, "iterations";
     /// Untimed warm-up iterations.
@@ -324,6 +327,7 @@ pub type OptionalTokens = Int<OptionalTokenRange>;
 pub type Count = Int<CountRange>;
 pub type Entries = Int<EntryRange>;
 pub type Parallel = Int<ParallelRange>;
+pub type QueueDepth = Int<QueueDepthRange>;
 pub type Iterations = Int<IterationRange>;
 pub type Warmup = Int<WarmupRange>;
 pub type RawSamples = Int<RawSampleRange>;
@@ -379,6 +383,7 @@ mod tests {
             Count::allowed(),
             Entries::allowed(),
             Parallel::allowed(),
+            QueueDepth::allowed(),
             Iterations::allowed(),
             Warmup::allowed(),
             RawSamples::allowed(),

@@ -119,6 +119,73 @@ pub fn drop_page_cache(file: &File) -> io::Result<()> {
     }
 }
 
+/// Positioned reads kept `depth` at a time in flight: queue depth without
+/// io_uring. io_uring is often refused inside containers (seccomp), and a
+/// fallback to threads would be needed anyway; a pool of `pread`s reaches
+/// the device's parallelism everywhere. Depth 1 reads on the caller's
+/// thread, as a plain loop does.
+pub struct ReadPool {
+    depth: usize,
+    pool: Option<rayon::ThreadPool>,
+}
+
+impl ReadPool {
+    pub fn new(depth: usize) -> io::Result<Self> {
+        let depth = depth.max(1);
+        let pool = if depth > 1 {
+            Some(
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(depth)
+                    .thread_name(|i| format!("read-pool-{i}"))
+                    .build()
+                    .map_err(io::Error::other)?,
+            )
+        } else {
+            None
+        };
+        Ok(Self { depth, pool })
+    }
+
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Reads `len` bytes at each of `offsets` into the matching `len`-byte
+    /// chunk of `bufs`, then runs `check` on the chunk in the reading
+    /// thread (checksums overlap the other reads). `None` offsets are
+    /// skipped.
+    pub fn read_each<E: Send>(
+        &self,
+        file: &File,
+        offsets: &[Option<u64>],
+        bufs: &mut [u8],
+        len: usize,
+        check: impl Fn(usize, &[u8]) -> Result<(), E> + Sync,
+        io_error: impl Fn(io::Error) -> E + Sync,
+    ) -> Result<(), E> {
+        let one = |(i, buf): (usize, &mut [u8])| -> Result<(), E> {
+            let Some(offset) = offsets.get(i).copied().flatten() else {
+                return Ok(());
+            };
+            file.read_exact_at(buf, offset).map_err(&io_error)?;
+            check(i, buf)
+        };
+        let bufs = &mut bufs[..offsets.len() * len];
+        match &self.pool {
+            Some(pool) => {
+                use rayon::prelude::*;
+                pool.install(|| {
+                    bufs.par_chunks_mut(len)
+                        .enumerate()
+                        .with_max_len(1)
+                        .try_for_each(one)
+                })
+            }
+            None => bufs.chunks_mut(len).enumerate().try_for_each(one),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,6 +1,8 @@
 //! Agents: a pool of worker tasks on a tokio runtime taking jobs from a
-//! queue. The queue is selectable, so a campaign can compare a tokio
-//! channel, a `Mutex<VecDeque>` and a lock-free queue under the same load.
+//! queue. The queue is selectable, so a campaign can compare a channel, a
+//! `Mutex<VecDeque>` and a lock-free queue under the same load; the channel
+//! is tokio's MPSC (its one receiver shared behind a lock) or an MPMC
+//! channel (a receiver per worker).
 //! The pool runs whatever job it is given and measures nothing itself.
 
 use std::collections::VecDeque;
@@ -22,6 +24,19 @@ pub enum QueueKind {
     MutexDeque,
     /// crossbeam's lock-free `SegQueue` with a tokio `Notify`.
     LockFree,
+}
+
+/// The channel behind [`QueueKind::TokioMpsc`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelImpl {
+    /// tokio's unbounded MPSC channel: a single receiver, which the workers
+    /// take turns to hold through an async `Mutex`.
+    #[default]
+    Mpsc,
+    /// async-channel's unbounded MPMC channel (runtime-agnostic, so it runs
+    /// on tokio): every worker holds its own receiver, no lock between them.
+    Mpmc,
 }
 
 impl QueueKind {
@@ -70,6 +85,10 @@ enum Queue<T> {
         sender: Mutex<Option<mpsc::UnboundedSender<T>>>,
         receiver: tokio::sync::Mutex<mpsc::UnboundedReceiver<T>>,
     },
+    Mpmc {
+        sender: async_channel::Sender<T>,
+        receiver: async_channel::Receiver<T>,
+    },
     MutexDeque {
         items: Mutex<VecDeque<T>>,
         notify: Notify,
@@ -84,8 +103,12 @@ enum Queue<T> {
 }
 
 impl<T> Queue<T> {
-    fn new(kind: QueueKind) -> Self {
+    fn new(kind: QueueKind, channel: ChannelImpl) -> Self {
         match kind {
+            QueueKind::TokioMpsc if channel == ChannelImpl::Mpmc => {
+                let (sender, receiver) = async_channel::unbounded();
+                Self::Mpmc { sender, receiver }
+            }
             QueueKind::TokioMpsc => {
                 let (sender, receiver) = mpsc::unbounded_channel();
                 Self::TokioMpsc {
@@ -116,6 +139,7 @@ impl<T> Queue<T> {
                     .send(item)
                     .map_err(|_| AgentsError::Closed)
             }
+            Self::Mpmc { sender, .. } => sender.try_send(item).map_err(|_| AgentsError::Closed),
             Self::MutexDeque {
                 items,
                 notify,
@@ -150,6 +174,9 @@ impl<T> Queue<T> {
     async fn pop(&self) -> Option<T> {
         match self {
             Self::TokioMpsc { receiver, .. } => receiver.lock().await.recv().await,
+            // Receivers share the channel; `recv` on a shared one is fine,
+            // each call waits on its own listener.
+            Self::Mpmc { receiver, .. } => receiver.recv().await.ok(),
             Self::MutexDeque {
                 items,
                 notify,
@@ -175,6 +202,10 @@ impl<T> Queue<T> {
                     s.take();
                 }
             }
+            // Items already sent are still received after close.
+            Self::Mpmc { sender, .. } => {
+                sender.close();
+            }
             Self::MutexDeque { closed, notify, .. } | Self::LockFree { closed, notify, .. } => {
                 closed.store(true, Ordering::Release);
                 notify.notify_waiters();
@@ -194,6 +225,7 @@ pub struct AgentPool<T: Send + 'static> {
 impl<T: Send + 'static> AgentPool<T> {
     pub fn start(
         kind: QueueKind,
+        channel: ChannelImpl,
         workers: usize,
         runtime_threads: usize,
         job: Arc<dyn Fn(usize, T) + Send + Sync>,
@@ -203,7 +235,7 @@ impl<T: Send + 'static> AgentPool<T> {
             .thread_name("agents")
             .build()
             .map_err(AgentsError::Runtime)?;
-        let queue = Arc::new(Queue::new(kind));
+        let queue = Arc::new(Queue::new(kind, channel));
         let workers = (0..workers.max(1))
             .map(|index| {
                 let (queue, job) = (Arc::clone(&queue), Arc::clone(&job));

@@ -103,13 +103,47 @@ pub fn train_dictionary(samples: &[&[u8]], max_bytes: usize) -> Result<Vec<u8>, 
         .map_err(|e| CompressionError::Dictionary(e.to_string()))
 }
 
+/// How an `lz4` block is laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Lz4Format {
+    /// One LZ4 frame per block (header, content checksum, end mark),
+    /// built by a new frame encoder each time, plus our CRC-32C.
+    #[default]
+    Frame,
+    /// The raw LZ4 block API into a reused buffer with a reused hash
+    /// table, plus our CRC-32C: no frame to set up per block.
+    Block,
+}
+
 enum Engine {
     Zstd {
         compressor: zstd::bulk::Compressor<'static>,
         decompressor: zstd::bulk::Decompressor<'static>,
     },
     Lz4,
+    Lz4Block {
+        table: lz4_flex::block::CompressTable,
+    },
     Snappy,
+}
+
+/// Length of the CRC-32C trailer our LZ4 blocks carry.
+const CRC_BYTES: usize = 4;
+
+/// Splits a block into its body and CRC-32C trailer, checking the CRC.
+fn checked_body(codec: Codec, input: &[u8]) -> Result<&[u8], CompressionError> {
+    let (body, trailer) = input
+        .split_at_checked(input.len().saturating_sub(CRC_BYTES))
+        .unwrap_or((input, &[]));
+    let stored = trailer.try_into().map(u32::from_le_bytes).ok();
+    if stored != Some(crc32c::crc32c(body)) {
+        return Err(CompressionError::Corrupt {
+            codec,
+            message: "checksum mismatch (corrupt or truncated)".to_string(),
+        });
+    }
+    Ok(body)
 }
 
 /// A codec ready to compress and decompress blocks, reusing its contexts.
@@ -156,6 +190,27 @@ impl BlockCodec {
         self.codec
     }
 
+    /// Chooses how `lz4` blocks are laid out (other codecs ignore it).
+    pub fn with_lz4_format(mut self, format: Lz4Format) -> Self {
+        if self.codec.kind == CodecKind::Lz4 {
+            self.engine = match format {
+                Lz4Format::Frame => Engine::Lz4,
+                Lz4Format::Block => Engine::Lz4Block {
+                    table: lz4_flex::block::CompressTable::default(),
+                },
+            };
+        }
+        self
+    }
+
+    pub fn lz4_format(&self) -> Option<Lz4Format> {
+        match self.engine {
+            Engine::Lz4 => Some(Lz4Format::Frame),
+            Engine::Lz4Block { .. } => Some(Lz4Format::Block),
+            _ => None,
+        }
+    }
+
     /// Compresses `input` into `out` (cleared first).
     pub fn compress(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<(), CompressionError> {
         out.clear();
@@ -181,6 +236,18 @@ impl BlockCodec {
                 // lz4_flex accepts a frame cut before its end mark (and so
                 // before its content checksum): a CRC-32C of the whole frame
                 // makes truncation an error too.
+                let crc = crc32c::crc32c(out);
+                out.extend_from_slice(&crc.to_le_bytes());
+            }
+            Engine::Lz4Block { table } => {
+                out.resize(lz4_flex::block::get_maximum_output_size(input.len()), 0);
+                let written = lz4_flex::block::compress_into_with_table(input, out, table)
+                    .map_err(|e| CompressionError::Compress {
+                        codec,
+                        message: e.to_string(),
+                    })?;
+                out.truncate(written);
+                // The block API has no checksum of its own.
                 let crc = crc32c::crc32c(out);
                 out.extend_from_slice(&crc.to_le_bytes());
             }
@@ -220,20 +287,22 @@ impl BlockCodec {
                     .map_err(corrupt)?;
             }
             Engine::Lz4 => {
-                let (frame, trailer) = input
-                    .split_at_checked(input.len().saturating_sub(4))
-                    .unwrap_or((input, &[]));
-                let stored = trailer.try_into().map(u32::from_le_bytes).ok();
-                if stored != Some(crc32c::crc32c(frame)) {
-                    return Err(CompressionError::Corrupt {
-                        codec,
-                        message: "frame checksum mismatch (corrupt or truncated)".to_string(),
-                    });
-                }
+                let frame = checked_body(codec, input)?;
                 out.reserve(original_len);
                 lz4_flex::frame::FrameDecoder::new(frame)
                     .read_to_end(out)
                     .map_err(corrupt)?;
+            }
+            Engine::Lz4Block { .. } => {
+                let body = checked_body(codec, input)?;
+                out.resize(original_len, 0);
+                let written = lz4_flex::block::decompress_into(body, out).map_err(|e| {
+                    CompressionError::Corrupt {
+                        codec,
+                        message: e.to_string(),
+                    }
+                })?;
+                out.truncate(written);
             }
             Engine::Snappy => {
                 out.reserve(original_len);

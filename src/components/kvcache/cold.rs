@@ -27,7 +27,9 @@ use super::quant::{
     quantize_int8_into,
 };
 use super::{BlockKey, KvCacheError, KvGeometry};
-use crate::components::blockio::{AlignedBuf, IO_ALIGN, IoMode, align_up, open_block_file};
+use crate::components::blockio::{
+    AlignedBuf, IO_ALIGN, IoMode, ReadPool, align_up, open_block_file,
+};
 
 const FILE_MAGIC: &[u8; 8] = b"CAMPKVC1";
 const SLOT_MAGIC: &[u8; 4] = b"KVBK";
@@ -54,6 +56,20 @@ impl ColdBlockEncoding {
     }
 }
 
+/// The tier's [`SlotFormat`], borrowing only the fields it names, so that
+/// the tier's buffers stay free to borrow mutably beside it.
+macro_rules! slot_format {
+    ($tier:expr) => {
+        SlotFormat {
+            path: &$tier.path,
+            geometry: $tier.geometry,
+            encoding: $tier.encoding,
+            slot_bytes: $tier.slot_bytes,
+            int8_codec: $tier.int8_codec,
+        }
+    };
+}
+
 pub struct ColdTier {
     path: PathBuf,
     file: File,
@@ -66,6 +82,9 @@ pub struct ColdTier {
     payload: Vec<u8>,
     int8_codec: Int8Codec,
     int8_scratch: Int8Scratch,
+    /// Slot buffers of [`Self::read_many`], grown to the largest batch.
+    batch: AlignedBuf,
+    reader: ReadPool,
 }
 
 impl ColdTier {
@@ -124,6 +143,8 @@ impl ColdTier {
             payload: Vec::new(),
             int8_codec: Int8Codec::default(),
             int8_scratch: Int8Scratch::default(),
+            batch: AlignedBuf::zeroed(0),
+            reader: ReadPool::new(1).map_err(io)?,
         };
         let len = tier.file.metadata().map_err(io)?.len();
         if len == 0 {
@@ -289,51 +310,78 @@ impl ColdTier {
         if let Err(e) = self.file.read_exact_at(&mut self.buf, offset) {
             return Err(self.io_error(e));
         }
-        let buf = &self.buf;
-        let payload_len = u32::from_le_bytes(buf[16..20].try_into().unwrap_or([0; 4])) as usize;
-        let stored = u32::from_le_bytes(buf[20..24].try_into().unwrap_or([0; 4]));
-        let stored_key = u64::from_le_bytes(buf[8..16].try_into().unwrap_or([0; 8]));
-        let end = SLOT_HEADER + payload_len.min(self.slot_bytes - SLOT_HEADER);
-        let computed = crc32c::crc32c_append(crc32c::crc32c(&buf[4..20]), &buf[SLOT_HEADER..end]);
-        if &buf[..4] != SLOT_MAGIC || stored_key != key || computed != stored {
-            return Err(KvCacheError::Corruption {
-                path: self.path.clone(),
-                key,
-                slot,
-                stored,
-                computed,
+        let format = slot_format!(self);
+        let verified = format.verify(&self.buf, key, slot)?;
+        format.decode(verified, key, slot, &mut self.int8_scratch, out)?;
+        Ok(Some(self.slot_bytes))
+    }
+
+    /// Reads several blocks at the queue depth set by
+    /// [`Self::set_queue_depth`]: block `i` goes to the `i`-th block-sized
+    /// chunk of `out`. Checksums are verified by the reading threads;
+    /// decoding follows on this thread. Returns the bytes read per block,
+    /// `None` for a block not on disk (its chunk is left as it was).
+    pub fn read_many(
+        &mut self,
+        keys: &[BlockKey],
+        out: &mut [u8],
+    ) -> Result<Vec<Option<usize>>, KvCacheError> {
+        let block = self.geometry.block_bytes();
+        if out.len() < keys.len() * block {
+            return Err(KvCacheError::BlockSize {
+                got: out.len(),
+                expected: keys.len() * block,
             });
         }
-        let payload = &buf[SLOT_HEADER..end];
-        match self.encoding {
-            ColdBlockEncoding::Raw => out.copy_from_slice(payload),
-            ColdBlockEncoding::Int8 => {
-                let values = self.geometry.block_bytes() / self.geometry.dtype.bytes();
-                let groups = values / self.geometry.group_len();
-                let corrupt = || KvCacheError::Corruption {
-                    path: self.path.clone(),
-                    key,
-                    slot,
-                    stored,
-                    computed,
-                };
-                match self.int8_codec {
-                    Int8Codec::Scalar => {
-                        let block = Int8Block::decode(payload, groups).ok_or_else(corrupt)?;
-                        dequantize_int8(&block, self.geometry.dtype, out);
-                    }
-                    Int8Codec::Vectorised => dequantize_int8_from(
-                        payload,
-                        groups,
-                        self.geometry.dtype,
-                        &mut self.int8_scratch,
-                        out,
-                    )
-                    .ok_or_else(corrupt)?,
-                }
-            }
+        let slots: Vec<Option<u64>> = keys.iter().map(|k| self.index.get(k).copied()).collect();
+        let offsets: Vec<Option<u64>> = slots
+            .iter()
+            .map(|s| s.map(|s| self.slot_offset(s)))
+            .collect();
+        if self.batch.len() < keys.len() * self.slot_bytes {
+            self.batch = AlignedBuf::zeroed(keys.len() * self.slot_bytes);
         }
-        Ok(Some(self.slot_bytes))
+        let format = slot_format!(self);
+        self.reader.read_each(
+            &self.file,
+            &offsets,
+            &mut self.batch,
+            self.slot_bytes,
+            |i, buf| match (keys.get(i), slots.get(i).copied().flatten()) {
+                (Some(&key), Some(slot)) => format.verify(buf, key, slot).map(|_| ()),
+                _ => Ok(()),
+            },
+            |source| KvCacheError::Io {
+                path: self.path.clone(),
+                source,
+            },
+        )?;
+        let mut read = Vec::with_capacity(keys.len());
+        for (i, (&key, slot)) in keys.iter().zip(&slots).enumerate() {
+            let Some(slot) = *slot else {
+                read.push(None);
+                continue;
+            };
+            let buf = &self.batch[i * self.slot_bytes..(i + 1) * self.slot_bytes];
+            // Verified by the thread that read it.
+            let verified = format.payload(buf);
+            let target = &mut out[i * block..(i + 1) * block];
+            format.decode(verified, key, slot, &mut self.int8_scratch, target)?;
+            read.push(Some(self.slot_bytes));
+        }
+        Ok(read)
+    }
+
+    /// Reads of [`Self::read_many`] kept in flight at once (1 by default).
+    pub fn set_queue_depth(&mut self, depth: usize) -> Result<(), KvCacheError> {
+        if depth != self.reader.depth() {
+            self.reader = ReadPool::new(depth).map_err(|e| self.io_error(e))?;
+        }
+        Ok(())
+    }
+
+    pub fn queue_depth(&self) -> usize {
+        self.reader.depth()
     }
 
     /// Chooses the int8 codec's implementation (the bytes on disk are the same).
@@ -349,5 +397,85 @@ impl ColdTier {
     /// follow come from the device. Used to measure cold reads honestly.
     pub fn drop_page_cache(&self) -> Result<(), KvCacheError> {
         crate::components::blockio::drop_page_cache(&self.file).map_err(|e| self.io_error(e))
+    }
+}
+
+/// What reading a slot needs to know, borrowed from the tier so that the
+/// reading threads can verify slots while the tier's buffers are in use.
+#[derive(Clone, Copy)]
+struct SlotFormat<'a> {
+    path: &'a Path,
+    geometry: KvGeometry,
+    encoding: ColdBlockEncoding,
+    slot_bytes: usize,
+    int8_codec: Int8Codec,
+}
+
+impl SlotFormat<'_> {
+    /// The slot's payload and stored checksum, unchecked.
+    fn payload<'b>(&self, buf: &'b [u8]) -> (&'b [u8], u32) {
+        let field = |at: usize| -> [u8; 4] { buf[at..at + 4].try_into().unwrap_or([0; 4]) };
+        let payload_len = u32::from_le_bytes(field(16)) as usize;
+        let end = SLOT_HEADER + payload_len.min(self.slot_bytes - SLOT_HEADER);
+        (&buf[SLOT_HEADER..end], u32::from_le_bytes(field(20)))
+    }
+
+    /// The slot's payload and checksum, once its magic, key and CRC-32C
+    /// are checked.
+    fn verify<'b>(
+        &self,
+        buf: &'b [u8],
+        key: BlockKey,
+        slot: u64,
+    ) -> Result<(&'b [u8], u32), KvCacheError> {
+        let (payload, stored) = self.payload(buf);
+        let stored_key = u64::from_le_bytes(buf[8..16].try_into().unwrap_or([0; 8]));
+        let computed = crc32c::crc32c_append(crc32c::crc32c(&buf[4..20]), payload);
+        if &buf[..4] != SLOT_MAGIC || stored_key != key || computed != stored {
+            return Err(self.corrupt(key, slot, stored, computed));
+        }
+        Ok((payload, stored))
+    }
+
+    fn corrupt(&self, key: BlockKey, slot: u64, stored: u32, computed: u32) -> KvCacheError {
+        KvCacheError::Corruption {
+            path: self.path.to_path_buf(),
+            key,
+            slot,
+            stored,
+            computed,
+        }
+    }
+
+    /// Decodes a verified payload into `out`.
+    fn decode(
+        &self,
+        (payload, crc): (&[u8], u32),
+        key: BlockKey,
+        slot: u64,
+        scratch: &mut Int8Scratch,
+        out: &mut [u8],
+    ) -> Result<(), KvCacheError> {
+        match self.encoding {
+            ColdBlockEncoding::Raw => out.copy_from_slice(payload),
+            ColdBlockEncoding::Int8 => {
+                let values = self.geometry.block_bytes() / self.geometry.dtype.bytes();
+                let groups = values / self.geometry.group_len();
+                // The checksum matched, so a payload that does not parse
+                // was written wrong: still corruption, reported as such.
+                let corrupt = || self.corrupt(key, slot, crc, crc);
+                match self.int8_codec {
+                    Int8Codec::Scalar => {
+                        let block = Int8Block::decode(payload, groups).ok_or_else(corrupt)?;
+                        dequantize_int8(&block, self.geometry.dtype, out);
+                    }
+                    Int8Codec::Vectorised => {
+                        dequantize_int8_from(payload, groups, self.geometry.dtype, scratch, out)
+                            .ok_or_else(corrupt)?
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }

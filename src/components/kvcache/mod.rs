@@ -6,19 +6,23 @@
 //! Full blocks are immutable, so a block promoted back from disk keeps its
 //! cold copy and a second eviction costs no write.
 
+mod belady;
 mod block_key;
 mod cold;
 mod error;
 mod geometry;
 mod paging;
+mod policy;
 mod quant;
 mod tiered;
 
+pub use belady::{TraceAccess, belady_hits};
 pub use block_key::{BlockKey, block_key};
 pub use cold::{ColdBlockEncoding, ColdTier};
 pub use error::KvCacheError;
 pub use geometry::{KvDType, KvGeometry};
 pub use paging::{KvBlock, paged_blocks};
+pub use policy::{AccessFrequency, EvictionPolicy};
 pub use quant::{
     Int8Block, Int8Codec, Int8Scratch, QuantizationError, dequantize_int8, dequantize_int8_from,
     quantize_int8, quantize_int8_into,
