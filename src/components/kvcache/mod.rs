@@ -14,6 +14,7 @@ mod geometry;
 mod paging;
 mod policy;
 mod quant;
+mod quant_avx2;
 mod tiered;
 
 pub use belady::{TraceAccess, belady_hits};

@@ -19,7 +19,9 @@ pub enum Int8Codec {
     Scalar,
     /// A group at a time into reused buffers: slice conversions of f16
     /// and bf16 (F16C where the CPU has it), a multiply by the inverse
-    /// scale and a rounding the compiler keeps in vector registers.
+    /// scale and a rounding the compiler keeps in vector registers; for
+    /// f16 on CPUs with AVX2 and F16C, kernels that do all of it eight
+    /// values per instruction (`quant_avx2.rs`).
     Vectorised,
 }
 
@@ -223,6 +225,18 @@ pub fn quantize_int8_into(
     scratch: &mut Int8Scratch,
     out: &mut Vec<u8>,
 ) -> Result<(), QuantizationError> {
+    quantize_with(bytes, dtype, group_len, scratch, out, true)
+}
+
+/// [`quantize_int8_into`], with or without the x86 kernels (tests compare).
+fn quantize_with(
+    bytes: &[u8],
+    dtype: KvDType,
+    group_len: usize,
+    scratch: &mut Int8Scratch,
+    out: &mut Vec<u8>,
+    kernels: bool,
+) -> Result<(), QuantizationError> {
     if group_len == 0
         || !bytes.len().is_multiple_of(dtype.bytes())
         || !(bytes.len() / dtype.bytes()).is_multiple_of(group_len)
@@ -233,12 +247,19 @@ pub fn quantize_int8_into(
             dtype,
         });
     }
+    let count = bytes.len() / dtype.bytes();
+    let groups = count / group_len;
+    let start = out.len();
+    out.resize(start + Int8Block::encoded_len(count, groups), 0);
+    let (scales, quantized) = out[start..].split_at_mut(groups * 4);
+    if kernels
+        && dtype == KvDType::F16
+        && super::quant_avx2::quantize_f16(bytes, group_len, scales, quantized)
+    {
+        return Ok(());
+    }
     widen_into(bytes, dtype, &mut scratch.values);
     let values = &scratch.values;
-    let groups = values.len() / group_len;
-    let start = out.len();
-    out.resize(start + Int8Block::encoded_len(values.len(), groups), 0);
-    let (scales, quantized) = out[start..].split_at_mut(groups * 4);
     for ((group, scale), qs) in values
         .chunks_exact(group_len)
         .zip(scales.chunks_exact_mut(4))
@@ -268,10 +289,28 @@ pub fn dequantize_int8_from(
     scratch: &mut Int8Scratch,
     out: &mut [u8],
 ) -> Option<()> {
+    dequantize_with(encoded, groups, dtype, scratch, out, true)
+}
+
+/// [`dequantize_int8_from`], with or without the x86 kernels (tests compare).
+fn dequantize_with(
+    encoded: &[u8],
+    groups: usize,
+    dtype: KvDType,
+    scratch: &mut Int8Scratch,
+    out: &mut [u8],
+    kernels: bool,
+) -> Option<()> {
     let values = out.len() / dtype.bytes();
     let group_len = values.checked_div(groups)?;
     let (scales, quantized) = encoded.split_at_checked(groups * 4)?;
     let quantized = quantized.get(..values)?;
+    if kernels
+        && dtype == KvDType::F16
+        && super::quant_avx2::dequantize_f16(scales, quantized, group_len, out)
+    {
+        return Some(());
+    }
     scratch.values.clear();
     scratch.values.resize(values, 0.0);
     for ((dst, qs), scale) in scratch
@@ -370,6 +409,74 @@ mod tests {
         );
         let mut out = Vec::new();
         assert!(quantize_int8_into(&[0u8; 12], KvDType::F32, 2, &mut scratch, &mut out).is_err());
+    }
+
+    #[test]
+    fn the_f16_kernels_write_the_portable_codecs_bytes() {
+        let mut scratch = Int8Scratch::default();
+        // Groups of 32, 64 and 128 (kept in registers), 8 and 72 (the
+        // general path, with its short tail); zero groups, infinities, f16's largest values and
+        // subnormals, and ties of the rounding (x.5 after scaling).
+        let special = [
+            0.0,
+            -0.0,
+            65504.0,
+            -65504.0,
+            6.0e-8,
+            f32::INFINITY,
+            0.5,
+            -1.5,
+        ];
+        for group_len in [8usize, 32, 64, 72, 128] {
+            let values: Vec<f32> = (0..group_len * 6)
+                .map(|i| match (i / group_len, i % 11) {
+                    (0, _) => 0.0,
+                    (1, k) => special[k % special.len()],
+                    (2, _) => (i % group_len) as f32 - 63.5,
+                    _ => ((i * 7919) % 2003) as f32 / 311.0 - 3.2,
+                })
+                .collect();
+            let bytes: Vec<u8> = values
+                .iter()
+                .flat_map(|v| f16::from_f32(*v).to_le_bytes())
+                .collect();
+            let (mut portable, mut kernels) = (Vec::new(), Vec::new());
+            quantize_with(
+                &bytes,
+                KvDType::F16,
+                group_len,
+                &mut scratch,
+                &mut portable,
+                false,
+            )
+            .unwrap();
+            quantize_with(
+                &bytes,
+                KvDType::F16,
+                group_len,
+                &mut scratch,
+                &mut kernels,
+                true,
+            )
+            .unwrap();
+            assert_eq!(kernels, portable, "encode, groups of {group_len}");
+            let groups = values.len() / group_len;
+            let mut a = vec![0u8; bytes.len()];
+            let mut b = vec![0u8; bytes.len()];
+            dequantize_with(&portable, groups, KvDType::F16, &mut scratch, &mut a, false).unwrap();
+            dequantize_with(&portable, groups, KvDType::F16, &mut scratch, &mut b, true).unwrap();
+            assert_eq!(a, b, "decode, groups of {group_len}");
+        }
+        // A NaN in a group: the kernels decline and the portable rule
+        // (NaNs ignored) applies to the whole block.
+        let mut bytes: Vec<u8> = (0..16)
+            .flat_map(|i| f16::from_f32(i as f32).to_le_bytes())
+            .collect();
+        bytes[6..8].copy_from_slice(&f16::NAN.to_le_bytes());
+        let (mut portable, mut kernels) = (Vec::new(), Vec::new());
+        quantize_with(&bytes, KvDType::F16, 8, &mut scratch, &mut portable, false).unwrap();
+        quantize_with(&bytes, KvDType::F16, 8, &mut scratch, &mut kernels, true).unwrap();
+        assert_eq!(kernels, portable);
     }
 
     #[test]
