@@ -151,24 +151,33 @@ impl ReadPool {
     }
 
     /// Reads `len` bytes at each of `offsets` into the matching `len`-byte
-    /// chunk of `bufs`, then runs `check` on the chunk in the reading
-    /// thread (checksums overlap the other reads). `None` offsets are
-    /// skipped.
+    /// chunk of `bufs`, then runs `each` in the reading thread on the chunk
+    /// and on the matching `out_len`-byte chunk of `outs` (empty when
+    /// `out_len` is 0), so that checking and decoding overlap the other
+    /// reads. `None` offsets are skipped.
+    #[allow(clippy::too_many_arguments)]
     pub fn read_each<E: Send>(
         &self,
         file: &File,
         offsets: &[Option<u64>],
         bufs: &mut [u8],
         len: usize,
-        check: impl Fn(usize, &[u8]) -> Result<(), E> + Sync,
+        outs: &mut [u8],
+        out_len: usize,
+        each: impl Fn(usize, &[u8], &mut [u8]) -> Result<(), E> + Sync,
         io_error: impl Fn(io::Error) -> E + Sync,
     ) -> Result<(), E> {
-        let one = |(i, buf): (usize, &mut [u8])| -> Result<(), E> {
+        let mut targets: Vec<&mut [u8]> = if out_len == 0 {
+            offsets.iter().map(|_| <&mut [u8]>::default()).collect()
+        } else {
+            outs.chunks_mut(out_len).collect()
+        };
+        let one = |(i, (buf, out)): (usize, (&mut [u8], &mut &mut [u8]))| -> Result<(), E> {
             let Some(offset) = offsets.get(i).copied().flatten() else {
                 return Ok(());
             };
             file.read_exact_at(buf, offset).map_err(&io_error)?;
-            check(i, buf)
+            each(i, buf, out)
         };
         let bufs = &mut bufs[..offsets.len() * len];
         match &self.pool {
@@ -176,12 +185,17 @@ impl ReadPool {
                 use rayon::prelude::*;
                 pool.install(|| {
                     bufs.par_chunks_mut(len)
+                        .zip(targets.par_iter_mut())
                         .enumerate()
                         .with_max_len(1)
                         .try_for_each(one)
                 })
             }
-            None => bufs.chunks_mut(len).enumerate().try_for_each(one),
+            None => bufs
+                .chunks_mut(len)
+                .zip(targets.iter_mut())
+                .enumerate()
+                .try_for_each(one),
         }
     }
 }

@@ -56,6 +56,11 @@ impl ColdBlockEncoding {
     }
 }
 
+thread_local! {
+    /// The int8 codec's buffers for each thread that decodes cold blocks.
+    static THREAD_SCRATCH: std::cell::RefCell<Int8Scratch> = std::cell::RefCell::default();
+}
+
 /// The tier's [`SlotFormat`], borrowing only the fields it names, so that
 /// the tier's buffers stay free to borrow mutably beside it.
 macro_rules! slot_format {
@@ -318,9 +323,10 @@ impl ColdTier {
 
     /// Reads several blocks at the queue depth set by
     /// [`Self::set_queue_depth`]: block `i` goes to the `i`-th block-sized
-    /// chunk of `out`. Checksums are verified by the reading threads;
-    /// decoding follows on this thread. Returns the bytes read per block,
-    /// `None` for a block not on disk (its chunk is left as it was).
+    /// chunk of `out`. Each reading thread verifies and decodes the block it
+    /// read, so that this work overlaps the other reads. Returns the bytes
+    /// read per block, `None` for a block not on disk (its chunk is left as
+    /// it was).
     pub fn read_many(
         &mut self,
         keys: &[BlockKey],
@@ -347,29 +353,24 @@ impl ColdTier {
             &offsets,
             &mut self.batch,
             self.slot_bytes,
-            |i, buf| match (keys.get(i), slots.get(i).copied().flatten()) {
-                (Some(&key), Some(slot)) => format.verify(buf, key, slot).map(|_| ()),
-                _ => Ok(()),
+            &mut out[..keys.len() * block],
+            block,
+            |i, buf, target| {
+                let (Some(&key), Some(slot)) = (keys.get(i), slots.get(i).copied().flatten())
+                else {
+                    return Ok(());
+                };
+                let verified = format.verify(buf, key, slot)?;
+                THREAD_SCRATCH.with(|scratch| {
+                    format.decode(verified, key, slot, &mut scratch.borrow_mut(), target)
+                })
             },
             |source| KvCacheError::Io {
                 path: self.path.clone(),
                 source,
             },
         )?;
-        let mut read = Vec::with_capacity(keys.len());
-        for (i, (&key, slot)) in keys.iter().zip(&slots).enumerate() {
-            let Some(slot) = *slot else {
-                read.push(None);
-                continue;
-            };
-            let buf = &self.batch[i * self.slot_bytes..(i + 1) * self.slot_bytes];
-            // Verified by the thread that read it.
-            let verified = format.payload(buf);
-            let target = &mut out[i * block..(i + 1) * block];
-            format.decode(verified, key, slot, &mut self.int8_scratch, target)?;
-            read.push(Some(self.slot_bytes));
-        }
-        Ok(read)
+        Ok(slots.iter().map(|s| s.map(|_| self.slot_bytes)).collect())
     }
 
     /// Reads of [`Self::read_many`] kept in flight at once (1 by default).
