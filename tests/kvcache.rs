@@ -40,6 +40,18 @@ fn key(i: u32) -> u64 {
     block_key(None, &[i])
 }
 
+/// Flips the `mask` bits of the byte at `at` in a file, as a bad disk would.
+fn flip_bits(path: &Path, at: u64, mask: u8) {
+    let file = fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(path)
+        .unwrap();
+    let mut byte = [0u8; 1];
+    file.read_exact_at(&mut byte, at).unwrap();
+    file.write_all_at(&[byte[0] ^ mask], at).unwrap();
+}
+
 #[test]
 fn blocks_round_trip_exactly_through_both_tiers() {
     let dir = TempDir::new().unwrap();
@@ -170,16 +182,7 @@ fn a_flipped_byte_on_disk_is_reported_as_corruption() {
     drop(cache);
     // Block 0 sits in the first slot, after the 4 KiB file header and the
     // 32-byte slot header: flip one byte of its payload.
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&cfg.cold_path)
-        .unwrap();
-    let at = 4096 + 32 + 100;
-    let mut byte = [0u8; 1];
-    file.read_exact_at(&mut byte, at).unwrap();
-    file.write_all_at(&[byte[0] ^ 0x01], at).unwrap();
-    drop(file);
+    flip_bits(&cfg.cold_path, 4096 + 32 + 100, 0x01);
     assert!(slot > 0);
 
     let mut cache = TieredKvCache::open(&cfg).unwrap();
@@ -242,15 +245,7 @@ fn reads_at_queue_depth_return_the_same_blocks_and_catch_corruption() {
     let slot = cache.cold_tier().slot_of(key(3)).unwrap();
     let at = cache.cold_tier().slot_offset(slot) + 32 + 7;
     drop(cache);
-    let file = fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&cfg.cold_path)
-        .unwrap();
-    let mut byte = [0u8; 1];
-    file.read_exact_at(&mut byte, at).unwrap();
-    file.write_all_at(&[byte[0] ^ 0x80], at).unwrap();
-    drop(file);
+    flip_bits(&cfg.cold_path, at, 0x80);
     let mut cache = TieredKvCache::open(&cfg).unwrap();
     let keys: Vec<u64> = (0..5).map(key).collect();
     let mut out = vec![0u8; keys.len() * GEOMETRY.block_bytes()];
