@@ -247,6 +247,28 @@ enum Command {
         #[arg(long)]
         chat: bool,
     },
+    /// Serve a campaign's model over an OpenAI-compatible API
+    /// (/v1/completions, /v1/chat/completions, /v1/models); prints
+    /// `listening on http://ADDR` first and stops on Ctrl-C.
+    #[command(after_help = EXIT_CODES)]
+    Serve {
+        /// Campaign file that defines the model.
+        #[arg(long, default_value = "campaigns/default.toml")]
+        campaign: PathBuf,
+        /// Results folder, where synthetic models are cached and requests logged
+        /// (default: the campaign's output_dir).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Model name, as in the campaign's [models] table; clients give it as `model`.
+        #[arg(long, default_value = "default")]
+        model: String,
+        /// Address to listen on; port 0 picks a free port.
+        #[arg(long, default_value = "127.0.0.1:0")]
+        addr: std::net::SocketAddr,
+        /// JSONL file for the request log (default: serve_requests.jsonl in the results folder).
+        #[arg(long)]
+        request_log: Option<PathBuf>,
+    },
     /// Check a campaign file without running it.
     #[command(after_help = EXIT_CODES)]
     Validate {
@@ -375,6 +397,25 @@ impl Cli {
             ),
             Command::List { campaign } => print(commands::list(&campaign)),
             Command::Validate { file } => print(commands::validate(&file)),
+            Command::Serve {
+                campaign,
+                out,
+                model,
+                addr,
+                request_log,
+            } => print(commands::open_campaign(&campaign, out.as_deref()).and_then(
+                |(c, layout)| {
+                    commands::serve_command(
+                        &c,
+                        &layout,
+                        &commands::ServeArgs {
+                            model,
+                            addr,
+                            request_log,
+                        },
+                    )
+                },
+            )),
             Command::Generate {
                 campaign,
                 out,

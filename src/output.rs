@@ -168,6 +168,11 @@ impl OutputLayout {
         self.campaign_dir.join("experiments.json")
     }
 
+    /// The request log of `campaign serve`.
+    pub fn serve_requests(&self) -> PathBuf {
+        self.campaign_dir.join("serve_requests.jsonl")
+    }
+
     pub fn roadmap(&self) -> PathBuf {
         self.campaign_dir.join("OPTIMIZATION_ROADMAP.md")
     }

@@ -4,10 +4,9 @@
 use std::fmt::Write;
 use std::time::Instant;
 
-use super::{CommandError, exit};
-use crate::benchmarks::model_path;
+use super::{CommandError, exit, load_named_model};
 use crate::campaign::Campaign;
-use crate::components::inference::{ChatMessage, GenerationSession, LoadedModel};
+use crate::components::inference::{ChatMessage, GenerationSession};
 use crate::output::OutputLayout;
 
 pub struct GenerateArgs {
@@ -26,24 +25,8 @@ pub fn generate_command(
     args: &GenerateArgs,
 ) -> Result<(String, u8), CommandError> {
     let usage = |message: String| CommandError::Usage(message);
-    let resolved = campaign.models.get(&args.model).ok_or_else(|| {
-        usage(format!(
-            "{}: no model named {:?} in [models]; defined: {}",
-            campaign.path.display(),
-            args.model,
-            campaign
-                .models
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
-    let path = model_path(resolved, &layout.model_cache())
-        .map_err(|e| usage(format!("model {:?}: {e}", args.model)))?;
+    let (path, model) = load_named_model(campaign, layout, &args.model)?;
     let settings = campaign.file.settings();
-    let device = settings.device.open()?;
-    let model = LoadedModel::load(&path, &device, settings.dtype.to_candle())?;
     let tokenizer = model.tokenizer.as_ref().map_err(|why| {
         usage(format!(
             "model {:?} has no tokenizer, so text cannot be encoded: {why}",

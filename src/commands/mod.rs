@@ -12,6 +12,7 @@ mod list;
 mod nightly;
 mod roadmap;
 mod run;
+mod serve;
 
 pub use analyze::{analyze_command, run_analysis};
 pub use calibrate::{calibrate_command, run_calibration};
@@ -23,11 +24,13 @@ pub use list::{list, validate};
 pub use nightly::{compare_files, history_command};
 pub use roadmap::run_roadmap;
 pub use run::{RunArgs, run};
+pub use serve::{ServeArgs, serve_command};
 
 use std::path::{Path, PathBuf};
 
 use crate::campaign::{Campaign, CampaignError, Toggle, load_campaign_toggled};
-use crate::components::inference::InferenceError;
+use crate::components::inference::{InferenceError, LoadedModel};
+use crate::components::server::ServerError;
 use crate::model::DaySummary;
 use crate::output::OutputError;
 use crate::output::OutputLayout;
@@ -103,6 +106,33 @@ pub mod exit {
     pub const INTERRUPTED: u8 = 130;
 }
 
+/// Loads a model of the campaign by its name in `[models]` (a synthetic
+/// one is built into the results folder's model cache first).
+pub fn load_named_model(
+    campaign: &Campaign,
+    layout: &OutputLayout,
+    name: &str,
+) -> Result<(PathBuf, LoadedModel), CommandError> {
+    let resolved = campaign.models.get(name).ok_or_else(|| {
+        CommandError::Usage(format!(
+            "{}: no model named {name:?} in [models]; defined: {}",
+            campaign.path.display(),
+            campaign
+                .models
+                .keys()
+                .cloned()
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+    })?;
+    let path = crate::benchmarks::model_path(resolved, &layout.model_cache())
+        .map_err(|e| CommandError::Usage(format!("model {name:?}: {e}")))?;
+    let settings = campaign.file.settings();
+    let device = settings.device.open()?;
+    let model = LoadedModel::load(&path, &device, settings.dtype.to_candle())?;
+    Ok((path, model))
+}
+
 /// Errors that stop a command before or instead of a run.
 #[derive(Debug, thiserror::Error)]
 pub enum CommandError {
@@ -129,6 +159,8 @@ pub enum CommandError {
     /// A command line that names something the campaign does not have.
     #[error("{0}")]
     Usage(String),
+    #[error(transparent)]
+    Server(#[from] ServerError),
 }
 
 impl CommandError {
@@ -142,6 +174,8 @@ impl CommandError {
             | Self::AgainstBin(_)
             | Self::Usage(_) => exit::USAGE,
             Self::Interleave(_) => exit::BENCHMARK_FAILED,
+            Self::Server(ServerError::Io(_) | ServerError::Engine(_)) => exit::INTERNAL,
+            Self::Server(_) => exit::USAGE,
             Self::Output(_) | Self::Interrupt(_) => exit::INTERNAL,
         }
     }

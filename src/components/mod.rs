@@ -7,4 +7,5 @@ pub mod compression;
 pub mod inference;
 pub mod kv_offload;
 pub mod kvcache;
+pub mod server;
 pub mod storage;

@@ -15,4 +15,5 @@ mod models;
 mod profiles;
 mod reports;
 mod runs;
+mod serve;
 mod verdicts;

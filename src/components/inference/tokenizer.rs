@@ -28,8 +28,9 @@ pub struct TextTokenizer {
     pub chat_template: Option<String>,
 }
 
-/// One message of a chat, as chat templates read it.
-#[derive(Debug, Clone, Serialize)]
+/// One message of a chat, as chat templates read it (and as OpenAI-style
+/// requests send it).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ChatMessage {
     pub role: String,
     pub content: String,

@@ -1,0 +1,25 @@
+//! An OpenAI-compatible server over the in-process engine, so that a
+//! campaign can measure a served stack with the same model as the
+//! in-process one, and split a served TTFT into server time and transport
+//! plus client.
+//!
+//! `/v1/models`, `/v1/completions` and `/v1/chat/completions`, each
+//! streaming (server-sent events, `stream_options.include_usage`) or not.
+//! One engine thread runs requests one at a time in arrival order, and
+//! decodes greedily: `temperature` is accepted and ignored, so the same
+//! prompt gives the same tokens, as a benchmark wants. `ignore_eos` (vLLM's
+//! extension) generates exactly `max_tokens`. Every request is logged as
+//! one JSON line with the server's timestamps of its tokens.
+
+mod api;
+mod engine;
+mod http;
+mod log;
+
+pub use api::{
+    ChatChunk, ChatRequest, CompletionRequest, CompletionResponse, DEFAULT_MAX_TOKENS,
+    FinishReason, Usage,
+};
+pub use engine::{Engine, EngineEvent, EngineJob, TextDelta};
+pub use http::{ServeOptions, Server, ServerError};
+pub use log::{RequestLog, RequestLogError, RequestRecord};
