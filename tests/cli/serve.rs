@@ -180,6 +180,16 @@ fn curl_streams_a_chat_completion_and_the_server_logs_its_tokens() {
     let tokens = completion["usage"]["completion_tokens"].as_u64().unwrap();
     assert!((1..=3).contains(&tokens), "{completion}");
 
+    // A prompt of token ids (exact lengths for benchmarks).
+    let (status, ids) = served.post(
+        "/v1/completions",
+        r#"{"prompt":[5,6,7,8,9],"max_tokens":2,"ignore_eos":true}"#,
+    );
+    assert_eq!(status, 200, "{ids}");
+    let ids: Value = serde_json::from_str(&ids).unwrap();
+    assert_eq!(ids["usage"]["prompt_tokens"], 5);
+    assert_eq!(ids["usage"]["completion_tokens"], 2);
+
     // Bad requests get OpenAI-shaped errors, and the server carries on.
     let (status, body) = served.post("/v1/chat/completions", r#"{"model":"gpt-4","messages":[]}"#);
     assert_eq!(status, 404, "{body}");
@@ -193,6 +203,9 @@ fn curl_streams_a_chat_completion_and_the_server_logs_its_tokens() {
     );
     assert_eq!(status, 400, "{body}");
     assert!(body.contains("context of 256 tokens"), "{body}");
+    let (status, body) = served.post("/v1/completions", r#"{"prompt":[1,512]}"#);
+    assert_eq!(status, 400, "{body}");
+    assert!(body.contains("token id 512 is outside"), "{body}");
 
     assert_eq!(served.stop(), Some(0), "SIGINT stops the server cleanly");
 
@@ -202,7 +215,7 @@ fn curl_streams_a_chat_completion_and_the_server_logs_its_tokens() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(records.len(), 3, "{log}");
+    assert_eq!(records.len(), 4, "{log}");
     assert_eq!(records[0]["stream"], true);
     assert_eq!(records[0]["endpoint"], "/v1/chat/completions");
     for r in &records {

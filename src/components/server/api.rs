@@ -36,12 +36,15 @@ pub struct CompletionRequest {
     pub ignore_eos: bool,
 }
 
-/// A prompt is a string, or a list of one string (the OpenAI format allows
-/// batches; this server takes one prompt per request).
+/// A prompt is a string, a list of token ids (so a benchmark can send
+/// exact prompt lengths, as vLLM's clients do), or a list of one string
+/// (the OpenAI format allows batches; this server takes one prompt per
+/// request).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(untagged)]
 pub enum PromptInput {
     Text(String),
+    Tokens(Vec<u32>),
     Batch(Vec<String>),
 }
 

@@ -53,6 +53,7 @@ struct AppState {
     model_name: String,
     tokenizer: TextTokenizer,
     max_context: usize,
+    vocab_size: usize,
     created: u64,
     engine: Mutex<std_mpsc::Sender<EngineJob>>,
     log: RequestLog,
@@ -85,6 +86,7 @@ impl Server {
             .clone()
             .map_err(|why| ServerError::NoTokenizer(options.model_name.clone(), why))?;
         let max_context = model.architecture.max_position_embeddings;
+        let vocab_size = model.architecture.vocab_size.max(1);
         let log = RequestLog::create(&options.request_log)?;
         // Two threads: HTTP work is light; the engine has its own thread.
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -100,6 +102,7 @@ impl Server {
             model_name: options.model_name,
             tokenizer,
             max_context,
+            vocab_size,
             created: unix_now(),
             engine: Mutex::new(engine.submitter()),
             log,
@@ -258,6 +261,21 @@ impl AppState {
             .tokenizer
             .encode(text)
             .map_err(|e| ApiError::invalid(Some("prompt"), e.to_string()))?;
+        self.check_tokens(prompt, max_tokens)
+    }
+
+    /// A prompt of token ids: each in the vocabulary, and with
+    /// `max_tokens` within the model's context.
+    fn check_tokens(&self, prompt: Vec<u32>, max_tokens: usize) -> Result<Vec<u32>, ApiError> {
+        if let Some(bad) = prompt.iter().find(|&&id| id as usize >= self.vocab_size) {
+            return Err(ApiError::invalid(
+                Some("prompt"),
+                format!(
+                    "token id {bad} is outside the model's vocabulary (0 to {})",
+                    self.vocab_size - 1
+                ),
+            ));
+        }
         if prompt.is_empty() {
             return Err(ApiError::invalid(
                 Some("prompt"),
@@ -309,9 +327,13 @@ async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Respons
     let prepared = (|| {
         let request: CompletionRequest = parse_body(&body)?;
         state.check_model(request.model.as_deref())?;
-        let text = match request.prompt {
-            PromptInput::Text(text) => text,
-            PromptInput::Batch(mut texts) if texts.len() == 1 => texts.remove(0),
+        let max_tokens = request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+        let prompt = match request.prompt {
+            PromptInput::Text(text) => state.encode(&text, max_tokens)?,
+            PromptInput::Tokens(ids) => state.check_tokens(ids, max_tokens)?,
+            PromptInput::Batch(mut texts) if texts.len() == 1 => {
+                state.encode(&texts.remove(0), max_tokens)?
+            }
             PromptInput::Batch(_) => {
                 return Err(ApiError::invalid(
                     Some("prompt"),
@@ -319,11 +341,10 @@ async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Respons
                 ));
             }
         };
-        let max_tokens = request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
         Ok(Prepared {
             endpoint: "/v1/completions",
             id: state.new_id("cmpl"),
-            prompt: state.encode(&text, max_tokens)?,
+            prompt,
             max_tokens,
             ignore_eos: request.ignore_eos,
             stream: request.stream,
