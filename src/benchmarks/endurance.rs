@@ -284,6 +284,7 @@ impl BenchmarkCase for EnduranceCase {
                 .collect()
         });
         Some(Conclusion {
+            failure: None,
             findings: Findings::Endurance(EnduranceFindings {
                 rss_trend: growth.map(|g| RssTrend {
                     slope_mib_per_min: g.per_minute.slope,

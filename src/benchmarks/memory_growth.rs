@@ -188,6 +188,7 @@ impl BenchmarkCase for GrowthCase {
         let growth: Vec<f64> = self.samples.iter().map(|(b, a)| a - b).collect();
         let growth_median = median(&growth);
         Some(Conclusion {
+            failure: None,
             findings: Findings::MemoryGrowth(MemoryGrowthFindings {
                 rss_growth_mib_median: growth_median,
                 rss_growth_mib_per_run: growth_median.map(|m| m / self.runs as f64),
@@ -245,6 +246,7 @@ impl BenchmarkCase for KvProbeCase {
             2 * a.num_hidden_layers * a.num_key_value_heads * a.head_dim() * dtype_bytes;
         let measured_median = median(&self.measured);
         Some(Conclusion {
+            failure: None,
             findings: Findings::KvFootprint(KvFootprintFindings {
                 kv_bytes_per_token_predicted: predicted as u64,
                 predicted_formula: format!(

@@ -8,6 +8,7 @@ mod compression;
 mod compression_ratio;
 mod compression_throughput;
 mod disk;
+mod endpoint_serving;
 mod endurance;
 mod first_token_latency;
 mod kv_cache_access;
@@ -326,6 +327,9 @@ pub trait BenchmarkCase: Send {
 /// What a case concluded from all its iterations.
 #[derive(Debug, Clone)]
 pub struct Conclusion {
+    /// The case fails with this reason once its iterations are kept (an
+    /// error budget exceeded over the whole run, say).
+    pub failure: Option<String>,
     /// Copied into the result's `conclusion` field.
     pub findings: Findings,
     /// Copied into the result's warnings (e.g. a suspected leak).

@@ -298,6 +298,7 @@ impl BenchmarkCase for PlantedCase {
             .map(|(name, spent)| (name.to_string(), 100.0 * spent.as_secs_f64() / total))
             .collect();
         Some(Conclusion {
+            failure: None,
             findings: Findings::TimeShares(TimeShareFindings {
                 time_share_pct: shares,
                 time_share_rule: "each planted function's time, measured with a timer around its call over the timed iterations, ÷ the iterations' total time".into(),

@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::endpoint_serving::EndpointCase;
 use super::model::{
     MODEL_SETUP_METRICS, PromptSpec, Prompts, architecture, check_model, check_prompts,
     default_model, generation_memory, load_model,
@@ -23,7 +24,8 @@ use super::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
     Observations, ParamProblem, PreparedBenchmark, SweepAxis,
 };
-use crate::campaign::bounds::{Count, Millis, Parallel, Rate, Tokens};
+use crate::campaign::bounds::{Count, Millis, Parallel, Percent, Rate, Seconds, Tokens};
+use crate::components::endpoint::{EndpointApi, EndpointClient, EndpointConfig, RequestPrompt};
 use crate::components::inference::{
     BatchEvents, LoadedModel, ServeEvents, ServeRequest, serve_static_batches,
 };
@@ -192,11 +194,59 @@ const SERVING_METRICS: &[MetricDef] = &[
         true,
         "requests meeting both SLOs ÷ wall time of the iteration",
     ),
+    MetricDef::quantity(
+        "error_rate_pct",
+        "%",
+        false,
+        "endpoint targets: requests of the iteration that failed, any class",
+    ),
+    MetricDef::quantity(
+        "errors_connect",
+        "requests",
+        false,
+        "endpoint: no connection",
+    ),
+    MetricDef::quantity(
+        "errors_timeout",
+        "requests",
+        false,
+        "endpoint: past request_timeout_s",
+    ),
+    MetricDef::quantity(
+        "errors_rate_limited",
+        "requests",
+        false,
+        "endpoint: HTTP 429",
+    ),
+    MetricDef::quantity(
+        "errors_http_4xx",
+        "requests",
+        false,
+        "endpoint: other HTTP 4xx",
+    ),
+    MetricDef::quantity(
+        "errors_http_5xx",
+        "requests",
+        false,
+        "endpoint: HTTP 5xx, or an error object in the stream",
+    ),
+    MetricDef::quantity(
+        "errors_malformed_sse",
+        "requests",
+        false,
+        "endpoint: an event whose data is not a chunk's JSON",
+    ),
+    MetricDef::quantity(
+        "errors_cut_short",
+        "requests",
+        false,
+        "endpoint: the stream ended or broke before [DONE]",
+    ),
 ];
 
 /// Service-level objectives a request must meet to count as goodput.
 #[derive(Debug, Clone, Copy, Default)]
-struct Slo {
+pub(super) struct Slo {
     ttft_ms: Option<f64>,
     tpot_ms: Option<f64>,
 }
@@ -218,7 +268,7 @@ impl Slo {
 }
 
 /// Records one iteration of a serving run.
-fn record_run(
+pub(super) fn record_run(
     obs: &mut Observations,
     timings: &[RequestTiming],
     wall: Duration,
@@ -282,6 +332,68 @@ pub struct FullInferenceParams {
     /// Text prompts (`{ file = … }` or `{ corpus = … }`) at the sampled lengths.
     #[serde(default)]
     prompts: Option<PromptSpec>,
+    /// Serve the workload from an OpenAI-compatible endpoint
+    /// (`http://host:port/v1`) instead of the in-process engine; `model`
+    /// then gives the prompts (and the tokenizer that counts tokens).
+    endpoint: Option<String>,
+    #[serde(default)]
+    api: EndpointApi,
+    /// The `model` field of each request (default: the model's name).
+    served_model: Option<String>,
+    /// Environment variable holding the API key (never the key itself).
+    api_key_env: Option<String>,
+    /// Limit on one request, from sending it to its end.
+    #[serde(default = "default_request_timeout_s")]
+    request_timeout_s: Seconds,
+    /// Share of requests that may fail before the benchmark fails (exit 4).
+    #[serde(default = "no_errors")]
+    error_budget_pct: Percent,
+    /// Send vLLM's `ignore_eos`, so outputs have the sampled lengths (set
+    /// false for servers that refuse unknown fields).
+    #[serde(default = "yes")]
+    ignore_eos: bool,
+}
+
+fn default_request_timeout_s() -> Seconds {
+    Seconds::new_const(120.0)
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn no_errors() -> Percent {
+    Percent::new_const(0.0)
+}
+
+/// The client's settings for an endpoint target; `api_key` is read by the
+/// caller from `api_key_env`.
+fn endpoint_config(
+    p: &FullInferenceParams,
+    endpoint: &str,
+    api_key: Option<String>,
+) -> Result<EndpointConfig, String> {
+    Ok(EndpointConfig {
+        base_url: endpoint.to_string(),
+        api: p.api,
+        served_model: p.served_model.clone().unwrap_or_else(|| p.model.clone()),
+        api_key,
+        timeout: Duration::try_from_secs_f64(p.request_timeout_s.get())
+            .map_err(|e| format!("request_timeout_s: {e}"))?,
+        ignore_eos: p.ignore_eos,
+    })
+}
+
+/// The API key named by `api_key_env`, from the environment only.
+fn api_key(p: &FullInferenceParams) -> Result<Option<String>, BenchmarkError> {
+    let Some(name) = &p.api_key_env else {
+        return Ok(None);
+    };
+    std::env::var(name).map(Some).map_err(|_| {
+        BenchmarkError::Params(format!(
+            "api_key_env = {name:?}: the variable is not set (or not UTF-8); export it before the run"
+        ))
+    })
 }
 
 fn check_length(
@@ -373,6 +485,21 @@ impl Kind for FullInference {
             ));
         }
         check_prompts(p.prompts.as_ref(), &p.model, models)?;
+        if let Some(endpoint) = &p.endpoint {
+            endpoint_config(p, endpoint, None)
+                .and_then(|config| {
+                    EndpointClient::new(config)
+                        .map(|_| ())
+                        .map_err(|e| e.to_string())
+                })
+                .map_err(|problem| {
+                    ParamProblem::at(
+                        "endpoint",
+                        problem,
+                        "e.g. endpoint = \"http://127.0.0.1:8000/v1\"",
+                    )
+                })?;
+        }
         check_length(&p.model, models, &p.prompt_tokens, &p.output_tokens)
     }
 
@@ -424,7 +551,77 @@ impl Kind for FullInference {
             requests
         };
         let mut cases: Vec<Box<dyn BenchmarkCase>> = Vec::new();
-        for c in &p.concurrency {
+        if let Some(endpoint) = &p.endpoint {
+            let config =
+                endpoint_config(&p, endpoint, api_key(&p)?).map_err(BenchmarkError::Params)?;
+            let client = Arc::new(
+                EndpointClient::new(config).map_err(|e| BenchmarkError::Params(e.to_string()))?,
+            );
+            let runtime = Arc::new(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .thread_name("endpoint-client")
+                    .enable_all()
+                    .build()
+                    .map_err(|e| {
+                        BenchmarkError::Component(format!("cannot start the client runtime: {e}"))
+                    })?,
+            );
+            let tokenizer = loaded.model.tokenizer.as_ref().ok().cloned();
+            let to_prompts = |requests: &[Request]| -> Result<Vec<RequestPrompt>, BenchmarkError> {
+                requests
+                    .iter()
+                    .map(|r| match p.api {
+                        EndpointApi::Completions => Ok(RequestPrompt::Tokens(r.prompt.clone())),
+                        EndpointApi::Chat => {
+                            let tokenizer = tokenizer.as_ref().ok_or_else(|| {
+                                BenchmarkError::Params(format!(
+                                    "api = \"chat\" sends text: model {:?} needs a tokenizer to write the prompts",
+                                    p.model
+                                ))
+                            })?;
+                            Ok(RequestPrompt::Text(tokenizer.decode(&r.prompt)?))
+                        }
+                    })
+                    .collect()
+            };
+            let url = client.url();
+            let modes = p.concurrency.iter().map(|c| (c.usize(), None)).chain(
+                p.rates_per_s
+                    .iter()
+                    .map(|r| (p.open_loop_concurrency.usize(), Some(r.get()))),
+            );
+            for (concurrency, rate) in modes {
+                let requests = requests_with_prompts(rate);
+                let (label, parameters) = match rate {
+                    None => (
+                        format!("closed,concurrency={concurrency}"),
+                        json!({"mode": "closed", "concurrency": concurrency, "requests": requests.len(), "endpoint": url}),
+                    ),
+                    Some(rate) => (
+                        format!("open,rate={rate}/s"),
+                        json!({"mode": "open", "rate_per_s": rate, "concurrency": concurrency, "requests": requests.len(), "endpoint": url}),
+                    ),
+                };
+                cases.push(Box::new(EndpointCase {
+                    runtime: Arc::clone(&runtime),
+                    client: Arc::clone(&client),
+                    prompts: to_prompts(&requests)?,
+                    requests,
+                    tokenizer: tokenizer.clone(),
+                    label,
+                    parameters,
+                    concurrency,
+                    open_loop: rate.is_some(),
+                    slo,
+                    error_budget_pct: p.error_budget_pct.get(),
+                    sent: 0,
+                    failures: Default::default(),
+                    examples: Default::default(),
+                }));
+            }
+        }
+        for c in p.concurrency.iter().filter(|_| p.endpoint.is_none()) {
             let c = c.usize();
             cases.push(Box::new(ServingCase {
                 model: Arc::clone(&loaded.model),
@@ -437,7 +634,7 @@ impl Kind for FullInference {
                 slo,
             }));
         }
-        for rate in &p.rates_per_s {
+        for rate in p.rates_per_s.iter().filter(|_| p.endpoint.is_none()) {
             let rate = rate.get();
             cases.push(Box::new(ServingCase {
                 model: Arc::clone(&loaded.model),
@@ -461,6 +658,17 @@ impl Kind for FullInference {
             "ttft_slo_ms": p.ttft_slo_ms,
             "tpot_slo_ms": p.tpot_slo_ms,
         });
+        if let Some(endpoint) = &p.endpoint {
+            context["endpoint"] = json!({
+                "url": crate::components::endpoint::redact_url(endpoint),
+                "api": p.api,
+                "served_model": p.served_model.as_deref().unwrap_or(&p.model),
+                "api_key_env": p.api_key_env,
+                "request_timeout_s": p.request_timeout_s,
+                "error_budget_pct": p.error_budget_pct,
+                "ignore_eos": p.ignore_eos,
+            });
+        }
         Ok(PreparedBenchmark {
             setup: loaded.setup,
             context,

@@ -436,6 +436,7 @@ impl BenchmarkCase for WorkflowCase {
             .collect();
         let staged: f64 = self.stage_totals.iter().map(Duration::as_secs_f64).sum();
         Some(Conclusion {
+            failure: None,
             findings: Findings::StageShares(StageShareFindings {
                 stage_share_pct: shares,
                 queue_and_other_share_pct: (e2e > 0.0).then(|| 100.0 * (e2e - staged) / e2e),

@@ -233,8 +233,12 @@ fn run_case(
     }
     match panic::catch_unwind(AssertUnwindSafe(|| case.conclude())) {
         Ok(Some(conclusion)) => {
+            let failure = conclusion.failure.clone();
             if events.send(WorkerEvent::Concluded(conclusion)).is_err() {
                 return end(None, true);
+            }
+            if failure.is_some() {
+                return end(failure, cancelled);
             }
         }
         Ok(None) => {}

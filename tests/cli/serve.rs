@@ -257,3 +257,265 @@ fn an_address_in_use_is_a_clear_error() {
         .code(2)
         .stderr(predicate::str::contains(format!("cannot listen on {addr}")));
 }
+
+/// A day that serves a small workload from `endpoint`.
+fn endpoint_day(
+    endpoint: &str,
+    requests: u32,
+    output_tokens: u32,
+    iterations: u32,
+    extra: &str,
+) -> String {
+    format!(
+        r#"
+[[days]]
+number = 1
+title = "served"
+[[days.benchmarks]]
+name = "served"
+kind = "full_inference"
+warmup = 0
+iterations = {iterations}
+[days.benchmarks.params]
+endpoint = "{endpoint}"
+requests = {requests}
+prompt_tokens = {{ distribution = "fixed", tokens = 12 }}
+output_tokens = {{ distribution = "fixed", tokens = {output_tokens} }}
+concurrency = [1]
+{extra}
+"#
+    )
+}
+
+/// The campaign of `SERVED` with its day replaced by `day`.
+fn served_campaign(f: &Fixture, day: &str) -> PathBuf {
+    let model = SERVED.split("[[days]]").next().unwrap();
+    let path = f.path("client.toml");
+    fs::write(&path, format!("{model}{day}")).unwrap();
+    path
+}
+
+fn run_client(f: &Fixture, campaign: &Path) -> std::process::Output {
+    Command::new(assert_cmd::cargo::cargo_bin!("campaign"))
+        .args(["run", "--day", "1", "--no-profile", "--campaign"])
+        .arg(campaign)
+        .arg("--out")
+        .arg(f.path("client-out"))
+        .output()
+        .unwrap()
+}
+
+fn client_report(f: &Fixture) -> Value {
+    let dir = f.path("client-out").join("t").join("daily_reports");
+    let newest = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max()
+        .unwrap();
+    serde_json::from_str(&fs::read_to_string(newest).unwrap()).unwrap()
+}
+
+fn samples(result: &Value, metric: &str) -> Vec<f64> {
+    let mut v: Vec<f64> = result["metrics"][metric]["raw_samples"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {metric} in {result:#}"))
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    v.sort_by(f64::total_cmp);
+    v
+}
+
+#[test]
+#[parallel]
+fn a_campaign_against_campaign_serve_sees_at_least_the_servers_first_token_time() {
+    let f = Fixture::new();
+    let served = Served::start(&f, &[]);
+    let campaign = served_campaign(
+        &f,
+        &endpoint_day(&format!("{}/v1", served.url), 5, 6, 2, ""),
+    );
+    let out = run_client(&f, &campaign);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(served.stop(), Some(0));
+
+    let report = client_report(&f);
+    let result = &report["results"][0];
+    assert_eq!(result["status"], "ok", "{result:#}");
+    assert_eq!(result["metrics"]["error_rate_pct"]["summary"]["max"], 0.0);
+    let client_ttft = samples(result, "ttft_ms");
+    assert_eq!(client_ttft.len(), 10);
+    // The server's own first-token times of the same ten requests. Each
+    // request's client TTFT includes its server time, so the sorted lists
+    // compare element by element.
+    let log = fs::read_to_string(f.out().join("t").join("serve_requests.jsonl")).unwrap();
+    let mut server_ttft: Vec<f64> = log
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<Value>(l).unwrap()["first_token_ms"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    server_ttft.sort_by(f64::total_cmp);
+    assert_eq!(server_ttft.len(), 10, "{log}");
+    for (client, server) in client_ttft.iter().zip(&server_ttft) {
+        assert!(
+            client >= server,
+            "client {client_ttft:?} vs server {server_ttft:?}"
+        );
+    }
+    // ignore_eos: every request generated its 6 tokens. A chunk may carry
+    // several (text held back until a character is whole), so there are at
+    // most 5 gaps per request, and each is a positive time.
+    for line in log.lines() {
+        let record: Value = serde_json::from_str(line).unwrap();
+        assert_eq!(record["completion_tokens"], 6, "{record}");
+    }
+    let itl = samples(result, "itl_ms");
+    assert!(!itl.is_empty() && itl.len() <= 10 * 5, "{itl:?}");
+    assert!(itl[0] > 0.0);
+    assert_eq!(
+        report["results"][0]["context"]["endpoint"]["api"],
+        "completions"
+    );
+}
+
+#[test]
+#[parallel]
+fn killing_the_server_mid_run_counts_the_errors_writes_the_report_and_exits_4() {
+    let f = Fixture::new();
+    let served = Served::start(&f, &[]);
+    let campaign = served_campaign(
+        &f,
+        &endpoint_day(&format!("{}/v1", served.url), 40, 48, 3, ""),
+    );
+    let client = Command::new(assert_cmd::cargo::cargo_bin!("campaign"))
+        .args(["run", "--day", "1", "--no-profile", "--campaign"])
+        .arg(&campaign)
+        .arg("--out")
+        .arg(f.path("client-out"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill the server (SIGKILL: no goodbye) once it has answered a few requests.
+    let log = f.out().join("t").join("serve_requests.jsonl");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while fs::read_to_string(&log).map_or(0, |t| t.lines().count()) < 3 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server answered nothing"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    drop(served);
+    let out = client.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    let report = client_report(&f);
+    let result = &report["results"][0];
+    assert_eq!(result["status"], "failed", "{result:#}");
+    let error = result["error"].as_str().unwrap();
+    assert!(error.contains("above the error budget of 0 %"), "{error}");
+    let failed: f64 = ["errors_connect", "errors_cut_short"]
+        .iter()
+        .map(|m| {
+            result["metrics"][*m]["raw_samples"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|x| x.as_f64().unwrap())
+                .sum::<f64>()
+        })
+        .sum();
+    assert!(failed > 0.0, "{result:#}");
+    // What was served before the kill is kept.
+    assert!(!samples(result, "ttft_ms").is_empty());
+}
+
+/// A server that speaks just enough HTTP and SSE, and sends malformed event
+/// data to every third request.
+fn flaky_sse_stub() -> (String, std::thread::JoinHandle<()>) {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().take(9).enumerate() {
+            let mut stream = stream.unwrap();
+            let mut request = Vec::new();
+            let mut buf = [0u8; 4096];
+            // Headers, then as many body bytes as Content-Length says.
+            loop {
+                let read = stream.read(&mut buf).unwrap();
+                request.extend_from_slice(&buf[..read]);
+                let text = String::from_utf8_lossy(&request).to_string();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length: usize = text
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap())
+                        })
+                        .unwrap_or(0);
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+                assert!(read > 0, "client closed early");
+            }
+            let chunk = |t: &str| {
+                format!(
+                    "data: {{\"choices\":[{{\"index\":0,\"text\":\"{t}\",\"finish_reason\":null}}]}}\n\n"
+                )
+            };
+            let mut body = String::from(
+                "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n",
+            );
+            body.push_str(&chunk("a"));
+            if n % 3 == 2 {
+                body.push_str("data: {\"choices\": [oops\n\n");
+            }
+            body.push_str(&chunk("b"));
+            body.push_str("data: {\"choices\":[],\"usage\":{\"prompt_tokens\":12,\"completion_tokens\":2,\"total_tokens\":14}}\n\n");
+            body.push_str("data: [DONE]\n\n");
+            let _ = stream.write_all(body.as_bytes());
+        }
+    });
+    (url, handle)
+}
+
+#[test]
+#[parallel]
+fn malformed_sse_fails_only_the_requests_it_touches() {
+    let f = Fixture::new();
+    let (url, stub) = flaky_sse_stub();
+    let campaign = served_campaign(&f, &endpoint_day(&url, 9, 2, 1, "error_budget_pct = 50"));
+    let out = run_client(&f, &campaign);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stub.join().unwrap();
+    let report = client_report(&f);
+    let result = &report["results"][0];
+    assert_eq!(result["status"], "ok", "{result:#}");
+    assert_eq!(samples(result, "errors_malformed_sse"), [3.0]);
+    assert_eq!(samples(result, "errors_cut_short"), [0.0]);
+    let rate = samples(result, "error_rate_pct")[0];
+    assert!((rate - 100.0 / 3.0).abs() < 1e-9, "{rate}");
+    // The six good requests were measured: two tokens (from usage), one gap.
+    assert_eq!(samples(result, "ttft_ms").len(), 6);
+    assert_eq!(samples(result, "itl_ms").len(), 6);
+    let warnings = result["warnings"].to_string();
+    assert!(warnings.contains("3 of 9 requests failed"), "{warnings}");
+    assert!(warnings.contains("malformed_sse 3"), "{warnings}");
+}

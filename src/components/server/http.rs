@@ -142,6 +142,12 @@ impl Server {
             state,
             engine,
         } = self;
+        // Without TCP_NODELAY, Nagle's algorithm holds each small SSE chunk
+        // until the client's delayed ACK (40 ms on Linux): the client would
+        // see tokens in bursts, and a TTFT that is the server's plus 40 ms.
+        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+            let _ = tcp.set_nodelay(true);
+        });
         runtime.block_on(async move {
             axum::serve(listener, app)
                 .with_graceful_shutdown(shutdown)

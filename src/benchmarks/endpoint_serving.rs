@@ -1,0 +1,297 @@
+//! The serving workloads against an OpenAI-compatible endpoint instead of
+//! the in-process engine: the same requests (same seed, lengths and
+//! arrivals), the same closed and open loops, the same metrics, plus the
+//! requests that failed, counted by class.
+//!
+//! Client-side times: TTFT is taken when the first chunk with content is
+//! read; a chunk that carries k tokens (counted with the model's
+//! tokenizer) counts as k inter-token gaps of equal length; output tokens
+//! come from the stream's usage chunk, else from those counts.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use super::serving::{RequestTiming, Slo, record_run};
+use super::workload::Request;
+use super::{BenchmarkCase, BenchmarkError, Conclusion, Observations};
+use crate::components::endpoint::{
+    EndpointClient, ErrorClass, RequestFailure, RequestPrompt, StreamedCompletion,
+};
+use crate::components::inference::TextTokenizer;
+use crate::model::Findings;
+
+/// One request's fate, with the client's clock.
+struct Outcome {
+    scheduled: Instant,
+    began: Instant,
+    result: Result<StreamedCompletion, RequestFailure>,
+}
+
+pub(super) struct EndpointCase {
+    pub runtime: Arc<tokio::runtime::Runtime>,
+    pub client: Arc<EndpointClient>,
+    pub requests: Vec<Request>,
+    pub prompts: Vec<RequestPrompt>,
+    pub tokenizer: Option<TextTokenizer>,
+    pub label: String,
+    pub parameters: serde_json::Value,
+    pub concurrency: usize,
+    pub open_loop: bool,
+    pub slo: Slo,
+    pub error_budget_pct: f64,
+    /// Over the timed iterations: requests sent, and failures by class.
+    pub sent: u64,
+    pub failures: BTreeMap<ErrorClass, u64>,
+    /// The first message of each class, for the report.
+    pub examples: BTreeMap<ErrorClass, String>,
+}
+
+impl EndpointCase {
+    /// Sends every request of the workload: all at t = 0 through
+    /// `concurrency` permits (a closed loop), or each at its scheduled
+    /// arrival with at most `concurrency` in flight (an open loop).
+    fn send_all(&self) -> (Vec<Outcome>, Duration) {
+        let requests: Vec<(Duration, RequestPrompt, usize)> = self
+            .requests
+            .iter()
+            .zip(&self.prompts)
+            .map(|(r, p)| {
+                let at = if self.open_loop {
+                    Duration::from_secs_f64(r.arrival_s)
+                } else {
+                    Duration::ZERO
+                };
+                (at, p.clone(), r.output_tokens)
+            })
+            .collect();
+        let client = Arc::clone(&self.client);
+        let concurrency = self.concurrency.max(1);
+        self.runtime.block_on(async move {
+            let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
+            let start = Instant::now();
+            let tasks: Vec<_> = requests
+                .into_iter()
+                .map(|(at, prompt, max_tokens)| {
+                    let (client, permits) = (Arc::clone(&client), Arc::clone(&permits));
+                    let scheduled = start + at;
+                    tokio::spawn(async move {
+                        tokio::time::sleep_until(scheduled.into()).await;
+                        let permit = permits.acquire_owned().await;
+                        let began = Instant::now();
+                        let result = client.stream(&prompt, max_tokens).await;
+                        drop(permit);
+                        Outcome {
+                            scheduled,
+                            began,
+                            result,
+                        }
+                    })
+                })
+                .collect();
+            let mut outcomes = Vec::with_capacity(tasks.len());
+            for task in tasks {
+                if let Ok(outcome) = task.await {
+                    outcomes.push(outcome);
+                }
+            }
+            (outcomes, start.elapsed())
+        })
+    }
+
+    /// Tokens each chunk carries. With the stream's usage (N tokens over C
+    /// chunks): one each when N = C, which is what servers send token by
+    /// token; otherwise the N tokens shared in proportion to each chunk's
+    /// text through the model's tokenizer (at least one each, largest
+    /// remainders first). Without usage, those tokenizer counts, or one
+    /// per chunk without a tokenizer.
+    fn chunk_tokens(&self, done: &StreamedCompletion) -> Vec<usize> {
+        let chunks = done.chunks.len();
+        let by_tokenizer: Vec<usize> = done
+            .chunks
+            .iter()
+            .map(|c| {
+                self.tokenizer
+                    .as_ref()
+                    .and_then(|t| t.encode(&c.text).ok())
+                    .map_or(1, |ids| ids.len().max(1))
+            })
+            .collect();
+        match done.completion_tokens {
+            Some(n) if n <= chunks => vec![1; chunks],
+            Some(n) => share(n, &by_tokenizer),
+            None => by_tokenizer,
+        }
+    }
+
+    fn timing(&self, outcome: &Outcome, done: &StreamedCompletion) -> RequestTiming {
+        let arrival = if self.open_loop {
+            outcome.scheduled
+        } else {
+            outcome.began
+        };
+        let first = done.chunks.first().map_or(done.done_at, |c| c.at);
+        let last = done.chunks.last().map_or(done.done_at, |c| c.at);
+        let tokens = self.chunk_tokens(done);
+        let mut gaps_ms = Vec::new();
+        for (pair, &k) in done.chunks.windows(2).zip(tokens.iter().skip(1)) {
+            let gap_ms = (pair[1].at - pair[0].at).as_secs_f64() * 1e3 / k as f64;
+            gaps_ms.extend(std::iter::repeat_n(gap_ms, k));
+        }
+        RequestTiming {
+            queue: outcome.began.saturating_duration_since(outcome.scheduled),
+            ttft: first.saturating_duration_since(arrival),
+            gaps_ms,
+            e2e: last.saturating_duration_since(arrival),
+            output_tokens: done
+                .completion_tokens
+                .unwrap_or_else(|| tokens.iter().sum()),
+        }
+    }
+}
+
+/// `total` shared over slots in proportion to `weights`, each slot at
+/// least one (`total` ≥ the number of slots), by largest remainders.
+fn share(total: usize, weights: &[usize]) -> Vec<usize> {
+    let slots = weights.len();
+    if slots == 0 {
+        return Vec::new();
+    }
+    let spare = total.saturating_sub(slots);
+    let weight: usize = weights.iter().sum::<usize>().max(1);
+    let exact: Vec<f64> = weights
+        .iter()
+        .map(|&w| spare as f64 * w as f64 / weight as f64)
+        .collect();
+    let mut out: Vec<usize> = exact.iter().map(|e| 1 + e.floor() as usize).collect();
+    let mut order: Vec<usize> = (0..slots).collect();
+    order.sort_by(|&a, &b| (exact[b] - exact[b].floor()).total_cmp(&(exact[a] - exact[a].floor())));
+    let missing = total.saturating_sub(out.iter().sum());
+    for &i in order.iter().take(missing) {
+        out[i] += 1;
+    }
+    out
+}
+
+impl BenchmarkCase for EndpointCase {
+    fn label(&self) -> String {
+        self.label.clone()
+    }
+
+    fn parameters(&self) -> serde_json::Value {
+        self.parameters.clone()
+    }
+
+    fn start_timed(&mut self) {
+        self.sent = 0;
+        self.failures.clear();
+    }
+
+    fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
+        let (outcomes, wall) = self.send_all();
+        let mut timings = Vec::new();
+        let mut failed: BTreeMap<ErrorClass, u64> = BTreeMap::new();
+        for outcome in &outcomes {
+            match &outcome.result {
+                Ok(done) => timings.push(self.timing(outcome, done)),
+                Err(failure) => {
+                    *failed.entry(failure.class).or_default() += 1;
+                    self.examples
+                        .entry(failure.class)
+                        .or_insert_with(|| failure.message.clone());
+                }
+            }
+        }
+        record_run(obs, &timings, wall, self.open_loop, self.slo);
+        let errors: u64 = failed.values().sum();
+        obs.value(
+            "error_rate_pct",
+            100.0 * errors as f64 / self.requests.len().max(1) as f64,
+        );
+        for class in ErrorClass::ALL {
+            obs.value(
+                error_metric(class),
+                failed.get(&class).copied().unwrap_or(0) as f64,
+            );
+            *self.failures.entry(class).or_default() += failed.get(&class).copied().unwrap_or(0);
+        }
+        self.sent += self.requests.len() as u64;
+        Ok(())
+    }
+
+    /// Past the error budget over all timed iterations, the case fails
+    /// (exit 4), keeping everything it measured.
+    fn conclude(&mut self) -> Option<Conclusion> {
+        let errors: u64 = self.failures.values().sum();
+        if self.sent == 0 || errors == 0 {
+            return None;
+        }
+        let rate = 100.0 * errors as f64 / self.sent as f64;
+        let by_class: Vec<String> = self
+            .failures
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(class, n)| {
+                let example = self.examples.get(class).map_or("", String::as_str);
+                format!("{} {n} (e.g. {example})", class.name())
+            })
+            .collect();
+        let summary = format!(
+            "{errors} of {} requests failed ({rate:.1} %): {}",
+            self.sent,
+            by_class.join("; ")
+        );
+        let over = rate > self.error_budget_pct;
+        let counts: BTreeMap<&str, u64> = self
+            .failures
+            .iter()
+            .map(|(class, n)| (class.name(), *n))
+            .collect();
+        Some(Conclusion {
+            failure: over.then(|| {
+                format!(
+                    "{summary}; above the error budget of {} % (error_budget_pct)",
+                    self.error_budget_pct
+                )
+            }),
+            findings: Findings::Other(serde_json::json!({
+                "requests": self.sent,
+                "failed": errors,
+                "error_rate_pct": rate,
+                "by_class": counts,
+            })),
+            warnings: if over { Vec::new() } else { vec![summary] },
+        })
+    }
+}
+
+/// The metric counting one class of failures.
+pub(super) fn error_metric(class: ErrorClass) -> &'static str {
+    match class {
+        ErrorClass::Connect => "errors_connect",
+        ErrorClass::Timeout => "errors_timeout",
+        ErrorClass::RateLimited => "errors_rate_limited",
+        ErrorClass::Http4xx => "errors_http_4xx",
+        ErrorClass::Http5xx => "errors_http_5xx",
+        ErrorClass::MalformedSse => "errors_malformed_sse",
+        ErrorClass::CutShort => "errors_cut_short",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::share;
+
+    #[test]
+    fn tokens_are_shared_over_chunks_by_weight_at_least_one_each() {
+        assert_eq!(share(6, &[1, 1, 1]), [2, 2, 2]);
+        // A spare of 3 by weights 3 : 1 is 2.25 : 0.75; the larger remainder wins.
+        assert_eq!(share(5, &[3, 1]), [3, 2]);
+        assert_eq!(share(4, &[1, 1, 1, 1]), [1, 1, 1, 1]);
+        for (total, weights) in [(10, vec![2, 5, 1]), (7, vec![1, 1]), (9, vec![4, 4, 4])] {
+            let shared = share(total, &weights);
+            assert_eq!(shared.iter().sum::<usize>(), total, "{weights:?}");
+            assert!(shared.iter().all(|&k| k >= 1));
+        }
+    }
+}
