@@ -25,6 +25,9 @@ pub fn generate_command(
     args: &GenerateArgs,
 ) -> Result<(String, u8), CommandError> {
     let usage = |message: String| CommandError::Usage(message);
+    // The campaign's compute threads, as `run` uses them: before any
+    // other thread starts (candle reads them on each matmul).
+    crate::runner::configure_threads(campaign.file.settings().threads.usize());
     let (path, model) = load_named_model(campaign, layout, &args.model)?;
     let settings = campaign.file.settings();
     let tokenizer = model.tokenizer.as_ref().map_err(|why| {

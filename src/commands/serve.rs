@@ -26,6 +26,9 @@ pub fn serve_command(
     layout: &OutputLayout,
     args: &ServeArgs,
 ) -> Result<(String, u8), CommandError> {
+    // The campaign's compute threads, as `run` uses them: before any
+    // other thread starts (candle reads them on each matmul).
+    crate::runner::configure_threads(campaign.file.settings().threads.usize());
     let (path, model) = load_named_model(campaign, layout, &args.model)?;
     let request_log = args
         .request_log
