@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::serving::{RequestTiming, Slo, record_run};
+use super::request_timing::{RequestTiming, Slo, record_run};
 use super::workload::Request;
 use super::{BenchmarkCase, BenchmarkError, Conclusion, Observations};
 use crate::components::endpoint::{

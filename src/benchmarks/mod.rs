@@ -20,6 +20,7 @@ mod model;
 mod observations;
 mod params;
 mod planted;
+mod request_timing;
 mod serving;
 mod storage;
 mod storage_read;

@@ -236,6 +236,7 @@ async fn models(State(state): State<Arc<AppState>>) -> Json<ModelList> {
 struct Prepared {
     endpoint: &'static str,
     id: String,
+    shape: Shape,
     prompt: Vec<u32>,
     max_tokens: usize,
     ignore_eos: bool,
@@ -347,22 +348,20 @@ async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Respons
                 ));
             }
         };
-        Ok(Prepared {
-            endpoint: "/v1/completions",
-            id: state.new_id("cmpl"),
+        Ok(Prepared::new(
+            &state,
+            Shape::Completion,
             prompt,
             max_tokens,
-            ignore_eos: request.ignore_eos,
-            stream: request.stream,
-            include_usage: request.stream_options.unwrap_or_default().include_usage,
+            Flags {
+                ignore_eos: request.ignore_eos,
+                stream: request.stream,
+                stream_options: request.stream_options,
+            },
             received,
-            created: unix_now(),
-        })
+        ))
     })();
-    match prepared {
-        Ok(p) => respond(state, p, Shape::Completion).await,
-        Err(e) => e.into_response(),
-    }
+    respond_to(state, prepared).await
 }
 
 async fn chat_completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
@@ -384,20 +383,60 @@ async fn chat_completions(State(state): State<Arc<AppState>>, body: Bytes) -> Re
             .max_completion_tokens
             .or(request.max_tokens)
             .unwrap_or(DEFAULT_MAX_TOKENS);
-        Ok(Prepared {
-            endpoint: "/v1/chat/completions",
-            id: state.new_id("chatcmpl"),
-            prompt: state.encode(&text, max_tokens)?,
+        Ok(Prepared::new(
+            &state,
+            Shape::Chat,
+            state.encode(&text, max_tokens)?,
             max_tokens,
-            ignore_eos: request.ignore_eos,
-            stream: request.stream,
-            include_usage: request.stream_options.unwrap_or_default().include_usage,
+            Flags {
+                ignore_eos: request.ignore_eos,
+                stream: request.stream,
+                stream_options: request.stream_options,
+            },
+            received,
+        ))
+    })();
+    respond_to(state, prepared).await
+}
+
+/// The request flags both APIs share.
+struct Flags {
+    ignore_eos: bool,
+    stream: bool,
+    stream_options: Option<StreamOptions>,
+}
+
+impl Prepared {
+    fn new(
+        state: &AppState,
+        shape: Shape,
+        prompt: Vec<u32>,
+        max_tokens: usize,
+        flags: Flags,
+        received: Instant,
+    ) -> Self {
+        let (endpoint, prefix) = match shape {
+            Shape::Completion => ("/v1/completions", "cmpl"),
+            Shape::Chat => ("/v1/chat/completions", "chatcmpl"),
+        };
+        Self {
+            endpoint,
+            id: state.new_id(prefix),
+            shape,
+            prompt,
+            max_tokens,
+            ignore_eos: flags.ignore_eos,
+            stream: flags.stream,
+            include_usage: flags.stream_options.unwrap_or_default().include_usage,
             received,
             created: unix_now(),
-        })
-    })();
+        }
+    }
+}
+
+async fn respond_to(state: Arc<AppState>, prepared: Result<Prepared, ApiError>) -> Response {
     match prepared {
-        Ok(p) => respond(state, p, Shape::Chat).await,
+        Ok(p) => respond(state, p).await,
         Err(e) => e.into_response(),
     }
 }
@@ -463,7 +502,8 @@ fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-async fn respond(state: Arc<AppState>, request: Prepared, shape: Shape) -> Response {
+async fn respond(state: Arc<AppState>, request: Prepared) -> Response {
+    let shape = request.shape;
     let record = RequestRecord::new(
         request.id.clone(),
         request.endpoint,
