@@ -16,12 +16,9 @@ pub struct StreamOptions {
     pub include_usage: bool,
 }
 
-/// `POST /v1/completions`.
-#[derive(Debug, Clone, Deserialize)]
-pub struct CompletionRequest {
-    pub model: Option<String>,
-    pub prompt: PromptInput,
-    pub max_tokens: Option<usize>,
+/// What both APIs take besides the prompt and the length.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct GenerationFlags {
     #[serde(default)]
     pub stream: bool,
     #[serde(default)]
@@ -34,6 +31,16 @@ pub struct CompletionRequest {
     /// (vLLM's name for it), so a benchmark gets the length it asked for.
     #[serde(default)]
     pub ignore_eos: bool,
+}
+
+/// `POST /v1/completions`.
+#[derive(Debug, Clone, Deserialize)]
+pub struct CompletionRequest {
+    pub model: Option<String>,
+    pub prompt: PromptInput,
+    pub max_tokens: Option<usize>,
+    #[serde(flatten)]
+    pub flags: GenerationFlags,
 }
 
 /// A prompt is a string, a list of token ids (so a benchmark can send
@@ -56,13 +63,8 @@ pub struct ChatRequest {
     /// The older name of `max_completion_tokens`; both are read.
     pub max_tokens: Option<usize>,
     pub max_completion_tokens: Option<usize>,
-    #[serde(default)]
-    pub stream: bool,
-    #[serde(default)]
-    pub stream_options: Option<StreamOptions>,
-    pub temperature: Option<f64>,
-    #[serde(default)]
-    pub ignore_eos: bool,
+    #[serde(flatten)]
+    pub flags: GenerationFlags,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

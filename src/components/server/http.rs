@@ -353,11 +353,7 @@ async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Respons
             Shape::Completion,
             prompt,
             max_tokens,
-            Flags {
-                ignore_eos: request.ignore_eos,
-                stream: request.stream,
-                stream_options: request.stream_options,
-            },
+            request.flags,
             received,
         ))
     })();
@@ -388,22 +384,11 @@ async fn chat_completions(State(state): State<Arc<AppState>>, body: Bytes) -> Re
             Shape::Chat,
             state.encode(&text, max_tokens)?,
             max_tokens,
-            Flags {
-                ignore_eos: request.ignore_eos,
-                stream: request.stream,
-                stream_options: request.stream_options,
-            },
+            request.flags,
             received,
         ))
     })();
     respond_to(state, prepared).await
-}
-
-/// The request flags both APIs share.
-struct Flags {
-    ignore_eos: bool,
-    stream: bool,
-    stream_options: Option<StreamOptions>,
 }
 
 impl Prepared {
@@ -412,7 +397,7 @@ impl Prepared {
         shape: Shape,
         prompt: Vec<u32>,
         max_tokens: usize,
-        flags: Flags,
+        flags: GenerationFlags,
         received: Instant,
     ) -> Self {
         let (endpoint, prefix) = match shape {
