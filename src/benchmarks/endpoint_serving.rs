@@ -193,7 +193,16 @@ impl BenchmarkCase for EndpointCase {
         let mut failed: BTreeMap<ErrorClass, u64> = BTreeMap::new();
         for outcome in &outcomes {
             match &outcome.result {
-                Ok(done) => timings.push(self.timing(outcome, done)),
+                Ok(done) => {
+                    timings.push(self.timing(outcome, done));
+                    if let Some(server_ms) = done.server_first_token_ms {
+                        let first = done.chunks.first().map_or(done.done_at, |c| c.at);
+                        let client_ms =
+                            first.saturating_duration_since(outcome.began).as_secs_f64() * 1e3;
+                        obs.value("server_ttft_ms", server_ms);
+                        obs.value("transport_client_ms", client_ms - server_ms);
+                    }
+                }
                 Err(failure) => {
                     *failed.entry(failure.class).or_default() += 1;
                     self.examples

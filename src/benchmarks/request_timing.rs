@@ -66,6 +66,14 @@ pub(super) const SERVING_METRICS: &[MetricDef] = &[
         true,
         "requests meeting both SLOs ÷ wall time of the iteration",
     ),
+    MetricDef::duration_ms(
+        "server_ttft_ms",
+        "endpoint: the server's own time from reading the request to its first token, as it reports it (campaign serve does)",
+    ),
+    MetricDef::duration_ms(
+        "transport_client_ms",
+        "endpoint: the client's time from sending to the first content chunk, minus server_ttft_ms: the network path and the client",
+    ),
     MetricDef::quantity(
         "error_rate_pct",
         "%",

@@ -169,6 +169,10 @@ fn curl_streams_a_chat_completion_and_the_server_logs_its_tokens() {
     assert_eq!(whole["object"], "chat.completion");
     assert_eq!(whole["choices"][0]["message"]["content"], streamed.as_str());
     assert_eq!(whole["usage"]["completion_tokens"], 7);
+    let server_first = whole["campaign_server_timing"]["first_token_ms"]
+        .as_f64()
+        .unwrap();
+    assert!(server_first > 0.0, "{whole}");
 
     let (status, completion) = served.post(
         "/v1/completions",
@@ -370,6 +374,12 @@ fn a_campaign_against_campaign_serve_sees_at_least_the_servers_first_token_time(
             "client {client_ttft:?} vs server {server_ttft:?}"
         );
     }
+    // The server tells each client its first-token time: the same numbers
+    // as its log, and the rest of the client's TTFT is never negative.
+    assert_eq!(samples(result, "server_ttft_ms"), server_ttft);
+    let transport = samples(result, "transport_client_ms");
+    assert_eq!(transport.len(), 10);
+    assert!(transport[0] >= 0.0, "{transport:?}");
     // ignore_eos: every request generated its 6 tokens. A chunk may carry
     // several (text held back until a character is whole), so there are at
     // most 5 gaps per request, and each is a positive time.

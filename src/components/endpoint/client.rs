@@ -56,6 +56,9 @@ pub struct StreamedCompletion {
     pub finish_reason: Option<String>,
     /// When `[DONE]` was read.
     pub done_at: Instant,
+    /// The server's own first-token time, in ms after it read the request,
+    /// when it reports one (`campaign serve` sends `campaign_server_timing`).
+    pub server_first_token_ms: Option<f64>,
 }
 
 /// Why a request failed: each class is counted on its own.
@@ -264,6 +267,7 @@ impl EndpointClient {
         let mut chunks = Vec::new();
         let mut completion_tokens = None;
         let mut finish_reason = None;
+        let mut server_first_token_ms = None;
         while let Some(event) = events.next().await {
             let event = event.map_err(|e| {
                 RequestFailure::new(ErrorClass::CutShort, format!("the stream broke: {e}"))
@@ -275,6 +279,7 @@ impl EndpointClient {
                     completion_tokens,
                     finish_reason,
                     done_at: at,
+                    server_first_token_ms,
                 });
             }
             let chunk: Value = serde_json::from_str(&event.data).map_err(|e| {
@@ -296,6 +301,12 @@ impl EndpointClient {
                     "a chunk without `choices`",
                 ));
             };
+            if let Some(ms) = chunk
+                .pointer("/campaign_server_timing/first_token_ms")
+                .and_then(Value::as_f64)
+            {
+                server_first_token_ms = Some(ms);
+            }
             if let Some(tokens) = chunk
                 .pointer("/usage/completion_tokens")
                 .and_then(Value::as_u64)

@@ -93,6 +93,18 @@ impl Usage {
     }
 }
 
+/// The server's own times of a request, in milliseconds after it read the
+/// request: sent with the last content-free chunk (and in whole responses)
+/// as `campaign_server_timing`, an extension OpenAI clients ignore. A
+/// client subtracts the first-token time from its own TTFT to see what the
+/// network path and the client cost.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ServerTiming {
+    pub queue_ms: Option<f64>,
+    pub first_token_ms: Option<f64>,
+    pub finished_ms: Option<f64>,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct CompletionChoice {
     pub index: usize,
@@ -112,6 +124,8 @@ pub struct CompletionResponse {
     pub choices: Vec<CompletionChoice>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign_server_timing: Option<ServerTiming>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -135,6 +149,7 @@ pub struct ChatResponse {
     pub model: String,
     pub choices: Vec<ChatChoice>,
     pub usage: Usage,
+    pub campaign_server_timing: ServerTiming,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -163,6 +178,8 @@ pub struct ChatChunk {
     /// for it (and then `choices` is empty), as OpenAI does.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub campaign_server_timing: Option<ServerTiming>,
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -439,9 +439,11 @@ fn chunk(
     shape: Shape,
     text: Option<String>,
     first: bool,
-    finish: Option<FinishReason>,
+    finish: Option<(FinishReason, ServerTiming)>,
     usage: Option<Usage>,
 ) -> String {
+    let timing = finish.map(|(_, timing)| timing);
+    let finish = finish.map(|(reason, _)| reason);
     match shape {
         Shape::Completion => to_json(&CompletionResponse {
             id: request.id.clone(),
@@ -459,6 +461,7 @@ fn chunk(
                 }]
             },
             usage,
+            campaign_server_timing: timing,
         }),
         Shape::Chat => to_json(&ChatChunk {
             id: request.id.clone(),
@@ -478,6 +481,7 @@ fn chunk(
                 }]
             },
             usage,
+            campaign_server_timing: timing,
         }),
     }
 }
@@ -550,6 +554,7 @@ async fn whole(
                 finish_reason: Some(reason),
             }],
             usage: Some(usage),
+            campaign_server_timing: Some(record.timing()),
         })
         .into_response(),
         Shape::Chat => Json(ChatResponse {
@@ -566,6 +571,7 @@ async fn whole(
                 finish_reason: reason,
             }],
             usage,
+            campaign_server_timing: record.timing(),
         })
         .into_response(),
     }
@@ -600,9 +606,15 @@ fn stream(
                     first = false;
                     data
                 }
-                EngineEvent::Finished { reason, .. } => {
-                    chunk(&state, &request, shape, None, first, Some(reason), None)
-                }
+                EngineEvent::Finished { reason, .. } => chunk(
+                    &state,
+                    &request,
+                    shape,
+                    None,
+                    first,
+                    Some((reason, record.timing())),
+                    None,
+                ),
                 EngineEvent::Failed { message } => to_json(&ErrorResponse {
                     error: ErrorBody {
                         message: format!("generation failed: {message}"),

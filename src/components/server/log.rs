@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::api::FinishReason;
+use super::api::{FinishReason, ServerTiming};
 use super::engine::EngineEvent;
 
 /// What the server saw of one request. Times are milliseconds after the
@@ -70,6 +70,15 @@ impl RequestRecord {
 
     fn ms(&self, at: Instant) -> f64 {
         at.saturating_duration_since(self.received).as_secs_f64() * 1e3
+    }
+
+    /// The times a client is told (see [`ServerTiming`]).
+    pub fn timing(&self) -> ServerTiming {
+        ServerTiming {
+            queue_ms: self.queue_ms,
+            first_token_ms: self.first_token_ms,
+            finished_ms: self.finished_ms,
+        }
     }
 
     /// Notes an engine event.
