@@ -121,6 +121,7 @@ fn report(results: Vec<BenchmarkResult>, runs: usize) -> DailyReport {
         },
         summary: DaySummary::default(),
         scaling: Vec::new(),
+        parity: Vec::new(),
         profiles: Vec::new(),
         results,
         warnings: Vec::new(),

@@ -9,12 +9,14 @@ mod bottlenecks;
 mod experiments;
 mod history;
 mod measured;
+mod parity;
 mod regression;
 mod remedies;
 mod roofline;
 mod scaling;
 mod sweeps;
 
+pub use parity::served_parity;
 pub use scaling::{KNEE_TOLERANCE, scaling_curves};
 pub use sweeps::{SweepCurve, sweep_curves};
 

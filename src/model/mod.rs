@@ -8,6 +8,7 @@ mod calibration;
 mod case_params;
 mod environment;
 mod findings;
+mod parity;
 mod plan;
 mod report;
 mod scaling;
@@ -19,6 +20,7 @@ pub use findings::{
     EnduranceFindings, Findings, KvFootprintFindings, LatencyDrift, MemoryGrowthFindings, RssTrend,
     StageShareFindings, TimeShareFindings,
 };
+pub use parity::ServedParity;
 pub use plan::{IterationPlan, QUICK_FACTOR};
 pub use report::*;
 pub use scaling::{ScalingCurve, ScalingLevel};

@@ -32,6 +32,9 @@ pub struct DailyReport {
     /// Throughput and p99 per level of each `scaling` benchmark, and its knee.
     #[serde(default)]
     pub scaling: Vec<ScalingCurve>,
+    /// Each served benchmark's cases beside their in-process twins.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parity: Vec<super::ServedParity>,
     /// CPU profiles taken this day, one per profiled benchmark.
     #[serde(default)]
     pub profiles: Vec<ProfileRecord>,

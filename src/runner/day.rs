@@ -273,6 +273,7 @@ pub fn run_day(
         summary: summarize_day(&results),
         // Filled in by the analysis once the day is over.
         scaling: Vec::new(),
+        parity: Vec::new(),
         profiles,
         results,
         warnings,

@@ -335,10 +335,21 @@ fn samples(result: &Value, metric: &str) -> Vec<f64> {
 fn a_campaign_against_campaign_serve_sees_at_least_the_servers_first_token_time() {
     let f = Fixture::new();
     let served = Served::start(&f, &[]);
-    let campaign = served_campaign(
-        &f,
-        &endpoint_day(&format!("{}/v1", served.url), 5, 6, 2, ""),
-    );
+    // The same workload in-process too, after the served one: its twin.
+    let twin = r#"
+[[days.benchmarks]]
+name = "in_process"
+kind = "full_inference"
+warmup = 0
+iterations = 2
+[days.benchmarks.params]
+requests = 5
+prompt_tokens = { distribution = "fixed", tokens = 12 }
+output_tokens = { distribution = "fixed", tokens = 6 }
+concurrency = [1]
+"#;
+    let day = endpoint_day(&format!("{}/v1", served.url), 5, 6, 2, "") + twin;
+    let campaign = served_campaign(&f, &day);
     let out = run_client(&f, &campaign);
     assert_eq!(
         out.status.code(),
@@ -347,6 +358,13 @@ fn a_campaign_against_campaign_serve_sees_at_least_the_servers_first_token_time(
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(served.stop(), Some(0));
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        table.contains(
+            "served vs in-process served[closed,concurrency=1] (in_process[closed,concurrency=1])"
+        ),
+        "{table}"
+    );
 
     let report = client_report(&f);
     let result = &report["results"][0];
@@ -394,6 +412,32 @@ fn a_campaign_against_campaign_serve_sees_at_least_the_servers_first_token_time(
         report["results"][0]["context"]["endpoint"]["api"],
         "completions"
     );
+
+    // The report sets the served case beside its in-process twin.
+    let parity = &report["parity"][0];
+    let p50 = |r: &Value, m: &str| r["metrics"][m]["summary"]["p50"].as_f64().unwrap();
+    let twin = &report["results"][1];
+    assert_eq!(parity["in_process"], "in_process[closed,concurrency=1]");
+    assert_eq!(
+        parity["served_ttft_p50_ms"].as_f64(),
+        Some(p50(result, "ttft_ms"))
+    );
+    assert_eq!(
+        parity["in_process_ttft_p50_ms"].as_f64(),
+        Some(p50(twin, "ttft_ms"))
+    );
+    // The report's numbers are rounded for JSON; the difference was taken
+    // before rounding.
+    let diff = parity["ttft_diff_ms"].as_f64().unwrap();
+    assert!(
+        (diff - (p50(result, "ttft_ms") - p50(twin, "ttft_ms"))).abs() < 1e-6,
+        "{parity}"
+    );
+    assert_eq!(
+        parity["server_ttft_p50_ms"].as_f64(),
+        Some(p50(result, "server_ttft_ms"))
+    );
+    assert_eq!(report["parity"].as_array().unwrap().len(), 1);
 }
 
 #[test]
