@@ -11,14 +11,18 @@ use campaign::components::kvcache::{
 };
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 
+/// A 16-token f16 block of the default campaign's model (6 layers, 2 KV
+/// heads of 64): 48 KiB.
+const DEFAULT_MODEL_BLOCK: KvGeometry = KvGeometry {
+    layers: 6,
+    kv_heads: 2,
+    head_dim: 64,
+    dtype: KvDType::F16,
+    block_tokens: 16,
+};
+
 fn hot_tier(c: &mut Criterion) {
-    let geometry = KvGeometry {
-        layers: 6,
-        kv_heads: 2,
-        head_dim: 64,
-        dtype: KvDType::F16,
-        block_tokens: 16,
-    };
+    let geometry = DEFAULT_MODEL_BLOCK;
     let dir = tempfile::TempDir::new().expect("temporary folder");
     let mut cache = TieredKvCache::open(&TieredKvCacheConfig::new(
         geometry,
@@ -58,13 +62,7 @@ fn hot_tier(c: &mut Criterion) {
 /// scalar and vectorised, encode and decode, against memcpy of the same
 /// bytes in the same run: `cargo bench --bench kvcache -- int8`.
 fn int8_codec(c: &mut Criterion) {
-    let geometry = KvGeometry {
-        layers: 6,
-        kv_heads: 2,
-        head_dim: 64,
-        dtype: KvDType::F16,
-        block_tokens: 16,
-    };
+    let geometry = DEFAULT_MODEL_BLOCK;
     let bytes = geometry.block_bytes();
     // Finite f16 values spread over a few orders of magnitude.
     let block: Vec<u8> = (0..bytes / 2)

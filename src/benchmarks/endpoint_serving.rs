@@ -107,20 +107,22 @@ impl EndpointCase {
     /// per chunk without a tokenizer.
     fn chunk_tokens(&self, done: &StreamedCompletion) -> Vec<usize> {
         let chunks = done.chunks.len();
-        let by_tokenizer: Vec<usize> = done
-            .chunks
-            .iter()
-            .map(|c| {
-                self.tokenizer
-                    .as_ref()
-                    .and_then(|t| t.encode(&c.text).ok())
-                    .map_or(1, |ids| ids.len().max(1))
-            })
-            .collect();
+        let by_tokenizer = || -> Vec<usize> {
+            done.chunks
+                .iter()
+                .map(|c| {
+                    self.tokenizer
+                        .as_ref()
+                        .and_then(|t| t.encode(&c.text).ok())
+                        .map_or(1, |ids| ids.len().max(1))
+                })
+                .collect()
+        };
+        // The tokenizer runs only where the usage leaves the split open.
         match done.completion_tokens {
             Some(n) if n <= chunks => vec![1; chunks],
-            Some(n) => share(n, &by_tokenizer),
-            None => by_tokenizer,
+            Some(n) => share(n, &by_tokenizer()),
+            None => by_tokenizer(),
         }
     }
 
