@@ -243,6 +243,7 @@ impl Kind for AgentTaskLatency {
             }),
             cases,
             warnings: Vec::new(),
+            skipped: None,
         })
     }
 }

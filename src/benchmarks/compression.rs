@@ -346,6 +346,7 @@ pub(super) fn prepare_cases(
         }),
         cases,
         warnings: Vec::new(),
+        skipped: None,
     })
 }
 

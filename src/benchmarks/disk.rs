@@ -287,6 +287,7 @@ impl Kind for DiskBlockSweep {
             }),
             cases,
             warnings,
+            skipped: None,
         })
     }
 }

@@ -175,6 +175,7 @@ impl Kind for Endurance {
                 latencies: Vec::new(),
             })],
             warnings: Vec::new(),
+            skipped: None,
         })
     }
 }

@@ -142,6 +142,7 @@ impl Kind for FirstTokenLatency {
             context: loaded.context,
             cases,
             warnings: Vec::new(),
+            skipped: None,
         })
     }
 }

@@ -356,6 +356,7 @@ impl Kind for KvCacheAccess {
             }),
             cases,
             warnings,
+            skipped: None,
         })
     }
 }

@@ -137,6 +137,7 @@ impl Kind for KvCacheStore {
             context: json!({ "tokens_per_iteration": tokens }),
             cases,
             warnings: Vec::new(),
+            skipped: None,
         })
     }
 }

@@ -300,6 +300,7 @@ impl Kind for LlamaBench {
             context,
             cases,
             warnings: Vec::new(),
+            skipped: None,
         })
     }
 }

@@ -147,6 +147,7 @@ impl Kind for MemoryGrowth {
             context: loaded.context,
             cases,
             warnings: Vec::new(),
+            skipped: None,
         })
     }
 }

@@ -4,6 +4,7 @@
 //! cancellation; `stats` summarises; `report` formats.
 
 mod agents;
+mod command;
 mod compression;
 mod compression_ratio;
 mod compression_throughput;
@@ -16,6 +17,7 @@ mod kv_cache_store;
 mod kv_geometry;
 mod llama_bench;
 mod memory_growth;
+mod metric_names;
 mod model;
 mod observations;
 mod params;
@@ -148,6 +150,16 @@ pub trait Kind: Sync + Send + 'static {
         &[]
     }
     fn headline(&self) -> Headline;
+    /// Metrics whose names the campaign gives (the outputs a `command`
+    /// maps), recorded besides [`Kind::metrics`]; their names are interned
+    /// by [`metric_names::intern`].
+    fn mapped_metrics(&self, _params: &Self::Params) -> Vec<MetricDef> {
+        Vec::new()
+    }
+    /// The headline when the campaign chooses it; [`Kind::headline`] else.
+    fn mapped_headline(&self, _params: &Self::Params) -> Option<Headline> {
+        None
+    }
     /// The parameter its cases sweep, if they form a curve.
     fn sweep_axis(&self) -> Option<SweepAxis> {
         None
@@ -202,9 +214,6 @@ pub trait Kind: Sync + Send + 'static {
 pub trait BenchmarkKind: KindRules + Sync {
     fn name(&self) -> &'static str;
     fn description(&self) -> &'static str;
-    fn metrics(&self) -> &'static [MetricDef];
-    fn setup_metrics(&self) -> &'static [MetricDef];
-    fn headline(&self) -> Headline;
     fn sweep_axis(&self) -> Option<SweepAxis>;
     fn roofline_phase(&self) -> Option<RooflinePhase>;
     fn scaling_levels(&self) -> bool;
@@ -222,18 +231,39 @@ pub trait BenchmarkKind: KindRules + Sync {
         params: &toml::Table,
         ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError>;
+    /// Every metric one benchmark of this kind records and its headline:
+    /// the kind's own, plus those its params map (when they parse).
+    fn catalog(&self, params: &toml::Table) -> MetricCatalog;
+}
 
-    fn metric(&self, name: &str) -> Option<&'static MetricDef> {
-        self.metrics()
-            .iter()
-            .chain(self.setup_metrics())
-            .find(|m| m.name == name)
+/// The metrics of one benchmark, as the runner records and reports them.
+#[derive(Debug, Clone)]
+pub struct MetricCatalog {
+    metrics: Vec<MetricDef>,
+    headline: Headline,
+}
+
+impl MetricCatalog {
+    pub fn metric(&self, name: &str) -> Option<&MetricDef> {
+        self.metrics.iter().find(|m| m.name == name)
+    }
+
+    pub fn metrics(&self) -> &[MetricDef] {
+        &self.metrics
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.metrics.iter().map(|m| m.name)
+    }
+
+    pub fn headline(&self) -> Headline {
+        self.headline
     }
 
     /// Run-level series each case contributes to a regression verdict: its
     /// headline latency (when in ms) and its headline throughput.
-    fn headline_series(&self) -> usize {
-        let h = self.headline();
+    pub fn headline_series(&self) -> usize {
+        let h = self.headline;
         let latency = h
             .latency
             .and_then(|l| self.metric(l))
@@ -249,15 +279,6 @@ impl<K: Kind> BenchmarkKind for K {
     }
     fn description(&self) -> &'static str {
         Kind::description(self)
-    }
-    fn metrics(&self) -> &'static [MetricDef] {
-        Kind::metrics(self)
-    }
-    fn setup_metrics(&self) -> &'static [MetricDef] {
-        Kind::setup_metrics(self)
-    }
-    fn headline(&self) -> Headline {
-        Kind::headline(self)
     }
     fn sweep_axis(&self) -> Option<SweepAxis> {
         Kind::sweep_axis(self)
@@ -294,6 +315,22 @@ impl<K: Kind> BenchmarkKind for K {
         let parsed = params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
         Kind::prepare(self, parsed, ctx)
     }
+    fn catalog(&self, params: &toml::Table) -> MetricCatalog {
+        let parsed = params::parse::<K::Params>(params).ok();
+        let mut metrics: Vec<MetricDef> = Kind::metrics(self)
+            .iter()
+            .chain(Kind::setup_metrics(self))
+            .copied()
+            .collect();
+        if let Some(p) = &parsed {
+            metrics.extend(Kind::mapped_metrics(self, p));
+        }
+        let headline = parsed
+            .as_ref()
+            .and_then(|p| Kind::mapped_headline(self, p))
+            .unwrap_or_else(|| Kind::headline(self));
+        MetricCatalog { metrics, headline }
+    }
 }
 
 /// A benchmark ready to run: setup measurements and its cases (one per
@@ -306,6 +343,9 @@ pub struct PreparedBenchmark {
     /// Caveats every result of this benchmark carries (e.g. direct I/O
     /// unsupported, so those cases were not run).
     pub warnings: Vec<String>,
+    /// Why the whole benchmark is not run on this machine (a peer
+    /// program that is not installed): reported as skipped, not failed.
+    pub skipped: Option<String>,
 }
 
 pub trait BenchmarkCase: Send {
@@ -422,6 +462,7 @@ static REGISTRY: &[&dyn BenchmarkKind] = &[
     &memory_growth::MemoryGrowth,
     &workflow::CollectiveWorkflow,
     &planted::PlantedWork,
+    &command::CommandKind,
 ];
 
 /// Every kind this build knows, in registry order.
@@ -473,12 +514,8 @@ impl<K: Kind> KindRules for K {
         Kind::memory(self, &parsed, models)
     }
 
-    fn target_metrics(&self) -> Vec<&'static str> {
-        Kind::metrics(self)
-            .iter()
-            .chain(Kind::setup_metrics(self))
-            .map(|m| m.name)
-            .collect()
+    fn target_metrics(&self, params: &toml::Table) -> Vec<&'static str> {
+        BenchmarkKind::catalog(self, params).names().collect()
     }
 }
 
@@ -489,8 +526,9 @@ pub fn planned_comparisons(selected: &[&crate::campaign::BenchmarkSpec]) -> usiz
         .iter()
         .filter_map(|spec| {
             let kind = find_kind(spec.kind.get_ref())?;
-            let cases = kind.planned_cases(&spec.params()).ok()?;
-            Some(cases * kind.headline_series())
+            let params = spec.params();
+            let cases = kind.planned_cases(&params).ok()?;
+            Some(cases * kind.catalog(&params).headline_series())
         })
         .sum()
 }
@@ -513,14 +551,15 @@ mod tests {
                 "{name}"
             );
             assert!(!kind.description().is_empty(), "{name}: no description");
+            let catalog = kind.catalog(&toml::Table::new());
             let mut metrics = HashSet::new();
-            for m in kind.metrics().iter().chain(kind.setup_metrics()) {
+            for m in catalog.metrics() {
                 assert!(metrics.insert(m.name), "{name}: metric {} twice", m.name);
                 assert!(!m.unit.is_empty(), "{name}: {} has no unit", m.name);
             }
-            let headline = kind.headline();
+            let headline = catalog.headline();
             if let Some(latency) = headline.latency {
-                let m = kind.metric(latency);
+                let m = catalog.metric(latency);
                 assert!(
                     m.is_some_and(|m| m.unit == "ms"),
                     "{name}: headline latency {latency} is not a metric in ms"
@@ -528,7 +567,7 @@ mod tests {
             }
             if let Some(throughput) = headline.throughput {
                 assert!(
-                    kind.metric(throughput).is_some(),
+                    catalog.metric(throughput).is_some(),
                     "{name}: headline throughput {throughput} is not a metric"
                 );
             }

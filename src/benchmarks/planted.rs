@@ -204,6 +204,7 @@ impl Kind for PlantedWork {
                 panic_at_call: p.panic_at_iteration.map(Count::get),
             })],
             warnings: Vec::new(),
+            skipped: None,
         })
     }
 }

@@ -509,6 +509,7 @@ impl Kind for FullInference {
             context,
             cases,
             warnings: Vec::new(),
+            skipped: None,
         })
     }
 }
@@ -705,6 +706,7 @@ impl Kind for Scaling {
             context: loaded.context,
             cases,
             warnings: Vec::new(),
+            skipped: None,
         })
     }
 }

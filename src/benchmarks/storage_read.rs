@@ -199,6 +199,7 @@ impl Kind for StorageRead {
             }),
             cases,
             warnings: Vec::new(),
+            skipped: None,
         })
     }
 }

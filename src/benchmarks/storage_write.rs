@@ -133,6 +133,7 @@ impl Kind for StorageWrite {
             context: json!({ "database": "redb", "folder": folder.path().display().to_string() }),
             cases,
             warnings: Vec::new(),
+            skipped: None,
         })
     }
 }

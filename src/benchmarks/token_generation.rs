@@ -186,6 +186,7 @@ impl Kind for TokenGeneration {
             context: loaded.context,
             cases,
             warnings: Vec::new(),
+            skipped: None,
         })
     }
 }

@@ -295,6 +295,7 @@ impl Kind for CollectiveWorkflow {
                 agents,
             })],
             warnings: Vec::new(),
+            skipped: None,
         })
     }
 }

@@ -40,8 +40,9 @@ pub trait KindRules {
         params: &toml::Table,
         models: &Models,
     ) -> Result<MemoryNeed, ParamProblem>;
-    /// The metrics a target may name: timed and setup metrics.
-    fn target_metrics(&self) -> Vec<&'static str>;
+    /// The metrics a target may name: timed and setup metrics, and those
+    /// the params map.
+    fn target_metrics(&self, params: &toml::Table) -> Vec<&'static str>;
 }
 
 /// Every benchmark kind a campaign may name.

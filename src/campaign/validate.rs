@@ -342,15 +342,16 @@ fn check_benchmark(
         }
     }
 
+    let metrics = kind.target_metrics(&params);
     for (t, target) in bench.targets.iter().enumerate() {
         let at = field("targets").index(t);
         match target.get_ref().parse::<Target>() {
             Err(message) => c.error(&at, message, None),
-            Ok(t) if !kind.target_metrics().contains(&t.metric.as_str()) => {
+            Ok(t) if !metrics.contains(&t.metric.as_str()) => {
                 c.error(
                     &at,
                     format!("kind {} has no metric {:?}", bench.kind.get_ref(), t.metric),
-                    Some(format!("its metrics: {}", kind.target_metrics().join(", "))),
+                    Some(format!("its metrics: {}", metrics.join(", "))),
                 );
             }
             Ok(_) => {}

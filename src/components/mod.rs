@@ -5,6 +5,7 @@ pub mod agents;
 pub mod blockio;
 pub mod compression;
 pub mod endpoint;
+pub mod external;
 pub mod inference;
 pub mod kv_offload;
 pub mod kvcache;

@@ -100,6 +100,9 @@ pub struct DaySummary {
     pub successful: usize,
     pub failed: usize,
     pub interrupted: usize,
+    /// Benchmarks not run on this machine (a peer program not installed).
+    #[serde(default)]
+    pub skipped: usize,
     pub targets_met: usize,
     pub targets_missed: usize,
     /// Targets whose metric was never measured (the benchmark failed first).
@@ -114,6 +117,9 @@ pub enum Status {
     Failed,
     /// Stopped by Ctrl-C; the iterations completed before it are summarised.
     Interrupted,
+    /// Not run on this machine, for the reason in `error` (a peer program
+    /// that is not installed); neither a pass nor a failure.
+    Skipped,
 }
 
 /// One case of one benchmark (a benchmark with a sweep has one per point).

@@ -24,6 +24,14 @@ pub fn render_junit(report: &DailyReport, comparison: Option<&Comparison>) -> St
     let (mut failures, mut errors, mut skipped) = (0, 0, 0);
     for r in &report.results {
         let mut body = String::new();
+        if r.status == Status::Skipped {
+            skipped += 1;
+            let _ = write!(
+                body,
+                "<skipped message=\"{}\"/>",
+                escape_markup(r.error.as_deref().unwrap_or("skipped"))
+            );
+        }
         if r.status == Status::Failed {
             errors += 1;
             let _ = write!(

@@ -52,6 +52,7 @@ pub fn render_summary_table(report: &DailyReport) -> String {
             Status::Ok => Cell::new("ok").fg(Color::Green),
             Status::Failed => Cell::new("FAILED").fg(Color::Red),
             Status::Interrupted => Cell::new("interrupted").fg(Color::Yellow),
+            Status::Skipped => Cell::new("skipped").fg(Color::DarkGrey),
         };
         let status = if colour {
             status

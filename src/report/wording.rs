@@ -32,6 +32,7 @@ pub fn status_name(status: Status) -> &'static str {
         Status::Ok => "ok",
         Status::Failed => "failed",
         Status::Interrupted => "interrupted",
+        Status::Skipped => "skipped",
     }
 }
 
@@ -47,10 +48,16 @@ pub fn state_name(state: ChangeState) -> &'static str {
     }
 }
 
-/// "6 results: 5 ok, 1 failed, 0 interrupted; targets: 2 met, 1 missed, 0 not measured".
+/// "6 results: 5 ok, 1 failed, 0 interrupted; targets: 2 met, 1 missed, 0 not measured"
+/// (and "…, 2 skipped" when benchmarks were skipped).
 pub fn day_counts_sentence(s: &DaySummary) -> String {
+    let skipped = if s.skipped > 0 {
+        format!(", {} skipped", s.skipped)
+    } else {
+        String::new()
+    };
     format!(
-        "{} result{}: {} ok, {} failed, {} interrupted; targets: {} met, {} missed, {} not measured",
+        "{} result{}: {} ok, {} failed, {} interrupted{skipped}; targets: {} met, {} missed, {} not measured",
         s.total,
         if s.total == 1 { "" } else { "s" },
         s.successful,

@@ -349,6 +349,7 @@ fn unmeasured(
     let frame = BenchmarkFrame {
         name: spec.name.get_ref(),
         kind,
+        catalog: kind.catalog(&spec.params()),
         targets: &targets,
         plan: &plan,
         setup: Default::default(),
@@ -399,6 +400,7 @@ fn run_benchmark_of_kind(
     let mut frame = BenchmarkFrame {
         name,
         kind,
+        catalog: kind.catalog(&spec.params()),
         targets: &targets,
         plan: &plan,
         setup: Default::default(),
@@ -460,11 +462,16 @@ fn run_benchmark_of_kind(
                 context,
                 cases: info,
                 warnings,
+                skipped,
             }) => {
-                frame.setup = BenchmarkFrame::setup_values(kind, &setup);
+                frame.setup = BenchmarkFrame::setup_values(&frame.catalog, &setup);
                 frame.context = context;
                 frame.warnings = warnings;
                 cases = info;
+                if let Some(reason) = skipped {
+                    let result = frame.unmeasured(None, Status::Skipped, reason);
+                    emit(result, &mut results, progress);
+                }
             }
             Ok(WorkerEvent::PrepareFailed(error)) => {
                 let result =
@@ -486,7 +493,11 @@ fn run_benchmark_of_kind(
             }
             Ok(WorkerEvent::Measured(observations)) => {
                 if let Some((_, outcome)) = &mut current {
-                    outcome.record(kind, observations, ctx.settings.max_raw_samples.usize());
+                    outcome.record(
+                        &frame.catalog,
+                        observations,
+                        ctx.settings.max_raw_samples.usize(),
+                    );
                 }
                 progress.iteration_done();
             }
@@ -621,6 +632,7 @@ fn summarize_day(results: &[BenchmarkResult]) -> DaySummary {
         successful: count_status(Status::Ok),
         failed: count_status(Status::Failed),
         interrupted: count_status(Status::Interrupted),
+        skipped: count_status(Status::Skipped),
         targets_met: count_verdict(Verdict::Met),
         targets_missed: count_verdict(Verdict::Missed),
         targets_not_measured: count_verdict(Verdict::NotMeasured),
@@ -695,6 +707,7 @@ mod tests {
                 context: serde_json::Value::Null,
                 cases: vec![case("first"), case("second")],
                 warnings: Vec::new(),
+                skipped: None,
             })
         }
     }

@@ -7,7 +7,9 @@ use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use super::CancelFlag;
-use crate::benchmarks::{BenchContext, BenchmarkCase, BenchmarkKind, Conclusion, Observations};
+use crate::benchmarks::{
+    BenchContext, BenchmarkCase, BenchmarkKind, Conclusion, MetricCatalog, Observations,
+};
 use crate::machine::rss;
 use crate::model::IterationPlan;
 use crate::stats::{MetricRecorder, ValueKind};
@@ -19,6 +21,7 @@ pub(super) enum WorkerEvent {
         context: serde_json::Value,
         cases: Vec<(String, serde_json::Value)>,
         warnings: Vec<String>,
+        skipped: Option<String>,
     },
     PrepareFailed(String),
     CaseStarted(usize),
@@ -70,18 +73,13 @@ impl CaseOutcome {
         }
     }
 
-    pub fn record(
-        &mut self,
-        kind: &'static dyn BenchmarkKind,
-        observations: Observations,
-        max_raw: usize,
-    ) {
+    pub fn record(&mut self, catalog: &MetricCatalog, observations: Observations, max_raw: usize) {
         let (values, series) = observations.into_parts();
         for (metric, value) in values {
-            recorder(&mut self.recorders, kind, metric, max_raw).record(value);
+            recorder(&mut self.recorders, catalog, metric, max_raw).record(value);
         }
         for (metric, values) in series {
-            let r = recorder(&mut self.recorders, kind, metric, max_raw);
+            let r = recorder(&mut self.recorders, catalog, metric, max_raw);
             values.iter().for_each(|v| r.record(*v));
             self.series.entry(metric).or_default().push(values);
         }
@@ -159,6 +157,7 @@ pub(super) fn run_worker(
             context: prepared.context,
             cases: cases_info,
             warnings: prepared.warnings,
+            skipped: prepared.skipped,
         })
         .is_err()
     {
@@ -254,12 +253,14 @@ fn run_case(
 
 fn recorder<'a>(
     recorders: &'a mut BTreeMap<&'static str, MetricRecorder>,
-    kind: &'static dyn BenchmarkKind,
+    catalog: &MetricCatalog,
     metric: &'static str,
     max_raw: usize,
 ) -> &'a mut MetricRecorder {
     recorders.entry(metric).or_insert_with(|| {
-        let value_kind = kind.metric(metric).map_or(ValueKind::Quantity, |m| m.kind);
+        let value_kind = catalog
+            .metric(metric)
+            .map_or(ValueKind::Quantity, |m| m.kind);
         MetricRecorder::new(value_kind, max_raw)
     })
 }

@@ -46,6 +46,7 @@ fn outcome_line(result: &BenchmarkResult) -> String {
         Status::Ok => console::style("ok").green(),
         Status::Failed => console::style("FAILED").red().bold(),
         Status::Interrupted => console::style("interrupted").yellow(),
+        Status::Skipped => console::style("skipped").dim(),
     };
     let mut line = format!("  {} {status}", result.case_id);
     if let (Some(p50), Some(metric)) = (result.p50_ms, &result.latency_metric) {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use super::execute::CaseOutcome;
-use crate::benchmarks::BenchmarkKind;
+use crate::benchmarks::{BenchmarkKind, MetricCatalog};
 use crate::campaign::{Target, evaluate_targets};
 use crate::model::IterationPlan;
 use crate::model::{BenchmarkResult, MetricReport, SeriesReport, SetupValue, Status};
@@ -17,6 +17,8 @@ const NOISY_CV: f64 = 0.10;
 pub(super) struct BenchmarkFrame<'a> {
     pub name: &'a str,
     pub kind: &'static dyn BenchmarkKind,
+    /// The metrics this benchmark records (its kind's and its params').
+    pub catalog: MetricCatalog,
     pub targets: &'a [Target],
     pub plan: &'a IterationPlan,
     pub setup: BTreeMap<String, SetupValue>,
@@ -26,13 +28,13 @@ pub(super) struct BenchmarkFrame<'a> {
 
 impl BenchmarkFrame<'_> {
     pub fn setup_values(
-        kind: &'static dyn BenchmarkKind,
+        catalog: &MetricCatalog,
         setup: &[(&'static str, f64)],
     ) -> BTreeMap<String, SetupValue> {
         setup
             .iter()
             .map(|(name, value)| {
-                let def = kind.metric(name);
+                let def = catalog.metric(name);
                 (
                     name.to_string(),
                     SetupValue {
@@ -94,7 +96,11 @@ impl BenchmarkFrame<'_> {
         error: String,
     ) -> BenchmarkResult {
         let mut result = self.empty_result(case, status, Some(error));
-        result.targets = evaluate_targets(self.targets, &result.metrics, &result.setup);
+        // A skipped benchmark was never meant to run here: its targets are
+        // not "not measured" failures of this run.
+        if status != Status::Skipped {
+            result.targets = evaluate_targets(self.targets, &result.metrics, &result.setup);
+        }
         result
     }
 
@@ -132,7 +138,7 @@ impl BenchmarkFrame<'_> {
             let Some(summary) = summarize(recorder) else {
                 continue;
             };
-            let def = self.kind.metric(name);
+            let def = self.catalog.metric(name);
             if let Some(cv) = summary
                 .cv
                 .filter(|cv| *cv >= NOISY_CV && self.kind.variation_is_noise())
@@ -163,7 +169,7 @@ impl BenchmarkFrame<'_> {
             );
         }
         for (name, runs) in &outcome.series {
-            let unit = self.kind.metric(name).map_or("", |d| d.unit).to_string();
+            let unit = self.catalog.metric(name).map_or("", |d| d.unit).to_string();
             result.series.insert(
                 format!("{name}_by_step"),
                 SeriesReport {
@@ -174,7 +180,7 @@ impl BenchmarkFrame<'_> {
             );
         }
 
-        let headline = self.kind.headline();
+        let headline = self.catalog.headline();
         // The flat fields are milliseconds by name; a kind whose headline
         // latency is in another unit leaves them empty.
         if let Some((name, m)) = headline

@@ -12,6 +12,7 @@ mod experiments;
 mod fixture;
 mod kinds;
 mod models;
+mod peer;
 mod profiles;
 mod reports;
 mod runs;

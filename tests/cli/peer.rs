@@ -1,0 +1,245 @@
+//! `kind = "command"`: external programs measured in the same campaign and
+//! report, and the shipped peer campaign against llama.cpp, with a stub
+//! `llama-bench` that writes what the real one writes.
+
+use serial_test::parallel;
+
+use crate::fixture::*;
+
+/// A `llama-bench` that parses the real one's flags, refuses a model file
+/// that is not there, logs its arguments and writes one JSONL record per
+/// test with known per-repetition tokens/s.
+const STUB_LLAMA_BENCH: &str = r#"#!/bin/sh
+echo "$@" >> "$(dirname "$0")/calls.log"
+p=512; n=128; m=""; t=4
+while [ $# -gt 0 ]; do
+  case "$1" in
+    -p) p=$2; shift;; -n) n=$2; shift;; -m) m=$2; shift;; -t) t=$2; shift;;
+  esac
+  shift
+done
+[ -f "$m" ] || { echo "error: failed to load model '$m'" >&2; exit 1; }
+echo "llama_model_loader: loaded meta data" >&2
+if [ "$p" -gt 0 ]; then
+  echo "{\"model_filename\": \"$m\", \"n_threads\": $t, \"n_prompt\": $p, \"n_gen\": 0, \"avg_ts\": 2000.5, \"samples_ts\": [1999.0, 2002.0]}"
+fi
+if [ "$n" -gt 0 ]; then
+  echo "{\"model_filename\": \"$m\", \"n_threads\": $t, \"n_prompt\": 0, \"n_gen\": $n, \"avg_ts\": 250.75, \"samples_ts\": [250.0, 251.5]}"
+fi
+"#;
+
+fn peer_campaign() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("campaigns/peer_llamacpp.toml")
+}
+
+fn run_peer(f: &Fixture, path: &str) -> assert_cmd::assert::Assert {
+    cargo_bin_cmd!("campaign")
+        .args(["run", "--day", "1", "--quick", "--no-profile", "--campaign"])
+        .arg(peer_campaign())
+        .args([
+            "--only",
+            "llamacpp_pp512_q8_0",
+            "--only",
+            "llamacpp_tg128_q4_0",
+        ])
+        .arg("--out")
+        .arg(f.out())
+        .env("PATH", path)
+        .assert()
+}
+
+fn newest_report(dir: &Path) -> Value {
+    let mut reports: Vec<PathBuf> = fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    reports.sort();
+    serde_json::from_slice(&fs::read(reports.last().unwrap()).unwrap()).unwrap()
+}
+
+fn samples(result: &Value, metric: &str) -> Vec<f64> {
+    result["metrics"][metric]["raw_samples"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no {metric} in {result}"))
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect()
+}
+
+#[test]
+#[parallel]
+fn the_peer_campaign_reads_llama_bench_from_path_and_skips_without_it() {
+    let f = Fixture::new();
+    let stubs = f.path("bin");
+    fs::create_dir_all(&stubs).unwrap();
+    let stub = stubs.join("llama-bench");
+    fs::write(&stub, STUB_LLAMA_BENCH).unwrap();
+    fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+
+    let path = format!("{}:/usr/bin:/bin", stubs.display());
+    run_peer(&f, &path).success();
+    let reports = f.out().join("peer-llamacpp").join("daily_reports");
+    let report = newest_report(&reports);
+    let pp = result(&report, "llamacpp_pp512_q8_0[llama-bench]");
+    let tg = result(&report, "llamacpp_tg128_q4_0[llama-bench]");
+    for (r, planted) in [(pp, [1999.0, 2002.0]), (tg, [250.0, 251.5])] {
+        assert_eq!(r["status"], "ok", "{r}");
+        assert_eq!(samples(r, "tokens_per_s"), planted);
+        assert_eq!(r["metrics"]["tokens_per_s"]["unit"], "tokens/s");
+        assert_eq!(r["throughput"], (planted[0] + planted[1]) / 2.0);
+        assert_eq!(r["throughput_metric"], "tokens_per_s");
+        assert_eq!(samples(r, "wall_ms").len(), 1, "one process per iteration");
+    }
+
+    // The placeholders became the files of the campaign's two models and the
+    // run's thread count.
+    let calls = fs::read_to_string(stubs.join("calls.log")).unwrap();
+    let calls: Vec<Vec<&str>> = calls.lines().map(|l| l.split(' ').collect()).collect();
+    assert_eq!(calls.len(), 2, "{calls:?}");
+    let model = |call: &[&str]| PathBuf::from(call[1]);
+    assert_eq!(
+        calls[0][2..],
+        ["-p", "512", "-n", "0", "-t", "1", "-r", "5", "-o", "jsonl"]
+    );
+    assert_eq!(
+        calls[1][2..],
+        ["-p", "0", "-n", "128", "-t", "1", "-r", "5", "-o", "jsonl"]
+    );
+    for call in &calls {
+        assert!(
+            model(call).is_file() && call[1].ends_with(".gguf"),
+            "{call:?}"
+        );
+    }
+    assert_ne!(
+        model(&calls[0]),
+        model(&calls[1]),
+        "q8_0 and q4_0 are two files"
+    );
+
+    // Without llama-bench, both are skipped with the reason, and the run passes.
+    fs::remove_dir_all(&reports).unwrap();
+    let empty = f.path("empty");
+    fs::create_dir_all(&empty).unwrap();
+    run_peer(&f, empty.to_str().unwrap())
+        .success()
+        .stdout(predicate::str::contains("2 skipped"));
+    let report = newest_report(&reports);
+    assert_eq!(report["summary"]["skipped"], 2);
+    assert_eq!(report["summary"]["failed"], 0);
+    let skipped = result(&report, "llamacpp_pp512_q8_0");
+    assert_eq!(skipped["status"], "skipped");
+    let reason = skipped["error"].as_str().unwrap();
+    assert!(reason.starts_with("llama-bench is not on PATH"), "{reason}");
+    assert!(skipped["targets"].as_array().unwrap().is_empty());
+}
+
+#[test]
+#[parallel]
+fn a_commands_runs_become_samples_and_its_failures_stay_in_their_benchmark() {
+    let f = Fixture::new();
+    let bench = |name: &str, script: &str, metrics: &str| {
+        format!(
+            r#"
+[[days.benchmarks]]
+name = "{name}"
+kind = "command"
+warmup = 1
+iterations = 2
+[days.benchmarks.params]
+argv = ["sh", "-c", '{script}']
+repeat = 2
+metrics = {metrics}
+"#
+        )
+    };
+    let campaign = f.campaign(&day_with(&format!(
+        "{}{}{}",
+        bench(
+            "emits",
+            r#"echo "{\"result\": {\"x_ms\": [1.5, 2.5]}}""#,
+            r#"{ x_ms = "$.result.x_ms", hits_pct = { path = "$.result.x_ms[0]", unit = "%", higher_is_better = true } }"#
+        ),
+        bench("exits", "echo oops >&2; exit 3", r#"{ x_ms = "$.x" }"#),
+        bench("misses", r#"echo "{\"y\": 1}""#, r#"{ x_ms = "$.x" }"#),
+    )));
+    let assert = f.run(&campaign, &["--no-profile"]).code(4);
+    let stdout = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
+    assert!(stdout.contains("1 ok, 2 failed"), "{stdout}");
+
+    let report = f.report();
+    let emits = result(&report, "emits[sh]");
+    assert_eq!(emits["status"], "ok");
+    // 2 iterations × repeat 2 runs × 2 values; warm-up not recorded.
+    assert_eq!(samples(emits, "x_ms"), [1.5, 2.5].repeat(4));
+    assert_eq!(samples(emits, "hits_pct"), [1.5; 4]);
+    assert_eq!(emits["metrics"]["hits_pct"]["unit"], "%");
+    assert_eq!(emits["metrics"]["hits_pct"]["higher_is_better"], true);
+    assert_eq!(samples(emits, "wall_ms").len(), 4);
+    assert_eq!(emits["latency_metric"], "wall_ms");
+
+    let exits = result(&report, "exits[sh]");
+    assert_eq!(exits["status"], "failed");
+    let error = exits["error"].as_str().unwrap();
+    assert!(
+        error.contains("exit status: 3") && error.contains("oops"),
+        "{error}"
+    );
+
+    let misses = result(&report, "misses[sh]");
+    assert_eq!(misses["status"], "failed");
+    let error = misses["error"].as_str().unwrap();
+    assert!(
+        error.contains(r#"metric x_ms: $.x matched nothing in the output of sh: "{\"y\": 1}""#),
+        "{error}"
+    );
+}
+
+#[test]
+#[parallel]
+fn bad_command_params_are_refused_at_their_keys() {
+    let f = Fixture::new();
+    let day = |params: &str| {
+        day_with(&format!(
+            "[[days.benchmarks]]\nname = \"peer\"\nkind = \"command\"\n[days.benchmarks.params]\n{params}\n"
+        ))
+    };
+    let cases: [(&str, &[&str]); 5] = [
+        (
+            "argv = [\"x\"]\nmetrics = { x_ms = \"$.[\" }",
+            &["metrics.x_ms", "is not a JSONPath"],
+        ),
+        (
+            "argv = [\"x\", \"-m\", \"{model.nope}\"]\nmetrics = { x_ms = \"$.a\" }",
+            &[
+                "argv[2]",
+                "{model.nope} names no model",
+                "its models: default",
+            ],
+        ),
+        (
+            "argv = [\"x\"]\nmetrics = { hit_rate_pct = \"$.a\" }",
+            &[
+                "metrics.hit_rate_pct",
+                "neither its unit nor whether higher is better",
+            ],
+        ),
+        (
+            "argv = []\nmetrics = { x_ms = \"$.a\" }",
+            &["argv", "found no program"],
+        ),
+        (
+            "argv = [\"x\"]\nmetrics = { x_ms = \"$.a\" }\nheadline = \"y_ms\"",
+            &[
+                "headline",
+                "\"y_ms\" is not a metric",
+                "allowed: wall_ms, x_ms",
+            ],
+        ),
+    ];
+    for (params, needles) in cases {
+        let campaign = f.campaign(&day(params));
+        expect_usage_error(&f, &campaign, needles);
+    }
+}
