@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::endpoint_target::Connection;
 use super::request_timing::{RequestTiming, Slo, record_run};
 use super::workload::Request;
 use super::{BenchmarkCase, BenchmarkError, Conclusion, Observations};
@@ -29,25 +30,130 @@ struct Outcome {
 }
 
 pub(super) struct EndpointCase {
-    pub runtime: Arc<tokio::runtime::Runtime>,
-    pub client: Arc<EndpointClient>,
-    pub requests: Vec<Request>,
-    pub prompts: Vec<RequestPrompt>,
-    pub tokenizer: Option<TextTokenizer>,
-    pub label: String,
-    pub parameters: serde_json::Value,
-    pub concurrency: usize,
-    pub open_loop: bool,
-    pub slo: Slo,
-    pub error_budget_pct: f64,
-    /// Over the timed iterations: requests sent, and failures by class.
-    pub sent: u64,
-    pub failures: BTreeMap<ErrorClass, u64>,
+    runtime: Arc<tokio::runtime::Runtime>,
+    client: Arc<EndpointClient>,
+    requests: Vec<Request>,
+    prompts: Vec<RequestPrompt>,
+    tokenizer: Option<TextTokenizer>,
+    label: String,
+    parameters: serde_json::Value,
+    concurrency: usize,
+    open_loop: bool,
+    slo: Slo,
+    tally: FailureTally,
+}
+
+/// Requests sent and failed by class over a case's timed iterations, and
+/// the verdict against the error budget.
+#[derive(Debug)]
+pub(super) struct FailureTally {
+    error_budget_pct: f64,
+    sent: u64,
+    failures: BTreeMap<ErrorClass, u64>,
     /// The first message of each class, for the report.
-    pub examples: BTreeMap<ErrorClass, String>,
+    examples: BTreeMap<ErrorClass, String>,
+}
+
+impl FailureTally {
+    pub fn new(error_budget_pct: f64) -> Self {
+        Self {
+            error_budget_pct,
+            sent: 0,
+            failures: BTreeMap::new(),
+            examples: BTreeMap::new(),
+        }
+    }
+
+    /// Forgets the warm-up.
+    pub fn clear(&mut self) {
+        self.sent = 0;
+        self.failures.clear();
+    }
+
+    pub fn sent(&mut self, requests: u64) {
+        self.sent += requests;
+    }
+
+    pub fn failed(&mut self, failure: &RequestFailure) {
+        *self.failures.entry(failure.class).or_default() += 1;
+        self.examples
+            .entry(failure.class)
+            .or_insert_with(|| failure.message.clone());
+    }
+
+    /// Past the error budget over all timed iterations, the case fails
+    /// (exit 4), keeping everything it measured; under it, a warning.
+    pub fn conclude(&self) -> Option<Conclusion> {
+        let errors: u64 = self.failures.values().sum();
+        if self.sent == 0 || errors == 0 {
+            return None;
+        }
+        let rate = 100.0 * errors as f64 / self.sent as f64;
+        let by_class: Vec<String> = self
+            .failures
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(class, n)| {
+                let example = self.examples.get(class).map_or("", String::as_str);
+                format!("{} {n} (e.g. {example})", class.name())
+            })
+            .collect();
+        let summary = format!(
+            "{errors} of {} requests failed ({rate:.1} %): {}",
+            self.sent,
+            by_class.join("; ")
+        );
+        let over = rate > self.error_budget_pct;
+        let counts: BTreeMap<&str, u64> = self
+            .failures
+            .iter()
+            .map(|(class, n)| (class.name(), *n))
+            .collect();
+        Some(Conclusion {
+            failure: over.then(|| {
+                format!(
+                    "{summary}; above the error budget of {} % (error_budget_pct)",
+                    self.error_budget_pct
+                )
+            }),
+            findings: Findings::Other(serde_json::json!({
+                "requests": self.sent,
+                "failed": errors,
+                "error_rate_pct": rate,
+                "by_class": counts,
+            })),
+            warnings: if over { Vec::new() } else { vec![summary] },
+        })
+    }
 }
 
 impl EndpointCase {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        connection: &Connection,
+        prompts: Vec<RequestPrompt>,
+        requests: Vec<Request>,
+        tokenizer: Option<TextTokenizer>,
+        (label, parameters): (String, serde_json::Value),
+        (concurrency, open_loop): (usize, bool),
+        slo: Slo,
+        error_budget_pct: f64,
+    ) -> Self {
+        Self {
+            runtime: Arc::clone(&connection.runtime),
+            client: Arc::clone(&connection.client),
+            requests,
+            prompts,
+            tokenizer,
+            label,
+            parameters,
+            concurrency,
+            open_loop,
+            slo,
+            tally: FailureTally::new(error_budget_pct),
+        }
+    }
+
     /// Sends every request of the workload: all at t = 0 through
     /// `concurrency` permits (a closed loop), or each at its scheduled
     /// arrival with at most `concurrency` in flight (an open loop).
@@ -185,8 +291,7 @@ impl BenchmarkCase for EndpointCase {
     }
 
     fn start_timed(&mut self) {
-        self.sent = 0;
-        self.failures.clear();
+        self.tally.clear();
     }
 
     fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
@@ -207,9 +312,7 @@ impl BenchmarkCase for EndpointCase {
                 }
                 Err(failure) => {
                     *failed.entry(failure.class).or_default() += 1;
-                    self.examples
-                        .entry(failure.class)
-                        .or_insert_with(|| failure.message.clone());
+                    self.tally.failed(failure);
                 }
             }
         }
@@ -224,55 +327,13 @@ impl BenchmarkCase for EndpointCase {
                 error_metric(class),
                 failed.get(&class).copied().unwrap_or(0) as f64,
             );
-            *self.failures.entry(class).or_default() += failed.get(&class).copied().unwrap_or(0);
         }
-        self.sent += self.requests.len() as u64;
+        self.tally.sent(self.requests.len() as u64);
         Ok(())
     }
 
-    /// Past the error budget over all timed iterations, the case fails
-    /// (exit 4), keeping everything it measured.
     fn conclude(&mut self) -> Option<Conclusion> {
-        let errors: u64 = self.failures.values().sum();
-        if self.sent == 0 || errors == 0 {
-            return None;
-        }
-        let rate = 100.0 * errors as f64 / self.sent as f64;
-        let by_class: Vec<String> = self
-            .failures
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(class, n)| {
-                let example = self.examples.get(class).map_or("", String::as_str);
-                format!("{} {n} (e.g. {example})", class.name())
-            })
-            .collect();
-        let summary = format!(
-            "{errors} of {} requests failed ({rate:.1} %): {}",
-            self.sent,
-            by_class.join("; ")
-        );
-        let over = rate > self.error_budget_pct;
-        let counts: BTreeMap<&str, u64> = self
-            .failures
-            .iter()
-            .map(|(class, n)| (class.name(), *n))
-            .collect();
-        Some(Conclusion {
-            failure: over.then(|| {
-                format!(
-                    "{summary}; above the error budget of {} % (error_budget_pct)",
-                    self.error_budget_pct
-                )
-            }),
-            findings: Findings::Other(serde_json::json!({
-                "requests": self.sent,
-                "failed": errors,
-                "error_rate_pct": rate,
-                "by_class": counts,
-            })),
-            warnings: if over { Vec::new() } else { vec![summary] },
-        })
+        self.tally.conclude()
     }
 }
 

@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::json;
 
+use super::endpoint_serving::FailureTally;
+use super::endpoint_target::{Connection, with_endpoint_target};
 use super::model::{
     MODEL_SETUP_METRICS, architecture, check_model, default_model, generate, generation_memory,
     load_model, prompt_tokens, rss_mib,
@@ -17,9 +19,15 @@ use super::{
     Models, Observations, ParamProblem, PreparedBenchmark,
 };
 use crate::campaign::bounds::{IntervalMs, LeakKib, MibAmount, Seconds, Tokens};
+use crate::components::endpoint::RequestPrompt;
 use crate::components::inference::LoadedModel;
+use crate::machine::rss;
 use crate::model::{EnduranceFindings, Findings, LatencyDrift, RssTrend};
 use crate::stats::{Growth, window_drift};
+
+/// The wait after a served request failed, so that a dead server is not
+/// hammered with thousands of connection attempts per interval.
+const FAILED_REQUEST_PAUSE: Duration = Duration::from_millis(20);
 
 fn default_prompt() -> Tokens {
     Tokens::new_const(32)
@@ -43,34 +51,62 @@ fn no_leak() -> LeakKib {
     LeakKib::new_const(0)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct EnduranceParams {
-    #[serde(default = "default_model")]
-    model: String,
-    #[serde(default = "default_prompt")]
-    prompt_tokens: Tokens,
-    #[serde(default = "default_output")]
-    output_tokens: Tokens,
-    /// Each timed iteration serves requests for this long, then samples RSS.
-    #[serde(default = "default_interval_ms")]
-    sample_interval_ms: IntervalMs,
-    /// A leak is reported only when the slope's 95 % CI excludes zero and
-    /// the slope exceeds this.
-    #[serde(default = "default_leak_threshold")]
-    leak_threshold_mib_per_min: MibAmount,
-    /// …and the fitted growth over the whole run exceeds this, so a step
-    /// of allocator warm-up in a short run is not called a leak.
-    #[serde(default = "default_min_growth")]
-    leak_min_growth_mib: MibAmount,
-    /// Latency drift compares the first and last window of this length
-    /// (a quarter of the run when the run is shorter than four windows).
-    #[serde(default = "default_drift_window_s")]
-    drift_window_s: Seconds,
-    /// Memory deliberately kept after every sample, to check the detector
-    /// on this machine (a planted leak). 0 in real campaigns.
-    #[serde(default = "no_leak")]
-    planted_leak_kib_per_sample: LeakKib,
+with_endpoint_target! {
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct EnduranceParams {
+        #[serde(default = "default_model")]
+        model: String,
+        #[serde(default = "default_prompt")]
+        prompt_tokens: Tokens,
+        #[serde(default = "default_output")]
+        output_tokens: Tokens,
+        /// Each timed iteration serves requests for this long, then samples RSS.
+        #[serde(default = "default_interval_ms")]
+        sample_interval_ms: IntervalMs,
+        /// A leak is reported only when the slope's 95 % CI excludes zero and
+        /// the slope exceeds this.
+        #[serde(default = "default_leak_threshold")]
+        leak_threshold_mib_per_min: MibAmount,
+        /// …and the fitted growth over the whole run exceeds this, so a step
+        /// of allocator warm-up in a short run is not called a leak.
+        #[serde(default = "default_min_growth")]
+        leak_min_growth_mib: MibAmount,
+        /// Latency drift compares the first and last window of this length
+        /// (a quarter of the run when the run is shorter than four windows).
+        #[serde(default = "default_drift_window_s")]
+        drift_window_s: Seconds,
+        /// Memory deliberately kept after every sample, to check the detector
+        /// on this machine (a planted leak). 0 in real campaigns.
+        #[serde(default = "no_leak")]
+        planted_leak_kib_per_sample: LeakKib,
+        /// With an endpoint: the server's process id on this machine, whose
+        /// RSS is sampled (without it, a served run has no memory trend).
+        #[serde(default)]
+        server_pid: Option<u32>,
+    }
+}
+
+/// What one request of the steady load runs on.
+enum Load {
+    InProcess {
+        model: Arc<LoadedModel>,
+        prompt: Vec<u32>,
+    },
+    Served {
+        connection: Connection,
+        prompt: RequestPrompt,
+        tally: FailureTally,
+    },
+}
+
+/// Whose memory is sampled.
+#[derive(Debug, Clone, Copy)]
+enum MemoryOf {
+    ThisProcess,
+    Server(u32),
+    /// A served stack whose process is not visible here.
+    Unseen,
 }
 
 pub struct Endurance;
@@ -101,6 +137,12 @@ impl Kind for Endurance {
                 true,
                 "generations completed in a sample interval ÷ its length",
             ),
+            MetricDef::quantity(
+                "error_rate_pct",
+                "%",
+                false,
+                "served requests that failed in a sample interval, in % (endpoint targets)",
+            ),
         ];
         METRICS
     }
@@ -117,6 +159,22 @@ impl Kind for Endurance {
     }
 
     fn check(&self, p: &EnduranceParams, models: &Models) -> Result<(), ParamProblem> {
+        if let Some(target) = p.endpoint_target() {
+            target.check()?;
+            if p.planted_leak_kib_per_sample.get() > 0 {
+                return Err(ParamProblem::at(
+                    "planted_leak_kib_per_sample",
+                    "a planted leak grows this process, not the server; allowed with endpoint: 0",
+                    "plant the leak in an in-process run (no endpoint)",
+                ));
+            }
+        } else if p.server_pid.is_some() {
+            return Err(ParamProblem::at(
+                "server_pid",
+                "names a server, but this benchmark has no endpoint",
+                "remove server_pid, or set endpoint = \"http://host:port/v1\"",
+            ));
+        }
         check_model(
             &p.model,
             models,
@@ -153,6 +211,33 @@ impl Kind for Endurance {
             loaded.model.architecture.vocab_size,
         );
         let mut context = loaded.context;
+        let (load, memory_of) = match p.endpoint_target() {
+            None => (
+                Load::InProcess {
+                    model: loaded.model,
+                    prompt,
+                },
+                MemoryOf::ThisProcess,
+            ),
+            Some(target) => {
+                context["endpoint"] = target.describe();
+                let prompt = target.prompt(&prompt, loaded.model.tokenizer.as_ref().ok())?;
+                (
+                    Load::Served {
+                        connection: target.connect()?,
+                        prompt,
+                        tally: FailureTally::new(target.error_budget_pct),
+                    },
+                    p.server_pid.map_or(MemoryOf::Unseen, MemoryOf::Server),
+                )
+            }
+        };
+        context["memory_of"] = json!(match memory_of {
+            MemoryOf::ThisProcess => "this process".to_string(),
+            MemoryOf::Server(pid) => format!("the server, pid {pid}"),
+            MemoryOf::Unseen =>
+                "not sampled: the server's process is not named (server_pid)".into(),
+        });
         context["leak_rule"] = json!(format!(
             "leak when the 95 % CI of the RSS slope lies above 0, the slope exceeds {} MiB/min and the fitted growth over the run exceeds {} MiB",
             p.leak_threshold_mib_per_min, p.leak_min_growth_mib
@@ -161,8 +246,9 @@ impl Kind for Endurance {
             setup: loaded.setup,
             context,
             cases: vec![Box::new(EnduranceCase {
-                model: loaded.model,
-                prompt,
+                load,
+                memory_of,
+                prompt_tokens: p.prompt_tokens.usize(),
                 output_tokens: p.output_tokens.usize(),
                 interval: Duration::from_millis(p.sample_interval_ms.get()),
                 leak_threshold_mib_per_min: p.leak_threshold_mib_per_min.get(),
@@ -181,8 +267,9 @@ impl Kind for Endurance {
 }
 
 struct EnduranceCase {
-    model: Arc<LoadedModel>,
-    prompt: Vec<u32>,
+    load: Load,
+    memory_of: MemoryOf,
+    prompt_tokens: usize,
     output_tokens: usize,
     interval: Duration,
     leak_threshold_mib_per_min: f64,
@@ -198,6 +285,35 @@ struct EnduranceCase {
     latencies: Vec<(f64, f64)>,
 }
 
+impl EnduranceCase {
+    /// One request of the load; false when a served one failed (counted).
+    fn one_request(&mut self) -> Result<bool, BenchmarkError> {
+        match &mut self.load {
+            Load::InProcess { model, prompt } => {
+                generate(model, prompt, self.output_tokens)?;
+                Ok(true)
+            }
+            Load::Served {
+                connection,
+                prompt,
+                tally,
+            } => {
+                let client = &connection.client;
+                match connection
+                    .runtime
+                    .block_on(client.stream(prompt, self.output_tokens))
+                {
+                    Ok(_) => Ok(true),
+                    Err(failure) => {
+                        tally.failed(&failure);
+                        Ok(false)
+                    }
+                }
+            }
+        }
+    }
+}
+
 impl BenchmarkCase for EnduranceCase {
     fn label(&self) -> String {
         format!("interval={}ms", self.interval.as_millis())
@@ -205,7 +321,7 @@ impl BenchmarkCase for EnduranceCase {
 
     fn parameters(&self) -> serde_json::Value {
         json!({
-            "prompt_tokens": self.prompt.len(),
+            "prompt_tokens": self.prompt_tokens,
             "output_tokens": self.output_tokens,
             "sample_interval_ms": self.interval.as_millis() as u64,
             "leak_threshold_mib_per_min": self.leak_threshold_mib_per_min,
@@ -217,10 +333,17 @@ impl BenchmarkCase for EnduranceCase {
     fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
         let started = *self.started.get_or_insert_with(Instant::now);
         let interval_start = Instant::now();
-        let mut served = 0usize;
-        while served == 0 || interval_start.elapsed() < self.interval {
+        let (mut attempts, mut served) = (0usize, 0usize);
+        // At least one attempt; a dead server ends the interval on time
+        // instead of looping until a request succeeds.
+        while attempts == 0 || interval_start.elapsed() < self.interval {
+            attempts += 1;
             let t = Instant::now();
-            generate(&self.model, &self.prompt, self.output_tokens)?;
+            if !self.one_request()? {
+                // A refused connection fails at once: pace the retries.
+                std::thread::sleep(FAILED_REQUEST_PAUSE.min(self.interval));
+                continue;
+            }
             let e2e = t.elapsed();
             obs.duration("e2e_ms", e2e);
             self.latencies
@@ -231,14 +354,35 @@ impl BenchmarkCase for EnduranceCase {
             // Non-zero bytes: untouched zero pages would not count in RSS.
             self.retained.push(vec![0xA5; self.planted_kib * 1024]);
         }
-        let rss = rss_mib()?;
-        obs.value("rss_mib", rss);
+        let rss = match self.memory_of {
+            MemoryOf::ThisProcess => Some(rss_mib()?),
+            MemoryOf::Server(pid) => Some(
+                rss::resident_set_bytes_of(pid)
+                    .map(|b| b as f64 / (1024.0 * 1024.0))
+                    .ok_or_else(|| {
+                        BenchmarkError::Component(format!(
+                            "cannot read the resident memory of the server, pid {pid} (server_pid): is it running on this machine?"
+                        ))
+                    })?,
+            ),
+            MemoryOf::Unseen => None,
+        };
         obs.value(
             "requests_per_s",
             served as f64 / interval_start.elapsed().as_secs_f64(),
         );
-        self.rss_samples
-            .push((started.elapsed().as_secs_f64(), rss));
+        if let Load::Served { tally, .. } = &mut self.load {
+            tally.sent(attempts as u64);
+            obs.value(
+                "error_rate_pct",
+                100.0 * (attempts - served) as f64 / attempts as f64,
+            );
+        }
+        if let Some(rss) = rss {
+            obs.value("rss_mib", rss);
+            self.rss_samples
+                .push((started.elapsed().as_secs_f64(), rss));
+        }
         Ok(())
     }
 
@@ -246,9 +390,16 @@ impl BenchmarkCase for EnduranceCase {
         self.started = None;
         self.rss_samples.clear();
         self.latencies.clear();
+        if let Load::Served { tally, .. } = &mut self.load {
+            tally.clear();
+        }
     }
 
     fn conclude(&mut self) -> Option<Conclusion> {
+        let errors = match &self.load {
+            Load::Served { tally, .. } => tally.conclude(),
+            Load::InProcess { .. } => None,
+        };
         let growth = Growth::fit(&self.rss_samples);
         let duration_s = self.rss_samples.last().map_or(0.0, |(t, _)| *t);
         let leak = growth
@@ -268,11 +419,22 @@ impl BenchmarkCase for EnduranceCase {
                 self.leak_min_growth_mib
             ));
         }
-        if growth.is_none() {
-            warnings.push(
+        match (growth, self.memory_of) {
+            (None, MemoryOf::Unseen) => warnings.push(
+                "no memory trend: the server's memory is not visible; set server_pid when it runs on this machine".into(),
+            ),
+            (None, _) => warnings.push(
                 "fewer than 3 RSS samples: no memory trend; run longer or shorten sample_interval_ms"
                     .into(),
-            );
+            ),
+            (Some(_), _) => {}
+        }
+        // Failed requests: a warning under the error budget, the case's
+        // failure over it.
+        let mut failure = None;
+        if let Some(errors) = errors {
+            warnings.extend(errors.warnings);
+            failure = errors.failure;
         }
         let band = growth.map_or_else(Vec::new, |g| {
             let first_s = self.rss_samples.first().map_or(0.0, |(t, _)| *t);
@@ -285,7 +447,7 @@ impl BenchmarkCase for EnduranceCase {
                 .collect()
         });
         Some(Conclusion {
-            failure: None,
+            failure,
             findings: Findings::Endurance(EnduranceFindings {
                 rss_trend: growth.map(|g| RssTrend {
                     slope_mib_per_min: g.per_minute.slope,

@@ -10,6 +10,7 @@ mod compression_ratio;
 mod compression_throughput;
 mod disk;
 mod endpoint_serving;
+mod endpoint_target;
 mod endurance;
 mod first_token_latency;
 mod kv_cache_access;

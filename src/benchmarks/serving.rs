@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::endpoint_serving::EndpointCase;
+use super::endpoint_target::with_endpoint_target;
 use super::model::{
     MODEL_SETUP_METRICS, PromptSpec, Prompts, architecture, check_model, check_prompts,
     default_model, generation_memory, load_model,
@@ -25,8 +26,7 @@ use super::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
     Observations, ParamProblem, PreparedBenchmark, SweepAxis,
 };
-use crate::campaign::bounds::{Count, Millis, Parallel, Percent, Rate, Seconds, Tokens};
-use crate::components::endpoint::{EndpointApi, EndpointClient, EndpointConfig, RequestPrompt};
+use crate::campaign::bounds::{Count, Millis, Parallel, Rate, Tokens};
 use crate::components::inference::{
     BatchEvents, LoadedModel, ServeEvents, ServeRequest, serve_static_batches,
 };
@@ -143,92 +143,32 @@ fn default_open_loop_concurrency() -> Parallel {
     Parallel::new_const(4)
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct FullInferenceParams {
-    #[serde(default = "default_model")]
-    model: String,
-    /// Requests per timed iteration.
-    #[serde(default = "default_requests")]
-    requests: Count,
-    prompt_tokens: LengthDistribution,
-    output_tokens: LengthDistribution,
-    /// One closed-loop case per level.
-    #[serde(default)]
-    concurrency: Vec<Parallel>,
-    /// One open-loop case per rate (Poisson arrivals).
-    #[serde(default)]
-    rates_per_s: Vec<Rate>,
-    /// Workers serving the open-loop arrivals.
-    #[serde(default = "default_open_loop_concurrency")]
-    open_loop_concurrency: Parallel,
-    ttft_slo_ms: Option<Millis>,
-    tpot_slo_ms: Option<Millis>,
-    /// Text prompts (`{ file = … }` or `{ corpus = … }`) at the sampled lengths.
-    #[serde(default)]
-    prompts: Option<PromptSpec>,
-    /// Serve the workload from an OpenAI-compatible endpoint
-    /// (`http://host:port/v1`) instead of the in-process engine; `model`
-    /// then gives the prompts (and the tokenizer that counts tokens).
-    endpoint: Option<String>,
-    #[serde(default)]
-    api: EndpointApi,
-    /// The `model` field of each request (default: the model's name).
-    served_model: Option<String>,
-    /// Environment variable holding the API key (never the key itself).
-    api_key_env: Option<String>,
-    /// Limit on one request, from sending it to its end.
-    #[serde(default = "default_request_timeout_s")]
-    request_timeout_s: Seconds,
-    /// Share of requests that may fail before the benchmark fails (exit 4).
-    #[serde(default = "no_errors")]
-    error_budget_pct: Percent,
-    /// Send vLLM's `ignore_eos`, so outputs have the sampled lengths (set
-    /// false for servers that refuse unknown fields).
-    #[serde(default = "yes")]
-    ignore_eos: bool,
-}
-
-fn default_request_timeout_s() -> Seconds {
-    Seconds::new_const(120.0)
-}
-
-fn yes() -> bool {
-    true
-}
-
-fn no_errors() -> Percent {
-    Percent::new_const(0.0)
-}
-
-/// The client's settings for an endpoint target; `api_key` is read by the
-/// caller from `api_key_env`.
-fn endpoint_config(
-    p: &FullInferenceParams,
-    endpoint: &str,
-    api_key: Option<String>,
-) -> Result<EndpointConfig, String> {
-    Ok(EndpointConfig {
-        base_url: endpoint.to_string(),
-        api: p.api,
-        served_model: p.served_model.clone().unwrap_or_else(|| p.model.clone()),
-        api_key,
-        timeout: Duration::try_from_secs_f64(p.request_timeout_s.get())
-            .map_err(|e| format!("request_timeout_s: {e}"))?,
-        ignore_eos: p.ignore_eos,
-    })
-}
-
-/// The API key named by `api_key_env`, from the environment only.
-fn api_key(p: &FullInferenceParams) -> Result<Option<String>, BenchmarkError> {
-    let Some(name) = &p.api_key_env else {
-        return Ok(None);
-    };
-    std::env::var(name).map(Some).map_err(|_| {
-        BenchmarkError::Params(format!(
-            "api_key_env = {name:?}: the variable is not set (or not UTF-8); export it before the run"
-        ))
-    })
+with_endpoint_target! {
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct FullInferenceParams {
+        #[serde(default = "default_model")]
+        model: String,
+        /// Requests per timed iteration.
+        #[serde(default = "default_requests")]
+        requests: Count,
+        prompt_tokens: LengthDistribution,
+        output_tokens: LengthDistribution,
+        /// One closed-loop case per level.
+        #[serde(default)]
+        concurrency: Vec<Parallel>,
+        /// One open-loop case per rate (Poisson arrivals).
+        #[serde(default)]
+        rates_per_s: Vec<Rate>,
+        /// Workers serving the open-loop arrivals.
+        #[serde(default = "default_open_loop_concurrency")]
+        open_loop_concurrency: Parallel,
+        ttft_slo_ms: Option<Millis>,
+        tpot_slo_ms: Option<Millis>,
+        /// Text prompts (`{ file = … }` or `{ corpus = … }`) at the sampled lengths.
+        #[serde(default)]
+        prompts: Option<PromptSpec>,
+    }
 }
 
 fn check_length(
@@ -320,20 +260,8 @@ impl Kind for FullInference {
             ));
         }
         check_prompts(p.prompts.as_ref(), &p.model, models)?;
-        if let Some(endpoint) = &p.endpoint {
-            endpoint_config(p, endpoint, None)
-                .and_then(|config| {
-                    EndpointClient::new(config)
-                        .map(|_| ())
-                        .map_err(|e| e.to_string())
-                })
-                .map_err(|problem| {
-                    ParamProblem::at(
-                        "endpoint",
-                        problem,
-                        "e.g. endpoint = \"http://127.0.0.1:8000/v1\"",
-                    )
-                })?;
+        if let Some(target) = p.endpoint_target() {
+            target.check()?;
         }
         check_length(&p.model, models, &p.prompt_tokens, &p.output_tokens)
     }
@@ -386,41 +314,10 @@ impl Kind for FullInference {
             requests
         };
         let mut cases: Vec<Box<dyn BenchmarkCase>> = Vec::new();
-        if let Some(endpoint) = &p.endpoint {
-            let config =
-                endpoint_config(&p, endpoint, api_key(&p)?).map_err(BenchmarkError::Params)?;
-            let client = Arc::new(
-                EndpointClient::new(config).map_err(|e| BenchmarkError::Params(e.to_string()))?,
-            );
-            let runtime = Arc::new(
-                tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(2)
-                    .thread_name("endpoint-client")
-                    .enable_all()
-                    .build()
-                    .map_err(|e| {
-                        BenchmarkError::Component(format!("cannot start the client runtime: {e}"))
-                    })?,
-            );
-            let tokenizer = loaded.model.tokenizer.as_ref().ok().cloned();
-            let to_prompts = |requests: &[Request]| -> Result<Vec<RequestPrompt>, BenchmarkError> {
-                requests
-                    .iter()
-                    .map(|r| match p.api {
-                        EndpointApi::Completions => Ok(RequestPrompt::Tokens(r.prompt.clone())),
-                        EndpointApi::Chat => {
-                            let tokenizer = tokenizer.as_ref().ok_or_else(|| {
-                                BenchmarkError::Params(format!(
-                                    "api = \"chat\" sends text: model {:?} needs a tokenizer to write the prompts",
-                                    p.model
-                                ))
-                            })?;
-                            Ok(RequestPrompt::Text(tokenizer.decode(&r.prompt)?))
-                        }
-                    })
-                    .collect()
-            };
-            let url = client.url();
+        if let Some(target) = p.endpoint_target() {
+            let connection = target.connect()?;
+            let tokenizer = loaded.model.tokenizer.as_ref().ok();
+            let url = connection.client.url();
             let modes = p.concurrency.iter().map(|c| (c.usize(), None)).chain(
                 p.rates_per_s
                     .iter()
@@ -438,22 +335,16 @@ impl Kind for FullInference {
                         json!({"mode": "open", "rate_per_s": rate, "concurrency": concurrency, "requests": requests.len(), "endpoint": url}),
                     ),
                 };
-                cases.push(Box::new(EndpointCase {
-                    runtime: Arc::clone(&runtime),
-                    client: Arc::clone(&client),
-                    prompts: to_prompts(&requests)?,
+                cases.push(Box::new(EndpointCase::new(
+                    &connection,
+                    target.prompts(&requests, tokenizer)?,
                     requests,
-                    tokenizer: tokenizer.clone(),
-                    label,
-                    parameters,
-                    concurrency,
-                    open_loop: rate.is_some(),
+                    tokenizer.cloned(),
+                    (label, parameters),
+                    (concurrency, rate.is_some()),
                     slo,
-                    error_budget_pct: p.error_budget_pct.get(),
-                    sent: 0,
-                    failures: Default::default(),
-                    examples: Default::default(),
-                }));
+                    target.error_budget_pct,
+                )));
             }
         }
         for c in p.concurrency.iter().filter(|_| p.endpoint.is_none()) {
@@ -493,16 +384,8 @@ impl Kind for FullInference {
             "ttft_slo_ms": p.ttft_slo_ms,
             "tpot_slo_ms": p.tpot_slo_ms,
         });
-        if let Some(endpoint) = &p.endpoint {
-            context["endpoint"] = json!({
-                "url": crate::components::endpoint::redact_url(endpoint),
-                "api": p.api,
-                "served_model": p.served_model.as_deref().unwrap_or(&p.model),
-                "api_key_env": p.api_key_env,
-                "request_timeout_s": p.request_timeout_s,
-                "error_budget_pct": p.error_budget_pct,
-                "ignore_eos": p.ignore_eos,
-            });
+        if let Some(target) = p.endpoint_target() {
+            context["endpoint"] = target.describe();
         }
         Ok(PreparedBenchmark {
             setup: loaded.setup,
@@ -547,22 +430,24 @@ impl BenchmarkCase for ServingCase {
     }
 }
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ScalingParams {
-    #[serde(default = "default_model")]
-    model: String,
-    #[serde(default = "default_requests")]
-    requests: Count,
-    prompt_tokens: Tokens,
-    output_tokens: Tokens,
-    #[serde(default)]
-    concurrency: Vec<Parallel>,
-    #[serde(default)]
-    batch_sizes: Vec<Parallel>,
-    /// Text prompts (`{ file = … }` or `{ corpus = … }`).
-    #[serde(default)]
-    prompts: Option<PromptSpec>,
+with_endpoint_target! {
+    #[derive(Debug, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    pub struct ScalingParams {
+        #[serde(default = "default_model")]
+        model: String,
+        #[serde(default = "default_requests")]
+        requests: Count,
+        prompt_tokens: Tokens,
+        output_tokens: Tokens,
+        #[serde(default)]
+        concurrency: Vec<Parallel>,
+        #[serde(default)]
+        batch_sizes: Vec<Parallel>,
+        /// Text prompts (`{ file = … }` or `{ corpus = … }`).
+        #[serde(default)]
+        prompts: Option<PromptSpec>,
+    }
 }
 
 pub struct Scaling;
@@ -610,6 +495,16 @@ impl Kind for Scaling {
             ));
         }
         check_prompts(p.prompts.as_ref(), &p.model, models)?;
+        if let Some(target) = p.endpoint_target() {
+            target.check()?;
+            if !p.batch_sizes.is_empty() {
+                return Err(ParamProblem::at(
+                    "batch_sizes",
+                    "a served stack batches requests itself; allowed with endpoint: concurrency levels only",
+                    "remove batch_sizes, or run the in-process engine (no endpoint)",
+                ));
+            }
+        }
         check_length(
             &p.model,
             models,
@@ -666,25 +561,56 @@ impl Kind for Scaling {
             },
         );
         prompts.apply_to(&mut requests);
+        let parameters = |dimension: &str, level: usize, concurrency, batch_size| {
+            let mut parameters = ScalingCaseParams {
+                dimension: dimension.to_string(),
+                level,
+            }
+            .to_parameters();
+            parameters["concurrency"] = json!(concurrency);
+            parameters["batch_size"] = json!(batch_size);
+            parameters["requests"] = json!(p.requests);
+            parameters["prompt_tokens"] = json!(p.prompt_tokens);
+            parameters["output_tokens"] = json!(p.output_tokens);
+            parameters
+        };
+        let mut context = loaded.context.clone();
+        if let Some(target) = p.endpoint_target() {
+            // A served stack: closed-loop levels of requests in flight.
+            let connection = target.connect()?;
+            let tokenizer = loaded.model.tokenizer.as_ref().ok();
+            let prompts = target.prompts(&requests, tokenizer)?;
+            let mut cases: Vec<Box<dyn BenchmarkCase>> = Vec::new();
+            for c in p.concurrency.iter().map(|c| c.usize()) {
+                let mut case_parameters = parameters("concurrency", c, c, 1);
+                case_parameters["endpoint"] = json!(connection.client.url());
+                cases.push(Box::new(EndpointCase::new(
+                    &connection,
+                    prompts.clone(),
+                    requests.clone(),
+                    tokenizer.cloned(),
+                    (format!("concurrency={c}"), case_parameters),
+                    (c, false),
+                    Slo::default(),
+                    target.error_budget_pct,
+                )));
+            }
+            context["endpoint"] = target.describe();
+            return Ok(PreparedBenchmark {
+                setup: loaded.setup,
+                context,
+                cases,
+                warnings: Vec::new(),
+                skipped: None,
+            });
+        }
         let case =
             |dimension: &str, level: usize, concurrency, batch_size| -> Box<dyn BenchmarkCase> {
                 Box::new(ServingCase {
                     model: Arc::clone(&loaded.model),
                     requests: requests.clone(),
                     label: format!("{dimension}={level}"),
-                    parameters: {
-                        let mut parameters = ScalingCaseParams {
-                            dimension: dimension.to_string(),
-                            level,
-                        }
-                        .to_parameters();
-                        parameters["concurrency"] = json!(concurrency);
-                        parameters["batch_size"] = json!(batch_size);
-                        parameters["requests"] = json!(p.requests);
-                        parameters["prompt_tokens"] = json!(p.prompt_tokens);
-                        parameters["output_tokens"] = json!(p.output_tokens);
-                        parameters
-                    },
+                    parameters: parameters(dimension, level, concurrency, batch_size),
                     concurrency,
                     batch_size,
                     open_loop: false,
@@ -703,7 +629,7 @@ impl Kind for Scaling {
             .collect();
         Ok(PreparedBenchmark {
             setup: loaded.setup,
-            context: loaded.context,
+            context,
             cases,
             warnings: Vec::new(),
             skipped: None,

@@ -1,15 +1,24 @@
-//! Resident memory of this process.
+//! Resident memory of this process (and of another one on this machine,
+//! such as a server under test).
 
 /// Current resident set size in bytes, if the platform reports it.
 pub fn resident_set_bytes() -> Option<u64> {
-    proc_status_kib("VmRSS:")
+    proc_status_kib("self", "VmRSS:")
         .map(|kib| kib * 1024)
-        .or_else(sysinfo_rss)
+        .or_else(|| sysinfo_rss(sysinfo::get_current_pid().ok()?))
+}
+
+/// Current resident set size of process `pid`, if it runs on this machine
+/// and its memory is visible to us.
+pub fn resident_set_bytes_of(pid: u32) -> Option<u64> {
+    proc_status_kib(&pid.to_string(), "VmRSS:")
+        .map(|kib| kib * 1024)
+        .or_else(|| sysinfo_rss(sysinfo::Pid::from_u32(pid)))
 }
 
 /// Peak resident set size in bytes (Linux `VmHWM`).
 pub fn peak_resident_bytes() -> Option<u64> {
-    proc_status_kib("VmHWM:").map(|kib| kib * 1024)
+    proc_status_kib("self", "VmHWM:").map(|kib| kib * 1024)
 }
 
 /// Resets the kernel's peak-RSS mark (`VmHWM`) to the current RSS, so the
@@ -37,17 +46,16 @@ pub fn release_free_memory() -> bool {
     }
 }
 
-fn proc_status_kib(field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+fn proc_status_kib(process: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{process}/status")).ok()?;
     status
         .lines()
         .find_map(|line| line.strip_prefix(field))
         .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
-fn sysinfo_rss() -> Option<u64> {
-    use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System, get_current_pid};
-    let pid = get_current_pid().ok()?;
+fn sysinfo_rss(pid: sysinfo::Pid) -> Option<u64> {
+    use sysinfo::{ProcessRefreshKind, ProcessesToUpdate, System};
     let mut system = System::new().ok()?;
     system.refresh_processes_specifics(
         ProcessesToUpdate::Some(&[pid]),
@@ -68,6 +76,8 @@ mod tests {
         let after = resident_set_bytes().unwrap();
         assert!(after >= before + (32 << 20), "{before} → {after}");
         assert!(peak_resident_bytes().unwrap_or(after) >= after);
+        let by_pid = resident_set_bytes_of(std::process::id()).unwrap();
+        assert!(by_pid >= before + (32 << 20), "{before} → {by_pid}");
         drop(std::hint::black_box(block));
     }
 }

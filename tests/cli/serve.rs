@@ -573,3 +573,115 @@ fn malformed_sse_fails_only_the_requests_it_touches() {
     assert!(warnings.contains("3 of 9 requests failed"), "{warnings}");
     assert!(warnings.contains("malformed_sse 3"), "{warnings}");
 }
+
+#[test]
+#[parallel]
+fn scaling_and_endurance_drive_campaign_serve_as_they_drive_the_engine() {
+    let f = Fixture::new();
+    let served = Served::start(&f, &[]);
+    let endpoint = format!("{}/v1", served.url);
+    let pid = served.child.id();
+    let day = format!(
+        r#"
+[[days]]
+number = 1
+title = "served levels and load"
+[[days.benchmarks]]
+name = "levels"
+kind = "scaling"
+warmup = 0
+iterations = 1
+[days.benchmarks.params]
+endpoint = "{endpoint}"
+requests = 3
+prompt_tokens = 12
+output_tokens = 4
+concurrency = [1, 2]
+
+[[days.benchmarks]]
+name = "steady"
+kind = "endurance"
+warmup = 0
+iterations = 3
+[days.benchmarks.params]
+endpoint = "{endpoint}"
+api = "chat"
+prompt_tokens = 12
+output_tokens = 4
+sample_interval_ms = 150
+server_pid = {pid}
+"#
+    );
+    let campaign = served_campaign(&f, &day);
+    let out = run_client(&f, &campaign);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let server_rss_mib = fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap()
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .map(|v| {
+            v.trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse::<f64>()
+                .unwrap()
+                / 1024.0
+        })
+        .unwrap();
+    assert_eq!(served.stop(), Some(0));
+
+    let report = client_report(&f);
+    let by_id = |id: &str| {
+        report["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["benchmark_name"] == id)
+            .unwrap_or_else(|| panic!("no {id} in {report:#}"))
+            .clone()
+    };
+    for level in [1, 2] {
+        let r = by_id(&format!("levels[concurrency={level}]"));
+        assert_eq!(r["status"], "ok", "{r:#}");
+        assert_eq!(r["parameters"]["level"], level);
+        assert_eq!(r["parameters"]["dimension"], "concurrency");
+        assert_eq!(samples(&r, "e2e_ms").len(), 3);
+        assert_eq!(samples(&r, "server_ttft_ms").len(), 3);
+    }
+    let steady = by_id("steady[interval=150ms]");
+    assert_eq!(steady["status"], "ok", "{steady:#}");
+    assert_eq!(
+        steady["context"]["memory_of"],
+        format!("the server, pid {pid}")
+    );
+    assert_eq!(steady["metrics"]["error_rate_pct"]["summary"]["max"], 0.0);
+    // The RSS sampled is the server's (which holds the model), not ours.
+    let rss = samples(&steady, "rss_mib");
+    assert_eq!(rss.len(), 3);
+    for sample in &rss {
+        assert!(
+            (sample - server_rss_mib).abs() <= 0.25 * server_rss_mib,
+            "{rss:?} vs the server's {server_rss_mib} MiB"
+        );
+    }
+    // Every request the client counted reached the server, and no other.
+    let steady_requests = samples(&steady, "e2e_ms").len();
+    let log = fs::read_to_string(f.out().join("t").join("serve_requests.jsonl")).unwrap();
+    assert_eq!(log.lines().count(), 2 * 3 + steady_requests, "{log}");
+
+    // A server batches by itself: batch sizes are refused with an endpoint.
+    let refused = day.replace("concurrency = [1, 2]", "batch_sizes = [2]");
+    let campaign = served_campaign(&f, &refused);
+    let out = run_client(&f, &campaign);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("params.batch_sizes") && stderr.contains("batches requests itself"),
+        "{stderr}"
+    );
+}
