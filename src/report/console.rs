@@ -1,7 +1,7 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, Color, Table};
 
-use super::wording::{day_counts_sentence, status_name};
+use super::wording::{day_counts_sentence, parity_sentence, status_name};
 use crate::model::{DailyReport, Status, Verdict};
 
 fn fmt(value: Option<f64>) -> String {
@@ -120,29 +120,8 @@ pub fn render_summary_table(report: &DailyReport) -> String {
         ));
     }
     for row in &report.parity {
-        let split = match (row.server_ttft_p50_ms, row.transport_client_p50_ms) {
-            (Some(server), Some(rest)) => {
-                format!(" = server {server:.2} + transport and client {rest:.2}")
-            }
-            _ => String::new(),
-        };
-        let itl = match (
-            row.in_process_itl_p50_ms,
-            row.served_itl_p50_ms,
-            row.itl_diff_ms,
-        ) {
-            (Some(a), Some(b), Some(d)) => format!("; ITL p50 {a:.3} → {b:.3} ms ({d:+.3})"),
-            _ => String::new(),
-        };
-        curves.push_str(&format!(
-            "
-served vs in-process {} ({}): TTFT p50 {:.2} → {:.2} ms ({:+.2}){split}{itl}",
-            row.served,
-            row.in_process,
-            row.in_process_ttft_p50_ms,
-            row.served_ttft_p50_ms,
-            row.ttft_diff_ms
-        ));
+        curves.push('\n');
+        curves.push_str(&parity_sentence(row));
     }
     let provisional = report.results.iter().any(|r| r.p99_is_provisional())
         || report

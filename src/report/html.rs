@@ -13,7 +13,7 @@ use super::escape_markup;
 use super::svg::{Band, Bar, LinePlot, RatioRow, Series, horizontal_bars, num, ratio_bars};
 use super::wording::{
     advisory_sentence, blind_spot_sentence, comparison_counts_sentence, day_counts_sentence,
-    findings_sentences, mde, state, state_name, status_name,
+    findings_sentences, mde, parity_sentence, state, state_name, status_name,
 };
 use crate::analysis::{ChangeState, Comparison};
 use crate::model::{BenchmarkResult, DailyReport, Findings, Status, Verdict};
@@ -238,6 +238,23 @@ fn headline_sentences(report: &DailyReport, comparison: Option<&Comparison>) -> 
             r.error.as_deref().unwrap_or("no message")
         ));
     }
+    for r in report
+        .results
+        .iter()
+        .filter(|r| r.status == Status::Skipped)
+    {
+        out.push(format!(
+            "{} skipped: {}.",
+            r.case_id,
+            r.error.as_deref().unwrap_or("no reason given")
+        ));
+    }
+    out.extend(
+        report
+            .parity
+            .iter()
+            .map(|row| format!("{}.", parity_sentence(row))),
+    );
     for r in &report.results {
         for t in r.targets.iter().filter(|t| t.verdict == Verdict::Missed) {
             out.push(format!(
@@ -346,6 +363,38 @@ fn tokenizer_cell(text: &str) -> String {
         Some(why) => format!("<span title=\"{}\">none</span>", escape_markup(why)),
         None => escape_markup(text),
     }
+}
+
+/// Served cases beside their in-process twins: the TTFT and ITL medians,
+/// the difference, and the served TTFT split into the server's own time
+/// and the network path plus client.
+fn parity_section(report: &DailyReport) -> String {
+    if report.parity.is_empty() {
+        return String::new();
+    }
+    let ms = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.3}"));
+    let diff = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:+.3}"));
+    let mut out = String::from(
+        "<h2>Served vs in-process</h2><p class=\"meta\">Medians (p50) in ms of the same workload on the same model, served over HTTP and in this process, in one day. The served TTFT is split into the server's own first-token time (from its response) and the rest: network path and client.</p><table><tr><th>served case</th><th>in-process twin</th><th>TTFT in-process</th><th>TTFT served</th><th>served − in-process</th><th>of which server</th><th>of which transport and client</th><th>ITL in-process</th><th>ITL served</th><th>served − in-process</th></tr>",
+    );
+    for row in &report.parity {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            escape_markup(&row.served),
+            escape_markup(&row.in_process),
+            ms(Some(row.in_process_ttft_p50_ms)),
+            ms(Some(row.served_ttft_p50_ms)),
+            diff(Some(row.ttft_diff_ms)),
+            ms(row.server_ttft_p50_ms),
+            ms(row.transport_client_p50_ms),
+            ms(row.in_process_itl_p50_ms),
+            ms(row.served_itl_p50_ms),
+            diff(row.itl_diff_ms),
+        );
+    }
+    out.push_str("</table>");
+    out
 }
 
 pub fn render_html(
@@ -459,6 +508,7 @@ pub fn render_html(
             escape_markup(super::console::PROVISIONAL_FOOTNOTE)
         );
     }
+    out.push_str(&parity_section(report));
 
     if let Some(c) = comparison {
         let _ = write!(

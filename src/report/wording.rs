@@ -4,7 +4,7 @@
 //! each, so the console, summary.md and the HTML page say the same thing.
 
 use crate::analysis::{ChangeState, Comparison, MetricChange};
-use crate::model::{DaySummary, Findings, Status};
+use crate::model::{DaySummary, Findings, ServedParity, Status};
 
 pub fn figure(v: Option<f64>) -> String {
     v.map_or("—".into(), |v| format!("{v:.4}"))
@@ -200,4 +200,30 @@ pub fn findings_sentences(findings: &Findings) -> Vec<String> {
         )],
         Findings::Other(_) => Vec::new(),
     }
+}
+
+/// "served vs in-process S (T): TTFT p50 a → b ms (+d) = server x + transport and client y; ITL p50 …".
+pub fn parity_sentence(row: &ServedParity) -> String {
+    let split = match (row.server_ttft_p50_ms, row.transport_client_p50_ms) {
+        (Some(server), Some(rest)) => {
+            format!(" = server {server:.2} + transport and client {rest:.2}")
+        }
+        _ => String::new(),
+    };
+    let itl = match (
+        row.in_process_itl_p50_ms,
+        row.served_itl_p50_ms,
+        row.itl_diff_ms,
+    ) {
+        (Some(a), Some(b), Some(d)) => format!("; ITL p50 {a:.3} → {b:.3} ms ({d:+.3})"),
+        _ => String::new(),
+    };
+    format!(
+        "served vs in-process {} ({}): TTFT p50 {:.2} → {:.2} ms ({:+.2}){split}{itl}",
+        row.served,
+        row.in_process,
+        row.in_process_ttft_p50_ms,
+        row.served_ttft_p50_ms,
+        row.ttft_diff_ms
+    )
 }

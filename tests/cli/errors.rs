@@ -175,10 +175,18 @@ fn list_and_validate_describe_the_default_campaign() {
         .assert()
         .success()
         .stdout(predicate::str::contains("ok (5 days"));
-    for other in ["cpu_baseline.toml", "ssd_tiered.toml"] {
+    // Every campaign shipped validates (remedies.toml is the remedy catalog).
+    let shipped: Vec<PathBuf> = fs::read_dir(root.join("campaigns"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml"))
+        .filter(|p| !p.ends_with("remedies.toml"))
+        .collect();
+    assert!(shipped.len() >= 6, "{shipped:?}");
+    for other in shipped {
         cargo_bin_cmd!("campaign")
             .arg("validate")
-            .arg(root.join("campaigns").join(other))
+            .arg(&other)
             .assert()
             .success();
     }

@@ -133,6 +133,17 @@ fn the_peer_campaign_reads_llama_bench_from_path_and_skips_without_it() {
     let reason = skipped["error"].as_str().unwrap();
     assert!(reason.starts_with("llama-bench is not on PATH"), "{reason}");
     assert!(skipped["targets"].as_array().unwrap().is_empty());
+    let html = fs::read_to_string(
+        f.out()
+            .join("peer-llamacpp")
+            .join("html")
+            .join("day_1.html"),
+    )
+    .unwrap();
+    assert!(
+        html.contains("llamacpp_pp512_q8_0 skipped: llama-bench is not on PATH"),
+        "the page says why"
+    );
 }
 
 #[test]

@@ -438,6 +438,28 @@ concurrency = [1]
         Some(p50(result, "server_ttft_ms"))
     );
     assert_eq!(report["parity"].as_array().unwrap().len(), 1);
+
+    // The HTML page shows the same row, with the report's own figures.
+    let html = fs::read_to_string(
+        f.path("client-out")
+            .join("t")
+            .join("html")
+            .join("day_1.html"),
+    )
+    .unwrap();
+    let section = html
+        .split("<h2>Served vs in-process</h2>")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no parity section in the page"));
+    let row = section.split("</table>").next().unwrap();
+    for figure in [
+        "served[closed,concurrency=1]".to_string(),
+        "in_process[closed,concurrency=1]".to_string(),
+        format!("{:+.3}", diff),
+        format!("{:.3}", p50(result, "server_ttft_ms")),
+    ] {
+        assert!(row.contains(&figure), "{figure} not in {row}");
+    }
 }
 
 #[test]
