@@ -231,23 +231,15 @@ fn findings_figure(case: &str, findings: &Findings) -> String {
 /// What the day found, most urgent first, as sentences.
 fn headline_sentences(report: &DailyReport, comparison: Option<&Comparison>) -> Vec<String> {
     let mut out = vec![format!("{}.", day_counts_sentence(&report.summary))];
-    for r in report.results.iter().filter(|r| r.status == Status::Failed) {
-        out.push(format!(
-            "{} failed: {}.",
-            r.case_id,
-            r.error.as_deref().unwrap_or("no message")
-        ));
-    }
-    for r in report
-        .results
-        .iter()
-        .filter(|r| r.status == Status::Skipped)
-    {
-        out.push(format!(
-            "{} skipped: {}.",
-            r.case_id,
-            r.error.as_deref().unwrap_or("no reason given")
-        ));
+    for status in [Status::Failed, Status::Skipped] {
+        for r in report.results.iter().filter(|r| r.status == status) {
+            out.push(format!(
+                "{} {}: {}.",
+                r.case_id,
+                status_name(status),
+                r.error.as_deref().unwrap_or("no message")
+            ));
+        }
     }
     out.extend(
         report

@@ -309,6 +309,18 @@ fn run_client(f: &Fixture, campaign: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// [`run_client`], which must pass (exit 0).
+fn run_client_ok(f: &Fixture, campaign: &Path) -> std::process::Output {
+    let out = run_client(f, campaign);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn client_report(f: &Fixture) -> Value {
     let dir = f.path("client-out").join("t").join("daily_reports");
     let newest = fs::read_dir(&dir)
@@ -349,14 +361,7 @@ output_tokens = { distribution = "fixed", tokens = 6 }
 concurrency = [1]
 "#;
     let day = endpoint_day(&format!("{}/v1", served.url), 5, 6, 2, "") + twin;
-    let campaign = served_campaign(&f, &day);
-    let out = run_client(&f, &campaign);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = run_client_ok(&f, &served_campaign(&f, &day));
     assert_eq!(served.stop(), Some(0));
     let table = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -634,14 +639,7 @@ sample_interval_ms = 150
 server_pid = {pid}
 "#
     );
-    let campaign = served_campaign(&f, &day);
-    let out = run_client(&f, &campaign);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    run_client_ok(&f, &served_campaign(&f, &day));
     let server_rss_mib = fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap()
         .lines()
