@@ -13,7 +13,7 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use serde_json_path::JsonPath;
 
@@ -39,7 +39,7 @@ fn default_run_timeout() -> Seconds {
     Seconds::new_const(600.0)
 }
 
-#[derive(Debug, Clone, Copy, Default, Deserialize, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, Deserialize, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
     /// One JSON document, else JSON lines. A JSONL output of one line reads
@@ -416,7 +416,7 @@ impl Kind for CommandKind {
             "executable": external.executable(),
             "argv": argv,
             "result_file": result_file,
-            "output": format!("{:?}", p.output).to_lowercase(),
+            "output": p.output,
             "repeat": p.repeat.get(),
             "metrics": p.metrics.iter().map(|(n, m)| (n.clone(), m.path().to_string())).collect::<BTreeMap<_, _>>(),
         });
