@@ -14,7 +14,9 @@ const EXIT_CODES: &str = "Exit status (every command):
   1    internal error
   2    usage or campaign error (bad file, unknown kind, missing model, unwritable --out)
   3    a target was missed, or a regression against the baseline was confirmed
-  4    a benchmark failed (error, panic or timeout)
+  4    a benchmark failed (error, panic or timeout), in any of the night's separate runs
+  5    too noisy to tell: re-run (regressions within the drift of a night whose runs
+       disagree, or every case moved together beyond this machine's night-to-night noise)
   130  interrupted by Ctrl-C (the report of what was measured is written first)";
 
 /// Runs day-by-day performance campaigns on in-process LLM inference components.
@@ -72,10 +74,18 @@ enum Command {
         /// thread count (it runs them and starts nothing else).
         #[arg(long, hide = true)]
         thread_child: bool,
+        /// Internal: where a child run of a night writes its raw profiles
+        /// (its parent's folder).
+        #[arg(long, hide = true)]
+        raw_profiles_dir: Option<PathBuf>,
+        /// Internal: where a child run of a night writes its flame graphs.
+        #[arg(long, hide = true)]
+        flame_graphs_dir: Option<PathBuf>,
         /// Profile sampling frequency in Hz (overrides profile_hz; 1–1000).
         #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
         profile_hz: Option<u32>,
-        /// Separate runs of every benchmark (pairs with --against-bin). With
+        /// Separate runs of every benchmark, each a process of its own after
+        /// an untimed warm-up run (pairs with --against-bin). With
         /// --baseline, --save-baseline or --against-bin the default is the
         /// fewest runs whose design declares a regression even with one
         /// overlapping pair; a count that can declare none is refused
@@ -299,6 +309,8 @@ impl Cli {
                 toggle,
                 measure_only,
                 thread_child,
+                raw_profiles_dir,
+                flame_graphs_dir,
                 profile_hz,
                 runs,
                 save_baseline,
@@ -327,6 +339,8 @@ impl Cli {
                 no_profile,
                 toggle: toggle.map(|t| *t),
                 measure_only,
+                raw_profiles_dir,
+                flame_graphs_dir,
             }),
             Command::Experiment {
                 campaign,

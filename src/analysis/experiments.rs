@@ -24,7 +24,7 @@ use crate::stats::median;
 /// How the time of one run of an experiment's benchmarks is formed.
 pub const TIME_FORMULA: &str = "time of a run = Σ over cases of w × t, t = the case's headline latency mean (or 1 ÷ its headline throughput mean), w = the baseline's median elapsed seconds of the case ÷ its median t: the baseline side's measured time, and the toggled side's time for the same work";
 /// How the measured speed-up is stated.
-pub const SPEEDUP_FORMULA: &str = "measured speed-up = median baseline time ÷ median toggled time; ci95 = the paired Hodges–Lehmann interval of the time ratio, inverted; p = Wilcoxon signed-rank test on the pairs' log ratios";
+pub const SPEEDUP_FORMULA: &str = "measured speed-up = the paired Hodges–Lehmann estimate (median of the Walsh averages of the pairs' log time ratios), inverted; ci95 = its Walsh-average interval, inverted; p = Wilcoxon signed-rank test on the same log ratios; the ratio of the two sides' median times is given beside it as ratio_of_medians";
 /// How the speed-up on the benchmarks becomes one on all profiled time.
 pub const PROFILED_FORMULA: &str = "overall speed-up on the profiled time = T ÷ ((T − Tₑ) + Tₑ ÷ s), T = all profiled time, Tₑ = the profiled time of the experiment's benchmarks, s = the measured speed-up";
 
@@ -120,8 +120,16 @@ pub struct Measurement {
     pub design: String,
     pub baseline_time_s: Option<f64>,
     pub toggled_time_s: Option<f64>,
-    /// Ratio of medians of the runs' times (> 1: the toggle is faster).
+    /// The paired estimate of the speed-up (> 1: the toggle is faster):
+    /// the estimate that belongs to `ci95` and `p_value`.
     pub measured_speedup: Option<f64>,
+    /// Median baseline time ÷ median toggled time: descriptive only.
+    #[serde(default)]
+    pub ratio_of_medians: Option<f64>,
+    /// The threshold the verdict judged against, in % (the largest of
+    /// the experiment's benchmarks' thresholds).
+    #[serde(default)]
+    pub threshold_pct: Option<f64>,
     pub ci95: Option<[f64; 2]>,
     pub p_value: Option<f64>,
     pub verdict: ExperimentVerdict,
@@ -129,9 +137,14 @@ pub struct Measurement {
     pub cases: Vec<CaseEffect>,
 }
 
-/// Per run (k-th baseline with k-th toggled), the time series of the
-/// experiment's benchmarks ([`TIME_FORMULA`]).
-fn time_series(baseline: &[&DailyReport], toggled: &[&DailyReport]) -> PairedSeries {
+/// One complete pair of an experiment: (pair number, baseline run,
+/// toggled run).
+pub type ExperimentPair<'a> = (u32, &'a DailyReport, &'a DailyReport);
+
+/// Per complete pair, the time series of the experiment's benchmarks
+/// ([`TIME_FORMULA`]).
+fn time_series(pairs: &[ExperimentPair<'_>]) -> PairedSeries {
+    let baseline: Vec<&DailyReport> = pairs.iter().map(|p| p.1).collect();
     let t = |report: &DailyReport, case: &str| -> Option<f64> {
         let r = report
             .results
@@ -177,21 +190,22 @@ fn time_series(baseline: &[&DailyReport], toggled: &[&DailyReport]) -> PairedSer
             .map(|(case, w)| Some(w * t(report, case)?))
             .sum()
     };
-    series.pairs = baseline
+    series.pairs = pairs
         .iter()
-        .zip(toggled)
-        .filter_map(|(a, b)| Some((total(a)?, total(b)?)))
+        .filter_map(|(_, a, b)| Some((total(a)?, total(b)?)))
         .collect();
     series
 }
 
-/// The speed-up (> 1 better) of a change and its interval.
-fn speedup_of(change: &MetricChange) -> (Option<f64>, Option<[f64; 2]>) {
+/// The speed-up (> 1 better) of a paired change and its interval: the
+/// paired Hodges–Lehmann ratio and its interval, oriented so that above 1
+/// is better, so the estimate always lies inside its own interval.
+fn paired_speedup(change: &MetricChange) -> (Option<f64>, Option<[f64; 2]>) {
     let invert = !change.higher_is_better;
-    let ratio = match (change.baseline_median, change.current_median) {
-        (Some(a), Some(b)) if a > 0.0 && b > 0.0 => Some(if invert { a / b } else { b / a }),
-        _ => None,
-    };
+    let ratio = change
+        .ratio
+        .filter(|r| r.is_finite() && *r > 0.0)
+        .map(|r| if invert { 1.0 / r } else { r });
     let ci = change.ratio_ci95.map(|[lo, hi]| {
         if invert {
             [1.0 / hi, 1.0 / lo]
@@ -209,29 +223,43 @@ fn change_of<'c>(comparison: &'c Comparison, case: &str, metric: &str) -> Option
         .find(|c| c.case == case && c.metric == metric)
 }
 
-/// Measures one experiment from its runs: `baseline[k]` and `toggled[k]`
-/// are the k-th run of each side, each one report of all its benchmarks.
-pub fn measure(
-    baseline: &[&DailyReport],
-    toggled: &[&DailyReport],
-    settings: &CompareSettings,
-) -> Measurement {
-    let time = time_series(baseline, toggled);
-    let (pooled_base, pooled_toggled) =
-        (DailyReport::pooled(baseline), DailyReport::pooled(toggled));
+/// Measures one experiment from its complete pairs, each one report of
+/// all its benchmarks per side. The verdict judges the time against the
+/// largest threshold among the experiment's benchmarks (a gain must
+/// clear every threshold its parts are held to); each case against its own.
+pub fn measure(pairs: &[ExperimentPair<'_>], settings: &CompareSettings) -> Measurement {
+    let time = time_series(pairs);
+    let base_runs: Vec<(u32, &DailyReport)> = pairs.iter().map(|p| (p.0, p.1)).collect();
+    let toggled_runs: Vec<(u32, &DailyReport)> = pairs.iter().map(|p| (p.0, p.2)).collect();
+    let (pooled_base, pooled_toggled) = (
+        DailyReport::pooled(&base_runs, &[]),
+        DailyReport::pooled(&toggled_runs, &[]),
+    );
     let (Some(pooled_base), Some(pooled_toggled)) = (pooled_base, pooled_toggled) else {
         return Measurement {
             baseline_time_s: None,
             toggled_time_s: None,
             measured_speedup: None,
+            ratio_of_medians: None,
+            threshold_pct: None,
             ci95: None,
             p_value: None,
             verdict: ExperimentVerdict::NotMeasured,
-            reason: "no run of one side produced a report".into(),
+            reason: "no complete pair of runs".into(),
             runs_per_side: 0,
             design: String::new(),
             cases: Vec::new(),
         };
+    };
+    let threshold_pct = pooled_base
+        .results
+        .iter()
+        .map(|r| settings.threshold_pct(&r.benchmark))
+        .reduce(f64::max)
+        .unwrap_or(settings.threshold_pct);
+    let time_settings = CompareSettings {
+        threshold_pct,
+        overrides: BTreeMap::new(),
     };
     // The verdict is one comparison (the time); the cases are described
     // with the same statistics, corrected among themselves.
@@ -241,10 +269,10 @@ pub fn measure(
         &pooled_toggled,
         "baseline",
         "toggled",
-        settings,
+        &time_settings,
     );
     let case_cmp = compare_paired(
-        &paired_series(baseline, toggled),
+        &paired_series(pairs),
         &pooled_base,
         &pooled_toggled,
         "baseline",
@@ -253,24 +281,28 @@ pub fn measure(
     );
     let (a, b): (Vec<f64>, Vec<f64>) = time.pairs.iter().copied().unzip();
     let change = change_of(&verdict_cmp, TIME_SERIES, "time_s");
-    let (_, ci95) = change.map_or((None, None), speedup_of);
+    let (measured_speedup, ci95) = change.map_or((None, None), paired_speedup);
     let (base_med, tog_med) = (median(&a), median(&b));
-    let measured_speedup = match (base_med, tog_med) {
+    let ratio_of_medians = match (base_med, tog_med) {
         (Some(x), Some(y)) if y > 0.0 => Some(x / y),
         _ => None,
     };
-    let verdict = match (change.map(|c| c.state), ci95) {
-        (Some(ChangeState::Improved), _) => ExperimentVerdict::Gain,
-        (Some(ChangeState::Regressed), _) => ExperimentVerdict::Loss,
+    let verdict = match (change, ci95) {
+        (None, _) | (_, None) => ExperimentVerdict::NotMeasured,
+        (Some(c), _) if c.state == ChangeState::Improved => ExperimentVerdict::Gain,
+        (Some(c), _) if c.state == ChangeState::Regressed => ExperimentVerdict::Loss,
+        _ if !verdict_cmp.design.can_declare => ExperimentVerdict::Undeclarable,
         (_, Some([lo, hi])) if lo <= 1.0 && hi >= 1.0 => ExperimentVerdict::NoGainShown,
-        (_, Some(_)) => ExperimentVerdict::BelowThreshold,
-        (_, None) => ExperimentVerdict::NotMeasured,
+        (Some(c), _) if c.p_value.is_some_and(|p| p < super::regression::P_THRESHOLD) => {
+            ExperimentVerdict::BelowThreshold
+        }
+        _ => ExperimentVerdict::Inconclusive,
     };
     let cases = case_cmp
         .changes
         .iter()
         .map(|c| {
-            let (speedup, ci95) = speedup_of(c);
+            let (speedup, ci95) = paired_speedup(c);
             CaseEffect {
                 case: c.case.clone(),
                 benchmark: pooled_base
@@ -295,6 +327,8 @@ pub fn measure(
         baseline_time_s: base_med,
         toggled_time_s: tog_med,
         measured_speedup,
+        ratio_of_medians,
+        threshold_pct: Some(threshold_pct),
         ci95,
         p_value: change.and_then(|c| c.p_value),
         verdict,

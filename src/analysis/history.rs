@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::regression::{ChangeState, Comparison};
+use super::regression::{
+    ChangeState, Comparison, MIN_RUNS, NightRecord, SeriesNight, is_time_like, sample_sd,
+    series_key,
+};
 use crate::model::DailyReport;
 use crate::stats::median;
 
@@ -27,6 +30,10 @@ pub struct HistoryEntry {
     /// `case metric` → its verdict that night (after the re-run).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub states: BTreeMap<String, ChangeState>,
+    /// `case metric` → mean and SD of the night's log run values: what
+    /// night-to-night noise is estimated from (absent in older lines).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub log_runs: BTreeMap<String, SeriesNight>,
 }
 
 impl HistoryEntry {
@@ -40,7 +47,35 @@ impl HistoryEntry {
                 })
             })
             .collect();
+        let log_runs = report
+            .results
+            .iter()
+            .flat_map(|r| {
+                r.run_values.iter().filter_map(move |(metric, v)| {
+                    let logs: Vec<f64> = v
+                        .iter()
+                        .filter(|x| x.is_finite() && **x > 0.0)
+                        .map(|x| x.ln())
+                        .collect();
+                    (logs.len() == v.len() && !logs.is_empty()).then(|| {
+                        let m = r.metrics.get(metric);
+                        let unit = m.map_or("", |m| m.unit.as_str());
+                        (
+                            series_key(&r.case_id, metric),
+                            SeriesNight {
+                                mean_log: logs.iter().sum::<f64>() / logs.len() as f64,
+                                sd_log: sample_sd(&logs),
+                                runs: logs.len() as u32,
+                                time_like: is_time_like(unit),
+                                higher_is_better: m.is_some_and(|m| m.higher_is_better),
+                            },
+                        )
+                    })
+                })
+            })
+            .collect();
         Self {
+            log_runs,
             recorded_at: report.finished_at,
             campaign: report.campaign.name.clone(),
             day: report.day,
@@ -64,6 +99,45 @@ impl HistoryEntry {
             .map(|c| (c.series_key(), c.state))
             .collect();
         self
+    }
+
+    /// This night as the night-noise estimate reads it: `None` for a quick
+    /// night or one of fewer than [`MIN_RUNS`] runs, whose spread says
+    /// little. Older lines without log statistics give each series the
+    /// log of its median, with no sampling variance.
+    pub fn night_record(&self) -> Option<NightRecord> {
+        if self.quick || (self.runs as usize) < MIN_RUNS {
+            return None;
+        }
+        let series = if self.log_runs.is_empty() {
+            self.values
+                .iter()
+                .filter(|(_, v)| v.is_finite() && **v > 0.0)
+                .map(|(key, v)| {
+                    (
+                        key.clone(),
+                        SeriesNight {
+                            mean_log: v.ln(),
+                            sd_log: None,
+                            runs: self.runs,
+                            // Older lines do not say; series named by a
+                            // time or a rate suffix are time-like.
+                            time_like: key.ends_with("_ms")
+                                || key.ends_with("_s")
+                                || key.ends_with("_per_s"),
+                            higher_is_better: key.ends_with("_per_s"),
+                        },
+                    )
+                })
+                .collect()
+        } else {
+            self.log_runs.clone()
+        };
+        Some(NightRecord {
+            recorded_at: self.recorded_at,
+            git_commit: self.git_commit.clone(),
+            series,
+        })
     }
 }
 
@@ -162,6 +236,9 @@ mod tests {
             noise_floor_pct: None,
             configured_threshold_pct: 5.0,
             mde_pct: None,
+            night_sd_pct: None,
+            common_shift_removed: false,
+            beyond_drift: None,
             persistent: None,
             reason: String::new(),
         }
@@ -181,6 +258,7 @@ mod tests {
             states: state
                 .map(|s| BTreeMap::from([("decode[prompt_len=128] tpot_ms".to_string(), s)]))
                 .unwrap_or_default(),
+            log_runs: BTreeMap::new(),
         }
     }
 
@@ -194,9 +272,13 @@ mod tests {
                 change(ChangeState::Regressed),
                 change(ChangeState::Unchanged),
             ],
+            machine_shift: None,
+            night_noise: None,
             control: None,
             control_regressions: Vec::new(),
             advisory: false,
+            outcome: Default::default(),
+            outcome_reason: String::new(),
             counts: BTreeMap::new(),
             geomean_ratio: None,
         };

@@ -15,8 +15,13 @@ pub enum ExperimentVerdict {
     Loss,
     /// The 95 % interval includes 1: no gain was shown.
     NoGainShown,
-    /// The interval excludes 1 but is not wholly beyond the threshold.
+    /// Significant, but the interval is not wholly beyond the threshold.
     BelowThreshold,
+    /// The interval excludes 1 but p is not below the gate's level.
+    Inconclusive,
+    /// The complete pairs are too few for this design to declare a gain
+    /// or a loss at all, whatever the effect.
+    Undeclarable,
     /// Too few complete pairs to say anything.
     NotMeasured,
 }
@@ -28,6 +33,8 @@ impl ExperimentVerdict {
             Self::Loss => "loss",
             Self::NoGainShown => "no gain shown (the interval includes ×1)",
             Self::BelowThreshold => "a change below the threshold",
+            Self::Inconclusive => "inconclusive (the interval excludes ×1, but p is above the gate's level)",
+            Self::Undeclarable => "undeclarable (too few complete pairs for any verdict)",
             Self::NotMeasured => "not measured (too few complete pairs)",
         }
     }

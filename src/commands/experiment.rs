@@ -13,18 +13,17 @@ use super::analyze::campaign_remedies;
 use super::{CommandError, exit, write_json};
 use crate::analysis::{
     BottleneckAnalysis, CompareSettings, DEFAULT_THRESHOLD_PCT, DayBenchmark, Experiment,
-    ExperimentVerdict, ExperimentsFile, Pairing, Remedy, RemedyCatalog, RemedyEstimate, by_day,
-    measure, on_profiled_time, runs_for_verdicts,
+    ExperimentVerdict, ExperimentsFile, GateDesign, Pairing, Remedy, RemedyCatalog,
+    RemedyEstimate, by_day, measure, on_profiled_time, runs_for_verdicts,
 };
 use crate::benchmarks::planned_comparisons;
 use crate::campaign::{BenchmarkSpec, Campaign, Toggle, load_campaign_toggled};
 use crate::model::DailyReport;
 use crate::output::{OutputError, OutputLayout};
 use crate::report::render_experiments;
-use crate::runner::{Arm, CancelFlag, abba_schedule, install_interrupt_handler, run_child};
-
-/// Salt of the experiments' run order, so it differs from a night's.
-const EXPERIMENT_ORDER_SALT: u64 = 0x6578_7065_7269_6d74;
+use crate::runner::{
+    Arm, CancelFlag, Schedule, SlotRun, install_interrupt_handler, run_child, run_sitting,
+};
 
 /// What an experiment run is asked for.
 #[derive(Debug, Clone, Default)]
@@ -72,6 +71,7 @@ pub fn run_experiments(
         .map_err(|e| CommandError::Usage(e.to_string()))?;
     let analysis = read_analysis(layout);
     let planned = plan_experiments(campaign, &resolved.catalog, analysis.as_ref(), args)?;
+    let pairs = experiment_pairs(args.runs)?;
     let path = layout.experiments();
     let mut file = std::fs::read(&path)
         .ok()
@@ -79,14 +79,14 @@ pub fn run_experiments(
         .unwrap_or_else(|| ExperimentsFile::new(campaign.name()));
     let settings = CompareSettings {
         threshold_pct: args.threshold_pct.unwrap_or(DEFAULT_THRESHOLD_PCT),
-        ..CompareSettings::default()
+        overrides: super::threshold_overrides(campaign),
     };
     let mut code = exit::OK;
     for plan in &planned {
         if interrupt.is_cancelled() {
             break;
         }
-        let experiment = run_one(campaign, layout, args, plan, interrupt, &settings)?;
+        let experiment = run_one(campaign, layout, args, plan, pairs, interrupt, &settings)?;
         let experiment = with_profiled_time(experiment, analysis.as_ref());
         if experiment.measurement.verdict == ExperimentVerdict::NotMeasured {
             code = exit::BENCHMARK_FAILED;
@@ -99,6 +99,27 @@ pub fn run_experiments(
         code = exit::INTERRUPTED;
     }
     Ok((file, path, code))
+}
+
+/// The pairs of each experiment: `--runs`, refused (exit 2) when that many
+/// could never declare a gain or a loss, else the fewest that declare one
+/// even with an overlapping pair. The verdict is one comparison (the time).
+fn experiment_pairs(runs: Option<u32>) -> Result<usize, CommandError> {
+    let needed = runs_for_verdicts(Pairing::Paired, 1, None);
+    let Some(runs) = runs else {
+        return Ok(needed.unwrap_or(crate::analysis::MIN_RUNS));
+    };
+    let design = GateDesign::paired(runs as usize, 1);
+    if design.can_declare {
+        return Ok(runs as usize);
+    }
+    Err(CommandError::Design(format!(
+        "--runs {runs}: {}\n  help: {}",
+        design.describe(),
+        needed.map_or("no count within the limit would".into(), |n| format!(
+            "--runs {n} would (the fewest pairs that declare one even with an overlapping pair); or leave --runs out"
+        ))
+    )))
 }
 
 fn read_analysis(layout: &OutputLayout) -> Option<BottleneckAnalysis> {
@@ -242,26 +263,23 @@ fn specs<'c>(campaign: &'c Campaign, benchmarks: &[DayBenchmark]) -> Vec<&'c Ben
         .collect()
 }
 
-/// One remedy's sitting: `pairs` baseline and toggled runs in ABBA order.
+/// One remedy's sitting: `pairs` baseline and toggled runs in a seeded
+/// ABBA order after an untimed warm-up run of each, paired by their pair
+/// number (a lost run costs only its own pair).
 fn run_one(
     campaign: &Campaign,
     layout: &OutputLayout,
     args: &ExperimentArgs,
     plan: &Planned<'_>,
+    pairs: usize,
     interrupt: &CancelFlag,
     settings: &CompareSettings,
 ) -> Result<Experiment, CommandError> {
     let this = std::env::current_exe()
         .map_err(|e| CommandError::Usage(format!("cannot find this program's own path: {e}")))?;
-    // The verdict is one comparison (the time); the cases only describe.
-    let needed = runs_for_verdicts(Pairing::Paired, 1, None);
-    let pairs = args
-        .runs
-        .map(|r| r as usize)
-        .or(needed)
-        .unwrap_or(crate::analysis::MIN_RUNS);
-    let seed = campaign.file.settings().seed ^ EXPERIMENT_ORDER_SALT;
-    let schedule = abba_schedule(pairs, seed);
+    let seed = Schedule::fresh_seed();
+    let schedule = Schedule::interleaved(pairs, seed);
+    let total = schedule.timed().count();
     let days = by_day(&plan.benchmarks);
     let planned_cases = planned_comparisons(&specs(campaign, &plan.benchmarks));
     eprintln!(
@@ -278,45 +296,51 @@ fn run_one(
     );
     let toggle_json = serde_json::to_string(&plan.toggle).map_err(OutputError::from)?;
     let root = layout.scratch().join("experiment");
-    let mut runs: Vec<(Arm, DailyReport)> = Vec::new();
-    let mut warnings = Vec::new();
-    for (slot, arm) in schedule.iter().enumerate() {
-        if interrupt.is_cancelled() {
-            break;
+    let outcome = run_sitting(&schedule, interrupt, |slot| {
+        let side = arm_name(slot.arm);
+        if slot.warmup {
+            eprintln!("  untimed warm-up run: {side}");
+        } else {
+            eprintln!("  run {} of {total} (pair {}): {side}", slot.index + 1, slot.pair + 1);
         }
-        let side = arm_name(*arm);
-        eprintln!("  run {} of {}: {side}", slot + 1, schedule.len());
         let mut day_reports = Vec::new();
         for (day, names) in &days {
-            let out = root.join(format!("run_{slot}_day_{day}"));
+            let out = root.join(format!(
+                "{}_{}_day_{day}",
+                if slot.warmup { "warmup" } else { "run" },
+                if slot.warmup { side.to_string() } else { slot.index.to_string() }
+            ));
             let mut child_args = child_arguments(args, campaign, layout, &out, *day, names)?;
-            if *arm == Arm::Candidate {
+            if slot.warmup && !args.quick {
+                child_args.push("--quick".into());
+            }
+            if slot.arm == Arm::Candidate {
                 child_args.extend(["--toggle".into(), toggle_json.clone()]);
             }
-            let outcome = run_child(*arm, &this, &child_args, interrupt);
+            let ran = run_child(slot.arm, &this, &child_args, interrupt);
             let _ = std::fs::remove_dir_all(&out);
-            match outcome {
+            match ran {
                 Ok(run) if run.exit_code == Some(i32::from(exit::USAGE)) => {
                     return Err(CommandError::Usage(format!(
                         "the {side} run of day {day} was refused (exit 2; its message is above)"
                     )));
                 }
                 Ok(run) => day_reports.push((*day, run.report)),
-                Err(e) => warnings.push(format!("run {} ({side}, day {day}): {e}", slot + 1)),
+                Err(e) => return Ok(SlotRun::Lost(format!("day {day}: {e}"))),
             }
         }
-        if day_reports.len() == days.len() {
-            runs.push((*arm, merged(day_reports)));
-        }
-    }
+        Ok(SlotRun::Report(Box::new(merged(day_reports))))
+    })?;
     let _ = std::fs::remove_dir_all(&root);
-    let side = |a: Arm| -> Vec<&DailyReport> {
-        runs.iter()
-            .filter(|(arm, _)| *arm == a)
-            .map(|(_, r)| r)
-            .collect()
-    };
-    let (baseline, toggled) = (side(Arm::Reference), side(Arm::Candidate));
+    let mut warnings = outcome.warnings.clone();
+    warnings.extend(outcome.lost.iter().map(|(slot, why)| {
+        format!(
+            "run {} ({}, pair {}) left no report, so its pair is left out: {why}",
+            slot.index + 1,
+            arm_name(slot.arm),
+            slot.pair + 1
+        )
+    }));
     Ok(Experiment {
         remedy: plan.remedy.remedy.clone(),
         toggle: plan.toggle.clone(),
@@ -325,8 +349,8 @@ fn run_one(
         quick: args.quick,
         benchmarks: plan.benchmarks.clone(),
         order_seed: seed,
-        order: schedule.iter().map(|a| arm_name(*a).to_string()).collect(),
-        measurement: measure(&baseline, &toggled, settings),
+        order: schedule.arms().into_iter().map(|a| arm_name(a).to_string()).collect(),
+        measurement: measure(&outcome.pairs(), settings),
         on_profiled_time: None,
         warnings,
     })

@@ -87,6 +87,22 @@ pub(crate) fn child_run_arguments(
     ])
 }
 
+/// Each benchmark's own `regression_threshold_pct`, by name: every verdict
+/// (nights, their control, experiments) judges a benchmark by it.
+pub(crate) fn threshold_overrides(campaign: &Campaign) -> std::collections::BTreeMap<String, f64> {
+    campaign
+        .file
+        .days
+        .iter()
+        .flat_map(|d| &d.get_ref().benchmarks)
+        .filter_map(|b| {
+            let b = b.get_ref();
+            b.regression_threshold_pct
+                .map(|t| (b.name.get_ref().clone(), t.get()))
+        })
+        .collect()
+}
+
 /// Exit statuses, the same for every command.
 pub mod exit {
     /// Every benchmark ran and met its targets.
@@ -100,8 +116,14 @@ pub mod exit {
     /// A regression against the baseline was confirmed (the same status
     /// as a missed target: the night did not meet its bar).
     pub const REGRESSION: u8 = 3;
-    /// A benchmark failed: error, panic or timeout.
+    /// A benchmark failed: error, panic or timeout, in any of the
+    /// night's separate runs.
     pub const BENCHMARK_FAILED: u8 = 4;
+    /// Too noisy to tell: regressions within the drift of a night whose
+    /// runs disagree with each other, or every case moved together beyond
+    /// the machine's night-to-night noise. Re-run, or compare builds with
+    /// `--against-bin`.
+    pub const TOO_NOISY: u8 = 5;
     /// Stopped by Ctrl-C after writing what was measured.
     pub const INTERRUPTED: u8 = 130;
 }
@@ -183,7 +205,7 @@ impl CommandError {
 
 /// The exit status a finished day earns: failures outrank missed targets.
 pub fn day_exit_code(summary: &DaySummary, interrupted: bool) -> u8 {
-    if summary.failed > 0 {
+    if summary.failed > 0 || summary.failed_runs > 0 {
         exit::BENCHMARK_FAILED
     } else if interrupted {
         exit::INTERRUPTED

@@ -61,11 +61,14 @@ pub fn compare_files(
         &baseline.display().to_string(),
         &current.display().to_string(),
         &settings,
+        // Two files carry no history: the night-to-night noise is unknown,
+        // and the table says so.
+        &crate::analysis::NightNoise::unknown(),
     );
-    let code = if comparison.fails_the_night() {
-        exit::REGRESSION
-    } else {
-        exit::OK
+    let code = match comparison.outcome {
+        crate::analysis::NightOutcome::Regression => exit::REGRESSION,
+        crate::analysis::NightOutcome::TooNoisy => exit::TOO_NOISY,
+        crate::analysis::NightOutcome::Pass => exit::OK,
     };
     Ok((
         format!("{}\n", crate::report::render_comparison_table(&comparison)),

@@ -5,9 +5,9 @@ use super::nightly::read_history;
 use super::{CommandError, day_exit_code, exit, open_toggled_campaign};
 use super::{run_analysis, run_calibration, run_roadmap, write_json};
 use crate::analysis::{
-    CompareSettings, Comparison, DEFAULT_THRESHOLD_PCT, GateDesign, HistoryEntry, Pairing,
-    compare_paired, compare_reports, confirm_with_rerun, label_persistence, paired_series,
-    regressed_benchmarks, runs_for_verdicts,
+    CompareSettings, Comparison, DEFAULT_THRESHOLD_PCT, HistoryEntry, NightNoise, NightOutcome,
+    NightPlan, NightRecord, NightRequest, PlanRefusal, compare_paired, judge_night,
+    label_persistence, night_control, paired_series, plan_night,
 };
 use crate::benchmarks::planned_comparisons;
 use crate::campaign::bounds::Threads;
@@ -20,9 +20,9 @@ use crate::report::{
     render_comparison_table, render_summary_table, write_artifact, write_day_artifacts,
 };
 use crate::runner::{
-    Arm, CancelFlag, ChildRun, ProfileOptions, ProfileSelection, RunOptions, SilentProgress,
-    abba_schedule, configure_threads, console_progress, install_interrupt_handler, run_child,
-    run_day, select_benchmarks,
+    Arm, CancelFlag, ChildError, ChildRun, ProfileOptions, ProfileSelection, RunOptions,
+    Schedule, SittingRuns, Slot, SlotRun, configure_threads, console_progress,
+    install_interrupt_handler, run_child, run_day, run_sitting, select_benchmarks,
 };
 
 #[derive(Debug, Clone)]
@@ -52,6 +52,9 @@ pub struct RunArgs {
     pub toggle: Option<Toggle>,
     /// An experiment's run: no `after` steps.
     pub measure_only: bool,
+    /// Where a child run writes its profiles: its parent's folders.
+    pub raw_profiles_dir: Option<PathBuf>,
+    pub flame_graphs_dir: Option<PathBuf>,
 }
 
 impl RunArgs {
@@ -64,7 +67,7 @@ impl RunArgs {
 pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
     let (campaign, layout) =
         open_toggled_campaign(&args.campaign, args.out.as_deref(), args.toggle.as_ref())?;
-    let mut options = RunOptions {
+    let options = RunOptions {
         day: args.day,
         quick: args.quick,
         only: args.only.clone(),
@@ -81,10 +84,15 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
                 ProfileSelection::AsCampaignSays
             },
             frequency_hz: args.profile_hz,
-            raw_dir: layout.raw_profiles(),
-            flame_dir: layout.flame_graphs(),
+            raw_dir: args
+                .raw_profiles_dir
+                .clone()
+                .unwrap_or_else(|| layout.raw_profiles()),
+            flame_dir: args
+                .flame_graphs_dir
+                .clone()
+                .unwrap_or_else(|| layout.flame_graphs()),
         },
-        runs: 1,
         run_id: OutputLayout::run_id(&chrono::Utc::now()),
         thread_child: args.thread_child,
     };
@@ -103,178 +111,499 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         .as_deref()
         .map(|name| load_baseline(&layout, name, args.day))
         .transpose()?;
-    let (runs, design) = plan_runs(&selected, args, baseline.as_ref())?;
-    options.runs = runs;
-    if let Some(design) = &design {
-        eprintln!("verdict design: {}", design.describe());
+    let plan = plan_runs(&selected, args, baseline.as_ref())?;
+    if let Some(plan) = &plan {
+        eprintln!("verdict design: {}", plan.design.describe());
     }
+    let runs = plan
+        .as_ref()
+        .map_or(args.runs.unwrap_or(1) as usize, |p| p.runs);
     let interrupt = install_interrupt_handler()?;
     if options_have_no_benchmarks(&campaign, &options) {
         run_day_steps(&campaign, &layout, args, &interrupt)?;
         return Ok(exit::OK);
     }
-    if let Some(other) = &args.against_bin {
-        return run_interleaved(&campaign, &layout, args, &options, other, &interrupt);
-    }
-
-    let mut progress = console_progress();
-    let mut write_failures = Vec::new();
-    // Streamed for CI to tail under a name that says it is incomplete;
-    // renamed once the day is over, so a crash never leaves a
-    // `results.jsonl` that looks whole. The run id keeps two runs started
-    // together into one folder from writing into each other's stream.
-    let jsonl_path = layout.ci_file(&format!("results.jsonl.{}.partial", options.run_id));
-    let mut jsonl = std::fs::File::create(&jsonl_path).map_err(|source| OutputError::Write {
-        path: jsonl_path.clone(),
-        source,
-    })?;
-    let measured = run_day(
-        &campaign,
-        &options,
-        &interrupt,
-        progress.as_mut(),
-        &mut |result| {
-            let path = layout.metrics_path(args.day, &options.run_id, result);
-            let written = serde_json::to_vec_pretty(result)
-                .map_err(OutputError::from)
-                .and_then(|bytes| write_atomically(&path, &bytes));
-            if let Err(e) = written {
-                write_failures.push(e.to_string());
-            }
-            // One line per result as soon as it exists, for CI to tail.
-            let line = serde_json::to_string(result).map_err(|e| e.to_string());
-            if let Err(e) = line.and_then(|l| writeln!(jsonl, "{l}").map_err(|e| e.to_string())) {
-                write_failures.push(format!("{}: {e}", jsonl_path.display()));
-            }
-        },
-    );
-    drop(jsonl);
-    let mut report = measured.inspect_err(|_| {
-        let _ = std::fs::remove_file(&jsonl_path);
-    })?;
-    report.warnings.extend(write_failures);
-    // The stream is replaced by results.jsonl, written with the day's
-    // other files from the finished report.
-    let _ = std::fs::remove_file(&jsonl_path);
-    finish_day(
-        &campaign,
-        &layout,
+    let night = Night {
+        campaign: &campaign,
+        layout: &layout,
         args,
-        report,
-        &interrupt,
-        |report| match &baseline {
-            Some((name, base)) if !report.interrupted => Some(compare_with_rerun(
-                &campaign, &options, &interrupt, report, base, name, args,
-            ))
-            .transpose(),
-            _ => Ok(None),
-        },
-    )
+        options: &options,
+        interrupt: &interrupt,
+    };
+    if let Some(other) = &args.against_bin {
+        return night.interleaved(other, runs);
+    }
+    if runs > 1 {
+        return night.separate_runs(runs, baseline.as_ref());
+    }
+    night.in_this_process()
 }
 
-/// Writes a measured day's report and artifacts, compares it (after the
-/// report is safe on disk), records the night in the history, and runs
-/// the day's `after` steps; returns the exit status.
-fn finish_day(
-    campaign: &Campaign,
+/// One `campaign run` and what every step of it needs.
+struct Night<'a> {
+    campaign: &'a Campaign,
+    layout: &'a OutputLayout,
+    args: &'a RunArgs,
+    options: &'a RunOptions,
+    interrupt: &'a CancelFlag,
+}
+
+impl Night<'_> {
+    /// One run in this process, each result written as it finishes.
+    fn in_this_process(&self) -> Result<u8, CommandError> {
+        let (layout, options) = (self.layout, self.options);
+        let mut progress = console_progress();
+        let mut write_failures = Vec::new();
+        // Streamed for CI to tail under a name that says it is incomplete;
+        // renamed once the day is over, so a crash never leaves a
+        // `results.jsonl` that looks whole. The run id keeps two runs
+        // started together into one folder from writing into each other's
+        // stream.
+        let jsonl_path = layout.ci_file(&format!("results.jsonl.{}.partial", options.run_id));
+        let mut jsonl =
+            std::fs::File::create(&jsonl_path).map_err(|source| OutputError::Write {
+                path: jsonl_path.clone(),
+                source,
+            })?;
+        let measured = run_day(
+            self.campaign,
+            options,
+            self.interrupt,
+            progress.as_mut(),
+            &mut |result| {
+                if let Err(e) = write_metrics_file(layout, self.args.day, &options.run_id, result)
+                {
+                    write_failures.push(e);
+                }
+                // One line per result as soon as it exists, for CI to tail.
+                let line = serde_json::to_string(result).map_err(|e| e.to_string());
+                if let Err(e) =
+                    line.and_then(|l| writeln!(jsonl, "{l}").map_err(|e| e.to_string()))
+                {
+                    write_failures.push(format!("{}: {e}", jsonl_path.display()));
+                }
+            },
+        );
+        drop(jsonl);
+        let mut report = measured.inspect_err(|_| {
+            let _ = std::fs::remove_file(&jsonl_path);
+        })?;
+        report.warnings.extend(write_failures);
+        // The stream is replaced by results.jsonl, written with the day's
+        // other files from the finished report.
+        let _ = std::fs::remove_file(&jsonl_path);
+        self.finish(report, |_, _| Ok(None))
+    }
+
+    /// `runs` separate runs of the day, each a child process, pooled into
+    /// one report; against a baseline, judged with a confirming re-run
+    /// that is separate processes too.
+    fn separate_runs(
+        &self,
+        runs: usize,
+        baseline: Option<&(String, DailyReport)>,
+    ) -> Result<u8, CommandError> {
+        let report = self.measure_in_children(&self.args.only, runs, true)?;
+        for result in &report.results {
+            if let Err(e) = write_metrics_file(self.layout, self.args.day, &report.run_id, result)
+            {
+                eprintln!("error: {e}");
+            }
+        }
+        self.finish(report, |report, history| {
+            let Some((name, base)) = baseline.filter(|_| !report.interrupted) else {
+                return Ok(None);
+            };
+            let night = night_noise(history);
+            let settings = compare_settings(self.campaign, self.args);
+            Ok(Some(judge_night(
+                base,
+                report,
+                (name, "this run"),
+                &settings,
+                &night,
+                |suspects| {
+                    eprintln!(
+                        "re-running {} to confirm the regression (a verdict needs it twice): {runs} more separate runs",
+                        suspects.join(", ")
+                    );
+                    match self.measure_in_children(suspects, runs, false) {
+                        Ok(again) if !again.interrupted => Some(again),
+                        Ok(_) => None,
+                        Err(e) => {
+                            eprintln!("warning: the confirming re-run did not run: {e}");
+                            None
+                        }
+                    }
+                },
+            )))
+        })
+    }
+
+    /// The day's benchmarks named in `only` (all when empty), `runs` times,
+    /// each run a child `campaign run --runs 1` after an untimed warm-up
+    /// child; the first timed run takes the profiles when `profiled`.
+    fn measure_in_children(
+        &self,
+        only: &[String],
+        runs: usize,
+        profiled: bool,
+    ) -> Result<DailyReport, CommandError> {
+        let (args, layout) = (self.args, self.layout);
+        let this = std::env::current_exe().map_err(|e| {
+            CommandError::Usage(format!("cannot find this program's own path: {e}"))
+        })?;
+        let schedule = Schedule::repeated(runs);
+        let root = layout
+            .scratch()
+            .join(format!("runs_{}", self.options.run_id));
+        let outcome = run_sitting(&schedule, self.interrupt, |slot| {
+            if slot.warmup {
+                eprintln!("separate run: an untimed warm-up");
+            } else {
+                eprintln!("separate run {} of {runs}", slot.index + 1);
+            }
+            let out = root.join(if slot.warmup {
+                "warmup".to_string()
+            } else {
+                format!("run_{}", slot.index)
+            });
+            let mut child = child_arguments(args, only, &out, layout)?;
+            child.push("--measure-only".into());
+            if slot.warmup {
+                if !args.quick {
+                    child.push("--quick".into());
+                }
+                child.push("--no-profile".into());
+            } else if profiled && slot.index == 0 {
+                child.extend(self.profile_arguments());
+            } else {
+                child.push("--no-profile".into());
+            }
+            let ran = run_child(slot.arm, &this, &child, self.interrupt);
+            let _ = std::fs::remove_dir_all(&out);
+            slot_outcome(ran, &this)
+        })?;
+        let _ = std::fs::remove_dir_all(&root);
+        let lost = outcome.lost(Arm::Candidate);
+        let Some(mut report) = DailyReport::pooled(&outcome.arm(Arm::Candidate), &lost) else {
+            return Err(CommandError::Interleave(format!(
+                "no separate run produced a report{}",
+                lost.first()
+                    .map_or(String::new(), |(_, why)| format!(": {why}"))
+            )));
+        };
+        report.run_id = self.options.run_id.clone();
+        report.interrupted |= self.interrupt.is_cancelled();
+        report.settings.runs = runs as u32;
+        report.settings.separate_processes = true;
+        report.warnings.extend(lost_warnings(&outcome));
+        Ok(report)
+    }
+
+    /// The profiling flags of the run that takes the night's profiles:
+    /// the user's choice, and this run's folders for the files.
+    fn profile_arguments(&self) -> Vec<String> {
+        let args = self.args;
+        let mut a = Vec::new();
+        if args.profile {
+            a.push("--profile".into());
+        }
+        if args.no_profile {
+            a.push("--no-profile".into());
+        }
+        if let Some(hz) = args.profile_hz {
+            a.extend(["--profile-hz".into(), hz.to_string()]);
+        }
+        a.extend([
+            "--raw-profiles-dir".into(),
+            self.options.profile.raw_dir.display().to_string(),
+            "--flame-graphs-dir".into(),
+            self.options.profile.flame_dir.display().to_string(),
+        ]);
+        a
+    }
+
+    /// `--against-bin`: this build and another run the day alternately as
+    /// child processes in a seeded ABBA order after a warm-up run of each;
+    /// the verdicts come from the pairs, pair by pair.
+    fn interleaved(&self, other: &Path, pairs: usize) -> Result<u8, CommandError> {
+        let (args, layout) = (self.args, self.layout);
+        let this = std::env::current_exe().map_err(|e| {
+            CommandError::AgainstBin(format!("cannot find this program's own path: {e}"))
+        })?;
+        if !other.is_file() {
+            return Err(CommandError::AgainstBin(format!(
+                "--against-bin {}: no such program\n  help: pass the path of another build of campaign, e.g. target/release/campaign from another checkout",
+                other.display()
+            )));
+        }
+        let seed = Schedule::fresh_seed();
+        let schedule = Schedule::interleaved(pairs, seed);
+        let total = schedule.timed().count();
+        let root = layout
+            .scratch()
+            .join(format!("interleaved_{}", self.options.run_id));
+        let outcome = run_sitting(&schedule, self.interrupt, |slot: &Slot| {
+            let (program, side) = match slot.arm {
+                Arm::Reference => (other, "the other build"),
+                Arm::Candidate => (this.as_path(), "this build"),
+            };
+            if slot.warmup {
+                eprintln!("untimed warm-up run: {side} ({})", program.display());
+            } else {
+                eprintln!(
+                    "interleaved run {} of {total} (pair {}): {side} ({})",
+                    slot.index + 1,
+                    slot.pair + 1,
+                    program.display()
+                );
+            }
+            let out = root.join(match (slot.warmup, slot.arm) {
+                (true, Arm::Reference) => "warmup_other".to_string(),
+                (true, Arm::Candidate) => "warmup_this".to_string(),
+                (false, _) => format!("run_{}", slot.index),
+            });
+            let mut child = child_arguments(args, &args.only, &out, layout)?;
+            if slot.warmup && !args.quick {
+                child.push("--quick".into());
+            }
+            let ran = run_child(slot.arm, program, &child, self.interrupt);
+            let _ = std::fs::remove_dir_all(&out);
+            slot_outcome(ran, program)
+        })?;
+        let _ = std::fs::remove_dir_all(&root);
+        let pooled = |arm: Arm| DailyReport::pooled(&outcome.arm(arm), &outcome.lost(arm));
+        let (Some(mut report), Some(other_report)) =
+            (pooled(Arm::Candidate), pooled(Arm::Reference))
+        else {
+            return Err(CommandError::Interleave(format!(
+                "no run of {} produced a report; nothing to compare",
+                if outcome.arm(Arm::Reference).is_empty() {
+                    "the other build"
+                } else {
+                    "this build"
+                }
+            )));
+        };
+        report.run_id = self.options.run_id.clone();
+        report.interrupted |= self.interrupt.is_cancelled();
+        report.settings.runs = pairs as u32;
+        report.settings.run_order_seed = seed;
+        report.settings.separate_processes = true;
+        report.settings.against_bin = Some(other.display().to_string());
+        report.warnings.extend(lost_warnings(&outcome));
+        // A run of the other build that failed fails the night too.
+        for failed in other_report.results.iter().flat_map(|r| {
+            r.failed_runs
+                .iter()
+                .map(move |f| format!("{} (the other build, run {}): {}", r.case_id, f.slot + 1, f.reason))
+        }) {
+            report.warnings.push(failed);
+        }
+        report.summary.failed_runs += other_report.summary.failed_runs;
+        let series = paired_series(&outcome.pairs());
+        let settings = compare_settings(self.campaign, args);
+        let comparison = compare_paired(
+            &series,
+            &other_report,
+            &report,
+            &format!("{} (interleaved)", other.display()),
+            "this build",
+            &settings,
+        );
+        self.finish(report, |_, _| Ok(Some(comparison)))
+    }
+
+    /// Writes a measured day's report and artifacts, compares it (after
+    /// the report is safe on disk, with the machine's history), records
+    /// the night in the history, and runs the day's `after` steps;
+    /// returns the exit status.
+    fn finish(
+        &self,
+        mut report: DailyReport,
+        compare: impl FnOnce(
+            &DailyReport,
+            &[HistoryEntry],
+        ) -> Result<Option<Comparison>, CommandError>,
+    ) -> Result<u8, CommandError> {
+        let (campaign, layout, args) = (self.campaign, self.layout, self.args);
+        // Analyses that belong in the day report are made once it is measured.
+        report.scaling = crate::analysis::scaling_curves(&report.results);
+        report.parity = crate::analysis::served_parity(&report.results);
+        // The machine's measured limits, when `campaign calibrate` has run here.
+        report.environment.calibration = std::fs::read(layout.calibration())
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
+        // The report first: without it nothing of the night is kept.
+        let path = write_artifact(layout, &JsonReport, &report)?;
+
+        let table = render_summary_table(&report);
+        if args.thread_child {
+            // The parent prints these results in its own table; this
+            // report lives in a working folder that is removed.
+            let json = serde_json::to_string_pretty(&report).map_err(OutputError::from)?;
+            println!("{json}");
+            return Ok(day_exit_code(&report.summary, report.interrupted));
+        }
+        if args.json {
+            eprintln!("{table}\nreport: {}", path.display());
+            let json = serde_json::to_string_pretty(&report).map_err(OutputError::from)?;
+            println!("{json}");
+        } else {
+            println!("{table}\nreport: {}", path.display());
+        }
+        print_warnings(&report);
+        let mut code = day_exit_code(&report.summary, report.interrupted);
+
+        let history_path = layout.history(&report.environment.machine_key(), report.day);
+        let history = read_history(&history_path)?;
+        let mut comparison = compare(&report, &history)?;
+        if let Some(comparison) = &mut comparison {
+            comparison.current = path.display().to_string();
+            label_persistence(comparison, &history);
+            say(args, &render_comparison_table(comparison));
+            write_json(&layout.ci_file("comparison.json"), comparison)?;
+            if code == exit::OK {
+                code = match comparison.outcome {
+                    NightOutcome::Regression => exit::REGRESSION,
+                    NightOutcome::TooNoisy => exit::TOO_NOISY,
+                    NightOutcome::Pass => exit::OK,
+                };
+            }
+        }
+        if !report.interrupted {
+            let mut entry = HistoryEntry::from_report(&report, &path.display().to_string());
+            if let Some(c) = &comparison {
+                entry = entry.with_comparison(c);
+            }
+            append_history(&history_path, &entry)?;
+        }
+        let written = write_day_artifacts(
+            layout,
+            DayArtifacts {
+                report: &report,
+                comparison: comparison.as_ref(),
+            },
+        );
+        if let Some((_, html)) = written.files.iter().find(|(f, _)| *f == HtmlPage.format()) {
+            say(args, &format!("html: {}", html.display()));
+        }
+        let mut failures = written.failures;
+        if let Err(e) = super::index::write_campaign_index(layout, &report.campaign.name) {
+            failures.push(format!("campaign index not written: {e}"));
+        }
+        for failure in &failures {
+            eprintln!("error: {failure}");
+        }
+        if !failures.is_empty() && code == exit::OK {
+            // The measurements are safe in the report; the night's output is not whole.
+            code = exit::USAGE;
+        }
+        if let Some(name) = &args.save_baseline {
+            let settings = compare_settings(campaign, args);
+            save_baseline(layout, args, &report, name, &settings)?;
+        }
+        if report.interrupted || args.thread_child || args.measure_only {
+            return Ok(code);
+        }
+        run_day_steps(campaign, layout, args, self.interrupt)?;
+        if args.advisory && (code == exit::REGRESSION || code == exit::TOO_NOISY) {
+            eprintln!("advisory run: exit 0 instead of {code}");
+            code = exit::OK;
+        }
+        Ok(code)
+    }
+}
+
+/// What one child run of a sitting gave: a child that refused the day
+/// (exit 2) stops the sitting; one that left no report loses its slot.
+fn slot_outcome(ran: Result<ChildRun, ChildError>, program: &Path) -> Result<SlotRun, CommandError> {
+    match ran {
+        Ok(run) if run.exit_code == Some(i32::from(exit::USAGE)) => {
+            Err(CommandError::AgainstBin(format!(
+                "{} refused the day (exit 2; its message is above)",
+                program.display()
+            )))
+        }
+        Ok(run) => Ok(SlotRun::Report(Box::new(run.report))),
+        Err(e) => Ok(SlotRun::Lost(e.to_string())),
+    }
+}
+
+/// Warnings of a sitting: failed warm-ups and lost runs, each by its slot.
+fn lost_warnings(outcome: &SittingRuns) -> Vec<String> {
+    outcome
+        .warnings
+        .iter()
+        .cloned()
+        .chain(outcome.lost.iter().map(|(slot, why)| {
+            format!(
+                "run {} left no report, so it (and only it) is left out: {why}",
+                slot.index + 1
+            )
+        }))
+        .collect()
+}
+
+/// Each result's metrics file.
+fn write_metrics_file(
     layout: &OutputLayout,
-    args: &RunArgs,
-    mut report: DailyReport,
-    interrupt: &CancelFlag,
-    compare: impl FnOnce(&DailyReport) -> Result<Option<Comparison>, CommandError>,
-) -> Result<u8, CommandError> {
-    // Analyses that belong in the day report are made once it is measured.
-    report.scaling = crate::analysis::scaling_curves(&report.results);
-    report.parity = crate::analysis::served_parity(&report.results);
-    // The machine's measured limits, when `campaign calibrate` has run here.
-    report.environment.calibration = std::fs::read(layout.calibration())
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    // The report first: without it nothing of the night is kept.
-    let path = write_artifact(layout, &JsonReport, &report)?;
-
-    let table = render_summary_table(&report);
-    if args.thread_child {
-        // The parent prints these results in its own table; this report
-        // lives in a working folder that is removed.
-        let json = serde_json::to_string_pretty(&report).map_err(OutputError::from)?;
-        println!("{json}");
-        return Ok(day_exit_code(&report.summary, report.interrupted));
-    }
-    if args.json {
-        eprintln!("{table}\nreport: {}", path.display());
-        let json = serde_json::to_string_pretty(&report).map_err(OutputError::from)?;
-        println!("{json}");
-    } else {
-        println!("{table}\nreport: {}", path.display());
-    }
-    print_warnings(&report);
-    let mut code = day_exit_code(&report.summary, report.interrupted);
-
-    let history_path = layout.history(&report.environment.machine_key(), report.day);
-    let mut comparison = compare(&report)?;
-    if let Some(comparison) = &mut comparison {
-        comparison.current = path.display().to_string();
-        label_persistence(comparison, &read_history(&history_path)?);
-        say(args, &render_comparison_table(comparison));
-        write_json(&layout.ci_file("comparison.json"), comparison)?;
-        if comparison.fails_the_night() && code == exit::OK {
-            code = exit::REGRESSION;
-        }
-    }
-    if !report.interrupted {
-        let mut entry = HistoryEntry::from_report(&report, &path.display().to_string());
-        if let Some(c) = &comparison {
-            entry = entry.with_comparison(c);
-        }
-        append_history(&history_path, &entry)?;
-    }
-    let written = write_day_artifacts(
-        layout,
-        DayArtifacts {
-            report: &report,
-            comparison: comparison.as_ref(),
-        },
-    );
-    if let Some((_, html)) = written.files.iter().find(|(f, _)| *f == HtmlPage.format()) {
-        say(args, &format!("html: {}", html.display()));
-    }
-    let mut failures = written.failures;
-    if let Err(e) = super::index::write_campaign_index(layout, &report.campaign.name) {
-        failures.push(format!("campaign index not written: {e}"));
-    }
-    for failure in &failures {
-        eprintln!("error: {failure}");
-    }
-    if !failures.is_empty() && code == exit::OK {
-        // The measurements are safe in the report; the night's output is not whole.
-        code = exit::USAGE;
-    }
-    if let Some(name) = &args.save_baseline {
-        save_baseline(layout, args, &report, name)?;
-    }
-    if report.interrupted || args.thread_child || args.measure_only {
-        return Ok(code);
-    }
-    run_day_steps(campaign, layout, args, interrupt)?;
-    if args.advisory && code == exit::REGRESSION {
-        eprintln!("advisory run: exit 0 instead of 3");
-        code = exit::OK;
-    }
-    Ok(code)
+    day: u32,
+    run_id: &str,
+    result: &BenchmarkResult,
+) -> Result<(), String> {
+    let path = layout.metrics_path(day, run_id, result);
+    serde_json::to_vec_pretty(result)
+        .map_err(OutputError::from)
+        .and_then(|bytes| write_atomically(&path, &bytes))
+        .map_err(|e| e.to_string())
 }
 
+/// The night-to-night noise the history of this machine gives.
+fn night_noise(history: &[HistoryEntry]) -> NightNoise {
+    let nights: Vec<NightRecord> = history
+        .iter()
+        .filter_map(HistoryEntry::night_record)
+        .collect();
+    NightNoise::estimate(&nights)
+}
+
+/// Saves tonight as baseline `name`, unless its runs drifted (the A/A
+/// control fired) and a baseline from a steadier night already exists: a
+/// drifting baseline would make every later night look changed.
 fn save_baseline(
     layout: &OutputLayout,
     args: &RunArgs,
     report: &DailyReport,
     name: &str,
+    settings: &CompareSettings,
 ) -> Result<(), CommandError> {
     if report.interrupted {
         eprintln!("warning: not saved as baseline {name}: the run was interrupted");
         return Ok(());
     }
     let target = layout.baseline(name, args.day);
+    let control = night_control(report, settings);
+    if control.fired {
+        let drift = control
+            .splits
+            .iter()
+            .filter(|s| s.fired)
+            .map(|s| format!("{} ×{:.3}", s.split.name(), s.drift_ratio.unwrap_or(1.0)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        if target.exists() {
+            eprintln!(
+                "warning: not saved as baseline {name}: tonight's runs drifted ({drift}); the previous baseline {} stays\n  help: save it on a quieter night",
+                target.display()
+            );
+            return Ok(());
+        }
+        eprintln!(
+            "warning: baseline {name} saved from a night whose runs drifted ({drift}); there was none to keep\n  help: save it again on a quieter night"
+        );
+    }
     if let Some(dir) = target.parent() {
         std::fs::create_dir_all(dir).map_err(|source| OutputError::Write {
             path: dir.to_path_buf(),
@@ -286,45 +615,25 @@ fn save_baseline(
     Ok(())
 }
 
-/// The night's run count and, when it makes verdicts, its design: checked
-/// before anything is measured. An explicit `--runs` that can never
-/// declare a regression is refused with the count that could; without
-/// `--runs`, the fewest runs that declare one even with an overlapping
-/// pair are chosen.
+/// The night's plan when it makes verdicts ([`plan_night`]), checked
+/// before anything is measured; a night that could never declare a
+/// regression is refused with the count that could.
 fn plan_runs(
     selected: &[&BenchmarkSpec],
     args: &RunArgs,
     baseline: Option<&(String, DailyReport)>,
-) -> Result<(u32, Option<GateDesign>), CommandError> {
-    let explicit = args.runs.map(|r| r as usize);
+) -> Result<Option<NightPlan>, CommandError> {
     if !args.makes_verdicts() {
-        return Ok((args.runs.unwrap_or(1), None));
+        return Ok(None);
     }
     let planned = planned_comparisons(selected);
-    let refuse = |design: &GateDesign, needed: Option<usize>, advice: String| {
-        CommandError::Design(format!(
-            "{}\n  help: {}",
-            design.describe(),
-            needed.map_or(advice, |n| format!(
-                "--runs {n} would; or leave --runs out and the night chooses it"
-            ))
-        ))
+    let mut request = NightRequest {
+        explicit_runs: args.runs.map(|r| r as usize),
+        ..NightRequest::default()
     };
     if args.against_bin.is_some() {
-        let needed = runs_for_verdicts(Pairing::Paired, planned, None);
-        let n = explicit.or(needed).unwrap_or(crate::analysis::MAX_RUNS);
-        let design = GateDesign::paired(n, planned);
-        if !design.can_declare {
-            return Err(refuse(
-                &design,
-                needed,
-                "select fewer benchmarks with --only".into(),
-            ));
-        }
-        return Ok((n as u32, Some(design)));
+        request.interleaved = Some(planned);
     }
-    let mut designs = Vec::new();
-    let mut n = explicit.unwrap_or(0);
     if let Some((name, base)) = baseline {
         let names: Vec<&str> = selected.iter().map(|s| s.name.get_ref().as_str()).collect();
         let compared: Vec<&BenchmarkResult> = base
@@ -343,142 +652,36 @@ fn plan_runs(
                     args.day, args.day
                 ))
             })?;
-        let needed = runs_for_verdicts(Pairing::Unpaired, m, Some(baseline_runs));
-        let rerecord = runs_for_verdicts(Pairing::Unpaired, m, None).unwrap_or(baseline_runs);
-        let advice = format!(
-            "baseline {name:?} has only {baseline_runs} runs; re-record it with `--save-baseline {name}` (it chooses {rerecord} runs)"
-        );
-        let chosen = explicit.or(needed).unwrap_or(crate::analysis::MAX_RUNS);
-        let design = GateDesign::unpaired(baseline_runs, chosen, m);
-        if !design.can_declare {
-            return Err(refuse(&design, needed, advice));
-        }
-        n = n.max(chosen);
-        designs.push(design);
+        request.baseline = Some((m, baseline_runs));
     }
     if args.save_baseline.is_some() {
-        let needed = runs_for_verdicts(Pairing::Unpaired, planned, None);
-        let chosen = explicit.unwrap_or_else(|| n.max(needed.unwrap_or(crate::analysis::MAX_RUNS)));
-        let design = GateDesign::unpaired(chosen, chosen, planned);
-        if !design.can_declare {
-            return Err(refuse(
-                &design,
-                needed,
-                "select fewer benchmarks with --only".into(),
-            ));
-        }
-        n = n.max(chosen);
-        designs.push(design);
+        request.saves = Some(planned);
     }
-    Ok((n as u32, designs.into_iter().next()))
+    plan_night(&request).map_err(|refusal| refuse(&refusal, baseline.map(|(n, _)| n.as_str())))
 }
 
-/// `--against-bin`: this build and another run the day alternately as
-/// child processes; the verdicts come from the pairs.
-fn run_interleaved(
-    campaign: &Campaign,
-    layout: &OutputLayout,
-    args: &RunArgs,
-    options: &RunOptions,
-    other: &Path,
-    interrupt: &CancelFlag,
-) -> Result<u8, CommandError> {
-    let this = std::env::current_exe().map_err(|e| {
-        CommandError::AgainstBin(format!("cannot find this program's own path: {e}"))
-    })?;
-    if !other.is_file() {
-        return Err(CommandError::AgainstBin(format!(
-            "--against-bin {}: no such program\n  help: pass the path of another build of campaign, e.g. target/release/campaign from another checkout",
-            other.display()
-        )));
-    }
-    let pairs = options.runs as usize;
-    let seed = campaign.file.settings().seed ^ crate::runner::RUN_ORDER_SALT;
-    let schedule = abba_schedule(pairs, seed);
-    let root = layout.scratch().join("interleaved");
-    let mut runs: Vec<ChildRun> = Vec::new();
-    let mut warnings = Vec::new();
-    for (slot, build) in schedule.iter().enumerate() {
-        if interrupt.is_cancelled() {
-            break;
-        }
-        let program = match build {
-            Arm::Reference => other,
-            Arm::Candidate => this.as_path(),
-        };
-        eprintln!(
-            "interleaved run {} of {}: {} ({})",
-            slot + 1,
-            schedule.len(),
-            match build {
-                Arm::Reference => "the other build",
-                Arm::Candidate => "this build",
-            },
-            program.display()
-        );
-        let out = root.join(format!("run_{slot}"));
-        let child_args = child_arguments(args, &out, layout)?;
-        let outcome = run_child(*build, program, &child_args, interrupt);
-        let _ = std::fs::remove_dir_all(&out);
-        match outcome {
-            Ok(run) if run.exit_code == Some(i32::from(exit::USAGE)) => {
-                return Err(CommandError::AgainstBin(format!(
-                    "{} refused the day (exit 2; its message is above)",
-                    program.display()
-                )));
-            }
-            Ok(run) => runs.push(run),
-            Err(e) => warnings.push(format!("interleaved run {}: {e}", slot + 1)),
-        }
-    }
-    let _ = std::fs::remove_dir_all(&root);
-    let side = |b: Arm| -> Vec<&DailyReport> {
-        runs.iter()
-            .filter(|r| r.arm == b)
-            .map(|r| &r.report)
-            .collect()
+/// A refused design in words, with the count or the baseline that would do.
+fn refuse(refusal: &PlanRefusal, baseline: Option<&str>) -> CommandError {
+    let advice = match (refusal.small_baseline, baseline) {
+        (Some((runs, again)), Some(name)) => format!(
+            "baseline {name:?} has only {runs} runs; re-record it with `--save-baseline {name}` (it chooses {again} runs)"
+        ),
+        _ => "select fewer benchmarks with --only".into(),
     };
-    let (others, these) = (side(Arm::Reference), side(Arm::Candidate));
-    if others.is_empty() || these.is_empty() {
-        return Err(CommandError::Interleave(format!(
-            "no run of {} produced a report; nothing to compare",
-            if others.is_empty() {
-                "the other build"
-            } else {
-                "this build"
-            }
-        )));
-    }
-    let (Some(mut report), Some(other_report)) =
-        (DailyReport::pooled(&these), DailyReport::pooled(&others))
-    else {
-        return Err(CommandError::Interleave("no runs to pool".into()));
-    };
-    report.run_id = options.run_id.clone();
-    report.interrupted |= interrupt.is_cancelled();
-    report.settings.runs = pairs as u32;
-    report.settings.run_order_seed = seed;
-    report.settings.against_bin = Some(other.display().to_string());
-    report.warnings.extend(warnings);
-    let series = paired_series(&others, &these);
-    let settings = compare_settings(campaign, args);
-    let comparison = compare_paired(
-        &series,
-        &other_report,
-        &report,
-        &format!("{} (interleaved)", other.display()),
-        "this build",
-        &settings,
-    );
-    finish_day(campaign, layout, args, report, interrupt, |_| {
-        Ok(Some(comparison))
-    })
+    CommandError::Design(format!(
+        "{}\n  help: {}",
+        refusal.design.describe(),
+        refusal.needed.map_or(advice, |n| format!(
+            "--runs {n} would; or leave --runs out and the night chooses it"
+        ))
+    ))
 }
 
-/// The arguments of one interleaved child: the same day, one run, its
+/// The arguments of one child of a sitting: the same day, one run, its
 /// report on stdout; only flags every build of `campaign` understands.
 fn child_arguments(
     args: &RunArgs,
+    only: &[String],
     out: &Path,
     layout: &OutputLayout,
 ) -> Result<Vec<String>, CommandError> {
@@ -486,9 +689,9 @@ fn child_arguments(
     if args.quick {
         a.push("--quick".into());
     }
-    if !args.only.is_empty() {
+    if !only.is_empty() {
         a.push("--only".into());
-        a.push(args.only.join(","));
+        a.push(only.join(","));
     }
     if let Some(t) = args.threads {
         a.extend(["--threads".into(), t.to_string()]);
@@ -535,64 +738,12 @@ fn load_baseline(
     Ok((name.to_string(), report))
 }
 
-/// Compares with the baseline; a regression counts only if a same-night
-/// re-run of its benchmark regresses too.
-fn compare_with_rerun(
-    campaign: &Campaign,
-    options: &RunOptions,
-    interrupt: &CancelFlag,
-    report: &DailyReport,
-    baseline: &DailyReport,
-    name: &str,
-    args: &RunArgs,
-) -> Result<Comparison, CommandError> {
-    let settings = compare_settings(campaign, args);
-    let mut comparison = compare_reports(baseline, report, name, "this run", &settings);
-    let suspects = regressed_benchmarks(&comparison, report);
-    if suspects.is_empty() {
-        return Ok(comparison);
-    }
-    eprintln!(
-        "re-running {} to confirm the regression (a verdict needs it twice)",
-        suspects.join(", ")
-    );
-    let rerun_options = RunOptions {
-        only: suspects,
-        profile: ProfileOptions {
-            selection: ProfileSelection::Off,
-            ..options.profile.clone()
-        },
-        ..options.clone()
-    };
-    let rerun = run_day(
-        campaign,
-        &rerun_options,
-        interrupt,
-        &mut SilentProgress,
-        &mut |_| {},
-    )?;
-    let second = compare_reports(baseline, &rerun, name, "re-run", &settings);
-    confirm_with_rerun(&mut comparison, &second);
-    Ok(comparison)
-}
-
 /// The threshold from --threshold-pct, else the default; per-benchmark
 /// overrides from the campaign's `regression_threshold_pct`.
 fn compare_settings(campaign: &Campaign, args: &RunArgs) -> CompareSettings {
-    let overrides = campaign
-        .file
-        .days
-        .iter()
-        .flat_map(|d| &d.get_ref().benchmarks)
-        .filter_map(|b| {
-            let b = b.get_ref();
-            b.regression_threshold_pct
-                .map(|t| (b.name.get_ref().clone(), t.get()))
-        })
-        .collect();
     CompareSettings {
         threshold_pct: args.threshold_pct.unwrap_or(DEFAULT_THRESHOLD_PCT),
-        overrides,
+        overrides: super::threshold_overrides(campaign),
     }
 }
 

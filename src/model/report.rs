@@ -42,23 +42,114 @@ pub struct DailyReport {
 }
 
 impl DailyReport {
-    /// Separate runs of one day as one report: the first run's results
-    /// with every run's headline means in `run_values`, in run order.
-    /// `None` for no runs.
-    pub fn pooled(runs: &[&DailyReport]) -> Option<DailyReport> {
-        let (first, later) = runs.split_first()?;
+    /// Separate runs of one day, each a report of its own tagged with its
+    /// slot (its place in the night's order), as one report: each case's
+    /// first successful result, with every run's headline means in
+    /// `run_values` and their slots in `run_slots`. A run in which a case
+    /// failed, went missing, or whose process left no report at all
+    /// (`lost`: slot and why) is listed in that case's `failed_runs`, never
+    /// dropped silently. `None` for no runs.
+    pub fn pooled(runs: &[(u32, &DailyReport)], lost: &[(u32, String)]) -> Option<DailyReport> {
+        let (_, first) = runs.first()?;
         let mut report = (*first).clone();
-        for again in later.iter().flat_map(|r| &r.results) {
-            if let Some(first) = report
-                .results
-                .iter_mut()
-                .find(|r| r.case_id == again.case_id)
-            {
-                first.append_run(again);
+        let mut case_ids: Vec<&str> = Vec::new();
+        for (_, run) in runs {
+            for r in &run.results {
+                if !case_ids.contains(&r.case_id.as_str()) {
+                    case_ids.push(&r.case_id);
+                }
             }
         }
+        report.results = case_ids
+            .iter()
+            .filter_map(|case| pooled_case(case, runs, lost))
+            .collect();
+        for (slot, run) in runs.iter().skip(1) {
+            for w in &run.warnings {
+                let w = format!("run {}: {w}", slot + 1);
+                if !report.warnings.contains(&w) {
+                    report.warnings.push(w);
+                }
+            }
+            report.profiles.extend(run.profiles.iter().cloned());
+            report.interrupted |= run.interrupted;
+            report.finished_at = report.finished_at.max(run.finished_at);
+        }
+        report.summary = DaySummary::of(&report.results);
         Some(report)
     }
+}
+
+/// One case over the night's runs (see [`DailyReport::pooled`]).
+fn pooled_case(
+    case: &str,
+    runs: &[(u32, &DailyReport)],
+    lost: &[(u32, String)],
+) -> Option<BenchmarkResult> {
+    fn find<'r>(run: &'r DailyReport, case: &str) -> Option<&'r BenchmarkResult> {
+        run.results.iter().find(|r| r.case_id == case)
+    }
+    let base = runs
+        .iter()
+        .filter_map(|(_, run)| find(run, case))
+        .find(|r| r.status == Status::Ok)
+        .or_else(|| runs.iter().find_map(|(_, run)| find(run, case)))?;
+    let mut pooled = base.clone();
+    pooled.run_values = BTreeMap::new();
+    pooled.run_slots = Vec::new();
+    pooled.failed_runs = Vec::new();
+    let metrics: Vec<String> = base.headline_means().into_iter().map(|(m, _)| m).collect();
+    for (slot, run) in runs {
+        let Some(r) = find(run, case) else {
+            pooled.failed_runs.push(FailedRun {
+                slot: *slot,
+                status: Status::Failed,
+                reason: "not in this run's report".into(),
+            });
+            continue;
+        };
+        let means = r.headline_means();
+        let complete = metrics.iter().all(|m| means.iter().any(|(x, _)| x == m));
+        if r.status == Status::Ok && complete {
+            for (metric, mean) in means.into_iter().filter(|(m, _)| metrics.contains(m)) {
+                pooled.run_values.entry(metric).or_default().push(mean);
+            }
+            pooled.run_slots.push(*slot);
+        } else if r.status != Status::Skipped {
+            let status = if r.status == Status::Ok {
+                Status::Failed
+            } else {
+                r.status
+            };
+            pooled.failed_runs.push(FailedRun {
+                slot: *slot,
+                status,
+                reason: r.error.clone().unwrap_or_else(|| {
+                    "a headline metric was not measured in this run".to_string()
+                }),
+            });
+        }
+    }
+    for (slot, why) in lost {
+        pooled.failed_runs.push(FailedRun {
+            slot: *slot,
+            status: Status::Failed,
+            reason: why.clone(),
+        });
+    }
+    pooled.failed_runs.sort_by_key(|f| f.slot);
+    Some(pooled)
+}
+
+/// A separate run of a case that gave no run value.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FailedRun {
+    /// The run's slot in the night's order (0 is the first timed run).
+    pub slot: u32,
+    /// `failed` (an error, a panic, a timeout, a process that left no
+    /// report) or `interrupted`.
+    pub status: Status,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -81,13 +172,17 @@ pub struct RunSettings {
     /// Separate runs of each benchmark (`--runs`).
     #[serde(default = "one_run")]
     pub runs: u32,
-    /// Seed of the shuffled order of runs 2 and later (of the ABBA order
-    /// of an interleaved night).
+    /// Seed of the ABBA order of an interleaved night, drawn afresh each
+    /// night (0 when the night had one arm).
     #[serde(default)]
     pub run_order_seed: u64,
     /// The other build of an interleaved night (`--against-bin`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub against_bin: Option<String>,
+    /// Whether each run was a process of its own (every night of more
+    /// than one run since the runner started them as children).
+    #[serde(default)]
+    pub separate_processes: bool,
 }
 
 fn one_run() -> u32 {
@@ -107,6 +202,40 @@ pub struct DaySummary {
     pub targets_missed: usize,
     /// Targets whose metric was never measured (the benchmark failed first).
     pub targets_not_measured: usize,
+    /// Separate runs (after pooling, `--runs` > 1) in which a case failed
+    /// or whose process was lost, over all cases: each is also listed in
+    /// its case's `failed_runs`. A failure in any run fails the day (exit 4).
+    #[serde(default)]
+    pub failed_runs: usize,
+}
+
+impl DaySummary {
+    pub fn of(results: &[BenchmarkResult]) -> Self {
+        let count_status = |s: Status| results.iter().filter(|r| r.status == s).count();
+        let count_verdict = |v: Verdict| {
+            results
+                .iter()
+                .flat_map(|r| &r.targets)
+                .filter(|t| t.verdict == v)
+                .count()
+        };
+        Self {
+            total: results.len(),
+            successful: count_status(Status::Ok),
+            failed: count_status(Status::Failed),
+            interrupted: count_status(Status::Interrupted),
+            skipped: count_status(Status::Skipped),
+            targets_met: count_verdict(Verdict::Met),
+            targets_missed: count_verdict(Verdict::Missed),
+            targets_not_measured: count_verdict(Verdict::NotMeasured),
+            failed_runs: results
+                .iter()
+                .filter(|r| r.status != Status::Failed)
+                .flat_map(|r| &r.failed_runs)
+                .filter(|f| f.status == Status::Failed)
+                .count(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -156,6 +285,15 @@ pub struct BenchmarkResult {
     /// first run first: the samples a regression verdict is made from.
     #[serde(default)]
     pub run_values: BTreeMap<String, Vec<f64>>,
+    /// The slot of each entry of `run_values` (the same for every metric):
+    /// which of the night's separate runs it came from, so that a lost run
+    /// costs only its own place. Empty in a report of one run, and in
+    /// older reports, whose entries are runs 0, 1, 2, …
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub run_slots: Vec<u32>,
+    /// Separate runs of this case that gave no value, with the reason.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failed_runs: Vec<FailedRun>,
     pub metrics: BTreeMap<String, MetricReport>,
     /// Per-step vectors (e.g. `itl_ms` by generated token): the median over
     /// iterations of each step.
@@ -193,14 +331,14 @@ impl BenchmarkResult {
             .is_some_and(|m| m.summary.provisional.iter().any(|p| p == "p99"))
     }
 
-    /// Adds a later run's headline means to this (first) run's result. A
-    /// failed run adds nothing, so a metric's list is shorter than `runs`.
-    pub fn append_run(&mut self, again: &BenchmarkResult) {
-        if again.status != Status::Ok {
-            return;
-        }
-        for (metric, mean) in again.headline_means() {
-            self.run_values.entry(metric).or_default().push(mean);
+    /// The slot of each run value: `run_slots`, or 0, 1, 2, … in a report
+    /// that does not record them.
+    pub fn slots(&self) -> Vec<u32> {
+        let runs = self.run_values.values().map(Vec::len).max().unwrap_or(0);
+        if self.run_slots.len() == runs {
+            self.run_slots.clone()
+        } else {
+            (0..runs as u32).collect()
         }
     }
 }

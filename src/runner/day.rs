@@ -7,9 +7,6 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
-use rand::SeedableRng;
-use rand::seq::SliceRandom;
-use rand_chacha::ChaCha8Rng;
 
 use super::execute::{CaseOutcome, WorkerEvent, in_compute_pool, run_worker, thread_name};
 use super::profiling::{self, ProfileOptions};
@@ -22,7 +19,6 @@ use crate::model::Environment;
 use crate::model::QUICK_FACTOR;
 use crate::model::{
     BenchmarkResult, CampaignInfo, DailyReport, DaySummary, RunSettings, SCHEMA_VERSION, Status,
-    Verdict,
 };
 use crate::stats::ProvisionalRule;
 
@@ -43,9 +39,6 @@ pub struct RunOptions {
     pub model_cache_dir: std::path::PathBuf,
     pub scratch_dir: std::path::PathBuf,
     pub profile: ProfileOptions,
-    /// Separate runs of every benchmark (≥ 1); the regression verdict
-    /// uses their run-level values.
-    pub runs: u32,
     /// This run's id, in the names of its report and profile files.
     pub run_id: String,
     /// A child started for the cases of one thread count: it runs them
@@ -213,30 +206,6 @@ pub fn run_day(
         results.extend(done);
         warnings.extend(problems);
     }
-    // Repeat runs for run-level statistics: every benchmark again, with
-    // fresh component instances, in an order shuffled per round.
-    let mut order_rng = ChaCha8Rng::seed_from_u64(settings.seed ^ RUN_ORDER_SALT);
-    for round in 2..=opts.runs {
-        let mut order: Vec<&BenchmarkSpec> = benchmarks.clone();
-        order.shuffle(&mut order_rng);
-        for spec in order {
-            if interrupt.is_cancelled() {
-                break;
-            }
-            progress.note(&format!(
-                "{}: run {round} of {}",
-                spec.name.get_ref(),
-                opts.runs
-            ));
-            let (again, abandoned) = run_silently(spec, &ctx, opts.quick, interrupt);
-            warnings.extend(abandoned);
-            for r in again {
-                if let Some(first) = results.iter_mut().find(|x| x.case_id == r.case_id) {
-                    first.append_run(&r);
-                }
-            }
-        }
-    }
     let environment = Environment::capture(
         settings.device.to_string(),
         settings.threads.usize(),
@@ -266,11 +235,12 @@ pub fn run_day(
             quick_factor: if opts.quick { QUICK_FACTOR } else { 1.0 },
             provisional_rule: ProvisionalRule::current(),
             only: opts.only.clone(),
-            runs: opts.runs,
-            run_order_seed: settings.seed ^ RUN_ORDER_SALT,
+            runs: 1,
+            run_order_seed: 0,
             against_bin: None,
+            separate_processes: false,
         },
-        summary: summarize_day(&results),
+        summary: DaySummary::of(&results),
         // Filled in by the analysis once the day is over.
         scaling: Vec::new(),
         parity: Vec::new(),
@@ -284,7 +254,6 @@ fn child_settings(opts: &RunOptions) -> super::threads::ChildSettings<'_> {
     super::threads::ChildSettings {
         day: opts.day,
         quick: opts.quick,
-        runs: opts.runs,
         device: opts.device,
         scratch_dir: &opts.scratch_dir,
         model_cache_dir: &opts.model_cache_dir,
@@ -612,31 +581,6 @@ fn run_silently(
         &mut SilentProgress,
         &mut |_| {},
     )
-}
-
-/// Salt for the seed of the order of repeated runs, so that it differs from
-/// the workload streams drawn from the same campaign seed.
-pub const RUN_ORDER_SALT: u64 = 0x5EED_0F0D_E12A_11CE;
-
-fn summarize_day(results: &[BenchmarkResult]) -> DaySummary {
-    let count_status = |s: Status| results.iter().filter(|r| r.status == s).count();
-    let count_verdict = |v: Verdict| {
-        results
-            .iter()
-            .flat_map(|r| &r.targets)
-            .filter(|t| t.verdict == v)
-            .count()
-    };
-    DaySummary {
-        total: results.len(),
-        successful: count_status(Status::Ok),
-        failed: count_status(Status::Failed),
-        interrupted: count_status(Status::Interrupted),
-        skipped: count_status(Status::Skipped),
-        targets_met: count_verdict(Verdict::Met),
-        targets_missed: count_verdict(Verdict::Missed),
-        targets_not_measured: count_verdict(Verdict::NotMeasured),
-    }
 }
 
 #[cfg(test)]

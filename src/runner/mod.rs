@@ -4,17 +4,19 @@
 mod calibrate;
 mod day;
 mod execute;
-mod interleave;
 mod interrupt;
 mod plan;
 mod profiling;
 mod progress;
 mod results;
+mod sitting;
 mod threads;
 
 pub use calibrate::calibrate;
-pub use day::{RUN_ORDER_SALT, RunOptions, run_day, select_benchmarks};
-pub use interleave::{Arm, ChildError, ChildRun, abba_schedule, run_child};
+pub use day::{RunOptions, run_day, select_benchmarks};
+pub use sitting::{
+    Arm, ChildError, ChildRun, Schedule, SittingRuns, Slot, SlotRun, run_child, run_sitting,
+};
 pub use interrupt::{CancelFlag, install_interrupt_handler};
 pub use plan::iteration_plan;
 pub use profiling::{ProfileOptions, ProfileSelection};

@@ -79,6 +79,8 @@ impl BenchmarkFrame<'_> {
             elapsed_s: 0.0,
             peak_rss_mib: None,
             run_values: BTreeMap::new(),
+            run_slots: Vec::new(),
+            failed_runs: Vec::new(),
             metrics: BTreeMap::new(),
             series: BTreeMap::new(),
             setup: self.setup.clone(),

@@ -7,7 +7,7 @@
 use std::path::Path;
 
 use super::CancelFlag;
-use super::interleave::{Arm, run_child};
+use super::sitting::{Arm, run_child};
 use crate::benchmarks::BenchmarkKind;
 use crate::campaign::{BenchmarkSpec, Campaign};
 use crate::components::inference::DeviceSpec;
@@ -17,7 +17,6 @@ use crate::model::BenchmarkResult;
 pub struct ChildSettings<'a> {
     pub day: u32,
     pub quick: bool,
-    pub runs: u32,
     pub device: Option<DeviceSpec>,
     pub scratch_dir: &'a Path,
     pub model_cache_dir: &'a Path,
@@ -82,8 +81,6 @@ pub fn run_at_threads(
         name.clone(),
         "--threads".into(),
         threads.to_string(),
-        "--runs".into(),
-        opts.runs.to_string(),
         "--json".into(),
         "--thread-child".into(),
     ];

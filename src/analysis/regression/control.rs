@@ -4,45 +4,54 @@
 //! the baseline may then be the machine rather than the code.
 //!
 //! Two splits are tested: odd against even runs (an alternating load) and
-//! the first half against the second (a drift). For each, every case
-//! contributes one stratum (its headline metric, oriented so that larger
-//! is worse), and the strata's Mann–Whitney U statistics are summed and
-//! tested exactly against the convolution of their null distributions.
-//! Pooling strata is what lets the control fire: one case split 3 against
-//! 4 runs can never reach p < 0.05 on its own. The threshold it judges
-//! against is the configured one: nothing in the control is derived from
-//! the split it tests.
+//! the first half against the second (a drift). The cases of one run ran
+//! back to back in one process and share its noise, so cases are not
+//! independent strata: the unit is the whole run (a *round*). Each round
+//! scores the mean over cases of its log values less each case's median,
+//! and the split's difference of mean round scores is tested exactly
+//! against every relabelling of whole rounds into groups of the same
+//! sizes. A split fires when that permutation p is below [`CONTROL_P`]
+//! and the median over cases of their drift, each in units of its own
+//! threshold, exceeds one threshold.
+//!
+//! A fired control never turns a regression into a pass: a regression
+//! whose interval clears its threshold plus the drift still fails the
+//! night; one that does not makes the night "too noisy to tell".
 
 use serde::{Deserialize, Serialize};
 
-use super::design::P_THRESHOLD;
-use crate::stats::{RankDistribution, median, stratified_rank_sum_p, two_sample_shift};
+use crate::stats::{median, two_sample_shift};
 
-/// Each split is tested at this level: [`P_THRESHOLD`] shared by the two.
-const SPLIT_P: f64 = P_THRESHOLD / 2.0;
+/// A split fires below this permutation p. Whole rounds are few (seven
+/// runs have 35 ways to split into 3 and 4), so the level is that of a
+/// warning; a fired control only withholds verdicts it cannot trust.
+pub const CONTROL_P: f64 = 0.1;
+/// Relabellings enumerated exactly up to this many, else drawn.
+const EXACT_RELABELLINGS: usize = 20_000;
+const SEED: u64 = 0x00AA_C0A7_5EED;
 
-pub const CONTROL_RULE: &str = "tonight's runs against themselves, odd against even and first half against second half: each case's headline metric is one stratum, the summed Mann–Whitney U is tested exactly; a split fires when p < 0.005 and the median drift across cases exceeds the threshold; either firing makes the night advisory";
+pub const CONTROL_RULE: &str = "tonight's runs against themselves, odd against even runs and first half against second half: each run scores the mean over cases of its log headline less the case's median, and the difference of mean scores is tested against every relabelling of whole runs (cases of one run share its noise); a split fires when that p < 0.1 and the median over cases of their drift exceeds their threshold; a fired control makes regressions within threshold + drift 'too noisy to tell' and leaves the others failing";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Split {
     /// Runs 1, 3, 5, … against runs 2, 4, 6, …
     OddEven,
-    /// The first half of the runs against the second (the middle run of
-    /// an odd count is left out).
+    /// The first ⌊n/2⌋ runs against the rest.
     Halves,
 }
 
 impl Split {
-    fn groups(self, runs: &[f64]) -> (Vec<f64>, Vec<f64>) {
+    /// The two groups of round numbers, from the sorted rounds.
+    fn groups(self, rounds: &[u32]) -> (Vec<u32>, Vec<u32>) {
         match self {
             Self::OddEven => (
-                runs.iter().step_by(2).copied().collect(),
-                runs.iter().skip(1).step_by(2).copied().collect(),
+                rounds.iter().step_by(2).copied().collect(),
+                rounds.iter().skip(1).step_by(2).copied().collect(),
             ),
             Self::Halves => {
-                let half = runs.len() / 2;
-                (runs[..half].to_vec(), runs[runs.len() - half..].to_vec())
+                let half = rounds.len() / 2;
+                (rounds[..half].to_vec(), rounds[half..].to_vec())
             }
         }
     }
@@ -59,11 +68,13 @@ impl Split {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ControlSplit {
     pub split: Split,
+    /// Runs in each group.
+    pub rounds: [usize; 2],
     /// Cases with runs in both groups.
     pub strata: usize,
     pub p_value: Option<f64>,
-    /// The smallest p this split could reach tonight (every stratum
-    /// separated the same way); at or above 0.005 it cannot fire.
+    /// The smallest p this split could reach tonight (two relabellings
+    /// out of all); at or above [`CONTROL_P`] it cannot fire.
     pub strongest_p: Option<f64>,
     /// Median over cases of second group ÷ first group (Hodges–Lehmann),
     /// oriented so that above 1 is worse.
@@ -81,60 +92,176 @@ pub struct AaControl {
     pub fired: bool,
 }
 
-/// One case's runs for the control: log values oriented so that larger is
-/// worse, in run order.
-pub struct ControlSeries<'a> {
-    pub runs: &'a [f64],
+impl AaControl {
+    /// The largest drift of a fired split, on the log scale: what a
+    /// regression's interval must clear beyond its threshold.
+    pub fn drift_log(&self) -> Option<f64> {
+        self.splits
+            .iter()
+            .filter(|s| s.fired)
+            .filter_map(|s| s.drift_ratio.map(|r| r.ln().abs()))
+            .reduce(f64::max)
+    }
 }
 
-/// Runs the control over the night's cases; `threshold` is the configured
-/// threshold on the log scale.
-pub fn aa_control(series: &[ControlSeries<'_>], threshold: f64) -> AaControl {
+/// One case's runs for the control: log values oriented so that larger is
+/// worse, each with the round (slot) it ran in.
+pub struct ControlSeries<'a> {
+    pub runs: &'a [f64],
+    pub rounds: &'a [u32],
+    /// The case's threshold on the log scale.
+    pub threshold: f64,
+}
+
+/// Runs the control over the night's cases.
+pub fn aa_control(series: &[ControlSeries<'_>]) -> AaControl {
+    let mut rounds: Vec<u32> = series.iter().flat_map(|s| s.rounds.iter().copied()).collect();
+    rounds.sort_unstable();
+    rounds.dedup();
     let splits: Vec<ControlSplit> = [Split::OddEven, Split::Halves]
         .into_iter()
-        .map(|split| test_split(split, series, threshold))
+        .map(|split| test_split(split, series, &rounds))
         .collect();
     AaControl {
         rule: CONTROL_RULE.to_string(),
         can_fire: splits
             .iter()
-            .any(|s| s.strongest_p.is_some_and(|p| p < SPLIT_P)),
+            .any(|s| s.strongest_p.is_some_and(|p| p < CONTROL_P)),
         fired: splits.iter().any(|s| s.fired),
         splits,
     }
 }
 
-fn test_split(split: Split, series: &[ControlSeries<'_>], threshold: f64) -> ControlSplit {
-    let groups: Vec<(Vec<f64>, Vec<f64>)> = series
+/// Each round's score: the mean over cases of (value − the case's median).
+fn round_scores(series: &[ControlSeries<'_>], rounds: &[u32]) -> Vec<Option<f64>> {
+    let centred: Vec<(f64, Vec<(u32, f64)>)> = series
         .iter()
-        .map(|s| split.groups(s.runs))
-        .filter(|(a, b)| !a.is_empty() && !b.is_empty())
+        .filter_map(|s| {
+            let m = median(s.runs)?;
+            Some((m, s.rounds.iter().copied().zip(s.runs.iter().map(|v| v - m)).collect()))
+        })
         .collect();
-    let strata: Vec<(&[f64], &[f64])> = groups
+    rounds
         .iter()
-        .map(|(a, b)| (a.as_slice(), b.as_slice()))
-        .collect();
-    let p_value = stratified_rank_sum_p(&strata);
-    let strongest_p = (!strata.is_empty()).then(|| {
-        let parts: Vec<RankDistribution> = strata
-            .iter()
-            .map(|(a, b)| RankDistribution::mann_whitney(a.len(), b.len()))
-            .collect();
-        RankDistribution::sum(&parts).two_sided_p(0.0)
-    });
-    let drifts: Vec<f64> = strata
+        .map(|r| {
+            let values: Vec<f64> = centred
+                .iter()
+                .filter_map(|(_, runs)| runs.iter().find(|(x, _)| x == r).map(|(_, v)| *v))
+                .collect();
+            (!values.is_empty()).then(|| values.iter().sum::<f64>() / values.len() as f64)
+        })
+        .collect()
+}
+
+fn test_split(split: Split, series: &[ControlSeries<'_>], rounds: &[u32]) -> ControlSplit {
+    let (first, second) = split.groups(rounds);
+    let scores = round_scores(series, rounds);
+    let scored: Vec<(u32, f64)> = rounds
         .iter()
-        .filter_map(|(a, b)| Some(two_sample_shift(a, b)?.estimate))
+        .zip(&scores)
+        .filter_map(|(r, s)| Some((*r, (*s)?)))
         .collect();
+    let in_second: Vec<bool> = scored.iter().map(|(r, _)| second.contains(r)).collect();
+    let values: Vec<f64> = scored.iter().map(|(_, s)| *s).collect();
+    let k = in_second.iter().filter(|x| **x).count();
+    let n = values.len();
+    let (p_value, strongest_p) = if k == 0 || k == n {
+        (None, None)
+    } else {
+        let (p, count) = permutation_p(&values, &in_second);
+        (Some(p), Some((2.0 / count as f64).min(1.0)))
+    };
+    // Per case: the drift between the groups in units of its threshold.
+    let mut drifts = Vec::new();
+    let mut relative = Vec::new();
+    for s in series {
+        let pick = |group: &[u32]| -> Vec<f64> {
+            s.rounds
+                .iter()
+                .zip(s.runs)
+                .filter(|(r, _)| group.contains(r))
+                .map(|(_, v)| *v)
+                .collect()
+        };
+        let (a, b) = (pick(&first), pick(&second));
+        if let Some(t) = two_sample_shift(&a, &b) {
+            drifts.push(t.estimate);
+            if s.threshold > 0.0 {
+                relative.push(t.estimate / s.threshold);
+            }
+        }
+    }
     let drift = median(&drifts);
     ControlSplit {
         split,
-        strata: strata.len(),
+        rounds: [n - k, k],
+        strata: drifts.len(),
         p_value,
         strongest_p,
         drift_ratio: drift.map(f64::exp),
-        fired: p_value.is_some_and(|p| p < SPLIT_P) && drift.is_some_and(|d| d.abs() > threshold),
+        fired: p_value.is_some_and(|p| p < CONTROL_P)
+            && median(&relative).is_some_and(|r| r.abs() > 1.0),
     }
+}
+
+/// Two-sided p of the difference of group means over every relabelling
+/// of the units into groups of the same sizes (or, past
+/// [`EXACT_RELABELLINGS`], over as many seeded draws); and how many
+/// relabellings it counted.
+fn permutation_p(values: &[f64], in_second: &[bool]) -> (f64, usize) {
+    let n = values.len();
+    let k = in_second.iter().filter(|x| **x).count();
+    let total: f64 = values.iter().sum();
+    let statistic = |chosen_sum: f64| {
+        let second = chosen_sum / k as f64;
+        let first = (total - chosen_sum) / (n - k) as f64;
+        (second - first).abs()
+    };
+    let observed = statistic(
+        values
+            .iter()
+            .zip(in_second)
+            .filter(|(_, s)| **s)
+            .map(|(v, _)| v)
+            .sum(),
+    );
+    // Equal up to rounding counts as equal: the observed labelling itself.
+    let at_least = |s: f64| s >= observed - 1e-12 * (1.0 + observed);
+    let mut hits = 0usize;
+    let mut count = 0usize;
+    if binomial(n, k) <= EXACT_RELABELLINGS as f64 {
+        let mut chosen: Vec<usize> = (0..k).collect();
+        loop {
+            count += 1;
+            hits += usize::from(at_least(statistic(chosen.iter().map(|&i| values[i]).sum())));
+            // Next k-combination in lexicographic order.
+            let Some(i) = (0..k).rev().find(|&i| chosen[i] < n - k + i) else {
+                break;
+            };
+            chosen[i] += 1;
+            for j in i + 1..k {
+                chosen[j] = chosen[j - 1] + 1;
+            }
+        }
+    } else {
+        use rand::SeedableRng;
+        use rand::seq::SliceRandom;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(SEED);
+        let mut order: Vec<usize> = (0..n).collect();
+        // The observed labelling counts once, so p is never 0.
+        hits = 1;
+        count = 1;
+        for _ in 0..EXACT_RELABELLINGS {
+            order.shuffle(&mut rng);
+            count += 1;
+            hits += usize::from(at_least(statistic(order[..k].iter().map(|&i| values[i]).sum())));
+        }
+    }
+    (hits as f64 / count as f64, count)
+}
+
+fn binomial(n: usize, k: usize) -> f64 {
+    (0..k).fold(1.0, |acc, i| acc * (n - i) as f64 / (i + 1) as f64)
 }
 
 #[cfg(test)]
@@ -148,9 +275,16 @@ mod tests {
     }
 
     fn control(night: &[Vec<f64>]) -> AaControl {
-        let series: Vec<ControlSeries<'_>> =
-            night.iter().map(|runs| ControlSeries { runs }).collect();
-        aa_control(&series, 1.05f64.ln())
+        let rounds: Vec<u32> = (0..night[0].len() as u32).collect();
+        let series: Vec<ControlSeries<'_>> = night
+            .iter()
+            .map(|runs| ControlSeries {
+                runs,
+                rounds: &rounds,
+                threshold: 1.05f64.ln(),
+            })
+            .collect();
+        aa_control(&series)
     }
 
     #[test]
@@ -163,14 +297,25 @@ mod tests {
         let alternating = control(&night(8, 7, |c, r| wobble(c, r) + (r % 2) as f64 * 0.69));
         assert!(alternating.splits[0].fired, "{alternating:#?}");
         assert!(alternating.fired);
+        assert!((alternating.drift_log().unwrap() - 0.69).abs() < 0.05);
         // The machine slows by 3 % a run: the halves split sees it.
         let drifting = control(&night(8, 7, |c, r| wobble(c, r) + r as f64 * 0.03));
         assert!(drifting.splits[1].fired, "{drifting:#?}");
     }
 
     #[test]
-    fn one_case_cannot_fire_and_says_so() {
-        let alternating = control(&night(1, 7, |_, r| (r % 2) as f64));
-        assert!(!alternating.can_fire && !alternating.fired);
+    fn six_runs_cannot_fire_and_say_so() {
+        // 3 against 3 runs: 20 relabellings, p ≥ 2/20.
+        let alternating = control(&night(8, 6, |_, r| (r % 2) as f64));
+        assert!(!alternating.can_fire && !alternating.fired, "{alternating:#?}");
+    }
+
+    #[test]
+    fn the_exact_permutation_p_matches_enumeration_by_hand() {
+        // 4 units, 2 chosen: 6 relabellings; the observed split {3, 4}
+        // against {1, 2} and its mirror are the two most extreme.
+        let (p, count) = permutation_p(&[1.0, 2.0, 3.0, 4.0], &[false, false, true, true]);
+        assert_eq!(count, 6);
+        assert!((p - 2.0 / 6.0).abs() < 1e-12);
     }
 }

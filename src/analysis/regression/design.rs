@@ -170,6 +170,107 @@ pub fn runs_for_verdicts(
     fewest(1).or_else(|| fewest(0))
 }
 
+/// What a night asks of its design.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NightRequest {
+    /// `--runs`, when given.
+    pub explicit_runs: Option<usize>,
+    /// Interleaved against another build: the day's planned comparisons.
+    pub interleaved: Option<usize>,
+    /// Against a stored baseline: its comparisons and its fewest runs.
+    pub baseline: Option<(usize, usize)>,
+    /// Saving tonight as a baseline: the day's planned comparisons.
+    pub saves: Option<usize>,
+}
+
+/// The night's runs (pairs, when interleaved) and the design its verdict
+/// is judged by.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NightPlan {
+    pub runs: usize,
+    pub design: GateDesign,
+}
+
+/// A night that could never declare a regression, refused before
+/// anything is measured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PlanRefusal {
+    pub design: GateDesign,
+    /// The count that would declare one, if any within [`MAX_RUNS`].
+    pub needed: Option<usize>,
+    /// Against a stored baseline of too few runs: its runs, and the runs
+    /// a baseline saved again would get.
+    pub small_baseline: Option<(usize, usize)>,
+}
+
+/// Plans a night that makes verdicts (`None` for a night that makes
+/// none): without `--runs`, the fewest runs whose design declares a
+/// regression even with one overlapping pair; a `--runs` that could never
+/// declare one is refused with the count that would. The one planning
+/// rule `campaign run` uses and the gate's tests run.
+pub fn plan_night(request: &NightRequest) -> Result<Option<NightPlan>, PlanRefusal> {
+    let explicit = request.explicit_runs;
+    if let Some(m) = request.interleaved {
+        let needed = runs_for_verdicts(Pairing::Paired, m, None);
+        let n = explicit.or(needed).unwrap_or(MAX_RUNS);
+        let design = GateDesign::paired(n, m);
+        if !design.can_declare {
+            return Err(PlanRefusal {
+                design,
+                needed,
+                small_baseline: None,
+            });
+        }
+        return Ok(Some(NightPlan { runs: n, design }));
+    }
+    let mut plan: Option<NightPlan> = None;
+    let mut n = explicit.unwrap_or(0);
+    if let Some((m, baseline_runs)) = request.baseline {
+        let needed = runs_for_verdicts(Pairing::Unpaired, m, Some(baseline_runs));
+        let chosen = explicit.or(needed).unwrap_or(MAX_RUNS);
+        let design = GateDesign::unpaired(baseline_runs, chosen, m);
+        if !design.can_declare {
+            let again = runs_for_verdicts(Pairing::Unpaired, m, None).unwrap_or(baseline_runs);
+            return Err(PlanRefusal {
+                design,
+                needed,
+                small_baseline: Some((baseline_runs, again)),
+            });
+        }
+        n = n.max(chosen);
+        plan = Some(NightPlan {
+            runs: chosen,
+            design,
+        });
+    }
+    if let Some(m) = request.saves {
+        let needed = runs_for_verdicts(Pairing::Unpaired, m, None);
+        let chosen = explicit.unwrap_or_else(|| n.max(needed.unwrap_or(MAX_RUNS)));
+        let design = GateDesign::unpaired(chosen, chosen, m);
+        if !design.can_declare {
+            return Err(PlanRefusal {
+                design,
+                needed,
+                small_baseline: None,
+            });
+        }
+        n = n.max(chosen);
+        plan.get_or_insert(NightPlan {
+            runs: chosen,
+            design,
+        });
+    }
+    // The design of the runs the night will make: the larger of the
+    // counts each purpose needs.
+    Ok(plan.map(|p| NightPlan {
+        runs: n,
+        design: match request.baseline {
+            Some((m, baseline_runs)) => GateDesign::unpaired(baseline_runs, n, m),
+            None => p.design,
+        },
+    }))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,35 +1,56 @@
 //! Regression verdicts a nightly job can trust, from run-level values (one
-//! per separate run, never one run's iterations), on the log scale:
+//! per separate run, each run its own process, never one run's
+//! iterations), on the log scale:
 //! - **test**: Mann–Whitney U against a stored baseline, or Wilcoxon's
 //!   signed-rank test on the pairs of an interleaved A/B night;
+//! - **night**: against a stored baseline, two nights differ by more than
+//!   their runs: by a shift every case shares (the machine's, taken out of
+//!   each time-like series and reported once, `common.rs`) and by each
+//!   series' own night offset, whose variance the history gives
+//!   (`noise.rs`) and which enters the verdict beside the rank test;
 //! - **significance**: p < [`P_THRESHOLD`] and a Benjamini–Hochberg q below
 //!   [`FDR`] over every comparison of the night;
-//! - **size**: the Hodges–Lehmann ratio's 95 % interval (Moses, or Walsh
-//!   averages when paired) lies wholly beyond the threshold.
+//! - **size**: the 95 % interval of the shift lies wholly beyond the
+//!   threshold.
 //!
 //! A metric is `unchanged` when that interval lies wholly inside the
 //! threshold band, `inconclusive` otherwise. Every comparison also states
-//! its blind spot (`mde_pct`): the smallest change this design could have
-//! declared given tonight's noise. The design itself is checked before a
-//! night starts ([`GateDesign`]): runs too few for any verdict are refused.
-//! The A/A control ([`aa_control`]) makes the night advisory when tonight's
-//! runs disagree with each other.
+//! its blind spot (`mde_pct`): the smallest change the night as shipped
+//! fails on four nights in five. The design is checked before a night
+//! starts ([`plan_night`]): runs too few for any verdict are refused. The
+//! A/A control ([`aa_control`]) withholds the regressions a drifting night
+//! cannot support, never the ones that clear the drift. The night's
+//! [`NightOutcome`] is what its exit code says.
 
+mod common;
 mod control;
 mod design;
 mod mde;
+mod night;
+mod noise;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use serde::{Deserialize, Serialize};
 
-pub use control::{AaControl, CONTROL_RULE, ControlSeries, ControlSplit, Split, aa_control};
-pub use design::{FDR, GateDesign, MAX_RUNS, MIN_RUNS, P_THRESHOLD, Pairing, runs_for_verdicts};
-pub use mde::{MDE_RULE, MdeTable, pooled_sd, sample_sd};
+pub use common::{COMMON_SHIFT_RULE, MIN_COMMON_CASES, MachineShift, MachineShiftState};
+pub use control::{AaControl, CONTROL_P, CONTROL_RULE, ControlSeries, ControlSplit, Split, aa_control};
+pub use design::{
+    FDR, GateDesign, MAX_RUNS, MIN_RUNS, NightPlan, NightRequest, P_THRESHOLD, Pairing,
+    PlanRefusal, plan_night, runs_for_verdicts,
+};
+pub use mde::{MDE_RULE, MdeTable, NoiseModel, t_quantile};
+pub use noise::NightSd;
+pub use night::{judge_night, regressed_benchmarks};
+pub use noise::{
+    MAX_HISTORY_NIGHTS, MIN_NIGHT_DIFFERENCES, NIGHT_NOISE_RULE, NightNoise, NightRecord,
+    SeriesNight, SeriesNoise,
+};
 
 use crate::model::{BenchmarkResult, DailyReport, Status};
 use crate::stats::{ShiftTest, benjamini_hochberg, median, paired_shift, two_sample_shift};
+use common::{CaseShift, common_shift};
 
 pub const DEFAULT_THRESHOLD_PCT: f64 = 5.0;
 
@@ -43,6 +64,22 @@ pub enum ChangeState {
     New,
     Missing,
     Failed,
+}
+
+/// What a night's comparison means for the job that ran it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NightOutcome {
+    /// Nothing regressed.
+    #[default]
+    Pass,
+    /// A regression the night can stand behind: exit 3.
+    Regression,
+    /// Something moved that this night cannot judge: regressions inside
+    /// the drift of a night whose runs disagree with each other, or every
+    /// case moved together beyond what nights vary here. Re-run (or
+    /// compare the builds with `--against-bin`): exit 5.
+    TooNoisy,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -62,11 +99,17 @@ impl Default for CompareSettings {
 }
 
 impl CompareSettings {
-    fn threshold_pct(&self, benchmark: &str) -> f64 {
+    /// The threshold of one benchmark's comparisons, in %.
+    pub fn threshold_pct(&self, benchmark: &str) -> f64 {
         self.overrides
             .get(benchmark)
             .copied()
             .unwrap_or(self.threshold_pct)
+    }
+
+    /// The threshold of one benchmark on the log scale.
+    pub fn threshold_log(&self, benchmark: &str) -> f64 {
+        (1.0 + self.threshold_pct(benchmark) / 100.0).ln()
     }
 }
 
@@ -80,8 +123,11 @@ pub struct MetricChange {
     pub baseline_median: Option<f64>,
     pub current_median: Option<f64>,
     /// Current ÷ baseline: the Hodges–Lehmann estimate (the median of all
-    /// pairwise ratios, or of the pairs' Walsh averages when paired).
+    /// pairwise ratios, or of the pairs' Walsh averages when paired), the
+    /// night's common shift taken out when `common_shift_removed`.
     pub ratio: Option<f64>,
+    /// Its 95 % interval: the rank test's, widened by the night's
+    /// variance the runs cannot show (night offset, common shift).
     pub ratio_ci95: Option<[f64; 2]>,
     pub p_value: Option<f64>,
     pub q_value: Option<f64>,
@@ -95,11 +141,23 @@ pub struct MetricChange {
     /// The threshold configured for this benchmark, in % (the same as
     /// `threshold_pct`: nothing raises it).
     pub configured_threshold_pct: f64,
-    /// The smallest change this design could have declared given the
-    /// noise measured: changes below it cannot be seen tonight. `None`
-    /// when the design cannot declare anything.
+    /// The smallest change the night as shipped fails on four nights in
+    /// five given the noise measured: changes below it cannot be seen
+    /// tonight. `None` when the design cannot declare anything.
     #[serde(default)]
     pub mde_pct: Option<f64>,
+    /// This series' night-to-night SD on this machine (from the history),
+    /// in %: the variance a stored baseline's night adds. `None` while the
+    /// history is too short to say.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub night_sd_pct: Option<f64>,
+    /// Whether the night's common shift was taken out before testing.
+    #[serde(default)]
+    pub common_shift_removed: bool,
+    /// For a regression on a night whose control fired: whether its
+    /// interval clears the threshold plus the drift (it then still fails).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub beyond_drift: Option<bool>,
     /// For a regression: whether it also regressed on at least 2 of the
     /// last 3 compared nights in this machine's history.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -110,8 +168,23 @@ pub struct MetricChange {
 impl MetricChange {
     /// The history key of this series.
     pub fn series_key(&self) -> String {
-        format!("{} {}", self.case, self.metric)
+        series_key(&self.case, &self.metric)
     }
+
+    /// The interval oriented so that above 0 is worse, on the log scale.
+    fn worse_interval(&self) -> Option<(f64, f64)> {
+        let [lo, hi] = self.ratio_ci95?;
+        let (a, b) = (
+            worse(lo.ln(), self.higher_is_better),
+            worse(hi.ln(), self.higher_is_better),
+        );
+        Some((a.min(b), a.max(b)))
+    }
+}
+
+/// A series' key in the history and the night noise: `case metric`.
+pub fn series_key(case: &str, metric: &str) -> String {
+    format!("{case} {metric}")
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -122,15 +195,28 @@ pub struct Comparison {
     /// The night's design, planned before measuring.
     pub design: GateDesign,
     pub changes: Vec<MetricChange>,
-    /// Tonight's runs against themselves (none for an interleaved
-    /// night, whose pairs already cancel the machine's drift).
+    /// The shift every case shares between the baseline's night and this
+    /// one (none for an interleaved night, whose pairs share the night).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_shift: Option<MachineShift>,
+    /// What the history says about night-to-night noise, and the nights
+    /// it rests on (none for an interleaved night).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub night_noise: Option<NightNoise>,
+    /// Tonight's runs against themselves (none for an interleaved night,
+    /// whose pairs already cancel the machine's drift).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub control: Option<AaControl>,
     /// The control splits that fired.
     pub control_regressions: Vec<String>,
-    /// True when the control fired: regressions are reported but do not
-    /// fail the night.
+    /// True when the control fired: regressions within the drift cannot
+    /// fail the night; they make it too noisy to tell.
     pub advisory: bool,
+    #[serde(default)]
+    pub outcome: NightOutcome,
+    /// Why the night ends as it does, in words.
+    #[serde(default)]
+    pub outcome_reason: String,
     pub counts: BTreeMap<ChangeState, usize>,
     /// Geometric mean of "worse" ratios (above 1 is slower/worse) over the
     /// metrics compared.
@@ -144,10 +230,10 @@ impl Comparison {
             .filter(|c| c.state == ChangeState::Regressed)
     }
 
-    /// Whether this comparison fails the night: a regression that is not
-    /// advisory.
+    /// Whether this comparison fails the night: a regression it can stand
+    /// behind.
     pub fn fails_the_night(&self) -> bool {
-        !self.advisory && self.regressions().next().is_some()
+        self.outcome == NightOutcome::Regression
     }
 
     fn recount(&mut self) {
@@ -164,6 +250,73 @@ impl Comparison {
         let hi = mdes.iter().copied().reduce(f64::max)?;
         Some((lo, hi))
     }
+
+    /// Decides the night from its states, the control and the common
+    /// shift: a regression whose interval clears its threshold plus the
+    /// control's drift fails the night even when the control fired.
+    fn settle_outcome(&mut self) {
+        self.recount();
+        let drift = self.control.as_ref().and_then(AaControl::drift_log);
+        let advisory = self.advisory;
+        for c in self.changes.iter_mut() {
+            c.beyond_drift = None;
+            if c.state == ChangeState::Regressed && advisory {
+                let t = (1.0 + c.threshold_pct / 100.0).ln();
+                let clears = c
+                    .worse_interval()
+                    .is_some_and(|(lo, _)| lo > t + drift.unwrap_or(0.0));
+                c.beyond_drift = Some(clears);
+            }
+        }
+        let failing: Vec<&MetricChange> = self
+            .regressions()
+            .filter(|c| c.beyond_drift != Some(false))
+            .collect();
+        let withheld = self.regressions().count() - failing.len();
+        let slower = self
+            .machine_shift
+            .as_ref()
+            .filter(|m| m.state == MachineShiftState::Slower);
+        (self.outcome, self.outcome_reason) = if !failing.is_empty() {
+            (
+                NightOutcome::Regression,
+                format!(
+                    "{} regression{} the night stands behind{}",
+                    failing.len(),
+                    if failing.len() == 1 { "" } else { "s" },
+                    if advisory {
+                        " (beyond the threshold plus the drift of tonight's runs)"
+                    } else {
+                        ""
+                    }
+                ),
+            )
+        } else if withheld > 0 {
+            (
+                NightOutcome::TooNoisy,
+                format!(
+                    "too noisy to tell: re-run. {withheld} regression{} lie within the drift of tonight's runs ({}), which disagree with each other",
+                    if withheld == 1 { "" } else { "s" },
+                    self.control_regressions.join(", ")
+                ),
+            )
+        } else if let Some(m) = slower {
+            (
+                NightOutcome::TooNoisy,
+                format!(
+                    "too noisy to tell: every case moved together by ×{:.3}, beyond the threshold{}; the machine changed, or a change slowed every case; re-run, or compare the builds with --against-bin",
+                    m.ratio,
+                    if m.night_sd_pct.is_some() {
+                        " and this machine's night-to-night noise"
+                    } else {
+                        " (this machine's night-to-night noise is not known yet)"
+                    }
+                ),
+            )
+        } else {
+            (NightOutcome::Pass, "no regression".into())
+        };
+    }
 }
 
 /// One comparable series: a headline metric of one case.
@@ -174,9 +327,11 @@ struct Series<'a> {
     unit: String,
     higher_is_better: bool,
     values: &'a [f64],
+    slots: Vec<u32>,
 }
 
 fn series(result: &BenchmarkResult) -> Vec<Series<'_>> {
+    let slots = result.slots();
     result
         .run_values
         .iter()
@@ -189,9 +344,16 @@ fn series(result: &BenchmarkResult) -> Vec<Series<'_>> {
                 unit: m.map_or(String::new(), |m| m.unit.clone()),
                 higher_is_better: m.is_some_and(|m| m.higher_is_better),
                 values,
+                slots: slots.iter().copied().take(values.len()).collect(),
             }
         })
         .collect()
+}
+
+/// A time or a rate: what a faster or slower machine moves.
+pub fn is_time_like(unit: &str) -> bool {
+    let unit = unit.trim();
+    matches!(unit, "ns" | "us" | "µs" | "ms" | "s") || unit.ends_with("/s")
 }
 
 /// Log values; `None` if any is not a positive finite number.
@@ -200,6 +362,24 @@ fn logs(values: &[f64]) -> Option<Vec<f64>> {
         .iter()
         .map(|v| (v.is_finite() && *v > 0.0).then(|| v.ln()))
         .collect()
+}
+
+/// Pooled SD of two samples of log values; `None` with fewer than two
+/// degrees of freedom.
+pub fn pooled_sd(a: &[f64], b: &[f64]) -> Option<f64> {
+    let ss = |v: &[f64]| {
+        let mean = v.iter().sum::<f64>() / v.len().max(1) as f64;
+        v.iter().map(|x| (x - mean).powi(2)).sum::<f64>()
+    };
+    let dof = (a.len() + b.len()).checked_sub(2).filter(|d| *d > 0)?;
+    Some(((ss(a) + ss(b)) / dof as f64).sqrt())
+}
+
+/// SD of one sample; `None` with fewer than two values.
+pub fn sample_sd(v: &[f64]) -> Option<f64> {
+    let dof = v.len().checked_sub(1).filter(|d| *d > 0)?;
+    let mean = v.iter().sum::<f64>() / v.len() as f64;
+    Some((v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / dof as f64).sqrt())
 }
 
 /// The number of series a set of results would compare: what the
@@ -222,45 +402,62 @@ fn state_of(interval: Option<(f64, f64)>, significant: bool, t: f64) -> ChangeSt
     }
 }
 
-/// A metric waiting for the night's Benjamini–Hochberg adjustment.
+/// The rank test's verdict joined with the variance a night adds that the
+/// runs cannot show (two nights' offsets, as the history shows them; the
+/// common shift's sampling error): the p-value is the larger of the rank
+/// test's and the t test's on the total SE, and the interval the union of
+/// the two. Without such variance the rank test stands alone.
+fn combine(test: ShiftTest, noise: NoiseModel, runs_se: f64, runs_dof: f64) -> ShiftTest {
+    if !noise.adds_variance() {
+        return test;
+    }
+    let (se, dof) = noise.total_se(runs_se, runs_dof);
+    let p_model = match statrs::distribution::StudentsT::new(0.0, 1.0, dof.max(1.0)) {
+        Ok(t) if se > 0.0 => {
+            2.0 * statrs::distribution::ContinuousCDF::cdf(&t, -test.estimate.abs() / se)
+        }
+        _ => test.p_value,
+    };
+    let half = t_quantile(0.05, dof) * se;
+    ShiftTest {
+        p_value: test.p_value.max(p_model),
+        interval: test
+            .interval
+            .map(|(lo, hi)| (lo.min(test.estimate - half), hi.max(test.estimate + half))),
+        ..test
+    }
+}
+
+/// A metric waiting for the night's Benjamini–Hochberg adjustment, with
+/// the noise its blind spot is simulated from.
 struct Pending {
     index: usize,
     test: ShiftTest,
+    runs: (usize, usize),
+    noise: NoiseModel,
 }
 
 /// Blind-spot tables depend on the design only: each is simulated once
 /// per process.
 type TableCache = Mutex<HashMap<(Pairing, usize, usize, usize), Option<Arc<MdeTable>>>>;
 
-/// A comparison's blind spot, in %.
-struct MdeTables {
-    pairing: Pairing,
-    comparisons: usize,
-}
-
-impl MdeTables {
-    fn mde_pct(&self, runs: (usize, usize), t: f64, sigma: Option<f64>) -> Option<f64> {
-        static CACHE: OnceLock<TableCache> = OnceLock::new();
-        let key = (self.pairing, runs.0, runs.1, self.comparisons);
-        let table = {
-            let mut cache = CACHE
-                .get_or_init(Default::default)
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            cache
-                .entry(key)
-                .or_insert_with(|| {
-                    let design = match self.pairing {
-                        Pairing::Unpaired => GateDesign::unpaired(runs.0, runs.1, self.comparisons),
-                        Pairing::Paired => GateDesign::paired(runs.1, self.comparisons),
-                    };
-                    MdeTable::new(&design).map(Arc::new)
-                })
-                .clone()
-        };
-        let shift = table?.minimum_detectable_shift(t, sigma?)?;
-        Some((shift.exp() - 1.0) * 100.0)
-    }
+fn mde_table(pairing: Pairing, runs: (usize, usize), comparisons: usize) -> Option<Arc<MdeTable>> {
+    static CACHE: OnceLock<TableCache> = OnceLock::new();
+    let key = (pairing, runs.0, runs.1, comparisons);
+    let mut cache = CACHE
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    cache
+        .entry(key)
+        .or_insert_with(|| {
+            let design = match pairing {
+                Pairing::Unpaired => GateDesign::unpaired(runs.0, runs.1, comparisons),
+                Pairing::Paired => GateDesign::paired(runs.1, comparisons),
+            };
+            MdeTable::new(&design).map(Arc::new)
+        })
+        .clone()
 }
 
 /// Builds the shared part of a metric's change before it is tested.
@@ -283,17 +480,36 @@ fn blank_change(s: &Series<'_>, threshold_pct: f64) -> MetricChange {
         noise_floor_pct: None,
         configured_threshold_pct: threshold_pct,
         mde_pct: None,
+        night_sd_pct: None,
+        common_shift_removed: false,
+        beyond_drift: None,
         persistent: None,
         reason: String::new(),
     }
 }
 
-/// Applies Benjamini–Hochberg over the night and sets every tested
-/// metric's state; returns the worse-oriented log shifts for the geomean.
-fn settle(changes: &mut [MetricChange], pending: Vec<Pending>) -> Vec<f64> {
+/// Applies Benjamini–Hochberg over the night, sets every tested metric's
+/// state and blind spot; returns the worse-oriented log shifts for the
+/// geomean.
+fn settle(
+    changes: &mut [MetricChange],
+    pending: Vec<Pending>,
+    pairing: Pairing,
+    confirmed: bool,
+) -> Vec<f64> {
+    let comparisons = pending.len();
     let q = benjamini_hochberg(&pending.iter().map(|p| p.test.p_value).collect::<Vec<_>>());
     let mut shifts = Vec::new();
-    for (Pending { index, test }, q) in pending.into_iter().zip(q) {
+    for (
+        Pending {
+            index,
+            test,
+            runs,
+            noise,
+        },
+        q,
+    ) in pending.into_iter().zip(q)
+    {
         let c = &mut changes[index];
         let t = (1.0 + c.threshold_pct / 100.0).ln();
         let hib = c.higher_is_better;
@@ -308,6 +524,9 @@ fn settle(changes: &mut [MetricChange], pending: Vec<Pending>) -> Vec<f64> {
         c.ratio_ci95 = test.interval.map(|(lo, hi)| [lo.exp(), hi.exp()]);
         c.p_value = Some(test.p_value);
         c.q_value = Some(q);
+        c.mde_pct = mde_table(pairing, runs, comparisons)
+            .and_then(|table| table.minimum_detectable_shift(t, noise, confirmed))
+            .map(|shift| (shift.exp() - 1.0) * 100.0);
         let interval_text = c
             .ratio_ci95
             .map_or("no 95 % interval (too few runs)".to_string(), |[lo, hi]| {
@@ -319,6 +538,13 @@ fn settle(changes: &mut [MetricChange], pending: Vec<Pending>) -> Vec<f64> {
             test.estimate.exp(),
             c.threshold_pct
         );
+        if c.common_shift_removed {
+            c.reason.push_str("; the night's common shift taken out");
+        }
+        if let Some(sd) = c.night_sd_pct {
+            c.reason
+                .push_str(&format!("; night-to-night SD {sd:.1} % in the interval"));
+        }
         shifts.push(estimate);
     }
     shifts
@@ -347,6 +573,9 @@ fn whole_case(r: &BenchmarkResult, state: ChangeState, reason: &str) -> MetricCh
         noise_floor_pct: None,
         configured_threshold_pct: 0.0,
         mde_pct: None,
+        night_sd_pct: None,
+        common_shift_removed: false,
+        beyond_drift: None,
         persistent: None,
         reason: reason.to_string(),
     }
@@ -390,60 +619,76 @@ fn find<'r>(report: &'r DailyReport, case: &str) -> Option<&'r BenchmarkResult> 
 
 /// The rule text of a comparison.
 fn rule(pairing: Pairing) -> String {
-    let (test, interval) = match pairing {
-        Pairing::Unpaired => ("Mann–Whitney U", "Moses"),
-        Pairing::Paired => (
-            "Wilcoxon signed-rank (pairs of alternating runs)",
-            "Walsh-average",
+    match pairing {
+        Pairing::Unpaired => format!(
+            "each time-like series has the night's common shift taken out (from 3 cases); regressed when Mann–Whitney U p < {P_THRESHOLD} and, where the history gives the series' night-to-night SD σ or a common shift was taken out, the normal test on SE = √(SE_runs² + SE_common² + 2σ²) too; Benjamini–Hochberg q < {FDR} across the night's comparisons; and the 95 % interval (Moses' interval of the Hodges–Lehmann ratio, widened to ±1.96 SE) lies wholly beyond the threshold; unchanged when it lies wholly inside; inconclusive otherwise"
         ),
-    };
-    format!(
-        "regressed when {test} p < {P_THRESHOLD}, Benjamini–Hochberg q < {FDR} across the night's comparisons, and the {interval} 95 % interval of the Hodges–Lehmann ratio lies wholly beyond the threshold; unchanged when that interval lies wholly inside it; inconclusive otherwise"
-    )
+        Pairing::Paired => format!(
+            "regressed when Wilcoxon signed-rank (pairs of alternating runs) p < {P_THRESHOLD}, Benjamini–Hochberg q < {FDR} across the night's comparisons, and the Walsh-average 95 % interval of the Hodges–Lehmann ratio lies wholly beyond the threshold; unchanged when that interval lies wholly inside it; inconclusive otherwise"
+        ),
+    }
 }
 
-/// Compares tonight's report with a stored baseline, metric by metric.
+/// A series ready to test against a stored baseline.
+struct Candidate<'a> {
+    index: usize,
+    series: Series<'a>,
+    a: Vec<f64>,
+    b: Vec<f64>,
+    time_like: bool,
+}
+
+/// Compares tonight's report with a stored baseline, metric by metric:
+/// the first comparison of a night.
 pub fn compare_reports(
     baseline: &DailyReport,
     current: &DailyReport,
     baseline_name: &str,
     current_name: &str,
     settings: &CompareSettings,
+    night: &NightNoise,
 ) -> Comparison {
-    let compared: Vec<(&BenchmarkResult, &BenchmarkResult)> = current
-        .results
-        .iter()
-        .filter_map(|cur| Some((find(baseline, &cur.case_id)?, cur)))
-        .filter(|(b, c)| b.status != Status::Failed && c.status != Status::Failed)
-        .collect();
-    let comparisons = compared
-        .iter()
-        .map(|(b, c)| {
-            c.run_values
-                .keys()
-                .filter(|m| b.run_values.contains_key(*m))
-                .count()
-        })
-        .sum::<usize>();
-    let fewest_runs = |results: &mut dyn Iterator<Item = &BenchmarkResult>| {
-        results
-            .flat_map(|r| r.run_values.values().map(Vec::len))
-            .min()
-            .unwrap_or(0)
-    };
-    let design = GateDesign::unpaired(
-        fewest_runs(&mut compared.iter().map(|p| p.0)),
-        fewest_runs(&mut compared.iter().map(|p| p.1)),
-        comparisons,
-    );
-    let tables = MdeTables {
-        pairing: Pairing::Unpaired,
-        comparisons,
-    };
+    compare_unpaired(
+        baseline,
+        current,
+        (baseline_name, current_name),
+        settings,
+        night,
+        None,
+    )
+}
 
+/// Compares a same-night re-run with the baseline: it ran in the same
+/// night as the first comparison, so the common shift that comparison
+/// measured over every case is the one taken out (the re-run repeats only
+/// the suspects, too few cases to measure their own).
+pub fn compare_rerun(
+    baseline: &DailyReport,
+    rerun: &DailyReport,
+    first: &Comparison,
+    settings: &CompareSettings,
+    night: &NightNoise,
+) -> Comparison {
+    compare_unpaired(
+        baseline,
+        rerun,
+        (&first.baseline, "re-run"),
+        settings,
+        night,
+        Some(first.machine_shift.as_ref()),
+    )
+}
+
+fn compare_unpaired(
+    baseline: &DailyReport,
+    current: &DailyReport,
+    (baseline_name, current_name): (&str, &str),
+    settings: &CompareSettings,
+    night: &NightNoise,
+    given_shift: Option<Option<&MachineShift>>,
+) -> Comparison {
     let mut changes = Vec::new();
-    let mut pending = Vec::new();
-    let mut control_series = Vec::new();
+    let mut candidates: Vec<Candidate<'_>> = Vec::new();
     for cur in &current.results {
         if let Some(change) = case_state(cur, find(baseline, &cur.case_id)) {
             changes.push(change);
@@ -453,7 +698,6 @@ pub fn compare_reports(
             continue;
         };
         let base_series = series(base);
-        let mut control_pick: Option<Vec<f64>> = None;
         for s in series(cur) {
             let threshold_pct = settings.threshold_pct(s.benchmark);
             let mut change = blank_change(&s, threshold_pct);
@@ -468,53 +712,80 @@ pub fn compare_reports(
                 changes.push(change);
                 continue;
             };
-            // The control takes each case's latency headline, else its
-            // throughput, oriented so that larger is worse.
-            if control_pick.is_none() || !s.higher_is_better {
-                control_pick = Some(b.iter().map(|v| worse(*v, s.higher_is_better)).collect());
+            if a.len() < MIN_RUNS || b.len() < MIN_RUNS {
+                change.reason = format!(
+                    "needs at least {MIN_RUNS} separate runs on each side (baseline {}, this run {})",
+                    a.len(),
+                    b.len()
+                );
+                changes.push(change);
+                continue;
             }
-            let t = (1.0 + threshold_pct / 100.0).ln();
-            let sigma = pooled_sd(&a, &b);
-            change.noise_floor_pct = sigma.map(|s| s * 100.0);
-            change.mde_pct = tables.mde_pct((a.len(), b.len()), t, sigma);
-            match two_sample_shift(&a, &b).filter(|_| a.len() >= MIN_RUNS && b.len() >= MIN_RUNS) {
-                Some(test) => {
-                    changes.push(change);
-                    pending.push(Pending {
-                        index: changes.len() - 1,
-                        test,
-                    });
-                }
-                None => {
-                    change.reason = format!(
-                        "needs at least {MIN_RUNS} separate runs on each side (baseline {}, this run {})",
-                        a.len(),
-                        b.len()
-                    );
-                    changes.push(change);
-                }
-            }
+            changes.push(change);
+            candidates.push(Candidate {
+                index: changes.len() - 1,
+                time_like: is_time_like(&s.unit),
+                series: s,
+                a,
+                b,
+            });
         }
-        if let Some(runs) = control_pick {
-            control_series.push(runs);
+    }
+    let comparisons = candidates.len();
+    let machine_shift = match given_shift {
+        Some(given) => given.cloned(),
+        None => measure_common_shift(&candidates, settings, night),
+    };
+    let mut pending = Vec::new();
+    for cand in &candidates {
+        let removed = cand.time_like && machine_shift.is_some();
+        let hib = cand.series.higher_is_better;
+        let raw_common = machine_shift
+            .as_ref()
+            .filter(|_| removed)
+            .map_or(0.0, |m| worse(m.shift_log(), hib));
+        let b: Vec<f64> = cand.b.iter().map(|v| v - raw_common).collect();
+        let key = series_key(cand.series.case, cand.series.metric);
+        let noise = NoiseModel {
+            within_sd: pooled_sd(&cand.a, &b).unwrap_or(0.0),
+            common_se: machine_shift
+                .as_ref()
+                .filter(|_| removed)
+                .map_or(0.0, MachineShift::sampling_se_log),
+            night: night.sd_log(&key, removed),
+        };
+        let change = &mut changes[cand.index];
+        change.noise_floor_pct = Some(noise.within_sd * 100.0);
+        change.night_sd_pct = noise.night.map(|n| n.sd * 100.0);
+        change.common_shift_removed = removed;
+        let runs_se =
+            noise.within_sd * (1.0 / cand.a.len() as f64 + 1.0 / b.len() as f64).sqrt();
+        let runs_dof = (cand.a.len() + b.len()) as f64 - 2.0;
+        match two_sample_shift(&cand.a, &b) {
+            Some(test) => pending.push(Pending {
+                index: cand.index,
+                test: combine(test, noise, runs_se, runs_dof),
+                runs: (cand.a.len(), b.len()),
+                noise,
+            }),
+            None => change.reason = "the runs could not be tested".into(),
         }
     }
     changes.extend(missing_cases(baseline, current));
-    let shifts = settle(&mut changes, pending);
+    let shifts = settle(&mut changes, pending, Pairing::Unpaired, true);
+    let fewest = |values: &mut dyn Iterator<Item = usize>| values.min().unwrap_or(0);
+    let design = GateDesign::unpaired(
+        fewest(&mut candidates.iter().map(|c| c.a.len())),
+        fewest(&mut candidates.iter().map(|c| c.b.len())),
+        comparisons,
+    );
     for c in changes.iter_mut().filter(|c| c.p_value.is_some()) {
         let own = GateDesign::unpaired(c.baseline_runs, c.current_runs, comparisons);
         if !own.can_declare {
             c.reason.push_str(&format!("; {}", own.describe()));
         }
     }
-
-    let control = aa_control(
-        &control_series
-            .iter()
-            .map(|runs| ControlSeries { runs })
-            .collect::<Vec<_>>(),
-        (1.0 + settings.threshold_pct / 100.0).ln(),
-    );
+    let control = night_control(current, settings);
     let control_regressions: Vec<String> = control
         .splits
         .iter()
@@ -529,16 +800,87 @@ pub fn compare_reports(
         advisory: control.fired,
         control: Some(control),
         control_regressions,
+        machine_shift,
+        night_noise: Some(night.clone()),
+        outcome: NightOutcome::Pass,
+        outcome_reason: String::new(),
         changes,
         counts: BTreeMap::new(),
         geomean_ratio: geomean(&shifts),
     };
-    comparison.recount();
+    comparison.settle_outcome();
     comparison
 }
 
+/// Tonight's runs against themselves: each case's latency headline, else
+/// its throughput, oriented so that larger is worse. The control of every
+/// night against a baseline, and of a night that saves one.
+pub fn night_control(report: &DailyReport, settings: &CompareSettings) -> AaControl {
+    let mut picks: Vec<(Vec<f64>, Vec<u32>, f64)> = Vec::new();
+    for r in report.results.iter().filter(|r| r.status == Status::Ok) {
+        let mut pick: Option<(Vec<f64>, Vec<u32>, f64)> = None;
+        for s in series(r) {
+            let Some(b) = logs(s.values) else {
+                continue;
+            };
+            if pick.is_none() || !s.higher_is_better {
+                pick = Some((
+                    b.iter().map(|v| worse(*v, s.higher_is_better)).collect(),
+                    s.slots.clone(),
+                    settings.threshold_log(s.benchmark),
+                ));
+            }
+        }
+        picks.extend(pick);
+    }
+    aa_control(
+        &picks
+            .iter()
+            .map(|(runs, rounds, threshold)| ControlSeries {
+                runs,
+                rounds,
+                threshold: *threshold,
+            })
+            .collect::<Vec<_>>(),
+    )
+}
+
+/// The night's common shift over the candidates' time-like series: each
+/// case's shift is the mean of its series' worse-oriented Hodges–Lehmann
+/// shifts.
+fn measure_common_shift(
+    candidates: &[Candidate<'_>],
+    settings: &CompareSettings,
+    night: &NightNoise,
+) -> Option<MachineShift> {
+    let mut by_case: BTreeMap<&str, Vec<CaseShift>> = BTreeMap::new();
+    let mut thresholds = Vec::new();
+    for c in candidates.iter().filter(|c| c.time_like) {
+        let Some(test) = two_sample_shift(&c.a, &c.b) else {
+            continue;
+        };
+        let sd = pooled_sd(&c.a, &c.b).unwrap_or(0.0);
+        by_case.entry(c.series.case).or_default().push(CaseShift {
+            shift: worse(test.estimate, c.series.higher_is_better),
+            variance: sd * sd * (1.0 / c.a.len() as f64 + 1.0 / c.b.len() as f64),
+        });
+        thresholds.push(settings.threshold_log(c.series.benchmark));
+    }
+    let cases: Vec<CaseShift> = by_case
+        .values()
+        .map(|shifts| {
+            let n = shifts.len() as f64;
+            CaseShift {
+                shift: shifts.iter().map(|s| s.shift).sum::<f64>() / n,
+                variance: shifts.iter().map(|s| s.variance).sum::<f64>() / n,
+            }
+        })
+        .collect();
+    common_shift(&cases, median(&thresholds)?, night.common_sd_log())
+}
+
 /// One series of an interleaved night: a case's metric with its pairs of
-/// (other build, this build) run values, in run order.
+/// (other build, this build) run values, pair by pair.
 #[derive(Debug, Clone)]
 pub struct PairedSeries {
     pub case: String,
@@ -549,13 +891,11 @@ pub struct PairedSeries {
     pub pairs: Vec<(f64, f64)>,
 }
 
-/// The series of interleaved runs: each case's headline means, the k-th
-/// run of one side paired with the k-th of the other; a pair missing on
-/// either side (a failed run) is left out.
-pub fn paired_series(others: &[&DailyReport], these: &[&DailyReport]) -> Vec<PairedSeries> {
-    let Some(first) = these.first() else {
-        return Vec::new();
-    };
+/// The series of interleaved runs from their complete pairs (pair
+/// number, the other side's report, this side's): each case's headline
+/// means. A pair in which the case failed on either side is left out of
+/// that case alone.
+pub fn paired_series(pairs: &[(u32, &DailyReport, &DailyReport)]) -> Vec<PairedSeries> {
     let mean_of = |report: &DailyReport, case: &str, metric: &str| -> Option<f64> {
         let r = report
             .results
@@ -566,9 +906,17 @@ pub fn paired_series(others: &[&DailyReport], these: &[&DailyReport]) -> Vec<Pai
             .find(|(m, _)| m == metric)
             .map(|(_, v)| v)
     };
-    first
-        .results
-        .iter()
+    // Every case any run of this side measured, in first-seen order.
+    let mut cases: Vec<&BenchmarkResult> = Vec::new();
+    for (_, _, this) in pairs {
+        for r in this.results.iter().filter(|r| r.status == Status::Ok) {
+            if !cases.iter().any(|c| c.case_id == r.case_id) {
+                cases.push(r);
+            }
+        }
+    }
+    cases
+        .into_iter()
         .flat_map(|r| {
             r.headline_means().into_iter().map(move |(metric, _)| {
                 let m = r.metrics.get(&metric);
@@ -577,10 +925,9 @@ pub fn paired_series(others: &[&DailyReport], these: &[&DailyReport]) -> Vec<Pai
                     benchmark: r.benchmark.clone(),
                     unit: m.map_or(String::new(), |m| m.unit.clone()),
                     higher_is_better: m.is_some_and(|m| m.higher_is_better),
-                    pairs: others
+                    pairs: pairs
                         .iter()
-                        .zip(these)
-                        .filter_map(|(a, b)| {
+                        .filter_map(|(_, a, b)| {
                             Some((
                                 mean_of(a, &r.case_id, &metric)?,
                                 mean_of(b, &r.case_id, &metric)?,
@@ -595,7 +942,8 @@ pub fn paired_series(others: &[&DailyReport], these: &[&DailyReport]) -> Vec<Pai
 }
 
 /// Compares this build with another one run alternately tonight: each
-/// pair's log ratio, tested with Wilcoxon's signed-rank test.
+/// pair's log ratio, tested with Wilcoxon's signed-rank test. The pairs
+/// share their night, so no night noise enters.
 pub fn compare_paired(
     series: &[PairedSeries],
     other: &DailyReport,
@@ -604,13 +952,6 @@ pub fn compare_paired(
     this_name: &str,
     settings: &CompareSettings,
 ) -> Comparison {
-    let comparisons = series.len();
-    let pairs = series.iter().map(|s| s.pairs.len()).min().unwrap_or(0);
-    let design = GateDesign::paired(pairs, comparisons);
-    let tables = MdeTables {
-        pairing: Pairing::Paired,
-        comparisons,
-    };
     let mut changes = Vec::new();
     let mut pending = Vec::new();
     for cur in &this.results {
@@ -618,6 +959,7 @@ pub fn compare_paired(
             changes.push(change);
         }
     }
+    let mut tested = Vec::new();
     for s in series {
         let threshold_pct = settings.threshold_pct(&s.benchmark);
         let (a, b): (Vec<f64>, Vec<f64>) = s.pairs.iter().copied().unzip();
@@ -628,6 +970,7 @@ pub fn compare_paired(
             unit: s.unit.clone(),
             higher_is_better: s.higher_is_better,
             values: &b,
+            slots: Vec::new(),
         };
         let mut change = blank_change(&view, threshold_pct);
         change.baseline_median = median(&a);
@@ -638,16 +981,21 @@ pub fn compare_paired(
             continue;
         };
         let d: Vec<f64> = la.iter().zip(&lb).map(|(x, y)| y - x).collect();
-        let t = (1.0 + threshold_pct / 100.0).ln();
         let sigma = sample_sd(&d);
         change.noise_floor_pct = sigma.map(|s| s * 100.0);
-        change.mde_pct = tables.mde_pct((d.len(), d.len()), t, sigma);
         match paired_shift(&d).filter(|_| d.len() >= MIN_RUNS) {
             Some(test) => {
                 changes.push(change);
+                tested.push(d.len());
                 pending.push(Pending {
                     index: changes.len() - 1,
                     test,
+                    runs: (d.len(), d.len()),
+                    noise: NoiseModel {
+                        within_sd: sigma.unwrap_or(0.0),
+                        common_se: 0.0,
+                        night: None,
+                    },
                 });
             }
             None => {
@@ -659,8 +1007,10 @@ pub fn compare_paired(
             }
         }
     }
+    let comparisons = series.len();
+    let design = GateDesign::paired(tested.iter().copied().min().unwrap_or(0), comparisons);
     changes.extend(missing_cases(other, this));
-    let shifts = settle(&mut changes, pending);
+    let shifts = settle(&mut changes, pending, Pairing::Paired, false);
     for c in changes.iter_mut().filter(|c| c.p_value.is_some()) {
         let own = GateDesign::paired(c.current_runs, comparisons);
         if !own.can_declare {
@@ -672,48 +1022,48 @@ pub fn compare_paired(
         current: this_name.to_string(),
         rule: rule(Pairing::Paired),
         design,
+        machine_shift: None,
+        night_noise: None,
         control: None,
         control_regressions: Vec::new(),
         advisory: false,
+        outcome: NightOutcome::Pass,
+        outcome_reason: String::new(),
         changes,
         counts: BTreeMap::new(),
         geomean_ratio: geomean(&shifts),
     };
-    comparison.recount();
+    comparison.settle_outcome();
     comparison
 }
 
 /// Keeps a regression only if a same-night re-run of its benchmark
 /// regressed too; the others become inconclusive.
-pub fn confirm_with_rerun(first: &mut Comparison, rerun: &Comparison) {
+pub fn confirm_with_rerun(first: &mut Comparison, rerun: Option<&Comparison>) {
     for change in first
         .changes
         .iter_mut()
         .filter(|c| c.state == ChangeState::Regressed)
     {
-        let confirmed = rerun.changes.iter().any(|x| {
-            x.case == change.case && x.metric == change.metric && x.state == ChangeState::Regressed
+        let confirmed = rerun.is_some_and(|r| {
+            r.changes.iter().any(|x| {
+                x.case == change.case
+                    && x.metric == change.metric
+                    && x.state == ChangeState::Regressed
+            })
         });
         if confirmed {
             change.reason.push_str("; confirmed by a same-night re-run");
         } else {
             change.state = ChangeState::Inconclusive;
-            change
-                .reason
-                .push_str("; did not persist in a same-night re-run");
+            change.reason.push_str(if rerun.is_some() {
+                "; did not persist in a same-night re-run"
+            } else {
+                "; the same-night re-run that must confirm it did not run"
+            });
         }
     }
-    first.recount();
-}
-
-/// Benchmarks with a regression: what a confirming re-run must repeat.
-pub fn regressed_benchmarks(comparison: &Comparison, report: &DailyReport) -> Vec<String> {
-    comparison
-        .regressions()
-        .filter_map(|c| find(report, &c.case).map(|r| r.benchmark.clone()))
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .collect()
+    first.settle_outcome();
 }
 
 #[cfg(test)]
@@ -743,6 +1093,7 @@ mod tests {
                         ttft.iter().map(|v| 1000.0 / v).collect(),
                     ),
                 ]);
+                r.run_slots = (0..ttft.len() as u32).collect();
                 r
             })
             .collect();
@@ -757,16 +1108,26 @@ mod tests {
             .collect()
     }
 
-    fn state(c: &Comparison, case: &str, metric: &str) -> ChangeState {
+    fn change<'c>(c: &'c Comparison, case: &str, metric: &str) -> &'c MetricChange {
         c.changes
             .iter()
             .find(|x| x.case == case && x.metric == metric)
             .unwrap_or_else(|| panic!("no change for {case} {metric}"))
-            .state
+    }
+
+    fn state(c: &Comparison, case: &str, metric: &str) -> ChangeState {
+        change(c, case, metric).state
     }
 
     fn compare(baseline: &DailyReport, current: &DailyReport) -> Comparison {
-        compare_reports(baseline, current, "b", "c", &CompareSettings::default())
+        compare_reports(
+            baseline,
+            current,
+            "b",
+            "c",
+            &CompareSettings::default(),
+            &NightNoise::unknown(),
+        )
     }
 
     #[test]
@@ -777,6 +1138,7 @@ mod tests {
             ("slower", Status::Ok, &ten),
             ("faster", Status::Ok, &ten),
             ("same", Status::Ok, &ten),
+            ("same too", Status::Ok, &ten),
             ("noisy", Status::Ok, &ten),
             ("broken", Status::Ok, &ten),
             ("dropped", Status::Ok, &ten),
@@ -785,6 +1147,7 @@ mod tests {
             ("slower", Status::Ok, &slower),
             ("faster", Status::Ok, &faster),
             ("same", Status::Ok, &same),
+            ("same too", Status::Ok, &ten),
             ("noisy", Status::Ok, &wide),
             ("broken", Status::Failed, &[]),
             ("added", Status::Ok, &ten),
@@ -807,17 +1170,17 @@ mod tests {
         assert_eq!(state(&c, "added", ""), ChangeState::New);
         assert_eq!(state(&c, "dropped", ""), ChangeState::Missing);
         assert!(c.fails_the_night());
+        assert_eq!(c.outcome, NightOutcome::Regression);
         assert_eq!(c.counts[&ChangeState::Regressed], 2);
-        // Ratios are current ÷ baseline, whichever way is better.
-        let ratio = |metric: &str| {
-            c.changes
-                .iter()
-                .find(|x| x.case == "slower" && x.metric == metric)
-                .and_then(|x| x.ratio)
-                .unwrap()
-        };
+        // Ratios are current ÷ baseline, whichever way is better; the
+        // common shift of five cases (the median: none) is taken out.
+        let m = c.machine_shift.as_ref().expect("five cases give a common shift");
+        assert_eq!(m.cases, 5);
+        assert!((m.ratio - 1.0).abs() < 0.002, "{m:?}");
+        let ratio = |metric: &str| change(&c, "slower", metric).ratio.unwrap();
         assert!((ratio("ttft_ms") - 1.2).abs() < 0.01);
         assert!((ratio("prefill_tokens_per_s") - 1.0 / 1.2).abs() < 0.01);
+        assert!(change(&c, "slower", "ttft_ms").common_shift_removed);
     }
 
     #[test]
@@ -836,14 +1199,7 @@ mod tests {
         for case in ["short", "zero"] {
             assert_eq!(state(&c, case, "ttft_ms"), ChangeState::Inconclusive);
         }
-        let reason = |case: &str| {
-            c.changes
-                .iter()
-                .find(|x| x.case == case && x.metric == "ttft_ms")
-                .unwrap()
-                .reason
-                .clone()
-        };
+        let reason = |case: &str| change(&c, case, "ttft_ms").reason.clone();
         assert!(reason("short").contains("at least"), "{}", reason("short"));
         assert!(
             reason("zero").contains("zero, negative"),
@@ -856,20 +1212,118 @@ mod tests {
     #[test]
     fn a_regression_the_rerun_does_not_repeat_becomes_inconclusive() {
         let ten = runs(10.0);
-        let baseline = report(&[("a", Status::Ok, &ten), ("b", Status::Ok, &ten)]);
-        let first = report(&[
-            ("a", Status::Ok, &runs(12.0)),
-            ("b", Status::Ok, &runs(12.0)),
-        ]);
-        let rerun = report(&[("a", Status::Ok, &runs(12.0)), ("b", Status::Ok, &ten)]);
+        let base_cases: Vec<(String, Vec<f64>)> = (0..6).map(|i| (format!("c{i}"), ten.clone())).collect();
+        let as_cases = |v: &[(String, Vec<f64>)]| -> DailyReport {
+            report(&v.iter().map(|(c, r)| (c.as_str(), Status::Ok, r.as_slice())).collect::<Vec<_>>())
+        };
+        let baseline = as_cases(&base_cases);
+        let mut first = base_cases.clone();
+        first[0].1 = runs(12.0);
+        first[1].1 = runs(12.0);
+        let mut again = base_cases.clone();
+        again[0].1 = runs(12.0);
+        let first = as_cases(&first);
         let mut night = compare(&baseline, &first);
-        confirm_with_rerun(&mut night, &compare(&baseline, &rerun));
-        assert_eq!(state(&night, "a", "ttft_ms"), ChangeState::Regressed);
-        assert_eq!(state(&night, "b", "ttft_ms"), ChangeState::Inconclusive);
-        assert_eq!(
-            regressed_benchmarks(&night, &first),
-            [baseline.results[0].benchmark.clone()]
+        let rerun = compare_rerun(&baseline, &as_cases(&again), &night, &CompareSettings::default(), &NightNoise::unknown());
+        confirm_with_rerun(&mut night, Some(&rerun));
+        assert_eq!(state(&night, "c0", "ttft_ms"), ChangeState::Regressed);
+        assert_eq!(state(&night, "c1", "ttft_ms"), ChangeState::Inconclusive);
+        assert_eq!(night.outcome, NightOutcome::Regression);
+        // No re-run at all: nothing is confirmed.
+        let mut unconfirmed = compare(&baseline, &first);
+        confirm_with_rerun(&mut unconfirmed, None);
+        assert_eq!(unconfirmed.regressions().count(), 0);
+        assert_eq!(unconfirmed.outcome, NightOutcome::Pass);
+    }
+
+    #[test]
+    fn a_night_that_moved_together_is_a_machine_shift_not_n_regressions() {
+        let ten = runs(10.0);
+        let names: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
+        let night = |factor: &dyn Fn(usize) -> f64| -> DailyReport {
+            let values: Vec<Vec<f64>> = (0..8).map(|i| runs(10.0 * factor(i))).collect();
+            report(&names.iter().zip(&values).map(|(n, v)| (n.as_str(), Status::Ok, v.as_slice())).collect::<Vec<_>>())
+        };
+        let baseline = report(&names.iter().map(|n| (n.as_str(), Status::Ok, ten.as_slice())).collect::<Vec<_>>());
+        // Every case 10 % slower: one machine shift, no regression, and
+        // the night is too noisy to tell.
+        let all = compare(&baseline, &night(&|_| 1.10));
+        assert_eq!(all.regressions().count(), 0, "{:#?}", all.changes);
+        let m = all.machine_shift.as_ref().unwrap();
+        assert_eq!(m.state, MachineShiftState::Slower);
+        assert!((m.ratio - 1.10).abs() < 0.005);
+        assert_eq!(all.outcome, NightOutcome::TooNoisy);
+        assert!(all.outcome_reason.contains("moved together"), "{}", all.outcome_reason);
+        // One case twice as slow on top of the shift still stands out.
+        let one = compare(&baseline, &night(&|i| if i == 3 { 2.2 } else { 1.10 }));
+        assert_eq!(one.regressions().map(|c| c.case.as_str()).collect::<std::collections::BTreeSet<_>>(), ["c3"].into());
+        assert!((change(&one, "c3", "ttft_ms").ratio.unwrap() - 2.0).abs() < 0.02);
+        assert_eq!(one.outcome, NightOutcome::Regression);
+        // Night-to-night noise from the history that covers 10 %: within.
+        let mut noise = NightNoise::unknown();
+        noise.common_sd_pct = Some(8.0);
+        let explained = compare_reports(&baseline, &night(&|_| 1.10), "b", "c", &CompareSettings::default(), &noise);
+        assert_eq!(explained.machine_shift.unwrap().state, MachineShiftState::Within);
+        assert_eq!(explained.outcome, NightOutcome::Pass);
+    }
+
+    #[test]
+    fn night_noise_from_the_history_widens_the_interval_and_raises_p() {
+        let names: Vec<String> = (0..2).map(|i| format!("c{i}")).collect();
+        let mk = |centers: [f64; 2]| {
+            let v: Vec<Vec<f64>> = centers.iter().map(|c| runs(*c)).collect();
+            report(&names.iter().zip(&v).map(|(n, v)| (n.as_str(), Status::Ok, v.as_slice())).collect::<Vec<_>>())
+        };
+        let (baseline, current) = (mk([10.0, 10.0]), mk([10.8, 10.0]));
+        let quiet = compare(&baseline, &current);
+        assert_eq!(state(&quiet, "c0", "ttft_ms"), ChangeState::Regressed);
+        // Two cases: no common shift; c0's nightly means vary by 4 % SD.
+        let mut noise = NightNoise::unknown();
+        noise.series.insert(
+            series_key("c0", "ttft_ms"),
+            SeriesNoise { differences: 10, residual_sd_pct: Some(1.0), total_sd_pct: Some(4.0) },
         );
+        let noisy = compare_reports(&baseline, &current, "b", "c", &CompareSettings::default(), &noise);
+        let c = change(&noisy, "c0", "ttft_ms");
+        assert_eq!(c.night_sd_pct, Some(4.0));
+        assert!(!c.common_shift_removed);
+        assert_eq!(c.state, ChangeState::Inconclusive, "{c:#?}");
+        let [lo, hi] = c.ratio_ci95.unwrap();
+        // ±t₉₅(6.7 dof) × √2 × 4 % around 8 %, at least: ±0.13.
+        assert!(lo < 1.08 * (-0.13f64).exp() && hi > 1.08 * 0.13f64.exp(), "{lo} {hi}");
+        assert!(c.p_value.unwrap() > change(&quiet, "c0", "ttft_ms").p_value.unwrap());
+        assert!(c.mde_pct.unwrap() > change(&quiet, "c0", "ttft_ms").mde_pct.unwrap());
+    }
+
+    #[test]
+    fn a_drifting_night_withholds_only_the_regressions_within_its_drift() {
+        let names: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
+        let ten = runs(10.0);
+        let baseline = report(&names.iter().map(|n| (n.as_str(), Status::Ok, ten.as_slice())).collect::<Vec<_>>());
+        // The machine slows by 5 % a run through the night, in every case,
+        // and c0 is also 1.3× or 3× slower throughout.
+        let night = |planted: f64| {
+            let values: Vec<Vec<f64>> = (0..8)
+                .map(|i| {
+                    runs(10.0)
+                        .iter()
+                        .enumerate()
+                        .map(|(r, v)| v * (0.05 * r as f64).exp() * if i == 0 { planted } else { 1.0 })
+                        .collect()
+                })
+                .collect();
+            report(&names.iter().zip(&values).map(|(n, v)| (n.as_str(), Status::Ok, v.as_slice())).collect::<Vec<_>>())
+        };
+        let small = compare(&baseline, &night(1.3));
+        assert!(small.advisory, "{:#?}", small.control);
+        assert_eq!(state(&small, "c0", "ttft_ms"), ChangeState::Regressed);
+        assert_eq!(change(&small, "c0", "ttft_ms").beyond_drift, Some(false));
+        assert_eq!(small.outcome, NightOutcome::TooNoisy);
+        assert!(small.outcome_reason.starts_with("too noisy to tell: re-run"));
+        let large = compare(&baseline, &night(3.0));
+        assert!(large.advisory);
+        assert_eq!(change(&large, "c0", "ttft_ms").beyond_drift, Some(true));
+        assert_eq!(large.outcome, NightOutcome::Regression);
     }
 
     #[test]
@@ -916,5 +1370,6 @@ mod tests {
         assert_eq!(state(&c, "slower", "ttft_ms"), ChangeState::Regressed);
         assert_eq!(state(&c, "same", "ttft_ms"), ChangeState::Unchanged);
         assert_eq!(state(&c, "short", "ttft_ms"), ChangeState::Inconclusive);
+        assert_eq!(c.outcome, NightOutcome::Regression);
     }
 }
