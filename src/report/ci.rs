@@ -10,7 +10,7 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use super::escape_markup;
 use super::markdown::{Align, MarkdownTable, code};
 use super::wording::{
-    advisory_sentence, blind_spot_sentence, comparison_counts_sentence, day_counts_sentence,
+    blind_spot_sentence, comparison_counts_sentence, day_counts_sentence, night_sentences,
     figure, findings_sentences, interval, mde, state, status_name,
 };
 use crate::analysis::{ChangeState, Comparison};
@@ -40,6 +40,21 @@ pub fn render_junit(report: &DailyReport, comparison: Option<&Comparison>) -> St
                 escape_markup(r.error.as_deref().unwrap_or("failed"))
             );
         }
+        // A failure in a later separate run fails the case as the first
+        // run's would (the night exits 4).
+        for f in r
+            .failed_runs
+            .iter()
+            .filter(|f| f.status == Status::Failed && r.status != Status::Failed)
+        {
+            errors += 1;
+            let _ = write!(
+                body,
+                "<error type=\"RunFailed\" message=\"run {}: {}\"/>",
+                f.slot + 1,
+                escape_markup(&f.reason)
+            );
+        }
         for t in r.targets.iter().filter(|t| t.verdict == Verdict::Missed) {
             failures += 1;
             let _ = write!(
@@ -54,6 +69,16 @@ pub fn render_junit(report: &DailyReport, comparison: Option<&Comparison>) -> St
             .unwrap_or_default();
         for c in &changes {
             match c.state {
+                // Withheld by the A/A control: too noisy to tell, not a failure.
+                ChangeState::Regressed if c.beyond_drift == Some(false) => {
+                    skipped += 1;
+                    let _ = write!(
+                        body,
+                        "<skipped message=\"{} too noisy to tell (within the drift of tonight's runs): {}\"/>",
+                        escape_markup(&c.metric),
+                        escape_markup(&c.reason)
+                    );
+                }
                 ChangeState::Regressed => {
                     failures += 1;
                     let _ = write!(
@@ -127,9 +152,9 @@ pub fn render_summary_markdown(report: &DailyReport, comparison: Option<&Compari
     if let Some(c) = comparison {
         let _ = write!(
             out,
-            "\n{}{}\n\n{}\n\n",
+            "\n{}\n\n{}\n\n{}\n\n",
             comparison_counts_sentence(c),
-            advisory_sentence(c).map_or(String::new(), |a| format!(" **Advisory:** {a}.")),
+            night_sentences(c).join("\n\n"),
             blind_spot_sentence(c)
         );
         let mut table = MarkdownTable::new(&[
@@ -233,9 +258,10 @@ pub fn render_comparison_table(c: &Comparison) -> String {
             x.reason.clone(),
         ]);
     }
-    let mut out = format!("{table}\n{}\n{}", c.rule, blind_spot_sentence(c));
-    if let Some(a) = advisory_sentence(c) {
-        out.push_str(&format!("\nadvisory: {a}"));
-    }
-    out
+    format!(
+        "{table}\n{}\n{}\n{}",
+        c.rule,
+        blind_spot_sentence(c),
+        night_sentences(c).join("\n")
+    )
 }

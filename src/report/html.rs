@@ -12,7 +12,7 @@ use std::fmt::Write;
 use super::escape_markup;
 use super::svg::{Band, Bar, LinePlot, RatioRow, Series, horizontal_bars, num, ratio_bars};
 use super::wording::{
-    advisory_sentence, blind_spot_sentence, comparison_counts_sentence, day_counts_sentence,
+    blind_spot_sentence, comparison_counts_sentence, day_counts_sentence, night_sentences,
     findings_sentences, mde, parity_sentence, state, state_name, status_name,
 };
 use crate::analysis::{ChangeState, Comparison};
@@ -511,12 +511,13 @@ pub fn render_html(
             escape_markup(&blind_spot_sentence(c)),
             escape_markup(&c.rule)
         );
-        if let Some(a) = advisory_sentence(c) {
-            let _ = write!(
-                out,
-                "<p class=\"missed\">Advisory: {}.</p>",
-                escape_markup(&a)
-            );
+        for (i, sentence) in night_sentences(c).iter().enumerate() {
+            let class = if i == 0 && c.outcome != crate::analysis::NightOutcome::Pass {
+                " class=\"missed\""
+            } else {
+                ""
+            };
+            let _ = write!(out, "<p{class}>{}</p>", escape_markup(sentence));
         }
         if let Some(plot) = comparison_plot(c) {
             out.push_str(&plot);

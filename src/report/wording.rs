@@ -51,11 +51,18 @@ pub fn state_name(state: ChangeState) -> &'static str {
 /// "6 results: 5 ok, 1 failed, 0 interrupted; targets: 2 met, 1 missed, 0 not measured"
 /// (and "…, 2 skipped" when benchmarks were skipped).
 pub fn day_counts_sentence(s: &DaySummary) -> String {
-    let skipped = if s.skipped > 0 {
+    let mut skipped = if s.skipped > 0 {
         format!(", {} skipped", s.skipped)
     } else {
         String::new()
     };
+    if s.failed_runs > 0 {
+        skipped.push_str(&format!(
+            ", {} separate run{} failed or lost",
+            s.failed_runs,
+            if s.failed_runs == 1 { "" } else { "s" }
+        ));
+    }
     format!(
         "{} result{}: {} ok, {} failed, {} interrupted{skipped}; targets: {} met, {} missed, {} not measured",
         s.total,
@@ -118,11 +125,77 @@ pub fn blind_spot_sentence(c: &Comparison) -> String {
 /// Why the night is advisory, in words.
 pub fn advisory_sentence(c: &Comparison) -> Option<String> {
     c.advisory.then(|| {
+        let drift = c
+            .control
+            .as_ref()
+            .and_then(crate::analysis::AaControl::drift_log)
+            .map_or(String::new(), |d| format!(" by ×{:.3}", d.exp()));
         format!(
-            "the A/A control fired ({}): tonight's runs disagree with each other, so the machine may have changed during the night; verdicts are reported but do not fail it",
+            "the A/A control fired ({}): tonight's runs disagree with each other{drift}, so the machine may have changed during the night; a regression must clear its threshold plus that drift to fail the night, and the others are too noisy to tell",
             c.control_regressions.join(", ")
         )
     })
+}
+
+/// What the night comes to and why, then what it knew of the machine:
+/// its common shift and its night-to-night noise. One list for the
+/// console, the CI summary and the HTML page.
+pub fn night_sentences(c: &Comparison) -> Vec<String> {
+    use crate::analysis::{MachineShiftState, NightOutcome};
+    let why = if c.outcome_reason.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", c.outcome_reason)
+    };
+    let mut out = vec![match c.outcome {
+        NightOutcome::Pass => format!("Verdict: pass{why}."),
+        NightOutcome::Regression => format!("Verdict: regression, exit 3{why}."),
+        NightOutcome::TooNoisy => format!("Verdict: {}; exit 5.", c.outcome_reason),
+    }];
+    if let Some(m) = &c.machine_shift {
+        let interval = m
+            .ratio_ci95
+            .map_or(String::new(), |[lo, hi]| format!(" (95 % CI ×{lo:.3}–×{hi:.3})"));
+        out.push(match m.state {
+            MachineShiftState::Undetermined => format!(
+                "Every case moved together by ×{:.3} since the baseline's night ({}); it was taken out of each time-like series.",
+                m.ratio, m.reason
+            ),
+            _ => format!(
+                "Every case moved together by ×{:.3}{interval} since the baseline's night, over {} cases: {}. It was taken out of each time-like series, so a case that moved beyond it still stands out.",
+                m.ratio, m.cases, m.reason
+            ),
+        });
+    }
+    if let Some(noise) = &c.night_noise {
+        let sds: Vec<f64> = c.changes.iter().filter_map(|x| x.night_sd_pct).collect();
+        out.push(if sds.is_empty() {
+            format!(
+                "Night-to-night noise on this machine is not known yet ({} of {} nights in its history): the verdicts hold the noise between tonight's runs and the night's common shift, not how far one case moves from night to night by itself, so a change of a few percent in one case may be the night. It becomes known after {} more full nights; to judge a small change tonight, run both builds in one night with --against-bin (keep last night's binary).",
+                noise.nights,
+                crate::analysis::MIN_NIGHT_DIFFERENCES + 1,
+                noise.nights_missing().max(1)
+            )
+        } else {
+            let lo = sds.iter().copied().fold(f64::INFINITY, f64::min);
+            let hi = sds.iter().copied().fold(0.0, f64::max);
+            format!(
+                "Night-to-night noise from {} nights of this machine's history{}: a night's mean moves by {lo:.1}–{hi:.1} % (SD) per series, and that is inside every interval and p-value above.",
+                noise.nights,
+                match (noise.first_night, noise.last_night) {
+                    (Some(a), Some(b)) => format!(
+                        " ({} to {}, {} commits)",
+                        a.format("%Y-%m-%d"),
+                        b.format("%Y-%m-%d"),
+                        noise.commits
+                    ),
+                    _ => String::new(),
+                }
+            )
+        });
+    }
+    out.extend(advisory_sentence(c).map(|a| format!("Advisory: {a}.")));
+    out
 }
 
 fn optional(v: Option<f64>, decimals: usize, unit: &str) -> String {

@@ -69,6 +69,7 @@ impl Split {
 pub struct ControlSplit {
     pub split: Split,
     /// Runs in each group.
+    #[serde(default)]
     pub rounds: [usize; 2],
     /// Cases with runs in both groups.
     pub strata: usize,

@@ -41,10 +41,9 @@ pub use design::{
     PlanRefusal, plan_night, runs_for_verdicts,
 };
 pub use mde::{MDE_RULE, MdeTable, NoiseModel, t_quantile};
-pub use noise::NightSd;
 pub use night::{judge_night, regressed_benchmarks};
 pub use noise::{
-    MAX_HISTORY_NIGHTS, MIN_NIGHT_DIFFERENCES, NIGHT_NOISE_RULE, NightNoise, NightRecord,
+    MAX_HISTORY_NIGHTS, MIN_NIGHT_DIFFERENCES, NIGHT_NOISE_RULE, NightNoise, NightRecord, NightSd,
     SeriesNight, SeriesNoise,
 };
 
