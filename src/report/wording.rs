@@ -4,7 +4,7 @@
 //! each, so the console, summary.md and the HTML page say the same thing.
 
 use crate::analysis::{ChangeState, Comparison, MetricChange};
-use crate::model::{DaySummary, Findings, ServedParity, Status};
+use crate::model::{DaySummary, Findings, ProfileRecord, ServedParity, Status};
 
 pub fn figure(v: Option<f64>) -> String {
     v.map_or("—".into(), |v| format!("{v:.4}"))
@@ -12,6 +12,24 @@ pub fn figure(v: Option<f64>) -> String {
 
 pub fn interval(ci: Option<[f64; 2]>) -> String {
     ci.map_or("—".into(), |[a, b]| format!("{a:.3}–{b:.3}"))
+}
+
+/// "1042 samples at 199 Hz": with the requested rate where it was capped,
+/// the rate measured to be delivered, and the share of samples lost.
+pub fn profile_rates(p: &ProfileRecord) -> String {
+    let mut text = format!("{} samples at {} Hz", p.samples, p.effective_hz);
+    if let Some(requested) = p.requested_hz.filter(|r| *r != p.effective_hz) {
+        text.push_str(&format!(" (asked for {requested} Hz)"));
+    }
+    if let Some(delivered) = p.delivered_hz {
+        text.push_str(&format!(
+            "; the profiler delivers {delivered:.0} Hz on this machine (measured)"
+        ));
+    }
+    if let Some(lost) = p.lost_share_pct {
+        text.push_str(&format!("; samples lost: {lost:.1} %"));
+    }
+    text
 }
 
 pub fn mde(x: &MetricChange) -> String {

@@ -47,7 +47,20 @@ source = "the test's own assumption"
         // The profile counts all CPU time: recorded samples match the CPU
         // time at the sampling rate, and nothing in libc was dropped.
         let profile = &report["profiles"][0];
-        assert_eq!(profile["frequency_hz"], 199, "the shipped default");
+        assert_eq!(profile["requested_hz"], 199, "the shipped default");
+        assert_eq!(
+            profile["effective_hz"], 199,
+            "below the delivered rate: {profile:#}"
+        );
+        assert!(
+            profile["delivered_hz"].as_f64().unwrap() >= 199.0,
+            "{profile:#}"
+        );
+        assert!(
+            !report["warnings"].to_string().contains("profile_hz"),
+            "the default rate is not warned: {:#}",
+            report["warnings"]
+        );
         let expected = profile["cpu_s"].as_f64().unwrap() * 199.0;
         let samples = profile["samples"].as_f64().unwrap();
         // Nothing dropped: no shortfall beyond the timer's granularity. The
