@@ -52,8 +52,9 @@ pub fn share(share_pct: f64, ci95_pct: Option<[f64; 2]>) -> String {
 pub fn lost_samples_line(a: &BottleneckAnalysis) -> Option<String> {
     a.lost_share_pct.map(|pct| {
         format!(
-            "samples lost: {pct:.1} % of the profiled CPU time ({} samples), in no share",
-            a.lost_samples
+            "samples lost: {pct:.1} % of the profiled CPU time ({} sample{}), in no share",
+            a.lost_samples,
+            if a.lost_samples == 1 { "" } else { "s" }
         )
     })
 }
