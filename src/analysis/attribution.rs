@@ -12,8 +12,10 @@
 //!   compression, storage, agents); failing that, `allocator`, `memory
 //!   copy` or `runtime` when the innermost frame is one of theirs (malloc,
 //!   memcpy, a futex);
-//!   failing that, `other`. Samples the profiler could not record are
-//!   `unattributed`, both as function and as component.
+//!   failing that, `other`. The `[unattributed]` stack under which older
+//!   profiles kept the samples the profiler lost is `unattributed`; the
+//!   ranking takes it out before charging anything, since lost samples
+//!   belong to no function (they are reported apart).
 
 use crate::profile::{UNATTRIBUTED_FRAME, shared_library_of};
 

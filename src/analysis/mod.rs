@@ -22,8 +22,9 @@ pub use sweeps::{SweepCurve, sweep_curves};
 
 pub use bottlenecks::{
     AMDAHL_FORMULA, Bottleneck, BottleneckAnalysis, ComponentShare, Evidence, HeadlineFigure,
-    MissedTarget, ProfileEvidence, ROI_FORMULA, Ranking, RankingInputs, RemedyEstimate,
-    SEVERITY_RULE, Severity, WEEK1_ROI_FRACTION, amdahl, assign_weeks, rank_bottlenecks,
+    MissedTarget, PRECISION_PP, PRECISION_RULE, ProfileEvidence, ROI_FORMULA, Ranking,
+    RankingInputs, RemedyEstimate, SEVERITY_RULE, SHARE_CONFIDENCE, SHARE_RULE, SampleShortfall,
+    Severity, ShareEstimate, WEEK1_ROI_FRACTION, amdahl, assign_weeks, rank_bottlenecks,
 };
 pub use experiments::{
     CaseEffect, DayBenchmark, Experiment, ExperimentPair, ExperimentVerdict, ExperimentsFile,

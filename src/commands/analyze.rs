@@ -7,9 +7,9 @@ use chrono::Utc;
 
 use super::{CommandError, exit, write_json};
 use crate::analysis::{
-    AMDAHL_FORMULA, BottleneckAnalysis, HeadlineFigure, MissedTarget, ProfileEvidence, ROI_FORMULA,
-    RankingInputs, RemedyCatalog, ResolvedCatalog, SEVERITY_RULE, rank_bottlenecks, roofline,
-    roofline_inputs,
+    AMDAHL_FORMULA, BottleneckAnalysis, HeadlineFigure, MissedTarget, PRECISION_RULE,
+    ProfileEvidence, ROI_FORMULA, RankingInputs, RemedyCatalog, ResolvedCatalog, SEVERITY_RULE,
+    SHARE_RULE, rank_bottlenecks, roofline, roofline_inputs,
 };
 use crate::benchmarks::find_kind;
 use crate::campaign::{Campaign, parse_day_range};
@@ -96,7 +96,10 @@ pub fn run_analysis(
                 continue;
             };
             match FoldedStacks::read(Path::new(path)) {
-                Ok(stacks) => {
+                Ok(mut stacks) => {
+                    // Older profiles kept their lost samples as a stack,
+                    // and counted them in the record as well.
+                    let lost_samples = stacks.take_lost().max(record.lost_samples);
                     let measured_s = report
                         .results
                         .iter()
@@ -110,6 +113,8 @@ pub fn run_analysis(
                             samples: stacks.total_samples(),
                             folded_path: path.clone(),
                             measured_s,
+                            rate_hz: f64::from(record.effective_hz),
+                            lost_samples,
                         },
                         stacks,
                     ));
@@ -189,7 +194,13 @@ pub fn run_analysis(
             .collect(),
         profiles: profiles.into_iter().map(|(e, _)| e).collect(),
         total_samples: ranking.total_samples,
+        effective_samples: Some(ranking.effective_samples),
+        sample_rate_hz: Some(ranking.sample_rate_hz),
+        lost_samples: ranking.lost_samples,
+        lost_share_pct: Some(ranking.lost_share_pct),
         profiled_time_s: ranking.profiled_time_s,
+        share_rule: SHARE_RULE.into(),
+        precision_rule: PRECISION_RULE.into(),
         severity_rule: SEVERITY_RULE.into(),
         amdahl_formula: AMDAHL_FORMULA.into(),
         roi_formula: ROI_FORMULA.into(),

@@ -393,7 +393,21 @@ pub struct TargetVerdict {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProfileRecord {
     pub benchmark: String,
-    pub frequency_hz: u32,
+    /// The rate the campaign (or `--profile-hz`) asked for; absent from
+    /// reports written before the rate was capped.
+    #[serde(default)]
+    pub requested_hz: Option<u32>,
+    /// The rate the timer was set to: the requested one, capped at the
+    /// delivered one. Each recorded sample stands for 1 / this seconds of CPU.
+    #[serde(alias = "frequency_hz")]
+    pub effective_hz: u32,
+    /// The rate the sampler was measured to deliver in this process (the
+    /// timer asked for the most it allows); `None` when it could not be
+    /// measured, or in older reports.
+    #[serde(default)]
+    pub delivered_hz: Option<f64>,
+    /// Samples recorded (in reports written before lost samples were
+    /// counted apart, these included them).
     pub samples: u64,
     /// Wall time of the profiled pass.
     pub duration_s: f64,
@@ -402,14 +416,17 @@ pub struct ProfileRecord {
     pub flamegraph_path: Option<String>,
     /// Each case measured without and then with the profiler running.
     pub overhead: Vec<ProfileOverhead>,
-    /// The process's CPU time while sampling: `samples` is meant to be
-    /// this × `frequency_hz`.
+    /// The process's CPU time while sampling: recorded and lost samples
+    /// together are meant to be this × `effective_hz`.
     #[serde(default)]
     pub cpu_s: Option<f64>,
-    /// Of `samples`, those the sampler could not record, kept as the
-    /// `[unattributed]` stack so shares add up to all CPU time.
+    /// CPU time × `effective_hz` − recorded samples, when positive: samples
+    /// the sampler lost. They are in no share.
+    #[serde(default, alias = "unattributed_samples")]
+    pub lost_samples: u64,
+    /// Lost ÷ (recorded + lost) samples, in %; `None` without the CPU time.
     #[serde(default)]
-    pub unattributed_samples: u64,
+    pub lost_share_pct: Option<f64>,
     pub error: Option<String>,
 }
 

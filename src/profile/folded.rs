@@ -1,7 +1,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::ProfileError;
+use super::{ProfileError, UNATTRIBUTED_FRAME};
 
 /// Collapsed stacks: root first, one line per distinct stack with its
 /// sample count (Brendan Gregg's folded format, as inferno reads it).
@@ -138,6 +138,21 @@ impl FoldedStacks {
         functions
     }
 
+    /// Takes out the stack older profiles kept their lost samples under
+    /// (`[unattributed]`) and returns its count: those samples were never
+    /// recorded, so they belong to no function and to no share.
+    pub fn take_lost(&mut self) -> u64 {
+        let mut taken = 0;
+        self.stacks.retain(|stack, count| {
+            let is_lost = stack.rsplit(';').next() == Some(UNATTRIBUTED_FRAME);
+            if is_lost {
+                taken += *count;
+            }
+            !is_lost
+        });
+        taken
+    }
+
     /// Adds another profile's stacks (e.g. several benchmarks of a day).
     pub fn merge(&mut self, other: &FoldedStacks) {
         for (s, c) in &other.stacks {
@@ -149,6 +164,7 @@ impl FoldedStacks {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile::UNATTRIBUTED_THREAD;
 
     fn stacks() -> FoldedStacks {
         FoldedStacks::parse(
@@ -174,6 +190,22 @@ mod tests {
         assert_eq!(stacks().total_samples(), 12);
         // The thread name (first frame) is not a function.
         assert!(f.iter().all(|x| x.function != "main"));
+    }
+
+    #[test]
+    fn the_lost_samples_of_older_profiles_are_taken_out() {
+        let text = format!(
+            "main;run;a 30\n{UNATTRIBUTED_THREAD};{UNATTRIBUTED_FRAME} 90\nmain;run;b 10\n"
+        );
+        let mut s = FoldedStacks::parse(&text, Path::new("t")).unwrap();
+        assert_eq!(s.take_lost(), 90);
+        assert_eq!(s.total_samples(), 40);
+        assert!(
+            s.functions()
+                .iter()
+                .all(|f| f.function != UNATTRIBUTED_FRAME)
+        );
+        assert_eq!(s.take_lost(), 0);
     }
 
     #[test]

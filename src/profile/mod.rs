@@ -10,13 +10,16 @@ mod sampler;
 
 pub use flamegraph::{FlameGraphTitle, render_differential, render_flamegraph};
 pub use folded::{FoldedStacks, FunctionSamples};
-pub use sampler::{CpuProfile, CpuSampler, DEFAULT_PROFILE_HZ, MAX_PROFILE_HZ};
+pub use sampler::{
+    CpuProfile, CpuSampler, DEFAULT_PROFILE_HZ, DeliveredRate, MAX_PROFILE_HZ, delivered_rate,
+};
 
 use std::path::PathBuf;
 
-/// The thread and frame of the samples a profile could not record: CPU
-/// time × frequency − recorded samples. They stay in the profile so that
-/// every share is a share of all CPU time.
+/// The thread and frame under which profiles written before the lost
+/// samples were counted apart kept them (CPU time × frequency − recorded
+/// samples): reading such a profile takes that stack out again
+/// ([`FoldedStacks::take_lost`]), so it is never ranked as a function.
 pub const UNATTRIBUTED_THREAD: &str = "[unattributed]";
 pub const UNATTRIBUTED_FRAME: &str = "[unattributed: CPU time the sampler could not record]";
 
@@ -35,6 +38,8 @@ pub enum ProfileError {
     Start(String),
     #[error("cannot build the CPU profile: {0}")]
     Build(String),
+    #[error("cannot measure the rate the profiler delivers: {0}")]
+    Probe(String),
     #[error(
         "the profile has no samples: profile for longer (seconds, not milliseconds) or raise profile_hz"
     )]

@@ -1,14 +1,22 @@
 use std::collections::HashMap;
+use std::sync::OnceLock;
 use std::time::Instant;
 
 use pprof::protos::Message;
 
-use super::{FoldedStacks, ProfileError, UNATTRIBUTED_FRAME, UNATTRIBUTED_THREAD};
+use super::{FoldedStacks, ProfileError};
 
 /// What the notes measured: the timer tops out near 250 Hz on the kernels
 /// this runs on, and 199 Hz stays clear of it and of 100 Hz periodic work.
 pub const DEFAULT_PROFILE_HZ: u32 = 199;
+/// The most a campaign may ask for; what it gets is capped by
+/// [`delivered_rate`].
 pub const MAX_PROFILE_HZ: u32 = 1000;
+
+/// CPU time the rate probe spins for: about 60 samples at 250 Hz, so the
+/// measured rate is good to a few per cent, for a fraction of a second
+/// once per process.
+const PROBE_CPU_S: f64 = 0.3;
 
 /// A running sampler. pprof allows one per process: the runner profiles one
 /// benchmark at a time.
@@ -21,11 +29,12 @@ pub struct CpuSampler {
 
 /// What a finished sampler collected.
 pub struct CpuProfile {
-    /// Every recorded sample, plus an `[unattributed]` stack for the CPU
-    /// time the sampler could not record, so shares add up to all of it.
+    /// The samples the profiler recorded, and nothing else: the samples it
+    /// lost are counted in `lost_samples`, not drawn as a stack.
     pub folded: FoldedStacks,
     /// The pprof protobuf (gzip not applied), for `go tool pprof` and speedscope.
     pub pprof: Vec<u8>,
+    /// The rate the timer was set to.
     pub frequency_hz: u32,
     pub duration_s: f64,
     /// The process's CPU time (user + system) while sampling.
@@ -34,7 +43,28 @@ pub struct CpuProfile {
     pub recorded_samples: u64,
     /// CPU time × frequency − recorded samples, when positive: samples
     /// lost (taken inside the unwinder, or while the profiler was busy).
-    pub unattributed_samples: u64,
+    pub lost_samples: u64,
+}
+
+impl CpuProfile {
+    /// The lost samples' share of all the CPU time's samples (recorded and
+    /// lost), in %; unknown without the CPU time.
+    pub fn lost_share_pct(&self) -> Option<f64> {
+        self.cpu_s?;
+        let all = self.recorded_samples + self.lost_samples;
+        (all > 0).then(|| 100.0 * self.lost_samples as f64 / all as f64)
+    }
+}
+
+/// The sampling rate the profiler delivers on this machine, measured.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DeliveredRate {
+    /// Recorded samples per second of process CPU time, with the timer
+    /// asked for [`MAX_PROFILE_HZ`].
+    pub delivered_hz: f64,
+    /// What the probe ran on.
+    pub probe_cpu_s: f64,
+    pub probe_samples: u64,
 }
 
 /// User plus system CPU time of the whole process, in seconds.
@@ -48,21 +78,71 @@ fn process_cpu_s() -> Option<f64> {
     Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
 }
 
+fn profiler(frequency_hz: u32) -> Result<pprof::ProfilerGuard<'static>, ProfileError> {
+    pprof::ProfilerGuardBuilder::default()
+        .frequency(frequency_hz.clamp(1, MAX_PROFILE_HZ) as i32)
+        // Only the unwinder's own library: a sample taken while a
+        // thread is inside libgcc's unwinder (a panic unwinding) would
+        // re-enter it while its caches are half updated. Samples in
+        // libc, the vDSO or libpthread are unwound and kept: on Linux,
+        // libgcc finds their frame tables without taking a lock
+        // (no frames are registered at run time, and glibc ≥ 2.35
+        // offers the lock-free _dl_find_object). Whatever is still
+        // lost is counted from the CPU time.
+        .blocklist(&["libgcc"])
+        .build()
+        .map_err(|e| ProfileError::Start(e.to_string()))
+}
+
+/// The rate the sampler delivers here, measured once per process and kept:
+/// the timer asked for [`MAX_PROFILE_HZ`] while this thread spins for
+/// [`PROBE_CPU_S`] of CPU time. Kernels fire the profiling timer from
+/// their scheduler tick, so it cannot deliver more than the tick rate per
+/// CPU-second whatever it is asked for; the probe finds that ceiling.
+/// Must not be called while a [`CpuSampler`] runs (one profiler per process).
+pub fn delivered_rate() -> Result<DeliveredRate, ProfileError> {
+    static MEASURED: OnceLock<Result<DeliveredRate, String>> = OnceLock::new();
+    MEASURED
+        .get_or_init(|| probe().map_err(|e| e.to_string()))
+        .clone()
+        .map_err(ProfileError::Probe)
+}
+
+fn probe() -> Result<DeliveredRate, ProfileError> {
+    let no_cpu_time = || ProfileError::Probe("the process's CPU time cannot be read".into());
+    let guard = profiler(MAX_PROFILE_HZ)?;
+    let start = process_cpu_s().ok_or_else(no_cpu_time)?;
+    let mut spent = 0.0;
+    let mut x = 0x9e37_79b9_u64;
+    while spent < PROBE_CPU_S {
+        // Arithmetic only: no allocation or system call for the sampler
+        // to land in, between the CPU-time readings.
+        for _ in 0..200_000 {
+            x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).rotate_left(7));
+        }
+        spent = process_cpu_s().ok_or_else(no_cpu_time)? - start;
+    }
+    let report = guard
+        .report()
+        .build_unresolved()
+        .map_err(|e| ProfileError::Build(e.to_string()))?;
+    let samples: u64 = report
+        .data
+        .values()
+        .map(|count| u64::try_from(*count).unwrap_or(0))
+        .sum();
+    drop(guard);
+    Ok(DeliveredRate {
+        delivered_hz: samples as f64 / spent,
+        probe_cpu_s: spent,
+        probe_samples: samples,
+    })
+}
+
 impl CpuSampler {
     pub fn start(frequency_hz: u32) -> Result<Self, ProfileError> {
-        let guard = pprof::ProfilerGuardBuilder::default()
-            .frequency(frequency_hz.clamp(1, MAX_PROFILE_HZ) as i32)
-            // Only the unwinder's own library: a sample taken while a
-            // thread is inside libgcc's unwinder (a panic unwinding) would
-            // re-enter it while its caches are half updated. Samples in
-            // libc, the vDSO or libpthread are unwound and kept: on Linux,
-            // libgcc finds their frame tables without taking a lock
-            // (no frames are registered at run time, and glibc ≥ 2.35
-            // offers the lock-free _dl_find_object). Whatever is still
-            // lost is counted as `[unattributed]` from the CPU time.
-            .blocklist(&["libgcc"])
-            .build()
-            .map_err(|e| ProfileError::Start(e.to_string()))?;
+        let frequency_hz = frequency_hz.clamp(1, MAX_PROFILE_HZ);
+        let guard = profiler(frequency_hz)?;
         Ok(Self {
             guard,
             frequency_hz,
@@ -92,43 +172,42 @@ impl CpuSampler {
         // it lies in. Mirrors pprof's own resolution: the signal handler's
         // frame and the trampoline after it are dropped, and so are frames
         // without a symbol.
-        let mut folded =
-            FoldedStacks::from_stacks(unresolved.data.iter().map(|(frames, count)| {
-                let name =
-                    &frames.thread_name[..frames.thread_name_length.min(frames.thread_name.len())];
-                let thread = if name.is_empty() {
-                    format!("{:?}", frames.thread_id)
-                } else {
-                    String::from_utf8_lossy(name).into_owned()
-                };
-                let mut inner_first: Vec<String> = Vec::new();
-                let mut walk = frames.frames.iter();
-                while let Some(frame) = walk.next() {
-                    // Innermost first within the frame, as backtrace lists inlined symbols.
-                    let mut symbols = Vec::new();
-                    let mut in_handler = false;
-                    backtrace::resolve_frame(frame, |symbol| {
-                        let name = symbol
-                            .name()
-                            .map_or_else(|| "Unknown".to_string(), |n| format!("{n:#}"));
-                        in_handler |= name == "perf_signal_handler";
-                        symbols.push(qualified(name, symbol.filename()));
-                    });
-                    if in_handler {
-                        walk.next();
-                        continue;
-                    }
-                    let library = modules.shared_library(frame.ip());
-                    inner_first.extend(symbols.into_iter().map(|s| match &library {
-                        Some(library) => format!("{s} [{library}]"),
-                        None => s,
-                    }));
+        let folded = FoldedStacks::from_stacks(unresolved.data.iter().map(|(frames, count)| {
+            let name =
+                &frames.thread_name[..frames.thread_name_length.min(frames.thread_name.len())];
+            let thread = if name.is_empty() {
+                format!("{:?}", frames.thread_id)
+            } else {
+                String::from_utf8_lossy(name).into_owned()
+            };
+            let mut inner_first: Vec<String> = Vec::new();
+            let mut walk = frames.frames.iter();
+            while let Some(frame) = walk.next() {
+                // Innermost first within the frame, as backtrace lists inlined symbols.
+                let mut symbols = Vec::new();
+                let mut in_handler = false;
+                backtrace::resolve_frame(frame, |symbol| {
+                    let name = symbol
+                        .name()
+                        .map_or_else(|| "Unknown".to_string(), |n| format!("{n:#}"));
+                    in_handler |= name == "perf_signal_handler";
+                    symbols.push(qualified(name, symbol.filename()));
+                });
+                if in_handler {
+                    walk.next();
+                    continue;
                 }
-                let stack: Vec<String> = std::iter::once(thread)
-                    .chain(inner_first.into_iter().rev())
-                    .collect();
-                (stack, u64::try_from(*count).unwrap_or(0))
-            }));
+                let library = modules.shared_library(frame.ip());
+                inner_first.extend(symbols.into_iter().map(|s| match &library {
+                    Some(library) => format!("{s} [{library}]"),
+                    None => s,
+                }));
+            }
+            let stack: Vec<String> = std::iter::once(thread)
+                .chain(inner_first.into_iter().rev())
+                .collect();
+            (stack, u64::try_from(*count).unwrap_or(0))
+        }));
         let pprof = self
             .guard
             .report()
@@ -139,16 +218,7 @@ impl CpuSampler {
         drop(self.guard);
         let recorded_samples = folded.total_samples();
         let expected = cpu_s.map(|cpu| (cpu * f64::from(self.frequency_hz)).round() as u64);
-        let unattributed_samples = expected.map_or(0, |e| e.saturating_sub(recorded_samples));
-        if unattributed_samples > 0 {
-            folded.merge(&FoldedStacks::from_stacks([(
-                vec![
-                    UNATTRIBUTED_THREAD.to_string(),
-                    UNATTRIBUTED_FRAME.to_string(),
-                ],
-                unattributed_samples,
-            )]));
-        }
+        let lost_samples = expected.map_or(0, |e| e.saturating_sub(recorded_samples));
         Ok(CpuProfile {
             folded,
             pprof,
@@ -156,7 +226,7 @@ impl CpuSampler {
             duration_s,
             cpu_s,
             recorded_samples,
-            unattributed_samples,
+            lost_samples,
         })
     }
 }

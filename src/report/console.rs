@@ -1,7 +1,9 @@
 use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, Color, Table};
 
-use super::wording::{day_counts_sentence, parity_sentence, status_name};
+use super::wording::{
+    day_counts_sentence, lost_samples_line, parity_sentence, severity, share, status_name,
+};
 use crate::model::{DailyReport, Status, Verdict};
 
 fn fmt(value: Option<f64>) -> String {
@@ -141,12 +143,12 @@ pub fn render_bottleneck_table(analysis: &crate::analysis::BottleneckAnalysis) -
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header([
         "#",
-        "severity",
+        "severity (95 % range)",
         "component",
         "function",
-        "share %",
+        "share % (95 % CI)",
         "remedy",
-        "est. speed-up",
+        "est. speed-up (range)",
         "ROI s/run/day",
     ]);
     for b in analysis.identified_bottlenecks.iter().take(10) {
@@ -158,24 +160,41 @@ pub fn render_bottleneck_table(analysis: &crate::analysis::BottleneckAnalysis) -
         };
         table.add_row(vec![
             Cell::new(b.rank),
-            Cell::new(format!("{:?}", b.severity).to_uppercase()),
+            Cell::new(severity(b.severity, b.severity_range, b.severity_settled)),
             Cell::new(&b.component),
             Cell::new(function),
-            Cell::new(format!("{:.1}", b.share_pct)),
+            Cell::new(share(b.share_pct, b.share_ci95_pct)),
             Cell::new(b.remedy.as_deref().unwrap_or("— (no catalog entry)")),
-            Cell::new(
-                b.estimated_speedup
-                    .map_or("—".into(), |s| format!("×{s:.3}")),
-            ),
+            Cell::new(match (b.estimated_speedup, b.estimated_speedup_range) {
+                (Some(s), Some([lo, hi])) => format!("×{s:.3} (×{lo:.3}–×{hi:.3})"),
+                (Some(s), None) => format!("×{s:.3}"),
+                _ => "—".into(),
+            }),
             Cell::new(fmt(b.estimated_roi)),
         ]);
     }
+    let effective = analysis
+        .effective_samples
+        .filter(|n| (*n - analysis.total_samples as f64).abs() >= 0.5)
+        .map_or(String::new(), |n| format!(" ({n:.0} effective)"));
+    let rate = analysis
+        .sample_rate_hz
+        .map_or(String::new(), |hz| format!(" at {hz:.0} Hz"));
     let mut out = format!(
-        "{table}\n{} samples from {} profiles over {:.1} s of measured time",
+        "{table}\n{} samples{effective} from {} profiles{rate} over {:.1} s of measured time",
         analysis.total_samples,
         analysis.profiles.len(),
         analysis.profiled_time_s
     );
+    if let Some(line) = lost_samples_line(analysis) {
+        out.push_str(&format!("\n{line}"));
+    }
+    if analysis.effective_samples.is_some() {
+        out.push_str(&format!(
+            "\nshares are of the recorded CPU time, with 95 % intervals; wanted to ±{} points",
+            crate::analysis::PRECISION_PP
+        ));
+    }
     for note in &analysis.notes {
         out.push_str(&format!("\nnote: {note}"));
     }

@@ -12,8 +12,8 @@ use std::fmt::Write;
 use super::escape_markup;
 use super::svg::{Band, Bar, LinePlot, RatioRow, Series, horizontal_bars, num, ratio_bars};
 use super::wording::{
-    blind_spot_sentence, comparison_counts_sentence, day_counts_sentence, night_sentences,
-    findings_sentences, mde, parity_sentence, state, state_name, status_name,
+    blind_spot_sentence, comparison_counts_sentence, day_counts_sentence, findings_sentences,
+    mde, night_sentences, parity_sentence, profile_rates, state, state_name, status_name,
 };
 use crate::analysis::{ChangeState, Comparison};
 use crate::model::{BenchmarkResult, DailyReport, Findings, Status, Verdict};
@@ -559,11 +559,10 @@ pub fn render_html(
                 Some(path) => {
                     let _ = write!(
                         out,
-                        "<li><a href=\"{}\">{}</a> — {} samples at {} Hz; profiler overhead {}</li>",
+                        "<li><a href=\"{}\">{}</a> — {}; profiler overhead {}</li>",
                         escape_markup(&flame_graph_href(path)),
                         escape_markup(&p.benchmark),
-                        p.samples,
-                        p.frequency_hz,
+                        escape_markup(&profile_rates(p)),
                         p.overhead
                             .iter()
                             .map(|o| format!("{} ×{:.3}", escape_markup(&o.case), o.slowdown))

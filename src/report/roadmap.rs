@@ -6,15 +6,37 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::markdown::{Align, MarkdownTable, code};
+use super::wording::{lost_samples_line, severity, share};
 use crate::analysis::{Bottleneck, BottleneckAnalysis, RemedyEstimate, WEEK1_ROI_FRACTION};
+
+/// The text with its first letter in capitals.
+fn sentence(text: &str) -> String {
+    let mut chars = text.chars();
+    chars.next().map_or_else(String::new, |first| {
+        first.to_uppercase().chain(chars).collect()
+    })
+}
+
+/// A share as the fraction p, with its 95 % interval when the analysis has one.
+fn p_with_interval(share_pct: f64, ci95_pct: Option<[f64; 2]>) -> String {
+    match ci95_pct {
+        Some([lo, hi]) => format!(
+            "{:.3} (95 % {:.3}–{:.3})",
+            share_pct / 100.0,
+            lo / 100.0,
+            hi / 100.0
+        ),
+        None => format!("{:.3}", share_pct / 100.0),
+    }
+}
 
 fn item(out: &mut String, r: &RemedyEstimate, profiled_time_s: f64) {
     let _ = writeln!(out, "#### {}\n", r.remedy);
     let _ = writeln!(
         out,
-        "- Evidence: {} of the profiled samples ({:.1} %) in {} ({}): {}.",
+        "- Evidence: {} of the profiled samples ({}) in {} ({}): {}.",
         r.samples,
-        r.share_pct,
+        share(r.share_pct, r.share_ci95_pct),
         r.components.join(", "),
         if r.functions.len() == 1 {
             "1 function".to_string()
@@ -54,8 +76,8 @@ fn item(out: &mut String, r: &RemedyEstimate, profiled_time_s: f64) {
         None => {
             let _ = writeln!(
                 out,
-                "- Amdahl estimate: p = {:.3}, s = {low}–{high} (assumed, not measured; source: {}) → overall ×{:.3} (range ×{:.3}–×{:.3}).",
-                r.share_pct / 100.0,
+                "- Amdahl estimate: p = {}, s = {low}–{high} (assumed, not measured; source: {}) → overall ×{:.3} (range ×{:.3}–×{:.3}).",
+                p_with_interval(r.share_pct, r.share_ci95_pct),
                 r.speedup_source,
                 r.estimated_speedup,
                 r.estimated_speedup_range[0],
@@ -109,11 +131,22 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
     let _ = writeln!(out, "## Executive summary\n");
     let _ = writeln!(
         out,
-        "{} profile samples from {} profiled benchmarks, which took {:.1} s of measured time. Time by component (share of samples):\n",
+        "{} profile samples from {} profiled benchmarks, which took {:.1} s of measured time. Time by component ({}):\n",
         a.total_samples,
         a.profiles.len(),
-        a.profiled_time_s
+        a.profiled_time_s,
+        if a.effective_samples.is_some() {
+            "share of the recorded CPU time, with its 95 % interval"
+        } else {
+            "share of samples"
+        }
     );
+    if !a.share_rule.is_empty() {
+        let _ = writeln!(out, "Shares: {}.\n", a.share_rule);
+    }
+    if let Some(line) = lost_samples_line(a) {
+        let _ = writeln!(out, "{}.\n", sentence(&line));
+    }
     let mut components = MarkdownTable::new(&[
         ("component", Align::Left),
         ("samples", Align::Right),
@@ -124,8 +157,8 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
         components.row([
             c.component.clone(),
             c.samples.to_string(),
-            format!("{:.1} %", c.share_pct),
-            format!("{:?}", c.severity),
+            share(c.share_pct, c.share_ci95_pct),
+            severity(c.severity, c.severity_range, c.severity_settled),
         ]);
     }
     let _ = write!(out, "{components}");
@@ -195,7 +228,7 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
             (i + 1).to_string(),
             r.remedy.clone(),
             r.components.join(", "),
-            format!("{:.3}", r.share_pct / 100.0),
+            p_with_interval(r.share_pct, r.share_ci95_pct),
             speedup_cell(r),
             format!(
                 "×{:.3} ({})",
@@ -213,24 +246,39 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
     }
     let _ = write!(out, "{remedies}");
     let _ = writeln!(out, "\n## Bottlenecks by share\n\n{}.\n", a.severity_rule);
+    if !a.precision_rule.is_empty() {
+        let _ = writeln!(out, "{}.\n", sentence(&a.precision_rule));
+    }
     let mut bottlenecks = MarkdownTable::new(&[
         ("#", Align::Right),
-        ("severity", Align::Left),
+        ("severity (95 % range)", Align::Left),
         ("component", Align::Left),
         ("function", Align::Left),
-        ("share (charged)", Align::Right),
+        ("share (charged, 95 % CI)", Align::Right),
         ("share (on stack)", Align::Right),
         ("samples", Align::Right),
+        ("for the stated precision", Align::Right),
     ]);
     for b in &a.identified_bottlenecks {
         bottlenecks.row([
             b.rank.to_string(),
-            format!("{:?}", b.severity),
+            severity(b.severity, b.severity_range, b.severity_settled),
             b.component.clone(),
             code(&b.function),
-            format!("{:.1} %", b.share_pct),
+            share(b.share_pct, b.share_ci95_pct),
             format!("{:.1} %", b.total_share_pct),
             b.evidence.samples.to_string(),
+            match (&b.precision_shortfall, b.share_ci95_pct) {
+                (Some(s), _) => {
+                    format!(
+                        "{} more samples ({:.1} CPU-s)",
+                        s.more_samples, s.more_cpu_s
+                    )
+                }
+                (None, Some(_)) => "met".into(),
+                // An analysis written before shares had intervals.
+                (None, None) => "—".into(),
+            },
         ]);
     }
     let _ = write!(out, "{bottlenecks}");
@@ -269,8 +317,10 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
         for b in unmatched {
             let _ = writeln!(
                 out,
-                "- `{}` ({}, {:.1} %)",
-                b.function, b.component, b.share_pct
+                "- `{}` ({}, {})",
+                b.function,
+                b.component,
+                share(b.share_pct, b.share_ci95_pct)
             );
         }
         let _ = writeln!(out);
@@ -310,8 +360,16 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
     for p in &a.profiles {
         let _ = writeln!(
             out,
-            "- day {} `{}`: {} samples, `{}`",
-            p.day, p.benchmark, p.samples, p.folded_path
+            "- day {} `{}`: {} samples{}, `{}`",
+            p.day,
+            p.benchmark,
+            p.samples,
+            if p.rate_hz > 0.0 {
+                format!(" at {:.0} Hz", p.rate_hz)
+            } else {
+                String::new()
+            },
+            p.folded_path
         );
     }
     if let Some(r) = &a.roofline {
@@ -350,4 +408,100 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
         let _ = writeln!(out, "\n> note: {note}");
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::{
+        AMDAHL_FORMULA, PRECISION_RULE, ProfileEvidence, ROI_FORMULA, RankingInputs, RemedyCatalog,
+        SEVERITY_RULE, SHARE_RULE, rank_bottlenecks,
+    };
+    use crate::profile::FoldedStacks;
+
+    /// 57 recorded samples (13 in `hot`) and 3 lost, analysed as
+    /// `campaign analyze` does.
+    fn short_analysis() -> BottleneckAnalysis {
+        let stacks =
+            FoldedStacks::parse("t;main;hot 13\nt;main;cold 44\n", Path::new("p")).unwrap();
+        let evidence = ProfileEvidence {
+            day: 1,
+            benchmark: "bench".into(),
+            samples: 57,
+            folded_path: "p.folded".into(),
+            measured_s: 1.0,
+            rate_hz: 199.0,
+            lost_samples: 3,
+        };
+        let catalog: RemedyCatalog = toml::from_str(
+            "[[remedy]]\nfunction_contains = \"hot\"\nremedy = \"cool it\"\nspeedup = [1.5, 3.0]\neffort_days = 1\nrisk = \"low\"\nsource = \"test\"\n",
+        )
+        .unwrap();
+        let r = rank_bottlenecks(&RankingInputs {
+            profiles: &[(evidence.clone(), stacks)],
+            catalog: &catalog,
+        });
+        BottleneckAnalysis {
+            generated_at: chrono::Utc::now(),
+            campaign: "c".into(),
+            days: vec![1],
+            reports: Vec::new(),
+            profiles: vec![evidence],
+            total_samples: r.total_samples,
+            effective_samples: Some(r.effective_samples),
+            sample_rate_hz: Some(r.sample_rate_hz),
+            lost_samples: r.lost_samples,
+            lost_share_pct: Some(r.lost_share_pct),
+            profiled_time_s: r.profiled_time_s,
+            share_rule: SHARE_RULE.into(),
+            precision_rule: PRECISION_RULE.into(),
+            severity_rule: SEVERITY_RULE.into(),
+            amdahl_formula: AMDAHL_FORMULA.into(),
+            roi_formula: ROI_FORMULA.into(),
+            remedies_file: "test".into(),
+            components: r.components,
+            identified_bottlenecks: r.bottlenecks,
+            remedy_plan: r.remedy_plan,
+            missed_targets: Vec::new(),
+            headlines: Vec::new(),
+            roofline: None,
+            notes: r.notes,
+        }
+    }
+
+    /// The writers show what the analysis computed: each share with its
+    /// interval, the class with the classes the interval spans, the lost
+    /// share on its own line, and what the stated precision still needs.
+    #[test]
+    fn shares_are_written_with_their_intervals_and_the_lost_share_apart() {
+        let a = short_analysis();
+        let hot = &a.identified_bottlenecks[1];
+        assert_eq!(hot.function, "hot");
+        let need = hot.precision_shortfall.as_ref().unwrap();
+        let roadmap = render_roadmap(&a, Path::new("a.json"));
+        for needle in [
+            "| HIGH (MEDIUM–CRITICAL) | other | `hot` | 22.8 % (13.8–35.2) |",
+            "Samples lost: 5.0 % of the profiled CPU time (3 samples), in no share.",
+            "Stated precision: ±5 percentage points at 95 %",
+            &format!(
+                "| {} more samples ({:.1} CPU-s) |",
+                need.more_samples, need.more_cpu_s
+            ),
+            "p = 0.228 (95 % 0.138–0.352)",
+            "> note: precision: 2 of the 2 listed shares are wider than ±5 points",
+        ] {
+            assert!(roadmap.contains(needle), "{needle} missing:\n{roadmap}");
+        }
+        let console = crate::report::render_bottleneck_table(&a);
+        for needle in [
+            "HIGH (MEDIUM–CRITICAL)",
+            "22.8 % (13.8–35.2)",
+            "\nsamples lost: 5.0 % of the profiled CPU time (3 samples), in no share",
+            "wanted to ±5 points",
+        ] {
+            assert!(console.contains(needle), "{needle} missing:\n{console}");
+        }
+        // Lost samples are no component and no function.
+        assert!(!console.contains("unattributed") && !roadmap.contains("| unattributed |"));
+    }
 }

@@ -3,8 +3,8 @@
 //! night could not see, and a case's conclusions as sentences. One copy
 //! each, so the console, summary.md and the HTML page say the same thing.
 
-use crate::analysis::{ChangeState, Comparison, MetricChange};
-use crate::model::{DaySummary, Findings, ServedParity, Status};
+use crate::analysis::{BottleneckAnalysis, ChangeState, Comparison, MetricChange, Severity};
+use crate::model::{DaySummary, Findings, ProfileRecord, ServedParity, Status};
 
 pub fn figure(v: Option<f64>) -> String {
     v.map_or("—".into(), |v| format!("{v:.4}"))
@@ -12,6 +12,69 @@ pub fn figure(v: Option<f64>) -> String {
 
 pub fn interval(ci: Option<[f64; 2]>) -> String {
     ci.map_or("—".into(), |[a, b]| format!("{a:.3}–{b:.3}"))
+}
+
+pub fn severity_name(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "CRITICAL",
+        Severity::High => "HIGH",
+        Severity::Medium => "MEDIUM",
+        Severity::Low => "LOW",
+    }
+}
+
+/// "HIGH (MEDIUM–CRITICAL)": the measured share's class, then the classes
+/// its interval spans; "CRITICAL (settled)" when the interval lies in one.
+/// Older analyses have no range: the class alone.
+pub fn severity(class: Severity, range: Option<[Severity; 2]>, settled: bool) -> String {
+    match range {
+        Some(_) if settled => format!("{} (settled)", severity_name(class)),
+        Some([low, high]) => format!(
+            "{} ({}–{})",
+            severity_name(class),
+            severity_name(low),
+            severity_name(high)
+        ),
+        None => severity_name(class).to_string(),
+    }
+}
+
+/// "22.8 % (13.8–35.2)": a share and its 95 % interval, in %.
+pub fn share(share_pct: f64, ci95_pct: Option<[f64; 2]>) -> String {
+    match ci95_pct {
+        Some([lo, hi]) => format!("{share_pct:.1} % ({lo:.1}–{hi:.1})"),
+        None => format!("{share_pct:.1} %"),
+    }
+}
+
+/// "samples lost: 3.1 % of the profiled CPU time (57 samples), in no share";
+/// `None` for an analysis written before lost samples were counted apart.
+pub fn lost_samples_line(a: &BottleneckAnalysis) -> Option<String> {
+    a.lost_share_pct.map(|pct| {
+        format!(
+            "samples lost: {pct:.1} % of the profiled CPU time ({} sample{}), in no share",
+            a.lost_samples,
+            if a.lost_samples == 1 { "" } else { "s" }
+        )
+    })
+}
+
+/// "1042 samples at 199 Hz": with the requested rate where it was capped,
+/// the rate measured to be delivered, and the share of samples lost.
+pub fn profile_rates(p: &ProfileRecord) -> String {
+    let mut text = format!("{} samples at {} Hz", p.samples, p.effective_hz);
+    if let Some(requested) = p.requested_hz.filter(|r| *r != p.effective_hz) {
+        text.push_str(&format!(" (asked for {requested} Hz)"));
+    }
+    if let Some(delivered) = p.delivered_hz {
+        text.push_str(&format!(
+            "; the profiler delivers {delivered:.0} Hz on this machine (measured)"
+        ));
+    }
+    if let Some(lost) = p.lost_share_pct {
+        text.push_str(&format!("; samples lost: {lost:.1} %"));
+    }
+    text
 }
 
 pub fn mde(x: &MetricChange) -> String {

@@ -179,8 +179,12 @@ pub fn run_day(
             progress.note(&format!(
                 "{name}: profiling pass at {hz} Hz (the results above come from the unprofiled pass)"
             ));
-            match profiling::start(hz) {
+            match profiling::start(name, hz) {
                 Ok(sampler) => {
+                    if let Some(warning) = &sampler.warning {
+                        progress.note(warning);
+                        warnings.push(warning.clone());
+                    }
                     let (profiled, abandoned) = run_silently(spec, &ctx, opts.quick, interrupt);
                     warnings.extend(abandoned);
                     profiles.push(profiling::finish(

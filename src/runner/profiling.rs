@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::model::{BenchmarkResult, ProfileOverhead, ProfileRecord};
 use crate::output::write_atomically;
-use crate::profile::{CpuSampler, FlameGraphTitle, render_flamegraph};
+use crate::profile::{CpuSampler, FlameGraphTitle, delivered_rate, render_flamegraph};
 
 /// Which benchmarks get a profiled pass.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,8 +39,74 @@ pub struct ProfileOptions {
     pub flame_dir: PathBuf,
 }
 
-pub(super) fn start(frequency_hz: u32) -> Result<CpuSampler, String> {
-    CpuSampler::start(frequency_hz).map_err(|e| e.to_string())
+/// A sampler started at the effective rate, and how that rate was chosen.
+pub(super) struct StartedSampler {
+    sampler: CpuSampler,
+    rate: SamplingRate,
+    /// For the day's warnings: the requested rate was above the delivered
+    /// one, or the delivered one could not be measured.
+    pub warning: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct SamplingRate {
+    requested_hz: u32,
+    effective_hz: u32,
+    delivered_hz: Option<f64>,
+}
+
+/// The requested rate, capped at the delivered one: samples asked for
+/// beyond it would never be taken, and counting them as lost would make
+/// the lost share the largest "function" of every profile.
+fn capped(requested_hz: u32, delivered_hz: f64) -> SamplingRate {
+    let effective_hz = if f64::from(requested_hz) <= delivered_hz {
+        requested_hz
+    } else {
+        // The timer takes whole hertz: below the ceiling, not at its noise.
+        (delivered_hz.floor() as u32).max(1)
+    };
+    SamplingRate {
+        requested_hz,
+        effective_hz,
+        delivered_hz: Some(delivered_hz),
+    }
+}
+
+fn cap_warning(benchmark: &str, rate: SamplingRate) -> Option<String> {
+    let delivered = rate.delivered_hz?;
+    (rate.effective_hz < rate.requested_hz).then(|| {
+        format!(
+            "{benchmark}: profile_hz {} Hz is above the {delivered:.0} Hz the profiler delivers on this machine (measured); sampled at {} Hz instead",
+            rate.requested_hz, rate.effective_hz
+        )
+    })
+}
+
+/// Starts a sampler at `requested_hz`, capped at the rate measured to be
+/// delivered here.
+pub(super) fn start(benchmark: &str, requested_hz: u32) -> Result<StartedSampler, String> {
+    let (rate, warning) = match delivered_rate() {
+        Ok(measured) => {
+            let rate = capped(requested_hz, measured.delivered_hz);
+            (rate, cap_warning(benchmark, rate))
+        }
+        Err(e) => (
+            SamplingRate {
+                requested_hz,
+                effective_hz: requested_hz,
+                delivered_hz: None,
+            },
+            Some(format!(
+                "{benchmark}: sampled at {requested_hz} Hz, not checked against the delivered rate: {e}"
+            )),
+        ),
+    };
+    let sampler = CpuSampler::start(rate.effective_hz).map_err(|e| e.to_string())?;
+    Ok(StartedSampler {
+        sampler,
+        rate,
+        warning,
+    })
 }
 
 /// What a profile is of: its files are named and titled after it.
@@ -53,7 +119,7 @@ pub(super) struct ProfiledBenchmark<'a> {
 
 /// Writes the profile's files and builds its record.
 pub(super) fn finish(
-    sampler: CpuSampler,
+    started: StartedSampler,
     of: &ProfiledBenchmark<'_>,
     options: &ProfileOptions,
     unprofiled: &[BenchmarkResult],
@@ -65,9 +131,12 @@ pub(super) fn finish(
         run_id,
         campaign,
     } = *of;
+    let StartedSampler { sampler, rate, .. } = started;
     let mut record = ProfileRecord {
         benchmark: benchmark.to_string(),
-        frequency_hz: 0,
+        requested_hz: Some(rate.requested_hz),
+        effective_hz: rate.effective_hz,
+        delivered_hz: rate.delivered_hz,
         samples: 0,
         duration_s: 0.0,
         folded_path: None,
@@ -75,7 +144,8 @@ pub(super) fn finish(
         flamegraph_path: None,
         overhead: overhead(unprofiled, profiled),
         cpu_s: None,
-        unattributed_samples: 0,
+        lost_samples: 0,
+        lost_share_pct: None,
         error: None,
     };
     let profile = match sampler.finish() {
@@ -85,11 +155,12 @@ pub(super) fn finish(
             return record;
         }
     };
-    record.frequency_hz = profile.frequency_hz;
-    record.samples = profile.folded.total_samples();
+    record.effective_hz = profile.frequency_hz;
+    record.samples = profile.recorded_samples;
     record.duration_s = profile.duration_s;
     record.cpu_s = profile.cpu_s;
-    record.unattributed_samples = profile.unattributed_samples;
+    record.lost_samples = profile.lost_samples;
+    record.lost_share_pct = profile.lost_share_pct();
     let write = |path: PathBuf, bytes: &[u8]| -> Result<String, String> {
         write_atomically(&path, bytes).map_err(|e| e.to_string())?;
         Ok(path.display().to_string())
@@ -112,11 +183,18 @@ pub(super) fn finish(
     let title = FlameGraphTitle {
         title: format!(
             "{benchmark} — day {day} — {} samples",
-            profile.folded.total_samples()
+            profile.recorded_samples
         ),
         subtitle: Some(format!(
-            "campaign {campaign}; pprof at {} Hz over {:.1} s",
-            profile.frequency_hz, profile.duration_s
+            "campaign {campaign}; pprof at {} Hz over {:.1} s{}",
+            profile.frequency_hz,
+            profile.duration_s,
+            profile
+                .lost_share_pct()
+                .filter(|pct| *pct > 0.0)
+                .map_or(String::new(), |pct| format!(
+                    "; {pct:.1} % of the samples lost (not drawn)"
+                ))
         )),
     };
     match render_flamegraph(&profile.folded, &title)
@@ -163,4 +241,25 @@ fn overhead(unprofiled: &[BenchmarkResult], profiled: &[BenchmarkResult]) -> Vec
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_above_the_delivered_one_is_capped_and_warned() {
+        let rate = capped(1000, 249.6);
+        assert_eq!((rate.requested_hz, rate.effective_hz), (1000, 249));
+        let warning = cap_warning("decode", rate).unwrap();
+        assert!(
+            warning.contains("1000 Hz") && warning.contains("250 Hz") && warning.contains("249 Hz"),
+            "{warning}"
+        );
+        // The default stays as it is, without a word.
+        let rate = capped(199, 249.6);
+        assert_eq!(rate.effective_hz, 199);
+        assert_eq!(cap_warning("decode", rate), None);
+        assert_eq!(capped(5, 0.4).effective_hz, 1);
+    }
 }

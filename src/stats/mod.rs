@@ -2,11 +2,13 @@
 //! intervals and outlier flags. Kept apart from `report` (which only formats)
 //! and from `runner` (which only records).
 
+mod proportion;
 mod rank;
 mod recorder;
 mod summary;
 mod trend;
 
+pub use proportion::{kish_effective_n, samples_for_half_width, two_sided_z, wilson_interval};
 pub use rank::{
     CONFIDENCE, RankDistribution, ShiftTest, benjamini_hochberg, median, paired_shift,
     stratified_rank_sum_p, two_sample_shift,
