@@ -44,7 +44,11 @@ const HISTORY: usize = 10;
 const PLANTED: usize = 6;
 
 fn case_name(c: usize) -> String {
-    format!("{}[case={}]", BENCHMARKS[c / CASES_PER_BENCHMARK], c % CASES_PER_BENCHMARK)
+    format!(
+        "{}[case={}]",
+        BENCHMARKS[c / CASES_PER_BENCHMARK],
+        c % CASES_PER_BENCHMARK
+    )
 }
 
 /// A headline metric of one run whose mean is `value` (a run contributes
@@ -258,7 +262,9 @@ fn measure(
         // A swing of ±drift over about 18 slots: a few runs of one day.
         let drift = machine.drift * (0.35 * position + night.drift_phase).sin();
         let results: Vec<BenchmarkResult> = (0..CASES)
-            .filter(|c| only.is_none_or(|o| o.iter().any(|b| b == BENCHMARKS[c / CASES_PER_BENCHMARK])))
+            .filter(|c| {
+                only.is_none_or(|o| o.iter().any(|b| b == BENCHMARKS[c / CASES_PER_BENCHMARK]))
+            })
             .map(|c| {
                 let base = 10.0 * (c % CASES_PER_BENCHMARK + 1) as f64;
                 let log = night.common
@@ -332,22 +338,50 @@ struct Tally {
 }
 
 /// One judged night: baseline, history, tonight and its re-run.
-fn night(scenario: &Scenario, factor: &dyn Fn(usize) -> f64, rng: &mut ChaCha8Rng) -> (Comparison, DailyReport) {
+fn night(
+    scenario: &Scenario,
+    factor: &dyn Fn(usize) -> f64,
+    rng: &mut ChaCha8Rng,
+) -> (Comparison, DailyReport) {
     let (save_runs, runs) = shipped_runs();
     let machine = &scenario.machine;
     let none = |_: usize| 1.0;
     let mut baseline_night = Night::new(machine, 0, rng);
-    let baseline = measure(machine, &mut baseline_night, save_runs, &none, None, Mishaps::default(), rng);
+    let baseline = measure(
+        machine,
+        &mut baseline_night,
+        save_runs,
+        &none,
+        None,
+        Mishaps::default(),
+        rng,
+    );
     let history: Vec<NightRecord> = (1..=scenario.history)
         .filter_map(|n| {
             let mut past = Night::new(machine, n, rng);
-            let r = measure(machine, &mut past, runs, &none, None, Mishaps::default(), rng);
+            let r = measure(
+                machine,
+                &mut past,
+                runs,
+                &none,
+                None,
+                Mishaps::default(),
+                rng,
+            );
             HistoryEntry::from_report(&r, "past").night_record()
         })
         .collect();
     let noise = NightNoise::estimate(&history);
     let mut tonight_night = Night::new(machine, scenario.history + 1, rng);
-    let tonight = measure(machine, &mut tonight_night, runs, factor, None, scenario.mishaps, rng);
+    let tonight = measure(
+        machine,
+        &mut tonight_night,
+        runs,
+        factor,
+        None,
+        scenario.mishaps,
+        rng,
+    );
     let settings = CompareSettings::default();
     let comparison = judge_night(
         &baseline,
@@ -423,29 +457,88 @@ fn scenarios() -> Vec<Scenario> {
         mishaps: Mishaps::default(),
     };
     vec![
-        with("night offsets 1 %", Machine { night_common: 0.01, ..machine }),
-        with("night offsets 3 %", Machine { night_common: 0.03, ..machine }),
-        with("night offsets 5 %", Machine { night_common: 0.05, ..machine }),
+        with(
+            "night offsets 1 %",
+            Machine {
+                night_common: 0.01,
+                ..machine
+            },
+        ),
+        with(
+            "night offsets 3 %",
+            Machine {
+                night_common: 0.03,
+                ..machine
+            },
+        ),
+        with(
+            "night offsets 5 %",
+            Machine {
+                night_common: 0.05,
+                ..machine
+            },
+        ),
         Scenario {
             history: 0,
-            ..with("night offsets 5 %, no history", Machine { night_common: 0.05, ..machine })
+            ..with(
+                "night offsets 5 %, no history",
+                Machine {
+                    night_common: 0.05,
+                    ..machine
+                },
+            )
         },
-        with("round-shared 3 %", Machine { round: 0.03, night_common: 0.03, ..machine }),
-        with("round-shared 5 %", Machine { round: 0.05, night_common: 0.03, ..machine }),
-        with("drift ±20 % over the slots", Machine { drift: 0.2, night_common: 0.03, ..machine }),
+        with(
+            "round-shared 3 %",
+            Machine {
+                round: 0.03,
+                night_common: 0.03,
+                ..machine
+            },
+        ),
+        with(
+            "round-shared 5 %",
+            Machine {
+                round: 0.05,
+                night_common: 0.03,
+                ..machine
+            },
+        ),
+        with(
+            "drift ±20 % over the slots",
+            Machine {
+                drift: 0.2,
+                night_common: 0.03,
+                ..machine
+            },
+        ),
         Scenario {
             mishaps: Mishaps {
                 lost_slot: Some(2),
                 failed_slot: None,
             },
-            ..with("a lost child", Machine { night_common: 0.03, round: 0.03, ..machine })
+            ..with(
+                "a lost child",
+                Machine {
+                    night_common: 0.03,
+                    round: 0.03,
+                    ..machine
+                },
+            )
         },
         Scenario {
             mishaps: Mishaps {
                 lost_slot: None,
                 failed_slot: Some(4),
             },
-            ..with("a failed run", Machine { night_common: 0.03, round: 0.03, ..machine })
+            ..with(
+                "a failed run",
+                Machine {
+                    night_common: 0.03,
+                    round: 0.03,
+                    ..machine
+                },
+            )
         },
     ]
 }
@@ -456,7 +549,11 @@ fn the_shipped_plan_can_declare_a_one_case_regression() {
     // The workflow saves 7 runs and runs 6 against them each night.
     assert_eq!((save, nightly), (7, 6));
     let design = campaign::analysis::GateDesign::unpaired(save, nightly, COMPARISONS);
-    assert!(design.declarable_overlap >= Some(1), "{}", design.describe());
+    assert!(
+        design.declarable_overlap >= Some(1),
+        "{}",
+        design.describe()
+    );
 }
 
 #[test]
@@ -481,7 +578,10 @@ fn aa_nights_do_not_fail_under_a_real_nights_noise() {
             );
         }
         if scenario.mishaps.failed_slot.is_some() || scenario.mishaps.lost_slot.is_some() {
-            assert_eq!(t.failed_runs_counted, TRIALS, "every failed or lost run is counted");
+            assert_eq!(
+                t.failed_runs_counted, TRIALS,
+                "every failed or lost run is counted"
+            );
         } else {
             assert_eq!(t.failed_runs_counted, 0);
         }
@@ -529,22 +629,43 @@ fn only_benjamini_hochberg_keeps_this_comparison_from_being_declared() {
     let steady = [10.0, 10.01, 10.02, 10.03, 10.04, 10.05, 10.06];
     let night_of = |runs: &dyn Fn(usize) -> [f64; 7]| -> DailyReport {
         let reports: Vec<DailyReport> = (0..7)
-            .map(|slot| report((0..CASES).map(|c| result(c, runs(c)[slot], Status::Ok)).collect(), 0))
+            .map(|slot| {
+                report(
+                    (0..CASES)
+                        .map(|c| result(c, runs(c)[slot], Status::Ok))
+                        .collect(),
+                    0,
+                )
+            })
             .collect();
-        let refs: Vec<(u32, &DailyReport)> = reports.iter().enumerate().map(|(s, r)| (s as u32, r)).collect();
+        let refs: Vec<(u32, &DailyReport)> = reports
+            .iter()
+            .enumerate()
+            .map(|(s, r)| (s as u32, r))
+            .collect();
         DailyReport::pooled(&refs, &[]).unwrap()
     };
     // Only the latency moved: the planted case's throughput is steady, so
     // this is the night's one small p.
     let steady_throughput = |mut r: DailyReport| {
-        for x in r.results.iter_mut().filter(|x| x.case_id == case_name(PLANTED)) {
-            x.run_values
-                .insert("items_per_s".into(), steady.iter().map(|v| 1000.0 / v).collect());
+        for x in r
+            .results
+            .iter_mut()
+            .filter(|x| x.case_id == case_name(PLANTED))
+        {
+            x.run_values.insert(
+                "items_per_s".into(),
+                steady.iter().map(|v| 1000.0 / v).collect(),
+            );
         }
         r
     };
-    let baseline = steady_throughput(night_of(&|c| if c == PLANTED { baseline_runs } else { steady }));
-    let tonight = steady_throughput(night_of(&|c| if c == PLANTED { tonight_runs } else { steady }));
+    let baseline = steady_throughput(night_of(&|c| {
+        if c == PLANTED { baseline_runs } else { steady }
+    }));
+    let tonight = steady_throughput(night_of(&|c| {
+        if c == PLANTED { tonight_runs } else { steady }
+    }));
     let c = judge_night(
         &baseline,
         &tonight,
@@ -650,7 +771,15 @@ fn interleaved(planted: f64, lost: Option<u32>, seed: u64) -> (usize, usize) {
                     1.0
                 }
             };
-            let one = measure(&machine, &mut night, 1, &factor, None, Mishaps::default(), &mut rng);
+            let one = measure(
+                &machine,
+                &mut night,
+                1,
+                &factor,
+                None,
+                Mishaps::default(),
+                &mut rng,
+            );
             if lost == Some(slot.index) {
                 runs.lost.push((*slot, "killed".into()));
             } else {
@@ -692,7 +821,10 @@ fn interleaved_nights_cancel_drift_and_a_lost_run_costs_only_its_pair() {
     assert!(false_alarms * 100 <= TRIALS, "{false_alarms} A/A failures");
     let (hits, false_alarms) = interleaved(2.0, Some(5), 9);
     assert!(hits * 100 >= TRIALS * 99, "{hits} of {TRIALS}");
-    assert!(false_alarms * 100 <= TRIALS, "{false_alarms} nights failed elsewhere");
+    assert!(
+        false_alarms * 100 <= TRIALS,
+        "{false_alarms} nights failed elsewhere"
+    );
     let (hits, _) = interleaved(1.15, None, 10);
     assert!(hits * 100 >= TRIALS * 80, "{hits} of {TRIALS}");
 }
@@ -726,7 +858,15 @@ fn experiment_trials(planted_speedup: f64, seed: u64) -> [usize; 5] {
                     1.0
                 }
             };
-            let one = measure(&machine, &mut night, 1, &factor, Some(&["ttft".to_string()]), Mishaps::default(), &mut rng);
+            let one = measure(
+                &machine,
+                &mut night,
+                1,
+                &factor,
+                Some(&["ttft".to_string()]),
+                Mishaps::default(),
+                &mut rng,
+            );
             if slot.index == 3 {
                 runs.lost.push((*slot, "killed".into()));
             } else {
@@ -757,13 +897,29 @@ fn measure_experiment(runs: &SittingRuns) -> campaign::analysis::Measurement {
 #[test]
 fn an_experiment_measures_a_planted_speedup_inside_its_own_interval() {
     let [gain, loss, covered, _, outside] = experiment_trials(2.0, 11);
-    assert_eq!((gain, loss), (TRIALS, 0), "a halved time is a gain every time");
-    assert!(covered * 100 >= TRIALS * 90, "×2 inside the interval {covered} of {TRIALS}");
-    assert_eq!(outside, 0, "the speed-up is the estimate of its own interval");
+    assert_eq!(
+        (gain, loss),
+        (TRIALS, 0),
+        "a halved time is a gain every time"
+    );
+    assert!(
+        covered * 100 >= TRIALS * 90,
+        "×2 inside the interval {covered} of {TRIALS}"
+    );
+    assert_eq!(
+        outside, 0,
+        "the speed-up is the estimate of its own interval"
+    );
 
     let [gain, loss, covered, _, outside] = experiment_trials(1.0, 12);
-    assert!(gain + loss <= TRIALS / 100, "{gain} gains, {loss} losses from a null toggle");
-    assert!(covered * 100 >= TRIALS * 90, "×1 inside the interval {covered} of {TRIALS}");
+    assert!(
+        gain + loss <= TRIALS / 100,
+        "{gain} gains, {loss} losses from a null toggle"
+    );
+    assert!(
+        covered * 100 >= TRIALS * 90,
+        "×1 inside the interval {covered} of {TRIALS}"
+    );
     assert_eq!(outside, 0);
 
     // 10 % faster in 3 % noise and the machine's drift between the runs

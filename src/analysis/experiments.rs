@@ -293,7 +293,10 @@ pub fn measure(pairs: &[ExperimentPair<'_>], settings: &CompareSettings) -> Meas
         (Some(c), _) if c.state == ChangeState::Regressed => ExperimentVerdict::Loss,
         _ if !verdict_cmp.design.can_declare => ExperimentVerdict::Undeclarable,
         (_, Some([lo, hi])) if lo <= 1.0 && hi >= 1.0 => ExperimentVerdict::NoGainShown,
-        (Some(c), _) if c.p_value.is_some_and(|p| p < super::regression::P_THRESHOLD) => {
+        (Some(c), _)
+            if c.p_value
+                .is_some_and(|p| p < super::regression::P_THRESHOLD) =>
+        {
             ExperimentVerdict::BelowThreshold
         }
         _ => ExperimentVerdict::Inconclusive,

@@ -33,7 +33,9 @@ impl ExperimentVerdict {
             Self::Loss => "loss",
             Self::NoGainShown => "no gain shown (the interval includes ×1)",
             Self::BelowThreshold => "a change below the threshold",
-            Self::Inconclusive => "inconclusive (the interval excludes ×1, but p is above the gate's level)",
+            Self::Inconclusive => {
+                "inconclusive (the interval excludes ×1, but p is above the gate's level)"
+            }
             Self::Undeclarable => "undeclarable (too few complete pairs for any verdict)",
             Self::NotMeasured => "not measured (too few complete pairs)",
         }

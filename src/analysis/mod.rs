@@ -28,24 +28,22 @@ pub use bottlenecks::{
 };
 pub use experiments::{
     CaseEffect, DayBenchmark, Experiment, ExperimentPair, ExperimentVerdict, ExperimentsFile,
-    MeasuredRemedy,
-    Measurement, PROFILED_FORMULA, ProfiledEffect, SPEEDUP_FORMULA, TIME_FORMULA, TIME_SERIES,
-    apply_measurements, by_day, measure, on_profiled_time,
+    MeasuredRemedy, Measurement, PROFILED_FORMULA, ProfiledEffect, SPEEDUP_FORMULA, TIME_FORMULA,
+    TIME_SERIES, apply_measurements, by_day, measure, on_profiled_time,
 };
 pub use history::{
     CHANGE_RULE, CHANGE_WINDOW, HistoryEntry, PERSISTENCE_MIN, PERSISTENCE_WINDOW, change_points,
     label_persistence,
 };
 pub use regression::{
-    AaControl, COMMON_SHIFT_RULE, CONTROL_P, MAX_HISTORY_NIGHTS, MIN_COMMON_CASES,
-    MIN_NIGHT_DIFFERENCES, CONTROL_RULE, ChangeState, CompareSettings,
-    Comparison, ControlSplit, DEFAULT_THRESHOLD_PCT, FDR, GateDesign, MAX_RUNS, MDE_RULE,
-    MIN_RUNS, MachineShift, MachineShiftState, MetricChange, NIGHT_NOISE_RULE, NightNoise,
-    NightOutcome, NightPlan, NightRecord, NightRequest, P_THRESHOLD, PairedSeries, Pairing,
-    PlanRefusal, SeriesNight, SeriesNoise, Split, compare_paired, compare_reports, compare_rerun,
-    comparisons_in, confirm_with_rerun, is_time_like, judge_night, night_control, paired_series,
-    plan_night,
-    regressed_benchmarks, runs_for_verdicts, series_key,
+    AaControl, COMMON_SHIFT_RULE, CONTROL_P, CONTROL_RULE, ChangeState, CompareSettings,
+    Comparison, ControlSplit, DEFAULT_THRESHOLD_PCT, FDR, GateDesign, MAX_HISTORY_NIGHTS, MAX_RUNS,
+    MDE_RULE, MIN_COMMON_CASES, MIN_NIGHT_DIFFERENCES, MIN_RUNS, MachineShift, MachineShiftState,
+    MetricChange, NIGHT_NOISE_RULE, NightNoise, NightOutcome, NightPlan, NightRecord, NightRequest,
+    NightSd, P_THRESHOLD, PairedSeries, Pairing, PlanRefusal, SeriesNight, SeriesNoise, Split,
+    compare_paired, compare_reports, compare_rerun, comparisons_in, confirm_with_rerun,
+    is_time_like, judge_night, night_control, paired_series, plan_night, regressed_benchmarks,
+    runs_for_verdicts, series_key,
 };
 pub use remedies::{Remedy, RemedyCatalog, RemedyError, ResolvedCatalog, Risk};
 pub use roofline::{Roofline, RooflineInputs, RooflinePoint, roofline, roofline_inputs};

@@ -13,8 +13,8 @@ use super::analyze::campaign_remedies;
 use super::{CommandError, exit, write_json};
 use crate::analysis::{
     BottleneckAnalysis, CompareSettings, DEFAULT_THRESHOLD_PCT, DayBenchmark, Experiment,
-    ExperimentVerdict, ExperimentsFile, GateDesign, Pairing, Remedy, RemedyCatalog,
-    RemedyEstimate, by_day, measure, on_profiled_time, runs_for_verdicts,
+    ExperimentVerdict, ExperimentsFile, GateDesign, Pairing, Remedy, RemedyCatalog, RemedyEstimate,
+    by_day, measure, on_profiled_time, runs_for_verdicts,
 };
 use crate::benchmarks::planned_comparisons;
 use crate::campaign::{BenchmarkSpec, Campaign, Toggle, load_campaign_toggled};
@@ -301,14 +301,22 @@ fn run_one(
         if slot.warmup {
             eprintln!("  untimed warm-up run: {side}");
         } else {
-            eprintln!("  run {} of {total} (pair {}): {side}", slot.index + 1, slot.pair + 1);
+            eprintln!(
+                "  run {} of {total} (pair {}): {side}",
+                slot.index + 1,
+                slot.pair + 1
+            );
         }
         let mut day_reports = Vec::new();
         for (day, names) in &days {
             let out = root.join(format!(
                 "{}_{}_day_{day}",
                 if slot.warmup { "warmup" } else { "run" },
-                if slot.warmup { side.to_string() } else { slot.index.to_string() }
+                if slot.warmup {
+                    side.to_string()
+                } else {
+                    slot.index.to_string()
+                }
             ));
             let mut child_args = child_arguments(args, campaign, layout, &out, *day, names)?;
             if slot.warmup && !args.quick {
@@ -349,7 +357,11 @@ fn run_one(
         quick: args.quick,
         benchmarks: plan.benchmarks.clone(),
         order_seed: seed,
-        order: schedule.arms().into_iter().map(|a| arm_name(a).to_string()).collect(),
+        order: schedule
+            .arms()
+            .into_iter()
+            .map(|a| arm_name(a).to_string())
+            .collect(),
         measurement: measure(&outcome.pairs(), settings),
         on_profiled_time: None,
         warnings,

@@ -20,9 +20,9 @@ use crate::report::{
     render_comparison_table, render_summary_table, write_artifact, write_day_artifacts,
 };
 use crate::runner::{
-    Arm, CancelFlag, ChildError, ChildRun, ProfileOptions, ProfileSelection, RunOptions,
-    Schedule, SittingRuns, Slot, SlotRun, configure_threads, console_progress,
-    install_interrupt_handler, run_child, run_day, run_sitting, select_benchmarks,
+    Arm, CancelFlag, ChildError, ChildRun, ProfileOptions, ProfileSelection, RunOptions, Schedule,
+    SittingRuns, Slot, SlotRun, configure_threads, console_progress, install_interrupt_handler,
+    run_child, run_day, run_sitting, select_benchmarks,
 };
 
 #[derive(Debug, Clone)]
@@ -171,14 +171,12 @@ impl Night<'_> {
             self.interrupt,
             progress.as_mut(),
             &mut |result| {
-                if let Err(e) = write_metrics_file(layout, self.args.day, &options.run_id, result)
-                {
+                if let Err(e) = write_metrics_file(layout, self.args.day, &options.run_id, result) {
                     write_failures.push(e);
                 }
                 // One line per result as soon as it exists, for CI to tail.
                 let line = serde_json::to_string(result).map_err(|e| e.to_string());
-                if let Err(e) =
-                    line.and_then(|l| writeln!(jsonl, "{l}").map_err(|e| e.to_string()))
+                if let Err(e) = line.and_then(|l| writeln!(jsonl, "{l}").map_err(|e| e.to_string()))
                 {
                     write_failures.push(format!("{}: {e}", jsonl_path.display()));
                 }
@@ -205,8 +203,7 @@ impl Night<'_> {
     ) -> Result<u8, CommandError> {
         let report = self.measure_in_children(&self.args.only, runs, true)?;
         for result in &report.results {
-            if let Err(e) = write_metrics_file(self.layout, self.args.day, &report.run_id, result)
-            {
+            if let Err(e) = write_metrics_file(self.layout, self.args.day, &report.run_id, result) {
                 eprintln!("error: {e}");
             }
         }
@@ -395,9 +392,14 @@ impl Night<'_> {
         report.warnings.extend(lost_warnings(&outcome));
         // A run of the other build that failed fails the night too.
         for failed in other_report.results.iter().flat_map(|r| {
-            r.failed_runs
-                .iter()
-                .map(move |f| format!("{} (the other build, run {}): {}", r.case_id, f.slot + 1, f.reason))
+            r.failed_runs.iter().map(move |f| {
+                format!(
+                    "{} (the other build, run {}): {}",
+                    r.case_id,
+                    f.slot + 1,
+                    f.reason
+                )
+            })
         }) {
             report.warnings.push(failed);
         }
@@ -422,10 +424,7 @@ impl Night<'_> {
     fn finish(
         &self,
         mut report: DailyReport,
-        compare: impl FnOnce(
-            &DailyReport,
-            &[HistoryEntry],
-        ) -> Result<Option<Comparison>, CommandError>,
+        compare: impl FnOnce(&DailyReport, &[HistoryEntry]) -> Result<Option<Comparison>, CommandError>,
     ) -> Result<u8, CommandError> {
         let (campaign, layout, args) = (self.campaign, self.layout, self.args);
         // Analyses that belong in the day report are made once it is measured.
@@ -518,7 +517,10 @@ impl Night<'_> {
 
 /// What one child run of a sitting gave: a child that refused the day
 /// (exit 2) stops the sitting; one that left no report loses its slot.
-fn slot_outcome(ran: Result<ChildRun, ChildError>, program: &Path) -> Result<SlotRun, CommandError> {
+fn slot_outcome(
+    ran: Result<ChildRun, ChildError>,
+    program: &Path,
+) -> Result<SlotRun, CommandError> {
     match ran {
         Ok(run) if run.exit_code == Some(i32::from(exit::USAGE)) => {
             Err(CommandError::AgainstBin(format!(

@@ -10,8 +10,8 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use super::escape_markup;
 use super::markdown::{Align, MarkdownTable, code};
 use super::wording::{
-    blind_spot_sentence, comparison_counts_sentence, day_counts_sentence, night_sentences,
-    figure, findings_sentences, interval, mde, state, status_name,
+    blind_spot_sentence, comparison_counts_sentence, day_counts_sentence, figure,
+    findings_sentences, interval, mde, night_sentences, state, status_name,
 };
 use crate::analysis::{ChangeState, Comparison};
 use crate::model::{DailyReport, Status, Verdict};

@@ -12,8 +12,8 @@ use std::fmt::Write;
 use super::escape_markup;
 use super::svg::{Band, Bar, LinePlot, RatioRow, Series, horizontal_bars, num, ratio_bars};
 use super::wording::{
-    blind_spot_sentence, comparison_counts_sentence, day_counts_sentence, findings_sentences,
-    mde, night_sentences, parity_sentence, profile_rates, state, state_name, status_name,
+    blind_spot_sentence, comparison_counts_sentence, day_counts_sentence, findings_sentences, mde,
+    night_sentences, parity_sentence, profile_rates, state, state_name, status_name,
 };
 use crate::analysis::{ChangeState, Comparison};
 use crate::model::{BenchmarkResult, DailyReport, Findings, Status, Verdict};

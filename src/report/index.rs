@@ -45,7 +45,10 @@ pub fn render_index(index: &CampaignIndex<'_>) -> String {
         out.push_str("<table><tr><th>day</th><th>title</th><th>newest run</th><th>what it found</th><th>files</th></tr>");
         for d in &index.days {
             let r = d.report;
-            let class = if r.summary.failed > 0 || r.summary.failed_runs > 0 || r.summary.targets_missed > 0 {
+            let class = if r.summary.failed > 0
+                || r.summary.failed_runs > 0
+                || r.summary.targets_missed > 0
+            {
                 " class=\"failed\""
             } else {
                 ""

@@ -216,9 +216,9 @@ pub fn night_sentences(c: &Comparison) -> Vec<String> {
         NightOutcome::TooNoisy => format!("Verdict: {}; exit 5.", c.outcome_reason),
     }];
     if let Some(m) = &c.machine_shift {
-        let interval = m
-            .ratio_ci95
-            .map_or(String::new(), |[lo, hi]| format!(" (95 % CI ×{lo:.3}–×{hi:.3})"));
+        let interval = m.ratio_ci95.map_or(String::new(), |[lo, hi]| {
+            format!(" (95 % CI ×{lo:.3}–×{hi:.3})")
+        });
         out.push(match m.state {
             MachineShiftState::Undetermined => format!(
                 "Every case moved together by ×{:.3} since the baseline's night ({}); it was taken out of each time-like series.",

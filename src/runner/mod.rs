@@ -14,13 +14,13 @@ mod threads;
 
 pub use calibrate::calibrate;
 pub use day::{RunOptions, run_day, select_benchmarks};
-pub use sitting::{
-    Arm, ChildError, ChildRun, Schedule, SittingRuns, Slot, SlotRun, run_child, run_sitting,
-};
 pub use interrupt::{CancelFlag, install_interrupt_handler};
 pub use plan::iteration_plan;
 pub use profiling::{ProfileOptions, ProfileSelection};
 pub use progress::{Progress, SilentProgress, console_progress};
+pub use sitting::{
+    Arm, ChildError, ChildRun, Schedule, SittingRuns, Slot, SlotRun, run_child, run_sitting,
+};
 pub use threads::share_model_cache;
 
 /// Sets the compute thread count for candle and rayon. Must run before any

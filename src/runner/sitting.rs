@@ -383,7 +383,8 @@ mod tests {
             "pair 1 lost its run at slot 2; the others keep theirs"
         );
         for (pair, a, b) in pairs {
-            let slot_of = |r: &DailyReport| r.run_id.trim_start_matches("slot ").parse::<u32>().unwrap();
+            let slot_of =
+                |r: &DailyReport| r.run_id.trim_start_matches("slot ").parse::<u32>().unwrap();
             assert_eq!(slot_of(a) / 2, pair);
             assert_eq!(slot_of(b) / 2, pair);
             assert_ne!(slot_of(a), slot_of(b));

@@ -72,7 +72,11 @@ impl MachineShift {
 
 /// The common shift of the cases' shifts; `threshold` and `night_sd` on
 /// the log scale. `None` with fewer than [`MIN_COMMON_CASES`] cases.
-pub fn common_shift(cases: &[CaseShift], threshold: f64, night_sd: Option<f64>) -> Option<MachineShift> {
+pub fn common_shift(
+    cases: &[CaseShift],
+    threshold: f64,
+    night_sd: Option<f64>,
+) -> Option<MachineShift> {
     let n = cases.len();
     if n < MIN_COMMON_CASES {
         return None;
@@ -170,16 +174,31 @@ mod tests {
     #[test]
     fn a_night_that_moved_together_is_one_machine_shift_and_one_odd_case_does_not_move_it() {
         let t = 1.05f64.ln();
-        let together = common_shift(&shifts(&[0.10, 0.11, 0.09, 0.10, 0.12, 0.10, 0.09, 0.11]), t, None).unwrap();
+        let together = common_shift(
+            &shifts(&[0.10, 0.11, 0.09, 0.10, 0.12, 0.10, 0.09, 0.11]),
+            t,
+            None,
+        )
+        .unwrap();
         assert_eq!(together.state, MachineShiftState::Slower);
         assert!((together.ratio - 0.10f64.exp()).abs() < 0.01);
         // One case 2× slower among seven that did not move.
-        let one = common_shift(&shifts(&[0.0, 0.01, -0.01, 0.69, 0.0, 0.005, -0.005, 0.01]), t, None).unwrap();
+        let one = common_shift(
+            &shifts(&[0.0, 0.01, -0.01, 0.69, 0.0, 0.005, -0.005, 0.01]),
+            t,
+            None,
+        )
+        .unwrap();
         assert_eq!(one.state, MachineShiftState::Within);
         assert!(one.shift_log().abs() < 0.01);
         // The machine's night noise widens the interval: 10 % is within
         // nights that vary by 8 % SD.
-        let noisy = common_shift(&shifts(&[0.10, 0.11, 0.09, 0.10, 0.12, 0.10, 0.09, 0.11]), t, Some(0.08)).unwrap();
+        let noisy = common_shift(
+            &shifts(&[0.10, 0.11, 0.09, 0.10, 0.12, 0.10, 0.09, 0.11]),
+            t,
+            Some(0.08),
+        )
+        .unwrap();
         assert_eq!(noisy.state, MachineShiftState::Within);
         assert!(common_shift(&shifts(&[0.1, 0.1]), t, None).is_none());
     }

@@ -116,7 +116,10 @@ pub struct ControlSeries<'a> {
 
 /// Runs the control over the night's cases.
 pub fn aa_control(series: &[ControlSeries<'_>]) -> AaControl {
-    let mut rounds: Vec<u32> = series.iter().flat_map(|s| s.rounds.iter().copied()).collect();
+    let mut rounds: Vec<u32> = series
+        .iter()
+        .flat_map(|s| s.rounds.iter().copied())
+        .collect();
     rounds.sort_unstable();
     rounds.dedup();
     let splits: Vec<ControlSplit> = [Split::OddEven, Split::Halves]
@@ -139,7 +142,14 @@ fn round_scores(series: &[ControlSeries<'_>], rounds: &[u32]) -> Vec<Option<f64>
         .iter()
         .filter_map(|s| {
             let m = median(s.runs)?;
-            Some((m, s.rounds.iter().copied().zip(s.runs.iter().map(|v| v - m)).collect()))
+            Some((
+                m,
+                s.rounds
+                    .iter()
+                    .copied()
+                    .zip(s.runs.iter().map(|v| v - m))
+                    .collect(),
+            ))
         })
         .collect();
     rounds
@@ -255,7 +265,9 @@ fn permutation_p(values: &[f64], in_second: &[bool]) -> (f64, usize) {
         for _ in 0..EXACT_RELABELLINGS {
             order.shuffle(&mut rng);
             count += 1;
-            hits += usize::from(at_least(statistic(order[..k].iter().map(|&i| values[i]).sum())));
+            hits += usize::from(at_least(statistic(
+                order[..k].iter().map(|&i| values[i]).sum(),
+            )));
         }
     }
     (hits as f64 / count as f64, count)
@@ -308,7 +320,10 @@ mod tests {
     fn six_runs_cannot_fire_and_say_so() {
         // 3 against 3 runs: 20 relabellings, p ≥ 2/20.
         let alternating = control(&night(8, 6, |_, r| (r % 2) as f64));
-        assert!(!alternating.can_fire && !alternating.fired, "{alternating:#?}");
+        assert!(
+            !alternating.can_fire && !alternating.fired,
+            "{alternating:#?}"
+        );
     }
 
     #[test]

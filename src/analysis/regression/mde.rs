@@ -122,9 +122,13 @@ impl MdeTable {
                 Pairing::Unpaired => {
                     let (a, b) = (normal(design.baseline_runs), normal(design.current_runs));
                     let sd = super::pooled_sd(&a, &b)?;
-                    let se = sd
-                        * (1.0 / a.len() as f64 + 1.0 / b.len() as f64).sqrt();
-                    (a.iter().flat_map(|x| b.iter().map(move |y| y - x)).collect::<Vec<f64>>(), se)
+                    let se = sd * (1.0 / a.len() as f64 + 1.0 / b.len() as f64).sqrt();
+                    (
+                        a.iter()
+                            .flat_map(|x| b.iter().map(move |y| y - x))
+                            .collect::<Vec<f64>>(),
+                        se,
+                    )
                 }
                 Pairing::Paired => {
                     let d = normal(design.current_runs);
@@ -172,7 +176,12 @@ impl MdeTable {
 
     /// The blind spot on the log scale for threshold `t` (log scale);
     /// `confirmed`: the night needs the re-run to declare too.
-    pub fn minimum_detectable_shift(&self, t: f64, noise: NoiseModel, confirmed: bool) -> Option<f64> {
+    pub fn minimum_detectable_shift(
+        &self,
+        t: f64,
+        noise: NoiseModel,
+        confirmed: bool,
+    ) -> Option<f64> {
         let sigma = noise.within_sd;
         let valid = |x: f64| x.is_finite() && x >= 0.0;
         if !(t.is_finite() && valid(sigma) && valid(noise.common_se))
@@ -255,7 +264,10 @@ mod tests {
         assert!(more.minimum_detectable_shift(t, quiet(0.05), true).unwrap() < noisy);
         // Night-to-night noise the runs cannot show widens it.
         let nights = NoiseModel {
-            night: Some(NightSd { sd: 0.05, dof: 10.0 }),
+            night: Some(NightSd {
+                sd: 0.05,
+                dof: 10.0,
+            }),
             ..quiet(0.05)
         };
         assert!(mde(nights, true) > noisy + 0.02);

@@ -35,7 +35,9 @@ use std::sync::{Arc, Mutex, OnceLock};
 use serde::{Deserialize, Serialize};
 
 pub use common::{COMMON_SHIFT_RULE, MIN_COMMON_CASES, MachineShift, MachineShiftState};
-pub use control::{AaControl, CONTROL_P, CONTROL_RULE, ControlSeries, ControlSplit, Split, aa_control};
+pub use control::{
+    AaControl, CONTROL_P, CONTROL_RULE, ControlSeries, ControlSplit, Split, aa_control,
+};
 pub use design::{
     FDR, GateDesign, MAX_RUNS, MIN_RUNS, NightPlan, NightRequest, P_THRESHOLD, Pairing,
     PlanRefusal, plan_night, runs_for_verdicts,
@@ -757,8 +759,7 @@ fn compare_unpaired(
         change.noise_floor_pct = Some(noise.within_sd * 100.0);
         change.night_sd_pct = noise.night.map(|n| n.sd * 100.0);
         change.common_shift_removed = removed;
-        let runs_se =
-            noise.within_sd * (1.0 / cand.a.len() as f64 + 1.0 / b.len() as f64).sqrt();
+        let runs_se = noise.within_sd * (1.0 / cand.a.len() as f64 + 1.0 / b.len() as f64).sqrt();
         let runs_dof = (cand.a.len() + b.len()) as f64 - 2.0;
         match two_sample_shift(&cand.a, &b) {
             Some(test) => pending.push(Pending {
@@ -1173,7 +1174,10 @@ mod tests {
         assert_eq!(c.counts[&ChangeState::Regressed], 2);
         // Ratios are current ÷ baseline, whichever way is better; the
         // common shift of five cases (the median: none) is taken out.
-        let m = c.machine_shift.as_ref().expect("five cases give a common shift");
+        let m = c
+            .machine_shift
+            .as_ref()
+            .expect("five cases give a common shift");
         assert_eq!(m.cases, 5);
         assert!((m.ratio - 1.0).abs() < 0.002, "{m:?}");
         let ratio = |metric: &str| change(&c, "slower", metric).ratio.unwrap();
@@ -1211,9 +1215,14 @@ mod tests {
     #[test]
     fn a_regression_the_rerun_does_not_repeat_becomes_inconclusive() {
         let ten = runs(10.0);
-        let base_cases: Vec<(String, Vec<f64>)> = (0..6).map(|i| (format!("c{i}"), ten.clone())).collect();
+        let base_cases: Vec<(String, Vec<f64>)> =
+            (0..6).map(|i| (format!("c{i}"), ten.clone())).collect();
         let as_cases = |v: &[(String, Vec<f64>)]| -> DailyReport {
-            report(&v.iter().map(|(c, r)| (c.as_str(), Status::Ok, r.as_slice())).collect::<Vec<_>>())
+            report(
+                &v.iter()
+                    .map(|(c, r)| (c.as_str(), Status::Ok, r.as_slice()))
+                    .collect::<Vec<_>>(),
+            )
         };
         let baseline = as_cases(&base_cases);
         let mut first = base_cases.clone();
@@ -1223,7 +1232,13 @@ mod tests {
         again[0].1 = runs(12.0);
         let first = as_cases(&first);
         let mut night = compare(&baseline, &first);
-        let rerun = compare_rerun(&baseline, &as_cases(&again), &night, &CompareSettings::default(), &NightNoise::unknown());
+        let rerun = compare_rerun(
+            &baseline,
+            &as_cases(&again),
+            &night,
+            &CompareSettings::default(),
+            &NightNoise::unknown(),
+        );
         confirm_with_rerun(&mut night, Some(&rerun));
         assert_eq!(state(&night, "c0", "ttft_ms"), ChangeState::Regressed);
         assert_eq!(state(&night, "c1", "ttft_ms"), ChangeState::Inconclusive);
@@ -1241,9 +1256,20 @@ mod tests {
         let names: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
         let night = |factor: &dyn Fn(usize) -> f64| -> DailyReport {
             let values: Vec<Vec<f64>> = (0..8).map(|i| runs(10.0 * factor(i))).collect();
-            report(&names.iter().zip(&values).map(|(n, v)| (n.as_str(), Status::Ok, v.as_slice())).collect::<Vec<_>>())
+            report(
+                &names
+                    .iter()
+                    .zip(&values)
+                    .map(|(n, v)| (n.as_str(), Status::Ok, v.as_slice()))
+                    .collect::<Vec<_>>(),
+            )
         };
-        let baseline = report(&names.iter().map(|n| (n.as_str(), Status::Ok, ten.as_slice())).collect::<Vec<_>>());
+        let baseline = report(
+            &names
+                .iter()
+                .map(|n| (n.as_str(), Status::Ok, ten.as_slice()))
+                .collect::<Vec<_>>(),
+        );
         // Every case 10 % slower: one machine shift, no regression, and
         // the night is too noisy to tell.
         let all = compare(&baseline, &night(&|_| 1.10));
@@ -1252,17 +1278,36 @@ mod tests {
         assert_eq!(m.state, MachineShiftState::Slower);
         assert!((m.ratio - 1.10).abs() < 0.005);
         assert_eq!(all.outcome, NightOutcome::TooNoisy);
-        assert!(all.outcome_reason.contains("moved together"), "{}", all.outcome_reason);
+        assert!(
+            all.outcome_reason.contains("moved together"),
+            "{}",
+            all.outcome_reason
+        );
         // One case twice as slow on top of the shift still stands out.
         let one = compare(&baseline, &night(&|i| if i == 3 { 2.2 } else { 1.10 }));
-        assert_eq!(one.regressions().map(|c| c.case.as_str()).collect::<std::collections::BTreeSet<_>>(), ["c3"].into());
+        assert_eq!(
+            one.regressions()
+                .map(|c| c.case.as_str())
+                .collect::<std::collections::BTreeSet<_>>(),
+            ["c3"].into()
+        );
         assert!((change(&one, "c3", "ttft_ms").ratio.unwrap() - 2.0).abs() < 0.02);
         assert_eq!(one.outcome, NightOutcome::Regression);
         // Night-to-night noise from the history that covers 10 %: within.
         let mut noise = NightNoise::unknown();
         noise.common_sd_pct = Some(8.0);
-        let explained = compare_reports(&baseline, &night(&|_| 1.10), "b", "c", &CompareSettings::default(), &noise);
-        assert_eq!(explained.machine_shift.unwrap().state, MachineShiftState::Within);
+        let explained = compare_reports(
+            &baseline,
+            &night(&|_| 1.10),
+            "b",
+            "c",
+            &CompareSettings::default(),
+            &noise,
+        );
+        assert_eq!(
+            explained.machine_shift.unwrap().state,
+            MachineShiftState::Within
+        );
         assert_eq!(explained.outcome, NightOutcome::Pass);
     }
 
@@ -1271,7 +1316,13 @@ mod tests {
         let names: Vec<String> = (0..2).map(|i| format!("c{i}")).collect();
         let mk = |centers: [f64; 2]| {
             let v: Vec<Vec<f64>> = centers.iter().map(|c| runs(*c)).collect();
-            report(&names.iter().zip(&v).map(|(n, v)| (n.as_str(), Status::Ok, v.as_slice())).collect::<Vec<_>>())
+            report(
+                &names
+                    .iter()
+                    .zip(&v)
+                    .map(|(n, v)| (n.as_str(), Status::Ok, v.as_slice()))
+                    .collect::<Vec<_>>(),
+            )
         };
         let (baseline, current) = (mk([10.0, 10.0]), mk([10.8, 10.0]));
         let quiet = compare(&baseline, &current);
@@ -1280,16 +1331,30 @@ mod tests {
         let mut noise = NightNoise::unknown();
         noise.series.insert(
             series_key("c0", "ttft_ms"),
-            SeriesNoise { differences: 10, residual_sd_pct: Some(1.0), total_sd_pct: Some(4.0) },
+            SeriesNoise {
+                differences: 10,
+                residual_sd_pct: Some(1.0),
+                total_sd_pct: Some(4.0),
+            },
         );
-        let noisy = compare_reports(&baseline, &current, "b", "c", &CompareSettings::default(), &noise);
+        let noisy = compare_reports(
+            &baseline,
+            &current,
+            "b",
+            "c",
+            &CompareSettings::default(),
+            &noise,
+        );
         let c = change(&noisy, "c0", "ttft_ms");
         assert_eq!(c.night_sd_pct, Some(4.0));
         assert!(!c.common_shift_removed);
         assert_eq!(c.state, ChangeState::Inconclusive, "{c:#?}");
         let [lo, hi] = c.ratio_ci95.unwrap();
         // ±t₉₅(6.7 dof) × √2 × 4 % around 8 %, at least: ±0.13.
-        assert!(lo < 1.08 * (-0.13f64).exp() && hi > 1.08 * 0.13f64.exp(), "{lo} {hi}");
+        assert!(
+            lo < 1.08 * (-0.13f64).exp() && hi > 1.08 * 0.13f64.exp(),
+            "{lo} {hi}"
+        );
         assert!(c.p_value.unwrap() > change(&quiet, "c0", "ttft_ms").p_value.unwrap());
         assert!(c.mde_pct.unwrap() > change(&quiet, "c0", "ttft_ms").mde_pct.unwrap());
     }
@@ -1298,7 +1363,12 @@ mod tests {
     fn a_drifting_night_withholds_only_the_regressions_within_its_drift() {
         let names: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
         let ten = runs(10.0);
-        let baseline = report(&names.iter().map(|n| (n.as_str(), Status::Ok, ten.as_slice())).collect::<Vec<_>>());
+        let baseline = report(
+            &names
+                .iter()
+                .map(|n| (n.as_str(), Status::Ok, ten.as_slice()))
+                .collect::<Vec<_>>(),
+        );
         // The machine slows by 5 % a run through the night, in every case,
         // and c0 is also 1.3× or 3× slower throughout.
         let night = |planted: f64| {
@@ -1307,18 +1377,30 @@ mod tests {
                     runs(10.0)
                         .iter()
                         .enumerate()
-                        .map(|(r, v)| v * (0.05 * r as f64).exp() * if i == 0 { planted } else { 1.0 })
+                        .map(|(r, v)| {
+                            v * (0.05 * r as f64).exp() * if i == 0 { planted } else { 1.0 }
+                        })
                         .collect()
                 })
                 .collect();
-            report(&names.iter().zip(&values).map(|(n, v)| (n.as_str(), Status::Ok, v.as_slice())).collect::<Vec<_>>())
+            report(
+                &names
+                    .iter()
+                    .zip(&values)
+                    .map(|(n, v)| (n.as_str(), Status::Ok, v.as_slice()))
+                    .collect::<Vec<_>>(),
+            )
         };
         let small = compare(&baseline, &night(1.3));
         assert!(small.advisory, "{:#?}", small.control);
         assert_eq!(state(&small, "c0", "ttft_ms"), ChangeState::Regressed);
         assert_eq!(change(&small, "c0", "ttft_ms").beyond_drift, Some(false));
         assert_eq!(small.outcome, NightOutcome::TooNoisy);
-        assert!(small.outcome_reason.starts_with("too noisy to tell: re-run"));
+        assert!(
+            small
+                .outcome_reason
+                .starts_with("too noisy to tell: re-run")
+        );
         let large = compare(&baseline, &night(3.0));
         assert!(large.advisory);
         assert_eq!(change(&large, "c0", "ttft_ms").beyond_drift, Some(true));

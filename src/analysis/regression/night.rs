@@ -36,8 +36,8 @@ pub fn judge_night(
     if suspects.is_empty() {
         return comparison;
     }
-    let second = rerun(&suspects)
-        .map(|again| compare_rerun(baseline, &again, &comparison, settings, night));
+    let second =
+        rerun(&suspects).map(|again| compare_rerun(baseline, &again, &comparison, settings, night));
     confirm_with_rerun(&mut comparison, second.as_ref());
     comparison
 }

@@ -231,7 +231,11 @@ fn night_sd(differences: &[f64]) -> Option<f64> {
         return None;
     }
     let abs: Vec<f64> = differences.iter().map(|d| d.abs()).collect();
-    let small_sample = if n > 1 { n as f64 / (n as f64 - 0.8) } else { 1.0 };
+    let small_sample = if n > 1 {
+        n as f64 / (n as f64 - 0.8)
+    } else {
+        1.0
+    };
     let cap = 3.0 * 1.4826 * median(&abs)? * small_sample;
     let mean_square = abs.iter().map(|d| d.min(cap).powi(2)).sum::<f64>() / n as f64;
     Some((mean_square / 2.0).sqrt())
@@ -247,7 +251,13 @@ mod tests {
     /// `nights` nights of `cases` time-like series with a common offset
     /// of SD `common`, residual offsets of SD `residual`, 7 runs a night
     /// of SD `within`; `step` is added to series 0 from night `nights / 2`.
-    fn history(nights: usize, cases: usize, common: f64, residual: f64, step: f64) -> Vec<NightRecord> {
+    fn history(
+        nights: usize,
+        cases: usize,
+        common: f64,
+        residual: f64,
+        step: f64,
+    ) -> Vec<NightRecord> {
         let mut rng = ChaCha8Rng::seed_from_u64(9);
         let normal = |sd: f64| Normal::new(0.0, sd).unwrap();
         let within = 0.02;
@@ -293,7 +303,10 @@ mod tests {
             let residual = s.residual_sd_pct.unwrap();
             let total = s.total_sd_pct.unwrap();
             // The case's own 1 % and its runs' sampling (2 % ÷ √7).
-            assert!((0.8..2.0).contains(&residual), "case {c}: residual {residual}");
+            assert!(
+                (0.8..2.0).contains(&residual),
+                "case {c}: residual {residual}"
+            );
             assert!(total > 3.5, "case {c}: total {total}");
         }
     }
