@@ -272,7 +272,7 @@ mod tests {
                 change(ChangeState::Regressed),
                 change(ChangeState::Unchanged),
             ],
-            machine_shift: None,
+            machine_shifts: Vec::new(),
             night_noise: None,
             control: None,
             control_regressions: Vec::new(),

@@ -204,7 +204,7 @@ pub fn advisory_sentence(c: &Comparison) -> Option<String> {
 /// its common shift and its night-to-night noise. One list for the
 /// console, the CI summary and the HTML page.
 pub fn night_sentences(c: &Comparison) -> Vec<String> {
-    use crate::analysis::{MachineShiftState, NightOutcome};
+    use crate::analysis::NightOutcome;
     let why = if c.outcome_reason.is_empty() {
         String::new()
     } else {
@@ -215,20 +215,14 @@ pub fn night_sentences(c: &Comparison) -> Vec<String> {
         NightOutcome::Regression => format!("Verdict: regression, exit 3{why}."),
         NightOutcome::TooNoisy => format!("Verdict: {}; exit 5.", c.outcome_reason),
     }];
-    if let Some(m) = &c.machine_shift {
+    for m in &c.machine_shifts {
         let interval = m.ratio_ci95.map_or(String::new(), |[lo, hi]| {
             format!(" (95 % CI ×{lo:.3}–×{hi:.3})")
         });
-        out.push(match m.state {
-            MachineShiftState::Undetermined => format!(
-                "Every case moved together by ×{:.3} since the baseline's night ({}); it was taken out of each time-like series.",
-                m.ratio, m.reason
-            ),
-            _ => format!(
-                "Every case moved together by ×{:.3}{interval} since the baseline's night, over {} cases: {}. It was taken out of each time-like series, so a case that moved beyond it still stands out.",
-                m.ratio, m.cases, m.reason
-            ),
-        });
+        out.push(format!(
+            "Every case of {} moved together by ×{:.3}{interval} since the baseline's night, over {} cases: {}. It was taken out of each of them, so a case that moved beyond it still stands out.",
+            m.metric, m.ratio, m.cases, m.reason
+        ));
     }
     if let Some(noise) = &c.night_noise {
         let sds: Vec<f64> = c.changes.iter().filter_map(|x| x.night_sd_pct).collect();

@@ -146,6 +146,12 @@ fn experiments_refuse_what_they_cannot_run() {
     experiment(&["--remedy", "Change nothing"])
         .code(2)
         .stderr(predicate::str::contains("add benchmarks = [\"NAME\"]"));
+    // Pairs that could never declare a gain are refused before measuring,
+    // with the count that can (6 pairs: p ≥ 2/64).
+    experiment(&["--remedy", "Undo", "--runs", "6"])
+        .code(2)
+        .stderr(predicate::str::contains("--runs 6: 6 interleaved pairs"))
+        .stderr(predicate::str::contains("--runs 9 would"));
     // A toggle to a value the benchmark refuses fails at its key.
     fs::write(
         f.path("remedies.toml"),

@@ -122,7 +122,11 @@ fn interleaved_nights_against_another_build() {
         .arg(&this)
         .assert()
         .success()
-        .stderr(predicate::str::contains("interleaved pairs"));
+        .stderr(predicate::str::contains("interleaved pairs"))
+        .stderr(predicate::str::contains(
+            "untimed warm-up run: the other build",
+        ))
+        .stderr(predicate::str::contains("untimed warm-up run: this build"));
     let _ = aa;
     let comparison: Value =
         serde_json::from_slice(&fs::read(out_file(&f, "comparison.json")).unwrap()).unwrap();
@@ -136,6 +140,9 @@ fn interleaved_nights_against_another_build() {
     );
     let report = f.report();
     assert_eq!(report["settings"]["runs"], pairs);
+    assert_eq!(report["settings"]["separate_processes"], true);
+    // The ABBA order is drawn afresh each night and recorded.
+    let first_seed = report["settings"]["run_order_seed"].as_u64().unwrap();
     assert_eq!(
         report["results"][0]["run_values"]["iteration_ms"]
             .as_array()
@@ -175,6 +182,8 @@ fn interleaved_nights_against_another_build() {
         .arg(&wrapper)
         .assert()
         .code(3);
+    let second_seed = f.report()["settings"]["run_order_seed"].as_u64().unwrap();
+    assert_ne!(first_seed, second_seed, "each night draws its own order");
     let all = changes(&f);
     assert_eq!(
         state_of(&all, "work[units=6000000]", "iteration_ms"),
@@ -293,4 +302,176 @@ fn compare_gives_each_state_from_run_level_values_only() {
         text.lines()
             .any(|l| l.contains("work2[units=6000000]") && l.contains("new"))
     );
+}
+
+/// A night's runs are child processes after an untimed warm-up; a case
+/// that fails in a later run, and a child that dies, are counted and
+/// warned with their reasons, cost only their own slots, and fail the
+/// night (exit 4) as a failure in the first run would.
+#[test]
+#[parallel]
+fn a_failed_or_lost_later_run_is_counted_and_fails_the_night() {
+    let f = Fixture::new();
+    let counter = f.path("invocations");
+    // Invocation 1 is the warm-up child; 2 is run 1; 3 (run 2) fails; 4
+    // (run 3) kills its own `campaign run` child; the rest succeed.
+    let script = format!(
+        r#"n=$(($(cat {c} 2>/dev/null || echo 0) + 1)); echo $n > {c}; [ $n -eq 3 ] && {{ echo flaked >&2; exit 1; }}; [ $n -eq 4 ] && kill -9 $PPID; echo "{{\"x_ms\": 5}}""#,
+        c = counter.display()
+    );
+    let campaign = f.campaign(&day_with(&format!(
+        r#"
+[[days.benchmarks]]
+name = "work"
+kind = "planted_work"
+iterations = 2
+[days.benchmarks.params]
+work_units = 100000
+
+[[days.benchmarks]]
+name = "flaky"
+kind = "command"
+iterations = 1
+[days.benchmarks.params]
+argv = ["sh", "-c", '{script}']
+metrics = {{ x_ms = "$.x_ms" }}
+"#
+    )));
+    let assert = f
+        .run(&campaign, &["--runs", "6", "--no-profile"])
+        .code(4)
+        .stderr(predicate::str::contains("separate run: an untimed warm-up"))
+        .stderr(predicate::str::contains("run 3 left no report"));
+    let stdout = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
+    assert!(
+        stdout.contains("3 separate runs failed or lost"),
+        "{stdout}"
+    );
+    // The warm-up child ran the command too: 1 + 6 invocations.
+    assert_eq!(fs::read_to_string(&counter).unwrap().trim(), "7");
+
+    let report = f.report();
+    assert_eq!(report["settings"]["runs"], 6);
+    assert_eq!(report["settings"]["separate_processes"], true);
+    assert_eq!(report["summary"]["failed_runs"], 3);
+    let work = result(&report, "work[units=100000]");
+    assert_eq!(work["status"], "ok");
+    // Run 3's child died: every case lost that slot, and only that one.
+    assert_eq!(work["run_slots"], serde_json::json!([0, 1, 3, 4, 5]));
+    assert_eq!(
+        work["run_values"]["iteration_ms"].as_array().unwrap().len(),
+        5
+    );
+    let flaky = result(&report, "flaky[sh]");
+    assert_eq!(flaky["status"], "ok");
+    assert_eq!(flaky["run_slots"], serde_json::json!([0, 3, 4, 5]));
+    let failed = flaky["failed_runs"].as_array().unwrap();
+    assert_eq!(failed.len(), 2, "{failed:#?}");
+    assert_eq!(failed[0]["slot"], 1);
+    assert!(
+        failed[0]["reason"].as_str().unwrap().contains("flaked"),
+        "{failed:#?}"
+    );
+    assert_eq!(failed[1]["slot"], 2);
+    assert!(
+        failed[1]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("without a day report"),
+        "{failed:#?}"
+    );
+    // The CI files say so too.
+    let junit = fs::read_to_string(out_file(&f, "junit.xml")).unwrap();
+    assert!(
+        junit.contains("type=\"RunFailed\" message=\"run 2: "),
+        "{junit}"
+    );
+}
+
+/// Every case of a metric slower together is one machine shift, not N
+/// regressions: a stored baseline cannot tell a slower machine from a
+/// change that slows everything, so the night is too noisy to tell (exit
+/// 5) and says to compare the builds. A case that moved beyond the shift
+/// still fails the night.
+#[test]
+#[parallel]
+fn a_night_where_every_case_moved_together_is_too_noisy_to_tell() {
+    let f = Fixture::new();
+    let day = |slowdowns: [f64; 3]| {
+        let benchmarks: String = slowdowns
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                format!(
+                    "[[days.benchmarks]]\nname = \"w{i}\"\nkind = \"planted_work\"\niterations = 3\n[days.benchmarks.params]\nwork_units = {}\nslowdown = {s}\n",
+                    300_000 * (i + 1)
+                )
+            })
+            .collect();
+        f.campaign(&day_with(&benchmarks))
+    };
+    let base = day([1.0, 1.0, 1.0]);
+    f.run(&base, &["--save-baseline", "b", "--no-profile"])
+        .success();
+    let all = day([2.0, 2.0, 2.0]);
+    f.run(&all, &["--baseline", "b", "--no-profile"])
+        .code(5)
+        .stdout(predicate::str::contains(
+            "too noisy to tell: every case of iteration_ms moved together",
+        ))
+        .stdout(predicate::str::contains("--against-bin"));
+    let c: Value =
+        serde_json::from_slice(&fs::read(out_file(&f, "comparison.json")).unwrap()).unwrap();
+    assert_eq!(c["outcome"], "too_noisy");
+    let shifts = c["machine_shifts"].as_array().unwrap();
+    let iteration = shifts
+        .iter()
+        .find(|m| m["metric"] == "iteration_ms")
+        .unwrap();
+    assert_eq!(iteration["state"], "slower");
+    let ratio = iteration["ratio"].as_f64().unwrap();
+    assert!((1.7..2.3).contains(&ratio), "×{ratio}");
+    // The work per second did not move: no shift there.
+    let rate = shifts
+        .iter()
+        .find(|m| m["metric"] == "units_per_s")
+        .unwrap();
+    assert_eq!(rate["state"], "within");
+    assert_eq!(c["counts"].get("regressed"), None, "{c:#}");
+    // One case twice as slow again on top: it stands out, exit 3.
+    let one = day([2.0, 4.0, 2.0]);
+    f.run(&one, &["--baseline", "b", "--no-profile"]).code(3);
+    let all = changes(&f);
+    assert_eq!(
+        state_of(&all, "w1[units=600000]", "iteration_ms"),
+        "regressed"
+    );
+    assert_ne!(
+        state_of(&all, "w0[units=300000]", "iteration_ms"),
+        "regressed"
+    );
+}
+
+/// The first timed run of a night takes the profiles, and they land in
+/// this run's folders (its child's own folder is removed).
+#[test]
+#[parallel]
+fn separate_runs_keep_the_first_runs_profile_in_the_nights_folders() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&planted_profile_day(1, 60, 0));
+    f.run(&campaign, &["--runs", "3", "--profile"]).success();
+    let report = f.report();
+    assert_eq!(report["settings"]["runs"], 3);
+    let profiles = report["profiles"].as_array().unwrap();
+    assert_eq!(profiles.len(), 1, "one profiled pass, from the first run");
+    for key in ["folded_path", "flamegraph_path"] {
+        let path = PathBuf::from(profiles[0][key].as_str().unwrap());
+        assert!(path.starts_with(f.out()), "{key}: {}", path.display());
+        assert!(path.is_file(), "{key}: {}", path.display());
+        assert!(
+            !path.to_string_lossy().contains("scratch"),
+            "{}",
+            path.display()
+        );
+    }
 }

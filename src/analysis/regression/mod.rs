@@ -196,10 +196,11 @@ pub struct Comparison {
     /// The night's design, planned before measuring.
     pub design: GateDesign,
     pub changes: Vec<MetricChange>,
-    /// The shift every case shares between the baseline's night and this
-    /// one (none for an interleaved night, whose pairs share the night).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub machine_shift: Option<MachineShift>,
+    /// Per time-like metric of 3 cases or more, the shift its cases share
+    /// between the baseline's night and this one (none for an interleaved
+    /// night, whose pairs share the night).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub machine_shifts: Vec<MachineShift>,
     /// What the history says about night-to-night noise, and the nights
     /// it rests on (none for an interleaved night).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -275,9 +276,9 @@ impl Comparison {
             .collect();
         let withheld = self.regressions().count() - failing.len();
         let slower = self
-            .machine_shift
-            .as_ref()
-            .filter(|m| m.state == MachineShiftState::Slower);
+            .machine_shifts
+            .iter()
+            .find(|m| m.state == MachineShiftState::Slower);
         (self.outcome, self.outcome_reason) = if !failing.is_empty() {
             (
                 NightOutcome::Regression,
@@ -305,7 +306,8 @@ impl Comparison {
             (
                 NightOutcome::TooNoisy,
                 format!(
-                    "too noisy to tell: every case moved together by ×{:.3}, beyond the threshold{}; the machine changed, or a change slowed every case; re-run, or compare the builds with --against-bin",
+                    "too noisy to tell: every case of {} moved together by ×{:.3}, beyond the threshold{}; the machine changed, or a change slowed every case; re-run, or compare the builds with --against-bin",
+                    m.metric,
                     m.ratio,
                     if m.night_sd_pct.is_some() {
                         " and this machine's night-to-night noise"
@@ -660,9 +662,9 @@ pub fn compare_reports(
 }
 
 /// Compares a same-night re-run with the baseline: it ran in the same
-/// night as the first comparison, so the common shift that comparison
-/// measured over every case is the one taken out (the re-run repeats only
-/// the suspects, too few cases to measure their own).
+/// night as the first comparison, so the common shifts that comparison
+/// measured over every case are the ones taken out (the re-run repeats
+/// only the suspects, too few cases to measure their own).
 pub fn compare_rerun(
     baseline: &DailyReport,
     rerun: &DailyReport,
@@ -676,7 +678,7 @@ pub fn compare_rerun(
         (&first.baseline, "re-run"),
         settings,
         night,
-        Some(first.machine_shift.as_ref()),
+        Some(&first.machine_shifts),
     )
 }
 
@@ -686,7 +688,7 @@ fn compare_unpaired(
     (baseline_name, current_name): (&str, &str),
     settings: &CompareSettings,
     night: &NightNoise,
-    given_shift: Option<Option<&MachineShift>>,
+    given_shifts: Option<&[MachineShift]>,
 ) -> Comparison {
     let mut changes = Vec::new();
     let mut candidates: Vec<Candidate<'_>> = Vec::new();
@@ -733,26 +735,23 @@ fn compare_unpaired(
         }
     }
     let comparisons = candidates.len();
-    let machine_shift = match given_shift {
-        Some(given) => given.cloned(),
-        None => measure_common_shift(&candidates, settings, night),
+    let machine_shifts = match given_shifts {
+        Some(given) => given.to_vec(),
+        None => measure_common_shifts(&candidates, settings, night),
     };
     let mut pending = Vec::new();
     for cand in &candidates {
-        let removed = cand.time_like && machine_shift.is_some();
+        let shift = machine_shifts
+            .iter()
+            .find(|m| cand.time_like && m.metric == cand.series.metric);
+        let removed = shift.is_some();
         let hib = cand.series.higher_is_better;
-        let raw_common = machine_shift
-            .as_ref()
-            .filter(|_| removed)
-            .map_or(0.0, |m| worse(m.shift_log(), hib));
+        let raw_common = shift.map_or(0.0, |m| worse(m.shift_log(), hib));
         let b: Vec<f64> = cand.b.iter().map(|v| v - raw_common).collect();
         let key = series_key(cand.series.case, cand.series.metric);
         let noise = NoiseModel {
             within_sd: pooled_sd(&cand.a, &b).unwrap_or(0.0),
-            common_se: machine_shift
-                .as_ref()
-                .filter(|_| removed)
-                .map_or(0.0, MachineShift::sampling_se_log),
+            common_se: shift.map_or(0.0, MachineShift::sampling_se_log),
             night: night.sd_log(&key, removed),
         };
         let change = &mut changes[cand.index];
@@ -800,7 +799,7 @@ fn compare_unpaired(
         advisory: control.fired,
         control: Some(control),
         control_regressions,
-        machine_shift,
+        machine_shifts,
         night_noise: Some(night.clone()),
         outcome: NightOutcome::Pass,
         outcome_reason: String::new(),
@@ -845,38 +844,37 @@ pub fn night_control(report: &DailyReport, settings: &CompareSettings) -> AaCont
     )
 }
 
-/// The night's common shift over the candidates' time-like series: each
-/// case's shift is the mean of its series' worse-oriented Hodges–Lehmann
-/// shifts.
-fn measure_common_shift(
+/// The night's common shift of each time-like metric over its cases'
+/// worse-oriented Hodges–Lehmann shifts.
+fn measure_common_shifts(
     candidates: &[Candidate<'_>],
     settings: &CompareSettings,
     night: &NightNoise,
-) -> Option<MachineShift> {
-    let mut by_case: BTreeMap<&str, Vec<CaseShift>> = BTreeMap::new();
-    let mut thresholds = Vec::new();
+) -> Vec<MachineShift> {
+    let mut by_metric: BTreeMap<&str, (Vec<CaseShift>, Vec<f64>)> = BTreeMap::new();
     for c in candidates.iter().filter(|c| c.time_like) {
         let Some(test) = two_sample_shift(&c.a, &c.b) else {
             continue;
         };
         let sd = pooled_sd(&c.a, &c.b).unwrap_or(0.0);
-        by_case.entry(c.series.case).or_default().push(CaseShift {
+        let (shifts, thresholds) = by_metric.entry(c.series.metric).or_default();
+        shifts.push(CaseShift {
             shift: worse(test.estimate, c.series.higher_is_better),
             variance: sd * sd * (1.0 / c.a.len() as f64 + 1.0 / c.b.len() as f64),
         });
         thresholds.push(settings.threshold_log(c.series.benchmark));
     }
-    let cases: Vec<CaseShift> = by_case
-        .values()
-        .map(|shifts| {
-            let n = shifts.len() as f64;
-            CaseShift {
-                shift: shifts.iter().map(|s| s.shift).sum::<f64>() / n,
-                variance: shifts.iter().map(|s| s.variance).sum::<f64>() / n,
-            }
+    by_metric
+        .into_iter()
+        .filter_map(|(metric, (shifts, thresholds))| {
+            common_shift(
+                metric,
+                &shifts,
+                median(&thresholds)?,
+                night.common_sd_log(metric),
+            )
         })
-        .collect();
-    common_shift(&cases, median(&thresholds)?, night.common_sd_log())
+        .collect()
 }
 
 /// One series of an interleaved night: a case's metric with its pairs of
@@ -1022,7 +1020,7 @@ pub fn compare_paired(
         current: this_name.to_string(),
         rule: rule(Pairing::Paired),
         design,
-        machine_shift: None,
+        machine_shifts: Vec::new(),
         night_noise: None,
         control: None,
         control_regressions: Vec::new(),
@@ -1173,13 +1171,13 @@ mod tests {
         assert_eq!(c.outcome, NightOutcome::Regression);
         assert_eq!(c.counts[&ChangeState::Regressed], 2);
         // Ratios are current ÷ baseline, whichever way is better; the
-        // common shift of five cases (the median: none) is taken out.
-        let m = c
-            .machine_shift
-            .as_ref()
-            .expect("five cases give a common shift");
-        assert_eq!(m.cases, 5);
-        assert!((m.ratio - 1.0).abs() < 0.002, "{m:?}");
+        // common shift of each metric's five cases (the median: none) is
+        // taken out.
+        assert_eq!(c.machine_shifts.len(), 2);
+        for m in &c.machine_shifts {
+            assert_eq!(m.cases, 5);
+            assert!((m.ratio - 1.0).abs() < 0.002, "{m:?}");
+        }
         let ratio = |metric: &str| change(&c, "slower", metric).ratio.unwrap();
         assert!((ratio("ttft_ms") - 1.2).abs() < 0.01);
         assert!((ratio("prefill_tokens_per_s") - 1.0 / 1.2).abs() < 0.01);
@@ -1274,9 +1272,10 @@ mod tests {
         // the night is too noisy to tell.
         let all = compare(&baseline, &night(&|_| 1.10));
         assert_eq!(all.regressions().count(), 0, "{:#?}", all.changes);
-        let m = all.machine_shift.as_ref().unwrap();
-        assert_eq!(m.state, MachineShiftState::Slower);
-        assert!((m.ratio - 1.10).abs() < 0.005);
+        for m in &all.machine_shifts {
+            assert_eq!(m.state, MachineShiftState::Slower);
+            assert!((m.ratio - 1.10).abs() < 0.005);
+        }
         assert_eq!(all.outcome, NightOutcome::TooNoisy);
         assert!(
             all.outcome_reason.contains("moved together"),
@@ -1295,7 +1294,11 @@ mod tests {
         assert_eq!(one.outcome, NightOutcome::Regression);
         // Night-to-night noise from the history that covers 10 %: within.
         let mut noise = NightNoise::unknown();
-        noise.common_sd_pct = Some(8.0);
+        noise.common_sd_pct = [
+            ("ttft_ms".to_string(), 8.0),
+            ("prefill_tokens_per_s".to_string(), 8.0),
+        ]
+        .into();
         let explained = compare_reports(
             &baseline,
             &night(&|_| 1.10),
@@ -1304,9 +1307,11 @@ mod tests {
             &CompareSettings::default(),
             &noise,
         );
-        assert_eq!(
-            explained.machine_shift.unwrap().state,
-            MachineShiftState::Within
+        assert!(
+            explained
+                .machine_shifts
+                .iter()
+                .all(|m| m.state == MachineShiftState::Within)
         );
         assert_eq!(explained.outcome, NightOutcome::Pass);
     }

@@ -14,8 +14,9 @@
 //! nights' mean log values when nothing changed, and the history shows
 //! exactly that: per series, the differences Δ of consecutive nights'
 //! means (oriented so that above 0 is worse), each holding both nights'
-//! offsets and both nights' sampling. A pair of nights' common part is the
-//! median of Δ over its time-like series; a series' residual is Δ less it.
+//! offsets and both nights' sampling. A pair of nights' common part, per
+//! time-like metric, is the median of Δ over that metric's cases; a
+//! series' residual is Δ less it.
 //! The variance is the mean square of those differences, winsorized at
 //! three robust SDs (1.4826 × the median absolute difference) so that a
 //! real change between two nights (a step in the series) costs one
@@ -34,10 +35,10 @@ use crate::stats::median;
 pub const MIN_NIGHT_DIFFERENCES: usize = 6;
 /// The most recent nights the estimate looks back over.
 pub const MAX_HISTORY_NIGHTS: usize = 30;
-/// Time-like series needed in a pair of nights to estimate its common part.
+/// Cases of a metric needed in a pair of nights to estimate its common part.
 const MIN_COMMON_SERIES: usize = 3;
 
-pub const NIGHT_NOISE_RULE: &str = "from the last 30 nights of this machine's history (full runs of 3 or more separate runs): per series, the differences of consecutive nights' mean log values, oriented so that above 0 is worse; a pair of nights' common part is the median difference over its time-like series, a series' residual is its difference less that; night SD = √(mean square of the differences ÷ 2), each difference winsorized at 3 × 1.4826 × the median absolute difference; known from 6 differences (7 nights) on, with 2/3 of the differences as its degrees of freedom";
+pub const NIGHT_NOISE_RULE: &str = "from the last 30 nights of this machine's history (full runs of 3 or more separate runs): per series, the differences of consecutive nights' mean log values, oriented so that above 0 is worse; a pair of nights' common part, per time-like metric, is the median difference over that metric's cases (from 3), a series' residual is its difference less that; night SD = √(mean square of the differences ÷ 2), each difference winsorized at 3 × 1.4826 × the median absolute difference; known from 6 differences (7 nights) on, with 2/3 of the differences as its degrees of freedom";
 
 /// One series of one earlier night, as the history keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -97,8 +98,9 @@ pub struct NightNoise {
     pub last_night: Option<DateTime<Utc>>,
     /// Distinct commits among those nights.
     pub commits: usize,
-    /// SD of the common night offset every case shares, in %.
-    pub common_sd_pct: Option<f64>,
+    /// By time-like metric: SD of the common night offset its cases share, in %.
+    #[serde(default)]
+    pub common_sd_pct: BTreeMap<String, f64>,
     /// By `case metric`.
     pub series: BTreeMap<String, SeriesNoise>,
 }
@@ -122,7 +124,7 @@ impl NightNoise {
         commits.dedup();
         // Per series: (difference, residual) per pair of nights.
         let mut per_series: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
-        let mut common = Vec::new();
+        let mut common: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
         for pair in nights.windows(2) {
             let (before, after) = (pair[0], pair[1]);
             let differences: Vec<(&str, f64, bool)> = after
@@ -137,15 +139,20 @@ impl NightNoise {
                     Some((key.as_str(), worse, a.time_like && b.time_like))
                 })
                 .collect();
-            let timed: Vec<f64> = differences.iter().filter(|d| d.2).map(|d| d.1).collect();
-            let shared = (timed.len() >= MIN_COMMON_SERIES)
-                .then(|| median(&timed))
-                .flatten();
-            if let Some(c) = shared {
-                common.push(c);
+            let mut by_metric: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+            for (key, d, _) in differences.iter().filter(|d| d.2) {
+                by_metric.entry(metric_of(key)).or_default().push(*d);
+            }
+            let shared: BTreeMap<&str, f64> = by_metric
+                .into_iter()
+                .filter(|(_, ds)| ds.len() >= MIN_COMMON_SERIES)
+                .filter_map(|(metric, ds)| Some((metric, median(&ds)?)))
+                .collect();
+            for (metric, c) in &shared {
+                common.entry(metric).or_default().push(*c);
             }
             for (key, d, time_like) in differences {
-                let residual = match shared {
+                let residual = match shared.get(metric_of(key)) {
                     Some(c) if time_like => d - c,
                     _ => d,
                 };
@@ -178,10 +185,11 @@ impl NightNoise {
             first_night: nights.first().map(|n| n.recorded_at),
             last_night: nights.last().map(|n| n.recorded_at),
             commits: commits.len(),
-            common_sd_pct: (common.len() >= MIN_NIGHT_DIFFERENCES)
-                .then(|| night_sd(&common))
-                .flatten()
-                .map(|s| s * 100.0),
+            common_sd_pct: common
+                .into_iter()
+                .filter(|(_, cs)| cs.len() >= MIN_NIGHT_DIFFERENCES)
+                .filter_map(|(metric, cs)| Some((metric.to_string(), night_sd(&cs)? * 100.0)))
+                .collect(),
             series,
         }
     }
@@ -202,8 +210,9 @@ impl NightNoise {
         })
     }
 
-    pub fn common_sd_log(&self) -> Option<f64> {
-        self.common_sd_pct.map(|p| p / 100.0)
+    /// The SD of one metric's common night offset, on the log scale.
+    pub fn common_sd_log(&self, metric: &str) -> Option<f64> {
+        self.common_sd_pct.get(metric).map(|p| p / 100.0)
     }
 
     /// Whether any series' night noise is known.
@@ -215,6 +224,11 @@ impl NightNoise {
     pub fn nights_missing(&self) -> usize {
         (MIN_NIGHT_DIFFERENCES + 1).saturating_sub(self.nights)
     }
+}
+
+/// The metric of a `case metric` key (metric names hold no space).
+fn metric_of(key: &str) -> &str {
+    key.rsplit_once(' ').map_or(key, |(_, metric)| metric)
 }
 
 /// The degrees of freedom of a variance from n successive differences
@@ -296,7 +310,7 @@ mod tests {
     fn the_common_and_residual_parts_are_told_apart() {
         let noise = NightNoise::estimate(&history(30, 8, 0.05, 0.01, 0.0));
         assert_eq!(noise.nights, 30);
-        let common = noise.common_sd_pct.unwrap();
+        let common = noise.common_sd_pct["ms"];
         assert!((3.5..7.0).contains(&common), "common {common}");
         for c in 0..8 {
             let s = &noise.series[&format!("case{c} ms")];
