@@ -739,6 +739,48 @@ fn the_reported_blind_spot_fails_the_night_four_times_in_five() {
     );
 }
 
+/// One interleaved sitting through the shipped schedule: each timed slot
+/// one run (its own process: round noise) on a drifting machine, the
+/// candidate arm slowed by `factor(case)`, the run in slot `lost` lost.
+fn sitting(
+    machine: &Machine,
+    pairs: usize,
+    factor: &dyn Fn(usize) -> f64,
+    only: Option<&[String]>,
+    lost: Option<u32>,
+    number: usize,
+    rng: &mut ChaCha8Rng,
+) -> SittingRuns {
+    let schedule = Schedule::interleaved(pairs, rng.random());
+    let mut night = Night::new(machine, number, rng);
+    let mut runs = SittingRuns::default();
+    let timed: Vec<Slot> = schedule.timed().copied().collect();
+    for slot in &timed {
+        let arm_factor = |c: usize| {
+            if slot.arm == Arm::Candidate {
+                factor(c)
+            } else {
+                1.0
+            }
+        };
+        let one = measure(
+            machine,
+            &mut night,
+            1,
+            &arm_factor,
+            only,
+            Mishaps::default(),
+            rng,
+        );
+        if lost == Some(slot.index) {
+            runs.lost.push((*slot, "killed".into()));
+        } else {
+            runs.reports.push((*slot, one));
+        }
+    }
+    runs
+}
+
 /// Interleaved nights through the sitting's schedule and pairing: slots of
 /// a seeded ABBA order, each run its own process (round noise), the
 /// machine drifting over the slots, a lost run dropping only its pair.
@@ -760,32 +802,8 @@ fn interleaved(planted: f64, lost: Option<u32>, seed: u64) -> (usize, usize) {
     };
     let (mut hits, mut false_alarms) = (0, 0);
     for n in 0..TRIALS {
-        let schedule = Schedule::interleaved(pairs, rng.random());
-        let mut night = Night::new(&machine, n, &mut rng);
-        let mut runs = SittingRuns::default();
-        for slot in schedule.slots.iter().filter(|s| !s.warmup) {
-            let factor = |c: usize| {
-                if slot.arm == Arm::Candidate && c == PLANTED {
-                    planted
-                } else {
-                    1.0
-                }
-            };
-            let one = measure(
-                &machine,
-                &mut night,
-                1,
-                &factor,
-                None,
-                Mishaps::default(),
-                &mut rng,
-            );
-            if lost == Some(slot.index) {
-                runs.lost.push((*slot, "killed".into()));
-            } else {
-                runs.reports.push((*slot, one));
-            }
-        }
+        let factor = |c: usize| if c == PLANTED { planted } else { 1.0 };
+        let runs = sitting(&machine, pairs, &factor, None, lost, n, &mut rng);
         let complete = runs.pairs();
         assert_eq!(complete.len(), pairs - usize::from(lost.is_some()));
         let series: Vec<PairedSeries> = paired_series(&complete);
@@ -846,33 +864,9 @@ fn experiment_trials(planted_speedup: f64, seed: u64) -> [usize; 5] {
     // [gain, loss, truth covered, ×1 covered, estimate outside its interval]
     let mut counts = [0; 5];
     for n in 0..TRIALS {
-        let schedule = Schedule::interleaved(pairs, rng.random());
-        let mut night = Night::new(&machine, n, &mut rng);
-        let mut runs = SittingRuns::default();
-        let timed: Vec<Slot> = schedule.timed().copied().collect();
-        for slot in &timed {
-            let factor = |_: usize| {
-                if slot.arm == Arm::Candidate {
-                    1.0 / planted_speedup
-                } else {
-                    1.0
-                }
-            };
-            let one = measure(
-                &machine,
-                &mut night,
-                1,
-                &factor,
-                Some(&["ttft".to_string()]),
-                Mishaps::default(),
-                &mut rng,
-            );
-            if slot.index == 3 {
-                runs.lost.push((*slot, "killed".into()));
-            } else {
-                runs.reports.push((*slot, one));
-            }
-        }
+        let factor = |_: usize| 1.0 / planted_speedup;
+        let only = ["ttft".to_string()];
+        let runs = sitting(&machine, pairs, &factor, Some(&only), Some(3), n, &mut rng);
         let m = measure_experiment(&runs);
         assert_eq!(m.runs_per_side, pairs - 1);
         let [lo, hi] = m.ci95.expect("an interval from complete pairs");

@@ -231,6 +231,16 @@ fn findings_figure(case: &str, findings: &Findings) -> String {
 /// What the day found, most urgent first, as sentences.
 fn headline_sentences(report: &DailyReport, comparison: Option<&Comparison>) -> Vec<String> {
     let mut out = vec![format!("{}.", day_counts_sentence(&report.summary))];
+    for r in &report.results {
+        for f in r.failed_runs.iter().filter(|f| f.status == Status::Failed) {
+            out.push(format!(
+                "{} failed in run {}: {}.",
+                r.case_id,
+                f.slot + 1,
+                f.reason
+            ));
+        }
+    }
     for status in [Status::Failed, Status::Skipped] {
         for r in report.results.iter().filter(|r| r.status == status) {
             out.push(format!(
@@ -258,6 +268,8 @@ fn headline_sentences(report: &DailyReport, comparison: Option<&Comparison>) -> 
         }
     }
     if let Some(c) = comparison {
+        // The verdict and why come first: it is what the exit code says.
+        out.extend(night_sentences(c).into_iter().take(1));
         out.push(comparison_counts_sentence(c));
         for x in c
             .changes

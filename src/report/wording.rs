@@ -241,10 +241,11 @@ pub fn night_sentences(c: &Comparison) -> Vec<String> {
                 noise.nights,
                 match (noise.first_night, noise.last_night) {
                     (Some(a), Some(b)) => format!(
-                        " ({} to {}, {} commits)",
+                        " ({} to {}, {} commit{})",
                         a.format("%Y-%m-%d"),
                         b.format("%Y-%m-%d"),
-                        noise.commits
+                        noise.commits,
+                        if noise.commits == 1 { "" } else { "s" }
                     ),
                     _ => String::new(),
                 }

@@ -11,7 +11,7 @@ mod trend;
 pub use proportion::{kish_effective_n, samples_for_half_width, two_sided_z, wilson_interval};
 pub use rank::{
     CONFIDENCE, RankDistribution, ShiftTest, benjamini_hochberg, median, paired_shift,
-    stratified_rank_sum_p, two_sample_shift,
+    two_sample_shift,
 };
 pub use recorder::{MetricRecorder, ValueKind};
 pub use summary::{

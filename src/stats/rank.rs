@@ -6,15 +6,12 @@
 //! - paired samples (two builds run alternately): the Wilcoxon signed-rank
 //!   test, the one-sample Hodges–Lehmann shift (median of the Walsh
 //!   averages) and its interval;
-//! - several strata at once (the A/A control over a day's cases): the sum
-//!   of the strata's U statistics, whose exact distribution is the
-//!   convolution of theirs.
 //!
 //! The test and the interval come from the same rank distribution, so an
 //! interval that excludes zero is exactly a significant test at its level.
 //!
 //! Written here because no maintained crate offers exact Mann–Whitney,
-//! signed-rank or stratified distributions with their intervals; statrs
+//! or signed-rank distributions with their intervals; statrs
 //! supplies the normal CDF for samples too large to enumerate.
 
 use statrs::distribution::{ContinuousCDF, Normal};
@@ -128,61 +125,10 @@ impl RankDistribution {
         Self::from_counts(&counts)
     }
 
-    /// The distribution of a sum of independent statistics: exact when
-    /// every part is exact and the sum's support stays small.
-    pub fn sum(parts: &[RankDistribution]) -> Self {
-        let exact: Option<Vec<&Vec<f64>>> = parts
-            .iter()
-            .map(|p| match p {
-                Self::Exact { cdf } => Some(cdf),
-                Self::Normal { .. } => None,
-            })
-            .collect();
-        let support: usize = parts.iter().map(|p| p.max() as usize).sum();
-        if let Some(cdfs) = exact.filter(|_| support <= EXACT_LIMIT * 4) {
-            let mut total = vec![1.0];
-            for cdf in cdfs {
-                let pmf: Vec<f64> = cdf
-                    .iter()
-                    .enumerate()
-                    .map(|(k, c)| c - if k == 0 { 0.0 } else { cdf[k - 1] })
-                    .collect();
-                let mut next = vec![0.0; total.len() + pmf.len() - 1];
-                for (i, a) in total.iter().enumerate() {
-                    for (j, b) in pmf.iter().enumerate() {
-                        next[i + j] += a * b;
-                    }
-                }
-                total = next;
-            }
-            return Self::from_counts(&total);
-        }
-        Self::Normal {
-            max: parts.iter().map(Self::max).sum(),
-            variance: parts.iter().map(Self::variance).sum(),
-        }
-    }
-
     pub fn max(&self) -> f64 {
         match self {
             Self::Exact { cdf } => (cdf.len() - 1) as f64,
             Self::Normal { max, .. } => *max,
-        }
-    }
-
-    fn variance(&self) -> f64 {
-        match self {
-            Self::Normal { variance, .. } => *variance,
-            Self::Exact { cdf } => {
-                let mean = self.max() / 2.0;
-                cdf.iter()
-                    .enumerate()
-                    .map(|(k, c)| {
-                        let p = c - if k == 0 { 0.0 } else { cdf[k - 1] };
-                        p * (k as f64 - mean).powi(2)
-                    })
-                    .sum()
-            }
         }
     }
 
@@ -366,29 +312,6 @@ pub fn paired_shift(differences: &[f64]) -> Option<ShiftTest> {
     })
 }
 
-/// A stratified two-sample test: one (first, second) pair of samples per
-/// stratum, each stratum's U counted as in [`two_sample_shift`] and the
-/// sum tested against the convolution of their null distributions. Under
-/// the null every stratum's values are exchangeable between its two
-/// groups, independently of the other strata. Returns the two-sided
-/// p-value; `None` if no stratum has values on both sides.
-pub fn stratified_rank_sum_p(strata: &[(&[f64], &[f64])]) -> Option<f64> {
-    let mut total = 0.0;
-    let mut parts = Vec::new();
-    for (first, second) in strata {
-        if first.is_empty() || second.is_empty() {
-            continue;
-        }
-        let t = two_sample_shift(first, second)?;
-        total += t.statistic;
-        parts.push(RankDistribution::mann_whitney(first.len(), second.len()));
-    }
-    if parts.is_empty() {
-        return None;
-    }
-    Some(RankDistribution::sum(&parts).two_sided_p(total))
-}
-
 /// Benjamini–Hochberg adjusted p-values (q-values), in input order.
 pub fn benjamini_hochberg(p_values: &[f64]) -> Vec<f64> {
     let m = p_values.len();
@@ -491,24 +414,6 @@ mod tests {
             variance: 400.0 * 41.0 / 12.0,
         };
         assert!((exact.cdf(130.0) - normal.cdf(130.0)).abs() < 0.005);
-    }
-
-    #[test]
-    fn stratified_sum_pools_evidence_that_no_stratum_has_alone() {
-        // Three vs three can never reach p < 0.05 alone (smallest p 0.1)…
-        let first = [1.0, 2.0, 3.0];
-        let second = [4.0, 5.0, 6.0];
-        assert!(close(
-            stratified_rank_sum_p(&[(&first, &second)]).unwrap(),
-            0.1
-        ));
-        // …but four strata separated the same way can: p = 2 / 20⁴.
-        let strata = vec![(&first[..], &second[..]); 4];
-        let p = stratified_rank_sum_p(&strata).unwrap();
-        assert!(close(p, 2.0 / 20f64.powi(4)), "{p}");
-        // Strata pointing both ways cancel.
-        let mixed = [(&first[..], &second[..]), (&second[..], &first[..])];
-        assert!(stratified_rank_sum_p(&mixed).unwrap() > 0.9);
     }
 
     #[test]

@@ -624,7 +624,7 @@ fn find<'r>(report: &'r DailyReport, case: &str) -> Option<&'r BenchmarkResult> 
 fn rule(pairing: Pairing) -> String {
     match pairing {
         Pairing::Unpaired => format!(
-            "each time-like series has the night's common shift taken out (from 3 cases); regressed when Mann–Whitney U p < {P_THRESHOLD} and, where the history gives the series' night-to-night SD σ or a common shift was taken out, the normal test on SE = √(SE_runs² + SE_common² + 2σ²) too; Benjamini–Hochberg q < {FDR} across the night's comparisons; and the 95 % interval (Moses' interval of the Hodges–Lehmann ratio, widened to ±1.96 SE) lies wholly beyond the threshold; unchanged when it lies wholly inside; inconclusive otherwise"
+            "each time-like metric of 3 cases or more has the night's common shift taken out of its cases; regressed when Mann–Whitney U p < {P_THRESHOLD} and, where the history gives the series' night SD σ (the SD of a night's mean) or a common shift was taken out, the t test on SE = √(max(2σ², SE_runs²) + SE_common²) too; Benjamini–Hochberg q < {FDR} across the night's comparisons; and the 95 % interval (Moses' interval of the Hodges–Lehmann ratio, widened to the t interval on SE) lies wholly beyond the threshold; unchanged when it lies wholly inside; inconclusive otherwise"
         ),
         Pairing::Paired => format!(
             "regressed when Wilcoxon signed-rank (pairs of alternating runs) p < {P_THRESHOLD}, Benjamini–Hochberg q < {FDR} across the night's comparisons, and the Walsh-average 95 % interval of the Hodges–Lehmann ratio lies wholly beyond the threshold; unchanged when that interval lies wholly inside it; inconclusive otherwise"
@@ -1098,6 +1098,18 @@ mod tests {
         report
     }
 
+    /// A report of cases c0, c1, … with these ttft_ms run values.
+    fn cases(values: &[Vec<f64>]) -> DailyReport {
+        let names: Vec<String> = (0..values.len()).map(|i| format!("c{i}")).collect();
+        report(
+            &names
+                .iter()
+                .zip(values)
+                .map(|(n, v)| (n.as_str(), Status::Ok, v.as_slice()))
+                .collect::<Vec<_>>(),
+        )
+    }
+
     /// Seven runs around `center` with ±0.2 % spread.
     fn runs(center: f64) -> Vec<f64> {
         [-3.0, -2.0, -1.0, 0.0, 1.0, 2.0, 3.0]
@@ -1250,24 +1262,10 @@ mod tests {
 
     #[test]
     fn a_night_that_moved_together_is_a_machine_shift_not_n_regressions() {
-        let ten = runs(10.0);
-        let names: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
         let night = |factor: &dyn Fn(usize) -> f64| -> DailyReport {
-            let values: Vec<Vec<f64>> = (0..8).map(|i| runs(10.0 * factor(i))).collect();
-            report(
-                &names
-                    .iter()
-                    .zip(&values)
-                    .map(|(n, v)| (n.as_str(), Status::Ok, v.as_slice()))
-                    .collect::<Vec<_>>(),
-            )
+            cases(&(0..8).map(|i| runs(10.0 * factor(i))).collect::<Vec<_>>())
         };
-        let baseline = report(
-            &names
-                .iter()
-                .map(|n| (n.as_str(), Status::Ok, ten.as_slice()))
-                .collect::<Vec<_>>(),
-        );
+        let baseline = night(&|_| 1.0);
         // Every case 10 % slower: one machine shift, no regression, and
         // the night is too noisy to tell.
         let all = compare(&baseline, &night(&|_| 1.10));
@@ -1318,17 +1316,7 @@ mod tests {
 
     #[test]
     fn night_noise_from_the_history_widens_the_interval_and_raises_p() {
-        let names: Vec<String> = (0..2).map(|i| format!("c{i}")).collect();
-        let mk = |centers: [f64; 2]| {
-            let v: Vec<Vec<f64>> = centers.iter().map(|c| runs(*c)).collect();
-            report(
-                &names
-                    .iter()
-                    .zip(&v)
-                    .map(|(n, v)| (n.as_str(), Status::Ok, v.as_slice()))
-                    .collect::<Vec<_>>(),
-            )
-        };
+        let mk = |centers: [f64; 2]| cases(&centers.map(runs));
         let (baseline, current) = (mk([10.0, 10.0]), mk([10.8, 10.0]));
         let quiet = compare(&baseline, &current);
         assert_eq!(state(&quiet, "c0", "ttft_ms"), ChangeState::Regressed);
@@ -1366,14 +1354,7 @@ mod tests {
 
     #[test]
     fn a_drifting_night_withholds_only_the_regressions_within_its_drift() {
-        let names: Vec<String> = (0..8).map(|i| format!("c{i}")).collect();
-        let ten = runs(10.0);
-        let baseline = report(
-            &names
-                .iter()
-                .map(|n| (n.as_str(), Status::Ok, ten.as_slice()))
-                .collect::<Vec<_>>(),
-        );
+        let baseline = cases(&vec![runs(10.0); 8]);
         // The machine slows by 5 % a run through the night, in every case,
         // and c0 is also 1.3× or 3× slower throughout.
         let night = |planted: f64| {
@@ -1388,13 +1369,7 @@ mod tests {
                         .collect()
                 })
                 .collect();
-            report(
-                &names
-                    .iter()
-                    .zip(&values)
-                    .map(|(n, v)| (n.as_str(), Status::Ok, v.as_slice()))
-                    .collect::<Vec<_>>(),
-            )
+            cases(&values)
         };
         let small = compare(&baseline, &night(1.3));
         assert!(small.advisory, "{:#?}", small.control);
