@@ -352,3 +352,115 @@ fn quantizing_in_memory_equals_loading_the_gguf_file_of_that_type() {
         .to_string();
     assert!(err.contains("already stored"), "{err}");
 }
+
+mod outside_data {
+    //! Property tests of the readers of files someone else wrote: any
+    //! GGUF header and any tokenizer file is read or refused with a
+    //! reason, never a panic, and nothing is allocated in proportion to a
+    //! size the file merely declares.
+    use super::*;
+    use proptest::prelude::*;
+
+    /// A GGUF header built from declared counts, lengths and types, each
+    /// drawn from small values and from values no file could hold.
+    fn header() -> impl Strategy<Value = Vec<u8>> {
+        let length = prop_oneof![
+            0u64..8,
+            Just(u64::MAX),
+            Just(1 << 40),
+            Just(1 << 31),
+            any::<u64>()
+        ];
+        let entry = (
+            length.clone(),
+            0u32..14,
+            length.clone(),
+            proptest::collection::vec(any::<u8>(), 0..24),
+        );
+        (
+            1u32..5,
+            length.clone(),
+            0u64..6,
+            proptest::collection::vec(entry, 0..6),
+            proptest::collection::vec(any::<u8>(), 0..64),
+        )
+            .prop_map(|(version, tensors, entries, kvs, tail)| {
+                let wide = |n: u64, b: &mut Vec<u8>| {
+                    if version == 1 {
+                        b.extend((n as u32).to_le_bytes())
+                    } else {
+                        b.extend(n.to_le_bytes())
+                    }
+                };
+                let mut b = b"GGUF".to_vec();
+                b.extend(version.to_le_bytes());
+                wide(tensors, &mut b);
+                wide(entries, &mut b);
+                for (key_len, value_type, value_len, bytes) in kvs {
+                    wide(key_len.min(8), &mut b);
+                    b.extend(b"key_name".iter().take(key_len.min(8) as usize));
+                    b.extend(value_type.to_le_bytes());
+                    if value_type == 9 {
+                        b.extend(0u32.to_le_bytes());
+                    }
+                    wide(value_len, &mut b);
+                    b.extend(bytes);
+                }
+                b.extend(tail);
+                b
+            })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(192))]
+
+        #[test]
+        fn any_gguf_header_is_read_or_refused(bytes in header()) {
+            let dir = TempDir::new().unwrap();
+            let path = dir.path().join("x.gguf");
+            fs::write(&path, &bytes).unwrap();
+            let outcome = std::panic::catch_unwind(|| describe_model(&path).map(|_| ()));
+            prop_assert!(outcome.is_ok(), "a header panicked: {bytes:?}");
+            if let Ok(Err(e)) = outcome {
+                prop_assert!(e.to_string().contains("x.gguf"), "{e}");
+            }
+        }
+
+        #[test]
+        fn any_tokenizer_file_is_read_or_refused(
+            cut in 0.0f64..1.0,
+            flips in proptest::collection::vec((0.0f64..1.0, any::<u8>()), 0..6),
+        ) {
+            let dir = TempDir::new().unwrap();
+            let folder = materialize_synthetic_model(&config(None), dir.path()).unwrap();
+            let path = folder.join("tokenizer.json");
+            let mut bytes = fs::read(&path).unwrap();
+            for (at, byte) in flips {
+                let i = ((bytes.len() - 1) as f64 * at) as usize;
+                bytes[i] = byte;
+            }
+            bytes.truncate(((bytes.len() as f64) * cut).max(1.0) as usize);
+            fs::write(&path, &bytes).unwrap();
+            let outcome = std::panic::catch_unwind(|| TextTokenizer::from_file(&path).map(|_| ()));
+            prop_assert!(outcome.is_ok(), "a tokenizer file panicked");
+        }
+    }
+
+    #[test]
+    fn files_past_their_bound_are_refused_unread() {
+        let dir = TempDir::new().unwrap();
+        let path = dir.path().join("tokenizer.json");
+        let file = fs::File::create(&path).unwrap();
+        // Sparse: no disk is used, and nothing is read.
+        file.set_len(campaign::components::inference::MAX_TOKENIZER_FILE_BYTES + 1)
+            .unwrap();
+        let e = TextTokenizer::from_file(&path)
+            .map(|_| ())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("more than the 64 MiB read from a file of this kind"),
+            "{e}"
+        );
+    }
+}

@@ -433,6 +433,14 @@ fn validate_and_tiny_runs_of_mutations_exit_cleanly() {
                 stderr.contains(&format!("{file}:")),
                 "no position: {stderr}"
             );
+            // What is allowed is said in a user's words, never in the
+            // names serde gives its own types.
+            for serde_words in ["internally tagged", "enum ", "struct ", "untagged"] {
+                assert!(
+                    !stderr.contains(serde_words),
+                    "trial {trial}: {serde_words:?} in {stderr}"
+                );
+            }
             continue;
         }
         // A valid mutation: a quick run of day 1 must end cleanly too.
@@ -574,6 +582,33 @@ fn extreme_values_are_refused_at_their_key_with_what_is_allowed() {
             "work_units = 18446744073709551615",
             "work_units",
             &["field `params.work_units`"],
+        ),
+        (
+            "output_tokens = { distribution = \"uniform\", min = 2, max = 4 }",
+            "output_tokens = \"4\"",
+            "output_tokens = \"4\"",
+            &[
+                "benchmark \"serving\", field `params.output_tokens`",
+                "found string \"4\"; allowed: a number of tokens (a fixed length: a whole number of tokens from 1 to 1048576), or a table with distribution = \"fixed\", \"uniform\" or \"log_normal\"",
+            ],
+        ),
+        (
+            "output_tokens = { distribution = \"uniform\", min = 2, max = 4 }",
+            "output_tokens = { distribution = \"gamma\", min = 2, max = 4 }",
+            "distribution = \"gamma\"",
+            &[
+                "field `params.output_tokens.distribution`",
+                "unknown variant `gamma`, expected one of `fixed`, `uniform`, `log_normal`",
+            ],
+        ),
+        (
+            "requests = 2\nprompt_tokens = { distribution",
+            "requests = 2\nrequests = 3\nprompt_tokens = { distribution",
+            "requests = 3",
+            &[
+                "days.benchmarks.params.requests: `requests` is set twice in this table (first at line",
+                "allowed: each key once per table",
+            ],
         ),
         (
             "\ntokens = 256",

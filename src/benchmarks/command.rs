@@ -562,6 +562,44 @@ fn quote(bytes: &[u8]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(256))]
+
+        /// Whatever a program writes is parsed or refused with a reason:
+        /// never a panic; a JSON-lines output is one record a line.
+        #[test]
+        fn any_output_is_parsed_or_refused(
+            bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+            lines in proptest::collection::vec(
+                prop_oneof![
+                    "\\{\"x_ms\": -?[0-9]{1,6}(\\.[0-9]{1,3})?\\}",
+                    "\\[[0-9, ]{0,20}\\]",
+                    "\\PC{0,40}",
+                    Just(String::new()),
+                    Just("[".repeat(300)),
+                ],
+                0..40,
+            ),
+            format in 0..3usize,
+        ) {
+            let format = [OutputFormat::Auto, OutputFormat::Json, OutputFormat::Jsonl][format];
+            let _ = parse_output(&bytes, format);
+            let text = lines.join("\n");
+            if let Ok(Value::Array(records)) = parse_output(text.as_bytes(), OutputFormat::Jsonl) {
+                let written = lines.iter().filter(|l| !l.trim().is_empty()).count();
+                prop_assert_eq!(records.len(), written);
+            }
+            // Any document and any of these paths: numbers or a reason.
+            if let Ok(document) = parse_output(text.as_bytes(), format) {
+                for path in ["$[*].x_ms", "$..x_ms", "$[0]", "$[?@.x_ms > 3].x_ms", "$.a.b"] {
+                    let path = JsonPath::parse(path).expect("a valid path");
+                    let _ = read_numbers(&document, &path);
+                }
+            }
+        }
+    }
 
     /// Two records as `llama-bench -o jsonl` writes them (fields trimmed).
     const LLAMA_BENCH_JSONL: &str = concat!(

@@ -37,6 +37,7 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
+pub use model::MAX_PROMPT_FILE_BYTES;
 pub use observations::{Observations, ObservedParts};
 
 pub use crate::machine::MemoryNeed;

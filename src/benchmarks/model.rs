@@ -243,37 +243,18 @@ impl Prompts {
         })?;
         let read = |path: &PathBuf| {
             let full = ctx.campaign_dir.join(path);
-            std::fs::read_to_string(&full)
-                .map_err(|e| {
-                    BenchmarkError::Component(format!("cannot read {}: {e}", full.display()))
-                })
+            crate::components::bounded::read_text_bounded(&full, MAX_PROMPT_FILE_BYTES)
+                .map_err(|e| BenchmarkError::Component(e.to_string()))
                 .map(|text| (full, text))
         };
         let encode = |text: &str| tokenizer.encode(text).map_err(BenchmarkError::from);
         let prompts = match (&spec.file, &spec.corpus) {
             (Some(file), _) => {
                 let (full, text) = read(file)?;
-                let mut lines = Vec::new();
-                for (n, line) in text.lines().enumerate() {
-                    if line.trim().is_empty() {
-                        continue;
-                    }
-                    let parsed: serde_json::Value = serde_json::from_str(line).map_err(|e| {
-                        BenchmarkError::Component(format!(
-                            "{} line {}: not JSON: {e}",
-                            full.display(),
-                            n + 1
-                        ))
-                    })?;
-                    let text = parsed["text"].as_str().ok_or_else(|| {
-                        BenchmarkError::Component(format!(
-                            "{} line {}: no string field \"text\"; each line is {{\"text\": \"…\"}}",
-                            full.display(),
-                            n + 1
-                        ))
-                    })?;
-                    lines.push(encode(text)?);
-                }
+                let lines = prompt_lines(&text, &full)?
+                    .into_iter()
+                    .map(|line| encode(&line))
+                    .collect::<Result<Vec<_>, _>>()?;
                 if lines.iter().all(Vec::is_empty) {
                     return Err(BenchmarkError::Component(format!(
                         "{} holds no prompt text",
@@ -351,6 +332,31 @@ impl Prompts {
             Self::Corpus(tokens) => json!({"source": "corpus", "tokens": tokens.len()}),
         }
     }
+}
+
+/// The most a prompts file or a corpus may hold: it is read whole and
+/// tokenized; a benchmark needs thousands of prompts, not gigabytes.
+pub const MAX_PROMPT_FILE_BYTES: u64 = 64 << 20;
+
+/// The prompt texts of a JSON-lines prompts file (`{"text": "…"}` a line;
+/// blank lines skipped), or the first line that is not one, by number.
+pub fn prompt_lines(text: &str, path: &std::path::Path) -> Result<Vec<String>, BenchmarkError> {
+    let mut lines = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let problem = |what: String| {
+            BenchmarkError::Component(format!("{} line {}: {what}", path.display(), n + 1))
+        };
+        let parsed: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| problem(format!("not JSON: {e}")))?;
+        let text = parsed["text"].as_str().ok_or_else(|| {
+            problem("no string field \"text\"; each line is {\"text\": \"…\"}".into())
+        })?;
+        lines.push(text.to_string());
+    }
+    Ok(lines)
 }
 
 /// The prompt of every report's sample output.
@@ -441,6 +447,31 @@ pub(super) fn load_model(name: &str, ctx: &BenchContext) -> Result<ModelUnderTes
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(256))]
+
+        /// Any prompts file is read or refused at its first bad line,
+        /// never a panic; every kept line had a string `text`.
+        #[test]
+        fn any_prompts_file_is_read_or_refused_by_line(
+            lines in proptest::collection::vec(
+                proptest::prop_oneof![
+                    "\\{\"text\": \"[a-z ]{0,20}\"\\}",
+                    "\\{\"text\": [0-9]{1,3}\\}",
+                    "\\PC{0,30}",
+                    proptest::strategy::Just(String::new()),
+                ],
+                0..30,
+            ),
+        ) {
+            let text = lines.join("\n");
+            match prompt_lines(&text, std::path::Path::new("p.jsonl")) {
+                Ok(kept) => proptest::prop_assert!(kept.len() <= lines.len()),
+                Err(e) => proptest::prop_assert!(e.to_string().starts_with("p.jsonl line "), "{}", e),
+            }
+        }
+    }
 
     #[test]
     fn prompts_are_reproducible_and_independent_per_length() {

@@ -10,9 +10,11 @@ use serde::{Deserialize, Serialize};
 use crate::campaign::ParamProblem;
 use crate::campaign::bounds::{Shape, Tokens};
 
-/// A length in tokens, fixed or drawn per request.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize, Serialize)]
-#[serde(tag = "distribution", rename_all = "snake_case", deny_unknown_fields)]
+/// A length in tokens, fixed or drawn per request. In a campaign, a bare
+/// number is a fixed length (what a user writes first); a table names its
+/// `distribution`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(tag = "distribution", rename_all = "snake_case")]
 pub enum LengthDistribution {
     Fixed {
         tokens: Tokens,
@@ -29,6 +31,86 @@ pub enum LengthDistribution {
         min: Tokens,
         max: Tokens,
     },
+}
+
+/// The table form, read by serde's tagged-enum support; a separate type
+/// because [`LengthDistribution`] also takes a bare number, which a
+/// derived tagged enum cannot.
+#[derive(Deserialize)]
+#[serde(tag = "distribution", rename_all = "snake_case", deny_unknown_fields)]
+enum LengthTable {
+    Fixed {
+        tokens: Tokens,
+    },
+    Uniform {
+        min: Tokens,
+        max: Tokens,
+    },
+    LogNormal {
+        median: Tokens,
+        sigma: Shape,
+        min: Tokens,
+        max: Tokens,
+    },
+}
+
+impl From<LengthTable> for LengthDistribution {
+    fn from(table: LengthTable) -> Self {
+        match table {
+            LengthTable::Fixed { tokens } => Self::Fixed { tokens },
+            LengthTable::Uniform { min, max } => Self::Uniform { min, max },
+            LengthTable::LogNormal {
+                median,
+                sigma,
+                min,
+                max,
+            } => Self::LogNormal {
+                median,
+                sigma,
+                min,
+                max,
+            },
+        }
+    }
+}
+
+struct LengthVisitor;
+
+impl<'de> serde::de::Visitor<'de> for LengthVisitor {
+    type Value = LengthDistribution;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "a number of tokens (a fixed length: {}), or a table with distribution = \"fixed\", \"uniform\" or \"log_normal\"",
+            Tokens::allowed()
+        )
+    }
+
+    fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Self::Value, E> {
+        Tokens::deserialize(serde::de::value::U64Deserializer::<E>::new(v))
+            .map(LengthDistribution::fixed)
+    }
+
+    fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Self::Value, E> {
+        Tokens::deserialize(serde::de::value::I64Deserializer::<E>::new(v))
+            .map(LengthDistribution::fixed)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Self::Value, E> {
+        Tokens::deserialize(serde::de::value::F64Deserializer::<E>::new(v))
+            .map(LengthDistribution::fixed)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        LengthTable::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Into::into)
+    }
+}
+
+impl<'de> Deserialize<'de> for LengthDistribution {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LengthVisitor)
+    }
 }
 
 impl LengthDistribution {

@@ -53,19 +53,89 @@ pub(crate) fn plain_message(message: &str) -> String {
         if let Some(rest) = message.strip_prefix(prefix)
             && let Some((found, expected)) = rest.split_once(", expected ")
         {
-            let allowed = match expected {
-                "usize" | "u64" | "u32" | "u16" | "u8" => {
-                    "a whole number, 0 or more (of a size the field can hold)"
-                }
-                "i64" | "i32" => "a whole number",
-                "f64" | "f32" => "a number",
-                "a boolean" => "true or false",
-                other => other,
-            };
-            return format!("found {found}; allowed: {allowed}");
+            return format!("found {found}; allowed: {}", plain_expected(expected));
         }
     }
+    // serde's "invalid length 0, expected struct X with 12 elements": an
+    // array where a table (or an array of another length) belongs.
+    if let Some(rest) = message.strip_prefix("invalid length ")
+        && let Some((length, expected)) = rest.split_once(", expected ")
+    {
+        return format!(
+            "found an array of {length} item{}; allowed: {}",
+            if length == "1" { "" } else { "s" },
+            plain_expected(expected)
+        );
+    }
     message.to_string()
+}
+
+/// What serde says it expected, in a user's words: never the names serde
+/// gives its own types.
+fn plain_expected(expected: &str) -> &str {
+    match expected {
+        "usize" | "u64" | "u32" | "u16" | "u8" => {
+            "a whole number, 0 or more (of a size the field can hold)"
+        }
+        "i64" | "i32" => "a whole number",
+        "f64" | "f32" => "a number",
+        "a boolean" => "true or false",
+        "a map" => "a table",
+        "a sequence" => "an array",
+        other
+            if other.contains("enum ")
+                || other.starts_with("struct ")
+                || other.contains("tuple") =>
+        {
+            "a table of this field's keys (see README for the field)"
+        }
+        other => other,
+    }
+}
+
+/// A key set twice in one table, which the TOML parser reports without
+/// its name: the key as written at `span`, with its table, and the line
+/// it was first set on. `None` when the span holds no key.
+fn duplicate_key(source: &str, span: std::ops::Range<usize>) -> Option<(String, String)> {
+    let key = source.get(span.clone())?.trim().trim_matches('"');
+    if key.is_empty() || key.contains('\n') {
+        return None;
+    }
+    let before = source.get(..span.start)?;
+    // The table the key sits in: the last header above it.
+    let header_at = before
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| l.trim_start().starts_with('['))
+        .last();
+    let table = header_at.map_or(String::new(), |(_, l)| {
+        l.trim()
+            .trim_matches(|c| c == '[' || c == ']')
+            .trim()
+            .to_string()
+    });
+    let first = before
+        .lines()
+        .enumerate()
+        .skip(header_at.map_or(0, |(i, _)| i + 1))
+        .find(|(_, l)| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .map(|(i, _)| i + 1);
+    let field = if table.is_empty() {
+        key.to_string()
+    } else {
+        format!("{table}.{key}")
+    };
+    let message = match first {
+        Some(line) => format!(
+            "`{key}` is set twice in this table (first at line {line}); allowed: each key once per table"
+        ),
+        None => format!("`{key}` is set twice in this table; allowed: each key once per table"),
+    };
+    Some((field, message))
 }
 
 /// Reads, parses and validates a campaign file. Every problem found is
@@ -119,13 +189,22 @@ fn parse_campaign(
             let (key, field) = m.key_at(offset)?;
             Some((key.start, m.describe(&field)))
         });
-        let (at, field) = located.unwrap_or((offset, "syntax".to_string()));
+        let duplicate = e
+            .message()
+            .contains("duplicate key")
+            .then(|| e.span().and_then(|span| duplicate_key(source, span)))
+            .flatten();
+        let (at, field, message) = match (located, duplicate) {
+            (_, Some((field, message))) => (offset, field, message),
+            (Some((at, field)), None) => (at, field, plain_message(e.message())),
+            (None, None) => (offset, "syntax".to_string(), plain_message(e.message())),
+        };
         let (line, column) = line_column(source, at);
         invalid(vec![Diagnostic {
             line,
             column,
             field,
-            message: plain_message(e.message()),
+            message,
             help: Some(
                 "see the campaign format in README.md; unknown fields are errors".to_string(),
             ),

@@ -6,14 +6,26 @@
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::thread::JoinHandle;
-use std::time::Duration;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::time::{Duration, Instant};
 
 use wait_timeout::ChildExt;
 
 /// The end of stderr kept for an error message: enough for the program's
 /// own last words, short enough for a report.
 const STDERR_TAIL_BYTES: usize = 2048;
+/// The most output (stdout, or the result file) one run may leave: its
+/// metrics are a few numbers, and its JSON is held whole to be queried, so
+/// a program that writes more is failing, not reporting.
+pub const MAX_OUTPUT_BYTES: usize = 16 << 20;
+/// After the program exits (or is killed), how long its output pipes may
+/// stay open: longer means a process it started outlived it and holds
+/// them, escaping its process group.
+const PIPE_GRACE: Duration = Duration::from_secs(2);
+/// How often the wait looks at the output's size.
+const POLL: Duration = Duration::from_millis(50);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ExternalError {
@@ -27,8 +39,18 @@ pub enum ExternalError {
         program: String,
         source: std::io::Error,
     },
-    #[error("{program} ran past its time limit of {limit_s} s and was killed")]
+    #[error(
+        "{program} ran past its time limit of {limit_s} s and was killed, with every process it started"
+    )]
     TimedOut { program: String, limit_s: f64 },
+    #[error(
+        "{program} wrote more than {limit_mib} MiB of output (the limit for one run) and was killed, with every process it started; a program's output is its metrics, a few records"
+    )]
+    OutputTooLarge { program: String, limit_mib: usize },
+    #[error(
+        "{program} exited, but a process it started (outside its process group) kept its output open past {grace_s} s; that run's output is not read"
+    )]
+    OutputHeld { program: String, grace_s: f64 },
     #[error("{program} exited with {status}; the end of its stderr:\n{stderr_tail}")]
     Exited {
         program: String,
@@ -102,32 +124,45 @@ impl ExternalProgram {
     }
 
     /// Runs the program once to its end and returns what it wrote. A
-    /// non-zero exit, a kill at the time limit or an unreadable output is
-    /// an error that keeps the end of stderr.
+    /// non-zero exit, a kill at the time limit, too much output or an
+    /// unreadable output is an error that keeps the end of stderr. The
+    /// program runs in a process group of its own, and whatever of the
+    /// group is left when it ends (a child it left behind) is killed: no
+    /// process of a run outlives it.
     pub fn run(&self) -> Result<ProgramOutput, ExternalError> {
         if let Some(path) = &self.result_file {
             // A stale file from the last run must not pass for this one's.
             let _ = std::fs::remove_file(path);
         }
-        let mut child = Command::new(&self.executable)
+        let mut command = Command::new(&self.executable);
+        command
             .args(&self.args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .map_err(|source| ExternalError::Spawn {
-                program: self.program.clone(),
-                source,
-            })?;
+            .stderr(Stdio::piped());
+        #[cfg(unix)]
+        std::os::unix::process::CommandExt::process_group(&mut command, 0);
+        let mut child = command.spawn().map_err(|source| ExternalError::Spawn {
+            program: self.program.clone(),
+            source,
+        })?;
+        let group = ProcessGroup::of(&child);
         // Both pipes are drained while the program runs: a program that
-        // fills one pipe's buffer would otherwise block forever.
-        let stdout = drain(child.stdout.take());
-        let stderr = drain(child.stderr.take());
-        let status = self.wait(&mut child);
-        let stdout = join(stdout);
-        let stderr = join(stderr);
+        // fills one pipe's buffer would otherwise block forever. Neither
+        // keeps more than its bound.
+        let overflow = Arc::new(AtomicBool::new(false));
+        let stdout = drain(child.stdout.take(), Keep::Head(MAX_OUTPUT_BYTES), &overflow);
+        let stderr = drain(
+            child.stderr.take(),
+            Keep::Tail(STDERR_TAIL_BYTES),
+            &overflow,
+        );
+        let status = self.wait(&mut child, &overflow);
+        // Whatever the program left running would hold the pipes open.
+        group.kill();
         let status = status?;
-        let stderr = stderr.unwrap_or_default();
+        let stdout = self.collect(stdout);
+        let stderr = self.collect(stderr).unwrap_or_default();
         if !status.success() {
             return Err(ExternalError::Exited {
                 program: self.program.clone(),
@@ -136,56 +171,174 @@ impl ExternalProgram {
             });
         }
         let bytes = match &self.result_file {
-            Some(path) => std::fs::read(path).map_err(|source| ExternalError::ResultFile {
-                program: self.program.clone(),
-                path: path.clone(),
-                source,
-            })?,
-            None => stdout.map_err(|source| ExternalError::Output {
-                program: self.program.clone(),
-                source,
-            })?,
+            Some(path) => self.read_result_file(path)?,
+            None => stdout?,
         };
         Ok(ProgramOutput { bytes })
     }
 
-    fn wait(&self, child: &mut Child) -> Result<ExitStatus, ExternalError> {
+    /// Waits for the program until its time limit, killing its group early
+    /// when its output outgrows the bound.
+    fn wait(&self, child: &mut Child, overflow: &AtomicBool) -> Result<ExitStatus, ExternalError> {
         let output_error = |source| ExternalError::Output {
             program: self.program.clone(),
             source,
         };
-        match child.wait_timeout(self.time_limit).map_err(output_error)? {
-            Some(status) => Ok(status),
-            None => {
+        let deadline = Instant::now() + self.time_limit;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if let Some(status) = child.wait_timeout(left.min(POLL)).map_err(output_error)? {
+                return Ok(status);
+            }
+            let too_much = overflow.load(Ordering::Relaxed);
+            if too_much || left.is_zero() {
+                ProcessGroup::of(child).kill();
                 let _ = child.kill();
                 let _ = child.wait();
-                Err(ExternalError::TimedOut {
+                return Err(if too_much {
+                    ExternalError::OutputTooLarge {
+                        program: self.program.clone(),
+                        limit_mib: MAX_OUTPUT_BYTES >> 20,
+                    }
+                } else {
+                    ExternalError::TimedOut {
+                        program: self.program.clone(),
+                        limit_s: self.time_limit.as_secs_f64(),
+                    }
+                });
+            }
+        }
+    }
+
+    /// A pipe's bytes, waiting at most [`PIPE_GRACE`] for it to close.
+    fn collect(&self, drained: Drained) -> Result<Vec<u8>, ExternalError> {
+        let Some(receiver) = drained else {
+            return Ok(Vec::new());
+        };
+        match receiver.recv_timeout(PIPE_GRACE) {
+            Ok(Ok(PipeBytes {
+                bytes,
+                overflowed: false,
+            })) => Ok(bytes),
+            Ok(Ok(PipeBytes {
+                overflowed: true, ..
+            })) => Err(ExternalError::OutputTooLarge {
+                program: self.program.clone(),
+                limit_mib: MAX_OUTPUT_BYTES >> 20,
+            }),
+            Ok(Err(source)) => Err(ExternalError::Output {
+                program: self.program.clone(),
+                source,
+            }),
+            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => {
+                Err(ExternalError::OutputHeld {
                     program: self.program.clone(),
-                    limit_s: self.time_limit.as_secs_f64(),
+                    grace_s: PIPE_GRACE.as_secs_f64(),
                 })
+            }
+        }
+    }
+
+    /// The result file, refused unread when larger than the bound.
+    fn read_result_file(&self, path: &Path) -> Result<Vec<u8>, ExternalError> {
+        let error = |source| ExternalError::ResultFile {
+            program: self.program.clone(),
+            path: path.to_path_buf(),
+            source,
+        };
+        let length = std::fs::metadata(path).map_err(error)?.len();
+        if length > MAX_OUTPUT_BYTES as u64 {
+            return Err(ExternalError::OutputTooLarge {
+                program: self.program.clone(),
+                limit_mib: MAX_OUTPUT_BYTES >> 20,
+            });
+        }
+        std::fs::read(path).map_err(error)
+    }
+}
+
+/// The process group a program was started in (its own: pid = pgid).
+struct ProcessGroup(Option<i32>);
+
+impl ProcessGroup {
+    fn of(child: &Child) -> Self {
+        Self(i32::try_from(child.id()).ok().filter(|pid| *pid > 0))
+    }
+
+    /// SIGKILL to every process left in the group.
+    fn kill(&self) {
+        #[cfg(unix)]
+        if let Some(pgid) = self.0 {
+            // SAFETY: kill(2) with a negative pid signals the process group
+            // this run created for the program (process_group(0) makes its
+            // pgid the child's pid); nothing else is in that group.
+            unsafe {
+                libc::kill(-pgid, libc::SIGKILL);
             }
         }
     }
 }
 
-type Drained = Option<JoinHandle<std::io::Result<Vec<u8>>>>;
-
-fn drain(pipe: Option<impl Read + Send + 'static>) -> Drained {
-    pipe.map(|mut pipe| {
-        std::thread::spawn(move || {
-            let mut bytes = Vec::new();
-            pipe.read_to_end(&mut bytes).map(|_| bytes)
-        })
-    })
+/// Which bytes of a pipe are kept.
+#[derive(Clone, Copy)]
+enum Keep {
+    /// The first n; past them the run has overflowed.
+    Head(usize),
+    /// The last n, for an error message.
+    Tail(usize),
 }
 
-fn join(drained: Drained) -> std::io::Result<Vec<u8>> {
-    match drained {
-        Some(handle) => handle
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("the reading thread panicked"))),
-        None => Ok(Vec::new()),
-    }
+/// What a drained pipe gave.
+struct PipeBytes {
+    bytes: Vec<u8>,
+    overflowed: bool,
+}
+
+type Drained = Option<Receiver<std::io::Result<PipeBytes>>>;
+
+/// Reads a pipe to its end on a thread of its own, keeping at most what
+/// `keep` says, and raising `overflow` when a head bound is passed.
+fn drain(
+    pipe: Option<impl Read + Send + 'static>,
+    keep: Keep,
+    overflow: &Arc<AtomicBool>,
+) -> Drained {
+    let mut pipe = pipe?;
+    let overflow = Arc::clone(overflow);
+    let (sender, receiver) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let mut buffer = [0u8; 64 * 1024];
+        let mut overflowed = false;
+        let result = loop {
+            match pipe.read(&mut buffer) {
+                Ok(0) => break Ok(()),
+                Ok(n) => match keep {
+                    Keep::Head(limit) => {
+                        if bytes.len() + n > limit {
+                            overflowed = true;
+                            overflow.store(true, Ordering::Relaxed);
+                            // Keep reading (and dropping) so the writer is
+                            // not blocked before it is killed.
+                        } else {
+                            bytes.extend_from_slice(&buffer[..n]);
+                        }
+                    }
+                    Keep::Tail(limit) => {
+                        bytes.extend_from_slice(&buffer[..n]);
+                        if bytes.len() > 2 * limit {
+                            bytes.drain(..bytes.len() - limit);
+                        }
+                    }
+                },
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => break Err(e),
+            }
+        };
+        // The receiver may have given up waiting: nothing to tell then.
+        let _ = sender.send(result.map(|()| PipeBytes { bytes, overflowed }));
+    });
+    Some(receiver)
 }
 
 fn tail(bytes: &[u8]) -> String {
@@ -248,6 +401,127 @@ mod tests {
         assert!(
             e.to_string()
                 .starts_with("no-such-program-campaign-test is not on PATH")
+        );
+    }
+
+    /// Whether a process is still running (a zombie waiting for its reaper
+    /// counts as gone).
+    fn alive(pid: i32) -> bool {
+        std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|stat| stat.split_whitespace().nth(2).is_none_or(|s| s != "Z"))
+    }
+
+    fn gone_within(pid: i32, limit: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if !alive(pid) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
+    }
+
+    #[test]
+    fn a_program_that_writes_without_end_is_stopped_at_the_bound() {
+        // 300 MB of JSON lines: stopped once past the bound, not held.
+        let flood = ExternalProgram::new(
+            &argv(&["sh", "-c", "yes '{\"x\":1}' | head -c 300000000"]),
+            None,
+            Duration::from_secs(120),
+        )
+        .unwrap();
+        let started = Instant::now();
+        let e = flood.run().unwrap_err();
+        assert!(
+            matches!(e, ExternalError::OutputTooLarge { limit_mib: 16, .. }),
+            "{e}"
+        );
+        assert!(e.to_string().contains("more than 16 MiB"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(60));
+        // A result file past the bound is refused unread.
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("big.json");
+        let big = ExternalProgram::new(
+            &argv(&[
+                "sh",
+                "-c",
+                &format!(
+                    "head -c {} /dev/zero > {}",
+                    MAX_OUTPUT_BYTES + 1,
+                    file.display()
+                ),
+            ]),
+            Some(file),
+            Duration::from_secs(60),
+        )
+        .unwrap();
+        assert!(matches!(
+            big.run().unwrap_err(),
+            ExternalError::OutputTooLarge { .. }
+        ));
+    }
+
+    #[test]
+    fn no_process_of_a_run_outlives_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let pid_file = dir.path().join("pid");
+        // A child that would outlive the program and hold its output pipe:
+        // the run ends at its limit, and the child with it.
+        let orphan = ExternalProgram::new(
+            &argv(&[
+                "sh",
+                "-c",
+                &format!(
+                    "(sleep 1000 & echo $! > {}) ; sleep 1000",
+                    pid_file.display()
+                ),
+            ]),
+            None,
+            Duration::from_secs(2),
+        )
+        .unwrap();
+        let started = Instant::now();
+        let e = orphan.run().unwrap_err();
+        assert!(matches!(e, ExternalError::TimedOut { .. }), "{e}");
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            gone_within(pid, Duration::from_secs(5)),
+            "pid {pid} outlived its run"
+        );
+
+        // A program that succeeds and leaves a child behind: its output is
+        // read, and the child is killed.
+        let leaves = ExternalProgram::new(
+            &argv(&[
+                "sh",
+                "-c",
+                &format!("sleep 1000 & echo $! > {}; echo '{{}}'", pid_file.display()),
+            ]),
+            None,
+            Duration::from_secs(30),
+        )
+        .unwrap();
+        let started = Instant::now();
+        assert_eq!(leaves.run().unwrap().bytes, b"{}\n");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        let pid: i32 = std::fs::read_to_string(&pid_file)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        assert!(
+            gone_within(pid, Duration::from_secs(5)),
+            "pid {pid} outlived its run"
         );
     }
 

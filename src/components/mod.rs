@@ -3,6 +3,7 @@
 
 pub mod agents;
 pub mod blockio;
+pub mod bounded;
 pub mod compression;
 pub mod endpoint;
 pub mod external;

@@ -254,3 +254,65 @@ fn bad_command_params_are_refused_at_their_keys() {
         expect_usage_error(&f, &campaign, needles);
     }
 }
+
+/// A program that floods its output, and one whose child would outlive it
+/// holding the output pipe: each fails its own benchmark promptly, with a
+/// message saying what happened and the bound, and the day goes on.
+#[test]
+#[parallel]
+fn a_flooding_or_orphaning_program_fails_only_its_benchmark_and_promptly() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&day_with(
+        r#"
+[[days.benchmarks]]
+name = "flood"
+kind = "command"
+warmup = 0
+iterations = 1
+[days.benchmarks.params]
+argv = ["sh", "-c", "yes '{\"x_ms\":1}' | head -c 300000000"]
+output = "jsonl"
+metrics = { x_ms = "$[*].x_ms" }
+
+[[days.benchmarks]]
+name = "orphan"
+kind = "command"
+warmup = 0
+iterations = 1
+[days.benchmarks.params]
+argv = ["sh", "-c", "(sleep 1000 &) ; sleep 1000"]
+run_timeout_s = 2
+metrics = { x_ms = "$.x_ms" }
+
+[[days.benchmarks]]
+name = "fine"
+kind = "command"
+warmup = 0
+iterations = 1
+[days.benchmarks.params]
+argv = ["sh", "-c", "echo '{\"x_ms\": 3}'"]
+metrics = { x_ms = "$.x_ms" }
+"#,
+    ));
+    let started = std::time::Instant::now();
+    f.run(&campaign, &["--no-profile"]).code(4);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(50),
+        "the day took {:?}",
+        started.elapsed()
+    );
+    let report = f.report();
+    let error = |name: &str| result(&report, name)["error"].as_str().unwrap().to_string();
+    assert!(
+        error("flood[sh]").contains("more than 16 MiB of output"),
+        "{}",
+        error("flood[sh]")
+    );
+    assert!(
+        error("orphan[sh]")
+            .contains("time limit of 2 s and was killed, with every process it started"),
+        "{}",
+        error("orphan[sh]")
+    );
+    assert_eq!(result(&report, "fine[sh]")["status"], "ok");
+}

@@ -74,8 +74,10 @@ fn open(path: &Path) -> Result<(Content, BufReader<File>, u64), InferenceError> 
     Ok((content, reader, file_len))
 }
 
-/// The header of a GGUF stream; `path` names it in errors.
+/// The header of a GGUF stream; `path` names it in errors. Its declared
+/// sizes are checked first, without building anything (see `gguf_scan`).
 fn read_header<R: Read + Seek>(path: &Path, reader: &mut R) -> Result<Content, InferenceError> {
+    super::gguf_scan::scan_header(reader).map_err(|problem| gguf_error(path, problem))?;
     Content::read(reader).map_err(|e| {
         let text = e.to_string();
         if text.contains("unknown dtype for tensor") {
@@ -346,7 +348,17 @@ fn load_content<R: Read + Seek>(
 ) -> Result<LoadedGguf, InferenceError> {
     let info = inspect_content(path, &content, file_len)?;
     // Read before the loader consumes the header.
-    let tokenizer = TextTokenizer::from_gguf(&content);
+    // The tokenizers crate unwraps inside some of its builders: a
+    // vocabulary it cannot build is this file's problem, not the run's end.
+    let tokenizer = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        TextTokenizer::from_gguf(&content)
+    }))
+    .unwrap_or_else(|payload| {
+        Err(format!(
+            "its vocabulary could not be built: {}",
+            crate::panics::describe(payload.as_ref())
+        ))
+    });
     let weights = GgufWeights(quantized_llama::ModelWeights::from_gguf(
         content, reader, device,
     )?);

@@ -12,6 +12,7 @@ mod device;
 mod error;
 mod gguf;
 mod gguf_metadata;
+mod gguf_scan;
 mod gguf_writer;
 mod loader;
 mod quantization;
@@ -26,9 +27,12 @@ pub use batching::{BatchEvents, ServeEvents, ServeRequest, serve_static_batches}
 pub use device::DeviceSpec;
 pub use error::InferenceError;
 pub use gguf::{GGUF_FAMILIES, GgufModelInfo, inspect_gguf, is_gguf};
+pub use gguf_scan::{
+    MAX_GGUF_ARRAY_ELEMENTS, MAX_GGUF_ENTRIES, MAX_GGUF_METADATA_ELEMENTS, MAX_GGUF_STRING_BYTES,
+};
 pub use loader::{LoadedModel, ModelDescription, ModelFolder, describe_model};
 pub use quantization::Quantization;
 pub use session::GenerationSession;
 pub use synthetic::{SyntheticLlamaConfig, materialize_synthetic_model};
 pub use synthetic_tokenizer::SyntheticTokenizer;
-pub use tokenizer::{ChatMessage, TextTokenizer};
+pub use tokenizer::{ChatMessage, MAX_TOKENIZER_FILE_BYTES, TextTokenizer};

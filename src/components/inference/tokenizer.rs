@@ -36,6 +36,10 @@ pub struct ChatMessage {
     pub content: String,
 }
 
+/// The most a `tokenizer.json` (or its `tokenizer_config.json`) may hold:
+/// real ones are a few MiB; the file is held whole while it is parsed.
+pub const MAX_TOKENIZER_FILE_BYTES: u64 = 64 << 20;
+
 impl TextTokenizer {
     pub fn new(inner: Tokenizer, source: impl Into<String>) -> Self {
         Self {
@@ -49,15 +53,45 @@ impl TextTokenizer {
     }
 
     /// Reads `tokenizer.json`, and `tokenizer_config.json` beside it when
-    /// there is one (special tokens, chat template).
+    /// there is one (special tokens, chat template); each is refused unread
+    /// past [`MAX_TOKENIZER_FILE_BYTES`].
     pub fn from_file(path: &Path) -> Result<Self, InferenceError> {
-        let inner = Tokenizer::from_file(path).map_err(|e| InferenceError::Tokenizer {
+        let problem = |problem: String| InferenceError::Tokenizer {
             path: path.to_path_buf(),
-            problem: e.to_string(),
-        })?;
+            problem,
+        };
+        let bytes = crate::components::bounded::read_bounded(path, MAX_TOKENIZER_FILE_BYTES)
+            .map_err(|e| problem(e.to_string()))?;
+        // The tokenizers crate unwraps inside some of its deserializers (a
+        // truncated decoder section panics): its failure is this file's
+        // error, not the run's end.
+        let inner = std::panic::catch_unwind(|| Tokenizer::from_bytes(&bytes))
+            .map_err(|payload| {
+                problem(format!(
+                    "is not a tokenizer file the tokenizers crate can read ({})",
+                    crate::panics::describe(payload.as_ref())
+                ))
+            })?
+            .map_err(|e| problem(e.to_string()))?;
         let mut tokenizer = Self::new(inner, path.display().to_string());
         let config = path.with_file_name("tokenizer_config.json");
-        if let Ok(text) = std::fs::read_to_string(&config) {
+        use crate::components::bounded::{BoundedReadError, read_text_bounded};
+        let text = match read_text_bounded(&config, MAX_TOKENIZER_FILE_BYTES) {
+            Ok(text) => Some(text),
+            // No config beside the tokenizer: it is optional.
+            Err(BoundedReadError::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                None
+            }
+            Err(e) => {
+                return Err(InferenceError::Tokenizer {
+                    path: config.clone(),
+                    problem: e.to_string(),
+                });
+            }
+        };
+        if let Some(text) = text {
             let json: serde_json::Value =
                 serde_json::from_str(&text).map_err(|e| InferenceError::Tokenizer {
                     path: config.clone(),
