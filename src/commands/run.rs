@@ -471,6 +471,14 @@ impl Night<'_> {
                 };
             }
         }
+        if self.interrupt.is_cancelled() && !report.interrupted {
+            // Ctrl-C during the confirming re-run: the night's runs are
+            // whole, its verdict is not.
+            eprintln!("interrupted during the confirming re-run: its regressions stay unconfirmed");
+            if code == exit::OK || code == exit::REGRESSION || code == exit::TOO_NOISY {
+                code = exit::INTERRUPTED;
+            }
+        }
         if !report.interrupted {
             let mut entry = HistoryEntry::from_report(&report, &path.display().to_string());
             if let Some(c) = &comparison {
@@ -503,7 +511,11 @@ impl Night<'_> {
             let settings = compare_settings(campaign, args);
             save_baseline(layout, args, &report, name, &settings)?;
         }
-        if report.interrupted || args.thread_child || args.measure_only {
+        if report.interrupted
+            || self.interrupt.is_cancelled()
+            || args.thread_child
+            || args.measure_only
+        {
             return Ok(code);
         }
         run_day_steps(campaign, layout, args, self.interrupt)?;
