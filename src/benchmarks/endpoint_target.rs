@@ -279,7 +279,19 @@ impl<'a> EndpointTarget<'a> {
             })?;
         let writer = self.writer(models)?;
         match writer {
-            PromptWriter::Model(model) => check_prompts(asked.spec, model, models)?,
+            PromptWriter::Model(model) => {
+                check_prompts(asked.spec, model, models)?;
+                let missing = models.get(model).and_then(|m| m.missing_tokenizer.as_ref());
+                if let (EndpointApi::Chat, Some(why)) = (self.api, missing) {
+                    return Err(ParamProblem::at(
+                        "api",
+                        format!(
+                            "api = \"chat\" sends the prompts as text, and model {model:?} has no tokenizer to write them: {why}; allowed with this model: api = \"completions\" (token ids)"
+                        ),
+                        "api = \"completions\", or tokenizer = \"path/to/tokenizer.json\" instead of model",
+                    ));
+                }
+            }
             PromptWriter::TokenizerFile(_) => {
                 if let Some(spec) = asked.spec {
                     spec.check_form()?;

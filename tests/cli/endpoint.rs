@@ -407,6 +407,20 @@ fn a_configuration_that_needs_a_tokenizer_it_lacks_is_refused_at_its_key() {
         needles.push(&at);
         expect_usage_error(&f, &campaign, &needles);
     }
+    // A campaign model without a tokenizer cannot write chat text (the
+    // tiny model's vocabulary is too small for one).
+    let campaign = f.campaign(&day("http://127.0.0.1:9/v1", 1, "api = \"chat\""));
+    let at = position_of(&campaign, "api =");
+    expect_usage_error(
+        &f,
+        &campaign,
+        &[
+            &at,
+            "field `params.api`",
+            "has no tokenizer to write them",
+            "allowed with this model: api = \"completions\"",
+        ],
+    );
     // A tokenizer alone serves an endpoint; in-process it is refused.
     let campaign = f.campaign(
         r#"
