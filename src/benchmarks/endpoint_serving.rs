@@ -4,9 +4,11 @@
 //! requests that failed, counted by class.
 //!
 //! Client-side times: TTFT is taken when the first chunk with content is
-//! read; a chunk that carries k tokens (counted with the model's
-//! tokenizer) counts as k inter-token gaps of equal length; output tokens
-//! come from the stream's usage chunk, else from those counts.
+//! read; a chunk that carries k tokens (counted with the tokenizer) counts
+//! as k inter-token gaps of equal length; output tokens are those received:
+//! the stream's usage, else those counts, never the `max_tokens` asked. A
+//! response shorter than an `ignore_eos` request asked is counted and
+//! warned, and possible but odd usage is warned by kind.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use super::request_timing::{RequestTiming, Slo, record_run};
 use super::workload::Request;
 use super::{BenchmarkCase, BenchmarkError, Conclusion, Observations};
 use crate::components::endpoint::{
-    EndpointClient, ErrorClass, RequestFailure, RequestPrompt, StreamedCompletion,
+    EndpointClient, ErrorClass, RequestFailure, RequestPrompt, StreamedCompletion, Surprise,
 };
 use crate::components::inference::TextTokenizer;
 use crate::model::Findings;
@@ -26,6 +28,8 @@ use crate::model::Findings;
 struct Outcome {
     scheduled: Instant,
     began: Instant,
+    /// The `max_tokens` the request asked.
+    asked_tokens: usize,
     result: Result<StreamedCompletion, RequestFailure>,
 }
 
@@ -40,11 +44,13 @@ pub(super) struct EndpointCase {
     concurrency: usize,
     open_loop: bool,
     slo: Slo,
+    ignore_eos: bool,
     tally: FailureTally,
 }
 
 /// Requests sent and failed by class over a case's timed iterations, and
-/// the verdict against the error budget.
+/// the verdict against the error budget; with the responses that came
+/// back short of an `ignore_eos` request, and the odd ones, by kind.
 #[derive(Debug)]
 pub(super) struct FailureTally {
     error_budget_pct: f64,
@@ -52,6 +58,66 @@ pub(super) struct FailureTally {
     failures: BTreeMap<ErrorClass, u64>,
     /// The first message of each class, for the report.
     examples: BTreeMap<ErrorClass, String>,
+    /// Responses that streamed to their end.
+    completed: u64,
+    short: u64,
+    short_example: Option<String>,
+    /// Possible but odd responses by kind: how many, the first one's values.
+    surprises: BTreeMap<&'static str, (u64, String)>,
+}
+
+/// A response shorter than the `max_tokens` an `ignore_eos` request asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Shortfall {
+    pub received: usize,
+    pub asked: usize,
+    /// Which of the server's words says so: its usage, or its finish reason.
+    pub by: &'static str,
+    pub finish_reason: Option<String>,
+}
+
+impl std::fmt::Display for Shortfall {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} of {} tokens by the {}, finish_reason {}",
+            self.received,
+            self.asked,
+            self.by,
+            self.finish_reason.as_deref().unwrap_or("none")
+        )
+    }
+}
+
+/// Whether `done` came back shorter than the `asked` tokens of an
+/// `ignore_eos` request; `received` is the output tokens counted for it.
+/// The usage decides when the server sent one; without it, a finish
+/// reason other than `length` with fewer tokens counted does (the counts
+/// of a tokenizer that may not be the server's decide nothing alone).
+pub(super) fn shortfall(
+    done: &StreamedCompletion,
+    asked: usize,
+    received: usize,
+    ignore_eos: bool,
+) -> Option<Shortfall> {
+    if !ignore_eos {
+        return None;
+    }
+    let short = |by| Shortfall {
+        received,
+        asked,
+        by,
+        finish_reason: done.finish_reason.clone(),
+    };
+    match done.completion_tokens() {
+        Some(n) => (n < asked).then(|| short("usage")),
+        None => match done.finish_reason.as_deref() {
+            Some(reason) if reason != "length" && received < asked => {
+                Some(short("finish reason and the tokens counted"))
+            }
+            _ => None,
+        },
+    }
 }
 
 impl FailureTally {
@@ -61,6 +127,10 @@ impl FailureTally {
             sent: 0,
             failures: BTreeMap::new(),
             examples: BTreeMap::new(),
+            completed: 0,
+            short: 0,
+            short_example: None,
+            surprises: BTreeMap::new(),
         }
     }
 
@@ -68,6 +138,10 @@ impl FailureTally {
     pub fn clear(&mut self) {
         self.sent = 0;
         self.failures.clear();
+        self.completed = 0;
+        self.short = 0;
+        self.short_example = None;
+        self.surprises.clear();
     }
 
     pub fn sent(&mut self, requests: u64) {
@@ -81,48 +155,93 @@ impl FailureTally {
             .or_insert_with(|| failure.message.clone());
     }
 
+    /// A response that streamed to its end, with what was short or odd in it.
+    pub fn completed(&mut self, surprises: &[Surprise], short: Option<&Shortfall>) {
+        self.completed += 1;
+        if let Some(short) = short {
+            self.short += 1;
+            self.short_example.get_or_insert_with(|| short.to_string());
+        }
+        for surprise in surprises {
+            self.surprises
+                .entry(surprise.what)
+                .or_insert_with(|| (0, surprise.detail.clone()))
+                .0 += 1;
+        }
+    }
+
     /// Past the error budget over all timed iterations, the case fails
     /// (exit 4), keeping everything it measured; under it, a warning.
+    /// Short and odd responses are warnings whatever their number: the
+    /// server answered, and what it answered is what was measured.
     pub fn conclude(&self) -> Option<Conclusion> {
         let errors: u64 = self.failures.values().sum();
-        if self.sent == 0 || errors == 0 {
+        if self.sent == 0 || (errors == 0 && self.short == 0 && self.surprises.is_empty()) {
             return None;
         }
         let rate = 100.0 * errors as f64 / self.sent as f64;
-        let by_class: Vec<String> = self
-            .failures
-            .iter()
-            .filter(|(_, n)| **n > 0)
-            .map(|(class, n)| {
-                let example = self.examples.get(class).map_or("", String::as_str);
-                format!("{} {n} (e.g. {example})", class.name())
-            })
-            .collect();
-        let summary = format!(
-            "{errors} of {} requests failed ({rate:.1} %): {}",
-            self.sent,
-            by_class.join("; ")
-        );
-        let over = rate > self.error_budget_pct;
+        let mut warnings = Vec::new();
+        let mut failure = None;
+        if errors > 0 {
+            let by_class: Vec<String> = self
+                .failures
+                .iter()
+                .filter(|(_, n)| **n > 0)
+                .map(|(class, n)| {
+                    let example = self.examples.get(class).map_or("", String::as_str);
+                    format!("{} {n} (e.g. {example})", class.name())
+                })
+                .collect();
+            let summary = format!(
+                "{errors} of {} requests failed ({rate:.1} %): {}",
+                self.sent,
+                by_class.join("; ")
+            );
+            if rate > self.error_budget_pct {
+                failure = Some(format!(
+                    "{summary}; above the error budget of {} % (error_budget_pct)",
+                    self.error_budget_pct
+                ));
+            } else {
+                warnings.push(summary);
+            }
+        }
+        if self.short > 0 {
+            warnings.push(format!(
+                "{} of {} responses were shorter than the max_tokens asked with ignore_eos (e.g. {}): the server ignored ignore_eos, or stopped at a stop sequence or its context; output_tokens_per_s, TPOT and e2e count the tokens received, not those asked",
+                self.short,
+                self.completed,
+                self.short_example.as_deref().unwrap_or_default()
+            ));
+        }
+        for (what, (n, example)) in &self.surprises {
+            warnings.push(format!(
+                "{n} of {} responses: {what} (e.g. {example})",
+                self.completed
+            ));
+        }
         let counts: BTreeMap<&str, u64> = self
             .failures
             .iter()
             .map(|(class, n)| (class.name(), *n))
             .collect();
+        let surprises: BTreeMap<&str, u64> = self
+            .surprises
+            .iter()
+            .map(|(what, (n, _))| (*what, *n))
+            .collect();
         Some(Conclusion {
-            failure: over.then(|| {
-                format!(
-                    "{summary}; above the error budget of {} % (error_budget_pct)",
-                    self.error_budget_pct
-                )
-            }),
+            failure,
             findings: Findings::Other(serde_json::json!({
                 "requests": self.sent,
                 "failed": errors,
                 "error_rate_pct": rate,
                 "by_class": counts,
+                "completed": self.completed,
+                "short_responses": self.short,
+                "surprising_responses": surprises,
             })),
-            warnings: if over { Vec::new() } else { vec![summary] },
+            warnings,
         })
     }
 }
@@ -150,6 +269,7 @@ impl EndpointCase {
             concurrency,
             open_loop,
             slo,
+            ignore_eos: connection.client.ignore_eos(),
             tally: FailureTally::new(error_budget_pct),
         }
     }
@@ -190,6 +310,7 @@ impl EndpointCase {
                         Outcome {
                             scheduled,
                             began,
+                            asked_tokens: max_tokens,
                             result,
                         }
                     })
@@ -225,7 +346,7 @@ impl EndpointCase {
                 .collect()
         };
         // The tokenizer runs only where the usage leaves the split open.
-        match done.completion_tokens {
+        match done.completion_tokens() {
             Some(n) if n <= chunks => vec![1; chunks],
             Some(n) => share(n, &by_tokenizer()),
             None => by_tokenizer(),
@@ -252,7 +373,7 @@ impl EndpointCase {
             gaps_ms,
             e2e: last.saturating_duration_since(arrival),
             output_tokens: done
-                .completion_tokens
+                .completion_tokens()
                 .unwrap_or_else(|| tokens.iter().sum()),
         }
     }
@@ -298,10 +419,38 @@ impl BenchmarkCase for EndpointCase {
         let (outcomes, wall) = self.send_all();
         let mut timings = Vec::new();
         let mut failed: BTreeMap<ErrorClass, u64> = BTreeMap::new();
+        let mut short = 0usize;
         for outcome in &outcomes {
             match &outcome.result {
                 Ok(done) => {
-                    timings.push(self.timing(outcome, done));
+                    let timing = self.timing(outcome, done);
+                    let shortfall = shortfall(
+                        done,
+                        outcome.asked_tokens,
+                        timing.output_tokens,
+                        self.ignore_eos,
+                    );
+                    short += usize::from(shortfall.is_some());
+                    let mut surprises = done.surprises.clone();
+                    if done.completion_tokens().is_none() {
+                        surprises.push(Surprise {
+                            what: if self.tokenizer.is_some() {
+                                "no usage.completion_tokens from the server: output tokens are the tokenizer's count of the streamed text"
+                            } else {
+                                "no usage.completion_tokens from the server and no tokenizer: output tokens are counted one a chunk of text"
+                            },
+                            detail: format!(
+                                "{} tokens counted over {} chunks",
+                                timing.output_tokens,
+                                done.chunks.len()
+                            ),
+                        });
+                    }
+                    self.tally.completed(&surprises, shortfall.as_ref());
+                    timings.push(timing);
+                    if let Some(tokens) = done.prompt_tokens() {
+                        obs.value("server_prompt_tokens", tokens as f64);
+                    }
                     if let Some(server_ms) = done.server_first_token_ms {
                         let first = done.chunks.first().map_or(done.done_at, |c| c.at);
                         let client_ms =
@@ -328,6 +477,13 @@ impl BenchmarkCase for EndpointCase {
                 failed.get(&class).copied().unwrap_or(0) as f64,
             );
         }
+        obs.value("short_responses", short as f64);
+        if !timings.is_empty() {
+            obs.value(
+                "short_response_pct",
+                100.0 * short as f64 / timings.len() as f64,
+            );
+        }
         self.tally.sent(self.requests.len() as u64);
         Ok(())
     }
@@ -346,6 +502,7 @@ pub(super) fn error_metric(class: ErrorClass) -> &'static str {
         ErrorClass::Http4xx => "errors_http_4xx",
         ErrorClass::Http5xx => "errors_http_5xx",
         ErrorClass::MalformedSse => "errors_malformed_sse",
+        ErrorClass::MalformedUsage => "errors_malformed_usage",
         ErrorClass::CutShort => "errors_cut_short",
     }
 }

@@ -8,11 +8,13 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::endpoint_serving::FailureTally;
-use super::endpoint_target::{Connection, with_endpoint_target};
+use super::endpoint_serving::{FailureTally, shortfall};
+use super::endpoint_target::{
+    Connection, PromptWriter, PromptsAsked, client_memory, with_endpoint_target,
+};
 use super::model::{
-    MODEL_SETUP_METRICS, architecture, check_model, default_model, generate, generation_memory,
-    load_model, prompt_tokens, rss_mib,
+    MODEL_SETUP_METRICS, architecture, check_model, generate, generation_memory, load_model,
+    prompt_tokens, rss_mib,
 };
 use super::{
     BenchContext, BenchmarkCase, BenchmarkError, Conclusion, Headline, Kind, MemoryNeed, MetricDef,
@@ -55,8 +57,9 @@ with_endpoint_target! {
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct EnduranceParams {
-        #[serde(default = "default_model")]
-        model: String,
+        /// The campaign model (`default` when none is named).
+        #[serde(default)]
+        model: Option<String>,
         #[serde(default = "default_prompt")]
         prompt_tokens: Tokens,
         #[serde(default = "default_output")]
@@ -143,6 +146,12 @@ impl Kind for Endurance {
                 false,
                 "served requests that failed in a sample interval, in % (endpoint targets)",
             ),
+            MetricDef::quantity(
+                "short_response_pct",
+                "%",
+                false,
+                "endpoint with ignore_eos: completed responses of a sample interval with fewer output tokens than asked, in %",
+            ),
         ];
         METRICS
     }
@@ -159,8 +168,13 @@ impl Kind for Endurance {
     }
 
     fn check(&self, p: &EnduranceParams, models: &Models) -> Result<(), ParamProblem> {
-        if let Some(target) = p.endpoint_target() {
-            target.check()?;
+        let asked = PromptsAsked {
+            spec: None,
+            takes_prompt_files: false,
+            lengths_given: true,
+        };
+        let writer = p.check_target(models, asked)?;
+        if writer.is_some() {
             if p.planted_leak_kib_per_sample.get() > 0 {
                 return Err(ParamProblem::at(
                     "planted_leak_kib_per_sample",
@@ -175,12 +189,15 @@ impl Kind for Endurance {
                 "remove server_pid, or set endpoint = \"http://host:port/v1\"",
             ));
         }
-        check_model(
-            &p.model,
-            models,
-            p.prompt_tokens.get() + p.output_tokens.get(),
-            "prompt_tokens",
-        )
+        match writer {
+            None | Some(PromptWriter::Model(_)) => check_model(
+                p.model_name(),
+                models,
+                p.prompt_tokens.get() + p.output_tokens.get(),
+                "prompt_tokens",
+            ),
+            Some(_) => Ok(()),
+        }
     }
 
     fn planned_cases(&self, _p: &EnduranceParams) -> usize {
@@ -190,8 +207,18 @@ impl Kind for Endurance {
     /// One generation at a time; a planted leak keeps its KiB every sample,
     /// at most one sample per millisecond of a week-long budget.
     fn memory(&self, p: &EnduranceParams, models: &Models) -> Result<MemoryNeed, ParamProblem> {
+        if let Some(target) = p.endpoint_target()
+            && !matches!(target.writer(models)?, PromptWriter::Model(_))
+        {
+            return client_memory(
+                p.prompt_tokens.get(),
+                1,
+                p.output_tokens.get(),
+                "prompt_tokens",
+            );
+        }
         generation_memory(
-            architecture(&p.model, models)?,
+            architecture(p.model_name(), models)?,
             1,
             p.prompt_tokens.get(),
             p.output_tokens.get(),
@@ -204,24 +231,36 @@ impl Kind for Endurance {
         p: EnduranceParams,
         ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError> {
-        let loaded = load_model(&p.model, ctx)?;
-        let prompt = prompt_tokens(
-            ctx.settings.seed,
-            p.prompt_tokens.usize(),
-            loaded.model.architecture.vocab_size,
-        );
-        let mut context = loaded.context;
-        let (load, memory_of) = match p.endpoint_target() {
-            None => (
-                Load::InProcess {
-                    model: loaded.model,
-                    prompt,
-                },
-                MemoryOf::ThisProcess,
-            ),
+        let (load, memory_of, mut context, setup) = match p.endpoint_target() {
+            None => {
+                let loaded = load_model(p.model_name(), ctx)?;
+                let prompt = prompt_tokens(
+                    ctx.settings.seed,
+                    p.prompt_tokens.usize(),
+                    loaded.model.architecture.vocab_size,
+                );
+                (
+                    Load::InProcess {
+                        model: loaded.model,
+                        prompt,
+                    },
+                    MemoryOf::ThisProcess,
+                    loaded.context,
+                    loaded.setup,
+                )
+            }
             Some(target) => {
+                let source = target.prompt_source(None, ctx)?;
+                let vocab_size = source.vocab_size().ok_or_else(|| {
+                    BenchmarkError::Params(
+                        "endurance sends token-id prompts: it needs a tokenizer or a campaign model"
+                            .into(),
+                    )
+                })?;
+                let ids = prompt_tokens(ctx.settings.seed, p.prompt_tokens.usize(), vocab_size);
+                let prompt = target.prompt(&ids, source.tokenizer.as_ref())?;
+                let mut context = source.context;
                 context["endpoint"] = target.describe();
-                let prompt = target.prompt(&prompt, loaded.model.tokenizer.as_ref().ok())?;
                 (
                     Load::Served {
                         connection: target.connect()?,
@@ -229,6 +268,8 @@ impl Kind for Endurance {
                         tally: FailureTally::new(target.error_budget_pct),
                     },
                     p.server_pid.map_or(MemoryOf::Unseen, MemoryOf::Server),
+                    context,
+                    source.setup,
                 )
             }
         };
@@ -243,7 +284,7 @@ impl Kind for Endurance {
             p.leak_threshold_mib_per_min, p.leak_min_growth_mib
         ));
         Ok(PreparedBenchmark {
-            setup: loaded.setup,
+            setup,
             context,
             cases: vec![Box::new(EnduranceCase {
                 load,
@@ -286,12 +327,13 @@ struct EnduranceCase {
 }
 
 impl EnduranceCase {
-    /// One request of the load; false when a served one failed (counted).
-    fn one_request(&mut self) -> Result<bool, BenchmarkError> {
+    /// One request of the load: whether it completed (a served failure is
+    /// counted), and whether it came back short of the tokens asked.
+    fn one_request(&mut self) -> Result<(bool, bool), BenchmarkError> {
         match &mut self.load {
             Load::InProcess { model, prompt } => {
                 generate(model, prompt, self.output_tokens)?;
-                Ok(true)
+                Ok((true, false))
             }
             Load::Served {
                 connection,
@@ -303,10 +345,16 @@ impl EnduranceCase {
                     .runtime
                     .block_on(client.stream(prompt, self.output_tokens))
                 {
-                    Ok(_) => Ok(true),
+                    Ok(done) => {
+                        let received = done.completion_tokens().unwrap_or(done.chunks.len());
+                        let short =
+                            shortfall(&done, self.output_tokens, received, client.ignore_eos());
+                        tally.completed(&done.surprises, short.as_ref());
+                        Ok((true, short.is_some()))
+                    }
                     Err(failure) => {
                         tally.failed(&failure);
-                        Ok(false)
+                        Ok((false, false))
                     }
                 }
             }
@@ -333,13 +381,15 @@ impl BenchmarkCase for EnduranceCase {
     fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
         let started = *self.started.get_or_insert_with(Instant::now);
         let interval_start = Instant::now();
-        let (mut attempts, mut served) = (0usize, 0usize);
+        let (mut attempts, mut served, mut short) = (0usize, 0usize, 0usize);
         // At least one attempt; a dead server ends the interval on time
         // instead of looping until a request succeeds.
         while attempts == 0 || interval_start.elapsed() < self.interval {
             attempts += 1;
             let t = Instant::now();
-            if !self.one_request()? {
+            let (completed, came_short) = self.one_request()?;
+            short += usize::from(came_short);
+            if !completed {
                 // A refused connection fails at once: pace the retries.
                 std::thread::sleep(FAILED_REQUEST_PAUSE.min(self.interval));
                 continue;
@@ -377,6 +427,9 @@ impl BenchmarkCase for EnduranceCase {
                 "error_rate_pct",
                 100.0 * (attempts - served) as f64 / attempts as f64,
             );
+            if served > 0 {
+                obs.value("short_response_pct", 100.0 * short as f64 / served as f64);
+            }
         }
         if let Some(rss) = rss {
             obs.value("rss_mib", rss);

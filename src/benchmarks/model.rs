@@ -15,7 +15,9 @@ use super::{
     BenchContext, BenchmarkError, MemoryNeed, MetricDef, Models, ParamProblem, SweepAxis,
     model_folder,
 };
-use crate::components::inference::{GenerationSession, LoadedModel, ModelArchitecture};
+use crate::components::inference::{
+    GenerationSession, LoadedModel, ModelArchitecture, TextTokenizer,
+};
 use crate::machine::checked_product;
 use crate::machine::rss;
 
@@ -184,6 +186,25 @@ pub struct PromptSpec {
     corpus: Option<PathBuf>,
 }
 
+impl PromptSpec {
+    /// Exactly one of `file` and `corpus`.
+    pub fn check_form(&self) -> Result<(), ParamProblem> {
+        if self.file.is_some() == self.corpus.is_some() {
+            return Err(ParamProblem::at(
+                "prompts",
+                "give exactly one of `file` (JSON lines with a \"text\" field) or `corpus` (plain text)",
+                "prompts = { file = \"prompts.jsonl\" } or prompts = { corpus = \"corpus.txt\" }",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Whether the prompts are cut from a corpus (to lengths in tokens).
+    pub fn is_corpus(&self) -> bool {
+        self.corpus.is_some()
+    }
+}
+
 /// Checks a `prompts` table and that the model can tokenize text.
 pub(super) fn check_prompts(
     spec: Option<&PromptSpec>,
@@ -193,13 +214,7 @@ pub(super) fn check_prompts(
     let Some(spec) = spec else {
         return Ok(());
     };
-    if spec.file.is_some() == spec.corpus.is_some() {
-        return Err(ParamProblem::at(
-            "prompts",
-            "give exactly one of `file` (JSON lines with a \"text\" field) or `corpus` (plain text)",
-            "prompts = { file = \"prompts.jsonl\" } or prompts = { corpus = \"corpus.txt\" }",
-        ));
-    }
+    spec.check_form()?;
     if let Some(why) = models.get(model).and_then(|m| m.missing_tokenizer.as_ref()) {
         return Err(ParamProblem::at(
             "prompts",
@@ -210,6 +225,29 @@ pub(super) fn check_prompts(
         ));
     }
     Ok(())
+}
+
+/// The text of each line of a prompts file (`{"text": …}` per line, blank
+/// lines skipped), with the file's full path; at least one line.
+pub(super) fn read_prompt_lines(
+    spec: &PromptSpec,
+    ctx: &BenchContext,
+) -> Result<(PathBuf, Vec<String>), BenchmarkError> {
+    let file = spec
+        .file
+        .as_ref()
+        .ok_or_else(|| BenchmarkError::Params("prompts needs `file`".into()))?;
+    let full = ctx.campaign_dir.join(file);
+    let text = crate::components::bounded::read_text_bounded(&full, MAX_PROMPT_FILE_BYTES)
+        .map_err(|e| BenchmarkError::Component(e.to_string()))?;
+    let lines = prompt_lines(&text, &full)?;
+    if lines.iter().all(String::is_empty) {
+        return Err(BenchmarkError::Component(format!(
+            "{} holds no prompt text",
+            full.display()
+        )));
+    }
+    Ok((full, lines))
 }
 
 /// Prompts as token ids, ready for any length.
@@ -230,41 +268,55 @@ impl Prompts {
         model: &LoadedModel,
         ctx: &BenchContext,
     ) -> Result<Self, BenchmarkError> {
+        Self::load_with(
+            spec,
+            model.tokenizer.as_ref().map_err(String::as_str),
+            model.architecture.vocab_size,
+            ctx,
+        )
+    }
+
+    /// [`Prompts::load`] with a tokenizer and vocabulary of any origin (a
+    /// model's, or a tokenizer file's); `Err` says why there is none.
+    pub fn load_with(
+        spec: Option<&PromptSpec>,
+        tokenizer: Result<&TextTokenizer, &str>,
+        vocab_size: usize,
+        ctx: &BenchContext,
+    ) -> Result<Self, BenchmarkError> {
         let Some(spec) = spec else {
             return Ok(Self::Random {
                 seed: ctx.settings.seed,
-                vocab_size: model.architecture.vocab_size,
+                vocab_size,
             });
         };
-        let tokenizer = model.tokenizer.as_ref().map_err(|why| {
+        let tokenizer = tokenizer.map_err(|why| {
             BenchmarkError::Component(format!(
-                "text prompts need the model's tokenizer, and it has none: {why}"
+                "text prompts need a tokenizer, and there is none: {why}"
             ))
         })?;
-        let read = |path: &PathBuf| {
-            let full = ctx.campaign_dir.join(path);
-            crate::components::bounded::read_text_bounded(&full, MAX_PROMPT_FILE_BYTES)
-                .map_err(|e| BenchmarkError::Component(e.to_string()))
-                .map(|text| (full, text))
-        };
         let encode = |text: &str| tokenizer.encode(text).map_err(BenchmarkError::from);
-        let prompts = match (&spec.file, &spec.corpus) {
-            (Some(file), _) => {
-                let (full, text) = read(file)?;
-                let lines = prompt_lines(&text, &full)?
-                    .into_iter()
-                    .map(|line| encode(&line))
-                    .collect::<Result<Vec<_>, _>>()?;
+        let prompts = match &spec.corpus {
+            None => {
+                let (full, lines) = read_prompt_lines(spec, ctx)?;
+                let lines: Vec<Vec<u32>> = lines
+                    .iter()
+                    .map(|line| encode(line))
+                    .collect::<Result<_, _>>()?;
+                // Cycling through lines of no tokens would never end.
                 if lines.iter().all(Vec::is_empty) {
                     return Err(BenchmarkError::Component(format!(
-                        "{} holds no prompt text",
+                        "{} holds no prompt text the tokenizer makes tokens of",
                         full.display()
                     )));
                 }
                 Self::Lines(lines)
             }
-            (None, Some(corpus)) => {
-                let (full, text) = read(corpus)?;
+            Some(corpus) => {
+                let full = ctx.campaign_dir.join(corpus);
+                let text =
+                    crate::components::bounded::read_text_bounded(&full, MAX_PROMPT_FILE_BYTES)
+                        .map_err(|e| BenchmarkError::Component(e.to_string()))?;
                 let tokens = encode(&text)?;
                 if tokens.is_empty() {
                     return Err(BenchmarkError::Component(format!(
@@ -273,11 +325,6 @@ impl Prompts {
                     )));
                 }
                 Self::Corpus(tokens)
-            }
-            (None, None) => {
-                return Err(BenchmarkError::Params(
-                    "prompts needs `file` or `corpus`".into(),
-                ));
             }
         };
         Ok(prompts)

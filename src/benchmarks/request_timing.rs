@@ -52,7 +52,7 @@ pub(super) const SERVING_METRICS: &[MetricDef] = &[
         "output_tokens_per_s",
         "tokens/s",
         true,
-        "generated tokens of all requests ÷ wall time of the iteration",
+        "output tokens of all completed requests ÷ wall time of the iteration; for an endpoint, the tokens received (the server's usage, else counted from the stream), never the max_tokens asked: a short response counts what it returned",
     ),
     MetricDef::quantity(
         "goodput_pct",
@@ -114,13 +114,37 @@ pub(super) const SERVING_METRICS: &[MetricDef] = &[
         "errors_malformed_sse",
         "requests",
         false,
-        "endpoint: an event whose data is not a chunk's JSON",
+        "endpoint: not the stream a chunk should be: event data that is not a chunk's JSON, a field of the wrong type, a limit passed (README's Limits)",
+    ),
+    MetricDef::quantity(
+        "errors_malformed_usage",
+        "requests",
+        false,
+        "endpoint: a usage the request cannot have had: a count negative or not whole, more tokens than max_tokens, a total that is not prompt + completion, a prompt count that contradicts the prompt sent",
     ),
     MetricDef::quantity(
         "errors_cut_short",
         "requests",
         false,
         "endpoint: the stream ended or broke before [DONE]",
+    ),
+    MetricDef::quantity(
+        "short_responses",
+        "requests",
+        false,
+        "endpoint with ignore_eos: completed responses with fewer output tokens than the max_tokens asked (by the usage, or a finish reason other than length); not errors, but their tokens/s and latencies are of shorter outputs",
+    ),
+    MetricDef::quantity(
+        "short_response_pct",
+        "%",
+        false,
+        "endpoint with ignore_eos: short_responses in % of the iteration's completed responses",
+    ),
+    MetricDef::quantity(
+        "server_prompt_tokens",
+        "tokens",
+        false,
+        "endpoint: each prompt's length as the server's usage counts it (the only length of text prompts sent whole)",
     ),
 ];
 

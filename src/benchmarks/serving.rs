@@ -15,10 +15,10 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::endpoint_serving::EndpointCase;
-use super::endpoint_target::with_endpoint_target;
+use super::endpoint_target::{PromptWriter, PromptsAsked, client_memory, with_endpoint_target};
 use super::model::{
     MODEL_SETUP_METRICS, PromptSpec, Prompts, architecture, check_model, check_prompts,
-    default_model, generation_memory, load_model,
+    generation_memory, load_model,
 };
 use super::request_timing::{RequestTiming, SERVING_METRICS, Slo, record_run};
 use super::workload::{LengthDistribution, Request, WorkloadSpec, generate_requests};
@@ -147,12 +147,15 @@ with_endpoint_target! {
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct FullInferenceParams {
-        #[serde(default = "default_model")]
-        model: String,
+        /// The campaign model (`default` when none is named).
+        #[serde(default)]
+        model: Option<String>,
         /// Requests per timed iteration.
         #[serde(default = "default_requests")]
         requests: Count,
-        prompt_tokens: LengthDistribution,
+        /// Required, but for an endpoint without a tokenizer (text sent whole).
+        #[serde(default)]
+        prompt_tokens: Option<LengthDistribution>,
         output_tokens: LengthDistribution,
         /// One closed-loop case per level.
         #[serde(default)]
@@ -180,6 +183,17 @@ fn check_length(
     prompt.check("prompt_tokens")?;
     output.check("output_tokens")?;
     check_model(model, models, prompt.max() + output.max(), "prompt_tokens")
+}
+
+/// `prompt_tokens`, which every prompt but a whole text line needs.
+fn required_prompt_tokens<T>(prompt_tokens: Option<T>) -> Result<T, ParamProblem> {
+    prompt_tokens.ok_or_else(|| {
+        ParamProblem::at(
+            "prompt_tokens",
+            "missing field `prompt_tokens`: the prompt lengths in tokens; allowed without it: only an endpoint target with no tokenizer, whose prompt lines are sent whole",
+            "e.g. prompt_tokens = { distribution = \"fixed\", tokens = 128 } (scaling: prompt_tokens = 128)",
+        )
+    })
 }
 
 /// `workers` generations at once, each of a batch at the longest lengths.
@@ -259,11 +273,23 @@ impl Kind for FullInference {
                 "e.g. concurrency = [1, 2] and/or rates_per_s = [4.0]",
             ));
         }
-        check_prompts(p.prompts.as_ref(), &p.model, models)?;
-        if let Some(target) = p.endpoint_target() {
-            target.check()?;
+        let asked = PromptsAsked {
+            spec: p.prompts.as_ref(),
+            takes_prompt_files: true,
+            lengths_given: p.prompt_tokens.is_some(),
+        };
+        match p.check_target(models, asked)? {
+            None | Some(PromptWriter::Model(_)) => {
+                check_prompts(p.prompts.as_ref(), p.model_name(), models)?;
+                let prompt = required_prompt_tokens(p.prompt_tokens)?;
+                check_length(p.model_name(), models, &prompt, &p.output_tokens)
+            }
+            Some(PromptWriter::TokenizerFile(_)) => {
+                required_prompt_tokens(p.prompt_tokens)?.check("prompt_tokens")?;
+                p.output_tokens.check("output_tokens")
+            }
+            Some(PromptWriter::Server) => p.output_tokens.check("output_tokens"),
         }
-        check_length(&p.model, models, &p.prompt_tokens, &p.output_tokens)
     }
 
     fn planned_cases(&self, p: &FullInferenceParams) -> usize {
@@ -278,12 +304,23 @@ impl Kind for FullInference {
             .chain((!p.rates_per_s.is_empty()).then(|| p.open_loop_concurrency.get()))
             .max()
             .unwrap_or(1);
+        let prompt_max = p.prompt_tokens.map_or(0, |d| d.max());
+        if let Some(target) = p.endpoint_target()
+            && !matches!(target.writer(models)?, PromptWriter::Model(_))
+        {
+            let cases = self.planned_cases(p) as u64;
+            let ids = prompt_max
+                .checked_mul(p.requests.get())
+                .and_then(|ids| ids.checked_mul(cases))
+                .unwrap_or(u64::MAX);
+            return client_memory(ids, workers, p.output_tokens.max(), "requests");
+        }
         serving_memory(
-            &p.model,
+            p.model_name(),
             models,
             workers,
             1,
-            p.prompt_tokens.max(),
+            prompt_max,
             p.output_tokens.max(),
         )
     }
@@ -293,38 +330,36 @@ impl Kind for FullInference {
         p: FullInferenceParams,
         ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError> {
-        let mut loaded = load_model(&p.model, ctx)?;
-        let prompts = Prompts::load(p.prompts.as_ref(), &loaded.model, ctx)?;
-        loaded.context["prompts"] = prompts.describe();
         let slo = Slo {
             ttft_ms: p.ttft_slo_ms.map(Millis::get),
             tpot_ms: p.tpot_slo_ms.map(Millis::get),
         };
-        let requests = p.requests.usize();
-        let workload = |rate_per_s| WorkloadSpec {
-            requests,
-            prompt_tokens: p.prompt_tokens,
-            output_tokens: p.output_tokens,
-            vocab_size: loaded.model.architecture.vocab_size,
-            rate_per_s,
-        };
-        let requests_with_prompts = |rate_per_s| {
-            let mut requests = generate_requests(ctx.settings.seed, &workload(rate_per_s));
-            prompts.apply_to(&mut requests);
-            requests
-        };
-        let mut cases: Vec<Box<dyn BenchmarkCase>> = Vec::new();
+        let workload_context = json!({
+            "seed": ctx.settings.seed,
+            "prompt_tokens": p.prompt_tokens,
+            "output_tokens": p.output_tokens,
+            "ttft_slo_ms": p.ttft_slo_ms,
+            "tpot_slo_ms": p.tpot_slo_ms,
+        });
         if let Some(target) = p.endpoint_target() {
+            let source = target.prompt_source(p.prompts.as_ref(), ctx)?;
             let connection = target.connect()?;
-            let tokenizer = loaded.model.tokenizer.as_ref().ok();
             let url = connection.client.url();
             let modes = p.concurrency.iter().map(|c| (c.usize(), None)).chain(
                 p.rates_per_s
                     .iter()
                     .map(|r| (p.open_loop_concurrency.usize(), Some(r.get()))),
             );
+            let mut cases: Vec<Box<dyn BenchmarkCase>> = Vec::new();
             for (concurrency, rate) in modes {
-                let requests = requests_with_prompts(rate);
+                let (requests, prompts) = source.requests(
+                    &target,
+                    ctx.settings.seed,
+                    p.requests.usize(),
+                    p.prompt_tokens,
+                    p.output_tokens,
+                    rate,
+                )?;
                 let (label, parameters) = match rate {
                     None => (
                         format!("closed,concurrency={concurrency}"),
@@ -337,17 +372,46 @@ impl Kind for FullInference {
                 };
                 cases.push(Box::new(EndpointCase::new(
                     &connection,
-                    target.prompts(&requests, tokenizer)?,
+                    prompts,
                     requests,
-                    tokenizer.cloned(),
+                    source.tokenizer.clone(),
                     (label, parameters),
                     (concurrency, rate.is_some()),
                     slo,
                     target.error_budget_pct,
                 )));
             }
+            let mut context = source.context;
+            context["workload"] = workload_context;
+            context["endpoint"] = target.describe();
+            return Ok(PreparedBenchmark {
+                setup: source.setup,
+                context,
+                cases,
+                warnings: Vec::new(),
+                skipped: None,
+            });
         }
-        for c in p.concurrency.iter().filter(|_| p.endpoint.is_none()) {
+        let mut loaded = load_model(p.model_name(), ctx)?;
+        let prompts = Prompts::load(p.prompts.as_ref(), &loaded.model, ctx)?;
+        loaded.context["prompts"] = prompts.describe();
+        let prompt_tokens = required_prompt_tokens(p.prompt_tokens)
+            .map_err(|e| BenchmarkError::Params(e.message))?;
+        let requests = p.requests.usize();
+        let workload = |rate_per_s| WorkloadSpec {
+            requests,
+            prompt_tokens,
+            output_tokens: p.output_tokens,
+            vocab_size: loaded.model.architecture.vocab_size,
+            rate_per_s,
+        };
+        let requests_with_prompts = |rate_per_s| {
+            let mut requests = generate_requests(ctx.settings.seed, &workload(rate_per_s));
+            prompts.apply_to(&mut requests);
+            requests
+        };
+        let mut cases: Vec<Box<dyn BenchmarkCase>> = Vec::new();
+        for c in &p.concurrency {
             let c = c.usize();
             cases.push(Box::new(ServingCase {
                 model: Arc::clone(&loaded.model),
@@ -360,7 +424,7 @@ impl Kind for FullInference {
                 slo,
             }));
         }
-        for rate in p.rates_per_s.iter().filter(|_| p.endpoint.is_none()) {
+        for rate in &p.rates_per_s {
             let rate = rate.get();
             cases.push(Box::new(ServingCase {
                 model: Arc::clone(&loaded.model),
@@ -377,16 +441,7 @@ impl Kind for FullInference {
             }));
         }
         let mut context = loaded.context;
-        context["workload"] = json!({
-            "seed": ctx.settings.seed,
-            "prompt_tokens": p.prompt_tokens,
-            "output_tokens": p.output_tokens,
-            "ttft_slo_ms": p.ttft_slo_ms,
-            "tpot_slo_ms": p.tpot_slo_ms,
-        });
-        if let Some(target) = p.endpoint_target() {
-            context["endpoint"] = target.describe();
-        }
+        context["workload"] = workload_context;
         Ok(PreparedBenchmark {
             setup: loaded.setup,
             context,
@@ -434,11 +489,14 @@ with_endpoint_target! {
     #[derive(Debug, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct ScalingParams {
-        #[serde(default = "default_model")]
-        model: String,
+        /// The campaign model (`default` when none is named).
+        #[serde(default)]
+        model: Option<String>,
         #[serde(default = "default_requests")]
         requests: Count,
-        prompt_tokens: Tokens,
+        /// Required, but for an endpoint without a tokenizer (text sent whole).
+        #[serde(default)]
+        prompt_tokens: Option<Tokens>,
         output_tokens: Tokens,
         #[serde(default)]
         concurrency: Vec<Parallel>,
@@ -494,23 +552,34 @@ impl Kind for Scaling {
                 "e.g. concurrency = [1, 2, 4] and batch_sizes = [1, 4, 16]",
             ));
         }
-        check_prompts(p.prompts.as_ref(), &p.model, models)?;
-        if let Some(target) = p.endpoint_target() {
-            target.check()?;
-            if !p.batch_sizes.is_empty() {
-                return Err(ParamProblem::at(
-                    "batch_sizes",
-                    "a served stack batches requests itself; allowed with endpoint: concurrency levels only",
-                    "remove batch_sizes, or run the in-process engine (no endpoint)",
-                ));
-            }
+        let asked = PromptsAsked {
+            spec: p.prompts.as_ref(),
+            takes_prompt_files: true,
+            lengths_given: p.prompt_tokens.is_some(),
+        };
+        let writer = p.check_target(models, asked)?;
+        if writer.is_some() && !p.batch_sizes.is_empty() {
+            return Err(ParamProblem::at(
+                "batch_sizes",
+                "a served stack batches requests itself; allowed with endpoint: concurrency levels only",
+                "remove batch_sizes, or run the in-process engine (no endpoint)",
+            ));
         }
-        check_length(
-            &p.model,
-            models,
-            &LengthDistribution::fixed(p.prompt_tokens),
-            &LengthDistribution::fixed(p.output_tokens),
-        )
+        match writer {
+            None | Some(PromptWriter::Model(_)) => {
+                check_prompts(p.prompts.as_ref(), p.model_name(), models)?;
+                check_length(
+                    p.model_name(),
+                    models,
+                    &LengthDistribution::fixed(required_prompt_tokens(p.prompt_tokens)?),
+                    &LengthDistribution::fixed(p.output_tokens),
+                )
+            }
+            Some(PromptWriter::TokenizerFile(_)) => {
+                required_prompt_tokens(p.prompt_tokens).map(|_| ())
+            }
+            Some(PromptWriter::Server) => Ok(()),
+        }
     }
 
     fn planned_cases(&self, p: &ScalingParams) -> usize {
@@ -519,20 +588,32 @@ impl Kind for Scaling {
 
     fn memory(&self, p: &ScalingParams, models: &Models) -> Result<MemoryNeed, ParamProblem> {
         let widest = |levels: &[Parallel]| levels.iter().map(|l| l.get()).max().unwrap_or(1);
+        let prompt_tokens = p.prompt_tokens.map_or(0, Tokens::get);
+        if let Some(target) = p.endpoint_target()
+            && !matches!(target.writer(models)?, PromptWriter::Model(_))
+        {
+            let ids = prompt_tokens.saturating_mul(p.requests.get());
+            return client_memory(
+                ids,
+                widest(&p.concurrency),
+                p.output_tokens.get(),
+                "requests",
+            );
+        }
         let by_workers = serving_memory(
-            &p.model,
+            p.model_name(),
             models,
             widest(&p.concurrency),
             1,
-            p.prompt_tokens.get(),
+            prompt_tokens,
             p.output_tokens.get(),
         )?;
         let by_batch = serving_memory(
-            &p.model,
+            p.model_name(),
             models,
             1,
             widest(&p.batch_sizes),
-            p.prompt_tokens.get(),
+            prompt_tokens,
             p.output_tokens.get(),
         )?;
         Ok(if by_workers.bytes >= by_batch.bytes {
@@ -547,20 +628,6 @@ impl Kind for Scaling {
         p: ScalingParams,
         ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError> {
-        let mut loaded = load_model(&p.model, ctx)?;
-        let prompts = Prompts::load(p.prompts.as_ref(), &loaded.model, ctx)?;
-        loaded.context["prompts"] = prompts.describe();
-        let mut requests = generate_requests(
-            ctx.settings.seed,
-            &WorkloadSpec {
-                requests: p.requests.usize(),
-                prompt_tokens: LengthDistribution::fixed(p.prompt_tokens),
-                output_tokens: LengthDistribution::fixed(p.output_tokens),
-                vocab_size: loaded.model.architecture.vocab_size,
-                rate_per_s: None,
-            },
-        );
-        prompts.apply_to(&mut requests);
         let parameters = |dimension: &str, level: usize, concurrency, batch_size| {
             let mut parameters = ScalingCaseParams {
                 dimension: dimension.to_string(),
@@ -574,12 +641,18 @@ impl Kind for Scaling {
             parameters["output_tokens"] = json!(p.output_tokens);
             parameters
         };
-        let mut context = loaded.context.clone();
         if let Some(target) = p.endpoint_target() {
             // A served stack: closed-loop levels of requests in flight.
+            let source = target.prompt_source(p.prompts.as_ref(), ctx)?;
             let connection = target.connect()?;
-            let tokenizer = loaded.model.tokenizer.as_ref().ok();
-            let prompts = target.prompts(&requests, tokenizer)?;
+            let (requests, prompts) = source.requests(
+                &target,
+                ctx.settings.seed,
+                p.requests.usize(),
+                p.prompt_tokens.map(LengthDistribution::fixed),
+                LengthDistribution::fixed(p.output_tokens),
+                None,
+            )?;
             let mut cases: Vec<Box<dyn BenchmarkCase>> = Vec::new();
             for c in p.concurrency.iter().map(|c| c.usize()) {
                 let mut case_parameters = parameters("concurrency", c, c, 1);
@@ -588,22 +661,40 @@ impl Kind for Scaling {
                     &connection,
                     prompts.clone(),
                     requests.clone(),
-                    tokenizer.cloned(),
+                    source.tokenizer.clone(),
                     (format!("concurrency={c}"), case_parameters),
                     (c, false),
                     Slo::default(),
                     target.error_budget_pct,
                 )));
             }
+            let mut context = source.context;
             context["endpoint"] = target.describe();
             return Ok(PreparedBenchmark {
-                setup: loaded.setup,
+                setup: source.setup,
                 context,
                 cases,
                 warnings: Vec::new(),
                 skipped: None,
             });
         }
+        let mut loaded = load_model(p.model_name(), ctx)?;
+        let prompts = Prompts::load(p.prompts.as_ref(), &loaded.model, ctx)?;
+        loaded.context["prompts"] = prompts.describe();
+        let prompt_tokens = required_prompt_tokens(p.prompt_tokens)
+            .map_err(|e| BenchmarkError::Params(e.message))?;
+        let mut requests = generate_requests(
+            ctx.settings.seed,
+            &WorkloadSpec {
+                requests: p.requests.usize(),
+                prompt_tokens: LengthDistribution::fixed(prompt_tokens),
+                output_tokens: LengthDistribution::fixed(p.output_tokens),
+                vocab_size: loaded.model.architecture.vocab_size,
+                rate_per_s: None,
+            },
+        );
+        prompts.apply_to(&mut requests);
+        let context = loaded.context.clone();
         let case =
             |dimension: &str, level: usize, concurrency, batch_size| -> Box<dyn BenchmarkCase> {
                 Box::new(ServingCase {

@@ -705,3 +705,166 @@ server_pid = {pid}
         "{stderr}"
     );
 }
+
+/// The `tokenizer.json` of the model `campaign serve` built in the results
+/// folder: all an endpoint target needs of the served model.
+fn served_tokenizer(f: &Fixture) -> PathBuf {
+    fn find(dir: &Path) -> Option<PathBuf> {
+        for entry in fs::read_dir(dir).ok()? {
+            let path = entry.ok()?.path();
+            if path.is_dir() {
+                if let Some(found) = find(&path) {
+                    return Some(found);
+                }
+            } else if path.file_name().is_some_and(|n| n == "tokenizer.json") {
+                return Some(path);
+            }
+        }
+        None
+    }
+    find(&f.out()).unwrap_or_else(|| panic!("no tokenizer.json under {}", f.out().display()))
+}
+
+#[test]
+#[parallel]
+fn an_endpoint_target_needs_no_local_weights_a_tokenizer_file_or_the_servers_counts() {
+    let f = Fixture::new();
+    let served = Served::start(&f, &[]);
+    let endpoint = format!("{}/v1", served.url);
+    let tokenizer = served_tokenizer(&f);
+    fs::write(
+        f.path("prompts.jsonl"),
+        "{\"text\": \"The cache holds the keys and the values of every layer\"}\n{\"text\": \"Hello, who are you?\"}\n",
+    )
+    .unwrap();
+    // No [models] at all: a tokenizer file writes token-id prompts of exact
+    // lengths; without one, prompt lines are sent whole as text and the
+    // server counts them, through both APIs.
+    let campaign = f.path("client.toml");
+    fs::write(
+        &campaign,
+        format!(
+            r#"name = "t"
+[settings]
+threads = 1
+[[days]]
+number = 1
+title = "no local weights"
+[[days.benchmarks]]
+name = "by_tokenizer"
+kind = "full_inference"
+warmup = 0
+iterations = 1
+[days.benchmarks.params]
+endpoint = "{endpoint}"
+served_model = "default"
+tokenizer = "{tokenizer}"
+requests = 3
+prompt_tokens = {{ distribution = "fixed", tokens = 12 }}
+output_tokens = {{ distribution = "fixed", tokens = 4 }}
+concurrency = [1]
+
+[[days.benchmarks]]
+name = "by_server"
+kind = "full_inference"
+warmup = 0
+iterations = 1
+[days.benchmarks.params]
+endpoint = "{endpoint}"
+served_model = "default"
+prompts = {{ file = "prompts.jsonl" }}
+requests = 4
+output_tokens = {{ distribution = "fixed", tokens = 4 }}
+concurrency = [1]
+
+[[days.benchmarks]]
+name = "chat_by_server"
+kind = "scaling"
+warmup = 0
+iterations = 1
+[days.benchmarks.params]
+endpoint = "{endpoint}"
+api = "chat"
+served_model = "default"
+prompts = {{ file = "prompts.jsonl" }}
+requests = 2
+output_tokens = 3
+concurrency = [1]
+"#,
+            tokenizer = tokenizer.display()
+        ),
+    )
+    .unwrap();
+    run_client_ok(&f, &campaign);
+    assert_eq!(served.stop(), Some(0));
+    let log: Vec<Value> = fs::read_to_string(f.out().join("t").join("serve_requests.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(log.len(), 3 + 4 + 2);
+    let report = client_report(&f);
+    let by_name = |name: &str| {
+        report["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["benchmark"] == name)
+            .unwrap_or_else(|| panic!("no {name} in {report:#}"))
+            .clone()
+    };
+    let tokens_per_request =
+        |r: &Value| samples(r, "output_tokens_per_s")[0] / samples(r, "requests_per_s")[0];
+
+    let by_tokenizer = by_name("by_tokenizer");
+    assert_eq!(by_tokenizer["status"], "ok", "{by_tokenizer:#}");
+    assert_eq!(
+        by_tokenizer["context"]["tokenizer"],
+        tokenizer.display().to_string()
+    );
+    // No model was loaded here: no load time, and the exact lengths asked.
+    assert!(by_tokenizer["setup"].get("model_load_ms").is_none());
+    assert_eq!(samples(&by_tokenizer, "server_prompt_tokens"), [12.0; 3]);
+    assert!((tokens_per_request(&by_tokenizer) - 4.0).abs() < 1e-9);
+    assert_eq!(samples(&by_tokenizer, "short_responses"), [0.0]);
+    for record in &log[..3] {
+        assert_eq!(record["prompt_tokens"], 12, "{record}");
+    }
+
+    // Text sent whole: its length is the server's count, request by request.
+    let by_server = by_name("by_server");
+    assert_eq!(by_server["status"], "ok", "{by_server:#}");
+    assert!(
+        by_server["context"]["prompts"]["source"]
+            .as_str()
+            .unwrap()
+            .contains("sent whole"),
+        "{by_server:#}"
+    );
+    let mut counted = samples(&by_server, "server_prompt_tokens");
+    let mut logged: Vec<f64> = log[3..7]
+        .iter()
+        .map(|r| r["prompt_tokens"].as_f64().unwrap())
+        .collect();
+    counted.sort_by(f64::total_cmp);
+    logged.sort_by(f64::total_cmp);
+    assert_eq!(counted, logged);
+    assert!(
+        counted[0] < counted[3],
+        "two prompts of two lengths: {counted:?}"
+    );
+    assert!((tokens_per_request(&by_server) - 4.0).abs() < 1e-9);
+    assert!(
+        by_server["warnings"].as_array().unwrap().is_empty(),
+        "{by_server:#}"
+    );
+
+    let chat = by_name("chat_by_server");
+    assert_eq!(chat["status"], "ok", "{chat:#}");
+    assert_eq!(samples(&chat, "server_prompt_tokens").len(), 2);
+    assert!((tokens_per_request(&chat) - 3.0).abs() < 1e-9);
+    for record in &log[7..] {
+        assert_eq!(record["endpoint"], "/v1/chat/completions", "{record}");
+        assert_eq!(record["completion_tokens"], 3, "{record}");
+    }
+}

@@ -1,15 +1,22 @@
 use std::time::{Duration, Instant};
 
-use eventsource_stream::Eventsource;
-use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
+
+use super::stream::{
+    Asked, ErrorClass, PromptSent, RequestFailure, StreamReader, StreamedCompletion,
+};
+
+/// Bytes of an error response's body read (its first characters are quoted
+/// in the failure's message; the rest is not read).
+pub const MAX_ERROR_BODY_BYTES: usize = 4096;
 
 /// Which OpenAI-compatible API a target speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum EndpointApi {
-    /// `/v1/completions`: the prompt is sent as token ids, so its length is exact.
+    /// `/v1/completions`: the prompt is sent as token ids, so its length is
+    /// exact, or as text when no tokenizer wrote it.
     #[default]
     Completions,
     /// `/v1/chat/completions`: the prompt is sent as text in one user message.
@@ -37,87 +44,6 @@ pub struct EndpointConfig {
 pub enum RequestPrompt {
     Tokens(Vec<u32>),
     Text(String),
-}
-
-/// A content-bearing chunk of a stream, stamped when it was read.
-#[derive(Debug, Clone)]
-pub struct ContentChunk {
-    pub at: Instant,
-    pub text: String,
-}
-
-/// A request that streamed to its end.
-#[derive(Debug, Clone)]
-pub struct StreamedCompletion {
-    /// Chunks that carried text, in order (role-only and empty ones left out).
-    pub chunks: Vec<ContentChunk>,
-    /// `usage.completion_tokens` of the stream's usage chunk, when sent.
-    pub completion_tokens: Option<usize>,
-    pub finish_reason: Option<String>,
-    /// When `[DONE]` was read.
-    pub done_at: Instant,
-    /// The server's own first-token time, in ms after it read the request,
-    /// when it reports one (`campaign serve` sends `campaign_server_timing`).
-    pub server_first_token_ms: Option<f64>,
-}
-
-/// Why a request failed: each class is counted on its own.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum ErrorClass {
-    /// No connection (refused, reset before a response, DNS).
-    Connect,
-    /// The request took longer than its timeout.
-    Timeout,
-    /// HTTP 429: the server asked to slow down.
-    RateLimited,
-    /// Another 4xx: the server refused the request.
-    Http4xx,
-    /// A 5xx, or an error object in the stream.
-    Http5xx,
-    /// An event whose data is not the JSON a chunk should be.
-    MalformedSse,
-    /// The stream ended (or broke) before `[DONE]`.
-    CutShort,
-}
-
-impl ErrorClass {
-    pub const ALL: [ErrorClass; 7] = [
-        Self::Connect,
-        Self::Timeout,
-        Self::RateLimited,
-        Self::Http4xx,
-        Self::Http5xx,
-        Self::MalformedSse,
-        Self::CutShort,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Connect => "connect",
-            Self::Timeout => "timeout",
-            Self::RateLimited => "rate_limited",
-            Self::Http4xx => "http_4xx",
-            Self::Http5xx => "http_5xx",
-            Self::MalformedSse => "malformed_sse",
-            Self::CutShort => "cut_short",
-        }
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct RequestFailure {
-    pub class: ErrorClass,
-    pub message: String,
-}
-
-impl RequestFailure {
-    fn new(class: ErrorClass, message: impl Into<String>) -> Self {
-        Self {
-            class,
-            message: message.into(),
-        }
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -212,6 +138,12 @@ impl EndpointClient {
         body
     }
 
+    /// Whether requests send `ignore_eos`: then a response shorter than
+    /// `max_tokens` is short of what was asked.
+    pub fn ignore_eos(&self) -> bool {
+        self.config.ignore_eos
+    }
+
     /// Sends one streaming request and reads it to `[DONE]`.
     pub async fn stream(
         &self,
@@ -228,6 +160,23 @@ impl EndpointClient {
         }
     }
 
+    /// What the server's answer to `prompt` is checked against.
+    fn asked(&self, prompt: &RequestPrompt, max_tokens: usize) -> Asked {
+        let chat = self.config.api == EndpointApi::Chat;
+        let prompt = match prompt {
+            RequestPrompt::Tokens(ids) if !chat => PromptSent::Ids(ids.len()),
+            RequestPrompt::Tokens(ids) => PromptSent::Text {
+                bytes: format!("{ids:?}").len(),
+            },
+            RequestPrompt::Text(text) => PromptSent::Text { bytes: text.len() },
+        };
+        Asked {
+            chat,
+            max_tokens,
+            prompt,
+        }
+    }
+
     async fn stream_inner(
         &self,
         prompt: &RequestPrompt,
@@ -240,7 +189,7 @@ impl EndpointClient {
         if let Some(key) = &self.config.api_key {
             request = request.bearer_auth(key);
         }
-        let response = request.send().await.map_err(|e| {
+        let mut response = request.send().await.map_err(|e| {
             let class = if e.is_timeout() {
                 ErrorClass::Timeout
             } else {
@@ -256,90 +205,53 @@ impl EndpointClient {
                 400..=499 => ErrorClass::Http4xx,
                 _ => ErrorClass::Http5xx,
             };
-            let body = response.text().await.unwrap_or_default();
-            let excerpt: String = body.chars().take(200).collect();
+            let excerpt = body_excerpt(&mut response).await;
             return Err(RequestFailure::new(
                 class,
                 format!("HTTP {status}: {excerpt}"),
             ));
         }
-        let mut events = response.bytes_stream().eventsource();
-        let mut chunks = Vec::new();
-        let mut completion_tokens = None;
-        let mut finish_reason = None;
-        let mut server_first_token_ms = None;
-        while let Some(event) = events.next().await {
-            let event = event.map_err(|e| {
-                RequestFailure::new(ErrorClass::CutShort, format!("the stream broke: {e}"))
+        // A server that ignored `"stream": true` answers with one JSON body.
+        if let Some(kind) = response.headers().get(reqwest::header::CONTENT_TYPE)
+            && !kind.as_bytes().starts_with(b"text/event-stream")
+        {
+            return Err(RequestFailure::new(
+                ErrorClass::MalformedSse,
+                format!(
+                    "content-type {:?}; allowed: text/event-stream (a stream was asked)",
+                    String::from_utf8_lossy(kind.as_bytes())
+                ),
+            ));
+        }
+        let mut reader = StreamReader::new(self.asked(prompt, max_tokens));
+        loop {
+            let bytes = response.chunk().await.map_err(|e| {
+                reader.cut_short(&format!("the stream broke ({})", without_url(&e)))
             })?;
-            let at = Instant::now();
-            if event.data.trim() == "[DONE]" {
-                return Ok(StreamedCompletion {
-                    chunks,
-                    completion_tokens,
-                    finish_reason,
-                    done_at: at,
-                    server_first_token_ms,
-                });
-            }
-            let chunk: Value = serde_json::from_str(&event.data).map_err(|e| {
-                let excerpt: String = event.data.chars().take(80).collect();
-                RequestFailure::new(
-                    ErrorClass::MalformedSse,
-                    format!("event data is not JSON ({e}): {excerpt:?}"),
-                )
-            })?;
-            if let Some(error) = chunk.get("error") {
-                return Err(RequestFailure::new(
-                    ErrorClass::Http5xx,
-                    format!("error in the stream: {error}"),
-                ));
-            }
-            let Some(choices) = chunk.get("choices").and_then(Value::as_array) else {
-                return Err(RequestFailure::new(
-                    ErrorClass::MalformedSse,
-                    "a chunk without `choices`",
-                ));
+            let Some(bytes) = bytes else {
+                return Err(reader.cut_short("the stream ended"));
             };
-            if let Some(ms) = chunk
-                .pointer("/campaign_server_timing/first_token_ms")
-                .and_then(Value::as_f64)
-            {
-                server_first_token_ms = Some(ms);
-            }
-            if let Some(tokens) = chunk
-                .pointer("/usage/completion_tokens")
-                .and_then(Value::as_u64)
-            {
-                completion_tokens = Some(tokens as usize);
-            }
-            let Some(choice) = choices.first() else {
-                continue;
-            };
-            let text = match self.config.api {
-                EndpointApi::Completions => choice.get("text"),
-                EndpointApi::Chat => choice.pointer("/delta/content"),
-            }
-            .and_then(Value::as_str)
-            .unwrap_or_default();
-            if !text.is_empty() {
-                chunks.push(ContentChunk {
-                    at,
-                    text: text.to_string(),
-                });
-            }
-            if let Some(reason) = choice.get("finish_reason").and_then(Value::as_str) {
-                finish_reason = Some(reason.to_string());
+            if let Some(done) = reader.feed(&bytes, Instant::now())? {
+                return Ok(done);
             }
         }
-        Err(RequestFailure::new(
-            ErrorClass::CutShort,
-            format!(
-                "the stream ended without [DONE] after {} content chunks",
-                chunks.len()
-            ),
-        ))
     }
+}
+
+/// The first characters of an error response's body, reading at most
+/// [`MAX_ERROR_BODY_BYTES`] of it.
+async fn body_excerpt(response: &mut reqwest::Response) -> String {
+    let mut body = Vec::new();
+    while body.len() < MAX_ERROR_BODY_BYTES {
+        match response.chunk().await {
+            Ok(Some(bytes)) => {
+                let room = MAX_ERROR_BODY_BYTES - body.len();
+                body.extend_from_slice(&bytes[..bytes.len().min(room)]);
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    String::from_utf8_lossy(&body).chars().take(200).collect()
 }
 
 /// reqwest's error text without the URL it appends (which may carry
