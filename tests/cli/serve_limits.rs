@@ -4,7 +4,8 @@
 //! `campaign serve`: curl, the crate's own endpoint client (reqwest), and
 //! a raw HTTP/1.1 client where a test must hold a request at a known point.
 //!
-//! No test depends on the speed of generation except through one margin:
+//! No test depends on the speed of generation except through one margin
+//! (the two that do are serial):
 //! a 4090-token generation (seconds here; 0.6 s per 1000 tokens at a
 //! 1024-token context on this 2-core machine) outlasts the few steps of
 //! under half a second a test takes while it runs. The queue bound itself
@@ -16,7 +17,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
-use serial_test::parallel;
+use serial_test::{parallel, serial};
 
 use super::fixture::*;
 use super::serve::{SERVED, Served, sse_data};
@@ -597,8 +598,11 @@ fn past_max_queue_requests_get_429_with_retry_after_and_the_admitted_complete() 
     }
 }
 
+/// Serial, as tests that depend on timing are (tests/cli/main.rs): it
+/// relies on the margin of a long generation, and that generation keeps a
+/// core busy, which would disturb the timing of planted slowdowns beside it.
 #[test]
-#[parallel]
+#[serial]
 fn a_request_that_cannot_start_within_max_wait_s_gets_503_and_a_late_body_408() {
     let f = Fixture::new();
     let served = Served::launch(&f, &long_context(), &["--max-wait-s", "0.2"], &[]);
@@ -669,8 +673,9 @@ fn a_request_that_cannot_start_within_max_wait_s_gets_503_and_a_late_body_408() 
     assert!((1..4090).contains(&generated), "{long}");
 }
 
+/// Serial, for the reasons of the test above.
 #[test]
-#[parallel]
+#[serial]
 fn a_client_that_hangs_up_while_queued_frees_its_place_and_never_runs() {
     let f = Fixture::new();
     let served = Served::launch(&f, &long_context(), &["--max-queue", "1"], &[]);
