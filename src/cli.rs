@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use campaign::campaign::Toggle;
-use campaign::campaign::bounds::{self, Threads};
-use campaign::commands::{self, CommandError, RunArgs};
+use campaign::campaign::bounds::{self, Seconds, Threads};
+use campaign::commands::{self, CommandError, QueuedRequests, RunArgs};
 use campaign::components::inference::DeviceSpec;
 
 const EXIT_CODES: &str = "Exit status (every command):
@@ -258,7 +258,7 @@ enum Command {
         chat: bool,
     },
     /// Serve a campaign's model over an OpenAI-compatible API
-    /// (/v1/completions, /v1/chat/completions, /v1/models); prints
+    /// (/v1/completions, /v1/chat/completions, /v1/models, /health); prints
     /// `listening on http://ADDR` first and stops on Ctrl-C.
     #[command(after_help = EXIT_CODES)]
     Serve {
@@ -272,12 +272,26 @@ enum Command {
         /// Model name, as in the campaign's [models] table; clients give it as `model`.
         #[arg(long, default_value = "default")]
         model: String,
-        /// Address to listen on; port 0 picks a free port.
-        #[arg(long, default_value = "127.0.0.1:0")]
+        /// Address to listen on: IP:PORT or localhost:PORT; port 0 picks a
+        /// free port. Any address but loopback is warned about.
+        #[arg(long, default_value = "127.0.0.1:0", value_parser = commands::parse_listen_addr)]
         addr: std::net::SocketAddr,
         /// JSONL file for the request log (default: serve_requests.jsonl in the results folder).
         #[arg(long)]
         request_log: Option<PathBuf>,
+        /// Require `Authorization: Bearer KEY` on every request but
+        /// /health, KEY read from the environment variable VAR (a key on
+        /// the command line would show in `ps`); without it: 401.
+        #[arg(long, value_name = "VAR")]
+        api_key_env: Option<String>,
+        /// Requests that may wait while the engine runs one, 0 to 1024;
+        /// past it: 429 with retry-after.
+        #[arg(long, value_name = "N", default_value_t = QueuedRequests::new_const(commands::DEFAULT_MAX_QUEUE), value_parser = commands::parse_max_queue)]
+        max_queue: QueuedRequests,
+        /// Seconds a request may wait, from its headers to the start of its
+        /// generation (0.001 to 604800); past it: 503 with retry-after.
+        #[arg(long, value_name = "S", default_value_t = Seconds::new_const(commands::DEFAULT_MAX_WAIT_S), value_parser = commands::parse_max_wait_s)]
+        max_wait_s: Seconds,
     },
     /// Check a campaign file without running it.
     #[command(after_help = EXIT_CODES)]
@@ -417,6 +431,9 @@ impl Cli {
                 model,
                 addr,
                 request_log,
+                api_key_env,
+                max_queue,
+                max_wait_s,
             } => print(commands::open_campaign(&campaign, out.as_deref()).and_then(
                 |(c, layout)| {
                     commands::serve_command(
@@ -426,6 +443,9 @@ impl Cli {
                             model,
                             addr,
                             request_log,
+                            api_key_env,
+                            max_queue,
+                            max_wait_s,
                         },
                     )
                 },

@@ -24,7 +24,10 @@ pub use list::{list, validate};
 pub use nightly::{compare_files, history_command};
 pub use roadmap::run_roadmap;
 pub use run::{RunArgs, run};
-pub use serve::{ServeArgs, serve_command};
+pub use serve::{
+    DEFAULT_MAX_QUEUE, DEFAULT_MAX_WAIT_S, QueuedRequests, ServeArgs, parse_listen_addr,
+    parse_max_queue, parse_max_wait_s, serve_command,
+};
 
 use std::path::{Path, PathBuf};
 

@@ -18,4 +18,5 @@ mod profiles;
 mod reports;
 mod runs;
 mod serve;
+mod serve_limits;
 mod verdicts;

@@ -6,7 +6,7 @@ use serial_test::parallel;
 use super::fixture::*;
 
 /// A tiny synthetic model with a vocabulary large enough for a tokenizer.
-const SERVED: &str = r#"
+pub(crate) const SERVED: &str = r#"
 name = "t"
 [settings]
 threads = 1
@@ -27,35 +27,79 @@ name = "work"
 kind = "planted_work"
 "#;
 
-/// A running `campaign serve`, stopped with SIGINT when dropped.
-struct Served {
-    child: std::process::Child,
-    url: String,
+/// A running `campaign serve`, killed when dropped.
+pub(crate) struct Served {
+    pub child: std::process::Child,
+    pub url: String,
+    /// The rest of stdout, after the `listening on` line.
+    stdout: BufReader<std::process::ChildStdout>,
+    /// Where its stderr goes.
+    pub stderr: PathBuf,
 }
 
 impl Served {
     fn start(f: &Fixture, extra: &[&str]) -> Self {
-        let campaign = f.campaign_raw(SERVED);
+        Self::launch(f, SERVED, extra, &[])
+    }
+
+    /// `campaign serve` on the campaign `text`, with `extra` arguments and
+    /// `env` variables.
+    pub fn launch(f: &Fixture, text: &str, extra: &[&str], env: &[(&str, &str)]) -> Self {
+        let campaign = f.campaign_raw(text);
+        static STARTED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = STARTED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let stderr = f.path(&format!("serve-stderr-{n}.txt"));
         let mut child = Command::new(assert_cmd::cargo::cargo_bin!("campaign"))
             .args(["serve", "--campaign"])
             .arg(&campaign)
             .arg("--out")
             .arg(f.out())
             .args(extra)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(fs::File::create(&stderr).unwrap())
             .spawn()
             .unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
         let mut first = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
+        stdout.read_line(&mut first).unwrap();
         let url = first
             .trim()
             .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("first stdout line: {first:?}"))
+            .unwrap_or_else(|| {
+                panic!(
+                    "first stdout line: {first:?}; stderr: {}",
+                    fs::read_to_string(&stderr).unwrap_or_default()
+                )
+            })
             .to_string();
-        Self { child, url }
+        Self {
+            child,
+            url,
+            stdout,
+            stderr,
+        }
+    }
+
+    /// What the server wrote on stderr so far.
+    pub fn stderr(&self) -> String {
+        fs::read_to_string(&self.stderr).unwrap()
+    }
+
+    /// SIGINT, then the exit status and the rest of stdout.
+    pub fn stop_with_stdout(mut self) -> (Option<i32>, String) {
+        let mut rest = String::new();
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-INT", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        std::io::Read::read_to_string(&mut self.stdout, &mut rest).unwrap();
+        let status = self.child.wait().unwrap();
+        (status.code(), rest)
     }
 
     /// `curl` with a JSON body; returns the HTTP status and the body.
@@ -87,18 +131,8 @@ impl Served {
     }
 
     /// SIGINT, then the exit status.
-    fn stop(mut self) -> Option<i32> {
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-INT", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
-        let status = self.child.wait().unwrap();
-        std::mem::forget(self);
-        status.code()
+    pub fn stop(self) -> Option<i32> {
+        self.stop_with_stdout().0
     }
 }
 
@@ -110,7 +144,7 @@ impl Drop for Served {
 }
 
 /// The `data:` payloads of a server-sent event stream, in order.
-fn sse_data(body: &str) -> Vec<String> {
+pub(crate) fn sse_data(body: &str) -> Vec<String> {
     body.lines()
         .filter_map(|l| l.strip_prefix("data: "))
         .map(str::to_string)
@@ -122,6 +156,8 @@ fn sse_data(body: &str) -> Vec<String> {
 fn curl_streams_a_chat_completion_and_the_server_logs_its_tokens() {
     let f = Fixture::new();
     let served = Served::start(&f, &[]);
+    // A loopback address: nothing to warn about.
+    assert!(!served.stderr().contains("warning"), "{}", served.stderr());
 
     let models = served.get("/v1/models");
     assert_eq!(models["object"], "list");

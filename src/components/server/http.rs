@@ -1,28 +1,31 @@
-//! The HTTP front end (axum): routes, request checks, streaming with
-//! server-sent events, and the request log.
+//! The HTTP front end (axum): routes, request checks, the key and the
+//! queue bound (see `access`), streaming with server-sent events, and the
+//! request log.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, mpsc as std_mpsc};
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio::sync::mpsc;
+use tokio_stream::StreamExt;
 use tokio_stream::wrappers::UnboundedReceiverStream;
 
+use super::access::{Admitted, ApiKey, MAX_BODY_BYTES, Queue, RETRY_AFTER_S, require_key};
 use super::api::*;
 use super::engine::{Engine, EngineEvent, EngineJob};
-use super::log::{RequestLog, RequestLogError, RequestRecord};
+use super::error::ApiError;
+use super::log::{CLIENT_WENT_AWAY, Logged, RequestLog, RequestLogError, RequestRecord};
 use crate::components::inference::{LoadedModel, TextTokenizer};
 
 #[derive(Debug, thiserror::Error)]
@@ -47,6 +50,14 @@ pub struct ServeOptions {
     /// The name clients give as `model` (the campaign's model name).
     pub model_name: String,
     pub request_log: std::path::PathBuf,
+    /// Required as `Authorization: Bearer KEY` on every route but
+    /// `/health`, when set.
+    pub api_key: Option<ApiKey>,
+    /// Generation requests that may wait while the engine runs one.
+    pub max_queue: usize,
+    /// How long a request may wait, from its headers to the start of its
+    /// generation.
+    pub max_wait: Duration,
 }
 
 struct AppState {
@@ -56,8 +67,9 @@ struct AppState {
     vocab_size: usize,
     created: u64,
     engine: Mutex<std_mpsc::Sender<EngineJob>>,
-    log: RequestLog,
+    log: Arc<RequestLog>,
     next_id: AtomicU64,
+    queue: Queue,
 }
 
 /// A bound server, not yet serving: its address is known, so the caller
@@ -66,6 +78,7 @@ pub struct Server {
     runtime: tokio::runtime::Runtime,
     listener: tokio::net::TcpListener,
     state: Arc<AppState>,
+    api_key: Option<ApiKey>,
     engine: Engine,
 }
 
@@ -105,13 +118,15 @@ impl Server {
             vocab_size,
             created: unix_now(),
             engine: Mutex::new(engine.submitter()),
-            log,
+            log: Arc::new(log),
             next_id: AtomicU64::new(1),
+            queue: Queue::new(options.max_queue, options.max_wait),
         });
         Ok(Self {
             runtime,
             listener,
             state,
+            api_key: options.api_key,
             engine,
         })
     }
@@ -130,17 +145,31 @@ impl Server {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let app = Router::new()
+        let mut app = Router::new()
             .route("/v1/models", get(models))
             .route("/v1/completions", post(completions))
             .route("/v1/chat/completions", post(chat_completions))
             .fallback(not_found)
+            .layer(DefaultBodyLimit::max(MAX_BODY_BYTES));
+        if let Some(key) = &self.api_key {
+            // Every route so far, the fallback too: without the key a
+            // client learns nothing, not even which routes exist.
+            app = app.layer(axum::middleware::from_fn_with_state(
+                Arc::new(key.clone()),
+                require_key,
+            ));
+        }
+        // Added after the key's layer, so a load balancer or a script can
+        // probe it without the key, as llama-server's and vLLM's /health.
+        let app = app
+            .route("/health", get(health))
             .with_state(Arc::clone(&self.state));
         let Self {
             runtime,
             listener,
             state,
             engine,
+            ..
         } = self;
         // Without TCP_NODELAY, Nagle's algorithm holds each small SSE chunk
         // until the client's delayed ACK (40 ms on Linux): the client would
@@ -159,58 +188,16 @@ impl Server {
     }
 }
 
-/// An error in OpenAI's shape, with its HTTP status.
-struct ApiError {
-    status: StatusCode,
-    kind: &'static str,
-    param: Option<&'static str>,
-    message: String,
-}
-
-impl ApiError {
-    fn invalid(param: Option<&'static str>, message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::BAD_REQUEST,
-            kind: "invalid_request_error",
-            param,
-            message: message.into(),
-        }
-    }
-
-    fn unavailable(message: impl Into<String>) -> Self {
-        Self {
-            status: StatusCode::SERVICE_UNAVAILABLE,
-            kind: "server_error",
-            param: None,
-            message: message.into(),
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let code = (self.status == StatusCode::NOT_FOUND).then_some("model_not_found");
-        let body = ErrorResponse {
-            error: ErrorBody {
-                message: self.message,
-                kind: self.kind,
-                param: self.param,
-                code,
-            },
-        };
-        (self.status, Json(body)).into_response()
-    }
-}
-
 async fn not_found() -> ApiError {
-    ApiError {
-        status: StatusCode::NOT_FOUND,
-        kind: "invalid_request_error",
-        param: None,
-        message:
-            "no such route: this server has /v1/models, /v1/completions and /v1/chat/completions"
-                .into(),
-    }
+    ApiError::not_found(
+        None,
+        None,
+        "no such route: this server has /health, /v1/models, /v1/completions and /v1/chat/completions",
+    )
+}
+
+async fn health() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
 }
 
 /// Parses a JSON body into `T`, with serde's message (field, line and
@@ -250,15 +237,14 @@ struct Prepared {
 impl AppState {
     fn check_model(&self, model: Option<&str>) -> Result<(), ApiError> {
         match model {
-            Some(name) if name != self.model_name => Err(ApiError {
-                status: StatusCode::NOT_FOUND,
-                kind: "invalid_request_error",
-                param: Some("model"),
-                message: format!(
+            Some(name) if name != self.model_name => Err(ApiError::not_found(
+                Some("model"),
+                Some("model_not_found"),
+                format!(
                     "the model `{name}` does not exist here; this server serves `{}`",
                     self.model_name
                 ),
-            }),
+            )),
             _ => Ok(()),
         }
     }
@@ -329,66 +315,95 @@ impl AppState {
     }
 }
 
-async fn completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
-    let received = Instant::now();
-    let prepared = (|| {
-        let request: CompletionRequest = parse_body(&body)?;
-        state.check_model(request.model.as_deref())?;
-        let max_tokens = request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
-        let prompt = match request.prompt {
-            PromptInput::Text(text) => state.encode(&text, max_tokens)?,
-            PromptInput::Tokens(ids) => state.check_tokens(ids, max_tokens)?,
-            PromptInput::Batch(mut texts) if texts.len() == 1 => {
-                state.encode(&texts.remove(0), max_tokens)?
-            }
-            PromptInput::Batch(_) => {
-                return Err(ApiError::invalid(
-                    Some("prompt"),
-                    "this server takes one prompt per request",
-                ));
-            }
-        };
-        Ok(Prepared::new(
-            &state,
-            Shape::Completion,
-            prompt,
-            max_tokens,
-            request.flags,
-            received,
-        ))
-    })();
-    respond_to(state, prepared).await
+/// A generation request: a place in the queue (429 without one), the
+/// body within the deadline, the checks of `prepare`, then the engine.
+/// The body is dropped once parsed, so a waiting request holds only its
+/// token ids.
+async fn generation(
+    state: Arc<AppState>,
+    request: Request,
+    prepare: fn(&AppState, &Bytes, Instant) -> Result<Prepared, ApiError>,
+) -> Response {
+    let admitted = match state.queue.admit() {
+        Ok(admitted) => admitted,
+        Err(e) => return e.into_response(),
+    };
+    let body = match admitted.read_body(request).await {
+        Ok(body) => body,
+        Err(e) => return e.into_response(),
+    };
+    let prepared = prepare(&state, &body, Instant::now());
+    drop(body);
+    match prepared {
+        Ok(p) => respond(state, admitted, p).await,
+        Err(e) => e.into_response(),
+    }
 }
 
-async fn chat_completions(State(state): State<Arc<AppState>>, body: Bytes) -> Response {
-    let received = Instant::now();
-    let prepared = (|| {
-        let request: ChatRequest = parse_body(&body)?;
-        state.check_model(request.model.as_deref())?;
-        if request.messages.is_empty() {
+async fn completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    generation(state, request, prepare_completion).await
+}
+
+async fn chat_completions(State(state): State<Arc<AppState>>, request: Request) -> Response {
+    generation(state, request, prepare_chat).await
+}
+
+fn prepare_completion(
+    state: &AppState,
+    body: &Bytes,
+    received: Instant,
+) -> Result<Prepared, ApiError> {
+    let request: CompletionRequest = parse_body(body)?;
+    state.check_model(request.model.as_deref())?;
+    let max_tokens = request.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS);
+    let prompt = match request.prompt {
+        PromptInput::Text(text) => state.encode(&text, max_tokens)?,
+        PromptInput::Tokens(ids) => state.check_tokens(ids, max_tokens)?,
+        PromptInput::Batch(mut texts) if texts.len() == 1 => {
+            state.encode(&texts.remove(0), max_tokens)?
+        }
+        PromptInput::Batch(_) => {
             return Err(ApiError::invalid(
-                Some("messages"),
-                "messages is empty: give at least one message",
+                Some("prompt"),
+                "this server takes one prompt per request",
             ));
         }
-        let text = state
-            .tokenizer
-            .apply_chat_template(&request.messages)
-            .map_err(|e| ApiError::invalid(Some("messages"), e.to_string()))?;
-        let max_tokens = request
-            .max_completion_tokens
-            .or(request.max_tokens)
-            .unwrap_or(DEFAULT_MAX_TOKENS);
-        Ok(Prepared::new(
-            &state,
-            Shape::Chat,
-            state.encode(&text, max_tokens)?,
-            max_tokens,
-            request.flags,
-            received,
-        ))
-    })();
-    respond_to(state, prepared).await
+    };
+    Ok(Prepared::new(
+        state,
+        Shape::Completion,
+        prompt,
+        max_tokens,
+        request.flags,
+        received,
+    ))
+}
+
+fn prepare_chat(state: &AppState, body: &Bytes, received: Instant) -> Result<Prepared, ApiError> {
+    let request: ChatRequest = parse_body(body)?;
+    state.check_model(request.model.as_deref())?;
+    if request.messages.is_empty() {
+        return Err(ApiError::invalid(
+            Some("messages"),
+            "messages is empty: give at least one message",
+        ));
+    }
+    let text = state
+        .tokenizer
+        .apply_chat_template(&request.messages)
+        .map_err(|e| ApiError::invalid(Some("messages"), e.to_string()))?;
+    let max_tokens = request
+        .max_completion_tokens
+        .or(request.max_tokens)
+        .unwrap_or(DEFAULT_MAX_TOKENS);
+    Ok(Prepared::new(
+        state,
+        Shape::Chat,
+        state.encode(&text, max_tokens)?,
+        max_tokens,
+        request.flags,
+        received,
+    ))
 }
 
 impl Prepared {
@@ -416,13 +431,6 @@ impl Prepared {
             received,
             created: unix_now(),
         }
-    }
-}
-
-async fn respond_to(state: Arc<AppState>, prepared: Result<Prepared, ApiError>) -> Response {
-    match prepared {
-        Ok(p) => respond(state, p).await,
-        Err(e) => e.into_response(),
     }
 }
 
@@ -491,55 +499,120 @@ fn to_json<T: Serialize>(value: &T) -> String {
     serde_json::to_string(value).unwrap_or_default()
 }
 
-async fn respond(state: Arc<AppState>, request: Prepared) -> Response {
-    let shape = request.shape;
-    let record = RequestRecord::new(
-        request.id.clone(),
-        request.endpoint,
-        request.stream,
-        request.received,
-        request.prompt.len(),
-        request.max_tokens,
-    );
-    let events = match state.submit(&request) {
-        Ok(events) => events,
-        Err(e) => return e.into_response(),
-    };
-    if request.stream {
-        stream(state, request, shape, record, events)
-    } else {
-        whole(state, request, shape, record, events).await
+/// The engine's events for one request, the first already received.
+type Events = tokio_stream::adapters::Chain<
+    tokio_stream::Once<EngineEvent>,
+    UnboundedReceiverStream<EngineEvent>,
+>;
+
+/// A request being served: its place in the queue and its record, given
+/// up together when it ends, the place first, so that whoever reads the
+/// record finds the place free.
+struct InProgress {
+    place: Option<Admitted>,
+    logged: Logged,
+}
+
+impl InProgress {
+    fn record(&mut self) -> &mut RequestRecord {
+        &mut self.logged.record
     }
 }
 
-/// Waits for the whole generation and answers with one JSON body.
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        // Fields drop after this: the record is written once the place is free.
+        drop(self.place.take());
+    }
+}
+
+/// Hands the request to the engine and waits, until the deadline, for its
+/// generation to start: only then is the answer's status known, so a
+/// stream's headers wait too. A request past the deadline gets 503 and
+/// is dropped from the engine's queue (the engine skips a request whose
+/// receiver is gone).
+async fn respond(state: Arc<AppState>, admitted: Admitted, request: Prepared) -> Response {
+    let shape = request.shape;
+    let (deadline, max_wait) = (admitted.deadline, admitted.max_wait);
+    let mut progress = InProgress {
+        place: Some(admitted),
+        logged: Logged::new(
+            Arc::clone(&state.log),
+            RequestRecord::new(
+                request.id.clone(),
+                request.endpoint,
+                request.stream,
+                request.received,
+                request.prompt.len(),
+                request.max_tokens,
+            ),
+        ),
+    };
+    let mut receiver = match state.submit(&request) {
+        Ok(events) => events,
+        Err(e) => {
+            progress.record().error = Some(e.message.clone());
+            return e.into_response();
+        }
+    };
+    let first = match tokio::time::timeout_at(deadline, receiver.recv()).await {
+        Ok(Some(event)) => event,
+        Ok(None) => {
+            let e = ApiError::unavailable("the engine stopped before the request started");
+            progress.record().error = Some(e.message.clone());
+            return e.into_response();
+        }
+        Err(_) => {
+            let max_wait_s = max_wait.as_secs_f64();
+            progress.record().error = Some(format!(
+                "waited {max_wait_s} s (--max-wait-s) without starting"
+            ));
+            return ApiError::overloaded(
+                RETRY_AFTER_S,
+                format!(
+                    "the request waited {max_wait_s} s, the most --max-wait-s allows, and the engine had not started it: the server is overloaded; retry after {RETRY_AFTER_S} s, or send fewer requests at once"
+                ),
+            )
+            .into_response();
+        }
+    };
+    let events = tokio_stream::once(first).chain(UnboundedReceiverStream::new(receiver));
+    if request.stream {
+        stream(state, request, shape, progress, events)
+    } else {
+        whole(state, request, shape, progress, events).await
+    }
+}
+
+/// Waits for the whole generation and answers with one JSON body. The
+/// queue place is held until the end, as the engine is busy until then.
 async fn whole(
     state: Arc<AppState>,
     request: Prepared,
     shape: Shape,
-    mut record: RequestRecord,
-    mut events: mpsc::UnboundedReceiver<EngineEvent>,
+    mut progress: InProgress,
+    mut events: Events,
 ) -> Response {
     let mut text = String::new();
     let mut finish = None;
-    while let Some(event) = events.recv().await {
-        record.record(&event);
+    while let Some(event) = events.next().await {
+        progress.record().record(&event);
         match event {
             EngineEvent::Token { text: t, .. } => text.push_str(&t),
             EngineEvent::Finished { reason, .. } => finish = Some(reason),
             EngineEvent::Failed { message } => {
-                state.log.write(&record);
                 return ApiError::unavailable(format!("generation failed: {message}"))
                     .into_response();
             }
             EngineEvent::Started { .. } => {}
         }
     }
-    state.log.write(&record);
     let Some(reason) = finish else {
-        return ApiError::unavailable("the engine stopped before the generation finished")
-            .into_response();
+        let e = ApiError::unavailable("the engine stopped before the generation finished");
+        progress.record().error = Some(e.message.clone());
+        return e.into_response();
     };
+    let record = progress.record();
     let usage = Usage::new(record.prompt_tokens, record.completion_tokens);
     match shape {
         Shape::Completion => Json(CompletionResponse {
@@ -581,21 +654,22 @@ async fn whole(
 /// (tokens whose text is held back ride with the next chunk),
 /// a last chunk with the finish reason, the usage chunk when asked for,
 /// and `[DONE]`. A task forwards the engine's events, so the request is
-/// logged even when the client hangs up (and the engine then stops).
+/// logged even when the client hangs up (and the engine then stops); it
+/// holds the queue place until the generation ends.
 fn stream(
     state: Arc<AppState>,
     request: Prepared,
     shape: Shape,
-    mut record: RequestRecord,
-    mut events: mpsc::UnboundedReceiver<EngineEvent>,
+    mut progress: InProgress,
+    mut events: Events,
 ) -> Response {
     let (sse, body) = mpsc::unbounded_channel::<Result<Event, Infallible>>();
     tokio::spawn(async move {
         let send = |data: String| sse.send(Ok(Event::default().data(data))).is_ok();
         let mut first = true;
         let mut connected = true;
-        while let Some(event) = events.recv().await {
-            record.record(&event);
+        while let Some(event) = events.next().await {
+            progress.record().record(&event);
             let data = match event {
                 // A token whose text is held back (an unfinished character)
                 // sends no chunk: the next one carries both, as a chunk may
@@ -612,7 +686,7 @@ fn stream(
                     shape,
                     None,
                     first,
-                    Some((reason, record.timing())),
+                    Some((reason, progress.record().timing())),
                     None,
                 ),
                 EngineEvent::Failed { message } => to_json(&ErrorResponse {
@@ -627,13 +701,14 @@ fn stream(
             };
             if !send(data) {
                 connected = false;
-                record.error = Some("client went away".into());
+                progress.record().error = Some(CLIENT_WENT_AWAY.into());
                 break;
             }
         }
-        if connected && record.finish_reason.is_some() {
+        if connected && progress.record().finish_reason.is_some() {
             if request.include_usage {
-                let usage = Usage::new(record.prompt_tokens, record.completion_tokens);
+                let r = progress.record();
+                let usage = Usage::new(r.prompt_tokens, r.completion_tokens);
                 send(chunk(
                     &state,
                     &request,
@@ -646,7 +721,6 @@ fn stream(
             }
             send("[DONE]".into());
         }
-        state.log.write(&record);
     });
     Sse::new(UnboundedReceiverStream::new(body)).into_response()
 }

@@ -5,7 +5,7 @@
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -99,6 +99,34 @@ impl RequestRecord {
         }
     }
 }
+
+/// A request's record, written to the log when dropped: however the
+/// request ends (finished, failed, timed out in the queue, or dropped by
+/// the HTTP server because its client hung up), it leaves one line.
+pub struct Logged {
+    log: Arc<RequestLog>,
+    pub record: RequestRecord,
+}
+
+impl Logged {
+    pub fn new(log: Arc<RequestLog>, record: RequestRecord) -> Self {
+        Self { log, record }
+    }
+}
+
+impl Drop for Logged {
+    fn drop(&mut self) {
+        // Dropped before it finished and without an error of its own: the
+        // HTTP server dropped the request because its client went away.
+        if self.record.finish_reason.is_none() && self.record.error.is_none() {
+            self.record.error = Some(CLIENT_WENT_AWAY.into());
+        }
+        self.log.write(&self.record);
+    }
+}
+
+/// The error logged for a request whose client hung up.
+pub const CLIENT_WENT_AWAY: &str = "client went away";
 
 #[derive(Debug, thiserror::Error)]
 #[error("request log {path}: {source}\n  help: point --request-log at a writable folder")]

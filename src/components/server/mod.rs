@@ -10,11 +10,20 @@
 //! prompt gives the same tokens, as a benchmark wants. `ignore_eos` (vLLM's
 //! extension) generates exactly `max_tokens`. Every request is logged as
 //! one JSON line with the server's timestamps of its tokens.
+//!
+//! What a client can make it hold is bounded (`access`): an optional API
+//! key, a queue of at most `max_queue` waiting requests (429 past it), a
+//! wait of at most `max_wait` before a generation starts (503 past it),
+//! and bodies of at most [`MAX_BODY_BYTES`] (413).
 
+mod access;
 mod api;
 mod engine;
+mod error;
 mod http;
 mod log;
+
+pub use access::{ApiKey, ApiKeyError, MAX_BODY_BYTES, RETRY_AFTER_S};
 
 pub use api::{
     ChatChunk, ChatRequest, CompletionRequest, CompletionResponse, DEFAULT_MAX_TOKENS,
