@@ -77,7 +77,9 @@ fn open(path: &Path) -> Result<(Content, BufReader<File>, u64), InferenceError> 
 /// The header of a GGUF stream; `path` names it in errors. Its declared
 /// sizes are checked first, without building anything (see `gguf_scan`).
 fn read_header<R: Read + Seek>(path: &Path, reader: &mut R) -> Result<Content, InferenceError> {
-    super::gguf_scan::scan_header(reader).map_err(|problem| gguf_error(path, problem))?;
+    super::gguf_scan::scan_header(reader).map_err(|problem| {
+        gguf_error(path, format!("is not a readable GGUF file: it {problem}"))
+    })?;
     Content::read(reader).map_err(|e| {
         let text = e.to_string();
         if text.contains("unknown dtype for tensor") {

@@ -36,7 +36,7 @@ pub fn scan_header<R: Read + Seek>(reader: &mut R) -> Result<(), ScanProblem> {
 }
 
 fn io(e: std::io::Error) -> ScanProblem {
-    format!("cannot read its header: {e}")
+    format!("could not be read: {e}")
 }
 
 struct Walk<'r, R> {
