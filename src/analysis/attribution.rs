@@ -21,7 +21,10 @@ use crate::profile::{UNATTRIBUTED_FRAME, shared_library_of};
 
 /// Domain components, most specific first within a frame.
 pub const DOMAIN_RULES: &[(&str, &[&str])] = &[
-    ("inference/matmul", &["gemm", "MatMul", "::matmul", "sgemm"]),
+    (
+        "inference/matmul",
+        &["gemm", "MatMul", "::matmul", "sgemm", "qmatmul"],
+    ),
     ("inference/softmax", &["softmax"]),
     ("inference/rope", &["rotary_emb", "rope"]),
     (

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::attribution::{component_of, function_of};
-use super::measured::{DayBenchmark, ExperimentVerdict, MeasuredRemedy};
+use super::measured::{DayBenchmark, MeasuredRemedy};
 use super::remedies::{RemedyCatalog, Risk};
 use super::roofline::Roofline;
 use crate::profile::FoldedStacks;
@@ -220,10 +220,7 @@ pub struct RemedyEstimate {
 pub fn assign_weeks(plan: &mut [RemedyEstimate]) {
     let best_roi = plan.iter().map(|r| r.estimated_roi).fold(0.0, f64::max);
     for r in plan {
-        let shown = r
-            .measured
-            .as_ref()
-            .is_none_or(|m| m.verdict == ExperimentVerdict::Gain);
+        let shown = r.measured.as_ref().is_none_or(|m| m.is_win());
         r.week = if r.risk == Risk::Low && shown && r.estimated_roi >= WEEK1_ROI_FRACTION * best_roi
         {
             1

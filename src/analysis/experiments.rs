@@ -75,6 +75,10 @@ pub struct Experiment {
     pub measurement: Measurement,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_profiled_time: Option<ProfiledEffect>,
+    /// The toggled models' outputs against the untoggled ones', for a
+    /// toggle that can change them (`Toggle::can_change_outputs`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub quality: Vec<super::QualityVerdict>,
     pub warnings: Vec<String>,
 }
 
@@ -403,6 +407,7 @@ pub fn apply_measurements(
             benchmarks: e.benchmarks.clone(),
             toggle: e.toggle_description.clone(),
             measured_at: e.measured_at,
+            quality: super::worst_quality(&e.quality),
         });
     }
     plan.sort_by(|a, b| b.estimated_roi.total_cmp(&a.estimated_roi));

@@ -64,4 +64,16 @@ pub struct MeasuredRemedy {
     pub benchmarks: Vec<DayBenchmark>,
     pub toggle: String,
     pub measured_at: DateTime<Utc>,
+    /// The worst quality verdict over the toggled models, when the toggle
+    /// can change outputs: a gain counts only where quality holds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<super::QualityState>,
+}
+
+impl MeasuredRemedy {
+    /// Faster, and (where it was measured) no worse.
+    pub fn is_win(&self) -> bool {
+        self.verdict == ExperimentVerdict::Gain
+            && self.quality.is_none_or(|q| q == super::QualityState::Holds)
+    }
 }

@@ -10,6 +10,7 @@ mod experiments;
 mod history;
 mod measured;
 mod parity;
+mod quality;
 mod regression;
 mod remedies;
 mod roofline;
@@ -17,6 +18,10 @@ mod scaling;
 mod sweeps;
 
 pub use parity::served_parity;
+pub use quality::{
+    DEFAULT_QUALITY_MARGINS, PromptQuality, QUALITY_CONFIDENCE, QUALITY_RULE, QualityMargins,
+    QualityState, QualityVerdict, judge_quality, worst_quality,
+};
 pub use scaling::{KNEE_TOLERANCE, scaling_curves};
 pub use sweeps::{SweepCurve, sweep_curves};
 

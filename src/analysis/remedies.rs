@@ -19,6 +19,10 @@ pub struct RemedyCatalog {
     pub extends_built_in: bool,
     #[serde(rename = "remedy", default)]
     pub remedies: Vec<Remedy>,
+    /// The quality margins of every remedy whose toggle can change a
+    /// model's outputs, unless the remedy sets its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<super::QualityMargins>,
 }
 
 /// The catalog built into the binary.
@@ -61,6 +65,9 @@ pub struct Remedy {
     /// (`campaign experiment`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub toggle: Option<Toggle>,
+    /// This remedy's quality margins (default: the catalog's `[quality]`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<super::QualityMargins>,
 }
 
 #[derive(Debug, thiserror::Error)]

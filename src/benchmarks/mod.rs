@@ -23,6 +23,7 @@ mod model;
 mod observations;
 mod params;
 mod planted;
+mod quality;
 mod request_timing;
 mod serving;
 mod storage;
@@ -39,6 +40,10 @@ use serde::de::DeserializeOwned;
 
 pub use model::MAX_PROMPT_FILE_BYTES;
 pub use observations::{Observations, ObservedParts};
+pub use quality::{
+    PromptQuality, QUALITY_PROMPT_TOKENS, QUALITY_PROMPTS, QUALITY_TOKENS, compare_outputs,
+    quality_prompts,
+};
 
 pub use crate::machine::MemoryNeed;
 

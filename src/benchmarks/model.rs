@@ -442,9 +442,16 @@ pub(super) fn load_model(name: &str, ctx: &BenchContext) -> Result<ModelUnderTes
     let rss_before = rss::resident_set_bytes();
     let started = Instant::now();
     let model = match resolved.quantize {
-        Some(q) => LoadedModel::load_quantized(&folder, &device, q)?,
-        None => LoadedModel::load(&folder, &device, ctx.settings.dtype.to_candle())?,
+        Some(q) => LoadedModel::load_quantized_with(&folder, &device, q, resolved.matmul)?,
+        None => LoadedModel::load_with(
+            &folder,
+            &device,
+            ctx.settings.dtype.to_candle(),
+            resolved.matmul,
+        )?,
     };
+    let mut model = model;
+    model.planted_token_flip = resolved.planted_token_flip;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let rss_after = rss::resident_set_bytes();
     let mut setup = vec![("model_load_ms", load_ms)];

@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use crate::components::inference::{
-    ModelArchitecture, Quantization, SyntheticLlamaConfig, WeightsFacts,
+    MatmulKernels, ModelArchitecture, Quantization, SyntheticLlamaConfig, WeightsFacts,
 };
 
 /// A model named in the campaign, with its source resolved.
@@ -23,4 +23,22 @@ pub struct ResolvedModel {
     pub missing_tokenizer: Option<String>,
     /// Quantize the folder's weights in memory when loading.
     pub quantize: Option<Quantization>,
+    /// Whose kernels compute the matrix products of quantized weights.
+    pub matmul: MatmulKernels,
+    /// `planted_token_flip_pct` as a share, 0 to 1.
+    pub planted_token_flip: f64,
+}
+
+impl ResolvedModel {
+    /// Whether its weights are quantized when loaded (a GGUF file, a
+    /// synthetic model written as GGUF, or `quantize`): what `matmul`
+    /// applies to.
+    pub fn is_quantized(&self) -> bool {
+        self.gguf.is_some()
+            || self.quantize.is_some()
+            || self
+                .synthetic
+                .as_ref()
+                .is_some_and(|s| s.quantization.is_some())
+    }
 }

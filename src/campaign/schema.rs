@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use toml::Spanned;
 
 use super::bounds::{Hz, Iterations, RawSamples, Seconds, Threads, ThresholdPct, Warmup};
-use crate::components::inference::{DeviceSpec, Quantization, SyntheticLlamaConfig};
+use crate::components::inference::{DeviceSpec, MatmulKernels, Quantization, SyntheticLlamaConfig};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -115,6 +115,13 @@ pub struct ModelSpec {
     pub path: Option<Spanned<PathBuf>>,
     /// Quantize a folder's weights in memory when loading (`q8_0`, `q4_0`, …).
     pub quantize: Option<Quantization>,
+    /// Whose kernels compute a quantized model's matrix products:
+    /// `native` (ours, the default) or `candle`.
+    pub matmul: Option<MatmulKernels>,
+    /// A planted loss of quality: the percentage of positions (0 to 100)
+    /// whose most likely next token is replaced by another, so a remedy's
+    /// quality verdict can be checked against a known loss.
+    pub planted_token_flip_pct: Option<f64>,
     pub synthetic: Option<SyntheticLlamaConfig>,
 }
 

@@ -74,6 +74,17 @@ impl Toggle {
         }
     }
 
+    /// Whether the toggled side can compute different outputs (a model
+    /// option, or the settings that choose the numbers: dtype, device),
+    /// so its experiment measures quality beside speed.
+    pub fn can_change_outputs(&self) -> bool {
+        self.model_option.is_some()
+            || self
+                .setting
+                .as_deref()
+                .is_some_and(|s| matches!(s, "dtype" | "device"))
+    }
+
     /// Checks the shape alone (exactly one target).
     pub fn check(&self) -> Result<(), ToggleError> {
         let set = [

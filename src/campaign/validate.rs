@@ -187,6 +187,8 @@ fn resolve_models(
                         gguf: description.gguf,
                         missing_tokenizer: description.missing_tokenizer,
                         quantize: spec.quantize,
+                        matmul: spec.matmul.unwrap_or_default(),
+                        planted_token_flip: spec.planted_token_flip_pct.unwrap_or(0.0) / 100.0,
                     }),
                     Err(e) => {
                         c.error(
@@ -210,6 +212,8 @@ fn resolve_models(
                     gguf: None,
                     missing_tokenizer: synthetic.missing_tokenizer(),
                     quantize: spec.quantize,
+                    matmul: spec.matmul.unwrap_or_default(),
+                    planted_token_flip: spec.planted_token_flip_pct.unwrap_or(0.0) / 100.0,
                 }),
                 Err(e) => {
                     c.error(&at.clone().key("synthetic"), e.to_string(), None);
@@ -232,6 +236,25 @@ fn resolve_models(
                 &at.clone().key("quantize"),
                 "`quantize` applies to safetensors weights (a folder, or a synthetic model without `quantization`); a GGUF file, and a synthetic model written as GGUF, keep their own weight types".into(),
                 Some("[models.NAME] path = \"folder\" with quantize = \"q8_0\", or [models.NAME.synthetic] quantization = \"q8_0\"".into()),
+            );
+        }
+        if let Some(pct) = spec.planted_token_flip_pct
+            && !(0.0..=100.0).contains(&pct)
+        {
+            c.error(
+                &at.clone().key("planted_token_flip_pct"),
+                format!("{pct} is not a percentage; allowed: 0 to 100"),
+                None,
+            );
+        }
+        if let Some(r) = &resolved
+            && spec.matmul.is_some()
+            && !r.is_quantized()
+        {
+            c.error(
+                &at.clone().key("matmul"),
+                "`matmul` chooses the kernels of quantized weights; this model's weights are not quantized (candle's f32/f16 GEMM runs them)".into(),
+                Some("a GGUF file, [models.NAME.synthetic] quantization = \"q8_0\", or quantize = \"q8_0\" on a folder".into()),
             );
         }
         if let Some(r) = resolved {

@@ -16,7 +16,10 @@ use crate::analysis::{
     ExperimentVerdict, ExperimentsFile, GateDesign, Pairing, Remedy, RemedyCatalog, RemedyEstimate,
     by_day, measure, on_profiled_time, runs_for_verdicts,
 };
-use crate::benchmarks::planned_comparisons;
+use crate::analysis::{DEFAULT_QUALITY_MARGINS, QualityMargins, QualityVerdict, judge_quality};
+use crate::benchmarks::{
+    QUALITY_PROMPTS, QUALITY_TOKENS, compare_outputs, planned_comparisons, quality_prompts,
+};
 use crate::campaign::{BenchmarkSpec, Campaign, Toggle, load_campaign_toggled};
 use crate::model::DailyReport;
 use crate::output::{OutputError, OutputLayout};
@@ -87,7 +90,20 @@ pub fn run_experiments(
             break;
         }
         let experiment = run_one(campaign, layout, args, plan, pairs, interrupt, &settings)?;
-        let experiment = with_profiled_time(experiment, analysis.as_ref());
+        let mut experiment = with_profiled_time(experiment, analysis.as_ref());
+        if plan.toggle.can_change_outputs() && !interrupt.is_cancelled() {
+            let margins = plan
+                .remedy
+                .quality
+                .or(resolved.catalog.quality)
+                .unwrap_or(DEFAULT_QUALITY_MARGINS);
+            match measure_quality(campaign, layout, &plan.toggle, margins) {
+                Ok(verdicts) => experiment.quality = verdicts,
+                Err(e) => experiment
+                    .warnings
+                    .push(format!("quality not measured: {e}")),
+            }
+        }
         if experiment.measurement.verdict == ExperimentVerdict::NotMeasured {
             code = exit::BENCHMARK_FAILED;
         }
@@ -99,6 +115,33 @@ pub fn run_experiments(
         code = exit::INTERRUPTED;
     }
     Ok((file, path, code))
+}
+
+/// Each toggled model's outputs against the untoggled one's on the fixed
+/// prompt set (outside every timed region: after the speed runs, in this
+/// process), judged against `margins`.
+fn measure_quality(
+    campaign: &Campaign,
+    layout: &OutputLayout,
+    toggle: &Toggle,
+    margins: QualityMargins,
+) -> Result<Vec<QualityVerdict>, CommandError> {
+    let toggled =
+        load_campaign_toggled(&campaign.path, &crate::benchmarks::Registry, Some(toggle))?;
+    let mut verdicts = Vec::new();
+    for name in campaign.models.keys() {
+        if toggle.model.as_ref().is_some_and(|m| m != name) {
+            continue;
+        }
+        eprintln!("  quality: {name}, untoggled against toggled, {QUALITY_PROMPTS} prompts");
+        let (_, reference) = super::load_named_model(campaign, layout, name)?;
+        let (_, candidate) = super::load_named_model(&toggled, layout, name)?;
+        let prompts = quality_prompts(reference.architecture.vocab_size);
+        let per_prompt = compare_outputs(&reference, &candidate, &prompts, QUALITY_TOKENS)
+            .map_err(|e| CommandError::Usage(format!("model {name:?}: {e}")))?;
+        verdicts.push(judge_quality(name, &per_prompt, QUALITY_TOKENS, margins));
+    }
+    Ok(verdicts)
 }
 
 /// The pairs of each experiment: `--runs`, refused (exit 2) when that many
@@ -364,6 +407,7 @@ fn run_one(
             .collect(),
         measurement: measure(&outcome.pairs(), settings),
         on_profiled_time: None,
+        quality: Vec::new(),
         warnings,
     })
 }

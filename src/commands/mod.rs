@@ -154,7 +154,8 @@ pub fn load_named_model(
         .map_err(|e| CommandError::Usage(format!("model {name:?}: {e}")))?;
     let settings = campaign.file.settings();
     let device = settings.device.open()?;
-    let model = LoadedModel::load(&path, &device, settings.dtype.to_candle())?;
+    let model =
+        LoadedModel::load_with(&path, &device, settings.dtype.to_candle(), resolved.matmul)?;
     Ok((path, model))
 }
 

@@ -207,7 +207,7 @@ pub fn render_experiments(file: &crate::analysis::ExperimentsFile) -> String {
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
     table.set_header([
-        "remedy", "toggle", "pairs", "speed-up", "95 % CI", "p", "verdict",
+        "remedy", "toggle", "pairs", "speed-up", "95 % CI", "p", "verdict", "quality",
     ]);
     for e in &file.experiments {
         let m = &e.measurement;
@@ -225,14 +225,46 @@ pub fn render_experiments(file: &crate::analysis::ExperimentsFile) -> String {
             ),
             Cell::new(m.p_value.map_or("—".into(), |p| format!("{p:.4}"))),
             Cell::new(m.verdict.describe()),
+            Cell::new(quality_cell(&e.quality)),
         ]);
     }
+    let quality_rule = file
+        .experiments
+        .iter()
+        .find_map(|e| e.quality.first())
+        .map_or(String::new(), |q| format!("\nquality: {}", q.rule));
     format!(
         "{table}
 {}
-{}",
+{}{quality_rule}",
         file.time_formula, file.speedup_formula
     )
+}
+
+/// Each model's quality verdict: agreement of greedy tokens and mean KL
+/// with their bounds against the margins; "—" for a toggle that cannot
+/// change outputs.
+fn quality_cell(verdicts: &[crate::analysis::QualityVerdict]) -> String {
+    if verdicts.is_empty() {
+        return "—".into();
+    }
+    verdicts
+        .iter()
+        .map(|q| {
+            format!(
+                "{}: {} ({:.1} % of tokens agree, KL {:.4} nats{}; margins {:.1} %, {:.3})",
+                q.model,
+                q.state.describe(),
+                100.0 * q.token_agreement,
+                q.mean_kl,
+                q.kl_bounds
+                    .map_or(String::new(), |[_, hi]| format!(" ≤ {hi:.4}")),
+                100.0 * q.margins.max_token_disagreement,
+                q.margins.max_mean_kl,
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A calibration, one limit per line.

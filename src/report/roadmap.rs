@@ -55,7 +55,7 @@ fn item(out: &mut String, r: &RemedyEstimate, profiled_time_s: f64) {
         Some(m) => {
             let _ = writeln!(
                 out,
-                "- **Measured** ({}, {} pairs of runs in ABBA order, {}): ×{:.3} on {} ({}, p = {}) → {}. On all profiled time: ×{:.3}{}. The catalog's assumption (s = {low}–{high}) is not used.",
+                "- **Measured** ({}, {} pairs of runs in ABBA order, {}): ×{:.3} on {} ({}, p = {}) → {}{}. On all profiled time: ×{:.3}{}. The catalog's assumption (s = {low}–{high}) is not used.",
                 m.toggle,
                 m.runs_per_side,
                 m.measured_at.format("%Y-%m-%d %H:%M UTC"),
@@ -68,6 +68,8 @@ fn item(out: &mut String, r: &RemedyEstimate, profiled_time_s: f64) {
                 interval(m.ci95),
                 m.p_value.map_or("—".into(), |p| format!("{p:.4}")),
                 m.verdict.describe(),
+                m.quality
+                    .map_or(String::new(), |q| format!(", {}", q.describe())),
                 m.overall_speedup,
                 m.overall_ci95
                     .map_or(String::new(), |ci| format!(" ({})", interval(Some(ci)))),

@@ -2,12 +2,14 @@
 //! intervals and outlier flags. Kept apart from `report` (which only formats)
 //! and from `runner` (which only records).
 
+mod bounds;
 mod proportion;
 mod rank;
 mod recorder;
 mod summary;
 mod trend;
 
+pub use bounds::{MeanBounds, one_sided_mean_bounds};
 pub use proportion::{kish_effective_n, samples_for_half_width, two_sided_z, wilson_interval};
 pub use rank::{
     CONFIDENCE, RankDistribution, ShiftTest, benjamini_hochberg, median, paired_shift,

@@ -196,10 +196,35 @@ pub struct WeightsFacts {
     /// Weight bytes one forward pass reads: every matrix as held in memory,
     /// except an embedding table that is only looked up (one row per token).
     pub bytes_per_forward: u64,
-    /// Bytes the loaded model holds: quantized types stay as stored; f32,
-    /// f16 and bf16 weights of a GGUF file and its embedding table are
-    /// widened to f32 by candle; plus the rotary tables.
+    /// Bytes the loaded model holds: quantized types stay as stored (our
+    /// kernels' layout of them where it is larger); f32, f16 and bf16
+    /// weights of a GGUF file and its embedding table are widened to f32
+    /// by candle; plus the rotary tables.
     pub memory_bytes: u64,
+    /// Whose kernels compute a GGUF model's matrix products (absent for
+    /// safetensors models, which candle's f32/f16 GEMM runs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub matmul: Option<MatmulFacts>,
+}
+
+/// The quantized matrix products of a loaded GGUF model.
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
+pub struct MatmulFacts {
+    /// `native` (ours) or `candle`.
+    pub kernels: String,
+    /// Instruction set of our kernels on this CPU (`avx512vnni`, `avx2`,
+    /// `portable`); absent for candle's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub isa: Option<String>,
+    /// Projections and output head on our kernels, of all of them.
+    pub native_projections: usize,
+    pub projections: usize,
+    /// Weight types left to candle's kernels (no kernels of ours for them).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub candle_types: Vec<String>,
+    /// Why candle's kernels run although ours were asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 impl WeightsFacts {
@@ -226,6 +251,7 @@ impl WeightsFacts {
             stored_bytes: parameters * size,
             bytes_per_forward: per_forward * size,
             memory_bytes: parameters * size,
+            matmul: None,
         }
     }
 }

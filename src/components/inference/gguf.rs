@@ -12,7 +12,10 @@ use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
 use candle_transformers::models::quantized_llama;
 
+use super::architecture::MatmulFacts;
 use super::gguf_metadata::{metadata_str, metadata_u64};
+use super::native_llama::{MatmulKernels, NativeLlama};
+use super::qmatmul::Isa;
 use super::{InferenceError, ModelArchitecture, Quantization, TextTokenizer, WeightsFacts};
 
 /// The GGUF architectures this build runs, as `general.architecture` names
@@ -152,6 +155,7 @@ fn inspect_content(
     let mut bytes_by_type: BTreeMap<Quantization, u64> = BTreeMap::new();
     let (mut parameters, mut file_bytes, mut memory_bytes, mut per_forward) =
         (0u64, 0u64, 0u64, 0u64);
+    let mut native_extra = 0u64;
     let tied = !content.tensor_infos.contains_key("output.weight");
     for (name, info) in &content.tensor_infos {
         let q = Quantization::from_ggml(info.ggml_dtype).ok_or_else(|| {
@@ -211,6 +215,13 @@ fn inspect_content(
         } else {
             elems.saturating_mul(4)
         };
+        // Our kernels' layout of the matrices they run (the larger of the
+        // two paths is what loading may need).
+        native_extra = native_extra.saturating_add(
+            super::native_llama::native_type(info.ggml_dtype)
+                .filter(|_| info.shape.rank() == 2)
+                .map_or(0, |ty| ty.packed_bytes(bytes).saturating_sub(bytes)),
+        );
         if name == "token_embd.weight" {
             // The embedding table is widened to f32 for lookups, and kept as
             // stored when it doubles as the output matrix.
@@ -292,16 +303,24 @@ fn inspect_content(
             parameters,
             stored_bytes: file_bytes,
             bytes_per_forward: per_forward,
-            memory_bytes: memory_bytes.saturating_add(rope_bytes),
+            memory_bytes: memory_bytes
+                .saturating_add(native_extra)
+                .saturating_add(rope_bytes),
+            matmul: None,
         },
         architecture,
     })
 }
 
-/// A GGUF model in candle, with its own KV cache inside (so one per
-/// generation: cloning shares the weights).
+/// A GGUF model, with its own KV cache inside (so one per generation:
+/// cloning shares the weights).
 #[derive(Clone)]
-pub(super) struct GgufWeights(quantized_llama::ModelWeights);
+pub(super) enum GgufWeights {
+    /// candle-transformers' quantized Llama, candle's kernels throughout.
+    Candle(quantized_llama::ModelWeights),
+    /// The same forward pass with our kernels for the matrix products.
+    Native(NativeLlama),
+}
 
 impl GgufWeights {
     /// Logits of the last position; `position == 0` starts a new sequence.
@@ -310,7 +329,10 @@ impl GgufWeights {
         input: &Tensor,
         position: usize,
     ) -> Result<Tensor, InferenceError> {
-        Ok(self.0.forward(input, position)?)
+        Ok(match self {
+            Self::Candle(m) => m.forward(input, position)?,
+            Self::Native(m) => m.forward(input, position)?,
+        })
     }
 }
 
@@ -323,9 +345,13 @@ pub(super) struct LoadedGguf {
 }
 
 /// Loads a GGUF file after [`inspect_gguf`]'s checks.
-pub(super) fn load_gguf(path: &Path, device: &Device) -> Result<LoadedGguf, InferenceError> {
+pub(super) fn load_gguf(
+    path: &Path,
+    device: &Device,
+    matmul: MatmulKernels,
+) -> Result<LoadedGguf, InferenceError> {
     let (content, mut reader, file_len) = open(path)?;
-    load_content(path, content, &mut reader, file_len, device)
+    load_content(path, content, &mut reader, file_len, device, matmul)
 }
 
 /// Loads a GGUF image held in memory (a model quantized on load); `origin`
@@ -334,11 +360,12 @@ pub(super) fn load_gguf_bytes(
     origin: &Path,
     bytes: Vec<u8>,
     device: &Device,
+    matmul: MatmulKernels,
 ) -> Result<LoadedGguf, InferenceError> {
     let len = bytes.len() as u64;
     let mut reader = std::io::Cursor::new(bytes);
     let content = read_header(origin, &mut reader)?;
-    load_content(origin, content, &mut reader, len, device)
+    load_content(origin, content, &mut reader, len, device, matmul)
 }
 
 fn load_content<R: Read + Seek>(
@@ -347,8 +374,9 @@ fn load_content<R: Read + Seek>(
     reader: &mut R,
     file_len: u64,
     device: &Device,
+    matmul: MatmulKernels,
 ) -> Result<LoadedGguf, InferenceError> {
-    let info = inspect_content(path, &content, file_len)?;
+    let mut info = inspect_content(path, &content, file_len)?;
     // Read before the loader consumes the header.
     // The tokenizers crate unwraps inside some of its builders: a
     // vocabulary it cannot build is this file's problem, not the run's end.
@@ -361,9 +389,42 @@ fn load_content<R: Read + Seek>(
             crate::panics::describe(payload.as_ref())
         ))
     });
-    let weights = GgufWeights(quantized_llama::ModelWeights::from_gguf(
-        content, reader, device,
-    )?);
+    let experts = metadata_u64(&content, "llama.expert_count").unwrap_or(0);
+    let refusal = match matmul {
+        MatmulKernels::Candle => None,
+        MatmulKernels::Native if !device.is_cpu() => {
+            Some("our kernels run on the CPU; this model is on another device".to_string())
+        }
+        MatmulKernels::Native if experts > 1 => Some(format!(
+            "a mixture of {experts} experts runs on candle's quantized Llama"
+        )),
+        MatmulKernels::Native => None,
+    };
+    let weights = if matmul == MatmulKernels::Native && refusal.is_none() {
+        let (model, coverage) = NativeLlama::from_gguf(&content, reader, device)?;
+        info.weights.matmul = Some(MatmulFacts {
+            kernels: MatmulKernels::Native.name().into(),
+            isa: Some(Isa::best().name().into()),
+            native_projections: coverage.native,
+            projections: coverage.total,
+            candle_types: coverage.fallback_types,
+            reason: None,
+        });
+        GgufWeights::Native(model)
+    } else {
+        let projections = 1 + 7 * metadata_u64(&content, "llama.block_count").unwrap_or(0) as usize;
+        info.weights.matmul = Some(MatmulFacts {
+            kernels: MatmulKernels::Candle.name().into(),
+            isa: None,
+            native_projections: 0,
+            projections,
+            candle_types: Vec::new(),
+            reason: refusal,
+        });
+        GgufWeights::Candle(quantized_llama::ModelWeights::from_gguf(
+            content, reader, device,
+        )?)
+    };
     Ok(LoadedGguf {
         weights,
         info,

@@ -7,6 +7,7 @@ use candle_transformers::models::llama::{Config, Llama, LlamaConfig};
 use super::architecture::expected_tensors;
 use super::gguf::{GgufModelInfo, GgufWeights, inspect_gguf, is_gguf, load_gguf, load_gguf_bytes};
 use super::gguf_writer::{GgufSpec, write_gguf};
+use super::native_llama::MatmulKernels;
 use super::{InferenceError, ModelArchitecture, Quantization, TextTokenizer, WeightsFacts};
 
 /// A model folder in Hugging Face layout: `config.json` and `*.safetensors`.
@@ -133,13 +134,30 @@ pub struct LoadedModel {
     pub dtype: DType,
     /// The folder or GGUF file it was loaded from.
     pub path: PathBuf,
+    /// A planted loss of quality, 0 to 1: the share of positions whose
+    /// most likely next token is replaced by another (chosen by a hash of
+    /// the position and the token, so the same everywhere), to check that
+    /// a quality verdict catches a known loss. 0 for every real run.
+    pub planted_token_flip: f64,
 }
 
 impl LoadedModel {
-    /// Loads a folder (config.json + safetensors, at `dtype`) or a GGUF file.
+    /// Loads a folder (config.json + safetensors, at `dtype`) or a GGUF file
+    /// (with our matrix kernels).
     pub fn load(path: &Path, device: &Device, dtype: DType) -> Result<Self, InferenceError> {
+        Self::load_with(path, device, dtype, MatmulKernels::default())
+    }
+
+    /// As [`load`](Self::load), with the kernels of a GGUF model's matrix
+    /// products chosen (a safetensors model ignores `matmul`).
+    pub fn load_with(
+        path: &Path,
+        device: &Device,
+        dtype: DType,
+        matmul: MatmulKernels,
+    ) -> Result<Self, InferenceError> {
         if is_gguf(path) {
-            let gguf = load_gguf(path, device)?;
+            let gguf = load_gguf(path, device, matmul)?;
             let tokenizer = gguf.tokenizer.or_else(|why| {
                 tokenizer_beside(path).ok_or(format!(
                     "{why}, and there is no tokenizer.json beside {}",
@@ -189,6 +207,7 @@ impl LoadedModel {
             device: device.clone(),
             dtype,
             path: folder.path,
+            planted_token_flip: 0.0,
         })
     }
 
@@ -208,6 +227,7 @@ impl LoadedModel {
             device: device.clone(),
             dtype: DType::F32,
             path: path.to_path_buf(),
+            planted_token_flip: 0.0,
         }
     }
 
@@ -219,6 +239,17 @@ impl LoadedModel {
         path: &Path,
         device: &Device,
         quantization: Quantization,
+    ) -> Result<Self, InferenceError> {
+        Self::load_quantized_with(path, device, quantization, MatmulKernels::default())
+    }
+
+    /// As [`load_quantized`](Self::load_quantized), with the kernels of the
+    /// matrix products chosen.
+    pub fn load_quantized_with(
+        path: &Path,
+        device: &Device,
+        quantization: Quantization,
+        matmul: MatmulKernels,
     ) -> Result<Self, InferenceError> {
         if is_gguf(path) {
             return Err(InferenceError::InvalidConfig(format!(
@@ -251,7 +282,7 @@ impl LoadedModel {
             &mut image,
         )?;
         drop(tensors);
-        let mut gguf = load_gguf_bytes(&folder.path, image.into_inner(), device)?;
+        let mut gguf = load_gguf_bytes(&folder.path, image.into_inner(), device, matmul)?;
         gguf.info.weights.format = "safetensors, quantized in memory".into();
         Ok(Self::from_gguf(
             gguf.weights,

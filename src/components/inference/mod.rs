@@ -15,6 +15,8 @@ mod gguf_metadata;
 mod gguf_scan;
 mod gguf_writer;
 mod loader;
+mod native_llama;
+pub mod qmatmul;
 mod quantization;
 mod session;
 mod synthetic;
@@ -22,7 +24,9 @@ mod synthetic_tokenizer;
 mod tokenizer;
 
 pub use activations::{Layer0KvProjector, layer0_kv_f16};
-pub use architecture::{ModelArchitecture, WeightsFacts, checked_parameter_count, model_memory};
+pub use architecture::{
+    MatmulFacts, ModelArchitecture, WeightsFacts, checked_parameter_count, model_memory,
+};
 pub use batching::{BatchEvents, ServeEvents, ServeRequest, serve_static_batches};
 pub use device::DeviceSpec;
 pub use error::InferenceError;
@@ -31,6 +35,7 @@ pub use gguf_scan::{
     MAX_GGUF_ARRAY_ELEMENTS, MAX_GGUF_ENTRIES, MAX_GGUF_METADATA_ELEMENTS, MAX_GGUF_STRING_BYTES,
 };
 pub use loader::{LoadedModel, ModelDescription, ModelFolder, describe_model};
+pub use native_llama::MatmulKernels;
 pub use quantization::Quantization;
 pub use session::GenerationSession;
 pub use synthetic::{SyntheticLlamaConfig, materialize_synthetic_model};

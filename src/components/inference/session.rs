@@ -102,6 +102,7 @@ impl<'m> GenerationSession<'m> {
             }
             SessionState::Gguf(weights) => weights.forward(input, self.position)?,
         };
+        let logits = self.planted_flip(logits)?;
         self.position += width;
         // Greedy sampling: the most likely next token of each sequence.
         Ok(logits.argmax(D::Minus1)?.to_vec1::<u32>()?)
@@ -162,6 +163,71 @@ impl<'m> GenerationSession<'m> {
             }
             tokens = session.step(&tokens)?;
         }
+    }
+
+    /// Feeds `tokens` of one sequence (a prompt, or the token just chosen)
+    /// and returns the logits of the next position, as f32: what a quality
+    /// comparison reads at every step of a continuation.
+    pub fn next_logits(&mut self, tokens: &[u32]) -> Result<Vec<f32>, InferenceError> {
+        let limit = self.model.architecture.max_position_embeddings;
+        if self.position + tokens.len() > limit {
+            return Err(InferenceError::SequenceTooLong {
+                needed: self.position + tokens.len(),
+                limit,
+            });
+        }
+        let input = Tensor::from_vec(tokens.to_vec(), (1, tokens.len()), &self.model.device)?;
+        let logits = match &mut self.state {
+            SessionState::Safetensors { model, cache } => {
+                model.forward(&input, self.position, cache)?
+            }
+            SessionState::Gguf(weights) => weights.forward(&input, self.position)?,
+        };
+        let logits = self.planted_flip(logits)?;
+        self.position += tokens.len();
+        Ok(logits
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_all()?
+            .to_vec1()?)
+    }
+
+    /// The model's planted quality loss applied to last-position logits
+    /// (`[batch, vocab]`), before `self.position` moves past them.
+    fn planted_flip(&self, logits: Tensor) -> Result<Tensor, InferenceError> {
+        let share = self.model.planted_token_flip;
+        if share <= 0.0 {
+            return Ok(logits);
+        }
+        let dims = logits.dims().to_vec();
+        let mut rows = logits
+            .to_dtype(candle_core::DType::F32)?
+            .flatten_to(candle_core::D::Minus2)?
+            .to_vec2::<f32>()?;
+        for row in &mut rows {
+            let vocab = row.len();
+            if vocab < 2 {
+                continue;
+            }
+            let (best, top) = row
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (i, v)| if *v > b.1 { (i, *v) } else { b },
+                );
+            let hash = xxhash_rust::xxh3::xxh3_64(
+                &[self.position as u64, best as u64]
+                    .map(u64::to_le_bytes)
+                    .concat(),
+            );
+            if (hash >> 11) as f64 / (1u64 << 53) as f64 >= share {
+                continue;
+            }
+            let other = (best + 1 + (hash % (vocab as u64 - 1)) as usize) % vocab;
+            row[other] = top + 1.0;
+        }
+        let flat: Vec<f32> = rows.into_iter().flatten().collect();
+        Ok(Tensor::from_vec(flat, dims, &self.model.device)?)
     }
 
     /// Positions already held in the KV cache.

@@ -1,0 +1,106 @@
+//! Activations quantized to signed 8 bits, one scale per block of 32 (as
+//! GGML's q8_0 and q8_1), once per token per layer: the projections that
+//! read one input (q, k and v; gate and up) share one quantization.
+
+use super::pack::BLOCK;
+
+/// `tokens` rows of `cols` activations, quantized.
+#[derive(Debug, Clone)]
+pub struct QuantizedActivations {
+    pub tokens: usize,
+    pub cols: usize,
+    pub(super) qs: Vec<i8>,
+    /// Scale of each block.
+    pub(super) d: Vec<f32>,
+    /// `d · Σ q` of each block: what a weight block's constant term (its
+    /// `m`) multiplies.
+    pub(super) s: Vec<f32>,
+    /// `Σ q` of each block: q4_0's constant term (`m = −8·d`) folds into
+    /// the integer sum as `−8 · Σ q`.
+    pub(super) sum: Vec<i32>,
+}
+
+impl QuantizedActivations {
+    /// Quantizes `x`, `tokens` rows of `cols` values (`cols` a multiple of
+    /// 32, which every weight type here requires of its rows).
+    pub fn quantize(x: &[f32], tokens: usize, cols: usize) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
+            // SAFETY: AVX2 and FMA are present. The same code, compiled
+            // with them: `round` becomes an exact vector sequence instead
+            // of a libm call per value, with the same results.
+            return unsafe { Self::quantize_avx2(x, tokens, cols) };
+        }
+        Self::quantize_portable(x, tokens, cols)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn quantize_avx2(x: &[f32], tokens: usize, cols: usize) -> Self {
+        Self::quantize_portable(x, tokens, cols)
+    }
+
+    #[inline(always)]
+    fn quantize_portable(x: &[f32], tokens: usize, cols: usize) -> Self {
+        debug_assert_eq!(x.len(), tokens * cols);
+        debug_assert!(cols.is_multiple_of(BLOCK));
+        let blocks = tokens * cols / BLOCK;
+        let mut qs = vec![0i8; tokens * cols];
+        let mut d = Vec::with_capacity(blocks);
+        let mut s = Vec::with_capacity(blocks);
+        let mut sums = Vec::with_capacity(blocks);
+        for (values, quants) in x.chunks_exact(BLOCK).zip(qs.chunks_exact_mut(BLOCK)) {
+            let amax = values.iter().fold(0f32, |a, v| a.max(v.abs()));
+            let scale = amax / 127.0;
+            let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+            let mut sum = 0i32;
+            for (q, v) in quants.iter_mut().zip(values) {
+                // |v · inverse| ≤ 127 up to rounding; the clamp keeps a
+                // non-finite input from wrapping.
+                let r = (v * inverse).round().clamp(-127.0, 127.0) as i8;
+                *q = r;
+                sum += i32::from(r);
+            }
+            d.push(scale);
+            s.push(scale * sum as f32);
+            sums.push(sum);
+        }
+        Self {
+            tokens,
+            cols,
+            qs,
+            d,
+            s,
+            sum: sums,
+        }
+    }
+
+    /// Token `t`'s values as the kernels see them (quants × scales).
+    pub fn dequantize_token(&self, t: usize) -> Vec<f32> {
+        let row = &self.qs[t * self.cols..(t + 1) * self.cols];
+        let scales = &self.d[t * self.cols / BLOCK..];
+        row.iter()
+            .enumerate()
+            .map(|(i, &q)| f32::from(q) * scales[i / BLOCK])
+            .collect()
+    }
+
+    pub(super) fn token(&self, t: usize) -> TokenRef<'_> {
+        let nb = self.cols / BLOCK;
+        TokenRef {
+            qs: &self.qs[t * self.cols..(t + 1) * self.cols],
+            d: &self.d[t * nb..(t + 1) * nb],
+            s: &self.s[t * nb..(t + 1) * nb],
+            sum: &self.sum[t * nb..(t + 1) * nb],
+        }
+    }
+}
+
+/// One token's quantized activations.
+#[derive(Clone, Copy)]
+pub(super) struct TokenRef<'a> {
+    pub qs: &'a [i8],
+    pub d: &'a [f32],
+    pub s: &'a [f32],
+    pub sum: &'a [i32],
+}

@@ -1,0 +1,227 @@
+//! The kernels against a scalar reference of each block format (candle's
+//! own dequantization, independent of our repacking), on shapes that hit
+//! every tail, and every instruction-set variant against the portable one.
+
+use candle_core::quantized::{GgmlDType, QTensor};
+use candle_core::{Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use super::*;
+
+/// Tolerance of a product, relative to `Σ |wᵢ · xᵢ|` over the row (plus
+/// the constant terms of 4-bit blocks, see `constant_terms`): the
+/// block sums are exact integers, and what remains is f32 rounding of at
+/// most K/32 scaled partial sums.
+const TOLERANCE: f64 = 1e-5;
+
+const TYPES: [(NativeType, GgmlDType); 5] = [
+    (NativeType::Q4_0, GgmlDType::Q4_0),
+    (NativeType::Q4_1, GgmlDType::Q4_1),
+    (NativeType::Q8_0, GgmlDType::Q8_0),
+    (NativeType::Q4K, GgmlDType::Q4K),
+    (NativeType::Q6K, GgmlDType::Q6K),
+];
+
+fn values(rng: &mut ChaCha8Rng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| {
+            // Some blocks all-zero, some with an outlier: both edge cases
+            // of a block's scale.
+            let v: f32 = rng.random_range(-1.0..1.0);
+            let roll: f32 = rng.random();
+            if roll < 0.01 {
+                v * 40.0 * scale
+            } else {
+                v * scale
+            }
+        })
+        .collect()
+}
+
+/// A GGML tensor of random weights as candle quantizes it, and candle's
+/// own f32 reading of it.
+fn ggml_weights(
+    dtype: GgmlDType,
+    rows: usize,
+    cols: usize,
+    rng: &mut ChaCha8Rng,
+) -> (Vec<u8>, Vec<f32>) {
+    let mut w = values(rng, rows * cols, 0.5);
+    // One all-zero row: its scale is 0.
+    if rows > 2 {
+        w[cols..2 * cols].fill(0.0);
+    }
+    let t = Tensor::from_vec(w, (rows, cols), &Device::Cpu).unwrap();
+    let q = QTensor::quantize(&t, dtype).unwrap();
+    let bytes = q.data().unwrap().into_owned();
+    let reference = q
+        .dequantize(&Device::Cpu)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    (bytes, reference)
+}
+
+fn shapes(ty: NativeType) -> Vec<(usize, usize, usize)> {
+    // (rows, cols, tokens): rows not a multiple of a chunk, K not a
+    // multiple of 256 where the format allows, tokens around TILE and the
+    // token tile of 64.
+    let cols: &[usize] = match ty {
+        NativeType::Q4K | NativeType::Q6K => &[256, 768],
+        _ => &[32, 96, 416],
+    };
+    let mut out = Vec::new();
+    for &k in cols {
+        for &(rows, tokens) in &[(1, 1), (3, 5), (17, 3), (6, 70), (33, 1)] {
+            out.push((rows, k, tokens));
+        }
+    }
+    out
+}
+
+#[test]
+fn repacking_reads_every_weight_as_ggml_does() {
+    let mut rng = ChaCha8Rng::seed_from_u64(1);
+    for (ty, dtype) in TYPES {
+        for (rows, cols, _) in shapes(ty) {
+            let (bytes, reference) = ggml_weights(dtype, rows, cols, &mut rng);
+            let packed = PackedMatrix::pack(ty, rows, cols, &bytes).unwrap();
+            for r in 0..rows {
+                assert_eq!(
+                    packed.dequantize_row(r),
+                    reference[r * cols..(r + 1) * cols],
+                    "{ty:?} {rows}×{cols} row {r}"
+                );
+            }
+        }
+    }
+}
+
+/// `Σ |m · Σ a|` over the blocks of a row with a constant term (4-bit
+/// types: `w = d·q + m`), which the kernels add apart from the quants'
+/// sum: the two cancel where the weights are near zero, and each carries
+/// its own rounding.
+fn constant_terms(packed: &PackedMatrix, r: usize, a: &[f32]) -> f64 {
+    let PackedBody::Q4 { d, m, .. } = &packed.body else {
+        return 0.0;
+    };
+    let nb = packed.cols / BLOCK;
+    (0..nb)
+        .map(|b| {
+            let i = r * nb + b;
+            let min = m.as_ref().map_or(-8.0 * d[i], |m| m[i]);
+            let sum: f64 = a[b * BLOCK..(b + 1) * BLOCK]
+                .iter()
+                .map(|&v| f64::from(v))
+                .sum();
+            (f64::from(min) * sum).abs()
+        })
+        .sum()
+}
+
+/// The largest error over the product, in units of its tolerance.
+fn worst_error(
+    packed: &PackedMatrix,
+    x: &QuantizedActivations,
+    weights: &[f32],
+    out: &[f32],
+) -> f64 {
+    let (rows, cols) = (packed.rows, packed.cols);
+    let mut worst = 0f64;
+    for t in 0..x.tokens {
+        let a = x.dequantize_token(t);
+        for r in 0..rows {
+            let w = &weights[r * cols..(r + 1) * cols];
+            let exact: f64 = w
+                .iter()
+                .zip(&a)
+                .map(|(&w, &a)| f64::from(w) * f64::from(a))
+                .sum();
+            let magnitude: f64 = w
+                .iter()
+                .zip(&a)
+                .map(|(&w, &a)| (f64::from(w) * f64::from(a)).abs())
+                .sum::<f64>()
+                + constant_terms(packed, r, &a);
+            let error = (f64::from(out[t * rows + r]) - exact).abs();
+            let allowed = TOLERANCE * magnitude + f64::MIN_POSITIVE;
+            worst = worst.max(error / allowed);
+        }
+    }
+    worst
+}
+
+#[test]
+fn every_type_and_variant_equals_the_scalar_reference_on_every_tail() {
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let mut untested = Vec::new();
+    for (ty, dtype) in TYPES {
+        for (rows, cols, tokens) in shapes(ty) {
+            let (bytes, weights) = ggml_weights(dtype, rows, cols, &mut rng);
+            let packed = PackedMatrix::pack(ty, rows, cols, &bytes).unwrap();
+            let x = values(&mut rng, tokens * cols, 2.0);
+            let x = QuantizedActivations::quantize(&x, tokens, cols);
+            let mut portable = vec![0f32; tokens * rows];
+            packed.matmul_with(Isa::Portable, &x, &mut portable);
+            let e = worst_error(&packed, &x, &weights, &portable);
+            assert!(
+                e <= 1.0,
+                "{ty:?} {rows}×{cols}×{tokens} portable: {e}× the tolerance"
+            );
+            for isa in Isa::ALL {
+                if !isa.supported() {
+                    untested.push(isa.name());
+                    continue;
+                }
+                let mut out = vec![0f32; tokens * rows];
+                packed.matmul_with(isa, &x, &mut out);
+                let e = worst_error(&packed, &x, &weights, &out);
+                assert!(
+                    e <= 1.0,
+                    "{ty:?} {rows}×{cols}×{tokens} {isa:?}: {e}× the tolerance"
+                );
+            }
+        }
+    }
+    untested.sort_unstable();
+    untested.dedup();
+    if !untested.is_empty() {
+        eprintln!("compiled but untested on this CPU: {}", untested.join(", "));
+    }
+}
+
+#[test]
+fn threads_split_rows_and_change_no_result() {
+    let mut rng = ChaCha8Rng::seed_from_u64(3);
+    for (ty, dtype) in TYPES {
+        let (rows, cols, tokens) = (257, 512, 9);
+        let (bytes, _) = ggml_weights(dtype, rows, cols, &mut rng);
+        let packed = PackedMatrix::pack(ty, rows, cols, &bytes).unwrap();
+        let x = values(&mut rng, tokens * cols, 1.0);
+        let x = QuantizedActivations::quantize(&x, tokens, cols);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let mut out = vec![0f32; tokens * rows];
+            pool.install(|| packed.matmul(&x, &mut out));
+            out
+        };
+        assert_eq!(run(1), run(3), "{ty:?}");
+    }
+}
+
+#[test]
+fn a_malformed_tensor_is_refused_with_its_shape() {
+    let e = PackedMatrix::pack(NativeType::Q4K, 2, 96, &[0; 10]).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "q4_K rows must be whole blocks of 256; a row here has 96 elements"
+    );
+    let e = PackedMatrix::pack(NativeType::Q8_0, 2, 64, &[0; 10]).unwrap_err();
+    assert_eq!(e.to_string(), "q8_0 data of 2×64 needs 136 bytes; got 10");
+}
