@@ -151,6 +151,44 @@ mod portable {
     }
 }
 
+/// A variant's entry point: the tile of `tokens.len()` tokens, for the
+/// layout of `rows`, calling the variant's own `q8` and `q4` (the same in
+/// every variant but for its target features).
+#[cfg(target_arch = "x86_64")]
+macro_rules! shape_dispatch {
+    ($features:literal) => {
+        #[target_feature(enable = $features)]
+        unsafe fn shaped<const N: usize>(
+            rows: RowGroup<'_>,
+            tokens: &[TokenRef<'_>],
+            out: &mut [f32],
+        ) {
+            let (nb, g) = (rows.cols / BLOCK, rows.group);
+            // SAFETY: same features; shapes checked by the callers.
+            unsafe {
+                match rows.body {
+                    PackedBody::Q8 { qs, d } => q8::<N, false>(qs, d, nb, g, tokens, out),
+                    PackedBody::Q8x16 { qs, s } => q8::<N, true>(qs, s, nb, g, tokens, out),
+                    PackedBody::Q4 { qs, d, m } => q4::<N>(qs, d, m.as_deref(), nb, g, tokens, out),
+                }
+            }
+        }
+
+        #[target_feature(enable = $features)]
+        pub(super) unsafe fn dot(rows: RowGroup<'_>, tokens: &[TokenRef<'_>], out: &mut [f32]) {
+            // SAFETY: same features, and the tile's width is the tokens'.
+            unsafe {
+                match tokens.len() {
+                    1 => shaped::<1>(rows, tokens, out),
+                    2 => shaped::<2>(rows, tokens, out),
+                    3 => shaped::<3>(rows, tokens, out),
+                    _ => shaped::<4>(rows, tokens, out),
+                }
+            }
+        }
+    };
+}
+
 /// A 256-bit variant, written once for any 32-lane unsigned × signed byte
 /// dot product into eight i32 lanes (`$udot`): AVX2's today, and an
 /// AVX-VNNI one would be a second line.
@@ -279,37 +317,7 @@ macro_rules! x86_variant {
                 }
             }
 
-            #[target_feature(enable = $features)]
-            unsafe fn shaped<const N: usize>(
-                rows: RowGroup<'_>,
-                tokens: &[TokenRef<'_>],
-                out: &mut [f32],
-            ) {
-                let (nb, g) = (rows.cols / BLOCK, rows.group);
-                // SAFETY: same features; shapes checked by the callers.
-                unsafe {
-                    match rows.body {
-                        PackedBody::Q8 { qs, d } => q8::<N, false>(qs, d, nb, g, tokens, out),
-                        PackedBody::Q8x16 { qs, s } => q8::<N, true>(qs, s, nb, g, tokens, out),
-                        PackedBody::Q4 { qs, d, m } => {
-                            q4::<N>(qs, d, m.as_deref(), nb, g, tokens, out)
-                        }
-                    }
-                }
-            }
-
-            #[target_feature(enable = $features)]
-            pub(super) unsafe fn dot(rows: RowGroup<'_>, tokens: &[TokenRef<'_>], out: &mut [f32]) {
-                // SAFETY: same features, and the tile's width is the tokens'.
-                unsafe {
-                    match tokens.len() {
-                        1 => shaped::<1>(rows, tokens, out),
-                        2 => shaped::<2>(rows, tokens, out),
-                        3 => shaped::<3>(rows, tokens, out),
-                        _ => shaped::<4>(rows, tokens, out),
-                    }
-                }
-            }
+            shape_dispatch!($features);
         }
     };
 }
@@ -499,31 +507,7 @@ mod vnni {
         }
     }
 
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma")]
-    unsafe fn shaped<const N: usize>(rows: RowGroup<'_>, tokens: &[TokenRef<'_>], out: &mut [f32]) {
-        let (nb, g) = (rows.cols / BLOCK, rows.group);
-        // SAFETY: same features; shapes checked by the callers.
-        unsafe {
-            match rows.body {
-                PackedBody::Q8 { qs, d } => q8::<N, false>(qs, d, nb, g, tokens, out),
-                PackedBody::Q8x16 { qs, s } => q8::<N, true>(qs, s, nb, g, tokens, out),
-                PackedBody::Q4 { qs, d, m } => q4::<N>(qs, d, m.as_deref(), nb, g, tokens, out),
-            }
-        }
-    }
-
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma")]
-    pub(super) unsafe fn dot(rows: RowGroup<'_>, tokens: &[TokenRef<'_>], out: &mut [f32]) {
-        // SAFETY: same features, and the tile's width is the tokens'.
-        unsafe {
-            match tokens.len() {
-                1 => shaped::<1>(rows, tokens, out),
-                2 => shaped::<2>(rows, tokens, out),
-                3 => shaped::<3>(rows, tokens, out),
-                _ => shaped::<4>(rows, tokens, out),
-            }
-        }
-    }
+    shape_dispatch!("avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma");
 }
 
 #[cfg(target_arch = "x86_64")]
