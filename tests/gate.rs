@@ -175,6 +175,7 @@ fn report(results: Vec<BenchmarkResult>, night: usize) -> DailyReport {
         summary: DaySummary::default(),
         scaling: Vec::new(),
         parity: Vec::new(),
+        peers: Vec::new(),
         profiles: Vec::new(),
         results,
         warnings: Vec::new(),

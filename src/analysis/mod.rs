@@ -10,6 +10,7 @@ mod experiments;
 mod history;
 mod measured;
 mod parity;
+mod peers;
 mod quality;
 mod regression;
 mod remedies;
@@ -18,6 +19,7 @@ mod scaling;
 mod sweeps;
 
 pub use parity::served_parity;
+pub use peers::{PEER_RATIO_RULE, peer_comparisons};
 pub use quality::{
     DEFAULT_QUALITY_MARGINS, PromptQuality, QUALITY_CONFIDENCE, QUALITY_RULE, QualityMargins,
     QualityState, QualityVerdict, judge_quality, worst_quality,

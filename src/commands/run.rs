@@ -430,6 +430,7 @@ impl Night<'_> {
         // Analyses that belong in the day report are made once it is measured.
         report.scaling = crate::analysis::scaling_curves(&report.results);
         report.parity = crate::analysis::served_parity(&report.results);
+        report.peers = crate::analysis::peer_comparisons(&report.results);
         // The machine's measured limits, when `campaign calibrate` has run here.
         report.environment.calibration = std::fs::read(layout.calibration())
             .ok()

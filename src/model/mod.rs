@@ -9,6 +9,7 @@ mod case_params;
 mod environment;
 mod findings;
 mod parity;
+mod peers;
 mod plan;
 mod report;
 mod scaling;
@@ -21,6 +22,7 @@ pub use findings::{
     StageShareFindings, TimeShareFindings,
 };
 pub use parity::ServedParity;
+pub use peers::PeerComparison;
 pub use plan::{IterationPlan, QUICK_FACTOR};
 pub use report::*;
 pub use scaling::{ScalingCurve, ScalingLevel};

@@ -35,6 +35,9 @@ pub struct DailyReport {
     /// Each served benchmark's cases beside their in-process twins.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub parity: Vec<super::ServedParity>,
+    /// Our engine beside a peer's on the same test and weights.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub peers: Vec<super::PeerComparison>,
     /// CPU profiles taken this day, one per profiled benchmark.
     #[serde(default)]
     pub profiles: Vec<ProfileRecord>,

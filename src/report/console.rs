@@ -2,7 +2,8 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use comfy_table::{Cell, Color, Table};
 
 use super::wording::{
-    day_counts_sentence, lost_samples_line, parity_sentence, severity, share, status_name,
+    day_counts_sentence, lost_samples_line, parity_sentence, peer_sentence, severity, share,
+    status_name,
 };
 use crate::model::{DailyReport, Status, Verdict};
 
@@ -124,6 +125,10 @@ pub fn render_summary_table(report: &DailyReport) -> String {
     for row in &report.parity {
         curves.push('\n');
         curves.push_str(&parity_sentence(row));
+    }
+    for row in &report.peers {
+        curves.push_str("\nbeside a peer: ");
+        curves.push_str(&peer_sentence(row));
     }
     let provisional = report.results.iter().any(|r| r.p99_is_provisional())
         || report

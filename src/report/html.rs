@@ -13,7 +13,7 @@ use super::escape_markup;
 use super::svg::{Band, Bar, LinePlot, RatioRow, Series, horizontal_bars, num, ratio_bars};
 use super::wording::{
     blind_spot_sentence, comparison_counts_sentence, day_counts_sentence, findings_sentences, mde,
-    night_sentences, parity_sentence, profile_rates, state, state_name, status_name,
+    night_sentences, parity_sentence, peer_sentence, profile_rates, state, state_name, status_name,
 };
 use crate::analysis::{ChangeState, Comparison};
 use crate::model::{BenchmarkResult, DailyReport, Findings, Status, Verdict};
@@ -257,6 +257,12 @@ fn headline_sentences(report: &DailyReport, comparison: Option<&Comparison>) -> 
             .iter()
             .map(|row| format!("{}.", parity_sentence(row))),
     );
+    out.extend(
+        report
+            .peers
+            .iter()
+            .map(|row| format!("Beside a peer: {}.", peer_sentence(row))),
+    );
     for r in &report.results {
         for t in r.targets.iter().filter(|t| t.verdict == Verdict::Missed) {
             out.push(format!(
@@ -401,6 +407,53 @@ fn parity_section(report: &DailyReport) -> String {
     out
 }
 
+/// Our engine beside a peer: per test and weights, both tokens/s, the
+/// ratio with its interval, and the ratios as bars from ×1.
+fn peers_section(report: &DailyReport) -> String {
+    if report.peers.is_empty() {
+        return String::new();
+    }
+    let mut out = format!(
+        "<h2>Beside a peer</h2><p class=\"meta\">The same test on the same weights file and threads, in this day. {}.</p><table><tr><th>test</th><th>weights</th><th>threads</th><th>ours, tokens/s</th><th>peer</th><th>peer, tokens/s</th><th>ours ÷ peer</th><th>95 % CI</th><th>samples (ours, peer)</th></tr>",
+        escape_markup(crate::analysis::PEER_RATIO_RULE)
+    );
+    for row in &report.peers {
+        let _ = write!(
+            out,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{:.0}</td><td>×{:.2}</td><td>{}</td><td>{}, {}</td></tr>",
+            escape_markup(&row.test),
+            escape_markup(&row.weights),
+            row.threads.map_or("—".into(), |t| t.to_string()),
+            row.ours_tokens_per_s,
+            escape_markup(&row.peer_program),
+            row.peer_tokens_per_s,
+            row.ratio,
+            row.ratio_ci95
+                .map_or("—".into(), |[lo, hi]| format!("×{lo:.2}–×{hi:.2}")),
+            row.samples[0],
+            row.samples[1],
+        );
+    }
+    out.push_str("</table>");
+    let rows: Vec<RatioRow> = report
+        .peers
+        .iter()
+        .map(|row| RatioRow {
+            label: format!("{} {}", row.test, row.weights),
+            ratio: row.ratio,
+            threshold_pct: 0.0,
+            class: if row.ratio >= 1.0 {
+                "improved"
+            } else {
+                "regressed"
+            },
+            tooltip: peer_sentence(row),
+        })
+        .collect();
+    out.push_str(&ratio_bars("ours ÷ peer, tokens/s (×1: as fast)", &rows));
+    out
+}
+
 pub fn render_html(
     report: &DailyReport,
     comparison: Option<&Comparison>,
@@ -513,6 +566,7 @@ pub fn render_html(
         );
     }
     out.push_str(&parity_section(report));
+    out.push_str(&peers_section(report));
 
     if let Some(c) = comparison {
         let _ = write!(

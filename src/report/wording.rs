@@ -4,7 +4,7 @@
 //! each, so the console, summary.md and the HTML page say the same thing.
 
 use crate::analysis::{BottleneckAnalysis, ChangeState, Comparison, MetricChange, Severity};
-use crate::model::{DaySummary, Findings, ProfileRecord, ServedParity, Status};
+use crate::model::{DaySummary, Findings, PeerComparison, ProfileRecord, ServedParity, Status};
 
 pub fn figure(v: Option<f64>) -> String {
     v.map_or("—".into(), |v| format!("{v:.4}"))
@@ -331,6 +331,26 @@ pub fn findings_sentences(findings: &Findings) -> Vec<String> {
         )],
         Findings::Other(_) => Vec::new(),
     }
+}
+
+/// "pp512 on model.gguf, 1 thread: ours 1412 tokens/s, llama-bench's 2710:
+/// ours ÷ theirs ×0.52 (95 % CI ×0.49–×0.55)".
+pub fn peer_sentence(row: &PeerComparison) -> String {
+    let threads = row.threads.map_or(String::new(), |t| {
+        format!(", {t} thread{}", if t == 1 { "" } else { "s" })
+    });
+    format!(
+        "{} on {}{threads}: ours {:.0} tokens/s, {}'s {:.0}: ours ÷ theirs ×{:.2}{}",
+        row.test,
+        row.weights,
+        row.ours_tokens_per_s,
+        row.peer_program,
+        row.peer_tokens_per_s,
+        row.ratio,
+        row.ratio_ci95.map_or(String::new(), |[lo, hi]| format!(
+            " (95 % CI ×{lo:.2}–×{hi:.2})"
+        ))
+    )
 }
 
 /// "served vs in-process S (T): TTFT p50 a → b ms (+d) = server x + transport and client y; ITL p50 …".

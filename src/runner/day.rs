@@ -248,6 +248,7 @@ pub fn run_day(
         // Filled in by the analysis once the day is over.
         scaling: Vec::new(),
         parity: Vec::new(),
+        peers: Vec::new(),
         profiles,
         results,
         warnings,

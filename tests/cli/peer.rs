@@ -316,3 +316,82 @@ metrics = { x_ms = "$.x_ms" }
     );
     assert_eq!(result(&report, "fine[sh]")["status"], "ok");
 }
+
+/// A day with our engine and llama-bench on the same file and test pairs
+/// them: one row per test in the report, with ours ÷ theirs from the two
+/// sides' samples, a sentence on the console and a table and chart on the
+/// page. A small quantized model and short tests keep it quick; the stub
+/// reports known tokens/s.
+#[test]
+#[parallel]
+fn our_engine_and_a_peer_on_the_same_file_and_test_are_paired() {
+    let f = Fixture::new();
+    let stubs = f.path("bin");
+    fs::create_dir_all(&stubs).unwrap();
+    let stub = stubs.join("llama-bench");
+    fs::write(&stub, STUB_LLAMA_BENCH).unwrap();
+    fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let peer = |name: &str, p: u32, n: u32| {
+        format!(
+            "[[days.benchmarks]]\nname = \"{name}\"\nkind = \"command\"\nwarmup = 0\niterations = 1\n[days.benchmarks.params]\nargv = [\"llama-bench\", \"-m\", \"{{model.q8}}\", \"-p\", \"{p}\", \"-n\", \"{n}\", \"-t\", \"{{threads}}\", \"-r\", \"2\", \"-o\", \"jsonl\"]\noutput = \"jsonl\"\nmetrics = {{ tokens_per_s = \"$[*].samples_ts\" }}\nheadline = \"tokens_per_s\"\n"
+        )
+    };
+    let campaign = f.campaign_raw(&format!(
+        "name = \"p\"\n[settings]\nthreads = 1\n[models.q8.synthetic]\nseed = 1\nvocab_size = 512\nhidden_size = 64\nintermediate_size = 128\nnum_hidden_layers = 1\nnum_attention_heads = 2\nnum_key_value_heads = 1\nmax_position_embeddings = 256\nquantization = \"q8_0\"\n[[days]]\nnumber = 1\ntitle = \"peers\"\n[[days.benchmarks]]\nname = \"ours\"\nkind = \"llama_bench\"\nwarmup = 0\niterations = 3\n[days.benchmarks.params]\nmodels = [\"q8\"]\nn_prompt = \"32\"\nn_gen = \"8\"\n{}{}",
+        peer("peer_pp", 32, 0),
+        peer("peer_tg", 0, 8)
+    ));
+    let assert = cargo_bin_cmd!("campaign")
+        .args(["run", "--day", "1", "--no-profile", "--campaign"])
+        .arg(&campaign)
+        .arg("--out")
+        .arg(f.out())
+        .env("PATH", format!("{}:/usr/bin:/bin", stubs.display()))
+        .assert()
+        .success();
+    let stdout = String::from_utf8_lossy(&assert.get_output().stdout).to_string();
+    let report = newest_report(&f.out().join("p").join("daily_reports"));
+    let peers = report["peers"].as_array().unwrap();
+    assert_eq!(peers.len(), 2, "{peers:#?}");
+    for (row, test, planted) in [
+        (&peers[0], "pp32", [1999.0, 2002.0]),
+        (&peers[1], "tg8", [250.0, 251.5]),
+    ] {
+        assert_eq!(row["test"], test, "{row:#}");
+        assert_eq!(row["weights"], "model.gguf");
+        assert_eq!(row["threads"], 1);
+        assert_eq!(row["samples"], serde_json::json!([3, 2]));
+        let ours = result(&report, row["ours"].as_str().unwrap());
+        assert_eq!(ours["kind"], "llama_bench");
+        let ours_samples = samples(ours, "tokens_per_s");
+        assert_eq!(ours_samples.len(), 3);
+        // The Hodges–Lehmann ratio of the two sides' samples, by hand.
+        let mut logs: Vec<f64> = ours_samples
+            .iter()
+            .flat_map(|o| planted.iter().map(move |p| (o / p).ln()))
+            .collect();
+        logs.sort_by(f64::total_cmp);
+        let expected = ((logs[2] + logs[3]) / 2.0).exp();
+        let ratio = row["ratio"].as_f64().unwrap();
+        assert!(
+            (ratio - expected).abs() < 1e-9 * expected,
+            "×{ratio} against ×{expected}"
+        );
+        assert!(
+            stdout.contains(&format!(
+                "beside a peer: {test} on model.gguf, 1 thread: ours"
+            )),
+            "{stdout}"
+        );
+    }
+    let html = fs::read_to_string(f.out().join("p").join("html").join("day_1.html")).unwrap();
+    assert!(
+        html.contains("<h2>Beside a peer</h2>"),
+        "the page has the table"
+    );
+    assert!(
+        html.contains("Beside a peer: pp32 on model.gguf"),
+        "and the finding"
+    );
+    assert!(html.contains("ours ÷ peer, tokens/s"), "and the chart");
+}
