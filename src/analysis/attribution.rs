@@ -23,7 +23,9 @@ use crate::profile::{UNATTRIBUTED_FRAME, shared_library_of};
 pub const DOMAIN_RULES: &[(&str, &[&str])] = &[
     (
         "inference/matmul",
-        &["gemm", "MatMul", "::matmul", "sgemm", "qmatmul"],
+        &[
+            "gemm", "MatMul", "::matmul", "sgemm", "qmatmul", "k_quants", "vec_dot",
+        ],
     ),
     ("inference/softmax", &["softmax"]),
     ("inference/rope", &["rotary_emb", "rope"]),
@@ -76,6 +78,8 @@ pub const OTHER: &str = "other";
 pub const UNATTRIBUTED: &str = "unattributed";
 
 const PLUMBING_PREFIXES: &[&str] = &[
+    // SIMD intrinsics (core::arch), as inlined frames name them.
+    "_mm",
     "core::",
     "std::",
     "alloc::",
@@ -168,6 +172,29 @@ mod tests {
         assert_eq!(component_of(&copy_in_attention), "inference/attention");
         assert_eq!(component_of(&["t", "main", "malloc"]), "allocator");
         assert_eq!(component_of(&["t", "main", "my::thing"]), OTHER);
+        // candle's quantized matmul, whose inner frames name only k_quants
+        // (and candle), is matmul, not "other inference".
+        let candle_q8 = [
+            "t",
+            "campaign::forward",
+            "{closure#1}<candle_core::quantized::k_quants::BlockQ8_0>",
+        ];
+        assert_eq!(component_of(&candle_q8), "inference/matmul");
+        // Its dot products, as inlined frames name them.
+        let dot = ["t", "campaign::forward", "candle_core::vec_dot_q8_0_q8_0"];
+        assert_eq!(component_of(&dot), "inference/matmul");
+    }
+
+    #[test]
+    fn an_intrinsic_is_charged_to_the_kernel_it_is_inlined_into() {
+        let ours = [
+            "t",
+            "campaign::matmul_with",
+            "campaign::q8<1, false>",
+            "_mm512_cvtepi32_ps",
+        ];
+        assert_eq!(component_of(&ours), "inference/matmul");
+        assert_eq!(function_of(&ours), Some("campaign::q8<1, false>"));
     }
 
     #[test]

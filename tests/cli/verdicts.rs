@@ -449,8 +449,8 @@ fn a_night_where_every_case_moved_together_is_too_noisy_to_tell() {
         "time ×{ratio}, rate ×{rate_ratio}: planted ×{planted}"
     );
     assert_eq!(c["counts"].get("regressed"), None, "{c:#}");
-    // One case twice as slow again on top: it stands out, exit 3.
-    let one = day([2.0, 4.0, 2.0]);
+    // One case three times as slow again on top: it stands out, exit 3.
+    let one = day([2.0, 6.0, 2.0]);
     f.run(&one, &["--baseline", "b", "--no-profile"]).code(3);
     let all = changes(&f);
     assert_eq!(
