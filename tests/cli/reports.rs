@@ -22,7 +22,10 @@ ops = 20
 "#;
     let campaign = f.campaign(&format!("{TTFT_DAY}{DECODE_BENCH}{storage}"));
     f.run(&campaign, &["--save-baseline", "b"]).success();
-    f.run(&campaign, &["--baseline", "b"]).success();
+    // The page is under test, not the verdict: tests running beside this
+    // one on two cores can move one case of an A/A pair beyond the gate.
+    f.run(&campaign, &["--baseline", "b", "--advisory"])
+        .success();
     cargo_bin_cmd!("campaign")
         .args(["report", "--html", "--day", "1", "--campaign"])
         .arg(&campaign)
