@@ -28,6 +28,16 @@ if [ "$n" -gt 0 ]; then
 fi
 "#;
 
+/// The stub `llama-bench` in the fixture's `bin` folder; returns the folder.
+fn install_stub_llama_bench(f: &Fixture) -> PathBuf {
+    let stubs = f.path("bin");
+    fs::create_dir_all(&stubs).unwrap();
+    let stub = stubs.join("llama-bench");
+    fs::write(&stub, STUB_LLAMA_BENCH).unwrap();
+    fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    stubs
+}
+
 fn peer_campaign() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("campaigns/peer_llamacpp.toml")
 }
@@ -71,11 +81,7 @@ fn samples(result: &Value, metric: &str) -> Vec<f64> {
 #[parallel]
 fn the_peer_campaign_reads_llama_bench_from_path_and_skips_without_it() {
     let f = Fixture::new();
-    let stubs = f.path("bin");
-    fs::create_dir_all(&stubs).unwrap();
-    let stub = stubs.join("llama-bench");
-    fs::write(&stub, STUB_LLAMA_BENCH).unwrap();
-    fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let stubs = install_stub_llama_bench(&f);
 
     let path = format!("{}:/usr/bin:/bin", stubs.display());
     run_peer(&f, &path).success();
@@ -326,11 +332,7 @@ metrics = { x_ms = "$.x_ms" }
 #[parallel]
 fn our_engine_and_a_peer_on_the_same_file_and_test_are_paired() {
     let f = Fixture::new();
-    let stubs = f.path("bin");
-    fs::create_dir_all(&stubs).unwrap();
-    let stub = stubs.join("llama-bench");
-    fs::write(&stub, STUB_LLAMA_BENCH).unwrap();
-    fs::set_permissions(&stub, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let stubs = install_stub_llama_bench(&f);
     let peer = |name: &str, p: u32, n: u32| {
         format!(
             "[[days.benchmarks]]\nname = \"{name}\"\nkind = \"command\"\nwarmup = 0\niterations = 1\n[days.benchmarks.params]\nargv = [\"llama-bench\", \"-m\", \"{{model.q8}}\", \"-p\", \"{p}\", \"-n\", \"{n}\", \"-t\", \"{{threads}}\", \"-r\", \"2\", \"-o\", \"jsonl\"]\noutput = \"jsonl\"\nmetrics = {{ tokens_per_s = \"$[*].samples_ts\" }}\nheadline = \"tokens_per_s\"\n"
