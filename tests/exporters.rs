@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::Path;
 
-use campaign::analysis::{BottleneckAnalysis, Comparison};
+use campaign::analysis::{BottleneckAnalysis, Comparison, plan_decision};
 use campaign::model::DailyReport;
 use campaign::output::OutputLayout;
 use campaign::report::{
@@ -45,10 +45,14 @@ fn every_day_exporter_writes_what_it_wrote_before() {
     );
 }
 
-/// The roadmap from a real analysis of a profiled `planted_work` day.
+/// The roadmap from a real analysis of a profiled `planted_work` day
+/// (written before analyses carried a decision: `campaign roadmap` makes
+/// it from the plan, as here).
 #[test]
 fn the_roadmap_writes_what_it_wrote_before() {
-    let analysis: BottleneckAnalysis = fixture("bottleneck_analysis.json");
+    let mut analysis: BottleneckAnalysis = fixture("bottleneck_analysis.json");
+    assert!(analysis.decision.is_none());
+    analysis.decision = plan_decision(&analysis.remedy_plan, analysis.profiled_time_s);
     let input = RoadmapInput {
         analysis: &analysis,
         source: Path::new("results/fixture/bottleneck_analysis.json"),

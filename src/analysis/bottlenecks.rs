@@ -309,6 +309,10 @@ pub struct BottleneckAnalysis {
     pub identified_bottlenecks: Vec<Bottleneck>,
     /// Remedies of the catalog that match profiled functions, by ROI.
     pub remedy_plan: Vec<RemedyEstimate>,
+    /// What to do first and what it gives together (from `remedy_plan`;
+    /// set again whenever experiments replace its estimates).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub decision: Option<super::PlanDecision>,
     pub missed_targets: Vec<MissedTarget>,
     /// Each case's measured headline (JSON `baseline`, its old name).
     #[serde(rename = "baseline")]

@@ -6,6 +6,7 @@
 
 pub mod attribution;
 mod bottlenecks;
+mod decision;
 mod experiments;
 mod history;
 mod measured;
@@ -33,6 +34,7 @@ pub use bottlenecks::{
     RankingInputs, RemedyEstimate, SEVERITY_RULE, SHARE_CONFIDENCE, SHARE_RULE, SampleShortfall,
     Severity, ShareEstimate, WEEK1_ROI_FRACTION, amdahl, assign_weeks, rank_bottlenecks,
 };
+pub use decision::{COMBINED_FORMULA, CombinedGain, PlanDecision, plan_decision};
 pub use experiments::{
     CaseEffect, DayBenchmark, Experiment, ExperimentPair, ExperimentVerdict, ExperimentsFile,
     MeasuredRemedy, Measurement, PROFILED_FORMULA, ProfiledEffect, SPEEDUP_FORMULA, TIME_FORMULA,

@@ -8,11 +8,12 @@ use chrono::Utc;
 use super::{CommandError, exit, write_json};
 use crate::analysis::{
     AMDAHL_FORMULA, BottleneckAnalysis, HeadlineFigure, MissedTarget, PRECISION_RULE,
-    ProfileEvidence, ROI_FORMULA, RankingInputs, RemedyCatalog, ResolvedCatalog, SEVERITY_RULE,
-    SHARE_RULE, rank_bottlenecks, roofline, roofline_inputs,
+    ProfileEvidence, ROI_FORMULA, Ranking, RankingInputs, Remedy, RemedyCatalog, ResolvedCatalog,
+    SEVERITY_RULE, SHARE_RULE, plan_decision, rank_bottlenecks, roofline, roofline_inputs,
 };
+use crate::benchmarks::Registry;
 use crate::benchmarks::find_kind;
-use crate::campaign::{Campaign, parse_day_range};
+use crate::campaign::{Campaign, load_campaign_toggled, parse_day_range};
 use crate::components::inference::ModelArchitecture;
 use crate::model::Calibration;
 use crate::model::{DailyReport, Verdict};
@@ -129,10 +130,7 @@ pub fn run_analysis(
             layout.daily_reports().display()
         )));
     }
-    let ranking = rank_bottlenecks(&RankingInputs {
-        profiles: &profiles,
-        catalog: &catalog,
-    });
+    let ranking = rank_applicable(campaign, &profiles, catalog, &mut notes);
     notes.extend(ranking.notes.iter().cloned());
 
     let mut missed_targets = Vec::new();
@@ -207,6 +205,7 @@ pub fn run_analysis(
         remedies_file: catalog_source,
         components: ranking.components,
         identified_bottlenecks: ranking.bottlenecks,
+        decision: plan_decision(&ranking.remedy_plan, ranking.profiled_time_s),
         remedy_plan: ranking.remedy_plan,
         missed_targets,
         headlines,
@@ -216,6 +215,91 @@ pub fn run_analysis(
     let path = layout.bottleneck_analysis();
     write_json(&path, &analysis)?;
     Ok((analysis, path))
+}
+
+/// Why a remedy's toggle would change nothing in this campaign, if it
+/// would not: it is already in effect (`matmul = "native"` where native is
+/// what the models run), or the toggled campaign does not load (`quantize`
+/// on GGUF weights, which keep their own types). Proposing such a remedy
+/// sends a user to do what is done, or cannot be done.
+fn inapplicable(campaign: &Campaign, source: &str, remedy: &Remedy) -> Option<String> {
+    // A param toggle names its benchmarks only once an analysis gives the
+    // evidence (it cannot be judged before), and a toggled campaign (an
+    // experiment's side) is not the one its file describes.
+    let toggle = remedy
+        .toggle
+        .as_ref()
+        .filter(|t| t.param.is_none() || !t.benchmarks.is_empty())
+        .filter(|_| campaign.toggle.is_none())?;
+    let toggled = match load_campaign_toggled(&campaign.path, &Registry, Some(toggle)) {
+        Ok(toggled) => toggled,
+        Err(e) => {
+            let reason = e.to_string();
+            let reason = reason
+                .lines()
+                .map(str::trim)
+                .find(|l| !l.is_empty())
+                .unwrap_or_default()
+                .to_string();
+            return Some(format!(
+                "its toggle ({}) does not apply to {}: {reason}",
+                toggle.describe(),
+                campaign.path.display()
+            ));
+        }
+    };
+    let parsed = |text: &str| toml::from_str::<toml::Value>(text).ok();
+    let same_text = toggle
+        .apply(source)
+        .ok()
+        .is_some_and(|text| parsed(&text) == parsed(source));
+    // Every key of [models.X] is resolved into the model, defaults
+    // included: equal models mean the option is already in effect.
+    let same_models = toggle.model_option.is_some()
+        && format!("{:?}", toggled.models) == format!("{:?}", campaign.models);
+    (same_text || same_models).then(|| {
+        format!(
+            "its toggle ({}) is already in effect in {}",
+            toggle.describe(),
+            campaign.path.display()
+        )
+    })
+}
+
+/// The ranking with only remedies that can change this campaign: an
+/// inapplicable remedy the plan proposes leaves the catalog, with a note,
+/// and its functions go to the next entry that matches.
+fn rank_applicable(
+    campaign: &Campaign,
+    profiles: &[(ProfileEvidence, FoldedStacks)],
+    mut catalog: RemedyCatalog,
+    notes: &mut Vec<String>,
+) -> Ranking {
+    let source = std::fs::read_to_string(&campaign.path).unwrap_or_default();
+    loop {
+        let ranking = rank_bottlenecks(&RankingInputs {
+            profiles,
+            catalog: &catalog,
+        });
+        let dropped: Vec<(String, String)> = ranking
+            .remedy_plan
+            .iter()
+            .filter_map(|planned| {
+                let remedy = catalog
+                    .remedies
+                    .iter()
+                    .find(|r| r.remedy == planned.remedy)?;
+                inapplicable(campaign, &source, remedy).map(|why| (remedy.remedy.clone(), why))
+            })
+            .collect();
+        if dropped.is_empty() {
+            return ranking;
+        }
+        for (remedy, why) in dropped {
+            notes.push(format!("remedy {remedy:?} is not proposed: {why}"));
+            catalog.remedies.retain(|r| r.remedy != remedy);
+        }
+    }
 }
 
 fn read_calibration(layout: &OutputLayout) -> Result<Calibration, String> {

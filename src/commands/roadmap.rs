@@ -4,7 +4,7 @@
 use std::path::PathBuf;
 
 use super::CommandError;
-use crate::analysis::{BottleneckAnalysis, ExperimentsFile, apply_measurements};
+use crate::analysis::{BottleneckAnalysis, ExperimentsFile, apply_measurements, plan_decision};
 use crate::output::OutputLayout;
 use crate::report::{RoadmapInput, RoadmapMarkdown, write_artifact};
 
@@ -31,6 +31,9 @@ pub fn run_roadmap(layout: &OutputLayout) -> Result<PathBuf, CommandError> {
             &experiments,
         );
     }
+    // Again in every case: experiments may have changed the plan, and an
+    // analysis written by an older build has no decision.
+    analysis.decision = plan_decision(&analysis.remedy_plan, analysis.profiled_time_s);
     let path = write_artifact(
         layout,
         &RoadmapMarkdown,

@@ -118,6 +118,146 @@ fn speedup_cell(r: &RemedyEstimate) -> String {
     }
 }
 
+/// How a remedy's quality reads in the summary.
+fn quality_cell(r: &RemedyEstimate) -> &'static str {
+    match &r.measured {
+        Some(m) => m
+            .quality
+            .map_or("— (its toggle cannot change outputs)", |q| q.describe()),
+        None => "not measured",
+    }
+}
+
+/// Why a remedy is not among those to do first.
+fn why_not_first(r: &RemedyEstimate) -> String {
+    if let Some(m) = &r.measured
+        && !m.is_win()
+    {
+        return match m.quality {
+            Some(q) if m.verdict == crate::analysis::ExperimentVerdict::Gain => {
+                format!("measured a gain, but {}", q.describe())
+            }
+            _ => format!("measured: {}", m.verdict.describe()),
+        };
+    }
+    if r.risk != crate::analysis::Risk::Low {
+        return format!("{:?} risk", r.risk).to_lowercase();
+    }
+    format!("ROI below {:.0} % of the best", WEEK1_ROI_FRACTION * 100.0)
+}
+
+/// The summary's opening: the remedies to do first with their measured
+/// (or estimated) speed-ups and quality, and what they give together.
+fn decision(out: &mut String, a: &BottleneckAnalysis) {
+    let _ = writeln!(out, "### Do first\n");
+    let Some(d) = &a.decision else {
+        if a.remedy_plan.is_empty() {
+            let _ = writeln!(
+                out,
+                "No remedy of the catalog ({}) matches a profiled function: nothing to decide yet. The bottlenecks below are measured; add catalog entries to estimate them.\n",
+                a.remedies_file
+            );
+            return;
+        }
+        let _ = writeln!(
+            out,
+            "Nothing qualifies yet: Week 1 takes low-risk remedies with an ROI at least {:.0} % of the best, and a measured remedy only where it showed a gain with quality holding. The best candidates:\n",
+            WEEK1_ROI_FRACTION * 100.0
+        );
+        let mut candidates = MarkdownTable::new(&[
+            ("remedy", Align::Left),
+            ("speed-up where it acts", Align::Right),
+            ("quality", Align::Left),
+            ("not first because", Align::Left),
+        ]);
+        for r in a.remedy_plan.iter().take(3) {
+            candidates.row([
+                r.remedy.clone(),
+                speedup_cell(r),
+                quality_cell(r).to_string(),
+                why_not_first(r),
+            ]);
+        }
+        let _ = writeln!(out, "{candidates}");
+        return;
+    };
+    let first: Vec<&RemedyEstimate> = a
+        .remedy_plan
+        .iter()
+        .filter(|r| d.remedies.contains(&r.remedy))
+        .collect();
+    let _ = writeln!(
+        out,
+        "{} with low risk and the best return on effort; {}:\n",
+        if first.len() == 1 {
+            "One remedy".to_string()
+        } else {
+            format!("{} remedies", first.len())
+        },
+        match d.measured {
+            0 => "none is measured yet (run `campaign experiment` to replace the estimates)"
+                .to_string(),
+            n if n == first.len() => "every speed-up below was measured".to_string(),
+            n => format!("{n} of them measured, the others estimated"),
+        }
+    );
+    let mut table = MarkdownTable::new(&[
+        ("#", Align::Right),
+        ("remedy", Align::Left),
+        ("speed-up where it acts", Align::Right),
+        ("on all profiled time", Align::Right),
+        ("quality", Align::Left),
+        ("saved per run", Align::Right),
+    ]);
+    for (i, r) in first.iter().enumerate() {
+        table.row([
+            (i + 1).to_string(),
+            r.remedy.clone(),
+            speedup_cell(r),
+            format!(
+                "×{:.3} ({})",
+                r.estimated_speedup,
+                if r.measured.is_some() {
+                    "measured"
+                } else {
+                    "estimate"
+                }
+            ),
+            quality_cell(r).to_string(),
+            format!("{:.2} s", r.time_saved_s_per_run),
+        ]);
+    }
+    let _ = writeln!(out, "{table}");
+    match &d.together {
+        Some(t) => {
+            let _ = writeln!(
+                out,
+                "**Together: ×{:.3}{}**: {:.2} s of the {:.2} s profiled per run saved, {:.2} s left. Formula: {}.\n",
+                t.speedup,
+                t.speedup_range
+                    .map_or(String::new(), |[lo, hi]| format!(" (×{lo:.3}–×{hi:.3})")),
+                t.time_saved_s_per_run,
+                a.profiled_time_s,
+                t.after_s,
+                d.formula
+            );
+        }
+        None => {
+            let _ = writeln!(
+                out,
+                "No total is stated: these estimates would save all of the profiled time together, so they cannot all be right; measure them with `campaign experiment`.\n"
+            );
+        }
+    }
+    if !d.overlapping.is_empty() {
+        let _ = writeln!(
+            out,
+            "Also in Week 1 but not in the total (they act on functions a remedy above already counts): {}.\n",
+            d.overlapping.join("; ")
+        );
+    }
+}
+
 /// The roadmap document.
 pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
     let mut out = String::new();
@@ -131,9 +271,10 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
     );
 
     let _ = writeln!(out, "## Executive summary\n");
+    decision(&mut out, a);
     let _ = writeln!(
         out,
-        "{} profile samples from {} profiled benchmarks, which took {:.1} s of measured time. Time by component ({}):\n",
+        "### Where the time goes\n\n{} profile samples from {} profiled benchmarks, which took {:.1} s of measured time. Time by component ({}):\n",
         a.total_samples,
         a.profiles.len(),
         a.profiled_time_s,
@@ -164,22 +305,6 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
         ]);
     }
     let _ = write!(out, "{components}");
-    let _ = writeln!(out, "\nMeasured headline of each case:\n");
-    let mut measured = MarkdownTable::new(&[
-        ("day", Align::Right),
-        ("case", Align::Left),
-        ("metric", Align::Left),
-        ("measured", Align::Right),
-    ]);
-    for f in &a.headlines {
-        measured.row([
-            f.day.to_string(),
-            code(&f.case_id),
-            f.metric.clone(),
-            format!("{:.3} {}", f.value, f.unit),
-        ]);
-    }
-    let _ = write!(out, "{measured}");
     if !a.missed_targets.is_empty() {
         let _ = writeln!(out, "\nTargets missed:\n");
         let mut missed = MarkdownTable::new(&[
@@ -200,7 +325,6 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
         }
         let _ = write!(out, "{missed}");
     }
-
     let _ = writeln!(out, "\n## Remedies ranked by ROI\n");
     let _ = writeln!(
         out,
@@ -358,6 +482,24 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
         ]);
     }
     let _ = write!(out, "{validation}");
+    if !a.headlines.is_empty() {
+        let _ = writeln!(out, "\n## Measured headline of each case\n");
+        let mut measured = MarkdownTable::new(&[
+            ("day", Align::Right),
+            ("case", Align::Left),
+            ("metric", Align::Left),
+            ("measured", Align::Right),
+        ]);
+        for f in &a.headlines {
+            measured.row([
+                f.day.to_string(),
+                code(&f.case_id),
+                f.metric.clone(),
+                format!("{:.3} {}", f.value, f.unit),
+            ]);
+        }
+        let _ = write!(out, "{measured}");
+    }
     let _ = writeln!(out, "\nProfiles used:\n");
     for p in &a.profiles {
         let _ = writeln!(
@@ -463,12 +605,57 @@ mod tests {
             remedies_file: "test".into(),
             components: r.components,
             identified_bottlenecks: r.bottlenecks,
+            decision: crate::analysis::plan_decision(&r.remedy_plan, r.profiled_time_s),
             remedy_plan: r.remedy_plan,
             missed_targets: Vec::new(),
             headlines: Vec::new(),
             roofline: None,
             notes: r.notes,
         }
+    }
+
+    /// The summary leads with the decision: a remedy whose measured gain
+    /// lost quality is not done first, and the summary says why instead of
+    /// stating a total.
+    #[test]
+    fn the_summary_leads_with_what_to_do_first_or_why_nothing_qualifies() {
+        let mut a = short_analysis();
+        let roadmap = render_roadmap(&a, Path::new("a.json"));
+        let summary = &roadmap[roadmap.find("### Do first").unwrap()..];
+        assert!(
+            summary.starts_with("### Do first\n\nOne remedy"),
+            "{summary}"
+        );
+        assert!(
+            summary.contains("| 1 | cool it | assumed 1.5–3 |"),
+            "{summary}"
+        );
+        assert!(summary.contains("**Together: ×"), "{summary}");
+
+        a.remedy_plan[0].measured = Some(crate::analysis::MeasuredRemedy {
+            speedup: 2.0,
+            ci95: Some([1.8, 2.2]),
+            p_value: Some(0.001),
+            verdict: crate::analysis::ExperimentVerdict::Gain,
+            overall_speedup: 1.2,
+            overall_ci95: Some([1.1, 1.3]),
+            runs_per_side: 9,
+            benchmarks: Vec::new(),
+            toggle: "model option x = 1 (every model)".into(),
+            measured_at: chrono::Utc::now(),
+            quality: Some(crate::analysis::QualityState::Lost),
+        });
+        crate::analysis::assign_weeks(&mut a.remedy_plan);
+        a.decision = crate::analysis::plan_decision(&a.remedy_plan, a.profiled_time_s);
+        assert!(a.decision.is_none());
+        let roadmap = render_roadmap(&a, Path::new("a.json"));
+        let summary = &roadmap[..roadmap.find("### Where the time goes").unwrap()];
+        assert!(summary.contains("Nothing qualifies yet"), "{summary}");
+        assert!(
+            summary.contains("| cool it | measured ×2.000 (×1.80–×2.20) | quality lost | measured a gain, but quality lost |"),
+            "{summary}"
+        );
+        assert!(!summary.contains("Together"), "{summary}");
     }
 
     /// The writers show what the analysis computed: each share with its

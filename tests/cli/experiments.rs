@@ -105,6 +105,34 @@ fn planted_remedies_are_measured_and_the_roadmap_uses_the_measurements() {
     assert_eq!(null["toggle"]["benchmarks"][0], "planted");
 
     let roadmap = fs::read_to_string(out_file(&f, "OPTIMIZATION_ROADMAP.md")).unwrap();
+    // The summary leads with the decision, within a screenful: the remedy
+    // with its measured speed-up, and what Week 1 gives together (here the
+    // one remedy's own overall speed-up, as the analysis recorded it).
+    let analysis: Value =
+        serde_json::from_slice(&fs::read(out_file(&f, "bottleneck_analysis.json")).unwrap())
+            .unwrap();
+    let summary = &roadmap[..roadmap.find("### Where the time goes").unwrap()];
+    assert!(summary.lines().count() < 25, "{summary}");
+    let do_first = summary
+        .lines()
+        .find(|l| l.contains("| Undo the planted slowdown"))
+        .unwrap();
+    assert!(do_first.contains("measured ×"), "{do_first}");
+    assert!(!summary.contains("Change nothing"), "{summary}");
+    assert!(
+        summary.contains("every speed-up below was measured"),
+        "{summary}"
+    );
+    let overall = undo["on_profiled_time"]["overall_speedup"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        summary.contains(&format!("**Together: ×{overall:.3}")),
+        "×{overall:.3} missing: {summary}"
+    );
+    // The analysis file on disk is the pre-experiment estimate; the
+    // roadmap's decision is recomputed from the measurements.
+    assert!(analysis["decision"].is_object(), "{analysis:#}");
     let week1 = &roadmap[roadmap.find("## Week 1").unwrap()..roadmap.find("## Week 2").unwrap()];
     assert!(week1.contains("Undo the planted slowdown"), "{week1}");
     assert!(week1.contains("**Measured**"), "{week1}");

@@ -249,13 +249,69 @@ after = ["roadmap"]
     let roadmap = fs::read_to_string(out_file(&f, "OPTIMIZATION_ROADMAP.md")).unwrap();
     for needle in [
         "## Executive summary",
+        "### Do first",
         "## Week 1",
         "## Week 3",
         "(estimate)",
         "## Roofline",
+        "## Measured headline of each case",
     ] {
         assert!(roadmap.contains(needle), "{needle} missing:\n{roadmap}");
     }
+    let proposed = |analysis: &Value| -> Vec<String> {
+        analysis["remedy_plan"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["remedy"].as_str().unwrap().to_string())
+            .collect()
+    };
+    let quantize = "Quantize the weights";
+    assert!(
+        proposed(&analysis).iter().any(|r| r.starts_with(quantize)),
+        "f32 weights: {:?}",
+        proposed(&analysis)
+    );
+
+    // The same profiles, analysed for the model written as q8_0 GGUF:
+    // quantizing is what it already does (its toggle does not load), and
+    // our kernels are already its default; neither is proposed, and the
+    // notes say why.
+    let text = fs::read_to_string(&campaign).unwrap();
+    fs::write(
+        &campaign,
+        text.replace("seed = 7\n", "seed = 7\nquantization = \"q8_0\"\n"),
+    )
+    .unwrap();
+    cargo_bin_cmd!("campaign")
+        .args(["analyze", "--days", "4", "--campaign"])
+        .arg(&campaign)
+        .arg("--out")
+        .arg(f.out())
+        .assert()
+        .success();
+    let analysis: Value =
+        serde_json::from_slice(&fs::read(out_file(&f, "bottleneck_analysis.json")).unwrap())
+            .unwrap();
+    assert!(
+        !proposed(&analysis).iter().any(|r| r.starts_with(quantize)),
+        "{:?}",
+        proposed(&analysis)
+    );
+    let notes: Vec<&str> = analysis["notes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("remedy \"Quantize the weights")
+                && n.contains("is not proposed: its toggle (model option quantize = \"q8_0\"")
+                && n.contains("does not apply")),
+        "{notes:#?}"
+    );
 }
 
 /// A campaign kept outside this repository has no remedies.toml beside

@@ -1,0 +1,146 @@
+//! The decision a roadmap leads with: which remedies to do first, and the
+//! gain they add up to on the profiled time.
+
+use serde::{Deserialize, Serialize};
+
+use super::bottlenecks::RemedyEstimate;
+
+pub const COMBINED_FORMULA: &str = "together = 1 ÷ (1 − Σ (1 − 1 / Sᵢ)) over the remedies to do first, Sᵢ each one's overall speed-up on the profiled time (measured where an experiment ran, else its Amdahl estimate): the fractions of time they save add up because each acts on functions no other one counts; its range puts every Sᵢ at the low, then the high end of its own range";
+
+/// Week 1's remedies and what they are expected to give together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlanDecision {
+    /// The remedies to do first (Week 1), best ROI first.
+    pub remedies: Vec<String>,
+    /// Week 1 remedies left out of the total: an earlier one already acts
+    /// on one of their functions, so their savings would be counted twice.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub overlapping: Vec<String>,
+    /// How many of the counted remedies were measured by an experiment.
+    pub measured: usize,
+    /// `None` when their savings reach the whole time: estimates that
+    /// cannot all be true at once, so no total is stated.
+    pub together: Option<CombinedGain>,
+    pub formula: String,
+}
+
+/// What the remedies to do first give together, by [`COMBINED_FORMULA`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CombinedGain {
+    pub speedup: f64,
+    /// `None` when an end of it cannot be stated (see [`PlanDecision::together`]).
+    pub speedup_range: Option<[f64; 2]>,
+    pub time_saved_s_per_run: f64,
+    pub after_s: f64,
+}
+
+/// The speed-up of remedies whose overall speed-ups are `speedups`, when
+/// each saves its own time: `None` when the saved fractions reach the
+/// whole time (estimates that cannot all be true at once).
+fn combined(speedups: impl Iterator<Item = f64>) -> Option<f64> {
+    let saved: f64 = speedups.map(|s| 1.0 - 1.0 / s).sum();
+    (saved < 1.0).then(|| 1.0 / (1.0 - saved))
+}
+
+/// The decision from a plan sorted by ROI with its weeks assigned; `None`
+/// when no remedy qualifies for Week 1 (the roadmap then says why).
+pub fn plan_decision(plan: &[RemedyEstimate], profiled_time_s: f64) -> Option<PlanDecision> {
+    let mut counted: Vec<&RemedyEstimate> = Vec::new();
+    let mut overlapping = Vec::new();
+    for r in plan.iter().filter(|r| r.week == 1) {
+        let shares_a_function = counted
+            .iter()
+            .any(|c| c.functions.iter().any(|f| r.functions.contains(f)));
+        if shares_a_function {
+            overlapping.push(r.remedy.clone());
+        } else {
+            counted.push(r);
+        }
+    }
+    if counted.is_empty() {
+        return None;
+    }
+    let together = combined(counted.iter().map(|r| r.estimated_speedup)).map(|speedup| {
+        let low = combined(counted.iter().map(|r| r.estimated_speedup_range[0]));
+        let high = combined(counted.iter().map(|r| r.estimated_speedup_range[1]));
+        CombinedGain {
+            speedup,
+            speedup_range: low.zip(high).map(|(l, h)| [l, h]),
+            time_saved_s_per_run: profiled_time_s * (1.0 - 1.0 / speedup),
+            after_s: profiled_time_s / speedup,
+        }
+    });
+    Some(PlanDecision {
+        remedies: counted.iter().map(|r| r.remedy.clone()).collect(),
+        overlapping,
+        measured: counted.iter().filter(|r| r.measured.is_some()).count(),
+        together,
+        formula: COMBINED_FORMULA.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::Risk;
+
+    fn remedy(name: &str, functions: &[&str], speedup: f64, week: u8) -> RemedyEstimate {
+        RemedyEstimate {
+            remedy: name.into(),
+            components: vec!["c".into()],
+            functions: functions.iter().map(|f| f.to_string()).collect(),
+            share_pct: 10.0,
+            share_ci95_pct: None,
+            samples: 10,
+            assumed_remedy_speedup: [1.5, 2.0],
+            speedup_source: "test".into(),
+            estimated_speedup: speedup,
+            estimated_speedup_range: [speedup * 0.9, speedup * 1.1],
+            time_saved_s_per_run: 0.0,
+            estimated_roi: 0.0,
+            effort_days: 1.0,
+            risk: Risk::Low,
+            estimated_after_s: 0.0,
+            week,
+            evidence_benchmarks: Vec::new(),
+            measured: None,
+        }
+    }
+
+    /// Two remedies that each save a quarter of the time save half of it
+    /// together (×2), not ×(4/3)² = ×1.78; Week 2 and a remedy on a
+    /// function already counted are not in the total.
+    #[test]
+    fn savings_add_over_distinct_functions_and_are_counted_once() {
+        let plan = [
+            remedy("a", &["f"], 4.0 / 3.0, 1),
+            remedy("b", &["g"], 4.0 / 3.0, 1),
+            remedy("a again", &["g", "h"], 2.0, 1),
+            remedy("later", &["k"], 3.0, 2),
+        ];
+        let d = plan_decision(&plan, 10.0).unwrap();
+        assert_eq!(d.remedies, ["a", "b"]);
+        assert_eq!(d.overlapping, ["a again"]);
+        let t = d.together.unwrap();
+        assert!((t.speedup - 2.0).abs() < 1e-12);
+        assert!((t.time_saved_s_per_run - 5.0).abs() < 1e-12);
+        assert!((t.after_s - 5.0).abs() < 1e-12);
+        let low = 1.0 / (1.0 - 2.0 * (1.0 - 1.0 / (4.0 / 3.0 * 0.9)));
+        assert!((t.speedup_range.unwrap()[0] - low).abs() < 1e-12);
+        assert_eq!(d.measured, 0);
+    }
+
+    #[test]
+    fn no_week_one_no_decision_and_impossible_totals_are_not_stated() {
+        assert_eq!(plan_decision(&[remedy("x", &["f"], 2.0, 2)], 1.0), None);
+        // Two estimates that would each save 60 % cannot both be true.
+        let plan = [remedy("a", &["f"], 2.5, 1), remedy("b", &["g"], 2.5, 1)];
+        let d = plan_decision(&plan, 1.0).unwrap();
+        assert_eq!(d.remedies.len(), 2);
+        assert_eq!(d.together, None);
+        // Possible at the point, not at the high end of the ranges.
+        let plan = [remedy("a", &["f"], 1.9, 1), remedy("b", &["g"], 1.9, 1)];
+        let t = plan_decision(&plan, 1.0).unwrap().together.unwrap();
+        assert!(t.speedup_range.is_none() && t.speedup > 1.0);
+    }
+}
