@@ -11,8 +11,8 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use super::bottlenecks::{RemedyEstimate, assign_weeks};
 pub use super::measured::{DayBenchmark, ExperimentVerdict, MeasuredRemedy};
+use super::plan::{RemedyEstimate, assign_weeks};
 use super::regression::{
     ChangeState, CompareSettings, Comparison, MetricChange, PairedSeries, compare_paired,
     paired_series,

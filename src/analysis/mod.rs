@@ -6,12 +6,12 @@
 
 pub mod attribution;
 mod bottlenecks;
-mod decision;
 mod experiments;
 mod history;
 mod measured;
 mod parity;
 mod peers;
+mod plan;
 mod quality;
 mod regression;
 mod remedies;
@@ -31,10 +31,9 @@ pub use sweeps::{SweepCurve, sweep_curves};
 pub use bottlenecks::{
     AMDAHL_FORMULA, Bottleneck, BottleneckAnalysis, ComponentShare, Evidence, HeadlineFigure,
     MissedTarget, PRECISION_PP, PRECISION_RULE, ProfileEvidence, ROI_FORMULA, Ranking,
-    RankingInputs, RemedyEstimate, SEVERITY_RULE, SHARE_CONFIDENCE, SHARE_RULE, SampleShortfall,
-    Severity, ShareEstimate, WEEK1_ROI_FRACTION, amdahl, assign_weeks, rank_bottlenecks,
+    RankingInputs, SEVERITY_RULE, SHARE_CONFIDENCE, SHARE_RULE, SampleShortfall, Severity,
+    ShareEstimate, amdahl, rank_bottlenecks,
 };
-pub use decision::{COMBINED_FORMULA, CombinedGain, PlanDecision, plan_decision};
 pub use experiments::{
     CaseEffect, DayBenchmark, Experiment, ExperimentPair, ExperimentVerdict, ExperimentsFile,
     MeasuredRemedy, Measurement, PROFILED_FORMULA, ProfiledEffect, SPEEDUP_FORMULA, TIME_FORMULA,
@@ -43,6 +42,10 @@ pub use experiments::{
 pub use history::{
     CHANGE_RULE, CHANGE_WINDOW, HistoryEntry, PERSISTENCE_MIN, PERSISTENCE_WINDOW, change_points,
     label_persistence,
+};
+pub use plan::{
+    COMBINED_FORMULA, CombinedGain, PlanDecision, RemedyEstimate, WEEK1_ROI_FRACTION, assign_weeks,
+    plan_decision,
 };
 pub use regression::{
     AaControl, COMMON_SHIFT_RULE, CONTROL_P, CONTROL_RULE, ChangeState, CompareSettings,

@@ -1,9 +1,69 @@
-//! The decision a roadmap leads with: which remedies to do first, and the
-//! gain they add up to on the profiled time.
+//! The remedy plan: each catalog remedy's estimate (or measurement) on
+//! the profiled time, its week, and the decision a roadmap leads with:
+//! which remedies to do first, and the gain they add up to.
 
 use serde::{Deserialize, Serialize};
 
-use super::bottlenecks::RemedyEstimate;
+use super::measured::{DayBenchmark, MeasuredRemedy};
+use super::remedies::Risk;
+
+/// One remedy applied to every function it matches: the share it acts on
+/// is the sum of theirs, so estimates of functions sharing a remedy are not
+/// added up twice.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RemedyEstimate {
+    pub remedy: String,
+    pub components: Vec<String>,
+    /// Functions it applies to, largest share first.
+    pub functions: Vec<String>,
+    pub share_pct: f64,
+    #[serde(default)]
+    pub share_ci95_pct: Option<[f64; 2]>,
+    pub samples: u64,
+    pub assumed_remedy_speedup: [f64; 2],
+    pub speedup_source: String,
+    pub estimated_speedup: f64,
+    /// From the share's interval and the assumed range together (or the
+    /// experiment's interval, once measured).
+    pub estimated_speedup_range: [f64; 2],
+    pub time_saved_s_per_run: f64,
+    pub estimated_roi: f64,
+    pub effort_days: f64,
+    pub risk: Risk,
+    /// The measured time per run ÷ the estimated overall speed-up.
+    #[serde(default)]
+    pub estimated_after_s: f64,
+    /// 1: low risk and an ROI at least [`WEEK1_ROI_FRACTION`] of the best
+    /// (and, when measured, a gain shown); 2: everything else.
+    #[serde(default)]
+    pub week: u8,
+    /// The profiled benchmarks whose samples this remedy acts on: what an
+    /// experiment runs unless its toggle names benchmarks.
+    #[serde(default)]
+    pub evidence_benchmarks: Vec<DayBenchmark>,
+    /// The experiment's figures, where one ran: then the speed-up, time
+    /// saved, ROI and "after" above are measured, not assumed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<MeasuredRemedy>,
+}
+
+/// Week 1 or 2 for every remedy of a plan sorted by ROI.
+pub fn assign_weeks(plan: &mut [RemedyEstimate]) {
+    let best_roi = plan.iter().map(|r| r.estimated_roi).fold(0.0, f64::max);
+    for r in plan {
+        let shown = r.measured.as_ref().is_none_or(|m| m.is_win());
+        r.week = if r.risk == Risk::Low && shown && r.estimated_roi >= WEEK1_ROI_FRACTION * best_roi
+        {
+            1
+        } else {
+            2
+        };
+    }
+}
+
+/// Week 1 takes low-risk remedies whose ROI is at least this fraction of
+/// the best remedy's.
+pub const WEEK1_ROI_FRACTION: f64 = 0.5;
 
 pub const COMBINED_FORMULA: &str = "together = 1 ÷ (1 − Σ (1 − 1 / Sᵢ)) over the remedies to do first, Sᵢ each one's overall speed-up on the profiled time (measured where an experiment ran, else its Amdahl estimate): the fractions of time they save add up because each acts on functions no other one counts; its range puts every Sᵢ at the low, then the high end of its own range";
 
