@@ -38,7 +38,6 @@ pub const DOMAIN_RULES: &[(&str, &[&str])] = &[
         "inference/attention",
         &["CausalSelfAttention", "attention", "masked_fill"],
     ),
-    ("inference/other", &["candle_", "components::inference"]),
     ("kvcache", &["components::kvcache"]),
     (
         "compression",
@@ -47,6 +46,13 @@ pub const DOMAIN_RULES: &[(&str, &[&str])] = &[
     ("storage", &["redb", "components::storage"]),
     ("agents", &["components::agents", "tokio::", "crossbeam"]),
 ];
+
+/// Inference code no domain rule names, checked only when no domain rule
+/// matched anywhere on the stack: candle's helpers inlined into a kernel
+/// (`sum_i16_pairs_float` under `vec_dot_q8_0_q8_0`) belong to the
+/// kernel's component, not to "other inference".
+pub const INFERENCE_OTHER_RULE: (&str, &[&str]) =
+    ("inference/other", &["candle_", "components::inference"]);
 
 /// Checked against the innermost frame only, when no domain rule matched
 /// anywhere on the stack (every thread's outer frames are runtime code).
@@ -131,6 +137,7 @@ pub fn component_of(frames: &[&str]) -> &'static str {
     let inner_first = || frames.iter().skip(1).rev();
     inner_first()
         .find_map(|f| matching(DOMAIN_RULES, f))
+        .or_else(|| inner_first().find_map(|f| matching(&[INFERENCE_OTHER_RULE], f)))
         .or_else(|| {
             inner_first()
                 .next()
@@ -183,6 +190,28 @@ mod tests {
         // Its dot products, as inlined frames name them.
         let dot = ["t", "campaign::forward", "candle_core::vec_dot_q8_0_q8_0"];
         assert_eq!(component_of(&dot), "inference/matmul");
+        // candle's helpers inlined into the dot product are the dot
+        // product's, though they name only candle.
+        let helper = [
+            "t",
+            "candle_transformers::models::quantized_llama::ModelWeights::forward",
+            "candle_core::vec_dot_q8_0_q8_0",
+            "candle_core::mul_sum_i8_pairs_float",
+            "candle_core::sum_i16_pairs_float",
+            "_mm256_cvtepi32_ps",
+        ];
+        assert_eq!(component_of(&helper), "inference/matmul");
+        assert_eq!(
+            function_of(&helper),
+            Some("candle_core::sum_i16_pairs_float")
+        );
+        // Candle alone is still other inference.
+        let op = [
+            "t",
+            "campaign::forward",
+            "candle_core::cpu_backend::unary_map",
+        ];
+        assert_eq!(component_of(&op), "inference/other");
     }
 
     #[test]
