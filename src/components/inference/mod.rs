@@ -8,6 +8,7 @@
 mod activations;
 mod architecture;
 mod batching;
+mod causal_softmax;
 mod device;
 mod error;
 mod gguf;

@@ -14,6 +14,8 @@ use candle_nn::Embedding;
 use candle_transformers::quantized_nn::RmsNorm;
 use candle_transformers::utils::build_causal_mask;
 
+use super::causal_softmax::CausalSoftmax;
+
 use super::qmatmul::{NativeType, PackedMatrix, QuantizedActivations};
 
 /// candle's quantized Llama builds its rotary tables for this many
@@ -284,7 +286,8 @@ impl NativeLlama {
     /// Logits of the last position; `index_pos == 0` starts a new sequence.
     pub(super) fn forward(&mut self, x: &Tensor, index_pos: usize) -> Result<Tensor> {
         let (_b_sz, seq_len) = x.dims2()?;
-        let mask = if seq_len == 1 {
+        // The CPU's attention masks as it takes the softmax.
+        let mask = if seq_len == 1 || x.device().is_cpu() {
             None
         } else {
             Some(self.mask(seq_len, index_pos, x.device())?)
@@ -371,17 +374,27 @@ fn attention(
     let q = q
         .contiguous()?
         .reshape((b_sz, n_kv_head, n_rep * seq_len, head_dim))?;
-    let att = (q.matmul(&k.t()?)? / (head_dim as f64).sqrt())?;
-    let att = match mask {
-        None => att,
-        Some(mask) => {
-            let att = att.reshape((b_sz, n_kv_head, n_rep, seq_len, kv_len))?;
-            let mask = mask.broadcast_as(att.shape())?;
-            mask.where_cond(&shape.neg_inf.broadcast_as(mask.shape().dims())?, &att)?
-                .reshape((b_sz, n_kv_head, n_rep * seq_len, kv_len))?
-        }
+    let att = q.matmul(&k.t()?)?;
+    let scale = 1.0 / (head_dim as f64).sqrt();
+    let att = if att.device().is_cpu() {
+        att.apply_op1_no_bwd(&CausalSoftmax {
+            seq_len,
+            index_pos,
+            scale: scale as f32,
+        })?
+    } else {
+        let att = (att * scale)?;
+        let att = match mask {
+            None => att,
+            Some(mask) => {
+                let att = att.reshape((b_sz, n_kv_head, n_rep, seq_len, kv_len))?;
+                let mask = mask.broadcast_as(att.shape())?;
+                mask.where_cond(&shape.neg_inf.broadcast_as(mask.shape().dims())?, &att)?
+                    .reshape((b_sz, n_kv_head, n_rep * seq_len, kv_len))?
+            }
+        };
+        candle_nn::ops::softmax_last_dim(&att)?
     };
-    let att = candle_nn::ops::softmax_last_dim(&att)?;
     let y = att.matmul(&v.contiguous()?)?;
     let y = y
         .reshape((b_sz, n_head, seq_len, head_dim))?

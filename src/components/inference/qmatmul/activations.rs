@@ -50,14 +50,33 @@ impl QuantizedActivations {
         let mut s = Vec::with_capacity(blocks);
         let mut sums = Vec::with_capacity(blocks);
         for (values, quants) in x.chunks_exact(BLOCK).zip(qs.chunks_exact_mut(BLOCK)) {
-            let amax = values.iter().fold(0f32, |a, v| a.max(v.abs()));
+            // Selects and bit casts instead of `f32::max`, `round` and
+            // `as i8`, whose NaN and saturation rules keep the compiler
+            // from vectorising the block (GGML's AVX2 path rounds the same
+            // way: to nearest, ties to even).
+            let amax = values.iter().fold(0f32, |a, v| {
+                let v = v.abs();
+                if v > a { v } else { a }
+            });
             let scale = amax / 127.0;
             let inverse = if scale > 0.0 { 1.0 / scale } else { 0.0 };
+            // Adding 1.5 · 2²³ rounds to an integer held in the low bits.
+            const ROUND: f32 = 12_582_912.0;
             let mut sum = 0i32;
             for (q, v) in quants.iter_mut().zip(values) {
                 // |v · inverse| ≤ 127 up to rounding; the clamp keeps a
-                // non-finite input from wrapping.
-                let r = (v * inverse).round().clamp(-127.0, 127.0) as i8;
+                // non-finite input from wrapping (NaN becomes 0).
+                let scaled = v * inverse;
+                let clamped = if scaled > 127.0 {
+                    127.0
+                } else if scaled < -127.0 {
+                    -127.0
+                } else if scaled == scaled {
+                    scaled
+                } else {
+                    0.0
+                };
+                let r = (clamped + ROUND).to_bits().wrapping_sub(ROUND.to_bits()) as i8;
                 *q = r;
                 sum += i32::from(r);
             }
