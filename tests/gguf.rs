@@ -465,17 +465,25 @@ mod outside_data {
     }
 }
 
-/// Our matrix kernels against candle's, whole model, for every type with
-/// kernels of ours: every projection runs on ours; the logits agree within
-/// 5 % of their largest value (candle quantizes activations per 256 values
-/// where rows allow, we per 32), and ours are at least as close to the f32
-/// model's; the greedy tokens are the same, step by step, except where
-/// candle's own top two are closer than the two kernels' difference.
-#[test]
-fn native_kernels_compute_candles_logits_and_greedy_tokens() {
+/// Our matrix kernels against candle's on models of `shape`, whole model,
+/// for each of `types`: every projection runs on ours; the logits agree
+/// within 5 % of their largest value (candle quantizes activations per 256
+/// values where rows allow, we per 32), and ours are at least as close to
+/// the f32 model's; the greedy tokens are the same, step by step, except
+/// where candle's own top two are closer than the two kernels' difference.
+/// Returns how many of the steps were such near-ties.
+fn kernels_agree(
+    shape: fn(Option<Quantization>) -> SyntheticLlamaConfig,
+    types: &[Quantization],
+    steps: usize,
+) -> usize {
     use campaign::components::inference::MatmulKernels;
     let dir = TempDir::new().unwrap();
-    let (_, dense) = load(dir.path(), None);
+    let load = |q: Option<Quantization>, kernels: MatmulKernels| {
+        let path = materialize_synthetic_model(&shape(q), dir.path()).unwrap();
+        LoadedModel::load_with(&path, &Device::Cpu, DType::F32, kernels).unwrap()
+    };
+    let dense = load(None, MatmulKernels::Native);
     let logits = |model: &LoadedModel, prompt: &[u32]| {
         GenerationSession::new(model, 1)
             .unwrap()
@@ -489,18 +497,9 @@ fn native_kernels_compute_candles_logits_and_greedy_tokens() {
             .fold(0, |best, (i, x)| if *x > v[best] { i } else { best })
     };
     let mut near_ties = 0;
-    for q in [
-        Quantization::Q8_0,
-        Quantization::Q4_0,
-        Quantization::Q4_1,
-        Quantization::Q4K,
-        Quantization::Q6K,
-    ] {
-        let path = materialize_synthetic_model(&config(Some(q)), dir.path()).unwrap();
-        let native =
-            LoadedModel::load_with(&path, &Device::Cpu, DType::F32, MatmulKernels::Native).unwrap();
-        let candle =
-            LoadedModel::load_with(&path, &Device::Cpu, DType::F32, MatmulKernels::Candle).unwrap();
+    for &q in types {
+        let native = load(Some(q), MatmulKernels::Native);
+        let candle = load(Some(q), MatmulKernels::Candle);
         let facts = native.weights.matmul.clone().unwrap();
         assert_eq!(facts.kernels, "native");
         assert_eq!(
@@ -527,7 +526,7 @@ fn native_kernels_compute_candles_logits_and_greedy_tokens() {
         );
 
         let mut prompt = PROMPT.to_vec();
-        for step in 0..8 {
+        for step in 0..steps {
             let (a, b) = (logits(&native, &prompt), logits(&candle, &prompt));
             let (x, y) = (argmax(&a), argmax(&b));
             if x != y {
@@ -543,8 +542,48 @@ fn native_kernels_compute_candles_logits_and_greedy_tokens() {
             prompt.push(y as u32);
         }
     }
+    near_ties
+}
+
+#[test]
+fn native_kernels_compute_candles_logits_and_greedy_tokens() {
+    let types = [
+        Quantization::Q8_0,
+        Quantization::Q4_0,
+        Quantization::Q4_1,
+        Quantization::Q4K,
+        Quantization::Q6K,
+    ];
+    let near_ties = kernels_agree(config, &types, 8);
     // A disagreement is rare even on random weights, whose logits are flat.
     assert!(near_ties <= 4, "{near_ties} of 40 steps disagreed");
+}
+
+/// SmolLM2-135M's shape, two of its 30 layers: rows of 576 (not whole
+/// K-quant super-blocks, so the 32-element types), 9 query heads over 3
+/// KV heads of 64, a 49 152-token vocabulary on tied embeddings.
+fn smollm2_135m_shape(quantization: Option<Quantization>) -> SyntheticLlamaConfig {
+    SyntheticLlamaConfig {
+        seed: 11,
+        vocab_size: 49_152,
+        hidden_size: 576,
+        intermediate_size: 1536,
+        num_hidden_layers: 2,
+        num_attention_heads: 9,
+        num_key_value_heads: 3,
+        max_position_embeddings: 2048,
+        rope_theta: 100_000.0,
+        rms_norm_eps: 1e-5,
+        tie_word_embeddings: true,
+        quantization,
+    }
+}
+
+#[test]
+fn native_kernels_keep_the_greedy_tokens_on_a_real_models_shape() {
+    let types = [Quantization::Q8_0, Quantization::Q4_0, Quantization::Q4_1];
+    let near_ties = kernels_agree(smollm2_135m_shape, &types, 8);
+    assert!(near_ties <= 3, "{near_ties} of 24 steps disagreed");
 }
 
 /// The quality verdict as an experiment ships it (the fixed prompt set,
