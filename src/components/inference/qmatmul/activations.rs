@@ -71,7 +71,7 @@ impl QuantizedActivations {
                     127.0
                 } else if scaled < -127.0 {
                     -127.0
-                } else if scaled == scaled {
+                } else if !scaled.is_nan() {
                     scaled
                 } else {
                     0.0
