@@ -276,22 +276,28 @@ fn rank_applicable(
     notes: &mut Vec<String>,
 ) -> Ranking {
     let source = std::fs::read_to_string(&campaign.path).unwrap_or_default();
+    // Applicability does not depend on the ranking: each remedy is judged once.
+    let mut applicable = std::collections::HashSet::new();
     loop {
         let ranking = rank_bottlenecks(&RankingInputs {
             profiles,
             catalog: &catalog,
         });
-        let dropped: Vec<(String, String)> = ranking
-            .remedy_plan
-            .iter()
-            .filter_map(|planned| {
-                let remedy = catalog
-                    .remedies
-                    .iter()
-                    .find(|r| r.remedy == planned.remedy)?;
-                inapplicable(campaign, &source, remedy).map(|why| (remedy.remedy.clone(), why))
-            })
-            .collect();
+        let mut dropped = Vec::new();
+        for planned in &ranking.remedy_plan {
+            let Some(remedy) = catalog.remedies.iter().find(|r| r.remedy == planned.remedy) else {
+                continue;
+            };
+            if applicable.contains(&remedy.remedy) {
+                continue;
+            }
+            match inapplicable(campaign, &source, remedy) {
+                Some(why) => dropped.push((remedy.remedy.clone(), why)),
+                None => {
+                    applicable.insert(remedy.remedy.clone());
+                }
+            }
+        }
         if dropped.is_empty() {
             return ranking;
         }
