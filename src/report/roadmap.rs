@@ -141,7 +141,17 @@ fn why_not_first(r: &RemedyEstimate) -> String {
         };
     }
     if r.risk != crate::analysis::Risk::Low {
-        return format!("{:?} risk", r.risk).to_lowercase();
+        let risk = format!("{:?}", r.risk).to_lowercase();
+        // A measured win is held back by the catalog's rating alone: say
+        // so, since the rating is the user's to revise.
+        return match &r.measured {
+            Some(m) => format!(
+                "the catalog rates its risk {risk} (measured: a gain{})",
+                m.quality
+                    .map_or(String::new(), |q| format!(", {}", q.describe()))
+            ),
+            None => format!("{risk} risk"),
+        };
     }
     format!("ROI below {:.0} % of the best", WEEK1_ROI_FRACTION * 100.0)
 }
@@ -656,6 +666,21 @@ mod tests {
             "{summary}"
         );
         assert!(!summary.contains("Together"), "{summary}");
+
+        // A measured win held back by the catalog's risk says so.
+        if let Some(m) = a.remedy_plan[0].measured.as_mut() {
+            m.quality = Some(crate::analysis::QualityState::Holds);
+        }
+        a.remedy_plan[0].risk = crate::analysis::Risk::Medium;
+        crate::analysis::assign_weeks(&mut a.remedy_plan);
+        a.decision = crate::analysis::plan_decision(&a.remedy_plan, a.profiled_time_s);
+        let roadmap = render_roadmap(&a, Path::new("a.json"));
+        assert!(
+            roadmap.contains(
+                "| quality holds | the catalog rates its risk medium (measured: a gain, quality holds) |"
+            ),
+            "{roadmap}"
+        );
     }
 
     /// The writers show what the analysis computed: each share with its

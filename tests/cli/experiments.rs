@@ -108,9 +108,7 @@ fn planted_remedies_are_measured_and_the_roadmap_uses_the_measurements() {
     // The summary leads with the decision, within a screenful: the remedy
     // with its measured speed-up, and what Week 1 gives together (here the
     // one remedy's own overall speed-up, as the analysis recorded it).
-    let analysis: Value =
-        serde_json::from_slice(&fs::read(out_file(&f, "bottleneck_analysis.json")).unwrap())
-            .unwrap();
+    let analysis = read_analysis(&f);
     let summary = &roadmap[..roadmap.find("### Where the time goes").unwrap()];
     assert!(summary.lines().count() < 25, "{summary}");
     let do_first = summary

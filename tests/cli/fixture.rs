@@ -248,6 +248,27 @@ pub fn out_file(f: &Fixture, rel: &str) -> PathBuf {
     f.out().join("t").join(rel)
 }
 
+/// The last `bottleneck_analysis.json` under the fixture's output.
+pub fn read_analysis(f: &Fixture) -> Value {
+    serde_json::from_slice(&fs::read(out_file(f, "bottleneck_analysis.json")).unwrap()).unwrap()
+}
+
+/// `campaign analyze --days DAYS` on the fixture's output, with `extra`.
+pub fn analyze(
+    f: &Fixture,
+    campaign: &Path,
+    days: &str,
+    extra: &[&str],
+) -> assert_cmd::assert::Assert {
+    cargo_bin_cmd!("campaign")
+        .args(["analyze", "--days", days, "--campaign"])
+        .arg(campaign)
+        .arg("--out")
+        .arg(f.out())
+        .args(extra)
+        .assert()
+}
+
 /// A planted day: one profiled `planted_work` benchmark at the shipped
 /// sampling rate, analysed on its own.
 pub fn planted_profile_day(day: u32, major_pct: u32, libc_pct: u32) -> String {

@@ -68,9 +68,7 @@ source = "the test's own assumption"
         // tick-based CPU time says (seen up to 4 % on this VM), never much.
         assert!(samples >= expected * 0.97 - 3.0, "{profile:#}");
         assert!(samples <= expected * 1.10 + 3.0, "{profile:#}");
-        let analysis: Value =
-            serde_json::from_slice(&fs::read(out_file(&f, "bottleneck_analysis.json")).unwrap())
-                .unwrap();
+        let analysis = read_analysis(&f);
         let ranked = analysis["identified_bottlenecks"].as_array().unwrap();
         assert!(
             analysis["lost_share_pct"].as_f64().unwrap() < 5.0,
@@ -104,16 +102,8 @@ source = "the test's own assumption"
         }
     }
     // Day 1 again for the ranking and its estimates.
-    cargo_bin_cmd!("campaign")
-        .args(["analyze", "--days", "1", "--campaign"])
-        .arg(&campaign)
-        .arg("--out")
-        .arg(f.out())
-        .assert()
-        .success();
-    let analysis: Value =
-        serde_json::from_slice(&fs::read(out_file(&f, "bottleneck_analysis.json")).unwrap())
-            .unwrap();
+    analyze(&f, &campaign, "1", &[]).success();
+    let analysis = read_analysis(&f);
     let ranked = analysis["identified_bottlenecks"].as_array().unwrap();
     let share = |i: usize| ranked[i]["share_pct"].as_f64().unwrap();
     assert!(
@@ -226,9 +216,7 @@ after = ["roadmap"]
         .code(2)
         .stderr(predicate::str::contains("run `campaign analyze`"));
     run("4").stdout(predicate::str::contains("matmul"));
-    let analysis: Value =
-        serde_json::from_slice(&fs::read(out_file(&f, "bottleneck_analysis.json")).unwrap())
-            .unwrap();
+    let analysis = read_analysis(&f);
     let components: Vec<&str> = analysis["components"]
         .as_array()
         .unwrap()
@@ -283,16 +271,8 @@ after = ["roadmap"]
         text.replace("seed = 7\n", "seed = 7\nquantization = \"q8_0\"\n"),
     )
     .unwrap();
-    cargo_bin_cmd!("campaign")
-        .args(["analyze", "--days", "4", "--campaign"])
-        .arg(&campaign)
-        .arg("--out")
-        .arg(f.out())
-        .assert()
-        .success();
-    let analysis: Value =
-        serde_json::from_slice(&fs::read(out_file(&f, "bottleneck_analysis.json")).unwrap())
-            .unwrap();
+    analyze(&f, &campaign, "4", &[]).success();
+    let analysis = read_analysis(&f);
     assert!(
         !proposed(&analysis).iter().any(|r| r.starts_with(quantize)),
         "{:?}",
@@ -324,11 +304,10 @@ fn the_remedy_catalog_travels_with_the_binary() {
     let campaign = f.campaign(&planted_profile_day(1, 60, 0));
     assert!(!f.path("remedies.toml").exists());
     f.run(&campaign, &[]).success();
-    let analysis = || -> Value {
-        serde_json::from_slice(&fs::read(out_file(&f, "bottleneck_analysis.json")).unwrap())
-            .unwrap()
-    };
-    let source = analysis()["remedies_file"].as_str().unwrap().to_string();
+    let source = read_analysis(&f)["remedies_file"]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert!(source.contains("built-in"), "{source}");
 
     fs::write(
@@ -344,17 +323,9 @@ source = "the test's own assumption"
 "#,
     )
     .unwrap();
-    let analyze = |extra: &[&str]| {
-        cargo_bin_cmd!("campaign")
-            .args(["analyze", "--days", "1", "--campaign"])
-            .arg(&campaign)
-            .arg("--out")
-            .arg(f.out())
-            .args(extra)
-            .assert()
-    };
+    let analyze = |extra: &[&str]| analyze(&f, &campaign, "1", extra);
     analyze(&[]).success();
-    let extended = analysis();
+    let extended = read_analysis(&f);
     let source = extended["remedies_file"].as_str().unwrap();
     assert!(
         source.contains("remedies.toml, then the built-in"),
@@ -410,9 +381,7 @@ fn a_rate_above_the_delivered_one_is_warned_capped_and_the_split_still_found() {
         .unwrap()
         .clone();
     assert_eq!(measured.len(), 3);
-    let analysis: Value =
-        serde_json::from_slice(&fs::read(out_file(&f, "bottleneck_analysis.json")).unwrap())
-            .unwrap();
+    let analysis = read_analysis(&f);
     assert_eq!(analysis["profiles"][0]["rate_hz"].as_f64(), Some(effective));
     let ranked = analysis["identified_bottlenecks"].as_array().unwrap();
     assert!(
