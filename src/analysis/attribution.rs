@@ -47,12 +47,15 @@ pub const DOMAIN_RULES: &[(&str, &[&str])] = &[
     ("agents", &["components::agents", "tokio::", "crossbeam"]),
 ];
 
-/// Inference code no domain rule names, checked only when no domain rule
-/// matched anywhere on the stack: candle's helpers inlined into a kernel
-/// (`sum_i16_pairs_float` under `vec_dot_q8_0_q8_0`) belong to the
-/// kernel's component, not to "other inference".
+/// Inference code no domain rule names. Innermost first like the domain
+/// rules, with one exception: candle's helpers inlined into one of candle's
+/// own kernels (`sum_i16_pairs_float` under `vec_dot_q8_0_q8_0`) belong to
+/// the kernel's component, not to "other inference".
 pub const INFERENCE_OTHER_RULE: (&str, &[&str]) =
     ("inference/other", &["candle_", "components::inference"]);
+
+/// Frames of candle itself (as opposed to code that calls it).
+const CANDLE: &str = "candle_";
 
 /// Checked against the innermost frame only, when no domain rule matched
 /// anywhere on the stack (every thread's outer frames are runtime code).
@@ -135,9 +138,25 @@ pub fn component_of(frames: &[&str]) -> &'static str {
         return UNATTRIBUTED;
     }
     let inner_first = || frames.iter().skip(1).rev();
+    let domain =
+        |f: &str| matching(DOMAIN_RULES, f).or_else(|| matching(&[INFERENCE_OTHER_RULE], f));
     inner_first()
-        .find_map(|f| matching(DOMAIN_RULES, f))
-        .or_else(|| inner_first().find_map(|f| matching(&[INFERENCE_OTHER_RULE], f)))
+        .enumerate()
+        .find_map(|(i, f)| {
+            let component = domain(f)?;
+            if component != INFERENCE_OTHER_RULE.0 || !f.contains(CANDLE) {
+                return Some(component);
+            }
+            // Outward through candle's own frames (and the intrinsics
+            // inlined among them) to the first one a rule names: when that
+            // is a candle inference kernel, the helper is part of it.
+            let kernel = inner_first()
+                .skip(i + 1)
+                .take_while(|g| g.contains(CANDLE) || is_plumbing(g))
+                .find_map(|g| matching(DOMAIN_RULES, g).filter(|_| g.contains(CANDLE)))
+                .filter(|c| c.starts_with("inference/"));
+            Some(kernel.unwrap_or(component))
+        })
         .or_else(|| {
             inner_first()
                 .next()
@@ -212,6 +231,24 @@ mod tests {
             "candle_core::cpu_backend::unary_map",
         ];
         assert_eq!(component_of(&op), "inference/other");
+        // A candle copy that our attention calls is candle's, not the
+        // attention's (only candle's own kernels take its helpers).
+        let copy = [
+            "t",
+            "campaign::components::inference::native_llama::attention",
+            "candle_core::tensor::Tensor::contiguous",
+            "candle_core::cpu_backend::utils::copy_strided_src",
+        ];
+        assert_eq!(component_of(&copy), "inference/other");
+        // Tokenizing on a tokio worker is inference, not the agents' queue.
+        let tokenize = [
+            "t",
+            "tokio::runtime::task::harness::poll",
+            "campaign::components::server::http::complete",
+            "campaign::components::inference::tokenizer::TextTokenizer::encode",
+            "tokenizers::tokenizer::TokenizerImpl::encode",
+        ];
+        assert_eq!(component_of(&tokenize), "inference/other");
     }
 
     #[test]

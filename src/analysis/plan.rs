@@ -65,7 +65,7 @@ pub fn assign_weeks(plan: &mut [RemedyEstimate]) {
 /// the best remedy's.
 pub const WEEK1_ROI_FRACTION: f64 = 0.5;
 
-pub const COMBINED_FORMULA: &str = "together = 1 ÷ (1 − Σ (1 − 1 / Sᵢ)) over the remedies to do first, Sᵢ each one's overall speed-up on the profiled time (measured where an experiment ran, else its Amdahl estimate): the fractions of time they save add up because each acts on functions no other one counts; its range puts every Sᵢ at the low, then the high end of its own range";
+pub const COMBINED_FORMULA: &str = "together = 1 ÷ (1 − Σ (1 − 1 / Sᵢ)) over the remedies to do first, Sᵢ each one's overall speed-up on the profiled time (measured where an experiment ran, else its Amdahl estimate): the fractions of time they save add up because each estimate acts on functions no other one counts; a remedy is left out of the total when it shares a function with an earlier one, or when either of the two was measured and they share a benchmark (a measured speed-up is the benchmark's whole change, which may include the other's); its range puts every Sᵢ at the low, then the high end of its own range";
 
 /// Week 1's remedies and what they are expected to give together.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -73,7 +73,8 @@ pub struct PlanDecision {
     /// The remedies to do first (Week 1), best ROI first.
     pub remedies: Vec<String>,
     /// Week 1 remedies left out of the total: an earlier one already acts
-    /// on one of their functions, so their savings would be counted twice.
+    /// on one of their functions, or one of the two was measured on a
+    /// benchmark the other acts on, so their savings could be counted twice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overlapping: Vec<String>,
     /// How many of the counted remedies were measured by an experiment.
@@ -88,8 +89,11 @@ pub struct PlanDecision {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CombinedGain {
     pub speedup: f64,
-    /// `None` when an end of it cannot be stated (see [`PlanDecision::together`]).
-    pub speedup_range: Option<[f64; 2]>,
+    /// Every remedy at the low end of its range.
+    pub speedup_low: f64,
+    /// Every remedy at the high end: `None` when their savings would
+    /// reach the whole time there (see [`PlanDecision::together`]).
+    pub speedup_high: Option<f64>,
     pub time_saved_s_per_run: f64,
     pub after_s: f64,
 }
@@ -107,11 +111,20 @@ fn combined(speedups: impl Iterator<Item = f64>) -> Option<f64> {
 pub fn plan_decision(plan: &[RemedyEstimate], profiled_time_s: f64) -> Option<PlanDecision> {
     let mut counted: Vec<&RemedyEstimate> = Vec::new();
     let mut overlapping = Vec::new();
+    // The benchmarks a remedy's figure rests on: those it was measured on,
+    // else those its profiled functions ran in.
+    let benchmarks = |r: &RemedyEstimate| -> Vec<DayBenchmark> {
+        r.measured
+            .as_ref()
+            .map_or_else(|| r.evidence_benchmarks.clone(), |m| m.benchmarks.clone())
+    };
     for r in plan.iter().filter(|r| r.week == 1) {
-        let shares_a_function = counted
-            .iter()
-            .any(|c| c.functions.iter().any(|f| r.functions.contains(f)));
-        if shares_a_function {
+        let overlaps = counted.iter().any(|c| {
+            c.functions.iter().any(|f| r.functions.contains(f))
+                || ((c.measured.is_some() || r.measured.is_some())
+                    && benchmarks(c).iter().any(|b| benchmarks(r).contains(b)))
+        });
+        if overlaps {
             overlapping.push(r.remedy.clone());
         } else {
             counted.push(r);
@@ -121,11 +134,20 @@ pub fn plan_decision(plan: &[RemedyEstimate], profiled_time_s: f64) -> Option<Pl
         return None;
     }
     let together = combined(counted.iter().map(|r| r.estimated_speedup)).map(|speedup| {
-        let low = combined(counted.iter().map(|r| r.estimated_speedup_range[0]));
-        let high = combined(counted.iter().map(|r| r.estimated_speedup_range[1]));
+        // Each low end is at most its point, so the low total exists.
+        let low = combined(
+            counted
+                .iter()
+                .map(|r| r.estimated_speedup_range[0].min(r.estimated_speedup)),
+        );
         CombinedGain {
             speedup,
-            speedup_range: low.zip(high).map(|(l, h)| [l, h]),
+            speedup_low: low.unwrap_or(speedup),
+            speedup_high: combined(
+                counted
+                    .iter()
+                    .map(|r| r.estimated_speedup_range[1].max(r.estimated_speedup)),
+            ),
             time_saved_s_per_run: profiled_time_s * (1.0 - 1.0 / speedup),
             after_s: profiled_time_s / speedup,
         }
@@ -186,8 +208,43 @@ mod tests {
         assert!((t.time_saved_s_per_run - 5.0).abs() < 1e-12);
         assert!((t.after_s - 5.0).abs() < 1e-12);
         let low = 1.0 / (1.0 - 2.0 * (1.0 - 1.0 / (4.0 / 3.0 * 0.9)));
-        assert!((t.speedup_range.unwrap()[0] - low).abs() < 1e-12);
+        assert!((t.speedup_low - low).abs() < 1e-12);
         assert_eq!(d.measured, 0);
+    }
+
+    /// A measured speed-up is its benchmarks' whole change: a remedy
+    /// measured on a benchmark another acts on is not added to it.
+    #[test]
+    fn a_measurement_on_a_shared_benchmark_is_not_added_twice() {
+        let bench = DayBenchmark {
+            day: 1,
+            benchmark: "decode".into(),
+        };
+        let mut first = remedy("cache", &["f"], 1.5, 1);
+        first.evidence_benchmarks = vec![bench.clone()];
+        let mut second = remedy("queue", &["g"], 1.6, 1);
+        second.measured = Some(MeasuredRemedy {
+            speedup: 1.6,
+            ci95: None,
+            p_value: None,
+            verdict: crate::analysis::ExperimentVerdict::Gain,
+            overall_speedup: 1.6,
+            overall_ci95: None,
+            runs_per_side: 9,
+            benchmarks: vec![bench],
+            toggle: "t".into(),
+            measured_at: chrono::Utc::now(),
+            quality: None,
+        });
+        let d = plan_decision(&[first.clone(), second.clone()], 1.0).unwrap();
+        assert_eq!(d.remedies, ["cache"]);
+        assert_eq!(d.overlapping, ["queue"]);
+        // On other benchmarks they add up.
+        if let Some(m) = second.measured.as_mut() {
+            m.benchmarks[0].benchmark = "prefill".into();
+        }
+        let d = plan_decision(&[first, second], 1.0).unwrap();
+        assert_eq!(d.remedies, ["cache", "queue"]);
     }
 
     #[test]
@@ -201,6 +258,6 @@ mod tests {
         // Possible at the point, not at the high end of the ranges.
         let plan = [remedy("a", &["f"], 1.9, 1), remedy("b", &["g"], 1.9, 1)];
         let t = plan_decision(&plan, 1.0).unwrap().together.unwrap();
-        assert!(t.speedup_range.is_none() && t.speedup > 1.0);
+        assert!(t.speedup_high.is_none() && t.speedup_low < t.speedup);
     }
 }

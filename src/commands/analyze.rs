@@ -13,7 +13,7 @@ use crate::analysis::{
 };
 use crate::benchmarks::Registry;
 use crate::benchmarks::find_kind;
-use crate::campaign::{Campaign, load_campaign_toggled, parse_day_range};
+use crate::campaign::{Campaign, Toggle, load_campaign_toggled, parse_day_range};
 use crate::components::inference::ModelArchitecture;
 use crate::model::Calibration;
 use crate::model::{DailyReport, Verdict};
@@ -218,10 +218,16 @@ pub fn run_analysis(
 }
 
 /// Why a remedy's toggle would change nothing in this campaign, if it
-/// would not: it is already in effect (`matmul = "native"` where native is
-/// what the models run), or the toggled campaign does not load (`quantize`
-/// on GGUF weights, which keep their own types). Proposing such a remedy
-/// sends a user to do what is done, or cannot be done.
+/// would not. Proposing such a remedy sends a user to do what is done, or
+/// cannot be done:
+/// - a model option is judged model by model: it applies when at least one
+///   model loads with it and comes out different (`matmul = "native"` is
+///   already what quantized models run, and an f32 model refuses it;
+///   `quantize` is refused by GGUF weights, which keep their own types);
+/// - a param or setting is judged by the text alone: already written with
+///   that value. A toggle that fails to load for another reason (a
+///   benchmark this campaign does not have) is kept: its experiment will
+///   say why it cannot run, and the estimate still stands.
 fn inapplicable(campaign: &Campaign, source: &str, remedy: &Remedy) -> Option<String> {
     // A param toggle names its benchmarks only once an analysis gives the
     // evidence (it cannot be judged before), and a toggled campaign (an
@@ -231,39 +237,67 @@ fn inapplicable(campaign: &Campaign, source: &str, remedy: &Remedy) -> Option<St
         .as_ref()
         .filter(|t| t.param.is_none() || !t.benchmarks.is_empty())
         .filter(|_| campaign.toggle.is_none())?;
-    let toggled = match load_campaign_toggled(&campaign.path, &Registry, Some(toggle)) {
-        Ok(toggled) => toggled,
-        Err(e) => {
-            let reason = e.to_string();
-            let reason = reason
-                .lines()
-                .map(str::trim)
-                .find(|l| !l.is_empty())
-                .unwrap_or_default()
-                .to_string();
-            return Some(format!(
-                "its toggle ({}) does not apply to {}: {reason}",
+    if toggle.model_option.is_none() {
+        let parsed = |text: &str| toml::from_str::<toml::Value>(text).ok();
+        let unchanged = match (
+            toggle.apply(source).ok().as_deref().map(parsed),
+            parsed(source),
+        ) {
+            (Some(Some(after)), Some(before)) => after == before,
+            _ => false,
+        };
+        return unchanged.then(|| {
+            format!(
+                "its toggle ({}) is already in effect in {}",
                 toggle.describe(),
                 campaign.path.display()
-            ));
-        }
+            )
+        });
+    }
+    let models: Vec<&String> = match &toggle.model {
+        Some(name) => campaign.models.keys().filter(|m| *m == name).collect(),
+        None => campaign.models.keys().collect(),
     };
-    let parsed = |text: &str| toml::from_str::<toml::Value>(text).ok();
-    let same_text = toggle
-        .apply(source)
-        .ok()
-        .is_some_and(|text| parsed(&text) == parsed(source));
-    // Every key of [models.X] is resolved into the model, defaults
-    // included: equal models mean the option is already in effect.
-    let same_models = toggle.model_option.is_some()
-        && format!("{:?}", toggled.models) == format!("{:?}", campaign.models);
-    (same_text || same_models).then(|| {
-        format!(
-            "its toggle ({}) is already in effect in {}",
-            toggle.describe(),
-            campaign.path.display()
-        )
-    })
+    let mut reasons = Vec::new();
+    for name in models {
+        let one = Toggle {
+            model: Some(name.clone()),
+            ..toggle.clone()
+        };
+        match load_campaign_toggled(&campaign.path, &Registry, Some(&one)) {
+            // Every key of [models.X] is resolved into the model, defaults
+            // included: an equal model means the option is in effect.
+            Ok(toggled) => {
+                let before = campaign.models.get(name).map(|m| format!("{m:?}"));
+                let after = toggled.models.get(name).map(|m| format!("{m:?}"));
+                if before == after {
+                    reasons.push(format!("model {name:?} already runs with it"));
+                } else {
+                    return None;
+                }
+            }
+            Err(e) => {
+                let message = e.to_string();
+                let first = message
+                    .lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty())
+                    .unwrap_or_default()
+                    .to_string();
+                reasons.push(format!("model {name:?} does not take it: {first}"));
+            }
+        }
+    }
+    if reasons.is_empty() {
+        // No model to judge by: the experiment will say why.
+        return None;
+    }
+    Some(format!(
+        "its toggle ({}) changes no model of {}: {}",
+        toggle.describe(),
+        campaign.path.display(),
+        reasons.join("; ")
+    ))
 }
 
 /// The ranking with only remedies that can change this campaign: an

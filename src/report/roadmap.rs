@@ -121,9 +121,7 @@ fn speedup_cell(r: &RemedyEstimate) -> String {
 /// How a remedy's quality reads in the summary.
 fn quality_cell(r: &RemedyEstimate) -> &'static str {
     match &r.measured {
-        Some(m) => m
-            .quality
-            .map_or("— (its toggle cannot change outputs)", |q| q.describe()),
+        Some(m) => m.quality.map_or("— (no quality verdict)", |q| q.describe()),
         None => "not measured",
     }
 }
@@ -244,8 +242,10 @@ fn decision(out: &mut String, a: &BottleneckAnalysis) {
                 out,
                 "**Together: ×{:.3}{}**: {:.2} s of the {:.2} s profiled per run saved, {:.2} s left. Formula: {}.\n",
                 t.speedup,
-                t.speedup_range
-                    .map_or(String::new(), |[lo, hi]| format!(" (×{lo:.3}–×{hi:.3})")),
+                match t.speedup_high {
+                    Some(hi) => format!(" (×{:.3}–×{hi:.3})", t.speedup_low),
+                    None => format!(" (×{:.3} or more)", t.speedup_low),
+                },
                 t.time_saved_s_per_run,
                 a.profiled_time_s,
                 t.after_s,
@@ -255,14 +255,14 @@ fn decision(out: &mut String, a: &BottleneckAnalysis) {
         None => {
             let _ = writeln!(
                 out,
-                "No total is stated: these estimates would save all of the profiled time together, so they cannot all be right; measure them with `campaign experiment`.\n"
+                "No total is stated: their savings would add up to all of the profiled time, so some of them must overlap; measure them together with `campaign experiment`.\n"
             );
         }
     }
     if !d.overlapping.is_empty() {
         let _ = writeln!(
             out,
-            "Also in Week 1 but not in the total (they act on functions a remedy above already counts): {}.\n",
+            "Also in Week 1 but not in the total (their savings may overlap those of a remedy above: a shared function, or a shared benchmark where one was measured): {}.\n",
             d.overlapping.join("; ")
         );
     }

@@ -289,7 +289,8 @@ after = ["roadmap"]
             .iter()
             .any(|n| n.starts_with("remedy \"Quantize the weights")
                 && n.contains("is not proposed: its toggle (model option quantize = \"q8_0\"")
-                && n.contains("does not apply")),
+                && n.contains("changes no model of")
+                && n.contains("model \"default\" does not take it")),
         "{notes:#?}"
     );
 }
