@@ -222,15 +222,7 @@ fn decision(out: &mut String, a: &BottleneckAnalysis) {
             (i + 1).to_string(),
             r.remedy.clone(),
             speedup_cell(r),
-            format!(
-                "×{:.3} ({})",
-                r.estimated_speedup,
-                if r.measured.is_some() {
-                    "measured"
-                } else {
-                    "estimate"
-                }
-            ),
+            overall_cell(r),
             quality_cell(r).to_string(),
             format!("{:.2} s", r.time_saved_s_per_run),
         ]);
@@ -266,6 +258,19 @@ fn decision(out: &mut String, a: &BottleneckAnalysis) {
             d.overlapping.join("; ")
         );
     }
+}
+
+/// The speed-up on all profiled time, and whether it was measured.
+fn overall_cell(r: &RemedyEstimate) -> String {
+    format!(
+        "×{:.3} ({})",
+        r.estimated_speedup,
+        if r.measured.is_some() {
+            "measured"
+        } else {
+            "estimate"
+        }
+    )
 }
 
 /// The roadmap document.
@@ -366,15 +371,7 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
             r.components.join(", "),
             p_with_interval(r.share_pct, r.share_ci95_pct),
             speedup_cell(r),
-            format!(
-                "×{:.3} ({})",
-                r.estimated_speedup,
-                if r.measured.is_some() {
-                    "measured"
-                } else {
-                    "estimate"
-                }
-            ),
+            overall_cell(r),
             r.effort_days.to_string(),
             format!("{:?}", r.risk),
             format!("{:.3}", r.estimated_roi),
