@@ -6,12 +6,18 @@
 //! larger than this machine's L2 and, at 8 bits, than half its L3), the
 //! shape of a 7B model's attention projections.
 //!
+//! A second group runs one decode step's products over a whole model of
+//! SmolLM2-135M's shape (30 layers and the output head, ~150 MB at q8_0:
+//! far past the caches) packed in one arena as a model is, beside a plain
+//! read of the same arrays: the share of the machine's read bandwidth a
+//! decode step reaches.
+//!
 //! `RAYON_NUM_THREADS=1 cargo bench --bench qmatmul` (then `=2`).
 
 use std::hint::black_box;
 
 use campaign::components::inference::qmatmul::{
-    Isa, NativeType, PackedMatrix, QuantizedActivations,
+    Isa, NativeType, PackedBody, PackedMatrix, QuantizedActivations, WeightArena,
 };
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
@@ -76,5 +82,100 @@ fn kernels(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, kernels);
+/// `(rows, cols)` of every product of one decode step of SmolLM2-135M:
+/// per layer q, k, v, o, gate, up and down, then the tied output head.
+fn smollm2_135m_products() -> Vec<(usize, usize)> {
+    let layer = [
+        (576, 576),
+        (192, 576),
+        (192, 576),
+        (576, 576),
+        (1536, 576),
+        (1536, 576),
+        (576, 1536),
+    ];
+    let mut shapes: Vec<_> = (0..30).flat_map(|_| layer).collect();
+    shapes.push((49152, 576));
+    shapes
+}
+
+/// Sums every byte the kernels stream, 8 at a time: the read the decode
+/// step cannot beat.
+fn read_all(m: &PackedMatrix) -> u64 {
+    fn words<T>(items: &[T]) -> u64 {
+        // SAFETY: any initialised bytes read as u64 words; the unaligned
+        // ends are left out (at most 14 bytes per array).
+        let (_, words, _) = unsafe { items.align_to::<u64>() };
+        words.iter().fold(0u64, |a, &w| a.wrapping_add(w))
+    }
+    match &m.body {
+        PackedBody::Q8 { qs, d } => words(qs).wrapping_add(words(d)),
+        PackedBody::Q4 { qs, d, m } => words(qs)
+            .wrapping_add(words(d))
+            .wrapping_add(m.as_ref().map_or(0, |m| words(m))),
+        PackedBody::Q8x16 { qs, s } => words(qs).wrapping_add(words(s)),
+    }
+}
+
+fn decode_step(c: &mut Criterion) {
+    for (ty, dtype) in [
+        (NativeType::Q8_0, GgmlDType::Q8_0),
+        (NativeType::Q4_0, GgmlDType::Q4_0),
+    ] {
+        let mut arena = WeightArena::for_model();
+        let matrices: Vec<PackedMatrix> = smollm2_135m_products()
+            .into_iter()
+            .enumerate()
+            .map(|(i, (rows, cols))| {
+                let values: Vec<f32> = (0..rows * cols)
+                    .map(|j| {
+                        let h = (j + i * 7919).wrapping_mul(2_654_435_761) % 2001;
+                        (h as f32 - 1000.0) / 1000.0
+                    })
+                    .collect();
+                let w = Tensor::from_vec(values, (rows, cols), &Device::Cpu).expect("tensor");
+                let q = QTensor::quantize(&w, dtype).expect("quantize");
+                PackedMatrix::pack_in(&mut arena, ty, rows, cols, &q.data().expect("data"))
+                    .expect("pack")
+            })
+            .collect();
+        let streamed: usize = matrices.iter().map(PackedMatrix::streamed_bytes).sum();
+        let inputs: Vec<QuantizedActivations> = [576usize, 1536]
+            .into_iter()
+            .map(|cols| {
+                let x: Vec<f32> = (0..cols).map(|i| (i % 17) as f32 - 8.0).collect();
+                QuantizedActivations::quantize(&x, 1, cols)
+            })
+            .collect();
+        let mut outs: Vec<Vec<f32>> = matrices.iter().map(|m| vec![0f32; m.rows]).collect();
+        let mut group = c.benchmark_group(format!("{}/decode_step_smollm2_135m", ty.name()));
+        group.throughput(Throughput::Bytes(streamed as u64));
+        group.sample_size(20);
+        group.bench_function("read_streamed_bytes", |b| {
+            b.iter(|| {
+                black_box(
+                    matrices
+                        .iter()
+                        .fold(0u64, |a, m| a.wrapping_add(read_all(m))),
+                )
+            })
+        });
+        group.bench_function("native", |b| {
+            b.iter(|| {
+                for (m, out) in matrices.iter().zip(outs.iter_mut()) {
+                    let x = if m.cols == 576 {
+                        &inputs[0]
+                    } else {
+                        &inputs[1]
+                    };
+                    m.matmul(x, out);
+                }
+                black_box(&outs);
+            })
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, kernels, decode_step);
 criterion_main!(benches);

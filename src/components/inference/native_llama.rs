@@ -16,7 +16,7 @@ use candle_transformers::utils::build_causal_mask;
 
 use super::causal_softmax::CausalSoftmax;
 
-use super::qmatmul::{NativeType, PackedMatrix, QuantizedActivations};
+use super::qmatmul::{NativeType, PackedMatrix, QuantizedActivations, WeightArena};
 
 /// candle's quantized Llama builds its rotary tables for this many
 /// positions; so does this one.
@@ -66,11 +66,12 @@ enum Projection {
 }
 
 impl Projection {
-    fn new(tensor: QTensor) -> Result<Self> {
+    /// Ours packs into `arena`, beside the model's other matrices.
+    fn new(tensor: QTensor, arena: &mut WeightArena) -> Result<Self> {
         if let (Some(ty), Ok((rows, cols))) = (native_type(tensor.dtype()), tensor.shape().dims2())
             && ty.fits_row(cols)
         {
-            let packed = PackedMatrix::pack(ty, rows, cols, &tensor.data()?)
+            let packed = PackedMatrix::pack_in(arena, ty, rows, cols, &tensor.data()?)
                 .map_err(|e| candle_core::Error::Msg(e.to_string()))?;
             return Ok(Self::Native(packed));
         }
@@ -207,9 +208,10 @@ impl NativeLlama {
             total: 0,
             fallback_types: Vec::new(),
         };
+        let mut arena = WeightArena::for_model();
         let mut projection = |tensor: QTensor| -> Result<Projection> {
             let dtype = tensor.dtype();
-            let p = Projection::new(tensor)?;
+            let p = Projection::new(tensor, &mut arena)?;
             coverage.total += 1;
             match &p {
                 Projection::Native(_) => coverage.native += 1,

@@ -16,8 +16,12 @@ pub struct QuantizedActivations {
     /// `m`) multiplies.
     pub(super) s: Vec<f32>,
     /// `Σ q` of each block: q4_0's constant term (`m = −8·d`) folds into
-    /// the integer sum as `−8 · Σ q`.
+    /// the integer sum as `−8 · Σ q`, and 8-bit weights' offset as
+    /// `−128 · Σ q`.
     pub(super) sum: Vec<i32>,
+    /// `Σ q` of each half (16 elements) of each block, for weights with a
+    /// scale per 16.
+    pub(super) half_sum: Vec<i32>,
 }
 
 impl QuantizedActivations {
@@ -49,6 +53,7 @@ impl QuantizedActivations {
         let mut d = Vec::with_capacity(blocks);
         let mut s = Vec::with_capacity(blocks);
         let mut sums = Vec::with_capacity(blocks);
+        let mut half_sums = Vec::with_capacity(2 * blocks);
         for (values, quants) in x.chunks_exact(BLOCK).zip(qs.chunks_exact_mut(BLOCK)) {
             // Selects and bit casts instead of `f32::max`, `round` and
             // `as i8`, whose NaN and saturation rules keep the compiler
@@ -82,6 +87,8 @@ impl QuantizedActivations {
             }
             d.push(scale);
             s.push(scale * sum as f32);
+            let first: i32 = quants[..BLOCK / 2].iter().map(|&q| i32::from(q)).sum();
+            half_sums.extend([first, sum - first]);
             sums.push(sum);
         }
         Self {
@@ -91,6 +98,7 @@ impl QuantizedActivations {
             d,
             s,
             sum: sums,
+            half_sum: half_sums,
         }
     }
 
@@ -111,6 +119,7 @@ impl QuantizedActivations {
             d: &self.d[t * nb..(t + 1) * nb],
             s: &self.s[t * nb..(t + 1) * nb],
             sum: &self.sum[t * nb..(t + 1) * nb],
+            half_sum: &self.half_sum[2 * t * nb..2 * (t + 1) * nb],
         }
     }
 }
@@ -122,4 +131,5 @@ pub(super) struct TokenRef<'a> {
     pub d: &'a [f32],
     pub s: &'a [f32],
     pub sum: &'a [i32],
+    pub half_sum: &'a [i32],
 }

@@ -13,7 +13,7 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::activations::TokenRef;
-use super::pack::{BLOCK, INTERLEAVE, PackedBody};
+use super::pack::{BLOCK, INTERLEAVE, PackedBody, Q8_OFFSET, STEP};
 
 /// Tokens one call handles: each weight block is loaded once and used
 /// this many times.
@@ -33,9 +33,9 @@ pub enum Isa {
     /// Plain Rust: any CPU, and the reference every other variant is
     /// tested against.
     Portable,
-    /// AVX2 + FMA: `vpmaddubsw` and `vpmaddwd`.
+    /// AVX2 + FMA: `vpmaddubsw` and `vpmaddwd`, 8 rows per register.
     Avx2,
-    /// AVX-512 VNNI (`vpdpbusd`) on 512-bit registers, two rows each.
+    /// AVX-512 VNNI (`vpdpbusd`), 16 rows per register.
     Avx512Vnni,
 }
 
@@ -82,7 +82,7 @@ impl Isa {
     }
 }
 
-/// `out[r · n + t] = row(4·group + r) · tokens[t]` for the group's
+/// `out[r · n + t] = row(16·group + r) · tokens[t]` for the group's
 /// [`INTERLEAVE`] rows and `n = tokens.len() ≤ TILE` tokens. The caller
 /// checked that `isa` is supported and that every slice holds whole rows.
 pub(super) fn dot(isa: Isa, rows: RowGroup<'_>, tokens: &[TokenRef<'_>], out: &mut [f32]) {
@@ -104,48 +104,82 @@ pub(super) fn dot(isa: Isa, rows: RowGroup<'_>, tokens: &[TokenRef<'_>], out: &m
 mod portable {
     use super::*;
 
-    fn idot(a: &[i8], b: &[i8]) -> i32 {
-        a.iter()
-            .zip(b)
-            .map(|(&x, &y)| i32::from(x) * i32::from(y))
-            .sum()
+    /// `Σ (q − offset) · a` over one block's steps for each of the
+    /// group's rows, with `quant(byte, k)` the k-th value a byte holds:
+    /// the loops of the vector kernels, in a shape the compiler
+    /// vectorises for any CPU.
+    #[inline(always)]
+    fn block_sums<const VALUES: usize>(
+        w: &[u8],
+        a: &[i8],
+        first_element: impl Fn(usize) -> [usize; VALUES],
+        quant: impl Fn(u8) -> [i32; VALUES],
+    ) -> [i32; INTERLEAVE] {
+        let mut sums = [0i32; INTERLEAVE];
+        for (step, w) in w.chunks_exact(INTERLEAVE * STEP).enumerate() {
+            let starts = first_element(step);
+            for (r, bytes) in w.chunks_exact(STEP).enumerate() {
+                for (k, &byte) in bytes.iter().enumerate() {
+                    let q = quant(byte);
+                    for v in 0..VALUES {
+                        sums[r] += q[v] * i32::from(a[starts[v] + k]);
+                    }
+                }
+            }
+        }
+        sums
     }
 
     pub(super) fn dot(rows: RowGroup<'_>, tokens: &[TokenRef<'_>], out: &mut [f32]) {
-        let (nb, n) = (rows.cols / BLOCK, tokens.len());
-        for r in 0..INTERLEAVE {
-            // Index of (row r, block b) among the interleaved blocks.
-            let at = |b: usize| (rows.group * nb + b) * INTERLEAVE + r;
-            for (t, token) in tokens.iter().enumerate() {
-                let mut acc = 0f32;
-                let mut constant = 0f32;
-                for b in 0..nb {
-                    let (i, a) = (at(b), &token.qs[b * BLOCK..][..BLOCK]);
-                    match rows.body {
-                        PackedBody::Q8 { qs, d } => {
-                            acc += d[i] * token.d[b] * idot(&qs[i * BLOCK..][..BLOCK], a) as f32;
+        let (nb, n, g) = (rows.cols / BLOCK, tokens.len(), rows.group);
+        // The offset comes out of the sum as `−128 · Σ a`, as in the vector
+        // kernels.
+        let q8 = |byte: u8| [i32::from(byte)];
+        for (t, token) in tokens.iter().enumerate() {
+            let mut acc = [0f32; INTERLEAVE];
+            for b in 0..nb {
+                let a = &token.qs[b * BLOCK..][..BLOCK];
+                let at = (g * nb + b) * INTERLEAVE;
+                match rows.body {
+                    PackedBody::Q8 { qs, d } => {
+                        let w = &qs[at * BLOCK..][..INTERLEAVE * BLOCK];
+                        let sums = block_sums(w, a, |step| [step * STEP], q8);
+                        let offset = Q8_OFFSET * token.sum[b];
+                        for r in 0..INTERLEAVE {
+                            acc[r] += d[at + r] * token.d[b] * (sums[r] - offset) as f32;
                         }
-                        PackedBody::Q4 { qs, d, m } => {
-                            let bytes = &qs[i * 16..][..16];
-                            let sum: i32 = (0..16)
-                                .map(|j| {
-                                    i32::from(bytes[j] & 0xF) * i32::from(a[j])
-                                        + i32::from(bytes[j] >> 4) * i32::from(a[j + 16])
-                                })
-                                .sum();
-                            acc += d[i] * token.d[b] * sum as f32;
-                            let min = m.as_ref().map_or(-8.0 * d[i], |m| m[i]);
-                            constant += min * token.s[b];
+                    }
+                    PackedBody::Q8x16 { qs, s } => {
+                        let w = &qs[at * BLOCK..][..INTERLEAVE * BLOCK];
+                        // The steps of each half of the block's elements.
+                        let half = INTERLEAVE * BLOCK / 2;
+                        let lo = block_sums(&w[..half], a, |step| [step * STEP], q8);
+                        let hi = block_sums(&w[half..], a, |step| [16 + step * STEP], q8);
+                        let scales = &s[2 * at..][..2 * INTERLEAVE];
+                        let offset = [0, 1].map(|k| Q8_OFFSET * token.half_sum[2 * b + k]);
+                        for r in 0..INTERLEAVE {
+                            let sum = (lo[r] - offset[0]) as f32 * scales[r]
+                                + (hi[r] - offset[1]) as f32 * scales[INTERLEAVE + r];
+                            acc[r] += token.d[b] * sum;
                         }
-                        PackedBody::Q8x16 { qs, s } => {
-                            let w = &qs[i * BLOCK..][..BLOCK];
-                            let lo = idot(&w[..16], &a[..16]) as f32 * s[2 * i];
-                            let hi = idot(&w[16..], &a[16..]) as f32 * s[2 * i + 1];
-                            acc += token.d[b] * (lo + hi);
+                    }
+                    PackedBody::Q4 { qs, d, m } => {
+                        let w = &qs[at * BLOCK / 2..][..INTERLEAVE * BLOCK / 2];
+                        let sums = block_sums(
+                            w,
+                            a,
+                            |step| [step * STEP, 16 + step * STEP],
+                            |byte| [i32::from(byte & 0xF), i32::from(byte >> 4)],
+                        );
+                        for r in 0..INTERLEAVE {
+                            let min = m.as_ref().map_or(-8.0 * d[at + r], |m| m[at + r]);
+                            acc[r] += d[at + r] * token.d[b] * sums[r] as f32 + min * token.s[b];
                         }
                     }
                 }
-                out[r * n + t] = acc + constant;
+            }
+            for (r, v) in acc.into_iter().enumerate() {
+                out[r * n + t] = v;
             }
         }
     }
@@ -189,210 +223,42 @@ macro_rules! shape_dispatch {
     };
 }
 
-/// A 256-bit variant, written once for any 32-lane unsigned × signed byte
-/// dot product into eight i32 lanes (`$udot`): AVX2's today, and an
-/// AVX-VNNI one would be a second line.
-#[cfg(target_arch = "x86_64")]
-macro_rules! x86_variant {
-    ($name:ident, $features:literal, $udot:ident) => {
-        mod $name {
-            use super::*;
-            use core::arch::x86_64::*;
-
-            #[inline]
-            #[target_feature(enable = $features)]
-            fn hsum(v: __m256) -> f32 {
-                let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-                let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-                let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-                _mm_cvtss_f32(s)
-            }
-
-            #[inline]
-            #[target_feature(enable = $features)]
-            unsafe fn load32(p: *const i8) -> __m256i {
-                // SAFETY: the caller passes 32 readable bytes.
-                unsafe { _mm256_loadu_si256(p.cast()) }
-            }
-
-            /// The group's 4 rows × N tokens of q8_0 (or, with `HALVES`,
-            /// q6_K's one scale per 16: `d` then holds two per block).
-            #[inline]
-            #[target_feature(enable = $features)]
-            unsafe fn q8<const N: usize, const HALVES: bool>(
-                qs: &[i8],
-                d: &[f32],
-                nb: usize,
-                group: usize,
-                tokens: &[TokenRef<'_>],
-                out: &mut [f32],
-            ) {
-                const R: usize = INTERLEAVE;
-                let per_block = if HALVES { 2 } else { 1 };
-                let mut acc = [[_mm256_setzero_ps(); N]; R];
-                let w = qs[group * nb * R * BLOCK..][..nb * R * BLOCK].as_ptr();
-                let d = &d[group * nb * R * per_block..][..nb * R * per_block];
-                let a_at: [*const i8; N] =
-                    core::array::from_fn(|t| tokens[t].qs[..nb * BLOCK].as_ptr());
-                let ad: [&[f32]; N] = core::array::from_fn(|t| &tokens[t].d[..nb]);
-                for b in 0..nb {
-                    // SAFETY: every token holds `nb` blocks, the group
-                    // `nb · R`.
-                    let a: [__m256i; N] =
-                        core::array::from_fn(|t| unsafe { load32(a_at[t].add(b * BLOCK)) });
-                    for r in 0..R {
-                        let i = b * R + r;
-                        let w = unsafe { load32(w.add(i * BLOCK)) };
-                        let magnitude = _mm256_sign_epi8(w, w);
-                        // Lanes 0–3 sum elements 0–15, lanes 4–7 the rest.
-                        let scale = if HALVES {
-                            _mm256_set_m128(_mm_set1_ps(d[2 * i + 1]), _mm_set1_ps(d[2 * i]))
-                        } else {
-                            _mm256_set1_ps(d[i])
-                        };
-                        for t in 0..N {
-                            let p = $udot(magnitude, _mm256_sign_epi8(a[t], w));
-                            let f = _mm256_mul_ps(scale, _mm256_set1_ps(ad[t][b]));
-                            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), f, acc[r][t]);
-                        }
-                    }
-                }
-                for r in 0..R {
-                    for t in 0..N {
-                        out[r * N + t] = hsum(acc[r][t]);
-                    }
-                }
-            }
-
-            /// The group's 4 rows × N tokens of the 4-bit layout
-            /// (`w = d·q + m`).
-            #[inline]
-            #[target_feature(enable = $features)]
-            unsafe fn q4<const N: usize>(
-                qs: &[u8],
-                d: &[f32],
-                m: Option<&[f32]>,
-                nb: usize,
-                group: usize,
-                tokens: &[TokenRef<'_>],
-                out: &mut [f32],
-            ) {
-                const R: usize = INTERLEAVE;
-                let low = _mm_set1_epi8(0xF);
-                let mut acc = [[_mm256_setzero_ps(); N]; R];
-                let mut constant = [[0f32; N]; R];
-                let w = qs[group * nb * R * 16..][..nb * R * 16].as_ptr();
-                let d = &d[group * nb * R..][..nb * R];
-                let m = m.map(|m| &m[group * nb * R..][..nb * R]);
-                let a_at: [*const i8; N] =
-                    core::array::from_fn(|t| tokens[t].qs[..nb * BLOCK].as_ptr());
-                let ad: [&[f32]; N] = core::array::from_fn(|t| &tokens[t].d[..nb]);
-                let asum: [&[f32]; N] = core::array::from_fn(|t| &tokens[t].s[..nb]);
-                for b in 0..nb {
-                    // SAFETY: every token holds `nb` blocks of 32 bytes,
-                    // the group `nb · R` of 16.
-                    let a: [__m256i; N] =
-                        core::array::from_fn(|t| unsafe { load32(a_at[t].add(b * BLOCK)) });
-                    for r in 0..R {
-                        let i = b * R + r;
-                        let raw = unsafe { _mm_loadu_si128(w.add(i * 16).cast()) };
-                        let q = _mm256_set_m128i(
-                            _mm_and_si128(_mm_srli_epi16(raw, 4), low),
-                            _mm_and_si128(raw, low),
-                        );
-                        let min = m.map_or(-8.0 * d[i], |m| m[i]);
-                        let scale = _mm256_set1_ps(d[i]);
-                        for t in 0..N {
-                            let p = $udot(q, a[t]);
-                            let f = _mm256_mul_ps(scale, _mm256_set1_ps(ad[t][b]));
-                            acc[r][t] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), f, acc[r][t]);
-                            constant[r][t] += min * asum[t][b];
-                        }
-                    }
-                }
-                for r in 0..R {
-                    for t in 0..N {
-                        out[r * N + t] = hsum(acc[r][t]) + constant[r][t];
-                    }
-                }
-            }
-
-            shape_dispatch!($features);
-        }
-    };
-}
-
+/// The 4 activation bytes at `p` in every 32-bit lane.
 #[cfg(target_arch = "x86_64")]
 #[inline]
-#[target_feature(enable = "avx2,fma")]
-fn udot_avx2(
-    u: core::arch::x86_64::__m256i,
-    s: core::arch::x86_64::__m256i,
-) -> core::arch::x86_64::__m256i {
-    use core::arch::x86_64::*;
-    // |u| ≤ 128 and |s| ≤ 127: a pair sums to at most 32 512, inside i16.
-    _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
+fn step_bytes(p: *const i8) -> i32 {
+    // SAFETY: callers pass a pointer with 4 readable bytes.
+    unsafe { p.cast::<i32>().read_unaligned() }
 }
 
-/// AVX-512 VNNI on 512-bit registers: the 4 rows of a group as two pairs,
-/// each pair's blocks in one register (contiguous in the interleaved
-/// layout), against the token's block broadcast to both halves.
+/// AVX2: the group's 16 rows as two registers of 8, each lane one row.
 #[cfg(target_arch = "x86_64")]
-mod vnni {
+mod avx2 {
     use super::*;
     use core::arch::x86_64::*;
 
+    /// Lanes of unsigned × signed 4-byte dot products (each pair sum
+    /// stays inside i16: the callers keep `|u| ≤ 128` or `u ≤ 15`).
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma")]
-    fn hsum256(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        let s = _mm_add_ss(s, _mm_movehdup_ps(s));
-        _mm_cvtss_f32(s)
-    }
-
-    /// The two rows' sums of a pair's register: row 2p in lanes 0–7.
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma")]
-    fn halves(v: __m512) -> (f32, f32) {
-        let high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
-        (hsum256(_mm512_castps512_ps256(v)), hsum256(high))
-    }
-
-    /// A pair's scales spread over its lanes: one per row (lanes 0–7 and
-    /// 8–15), or with `HALVES` one per 16 elements (4 lanes each).
-    #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma")]
-    unsafe fn pair_scales<const HALVES: bool>(d: *const f32) -> __m512 {
-        // SAFETY: the caller passes 2 (4 with HALVES) readable floats.
-        unsafe {
-            if HALVES {
-                let v = _mm512_castps128_ps512(_mm_loadu_ps(d));
-                _mm512_permutexvar_ps(
-                    _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2, 3, 3, 3, 3),
-                    v,
-                )
-            } else {
-                let v = _mm512_castps128_ps512(_mm_castpd_ps(_mm_load_sd(d.cast())));
-                _mm512_permutexvar_ps(
-                    _mm512_setr_epi32(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1),
-                    v,
-                )
-            }
-        }
+    #[target_feature(enable = "avx2,fma")]
+    fn udot(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
     }
 
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma")]
-    unsafe fn broadcast_block(p: *const i8) -> __m512i {
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn load(p: *const u8) -> __m256i {
         // SAFETY: the caller passes 32 readable bytes.
-        unsafe { _mm512_broadcast_i64x4(_mm256_loadu_si256(p.cast())) }
+        unsafe { _mm256_loadu_si256(p.cast()) }
     }
 
+    /// The group's rows × N tokens of q8_0 (or, with `HALVES`, q6_K's one
+    /// scale per 16). `vpmaddubsw` would saturate on offset quants, so
+    /// they go back to signed and the sign moves onto the activations.
     #[inline]
-    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma")]
+    #[target_feature(enable = "avx2,fma")]
     unsafe fn q8<const N: usize, const HALVES: bool>(
-        qs: &[i8],
+        qs: &[u8],
         d: &[f32],
         nb: usize,
         group: usize,
@@ -401,40 +267,276 @@ mod vnni {
     ) {
         const R: usize = INTERLEAVE;
         let per_block = if HALVES { 2 } else { 1 };
-        let zero = _mm512_setzero_si512();
-        let mut acc = [[_mm512_setzero_ps(); N]; R / 2];
+        let flip = _mm256_set1_epi8(-128);
+        let mut acc = [[_mm256_setzero_ps(); 2]; N];
         let w = qs[group * nb * R * BLOCK..][..nb * R * BLOCK].as_ptr();
         let d = d[group * nb * R * per_block..][..nb * R * per_block].as_ptr();
         let a_at: [*const i8; N] = core::array::from_fn(|t| tokens[t].qs[..nb * BLOCK].as_ptr());
         let ad: [&[f32]; N] = core::array::from_fn(|t| &tokens[t].d[..nb]);
         for b in 0..nb {
-            // SAFETY: every token holds `nb` blocks of 32 bytes, the group
-            // `nb · R` blocks and their scales.
-            let a: [__m512i; N] =
-                core::array::from_fn(|t| unsafe { broadcast_block(a_at[t].add(b * BLOCK)) });
-            for (p, acc) in acc.iter_mut().enumerate() {
-                let i = b * R + 2 * p;
-                let w = unsafe { _mm512_loadu_si512(w.add(i * BLOCK).cast()) };
-                let magnitude = _mm512_abs_epi8(w);
-                let negative = _mm512_movepi8_mask(w);
-                let scale = unsafe { pair_scales::<HALVES>(d.add(i * per_block)) };
+            // Per token and half of the rows: the sums of the block's two
+            // halves of elements.
+            let mut sums = [[[_mm256_setzero_si256(); 2]; 2]; N];
+            if N == 1 {
+                // SAFETY: prefetches do not fault, wherever they point.
+                unsafe {
+                    prefetch_ahead(w.add(b * R * BLOCK), R * BLOCK, d.add(b * R * per_block))
+                };
+            }
+            for step in 0..BLOCK / STEP {
+                for h in 0..2 {
+                    // SAFETY: the group holds `nb` blocks of R × 32 bytes.
+                    let raw = unsafe { load(w.add(((b * 8 + step) * R + 8 * h) * STEP)) };
+                    let signed = _mm256_xor_si256(raw, flip);
+                    let magnitude = _mm256_sign_epi8(signed, signed);
+                    for t in 0..N {
+                        // SAFETY: every token holds `nb` blocks of 32 bytes.
+                        let a = _mm256_set1_epi32(step_bytes(unsafe {
+                            a_at[t].add(b * BLOCK + step * STEP)
+                        }));
+                        let p = udot(magnitude, _mm256_sign_epi8(a, signed));
+                        let k = step * STEP / 16;
+                        sums[t][h][k] = _mm256_add_epi32(sums[t][h][k], p);
+                    }
+                }
+            }
+            for h in 0..2 {
+                // SAFETY: `nb · R` scales (two per block with HALVES).
+                let scale =
+                    |k: usize| unsafe { _mm256_loadu_ps(d.add((b * per_block + k) * R + 8 * h)) };
                 for t in 0..N {
-                    let signed = _mm512_mask_sub_epi8(a[t], negative, zero, a[t]);
-                    let sums = _mm512_dpbusd_epi32(zero, magnitude, signed);
-                    let f = _mm512_mul_ps(scale, _mm512_set1_ps(ad[t][b]));
-                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), f, acc[t]);
+                    let f = _mm256_set1_ps(ad[t][b]);
+                    if HALVES {
+                        for k in 0..2 {
+                            let sk = _mm256_mul_ps(scale(k), f);
+                            acc[t][h] =
+                                _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[t][h][k]), sk, acc[t][h]);
+                        }
+                    } else {
+                        let sum = _mm256_add_epi32(sums[t][h][0], sums[t][h][1]);
+                        acc[t][h] = _mm256_fmadd_ps(
+                            _mm256_cvtepi32_ps(sum),
+                            _mm256_mul_ps(scale(0), f),
+                            acc[t][h],
+                        );
+                    }
                 }
             }
         }
-        for (p, acc) in acc.iter().enumerate() {
+        store(&acc, out);
+    }
+
+    /// The group's rows × N tokens of the 4-bit layout (`w = d·q + m`).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn q4<const N: usize>(
+        qs: &[u8],
+        d: &[f32],
+        m: Option<&[f32]>,
+        nb: usize,
+        group: usize,
+        tokens: &[TokenRef<'_>],
+        out: &mut [f32],
+    ) {
+        const R: usize = INTERLEAVE;
+        let low = _mm256_set1_epi8(0xF);
+        let mut acc = [[_mm256_setzero_ps(); 2]; N];
+        let w = qs[group * nb * R * 16..][..nb * R * 16].as_ptr();
+        let d = d[group * nb * R..][..nb * R].as_ptr();
+        let m = m.map(|m| m[group * nb * R..][..nb * R].as_ptr());
+        let a_at: [*const i8; N] = core::array::from_fn(|t| tokens[t].qs[..nb * BLOCK].as_ptr());
+        let ad: [&[f32]; N] = core::array::from_fn(|t| &tokens[t].d[..nb]);
+        let asum: [&[f32]; N] = core::array::from_fn(|t| &tokens[t].s[..nb]);
+        let isum: [&[i32]; N] = core::array::from_fn(|t| &tokens[t].sum[..nb]);
+        for b in 0..nb {
+            // q4_0 (`w = d·(q − 8)`): every lane's sum starts at −8·Σa.
+            let start: [__m256i; N] = core::array::from_fn(|t| {
+                _mm256_set1_epi32(if m.is_none() { -8 * isum[t][b] } else { 0 })
+            });
+            let mut sums = [[_mm256_setzero_si256(); 2]; N];
             for t in 0..N {
-                let (first, second) = halves(acc[t]);
-                out[2 * p * N + t] = first;
-                out[(2 * p + 1) * N + t] = second;
+                sums[t] = [start[t]; 2];
+            }
+            if N == 1 {
+                // SAFETY: prefetches do not fault, wherever they point.
+                unsafe { prefetch_ahead(w.add(b * R * 16), R * 16, d.add(b * R)) };
+            }
+            for step in 0..BLOCK / 2 / STEP {
+                for h in 0..2 {
+                    // SAFETY: the group holds `nb` blocks of R × 16 bytes.
+                    let raw = unsafe { load(w.add(((b * 4 + step) * R + 8 * h) * STEP)) };
+                    let lo = _mm256_and_si256(raw, low);
+                    let hi = _mm256_and_si256(_mm256_srli_epi16(raw, 4), low);
+                    for t in 0..N {
+                        // SAFETY: every token holds `nb` blocks of 32 bytes.
+                        let (a_lo, a_hi) = unsafe {
+                            let p = a_at[t].add(b * BLOCK + step * STEP);
+                            (
+                                _mm256_set1_epi32(step_bytes(p)),
+                                _mm256_set1_epi32(step_bytes(p.add(16))),
+                            )
+                        };
+                        let p = _mm256_add_epi32(udot(lo, a_lo), udot(hi, a_hi));
+                        sums[t][h] = _mm256_add_epi32(sums[t][h], p);
+                    }
+                }
+            }
+            for h in 0..2 {
+                // SAFETY: `nb · R` scales and constants.
+                let scale = unsafe { _mm256_loadu_ps(d.add(b * R + 8 * h)) };
+                let min = m.map(|m| unsafe { _mm256_loadu_ps(m.add(b * R + 8 * h)) });
+                for t in 0..N {
+                    let f = _mm256_mul_ps(scale, _mm256_set1_ps(ad[t][b]));
+                    acc[t][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[t][h]), f, acc[t][h]);
+                    if let Some(min) = min {
+                        acc[t][h] = _mm256_fmadd_ps(min, _mm256_set1_ps(asum[t][b]), acc[t][h]);
+                    }
+                }
+            }
+        }
+        store(&acc, out);
+    }
+
+    /// Lane r of token t's registers into `out[r · N + t]`.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    fn store<const N: usize>(acc: &[[__m256; 2]; N], out: &mut [f32]) {
+        for (t, halves) in acc.iter().enumerate() {
+            let mut lanes = [0f32; INTERLEAVE];
+            // SAFETY: 16 floats of room.
+            unsafe {
+                _mm256_storeu_ps(lanes.as_mut_ptr(), halves[0]);
+                _mm256_storeu_ps(lanes.as_mut_ptr().add(8), halves[1]);
+            }
+            for (r, v) in lanes.into_iter().enumerate() {
+                out[r * N + t] = v;
             }
         }
     }
 
+    shape_dispatch!("avx2,fma");
+}
+
+/// How far ahead of the quants a decode step asks for them: about 4 µs
+/// of streaming, longer than a DRAM round trip.
+///
+/// Why: decode is one pass over every weight, and a core keeps only ~24
+/// misses of its L1 in flight: at ~100 ns each that caps a stream at
+/// ~15 GB/s, which is where the kernels stayed (the hardware prefetcher
+/// does not run far enough ahead). Prefetching into L2 (`T1`), whose miss
+/// queue is deeper, brought the 135M shape's q8_0 decode from 12–16 to
+/// 17–19 GB/s (`examples/`-style probe, 1 thread, against 25–27 GB/s for
+/// a plain read of the same buffers).
+#[cfg(target_arch = "x86_64")]
+const PREFETCH_BYTES: usize = 16 << 10;
+
+/// Asks for the cache lines `PREFETCH_BYTES` past `quants` (one block of
+/// `block_bytes`) and the scales as far past `scales`.
+#[cfg(target_arch = "x86_64")]
+#[inline(always)]
+unsafe fn prefetch_ahead(quants: *const u8, block_bytes: usize, scales: *const f32) {
+    use core::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
+    let ahead = quants.wrapping_add(PREFETCH_BYTES);
+    for line in (0..block_bytes).step_by(64) {
+        // SAFETY: a prefetch never faults.
+        unsafe { _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(line).cast()) };
+    }
+    // The scales stream at 1/8 (q8) or 1/4 (q4) of the quants' pace: one
+    // line per block reaches as far ahead.
+    let scales_ahead = scales.cast::<u8>().wrapping_add(PREFETCH_BYTES / 4);
+    // SAFETY: as above.
+    unsafe { _mm_prefetch::<_MM_HINT_T1>(scales_ahead.cast()) };
+}
+
+/// AVX-512 VNNI: the group's 16 rows in one register, each lane one row.
+#[cfg(target_arch = "x86_64")]
+mod vnni {
+    use super::*;
+    use core::arch::x86_64::*;
+
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma")]
+    unsafe fn load(p: *const u8) -> __m512i {
+        // SAFETY: the caller passes 64 readable bytes.
+        unsafe { _mm512_loadu_si512(p.cast()) }
+    }
+
+    /// The group's rows × N tokens of q8_0 (or, with `HALVES`, q6_K's one
+    /// scale per 16). The quants carry [`Q8_OFFSET`], taken back out by
+    /// starting each sum at `−128 · Σ a`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma")]
+    unsafe fn q8<const N: usize, const HALVES: bool>(
+        qs: &[u8],
+        d: &[f32],
+        nb: usize,
+        group: usize,
+        tokens: &[TokenRef<'_>],
+        out: &mut [f32],
+    ) {
+        const R: usize = INTERLEAVE;
+        let per_block = if HALVES { 2 } else { 1 };
+        let mut acc = [_mm512_setzero_ps(); N];
+        let w = qs[group * nb * R * BLOCK..][..nb * R * BLOCK].as_ptr();
+        let d = d[group * nb * R * per_block..][..nb * R * per_block].as_ptr();
+        let a_at: [*const i8; N] = core::array::from_fn(|t| tokens[t].qs[..nb * BLOCK].as_ptr());
+        let ad: [&[f32]; N] = core::array::from_fn(|t| &tokens[t].d[..nb]);
+        let isum: [&[i32]; N] = core::array::from_fn(|t| &tokens[t].sum[..nb]);
+        let half: [&[i32]; N] = core::array::from_fn(|t| &tokens[t].half_sum[..2 * nb]);
+        for b in 0..nb {
+            // Two chains per token (the block's two halves of elements),
+            // which also hide `vpdpbusd`'s latency when N is 1.
+            let mut sums: [[__m512i; 2]; N] = core::array::from_fn(|t| {
+                if HALVES {
+                    [0, 1].map(|k| _mm512_set1_epi32(-Q8_OFFSET * half[t][2 * b + k]))
+                } else {
+                    [
+                        _mm512_set1_epi32(-Q8_OFFSET * isum[t][b]),
+                        _mm512_setzero_si512(),
+                    ]
+                }
+            });
+            if N == 1 {
+                // SAFETY: prefetches do not fault, wherever they point.
+                unsafe {
+                    prefetch_ahead(w.add(b * R * BLOCK), R * BLOCK, d.add(b * R * per_block))
+                };
+            }
+            for step in 0..BLOCK / STEP {
+                // SAFETY: the group holds `nb` blocks of R × 32 bytes, every
+                // token `nb` blocks of 32.
+                let wv = unsafe { load(w.add((b * 8 + step) * R * STEP)) };
+                for t in 0..N {
+                    let a = _mm512_set1_epi32(step_bytes(unsafe {
+                        a_at[t].add(b * BLOCK + step * STEP)
+                    }));
+                    let k = step * STEP / 16;
+                    sums[t][k] = _mm512_dpbusd_epi32(sums[t][k], wv, a);
+                }
+            }
+            // SAFETY: `nb · R` scales (two per block with HALVES).
+            let scale = |k: usize| unsafe { _mm512_loadu_ps(d.add((b * per_block + k) * R)) };
+            for t in 0..N {
+                let f = _mm512_set1_ps(ad[t][b]);
+                if HALVES {
+                    for k in 0..2 {
+                        let sk = _mm512_mul_ps(scale(k), f);
+                        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[t][k]), sk, acc[t]);
+                    }
+                } else {
+                    let sum = _mm512_add_epi32(sums[t][0], sums[t][1]);
+                    acc[t] = _mm512_fmadd_ps(
+                        _mm512_cvtepi32_ps(sum),
+                        _mm512_mul_ps(scale(0), f),
+                        acc[t],
+                    );
+                }
+            }
+        }
+        store(&acc, out);
+    }
+
+    /// The group's rows × N tokens of the 4-bit layout (`w = d·q + m`).
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma")]
     unsafe fn q4<const N: usize>(
@@ -447,68 +549,71 @@ mod vnni {
         out: &mut [f32],
     ) {
         const R: usize = INTERLEAVE;
-        let zero = _mm512_setzero_si512();
         let low = _mm512_set1_epi8(0xF);
-        // 64-bit lanes of (low nibbles, high nibbles) into each pair's
-        // [row low, row high, next row low, next row high].
-        let pair_lanes = [
-            _mm512_setr_epi64(0, 1, 8, 9, 2, 3, 10, 11),
-            _mm512_setr_epi64(4, 5, 12, 13, 6, 7, 14, 15),
-        ];
-        let mut acc = [[_mm512_setzero_ps(); N]; R / 2];
-        let mut constant = [[0f32; N]; R];
+        let mut acc = [_mm512_setzero_ps(); N];
         let w = qs[group * nb * R * 16..][..nb * R * 16].as_ptr();
-        let d = &d[group * nb * R..][..nb * R];
-        let m = m.map(|m| &m[group * nb * R..][..nb * R]);
+        let d = d[group * nb * R..][..nb * R].as_ptr();
+        let m = m.map(|m| m[group * nb * R..][..nb * R].as_ptr());
         let a_at: [*const i8; N] = core::array::from_fn(|t| tokens[t].qs[..nb * BLOCK].as_ptr());
         let ad: [&[f32]; N] = core::array::from_fn(|t| &tokens[t].d[..nb]);
         let asum: [&[f32]; N] = core::array::from_fn(|t| &tokens[t].s[..nb]);
         let isum: [&[i32]; N] = core::array::from_fn(|t| &tokens[t].sum[..nb]);
         for b in 0..nb {
-            // SAFETY: every token holds `nb` blocks of 32 bytes, the group
-            // `nb` steps of 4 rows × 16 bytes and their scales.
-            let a: [__m512i; N] =
-                core::array::from_fn(|t| unsafe { broadcast_block(a_at[t].add(b * BLOCK)) });
-            let raw = unsafe { _mm512_loadu_si512(w.add(b * R * 16).cast()) };
-            let lo = _mm512_and_si512(raw, low);
-            let hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low);
-            for (p, acc) in acc.iter_mut().enumerate() {
-                let i = b * R + 2 * p;
-                let q = _mm512_permutex2var_epi64(lo, pair_lanes[p], hi);
-                let scale = unsafe { pair_scales::<false>(d.as_ptr().add(i)) };
+            // q4_0 (`w = d·(q − 8)`): every lane's sum starts at −8·Σa.
+            let mut sums: [[__m512i; 2]; N] = core::array::from_fn(|t| {
+                let start = if m.is_none() { -8 * isum[t][b] } else { 0 };
+                [_mm512_set1_epi32(start), _mm512_setzero_si512()]
+            });
+            if N == 1 {
+                // SAFETY: prefetches do not fault, wherever they point.
+                unsafe { prefetch_ahead(w.add(b * R * 16), R * 16, d.add(b * R)) };
+            }
+            for step in 0..BLOCK / 2 / STEP {
+                // SAFETY: the group holds `nb` blocks of R × 16 bytes.
+                let raw = unsafe { load(w.add((b * 4 + step) * R * STEP)) };
+                let lo = _mm512_and_si512(raw, low);
+                let hi = _mm512_and_si512(_mm512_srli_epi16(raw, 4), low);
                 for t in 0..N {
-                    // q4_0 (`w = d·(q − 8)`): the −8·Σa of each row starts
-                    // its integer sum, in one lane of each half.
-                    let start = if m.is_none() {
-                        _mm512_maskz_set1_epi32(0x0101, -8 * isum[t][b])
-                    } else {
-                        zero
+                    // SAFETY: every token holds `nb` blocks of 32 bytes.
+                    let (a_lo, a_hi) = unsafe {
+                        let p = a_at[t].add(b * BLOCK + step * STEP);
+                        (
+                            _mm512_set1_epi32(step_bytes(p)),
+                            _mm512_set1_epi32(step_bytes(p.add(16))),
+                        )
                     };
-                    let sums = _mm512_dpbusd_epi32(start, q, a[t]);
-                    let f = _mm512_mul_ps(scale, _mm512_set1_ps(ad[t][b]));
-                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums), f, acc[t]);
+                    sums[t][0] = _mm512_dpbusd_epi32(sums[t][0], lo, a_lo);
+                    sums[t][1] = _mm512_dpbusd_epi32(sums[t][1], hi, a_hi);
                 }
             }
-            if let Some(m) = m {
-                for r in 0..R {
-                    let min = m[b * R + r];
-                    for t in 0..N {
-                        constant[r][t] += min * asum[t][b];
-                    }
+            // SAFETY: `nb · R` scales and constants.
+            let scale = unsafe { _mm512_loadu_ps(d.add(b * R)) };
+            let min = m.map(|m| unsafe { _mm512_loadu_ps(m.add(b * R)) });
+            for t in 0..N {
+                let sum = _mm512_add_epi32(sums[t][0], sums[t][1]);
+                let f = _mm512_mul_ps(scale, _mm512_set1_ps(ad[t][b]));
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), f, acc[t]);
+                if let Some(min) = min {
+                    acc[t] = _mm512_fmadd_ps(min, _mm512_set1_ps(asum[t][b]), acc[t]);
                 }
             }
         }
-        for (p, acc) in acc.iter().enumerate() {
-            for t in 0..N {
-                let (first, second) = halves(acc[t]);
-                out[2 * p * N + t] = first + constant[2 * p][t];
-                out[(2 * p + 1) * N + t] = second + constant[2 * p + 1][t];
+        store(&acc, out);
+    }
+
+    /// Lane r of token t's register into `out[r · N + t]`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma")]
+    fn store<const N: usize>(acc: &[__m512; N], out: &mut [f32]) {
+        for (t, v) in acc.iter().enumerate() {
+            let mut lanes = [0f32; INTERLEAVE];
+            // SAFETY: 16 floats of room.
+            unsafe { _mm512_storeu_ps(lanes.as_mut_ptr(), *v) };
+            for (r, v) in lanes.into_iter().enumerate() {
+                out[r * N + t] = v;
             }
         }
     }
 
     shape_dispatch!("avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma");
 }
-
-#[cfg(target_arch = "x86_64")]
-x86_variant!(avx2, "avx2,fma", udot_avx2);

@@ -4,10 +4,12 @@
 //! (`kernels`), and threads over output rows on the run's rayon pool.
 
 mod activations;
+mod arena;
 mod kernels;
 mod pack;
 
 pub use activations::QuantizedActivations;
+pub use arena::{Slab, WeightArena};
 pub use kernels::{Isa, TILE};
 pub use pack::{BLOCK, INTERLEAVE, NativeType, PackError, PackedBody, PackedMatrix};
 

@@ -1,5 +1,7 @@
 //! GGML block formats repacked once, at load, into the layouts the kernels
-//! stream: quants of one row contiguous, and every block's scale already an
+//! stream: [`INTERLEAVE`] rows side by side, 4 bytes of each at a time, so
+//! that one 32-bit lane of a vector register sums one row's whole block
+//! (GGML's repacked GEMMs do the same), and every block's scale already an
 //! f32 (GGML keeps f16 scales, and K-quants 6-bit scales packed inside a
 //! super-block, which the kernel would otherwise decode on every dot).
 //!
@@ -9,12 +11,22 @@
 
 use half::f16;
 
+use super::arena::{Plain, Slab, WeightArena};
+
 /// Elements per block of the formats the kernels use, and of activations.
 pub const BLOCK: usize = 32;
-/// Rows stored interleaved, block by block: a kernel computing this many
-/// rows at once (their sums are independent chains, which hide each
-/// other's latency) reads one contiguous stream.
-pub const INTERLEAVE: usize = 4;
+/// Rows stored interleaved, 4 bytes at a time: one per 32-bit lane of a
+/// 512-bit register, so a block's integer sums come out one row per lane,
+/// and its scales, conversion and accumulation take one instruction for
+/// all the rows (with 2 rows per register they took 8 per 16 rows).
+pub const INTERLEAVE: usize = 16;
+/// Bytes of a row side by side in the interleaved layout: what one lane
+/// of `vpdpbusd` (or `vpmaddubsw` + `vpmaddwd`) sums.
+pub const STEP: usize = 4;
+/// What 8-bit quants are stored plus: unsigned, for `vpdpbusd`'s
+/// unsigned × signed products, and taken back out of the integer sum as
+/// `−128 · Σ a` (the activations' own block sum).
+pub const Q8_OFFSET: i32 = 128;
 /// Elements of a K-quant super-block.
 const SUPER_BLOCK: usize = 256;
 
@@ -53,7 +65,7 @@ impl NativeType {
 
     /// Bytes our layout holds for `ggml_bytes` of this type (f32 scales,
     /// K-quants' sub-block scales unpacked, q6_K's quants widened), not
-    /// counting the at most 3 padding rows of a matrix.
+    /// counting the at most 15 padding rows of a matrix.
     pub fn packed_bytes(self, ggml_bytes: u64) -> u64 {
         let (elements, block_bytes) = self.ggml_block();
         let per_32: u64 = match self {
@@ -82,25 +94,44 @@ pub struct PackedMatrix {
 
 /// The three layouts the kernels stream. Rows come in groups of
 /// [`INTERLEAVE`] (the last group padded with zero rows), and within a
-/// group block `b` of each row lies side by side: quants
-/// `[group][block][row][bytes of a block]`, scales `[group][block][row]`
-/// (two per row for `Q8x16`).
+/// group block `b` of every row lies side by side, [`STEP`] bytes at a
+/// time: quants `[group][block][step][row][STEP bytes]`, scales
+/// `[group][block][row]` (`[group][block][half][row]` for `Q8x16`). The
+/// arrays lie in a [`WeightArena`].
 #[derive(Debug, Clone)]
 pub enum PackedBody {
-    /// Signed 8-bit quants with one scale per block (q8_0).
-    Q8 { qs: Vec<i8>, d: Vec<f32> },
+    /// 8-bit quants plus [`Q8_OFFSET`] with one scale per block (q8_0).
+    Q8 { qs: Slab<u8>, d: Slab<f32> },
     /// 4-bit quants, byte j of a block holding element j (low nibble) and
     /// j + 16 (high), with `w = d·q + m` per block; `m` is absent for q4_0,
     /// whose `m` is `−8·d`, so that its rows stream 20 bytes per block.
+    Q4 {
+        qs: Slab<u8>,
+        d: Slab<f32>,
+        m: Option<Slab<f32>>,
+    },
+    /// 8-bit quants plus [`Q8_OFFSET`] with one scale per 16 elements
+    /// (q6_K, its 6-bit quants widened to bytes: 1.3× its bytes, for
+    /// kernels with no bit shuffling).
+    Q8x16 { qs: Slab<u8>, s: Slab<f32> },
+}
+
+/// [`PackedBody`]'s arrays row by row, as decoded from GGML's blocks,
+/// before the rows are interleaved into the arena.
+enum RowMajor {
+    Q8 {
+        qs: Vec<i8>,
+        d: Vec<f32>,
+    },
     Q4 {
         qs: Vec<u8>,
         d: Vec<f32>,
         m: Option<Vec<f32>>,
     },
-    /// Signed 8-bit quants with one scale per 16 elements (q6_K, its 6-bit
-    /// quants widened to bytes: 1.3× its bytes, for kernels with no bit
-    /// shuffling).
-    Q8x16 { qs: Vec<i8>, s: Vec<f32> },
+    Q8x16 {
+        qs: Vec<i8>,
+        s: Vec<f32>,
+    },
 }
 
 /// Why a tensor cannot be packed.
@@ -120,6 +151,8 @@ pub enum PackError {
         expected: usize,
         got: usize,
     },
+    #[error("cannot map memory for {bytes} bytes of packed weights: {reason}")]
+    Memory { bytes: usize, reason: String },
 }
 
 fn f16_at(bytes: &[u8], at: usize) -> f32 {
@@ -147,8 +180,27 @@ fn pack_nibbles(values: &[u8; BLOCK], out: &mut Vec<u8>) {
 }
 
 impl PackedMatrix {
-    /// Repacks `data`, a GGML tensor of `rows` × `cols` of type `ty`.
+    /// Repacks `data`, a GGML tensor of `rows` × `cols` of type `ty`, into
+    /// memory of its own.
     pub fn pack(ty: NativeType, rows: usize, cols: usize, data: &[u8]) -> Result<Self, PackError> {
+        // The layout's bytes with the padding rows, and each array's
+        // alignment (a too-small guess only costs a second mapping).
+        let padded = rows.max(1).next_multiple_of(INTERLEAVE) as u64;
+        let per_row = data.len() as u64 / rows.max(1) as u64;
+        let bytes = ty.packed_bytes(per_row * padded) as usize + 4 * 64;
+        let mut arena = WeightArena::for_bytes(bytes);
+        Self::pack_in(&mut arena, ty, rows, cols, data)
+    }
+
+    /// As [`pack`](Self::pack), into `arena` beside the model's other
+    /// matrices.
+    pub fn pack_in(
+        arena: &mut WeightArena,
+        ty: NativeType,
+        rows: usize,
+        cols: usize,
+        data: &[u8],
+    ) -> Result<Self, PackError> {
         let (block, block_bytes) = ty.ggml_block();
         if !ty.fits_row(cols) {
             return Err(PackError::RowNotWholeBlocks {
@@ -178,7 +230,7 @@ impl PackedMatrix {
                     d.push(f16_at(b, 0));
                     qs.extend(b[2..34].iter().map(|&q| q as i8));
                 }
-                PackedBody::Q8 { qs, d }
+                RowMajor::Q8 { qs, d }
             }
             NativeType::Q4_0 | NativeType::Q4_1 => {
                 let mut qs = Vec::with_capacity(rows * cols / 2);
@@ -196,7 +248,7 @@ impl PackedMatrix {
                     // GGML's own nibble order is the kernels' order.
                     qs.extend_from_slice(quants);
                 }
-                PackedBody::Q4 { qs, d, m }
+                RowMajor::Q4 { qs, d, m }
             }
             NativeType::Q4K => {
                 let mut qs = Vec::with_capacity(rows * cols / 2);
@@ -222,7 +274,7 @@ impl PackedMatrix {
                         }
                     }
                 }
-                PackedBody::Q4 { qs, d, m: Some(m) }
+                RowMajor::Q4 { qs, d, m: Some(m) }
             }
             NativeType::Q6K => {
                 let mut qs = vec![0i8; rows * cols];
@@ -248,14 +300,14 @@ impl PackedMatrix {
                     }
                     s.extend(scales.iter().map(|&sc| d * f32::from(sc as i8)));
                 }
-                PackedBody::Q8x16 { qs, s }
+                RowMajor::Q8x16 { qs, s }
             }
         };
         Ok(Self {
             rows,
             cols,
             source: ty,
-            body: interleave(body, rows, cols / BLOCK),
+            body: interleave(arena, body, rows, cols / BLOCK)?,
         })
     }
 
@@ -275,81 +327,134 @@ impl PackedMatrix {
         }
     }
 
-    /// Row `row` as the kernels see it, in f32 (for tests and references).
-    pub fn dequantize_row(&self, row: usize) -> Vec<f32> {
+    /// Index in `d` or `m` of block `b` of `row` (`half` 0 or 1 of the
+    /// block in `Q8x16`'s `s`).
+    pub(super) fn scale_index(&self, row: usize, b: usize, half: usize) -> usize {
         let nb = self.cols / BLOCK;
         let (g, r) = (row / INTERLEAVE, row % INTERLEAVE);
-        // Index of (row, block b) among the blocks of the interleaved layout.
-        let at = |b: usize| (g * nb + b) * INTERLEAVE + r;
+        let halves = usize::from(matches!(self.body, PackedBody::Q8x16 { .. })) + 1;
+        ((g * nb + b) * halves + half) * INTERLEAVE + r
+    }
+
+    /// Index in `qs` of byte `j` of block `b` of `row` (element `j` of an
+    /// 8-bit block; elements `j` and `j + 16` of a 4-bit one).
+    fn quant_index(&self, row: usize, b: usize, j: usize) -> usize {
+        let nb = self.cols / BLOCK;
+        let (g, r) = (row / INTERLEAVE, row % INTERLEAVE);
+        let block_bytes = match self.body {
+            PackedBody::Q4 { .. } => BLOCK / 2,
+            _ => BLOCK,
+        };
+        (g * nb + b) * INTERLEAVE * block_bytes + ((j / STEP) * INTERLEAVE + r) * STEP + j % STEP
+    }
+
+    /// Row `row` as the kernels see it, in f32 (for tests and references).
+    pub fn dequantize_row(&self, row: usize) -> Vec<f32> {
         let mut out = vec![0f32; self.cols];
         for (b, y) in out.chunks_exact_mut(BLOCK).enumerate() {
-            let i = at(b);
+            let i = self.scale_index(row, b, 0);
+            let q8 = |qs: &[u8], j: usize| {
+                (i32::from(qs[self.quant_index(row, b, j)]) - Q8_OFFSET) as f32
+            };
             match &self.body {
                 PackedBody::Q8 { qs, d } => {
-                    for (y, &q) in y.iter_mut().zip(&qs[i * BLOCK..][..BLOCK]) {
-                        *y = f32::from(q) * d[i];
+                    for (j, y) in y.iter_mut().enumerate() {
+                        *y = q8(qs, j) * d[i];
                     }
                 }
                 PackedBody::Q4 { qs, d, m } => {
                     let min = m.as_ref().map_or(-8.0 * d[i], |m| m[i]);
-                    let bytes = &qs[i * 16..][..16];
-                    for j in 0..16 {
-                        y[j] = f32::from(bytes[j] & 0xF) * d[i] + min;
-                        y[j + 16] = f32::from(bytes[j] >> 4) * d[i] + min;
+                    for j in 0..BLOCK / 2 {
+                        let byte = qs[self.quant_index(row, b, j)];
+                        y[j] = f32::from(byte & 0xF) * d[i] + min;
+                        y[j + 16] = f32::from(byte >> 4) * d[i] + min;
                     }
                 }
                 PackedBody::Q8x16 { qs, s } => {
-                    for (j, (y, &q)) in y.iter_mut().zip(&qs[i * BLOCK..][..BLOCK]).enumerate() {
-                        *y = f32::from(q) * s[2 * i + j / 16];
+                    for (j, y) in y.iter_mut().enumerate() {
+                        *y = q8(qs, j) * s[self.scale_index(row, b, j / 16)];
                     }
                 }
             }
         }
         out
     }
+
+    /// The constant term `m` of block `b` of `row` (`w = d·q + m`): 0 for
+    /// 8-bit types.
+    pub fn block_constant(&self, row: usize, b: usize) -> f32 {
+        let i = self.scale_index(row, b, 0);
+        match &self.body {
+            PackedBody::Q4 { d, m, .. } => m.as_ref().map_or(-8.0 * d[i], |m| m[i]),
+            _ => 0.0,
+        }
+    }
 }
 
 /// Reorders row-major blocks (`per_block` items each) into groups of
-/// [`INTERLEAVE`] rows, block by block, padding the last group with
-/// `zero`s.
-fn interleave_items<T: Copy>(
+/// [`INTERLEAVE`] rows, `chunk` items of each row at a time —
+/// `[group][block][per_block / chunk][row][chunk]` — padding the last
+/// group with `zero`, and stores them in `arena`. Quants go [`STEP`] bytes
+/// at a time, scales one at a time.
+fn interleave_items<T: Plain>(
+    arena: &mut WeightArena,
     items: &[T],
     rows: usize,
     nb: usize,
-    per_block: usize,
+    (per_block, chunk): (usize, usize),
     zero: T,
-) -> Vec<T> {
+) -> Result<Slab<T>, PackError> {
     let groups = rows.div_ceil(INTERLEAVE);
     let mut out = Vec::with_capacity(groups * INTERLEAVE * nb * per_block);
     for g in 0..groups {
         for b in 0..nb {
-            for r in 0..INTERLEAVE {
-                let row = g * INTERLEAVE + r;
-                if row < rows {
-                    out.extend_from_slice(&items[(row * nb + b) * per_block..][..per_block]);
-                } else {
-                    out.extend(std::iter::repeat_n(zero, per_block));
+            for k in 0..per_block / chunk {
+                for r in 0..INTERLEAVE {
+                    let row = g * INTERLEAVE + r;
+                    if row < rows {
+                        out.extend_from_slice(
+                            &items[(row * nb + b) * per_block + k * chunk..][..chunk],
+                        );
+                    } else {
+                        out.extend(std::iter::repeat_n(zero, chunk));
+                    }
                 }
             }
         }
     }
-    out
+    store(arena, &out)
 }
 
-fn interleave(body: PackedBody, rows: usize, nb: usize) -> PackedBody {
-    match body {
-        PackedBody::Q8 { qs, d } => PackedBody::Q8 {
-            qs: interleave_items(&qs, rows, nb, BLOCK, 0),
-            d: interleave_items(&d, rows, nb, 1, 0.0),
+fn store<T: Plain>(arena: &mut WeightArena, items: &[T]) -> Result<Slab<T>, PackError> {
+    arena.store(items).map_err(|e| PackError::Memory {
+        bytes: std::mem::size_of_val(items),
+        reason: e.to_string(),
+    })
+}
+
+fn interleave(
+    arena: &mut WeightArena,
+    body: RowMajor,
+    rows: usize,
+    nb: usize,
+) -> Result<PackedBody, PackError> {
+    // 8-bit quants plus the offset: `q as u8 ^ 0x80` is `q + 128`.
+    let offset = |qs: &[i8]| -> Vec<u8> { qs.iter().map(|&q| q as u8 ^ 0x80).collect() };
+    let zero8 = Q8_OFFSET as u8;
+    Ok(match body {
+        RowMajor::Q8 { qs, d } => PackedBody::Q8 {
+            d: interleave_items(arena, &d, rows, nb, (1, 1), 0.0)?,
+            qs: interleave_items(arena, &offset(&qs), rows, nb, (BLOCK, STEP), zero8)?,
         },
-        PackedBody::Q4 { qs, d, m } => PackedBody::Q4 {
-            qs: interleave_items(&qs, rows, nb, BLOCK / 2, 0),
-            d: interleave_items(&d, rows, nb, 1, 0.0),
-            m: m.map(|m| interleave_items(&m, rows, nb, 1, 0.0)),
+        RowMajor::Q4 { qs, d, m } => PackedBody::Q4 {
+            d: interleave_items(arena, &d, rows, nb, (1, 1), 0.0)?,
+            m: m.map(|m| interleave_items(arena, &m, rows, nb, (1, 1), 0.0))
+                .transpose()?,
+            qs: interleave_items(arena, &qs, rows, nb, (BLOCK / 2, STEP), 0)?,
         },
-        PackedBody::Q8x16 { qs, s } => PackedBody::Q8x16 {
-            qs: interleave_items(&qs, rows, nb, BLOCK, 0),
-            s: interleave_items(&s, rows, nb, 2, 0.0),
+        RowMajor::Q8x16 { qs, s } => PackedBody::Q8x16 {
+            s: interleave_items(arena, &s, rows, nb, (2, 1), 0.0)?,
+            qs: interleave_items(arena, &offset(&qs), rows, nb, (BLOCK, STEP), zero8)?,
         },
-    }
+    })
 }

@@ -75,7 +75,7 @@ fn shapes(ty: NativeType) -> Vec<(usize, usize, usize)> {
     };
     let mut out = Vec::new();
     for &k in cols {
-        for &(rows, tokens) in &[(1, 1), (3, 5), (17, 3), (6, 70), (33, 1)] {
+        for &(rows, tokens) in &[(1, 1), (3, 5), (17, 3), (6, 70), (33, 1), (16, 2)] {
             out.push((rows, k, tokens));
         }
     }
@@ -105,19 +105,11 @@ fn repacking_reads_every_weight_as_ggml_does() {
 /// sum: the two cancel where the weights are near zero, and each carries
 /// its own rounding.
 fn constant_terms(packed: &PackedMatrix, r: usize, a: &[f32]) -> f64 {
-    let PackedBody::Q4 { d, m, .. } = &packed.body else {
-        return 0.0;
-    };
-    let nb = packed.cols / BLOCK;
-    (0..nb)
-        .map(|b| {
-            let i = r * nb + b;
-            let min = m.as_ref().map_or(-8.0 * d[i], |m| m[i]);
-            let sum: f64 = a[b * BLOCK..(b + 1) * BLOCK]
-                .iter()
-                .map(|&v| f64::from(v))
-                .sum();
-            (f64::from(min) * sum).abs()
+    a.chunks_exact(BLOCK)
+        .enumerate()
+        .map(|(b, block)| {
+            let sum: f64 = block.iter().map(|&v| f64::from(v)).sum();
+            (f64::from(packed.block_constant(r, b)) * sum).abs()
         })
         .sum()
 }
