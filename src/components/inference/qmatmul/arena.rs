@@ -55,7 +55,12 @@ impl Chunk {
     fn map(bytes: usize) -> std::io::Result<Self> {
         let huge = bytes >= HUGE_PAGE_BYTES;
         // Room to start at a huge-page boundary wherever the mapping lands.
-        let len = if huge { bytes + HUGE_PAGE_BYTES } else { bytes };
+        let len = if huge {
+            bytes.checked_add(HUGE_PAGE_BYTES)
+        } else {
+            Some(bytes)
+        }
+        .ok_or_else(|| std::io::Error::other(format!("{bytes} bytes exceed the address space")))?;
         let mut map = memmap2::MmapOptions::new().len(len).map_anon()?;
         if huge {
             // Best effort: a kernel without transparent huge pages keeps
@@ -119,10 +124,19 @@ impl WeightArena {
             Some(current) if fits(&current) => current,
             // The new chunk holds at least this array and the alignment
             // of the next.
-            _ => (
-                Arc::new(Chunk::map(self.chunk_bytes.max(bytes + ALIGN_BYTES))?),
-                0,
-            ),
+            _ => {
+                let need = bytes.checked_add(ALIGN_BYTES).ok_or_else(|| {
+                    std::io::Error::other(format!("{bytes} bytes exceed the address space"))
+                })?;
+                let fresh = (Arc::new(Chunk::map(self.chunk_bytes.max(need))?), 0);
+                // A mapping shorter than asked would be written past.
+                if !fits(&fresh) {
+                    return Err(std::io::Error::other(
+                        "a mapping came back shorter than asked",
+                    ));
+                }
+                fresh
+            }
         };
         let offset = used.next_multiple_of(ALIGN_BYTES);
         // SAFETY: `[offset, offset + bytes)` lies inside the chunk (checked
