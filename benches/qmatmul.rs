@@ -17,7 +17,7 @@
 use std::hint::black_box;
 
 use campaign::components::inference::qmatmul::{
-    Isa, NativeType, PackedBody, PackedMatrix, QuantizedActivations, WeightArena,
+    Isa, NativeType, PackedBody, PackedMatrix, QuantizedActivations, Scales, WeightArena,
 };
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor};
 use candle_core::{Device, Module, Tensor};
@@ -108,12 +108,16 @@ fn read_all(m: &PackedMatrix) -> u64 {
         let (_, words, _) = unsafe { items.align_to::<u64>() };
         words.iter().fold(0u64, |a, &w| a.wrapping_add(w))
     }
+    let scales = |s: &Scales| match s {
+        Scales::F32(d) => words(d),
+        Scales::Super { q, d } => words(q).wrapping_add(words(d)),
+    };
     match &m.body {
         PackedBody::Q8 { qs, d } => words(qs).wrapping_add(words(d)),
         PackedBody::Q4 { qs, d, m } => words(qs)
-            .wrapping_add(words(d))
-            .wrapping_add(m.as_ref().map_or(0, |m| words(m))),
-        PackedBody::Q8x16 { qs, s } => words(qs).wrapping_add(words(s)),
+            .wrapping_add(scales(d))
+            .wrapping_add(m.as_ref().map_or(0, scales)),
+        PackedBody::Q6 { ql, qh, s } => words(ql).wrapping_add(words(qh)).wrapping_add(scales(s)),
     }
 }
 

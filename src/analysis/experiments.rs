@@ -369,7 +369,9 @@ pub fn on_profiled_time(
 }
 
 /// Replaces the assumed speed-up of every remedy that has an experiment by
-/// the measured one, recomputes time saved, ROI, "after" and the weeks,
+/// the measured one carried to all profiled time (where the analysis
+/// profiled the experiment's benchmarks; elsewhere the estimate stays),
+/// recomputes time saved, ROI, "after" and the weeks,
 /// and re-sorts the plan by ROI. Remedies without an experiment keep their
 /// estimate (and say so).
 pub fn apply_measurements(
@@ -385,29 +387,35 @@ pub fn apply_measurements(
         let Some(speedup) = m.measured_speedup.filter(|s| s.is_finite() && *s > 0.0) else {
             continue;
         };
-        let (overall, overall_ci95) = match &e.on_profiled_time {
-            Some(p) => (p.overall_speedup, p.ci95),
-            None => (speedup, m.ci95),
-        };
-        r.estimated_speedup = overall;
-        if let Some(ci) = overall_ci95 {
-            r.estimated_speedup_range = ci;
+        // Without the benchmarks' share of the profiled time, the measured
+        // speed-up says nothing about the rest of it: the overall figures
+        // stay the estimate rather than claim the benchmark's gain for all.
+        if let Some(p) = &e.on_profiled_time {
+            r.estimated_speedup = p.overall_speedup;
+            if let Some(ci) = p.ci95 {
+                r.estimated_speedup_range = ci;
+            }
+            r.time_saved_s_per_run = profiled_time_s * (1.0 - 1.0 / p.overall_speedup);
+            r.estimated_roi = r.time_saved_s_per_run / r.effort_days;
+            r.estimated_after_s = profiled_time_s / p.overall_speedup;
         }
-        r.time_saved_s_per_run = profiled_time_s * (1.0 - 1.0 / overall);
-        r.estimated_roi = r.time_saved_s_per_run / r.effort_days;
-        r.estimated_after_s = profiled_time_s / overall;
         r.measured = Some(MeasuredRemedy {
             speedup,
             ci95: m.ci95,
             p_value: m.p_value,
             verdict: m.verdict,
-            overall_speedup: overall,
-            overall_ci95,
+            overall_speedup: e.on_profiled_time.as_ref().map(|p| p.overall_speedup),
+            overall_ci95: e.on_profiled_time.as_ref().and_then(|p| p.ci95),
             runs_per_side: m.runs_per_side,
             benchmarks: e.benchmarks.clone(),
             toggle: e.toggle_description.clone(),
             measured_at: e.measured_at,
-            quality: super::worst_quality(&e.quality),
+            // A toggle that can change outputs and has no verdict (the
+            // measurement failed, or reached no model) is not a win.
+            quality: super::worst_quality(&e.quality).or(e
+                .toggle
+                .can_change_outputs()
+                .then_some(super::QualityState::NotMeasured)),
         });
     }
     plan.sort_by(|a, b| b.estimated_roi.total_cmp(&a.estimated_roi));
@@ -424,4 +432,125 @@ pub fn by_day(benchmarks: &[DayBenchmark]) -> BTreeMap<u32, Vec<String>> {
         }
     }
     days
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::analysis::{QualityState, Risk};
+
+    fn plan_of(name: &str) -> RemedyEstimate {
+        RemedyEstimate {
+            remedy: name.into(),
+            components: vec!["c".into()],
+            functions: vec!["f".into()],
+            share_pct: 50.0,
+            share_ci95_pct: None,
+            samples: 100,
+            assumed_remedy_speedup: [1.5, 2.0],
+            speedup_source: "test".into(),
+            estimated_speedup: 1.2,
+            estimated_speedup_range: [1.1, 1.3],
+            time_saved_s_per_run: 10.0 * (1.0 - 1.0 / 1.2),
+            estimated_roi: 10.0 * (1.0 - 1.0 / 1.2),
+            effort_days: 1.0,
+            risk: Risk::Low,
+            estimated_after_s: 10.0 / 1.2,
+            week: 1,
+            evidence_benchmarks: Vec::new(),
+            measured: None,
+        }
+    }
+
+    /// A gain of ×2 on benchmarks that took `benchmarks_time_s` of 10 s.
+    fn experiment(name: &str, toggle: Toggle, benchmarks_time_s: Option<f64>) -> Experiment {
+        Experiment {
+            remedy: name.into(),
+            toggle,
+            toggle_description: "t".into(),
+            measured_at: Utc::now(),
+            quick: false,
+            benchmarks: vec![DayBenchmark {
+                day: 1,
+                benchmark: "b".into(),
+            }],
+            order_seed: 1,
+            order: Vec::new(),
+            measurement: Measurement {
+                runs_per_side: 9,
+                design: "paired".into(),
+                baseline_time_s: Some(2.0),
+                toggled_time_s: Some(1.0),
+                measured_speedup: Some(2.0),
+                ratio_of_medians: Some(2.0),
+                threshold_pct: Some(5.0),
+                ci95: Some([1.8, 2.2]),
+                p_value: Some(0.001),
+                verdict: ExperimentVerdict::Gain,
+                reason: "planted".into(),
+                cases: Vec::new(),
+            },
+            on_profiled_time: benchmarks_time_s
+                .and_then(|te| on_profiled_time(2.0, Some([1.8, 2.2]), 10.0, te)),
+            quality: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn toggle(param: Option<&str>, model_option: Option<&str>) -> Toggle {
+        Toggle {
+            param: param.map(str::to_string),
+            setting: None,
+            model_option: model_option.map(str::to_string),
+            model: None,
+            value: toml::Value::Boolean(true),
+            benchmarks: Vec::new(),
+        }
+    }
+
+    fn applied(e: Experiment) -> RemedyEstimate {
+        let mut file = ExperimentsFile::new("c");
+        file.upsert(e);
+        let mut plan = [plan_of("r")];
+        apply_measurements(&mut plan, 10.0, &file);
+        let [r] = plan;
+        r
+    }
+
+    /// Benchmarks that took 5 of 10 profiled seconds, twice as fast:
+    /// 10 ÷ (5 + 5/2) = ×1.333 on all of it, and the plan says so.
+    #[test]
+    fn a_measured_gain_is_carried_to_the_profiled_time_by_its_share() {
+        let r = applied(experiment("r", toggle(Some("p"), None), Some(5.0)));
+        let m = r.measured.as_ref().unwrap();
+        assert_eq!(m.overall_speedup, Some(10.0 / 7.5));
+        assert!((r.estimated_speedup - 10.0 / 7.5).abs() < 1e-12);
+        assert!((r.estimated_after_s - 7.5).abs() < 1e-12);
+        assert_eq!(m.quality, None);
+        assert!(m.is_win());
+    }
+
+    /// Without the benchmarks' share, the benchmark's ×2 is not the
+    /// overall speed-up: the plan keeps its estimate and says it is one.
+    #[test]
+    fn an_unprofiled_experiment_leaves_the_overall_estimate_alone() {
+        let r = applied(experiment("r", toggle(Some("p"), None), None));
+        let m = r.measured.as_ref().unwrap();
+        assert_eq!(m.speedup, 2.0);
+        assert_eq!(m.overall_speedup, None);
+        assert_eq!(r.estimated_speedup, 1.2);
+        assert_eq!(r.estimated_speedup_range, [1.1, 1.3]);
+        assert!((r.estimated_after_s - 10.0 / 1.2).abs() < 1e-12);
+    }
+
+    /// A toggle that can change outputs is a win only with a verdict that
+    /// quality holds: none reached (the measurement failed) is not one.
+    #[test]
+    fn an_output_changing_gain_without_a_quality_verdict_is_not_a_win() {
+        let r = applied(experiment("r", toggle(None, Some("quantize")), Some(5.0)));
+        let m = r.measured.as_ref().unwrap();
+        assert_eq!(m.quality, Some(QualityState::NotMeasured));
+        assert!(!m.is_win());
+        assert_eq!(r.week, 2);
+    }
 }

@@ -57,21 +57,26 @@ pub struct MeasuredRemedy {
     pub ci95: Option<[f64; 2]>,
     pub p_value: Option<f64>,
     pub verdict: ExperimentVerdict,
-    /// On all profiled time (the Amdahl input replaced by a measurement).
-    pub overall_speedup: f64,
+    /// On all profiled time (the Amdahl input replaced by a measurement):
+    /// `None` when the analysis did not profile the experiment's
+    /// benchmarks, so their share of that time is unknown and the plan's
+    /// overall figures stay its estimate.
+    pub overall_speedup: Option<f64>,
     pub overall_ci95: Option<[f64; 2]>,
     pub runs_per_side: usize,
     pub benchmarks: Vec<DayBenchmark>,
     pub toggle: String,
     pub measured_at: DateTime<Utc>,
     /// The worst quality verdict over the toggled models, when the toggle
-    /// can change outputs: a gain counts only where quality holds.
+    /// can change outputs (`NotMeasured` when none was reached): a gain
+    /// counts only where quality holds. `None`: the toggle cannot change
+    /// outputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub quality: Option<super::QualityState>,
 }
 
 impl MeasuredRemedy {
-    /// Faster, and (where it was measured) no worse.
+    /// Faster, and no worse where the toggle can change outputs.
     pub fn is_win(&self) -> bool {
         self.verdict == ExperimentVerdict::Gain
             && self.quality.is_none_or(|q| q == super::QualityState::Holds)

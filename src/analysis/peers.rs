@@ -14,6 +14,8 @@ pub const PEER_RATIO_RULE: &str = "ours ÷ the peer's tokens/s: exp of the Hodge
 /// threads when it says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct PeerTest {
+    /// Our side's model name (a peer's command line has none).
+    model: Option<String>,
     file: String,
     test: String,
     threads: Option<u32>,
@@ -41,6 +43,7 @@ fn llama_bench_test(argv: &[String]) -> Option<PeerTest> {
     };
     let threads = value("-t").and_then(|t| t.parse().ok());
     Some(PeerTest {
+        model: None,
         file: model,
         test,
         threads,
@@ -72,6 +75,7 @@ fn our_test(result: &BenchmarkResult) -> Option<PeerTest> {
         .and_then(|t| t.as_u64())
         .and_then(|t| u32::try_from(t).ok());
     Some(PeerTest {
+        model: Some(model.to_string()),
         file: file.to_string(),
         test,
         threads,
@@ -128,6 +132,7 @@ pub fn peer_comparisons(results: &[BenchmarkResult]) -> Vec<PeerComparison> {
                 weights: Path::new(&key.file)
                     .file_name()
                     .map_or(key.file.clone(), |f| f.to_string_lossy().into_owned()),
+                model: key.model.clone(),
                 threads: key.threads.or(peer_key.threads),
                 ours: ours.case_id.clone(),
                 peer: peer.case_id.clone(),
@@ -154,6 +159,7 @@ mod tests {
     #[test]
     fn llama_bench_command_lines_name_their_test() {
         let test = |file: &str, test: &str, threads| PeerTest {
+            model: None,
             file: file.into(),
             test: test.into(),
             threads,

@@ -228,7 +228,7 @@ mod tests {
             ci95: None,
             p_value: None,
             verdict: crate::analysis::ExperimentVerdict::Gain,
-            overall_speedup: 1.6,
+            overall_speedup: Some(1.6),
             overall_ci95: None,
             runs_per_side: 9,
             benchmarks: vec![bench],

@@ -10,6 +10,10 @@ pub struct PeerComparison {
     pub test: String,
     /// The weights file both loaded.
     pub weights: String,
+    /// Our side's name for the model (`[models.NAME]`): the file's own
+    /// name (`model.gguf`) does not tell apart the models of a day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     pub threads: Option<u32>,
     pub ours: String,
     pub peer: String,
@@ -24,4 +28,14 @@ pub struct PeerComparison {
     pub ratio: f64,
     pub ratio_ci95: Option<[f64; 2]>,
     pub samples: [usize; 2],
+}
+
+impl PeerComparison {
+    /// The weights as a reader tells them apart: `q4_k (model.gguf)`.
+    pub fn weights_label(&self) -> String {
+        match &self.model {
+            Some(model) if *model != self.weights => format!("{model} ({})", self.weights),
+            _ => self.weights.clone(),
+        }
+    }
 }

@@ -422,7 +422,7 @@ fn peers_section(report: &DailyReport) -> String {
             out,
             "<tr><td>{}</td><td>{}</td><td>{}</td><td>{:.0}</td><td>{}</td><td>{:.0}</td><td>×{:.2}</td><td>{}</td><td>{}, {}</td></tr>",
             escape_markup(&row.test),
-            escape_markup(&row.weights),
+            escape_markup(&row.weights_label()),
             row.threads.map_or("—".into(), |t| t.to_string()),
             row.ours_tokens_per_s,
             escape_markup(&row.peer_program),
@@ -439,7 +439,7 @@ fn peers_section(report: &DailyReport) -> String {
         .peers
         .iter()
         .map(|row| RatioRow {
-            label: format!("{} {}", row.test, row.weights),
+            label: format!("{} {}", row.test, row.weights_label()),
             ratio: row.ratio,
             threshold_pct: 0.0,
             class: if row.ratio >= 1.0 {

@@ -55,7 +55,7 @@ fn item(out: &mut String, r: &RemedyEstimate, profiled_time_s: f64) {
         Some(m) => {
             let _ = writeln!(
                 out,
-                "- **Measured** ({}, {} pairs of runs in ABBA order, {}): ×{:.3} on {} ({}, p = {}) → {}{}. On all profiled time: ×{:.3}{}. The catalog's assumption (s = {low}–{high}) is not used.",
+                "- **Measured** ({}, {} pairs of runs in ABBA order, {}): ×{:.3} on {} ({}, p = {}) → {}{}. On all profiled time: {}.",
                 m.toggle,
                 m.runs_per_side,
                 m.measured_at.format("%Y-%m-%d %H:%M UTC"),
@@ -70,9 +70,18 @@ fn item(out: &mut String, r: &RemedyEstimate, profiled_time_s: f64) {
                 m.verdict.describe(),
                 m.quality
                     .map_or(String::new(), |q| format!(", {}", q.describe())),
-                m.overall_speedup,
-                m.overall_ci95
-                    .map_or(String::new(), |ci| format!(" ({})", interval(Some(ci)))),
+                match m.overall_speedup {
+                    Some(overall) => format!(
+                        "×{overall:.3}{}. The catalog's assumption (s = {low}–{high}) is not used",
+                        m.overall_ci95
+                            .map_or(String::new(), |ci| format!(" ({})", interval(Some(ci))))
+                    ),
+                    None => format!(
+                        "not measured, because the analysis did not profile these benchmarks, so their share of the time is unknown; the overall figures stay the Amdahl estimate ×{:.3} (p = {}, s = {low}–{high} assumed)",
+                        r.estimated_speedup,
+                        p_with_interval(r.share_pct, r.share_ci95_pct),
+                    ),
+                },
             );
         }
         None => {
@@ -121,7 +130,9 @@ fn speedup_cell(r: &RemedyEstimate) -> String {
 /// How a remedy's quality reads in the summary.
 fn quality_cell(r: &RemedyEstimate) -> &'static str {
     match &r.measured {
-        Some(m) => m.quality.map_or("— (no quality verdict)", |q| q.describe()),
+        Some(m) => m
+            .quality
+            .map_or("— (the toggle cannot change outputs)", |q| q.describe()),
         None => "not measured",
     }
 }
@@ -265,7 +276,10 @@ fn overall_cell(r: &RemedyEstimate) -> String {
     format!(
         "×{:.3} ({})",
         r.estimated_speedup,
-        if r.measured.is_some() {
+        if r.measured
+            .as_ref()
+            .is_some_and(|m| m.overall_speedup.is_some())
+        {
             "measured"
         } else {
             "estimate"
@@ -470,7 +484,7 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
         ("after", Align::Right),
     ]);
     for r in &a.remedy_plan {
-        let after = match &r.measured {
+        let after = match r.measured.as_ref().filter(|m| m.overall_speedup.is_some()) {
             Some(m) => format!(
                 "{:.2} s (measured{})",
                 r.estimated_after_s,
@@ -644,7 +658,7 @@ mod tests {
             ci95: Some([1.8, 2.2]),
             p_value: Some(0.001),
             verdict: crate::analysis::ExperimentVerdict::Gain,
-            overall_speedup: 1.2,
+            overall_speedup: Some(1.2),
             overall_ci95: Some([1.1, 1.3]),
             runs_per_side: 9,
             benchmarks: Vec::new(),

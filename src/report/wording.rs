@@ -342,7 +342,7 @@ pub fn peer_sentence(row: &PeerComparison) -> String {
     format!(
         "{} on {}{threads}: ours {:.0} tokens/s, {}'s {:.0}: ours ÷ theirs ×{:.2}{}",
         row.test,
-        row.weights,
+        row.weights_label(),
         row.ours_tokens_per_s,
         row.peer_program,
         row.peer_tokens_per_s,

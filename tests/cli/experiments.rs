@@ -98,8 +98,11 @@ fn planted_remedies_are_measured_and_the_roadmap_uses_the_measurements() {
     assert!(lo <= s && s <= hi, "the point lies in its interval");
 
     let null = experiment(&file, "Change nothing in the minor hotspot");
+    // No change was planted: a false alarm is a declared gain or loss.
+    // Drift within the sitting may still leave an interval beside ×1 that
+    // the gate does not call (inconclusive, below the threshold).
     assert!(
-        null["verdict"] == "no_gain_shown" || null["verdict"] == "below_threshold",
+        null["verdict"] != "gain" && null["verdict"] != "loss",
         "{null:#}"
     );
     let s = null["measured_speedup"].as_f64().unwrap();

@@ -361,6 +361,7 @@ fn our_engine_and_a_peer_on_the_same_file_and_test_are_paired() {
     ] {
         assert_eq!(row["test"], test, "{row:#}");
         assert_eq!(row["weights"], "model.gguf");
+        assert_eq!(row["model"], "q8", "our side names its model");
         assert_eq!(row["threads"], 1);
         assert_eq!(row["samples"], serde_json::json!([3, 2]));
         let ours = result(&report, row["ours"].as_str().unwrap());
@@ -381,7 +382,7 @@ fn our_engine_and_a_peer_on_the_same_file_and_test_are_paired() {
         );
         assert!(
             stdout.contains(&format!(
-                "beside a peer: {test} on model.gguf, 1 thread: ours"
+                "beside a peer: {test} on q8 (model.gguf), 1 thread: ours"
             )),
             "{stdout}"
         );
@@ -392,7 +393,7 @@ fn our_engine_and_a_peer_on_the_same_file_and_test_are_paired() {
         "the page has the table"
     );
     assert!(
-        html.contains("Beside a peer: pp32 on model.gguf"),
+        html.contains("Beside a peer: pp32 on q8 (model.gguf)"),
         "and the finding"
     );
     assert!(html.contains("ours ÷ peer, tokens/s"), "and the chart");

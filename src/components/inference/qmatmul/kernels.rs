@@ -13,7 +13,9 @@
 #![allow(clippy::needless_range_loop)]
 
 use super::activations::TokenRef;
-use super::pack::{BLOCK, INTERLEAVE, PackedBody, Q8_OFFSET, STEP};
+use super::pack::{
+    BLOCK, BLOCKS_PER_SUPER, INTERLEAVE, PackedBody, Q6_OFFSET, Q8_OFFSET, STEP, Scales,
+};
 
 /// Tokens one call handles: each weight block is loaded once and used
 /// this many times.
@@ -101,6 +103,54 @@ pub(super) fn dot(isa: Isa, rows: RowGroup<'_>, tokens: &[TokenRef<'_>], out: &m
     }
 }
 
+/// A layout's scales for one group, as the vector kernels read them.
+#[derive(Clone, Copy)]
+enum ScalePtr {
+    /// One f32 per unit (block, or half-block) and row.
+    F32(*const f32),
+    /// An i8 per unit and row, times an f32 per super-block and row.
+    Super(*const i8, *const f32),
+}
+
+impl ScalePtr {
+    /// Group `group`'s part of `s`, with `units` scales per row (bounds
+    /// checked here, once per call).
+    fn of(s: &Scales, group: usize, units: usize, nb: usize) -> Self {
+        const R: usize = INTERLEAVE;
+        match s {
+            Scales::F32(d) => Self::F32(d[group * units * R..][..units * R].as_ptr()),
+            Scales::Super { q, d } => {
+                let supers = nb / BLOCKS_PER_SUPER;
+                Self::Super(
+                    q[group * units * R..][..units * R].as_ptr(),
+                    d[group * supers * R..][..supers * R].as_ptr(),
+                )
+            }
+        }
+    }
+
+    /// Asks for the scales of the blocks a prefetch of the quants reaches
+    /// (`per_block` units of `R` scales per block, against `quant_bytes`
+    /// of quants).
+    #[cfg(target_arch = "x86_64")]
+    #[inline(always)]
+    unsafe fn prefetch(self, b: usize, per_block: usize, quant_bytes: usize) {
+        const R: usize = INTERLEAVE;
+        match self {
+            Self::F32(d) => unsafe {
+                prefetch_ahead(
+                    d.add(b * per_block * R).cast(),
+                    4 * per_block * R,
+                    quant_bytes,
+                )
+            },
+            Self::Super(q, _) => unsafe {
+                prefetch_ahead(q.add(b * per_block * R).cast(), per_block * R, quant_bytes)
+            },
+        }
+    }
+}
+
 mod portable {
     use super::*;
 
@@ -130,50 +180,75 @@ mod portable {
         sums
     }
 
+    /// q6_K's sums of the block's two halves for each row: the nibbles of
+    /// `ql` with the high bits of `qh` (see `pack_high_bits`).
+    fn q6_sums(ql: &[u8], qh: &[u8], a: &[i8]) -> [[i32; INTERLEAVE]; 2] {
+        const R: usize = INTERLEAVE;
+        let mut sums = [[0i32; R]; 2];
+        for step in 0..BLOCK / 2 / STEP {
+            let (pair, second) = (step / 2, step % 2);
+            for r in 0..R {
+                for k in 0..STEP {
+                    let byte = ql[(step * R + r) * STEP + k];
+                    let bits = qh[(pair * R + r) * STEP + k] >> (4 * second);
+                    let lo = (byte & 0xF) | ((bits & 3) << 4);
+                    let hi = (byte >> 4) | (((bits >> 2) & 3) << 4);
+                    let e = step * STEP + k;
+                    sums[0][r] += i32::from(lo) * i32::from(a[e]);
+                    sums[1][r] += i32::from(hi) * i32::from(a[16 + e]);
+                }
+            }
+        }
+        sums
+    }
+
     pub(super) fn dot(rows: RowGroup<'_>, tokens: &[TokenRef<'_>], out: &mut [f32]) {
+        const R: usize = INTERLEAVE;
         let (nb, n, g) = (rows.cols / BLOCK, tokens.len(), rows.group);
+        let supers = nb / BLOCKS_PER_SUPER;
+        // The scale of unit `unit` (of `per_block` per block) of row `r`.
+        let scale = |s: &Scales, per_block: usize, b: usize, k: usize, r: usize| {
+            let i = ((g * nb + b) * per_block + k) * R + r;
+            s.value(i, (g * supers + b / BLOCKS_PER_SUPER) * R + r)
+        };
         // The offset comes out of the sum as `−128 · Σ a`, as in the vector
         // kernels.
         let q8 = |byte: u8| [i32::from(byte)];
         for (t, token) in tokens.iter().enumerate() {
-            let mut acc = [0f32; INTERLEAVE];
+            let mut acc = [0f32; R];
             for b in 0..nb {
                 let a = &token.qs[b * BLOCK..][..BLOCK];
-                let at = (g * nb + b) * INTERLEAVE;
+                let at = (g * nb + b) * R;
                 match rows.body {
                     PackedBody::Q8 { qs, d } => {
-                        let w = &qs[at * BLOCK..][..INTERLEAVE * BLOCK];
+                        let w = &qs[at * BLOCK..][..R * BLOCK];
                         let sums = block_sums(w, a, |step| [step * STEP], q8);
                         let offset = Q8_OFFSET * token.sum[b];
-                        for r in 0..INTERLEAVE {
+                        for r in 0..R {
                             acc[r] += d[at + r] * token.d[b] * (sums[r] - offset) as f32;
                         }
                     }
-                    PackedBody::Q8x16 { qs, s } => {
-                        let w = &qs[at * BLOCK..][..INTERLEAVE * BLOCK];
-                        // The steps of each half of the block's elements.
-                        let half = INTERLEAVE * BLOCK / 2;
-                        let lo = block_sums(&w[..half], a, |step| [step * STEP], q8);
-                        let hi = block_sums(&w[half..], a, |step| [16 + step * STEP], q8);
-                        let scales = &s[2 * at..][..2 * INTERLEAVE];
-                        let offset = [0, 1].map(|k| Q8_OFFSET * token.half_sum[2 * b + k]);
-                        for r in 0..INTERLEAVE {
-                            let sum = (lo[r] - offset[0]) as f32 * scales[r]
-                                + (hi[r] - offset[1]) as f32 * scales[INTERLEAVE + r];
+                    PackedBody::Q6 { ql, qh, s } => {
+                        let sums = q6_sums(&ql[at * 16..][..R * 16], &qh[at * 8..][..R * 8], a);
+                        let offset = [0, 1].map(|k| Q6_OFFSET * token.half_sum[2 * b + k]);
+                        for r in 0..R {
+                            let sum = (sums[0][r] - offset[0]) as f32 * scale(s, 2, b, 0, r)
+                                + (sums[1][r] - offset[1]) as f32 * scale(s, 2, b, 1, r);
                             acc[r] += token.d[b] * sum;
                         }
                     }
                     PackedBody::Q4 { qs, d, m } => {
-                        let w = &qs[at * BLOCK / 2..][..INTERLEAVE * BLOCK / 2];
+                        let w = &qs[at * BLOCK / 2..][..R * BLOCK / 2];
                         let sums = block_sums(
                             w,
                             a,
                             |step| [step * STEP, 16 + step * STEP],
                             |byte| [i32::from(byte & 0xF), i32::from(byte >> 4)],
                         );
-                        for r in 0..INTERLEAVE {
-                            let min = m.as_ref().map_or(-8.0 * d[at + r], |m| m[at + r]);
-                            acc[r] += d[at + r] * token.d[b] * sums[r] as f32 + min * token.s[b];
+                        for r in 0..R {
+                            let d = scale(d, 1, b, 0, r);
+                            let min = m.as_ref().map_or(-8.0 * d, |m| scale(m, 1, b, 0, r));
+                            acc[r] += d * token.d[b] * sums[r] as f32 + min * token.s[b];
                         }
                     }
                 }
@@ -186,8 +261,8 @@ mod portable {
 }
 
 /// A variant's entry point: the tile of `tokens.len()` tokens, for the
-/// layout of `rows`, calling the variant's own `q8` and `q4` (the same in
-/// every variant but for its target features).
+/// layout of `rows`, calling the variant's own `q8`, `q4` and `q6` (the
+/// same in every variant but for its target features).
 #[cfg(target_arch = "x86_64")]
 macro_rules! shape_dispatch {
     ($features:literal) => {
@@ -198,12 +273,20 @@ macro_rules! shape_dispatch {
             out: &mut [f32],
         ) {
             let (nb, g) = (rows.cols / BLOCK, rows.group);
-            // SAFETY: same features; shapes checked by the callers.
+            // SAFETY: same features; shapes checked by the callers and by
+            // `ScalePtr::of`.
             unsafe {
                 match rows.body {
-                    PackedBody::Q8 { qs, d } => q8::<N, false>(qs, d, nb, g, tokens, out),
-                    PackedBody::Q8x16 { qs, s } => q8::<N, true>(qs, s, nb, g, tokens, out),
-                    PackedBody::Q4 { qs, d, m } => q4::<N>(qs, d, m.as_deref(), nb, g, tokens, out),
+                    PackedBody::Q8 { qs, d } => q8::<N>(qs, d, nb, g, tokens, out),
+                    PackedBody::Q4 { qs, d, m } => {
+                        let d = ScalePtr::of(d, g, nb, nb);
+                        let m = m.as_ref().map(|m| ScalePtr::of(m, g, nb, nb));
+                        q4::<N>(qs, d, m, nb, g, tokens, out)
+                    }
+                    PackedBody::Q6 { ql, qh, s } => {
+                        let s = ScalePtr::of(s, g, 2 * nb, nb);
+                        q6::<N>(ql, qh, s, nb, g, tokens, out)
+                    }
                 }
             }
         }
@@ -231,6 +314,11 @@ fn step_bytes(p: *const i8) -> i32 {
     unsafe { p.cast::<i32>().read_unaligned() }
 }
 
+// In the kernels below, values computed once per block are written out
+// rather than built by closures (`array::from_fn`, `Option::map`): a
+// closure does not always inline into a `target_feature` function, and
+// q6_K's prefill spent 11 % of its time calling one per block.
+
 /// AVX2: the group's 16 rows as two registers of 8, each lane one row.
 #[cfg(target_arch = "x86_64")]
 mod avx2 {
@@ -238,7 +326,7 @@ mod avx2 {
     use core::arch::x86_64::*;
 
     /// Lanes of unsigned × signed 4-byte dot products (each pair sum
-    /// stays inside i16: the callers keep `|u| ≤ 128` or `u ≤ 15`).
+    /// stays inside i16: the callers keep `|u| ≤ 128` or `u ≤ 63`).
     #[inline]
     #[target_feature(enable = "avx2,fma")]
     fn udot(u: __m256i, s: __m256i) -> __m256i {
@@ -252,12 +340,30 @@ mod avx2 {
         unsafe { _mm256_loadu_si256(p.cast()) }
     }
 
-    /// The group's rows × N tokens of q8_0 (or, with `HALVES`, q6_K's one
-    /// scale per 16). `vpmaddubsw` would saturate on offset quants, so
-    /// they go back to signed and the sign moves onto the activations.
+    /// Half `h` (8 rows) of the scales of unit `unit`, in super-block `sup`.
     #[inline]
     #[target_feature(enable = "avx2,fma")]
-    unsafe fn q8<const N: usize, const HALVES: bool>(
+    unsafe fn scales8(s: ScalePtr, unit: usize, sup: usize, h: usize) -> __m256 {
+        const R: usize = INTERLEAVE;
+        // SAFETY: `ScalePtr::of` checked the group's units and supers.
+        unsafe {
+            match s {
+                ScalePtr::F32(d) => _mm256_loadu_ps(d.add(unit * R + 8 * h)),
+                ScalePtr::Super(q, d) => {
+                    let q = _mm_loadl_epi64(q.add(unit * R + 8 * h).cast());
+                    let q = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+                    _mm256_mul_ps(q, _mm256_loadu_ps(d.add(sup * R + 8 * h)))
+                }
+            }
+        }
+    }
+
+    /// The group's rows × N tokens of q8_0. `vpmaddubsw` would saturate on
+    /// offset quants, so they go back to signed and the sign moves onto
+    /// the activations.
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn q8<const N: usize>(
         qs: &[u8],
         d: &[f32],
         nb: usize,
@@ -266,22 +372,20 @@ mod avx2 {
         out: &mut [f32],
     ) {
         const R: usize = INTERLEAVE;
-        let per_block = if HALVES { 2 } else { 1 };
         let flip = _mm256_set1_epi8(-128);
         let mut acc = [[_mm256_setzero_ps(); 2]; N];
         let w = qs[group * nb * R * BLOCK..][..nb * R * BLOCK].as_ptr();
-        let d = d[group * nb * R * per_block..][..nb * R * per_block].as_ptr();
+        let d = d[group * nb * R..][..nb * R].as_ptr();
         let a_at: [*const i8; N] = core::array::from_fn(|t| tokens[t].qs[..nb * BLOCK].as_ptr());
         let ad: [&[f32]; N] = core::array::from_fn(|t| &tokens[t].d[..nb]);
         for b in 0..nb {
-            // Per token and half of the rows: the sums of the block's two
-            // halves of elements.
-            let mut sums = [[[_mm256_setzero_si256(); 2]; 2]; N];
+            let mut sums = [[_mm256_setzero_si256(); 2]; N];
             if N == 1 {
                 // SAFETY: prefetches do not fault, wherever they point.
                 unsafe {
-                    prefetch_ahead(w.add(b * R * BLOCK), R * BLOCK, d.add(b * R * per_block))
-                };
+                    prefetch_ahead(w.add(b * R * BLOCK), R * BLOCK, R * BLOCK);
+                    prefetch_ahead(d.add(b * R).cast(), 4 * R, R * BLOCK);
+                }
             }
             for step in 0..BLOCK / STEP {
                 for h in 0..2 {
@@ -295,31 +399,16 @@ mod avx2 {
                             a_at[t].add(b * BLOCK + step * STEP)
                         }));
                         let p = udot(magnitude, _mm256_sign_epi8(a, signed));
-                        let k = step * STEP / 16;
-                        sums[t][h][k] = _mm256_add_epi32(sums[t][h][k], p);
+                        sums[t][h] = _mm256_add_epi32(sums[t][h], p);
                     }
                 }
             }
             for h in 0..2 {
-                // SAFETY: `nb · R` scales (two per block with HALVES).
-                let scale =
-                    |k: usize| unsafe { _mm256_loadu_ps(d.add((b * per_block + k) * R + 8 * h)) };
+                // SAFETY: `nb · R` scales.
+                let scale = unsafe { _mm256_loadu_ps(d.add(b * R + 8 * h)) };
                 for t in 0..N {
-                    let f = _mm256_set1_ps(ad[t][b]);
-                    if HALVES {
-                        for k in 0..2 {
-                            let sk = _mm256_mul_ps(scale(k), f);
-                            acc[t][h] =
-                                _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[t][h][k]), sk, acc[t][h]);
-                        }
-                    } else {
-                        let sum = _mm256_add_epi32(sums[t][h][0], sums[t][h][1]);
-                        acc[t][h] = _mm256_fmadd_ps(
-                            _mm256_cvtepi32_ps(sum),
-                            _mm256_mul_ps(scale(0), f),
-                            acc[t][h],
-                        );
-                    }
+                    let f = _mm256_mul_ps(scale, _mm256_set1_ps(ad[t][b]));
+                    acc[t][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[t][h]), f, acc[t][h]);
                 }
             }
         }
@@ -331,8 +420,8 @@ mod avx2 {
     #[target_feature(enable = "avx2,fma")]
     unsafe fn q4<const N: usize>(
         qs: &[u8],
-        d: &[f32],
-        m: Option<&[f32]>,
+        d: ScalePtr,
+        m: Option<ScalePtr>,
         nb: usize,
         group: usize,
         tokens: &[TokenRef<'_>],
@@ -342,24 +431,27 @@ mod avx2 {
         let low = _mm256_set1_epi8(0xF);
         let mut acc = [[_mm256_setzero_ps(); 2]; N];
         let w = qs[group * nb * R * 16..][..nb * R * 16].as_ptr();
-        let d = d[group * nb * R..][..nb * R].as_ptr();
-        let m = m.map(|m| m[group * nb * R..][..nb * R].as_ptr());
         let a_at: [*const i8; N] = core::array::from_fn(|t| tokens[t].qs[..nb * BLOCK].as_ptr());
         let ad: [&[f32]; N] = core::array::from_fn(|t| &tokens[t].d[..nb]);
         let asum: [&[f32]; N] = core::array::from_fn(|t| &tokens[t].s[..nb]);
         let isum: [&[i32]; N] = core::array::from_fn(|t| &tokens[t].sum[..nb]);
         for b in 0..nb {
             // q4_0 (`w = d·(q − 8)`): every lane's sum starts at −8·Σa.
-            let start: [__m256i; N] = core::array::from_fn(|t| {
-                _mm256_set1_epi32(if m.is_none() { -8 * isum[t][b] } else { 0 })
-            });
             let mut sums = [[_mm256_setzero_si256(); 2]; N];
-            for t in 0..N {
-                sums[t] = [start[t]; 2];
+            if m.is_none() {
+                for t in 0..N {
+                    sums[t] = [_mm256_set1_epi32(-8 * isum[t][b]); 2];
+                }
             }
             if N == 1 {
                 // SAFETY: prefetches do not fault, wherever they point.
-                unsafe { prefetch_ahead(w.add(b * R * 16), R * 16, d.add(b * R)) };
+                unsafe {
+                    prefetch_ahead(w.add(b * R * 16), R * 16, R * 16);
+                    d.prefetch(b, 1, R * 16);
+                    if let Some(m) = m {
+                        m.prefetch(b, 1, R * 16);
+                    }
+                }
             }
             for step in 0..BLOCK / 2 / STEP {
                 for h in 0..2 {
@@ -381,15 +473,111 @@ mod avx2 {
                     }
                 }
             }
+            let sup = b / BLOCKS_PER_SUPER;
             for h in 0..2 {
-                // SAFETY: `nb · R` scales and constants.
-                let scale = unsafe { _mm256_loadu_ps(d.add(b * R + 8 * h)) };
-                let min = m.map(|m| unsafe { _mm256_loadu_ps(m.add(b * R + 8 * h)) });
+                // SAFETY: `ScalePtr::of` checked the group's scales.
+                let scale = unsafe { scales8(d, b, sup, h) };
                 for t in 0..N {
                     let f = _mm256_mul_ps(scale, _mm256_set1_ps(ad[t][b]));
                     acc[t][h] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[t][h]), f, acc[t][h]);
-                    if let Some(min) = min {
+                }
+                if let Some(m) = m {
+                    // SAFETY: as above.
+                    let min = unsafe { scales8(m, b, sup, h) };
+                    for t in 0..N {
                         acc[t][h] = _mm256_fmadd_ps(min, _mm256_set1_ps(asum[t][b]), acc[t][h]);
+                    }
+                }
+            }
+        }
+        store(&acc, out);
+    }
+
+    /// The group's rows × N tokens of q6_K (`w = s·(q − 32)` per half of
+    /// a block): the nibbles as in `q4`, each with its 2 high bits from
+    /// `qh` (one 4-byte lane per row serves two steps).
+    #[inline]
+    #[target_feature(enable = "avx2,fma")]
+    unsafe fn q6<const N: usize>(
+        ql: &[u8],
+        qh: &[u8],
+        s: ScalePtr,
+        nb: usize,
+        group: usize,
+        tokens: &[TokenRef<'_>],
+        out: &mut [f32],
+    ) {
+        const R: usize = INTERLEAVE;
+        let (low, high) = (_mm256_set1_epi8(0xF), _mm256_set1_epi8(0x30));
+        let mut acc = [[_mm256_setzero_ps(); 2]; N];
+        let wl = ql[group * nb * R * 16..][..nb * R * 16].as_ptr();
+        let wh = qh[group * nb * R * 8..][..nb * R * 8].as_ptr();
+        let a_at: [*const i8; N] = core::array::from_fn(|t| tokens[t].qs[..nb * BLOCK].as_ptr());
+        let ad: [&[f32]; N] = core::array::from_fn(|t| &tokens[t].d[..nb]);
+        let half: [&[i32]; N] = core::array::from_fn(|t| &tokens[t].half_sum[..2 * nb]);
+        for b in 0..nb {
+            // Per token, half of the rows and half of the block.
+            let mut sums = [[[_mm256_setzero_si256(); 2]; 2]; N];
+            for t in 0..N {
+                let start = [
+                    _mm256_set1_epi32(-Q6_OFFSET * half[t][2 * b]),
+                    _mm256_set1_epi32(-Q6_OFFSET * half[t][2 * b + 1]),
+                ];
+                sums[t] = [start; 2];
+            }
+            if N == 1 {
+                // SAFETY: prefetches do not fault, wherever they point.
+                unsafe {
+                    prefetch_ahead(wl.add(b * R * 16), R * 16, R * 16);
+                    prefetch_ahead(wh.add(b * R * 8), R * 8, R * 16);
+                    s.prefetch(b, 2, R * 16);
+                }
+            }
+            for pair in 0..2 {
+                for h in 0..2 {
+                    // SAFETY: the group holds `nb` blocks of R × 8 bytes.
+                    let bits = unsafe { load(wh.add(((b * 2 + pair) * R + 8 * h) * STEP)) };
+                    for second in 0..2 {
+                        let step = 2 * pair + second;
+                        let bits = if second == 0 {
+                            bits
+                        } else {
+                            _mm256_srli_epi16(bits, 4)
+                        };
+                        // SAFETY: the group holds `nb` blocks of R × 16 bytes.
+                        let raw = unsafe { load(wl.add(((b * 4 + step) * R + 8 * h) * STEP)) };
+                        let lo = _mm256_or_si256(
+                            _mm256_and_si256(raw, low),
+                            _mm256_and_si256(_mm256_slli_epi16(bits, 4), high),
+                        );
+                        let hi = _mm256_or_si256(
+                            _mm256_and_si256(_mm256_srli_epi16(raw, 4), low),
+                            _mm256_and_si256(_mm256_slli_epi16(bits, 2), high),
+                        );
+                        for t in 0..N {
+                            // SAFETY: every token holds `nb` blocks of 32 bytes.
+                            let (a_lo, a_hi) = unsafe {
+                                let p = a_at[t].add(b * BLOCK + step * STEP);
+                                (
+                                    _mm256_set1_epi32(step_bytes(p)),
+                                    _mm256_set1_epi32(step_bytes(p.add(16))),
+                                )
+                            };
+                            sums[t][h][0] = _mm256_add_epi32(sums[t][h][0], udot(lo, a_lo));
+                            sums[t][h][1] = _mm256_add_epi32(sums[t][h][1], udot(hi, a_hi));
+                        }
+                    }
+                }
+            }
+            let sup = b / BLOCKS_PER_SUPER;
+            for h in 0..2 {
+                for k in 0..2 {
+                    // SAFETY: `ScalePtr::of` checked the group's scales.
+                    let scale = unsafe { scales8(s, 2 * b + k, sup, h) };
+                    for t in 0..N {
+                        let f = _mm256_mul_ps(scale, _mm256_set1_ps(ad[t][b]));
+                        acc[t][h] =
+                            _mm256_fmadd_ps(_mm256_cvtepi32_ps(sums[t][h][k]), f, acc[t][h]);
                     }
                 }
             }
@@ -430,22 +618,19 @@ mod avx2 {
 #[cfg(target_arch = "x86_64")]
 const PREFETCH_BYTES: usize = 16 << 10;
 
-/// Asks for the cache lines `PREFETCH_BYTES` past `quants` (one block of
-/// `block_bytes`) and the scales as far past `scales`.
+/// Asks for the cache lines of one block's `block_bytes` of an array
+/// as far ahead as [`PREFETCH_BYTES`] of the quants reach, when the
+/// quants take `quant_bytes` per block (an array of scales streams at a
+/// fraction of their pace).
 #[cfg(target_arch = "x86_64")]
 #[inline(always)]
-unsafe fn prefetch_ahead(quants: *const u8, block_bytes: usize, scales: *const f32) {
+unsafe fn prefetch_ahead(p: *const u8, block_bytes: usize, quant_bytes: usize) {
     use core::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
-    let ahead = quants.wrapping_add(PREFETCH_BYTES);
+    let ahead = p.wrapping_add(PREFETCH_BYTES * block_bytes / quant_bytes);
     for line in (0..block_bytes).step_by(64) {
         // SAFETY: a prefetch never faults.
         unsafe { _mm_prefetch::<_MM_HINT_T1>(ahead.wrapping_add(line).cast()) };
     }
-    // The scales stream at 1/8 (q8) or 1/4 (q4) of the quants' pace: one
-    // line per block reaches as far ahead.
-    let scales_ahead = scales.cast::<u8>().wrapping_add(PREFETCH_BYTES / 4);
-    // SAFETY: as above.
-    unsafe { _mm_prefetch::<_MM_HINT_T1>(scales_ahead.cast()) };
 }
 
 /// AVX-512 VNNI: the group's 16 rows in one register, each lane one row.
@@ -461,12 +646,29 @@ mod vnni {
         unsafe { _mm512_loadu_si512(p.cast()) }
     }
 
-    /// The group's rows × N tokens of q8_0 (or, with `HALVES`, q6_K's one
-    /// scale per 16). The quants carry [`Q8_OFFSET`], taken back out by
-    /// starting each sum at `−128 · Σ a`.
+    /// The scales of unit `unit`, in super-block `sup`.
     #[inline]
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma")]
-    unsafe fn q8<const N: usize, const HALVES: bool>(
+    unsafe fn scales16(s: ScalePtr, unit: usize, sup: usize) -> __m512 {
+        const R: usize = INTERLEAVE;
+        // SAFETY: `ScalePtr::of` checked the group's units and supers.
+        unsafe {
+            match s {
+                ScalePtr::F32(d) => _mm512_loadu_ps(d.add(unit * R)),
+                ScalePtr::Super(q, d) => {
+                    let q = _mm_loadu_si128(q.add(unit * R).cast());
+                    let q = _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(q));
+                    _mm512_mul_ps(q, _mm512_loadu_ps(d.add(sup * R)))
+                }
+            }
+        }
+    }
+
+    /// The group's rows × N tokens of q8_0. The quants carry
+    /// [`Q8_OFFSET`], taken back out by starting each sum at `−128 · Σ a`.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma")]
+    unsafe fn q8<const N: usize>(
         qs: &[u8],
         d: &[f32],
         nb: usize,
@@ -475,32 +677,25 @@ mod vnni {
         out: &mut [f32],
     ) {
         const R: usize = INTERLEAVE;
-        let per_block = if HALVES { 2 } else { 1 };
         let mut acc = [_mm512_setzero_ps(); N];
         let w = qs[group * nb * R * BLOCK..][..nb * R * BLOCK].as_ptr();
-        let d = d[group * nb * R * per_block..][..nb * R * per_block].as_ptr();
+        let d = d[group * nb * R..][..nb * R].as_ptr();
         let a_at: [*const i8; N] = core::array::from_fn(|t| tokens[t].qs[..nb * BLOCK].as_ptr());
         let ad: [&[f32]; N] = core::array::from_fn(|t| &tokens[t].d[..nb]);
         let isum: [&[i32]; N] = core::array::from_fn(|t| &tokens[t].sum[..nb]);
-        let half: [&[i32]; N] = core::array::from_fn(|t| &tokens[t].half_sum[..2 * nb]);
         for b in 0..nb {
             // Two chains per token (the block's two halves of elements),
             // which also hide `vpdpbusd`'s latency when N is 1.
-            let mut sums: [[__m512i; 2]; N] = core::array::from_fn(|t| {
-                if HALVES {
-                    [0, 1].map(|k| _mm512_set1_epi32(-Q8_OFFSET * half[t][2 * b + k]))
-                } else {
-                    [
-                        _mm512_set1_epi32(-Q8_OFFSET * isum[t][b]),
-                        _mm512_setzero_si512(),
-                    ]
-                }
-            });
+            let mut sums = [[_mm512_setzero_si512(); 2]; N];
+            for t in 0..N {
+                sums[t][0] = _mm512_set1_epi32(-Q8_OFFSET * isum[t][b]);
+            }
             if N == 1 {
                 // SAFETY: prefetches do not fault, wherever they point.
                 unsafe {
-                    prefetch_ahead(w.add(b * R * BLOCK), R * BLOCK, d.add(b * R * per_block))
-                };
+                    prefetch_ahead(w.add(b * R * BLOCK), R * BLOCK, R * BLOCK);
+                    prefetch_ahead(d.add(b * R).cast(), 4 * R, R * BLOCK);
+                }
             }
             for step in 0..BLOCK / STEP {
                 // SAFETY: the group holds `nb` blocks of R × 32 bytes, every
@@ -514,23 +709,12 @@ mod vnni {
                     sums[t][k] = _mm512_dpbusd_epi32(sums[t][k], wv, a);
                 }
             }
-            // SAFETY: `nb · R` scales (two per block with HALVES).
-            let scale = |k: usize| unsafe { _mm512_loadu_ps(d.add((b * per_block + k) * R)) };
+            // SAFETY: `nb · R` scales.
+            let scale = unsafe { _mm512_loadu_ps(d.add(b * R)) };
             for t in 0..N {
-                let f = _mm512_set1_ps(ad[t][b]);
-                if HALVES {
-                    for k in 0..2 {
-                        let sk = _mm512_mul_ps(scale(k), f);
-                        acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[t][k]), sk, acc[t]);
-                    }
-                } else {
-                    let sum = _mm512_add_epi32(sums[t][0], sums[t][1]);
-                    acc[t] = _mm512_fmadd_ps(
-                        _mm512_cvtepi32_ps(sum),
-                        _mm512_mul_ps(scale(0), f),
-                        acc[t],
-                    );
-                }
+                let sum = _mm512_add_epi32(sums[t][0], sums[t][1]);
+                let f = _mm512_mul_ps(scale, _mm512_set1_ps(ad[t][b]));
+                acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), f, acc[t]);
             }
         }
         store(&acc, out);
@@ -541,8 +725,8 @@ mod vnni {
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma")]
     unsafe fn q4<const N: usize>(
         qs: &[u8],
-        d: &[f32],
-        m: Option<&[f32]>,
+        d: ScalePtr,
+        m: Option<ScalePtr>,
         nb: usize,
         group: usize,
         tokens: &[TokenRef<'_>],
@@ -552,21 +736,27 @@ mod vnni {
         let low = _mm512_set1_epi8(0xF);
         let mut acc = [_mm512_setzero_ps(); N];
         let w = qs[group * nb * R * 16..][..nb * R * 16].as_ptr();
-        let d = d[group * nb * R..][..nb * R].as_ptr();
-        let m = m.map(|m| m[group * nb * R..][..nb * R].as_ptr());
         let a_at: [*const i8; N] = core::array::from_fn(|t| tokens[t].qs[..nb * BLOCK].as_ptr());
         let ad: [&[f32]; N] = core::array::from_fn(|t| &tokens[t].d[..nb]);
         let asum: [&[f32]; N] = core::array::from_fn(|t| &tokens[t].s[..nb]);
         let isum: [&[i32]; N] = core::array::from_fn(|t| &tokens[t].sum[..nb]);
         for b in 0..nb {
             // q4_0 (`w = d·(q − 8)`): every lane's sum starts at −8·Σa.
-            let mut sums: [[__m512i; 2]; N] = core::array::from_fn(|t| {
-                let start = if m.is_none() { -8 * isum[t][b] } else { 0 };
-                [_mm512_set1_epi32(start), _mm512_setzero_si512()]
-            });
+            let mut sums = [[_mm512_setzero_si512(); 2]; N];
+            if m.is_none() {
+                for t in 0..N {
+                    sums[t][0] = _mm512_set1_epi32(-8 * isum[t][b]);
+                }
+            }
             if N == 1 {
                 // SAFETY: prefetches do not fault, wherever they point.
-                unsafe { prefetch_ahead(w.add(b * R * 16), R * 16, d.add(b * R)) };
+                unsafe {
+                    prefetch_ahead(w.add(b * R * 16), R * 16, R * 16);
+                    d.prefetch(b, 1, R * 16);
+                    if let Some(m) = m {
+                        m.prefetch(b, 1, R * 16);
+                    }
+                }
             }
             for step in 0..BLOCK / 2 / STEP {
                 // SAFETY: the group holds `nb` blocks of R × 16 bytes.
@@ -586,15 +776,104 @@ mod vnni {
                     sums[t][1] = _mm512_dpbusd_epi32(sums[t][1], hi, a_hi);
                 }
             }
-            // SAFETY: `nb · R` scales and constants.
-            let scale = unsafe { _mm512_loadu_ps(d.add(b * R)) };
-            let min = m.map(|m| unsafe { _mm512_loadu_ps(m.add(b * R)) });
+            let sup = b / BLOCKS_PER_SUPER;
+            // SAFETY: `ScalePtr::of` checked the group's scales.
+            let scale = unsafe { scales16(d, b, sup) };
             for t in 0..N {
                 let sum = _mm512_add_epi32(sums[t][0], sums[t][1]);
                 let f = _mm512_mul_ps(scale, _mm512_set1_ps(ad[t][b]));
                 acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sum), f, acc[t]);
-                if let Some(min) = min {
+            }
+            if let Some(m) = m {
+                // SAFETY: as above.
+                let min = unsafe { scales16(m, b, sup) };
+                for t in 0..N {
                     acc[t] = _mm512_fmadd_ps(min, _mm512_set1_ps(asum[t][b]), acc[t]);
+                }
+            }
+        }
+        store(&acc, out);
+    }
+
+    /// The group's rows × N tokens of q6_K (`w = s·(q − 32)` per half of
+    /// a block): the nibbles as in `q4`, each with its 2 high bits from
+    /// `qh` (one 4-byte lane per row serves two steps).
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni,avx512vl,avx2,fma")]
+    unsafe fn q6<const N: usize>(
+        ql: &[u8],
+        qh: &[u8],
+        s: ScalePtr,
+        nb: usize,
+        group: usize,
+        tokens: &[TokenRef<'_>],
+        out: &mut [f32],
+    ) {
+        const R: usize = INTERLEAVE;
+        let (low, high) = (_mm512_set1_epi8(0xF), _mm512_set1_epi8(0x30));
+        let mut acc = [_mm512_setzero_ps(); N];
+        let wl = ql[group * nb * R * 16..][..nb * R * 16].as_ptr();
+        let wh = qh[group * nb * R * 8..][..nb * R * 8].as_ptr();
+        let a_at: [*const i8; N] = core::array::from_fn(|t| tokens[t].qs[..nb * BLOCK].as_ptr());
+        let ad: [&[f32]; N] = core::array::from_fn(|t| &tokens[t].d[..nb]);
+        let half: [&[i32]; N] = core::array::from_fn(|t| &tokens[t].half_sum[..2 * nb]);
+        for b in 0..nb {
+            // One chain per half of the block (its own scale), each
+            // starting at `−32 · Σ a` over that half.
+            let mut sums = [[_mm512_setzero_si512(); 2]; N];
+            for t in 0..N {
+                sums[t][0] = _mm512_set1_epi32(-Q6_OFFSET * half[t][2 * b]);
+                sums[t][1] = _mm512_set1_epi32(-Q6_OFFSET * half[t][2 * b + 1]);
+            }
+            if N == 1 {
+                // SAFETY: prefetches do not fault, wherever they point.
+                unsafe {
+                    prefetch_ahead(wl.add(b * R * 16), R * 16, R * 16);
+                    prefetch_ahead(wh.add(b * R * 8), R * 8, R * 16);
+                    s.prefetch(b, 2, R * 16);
+                }
+            }
+            for pair in 0..2 {
+                // SAFETY: the group holds `nb` blocks of R × 8 bytes.
+                let bits = unsafe { load(wh.add((b * 2 + pair) * R * STEP)) };
+                for second in 0..2 {
+                    let step = 2 * pair + second;
+                    let bits = if second == 0 {
+                        bits
+                    } else {
+                        _mm512_srli_epi16(bits, 4)
+                    };
+                    // SAFETY: the group holds `nb` blocks of R × 16 bytes.
+                    let raw = unsafe { load(wl.add((b * 4 + step) * R * STEP)) };
+                    let lo = _mm512_or_si512(
+                        _mm512_and_si512(raw, low),
+                        _mm512_and_si512(_mm512_slli_epi16(bits, 4), high),
+                    );
+                    let hi = _mm512_or_si512(
+                        _mm512_and_si512(_mm512_srli_epi16(raw, 4), low),
+                        _mm512_and_si512(_mm512_slli_epi16(bits, 2), high),
+                    );
+                    for t in 0..N {
+                        // SAFETY: every token holds `nb` blocks of 32 bytes.
+                        let (a_lo, a_hi) = unsafe {
+                            let p = a_at[t].add(b * BLOCK + step * STEP);
+                            (
+                                _mm512_set1_epi32(step_bytes(p)),
+                                _mm512_set1_epi32(step_bytes(p.add(16))),
+                            )
+                        };
+                        sums[t][0] = _mm512_dpbusd_epi32(sums[t][0], lo, a_lo);
+                        sums[t][1] = _mm512_dpbusd_epi32(sums[t][1], hi, a_hi);
+                    }
+                }
+            }
+            let sup = b / BLOCKS_PER_SUPER;
+            for k in 0..2 {
+                // SAFETY: `ScalePtr::of` checked the group's scales.
+                let scale = unsafe { scales16(s, 2 * b + k, sup) };
+                for t in 0..N {
+                    let f = _mm512_mul_ps(scale, _mm512_set1_ps(ad[t][b]));
+                    acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(sums[t][k]), f, acc[t]);
                 }
             }
         }

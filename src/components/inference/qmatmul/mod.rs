@@ -11,7 +11,7 @@ mod pack;
 pub use activations::QuantizedActivations;
 pub use arena::{Slab, WeightArena};
 pub use kernels::{Isa, TILE};
-pub use pack::{BLOCK, INTERLEAVE, NativeType, PackError, PackedBody, PackedMatrix};
+pub use pack::{BLOCK, INTERLEAVE, NativeType, PackError, PackedBody, PackedMatrix, Scales};
 
 use kernels::RowGroup;
 use rayon::prelude::*;

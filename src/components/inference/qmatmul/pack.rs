@@ -28,7 +28,12 @@ pub const STEP: usize = 4;
 /// `−128 · Σ a` (the activations' own block sum).
 pub const Q8_OFFSET: i32 = 128;
 /// Elements of a K-quant super-block.
-const SUPER_BLOCK: usize = 256;
+pub const SUPER_BLOCK: usize = 256;
+/// Our blocks per K-quant super-block.
+pub const BLOCKS_PER_SUPER: usize = SUPER_BLOCK / BLOCK;
+/// What q6_K's 6-bit quants are stored plus (GGML's own offset), taken
+/// back out of each half-block's sum as `−32 · Σ a`.
+pub const Q6_OFFSET: i32 = 32;
 
 /// The GGML weight types this path runs natively.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -63,18 +68,21 @@ impl NativeType {
         }
     }
 
-    /// Bytes our layout holds for `ggml_bytes` of this type (f32 scales,
-    /// K-quants' sub-block scales unpacked, q6_K's quants widened), not
-    /// counting the at most 15 padding rows of a matrix.
+    /// Bytes our layout holds for `ggml_bytes` of this type, not counting
+    /// the at most 15 padding rows of a matrix: f32 scales where GGML has
+    /// f16 ones; for K-quants, each sub-block's scale (and min) a byte and
+    /// the super-block's f32 factors, as in GGML but for the 6-bit packing.
     pub fn packed_bytes(self, ggml_bytes: u64) -> u64 {
         let (elements, block_bytes) = self.ggml_block();
-        let per_32: u64 = match self {
-            Self::Q8_0 => 32 + 4,
-            Self::Q4_0 => 16 + 4,
-            Self::Q4_1 | Self::Q4K => 16 + 8,
-            Self::Q6K => 32 + 8,
+        let per_super_block: u64 = match self {
+            Self::Q8_0 => 8 * (32 + 4),
+            Self::Q4_0 => 8 * (16 + 4),
+            Self::Q4_1 => 8 * (16 + 8),
+            Self::Q4K => 128 + 8 * 2 + 2 * 4,
+            Self::Q6K => 128 + 64 + 16 + 4,
         };
-        (ggml_bytes / block_bytes as u64).saturating_mul(per_32 * (elements / BLOCK) as u64)
+        let elements = (ggml_bytes / block_bytes as u64).saturating_mul(elements as u64);
+        elements.saturating_mul(per_super_block) / SUPER_BLOCK as u64
     }
 
     /// Whether a row of `cols` elements is whole blocks of this type.
@@ -96,8 +104,13 @@ pub struct PackedMatrix {
 /// [`INTERLEAVE`] (the last group padded with zero rows), and within a
 /// group block `b` of every row lies side by side, [`STEP`] bytes at a
 /// time: quants `[group][block][step][row][STEP bytes]`, scales
-/// `[group][block][row]` (`[group][block][half][row]` for `Q8x16`). The
+/// `[group][block][row]` (`[group][block][half][row]` for `Q6`). The
 /// arrays lie in a [`WeightArena`].
+///
+/// Decode streams every byte once per token and is bound by memory, so
+/// each layout holds about as many bytes as GGML's own (q4_K 1.06×, q6_K
+/// 1.01×; when q6_K's quants were widened to bytes and its scales were
+/// f32, it streamed 1.52× and decoded at 0.67× llama.cpp's speed).
 #[derive(Debug, Clone)]
 pub enum PackedBody {
     /// 8-bit quants plus [`Q8_OFFSET`] with one scale per block (q8_0).
@@ -107,13 +120,50 @@ pub enum PackedBody {
     /// whose `m` is `−8·d`, so that its rows stream 20 bytes per block.
     Q4 {
         qs: Slab<u8>,
-        d: Slab<f32>,
-        m: Option<Slab<f32>>,
+        d: Scales,
+        m: Option<Scales>,
     },
-    /// 8-bit quants plus [`Q8_OFFSET`] with one scale per 16 elements
-    /// (q6_K, its 6-bit quants widened to bytes: 1.3× its bytes, for
-    /// kernels with no bit shuffling).
-    Q8x16 { qs: Slab<u8>, s: Slab<f32> },
+    /// q6_K: the low 4 bits of each 6-bit quant as in `Q4`, the high 2 in
+    /// `qh` (see [`pack_high_bits`]), one scale per half-block (16
+    /// elements), `w = s·(q − 32)`.
+    Q6 {
+        ql: Slab<u8>,
+        qh: Slab<u8>,
+        s: Scales,
+    },
+}
+
+/// A layout's scales (or constant terms), one per block of 32 elements
+/// (per half-block for `Q6`) and row.
+#[derive(Debug, Clone)]
+pub enum Scales {
+    /// `[group][block][row]`.
+    F32(Slab<f32>),
+    /// K-quants: the sub-block's integer scale `q` (`[group][block][row]`)
+    /// times the super-block's factor `d` (`[group][super-block][row]`),
+    /// each product exact in f32 (GGML's f16 times an integer of at most
+    /// 8 bits), and 1 byte per block where an f32 took 4.
+    Super { q: Slab<i8>, d: Slab<f32> },
+}
+
+impl Scales {
+    /// The scale at index `i` of its layout, whose super-block factor (if
+    /// any) is at `super_i` (see [`PackedMatrix::scale_index`] and
+    /// [`PackedMatrix::super_index`]).
+    pub(super) fn value(&self, i: usize, super_i: usize) -> f32 {
+        match self {
+            Self::F32(d) => d[i],
+            Self::Super { q, d } => d[super_i] * f32::from(q[i]),
+        }
+    }
+
+    /// Bytes of the arrays.
+    fn bytes(&self) -> usize {
+        match self {
+            Self::F32(d) => 4 * d.len(),
+            Self::Super { q, d } => q.len() + 4 * d.len(),
+        }
+    }
 }
 
 /// [`PackedBody`]'s arrays row by row, as decoded from GGML's blocks,
@@ -125,13 +175,20 @@ enum RowMajor {
     },
     Q4 {
         qs: Vec<u8>,
-        d: Vec<f32>,
-        m: Option<Vec<f32>>,
+        d: RowScales,
+        m: Option<RowScales>,
     },
-    Q8x16 {
-        qs: Vec<i8>,
-        s: Vec<f32>,
+    Q6 {
+        ql: Vec<u8>,
+        qh: Vec<u8>,
+        s: RowScales,
     },
+}
+
+/// [`Scales`] row by row.
+enum RowScales {
+    F32(Vec<f32>),
+    Super { q: Vec<i8>, d: Vec<f32> },
 }
 
 /// Why a tensor cannot be packed.
@@ -172,10 +229,25 @@ fn q4k_scale_min(j: usize, q: &[u8]) -> (u8, u8) {
     }
 }
 
-/// Puts 32 4-bit values in the kernels' nibble order.
+/// Puts the low 4 bits of 32 values in the kernels' nibble order.
 fn pack_nibbles(values: &[u8; BLOCK], out: &mut Vec<u8>) {
     for j in 0..BLOCK / 2 {
-        out.push((values[j] & 0xF) | (values[j + BLOCK / 2] << 4));
+        out.push((values[j] & 0xF) | ((values[j + BLOCK / 2] & 0xF) << 4));
+    }
+}
+
+/// The high 2 bits of 32 six-bit values, 8 bytes in the order the kernels
+/// unpack them: byte `4p + k` serves the nibble steps `2p` and `2p + 1`
+/// (elements `8p + k`, `16 + 8p + k`, `8p + 4 + k`, `20 + 8p + k`, two
+/// bits each from the lowest), so one 4-byte lane per row covers two
+/// steps and each value's bits come out with one shift and one mask.
+pub fn pack_high_bits(values: &[u8; BLOCK], out: &mut Vec<u8>) {
+    let high = |e: usize| values[e] >> 4;
+    for p in 0..2 {
+        for k in 0..STEP {
+            let lo = 8 * p + k;
+            out.push(high(lo) | high(16 + lo) << 2 | high(lo + 4) << 4 | high(20 + lo) << 6);
+        }
     }
 }
 
@@ -248,14 +320,22 @@ impl PackedMatrix {
                     // GGML's own nibble order is the kernels' order.
                     qs.extend_from_slice(quants);
                 }
-                RowMajor::Q4 { qs, d, m }
+                RowMajor::Q4 {
+                    qs,
+                    d: RowScales::F32(d),
+                    m: m.map(RowScales::F32),
+                }
             }
             NativeType::Q4K => {
                 let mut qs = Vec::with_capacity(rows * cols / 2);
-                let mut d = Vec::with_capacity(n32);
-                let mut m = Vec::with_capacity(n32);
+                let supers = rows * cols / SUPER_BLOCK;
+                let (mut dq, mut d) = (Vec::with_capacity(n32), Vec::with_capacity(supers));
+                let (mut mq, mut m) = (Vec::with_capacity(n32), Vec::with_capacity(supers));
                 for b in chunks {
-                    let (sd, smin) = (f16_at(b, 0), f16_at(b, 2));
+                    // `w = d·sc·q − dmin·mn`: the sub-block's integers
+                    // times the super-block's factors.
+                    d.push(f16_at(b, 0));
+                    m.push(-f16_at(b, 2));
                     let scales = &b[4..16];
                     let q = &b[16..144];
                     // Each 64 elements are 32 bytes: low nibbles the first
@@ -264,8 +344,9 @@ impl PackedMatrix {
                         let bytes = &q[pair * 32..pair * 32 + 32];
                         for half in 0..2 {
                             let (sc, mn) = q4k_scale_min(pair * 2 + half, scales);
-                            d.push(sd * f32::from(sc));
-                            m.push(-(smin * f32::from(mn)));
+                            // 6-bit values: both fit an i8.
+                            dq.push(sc as i8);
+                            mq.push(mn as i8);
                             let mut values = [0u8; BLOCK];
                             for (v, byte) in values.iter_mut().zip(bytes) {
                                 *v = if half == 0 { byte & 0xF } else { byte >> 4 };
@@ -274,33 +355,46 @@ impl PackedMatrix {
                         }
                     }
                 }
-                RowMajor::Q4 { qs, d, m: Some(m) }
+                RowMajor::Q4 {
+                    qs,
+                    d: RowScales::Super { q: dq, d },
+                    m: Some(RowScales::Super { q: mq, d: m }),
+                }
             }
             NativeType::Q6K => {
-                let mut qs = vec![0i8; rows * cols];
-                let mut s = Vec::with_capacity(rows * cols / 16);
-                for (i, b) in chunks.enumerate() {
-                    let (ql, qh, scales) = (&b[0..128], &b[128..192], &b[192..208]);
-                    let d = f16_at(b, 208);
-                    let out = &mut qs[i * SUPER_BLOCK..(i + 1) * SUPER_BLOCK];
-                    // GGML's dequantize_row_q6_K, element by element.
+                let mut ql = Vec::with_capacity(rows * cols / 2);
+                let mut qh = Vec::with_capacity(rows * cols / 4);
+                let mut sq = Vec::with_capacity(rows * cols / 16);
+                let mut d = Vec::with_capacity(rows * cols / SUPER_BLOCK);
+                for b in chunks {
+                    let (low, high, scales) = (&b[0..128], &b[128..192], &b[192..208]);
+                    d.push(f16_at(b, 208));
+                    sq.extend(scales.iter().map(|&sc| sc as i8));
+                    // GGML's dequantize_row_q6_K, element by element, the
+                    // values kept as 0..63 (GGML subtracts 32 here).
+                    let mut values = [0u8; SUPER_BLOCK];
                     for n in 0..2 {
-                        let (ql, qh) = (&ql[n * 64..], &qh[n * 32..]);
-                        let y = &mut out[n * 128..];
+                        let (low, high) = (&low[n * 64..], &high[n * 32..]);
+                        let y = &mut values[n * 128..];
                         for l in 0..32 {
-                            let q1 = ((ql[l] & 0xF) | ((qh[l] & 3) << 4)) as i8 - 32;
-                            let q2 = ((ql[l + 32] & 0xF) | (((qh[l] >> 2) & 3) << 4)) as i8 - 32;
-                            let q3 = ((ql[l] >> 4) | (((qh[l] >> 4) & 3) << 4)) as i8 - 32;
-                            let q4 = ((ql[l + 32] >> 4) | (((qh[l] >> 6) & 3) << 4)) as i8 - 32;
-                            y[l] = q1;
-                            y[l + 32] = q2;
-                            y[l + 64] = q3;
-                            y[l + 96] = q4;
+                            y[l] = (low[l] & 0xF) | ((high[l] & 3) << 4);
+                            y[l + 32] = (low[l + 32] & 0xF) | (((high[l] >> 2) & 3) << 4);
+                            y[l + 64] = (low[l] >> 4) | (((high[l] >> 4) & 3) << 4);
+                            y[l + 96] = (low[l + 32] >> 4) | (((high[l] >> 6) & 3) << 4);
                         }
                     }
-                    s.extend(scales.iter().map(|&sc| d * f32::from(sc as i8)));
+                    for block in values.chunks_exact(BLOCK) {
+                        let mut v = [0u8; BLOCK];
+                        v.copy_from_slice(block);
+                        pack_nibbles(&v, &mut ql);
+                        pack_high_bits(&v, &mut qh);
+                    }
                 }
-                RowMajor::Q8x16 { qs, s }
+                RowMajor::Q6 {
+                    ql,
+                    qh,
+                    s: RowScales::Super { q: sq, d },
+                }
             }
         };
         Ok(Self {
@@ -321,29 +415,46 @@ impl PackedMatrix {
         match &self.body {
             PackedBody::Q8 { qs, d } => qs.len() + 4 * d.len(),
             PackedBody::Q4 { qs, d, m } => {
-                qs.len() + 4 * d.len() + m.as_ref().map_or(0, |m| 4 * m.len())
+                qs.len() + d.bytes() + m.as_ref().map_or(0, Scales::bytes)
             }
-            PackedBody::Q8x16 { qs, s } => qs.len() + 4 * s.len(),
+            PackedBody::Q6 { ql, qh, s } => ql.len() + qh.len() + s.bytes(),
         }
     }
 
-    /// Index in `d` or `m` of block `b` of `row` (`half` 0 or 1 of the
-    /// block in `Q8x16`'s `s`).
+    /// Scales per block: two for `Q6` (one per half), else one.
+    fn scales_per_block(&self) -> usize {
+        usize::from(matches!(self.body, PackedBody::Q6 { .. })) + 1
+    }
+
+    /// Index in `d`, `m` or `s` of block `b` of `row` (`half` 0 or 1 of
+    /// the block in `Q6`'s `s`).
     pub(super) fn scale_index(&self, row: usize, b: usize, half: usize) -> usize {
         let nb = self.cols / BLOCK;
         let (g, r) = (row / INTERLEAVE, row % INTERLEAVE);
-        let halves = usize::from(matches!(self.body, PackedBody::Q8x16 { .. })) + 1;
-        ((g * nb + b) * halves + half) * INTERLEAVE + r
+        ((g * nb + b) * self.scales_per_block() + half) * INTERLEAVE + r
     }
 
-    /// Index in `qs` of byte `j` of block `b` of `row` (element `j` of an
-    /// 8-bit block; elements `j` and `j + 16` of a 4-bit one).
+    /// Index of the super-block factor of block `b` of `row`, in a
+    /// [`Scales::Super`].
+    pub(super) fn super_index(&self, row: usize, b: usize) -> usize {
+        let supers = self.cols / SUPER_BLOCK;
+        let (g, r) = (row / INTERLEAVE, row % INTERLEAVE);
+        (g * supers + b / BLOCKS_PER_SUPER) * INTERLEAVE + r
+    }
+
+    /// The value of `scales` at block `b` (half `half` for `Q6`) of `row`.
+    fn scale(&self, scales: &Scales, row: usize, b: usize, half: usize) -> f32 {
+        scales.value(self.scale_index(row, b, half), self.super_index(row, b))
+    }
+
+    /// Index in `qs` (or `ql`) of byte `j` of block `b` of `row` (element
+    /// `j` of an 8-bit block; elements `j` and `j + 16` of a 4-bit one).
     fn quant_index(&self, row: usize, b: usize, j: usize) -> usize {
         let nb = self.cols / BLOCK;
         let (g, r) = (row / INTERLEAVE, row % INTERLEAVE);
         let block_bytes = match self.body {
-            PackedBody::Q4 { .. } => BLOCK / 2,
-            _ => BLOCK,
+            PackedBody::Q8 { .. } => BLOCK,
+            _ => BLOCK / 2,
         };
         (g * nb + b) * INTERLEAVE * block_bytes + ((j / STEP) * INTERLEAVE + r) * STEP + j % STEP
     }
@@ -351,28 +462,43 @@ impl PackedMatrix {
     /// Row `row` as the kernels see it, in f32 (for tests and references).
     pub fn dequantize_row(&self, row: usize) -> Vec<f32> {
         let mut out = vec![0f32; self.cols];
+        let (g, r) = (row / INTERLEAVE, row % INTERLEAVE);
+        let nb = self.cols / BLOCK;
         for (b, y) in out.chunks_exact_mut(BLOCK).enumerate() {
-            let i = self.scale_index(row, b, 0);
-            let q8 = |qs: &[u8], j: usize| {
-                (i32::from(qs[self.quant_index(row, b, j)]) - Q8_OFFSET) as f32
-            };
             match &self.body {
                 PackedBody::Q8 { qs, d } => {
+                    let scale = d[self.scale_index(row, b, 0)];
                     for (j, y) in y.iter_mut().enumerate() {
-                        *y = q8(qs, j) * d[i];
+                        let q = i32::from(qs[self.quant_index(row, b, j)]) - Q8_OFFSET;
+                        *y = q as f32 * scale;
                     }
                 }
-                PackedBody::Q4 { qs, d, m } => {
-                    let min = m.as_ref().map_or(-8.0 * d[i], |m| m[i]);
+                PackedBody::Q4 { qs, d, .. } => {
+                    let scale = self.scale(d, row, b, 0);
+                    let min = self.block_constant(row, b);
                     for j in 0..BLOCK / 2 {
                         let byte = qs[self.quant_index(row, b, j)];
-                        y[j] = f32::from(byte & 0xF) * d[i] + min;
-                        y[j + 16] = f32::from(byte >> 4) * d[i] + min;
+                        y[j] = f32::from(byte & 0xF) * scale + min;
+                        y[j + 16] = f32::from(byte >> 4) * scale + min;
                     }
                 }
-                PackedBody::Q8x16 { qs, s } => {
-                    for (j, y) in y.iter_mut().enumerate() {
-                        *y = q8(qs, j) * s[self.scale_index(row, b, j / 16)];
+                PackedBody::Q6 { ql, qh, s } => {
+                    // The block's 8 high-bit bytes of this row, in
+                    // `pack_high_bits`' order.
+                    let high = |p: usize, k: usize| {
+                        qh[((g * nb + b) * 2 + p) * INTERLEAVE * STEP + r * STEP + k]
+                    };
+                    for j in 0..BLOCK / 2 {
+                        let byte = ql[self.quant_index(row, b, j)];
+                        let (p, k, second) = (j / 8, j % STEP, (j / STEP) % 2);
+                        let bits = high(p, k) >> (4 * second);
+                        for (e, nibble, h) in [
+                            (j, byte & 0xF, bits & 3),
+                            (j + 16, byte >> 4, bits >> 2 & 3),
+                        ] {
+                            let q = i32::from(nibble | h << 4) - Q6_OFFSET;
+                            y[e] = q as f32 * self.scale(s, row, b, e / 16);
+                        }
                     }
                 }
             }
@@ -381,11 +507,13 @@ impl PackedMatrix {
     }
 
     /// The constant term `m` of block `b` of `row` (`w = d·q + m`): 0 for
-    /// 8-bit types.
+    /// 8-bit types, and for `Q6`, whose offset is in its quants.
     pub fn block_constant(&self, row: usize, b: usize) -> f32 {
-        let i = self.scale_index(row, b, 0);
         match &self.body {
-            PackedBody::Q4 { d, m, .. } => m.as_ref().map_or(-8.0 * d[i], |m| m[i]),
+            PackedBody::Q4 { d, m, .. } => match m {
+                Some(m) => self.scale(m, row, b, 0),
+                None => -8.0 * self.scale(d, row, b, 0),
+            },
             _ => 0.0,
         }
     }
@@ -441,20 +569,31 @@ fn interleave(
     // 8-bit quants plus the offset: `q as u8 ^ 0x80` is `q + 128`.
     let offset = |qs: &[i8]| -> Vec<u8> { qs.iter().map(|&q| q as u8 ^ 0x80).collect() };
     let zero8 = Q8_OFFSET as u8;
+    let scales = |arena: &mut WeightArena, s: RowScales, per_block: usize| {
+        Ok::<_, PackError>(match s {
+            RowScales::F32(d) => {
+                Scales::F32(interleave_items(arena, &d, rows, nb, (per_block, 1), 0.0)?)
+            }
+            RowScales::Super { q, d } => Scales::Super {
+                q: interleave_items(arena, &q, rows, nb, (per_block, 1), 0)?,
+                d: interleave_items(arena, &d, rows, nb / BLOCKS_PER_SUPER, (1, 1), 0.0)?,
+            },
+        })
+    };
     Ok(match body {
         RowMajor::Q8 { qs, d } => PackedBody::Q8 {
             d: interleave_items(arena, &d, rows, nb, (1, 1), 0.0)?,
             qs: interleave_items(arena, &offset(&qs), rows, nb, (BLOCK, STEP), zero8)?,
         },
         RowMajor::Q4 { qs, d, m } => PackedBody::Q4 {
-            d: interleave_items(arena, &d, rows, nb, (1, 1), 0.0)?,
-            m: m.map(|m| interleave_items(arena, &m, rows, nb, (1, 1), 0.0))
-                .transpose()?,
+            d: scales(arena, d, 1)?,
+            m: m.map(|m| scales(arena, m, 1)).transpose()?,
             qs: interleave_items(arena, &qs, rows, nb, (BLOCK / 2, STEP), 0)?,
         },
-        RowMajor::Q8x16 { qs, s } => PackedBody::Q8x16 {
-            s: interleave_items(arena, &s, rows, nb, (2, 1), 0.0)?,
-            qs: interleave_items(arena, &offset(&qs), rows, nb, (BLOCK, STEP), zero8)?,
+        RowMajor::Q6 { ql, qh, s } => PackedBody::Q6 {
+            s: scales(arena, s, 2)?,
+            ql: interleave_items(arena, &ql, rows, nb, (BLOCK / 2, STEP), 0)?,
+            qh: interleave_items(arena, &qh, rows, nb, (BLOCK / 4, STEP), 0)?,
         },
     })
 }

@@ -217,3 +217,49 @@ fn a_malformed_tensor_is_refused_with_its_shape() {
     let e = PackedMatrix::pack(NativeType::Q8_0, 2, 64, &[0; 10]).unwrap_err();
     assert_eq!(e.to_string(), "q8_0 data of 2×64 needs 136 bytes; got 10");
 }
+
+/// q8_0 quants at both ends of an i8 (−128 never comes from GGML's own
+/// quantizer, but a file may hold it): the offset layout stores −128 as
+/// 0 and 127 as 255, and every variant must still sum them exactly.
+#[test]
+fn extreme_q8_quants_are_summed_exactly_by_every_variant() {
+    let mut rng = ChaCha8Rng::seed_from_u64(4);
+    let (rows, cols, tokens) = (17, 96, 5);
+    let mut bytes = Vec::new();
+    let mut weights = Vec::new();
+    for _ in 0..rows * cols / BLOCK {
+        let d = half::f16::from_f32(rng.random_range(0.01..0.1));
+        bytes.extend(d.to_le_bytes());
+        for j in 0..BLOCK {
+            let q: i8 = match j % 4 {
+                0 => -128,
+                1 => 127,
+                2 => -127,
+                _ => rng.random(),
+            };
+            bytes.push(q as u8);
+            weights.push(d.to_f32() * f32::from(q));
+        }
+    }
+    let packed = PackedMatrix::pack(NativeType::Q8_0, rows, cols, &bytes).unwrap();
+    for r in 0..rows {
+        assert_eq!(packed.dequantize_row(r), weights[r * cols..(r + 1) * cols]);
+    }
+    // Activations at both ends of their own scale too.
+    let x: Vec<f32> = (0..tokens * cols)
+        .map(|i| {
+            if i % 3 == 0 {
+                -2.0
+            } else {
+                rng.random_range(-2.0..2.0)
+            }
+        })
+        .collect();
+    let x = QuantizedActivations::quantize(&x, tokens, cols);
+    for isa in Isa::ALL.into_iter().filter(|isa| isa.supported()) {
+        let mut out = vec![0f32; tokens * rows];
+        packed.matmul_with(isa, &x, &mut out);
+        let e = worst_error(&packed, &x, &weights, &out);
+        assert!(e <= 1.0, "{isa:?}: {e}× the tolerance");
+    }
+}
