@@ -16,7 +16,7 @@ use candle_transformers::utils::build_causal_mask;
 
 use super::causal_softmax::CausalSoftmax;
 
-use super::qmatmul::{NativeType, PackedMatrix, QuantizedActivations, WeightArena};
+use super::qmatmul::{NativeType, PackedMatrix, QuantizedActivations, WeightArena, matmul_many};
 
 /// candle's quantized Llama builds its rotary tables for this many
 /// positions; so does this one.
@@ -79,20 +79,58 @@ impl Projection {
     }
 
     fn forward(&self, input: &ProjectionInput<'_>) -> Result<Tensor> {
-        match self {
-            Self::Candle(m) => m.forward(input.x),
-            Self::Native(w) => {
-                let x = input.quantized(w.cols)?;
-                let mut out = vec![0f32; x.tokens * w.rows];
-                w.matmul(x, &mut out);
-                let mut dims = input.x.dims().to_vec();
-                if let Some(last) = dims.last_mut() {
-                    *last = w.rows;
-                }
-                Tensor::from_vec(out, dims, input.x.device())
-            }
-        }
+        let [out] = Self::forward_many([self], input)?;
+        Ok(out)
     }
+
+    /// Projections of one input (q, k and v; gate and up): ours in one
+    /// parallel region where every one is ours (`qmatmul::matmul_many`).
+    fn forward_many<const N: usize>(
+        projections: [&Self; N],
+        input: &ProjectionInput<'_>,
+    ) -> Result<[Tensor; N]> {
+        let native: Option<Vec<&PackedMatrix>> = projections
+            .iter()
+            .map(|p| match p {
+                Self::Native(w) => Some(w),
+                Self::Candle(_) => None,
+            })
+            .collect();
+        let outs = match native {
+            Some(ws) => native_outputs(&ws, input)?,
+            None => projections
+                .iter()
+                .map(|p| match p {
+                    Self::Candle(m) => m.forward(input.x),
+                    Self::Native(w) => native_outputs(&[w], input)?
+                        .pop()
+                        .ok_or_else(|| candle_core::Error::Msg("no output".into())),
+                })
+                .collect::<Result<Vec<_>>>()?,
+        };
+        outs.try_into()
+            .map_err(|_| candle_core::Error::Msg("a projection gave no output".into()))
+    }
+}
+
+/// `input · wᵀ` for each of `ws`, shaped as the input with its last
+/// dimension each matrix's rows.
+fn native_outputs(ws: &[&PackedMatrix], input: &ProjectionInput<'_>) -> Result<Vec<Tensor>> {
+    let Some(first) = ws.first() else {
+        return Ok(Vec::new());
+    };
+    let x = input.quantized(first.cols)?;
+    matmul_many(ws, x)
+        .into_iter()
+        .zip(ws)
+        .map(|(out, w)| {
+            let mut dims = input.x.dims().to_vec();
+            if let Some(last) = dims.last_mut() {
+                *last = w.rows;
+            }
+            Tensor::from_vec(out, dims, input.x.device())
+        })
+        .collect()
 }
 
 /// An input that several projections read (q, k and v; gate and up),
@@ -312,8 +350,7 @@ impl NativeLlama {
             let residual = &x;
             let h = w.ffn_norm.forward(residual)?;
             let input = ProjectionInput::new(&h);
-            let gate = w.w1.forward(&input)?;
-            let up = w.w3.forward(&input)?;
+            let [gate, up] = Projection::forward_many([&w.w1, &w.w3], &input)?;
             let act = (candle_nn::ops::silu(&gate)? * up)?;
             let down = w.w2.forward(&ProjectionInput::new(&act))?;
             layer_in = (down + residual)?;
@@ -334,9 +371,7 @@ fn attention(
 ) -> Result<Tensor> {
     let (b_sz, seq_len, n_embd) = x.dims3()?;
     let input = ProjectionInput::new(x);
-    let q = w.wq.forward(&input)?;
-    let k = w.wk.forward(&input)?;
-    let v = w.wv.forward(&input)?;
+    let [q, k, v] = Projection::forward_many([&w.wq, &w.wk, &w.wv], &input)?;
     let (n_head, n_kv_head, head_dim) = (shape.n_head, shape.n_kv_head, shape.head_dim);
     let q = q
         .reshape((b_sz, seq_len, n_head, head_dim))?

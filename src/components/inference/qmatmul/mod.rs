@@ -64,66 +64,116 @@ impl PackedMatrix {
     /// As [`matmul`](Self::matmul) with the kernels of `isa`, which falls
     /// back to the portable ones where this CPU lacks it.
     pub fn matmul_with(&self, isa: Isa, x: &QuantizedActivations, out: &mut [f32]) {
-        assert_eq!(x.cols, self.cols, "activations and weights disagree on K");
         assert_eq!(out.len(), x.tokens * self.rows, "output of the wrong size");
+        match x.tokens {
+            0 => {}
+            1 => {
+                if let Some(padded) = decode_many(isa, &[self], x).first() {
+                    out.copy_from_slice(&padded[..self.rows]);
+                }
+            }
+            _ => self.prefill(isa, x, out),
+        }
+    }
+
+    /// Prefill: tasks split the tokens, each streams every group and
+    /// writes its tokens' rows of `out` in place.
+    fn prefill(&self, isa: Isa, x: &QuantizedActivations, out: &mut [f32]) {
+        assert_eq!(x.cols, self.cols, "activations and weights disagree on K");
         let isa = if isa.supported() { isa } else { Isa::Portable };
         let n = x.tokens;
         let tokens: Vec<_> = (0..n).map(|t| x.token(t)).collect();
-        let macs = self.rows * self.cols * n;
-        // Decode: each task computes whole groups of rows of the one token.
-        let by_group = |rows: &mut [f32], first_group: usize| {
-            for (g, group_out) in rows.chunks_exact_mut(INTERLEAVE).enumerate() {
-                let group = RowGroup {
-                    body: &self.body,
-                    cols: self.cols,
-                    group: first_group + g,
-                };
-                kernels::dot(isa, group, &tokens, group_out);
-            }
-        };
-        let groups = self.groups();
         let threads = rayon::current_num_threads();
-        let parallel = threads > 1 && macs >= PARALLEL_MIN_MACS;
-        if n > 1 {
-            // Prefill: tasks split the tokens, each streams every group
-            // and writes its tokens' rows of `out` in place.
-            let per_task = n.div_ceil(if parallel { threads } else { 1 });
-            let task = |(c, out): (usize, &mut [f32])| {
-                let first = c * per_task;
-                let mine = &tokens[first..first + out.len() / self.rows];
-                self.prefill_into(isa, mine, out);
-            };
-            if parallel {
-                out.par_chunks_mut(per_task * self.rows)
-                    .enumerate()
-                    .for_each(task);
-            } else {
-                task((0, out));
-            }
-            return;
-        }
-        let run = |target: &mut [f32]| {
-            if parallel {
-                // A few chunks per thread, so one slow core does not hold
-                // the others (groups are equal work).
-                let chunk = groups.div_ceil(threads * 4).max(1);
-                target
-                    .par_chunks_mut(chunk * INTERLEAVE)
-                    .enumerate()
-                    .for_each(|(c, rows)| by_group(rows, c * chunk));
-            } else {
-                by_group(target, 0);
-            }
+        let parallel = threads > 1 && self.rows * self.cols * n >= PARALLEL_MIN_MACS;
+        let per_task = n.div_ceil(if parallel { threads } else { 1 });
+        let task = |(c, out): (usize, &mut [f32])| {
+            let first = c * per_task;
+            let mine = &tokens[first..first + out.len() / self.rows];
+            self.prefill_into(isa, mine, out);
         };
-        if self.rows == groups * INTERLEAVE {
-            // Whole groups: the buffer is the output.
-            run(out);
-            return;
+        if parallel {
+            out.par_chunks_mut(per_task * self.rows)
+                .enumerate()
+                .for_each(task);
+        } else {
+            task((0, out));
         }
-        let mut by_row = vec![0f32; groups * INTERLEAVE];
-        run(&mut by_row);
-        out.copy_from_slice(&by_row[..self.rows]);
     }
+}
+
+/// `x · wᵀ` for each of `matrices`, which read the same activations (q,
+/// k and v; gate and up): one output of `x.tokens · rows` each.
+///
+/// Decode runs all of them in one parallel region. Why: a decode step's
+/// products take ~30 µs each, about what a pool thread takes to wake, and
+/// with one region per product the calling thread did two thirds of the
+/// kernels' work at 2 threads (`perf` by thread, the 135M shape at q4_0);
+/// with one region per input it does 57 %. (That decode's tokens/s did
+/// not change measurably: two cores share one memory bandwidth there.)
+pub fn matmul_many(matrices: &[&PackedMatrix], x: &QuantizedActivations) -> Vec<Vec<f32>> {
+    let isa = Isa::best();
+    if x.tokens != 1 {
+        return matrices
+            .iter()
+            .map(|m| {
+                let mut out = vec![0f32; x.tokens * m.rows];
+                m.prefill(isa, x, &mut out);
+                out
+            })
+            .collect();
+    }
+    let mut outs = decode_many(isa, matrices, x);
+    for (out, m) in outs.iter_mut().zip(matrices) {
+        out.truncate(m.rows);
+    }
+    outs
+}
+
+/// One token through every matrix: each output padded to whole groups,
+/// the groups of all the matrices split among the pool's threads, a few
+/// chunks per thread so that one slow core does not hold the others
+/// (groups are equal work within a matrix).
+fn decode_many(isa: Isa, matrices: &[&PackedMatrix], x: &QuantizedActivations) -> Vec<Vec<f32>> {
+    assert_eq!(x.tokens, 1, "decode is one token");
+    let isa = if isa.supported() { isa } else { Isa::Portable };
+    let token = [x.token(0)];
+    let mut outs: Vec<Vec<f32>> = matrices
+        .iter()
+        .map(|m| {
+            assert_eq!(x.cols, m.cols, "activations and weights disagree on K");
+            vec![0f32; m.groups() * INTERLEAVE]
+        })
+        .collect();
+    let by_group = |m: &PackedMatrix, rows: &mut [f32], first_group: usize| {
+        for (g, group_out) in rows.chunks_exact_mut(INTERLEAVE).enumerate() {
+            let group = RowGroup {
+                body: &m.body,
+                cols: m.cols,
+                group: first_group + g,
+            };
+            kernels::dot(isa, group, &token, group_out);
+        }
+    };
+    let threads = rayon::current_num_threads();
+    let macs: usize = matrices.iter().map(|m| m.rows * m.cols).sum();
+    if threads < 2 || macs < PARALLEL_MIN_MACS {
+        for (m, out) in matrices.iter().zip(outs.iter_mut()) {
+            by_group(m, out, 0);
+        }
+        return outs;
+    }
+    let groups: usize = matrices.iter().map(|m| m.groups()).sum();
+    let chunk = groups.div_ceil(threads * 4).max(1);
+    let mut tasks: Vec<(&PackedMatrix, usize, &mut [f32])> = Vec::new();
+    for (m, out) in matrices.iter().zip(outs.iter_mut()) {
+        for (c, rows) in out.chunks_mut(chunk * INTERLEAVE).enumerate() {
+            tasks.push((m, c * chunk, rows));
+        }
+    }
+    tasks
+        .into_par_iter()
+        .for_each(|(m, first, rows)| by_group(m, rows, first));
+    outs
 }
 
 #[cfg(test)]

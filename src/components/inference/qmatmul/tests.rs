@@ -263,3 +263,44 @@ fn extreme_q8_quants_are_summed_exactly_by_every_variant() {
         assert!(e <= 1.0, "{isa:?}: {e}× the tolerance");
     }
 }
+
+/// Several matrices in one region (past the parallel threshold: 1 150
+/// rows of 256) give each matrix's own product, at any thread count, for
+/// one token and for several.
+#[test]
+fn products_in_one_region_equal_each_alone() {
+    let mut rng = ChaCha8Rng::seed_from_u64(5);
+    let cols = 256;
+    let matrices: Vec<PackedMatrix> = [
+        (NativeType::Q4_0, GgmlDType::Q4_0, 17),
+        (NativeType::Q8_0, GgmlDType::Q8_0, 1100),
+        (NativeType::Q6K, GgmlDType::Q6K, 33),
+    ]
+    .into_iter()
+    .map(|(ty, dtype, rows)| {
+        let (bytes, _) = ggml_weights(dtype, rows, cols, &mut rng);
+        PackedMatrix::pack(ty, rows, cols, &bytes).unwrap()
+    })
+    .collect();
+    let refs: Vec<&PackedMatrix> = matrices.iter().collect();
+    for tokens in [1, 3] {
+        let x = values(&mut rng, tokens * cols, 1.0);
+        let x = QuantizedActivations::quantize(&x, tokens, cols);
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            let many = pool.install(|| matmul_many(&refs, &x));
+            for (m, out) in matrices.iter().zip(&many) {
+                let mut alone = vec![0f32; tokens * m.rows];
+                m.matmul(&x, &mut alone);
+                assert_eq!(
+                    *out, alone,
+                    "{:?}, {tokens} tokens, {threads} threads",
+                    m.source
+                );
+            }
+        }
+    }
+}
