@@ -692,6 +692,27 @@ mod tests {
             ),
             "{roadmap}"
         );
+
+        // Measured on benchmarks the analysis did not profile: the gain
+        // stays where it was measured, the overall figures an estimate.
+        a.remedy_plan[0].risk = crate::analysis::Risk::Low;
+        if let Some(m) = a.remedy_plan[0].measured.as_mut() {
+            m.overall_speedup = None;
+            m.overall_ci95 = None;
+        }
+        crate::analysis::assign_weeks(&mut a.remedy_plan);
+        a.decision = crate::analysis::plan_decision(&a.remedy_plan, a.profiled_time_s);
+        let roadmap = render_roadmap(&a, Path::new("a.json"));
+        assert!(
+            roadmap.contains("On all profiled time: not measured, because the analysis did not profile these benchmarks"),
+            "{roadmap}"
+        );
+        let row = roadmap
+            .lines()
+            .find(|l| l.starts_with("| 1 | cool it |"))
+            .unwrap_or_else(|| panic!("{roadmap}"));
+        assert!(row.contains("(estimate)"), "{row}");
+        assert!(row.contains("measured ×2.000"), "{row}");
     }
 
     /// The writers show what the analysis computed: each share with its

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, OnceLock};
 
 use candle_core::quantized::{GgmlDType, QMatMul, QTensor, gguf_file};
-use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
+use candle_core::{CpuStorage, DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::Embedding;
 use candle_transformers::quantized_nn::RmsNorm;
 use candle_transformers::utils::build_causal_mask;
@@ -152,18 +152,38 @@ impl<'a> ProjectionInput<'a> {
         if let Some(q) = self.quantized.get() {
             return Ok(q);
         }
-        let values = self
-            .x
-            .flatten_all()?
-            .to_dtype(DType::F32)?
-            .to_vec1::<f32>()?;
-        if cols == 0 || !values.len().is_multiple_of(cols) {
-            candle_core::bail!("an input of {} values is not rows of {cols}", values.len());
-        }
-        let tokens = values.len() / cols;
-        Ok(self
-            .quantized
-            .get_or_init(|| QuantizedActivations::quantize(&values, tokens, cols)))
+        let quantize = |values: &[f32]| {
+            if cols == 0 || !values.len().is_multiple_of(cols) {
+                candle_core::bail!("an input of {} values is not rows of {cols}", values.len());
+            }
+            Ok(QuantizedActivations::quantize(
+                values,
+                values.len() / cols,
+                cols,
+            ))
+        };
+        // A contiguous f32 input on the CPU is read in place: copying it
+        // out first was 1 % of a prefill.
+        let quantized = {
+            let (storage, layout) = self.x.storage_and_layout();
+            match (&*storage, layout.contiguous_offsets()) {
+                (candle_core::Storage::Cpu(CpuStorage::F32(data)), Some((start, end))) => {
+                    Some(quantize(&data[start..end])?)
+                }
+                _ => None,
+            }
+        };
+        let quantized = match quantized {
+            Some(q) => q,
+            None => quantize(
+                &self
+                    .x
+                    .flatten_all()?
+                    .to_dtype(DType::F32)?
+                    .to_vec1::<f32>()?,
+            )?,
+        };
+        Ok(self.quantized.get_or_init(|| quantized))
     }
 }
 

@@ -104,6 +104,7 @@ pub(super) fn dot(isa: Isa, rows: RowGroup<'_>, tokens: &[TokenRef<'_>], out: &m
 }
 
 /// A layout's scales for one group, as the vector kernels read them.
+#[cfg(target_arch = "x86_64")]
 #[derive(Clone, Copy)]
 enum ScalePtr {
     /// One f32 per unit (block, or half-block) and row.
@@ -112,6 +113,7 @@ enum ScalePtr {
     Super(*const i8, *const f32),
 }
 
+#[cfg(target_arch = "x86_64")]
 impl ScalePtr {
     /// Group `group`'s part of `s`, with `units` scales per row (bounds
     /// checked here, once per call).
@@ -132,7 +134,6 @@ impl ScalePtr {
     /// Asks for the scales of the blocks a prefetch of the quants reaches
     /// (`per_block` units of `R` scales per block, against `quant_bytes`
     /// of quants).
-    #[cfg(target_arch = "x86_64")]
     #[inline(always)]
     unsafe fn prefetch(self, b: usize, per_block: usize, quant_bytes: usize) {
         const R: usize = INTERLEAVE;

@@ -304,3 +304,26 @@ fn products_in_one_region_equal_each_alone() {
         }
     }
 }
+
+/// A prompt's tokens quantized on several threads give the values one
+/// thread gives.
+#[test]
+fn quantizing_on_several_threads_changes_no_value() {
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let (tokens, cols) = (70, 416);
+    let x = values(&mut rng, tokens * cols, 3.0);
+    let on = |threads: usize| {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(|| QuantizedActivations::quantize(&x, tokens, cols))
+    };
+    let (one, three) = (on(1), on(3));
+    assert_eq!(one.qs, three.qs);
+    assert_eq!(one.d, three.d);
+    assert_eq!(one.s, three.s);
+    assert_eq!(one.sum, three.sum);
+    assert_eq!(one.half_sum, three.half_sum);
+    assert_eq!((three.tokens, three.cols), (tokens, cols));
+}
