@@ -369,16 +369,21 @@ pub fn on_profiled_time(
 }
 
 /// Replaces the assumed speed-up of every remedy that has an experiment by
-/// the measured one carried to all profiled time (where the analysis
-/// profiled the experiment's benchmarks; elsewhere the estimate stays),
-/// recomputes time saved, ROI, "after" and the weeks,
-/// and re-sorts the plan by ROI. Remedies without an experiment keep their
-/// estimate (and say so).
+/// the measured one carried to all profiled time of this analysis (where
+/// it profiled the experiment's benchmarks, whose measured time is in
+/// `profiles`; elsewhere the estimate stays), recomputes time saved, ROI,
+/// "after" and the weeks, and re-sorts the plan by ROI. Remedies without
+/// an experiment keep their estimate (and say so).
 pub fn apply_measurements(
     plan: &mut [RemedyEstimate],
+    profiles: &[super::ProfileEvidence],
     profiled_time_s: f64,
     experiments: &ExperimentsFile,
 ) {
+    let per_benchmark: BTreeMap<(u32, &str), f64> = profiles
+        .iter()
+        .map(|p| ((p.day, p.benchmark.as_str()), p.measured_s))
+        .collect();
     for r in plan.iter_mut() {
         let Some(e) = experiments.find(&r.remedy) else {
             continue;
@@ -387,10 +392,18 @@ pub fn apply_measurements(
         let Some(speedup) = m.measured_speedup.filter(|s| s.is_finite() && *s > 0.0) else {
             continue;
         };
-        // Without the benchmarks' share of the profiled time, the measured
-        // speed-up says nothing about the rest of it: the overall figures
+        // The share of this analysis's time the experiment's benchmarks
+        // took (not the one of the analysis the experiment saw, which
+        // may be older or absent). Without it, the measured speed-up
+        // says nothing about the rest of the time: the overall figures
         // stay the estimate rather than claim the benchmark's gain for all.
-        if let Some(p) = &e.on_profiled_time {
+        let benchmarks_time_s: f64 = e
+            .benchmarks
+            .iter()
+            .filter_map(|b| per_benchmark.get(&(b.day, b.benchmark.as_str())))
+            .sum();
+        let effect = on_profiled_time(speedup, m.ci95, profiled_time_s, benchmarks_time_s);
+        if let Some(p) = &effect {
             r.estimated_speedup = p.overall_speedup;
             if let Some(ci) = p.ci95 {
                 r.estimated_speedup_range = ci;
@@ -404,8 +417,8 @@ pub fn apply_measurements(
             ci95: m.ci95,
             p_value: m.p_value,
             verdict: m.verdict,
-            overall_speedup: e.on_profiled_time.as_ref().map(|p| p.overall_speedup),
-            overall_ci95: e.on_profiled_time.as_ref().and_then(|p| p.ci95),
+            overall_speedup: effect.as_ref().map(|p| p.overall_speedup),
+            overall_ci95: effect.as_ref().and_then(|p| p.ci95),
             runs_per_side: m.runs_per_side,
             benchmarks: e.benchmarks.clone(),
             toggle: e.toggle_description.clone(),
@@ -437,7 +450,7 @@ pub fn by_day(benchmarks: &[DayBenchmark]) -> BTreeMap<u32, Vec<String>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::analysis::{QualityState, Risk};
+    use crate::analysis::{ProfileEvidence, QualityState, Risk};
 
     fn plan_of(name: &str) -> RemedyEstimate {
         RemedyEstimate {
@@ -462,8 +475,9 @@ mod tests {
         }
     }
 
-    /// A gain of ×2 on benchmarks that took `benchmarks_time_s` of 10 s.
-    fn experiment(name: &str, toggle: Toggle, benchmarks_time_s: Option<f64>) -> Experiment {
+    /// A gain of ×2 on day 1's benchmark `b` (of an analysis that saw it
+    /// take 5 of 10 s: the plan uses the analysis it is given instead).
+    fn experiment(name: &str, toggle: Toggle) -> Experiment {
         Experiment {
             remedy: name.into(),
             toggle,
@@ -490,8 +504,7 @@ mod tests {
                 reason: "planted".into(),
                 cases: Vec::new(),
             },
-            on_profiled_time: benchmarks_time_s
-                .and_then(|te| on_profiled_time(2.0, Some([1.8, 2.2]), 10.0, te)),
+            on_profiled_time: on_profiled_time(2.0, Some([1.8, 2.2]), 10.0, 5.0),
             quality: Vec::new(),
             warnings: Vec::new(),
         }
@@ -508,11 +521,25 @@ mod tests {
         }
     }
 
-    fn applied(e: Experiment) -> RemedyEstimate {
+    /// The plan after `e`, with an analysis of 10 s in which day 1's `b`
+    /// took `benchmark_s` (not profiled: `None`).
+    fn applied(e: Experiment, benchmark_s: Option<f64>) -> RemedyEstimate {
         let mut file = ExperimentsFile::new("c");
         file.upsert(e);
         let mut plan = [plan_of("r")];
-        apply_measurements(&mut plan, 10.0, &file);
+        let profiles: Vec<ProfileEvidence> = benchmark_s
+            .into_iter()
+            .map(|measured_s| ProfileEvidence {
+                day: 1,
+                benchmark: "b".into(),
+                samples: 100,
+                folded_path: String::new(),
+                measured_s,
+                rate_hz: 100.0,
+                lost_samples: 0,
+            })
+            .collect();
+        apply_measurements(&mut plan, &profiles, 10.0, &file);
         let [r] = plan;
         r
     }
@@ -521,7 +548,7 @@ mod tests {
     /// 10 ÷ (5 + 5/2) = ×1.333 on all of it, and the plan says so.
     #[test]
     fn a_measured_gain_is_carried_to_the_profiled_time_by_its_share() {
-        let r = applied(experiment("r", toggle(Some("p"), None), Some(5.0)));
+        let r = applied(experiment("r", toggle(Some("p"), None)), Some(5.0));
         let m = r.measured.as_ref().unwrap();
         assert_eq!(m.overall_speedup, Some(10.0 / 7.5));
         assert!((r.estimated_speedup - 10.0 / 7.5).abs() < 1e-12);
@@ -530,11 +557,19 @@ mod tests {
         assert!(m.is_win());
     }
 
-    /// Without the benchmarks' share, the benchmark's ×2 is not the
-    /// overall speed-up: the plan keeps its estimate and says it is one.
+    /// Without the benchmarks' share in this analysis (whatever the
+    /// experiment's own analysis said), the benchmark's ×2 is not the
+    /// overall speed-up: the plan keeps its estimate and says it is one;
+    /// and the share is this analysis's, not the experiment's.
     #[test]
     fn an_unprofiled_experiment_leaves_the_overall_estimate_alone() {
-        let r = applied(experiment("r", toggle(Some("p"), None), None));
+        let r = applied(experiment("r", toggle(Some("p"), None)), Some(2.0));
+        // 10 ÷ (8 + 2/2) = ×1.111.
+        assert_eq!(
+            r.measured.as_ref().unwrap().overall_speedup,
+            Some(10.0 / 9.0)
+        );
+        let r = applied(experiment("r", toggle(Some("p"), None)), None);
         let m = r.measured.as_ref().unwrap();
         assert_eq!(m.speedup, 2.0);
         assert_eq!(m.overall_speedup, None);
@@ -547,7 +582,7 @@ mod tests {
     /// quality holds: none reached (the measurement failed) is not one.
     #[test]
     fn an_output_changing_gain_without_a_quality_verdict_is_not_a_win() {
-        let r = applied(experiment("r", toggle(None, Some("quantize")), Some(5.0)));
+        let r = applied(experiment("r", toggle(None, Some("quantize"))), Some(5.0));
         let m = r.measured.as_ref().unwrap();
         assert_eq!(m.quality, Some(QualityState::NotMeasured));
         assert!(!m.is_win());

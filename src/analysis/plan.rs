@@ -65,7 +65,7 @@ pub fn assign_weeks(plan: &mut [RemedyEstimate]) {
 /// the best remedy's.
 pub const WEEK1_ROI_FRACTION: f64 = 0.5;
 
-pub const COMBINED_FORMULA: &str = "together = 1 ÷ (1 − Σ (1 − 1 / Sᵢ)) over the remedies to do first, Sᵢ each one's overall speed-up on the profiled time (measured where an experiment ran, else its Amdahl estimate): the fractions of time they save add up because each estimate acts on functions no other one counts; a remedy is left out of the total when it shares a function with an earlier one, or when either of the two was measured and they share a benchmark (a measured speed-up is the benchmark's whole change, which may include the other's); its range puts every Sᵢ at the low, then the high end of its own range";
+pub const COMBINED_FORMULA: &str = "together = 1 ÷ (1 − Σ (1 − 1 / Sᵢ)) over the remedies to do first, Sᵢ each one's overall speed-up on the profiled time (measured where an experiment ran on benchmarks the analysis profiled, else its Amdahl estimate): the fractions of time they save add up because each estimate acts on functions no other one counts; a remedy is left out of the total when it shares a function with an earlier one, or when either of the two was measured overall and they share a benchmark (a measured speed-up is the benchmark's whole change, which may include the other's); its range puts every Sᵢ at the low, then the high end of its own range";
 
 /// Week 1's remedies and what they are expected to give together.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -77,7 +77,8 @@ pub struct PlanDecision {
     /// benchmark the other acts on, so their savings could be counted twice.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub overlapping: Vec<String>,
-    /// How many of the counted remedies were measured by an experiment.
+    /// How many of the counted remedies an experiment measured overall
+    /// (on benchmarks the analysis profiled).
     pub measured: usize,
     /// `None` when their savings reach the whole time: estimates that
     /// cannot all be true at once, so no total is stated.
@@ -106,22 +107,32 @@ fn combined(speedups: impl Iterator<Item = f64>) -> Option<f64> {
     (saved < 1.0).then(|| 1.0 / (1.0 - saved))
 }
 
+/// Whether a remedy's overall speed-up was measured (an experiment on
+/// benchmarks the analysis profiled), not estimated.
+fn overall_measured(r: &RemedyEstimate) -> bool {
+    r.measured
+        .as_ref()
+        .is_some_and(|m| m.overall_speedup.is_some())
+}
+
 /// The decision from a plan sorted by ROI with its weeks assigned; `None`
 /// when no remedy qualifies for Week 1 (the roadmap then says why).
 pub fn plan_decision(plan: &[RemedyEstimate], profiled_time_s: f64) -> Option<PlanDecision> {
     let mut counted: Vec<&RemedyEstimate> = Vec::new();
     let mut overlapping = Vec::new();
-    // The benchmarks a remedy's figure rests on: those it was measured on,
-    // else those its profiled functions ran in.
+    // The benchmarks a remedy's figure rests on: those it was measured on
+    // where the measurement gives its overall figure, else those its
+    // profiled functions ran in (its Amdahl estimate's).
     let benchmarks = |r: &RemedyEstimate| -> Vec<DayBenchmark> {
-        r.measured
-            .as_ref()
-            .map_or_else(|| r.evidence_benchmarks.clone(), |m| m.benchmarks.clone())
+        match r.measured.as_ref() {
+            Some(m) if overall_measured(r) => m.benchmarks.clone(),
+            _ => r.evidence_benchmarks.clone(),
+        }
     };
     for r in plan.iter().filter(|r| r.week == 1) {
         let overlaps = counted.iter().any(|c| {
             c.functions.iter().any(|f| r.functions.contains(f))
-                || ((c.measured.is_some() || r.measured.is_some())
+                || ((overall_measured(c) || overall_measured(r))
                     && benchmarks(c).iter().any(|b| benchmarks(r).contains(b)))
         });
         if overlaps {
@@ -155,7 +166,7 @@ pub fn plan_decision(plan: &[RemedyEstimate], profiled_time_s: f64) -> Option<Pl
     Some(PlanDecision {
         remedies: counted.iter().map(|r| r.remedy.clone()).collect(),
         overlapping,
-        measured: counted.iter().filter(|r| r.measured.is_some()).count(),
+        measured: counted.iter().filter(|r| overall_measured(r)).count(),
         together,
         formula: COMBINED_FORMULA.to_string(),
     })

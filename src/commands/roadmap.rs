@@ -27,6 +27,7 @@ pub fn run_roadmap(layout: &OutputLayout) -> Result<PathBuf, CommandError> {
         })?;
         apply_measurements(
             &mut analysis.remedy_plan,
+            &analysis.profiles,
             analysis.profiled_time_s,
             &experiments,
         );

@@ -1,5 +1,7 @@
 //! A description of the machine and build a report was measured on.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use sysinfo::System;
 
@@ -25,7 +27,21 @@ pub struct Environment {
     /// The last `campaign calibrate` of this results folder, if any.
     #[serde(default)]
     pub calibration: Option<super::Calibration>,
+    /// The environment variables that govern the compute pools (rayon's
+    /// and candle's), as the run saw them: `campaign` sets some itself
+    /// (`runner::configure_threads`), and each changes measured speed.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub compute_variables: BTreeMap<String, String>,
 }
+
+/// The variables of [`Environment::compute_variables`].
+pub const COMPUTE_VARIABLES: [&str; 5] = [
+    "RAYON_NUM_THREADS",
+    "CANDLE_NUM_THREADS",
+    "CANDLE_BARRIER_POOL_SPIN_LIMIT",
+    "CANDLE_CPU_MASK",
+    "OMP_NUM_THREADS",
+];
 
 impl Environment {
     pub fn capture(device: String, threads: usize, dtype: String) -> Self {
@@ -72,6 +88,13 @@ impl Environment {
             threads,
             dtype,
             calibration: None,
+            compute_variables: COMPUTE_VARIABLES
+                .into_iter()
+                .filter_map(|name| {
+                    let value = std::env::var(name).ok()?;
+                    Some((name.to_string(), value))
+                })
+                .collect(),
         }
     }
 }

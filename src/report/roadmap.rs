@@ -214,6 +214,8 @@ fn decision(out: &mut String, a: &BottleneckAnalysis) {
             format!("{} remedies", first.len())
         },
         match d.measured {
+            0 if first.iter().any(|r| r.measured.is_some()) => "their speed-ups where they act were measured, but those on all profiled time are estimates (the analysis did not profile the benchmarks the experiments ran)"
+                .to_string(),
             0 => "none is measured yet (run `campaign experiment` to replace the estimates)"
                 .to_string(),
             n if n == first.len() => "every speed-up below was measured".to_string(),
@@ -363,7 +365,7 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
     if a.remedy_plan.iter().any(|r| r.measured.is_some()) {
         let _ = writeln!(
             out,
-            "Where s says measured, `campaign experiment` ran the remedy's toggle against the campaign as it is, alternately in one sitting: the speed-up is measured on the benchmarks it ran, and {}; time saved and ROI then use it instead of the Amdahl estimate.\n",
+            "Where s says measured, `campaign experiment` ran the remedy's toggle against the campaign as it is, alternately in one sitting: the speed-up is measured on the benchmarks it ran, and {}; where the analysis profiled those benchmarks, time saved and ROI then use it instead of the Amdahl estimate (elsewhere they stay the estimate, and say so).\n",
             crate::analysis::PROFILED_FORMULA
         );
     }
@@ -476,7 +478,7 @@ pub fn render_roadmap(a: &BottleneckAnalysis, source: &Path) -> String {
     let _ = writeln!(out, "## Week 3: validation and regression testing\n");
     let _ = writeln!(
         out,
-        "Re-run the profiled benchmarks after each change and compare them with this run's reports; keep a change only where the measured gain is outside the noise. Where an experiment ran, the after column is measured: the profiled time ÷ the overall speed-up the experiment measured (its interval beside it); elsewhere it is an estimate from the assumed speed-up.\n"
+        "Re-run the profiled benchmarks after each change and compare them with this run's reports; keep a change only where the measured gain is outside the noise. Where an experiment ran on benchmarks the analysis profiled, the after column is measured: the profiled time ÷ the overall speed-up the experiment measured (its interval beside it); elsewhere it is an estimate from the assumed speed-up.\n"
     );
     let mut validation = MarkdownTable::new(&[
         ("remedy", Align::Left),
@@ -713,6 +715,10 @@ mod tests {
             .unwrap_or_else(|| panic!("{roadmap}"));
         assert!(row.contains("(estimate)"), "{row}");
         assert!(row.contains("measured ×2.000"), "{row}");
+        assert!(
+            roadmap.contains("those on all profiled time are estimates"),
+            "{roadmap}"
+        );
     }
 
     /// The writers show what the analysis computed: each share with its

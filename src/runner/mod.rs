@@ -40,7 +40,8 @@ pub fn configure_threads(threads: usize) {
         // from the rayon thread in a prefill of the 135M shape (`perf` by
         // thread), and parking at once gave prefill ×1.14 (geometric mean
         // of 3 alternations; decode unchanged). A user's own setting stays.
-        if std::env::var_os(CANDLE_SPIN_LIMIT).is_none() {
+        // The value is recorded in each report's environment.
+        if std::env::var_os(CANDLE_SPIN_LIMIT).is_none_or(|v| v.is_empty()) {
             std::env::set_var(CANDLE_SPIN_LIMIT, "1");
         }
     }
