@@ -23,7 +23,8 @@ pub use parity::served_parity;
 pub use peers::{PEER_RATIO_RULE, peer_comparisons};
 pub use quality::{
     DEFAULT_QUALITY_MARGINS, PromptQuality, QUALITY_CONFIDENCE, QUALITY_RULE, QualityMargins,
-    QualityState, QualityVerdict, judge_quality, worst_quality,
+    QualityState, QualityVerdict, SERVED_QUALITY_RULE, ServedQuality, judge_quality,
+    judge_served_quality, worst_quality,
 };
 pub use scaling::{KNEE_TOLERANCE, scaling_curves};
 pub use sweeps::{SweepCurve, sweep_curves};

@@ -16,6 +16,7 @@ use super::model::{
     MODEL_SETUP_METRICS, architecture, check_model, generate, generation_memory, load_model,
     prompt_tokens, rss_mib,
 };
+use super::quality::{ServedOutput, served_outputs};
 use super::{
     BenchContext, BenchmarkCase, BenchmarkError, Conclusion, Headline, Kind, MemoryNeed, MetricDef,
     Models, Observations, ParamProblem, PreparedBenchmark,
@@ -116,6 +117,16 @@ pub struct Endurance;
 
 impl Kind for Endurance {
     type Params = EnduranceParams;
+
+    fn served_outputs(
+        &self,
+        p: &Self::Params,
+        ctx: &BenchContext,
+    ) -> Result<Option<Vec<ServedOutput>>, BenchmarkError> {
+        p.endpoint_target()
+            .map(|target| served_outputs(target, None, ctx))
+            .transpose()
+    }
 
     fn name(&self) -> &'static str {
         "endurance"

@@ -38,11 +38,11 @@ use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 
-pub use model::MAX_PROMPT_FILE_BYTES;
+pub use model::{MAX_PROMPT_FILE_BYTES, open_model};
 pub use observations::{Observations, ObservedParts};
 pub use quality::{
-    PromptQuality, QUALITY_PROMPT_TOKENS, QUALITY_PROMPTS, QUALITY_TOKENS, compare_outputs,
-    quality_prompts,
+    PromptQuality, QUALITY_PROMPT_TOKENS, QUALITY_PROMPTS, QUALITY_SERVED_PROMPTS, QUALITY_TOKENS,
+    ServedOutput, ServedPromptQuality, compare_outputs, compare_served, quality_prompts,
 };
 
 pub use crate::machine::MemoryNeed;
@@ -140,6 +140,29 @@ pub struct BenchContext {
     pub campaign_dir: PathBuf,
 }
 
+impl BenchContext {
+    /// The context of `campaign`'s benchmarks, run with `settings`.
+    pub fn for_campaign(
+        campaign: &crate::campaign::Campaign,
+        settings: Settings,
+        model_cache_dir: PathBuf,
+        scratch_dir: PathBuf,
+    ) -> Self {
+        Self {
+            models: campaign.models.clone(),
+            device: settings.device,
+            settings,
+            model_cache_dir,
+            scratch_dir,
+            campaign_dir: campaign
+                .path
+                .parent()
+                .map(Path::to_path_buf)
+                .unwrap_or_default(),
+        }
+    }
+}
+
 /// A benchmark kind, written against its typed parameters: every number
 /// in `Params` is a bounded type from [`crate::campaign::bounds`], so a
 /// kind never sees NaN, an infinity or a count of zero where zero means
@@ -214,6 +237,16 @@ pub trait Kind: Sync + Send + 'static {
         params: Self::Params,
         ctx: &BenchContext,
     ) -> Result<PreparedBenchmark, BenchmarkError>;
+    /// The greedy outputs of the fixed quality prompts from the endpoint
+    /// the params send to: what a served remedy's quality verdict compares.
+    /// `None` for a benchmark of the in-process engine.
+    fn served_outputs(
+        &self,
+        _params: &Self::Params,
+        _ctx: &BenchContext,
+    ) -> Result<Option<Vec<ServedOutput>>, BenchmarkError> {
+        Ok(None)
+    }
 }
 
 /// A registered benchmark kind, as the registry, the campaign checks and
@@ -241,6 +274,12 @@ pub trait BenchmarkKind: KindRules + Sync {
     /// Every metric one benchmark of this kind records and its headline:
     /// the kind's own, plus those its params map (when they parse).
     fn catalog(&self, params: &toml::Table) -> MetricCatalog;
+    /// [`Kind::served_outputs`].
+    fn served_outputs(
+        &self,
+        params: &toml::Table,
+        ctx: &BenchContext,
+    ) -> Result<Option<Vec<ServedOutput>>, BenchmarkError>;
 }
 
 /// The metrics of one benchmark, as the runner records and reports them.
@@ -321,6 +360,14 @@ impl<K: Kind> BenchmarkKind for K {
     ) -> Result<PreparedBenchmark, BenchmarkError> {
         let parsed = params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
         Kind::prepare(self, parsed, ctx)
+    }
+    fn served_outputs(
+        &self,
+        params: &toml::Table,
+        ctx: &BenchContext,
+    ) -> Result<Option<Vec<ServedOutput>>, BenchmarkError> {
+        let parsed = params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
+        Kind::served_outputs(self, &parsed, ctx)
     }
     fn catalog(&self, params: &toml::Table) -> MetricCatalog {
         let parsed = params::parse::<K::Params>(params).ok();

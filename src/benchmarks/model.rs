@@ -428,6 +428,23 @@ fn sample_output(model: &LoadedModel) -> Result<serde_json::Value, BenchmarkErro
     }))
 }
 
+/// The model `resolved` describes, from `folder`, as every path that runs
+/// it loads it (benchmarks, `campaign serve`, `generate`, the quality
+/// comparison): quantized when the campaign asks, with its planted flips.
+pub fn open_model(
+    resolved: &crate::campaign::ResolvedModel,
+    folder: &std::path::Path,
+    device: &candle_core::Device,
+    dtype: candle_core::DType,
+) -> Result<LoadedModel, crate::components::inference::InferenceError> {
+    let mut model = match resolved.quantize {
+        Some(q) => LoadedModel::load_quantized_with(folder, device, q, resolved.matmul)?,
+        None => LoadedModel::load_with(folder, device, dtype, resolved.matmul)?,
+    };
+    model.planted_token_flip = resolved.planted_token_flip;
+    Ok(model)
+}
+
 /// A model loaded for a benchmark, with what loading it cost.
 pub(super) struct ModelUnderTest {
     pub model: Arc<LoadedModel>,
@@ -441,17 +458,7 @@ pub(super) fn load_model(name: &str, ctx: &BenchContext) -> Result<ModelUnderTes
     let device = ctx.device.open()?;
     let rss_before = rss::resident_set_bytes();
     let started = Instant::now();
-    let model = match resolved.quantize {
-        Some(q) => LoadedModel::load_quantized_with(&folder, &device, q, resolved.matmul)?,
-        None => LoadedModel::load_with(
-            &folder,
-            &device,
-            ctx.settings.dtype.to_candle(),
-            resolved.matmul,
-        )?,
-    };
-    let mut model = model;
-    model.planted_token_flip = resolved.planted_token_flip;
+    let model = open_model(resolved, &folder, &device, ctx.settings.dtype.to_candle())?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let rss_after = rss::resident_set_bytes();
     let mut setup = vec![("model_load_ms", load_ms)];

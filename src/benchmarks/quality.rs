@@ -9,7 +9,11 @@ use rand_chacha::ChaCha8Rng;
 
 use serde::{Deserialize, Serialize};
 
-use super::BenchmarkError;
+use super::endpoint_target::EndpointTarget;
+use super::model::PromptSpec;
+use super::workload::LengthDistribution;
+use super::{BenchContext, BenchmarkError};
+use crate::campaign::bounds::Tokens;
 use crate::components::inference::{GenerationSession, LoadedModel};
 
 /// What one prompt measured.
@@ -25,6 +29,13 @@ pub struct PromptQuality {
 pub const QUALITY_PROMPTS: usize = 32;
 /// Positions compared per prompt (the first greedy tokens).
 pub const QUALITY_TOKENS: usize = 16;
+/// Prompts of a served target's comparison. More than in-process: a
+/// server cannot be fed the other arm's tokens, so a prompt tells only
+/// whether and where its outputs part, and a loss at the margin parts
+/// few of them (at 5 %, about one prompt in eleven); 32 prompts would call
+/// such a loss holding in about 10 % of seeded trials, 128 keep it within
+/// the 5 % the rule states (`analysis::quality`'s tests).
+pub const QUALITY_SERVED_PROMPTS: usize = 128;
 /// Tokens of each prompt.
 pub const QUALITY_PROMPT_TOKENS: usize = 24;
 /// Seed of the prompt set: the same prompts every time, for every remedy.
@@ -107,4 +118,123 @@ pub fn compare_outputs(
         });
     }
     Ok(out)
+}
+
+/// One prompt's greedy output from a served target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ServedOutput {
+    /// The streamed content chunks, in order (one a token, as
+    /// OpenAI-compatible servers stream greedy output).
+    pub chunks: Vec<String>,
+    /// The output tokens the server's `usage` counts, if it sent one.
+    pub usage_tokens: Option<usize>,
+}
+
+/// What one prompt's served outputs compare to.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ServedPromptQuality {
+    /// Share of the compared positions from the first differing chunk on
+    /// (a server cannot be fed another's tokens: after the first
+    /// difference the two continue different texts, so every later
+    /// position counts as differing, and a shorter output differs where it
+    /// ended).
+    pub disagreement: f64,
+    /// Output tokens of each arm: the server's usage, else the chunks.
+    pub reference_tokens: usize,
+    pub candidate_tokens: usize,
+    /// Whether either arm's usage counted other than the chunks streamed.
+    pub usage_differs_from_stream: bool,
+}
+
+/// The fixed quality prompts sent to `target` one at a time, greedy
+/// (temperature 0), up to [`QUALITY_TOKENS`] tokens, the end of sequence
+/// honoured (where a remedy stops early is part of its quality).
+pub(super) fn served_outputs(
+    target: EndpointTarget<'_>,
+    spec: Option<&PromptSpec>,
+    ctx: &BenchContext,
+) -> Result<Vec<ServedOutput>, BenchmarkError> {
+    let target = EndpointTarget {
+        ignore_eos: false,
+        ..target
+    };
+    let source = target.prompt_source(spec, ctx)?;
+    let prompt_tokens = source
+        .vocab_size()
+        .map(|_| LengthDistribution::fixed(Tokens::new_const(QUALITY_PROMPT_TOKENS as u64)));
+    let (_, sent) = source.requests(
+        &target,
+        QUALITY_SEED,
+        QUALITY_SERVED_PROMPTS,
+        prompt_tokens,
+        LengthDistribution::fixed(Tokens::new_const(QUALITY_TOKENS as u64)),
+        None,
+    )?;
+    let connection = target.connect()?;
+    sent.iter()
+        .enumerate()
+        .map(|(i, prompt)| {
+            let streamed = connection
+                .runtime
+                .block_on(connection.client.stream(prompt, QUALITY_TOKENS))
+                .map_err(|f| {
+                    BenchmarkError::Component(format!(
+                        "{}: quality prompt {} of {QUALITY_SERVED_PROMPTS}: {}: {}",
+                        connection.client.url(),
+                        i + 1,
+                        f.class.name(),
+                        f.message
+                    ))
+                })?;
+            Ok(ServedOutput {
+                usage_tokens: streamed
+                    .usage
+                    .as_ref()
+                    .and_then(|u| u.completion_tokens)
+                    .and_then(|n| usize::try_from(n).ok()),
+                chunks: streamed.chunks.into_iter().map(|c| c.text).collect(),
+            })
+        })
+        .collect()
+}
+
+/// Each prompt's served outputs of `candidate` against `reference` over
+/// the first `tokens` positions.
+pub fn compare_served(
+    reference: &[ServedOutput],
+    candidate: &[ServedOutput],
+    tokens: usize,
+) -> Result<Vec<ServedPromptQuality>, BenchmarkError> {
+    if reference.len() != candidate.len() {
+        return Err(BenchmarkError::Component(format!(
+            "the two arms answered {} and {} prompts: their outputs cannot be paired",
+            reference.len(),
+            candidate.len()
+        )));
+    }
+    Ok(reference
+        .iter()
+        .zip(candidate)
+        .map(|(r, c)| {
+            let (rc, cc) = (
+                &r.chunks[..r.chunks.len().min(tokens)],
+                &c.chunks[..c.chunks.len().min(tokens)],
+            );
+            let compared = rc.len().max(cc.len());
+            let same = rc.iter().zip(cc).take_while(|(a, b)| a == b).count();
+            let count = |o: &ServedOutput| o.usage_tokens.unwrap_or(o.chunks.len());
+            ServedPromptQuality {
+                disagreement: if compared == 0 {
+                    0.0
+                } else {
+                    (compared - same) as f64 / compared as f64
+                },
+                reference_tokens: count(r),
+                candidate_tokens: count(c),
+                usage_differs_from_stream: [r, c]
+                    .iter()
+                    .any(|o| o.usage_tokens.is_some_and(|n| n != o.chunks.len())),
+            }
+        })
+        .collect())
 }

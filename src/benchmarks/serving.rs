@@ -20,6 +20,7 @@ use super::model::{
     MODEL_SETUP_METRICS, PromptSpec, Prompts, architecture, check_model, check_prompts,
     generation_memory, load_model,
 };
+use super::quality::{ServedOutput, served_outputs};
 use super::request_timing::{RequestTiming, SERVING_METRICS, Slo, record_run};
 use super::workload::{LengthDistribution, Request, WorkloadSpec, generate_requests};
 use super::{
@@ -229,6 +230,16 @@ pub struct FullInference;
 
 impl Kind for FullInference {
     type Params = FullInferenceParams;
+
+    fn served_outputs(
+        &self,
+        p: &Self::Params,
+        ctx: &BenchContext,
+    ) -> Result<Option<Vec<ServedOutput>>, BenchmarkError> {
+        p.endpoint_target()
+            .map(|target| served_outputs(target, p.prompts.as_ref(), ctx))
+            .transpose()
+    }
 
     fn name(&self) -> &'static str {
         "full_inference"
@@ -512,6 +523,16 @@ pub struct Scaling;
 
 impl Kind for Scaling {
     type Params = ScalingParams;
+
+    fn served_outputs(
+        &self,
+        p: &Self::Params,
+        ctx: &BenchContext,
+    ) -> Result<Option<Vec<ServedOutput>>, BenchmarkError> {
+        p.endpoint_target()
+            .map(|target| served_outputs(target, p.prompts.as_ref(), ctx))
+            .transpose()
+    }
 
     fn name(&self) -> &'static str {
         "scaling"

@@ -75,14 +75,28 @@ impl Toggle {
     }
 
     /// Whether the toggled side can compute different outputs (a model
-    /// option, or the settings that choose the numbers: dtype, device),
-    /// so its experiment measures quality beside speed.
+    /// option, the settings that choose the numbers: dtype, device, or
+    /// another served target), so its experiment measures quality beside
+    /// speed.
     pub fn can_change_outputs(&self) -> bool {
+        self.changes_models() || self.changes_served_target()
+    }
+
+    /// Whether the toggled side loads other models in this process.
+    pub fn changes_models(&self) -> bool {
         self.model_option.is_some()
             || self
                 .setting
                 .as_deref()
                 .is_some_and(|s| matches!(s, "dtype" | "device"))
+    }
+
+    /// Whether the toggled side sends to another served target: the
+    /// endpoint or the model a server is asked for.
+    pub fn changes_served_target(&self) -> bool {
+        self.param
+            .as_deref()
+            .is_some_and(|p| matches!(p, "endpoint" | "served_model"))
     }
 
     /// Checks the shape alone (exactly one target).

@@ -16,9 +16,12 @@ use crate::analysis::{
     ExperimentVerdict, ExperimentsFile, GateDesign, Pairing, Remedy, RemedyCatalog, RemedyEstimate,
     by_day, measure, on_profiled_time, runs_for_verdicts,
 };
-use crate::analysis::{DEFAULT_QUALITY_MARGINS, QualityMargins, QualityVerdict, judge_quality};
+use crate::analysis::{
+    DEFAULT_QUALITY_MARGINS, QualityMargins, QualityVerdict, judge_quality, judge_served_quality,
+};
 use crate::benchmarks::{
-    QUALITY_PROMPTS, QUALITY_TOKENS, compare_outputs, planned_comparisons, quality_prompts,
+    BenchContext, QUALITY_PROMPTS, QUALITY_SERVED_PROMPTS, QUALITY_TOKENS, ServedOutput,
+    compare_outputs, compare_served, planned_comparisons, quality_prompts,
 };
 use crate::campaign::{BenchmarkSpec, Campaign, Toggle, load_campaign_toggled};
 use crate::model::DailyReport;
@@ -97,7 +100,7 @@ pub fn run_experiments(
                 .quality
                 .or(resolved.catalog.quality)
                 .unwrap_or(DEFAULT_QUALITY_MARGINS);
-            match measure_quality(campaign, layout, &plan.toggle, margins) {
+            match measure_quality(campaign, layout, plan, margins) {
                 Ok(verdicts) => experiment.quality = verdicts,
                 Err(e) => experiment
                     .warnings
@@ -118,19 +121,21 @@ pub fn run_experiments(
 }
 
 /// Each toggled model's outputs against the untoggled one's on the fixed
-/// prompt set (outside every timed region: after the speed runs, in this
-/// process), judged against `margins`.
+/// prompt set, and each served target's toggled outputs against its
+/// untoggled ones (outside every timed region: after the speed runs, in
+/// this process), judged against `margins`.
 fn measure_quality(
     campaign: &Campaign,
     layout: &OutputLayout,
-    toggle: &Toggle,
+    plan: &Planned<'_>,
     margins: QualityMargins,
 ) -> Result<Vec<QualityVerdict>, CommandError> {
+    let toggle = &plan.toggle;
     let toggled =
         load_campaign_toggled(&campaign.path, &crate::benchmarks::Registry, Some(toggle))?;
     let mut verdicts = Vec::new();
     for name in campaign.models.keys() {
-        if toggle.model.as_ref().is_some_and(|m| m != name) {
+        if !toggle.changes_models() || toggle.model.as_ref().is_some_and(|m| m != name) {
             continue;
         }
         eprintln!("  quality: {name}, untoggled against toggled, {QUALITY_PROMPTS} prompts");
@@ -141,7 +146,62 @@ fn measure_quality(
             .map_err(|e| CommandError::Usage(format!("model {name:?}: {e}")))?;
         verdicts.push(judge_quality(name, &per_prompt, QUALITY_TOKENS, margins));
     }
+    if toggle.changes_served_target() {
+        let untoggled = specs(campaign, &plan.benchmarks);
+        let toggled_specs = specs(&toggled, &plan.benchmarks);
+        for (reference, candidate) in untoggled.into_iter().zip(toggled_specs) {
+            let name = reference.name.get_ref();
+            let (Some(a), Some(b)) = (
+                served_outputs(campaign, layout, reference)?,
+                served_outputs(&toggled, layout, candidate)?,
+            ) else {
+                continue;
+            };
+            let per_prompt = compare_served(&a, &b, QUALITY_TOKENS)
+                .map_err(|e| CommandError::Usage(format!("benchmark {name:?}: {e}")))?;
+            verdicts.push(judge_served_quality(
+                name,
+                &per_prompt,
+                QUALITY_TOKENS,
+                margins,
+            ));
+        }
+    }
     Ok(verdicts)
+}
+
+/// The quality prompts' outputs from the endpoint of `spec`; `None` when
+/// it runs in-process.
+fn served_outputs(
+    campaign: &Campaign,
+    layout: &OutputLayout,
+    spec: &BenchmarkSpec,
+) -> Result<Option<Vec<ServedOutput>>, CommandError> {
+    let name = spec.name.get_ref();
+    let Some(kind) = crate::benchmarks::find_kind(spec.kind.get_ref()) else {
+        return Ok(None);
+    };
+    let params = spec
+        .params
+        .as_ref()
+        .map(|p| p.get_ref().clone())
+        .unwrap_or_default();
+    let ctx = BenchContext::for_campaign(
+        campaign,
+        campaign.file.settings(),
+        layout.model_cache(),
+        layout.scratch(),
+    );
+    let served = kind
+        .served_outputs(&params, &ctx)
+        .map_err(|e| CommandError::Usage(format!("benchmark {name:?}: {e}")))?;
+    if served.is_some() {
+        eprintln!(
+            "  quality: {name} ({}), {QUALITY_SERVED_PROMPTS} prompts served",
+            campaign.path.display()
+        );
+    }
+    Ok(served)
 }
 
 /// The pairs of each experiment: `--runs`, refused (exit 2) when that many

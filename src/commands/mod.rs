@@ -155,7 +155,7 @@ pub fn load_named_model(
     let settings = campaign.file.settings();
     let device = settings.device.open()?;
     let model =
-        LoadedModel::load_with(&path, &device, settings.dtype.to_candle(), resolved.matmul)?;
+        crate::benchmarks::open_model(resolved, &path, &device, settings.dtype.to_candle())?;
     Ok((path, model))
 }
 

@@ -233,11 +233,16 @@ pub fn render_experiments(file: &crate::analysis::ExperimentsFile) -> String {
             Cell::new(quality_cell(&e.quality)),
         ]);
     }
-    let quality_rule = file
+    let rules: std::collections::BTreeSet<&str> = file
         .experiments
         .iter()
-        .find_map(|e| e.quality.first())
-        .map_or(String::new(), |q| format!("\nquality: {}", q.rule));
+        .flat_map(|e| &e.quality)
+        .map(|q| q.rule.as_str())
+        .collect();
+    let quality_rule: String = rules
+        .into_iter()
+        .map(|rule| format!("\nquality: {rule}"))
+        .collect();
     format!(
         "{table}
 {}
@@ -255,18 +260,29 @@ fn quality_cell(verdicts: &[crate::analysis::QualityVerdict]) -> String {
     }
     verdicts
         .iter()
-        .map(|q| {
-            format!(
-                "{}: {} ({:.1} % of tokens agree, KL {:.4} nats{}; margins {:.1} %, {:.3})",
+        .map(|q| match (&q.served, q.mean_kl) {
+            (Some(served), _) => format!(
+                "{} (served): {} ({:.1} % of tokens agree up to the first difference; {:.1} → {:.1} output tokens a prompt, {} of {} prompts of another length; margin {:.1} %)",
+                served.benchmark,
+                q.state.describe(),
+                100.0 * q.token_agreement,
+                served.reference_output_tokens_mean,
+                served.candidate_output_tokens_mean,
+                served.prompts_of_other_length,
+                q.prompts,
+                100.0 * q.margins.max_token_disagreement,
+            ),
+            (None, kl) => format!(
+                "{}: {} ({:.1} % of tokens agree, KL {}{}; margins {:.1} %, {:.3})",
                 q.model,
                 q.state.describe(),
                 100.0 * q.token_agreement,
-                q.mean_kl,
+                kl.map_or("not measured".into(), |kl| format!("{kl:.4} nats")),
                 q.kl_bounds
                     .map_or(String::new(), |[_, hi]| format!(" ≤ {hi:.4}")),
                 100.0 * q.margins.max_token_disagreement,
                 q.margins.max_mean_kl,
-            )
+            ),
         })
         .collect::<Vec<_>>()
         .join("; ")

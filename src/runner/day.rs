@@ -105,18 +105,12 @@ pub fn run_day(
         settings.threads = threads;
     }
     settings.device = opts.device.unwrap_or(settings.device);
-    let ctx = BenchContext {
-        models: campaign.models.clone(),
-        settings: settings.clone(),
-        device: settings.device,
-        model_cache_dir: opts.model_cache_dir.clone(),
-        scratch_dir: opts.scratch_dir.clone(),
-        campaign_dir: campaign
-            .path
-            .parent()
-            .map(std::path::Path::to_path_buf)
-            .unwrap_or_default(),
-    };
+    let ctx = BenchContext::for_campaign(
+        campaign,
+        settings.clone(),
+        opts.model_cache_dir.clone(),
+        opts.scratch_dir.clone(),
+    );
     let started_at = Utc::now();
     let mut results = Vec::new();
     let mut warnings = Vec::new();

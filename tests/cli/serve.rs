@@ -904,3 +904,77 @@ concurrency = [1]
         assert_eq!(record["completion_tokens"], 3, "{record}");
     }
 }
+
+/// A remedy that serves from another endpoint gets a quality verdict
+/// beside its speed: `campaign experiment` sends the fixed prompts to both
+/// servers, greedy. A server whose model flips a planted 30 % of its
+/// tokens is judged lost; a twin of the untoggled server holds, its
+/// outputs and token counts equal.
+#[test]
+#[parallel]
+fn a_served_remedy_is_judged_for_quality_against_the_untoggled_server() {
+    let f = Fixture::new();
+    let reference = Served::start(&f, &[]);
+    let twin = Served::start(&f, &[]);
+    let flipped_campaign = SERVED.replace(
+        "[models.default.synthetic]",
+        "[models.default]\nplanted_token_flip_pct = 30\n[models.default.synthetic]",
+    );
+    let flipped = Served::launch(&f, &flipped_campaign, &[], &[]);
+    let campaign = served_campaign(
+        &f,
+        &endpoint_day(&format!("{}/v1", reference.url), 2, 4, 1, ""),
+    );
+    let remedy = |name: &str, url: &str| {
+        format!(
+            "[[remedy]]\nfunction_contains = \"nothing_profiled\"\nremedy = \"{name}\"\nspeedup = [1.1, 1.2]\neffort_days = 1\nrisk = \"low\"\nsource = \"test\"\ntoggle = {{ param = \"endpoint\", value = \"{url}/v1\", benchmarks = [\"served\"] }}\n"
+        )
+    };
+    fs::write(
+        f.path("remedies.toml"),
+        remedy("Serve from the twin", &twin.url) + &remedy("Serve from the flipped", &flipped.url),
+    )
+    .unwrap();
+    let out = Command::new(assert_cmd::cargo::cargo_bin!("campaign"))
+        .args(["experiment", "--remedy", "Serve from", "--campaign"])
+        .arg(&campaign)
+        .arg("--out")
+        .arg(f.path("client-out"))
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    let file: Value = serde_json::from_slice(
+        &fs::read(f.path("client-out").join("t").join("experiments.json")).unwrap(),
+    )
+    .unwrap();
+    let quality = |remedy: &str| -> Value {
+        let e = file["experiments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["remedy"] == remedy)
+            .unwrap_or_else(|| panic!("no {remedy} in {file:#}"));
+        let q = e["quality"].as_array().unwrap();
+        assert_eq!(q.len(), 1, "{e:#}");
+        q[0].clone()
+    };
+    let twin_q = quality("Serve from the twin");
+    assert_eq!(twin_q["state"], "holds", "{twin_q:#}");
+    assert_eq!(twin_q["token_agreement"], 1.0);
+    assert_eq!(twin_q["prompts"], 128);
+    assert_eq!(twin_q["mean_kl"], Value::Null);
+    let served = &twin_q["served"];
+    assert_eq!(served["benchmark"], "served");
+    assert_eq!(served["prompts_of_other_length"], 0);
+    assert_eq!(
+        served["reference_output_tokens_mean"],
+        served["candidate_output_tokens_mean"]
+    );
+    let flipped_q = quality("Serve from the flipped");
+    assert_eq!(flipped_q["state"], "lost", "{flipped_q:#}");
+    assert!(flipped_q["token_agreement"].as_f64().unwrap() < 0.9);
+    assert!(stderr.contains("128 prompts served"), "{stderr}");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("served (served): quality lost"), "{stdout}");
+}
