@@ -210,9 +210,13 @@ enum Command {
         campaign: PathBuf,
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Change-point threshold in % (above 0, at most 1000).
+        /// Change points smaller than this (in %, above 0, at most 1000)
+        /// are listed as minor.
         #[arg(long, default_value_t = 5.0, value_parser = bounds::parse_threshold_pct)]
         threshold_pct: f64,
+        /// `text`, or `json` and `csv` for other tools.
+        #[arg(long, default_value = "text", value_parser = ["text", "json", "csv"])]
+        format: String,
     },
     /// Write a day's newest report as a self-contained HTML page.
     #[command(after_help = EXIT_CODES)]
@@ -411,9 +415,19 @@ impl Cli {
                 campaign,
                 out,
                 threshold_pct,
-            } => print(commands::open_campaign(&campaign, out.as_deref()).and_then(
-                |(_, layout)| commands::history_command(&layout, day, &metric, threshold_pct),
-            )),
+                format,
+            } => {
+                let format = match format.as_str() {
+                    "json" => commands::HistoryFormat::Json,
+                    "csv" => commands::HistoryFormat::Csv,
+                    _ => commands::HistoryFormat::Text,
+                };
+                print(
+                    commands::open_campaign(&campaign, out.as_deref()).and_then(|(_, layout)| {
+                        commands::history_command(&layout, day, &metric, threshold_pct, format)
+                    }),
+                )
+            }
             Command::Report {
                 html: _,
                 day,

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+use super::change_points::{SeriesChanges, detect_changes};
 use super::regression::{
     ChangeState, Comparison, MIN_RUNS, NightRecord, SeriesNight, is_time_like, sample_sd,
     series_key,
@@ -184,32 +185,126 @@ pub fn label_persistence(comparison: &mut Comparison, history: &[HistoryEntry]) 
     }
 }
 
-/// Nights compared on each side of a candidate change point.
-pub const CHANGE_WINDOW: usize = 3;
+/// One night of one series, as `campaign history` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryNight {
+    pub recorded_at: DateTime<Utc>,
+    pub value: f64,
+    pub runs: u32,
+    pub quick: bool,
+    pub git_commit: String,
+    pub report: String,
+}
 
-pub const CHANGE_RULE: &str = "a change point is a night that, and the median of it and the next two nights, differ from the median of the three nights before by more than the threshold";
+/// Where a change point sits between two nights: the commits and the
+/// environment on either side of it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangeContext {
+    pub night: usize,
+    pub commit_before: String,
+    pub commit_after: String,
+    /// Environment fields that differ between the night before and the
+    /// first night at the new level: (field, before, after). Empty when
+    /// either report could not be read (`environment_known` says which).
+    pub environment_changes: Vec<(String, String, String)>,
+    pub environment_known: bool,
+}
 
-/// Indices of change points in a series (oldest first).
-pub fn change_points(values: &[f64], threshold_pct: f64) -> Vec<usize> {
-    (1..values.len())
-        .filter(|&i| {
-            let before = &values[i.saturating_sub(CHANGE_WINDOW)..i];
-            let after = &values[i..(i + CHANGE_WINDOW).min(values.len())];
-            match (median(before), median(after)) {
-                (Some(b), Some(a)) if b != 0.0 => {
-                    let shifted = |v: f64| (v / b - 1.0).abs() * 100.0 > threshold_pct;
-                    shifted(a) && shifted(values[i])
-                }
-                _ => false,
+/// One `case metric` series over the nights, with what the change-point
+/// detector found in it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SeriesHistory {
+    pub series: String,
+    pub nights: Vec<HistoryNight>,
+    pub changes: SeriesChanges,
+    pub contexts: Vec<ChangeContext>,
+}
+
+/// The series whose key contains `filter`, oldest night first, each with
+/// its change points. `environment_of` reads a night's report environment
+/// (as a flat field → value map) for the nights on either side of a change.
+pub fn series_histories(
+    entries: &[HistoryEntry],
+    filter: &str,
+    mut environment_of: impl FnMut(&str) -> Option<BTreeMap<String, String>>,
+) -> Vec<SeriesHistory> {
+    let mut nights: Vec<&HistoryEntry> = entries.iter().collect();
+    nights.sort_by_key(|e| e.recorded_at);
+    let keys: std::collections::BTreeSet<&String> = nights
+        .iter()
+        .flat_map(|e| e.values.keys())
+        .filter(|k| k.contains(filter))
+        .collect();
+    keys.into_iter()
+        .map(|key| {
+            let nights: Vec<HistoryNight> = nights
+                .iter()
+                .filter_map(|e| {
+                    e.values.get(key).map(|v| HistoryNight {
+                        recorded_at: e.recorded_at,
+                        value: *v,
+                        runs: e.runs,
+                        quick: e.quick,
+                        git_commit: e.git_commit.clone(),
+                        report: e.report.clone(),
+                    })
+                })
+                .collect();
+            let values: Vec<f64> = nights.iter().map(|n| n.value).collect();
+            let changes = detect_changes(&values);
+            let contexts = changes
+                .change_points
+                .iter()
+                .map(|cp| cp.night)
+                .chain(changes.tail.iter().map(|t| t.first_night))
+                .filter(|&i| i > 0)
+                .map(|i| {
+                    let (before, after) = (&nights[i - 1], &nights[i]);
+                    let envs = environment_of(&before.report).zip(environment_of(&after.report));
+                    ChangeContext {
+                        night: i,
+                        commit_before: before.git_commit.clone(),
+                        commit_after: after.git_commit.clone(),
+                        environment_known: envs.is_some(),
+                        environment_changes: envs
+                            .map(|(b, a)| environment_differences(&b, &a))
+                            .unwrap_or_default(),
+                    }
+                })
+                .collect();
+            SeriesHistory {
+                series: key.clone(),
+                nights,
+                changes,
+                contexts,
             }
         })
-        // Only the first night of each shift.
-        .fold(Vec::new(), |mut acc: Vec<usize>, i| {
-            if acc.last().is_none_or(|&last| i >= last + CHANGE_WINDOW) {
-                acc.push(i);
-            }
-            acc
+        .collect()
+}
+
+/// Fields of two flat environments that differ; a field one side lacks
+/// shows as "absent".
+pub fn environment_differences(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+) -> Vec<(String, String, String)> {
+    let absent = || "absent".to_string();
+    before
+        .keys()
+        .chain(after.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter_map(|k| {
+            let (b, a) = (before.get(k), after.get(k));
+            (b != a).then(|| {
+                (
+                    k.clone(),
+                    b.cloned().unwrap_or_else(absent),
+                    a.cloned().unwrap_or_else(absent),
+                )
+            })
         })
+        .collect()
 }
 
 #[cfg(test)]
@@ -310,13 +405,5 @@ mod tests {
             night(4, Some(Regressed)),
         ];
         assert_eq!(tonight(&history), Some(false));
-    }
-
-    #[test]
-    fn a_step_is_one_change_point_and_noise_is_none() {
-        let step = [10.0, 10.2, 9.9, 10.1, 15.0, 15.2, 14.9, 15.1];
-        assert_eq!(change_points(&step, 5.0), vec![4]);
-        let noise = [10.0, 10.3, 9.8, 10.1, 10.2, 9.9, 10.0];
-        assert!(change_points(&noise, 5.0).is_empty());
     }
 }

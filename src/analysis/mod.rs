@@ -6,6 +6,7 @@
 
 pub mod attribution;
 mod bottlenecks;
+mod change_points;
 mod experiments;
 mod history;
 mod measured;
@@ -35,14 +36,18 @@ pub use bottlenecks::{
     RankingInputs, SEVERITY_RULE, SHARE_CONFIDENCE, SHARE_RULE, SampleShortfall, Severity,
     ShareEstimate, amdahl, rank_bottlenecks,
 };
+pub use change_points::{
+    CHANGE_ALPHA, CHANGE_POINT_RULE, CONFIRM_NIGHTS, ChangePoint, Creep, MIN_SEGMENT_NIGHTS,
+    SeriesChanges, TailShift, detect_changes,
+};
 pub use experiments::{
     CaseEffect, DayBenchmark, Experiment, ExperimentPair, ExperimentVerdict, ExperimentsFile,
     MeasuredRemedy, Measurement, PROFILED_FORMULA, ProfiledEffect, SPEEDUP_FORMULA, TIME_FORMULA,
     TIME_SERIES, apply_measurements, by_day, measure, on_profiled_time,
 };
 pub use history::{
-    CHANGE_RULE, CHANGE_WINDOW, HistoryEntry, PERSISTENCE_MIN, PERSISTENCE_WINDOW, change_points,
-    label_persistence,
+    ChangeContext, HistoryEntry, HistoryNight, PERSISTENCE_MIN, PERSISTENCE_WINDOW, SeriesHistory,
+    environment_differences, label_persistence, series_histories,
 };
 pub use plan::{
     COMBINED_FORMULA, CombinedGain, PlanDecision, RemedyEstimate, WEEK1_ROI_FRACTION, assign_weeks,

@@ -21,7 +21,7 @@ pub use flamegraph::differential_flamegraph;
 pub use generate::{GenerateArgs, generate_command};
 pub use html::html_report_command;
 pub use list::{list, validate};
-pub use nightly::{compare_files, history_command};
+pub use nightly::{HistoryFormat, compare_files, history_command};
 pub use roadmap::run_roadmap;
 pub use run::{RunArgs, run};
 pub use serve::{

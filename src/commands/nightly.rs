@@ -76,15 +76,25 @@ pub fn compare_files(
     ))
 }
 
+/// How `campaign history` prints what it found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HistoryFormat {
+    #[default]
+    Text,
+    Json,
+    Csv,
+}
+
 /// `campaign history METRIC`: the series of one metric over the nights on
-/// this machine, with change points marked.
+/// this machine, with the change points and creeps the detector finds in
+/// them, the commits and environment differences on either side of each.
 pub fn history_command(
     layout: &OutputLayout,
     day: u32,
     metric: &str,
     threshold_pct: f64,
+    format: HistoryFormat,
 ) -> Result<(String, u8), CommandError> {
-    use crate::analysis::{CHANGE_RULE, change_points};
     let env = Environment::capture(String::new(), 0, String::new());
     // The device is part of the key; read every device's history of this machine.
     let machine_prefix = env.machine_key();
@@ -114,42 +124,57 @@ pub fn history_command(
             history_root.display()
         )));
     }
-    entries.sort_by_key(|e| e.recorded_at);
-    let keys: std::collections::BTreeSet<&String> = entries
-        .iter()
-        .flat_map(|e| e.values.keys())
-        .filter(|k| k.contains(metric))
-        .collect();
-    if keys.is_empty() {
+    let series = crate::analysis::series_histories(&entries, metric, report_environment);
+    if series.is_empty() {
         return Err(CommandError::Analysis(format!(
             "no series matches {metric:?}; series look like `case metric`, e.g. `ttft_by_prompt_length[prompt_len=128] ttft_ms`"
         )));
     }
-    let mut out = String::new();
-    for key in keys {
-        let points: Vec<(&HistoryEntry, f64)> = entries
-            .iter()
-            .filter_map(|e| e.values.get(key).map(|v| (e, *v)))
-            .collect();
-        let values: Vec<f64> = points.iter().map(|(_, v)| *v).collect();
-        let changes = change_points(&values, threshold_pct);
-        out.push_str(&format!("{key}\n"));
-        for (i, (entry, value)) in points.iter().enumerate() {
-            let mark = if changes.contains(&i) {
-                "  ◀ change point"
-            } else {
-                ""
-            };
-            out.push_str(&format!(
-                "  {}  {:>14.4}  {} runs  {}{}{mark}\n",
-                entry.recorded_at.format("%Y-%m-%d %H:%M"),
-                value,
-                entry.runs,
-                &entry.git_commit.chars().take(10).collect::<String>(),
-                if entry.quick { " (quick)" } else { "" },
-            ));
+    let text = match format {
+        HistoryFormat::Text => crate::report::render_history(&series, threshold_pct),
+        HistoryFormat::Csv => crate::report::render_history_csv(&series),
+        HistoryFormat::Json => {
+            let mut json = serde_json::to_string_pretty(&series)
+                .map_err(|e| CommandError::Analysis(format!("cannot write the history: {e}")))?;
+            json.push('\n');
+            json
+        }
+    };
+    Ok((text, exit::OK))
+}
+
+/// A night's report environment as flat `field` → value pairs (nested
+/// objects dotted), without the commit, which is shown on its own. `None`
+/// when the report is gone or unreadable: a history outlives its reports.
+fn report_environment(report: &str) -> Option<std::collections::BTreeMap<String, String>> {
+    fn flatten(
+        prefix: &str,
+        value: &serde_json::Value,
+        out: &mut std::collections::BTreeMap<String, String>,
+    ) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    flatten(&key, v, out);
+                }
+            }
+            serde_json::Value::String(s) => {
+                out.insert(prefix.to_string(), s.clone());
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
         }
     }
-    out.push_str(&format!("{CHANGE_RULE} ({threshold_pct} %)\n"));
-    Ok((out, exit::OK))
+    let bytes = std::fs::read(report).ok()?;
+    let report: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    let mut out = std::collections::BTreeMap::new();
+    flatten("", report.get("environment")?, &mut out);
+    out.remove("git_commit");
+    Some(out)
 }

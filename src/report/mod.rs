@@ -5,6 +5,7 @@
 mod ci;
 mod console;
 mod export;
+mod history;
 mod html;
 mod index;
 mod markdown;
@@ -21,6 +22,7 @@ pub use export::{
     RoadmapInput, RoadmapMarkdown, SummaryMarkdown, Written, day_exporters, write_artifact,
     write_day_artifacts,
 };
+pub use history::{render_history, render_history_csv};
 pub use index::{CampaignIndex, IndexedDay};
 pub use markdown::{Align, MarkdownTable};
 

@@ -486,3 +486,51 @@ fn separate_runs_keep_the_first_runs_profile_in_the_nights_folders() {
         );
     }
 }
+
+/// Nights of a real benchmark, the work doubled from the 13th on: the
+/// history finds the change where it was planted and nowhere else, in
+/// every format.
+#[test]
+#[serial]
+fn history_finds_the_night_a_planted_slowdown_began() {
+    let f = Fixture::new();
+    // One campaign file, rewritten each night as a commit would.
+    for night in 0..24 {
+        let slowdown = if night < 12 { 1.0 } else { 2.0 };
+        gate(&f, &f.campaign(&planted_day("work", slowdown)), &[]).success();
+    }
+    let campaign = f.campaign(&planted_day("work", 1.0));
+    let history = |format: &str| {
+        let out = cargo_bin_cmd!("campaign")
+            .args(["history", "iteration_ms", "--format", format, "--campaign"])
+            .arg(&campaign)
+            .arg("--out")
+            .arg(f.out())
+            .assert()
+            .success();
+        String::from_utf8(out.get_output().stdout.clone()).unwrap()
+    };
+    let json: Value = serde_json::from_str(&history("json")).unwrap();
+    let series = json.as_array().unwrap();
+    assert_eq!(series.len(), 1, "{json}");
+    let changes = &series[0]["changes"];
+    let points = changes["change_points"].as_array().unwrap();
+    assert_eq!(points.len(), 1, "{changes}");
+    let night = points[0]["night"].as_u64().unwrap();
+    assert!((11..=13).contains(&night), "{changes}");
+    assert!(points[0]["shift_pct"].as_f64().unwrap() > 50.0, "{changes}");
+    assert_eq!(points[0]["provisional"], false);
+    assert!(changes["creeps"].as_array().unwrap().is_empty());
+    // Both sides of it were built from this checkout: not a code change.
+    let context = &series[0]["contexts"][0];
+    assert_eq!(context["commit_before"], context["commit_after"]);
+    assert_eq!(context["environment_known"], true);
+
+    let text = history("text");
+    assert!(text.contains("◀ change point +"), "{text}");
+    assert!(text.contains("not a code change"), "{text}");
+    let csv = history("csv");
+    assert!(csv.starts_with("series,night,recorded_at,value"), "{csv}");
+    assert_eq!(csv.lines().count(), 25, "{csv}");
+    assert_eq!(csv.matches(",change point,").count(), 1, "{csv}");
+}

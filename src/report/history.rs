@@ -1,0 +1,152 @@
+//! `campaign history`: a series over the nights with its change points,
+//! as text for a person and CSV for a spreadsheet.
+
+use std::fmt::Write as _;
+
+use crate::analysis::{CHANGE_POINT_RULE, SeriesHistory};
+
+fn short(commit: &str) -> &str {
+    commit.get(..10).unwrap_or(commit)
+}
+
+fn signed(pct: f64) -> String {
+    format!("{pct:+.1} %")
+}
+
+/// The series night by night, each change point and creep marked where
+/// it starts, then what lies between the nights on either side of each.
+pub fn render_history(series: &[SeriesHistory], threshold_pct: f64) -> String {
+    let mut out = String::new();
+    for s in series {
+        let c = &s.changes;
+        let _ = write!(out, "{}", s.series);
+        if let (Some(sd), Some(mde)) = (c.noise_sd_pct, c.mid_series_mde_pct) {
+            let _ = write!(
+                out,
+                "  (night-to-night noise {sd:.1} %; smallest step found mid-series {mde:.1} %)"
+            );
+        }
+        out.push('\n');
+        for (i, night) in s.nights.iter().enumerate() {
+            let mut marks = Vec::new();
+            if let Some(cp) = c.change_points.iter().find(|cp| cp.night == i) {
+                let size = if cp.shift_pct.abs() < threshold_pct {
+                    format!(", minor: below the {threshold_pct} % threshold")
+                } else {
+                    String::new()
+                };
+                marks.push(format!(
+                    "◀ change point {} (p {:.4}; {} nights before, {} after; smallest findable {:.1} %{size}){}",
+                    signed(cp.shift_pct),
+                    cp.p_value,
+                    cp.nights_before,
+                    cp.nights_after,
+                    cp.mde_pct,
+                    if cp.provisional {
+                        ", provisional until 10 nights follow it"
+                    } else {
+                        ""
+                    }
+                ));
+            }
+            if let Some(creep) = c.creeps.iter().find(|k| k.first_night == i) {
+                marks.push(format!(
+                    "◀ creep starts: {} per night, {} to night {} (p {:.4})",
+                    signed(creep.slope_pct_per_night),
+                    signed(creep.total_pct),
+                    creep.last_night + 1,
+                    creep.p_value
+                ));
+            }
+            if let Some(t) = c.tail.as_ref().filter(|t| t.first_night == i) {
+                marks.push(format!(
+                    "◀ watched: the last nights sit {} off the level before (too few to test yet)",
+                    signed(t.shift_pct)
+                ));
+            }
+            let _ = writeln!(
+                out,
+                "  {:>4}  {}  {:>14.4}  {} run{}  {}{}  {}",
+                i + 1,
+                night.recorded_at.format("%Y-%m-%d %H:%M"),
+                night.value,
+                night.runs,
+                if night.runs == 1 { "" } else { "s" },
+                short(&night.git_commit),
+                if night.quick { " (quick)" } else { "" },
+                marks.join("  ")
+            );
+        }
+        for ctx in &s.contexts {
+            let commits = if ctx.commit_before == ctx.commit_after {
+                format!(
+                    "both nights built from {}: not a code change",
+                    short(&ctx.commit_after)
+                )
+            } else {
+                format!(
+                    "commits {}..{}",
+                    short(&ctx.commit_before),
+                    short(&ctx.commit_after)
+                )
+            };
+            let _ = writeln!(out, "  night {}: {commits}", ctx.night + 1);
+            if !ctx.environment_known {
+                let _ = writeln!(
+                    out,
+                    "    environment: a report on either side is gone, not compared"
+                );
+            } else if ctx.environment_changes.is_empty() {
+                let _ = writeln!(out, "    environment: the same on both nights");
+            } else {
+                for (field, before, after) in &ctx.environment_changes {
+                    let _ = writeln!(out, "    {field}: {before} → {after}");
+                }
+            }
+        }
+    }
+    let _ = writeln!(out, "{CHANGE_POINT_RULE}");
+    out
+}
+
+/// One row per series and night; `change` names a change point, a creep's
+/// first night or the watched tail starting there.
+pub fn render_history_csv(series: &[SeriesHistory]) -> String {
+    let mut out =
+        String::from("series,night,recorded_at,value,runs,quick,git_commit,change,shift_pct\n");
+    let quote = |s: &str| format!("\"{}\"", s.replace('"', "\"\""));
+    for s in series {
+        for (i, night) in s.nights.iter().enumerate() {
+            let c = &s.changes;
+            let (change, shift) = if let Some(cp) = c.change_points.iter().find(|cp| cp.night == i)
+            {
+                let kind = if cp.provisional {
+                    "provisional change point"
+                } else {
+                    "change point"
+                };
+                (kind, format!("{:.3}", cp.shift_pct))
+            } else if let Some(k) = c.creeps.iter().find(|k| k.first_night == i) {
+                ("creep", format!("{:.3}", k.total_pct))
+            } else if let Some(t) = c.tail.as_ref().filter(|t| t.first_night == i) {
+                ("watched", format!("{:.3}", t.shift_pct))
+            } else {
+                ("", String::new())
+            };
+            let _ = writeln!(
+                out,
+                "{},{},{},{},{},{},{},{},{}",
+                quote(&s.series),
+                i + 1,
+                night.recorded_at.to_rfc3339(),
+                night.value,
+                night.runs,
+                night.quick,
+                quote(&night.git_commit),
+                change,
+                shift
+            );
+        }
+    }
+    out
+}
