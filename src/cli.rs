@@ -98,6 +98,10 @@ enum Command {
         /// Compare with baseline NAME; a confirmed regression exits 3.
         #[arg(long, value_name = "NAME", conflicts_with = "against_bin")]
         baseline: Option<String>,
+        /// Results store every finished night is written to: an SQLite file
+        /// or a postgres:// URL (default: results.sqlite in the results folder).
+        #[arg(long, value_name = "PATH|URL")]
+        store: Option<String>,
         /// Compare with another build of campaign, interleaved: both run the
         /// day as child processes in a seeded ABBA order, and the verdicts
         /// come from the pairs (Wilcoxon signed-rank).
@@ -217,6 +221,15 @@ enum Command {
         /// `text`, or `json` and `csv` for other tools.
         #[arg(long, default_value = "text", value_parser = ["text", "json", "csv"])]
         format: String,
+        /// Results store to read: an SQLite file or a postgres:// URL
+        /// (default: results.sqlite in the results folder).
+        #[arg(long, value_name = "PATH|URL")]
+        store: Option<String>,
+        /// Copy this results folder's JSONL history (every machine, this
+        /// campaign and day) into the store first; nights already there
+        /// are not copied twice.
+        #[arg(long)]
+        import: bool,
     },
     /// Write a day's newest report as a self-contained HTML page.
     #[command(after_help = EXIT_CODES)]
@@ -336,6 +349,7 @@ impl Cli {
                 against_bin,
                 advisory,
                 threshold_pct,
+                store,
             } => commands::run(&RunArgs {
                 campaign,
                 day,
@@ -359,6 +373,7 @@ impl Cli {
                 measure_only,
                 raw_profiles_dir,
                 flame_graphs_dir,
+                store,
             }),
             Command::Experiment {
                 campaign,
@@ -416,6 +431,8 @@ impl Cli {
                 out,
                 threshold_pct,
                 format,
+                store,
+                import,
             } => {
                 let format = match format.as_str() {
                     "json" => commands::HistoryFormat::Json,
@@ -423,8 +440,19 @@ impl Cli {
                     _ => commands::HistoryFormat::Text,
                 };
                 print(
-                    commands::open_campaign(&campaign, out.as_deref()).and_then(|(_, layout)| {
-                        commands::history_command(&layout, day, &metric, threshold_pct, format)
+                    commands::open_campaign(&campaign, out.as_deref()).and_then(|(c, layout)| {
+                        commands::history_command(
+                            &layout,
+                            &commands::HistoryRequest {
+                                campaign: c.name(),
+                                day,
+                                metric: &metric,
+                                threshold_pct,
+                                format,
+                                store: store.as_deref(),
+                                import,
+                            },
+                        )
                     }),
                 )
             }

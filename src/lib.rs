@@ -30,3 +30,4 @@ pub mod profile;
 pub mod report;
 pub mod runner;
 pub mod stats;
+pub mod store;

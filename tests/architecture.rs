@@ -21,6 +21,8 @@ const LAYERS: &[&[&str]] = &[
     &["benchmarks"],
     &["runner"],
     &["analysis"],
+    // The results store keeps the nights the analysis reads.
+    &["store"],
     &["report"],
     &["commands"],
     // The binary's own module: argument parsing, using the library by name.

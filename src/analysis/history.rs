@@ -196,16 +196,25 @@ pub struct HistoryNight {
     pub report: String,
 }
 
-/// Where a change point sits between two nights: the commits and the
-/// environment on either side of it.
+/// Where a change sits: the commits of the nights around it and the
+/// environment differences between the night before and the first night
+/// of the new level.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChangeContext {
     pub night: usize,
-    pub commit_before: String,
-    pub commit_after: String,
-    /// Environment fields that differ between the night before and the
-    /// first night at the new level: (field, before, after). Empty when
-    /// either report could not be read (`environment_known` says which).
+    /// What starts there: `change point`, `creep` or `watched`.
+    pub kind: String,
+    /// The commits of the nights from two before to one after (a change
+    /// is placed within a night of the truth), oldest first, repeats
+    /// folded.
+    pub commits: Vec<String>,
+    /// Every night in that window ran one known, clean commit: the change
+    /// did not come from the code.
+    pub same_clean_commit: bool,
+    /// Fields that differ between the night before and the first night at
+    /// the new level: (field, before, after); the report environment's,
+    /// and the runs and quick settings of the night. Empty when either
+    /// report could not be read (`environment_known` says which).
     pub environment_changes: Vec<(String, String, String)>,
     pub environment_known: bool,
 }
@@ -252,23 +261,44 @@ pub fn series_histories(
                 .collect();
             let values: Vec<f64> = nights.iter().map(|n| n.value).collect();
             let changes = detect_changes(&values);
-            let contexts = changes
+            let starts = changes
                 .change_points
                 .iter()
-                .map(|cp| cp.night)
-                .chain(changes.tail.iter().map(|t| t.first_night))
-                .filter(|&i| i > 0)
-                .map(|i| {
+                .map(|cp| (cp.night, "change point"))
+                .chain(changes.creeps.iter().map(|c| (c.first_night, "creep")))
+                .chain(changes.tail.iter().map(|t| (t.first_night, "watched")));
+            let contexts = starts
+                .filter(|&(i, _)| i > 0)
+                .map(|(i, kind)| {
                     let (before, after) = (&nights[i - 1], &nights[i]);
+                    let window = &nights[i.saturating_sub(2)..(i + 2).min(nights.len())];
+                    let mut commits: Vec<String> =
+                        window.iter().map(|n| n.git_commit.clone()).collect();
+                    commits.dedup();
+                    let same_clean_commit = commits.len() == 1
+                        && !commits[0].is_empty()
+                        && commits[0] != "unknown"
+                        && !commits[0].ends_with("-dirty");
                     let envs = environment_of(&before.report).zip(environment_of(&after.report));
+                    let mut environment_changes = envs
+                        .as_ref()
+                        .map(|(b, a)| environment_differences(b, a))
+                        .unwrap_or_default();
+                    for (field, b, a) in [
+                        ("runs", before.runs.to_string(), after.runs.to_string()),
+                        ("quick", before.quick.to_string(), after.quick.to_string()),
+                    ] {
+                        if b != a {
+                            environment_changes.push((field.to_string(), b, a));
+                        }
+                    }
                     ChangeContext {
                         night: i,
-                        commit_before: before.git_commit.clone(),
-                        commit_after: after.git_commit.clone(),
+                        kind: kind.to_string(),
+                        commits,
+                        same_clean_commit,
                         environment_known: envs.is_some(),
-                        environment_changes: envs
-                            .map(|(b, a)| environment_differences(&b, &a))
-                            .unwrap_or_default(),
+                        environment_changes,
                     }
                 })
                 .collect();

@@ -21,7 +21,7 @@ pub use flamegraph::differential_flamegraph;
 pub use generate::{GenerateArgs, generate_command};
 pub use html::html_report_command;
 pub use list::{list, validate};
-pub use nightly::{HistoryFormat, compare_files, history_command};
+pub use nightly::{HistoryFormat, HistoryRequest, compare_files, history_command};
 pub use roadmap::run_roadmap;
 pub use run::{RunArgs, run};
 pub use serve::{
@@ -187,6 +187,8 @@ pub enum CommandError {
     Usage(String),
     #[error(transparent)]
     Server(#[from] ServerError),
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
 }
 
 impl CommandError {
@@ -201,7 +203,7 @@ impl CommandError {
             | Self::Usage(_) => exit::USAGE,
             Self::Interleave(_) => exit::BENCHMARK_FAILED,
             Self::Server(ServerError::Io(_) | ServerError::Engine(_)) => exit::INTERNAL,
-            Self::Server(_) => exit::USAGE,
+            Self::Server(_) | Self::Store(_) => exit::USAGE,
             Self::Output(_) | Self::Interrupt(_) => exit::INTERNAL,
         }
     }

@@ -8,6 +8,7 @@ use crate::analysis::HistoryEntry;
 use crate::model::DailyReport;
 use crate::model::Environment;
 use crate::output::OutputLayout;
+use crate::store::{NightQuery, StoreLocation, StoredNight, WriteOutcome};
 
 /// The nights recorded in one history file, in file order; none when the
 /// file does not exist yet.
@@ -85,53 +86,143 @@ pub enum HistoryFormat {
     Csv,
 }
 
-/// `campaign history METRIC`: the series of one metric over the nights on
-/// this machine, with the change points and creeps the detector finds in
-/// them, the commits and environment differences on either side of each.
-pub fn history_command(
+/// What `campaign history` was asked.
+#[derive(Debug, Clone)]
+pub struct HistoryRequest<'a> {
+    /// The campaign's name, as its nights were stored under.
+    pub campaign: &'a str,
+    pub day: u32,
+    pub metric: &'a str,
+    pub threshold_pct: f64,
+    pub format: HistoryFormat,
+    /// `--store`; `None` is `results.sqlite` in the results folder.
+    pub store: Option<&'a str>,
+    pub import: bool,
+}
+
+/// The store `--store` names, or the results folder's own.
+pub(super) fn store_location(
+    store: Option<&str>,
+    layout: &OutputLayout,
+) -> Result<StoreLocation, CommandError> {
+    Ok(match store {
+        Some(text) => StoreLocation::parse(text)?,
+        None => StoreLocation::default_in(&layout.root),
+    })
+}
+
+/// Writes a finished night to the store.
+pub(super) fn store_night(
+    store: Option<&str>,
+    layout: &OutputLayout,
+    report: &DailyReport,
+    entry: HistoryEntry,
+) -> Result<WriteOutcome, CommandError> {
+    let location = store_location(store, layout)?;
+    let night = StoredNight::from_report(report, entry);
+    Ok(crate::store::open(&location)?.write_night(&night)?)
+}
+
+/// This results folder's JSONL history files of one campaign and day:
+/// (machine key, file), every machine, or only those whose key starts
+/// with `machine_prefix`.
+fn history_files(
     layout: &OutputLayout,
     day: u32,
-    metric: &str,
-    threshold_pct: f64,
-    format: HistoryFormat,
-) -> Result<(String, u8), CommandError> {
-    let env = Environment::capture(String::new(), 0, String::new());
-    // The device is part of the key; read every device's history of this machine.
-    let machine_prefix = env.machine_key();
-    let machine_prefix = machine_prefix.trim_end_matches('-');
+    machine_prefix: Option<&str>,
+) -> Vec<(String, std::path::PathBuf)> {
     let history_root = layout.root.join("history");
+    let campaign = layout
+        .campaign_dir
+        .file_name()
+        .map(|n| n.to_owned())
+        .unwrap_or_default();
     let mut files = Vec::new();
     if let Ok(dirs) = std::fs::read_dir(&history_root) {
         for dir in dirs.flatten() {
             let name = dir.file_name().to_string_lossy().into_owned();
-            if name.starts_with(machine_prefix) {
-                let campaign = layout
-                    .campaign_dir
-                    .file_name()
-                    .map(|n| n.to_owned())
-                    .unwrap_or_default();
-                files.push(dir.path().join(campaign).join(format!("day_{day}.jsonl")));
+            if machine_prefix.is_none_or(|p| name.starts_with(p)) {
+                let file = dir.path().join(&campaign).join(format!("day_{day}.jsonl"));
+                files.push((name, file));
             }
         }
     }
-    let mut entries: Vec<HistoryEntry> = Vec::new();
-    for file in files {
-        entries.extend(read_history(&file)?);
+    files.sort();
+    files
+}
+
+/// `campaign history METRIC`: the series of one metric over the nights on
+/// this machine, from the results store (the JSONL history where the
+/// store has none of them yet), with the change points and creeps the
+/// detector finds, the commits and environment differences on either
+/// side of each.
+pub fn history_command(
+    layout: &OutputLayout,
+    request: &HistoryRequest<'_>,
+) -> Result<(String, u8), CommandError> {
+    let day = request.day;
+    let env = Environment::capture(String::new(), 0, String::new());
+    // The device is part of the key; read every device's history of this machine.
+    let machine_prefix = env.machine_key();
+    let machine_prefix = machine_prefix.trim_end_matches('-').to_string();
+    let location = store_location(request.store, layout)?;
+    let mut store = crate::store::open(&location)?;
+    if request.import {
+        let (mut stored, mut already) = (0, 0);
+        for (machine_key, file) in history_files(layout, day, None) {
+            for entry in read_history(&file)? {
+                let environment = std::fs::read_to_string(&entry.report)
+                    .ok()
+                    .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
+                    .and_then(|report| report.get("environment").map(|e| e.to_string()));
+                let night = StoredNight::from_history(&machine_key, entry, environment);
+                match store.write_night(&night)? {
+                    WriteOutcome::Stored => stored += 1,
+                    WriteOutcome::AlreadyStored => already += 1,
+                }
+            }
+        }
+        eprintln!(
+            "imported {stored} nights into {} ({already} were already there)",
+            location.describe()
+        );
     }
+    let mut jsonl: Vec<HistoryEntry> = Vec::new();
+    for (_, file) in history_files(layout, day, Some(&machine_prefix)) {
+        jsonl.extend(read_history(&file)?);
+    }
+    let stored = store.nights(&NightQuery {
+        campaign: request.campaign.to_string(),
+        day,
+        machine_prefix: machine_prefix.clone(),
+    })?;
+    let entries = if stored.is_empty() {
+        jsonl
+    } else {
+        if jsonl.len() > stored.len() {
+            eprintln!(
+                "note: {} of this machine's nights are in the JSONL history but not in {}; `campaign history --import` copies them",
+                jsonl.len() - stored.len(),
+                location.describe()
+            );
+        }
+        stored
+    };
     if entries.is_empty() {
         return Err(CommandError::Analysis(format!(
             "no history of day {day} for this machine under {}\n  help: every finished `campaign run` appends to it",
-            history_root.display()
+            layout.root.join("history").display()
         )));
     }
+    let metric = request.metric;
     let series = crate::analysis::series_histories(&entries, metric, report_environment);
     if series.is_empty() {
         return Err(CommandError::Analysis(format!(
             "no series matches {metric:?}; series look like `case metric`, e.g. `ttft_by_prompt_length[prompt_len=128] ttft_ms`"
         )));
     }
-    let text = match format {
-        HistoryFormat::Text => crate::report::render_history(&series, threshold_pct),
+    let text = match request.format {
+        HistoryFormat::Text => crate::report::render_history(&series, request.threshold_pct),
         HistoryFormat::Csv => crate::report::render_history_csv(&series),
         HistoryFormat::Json => {
             let mut json = serde_json::to_string_pretty(&series)

@@ -55,6 +55,8 @@ pub struct RunArgs {
     /// Where a child run writes its profiles: its parent's folders.
     pub raw_profiles_dir: Option<PathBuf>,
     pub flame_graphs_dir: Option<PathBuf>,
+    /// `--store`: where finished nights are written.
+    pub store: Option<String>,
 }
 
 impl RunArgs {
@@ -486,6 +488,16 @@ impl Night<'_> {
                 entry = entry.with_comparison(c);
             }
             append_history(&history_path, &entry)?;
+            // After measuring and after the history line: a store that
+            // cannot be reached loses no result, and says so.
+            if let Err(e) =
+                super::nightly::store_night(args.store.as_deref(), layout, &report, entry)
+            {
+                eprintln!("error: the night was not stored: {e}");
+                if code == exit::OK {
+                    code = exit::USAGE;
+                }
+            }
         }
         let written = write_day_artifacts(
             layout,

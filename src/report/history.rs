@@ -5,8 +5,13 @@ use std::fmt::Write as _;
 
 use crate::analysis::{CHANGE_POINT_RULE, SeriesHistory};
 
-fn short(commit: &str) -> &str {
-    commit.get(..10).unwrap_or(commit)
+/// A commit cut to 10 characters, keeping the mark of a dirty tree.
+fn short(commit: &str) -> String {
+    let (hash, dirty) = match commit.strip_suffix("-dirty") {
+        Some(hash) => (hash, "-dirty"),
+        None => (commit, ""),
+    };
+    format!("{}{dirty}", hash.get(..10).unwrap_or(hash))
 }
 
 fn signed(pct: f64) -> String {
@@ -78,32 +83,32 @@ pub fn render_history(series: &[SeriesHistory], threshold_pct: f64) -> String {
             );
         }
         for ctx in &s.contexts {
-            let commits = if ctx.commit_before == ctx.commit_after {
+            let commits = if ctx.same_clean_commit {
                 format!(
-                    "both nights built from {}: not a code change",
-                    short(&ctx.commit_after)
+                    "nights {}–{} all built from {}: not a code change",
+                    ctx.night.saturating_sub(1).max(1),
+                    (ctx.night + 2).min(s.nights.len()),
+                    short(&ctx.commits[0])
                 )
             } else {
-                format!(
-                    "commits {}..{}",
-                    short(&ctx.commit_before),
-                    short(&ctx.commit_after)
-                )
+                let list: Vec<String> = ctx.commits.iter().map(|c| short(c)).collect();
+                format!("commits around it: {}", list.join(" → "))
             };
-            let _ = writeln!(out, "  night {}: {commits}", ctx.night + 1);
+            let _ = writeln!(out, "  {} at night {}: {commits}", ctx.kind, ctx.night + 1);
             if !ctx.environment_known {
                 let _ = writeln!(
                     out,
                     "    environment: a report on either side is gone, not compared"
                 );
-            } else if ctx.environment_changes.is_empty() {
+            }
+            if ctx.environment_known && ctx.environment_changes.is_empty() {
                 let _ = writeln!(out, "    environment: the same on both nights");
-            } else {
-                for (field, before, after) in &ctx.environment_changes {
-                    let _ = writeln!(out, "    {field}: {before} → {after}");
-                }
+            }
+            for (field, before, after) in &ctx.environment_changes {
+                let _ = writeln!(out, "    {field}: {before} → {after}");
             }
         }
+        out.push('\n');
     }
     let _ = writeln!(out, "{CHANGE_POINT_RULE}");
     out

@@ -521,14 +521,20 @@ fn history_finds_the_night_a_planted_slowdown_began() {
     assert!(points[0]["shift_pct"].as_f64().unwrap() > 50.0, "{changes}");
     assert_eq!(points[0]["provisional"], false);
     assert!(changes["creeps"].as_array().unwrap().is_empty());
-    // Both sides of it were built from this checkout: not a code change.
+    // Every night around it was built from this checkout; a clean one
+    // (as in CI) is called not a code change, a dirty one is not.
     let context = &series[0]["contexts"][0];
-    assert_eq!(context["commit_before"], context["commit_after"]);
+    assert_eq!(context["kind"], "change point");
+    let commits = context["commits"].as_array().unwrap();
+    assert_eq!(commits.len(), 1, "{context}");
+    let commit = commits[0].as_str().unwrap();
+    let clean = commit != "unknown" && !commit.ends_with("-dirty");
+    assert_eq!(context["same_clean_commit"], clean, "{context}");
     assert_eq!(context["environment_known"], true);
 
     let text = history("text");
     assert!(text.contains("◀ change point +"), "{text}");
-    assert!(text.contains("not a code change"), "{text}");
+    assert_eq!(text.contains("not a code change"), clean, "{text}");
     let csv = history("csv");
     assert!(csv.starts_with("series,night,recorded_at,value"), "{csv}");
     assert_eq!(csv.lines().count(), 25, "{csv}");

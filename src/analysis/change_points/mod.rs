@@ -8,6 +8,9 @@
 //! 1. the series is taken in logs (a step is a ratio), and its noise is
 //!    estimated from consecutive nights: σ = 1.4826 × MAD of the
 //!    differences ÷ √2, which a step costs one difference and a spike two;
+//!    a night more than 3 σ from the running median of five is a spike and
+//!    that median stands in for it in everything below (a step, which the
+//!    running median follows within two nights, is left whole);
 //! 2. in a segment of at least 2 × [`MIN_SEGMENT_NIGHTS`] nights, every
 //!    split leaving that many nights on each side is scored by the
 //!    standardized Wilcoxon rank-sum of the nights before it, and the
@@ -17,11 +20,10 @@
 //!    exceedances, at most [`MAX_PERMUTATIONS`]) whose largest |z| is as
 //!    large; below [`CHANGE_ALPHA`] the segment has a change;
 //! 4. the change is placed at the split that fits two levels best (least
-//!    squares on the series with each night clipped to 3 σ of the running
-//!    median of five nights, so that a spike cannot pull it);
-//! 5. the change must keep p < [`CHANGE_ALPHA`] with the two nights at its
-//!    boundary left out (its p-value is the larger of the two), so that a
-//!    single odd night next to a split cannot make it;
+//!    squares);
+//! 5. the placed split's own rank-sum test must keep p < [`CHANGE_ALPHA`]
+//!    with the three nights around it left out (its p-value is the larger
+//!    of the two), so that odd nights next to a split cannot make it;
 //! 6. a straight line that fits the segment at least as well as the best
 //!    two or three levels makes it a creep, not a step, and the segment is
 //!    not split further (a slow drift would otherwise be cut into an
@@ -58,18 +60,20 @@ pub const MAX_PERMUTATIONS: usize = 1999;
 /// Exceedances after which the permutation test stops early (Besag and
 /// Clifford's sequential p-value, exceedances ÷ orders drawn).
 pub const STOP_EXCEEDANCES: usize = 20;
-/// Noise SDs within which a night stays of the running median's level
-/// before it is clipped, for placing changes and judging creeps.
+/// Noise SDs from the running median of five beyond which a night is a
+/// spike.
 const CLIP_SDS: f64 = 3.0;
 /// The smallest step the detector finds in 90 % of series is the larger
 /// of [`MDE_LOCATE_SDS`] noise SDs (below it the step is found but often
 /// placed more than a night off) and [`MDE_POWER_SDS`] × √(1/n₁ + 1/n₂)
-/// noise SDs for n₁ and n₂ nights at its levels; both calibrated by the
-/// seeded histories of this module's tests, which hold them to it.
+/// noise SDs for n₁ and n₂ nights at its levels (it binds within about 12
+/// nights of the series' ends); both calibrated by the seeded histories of
+/// this module's tests, which plant steps at 0.9–1.4 × it in mid-series
+/// and 5–12 nights from the end and hold it to 90 %.
 pub const MDE_LOCATE_SDS: f64 = 2.5;
-pub const MDE_POWER_SDS: f64 = 4.0;
+pub const MDE_POWER_SDS: f64 = 8.0;
 
-pub const CHANGE_POINT_RULE: &str = "binary segmentation of the series' log values: a segment of 10 or more nights has a change when the largest standardized Wilcoxon rank-sum |z| over its splits (5 or more nights each side) has a permutation p < 0.01 (up to 1999 random orders, stopped after 20 exceedances); the change is placed where two levels fit best (least squares, each night clipped to 3 noise SDs of the running median of 5); a segment a straight line fits at least as well as two or three levels is a creep and is not split, and so are two or more change points in a row one way that a level, a line and a level fit as well by BIC; noise SD = 1.4826 × MAD of consecutive differences ÷ √2; a change point with fewer than 10 nights after it is provisional";
+pub const CHANGE_POINT_RULE: &str = "binary segmentation of the series' log values: a segment has a change when the largest standardized Wilcoxon rank-sum |z| over its splits (5 or more nights each side) has a permutation p < 0.01 (up to 1999 random orders, stopped after 20 exceedances) and the placed split's own rank-sum test keeps p < 0.01 with the three nights around it left out; a night more than 3 noise SDs from the running median of 5 is a spike and that median stands in for it; the change is placed where two levels fit best (least squares); a segment a straight line fits at least as well as two or three levels is a creep and is not split, and so are two or more change points in a row one way that a level, a line and a level fit as well by BIC; noise SD = 1.4826 × MAD of consecutive differences ÷ √2; smallest step found 90 % of the time with n1 and n2 nights at its levels = SD × max(2.5, 8 × √(1/n1 + 1/n2)); a change point with fewer than 10 nights after it is provisional; two or more last nights beyond 3 noise SDs of the level before, one way, are watched";
 
 /// One change point: the first night at the new level.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -103,9 +107,9 @@ pub struct Creep {
     pub p_value: f64,
 }
 
-/// The last nights, too few to be a level of their own, when two or more
-/// of them in a row sit more than 3 noise SDs off the level before them on
-/// one side.
+/// The last nights, when two or more of them in a row, the last among
+/// them, sit more than 3 noise SDs off the level before them on one side
+/// and no tested change accounts for them yet.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TailShift {
     pub first_night: usize,
@@ -170,7 +174,17 @@ pub fn noise_sd_log(logs: &[f64]) -> Option<f64> {
     let diffs: Vec<f64> = logs.windows(2).map(|w| w[1] - w[0]).collect();
     let center = median(&diffs)?;
     let deviations: Vec<f64> = diffs.iter().map(|d| (d - center).abs()).collect();
-    Some(1.4826 * median(&deviations)? / std::f64::consts::SQRT_2)
+    let mad = median(&deviations)?;
+    // Most nights equal to the one before (a count, a rounded value): the
+    // MAD is 0 though the series moves; the mean absolute deviation,
+    // scaled to an SD for normal noise, still sees the moves.
+    let spread = if mad > 0.0 {
+        1.4826 * mad
+    } else {
+        deviations.iter().sum::<f64>() / deviations.len() as f64
+            * (std::f64::consts::PI / 2.0).sqrt()
+    };
+    Some(spread / std::f64::consts::SQRT_2)
 }
 
 fn detect_in_logs(logs: &[f64]) -> SeriesChanges {
@@ -181,9 +195,17 @@ fn detect_in_logs(logs: &[f64]) -> SeriesChanges {
             ..Default::default()
         };
     };
-    let clipped = clip_to_running_median(logs, sd);
+    if sd <= 0.0 {
+        // Every night the same: nothing moved.
+        return SeriesChanges {
+            nights: n,
+            noise_sd_pct: Some(0.0),
+            ..Default::default()
+        };
+    }
+    let clipped = despike(logs, sd);
     let mut search = Search {
-        logs,
+        logs: &clipped,
         fit: PrefixSums::new(&clipped),
         splits: Vec::new(),
         creeps: Vec::new(),
@@ -309,8 +331,6 @@ fn tail_shift(logs: &[f64], level_start: usize, sd: f64) -> Option<TailShift> {
         .saturating_sub(MIN_SEGMENT_NIGHTS - 1)
         .max(level_start + 1);
     let level = median(&logs[level_start..first])?;
-    let tail = &logs[first..];
-    // The earliest night from which every later one is off the same way.
     let off = |x: f64| {
         let d = x - level;
         if d.abs() > CLIP_SDS * sd {
@@ -319,33 +339,45 @@ fn tail_shift(logs: &[f64], level_start: usize, sd: f64) -> Option<TailShift> {
             0.0
         }
     };
-    let side = off(*tail.last()?);
+    let side = off(*logs.last()?);
     if side == 0.0 {
         return None;
     }
-    let start = first
-        + tail
-            .iter()
-            .rposition(|&x| off(x) != side)
-            .map_or(0, |i| i + 1);
+    // Back from the last night while nights sit off the same way: a start
+    // earlier than the last few nights, too weak yet to test, is where it
+    // began.
+    let start = (level_start + 1..n)
+        .rev()
+        .take_while(|&i| off(logs[i]) == side)
+        .last()
+        .unwrap_or(n);
     // One odd night is a spike until another joins it.
     if n - start < 2 {
         return None;
     }
     let shifted = median(&logs[start..])?;
+    let level = median(&logs[level_start..start]).unwrap_or(level);
     Some(TailShift {
         first_night: start,
         shift_pct: pct(shifted - level),
     })
 }
 
-fn clip_to_running_median(logs: &[f64], sd: f64) -> Vec<f64> {
+/// The series with each single odd night (more than [`CLIP_SDS`] noise
+/// SDs from the running median of five) replaced by that median: a spike
+/// then moves neither the tests nor the placement, while a step, which
+/// the running median follows within two nights, is left whole.
+fn despike(logs: &[f64], sd: f64) -> Vec<f64> {
     let n = logs.len();
     (0..n)
         .map(|i| {
             let window = &logs[i.saturating_sub(2)..(i + 3).min(n)];
             let level = median(window).unwrap_or(logs[i]);
-            level + (logs[i] - level).clamp(-CLIP_SDS * sd, CLIP_SDS * sd)
+            if (logs[i] - level).abs() > CLIP_SDS * sd {
+                level
+            } else {
+                logs[i]
+            }
         })
         .collect()
 }
@@ -447,7 +479,7 @@ impl Search<'_> {
         if b - a < 2 * m {
             return;
         }
-        let p_value = permutation_p(&self.logs[a..b], m);
+        let p_value = permutation_p(&self.logs[a..b], m, b - a - m);
         if p_value >= CHANGE_ALPHA {
             return;
         }
@@ -469,15 +501,18 @@ impl Search<'_> {
             });
             return;
         }
-        // A change must hold without the two nights at its boundary: a
-        // single odd night there cannot make one.
+        // The placed split must hold without the three nights around it:
+        // a single odd night there cannot make a change. Its own rank-sum
+        // test, not the largest over splits, so that a change elsewhere in
+        // the segment cannot carry it.
         let without_boundary: Vec<f64> = self.logs[a..b]
             .iter()
             .enumerate()
-            .filter(|(i, _)| !(split - 1..=split).contains(&(a + i)))
+            .filter(|(i, _)| !(split - 1..=split + 1).contains(&(a + i)))
             .map(|(_, v)| *v)
             .collect();
-        let p_value = p_value.max(permutation_p(&without_boundary, m));
+        let at = split - a - 1;
+        let p_value = p_value.max(permutation_p(&without_boundary, at, at));
         if p_value >= CHANGE_ALPHA {
             return;
         }
@@ -507,26 +542,28 @@ fn ranks(values: &[f64]) -> Vec<f64> {
     ranks
 }
 
-/// Largest standardized rank-sum |z| over the splits with `m` nights on
-/// each side; `scale[t]` is 1 ÷ the SD of the rank sum before split `t`.
-fn max_rank_z(ranks: &[f64], scale: &[f64], m: usize) -> f64 {
+/// Largest standardized rank-sum |z| over the splits `first..=last` (the
+/// number of nights before the split); `scale[t]` is 1 ÷ the SD of the
+/// rank sum before split `t`.
+fn max_rank_z(ranks: &[f64], scale: &[f64], first: usize, last: usize) -> f64 {
     let n = ranks.len();
     let center = (n as f64 + 1.0) / 2.0;
     let mut cumulative = 0.0;
     let mut best = 0.0f64;
-    for (t, r) in ranks.iter().enumerate().take(n - m) {
+    for (t, r) in ranks.iter().enumerate().take(last.min(n)) {
         cumulative += r - center;
         let split = t + 1;
-        if split >= m {
+        if split >= first {
             best = best.max((cumulative * scale[split]).abs());
         }
     }
     best
 }
 
-/// Permutation p-value of the largest rank-sum |z| of a segment, seeded by
-/// its values so that a series always gets the same answer.
-fn permutation_p(segment: &[f64], m: usize) -> f64 {
+/// Permutation p-value of the largest rank-sum |z| of a segment over the
+/// splits `first..=last`, seeded by its values so that a series always
+/// gets the same answer.
+fn permutation_p(segment: &[f64], first: usize, last: usize) -> f64 {
     let n = segment.len();
     let mut r = ranks(segment);
     let nf = n as f64;
@@ -537,7 +574,10 @@ fn permutation_p(segment: &[f64], m: usize) -> f64 {
             if var > 0.0 { 1.0 / var.sqrt() } else { 0.0 }
         })
         .collect();
-    let observed = max_rank_z(&r, &scale, m);
+    if first == 0 || last >= n || first > last {
+        return 1.0;
+    }
+    let observed = max_rank_z(&r, &scale, first, last);
     if observed == 0.0 {
         return 1.0;
     }
@@ -549,7 +589,7 @@ fn permutation_p(segment: &[f64], m: usize) -> f64 {
     for drawn in 1..=MAX_PERMUTATIONS {
         r.shuffle(&mut rng);
         // A hair below, so that ties with the observed order count.
-        if max_rank_z(&r, &scale, m) >= observed * (1.0 - 1e-12) {
+        if max_rank_z(&r, &scale, first, last) >= observed * (1.0 - 1e-12) {
             exceed += 1;
             if exceed == STOP_EXCEEDANCES {
                 return exceed as f64 / drawn as f64;

@@ -1,0 +1,420 @@
+//! The results store: every finished night, kept where a team can query
+//! it. An embedded SQLite file in the output folder by default (nothing
+//! to install), PostgreSQL when `--store postgres://…` names one, for
+//! machines that share history. Both sit behind [`ResultsStore`], run the
+//! same versioned schema, and are written once per night, after measuring,
+//! in one transaction: a killed run leaves nothing half-written, and the
+//! same night written twice is stored once (its run id is a hash of what
+//! names it).
+//!
+//! Why by hand: the two back ends' crates (rusqlite, postgres) are well
+//! kept; a query layer over both (sqlx, diesel) would bring an async
+//! runtime or a code generator for two tables.
+
+mod postgres;
+mod sqlite;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use chrono::{DateTime, Utc};
+use sha2::{Digest, Sha256};
+
+use crate::analysis::{ChangeState, HistoryEntry, SeriesNight, series_key};
+use crate::model::DailyReport;
+
+fn json_hash(value: &impl serde::Serialize) -> String {
+    let text = serde_json::to_string(value).unwrap_or_default();
+    Sha256::digest(text.as_bytes())[..16]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The schema, one batch per version, applied in order on open. A store
+/// of a newer version than this binary knows is refused, not guessed at.
+const MIGRATIONS: [&str; 1] = [r#"
+CREATE TABLE nights (
+    run_id        TEXT PRIMARY KEY,
+    recorded_at   TEXT NOT NULL,
+    machine_key   TEXT NOT NULL,
+    campaign      TEXT NOT NULL,
+    campaign_hash TEXT NOT NULL,
+    day           INTEGER NOT NULL,
+    git_commit    TEXT NOT NULL,
+    quick         INTEGER NOT NULL,
+    runs          INTEGER NOT NULL,
+    report        TEXT NOT NULL,
+    baseline      TEXT,
+    environment   TEXT NOT NULL
+);
+CREATE INDEX nights_by_series ON nights (campaign, day, machine_key, recorded_at);
+CREATE TABLE series_values (
+    run_id           TEXT NOT NULL REFERENCES nights (run_id),
+    series           TEXT NOT NULL,
+    median           DOUBLE PRECISION NOT NULL,
+    unit             TEXT NOT NULL,
+    higher_is_better INTEGER NOT NULL,
+    run_values       TEXT NOT NULL,
+    mean_log         DOUBLE PRECISION,
+    sd_log           DOUBLE PRECISION,
+    log_runs         INTEGER,
+    time_like        INTEGER,
+    state            TEXT,
+    PRIMARY KEY (run_id, series)
+);
+"#];
+
+/// The schema version this binary writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("store {location}: {source}")]
+    Sqlite {
+        location: String,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("store {location}: {source}")]
+    Postgres {
+        location: String,
+        #[source]
+        source: ::postgres::Error,
+    },
+    #[error(
+        "store {location} has schema version {found}, newer than this binary knows ({known})\n  help: run a newer `campaign`, or name another store with --store"
+    )]
+    NewerSchema {
+        location: String,
+        found: i64,
+        known: i64,
+    },
+    #[error(
+        "--store {0:?}: not a store\n  help: give a path to an SQLite file (e.g. results.sqlite) or a postgres://user@host:port/db URL"
+    )]
+    BadLocation(String),
+    #[error("store {location}: {message}")]
+    Corrupt { location: String, message: String },
+}
+
+/// Where the nights are kept.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreLocation {
+    Sqlite(PathBuf),
+    Postgres(String),
+}
+
+impl StoreLocation {
+    /// A `postgres://` or `postgresql://` URL, or a path (optionally
+    /// `sqlite:`-prefixed) to an SQLite file.
+    pub fn parse(text: &str) -> Result<Self, StoreError> {
+        let trimmed = text.trim();
+        if trimmed.starts_with("postgres://") || trimmed.starts_with("postgresql://") {
+            return Ok(Self::Postgres(trimmed.to_string()));
+        }
+        let path = trimmed.strip_prefix("sqlite:").unwrap_or(trimmed);
+        if path.is_empty() || path.contains("://") {
+            return Err(StoreError::BadLocation(text.to_string()));
+        }
+        Ok(Self::Sqlite(PathBuf::from(path)))
+    }
+
+    /// The default: `results.sqlite` in the output folder.
+    pub fn default_in(out_root: &Path) -> Self {
+        Self::Sqlite(out_root.join("results.sqlite"))
+    }
+
+    /// Shown in messages, without a password a URL may carry.
+    pub fn describe(&self) -> String {
+        match self {
+            Self::Sqlite(path) => path.display().to_string(),
+            Self::Postgres(url) => match (url.find("://"), url.rfind('@')) {
+                (Some(scheme), Some(at)) if at > scheme => {
+                    let user = &url[scheme + 3..at];
+                    let user = user.split(':').next().unwrap_or(user);
+                    format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+                }
+                _ => url.clone(),
+            },
+        }
+    }
+}
+
+/// One series of one night as the store keeps it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StoredSeries {
+    pub median: f64,
+    pub unit: String,
+    pub higher_is_better: bool,
+    pub run_values: Vec<f64>,
+}
+
+/// One finished night: its history line, the run-level values behind it,
+/// and what names it.
+#[derive(Debug, Clone)]
+pub struct StoredNight {
+    pub run_id: String,
+    pub machine_key: String,
+    pub campaign_hash: String,
+    /// The report's environment, as JSON.
+    pub environment: String,
+    pub entry: HistoryEntry,
+    /// `case metric` → its values.
+    pub series: BTreeMap<String, StoredSeries>,
+}
+
+impl StoredNight {
+    /// A night from its report, as `campaign run` writes it.
+    pub fn from_report(report: &DailyReport, entry: HistoryEntry) -> Self {
+        let machine_key = report.environment.machine_key();
+        let medians = &entry.values;
+        let series = report
+            .results
+            .iter()
+            .flat_map(|r| {
+                r.run_values.iter().filter_map(move |(metric, values)| {
+                    let key = series_key(&r.case_id, metric);
+                    let median = *medians.get(&key)?;
+                    let m = r.metrics.get(metric);
+                    Some((
+                        key,
+                        StoredSeries {
+                            median,
+                            unit: m.map_or_else(String::new, |m| m.unit.clone()),
+                            higher_is_better: m.is_some_and(|m| m.higher_is_better),
+                            run_values: values.clone(),
+                        },
+                    ))
+                })
+            })
+            .collect();
+        Self {
+            run_id: Self::run_id_of(&machine_key, &entry),
+            campaign_hash: json_hash(&report.campaign),
+            environment: serde_json::to_string(&report.environment).unwrap_or_default(),
+            machine_key,
+            entry,
+            series,
+        }
+    }
+
+    /// A night from an older JSONL history line, for `--import`: its
+    /// report's environment where the report is still there.
+    pub fn from_history(
+        machine_key: &str,
+        entry: HistoryEntry,
+        environment: Option<String>,
+    ) -> Self {
+        Self {
+            run_id: Self::run_id_of(machine_key, &entry),
+            campaign_hash: String::new(),
+            environment: environment.unwrap_or_else(|| "{}".into()),
+            machine_key: machine_key.to_string(),
+            series: BTreeMap::new(),
+            entry,
+        }
+    }
+
+    /// The run id: a hash of machine, campaign, day, the instant the run
+    /// finished and its report's path, so a night written again (a retry,
+    /// an import) is the same row.
+    pub fn run_id_of(machine_key: &str, entry: &HistoryEntry) -> String {
+        let mut hash = Sha256::new();
+        for part in [
+            machine_key,
+            &entry.campaign,
+            &entry.day.to_string(),
+            &entry
+                .recorded_at
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+            &entry.report,
+        ] {
+            hash.update(part.as_bytes());
+            hash.update([0]);
+        }
+        hash.finalize()[..16]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    }
+}
+
+/// What a write did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    Stored,
+    /// The run id was already there; nothing was written.
+    AlreadyStored,
+}
+
+/// Which nights to read: one campaign's day, on machines whose key starts
+/// with `machine_prefix` (the device is the key's last part).
+#[derive(Debug, Clone)]
+pub struct NightQuery {
+    pub campaign: String,
+    pub day: u32,
+    pub machine_prefix: String,
+}
+
+pub trait ResultsStore {
+    /// Writes a night in one transaction; idempotent by run id.
+    fn write_night(&mut self, night: &StoredNight) -> Result<WriteOutcome, StoreError>;
+    /// The nights of a query, oldest first.
+    fn nights(&mut self, query: &NightQuery) -> Result<Vec<HistoryEntry>, StoreError>;
+    /// Every run id stored, for checks and exports.
+    fn run_ids(&mut self) -> Result<Vec<String>, StoreError>;
+    /// The schema version the store is at.
+    fn schema_version(&mut self) -> Result<i64, StoreError>;
+}
+
+/// Opens (creating and migrating when needed) the store at `location`.
+pub fn open(location: &StoreLocation) -> Result<Box<dyn ResultsStore>, StoreError> {
+    match location {
+        StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
+        StoreLocation::Postgres(url) => Ok(Box::new(postgres::PostgresStore::open(
+            url,
+            location.describe(),
+        )?)),
+    }
+}
+
+/// One row of `series_values`, as both back ends read it.
+struct SeriesRow {
+    run_id: String,
+    series: String,
+    median: f64,
+    unit: String,
+    higher_is_better: bool,
+    mean_log: Option<f64>,
+    sd_log: Option<f64>,
+    log_runs: Option<i64>,
+    time_like: Option<bool>,
+    state: Option<String>,
+}
+
+/// One row of `nights`.
+struct NightRow {
+    run_id: String,
+    recorded_at: String,
+    campaign: String,
+    day: i64,
+    git_commit: String,
+    quick: bool,
+    runs: i64,
+    report: String,
+    baseline: Option<String>,
+}
+
+fn state_name(state: ChangeState) -> String {
+    serde_json::to_value(state)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_string))
+        .unwrap_or_default()
+}
+
+/// History lines from rows, oldest first.
+fn assemble(
+    location: &str,
+    nights: Vec<NightRow>,
+    series: Vec<SeriesRow>,
+) -> Result<Vec<HistoryEntry>, StoreError> {
+    let corrupt = |message: String| StoreError::Corrupt {
+        location: location.to_string(),
+        message,
+    };
+    let mut by_run: BTreeMap<String, HistoryEntry> = BTreeMap::new();
+    let mut order = Vec::new();
+    for n in nights {
+        let recorded_at: DateTime<Utc> = DateTime::parse_from_rfc3339(&n.recorded_at)
+            .map_err(|e| corrupt(format!("night {}: recorded_at: {e}", n.run_id)))?
+            .with_timezone(&Utc);
+        order.push((recorded_at, n.run_id.clone()));
+        by_run.insert(
+            n.run_id,
+            HistoryEntry {
+                recorded_at,
+                campaign: n.campaign,
+                day: u32::try_from(n.day).map_err(|e| corrupt(format!("day: {e}")))?,
+                git_commit: n.git_commit,
+                quick: n.quick,
+                runs: u32::try_from(n.runs).map_err(|e| corrupt(format!("runs: {e}")))?,
+                report: n.report,
+                values: BTreeMap::new(),
+                baseline: n.baseline,
+                states: BTreeMap::new(),
+                log_runs: BTreeMap::new(),
+            },
+        );
+    }
+    for s in series {
+        let Some(entry) = by_run.get_mut(&s.run_id) else {
+            continue;
+        };
+        entry.values.insert(s.series.clone(), s.median);
+        if let (Some(mean_log), Some(runs), Some(time_like)) = (s.mean_log, s.log_runs, s.time_like)
+        {
+            entry.log_runs.insert(
+                s.series.clone(),
+                SeriesNight {
+                    mean_log,
+                    sd_log: s.sd_log,
+                    runs: u32::try_from(runs).map_err(|e| corrupt(format!("log_runs: {e}")))?,
+                    time_like,
+                    higher_is_better: s.higher_is_better,
+                },
+            );
+        }
+        if let Some(state) = s.state {
+            let state: ChangeState = serde_json::from_value(serde_json::Value::String(state))
+                .map_err(|e| corrupt(format!("state of {}: {e}", s.series)))?;
+            entry.states.insert(s.series, state);
+        }
+        let _ = s.unit;
+    }
+    order.sort();
+    Ok(order
+        .into_iter()
+        .filter_map(|(_, id)| by_run.remove(&id))
+        .collect())
+}
+
+/// The `series_values` rows of a night, in the order the tables' columns
+/// are written: (series, median, unit, higher_is_better, run_values JSON,
+/// mean_log, sd_log, log_runs, time_like, state).
+type SeriesInsert = (
+    String,
+    f64,
+    String,
+    bool,
+    String,
+    Option<f64>,
+    Option<f64>,
+    Option<i64>,
+    Option<bool>,
+    Option<String>,
+);
+
+fn series_inserts(night: &StoredNight) -> Vec<SeriesInsert> {
+    let e = &night.entry;
+    e.values
+        .iter()
+        .map(|(key, median)| {
+            let stored = night.series.get(key);
+            let log = e.log_runs.get(key);
+            (
+                key.clone(),
+                *median,
+                stored.map_or_else(String::new, |s| s.unit.clone()),
+                stored.is_some_and(|s| s.higher_is_better),
+                serde_json::to_string(&stored.map_or(&[][..], |s| &s.run_values[..]))
+                    .unwrap_or_else(|_| "[]".into()),
+                log.map(|l| l.mean_log),
+                log.and_then(|l| l.sd_log),
+                log.map(|l| i64::from(l.runs)),
+                log.map(|l| l.time_like),
+                e.states.get(key).map(|s| state_name(*s)),
+            )
+        })
+        .collect()
+}

@@ -1,0 +1,212 @@
+//! The shared back end: a PostgreSQL database several machines write.
+//! The schema is the SQLite one; integers are 32-bit there, so flags and
+//! counts go through `i32`.
+
+use postgres::{Client, NoTls};
+
+use super::{
+    MIGRATIONS, NightQuery, NightRow, ResultsStore, SCHEMA_VERSION, SeriesRow, StoreError,
+    StoredNight, WriteOutcome, assemble, series_inserts,
+};
+use crate::analysis::HistoryEntry;
+
+/// Key of the advisory lock under which migrations run, so that runs
+/// opening a new database at once apply each version once.
+const MIGRATION_LOCK: i64 = 0x6361_6d70_6169_676e;
+
+pub struct PostgresStore {
+    client: Client,
+    location: String,
+}
+
+fn flag(value: bool) -> i32 {
+    i32::from(value)
+}
+
+impl PostgresStore {
+    pub fn open(url: &str, location: String) -> Result<Self, StoreError> {
+        let err = |source| StoreError::Postgres {
+            location: location.clone(),
+            source,
+        };
+        let mut client = Client::connect(url, NoTls).map_err(err)?;
+        let mut tx = client.transaction().map_err(err)?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+            .map_err(err)?;
+        tx.batch_execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )
+        .map_err(err)?;
+        let found: i32 = tx
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+            .and_then(|row| row.try_get(0))
+            .map_err(err)?;
+        let found = i64::from(found);
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                location,
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            tx.batch_execute(migration).map_err(err)?;
+            let version = index as i32 + 1;
+            tx.execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES ($1, $2)",
+                &[&version, &chrono::Utc::now().to_rfc3339()],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(Self { client, location })
+    }
+}
+
+impl ResultsStore for PostgresStore {
+    fn write_night(&mut self, night: &StoredNight) -> Result<WriteOutcome, StoreError> {
+        let location = self.location.clone();
+        let err = |source| StoreError::Postgres {
+            location: location.clone(),
+            source,
+        };
+        let mut tx = self.client.transaction().map_err(err)?;
+        let e = &night.entry;
+        let inserted = tx
+            .execute(
+                "INSERT INTO nights (run_id, recorded_at, machine_key, campaign, campaign_hash, day, \
+                 git_commit, quick, runs, report, baseline, environment) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 ON CONFLICT (run_id) DO NOTHING",
+                &[
+                    &night.run_id,
+                    &e.recorded_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                    &night.machine_key,
+                    &e.campaign,
+                    &night.campaign_hash,
+                    &(e.day as i32),
+                    &e.git_commit,
+                    &flag(e.quick),
+                    &(e.runs as i32),
+                    &e.report,
+                    &e.baseline,
+                    &night.environment,
+                ],
+            )
+            .map_err(err)?;
+        if inserted == 0 {
+            return Ok(WriteOutcome::AlreadyStored);
+        }
+        let insert = tx
+            .prepare(
+                "INSERT INTO series_values (run_id, series, median, unit, higher_is_better, \
+                 run_values, mean_log, sd_log, log_runs, time_like, state) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+            )
+            .map_err(err)?;
+        for row in series_inserts(night) {
+            let log_runs = row.7.map(|r| r as i32);
+            let time_like = row.8.map(flag);
+            tx.execute(
+                &insert,
+                &[
+                    &night.run_id,
+                    &row.0,
+                    &row.1,
+                    &row.2,
+                    &flag(row.3),
+                    &row.4,
+                    &row.5,
+                    &row.6,
+                    &log_runs,
+                    &time_like,
+                    &row.9,
+                ],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(WriteOutcome::Stored)
+    }
+
+    fn nights(&mut self, query: &NightQuery) -> Result<Vec<HistoryEntry>, StoreError> {
+        let location = self.location.clone();
+        let err = |source| StoreError::Postgres {
+            location: location.clone(),
+            source,
+        };
+        let prefix = format!("{}%", query.machine_prefix.replace(['%', '_'], ""));
+        let day = query.day as i32;
+        let nights = self
+            .client
+            .query(
+                "SELECT run_id, recorded_at, campaign, day, git_commit, quick, runs, report, baseline \
+                 FROM nights WHERE campaign = $1 AND day = $2 AND machine_key LIKE $3",
+                &[&query.campaign, &day, &prefix],
+            )
+            .map_err(err)?
+            .into_iter()
+            .map(|r| {
+                Ok(NightRow {
+                    run_id: r.try_get(0)?,
+                    recorded_at: r.try_get(1)?,
+                    campaign: r.try_get(2)?,
+                    day: i64::from(r.try_get::<_, i32>(3)?),
+                    git_commit: r.try_get(4)?,
+                    quick: r.try_get::<_, i32>(5)? != 0,
+                    runs: i64::from(r.try_get::<_, i32>(6)?),
+                    report: r.try_get(7)?,
+                    baseline: r.try_get(8)?,
+                })
+            })
+            .collect::<Result<Vec<_>, postgres::Error>>()
+            .map_err(err)?;
+        let series = self
+            .client
+            .query(
+                "SELECT s.run_id, s.series, s.median, s.unit, s.higher_is_better, s.mean_log, \
+                 s.sd_log, s.log_runs, s.time_like, s.state \
+                 FROM series_values s JOIN nights n ON n.run_id = s.run_id \
+                 WHERE n.campaign = $1 AND n.day = $2 AND n.machine_key LIKE $3",
+                &[&query.campaign, &day, &prefix],
+            )
+            .map_err(err)?
+            .into_iter()
+            .map(|r| {
+                Ok(SeriesRow {
+                    run_id: r.try_get(0)?,
+                    series: r.try_get(1)?,
+                    median: r.try_get(2)?,
+                    unit: r.try_get(3)?,
+                    higher_is_better: r.try_get::<_, i32>(4)? != 0,
+                    mean_log: r.try_get(5)?,
+                    sd_log: r.try_get(6)?,
+                    log_runs: r.try_get::<_, Option<i32>>(7)?.map(i64::from),
+                    time_like: r.try_get::<_, Option<i32>>(8)?.map(|v| v != 0),
+                    state: r.try_get(9)?,
+                })
+            })
+            .collect::<Result<Vec<_>, postgres::Error>>()
+            .map_err(err)?;
+        assemble(&self.location, nights, series)
+    }
+
+    fn run_ids(&mut self) -> Result<Vec<String>, StoreError> {
+        let location = self.location.clone();
+        self.client
+            .query("SELECT run_id FROM nights ORDER BY run_id", &[])
+            .and_then(|rows| rows.iter().map(|r| r.try_get(0)).collect())
+            .map_err(|source| StoreError::Postgres { location, source })
+    }
+
+    fn schema_version(&mut self) -> Result<i64, StoreError> {
+        let location = self.location.clone();
+        let version: i32 = self
+            .client
+            .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+            .and_then(|row| row.try_get(0))
+            .map_err(|source| StoreError::Postgres { location, source })?;
+        Ok(i64::from(version))
+    }
+}

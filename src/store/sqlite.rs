@@ -1,0 +1,233 @@
+//! The embedded back end: one SQLite file, WAL journal so that readers do
+//! not block the nightly writer, and a busy timeout so that concurrent
+//! runs on one machine queue rather than fail.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::{
+    MIGRATIONS, NightQuery, NightRow, ResultsStore, SCHEMA_VERSION, SeriesRow, StoreError,
+    StoredNight, WriteOutcome, assemble, series_inserts,
+};
+use crate::analysis::HistoryEntry;
+
+pub struct SqliteStore {
+    connection: Connection,
+    location: String,
+}
+
+impl SqliteStore {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let location = path.display().to_string();
+        let err = |source| StoreError::Sqlite {
+            location: location.clone(),
+            source,
+        };
+        let mut connection = Connection::open(path).map_err(err)?;
+        connection
+            .busy_timeout(Duration::from_secs(60))
+            .map_err(err)?;
+        connection
+            .pragma_update(None, "journal_mode", "WAL")
+            .map_err(err)?;
+        connection
+            .pragma_update(None, "foreign_keys", "ON")
+            .map_err(err)?;
+        // Migrations run under the write lock: two runs opening a new
+        // store at once apply each version once.
+        let tx = connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        tx.execute_batch(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL)",
+        )
+        .map_err(err)?;
+        let found: i64 = tx
+            .query_row(
+                "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                location,
+                found,
+                known: SCHEMA_VERSION,
+            });
+        }
+        for (index, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+            tx.execute_batch(migration).map_err(err)?;
+            tx.execute(
+                "INSERT INTO schema_version (version, applied_at) VALUES (?1, ?2)",
+                params![index as i64 + 1, chrono::Utc::now().to_rfc3339()],
+            )
+            .map_err(err)?;
+        }
+        tx.commit().map_err(err)?;
+        Ok(Self {
+            connection,
+            location,
+        })
+    }
+
+    fn err(&self) -> impl Fn(rusqlite::Error) -> StoreError + '_ {
+        |source| StoreError::Sqlite {
+            location: self.location.clone(),
+            source,
+        }
+    }
+}
+
+impl ResultsStore for SqliteStore {
+    fn write_night(&mut self, night: &StoredNight) -> Result<WriteOutcome, StoreError> {
+        let location = self.location.clone();
+        let err = |source| StoreError::Sqlite {
+            location: location.clone(),
+            source,
+        };
+        let tx = self
+            .connection
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(err)?;
+        let e = &night.entry;
+        let inserted = tx
+            .execute(
+                "INSERT INTO nights (run_id, recorded_at, machine_key, campaign, campaign_hash, day, \
+                 git_commit, quick, runs, report, baseline, environment) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                 ON CONFLICT (run_id) DO NOTHING",
+                params![
+                    night.run_id,
+                    e.recorded_at
+                        .to_rfc3339_opts(chrono::SecondsFormat::Nanos, true),
+                    night.machine_key,
+                    e.campaign,
+                    night.campaign_hash,
+                    i64::from(e.day),
+                    e.git_commit,
+                    e.quick,
+                    i64::from(e.runs),
+                    e.report,
+                    e.baseline,
+                    night.environment,
+                ],
+            )
+            .map_err(err)?;
+        if inserted == 0 {
+            return Ok(WriteOutcome::AlreadyStored);
+        }
+        {
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO series_values (run_id, series, median, unit, higher_is_better, \
+                     run_values, mean_log, sd_log, log_runs, time_like, state) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(err)?;
+            for row in series_inserts(night) {
+                insert
+                    .execute(params![
+                        night.run_id,
+                        row.0,
+                        row.1,
+                        row.2,
+                        row.3,
+                        row.4,
+                        row.5,
+                        row.6,
+                        row.7,
+                        row.8,
+                        row.9
+                    ])
+                    .map_err(err)?;
+            }
+        }
+        tx.commit().map_err(err)?;
+        Ok(WriteOutcome::Stored)
+    }
+
+    fn nights(&mut self, query: &NightQuery) -> Result<Vec<HistoryEntry>, StoreError> {
+        let err = self.err();
+        let prefix = format!("{}%", query.machine_prefix.replace(['%', '_'], ""));
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT run_id, recorded_at, campaign, day, git_commit, quick, runs, report, baseline \
+                 FROM nights WHERE campaign = ?1 AND day = ?2 AND machine_key LIKE ?3",
+            )
+            .map_err(&err)?;
+        let nights = statement
+            .query_map(params![query.campaign, i64::from(query.day), prefix], |r| {
+                Ok(NightRow {
+                    run_id: r.get(0)?,
+                    recorded_at: r.get(1)?,
+                    campaign: r.get(2)?,
+                    day: r.get(3)?,
+                    git_commit: r.get(4)?,
+                    quick: r.get(5)?,
+                    runs: r.get(6)?,
+                    report: r.get(7)?,
+                    baseline: r.get(8)?,
+                })
+            })
+            .map_err(&err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(&err)?;
+        let mut statement = self
+            .connection
+            .prepare(
+                "SELECT s.run_id, s.series, s.median, s.unit, s.higher_is_better, s.mean_log, \
+                 s.sd_log, s.log_runs, s.time_like, s.state \
+                 FROM series_values s JOIN nights n ON n.run_id = s.run_id \
+                 WHERE n.campaign = ?1 AND n.day = ?2 AND n.machine_key LIKE ?3",
+            )
+            .map_err(&err)?;
+        let series = statement
+            .query_map(params![query.campaign, i64::from(query.day), prefix], |r| {
+                Ok(SeriesRow {
+                    run_id: r.get(0)?,
+                    series: r.get(1)?,
+                    median: r.get(2)?,
+                    unit: r.get(3)?,
+                    higher_is_better: r.get(4)?,
+                    mean_log: r.get(5)?,
+                    sd_log: r.get(6)?,
+                    log_runs: r.get(7)?,
+                    time_like: r.get(8)?,
+                    state: r.get(9)?,
+                })
+            })
+            .map_err(&err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(&err)?;
+        assemble(&self.location, nights, series)
+    }
+
+    fn run_ids(&mut self) -> Result<Vec<String>, StoreError> {
+        let err = self.err();
+        let mut statement = self
+            .connection
+            .prepare("SELECT run_id FROM nights ORDER BY run_id")
+            .map_err(&err)?;
+        let ids = statement
+            .query_map([], |r| r.get(0))
+            .map_err(&err)?
+            .collect::<Result<Vec<String>, _>>()
+            .map_err(&err)?;
+        Ok(ids)
+    }
+
+    fn schema_version(&mut self) -> Result<i64, StoreError> {
+        let err = self.err();
+        let version: Option<i64> = self
+            .connection
+            .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+            .optional()
+            .map_err(&err)?
+            .flatten();
+        Ok(version.unwrap_or(0))
+    }
+}

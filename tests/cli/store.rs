@@ -1,0 +1,289 @@
+//! The results store on both back ends: SQLite always, PostgreSQL where
+//! its binaries are installed (CI installs them). The same checks run on
+//! each: schema, idempotent writes, round trips, a newer schema refused,
+//! runs of the binary writing it, and concurrent runs some of which are
+//! killed.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use campaign::analysis::{ChangeState, HistoryEntry, SeriesNight};
+use campaign::store::{
+    self, NightQuery, SCHEMA_VERSION, StoreError, StoreLocation, StoredNight, WriteOutcome,
+};
+use chrono::{DateTime, Utc};
+use serial_test::{parallel, serial};
+
+use crate::fixture::*;
+use crate::postgres::TestPostgres;
+
+/// Every back end this machine can run: (name, location), and the
+/// PostgreSQL server kept alive while they are used.
+fn back_ends(f: &Fixture, db: &str) -> (Vec<(&'static str, StoreLocation)>, Option<TestPostgres>) {
+    let mut all = vec![(
+        "sqlite",
+        StoreLocation::Sqlite(f.path(&format!("{db}.sqlite"))),
+    )];
+    let server = TestPostgres::start();
+    if let Some(server) = &server {
+        all.push(("postgres", StoreLocation::Postgres(server.database(db))));
+    }
+    (all, server)
+}
+
+fn night(day_offset: i64, machine: &str, value: f64) -> StoredNight {
+    let series = "decode[prompt_len=128] tpot_ms".to_string();
+    let entry = HistoryEntry {
+        recorded_at: DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::days(day_offset),
+        campaign: "c".into(),
+        day: 1,
+        git_commit: format!("commit{day_offset}"),
+        quick: false,
+        runs: 5,
+        report: format!("/reports/{day_offset}.json"),
+        values: BTreeMap::from([(series.clone(), value)]),
+        baseline: Some("nightly".into()),
+        states: BTreeMap::from([(series.clone(), ChangeState::Regressed)]),
+        log_runs: BTreeMap::from([(
+            series.clone(),
+            SeriesNight {
+                mean_log: value.ln(),
+                sd_log: Some(0.02),
+                runs: 5,
+                time_like: true,
+                higher_is_better: false,
+            },
+        )]),
+    };
+    StoredNight::from_history(machine, entry, Some("{\"cpu_model\":\"x\"}".into()))
+}
+
+#[test]
+#[parallel]
+fn the_store_round_trips_nights_once_on_every_back_end() {
+    let f = Fixture::new();
+    let (ends, _server) = back_ends(&f, "round_trip");
+    for (name, location) in ends {
+        let mut s = store::open(&location).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION, "{name}");
+        let (a, b, other) = (
+            night(2, "m1-cpu", 10.0),
+            night(1, "m1-cpu", 11.0),
+            night(3, "m2-cpu", 9.0),
+        );
+        assert_eq!(s.write_night(&a).unwrap(), WriteOutcome::Stored, "{name}");
+        assert_eq!(
+            s.write_night(&a).unwrap(),
+            WriteOutcome::AlreadyStored,
+            "{name}"
+        );
+        s.write_night(&b).unwrap();
+        s.write_night(&other).unwrap();
+        // Opening again migrates nothing and keeps everything.
+        drop(s);
+        let mut s = store::open(&location).unwrap();
+        assert_eq!(s.run_ids().unwrap().len(), 3, "{name}");
+        let read = s
+            .nights(&NightQuery {
+                campaign: "c".into(),
+                day: 1,
+                machine_prefix: "m1".into(),
+            })
+            .unwrap();
+        // Oldest first, this machine only, every field as written.
+        let as_json = |e: &HistoryEntry| serde_json::to_value(e).unwrap();
+        assert_eq!(
+            read.iter().map(as_json).collect::<Vec<_>>(),
+            vec![as_json(&b.entry), as_json(&a.entry)],
+            "{name}"
+        );
+        let none = s
+            .nights(&NightQuery {
+                campaign: "other".into(),
+                day: 1,
+                machine_prefix: String::new(),
+            })
+            .unwrap();
+        assert!(none.is_empty(), "{name}");
+    }
+}
+
+#[test]
+#[parallel]
+fn a_store_of_a_newer_schema_is_refused() {
+    let f = Fixture::new();
+    let (ends, _server) = back_ends(&f, "newer");
+    for (name, location) in ends {
+        drop(store::open(&location).unwrap());
+        match &location {
+            StoreLocation::Sqlite(path) => {
+                rusqlite::Connection::open(path)
+                    .unwrap()
+                    .execute_batch("INSERT INTO schema_version VALUES (99, 'later')")
+                    .unwrap();
+            }
+            StoreLocation::Postgres(url) => {
+                postgres::Client::connect(url, postgres::NoTls)
+                    .unwrap()
+                    .batch_execute("INSERT INTO schema_version VALUES (99, 'later')")
+                    .unwrap();
+            }
+        }
+        match store::open(&location) {
+            Err(StoreError::NewerSchema { found: 99, .. }) => {}
+            Err(e) => panic!("{name}: {e}"),
+            Ok(_) => panic!("{name}: a newer schema was opened"),
+        }
+    }
+}
+
+#[test]
+#[parallel]
+fn a_store_that_cannot_be_reached_loses_no_result() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&planted_day("work", 1.0));
+    // Nothing listens on port 1.
+    gate(
+        &f,
+        &campaign,
+        &["--store", "postgres://campaign@127.0.0.1:1/none"],
+    )
+    .code(2)
+    .stderr(predicate::str::contains("the night was not stored"));
+    assert!(
+        fs::read_dir(f.out().join("t/daily_reports"))
+            .unwrap()
+            .count()
+            == 1,
+        "the report is written"
+    );
+    cargo_bin_cmd!("campaign")
+        .args([
+            "history",
+            "iteration_ms",
+            "--store",
+            "ftp://x",
+            "--campaign",
+        ])
+        .arg(&campaign)
+        .arg("--out")
+        .arg(f.out())
+        .assert()
+        .code(2)
+        .stderr(predicate::str::contains("not a store"));
+}
+
+fn history_json(f: &Fixture, campaign: &Path, store: &str, extra: &[&str]) -> (Value, String) {
+    let out = cargo_bin_cmd!("campaign")
+        .args([
+            "history",
+            "iteration_ms",
+            "--format",
+            "json",
+            "--store",
+            store,
+        ])
+        .args(extra)
+        .arg("--campaign")
+        .arg(campaign)
+        .arg("--out")
+        .arg(f.out())
+        .assert()
+        .success();
+    let output = out.get_output();
+    (
+        serde_json::from_slice(&output.stdout).unwrap(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+#[parallel]
+fn runs_write_the_store_history_reads_it_and_old_history_imports_once() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&planted_day("work", 1.0));
+    for _ in 0..3 {
+        gate(&f, &campaign, &[]).success();
+    }
+    // The default store is the results folder's SQLite file.
+    let default = f.out().join("results.sqlite");
+    assert!(default.is_file());
+    let mut s = store::open(&StoreLocation::Sqlite(default.clone())).unwrap();
+    assert_eq!(s.run_ids().unwrap().len(), 3);
+    // history reads the store: the JSONL files may go.
+    fs::rename(f.out().join("history"), f.path("history.jsonl")).unwrap();
+    let (json, _) = history_json(&f, &campaign, &default.display().to_string(), &[]);
+    assert_eq!(json[0]["nights"].as_array().unwrap().len(), 3, "{json}");
+    fs::rename(f.path("history.jsonl"), f.out().join("history")).unwrap();
+
+    // An older results folder: JSONL only, imported into a fresh store once.
+    let fresh = f.path("fresh.sqlite").display().to_string();
+    let (_, stderr) = history_json(&f, &campaign, &fresh, &["--import"]);
+    assert!(stderr.contains("imported 3 nights"), "{stderr}");
+    let (json, stderr) = history_json(&f, &campaign, &fresh, &["--import"]);
+    assert!(
+        stderr.contains("imported 0 nights") && stderr.contains("3 were already there"),
+        "{stderr}"
+    );
+    assert_eq!(json[0]["nights"].as_array().unwrap().len(), 3, "{json}");
+}
+
+/// Eight runs at once write one store; two are killed with SIGKILL while
+/// they measure. Every run that finished is stored exactly once, with all
+/// its series; nothing of the killed ones is.
+#[test]
+#[serial]
+fn concurrent_runs_some_killed_store_every_finished_night_once() {
+    let f = Fixture::new();
+    // Long enough (several seconds with eight side by side) to be killed mid-run.
+    let campaign =
+        f.campaign(&planted_day("work", 1.0).replace("iterations = 5", "iterations = 40"));
+    let (ends, _server) = back_ends(&f, "concurrent");
+    for (name, location) in ends {
+        let target = match &location {
+            StoreLocation::Sqlite(p) => p.display().to_string(),
+            StoreLocation::Postgres(url) => url.clone(),
+        };
+        let out = f.path(&format!("out_{name}"));
+        let mut children: Vec<std::process::Child> = (0..8)
+            .map(|_| {
+                Command::new(env!("CARGO_BIN_EXE_campaign"))
+                    .args(["run", "--day", "1", "--campaign"])
+                    .arg(&campaign)
+                    .arg("--out")
+                    .arg(&out)
+                    .args(["--store", &target])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(800));
+        for child in &mut children[..2] {
+            child.kill().unwrap();
+        }
+        let statuses: Vec<_> = children.iter_mut().map(|c| c.wait().unwrap()).collect();
+        let finished = statuses.iter().filter(|s| s.success()).count();
+        assert!(
+            statuses[..2].iter().all(|s| !s.success()),
+            "{name}: a killed run finished first: {statuses:?}"
+        );
+        assert_eq!(finished, 6, "{name}: {statuses:?}");
+        let mut s = store::open(&location).unwrap();
+        assert_eq!(s.run_ids().unwrap().len(), finished, "{name}");
+        let nights = s
+            .nights(&NightQuery {
+                campaign: "t".into(),
+                day: 1,
+                machine_prefix: String::new(),
+            })
+            .unwrap();
+        assert_eq!(nights.len(), finished, "{name}");
+        // Whole nights: every one holds the day's two series.
+        for n in &nights {
+            assert_eq!(n.values.len(), 2, "{name}: {:?}", n.values);
+            assert_eq!(n.log_runs.len(), 2, "{name}: {:?}", n.log_runs);
+        }
+    }
+}
