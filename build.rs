@@ -36,6 +36,12 @@ fn main() {
         "cargo:rustc-env=CAMPAIGN_CANDLE_VERSION={}",
         locked_version(&lock, "candle-core").unwrap_or_else(|| "unknown".to_string())
     );
+    // FNV-1a of the lock file: a fingerprint of every crate version, for
+    // the report's environment (the build script has no hashing crate).
+    let lock_hash = lock.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    });
+    println!("cargo:rustc-env=CAMPAIGN_CARGO_LOCK_HASH={lock_hash:016x}");
     println!("cargo:rerun-if-changed=Cargo.lock");
     println!("cargo:rerun-if-changed=.git/HEAD");
     println!("cargo:rerun-if-changed=.git/refs/heads");

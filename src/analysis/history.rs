@@ -436,4 +436,58 @@ mod tests {
         ];
         assert_eq!(tonight(&history), Some(false));
     }
+
+    fn valued(day_offset: i64, commit: &str, runs: u32, value: f64) -> HistoryEntry {
+        let mut e = night(day_offset, None);
+        e.git_commit = commit.into();
+        e.runs = runs;
+        e.report = format!("r{day_offset}");
+        e.values = BTreeMap::from([("w[n=1] iteration_ms".to_string(), value)]);
+        e
+    }
+
+    #[test]
+    fn a_change_is_shown_with_the_commits_and_what_changed_around_it() {
+        // 15 nights at 10, then 15 at 20: the step at night 15 (0-based),
+        // where the commit, the runs and the microcode changed.
+        let entries: Vec<HistoryEntry> = (0..30)
+            .map(|i| {
+                let after = i >= 15;
+                let wobble = [0.0, 0.1, -0.1, 0.05, -0.05][i as usize % 5];
+                valued(
+                    i,
+                    if after { "bbbb" } else { "aaaa" },
+                    if after { 5 } else { 3 },
+                    if after { 20.0 } else { 10.0 } + wobble,
+                )
+            })
+            .collect();
+        let environment = |report: &str| {
+            let night: i64 = report.trim_start_matches('r').parse().ok()?;
+            let microcode = if night >= 15 { "0x2" } else { "0x1" };
+            Some(BTreeMap::from([
+                ("fingerprint.microcode".to_string(), microcode.to_string()),
+                ("cpu_model".to_string(), "x".to_string()),
+            ]))
+        };
+        let series = series_histories(&entries, "iteration_ms", environment);
+        assert_eq!(series.len(), 1);
+        let s = &series[0];
+        let nights: Vec<usize> = s.changes.change_points.iter().map(|c| c.night).collect();
+        assert_eq!(nights, vec![15]);
+        let ctx = &s.contexts[0];
+        assert_eq!((ctx.night, ctx.kind.as_str()), (15, "change point"));
+        assert_eq!(ctx.commits, vec!["aaaa".to_string(), "bbbb".to_string()]);
+        assert!(!ctx.same_clean_commit);
+        assert_eq!(
+            ctx.environment_changes,
+            vec![
+                ("fingerprint.microcode".into(), "0x1".into(), "0x2".into()),
+                ("runs".into(), "3".into(), "5".into()),
+            ]
+        );
+        // A report gone on either side: not compared, and said so.
+        let series = series_histories(&entries, "iteration_ms", |_| None);
+        assert!(!series[0].contexts[0].environment_known);
+    }
 }

@@ -151,6 +151,71 @@ fn history_files(
     files
 }
 
+/// This machine's nights of a campaign's day: the store's, unless the
+/// JSONL history holds more of them (nights from before the store, not
+/// yet imported), which it then says.
+fn machine_nights(
+    store: &mut dyn crate::store::ResultsStore,
+    location: &StoreLocation,
+    layout: &OutputLayout,
+    campaign: &str,
+    day: u32,
+    machine_prefix: &str,
+) -> Result<Vec<HistoryEntry>, CommandError> {
+    let mut jsonl: Vec<HistoryEntry> = Vec::new();
+    for (_, file) in history_files(layout, day, Some(machine_prefix)) {
+        jsonl.extend(read_history(&file)?);
+    }
+    let stored = store.nights(&NightQuery {
+        campaign: campaign.to_string(),
+        day,
+        machine_prefix: machine_prefix.to_string(),
+    })?;
+    if stored.len() >= jsonl.len() {
+        return Ok(stored);
+    }
+    if !stored.is_empty() {
+        eprintln!(
+            "note: {} of this machine's nights are in the JSONL history but not in {}; `campaign history --import` copies them",
+            jsonl.len() - stored.len(),
+            location.describe()
+        );
+    }
+    Ok(jsonl)
+}
+
+/// The earlier nights a run's verdicts read (persistence, night-to-night
+/// noise): this machine's, from the store as `campaign history` reads
+/// them. A store that cannot be opened falls back to the JSONL history,
+/// with a warning: the night is still judged.
+pub(super) fn earlier_nights(
+    store: Option<&str>,
+    layout: &OutputLayout,
+    report: &DailyReport,
+) -> Result<Vec<HistoryEntry>, CommandError> {
+    let machine_key = report.environment.machine_key();
+    let location = store_location(store, layout)?;
+    let from_store = crate::store::open(&location)
+        .map_err(CommandError::from)
+        .and_then(|mut opened| {
+            machine_nights(
+                opened.as_mut(),
+                &location,
+                layout,
+                &report.campaign.name,
+                report.day,
+                &machine_key,
+            )
+        });
+    match from_store {
+        Ok(nights) => Ok(nights),
+        Err(e) => {
+            eprintln!("warning: {e}; the verdicts read the JSONL history instead");
+            read_history(&layout.history(&machine_key, report.day))
+        }
+    }
+}
+
 /// `campaign history METRIC`: the series of one metric over the nights on
 /// this machine, from the results store (the JSONL history where the
 /// store has none of them yet), with the change points and creeps the
@@ -187,27 +252,14 @@ pub fn history_command(
             location.describe()
         );
     }
-    let mut jsonl: Vec<HistoryEntry> = Vec::new();
-    for (_, file) in history_files(layout, day, Some(&machine_prefix)) {
-        jsonl.extend(read_history(&file)?);
-    }
-    let stored = store.nights(&NightQuery {
-        campaign: request.campaign.to_string(),
+    let entries = machine_nights(
+        store.as_mut(),
+        &location,
+        layout,
+        request.campaign,
         day,
-        machine_prefix: machine_prefix.clone(),
-    })?;
-    let entries = if stored.is_empty() {
-        jsonl
-    } else {
-        if jsonl.len() > stored.len() {
-            eprintln!(
-                "note: {} of this machine's nights are in the JSONL history but not in {}; `campaign history --import` copies them",
-                jsonl.len() - stored.len(),
-                location.describe()
-            );
-        }
-        stored
-    };
+        &machine_prefix,
+    )?;
     if entries.is_empty() {
         return Err(CommandError::Analysis(format!(
             "no history of day {day} for this machine under {}\n  help: every finished `campaign run` appends to it",

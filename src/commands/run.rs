@@ -1,7 +1,6 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::nightly::read_history;
 use super::{CommandError, day_exit_code, exit, open_toggled_campaign};
 use super::{run_analysis, run_calibration, run_roadmap, write_json};
 use crate::analysis::{
@@ -459,7 +458,7 @@ impl Night<'_> {
         let mut code = day_exit_code(&report.summary, report.interrupted);
 
         let history_path = layout.history(&report.environment.machine_key(), report.day);
-        let history = read_history(&history_path)?;
+        let history = super::nightly::earlier_nights(args.store.as_deref(), layout, &report)?;
         let mut comparison = compare(&report, &history)?;
         if let Some(comparison) = &mut comparison {
             comparison.current = path.display().to_string();

@@ -1,7 +1,10 @@
 //! Facts about the machine that everything may read, and the memory a piece
 //! of work will need, estimated before anything is allocated.
 
+mod fingerprint;
 pub mod rss;
+
+pub use fingerprint::MachineFingerprint;
 
 use serde::{Deserialize, Serialize};
 

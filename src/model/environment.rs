@@ -32,6 +32,10 @@ pub struct Environment {
     /// (`runner::configure_threads`), and each changes measured speed.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub compute_variables: BTreeMap<String, String>,
+    /// CPU flags and microcode, governor, THP, SMT, locked crates: what
+    /// changes speed with no code changed (absent in older reports).
+    #[serde(default)]
+    pub fingerprint: crate::machine::MachineFingerprint,
 }
 
 /// The variables of [`Environment::compute_variables`].
@@ -95,6 +99,7 @@ impl Environment {
                     Some((name.to_string(), value))
                 })
                 .collect(),
+            fingerprint: crate::machine::MachineFingerprint::capture(),
         }
     }
 }

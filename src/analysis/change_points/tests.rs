@@ -234,22 +234,6 @@ impl Tally {
                     .iter()
                     .any(|(night, _)| cp.night.abs_diff(*night) <= MATCH_NIGHTS),
             );
-            if std::env::var("CP_DEBUG").is_ok()
-                && planted
-                    .spikes
-                    .iter()
-                    .any(|night| cp.night.abs_diff(*night) <= 1)
-            {
-                eprintln!(
-                    "at spike {cp:?} spikes {:?} n {n} values {:?}",
-                    planted.spikes,
-                    planted
-                        .values
-                        .iter()
-                        .map(|v| (v * 100.0).round() / 100.0)
-                        .collect::<Vec<_>>()
-                );
-            }
             self.called_at_spike += usize::from(
                 planted
                     .spikes
