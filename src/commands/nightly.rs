@@ -8,7 +8,7 @@ use crate::analysis::HistoryEntry;
 use crate::model::DailyReport;
 use crate::model::Environment;
 use crate::output::OutputLayout;
-use crate::store::{NightQuery, StoreLocation, StoredNight, WriteOutcome};
+use crate::store::{MachineMatch, NightQuery, StoreLocation, StoredNight, WriteOutcome};
 
 /// The nights recorded in one history file, in file order; none when the
 /// file does not exist yet.
@@ -123,14 +123,9 @@ pub(super) fn store_night(
     Ok(crate::store::open(&location)?.write_night(&night)?)
 }
 
-/// This results folder's JSONL history files of one campaign and day:
-/// (machine key, file), every machine, or only those whose key starts
-/// with `machine_prefix`.
-fn history_files(
-    layout: &OutputLayout,
-    day: u32,
-    machine_prefix: Option<&str>,
-) -> Vec<(String, std::path::PathBuf)> {
+/// This results folder's JSONL history files of one campaign and day, of
+/// every machine: (machine key, file).
+fn history_files(layout: &OutputLayout, day: u32) -> Vec<(String, std::path::PathBuf)> {
     let history_root = layout.root.join("history");
     let campaign = layout
         .campaign_dir
@@ -141,14 +136,38 @@ fn history_files(
     if let Ok(dirs) = std::fs::read_dir(&history_root) {
         for dir in dirs.flatten() {
             let name = dir.file_name().to_string_lossy().into_owned();
-            if machine_prefix.is_none_or(|p| name.starts_with(p)) {
-                let file = dir.path().join(&campaign).join(format!("day_{day}.jsonl"));
-                files.push((name, file));
-            }
+            let file = dir.path().join(&campaign).join(format!("day_{day}.jsonl"));
+            files.push((name, file));
         }
     }
     files.sort();
     files
+}
+
+/// The JSONL history's nights of the machines matched.
+fn jsonl_nights(
+    layout: &OutputLayout,
+    day: u32,
+    machine: &MachineMatch,
+) -> Result<Vec<HistoryEntry>, CommandError> {
+    let mut nights = Vec::new();
+    for (key, file) in history_files(layout, day) {
+        let wanted = match machine {
+            MachineMatch::Exact(k) => key == *k,
+            MachineMatch::AnyDevice(p) => {
+                key == *p
+                    || key
+                        .strip_prefix(p.as_str())
+                        .is_some_and(|d| d.starts_with('-'))
+            }
+            MachineMatch::Any => true,
+        };
+        if wanted {
+            nights.extend(read_history(&file)?);
+        }
+    }
+    nights.sort_by_key(|e| e.recorded_at);
+    Ok(nights)
 }
 
 /// This machine's nights of a campaign's day: the store's, unless the
@@ -160,16 +179,13 @@ fn machine_nights(
     layout: &OutputLayout,
     campaign: &str,
     day: u32,
-    machine_prefix: &str,
+    machine: &MachineMatch,
 ) -> Result<Vec<HistoryEntry>, CommandError> {
-    let mut jsonl: Vec<HistoryEntry> = Vec::new();
-    for (_, file) in history_files(layout, day, Some(machine_prefix)) {
-        jsonl.extend(read_history(&file)?);
-    }
+    let jsonl = jsonl_nights(layout, day, machine)?;
     let stored = store.nights(&NightQuery {
         campaign: campaign.to_string(),
         day,
-        machine_prefix: machine_prefix.to_string(),
+        machine: machine.clone(),
     })?;
     if stored.len() >= jsonl.len() {
         return Ok(stored);
@@ -204,7 +220,7 @@ pub(super) fn earlier_nights(
                 layout,
                 &report.campaign.name,
                 report.day,
-                &machine_key,
+                &MachineMatch::Exact(machine_key.clone()),
             )
         });
     match from_store {
@@ -231,10 +247,19 @@ pub fn history_command(
     let machine_prefix = env.machine_key();
     let machine_prefix = machine_prefix.trim_end_matches('-').to_string();
     let location = store_location(request.store, layout)?;
-    let mut store = crate::store::open(&location)?;
-    if request.import {
+    let machine = MachineMatch::AnyDevice(machine_prefix);
+    let mut store = match crate::store::open(&location) {
+        Ok(store) => Some(store),
+        // Reading can do without the store; importing into it cannot.
+        Err(e) if !request.import => {
+            eprintln!("warning: {e}; reading the JSONL history instead");
+            None
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if let (true, Some(store)) = (request.import, store.as_mut()) {
         let (mut stored, mut already) = (0, 0);
-        for (machine_key, file) in history_files(layout, day, None) {
+        for (machine_key, file) in history_files(layout, day) {
             for entry in read_history(&file)? {
                 let environment = std::fs::read_to_string(&entry.report)
                     .ok()
@@ -252,14 +277,17 @@ pub fn history_command(
             location.describe()
         );
     }
-    let entries = machine_nights(
-        store.as_mut(),
-        &location,
-        layout,
-        request.campaign,
-        day,
-        &machine_prefix,
-    )?;
+    let entries = match store.as_mut() {
+        Some(store) => machine_nights(
+            store.as_mut(),
+            &location,
+            layout,
+            request.campaign,
+            day,
+            &machine,
+        )?,
+        None => jsonl_nights(layout, day, &machine)?,
+    };
     if entries.is_empty() {
         return Err(CommandError::Analysis(format!(
             "no history of day {day} for this machine under {}\n  help: every finished `campaign run` appends to it",

@@ -1,6 +1,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use super::nightly::read_history;
 use super::{CommandError, day_exit_code, exit, open_toggled_campaign};
 use super::{run_analysis, run_calibration, run_roadmap, write_json};
 use crate::analysis::{
@@ -66,6 +67,10 @@ impl RunArgs {
 
 /// `campaign run`: returns the exit status after the report is written.
 pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
+    // A mistyped --store is a usage error before measuring, not after.
+    if let Some(store) = &args.store {
+        crate::store::StoreLocation::parse(store)?;
+    }
     let (campaign, layout) =
         open_toggled_campaign(&args.campaign, args.out.as_deref(), args.toggle.as_ref())?;
     let options = RunOptions {
@@ -458,7 +463,13 @@ impl Night<'_> {
         let mut code = day_exit_code(&report.summary, report.interrupted);
 
         let history_path = layout.history(&report.environment.machine_key(), report.day);
-        let history = super::nightly::earlier_nights(args.store.as_deref(), layout, &report)?;
+        // An experiment's runs are judged by the experiment, not against
+        // the nights: they read and write no store.
+        let history = if args.measure_only {
+            read_history(&history_path)?
+        } else {
+            super::nightly::earlier_nights(args.store.as_deref(), layout, &report)?
+        };
         let mut comparison = compare(&report, &history)?;
         if let Some(comparison) = &mut comparison {
             comparison.current = path.display().to_string();
@@ -481,22 +492,14 @@ impl Night<'_> {
                 code = exit::INTERRUPTED;
             }
         }
+        let mut night_entry = None;
         if !report.interrupted {
             let mut entry = HistoryEntry::from_report(&report, &path.display().to_string());
             if let Some(c) = &comparison {
                 entry = entry.with_comparison(c);
             }
             append_history(&history_path, &entry)?;
-            // After measuring and after the history line: a store that
-            // cannot be reached loses no result, and says so.
-            if let Err(e) =
-                super::nightly::store_night(args.store.as_deref(), layout, &report, entry)
-            {
-                eprintln!("error: the night was not stored: {e}");
-                if code == exit::OK {
-                    code = exit::USAGE;
-                }
-            }
+            night_entry = Some(entry);
         }
         let written = write_day_artifacts(
             layout,
@@ -511,6 +514,14 @@ impl Night<'_> {
         let mut failures = written.failures;
         if let Err(e) = super::index::write_campaign_index(layout, &report.campaign.name) {
             failures.push(format!("campaign index not written: {e}"));
+        }
+        // Last, after the report, the history line and the CI files: a
+        // store that cannot be reached loses none of them, and says so.
+        if let Some(entry) = night_entry.filter(|_| !args.measure_only)
+            && let Err(e) =
+                super::nightly::store_night(args.store.as_deref(), layout, &report, entry)
+        {
+            failures.push(format!("the night was not stored: {e}"));
         }
         for failure in &failures {
             eprintln!("error: {failure}");

@@ -52,7 +52,7 @@ CREATE INDEX nights_by_series ON nights (campaign, day, machine_key, recorded_at
 CREATE TABLE series_values (
     run_id           TEXT NOT NULL REFERENCES nights (run_id),
     series           TEXT NOT NULL,
-    median           DOUBLE PRECISION NOT NULL,
+    median           DOUBLE PRECISION,
     unit             TEXT NOT NULL,
     higher_is_better INTEGER NOT NULL,
     run_values       TEXT NOT NULL,
@@ -129,14 +129,18 @@ impl StoreLocation {
     pub fn describe(&self) -> String {
         match self {
             Self::Sqlite(path) => path.display().to_string(),
-            Self::Postgres(url) => match (url.find("://"), url.rfind('@')) {
-                (Some(scheme), Some(at)) if at > scheme => {
-                    let user = &url[scheme + 3..at];
-                    let user = user.split(':').next().unwrap_or(user);
-                    format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+            Self::Postgres(url) => {
+                // A password may sit in the user part or the query.
+                let url = url.split('?').next().unwrap_or(url);
+                match (url.find("://"), url.rfind('@')) {
+                    (Some(scheme), Some(at)) if at > scheme => {
+                        let user = &url[scheme + 3..at];
+                        let user = user.split(':').next().unwrap_or(user);
+                        format!("{}{user}@{}", &url[..scheme + 3], &url[at + 1..])
+                    }
+                    _ => url.to_string(),
                 }
-                _ => url.clone(),
-            },
+            }
         }
     }
 }
@@ -248,13 +252,41 @@ pub enum WriteOutcome {
     AlreadyStored,
 }
 
-/// Which nights to read: one campaign's day, on machines whose key starts
-/// with `machine_prefix` (the device is the key's last part).
+/// Which machines' nights to read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MachineMatch {
+    /// One machine key, device included (a night's own verdicts).
+    Exact(String),
+    /// One machine on every device: the key without its device part, so
+    /// `key` itself or `key-<device>`.
+    AnyDevice(String),
+    /// Every machine.
+    Any,
+}
+
+impl MachineMatch {
+    /// (equal to, LIKE pattern) for `machine_key = ?1 OR machine_key LIKE
+    /// ?2 ESCAPE '\'`; `%`, `_` and `\` in a key are escaped.
+    fn sql(&self) -> (String, Option<String>) {
+        let escape = |s: &str| {
+            s.replace('\\', "\\\\")
+                .replace('%', "\\%")
+                .replace('_', "\\_")
+        };
+        match self {
+            Self::Exact(key) => (key.clone(), None),
+            Self::AnyDevice(prefix) => (prefix.clone(), Some(format!("{}-%", escape(prefix)))),
+            Self::Any => (String::new(), Some("%".into())),
+        }
+    }
+}
+
+/// Which nights to read: one campaign's day on the machines matched.
 #[derive(Debug, Clone)]
 pub struct NightQuery {
     pub campaign: String,
     pub day: u32,
-    pub machine_prefix: String,
+    pub machine: MachineMatch,
 }
 
 pub trait ResultsStore {
@@ -279,11 +311,33 @@ pub fn open(location: &StoreLocation) -> Result<Box<dyn ResultsStore>, StoreErro
     }
 }
 
+/// Fault injection for the atomicity test: with
+/// `CAMPAIGN_STORE_PAUSE_BEFORE_COMMIT_MS` set, a write says so on stderr
+/// and waits that long with its rows inserted and not committed, so a
+/// test can kill the process inside the window.
+fn pause_before_commit() {
+    if let Some(ms) = std::env::var("CAMPAIGN_STORE_PAUSE_BEFORE_COMMIT_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        eprintln!("store: paused before commit");
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
+}
+
+/// A count for a 32-bit column; larger is refused rather than wrapped.
+fn int32(location: &str, field: &str, value: i64) -> Result<i32, StoreError> {
+    i32::try_from(value).map_err(|_| StoreError::Corrupt {
+        location: location.to_string(),
+        message: format!("{field} {value} does not fit the store's integer column"),
+    })
+}
+
 /// One row of `series_values`, as both back ends read it.
 struct SeriesRow {
     run_id: String,
     series: String,
-    median: f64,
+    median: Option<f64>,
     unit: String,
     higher_is_better: bool,
     mean_log: Option<f64>,
@@ -351,7 +405,9 @@ fn assemble(
         let Some(entry) = by_run.get_mut(&s.run_id) else {
             continue;
         };
-        entry.values.insert(s.series.clone(), s.median);
+        if let Some(median) = s.median {
+            entry.values.insert(s.series.clone(), median);
+        }
         if let (Some(mean_log), Some(runs), Some(time_like)) = (s.mean_log, s.log_runs, s.time_like)
         {
             entry.log_runs.insert(
@@ -384,7 +440,7 @@ fn assemble(
 /// mean_log, sd_log, log_runs, time_like, state).
 type SeriesInsert = (
     String,
-    f64,
+    Option<f64>,
     String,
     bool,
     String,
@@ -397,20 +453,33 @@ type SeriesInsert = (
 
 fn series_inserts(night: &StoredNight) -> Vec<SeriesInsert> {
     let e = &night.entry;
-    e.values
-        .iter()
-        .map(|(key, median)| {
+    // Every series the night names, in any of its maps: none is dropped.
+    let keys: std::collections::BTreeSet<&String> = e
+        .values
+        .keys()
+        .chain(e.log_runs.keys())
+        .chain(e.states.keys())
+        .chain(night.series.keys())
+        .collect();
+    keys.into_iter()
+        .map(|key| {
             let stored = night.series.get(key);
             let log = e.log_runs.get(key);
+            let finite = |v: f64| v.is_finite().then_some(v);
             (
                 key.clone(),
-                *median,
+                e.values.get(key).copied().and_then(finite),
                 stored.map_or_else(String::new, |s| s.unit.clone()),
-                stored.is_some_and(|s| s.higher_is_better),
-                serde_json::to_string(&stored.map_or(&[][..], |s| &s.run_values[..]))
-                    .unwrap_or_else(|_| "[]".into()),
-                log.map(|l| l.mean_log),
-                log.and_then(|l| l.sd_log),
+                stored
+                    .map(|s| s.higher_is_better)
+                    .or(log.map(|l| l.higher_is_better))
+                    .unwrap_or(false),
+                serde_json::to_string(&stored.map_or(Vec::new(), |s| {
+                    s.run_values.iter().map(|v| finite(*v)).collect::<Vec<_>>()
+                }))
+                .unwrap_or_else(|_| "[]".into()),
+                log.map(|l| l.mean_log).and_then(finite),
+                log.and_then(|l| l.sd_log).and_then(finite),
                 log.map(|l| i64::from(l.runs)),
                 log.map(|l| l.time_like),
                 e.states.get(key).map(|s| state_name(*s)),

@@ -2,11 +2,13 @@
 //! The schema is the SQLite one; integers are 32-bit there, so flags and
 //! counts go through `i32`.
 
+use std::time::Duration;
+
 use postgres::{Client, NoTls};
 
 use super::{
     MIGRATIONS, NightQuery, NightRow, ResultsStore, SCHEMA_VERSION, SeriesRow, StoreError,
-    StoredNight, WriteOutcome, assemble, series_inserts,
+    StoredNight, WriteOutcome, assemble, int32, series_inserts,
 };
 use crate::analysis::HistoryEntry;
 
@@ -29,7 +31,14 @@ impl PostgresStore {
             location: location.clone(),
             source,
         };
-        let mut client = Client::connect(url, NoTls).map_err(err)?;
+        // A dead or black-holed host fails in seconds, not minutes, and a
+        // stalled server cannot hold a night forever.
+        let mut config: postgres::Config = url.parse().map_err(err)?;
+        config
+            .connect_timeout(Duration::from_secs(10))
+            .keepalives(true)
+            .options("-c statement_timeout=60000");
+        let mut client = config.connect(NoTls).map_err(err)?;
         let mut tx = client.transaction().map_err(err)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .map_err(err)?;
@@ -85,10 +94,10 @@ impl ResultsStore for PostgresStore {
                     &night.machine_key,
                     &e.campaign,
                     &night.campaign_hash,
-                    &(e.day as i32),
+                    &int32(&location, "day", i64::from(e.day))?,
                     &e.git_commit,
                     &flag(e.quick),
-                    &(e.runs as i32),
+                    &int32(&location, "runs", i64::from(e.runs))?,
                     &e.report,
                     &e.baseline,
                     &night.environment,
@@ -106,7 +115,7 @@ impl ResultsStore for PostgresStore {
             )
             .map_err(err)?;
         for row in series_inserts(night) {
-            let log_runs = row.7.map(|r| r as i32);
+            let log_runs = row.7.map(|r| int32(&location, "runs", r)).transpose()?;
             let time_like = row.8.map(flag);
             tx.execute(
                 &insert,
@@ -126,6 +135,7 @@ impl ResultsStore for PostgresStore {
             )
             .map_err(err)?;
         }
+        super::pause_before_commit();
         tx.commit().map_err(err)?;
         Ok(WriteOutcome::Stored)
     }
@@ -136,14 +146,15 @@ impl ResultsStore for PostgresStore {
             location: location.clone(),
             source,
         };
-        let prefix = format!("{}%", query.machine_prefix.replace(['%', '_'], ""));
-        let day = query.day as i32;
+        let (exact, like) = query.machine.sql();
+        let day = int32(&self.location, "day", i64::from(query.day))?;
         let nights = self
             .client
             .query(
                 "SELECT run_id, recorded_at, campaign, day, git_commit, quick, runs, report, baseline \
-                 FROM nights WHERE campaign = $1 AND day = $2 AND machine_key LIKE $3",
-                &[&query.campaign, &day, &prefix],
+                 FROM nights WHERE campaign = $1 AND day = $2 \
+                 AND (machine_key = $3 OR ($4::TEXT IS NOT NULL AND machine_key LIKE $4 ESCAPE '\\'))",
+                &[&query.campaign, &day, &exact, &like],
             )
             .map_err(err)?
             .into_iter()
@@ -168,8 +179,9 @@ impl ResultsStore for PostgresStore {
                 "SELECT s.run_id, s.series, s.median, s.unit, s.higher_is_better, s.mean_log, \
                  s.sd_log, s.log_runs, s.time_like, s.state \
                  FROM series_values s JOIN nights n ON n.run_id = s.run_id \
-                 WHERE n.campaign = $1 AND n.day = $2 AND n.machine_key LIKE $3",
-                &[&query.campaign, &day, &prefix],
+                 WHERE n.campaign = $1 AND n.day = $2 \
+                 AND (n.machine_key = $3 OR ($4::TEXT IS NOT NULL AND n.machine_key LIKE $4 ESCAPE '\\'))",
+                &[&query.campaign, &day, &exact, &like],
             )
             .map_err(err)?
             .into_iter()

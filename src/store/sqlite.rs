@@ -145,34 +145,39 @@ impl ResultsStore for SqliteStore {
                     .map_err(err)?;
             }
         }
+        super::pause_before_commit();
         tx.commit().map_err(err)?;
         Ok(WriteOutcome::Stored)
     }
 
     fn nights(&mut self, query: &NightQuery) -> Result<Vec<HistoryEntry>, StoreError> {
         let err = self.err();
-        let prefix = format!("{}%", query.machine_prefix.replace(['%', '_'], ""));
+        let (exact, like) = query.machine.sql();
         let mut statement = self
             .connection
             .prepare(
                 "SELECT run_id, recorded_at, campaign, day, git_commit, quick, runs, report, baseline \
-                 FROM nights WHERE campaign = ?1 AND day = ?2 AND machine_key LIKE ?3",
+                 FROM nights WHERE campaign = ?1 AND day = ?2 \
+                 AND (machine_key = ?3 OR (?4 IS NOT NULL AND machine_key LIKE ?4 ESCAPE '\\'))",
             )
             .map_err(&err)?;
         let nights = statement
-            .query_map(params![query.campaign, i64::from(query.day), prefix], |r| {
-                Ok(NightRow {
-                    run_id: r.get(0)?,
-                    recorded_at: r.get(1)?,
-                    campaign: r.get(2)?,
-                    day: r.get(3)?,
-                    git_commit: r.get(4)?,
-                    quick: r.get(5)?,
-                    runs: r.get(6)?,
-                    report: r.get(7)?,
-                    baseline: r.get(8)?,
-                })
-            })
+            .query_map(
+                params![query.campaign, i64::from(query.day), exact, like],
+                |r| {
+                    Ok(NightRow {
+                        run_id: r.get(0)?,
+                        recorded_at: r.get(1)?,
+                        campaign: r.get(2)?,
+                        day: r.get(3)?,
+                        git_commit: r.get(4)?,
+                        quick: r.get(5)?,
+                        runs: r.get(6)?,
+                        report: r.get(7)?,
+                        baseline: r.get(8)?,
+                    })
+                },
+            )
             .map_err(&err)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(&err)?;
@@ -182,24 +187,28 @@ impl ResultsStore for SqliteStore {
                 "SELECT s.run_id, s.series, s.median, s.unit, s.higher_is_better, s.mean_log, \
                  s.sd_log, s.log_runs, s.time_like, s.state \
                  FROM series_values s JOIN nights n ON n.run_id = s.run_id \
-                 WHERE n.campaign = ?1 AND n.day = ?2 AND n.machine_key LIKE ?3",
+                 WHERE n.campaign = ?1 AND n.day = ?2 \
+                 AND (n.machine_key = ?3 OR (?4 IS NOT NULL AND n.machine_key LIKE ?4 ESCAPE '\\'))",
             )
             .map_err(&err)?;
         let series = statement
-            .query_map(params![query.campaign, i64::from(query.day), prefix], |r| {
-                Ok(SeriesRow {
-                    run_id: r.get(0)?,
-                    series: r.get(1)?,
-                    median: r.get(2)?,
-                    unit: r.get(3)?,
-                    higher_is_better: r.get(4)?,
-                    mean_log: r.get(5)?,
-                    sd_log: r.get(6)?,
-                    log_runs: r.get(7)?,
-                    time_like: r.get(8)?,
-                    state: r.get(9)?,
-                })
-            })
+            .query_map(
+                params![query.campaign, i64::from(query.day), exact, like],
+                |r| {
+                    Ok(SeriesRow {
+                        run_id: r.get(0)?,
+                        series: r.get(1)?,
+                        median: r.get(2)?,
+                        unit: r.get(3)?,
+                        higher_is_better: r.get(4)?,
+                        mean_log: r.get(5)?,
+                        sd_log: r.get(6)?,
+                        log_runs: r.get(7)?,
+                        time_like: r.get(8)?,
+                        state: r.get(9)?,
+                    })
+                },
+            )
             .map_err(&err)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(&err)?;

@@ -9,7 +9,8 @@ use std::time::Duration;
 
 use campaign::analysis::{ChangeState, HistoryEntry, SeriesNight};
 use campaign::store::{
-    self, NightQuery, SCHEMA_VERSION, StoreError, StoreLocation, StoredNight, WriteOutcome,
+    self, MachineMatch, NightQuery, SCHEMA_VERSION, StoreError, StoreLocation, StoredNight,
+    WriteOutcome,
 };
 use chrono::{DateTime, Utc};
 use serial_test::{parallel, serial};
@@ -32,7 +33,15 @@ fn back_ends(f: &Fixture, db: &str) -> (Vec<(&'static str, StoreLocation)>, Opti
 }
 
 fn night(day_offset: i64, machine: &str, value: f64) -> StoredNight {
-    let series = "decode[prompt_len=128] tpot_ms".to_string();
+    let time = "decode[prompt_len=128] tpot_ms".to_string();
+    let rate = "decode[prompt_len=128] tokens_per_s".to_string();
+    let log = |v: f64, higher_is_better: bool| SeriesNight {
+        mean_log: v.ln(),
+        sd_log: Some(0.02),
+        runs: 5,
+        time_like: true,
+        higher_is_better,
+    };
     let entry = HistoryEntry {
         recorded_at: DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::days(day_offset),
         campaign: "c".into(),
@@ -41,21 +50,27 @@ fn night(day_offset: i64, machine: &str, value: f64) -> StoredNight {
         quick: false,
         runs: 5,
         report: format!("/reports/{day_offset}.json"),
-        values: BTreeMap::from([(series.clone(), value)]),
+        values: BTreeMap::from([(time.clone(), value), (rate.clone(), 1000.0 / value)]),
         baseline: Some("nightly".into()),
-        states: BTreeMap::from([(series.clone(), ChangeState::Regressed)]),
-        log_runs: BTreeMap::from([(
-            series.clone(),
-            SeriesNight {
-                mean_log: value.ln(),
-                sd_log: Some(0.02),
-                runs: 5,
-                time_like: true,
-                higher_is_better: false,
-            },
-        )]),
+        states: BTreeMap::from([(time.clone(), ChangeState::Regressed)]),
+        log_runs: BTreeMap::from([(time, log(value, false)), (rate, log(1000.0 / value, true))]),
     };
     StoredNight::from_history(machine, entry, Some("{\"cpu_model\":\"x\"}".into()))
+}
+
+fn query(machine: MachineMatch) -> NightQuery {
+    NightQuery {
+        campaign: "c".into(),
+        day: 1,
+        machine,
+    }
+}
+
+fn target(location: &StoreLocation) -> String {
+    match location {
+        StoreLocation::Sqlite(p) => p.display().to_string(),
+        StoreLocation::Postgres(url) => url.clone(),
+    }
 }
 
 #[test]
@@ -66,11 +81,14 @@ fn the_store_round_trips_nights_once_on_every_back_end() {
     for (name, location) in ends {
         let mut s = store::open(&location).unwrap();
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION, "{name}");
-        let (a, b, other) = (
-            night(2, "m1-cpu", 10.0),
-            night(1, "m1-cpu", 11.0),
-            night(3, "m2-cpu", 9.0),
-        );
+        let (a, b) = (night(2, "m1-cpu", 10.0), night(1, "m1-cuda-1", 11.0));
+        // Keys that share a prefix with m1's: another machine, another
+        // device of m1, and one with LIKE's wildcard in it.
+        let others = [
+            night(3, "m10-cpu", 9.0),
+            night(4, "m1-cuda-10", 9.0),
+            night(5, "m_-cpu", 9.0),
+        ];
         assert_eq!(s.write_night(&a).unwrap(), WriteOutcome::Stored, "{name}");
         assert_eq!(
             s.write_night(&a).unwrap(),
@@ -78,30 +96,46 @@ fn the_store_round_trips_nights_once_on_every_back_end() {
             "{name}"
         );
         s.write_night(&b).unwrap();
-        s.write_night(&other).unwrap();
+        for o in &others {
+            s.write_night(o).unwrap();
+        }
         // Opening again migrates nothing and keeps everything.
         drop(s);
         let mut s = store::open(&location).unwrap();
-        assert_eq!(s.run_ids().unwrap().len(), 3, "{name}");
-        let read = s
-            .nights(&NightQuery {
-                campaign: "c".into(),
-                day: 1,
-                machine_prefix: "m1".into(),
-            })
-            .unwrap();
-        // Oldest first, this machine only, every field as written.
+        assert_eq!(s.run_ids().unwrap().len(), 5, "{name}");
+        // Oldest first, every field as written (a rate's direction too).
         let as_json = |e: &HistoryEntry| serde_json::to_value(e).unwrap();
+        // m1 on every device (cuda-10 is m1 too), not m10.
+        let read = s
+            .nights(&query(MachineMatch::AnyDevice("m1".into())))
+            .unwrap();
         assert_eq!(
             read.iter().map(as_json).collect::<Vec<_>>(),
-            vec![as_json(&b.entry), as_json(&a.entry)],
+            vec![
+                as_json(&b.entry),
+                as_json(&a.entry),
+                as_json(&others[1].entry)
+            ],
+            "{name}"
+        );
+        let exact = s
+            .nights(&query(MachineMatch::Exact("m1-cuda-1".into())))
+            .unwrap();
+        assert_eq!(exact.len(), 1, "{name}");
+        let wild = s
+            .nights(&query(MachineMatch::AnyDevice("m_".into())))
+            .unwrap();
+        assert_eq!(wild.len(), 1, "{name}: `_` is not a wildcard");
+        assert_eq!(
+            s.nights(&query(MachineMatch::Any)).unwrap().len(),
+            5,
             "{name}"
         );
         let none = s
             .nights(&NightQuery {
                 campaign: "other".into(),
                 day: 1,
-                machine_prefix: String::new(),
+                machine: MachineMatch::Any,
             })
             .unwrap();
         assert!(none.is_empty(), "{name}");
@@ -207,25 +241,82 @@ fn runs_write_the_store_history_reads_it_and_old_history_imports_once() {
     }
     // The default store is the results folder's SQLite file.
     let default = f.out().join("results.sqlite");
-    assert!(default.is_file());
-    let mut s = store::open(&StoreLocation::Sqlite(default.clone())).unwrap();
+    let mut s = store::open(&StoreLocation::Sqlite(default)).unwrap();
     assert_eq!(s.run_ids().unwrap().len(), 3);
-    // history reads the store: the JSONL files may go.
-    fs::rename(f.out().join("history"), f.path("history.jsonl")).unwrap();
-    let (json, _) = history_json(&f, &campaign, &default.display().to_string(), &[]);
-    assert_eq!(json[0]["nights"].as_array().unwrap().len(), 3, "{json}");
-    fs::rename(f.path("history.jsonl"), f.out().join("history")).unwrap();
 
-    // An older results folder: JSONL only, imported into a fresh store once.
-    let fresh = f.path("fresh.sqlite").display().to_string();
-    let (_, stderr) = history_json(&f, &campaign, &fresh, &["--import"]);
-    assert!(stderr.contains("imported 3 nights"), "{stderr}");
-    let (json, stderr) = history_json(&f, &campaign, &fresh, &["--import"]);
-    assert!(
-        stderr.contains("imported 0 nights") && stderr.contains("3 were already there"),
-        "{stderr}"
-    );
-    assert_eq!(json[0]["nights"].as_array().unwrap().len(), 3, "{json}");
+    // On every back end: runs write it, history reads it, JSONL imports once.
+    let (ends, _server) = back_ends(&f, "history");
+    let mut nights = 3;
+    for (name, location) in ends {
+        let store = target(&location);
+        for _ in 0..2 {
+            gate(&f, &campaign, &["--store", &store]).success();
+        }
+        nights += 2;
+        // history reads the store: the JSONL files may go.
+        fs::rename(f.out().join("history"), f.path("history.jsonl")).unwrap();
+        let (json, _) = history_json(&f, &campaign, &store, &[]);
+        assert_eq!(
+            json[0]["nights"].as_array().unwrap().len(),
+            2,
+            "{name}: {json}"
+        );
+        fs::rename(f.path("history.jsonl"), f.out().join("history")).unwrap();
+        // The folder's JSONL history holds every night so far: imported once.
+        let (json, stderr) = history_json(&f, &campaign, &store, &["--import"]);
+        assert!(
+            stderr.contains(&format!("imported {} nights", nights - 2))
+                && stderr.contains("2 were already there"),
+            "{name}: {stderr}"
+        );
+        assert_eq!(
+            json[0]["nights"].as_array().unwrap().len(),
+            nights,
+            "{name}: {json}"
+        );
+        let (_, stderr) = history_json(&f, &campaign, &store, &["--import"]);
+        assert!(stderr.contains("imported 0 nights"), "{name}: {stderr}");
+    }
+}
+
+/// A run killed while its night's rows are inserted and not committed
+/// leaves nothing in the store.
+#[test]
+#[serial]
+fn a_run_killed_inside_its_store_write_leaves_nothing() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&planted_day("work", 1.0));
+    let (ends, _server) = back_ends(&f, "killed");
+    for (name, location) in ends {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_campaign"))
+            .args(["run", "--day", "1", "--campaign"])
+            .arg(&campaign)
+            .arg("--out")
+            .arg(f.path(&format!("out_{name}")))
+            .args(["--store", &target(&location)])
+            .env("CAMPAIGN_STORE_PAUSE_BEFORE_COMMIT_MS", "60000")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let paused = BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .any(|line| line.contains("store: paused before commit"));
+        assert!(paused, "{name}: the run never reached its store write");
+        child.kill().unwrap();
+        assert!(!child.wait().unwrap().success());
+        let mut s = store::open(&location).unwrap();
+        assert!(
+            s.run_ids().unwrap().is_empty(),
+            "{name}: a killed write left rows"
+        );
+        assert!(
+            s.nights(&query(MachineMatch::Any)).unwrap().is_empty(),
+            "{name}"
+        );
+    }
 }
 
 /// Eight runs at once write one store; two are killed with SIGKILL while
@@ -240,10 +331,7 @@ fn concurrent_runs_some_killed_store_every_finished_night_once() {
         f.campaign(&planted_day("work", 1.0).replace("iterations = 5", "iterations = 40"));
     let (ends, _server) = back_ends(&f, "concurrent");
     for (name, location) in ends {
-        let target = match &location {
-            StoreLocation::Sqlite(p) => p.display().to_string(),
-            StoreLocation::Postgres(url) => url.clone(),
-        };
+        let target = target(&location);
         let out = f.path(&format!("out_{name}"));
         let mut children: Vec<std::process::Child> = (0..8)
             .map(|_| {
@@ -276,7 +364,7 @@ fn concurrent_runs_some_killed_store_every_finished_night_once() {
             .nights(&NightQuery {
                 campaign: "t".into(),
                 day: 1,
-                machine_prefix: String::new(),
+                machine: MachineMatch::Any,
             })
             .unwrap();
         assert_eq!(nights.len(), finished, "{name}");
