@@ -10,7 +10,7 @@ use super::regression::{
     ChangeState, Comparison, MIN_RUNS, NightRecord, SeriesNight, is_time_like, sample_sd,
     series_key,
 };
-use crate::model::DailyReport;
+use crate::model::{DailyReport, environment_differences};
 use crate::stats::median;
 
 /// One line of a history file: one run of one day.
@@ -312,31 +312,6 @@ pub fn series_histories(
         .collect()
 }
 
-/// Fields of two flat environments that differ; a field one side lacks
-/// shows as "absent".
-pub fn environment_differences(
-    before: &BTreeMap<String, String>,
-    after: &BTreeMap<String, String>,
-) -> Vec<(String, String, String)> {
-    let absent = || "absent".to_string();
-    before
-        .keys()
-        .chain(after.keys())
-        .collect::<std::collections::BTreeSet<_>>()
-        .into_iter()
-        .filter_map(|k| {
-            let (b, a) = (before.get(k), after.get(k));
-            (b != a).then(|| {
-                (
-                    k.clone(),
-                    b.cloned().unwrap_or_else(absent),
-                    a.cloned().unwrap_or_else(absent),
-                )
-            })
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -406,6 +381,7 @@ mod tests {
             outcome_reason: String::new(),
             counts: BTreeMap::new(),
             geomean_ratio: None,
+            environment_changes: Vec::new(),
         };
         label_persistence(&mut c, history);
         assert_eq!(

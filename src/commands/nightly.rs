@@ -318,34 +318,9 @@ pub fn history_command(
 /// objects dotted), without the commit, which is shown on its own. `None`
 /// when the report is gone or unreadable: a history outlives its reports.
 fn report_environment(report: &str) -> Option<std::collections::BTreeMap<String, String>> {
-    fn flatten(
-        prefix: &str,
-        value: &serde_json::Value,
-        out: &mut std::collections::BTreeMap<String, String>,
-    ) {
-        match value {
-            serde_json::Value::Object(map) => {
-                for (k, v) in map {
-                    let key = if prefix.is_empty() {
-                        k.clone()
-                    } else {
-                        format!("{prefix}.{k}")
-                    };
-                    flatten(&key, v, out);
-                }
-            }
-            serde_json::Value::String(s) => {
-                out.insert(prefix.to_string(), s.clone());
-            }
-            other => {
-                out.insert(prefix.to_string(), other.to_string());
-            }
-        }
-    }
     let bytes = std::fs::read(report).ok()?;
     let report: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
-    let mut out = std::collections::BTreeMap::new();
-    flatten("", report.get("environment")?, &mut out);
+    let mut out = crate::model::flatten_json(report.get("environment")?);
     out.remove("git_commit");
     Some(out)
 }

@@ -129,3 +129,68 @@ impl Environment {
         key.trim_matches('-').to_string()
     }
 }
+
+/// A JSON object as flat `field` → value pairs, nested objects dotted
+/// (`fingerprint.microcode`), strings bare and anything else as JSON.
+pub fn flatten_json(value: &serde_json::Value) -> BTreeMap<String, String> {
+    fn walk(prefix: &str, value: &serde_json::Value, out: &mut BTreeMap<String, String>) {
+        match value {
+            serde_json::Value::Object(map) => {
+                for (k, v) in map {
+                    let key = if prefix.is_empty() {
+                        k.clone()
+                    } else {
+                        format!("{prefix}.{k}")
+                    };
+                    walk(&key, v, out);
+                }
+            }
+            serde_json::Value::String(s) => {
+                out.insert(prefix.to_string(), s.clone());
+            }
+            other => {
+                out.insert(prefix.to_string(), other.to_string());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk("", value, &mut out);
+    out
+}
+
+impl Environment {
+    /// Every field as flat `field` → value pairs, for showing what
+    /// differs between two runs.
+    pub fn flat_fields(&self) -> BTreeMap<String, String> {
+        serde_json::to_value(self)
+            .map(|v| flatten_json(&v))
+            .unwrap_or_default()
+    }
+}
+
+/// Fields of two flat environments that differ, as (field, before,
+/// after); a field one side lacks shows as "absent". The host name and the
+/// calibration's own figures are left out: they differ without meaning.
+pub fn environment_differences(
+    before: &BTreeMap<String, String>,
+    after: &BTreeMap<String, String>,
+) -> Vec<(String, String, String)> {
+    let absent = || "absent".to_string();
+    before
+        .keys()
+        .chain(after.keys())
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .filter(|k| *k != "hostname" && !k.starts_with("calibration."))
+        .filter_map(|k| {
+            let (b, a) = (before.get(k), after.get(k));
+            (b != a).then(|| {
+                (
+                    k.clone(),
+                    b.cloned().unwrap_or_else(absent),
+                    a.cloned().unwrap_or_else(absent),
+                )
+            })
+        })
+        .collect()
+}

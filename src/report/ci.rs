@@ -258,10 +258,22 @@ pub fn render_comparison_table(c: &Comparison) -> String {
             x.reason.clone(),
         ]);
     }
-    format!(
+    let mut text = format!(
         "{table}\n{}\n{}\n{}",
         c.rule,
         blind_spot_sentence(c),
         night_sentences(c).join("\n")
-    )
+    );
+    if !c.environment_changes.is_empty() {
+        let fields: Vec<String> = c
+            .environment_changes
+            .iter()
+            .map(|(field, before, after)| format!("{field}: {before} → {after}"))
+            .collect();
+        text.push_str(&format!(
+            "\nwhat differs from the baseline's run: {}",
+            fields.join("; ")
+        ));
+    }
+    text
 }

@@ -49,7 +49,7 @@ pub use noise::{
     SeriesNight, SeriesNoise,
 };
 
-use crate::model::{BenchmarkResult, DailyReport, Status};
+use crate::model::{BenchmarkResult, DailyReport, Status, environment_differences};
 use crate::stats::{ShiftTest, benjamini_hochberg, median, paired_shift, two_sample_shift};
 use common::{CaseShift, common_shift};
 
@@ -223,6 +223,10 @@ pub struct Comparison {
     /// Geometric mean of "worse" ratios (above 1 is slower/worse) over the
     /// metrics compared.
     pub geomean_ratio: Option<f64>,
+    /// What differs between the two sides' environments (commit, CPU
+    /// fingerprint, kernel, threads, …): (field, baseline, current).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub environment_changes: Vec<(String, String, String)>,
 }
 
 impl Comparison {
@@ -806,6 +810,10 @@ fn compare_unpaired(
         changes,
         counts: BTreeMap::new(),
         geomean_ratio: geomean(&shifts),
+        environment_changes: environment_differences(
+            &baseline.environment.flat_fields(),
+            &current.environment.flat_fields(),
+        ),
     };
     comparison.settle_outcome();
     comparison
@@ -1030,6 +1038,10 @@ pub fn compare_paired(
         changes,
         counts: BTreeMap::new(),
         geomean_ratio: geomean(&shifts),
+        environment_changes: environment_differences(
+            &other.environment.flat_fields(),
+            &this.environment.flat_fields(),
+        ),
     };
     comparison.settle_outcome();
     comparison
@@ -1127,6 +1139,21 @@ mod tests {
 
     fn state(c: &Comparison, case: &str, metric: &str) -> ChangeState {
         change(c, case, metric).state
+    }
+
+    #[test]
+    fn a_comparison_names_what_differs_between_the_two_runs_environments() {
+        let base = report(&[("a", Status::Ok, &[1.0, 1.1, 0.9])]);
+        let mut cur = base.clone();
+        assert!(compare(&base, &cur).environment_changes.is_empty());
+        cur.environment.threads = base.environment.threads + 1;
+        cur.environment.fingerprint.microcode = Some("0xnew".into());
+        cur.environment.hostname = Some("another-name".into());
+        let changes = compare(&base, &cur).environment_changes;
+        let fields: Vec<&str> = changes.iter().map(|c| c.0.as_str()).collect();
+        // The host name differs without meaning and is left out.
+        assert_eq!(fields, ["fingerprint.microcode", "threads"], "{changes:?}");
+        assert_eq!(changes[0].2, "0xnew");
     }
 
     fn compare(baseline: &DailyReport, current: &DailyReport) -> Comparison {
