@@ -231,6 +231,30 @@ enum Command {
         #[arg(long)]
         import: bool,
     },
+    /// Serve the results store as a dashboard (every campaign, machine and
+    /// night; what changed recently on the front page), or write it as
+    /// static files with --export.
+    #[command(after_help = EXIT_CODES)]
+    Dashboard {
+        /// Results store to read: an SQLite file or a postgres:// URL
+        /// (default: results.sqlite in the results folder).
+        #[arg(long, value_name = "PATH|URL")]
+        store: Option<String>,
+        /// Results folder whose results.sqlite is read without --store.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
+        /// Address to listen on: IP:PORT or localhost:PORT; port 0 picks a
+        /// free port. The first line on stdout names the URL.
+        #[arg(long, default_value = "127.0.0.1:0", value_parser = commands::parse_listen_addr)]
+        addr: std::net::SocketAddr,
+        /// Write the pages into DIR (for a CI artifact) instead of serving them.
+        #[arg(long, value_name = "DIR")]
+        export: Option<PathBuf>,
+        /// The front page lists what began in this many last nights of each
+        /// series (1 to 10000), and open regressions.
+        #[arg(long, value_name = "N", default_value_t = commands::DEFAULT_RECENT_NIGHTS, value_parser = parse_recent_nights)]
+        recent: usize,
+    },
     /// Write a day's newest report as a self-contained HTML page.
     #[command(after_help = EXIT_CODES)]
     Report {
@@ -320,6 +344,16 @@ enum Command {
 
 fn parse_toggle(text: &str) -> Result<Box<Toggle>, String> {
     serde_json::from_str(text).map_err(|e| format!("not a toggle: {e}"))
+}
+
+/// `--recent`: a whole number of nights, 1 to 10000.
+fn parse_recent_nights(text: &str) -> Result<usize, String> {
+    match text.trim().parse::<usize>() {
+        Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a number of nights; allowed: a whole number from 1 to 10000"
+        )),
+    }
 }
 
 impl Cli {
@@ -456,6 +490,19 @@ impl Cli {
                     }),
                 )
             }
+            Command::Dashboard {
+                store,
+                out,
+                addr,
+                export,
+                recent,
+            } => print(commands::dashboard_command(&commands::DashboardArgs {
+                store,
+                out,
+                addr,
+                export,
+                recent_nights: recent,
+            })),
             Command::Report {
                 html: _,
                 day,

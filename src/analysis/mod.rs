@@ -7,6 +7,7 @@
 pub mod attribution;
 mod bottlenecks;
 mod change_points;
+mod dashboard;
 mod experiments;
 mod history;
 mod measured;
@@ -20,6 +21,10 @@ mod roofline;
 mod scaling;
 mod sweeps;
 
+pub use dashboard::{
+    Alert, ChangeKind, ChartPoint, Dashboard, DashboardNight, DayBoard, MachineSeries, NightPage,
+    NightSeries, NightValue, SeriesBoard, SeriesChange, build_dashboard,
+};
 pub use parity::served_parity;
 pub use peers::{PEER_RATIO_RULE, peer_comparisons};
 pub use quality::{

@@ -3,6 +3,7 @@
 
 mod analyze;
 mod calibrate;
+mod dashboard;
 mod experiment;
 mod flamegraph;
 mod generate;
@@ -16,6 +17,7 @@ mod serve;
 
 pub use analyze::{analyze_command, run_analysis};
 pub use calibrate::{calibrate_command, run_calibration};
+pub use dashboard::{DEFAULT_RECENT_NIGHTS, DashboardArgs, dashboard_command};
 pub use experiment::{ExperimentArgs, experiment_command, run_experiments};
 pub use flamegraph::differential_flamegraph;
 pub use generate::{GenerateArgs, generate_command};

@@ -116,10 +116,11 @@ pub(super) fn store_night(
     store: Option<&str>,
     layout: &OutputLayout,
     report: &DailyReport,
+    comparison: Option<&crate::analysis::Comparison>,
     entry: HistoryEntry,
 ) -> Result<WriteOutcome, CommandError> {
     let location = store_location(store, layout)?;
-    let night = StoredNight::from_report(report, entry);
+    let night = StoredNight::from_report(report, comparison, entry);
     Ok(crate::store::open(&location)?.write_night(&night)?)
 }
 

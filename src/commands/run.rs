@@ -518,8 +518,13 @@ impl Night<'_> {
         // Last, after the report, the history line and the CI files: a
         // store that cannot be reached loses none of them, and says so.
         if let Some(entry) = night_entry.filter(|_| !args.measure_only)
-            && let Err(e) =
-                super::nightly::store_night(args.store.as_deref(), layout, &report, entry)
+            && let Err(e) = super::nightly::store_night(
+                args.store.as_deref(),
+                layout,
+                &report,
+                comparison.as_ref(),
+                entry,
+            )
         {
             failures.push(format!("the night was not stored: {e}"));
         }

@@ -187,7 +187,7 @@ pub fn serve_command(
 }
 
 /// Ctrl-C, or SIGTERM (what `kill` and service managers send).
-async fn wait_for_stop() {
+pub(super) async fn wait_for_stop() {
     let terminate = async {
         match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
             Ok(mut signal) => {

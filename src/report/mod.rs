@@ -4,6 +4,7 @@
 
 mod ci;
 mod console;
+mod dashboard;
 mod export;
 mod history;
 mod html;
@@ -16,6 +17,10 @@ mod wording;
 pub use ci::render_comparison_table;
 pub use console::{
     render_bottleneck_table, render_calibration, render_experiments, render_summary_table,
+};
+pub use dashboard::{
+    DashboardView, SitePage, dashboard_day_path, dashboard_night_path, dashboard_report_path,
+    render_dashboard, render_night_report, report_flame_graphs,
 };
 pub use export::{
     DayArtifacts, Exporter, HtmlPage, IndexPage, JsonReport, JunitXml, ResultsCsv, ResultsJsonl,

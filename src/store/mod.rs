@@ -20,7 +20,7 @@ use std::path::{Path, PathBuf};
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 
-use crate::analysis::{ChangeState, HistoryEntry, SeriesNight, series_key};
+use crate::analysis::{ChangeState, Comparison, HistoryEntry, SeriesNight, series_key};
 use crate::model::DailyReport;
 
 fn json_hash(value: &impl serde::Serialize) -> String {
@@ -33,7 +33,8 @@ fn json_hash(value: &impl serde::Serialize) -> String {
 
 /// The schema, one batch per version, applied in order on open. A store
 /// of a newer version than this binary knows is refused, not guessed at.
-const MIGRATIONS: [&str; 1] = [r#"
+const MIGRATIONS: [&str; 2] = [
+    r#"
 CREATE TABLE nights (
     run_id        TEXT PRIMARY KEY,
     recorded_at   TEXT NOT NULL,
@@ -63,7 +64,15 @@ CREATE TABLE series_values (
     state            TEXT,
     PRIMARY KEY (run_id, series)
 );
-"#];
+"#,
+    // The night's whole report and comparison, so that a dashboard on any
+    // machine can show a night that ran on another.
+    r#"
+ALTER TABLE nights ADD COLUMN report_json TEXT;
+ALTER TABLE nights ADD COLUMN comparison_json TEXT;
+CREATE INDEX nights_by_time ON nights (recorded_at);
+"#,
+];
 
 /// The schema version this binary writes.
 pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -166,11 +175,28 @@ pub struct StoredNight {
     pub entry: HistoryEntry,
     /// `case metric` → its values.
     pub series: BTreeMap<String, StoredSeries>,
+    /// The day report and the comparison it was judged by, as JSON. Written
+    /// with the night; a read of many nights leaves them out
+    /// ([`ResultsStore::night_documents`] reads one night's).
+    pub documents: NightDocuments,
+    /// A read of many nights: whether the night's report is stored.
+    pub has_report: bool,
+}
+
+/// A night's whole report and its comparison, as JSON text.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct NightDocuments {
+    pub report_json: Option<String>,
+    pub comparison_json: Option<String>,
 }
 
 impl StoredNight {
     /// A night from its report, as `campaign run` writes it.
-    pub fn from_report(report: &DailyReport, entry: HistoryEntry) -> Self {
+    pub fn from_report(
+        report: &DailyReport,
+        comparison: Option<&Comparison>,
+        entry: HistoryEntry,
+    ) -> Self {
         let machine_key = report.environment.machine_key();
         let medians = &entry.values;
         let series = report
@@ -200,6 +226,11 @@ impl StoredNight {
             machine_key,
             entry,
             series,
+            documents: NightDocuments {
+                report_json: serde_json::to_string(report).ok(),
+                comparison_json: comparison.and_then(|c| serde_json::to_string(c).ok()),
+            },
+            has_report: true,
         }
     }
 
@@ -217,6 +248,8 @@ impl StoredNight {
             machine_key: machine_key.to_string(),
             series: BTreeMap::new(),
             entry,
+            documents: NightDocuments::default(),
+            has_report: false,
         }
     }
 
@@ -289,11 +322,63 @@ pub struct NightQuery {
     pub machine: MachineMatch,
 }
 
+/// Which nights a read of many selects; `None` matches any.
+#[derive(Debug, Clone)]
+pub struct NightFilter {
+    pub campaign: Option<String>,
+    pub day: Option<u32>,
+    pub machine: MachineMatch,
+    /// Nights recorded at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+}
+
+impl NightFilter {
+    /// Every night of every campaign and machine.
+    pub fn all() -> Self {
+        Self {
+            campaign: None,
+            day: None,
+            machine: MachineMatch::Any,
+            since: None,
+        }
+    }
+
+    /// The instant as the `recorded_at` column spells it, which sorts as
+    /// text in time order.
+    fn since_text(&self) -> Option<String> {
+        self.since
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true))
+    }
+}
+
+impl From<&NightQuery> for NightFilter {
+    fn from(query: &NightQuery) -> Self {
+        Self {
+            campaign: Some(query.campaign.clone()),
+            day: Some(query.day),
+            machine: query.machine.clone(),
+            since: None,
+        }
+    }
+}
+
 pub trait ResultsStore {
     /// Writes a night in one transaction; idempotent by run id.
     fn write_night(&mut self, night: &StoredNight) -> Result<WriteOutcome, StoreError>;
-    /// The nights of a query, oldest first.
-    fn nights(&mut self, query: &NightQuery) -> Result<Vec<HistoryEntry>, StoreError>;
+    /// The nights a filter selects, with their machine, environment and
+    /// run-level values (not their documents), oldest first.
+    fn select_nights(&mut self, filter: &NightFilter) -> Result<Vec<StoredNight>, StoreError>;
+    /// One night's report and comparison, `None` when no such night is
+    /// stored.
+    fn night_documents(&mut self, run_id: &str) -> Result<Option<NightDocuments>, StoreError>;
+    /// The history lines of one campaign's day, oldest first.
+    fn nights(&mut self, query: &NightQuery) -> Result<Vec<HistoryEntry>, StoreError> {
+        Ok(self
+            .select_nights(&NightFilter::from(query))?
+            .into_iter()
+            .map(|n| n.entry)
+            .collect())
+    }
     /// Every run id stored, for checks and exports.
     fn run_ids(&mut self) -> Result<Vec<String>, StoreError>;
     /// The schema version the store is at.
@@ -340,6 +425,7 @@ struct SeriesRow {
     median: Option<f64>,
     unit: String,
     higher_is_better: bool,
+    run_values: String,
     mean_log: Option<f64>,
     sd_log: Option<f64>,
     log_runs: Option<i64>,
@@ -350,6 +436,9 @@ struct SeriesRow {
 /// One row of `nights`.
 struct NightRow {
     run_id: String,
+    machine_key: String,
+    campaign_hash: String,
+    environment: String,
     recorded_at: String,
     campaign: String,
     day: i64,
@@ -358,6 +447,7 @@ struct NightRow {
     runs: i64,
     report: String,
     baseline: Option<String>,
+    has_report: bool,
 }
 
 fn state_name(state: ChangeState) -> String {
@@ -367,44 +457,89 @@ fn state_name(state: ChangeState) -> String {
         .unwrap_or_default()
 }
 
-/// History lines from rows, oldest first.
+/// The columns and condition every read of many nights uses, with the
+/// parameter markers a back end spells (`?N` or `$N`, with PostgreSQL's
+/// casts): (nights query, series query). Parameters: campaign, day, exact
+/// machine key, machine LIKE pattern, earliest `recorded_at`.
+fn select_sql(marker: impl Fn(usize, &str) -> String) -> (String, String) {
+    let condition = |prefix: &str| {
+        format!(
+            "({m1} IS NULL OR {p}campaign = {m1}) AND ({m2} IS NULL OR {p}day = {m2}) \
+             AND ({p}machine_key = {m3} OR ({m4} IS NOT NULL AND {p}machine_key LIKE {m4} ESCAPE '\\')) \
+             AND ({m5} IS NULL OR {p}recorded_at >= {m5})",
+            p = prefix,
+            m1 = marker(1, "TEXT"),
+            m2 = marker(2, "INTEGER"),
+            m3 = marker(3, "TEXT"),
+            m4 = marker(4, "TEXT"),
+            m5 = marker(5, "TEXT"),
+        )
+    };
+    (
+        format!(
+            "SELECT run_id, machine_key, campaign_hash, environment, recorded_at, campaign, day, \
+             git_commit, quick, runs, report, baseline, report_json IS NOT NULL \
+             FROM nights WHERE {}",
+            condition("")
+        ),
+        format!(
+            "SELECT s.run_id, s.series, s.median, s.unit, s.higher_is_better, s.run_values, \
+             s.mean_log, s.sd_log, s.log_runs, s.time_like, s.state \
+             FROM series_values s JOIN nights n ON n.run_id = s.run_id WHERE {}",
+            condition("n.")
+        ),
+    )
+}
+
+/// Stored nights from rows, oldest first.
 fn assemble(
     location: &str,
     nights: Vec<NightRow>,
     series: Vec<SeriesRow>,
-) -> Result<Vec<HistoryEntry>, StoreError> {
+) -> Result<Vec<StoredNight>, StoreError> {
     let corrupt = |message: String| StoreError::Corrupt {
         location: location.to_string(),
         message,
     };
-    let mut by_run: BTreeMap<String, HistoryEntry> = BTreeMap::new();
+    let mut by_run: BTreeMap<String, StoredNight> = BTreeMap::new();
     let mut order = Vec::new();
     for n in nights {
         let recorded_at: DateTime<Utc> = DateTime::parse_from_rfc3339(&n.recorded_at)
             .map_err(|e| corrupt(format!("night {}: recorded_at: {e}", n.run_id)))?
             .with_timezone(&Utc);
         order.push((recorded_at, n.run_id.clone()));
+        let entry = HistoryEntry {
+            recorded_at,
+            campaign: n.campaign,
+            day: u32::try_from(n.day).map_err(|e| corrupt(format!("day: {e}")))?,
+            git_commit: n.git_commit,
+            quick: n.quick,
+            runs: u32::try_from(n.runs).map_err(|e| corrupt(format!("runs: {e}")))?,
+            report: n.report,
+            values: BTreeMap::new(),
+            baseline: n.baseline,
+            states: BTreeMap::new(),
+            log_runs: BTreeMap::new(),
+        };
         by_run.insert(
-            n.run_id,
-            HistoryEntry {
-                recorded_at,
-                campaign: n.campaign,
-                day: u32::try_from(n.day).map_err(|e| corrupt(format!("day: {e}")))?,
-                git_commit: n.git_commit,
-                quick: n.quick,
-                runs: u32::try_from(n.runs).map_err(|e| corrupt(format!("runs: {e}")))?,
-                report: n.report,
-                values: BTreeMap::new(),
-                baseline: n.baseline,
-                states: BTreeMap::new(),
-                log_runs: BTreeMap::new(),
+            n.run_id.clone(),
+            StoredNight {
+                run_id: n.run_id,
+                machine_key: n.machine_key,
+                campaign_hash: n.campaign_hash,
+                environment: n.environment,
+                entry,
+                series: BTreeMap::new(),
+                documents: NightDocuments::default(),
+                has_report: n.has_report,
             },
         );
     }
     for s in series {
-        let Some(entry) = by_run.get_mut(&s.run_id) else {
+        let Some(night) = by_run.get_mut(&s.run_id) else {
             continue;
         };
+        let entry = &mut night.entry;
         if let Some(median) = s.median {
             entry.values.insert(s.series.clone(), median);
         }
@@ -421,12 +556,26 @@ fn assemble(
                 },
             );
         }
-        if let Some(state) = s.state {
-            let state: ChangeState = serde_json::from_value(serde_json::Value::String(state))
-                .map_err(|e| corrupt(format!("state of {}: {e}", s.series)))?;
-            entry.states.insert(s.series, state);
+        if let Some(state) = &s.state {
+            let state: ChangeState =
+                serde_json::from_value(serde_json::Value::String(state.clone()))
+                    .map_err(|e| corrupt(format!("state of {}: {e}", s.series)))?;
+            entry.states.insert(s.series.clone(), state);
         }
-        let _ = s.unit;
+        // Values the writer could not store as numbers (NaN, ∞) are NULL.
+        let run_values: Vec<Option<f64>> = serde_json::from_str(&s.run_values)
+            .map_err(|e| corrupt(format!("run values of {}: {e}", s.series)))?;
+        if let Some(median) = s.median {
+            night.series.insert(
+                s.series,
+                StoredSeries {
+                    median,
+                    unit: s.unit,
+                    higher_is_better: s.higher_is_better,
+                    run_values: run_values.into_iter().flatten().collect(),
+                },
+            );
+        }
     }
     order.sort();
     Ok(order

@@ -7,10 +7,9 @@ use std::time::Duration;
 use postgres::{Client, NoTls};
 
 use super::{
-    MIGRATIONS, NightQuery, NightRow, ResultsStore, SCHEMA_VERSION, SeriesRow, StoreError,
-    StoredNight, WriteOutcome, assemble, int32, series_inserts,
+    MIGRATIONS, NightDocuments, NightFilter, NightRow, ResultsStore, SCHEMA_VERSION, SeriesRow,
+    StoreError, StoredNight, WriteOutcome, assemble, int32, select_sql, series_inserts,
 };
-use crate::analysis::HistoryEntry;
 
 /// Key of the advisory lock under which migrations run, so that runs
 /// opening a new database at once apply each version once.
@@ -84,8 +83,9 @@ impl ResultsStore for PostgresStore {
         let inserted = tx
             .execute(
                 "INSERT INTO nights (run_id, recorded_at, machine_key, campaign, campaign_hash, day, \
-                 git_commit, quick, runs, report, baseline, environment) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+                 git_commit, quick, runs, report, baseline, environment, report_json, \
+                 comparison_json) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
                  ON CONFLICT (run_id) DO NOTHING",
                 &[
                     &night.run_id,
@@ -101,6 +101,8 @@ impl ResultsStore for PostgresStore {
                     &e.report,
                     &e.baseline,
                     &night.environment,
+                    &night.documents.report_json,
+                    &night.documents.comparison_json,
                 ],
             )
             .map_err(err)?;
@@ -140,49 +142,48 @@ impl ResultsStore for PostgresStore {
         Ok(WriteOutcome::Stored)
     }
 
-    fn nights(&mut self, query: &NightQuery) -> Result<Vec<HistoryEntry>, StoreError> {
+    fn select_nights(&mut self, filter: &NightFilter) -> Result<Vec<StoredNight>, StoreError> {
         let location = self.location.clone();
         let err = |source| StoreError::Postgres {
             location: location.clone(),
             source,
         };
-        let (exact, like) = query.machine.sql();
-        let day = int32(&self.location, "day", i64::from(query.day))?;
+        let (exact, like) = filter.machine.sql();
+        let day = filter
+            .day
+            .map(|d| int32(&self.location, "day", i64::from(d)))
+            .transpose()?;
+        let since = filter.since_text();
+        let (nights_sql, series_sql) = select_sql(|n, ty| format!("${n}::{ty}"));
+        let params: [&(dyn postgres::types::ToSql + Sync); 5] =
+            [&filter.campaign, &day, &exact, &like, &since];
         let nights = self
             .client
-            .query(
-                "SELECT run_id, recorded_at, campaign, day, git_commit, quick, runs, report, baseline \
-                 FROM nights WHERE campaign = $1 AND day = $2 \
-                 AND (machine_key = $3 OR ($4::TEXT IS NOT NULL AND machine_key LIKE $4 ESCAPE '\\'))",
-                &[&query.campaign, &day, &exact, &like],
-            )
+            .query(&nights_sql, &params)
             .map_err(err)?
             .into_iter()
             .map(|r| {
                 Ok(NightRow {
                     run_id: r.try_get(0)?,
-                    recorded_at: r.try_get(1)?,
-                    campaign: r.try_get(2)?,
-                    day: i64::from(r.try_get::<_, i32>(3)?),
-                    git_commit: r.try_get(4)?,
-                    quick: r.try_get::<_, i32>(5)? != 0,
-                    runs: i64::from(r.try_get::<_, i32>(6)?),
-                    report: r.try_get(7)?,
-                    baseline: r.try_get(8)?,
+                    machine_key: r.try_get(1)?,
+                    campaign_hash: r.try_get(2)?,
+                    environment: r.try_get(3)?,
+                    recorded_at: r.try_get(4)?,
+                    campaign: r.try_get(5)?,
+                    day: i64::from(r.try_get::<_, i32>(6)?),
+                    git_commit: r.try_get(7)?,
+                    quick: r.try_get::<_, i32>(8)? != 0,
+                    runs: i64::from(r.try_get::<_, i32>(9)?),
+                    report: r.try_get(10)?,
+                    baseline: r.try_get(11)?,
+                    has_report: r.try_get(12)?,
                 })
             })
             .collect::<Result<Vec<_>, postgres::Error>>()
             .map_err(err)?;
         let series = self
             .client
-            .query(
-                "SELECT s.run_id, s.series, s.median, s.unit, s.higher_is_better, s.mean_log, \
-                 s.sd_log, s.log_runs, s.time_like, s.state \
-                 FROM series_values s JOIN nights n ON n.run_id = s.run_id \
-                 WHERE n.campaign = $1 AND n.day = $2 \
-                 AND (n.machine_key = $3 OR ($4::TEXT IS NOT NULL AND n.machine_key LIKE $4 ESCAPE '\\'))",
-                &[&query.campaign, &day, &exact, &like],
-            )
+            .query(&series_sql, &params)
             .map_err(err)?
             .into_iter()
             .map(|r| {
@@ -192,16 +193,39 @@ impl ResultsStore for PostgresStore {
                     median: r.try_get(2)?,
                     unit: r.try_get(3)?,
                     higher_is_better: r.try_get::<_, i32>(4)? != 0,
-                    mean_log: r.try_get(5)?,
-                    sd_log: r.try_get(6)?,
-                    log_runs: r.try_get::<_, Option<i32>>(7)?.map(i64::from),
-                    time_like: r.try_get::<_, Option<i32>>(8)?.map(|v| v != 0),
-                    state: r.try_get(9)?,
+                    run_values: r.try_get(5)?,
+                    mean_log: r.try_get(6)?,
+                    sd_log: r.try_get(7)?,
+                    log_runs: r.try_get::<_, Option<i32>>(8)?.map(i64::from),
+                    time_like: r.try_get::<_, Option<i32>>(9)?.map(|v| v != 0),
+                    state: r.try_get(10)?,
                 })
             })
             .collect::<Result<Vec<_>, postgres::Error>>()
             .map_err(err)?;
         assemble(&self.location, nights, series)
+    }
+
+    fn night_documents(&mut self, run_id: &str) -> Result<Option<NightDocuments>, StoreError> {
+        let location = self.location.clone();
+        let row = self
+            .client
+            .query_opt(
+                "SELECT report_json, comparison_json FROM nights WHERE run_id = $1",
+                &[&run_id],
+            )
+            .map_err(|source| StoreError::Postgres {
+                location: location.clone(),
+                source,
+            })?;
+        row.map(|r| {
+            Ok(NightDocuments {
+                report_json: r.try_get(0)?,
+                comparison_json: r.try_get(1)?,
+            })
+        })
+        .transpose()
+        .map_err(|source| StoreError::Postgres { location, source })
     }
 
     fn run_ids(&mut self) -> Result<Vec<String>, StoreError> {

@@ -8,10 +8,9 @@ use std::time::Duration;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    MIGRATIONS, NightQuery, NightRow, ResultsStore, SCHEMA_VERSION, SeriesRow, StoreError,
-    StoredNight, WriteOutcome, assemble, series_inserts,
+    MIGRATIONS, NightDocuments, NightFilter, NightRow, ResultsStore, SCHEMA_VERSION, SeriesRow,
+    StoreError, StoredNight, WriteOutcome, assemble, select_sql, series_inserts,
 };
-use crate::analysis::HistoryEntry;
 
 pub struct SqliteStore {
     connection: Connection,
@@ -96,8 +95,9 @@ impl ResultsStore for SqliteStore {
         let inserted = tx
             .execute(
                 "INSERT INTO nights (run_id, recorded_at, machine_key, campaign, campaign_hash, day, \
-                 git_commit, quick, runs, report, baseline, environment) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) \
+                 git_commit, quick, runs, report, baseline, environment, report_json, \
+                 comparison_json) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
                  ON CONFLICT (run_id) DO NOTHING",
                 params![
                     night.run_id,
@@ -113,6 +113,8 @@ impl ResultsStore for SqliteStore {
                     e.report,
                     e.baseline,
                     night.environment,
+                    night.documents.report_json,
+                    night.documents.comparison_json,
                 ],
             )
             .map_err(err)?;
@@ -150,69 +152,72 @@ impl ResultsStore for SqliteStore {
         Ok(WriteOutcome::Stored)
     }
 
-    fn nights(&mut self, query: &NightQuery) -> Result<Vec<HistoryEntry>, StoreError> {
+    fn select_nights(&mut self, filter: &NightFilter) -> Result<Vec<StoredNight>, StoreError> {
         let err = self.err();
-        let (exact, like) = query.machine.sql();
-        let mut statement = self
-            .connection
-            .prepare(
-                "SELECT run_id, recorded_at, campaign, day, git_commit, quick, runs, report, baseline \
-                 FROM nights WHERE campaign = ?1 AND day = ?2 \
-                 AND (machine_key = ?3 OR (?4 IS NOT NULL AND machine_key LIKE ?4 ESCAPE '\\'))",
-            )
-            .map_err(&err)?;
+        let (exact, like) = filter.machine.sql();
+        let (nights_sql, series_sql) = select_sql(|n, _| format!("?{n}"));
+        let day = filter.day.map(i64::from);
+        let since = filter.since_text();
+        let mut statement = self.connection.prepare(&nights_sql).map_err(&err)?;
         let nights = statement
-            .query_map(
-                params![query.campaign, i64::from(query.day), exact, like],
-                |r| {
-                    Ok(NightRow {
-                        run_id: r.get(0)?,
-                        recorded_at: r.get(1)?,
-                        campaign: r.get(2)?,
-                        day: r.get(3)?,
-                        git_commit: r.get(4)?,
-                        quick: r.get(5)?,
-                        runs: r.get(6)?,
-                        report: r.get(7)?,
-                        baseline: r.get(8)?,
-                    })
-                },
-            )
+            .query_map(params![filter.campaign, day, exact, like, since], |r| {
+                Ok(NightRow {
+                    run_id: r.get(0)?,
+                    machine_key: r.get(1)?,
+                    campaign_hash: r.get(2)?,
+                    environment: r.get(3)?,
+                    recorded_at: r.get(4)?,
+                    campaign: r.get(5)?,
+                    day: r.get(6)?,
+                    git_commit: r.get(7)?,
+                    quick: r.get(8)?,
+                    runs: r.get(9)?,
+                    report: r.get(10)?,
+                    baseline: r.get(11)?,
+                    has_report: r.get(12)?,
+                })
+            })
             .map_err(&err)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(&err)?;
-        let mut statement = self
-            .connection
-            .prepare(
-                "SELECT s.run_id, s.series, s.median, s.unit, s.higher_is_better, s.mean_log, \
-                 s.sd_log, s.log_runs, s.time_like, s.state \
-                 FROM series_values s JOIN nights n ON n.run_id = s.run_id \
-                 WHERE n.campaign = ?1 AND n.day = ?2 \
-                 AND (n.machine_key = ?3 OR (?4 IS NOT NULL AND n.machine_key LIKE ?4 ESCAPE '\\'))",
-            )
-            .map_err(&err)?;
+        let mut statement = self.connection.prepare(&series_sql).map_err(&err)?;
         let series = statement
-            .query_map(
-                params![query.campaign, i64::from(query.day), exact, like],
-                |r| {
-                    Ok(SeriesRow {
-                        run_id: r.get(0)?,
-                        series: r.get(1)?,
-                        median: r.get(2)?,
-                        unit: r.get(3)?,
-                        higher_is_better: r.get(4)?,
-                        mean_log: r.get(5)?,
-                        sd_log: r.get(6)?,
-                        log_runs: r.get(7)?,
-                        time_like: r.get(8)?,
-                        state: r.get(9)?,
-                    })
-                },
-            )
+            .query_map(params![filter.campaign, day, exact, like, since], |r| {
+                Ok(SeriesRow {
+                    run_id: r.get(0)?,
+                    series: r.get(1)?,
+                    median: r.get(2)?,
+                    unit: r.get(3)?,
+                    higher_is_better: r.get(4)?,
+                    run_values: r.get(5)?,
+                    mean_log: r.get(6)?,
+                    sd_log: r.get(7)?,
+                    log_runs: r.get(8)?,
+                    time_like: r.get(9)?,
+                    state: r.get(10)?,
+                })
+            })
             .map_err(&err)?
             .collect::<Result<Vec<_>, _>>()
             .map_err(&err)?;
         assemble(&self.location, nights, series)
+    }
+
+    fn night_documents(&mut self, run_id: &str) -> Result<Option<NightDocuments>, StoreError> {
+        let err = self.err();
+        self.connection
+            .query_row(
+                "SELECT report_json, comparison_json FROM nights WHERE run_id = ?1",
+                params![run_id],
+                |r| {
+                    Ok(NightDocuments {
+                        report_json: r.get(0)?,
+                        comparison_json: r.get(1)?,
+                    })
+                },
+            )
+            .optional()
+            .map_err(&err)
     }
 
     fn run_ids(&mut self) -> Result<Vec<String>, StoreError> {

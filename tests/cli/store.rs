@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use campaign::analysis::{ChangeState, HistoryEntry, SeriesNight};
 use campaign::store::{
-    self, MachineMatch, NightQuery, SCHEMA_VERSION, StoreError, StoreLocation, StoredNight,
-    WriteOutcome,
+    self, MachineMatch, NightDocuments, NightFilter, NightQuery, SCHEMA_VERSION, StoreError,
+    StoreLocation, StoredNight, StoredSeries, WriteOutcome,
 };
 use chrono::{DateTime, Utc};
 use serial_test::{parallel, serial};
@@ -139,6 +139,104 @@ fn the_store_round_trips_nights_once_on_every_back_end() {
             })
             .unwrap();
         assert!(none.is_empty(), "{name}");
+    }
+}
+
+/// A night with its run values, report and comparison, as `campaign run`
+/// writes it.
+fn night_with_documents(day_offset: i64) -> StoredNight {
+    let mut n = night(day_offset, "m1-cpu", 10.0);
+    n.series.insert(
+        "decode[prompt_len=128] tpot_ms".into(),
+        StoredSeries {
+            median: 10.0,
+            unit: "ms".into(),
+            higher_is_better: false,
+            run_values: vec![9.5, 10.0, 10.5],
+        },
+    );
+    n.documents = NightDocuments {
+        report_json: Some("{\"day\":1}".into()),
+        comparison_json: Some("{\"outcome\":\"pass\"}".into()),
+    };
+    n
+}
+
+#[test]
+#[parallel]
+fn a_night_is_read_back_with_its_run_values_report_and_comparison() {
+    let f = Fixture::new();
+    let (ends, _server) = back_ends(&f, "documents");
+    for (name, location) in ends {
+        let mut s = store::open(&location).unwrap();
+        let (with, without) = (night_with_documents(1), night(2, "m2-cpu", 11.0));
+        s.write_night(&with).unwrap();
+        s.write_night(&without).unwrap();
+        assert_eq!(
+            s.night_documents(&with.run_id).unwrap(),
+            Some(with.documents.clone()),
+            "{name}"
+        );
+        assert_eq!(
+            s.night_documents(&without.run_id).unwrap(),
+            Some(NightDocuments::default()),
+            "{name}"
+        );
+        assert_eq!(s.night_documents("no such night").unwrap(), None, "{name}");
+        let all = s.select_nights(&NightFilter::all()).unwrap();
+        assert_eq!(all.len(), 2, "{name}");
+        assert_eq!(all[0].run_id, with.run_id, "{name}: oldest first");
+        assert!(all[0].has_report && !all[1].has_report, "{name}");
+        let key = "decode[prompt_len=128] tpot_ms";
+        assert_eq!(
+            all[0].series.get(key),
+            with.series.get(key),
+            "{name}: unit and run values kept"
+        );
+        assert_eq!(all[0].machine_key, "m1-cpu");
+        assert_eq!(all[0].environment, with.environment, "{name}");
+        let since = s
+            .select_nights(&NightFilter {
+                since: Some(without.entry.recorded_at),
+                ..NightFilter::all()
+            })
+            .unwrap();
+        assert_eq!(since.len(), 1, "{name}");
+        assert_eq!(since[0].run_id, without.run_id, "{name}");
+    }
+}
+
+/// A store the previous release wrote (schema version 1, without the
+/// nights' documents) is migrated on open and keeps its nights.
+#[test]
+#[parallel]
+fn a_version_1_store_is_migrated_and_keeps_its_nights() {
+    let f = Fixture::new();
+    let (ends, _server) = back_ends(&f, "migrate");
+    let downgrade = "ALTER TABLE nights DROP COLUMN report_json; \
+        ALTER TABLE nights DROP COLUMN comparison_json; \
+        DROP INDEX nights_by_time; DELETE FROM schema_version WHERE version > 1";
+    for (name, location) in ends {
+        let old = night(1, "m1-cpu", 10.0);
+        store::open(&location).unwrap().write_night(&old).unwrap();
+        match &location {
+            StoreLocation::Sqlite(path) => rusqlite::Connection::open(path)
+                .unwrap()
+                .execute_batch(downgrade)
+                .unwrap(),
+            StoreLocation::Postgres(url) => postgres::Client::connect(url, postgres::NoTls)
+                .unwrap()
+                .batch_execute(downgrade)
+                .unwrap(),
+        }
+        let mut s = store::open(&location).unwrap();
+        assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION, "{name}");
+        let new = night_with_documents(2);
+        s.write_night(&new).unwrap();
+        let all = s.select_nights(&NightFilter::all()).unwrap();
+        assert_eq!(all.len(), 2, "{name}");
+        assert_eq!(all[0].entry.values, old.entry.values, "{name}");
+        assert!(!all[0].has_report && all[1].has_report, "{name}");
     }
 }
 

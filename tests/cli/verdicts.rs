@@ -546,4 +546,37 @@ fn history_finds_the_night_a_planted_slowdown_began() {
     assert!(csv.starts_with("series,night,recorded_at,value"), "{csv}");
     assert_eq!(csv.lines().count(), 25, "{csv}");
     assert_eq!(csv.matches(",change point,").count(), 1, "{csv}");
+
+    // The dashboard of the same store: the change on its front page, its
+    // night's page, and that night's whole report from the store.
+    let site = f.path("site");
+    cargo_bin_cmd!("campaign")
+        .args(["dashboard", "--recent", "24", "--out"])
+        .arg(f.out())
+        .arg("--export")
+        .arg(&site)
+        .assert()
+        .success();
+    let index = std::fs::read_to_string(site.join("index.html")).unwrap();
+    let row = index
+        .split("<tr class=\"alert\">")
+        .find(|row| row.contains(">change point<") && row.contains("iteration_ms<"))
+        .unwrap_or_else(|| panic!("{index}"));
+    let night_link = row
+        .split("href=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    let night = std::fs::read_to_string(site.join(night_link)).unwrap();
+    let report_link = night
+        .split("class=\"report\" href=\"../")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap_or_else(|| panic!("{night}"));
+    let report = std::fs::read_to_string(site.join(report_link)).unwrap();
+    assert!(
+        report.contains("work[") || report.contains(">work<"),
+        "{report}"
+    );
+    assert!(report.contains("day 1: gate"), "{report}");
 }
