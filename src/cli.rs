@@ -118,14 +118,21 @@ enum Command {
     /// Compare two day reports metric by metric (exit 3 on a regression).
     #[command(after_help = EXIT_CODES)]
     Compare {
-        /// Baseline report (JSON).
+        /// Baseline: a day report (JSON), or a night's run id in the results store.
         baseline: PathBuf,
-        /// Current report (JSON).
+        /// Current: a day report (JSON), or a night's run id in the results store.
         current: PathBuf,
         /// Noise threshold of the regression verdict, in % (above 0, at most
         /// 1000; default 5).
         #[arg(long, value_parser = bounds::parse_threshold_pct)]
         threshold_pct: Option<f64>,
+        /// Results store a run id is read from: an SQLite file or a
+        /// postgres:// URL (default: results.sqlite in --out).
+        #[arg(long, value_name = "PATH|URL")]
+        store: Option<String>,
+        /// Results folder whose results.sqlite is read without --store.
+        #[arg(long, default_value = "results")]
+        out: PathBuf,
     },
     /// Measure this machine's limits (memory, disk, matmul) for the roofline.
     #[command(after_help = EXIT_CODES)]
@@ -430,7 +437,15 @@ impl Cli {
                 baseline,
                 current,
                 threshold_pct,
-            } => print(commands::compare_files(&baseline, &current, threshold_pct)),
+                store,
+                out,
+            } => print(commands::compare_files(
+                &baseline,
+                &current,
+                threshold_pct,
+                store.as_deref(),
+                &out,
+            )),
             Command::Calibrate {
                 campaign,
                 out,
@@ -475,6 +490,10 @@ impl Cli {
                 };
                 print(
                     commands::open_campaign(&campaign, out.as_deref()).and_then(|(c, layout)| {
+                        let store = match store {
+                            Some(store) => Some(store),
+                            None => c.store()?,
+                        };
                         commands::history_command(
                             &layout,
                             &commands::HistoryRequest {

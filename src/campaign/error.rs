@@ -44,6 +44,14 @@ pub enum CampaignError {
         day: u32,
         title: String,
     },
+    #[error(
+        "{path}:{line}: store, field `url_env`: the variable {var} is not set (or empty)\n  help: export {var}=postgres://user@host:port/db before the run, or pass --store"
+    )]
+    StoreVariable {
+        path: PathBuf,
+        line: usize,
+        var: String,
+    },
     #[error("{path}: {source}")]
     Toggle {
         path: PathBuf,

@@ -18,11 +18,36 @@ pub struct Campaign {
     /// The toggle applied to the file's text before it was parsed (an
     /// experiment's toggled side); child runs receive it too.
     pub toggle: Option<Toggle>,
+    /// Line of `[store]`'s key in the file, for the errors of reading it.
+    pub store_line: usize,
 }
 
 impl Campaign {
     pub fn name(&self) -> &str {
         self.file.name.get_ref()
+    }
+
+    /// The results store the campaign's `[store]` names (the variable
+    /// `url_env` names read now), `None` without `[store]`.
+    pub fn store(&self) -> Result<Option<String>, CampaignError> {
+        let Some(store) = &self.file.store else {
+            return Ok(None);
+        };
+        if let Some(url) = &store.url {
+            return Ok(Some(url.get_ref().trim().to_string()));
+        }
+        let Some(var) = &store.url_env else {
+            return Ok(None);
+        };
+        let var = var.get_ref();
+        match std::env::var(var) {
+            Ok(url) if !url.trim().is_empty() => Ok(Some(url.trim().to_string())),
+            _ => Err(CampaignError::StoreVariable {
+                path: self.path.clone(),
+                line: self.store_line,
+                var: var.clone(),
+            }),
+        }
     }
 
     pub fn day(&self, number: u32) -> Result<&DaySpec, CampaignError> {
@@ -213,12 +238,18 @@ fn parse_campaign(
     let map = map.unwrap_or_default();
     let base = path.parent().unwrap_or(Path::new("."));
     let (models, warnings) = validate(&file, source, &map, base, kinds).map_err(invalid)?;
+    let store_line = file
+        .store
+        .as_ref()
+        .and_then(|s| s.url_env.as_ref())
+        .map_or(0, |var| line_column(source, var.span().start).0);
     Ok(Campaign {
         path: path.to_path_buf(),
         file,
         models,
         warnings,
         toggle: None,
+        store_line,
     })
 }
 

@@ -20,7 +20,7 @@ pub(crate) use load::plain_message;
 pub use load::{Campaign, load_campaign, load_campaign_toggled};
 pub use models::ResolvedModel;
 pub use schema::DayStep;
-pub use schema::{BenchmarkSpec, CampaignFile, DaySpec, ModelSpec, Settings};
+pub use schema::{BenchmarkSpec, CampaignFile, DaySpec, ModelSpec, Settings, StoreSpec};
 pub use source_map::{FieldPath, Segment, SourceMap};
 pub use target::{Target, TargetOp};
 pub use toggle::{Toggle, ToggleError};

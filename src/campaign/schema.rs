@@ -19,12 +19,30 @@ pub struct CampaignFile {
     /// Where reports go, relative to the current directory; `--out` overrides it.
     #[serde(default)]
     pub output_dir: Option<PathBuf>,
+    /// Where finished nights are kept; `--store` overrides it.
+    #[serde(default)]
+    pub store: Option<StoreSpec>,
     #[serde(default)]
     pub settings: Option<Spanned<Settings>>,
     #[serde(default)]
     pub models: BTreeMap<String, Spanned<ModelSpec>>,
     #[serde(default)]
     pub days: Vec<Spanned<DaySpec>>,
+}
+
+/// `[store]`: the results store of this campaign's nights, for a team
+/// whose machines share one. One of the two keys.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreSpec {
+    /// An SQLite file (relative to the current directory) or a
+    /// `postgres://` URL.
+    #[serde(default)]
+    pub url: Option<Spanned<String>>,
+    /// The environment variable that holds the URL, so that a password
+    /// stays out of the campaign file.
+    #[serde(default)]
+    pub url_env: Option<Spanned<String>>,
 }
 
 impl CampaignFile {

@@ -95,6 +95,9 @@ pub(super) fn validate(
             None,
         );
     }
+    if let Some(store) = &file.store {
+        check_store(&mut c, store, &root.clone().key("store"));
+    }
     let models = resolve_models(&mut c, file, base);
 
     if file.days.is_empty() {
@@ -289,6 +292,47 @@ fn resolve_models(
 /// Text prompts (`params.prompts = { file = … }` or `{ corpus = … }`) are
 /// read relative to the campaign file; a missing one is an error here, at
 /// its key, rather than a failed benchmark later.
+/// `[store]`: one of `url` (a path or a postgres URL) and `url_env` (a
+/// variable's name); the variable itself is read when a run needs it.
+fn check_store(c: &mut Checker<'_>, store: &super::StoreSpec, at: &FieldPath) {
+    const ALLOWED: &str = "allowed: url = \"results.sqlite\" (an SQLite file) or \"postgres://user@host:port/db\", or url_env = \"NAME\" (the variable that holds it)";
+    match (&store.url, &store.url_env) {
+        (Some(_), Some(_)) | (None, None) => c.error(
+            at,
+            "give one of url and url_env".into(),
+            Some(ALLOWED.into()),
+        ),
+        (Some(url), None) => {
+            let text = url.get_ref().trim();
+            let postgres = text.starts_with("postgres://") || text.starts_with("postgresql://");
+            if text.is_empty() || (text.contains("://") && !postgres) {
+                c.error(
+                    &at.clone().key("url"),
+                    format!("{text:?} is not a results store"),
+                    Some(ALLOWED.into()),
+                );
+            }
+        }
+        (None, Some(var)) => {
+            let name = var.get_ref();
+            let valid = name
+                .chars()
+                .next()
+                .is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
+                && name
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_');
+            if !valid {
+                c.error(
+                    &at.clone().key("url_env"),
+                    format!("{name:?} is not an environment variable's name"),
+                    Some("allowed: letters, digits and _, not starting with a digit, e.g. url_env = \"CAMPAIGN_STORE_URL\"".into()),
+                );
+            }
+        }
+    }
+}
+
 fn check_prompt_files(c: &mut Checker<'_>, params: &toml::Table, at: &FieldPath, base: &Path) {
     let Some(prompts) = params.get("prompts").and_then(|p| p.as_table()) else {
         return;

@@ -38,18 +38,52 @@ pub(super) fn read_history(path: &Path) -> Result<Vec<HistoryEntry>, CommandErro
         .collect()
 }
 
-/// `campaign compare A.json B.json`: the verdict without a re-run.
+/// `campaign compare A B`: the verdict without a re-run. Each of A and B
+/// is a day report's file or, where no such file exists, the run id of a
+/// night in the results store (`--store`, else `results.sqlite` in the
+/// results folder `out`), as the dashboard names nights.
 pub fn compare_files(
     baseline: &Path,
     current: &Path,
     threshold_pct: Option<f64>,
+    store: Option<&str>,
+    out: &Path,
 ) -> Result<(String, u8), CommandError> {
+    let location = match store {
+        Some(text) => StoreLocation::parse(text)?,
+        None => StoreLocation::default_in(out),
+    };
     let read = |p: &Path| -> Result<DailyReport, CommandError> {
-        let bytes = std::fs::read(p)
-            .map_err(|e| CommandError::Analysis(format!("cannot read {}: {e}", p.display())))?;
-        serde_json::from_slice(&bytes).map_err(|e| {
-            CommandError::Analysis(format!("{} is not a day report: {e}", p.display()))
-        })
+        let (bytes, what) = match std::fs::read(p) {
+            Ok(bytes) => (bytes, p.display().to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                let run_id = p.display().to_string();
+                let stored = match &location {
+                    StoreLocation::Sqlite(db) if !db.exists() => None,
+                    _ => crate::store::open(&location)?.night_documents(&run_id)?,
+                };
+                match stored.and_then(|d| d.report_json) {
+                    Some(json) => (
+                        json.into_bytes(),
+                        format!("night {run_id} in {}", location.describe()),
+                    ),
+                    None => {
+                        return Err(CommandError::Analysis(format!(
+                            "{run_id}: no such report file, and no night with this run id and its report in {}\n  help: give a day report's JSON file, or a run id from `campaign dashboard` (a night's page shows it); --store names another store",
+                            location.describe()
+                        )));
+                    }
+                }
+            }
+            Err(e) => {
+                return Err(CommandError::Analysis(format!(
+                    "cannot read {}: {e}",
+                    p.display()
+                )));
+            }
+        };
+        serde_json::from_slice(&bytes)
+            .map_err(|e| CommandError::Analysis(format!("{what} is not a day report: {e}")))
     };
     let (a, b) = (read(baseline)?, read(current)?);
     let settings = crate::analysis::CompareSettings {

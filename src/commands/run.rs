@@ -73,6 +73,14 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
     }
     let (campaign, layout) =
         open_toggled_campaign(&args.campaign, args.out.as_deref(), args.toggle.as_ref())?;
+    // `--store`, else the campaign's `[store]`, checked before measuring too.
+    let store = match &args.store {
+        Some(store) => Some(store.clone()),
+        None => campaign.store()?,
+    };
+    if let Some(store) = &store {
+        crate::store::StoreLocation::parse(store)?;
+    }
     let options = RunOptions {
         day: args.day,
         quick: args.quick,
@@ -135,6 +143,7 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         args,
         options: &options,
         interrupt: &interrupt,
+        store: store.as_deref(),
     };
     if let Some(other) = &args.against_bin {
         return night.interleaved(other, runs);
@@ -152,6 +161,9 @@ struct Night<'a> {
     args: &'a RunArgs,
     options: &'a RunOptions,
     interrupt: &'a CancelFlag,
+    /// The results store the night is written to (`None`: the results
+    /// folder's).
+    store: Option<&'a str>,
 }
 
 impl Night<'_> {
@@ -468,7 +480,7 @@ impl Night<'_> {
         let history = if args.measure_only {
             read_history(&history_path)?
         } else {
-            super::nightly::earlier_nights(args.store.as_deref(), layout, &report)?
+            super::nightly::earlier_nights(self.store, layout, &report)?
         };
         let mut comparison = compare(&report, &history)?;
         if let Some(comparison) = &mut comparison {
@@ -518,13 +530,8 @@ impl Night<'_> {
         // Last, after the report, the history line and the CI files: a
         // store that cannot be reached loses none of them, and says so.
         if let Some(entry) = night_entry.filter(|_| !args.measure_only)
-            && let Err(e) = super::nightly::store_night(
-                args.store.as_deref(),
-                layout,
-                &report,
-                comparison.as_ref(),
-                entry,
-            )
+            && let Err(e) =
+                super::nightly::store_night(self.store, layout, &report, comparison.as_ref(), entry)
         {
             failures.push(format!("the night was not stored: {e}"));
         }

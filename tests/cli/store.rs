@@ -341,6 +341,30 @@ fn runs_write_the_store_history_reads_it_and_old_history_imports_once() {
     let default = f.out().join("results.sqlite");
     let mut s = store::open(&StoreLocation::Sqlite(default)).unwrap();
     assert_eq!(s.run_ids().unwrap().len(), 3);
+    // Two stored nights compare by run id, as the dashboard names them,
+    // with no report file at hand; an unknown id says where it looked.
+    let nights = s.select_nights(&NightFilter::all()).unwrap();
+    assert!(nights.iter().all(|n| n.has_report));
+    for n in &nights {
+        fs::remove_file(&n.entry.report).unwrap();
+    }
+    let compared = cargo_bin_cmd!("campaign")
+        .args(["compare", &nights[0].run_id, &nights[2].run_id, "--out"])
+        .arg(f.out())
+        .assert()
+        .success();
+    let table = String::from_utf8_lossy(&compared.get_output().stdout).into_owned();
+    assert!(table.contains("iteration_ms"), "{table}");
+    let unknown = cargo_bin_cmd!("campaign")
+        .args(["compare", &nights[0].run_id, "0123456789abcdef", "--out"])
+        .arg(f.out())
+        .assert()
+        .failure();
+    let stderr = String::from_utf8_lossy(&unknown.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains("0123456789abcdef") && stderr.contains("results.sqlite"),
+        "{stderr}"
+    );
 
     // On every back end: runs write it, history reads it, JSONL imports once.
     let (ends, _server) = back_ends(&f, "history");
@@ -472,4 +496,68 @@ fn concurrent_runs_some_killed_store_every_finished_night_once() {
             assert_eq!(n.log_runs.len(), 2, "{name}: {:?}", n.log_runs);
         }
     }
+}
+
+/// The campaign's `[store]` names the store (a URL or the variable that
+/// holds it); mistakes are refused with their line, and a variable that
+/// is not set stops the run before it measures.
+#[test]
+#[parallel]
+fn the_campaign_names_its_store_and_a_missing_variable_stops_the_run_before_measuring() {
+    let f = Fixture::new();
+    let with_store =
+        |store: &str| f.campaign(&format!("{}\n[store]\n{store}\n", planted_day("work", 1.0)));
+    let c = with_store("url = \"mysql://db/x\"");
+    expect_usage_error(
+        &f,
+        &c,
+        &[
+            &position_of(&c, "url = "),
+            "store, field `url`",
+            "postgres://",
+        ],
+    );
+    let c = with_store("url = \"a.sqlite\"\nurl_env = \"X\"");
+    expect_usage_error(&f, &c, &["store", "one of url and url_env"]);
+    let c = with_store("url_env = \"1X\"");
+    expect_usage_error(
+        &f,
+        &c,
+        &[&position_of(&c, "url_env"), "not an environment variable"],
+    );
+
+    let var = "CAMPAIGN_TEST_STORE_URL";
+    let c = with_store(&format!("url_env = \"{var}\""));
+    let refused = cargo_bin_cmd!("campaign")
+        .args(["run", "--day", "1", "--campaign"])
+        .arg(&c)
+        .arg("--out")
+        .arg(f.out())
+        .env_remove(var)
+        .assert()
+        .code(2);
+    let stderr = String::from_utf8_lossy(&refused.get_output().stderr).into_owned();
+    let line = position_of(&c, "url_env");
+    let line = line.rsplitn(3, ':').nth(2).unwrap();
+    assert!(
+        stderr.contains(&format!("{line}: store, field `url_env`")) && stderr.contains(var),
+        "{stderr}"
+    );
+    let reports = f.out().join("t").join("daily_reports");
+    assert_eq!(fs::read_dir(&reports).map_or(0, |d| d.count()), 0);
+
+    let (ends, _server) = back_ends(&f, "from_campaign");
+    for (name, location) in ends {
+        cargo_bin_cmd!("campaign")
+            .args(["run", "--day", "1", "--campaign"])
+            .arg(&c)
+            .arg("--out")
+            .arg(f.out())
+            .env(var, target(&location))
+            .assert()
+            .success();
+        let mut s = store::open(&location).unwrap();
+        assert_eq!(s.run_ids().unwrap().len(), 1, "{name}");
+    }
+    assert!(!f.out().join("results.sqlite").exists());
 }
