@@ -10,8 +10,9 @@ use comfy_table::presets::UTF8_FULL_CONDENSED;
 use super::escape_markup;
 use super::markdown::{Align, MarkdownTable, code};
 use super::wording::{
-    blind_spot_sentence, comparison_counts_sentence, day_counts_sentence, figure,
-    findings_sentences, interval, mde, night_sentences, state, status_name,
+    blind_spot_sentence, comparison_counts_sentence, day_counts_sentence,
+    environment_changes_sentence, figure, findings_sentences, interval, mde, night_sentences,
+    state, status_name,
 };
 use crate::analysis::{ChangeState, Comparison};
 use crate::model::{DailyReport, Status, Verdict};
@@ -184,6 +185,9 @@ pub fn render_summary_markdown(report: &DailyReport, comparison: Option<&Compari
             ]);
         }
         let _ = write!(out, "{table}\n{}\n", c.rule);
+        if let Some(sentence) = environment_changes_sentence(c) {
+            let _ = write!(out, "\n{sentence}\n");
+        }
     }
     out
 }
@@ -264,16 +268,9 @@ pub fn render_comparison_table(c: &Comparison) -> String {
         blind_spot_sentence(c),
         night_sentences(c).join("\n")
     );
-    if !c.environment_changes.is_empty() {
-        let fields: Vec<String> = c
-            .environment_changes
-            .iter()
-            .map(|(field, before, after)| format!("{field}: {before} → {after}"))
-            .collect();
-        text.push_str(&format!(
-            "\nwhat differs from the baseline's run: {}",
-            fields.join("; ")
-        ));
+    if let Some(sentence) = environment_changes_sentence(c) {
+        text.push('\n');
+        text.push_str(&sentence);
     }
     text
 }

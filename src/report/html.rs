@@ -585,6 +585,9 @@ pub fn render_html(
             };
             let _ = write!(out, "<p{class}>{}</p>", escape_markup(sentence));
         }
+        if let Some(sentence) = super::wording::environment_changes_sentence(c) {
+            let _ = write!(out, "<p class=\"meta\">{}</p>", escape_markup(&sentence));
+        }
         if let Some(plot) = comparison_plot(c) {
             out.push_str(&plot);
         }

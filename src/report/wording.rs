@@ -167,6 +167,23 @@ pub fn comparison_counts_sentence(c: &Comparison) -> String {
     )
 }
 
+/// What differs between the environments of the two runs compared, as
+/// one line; `None` when nothing does.
+pub fn environment_changes_sentence(c: &Comparison) -> Option<String> {
+    if c.environment_changes.is_empty() {
+        return None;
+    }
+    let fields: Vec<String> = c
+        .environment_changes
+        .iter()
+        .map(|(field, before, after)| format!("{field}: {before} → {after}"))
+        .collect();
+    Some(format!(
+        "What differs from the baseline's run: {}.",
+        fields.join("; ")
+    ))
+}
+
 /// What the night could not see, in words.
 pub fn blind_spot_sentence(c: &Comparison) -> String {
     match c.mde_range_pct() {
