@@ -306,13 +306,16 @@ fn the_dashboard_serves_the_store_until_stopped() {
     let f = Fixture::new();
     let db = f.path("year.sqlite");
     seed_year(&db);
-    let mut child = Command::new(assert_cmd::cargo::cargo_bin!("campaign"))
-        .args(["dashboard", "--recent", "30", "--store"])
-        .arg(&db)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut server = Server(
+        Command::new(assert_cmd::cargo::cargo_bin!("campaign"))
+            .args(["dashboard", "--recent", "30", "--store"])
+            .arg(&db)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let child = &mut server.0;
     let mut first = String::new();
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut first)
@@ -352,6 +355,16 @@ fn the_dashboard_serves_the_store_until_stopped() {
     terminate(child.id());
     let status = child.wait().unwrap();
     assert!(status.success(), "{status:?}");
+}
+
+/// The server, killed if the test fails before it stops it.
+struct Server(std::process::Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 /// SIGTERM, as a service manager stops the server.
