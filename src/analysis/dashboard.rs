@@ -291,24 +291,34 @@ pub fn build_dashboard(mut nights: Vec<DashboardNight>, recent_nights: usize) ->
     let mut boards: BTreeMap<(String, u32), BTreeMap<String, SeriesBoard>> = BTreeMap::new();
     let mut alerts = Vec::new();
     for ((campaign, day, machine_key), members) in &groups {
-        let entries: Vec<HistoryEntry> = members.iter().map(|&i| nights[i].entry.clone()).collect();
-        let by_report: BTreeMap<&str, usize> = members
+        // The history keeps each night's report path; the run id stands in
+        // for it here, because two nights may share a path (imports whose
+        // report is gone) and a run id names one night.
+        let entries: Vec<HistoryEntry> = members
             .iter()
-            .map(|&i| (nights[i].entry.report.as_str(), i))
+            .map(|&i| HistoryEntry {
+                report: nights[i].run_id.clone(),
+                ..nights[i].entry.clone()
+            })
             .collect();
-        let environment_of = |report: &str| {
-            by_report
-                .get(report)
+        let by_run: BTreeMap<&str, usize> = members
+            .iter()
+            .map(|&i| (nights[i].run_id.as_str(), i))
+            .collect();
+        let environment_of = |run_id: &str| {
+            by_run
+                .get(run_id)
                 .and_then(|&i| nights[i].environment.clone())
         };
         for history in series_histories(&entries, "", environment_of) {
-            // Each point's night: history nights keep the report path, which
-            // names one night of this group.
             let night_of: Vec<usize> = history
                 .nights
                 .iter()
-                .map(|h| by_report.get(h.report.as_str()).copied().unwrap_or(0))
+                .filter_map(|h| by_run.get(h.report.as_str()).copied())
                 .collect();
+            if night_of.len() != history.nights.len() {
+                continue;
+            }
             let stored = |i: usize| nights[night_of[i]].series.get(&history.series);
             let higher_is_better = (0..night_of.len())
                 .rev()
@@ -605,6 +615,23 @@ mod tests {
         assert!(
             quiet >= trials - 1,
             "A/A series quiet in {quiet} of {trials}"
+        );
+    }
+
+    #[test]
+    fn nights_that_share_a_report_path_keep_their_own_points() {
+        let mut nights = history(40, 30, 1.3, 3);
+        for n in &mut nights {
+            n.entry.report = String::new();
+        }
+        let board = build_dashboard(nights, 10);
+        let points = &board.days[0].series[0].machines[0].points;
+        let order: Vec<usize> = points.iter().map(|p| p.night).collect();
+        assert_eq!(order, (0..40).collect::<Vec<_>>());
+        assert!(
+            points
+                .iter()
+                .all(|p| board.nights[p.night].recorded_at == p.recorded_at)
         );
     }
 

@@ -34,7 +34,7 @@ pub struct SitePage {
     pub html: String,
 }
 
-const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1500px}h1{font-size:22px}h2{font-size:18px;margin-top:28px}h3{font-size:14px;margin:4px 0}table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}td.n{text-align:right}.meta{color:#555}.worse{color:#c62828;font-weight:600}.better{color:#1a7f37;font-weight:600}.env{font-size:12px;color:#444;margin:0;padding-left:16px}.charts{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;padding:6px;background:#fff;content-visibility:auto;contain-intrinsic-size:auto 474px auto 230px}svg.chart{display:block}.ax{stroke:#333}.grid{stroke:#eee}.tick{font-size:10px;fill:#555}polyline{fill:none;stroke-width:1.5}.band{fill-opacity:.18;stroke:none}.m0{stroke:#1f77b4;fill:#1f77b4}.m1{stroke:#d62728;fill:#d62728}.m2{stroke:#2ca02c;fill:#2ca02c}.m3{stroke:#9467bd;fill:#9467bd}.m4{stroke:#8c564b;fill:#8c564b}.m5{stroke:#e377c2;fill:#e377c2}polyline.m0,polyline.m1,polyline.m2,polyline.m3,polyline.m4,polyline.m5{fill:none}circle.reg{stroke:#c62828;stroke-width:2;fill:#fff}line.cp{stroke:#c62828;stroke-dasharray:4 3;stroke-width:1.5}line.cp.better{stroke:#1a7f37}text.cp{font-size:10px;fill:#c62828}text.cp.better{fill:#1a7f37}#tip{position:fixed;display:none;background:#222;color:#fff;font-size:12px;padding:4px 6px;border-radius:3px;pointer-events:none;white-space:pre}.legend span{margin-right:12px;font-size:12px}";
+const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1500px}h1{font-size:22px}h2{font-size:18px;margin-top:28px}h3{font-size:14px;margin:4px 0}table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}td.n{text-align:right}.meta{color:#555}.worse{color:#c62828;font-weight:600}.better{color:#1a7f37;font-weight:600}.env{font-size:12px;color:#444;margin:0;padding-left:16px}.charts{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;padding:6px;background:#fff;content-visibility:auto;contain-intrinsic-size:auto 474px auto 230px}svg.chart{display:block}.ax{stroke:#333}.grid{stroke:#eee}.tick{font-size:10px;fill:#555}polyline{fill:none;stroke-width:1.5}polygon.band{fill-opacity:.18;stroke:none}.m0{stroke:#1f77b4;fill:#1f77b4}.m1{stroke:#d62728;fill:#d62728}.m2{stroke:#2ca02c;fill:#2ca02c}.m3{stroke:#9467bd;fill:#9467bd}.m4{stroke:#8c564b;fill:#8c564b}.m5{stroke:#e377c2;fill:#e377c2}polyline.m0,polyline.m1,polyline.m2,polyline.m3,polyline.m4,polyline.m5{fill:none}circle.reg{stroke:#c62828;stroke-width:2;fill:#fff}line.cp{stroke:#c62828;stroke-dasharray:4 3;stroke-width:1.5}line.cp.better{stroke:#1a7f37}text.cp{font-size:10px;fill:#c62828}text.cp.better{fill:#1a7f37}#tip{position:fixed;display:none;background:#222;color:#fff;font-size:12px;padding:4px 6px;border-radius:3px;pointer-events:none;white-space:pre}.legend span{margin-right:12px;font-size:12px}";
 
 /// Tooltips and clicks for every chart through one listener each, and
 /// what the browser test reads: charts with a size and points, the points
@@ -80,6 +80,33 @@ fn page(title: &str, body: &str) -> String {
         "<!DOCTYPE html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title><style>{STYLE}</style><script>{SCRIPT}</script></head><body>{body}<div id=\"tip\"></div></body></html>",
         t = esc(title)
     )
+}
+
+/// A tick label of at most about six characters: three significant
+/// digits, with k, M or G past a thousand, so it fits the chart's margin.
+fn compact(v: f64) -> String {
+    let a = v.abs();
+    let (scaled, suffix) = if a >= 1e9 {
+        (v / 1e9, "G")
+    } else if a >= 1e6 {
+        (v / 1e6, "M")
+    } else if a >= 1e3 {
+        (v / 1e3, "k")
+    } else {
+        (v, "")
+    };
+    let b = scaled.abs();
+    let decimals = if b >= 100.0 {
+        0
+    } else if b >= 10.0 {
+        1
+    } else if b >= 1.0 || b == 0.0 {
+        2
+    } else {
+        // Below 1: enough decimals for three significant digits.
+        (2 - b.log10().floor() as i32).clamp(2, 9) as usize
+    };
+    format!("{scaled:.decimals$}{suffix}")
 }
 
 fn pct(v: f64) -> String {
@@ -325,10 +352,16 @@ fn day_page(view: &DashboardView<'_>, day: &DayBoard) -> String {
     }
     out.push_str("</defs></svg><div class=\"charts\">");
     for (k, s) in day.series.iter().enumerate() {
+        let unit = if s.unit.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", s.unit)
+        };
         let _ = write!(
             out,
-            "<div class=\"card\" id=\"s{k}\"><h3>{}</h3>",
-            esc(&s.series)
+            "<div class=\"card\" id=\"s{k}\"><h3>{}{}</h3>",
+            esc(&s.series),
+            esc(&unit)
         );
         out.push_str(&chart(d, s, &machines));
         out.push_str("</div>");
@@ -392,7 +425,7 @@ fn chart(d: &Dashboard, s: &SeriesBoard, machines: &[&str]) -> String {
             CW - R,
             L - 4.0,
             y(v) + 3.0,
-            esc(&format!("{} {}", num(v), s.unit)),
+            esc(&compact(v)),
             y = y(v),
         );
     }
@@ -406,14 +439,20 @@ fn chart(d: &Dashboard, s: &SeriesBoard, machines: &[&str]) -> String {
         DateTime::<Utc>::from_timestamp(t0, 0),
         DateTime::<Utc>::from_timestamp(t1, 0),
     ) {
+        // Nights within two days of each other are told apart by the hour.
+        let format = if t1 - t0 < 2 * 86_400 {
+            "%m-%d %H:%M"
+        } else {
+            "%Y-%m-%d"
+        };
         let _ = write!(
             out,
             "<text class=\"tick\" x=\"{L}\" y=\"{}\">{}</text><text class=\"tick\" x=\"{}\" y=\"{}\" text-anchor=\"end\">{}</text>",
             CH - 8.0,
-            first.format("%Y-%m-%d"),
+            first.format(format),
             CW - R,
             CH - 8.0,
-            last.format("%Y-%m-%d")
+            last.format(format)
         );
     }
     for m in &s.machines {
@@ -652,4 +691,20 @@ pub fn report_flame_graphs(report: &DailyReport) -> Vec<(String, String)> {
     out.sort();
     out.dedup();
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::compact;
+
+    #[test]
+    fn tick_labels_stay_short_at_every_magnitude() {
+        assert_eq!(compact(1417.0), "1.42k");
+        assert_eq!(compact(746_000.0), "746k");
+        assert_eq!(compact(52.3), "52.3");
+        assert_eq!(compact(9.011), "9.01");
+        assert_eq!(compact(0.00123), "0.00123");
+        assert_eq!(compact(2.5e9), "2.50G");
+        assert_eq!(compact(0.0), "0.00");
+    }
 }
