@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 
+use super::change_points::MIN_SEGMENT_NIGHTS;
 use super::history::{HistoryEntry, series_histories};
 use super::regression::ChangeState;
 use crate::model::environment_differences;
@@ -70,6 +71,17 @@ pub enum ChangeKind {
 }
 
 impl ChangeKind {
+    /// Which of two changes on one night the front page keeps.
+    fn priority(self) -> u8 {
+        match self {
+            Self::OpenRegression => 0,
+            Self::ChangePoint => 1,
+            Self::ProvisionalChangePoint => 2,
+            Self::Creep => 3,
+            Self::Watched => 4,
+        }
+    }
+
     pub fn label(self) -> &'static str {
         match self {
             Self::ChangePoint => "change point",
@@ -162,6 +174,9 @@ pub struct NightPage {
     /// Differences from the night before; `None` where either environment
     /// was not stored.
     pub environment_changes: Option<Vec<(String, String, String)>>,
+    /// The night's whole report is in the store.
+    pub report_stored: bool,
+    /// Its page links the report (an export may leave stored ones out).
     pub has_report: bool,
 }
 
@@ -272,6 +287,7 @@ pub fn build_dashboard(mut nights: Vec<DashboardNight>, recent_nights: usize) ->
             previous: None,
             next: None,
             environment_changes: None,
+            report_stored: n.has_report,
             has_report: n.has_report,
         })
         .collect();
@@ -320,10 +336,26 @@ pub fn build_dashboard(mut nights: Vec<DashboardNight>, recent_nights: usize) ->
                 continue;
             }
             let stored = |i: usize| nights[night_of[i]].series.get(&history.series);
+            // A night stored with its units says the direction; an imported
+            // one may not: then its log summary, else the name (rates end in
+            // `_per_s`), as the history's night records decide it.
             let higher_is_better = (0..night_of.len())
                 .rev()
-                .find_map(|i| stored(i).map(|s| s.higher_is_better))
-                .unwrap_or(false);
+                .find_map(|i| {
+                    stored(i)
+                        .filter(|s| !s.unit.is_empty())
+                        .map(|s| s.higher_is_better)
+                })
+                .or_else(|| {
+                    (0..night_of.len()).rev().find_map(|i| {
+                        nights[night_of[i]]
+                            .entry
+                            .log_runs
+                            .get(&history.series)
+                            .map(|l| l.higher_is_better)
+                    })
+                })
+                .unwrap_or_else(|| history.series.ends_with("_per_s"));
             let unit = (0..night_of.len())
                 .rev()
                 .find_map(|i| stored(i).map(|s| s.unit.clone()))
@@ -355,8 +387,10 @@ pub fn build_dashboard(mut nights: Vec<DashboardNight>, recent_nights: usize) ->
                     .find(|c| c.night == point && c.kind == kind)
             };
             let mut changes = Vec::new();
+            // A creep may start at the first night (a drift from the start);
+            // a step or a watched tail has a night before it.
             let mut push = |kind: ChangeKind, point: usize, change_pct: f64, ctx_kind: &str| {
-                if point == 0 || point >= points.len() {
+                if point >= points.len() || (point == 0 && kind != ChangeKind::Creep) {
                     return;
                 }
                 let (commits, environment_changes, environment_known) =
@@ -412,37 +446,71 @@ pub fn build_dashboard(mut nights: Vec<DashboardNight>, recent_nights: usize) ->
                     .iter()
                     .rposition(|p| !regressed(p))
                     .map_or(0, |i| i + 1);
-                if first > 0 {
-                    let change_pct = (points[first].value / points[first - 1].value - 1.0) * 100.0;
-                    let window = &points[first.saturating_sub(2)..(first + 2).min(points.len())];
-                    let mut commits: Vec<String> = window
-                        .iter()
-                        .map(|p| nights[p.night].entry.git_commit.clone())
-                        .collect();
-                    commits.dedup();
-                    let (b, a) = (points[first - 1].night, points[first].night);
-                    let envs = nights[b]
+                // Against the night before the regressed run, where there is
+                // one with a usable value; the gate's own baseline is in the
+                // night's comparison.
+                let before = first.checked_sub(1).map(|b| &points[b]);
+                let change_pct = before
+                    .filter(|b| b.value.is_finite() && b.value > 0.0)
+                    .map_or(f64::NAN, |b| (points[first].value / b.value - 1.0) * 100.0);
+                let window = &points[first.saturating_sub(2)..(first + 2).min(points.len())];
+                let mut commits: Vec<String> = window
+                    .iter()
+                    .map(|p| nights[p.night].entry.git_commit.clone())
+                    .collect();
+                commits.dedup();
+                let a = points[first].night;
+                let envs = before.and_then(|b| {
+                    nights[b.night]
                         .environment
                         .as_ref()
-                        .zip(nights[a].environment.as_ref());
-                    changes.push(SeriesChange {
-                        kind: ChangeKind::OpenRegression,
-                        point: first,
-                        night: a,
-                        change_pct,
-                        worse: true,
-                        commits,
-                        environment_known: envs.is_some(),
-                        environment_changes: envs
-                            .map(|(b, a)| environment_differences(b, a))
-                            .unwrap_or_default(),
-                    });
-                }
+                        .zip(nights[a].environment.as_ref())
+                });
+                changes.push(SeriesChange {
+                    kind: ChangeKind::OpenRegression,
+                    point: first,
+                    night: a,
+                    change_pct,
+                    worse: true,
+                    commits,
+                    environment_known: envs.is_some(),
+                    environment_changes: envs
+                        .map(|(b, a)| environment_differences(b, a))
+                        .unwrap_or_default(),
+                });
             }
             changes.sort_by_key(|c| c.point);
             let recent_from = points.len().saturating_sub(recent_nights);
-            for change in &changes {
-                if change.point >= recent_from || change.kind == ChangeKind::OpenRegression {
+            // What the front page lists: an open regression always; a step
+            // or tail that began in the window, a creep still running in
+            // it; never from a series too short for the detector to have
+            // a level on either side, and one line per series, machine and
+            // night (the first kind: regression, step, creep, tail).
+            let long_enough = points.len() >= 2 * MIN_SEGMENT_NIGHTS;
+            let creep_end: BTreeMap<usize, usize> = found
+                .creeps
+                .iter()
+                .map(|c| (c.first_night, c.last_night))
+                .collect();
+            let mut listed = std::collections::BTreeSet::new();
+            let mut by_priority: Vec<&SeriesChange> = changes.iter().collect();
+            by_priority.sort_by_key(|c| c.kind.priority());
+            for change in by_priority {
+                let in_window = match change.kind {
+                    ChangeKind::OpenRegression => true,
+                    ChangeKind::Creep => {
+                        long_enough
+                            && creep_end
+                                .get(&change.point)
+                                .copied()
+                                .unwrap_or(change.point)
+                                >= recent_from
+                    }
+                    // A tail runs to the latest night: it is always recent.
+                    ChangeKind::Watched => long_enough,
+                    _ => long_enough && change.point >= recent_from,
+                };
+                if in_window && listed.insert(change.night) {
                     alerts.push(Alert {
                         campaign: campaign.clone(),
                         day: *day,
@@ -633,6 +701,69 @@ mod tests {
                 .iter()
                 .all(|p| board.nights[p.night].recorded_at == p.recorded_at)
         );
+    }
+
+    /// `count` nights of one series, 0.5 % noise, `level(i)` on night i.
+    fn series(count: usize, level: impl Fn(usize) -> f64) -> Vec<DashboardNight> {
+        let mut nights = history(count, count, 1.0, 11);
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        let noise = Normal::new(0.0, 0.005).unwrap();
+        for (i, n) in nights.iter_mut().enumerate() {
+            let v = level(i) * (1.0 + noise.sample(&mut rng));
+            n.entry.values = BTreeMap::from([("a t_ms".to_string(), v)]);
+            n.series.retain(|k, _| k == "a t_ms");
+            if let Some(s) = n.series.get_mut("a t_ms") {
+                s.run_values = vec![v * 0.99, v, v * 1.01];
+            }
+        }
+        nights
+    }
+
+    #[test]
+    fn a_drift_from_the_first_night_or_still_running_is_on_the_front_page() {
+        for (name, level) in [
+            (
+                "from the first night",
+                Box::new(|i: usize| 10.0 * (1.006f64).powi(i as i32)) as Box<dyn Fn(usize) -> f64>,
+            ),
+            (
+                "begun before the window",
+                Box::new(|i: usize| {
+                    if i < 30 {
+                        10.0
+                    } else {
+                        10.0 * (1.006f64).powi(i as i32 - 30)
+                    }
+                }),
+            ),
+        ] {
+            let board = build_dashboard(series(70, level), 14);
+            let kinds: Vec<ChangeKind> = board.alerts.iter().map(|a| a.change.kind).collect();
+            assert!(
+                kinds.contains(&ChangeKind::Creep) || kinds.contains(&ChangeKind::Watched),
+                "{name}: {kinds:?} of {:?}",
+                board.days[0].series[0].machines[0].changes
+            );
+            assert!(board.alerts.iter().all(|a| a.change.worse), "{name}");
+        }
+    }
+
+    #[test]
+    fn a_regression_on_every_night_is_open_and_a_short_series_raises_nothing_else() {
+        let mut nights = series(8, |_| 10.0);
+        for n in &mut nights {
+            n.entry
+                .states
+                .insert("a t_ms".into(), ChangeState::Regressed);
+        }
+        let board = build_dashboard(nights, 14);
+        assert_eq!(board.alerts.len(), 1, "{:?}", board.alerts);
+        assert_eq!(board.alerts[0].change.kind, ChangeKind::OpenRegression);
+        assert_eq!(board.alerts[0].change.point, 0);
+        assert!(board.alerts[0].change.change_pct.is_nan());
+        // Three nights, one off: too short for a level on either side.
+        let board = build_dashboard(series(3, |i| if i == 2 { 13.0 } else { 10.0 }), 14);
+        assert!(board.alerts.is_empty(), "{:?}", board.alerts);
     }
 
     #[test]

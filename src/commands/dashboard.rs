@@ -90,7 +90,7 @@ fn read_dashboard(
     location: &StoreLocation,
     recent_nights: usize,
 ) -> Result<(Dashboard, usize), CommandError> {
-    let mut store = crate::store::open(location)?;
+    let mut store = crate::store::open_reader(location)?;
     let nights: Vec<DashboardNight> = store
         .select_nights(&NightFilter::all())?
         .into_iter()
@@ -106,7 +106,7 @@ fn night_report(
     location: &StoreLocation,
     run_id: &str,
 ) -> Result<Option<(String, DailyReport)>, CommandError> {
-    let mut store = crate::store::open(location)?;
+    let mut store = crate::store::open_reader(location)?;
     let Some(documents) = store.night_documents(run_id)? else {
         return Ok(None);
     };
@@ -154,6 +154,25 @@ fn exported_reports(d: &Dashboard) -> BTreeSet<usize> {
     out
 }
 
+/// A flame graph a stored report names, if it is one: an `.svg` file in a
+/// `flame_graphs` folder that starts as SVG. A report in a shared store
+/// is written by any machine; the path it names is not trusted to point
+/// at a flame graph, and nothing else is read.
+fn flame_graph_file(recorded: &str) -> Option<Vec<u8>> {
+    let path = std::fs::canonicalize(recorded).ok()?;
+    let in_folder = path
+        .parent()
+        .and_then(Path::file_name)
+        .is_some_and(|f| f == "flame_graphs");
+    let svg = path.extension().is_some_and(|e| e == "svg");
+    if !(in_folder && svg) {
+        return None;
+    }
+    let bytes = std::fs::read(&path).ok()?;
+    let head = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).into_owned();
+    (head.contains("<svg") || head.trim_start().starts_with("<?xml")).then_some(bytes)
+}
+
 fn write_page(dir: &Path, path: &str, bytes: &[u8]) -> Result<(), CommandError> {
     let file = dir.join(path);
     if let Some(parent) = file.parent() {
@@ -171,9 +190,38 @@ fn export(args: &DashboardArgs, dir: &Path) -> Result<(String, u8), CommandError
     let location = location(args)?;
     let (mut dashboard, count) = read_dashboard(&location, args.recent_nights)?;
     let with_report = exported_reports(&dashboard);
-    // A night page links its report only where the export holds it.
+    // The nights' reports first: a night page links its report only where
+    // the export holds it.
+    let mut written = BTreeSet::new();
+    let (mut flame_graphs, mut missing_flame_graphs, mut unreadable) =
+        (BTreeSet::new(), 0, Vec::new());
+    for &i in &with_report {
+        let run_id = &dashboard.nights[i].run_id;
+        // One night's report that cannot be read costs that page, not the
+        // export.
+        let (html, report) = match night_report(&location, run_id) {
+            Ok(Some(found)) => found,
+            Ok(None) => continue,
+            Err(e) => {
+                unreadable.push(format!("{run_id}: {e}"));
+                continue;
+            }
+        };
+        write_page(dir, &dashboard_report_path(run_id), html.as_bytes())?;
+        written.insert(i);
+        for (name, source) in report_flame_graphs(&report) {
+            match flame_graph_file(&source) {
+                Some(bytes) => {
+                    if flame_graphs.insert(name.clone()) {
+                        write_page(dir, &format!("flame_graphs/{name}"), &bytes)?;
+                    }
+                }
+                None => missing_flame_graphs += 1,
+            }
+        }
+    }
     for (i, n) in dashboard.nights.iter_mut().enumerate() {
-        n.has_report = with_report.contains(&i);
+        n.has_report = written.contains(&i);
     }
     let view = DashboardView {
         dashboard: &dashboard,
@@ -184,38 +232,26 @@ fn export(args: &DashboardArgs, dir: &Path) -> Result<(String, u8), CommandError
     for SitePage { path, html } in &pages {
         write_page(dir, path, html.as_bytes())?;
     }
-    let (mut reports, mut flame_graphs) = (0, 0);
-    let mut missing_flame_graphs = 0;
-    for &i in &with_report {
-        let run_id = &dashboard.nights[i].run_id;
-        let Some((html, report)) = night_report(&location, run_id)? else {
-            continue;
-        };
-        write_page(dir, &dashboard_report_path(run_id), html.as_bytes())?;
-        reports += 1;
-        for (name, source) in report_flame_graphs(&report) {
-            match std::fs::read(&source) {
-                Ok(bytes) => {
-                    write_page(dir, &format!("flame_graphs/{name}"), &bytes)?;
-                    flame_graphs += 1;
-                }
-                // Another machine's flame graphs are on that machine.
-                Err(_) => missing_flame_graphs += 1,
-            }
-        }
-    }
+    let reports = written.len();
     let mut text = format!(
         "dashboard: {}\n{} nights, {} pages, {} night reports, {} flame graphs written\n",
         dir.join("index.html").display(),
         count,
         pages.len(),
         reports,
-        flame_graphs
+        flame_graphs.len()
     );
     if missing_flame_graphs > 0 {
         text.push_str(&format!(
-            "{missing_flame_graphs} flame graph(s) the reports link are not on this machine (a night measured elsewhere): their links stay dead\n"
+            "{missing_flame_graphs} flame graph link(s) of the reports name no flame graph here (measured on another machine, moved, or not an .svg in a flame_graphs folder): those links stay dead\n"
         ));
+    }
+    if !unreadable.is_empty() {
+        eprintln!(
+            "warning: {} night report(s) could not be read and were left out:\n  {}",
+            unreadable.len(),
+            unreadable.join("\n  ")
+        );
     }
     Ok((text, exit::OK))
 }
@@ -228,7 +264,13 @@ struct Site {
     recent_nights: usize,
     pages: Mutex<(usize, BTreeMap<String, String>)>,
     flame_graphs: Mutex<BTreeMap<String, PathBuf>>,
+    /// When the store was last checked for new nights; held while one
+    /// request refreshes.
+    refreshing: Mutex<std::time::Instant>,
 }
+
+/// How often a request may check the store for new nights.
+const REFRESH_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Site {
     fn render(&self) -> Result<(usize, BTreeMap<String, String>), CommandError> {
@@ -247,10 +289,20 @@ impl Site {
         ))
     }
 
-    /// The front page re-reads the store when nights were added since.
+    /// Re-reads the store when nights were added since the pages were
+    /// drawn: checked on any page's request, at most every
+    /// [`REFRESH_CHECK`], by one request at a time (the others wait and
+    /// then see the new pages).
     fn refresh(&self) -> Result<(), CommandError> {
-        let count = crate::store::open(&self.location)?.run_ids()?.len();
-        let stale = self.pages.lock().map_or(true, |p| p.0 != count);
+        let Ok(mut last_check) = self.refreshing.lock() else {
+            return Ok(());
+        };
+        if last_check.elapsed() < REFRESH_CHECK {
+            return Ok(());
+        }
+        *last_check = std::time::Instant::now();
+        let count = crate::store::open_reader(&self.location)?.night_count()?;
+        let stale = self.pages.lock().map_or(true, |p| p.0 as u64 != count);
         if stale {
             let fresh = self.render()?;
             if let Ok(mut pages) = self.pages.lock() {
@@ -304,7 +356,7 @@ impl Site {
                 .lock()
                 .ok()
                 .and_then(|k| k.get(name).cloned());
-            if let Some(bytes) = source.and_then(|s| std::fs::read(s).ok()) {
+            if let Some(bytes) = source.and_then(|s| flame_graph_file(&s.to_string_lossy())) {
                 return (200, "image/svg+xml", bytes);
             }
         }
@@ -323,6 +375,7 @@ pub fn dashboard_command(args: &DashboardArgs) -> Result<(String, u8), CommandEr
         recent_nights: args.recent_nights,
         pages: Mutex::new((0, BTreeMap::new())),
         flame_graphs: Mutex::new(BTreeMap::new()),
+        refreshing: Mutex::new(std::time::Instant::now()),
     };
     // The first render before listening: a store that cannot be read is
     // said at once, and the first visitor does not wait for it.
@@ -363,7 +416,10 @@ pub fn dashboard_command(args: &DashboardArgs) -> Result<(String, u8), CommandEr
                 (
                     axum::http::StatusCode::from_u16(status)
                         .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR),
-                    [(axum::http::header::CONTENT_TYPE, content_type)],
+                    [
+                        (axum::http::header::CONTENT_TYPE, content_type),
+                        (axum::http::header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+                    ],
                     body,
                 )
             }

@@ -60,7 +60,7 @@ pub fn compare_files(
                 let run_id = p.display().to_string();
                 let stored = match &location {
                     StoreLocation::Sqlite(db) if !db.exists() => None,
-                    _ => crate::store::open(&location)?.night_documents(&run_id)?,
+                    _ => crate::store::open_reader(&location)?.night_documents(&run_id)?,
                 };
                 match stored.and_then(|d| d.report_json) {
                     Some(json) => (
@@ -283,8 +283,15 @@ pub fn history_command(
     let machine_prefix = machine_prefix.trim_end_matches('-').to_string();
     let location = store_location(request.store, layout)?;
     let machine = MachineMatch::AnyDevice(machine_prefix);
-    let mut store = match crate::store::open(&location) {
-        Ok(store) => Some(store),
+    // Reading opens the store as a reader (no migration, a read-only file
+    // is fine); importing writes it. No SQLite file yet: the JSONL history.
+    let opened = match &location {
+        StoreLocation::Sqlite(path) if !request.import && !path.exists() => None,
+        _ if request.import => Some(crate::store::open(&location)),
+        _ => Some(crate::store::open_reader(&location)),
+    };
+    let mut store = match opened.transpose() {
+        Ok(store) => store,
         // Reading can do without the store; importing into it cannot.
         Err(e) if !request.import => {
             eprintln!("warning: {e}; reading the JSONL history instead");

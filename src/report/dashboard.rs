@@ -62,7 +62,17 @@ var h=location.hash.match(/^#click-a-change-in-(s[0-9]+)$/);if(h){var a=document
 
 /// The page of a campaign's day, relative to the site's root.
 pub fn dashboard_day_path(campaign: &str, day: u32) -> String {
-    format!("days/{}_day_{day}.html", safe_file_stem(campaign, MAX_STEM))
+    let stem = safe_file_stem(campaign, MAX_STEM);
+    // Two names that clean to one stem (`a b`, `a_b`) keep two pages.
+    let stem = if stem == campaign {
+        stem
+    } else {
+        format!(
+            "{stem}-{:08x}",
+            xxhash_rust::xxh3::xxh3_64(campaign.as_bytes()) as u32
+        )
+    };
+    format!("days/{stem}_day_{day}.html")
 }
 
 /// A night's page, relative to the site's root.
@@ -110,7 +120,11 @@ fn compact(v: f64) -> String {
 }
 
 fn pct(v: f64) -> String {
-    format!("{v:+.1} %")
+    if v.is_finite() {
+        format!("{v:+.1} %")
+    } else {
+        "—".into()
+    }
 }
 
 fn short_commit(c: &str) -> String {
@@ -307,10 +321,11 @@ fn nights_table(d: &Dashboard, used: impl Iterator<Item = usize>, prefix: &str) 
             )
         })
         .collect();
-    // Inside a <script> element only `</` can end it early.
+    // Inside a <script> element `</script` ends it and `<!--` changes how
+    // it is parsed: no `<` at all (JSON reads \u003c as `<`).
     serde_json::Value::Object(table)
         .to_string()
-        .replace("</", "<\\/")
+        .replace('<', "\\u003c")
 }
 
 fn day_page(view: &DashboardView<'_>, day: &DayBoard) -> String {
@@ -589,7 +604,9 @@ fn night_page(
         )),
         esc(&n.run_id),
     );
-    if !n.has_report {
+    if n.report_stored && !n.has_report {
+        out.push_str("<p class=\"meta\">This night's whole report is in the store but not in this export (an export writes the last nights' reports and those of the nights a change begins on); `campaign dashboard` serves every one. Its values are below.</p>");
+    } else if !n.has_report {
         out.push_str("<p class=\"meta\">This night's whole report is not in the store (a night imported from the JSONL history, or stored by an older version): its values are below.</p>");
     }
     let starting: Vec<(&SeriesBoard, &SeriesChange)> = d

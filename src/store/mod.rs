@@ -381,11 +381,28 @@ pub trait ResultsStore {
     }
     /// Every run id stored, for checks and exports.
     fn run_ids(&mut self) -> Result<Vec<String>, StoreError>;
+    /// How many nights are stored (a reader's cheap "anything new?").
+    fn night_count(&mut self) -> Result<u64, StoreError>;
     /// The schema version the store is at.
     fn schema_version(&mut self) -> Result<i64, StoreError>;
 }
 
 /// Opens (creating and migrating when needed) the store at `location`.
+/// Opens the store at `location` to read it only: nothing is created or
+/// migrated, so that a dashboard or a comparison works on a read-only
+/// file and never moves a shared store to a schema its writers do not
+/// know yet. A store of an older version is read as that version holds
+/// it; a missing SQLite file is an error.
+pub fn open_reader(location: &StoreLocation) -> Result<Box<dyn ResultsStore>, StoreError> {
+    match location {
+        StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open_reader(path)?)),
+        StoreLocation::Postgres(url) => Ok(Box::new(postgres::PostgresStore::open_reader(
+            url,
+            location.describe(),
+        )?)),
+    }
+}
+
 pub fn open(location: &StoreLocation) -> Result<Box<dyn ResultsStore>, StoreError> {
     match location {
         StoreLocation::Sqlite(path) => Ok(Box::new(sqlite::SqliteStore::open(path)?)),
@@ -461,7 +478,9 @@ fn state_name(state: ChangeState) -> String {
 /// parameter markers a back end spells (`?N` or `$N`, with PostgreSQL's
 /// casts): (nights query, series query). Parameters: campaign, day, exact
 /// machine key, machine LIKE pattern, earliest `recorded_at`.
-fn select_sql(marker: impl Fn(usize, &str) -> String) -> (String, String) {
+/// `version` is the store's schema version: before version 2 nights kept
+/// no documents.
+fn select_sql(version: i64, marker: impl Fn(usize, &str) -> String) -> (String, String) {
     let condition = |prefix: &str| {
         format!(
             "({m1} IS NULL OR {p}campaign = {m1}) AND ({m2} IS NULL OR {p}day = {m2}) \
@@ -478,8 +497,12 @@ fn select_sql(marker: impl Fn(usize, &str) -> String) -> (String, String) {
     (
         format!(
             "SELECT run_id, machine_key, campaign_hash, environment, recorded_at, campaign, day, \
-             git_commit, quick, runs, report, baseline, report_json IS NOT NULL \
-             FROM nights WHERE {}",
+             git_commit, quick, runs, report, baseline, {} FROM nights WHERE {}",
+            if version >= 2 {
+                "report_json IS NOT NULL"
+            } else {
+                "1 = 0"
+            },
             condition("")
         ),
         format!(

@@ -18,26 +18,69 @@ const MIGRATION_LOCK: i64 = 0x6361_6d70_6169_676e;
 pub struct PostgresStore {
     client: Client,
     location: String,
+    /// The schema version the database is at (a reader does not migrate).
+    version: i64,
 }
 
 fn flag(value: bool) -> i32 {
     i32::from(value)
 }
 
+/// A connection that fails in seconds on a dead or black-holed host, and
+/// whose statements a stalled server cannot hold forever.
+fn connect(url: &str, location: &str) -> Result<Client, StoreError> {
+    let err = |source| StoreError::Postgres {
+        location: location.to_string(),
+        source,
+    };
+    let mut config: postgres::Config = url.parse().map_err(err)?;
+    config
+        .connect_timeout(Duration::from_secs(10))
+        .keepalives(true)
+        .options("-c statement_timeout=60000");
+    config.connect(NoTls).map_err(err)
+}
+
 impl PostgresStore {
+    pub fn open_reader(url: &str, location: String) -> Result<Self, StoreError> {
+        let mut client = connect(url, &location)?;
+        let err = |source| StoreError::Postgres {
+            location: location.clone(),
+            source,
+        };
+        let has_versions: bool = client
+            .query_one("SELECT to_regclass('schema_version') IS NOT NULL", &[])
+            .and_then(|row| row.try_get(0))
+            .map_err(err)?;
+        let version = if has_versions {
+            let v: i32 = client
+                .query_one("SELECT COALESCE(MAX(version), 0) FROM schema_version", &[])
+                .and_then(|row| row.try_get(0))
+                .map_err(err)?;
+            i64::from(v)
+        } else {
+            0
+        };
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                location,
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        Ok(Self {
+            client,
+            location,
+            version,
+        })
+    }
+
     pub fn open(url: &str, location: String) -> Result<Self, StoreError> {
         let err = |source| StoreError::Postgres {
             location: location.clone(),
             source,
         };
-        // A dead or black-holed host fails in seconds, not minutes, and a
-        // stalled server cannot hold a night forever.
-        let mut config: postgres::Config = url.parse().map_err(err)?;
-        config
-            .connect_timeout(Duration::from_secs(10))
-            .keepalives(true)
-            .options("-c statement_timeout=60000");
-        let mut client = config.connect(NoTls).map_err(err)?;
+        let mut client = connect(url, &location)?;
         let mut tx = client.transaction().map_err(err)?;
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
             .map_err(err)?;
@@ -67,7 +110,11 @@ impl PostgresStore {
             .map_err(err)?;
         }
         tx.commit().map_err(err)?;
-        Ok(Self { client, location })
+        Ok(Self {
+            client,
+            location,
+            version: SCHEMA_VERSION,
+        })
     }
 }
 
@@ -154,7 +201,10 @@ impl ResultsStore for PostgresStore {
             .map(|d| int32(&self.location, "day", i64::from(d)))
             .transpose()?;
         let since = filter.since_text();
-        let (nights_sql, series_sql) = select_sql(|n, ty| format!("${n}::{ty}"));
+        if self.version == 0 {
+            return Ok(Vec::new());
+        }
+        let (nights_sql, series_sql) = select_sql(self.version, |n, ty| format!("${n}::{ty}"));
         let params: [&(dyn postgres::types::ToSql + Sync); 5] =
             [&filter.campaign, &day, &exact, &like, &since];
         let nights = self
@@ -208,6 +258,19 @@ impl ResultsStore for PostgresStore {
 
     fn night_documents(&mut self, run_id: &str) -> Result<Option<NightDocuments>, StoreError> {
         let location = self.location.clone();
+        if self.version < 2 {
+            if self.version == 0 {
+                return Ok(None);
+            }
+            let row = self
+                .client
+                .query_opt("SELECT 1 FROM nights WHERE run_id = $1", &[&run_id])
+                .map_err(|source| StoreError::Postgres {
+                    location: location.clone(),
+                    source,
+                })?;
+            return Ok(row.map(|_| NightDocuments::default()));
+        }
         let row = self
             .client
             .query_opt(
@@ -234,6 +297,19 @@ impl ResultsStore for PostgresStore {
             .query("SELECT run_id FROM nights ORDER BY run_id", &[])
             .and_then(|rows| rows.iter().map(|r| r.try_get(0)).collect())
             .map_err(|source| StoreError::Postgres { location, source })
+    }
+
+    fn night_count(&mut self) -> Result<u64, StoreError> {
+        if self.version == 0 {
+            return Ok(0);
+        }
+        let location = self.location.clone();
+        let count: i64 = self
+            .client
+            .query_one("SELECT COUNT(*) FROM nights", &[])
+            .and_then(|row| row.try_get(0))
+            .map_err(|source| StoreError::Postgres { location, source })?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     fn schema_version(&mut self) -> Result<i64, StoreError> {

@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{
     MIGRATIONS, NightDocuments, NightFilter, NightRow, ResultsStore, SCHEMA_VERSION, SeriesRow,
@@ -15,6 +15,8 @@ use super::{
 pub struct SqliteStore {
     connection: Connection,
     location: String,
+    /// The schema version the file is at (a reader does not migrate).
+    version: i64,
 }
 
 impl SqliteStore {
@@ -69,6 +71,53 @@ impl SqliteStore {
         Ok(Self {
             connection,
             location,
+            version: SCHEMA_VERSION,
+        })
+    }
+
+    pub fn open_reader(path: &Path) -> Result<Self, StoreError> {
+        let location = path.display().to_string();
+        let err = |source| StoreError::Sqlite {
+            location: location.clone(),
+            source,
+        };
+        let connection = Connection::open_with_flags(
+            path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(err)?;
+        connection
+            .busy_timeout(Duration::from_secs(60))
+            .map_err(err)?;
+        let has_versions: bool = connection
+            .query_row(
+                "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
+                [],
+                |r| r.get(0),
+            )
+            .map_err(err)?;
+        let version: i64 = if has_versions {
+            connection
+                .query_row(
+                    "SELECT COALESCE(MAX(version), 0) FROM schema_version",
+                    [],
+                    |r| r.get(0),
+                )
+                .map_err(err)?
+        } else {
+            0
+        };
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::NewerSchema {
+                location,
+                found: version,
+                known: SCHEMA_VERSION,
+            });
+        }
+        Ok(Self {
+            connection,
+            location,
+            version,
         })
     }
 
@@ -155,7 +204,10 @@ impl ResultsStore for SqliteStore {
     fn select_nights(&mut self, filter: &NightFilter) -> Result<Vec<StoredNight>, StoreError> {
         let err = self.err();
         let (exact, like) = filter.machine.sql();
-        let (nights_sql, series_sql) = select_sql(|n, _| format!("?{n}"));
+        if self.version == 0 {
+            return Ok(Vec::new());
+        }
+        let (nights_sql, series_sql) = select_sql(self.version, |n, _| format!("?{n}"));
         let day = filter.day.map(i64::from);
         let since = filter.since_text();
         let mut statement = self.connection.prepare(&nights_sql).map_err(&err)?;
@@ -205,6 +257,18 @@ impl ResultsStore for SqliteStore {
 
     fn night_documents(&mut self, run_id: &str) -> Result<Option<NightDocuments>, StoreError> {
         let err = self.err();
+        if self.version < 2 {
+            let known = self.version > 0
+                && self
+                    .connection
+                    .query_row(
+                        "SELECT COUNT(*) > 0 FROM nights WHERE run_id = ?1",
+                        params![run_id],
+                        |r| r.get::<_, bool>(0),
+                    )
+                    .map_err(&err)?;
+            return Ok(known.then(NightDocuments::default));
+        }
         self.connection
             .query_row(
                 "SELECT report_json, comparison_json FROM nights WHERE run_id = ?1",
@@ -232,6 +296,18 @@ impl ResultsStore for SqliteStore {
             .collect::<Result<Vec<String>, _>>()
             .map_err(&err)?;
         Ok(ids)
+    }
+
+    fn night_count(&mut self) -> Result<u64, StoreError> {
+        if self.version == 0 {
+            return Ok(0);
+        }
+        let err = self.err();
+        let count: i64 = self
+            .connection
+            .query_row("SELECT COUNT(*) FROM nights", [], |r| r.get(0))
+            .map_err(&err)?;
+        Ok(u64::try_from(count).unwrap_or(0))
     }
 
     fn schema_version(&mut self) -> Result<i64, StoreError> {

@@ -374,3 +374,149 @@ fn terminate(pid: u32) {
         .arg(pid.to_string())
         .status();
 }
+
+/// A real night with its flame graph: its report and flame graph are
+/// served from the store; a stored report that names another file gets
+/// nothing; an unreadable stored report costs only its page in an export;
+/// and viewing an older store neither migrates nor breaks it.
+#[test]
+#[serial]
+fn stored_reports_and_flame_graphs_are_served_and_nothing_else() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&planted_day("work", 1.0));
+    gate(&f, &campaign, &["--profile"]).success();
+    let db = f.out().join("results.sqlite");
+    let (run_id, report_json): (String, String) = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT run_id, report_json FROM nights", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    let report: serde_json::Value = serde_json::from_str(&report_json).unwrap();
+    let flame = report["profiles"][0]["flamegraph_path"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let name = Path::new(&flame)
+        .file_name()
+        .unwrap()
+        .to_string_lossy()
+        .into_owned();
+
+    let serve = || {
+        let mut server = Server(
+            Command::new(assert_cmd::cargo::cargo_bin!("campaign"))
+                .args(["dashboard", "--out"])
+                .arg(f.out())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let mut first = String::new();
+        BufReader::new(server.0.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let base = first
+            .trim()
+            .strip_prefix("dashboard: ")
+            .unwrap()
+            .to_string();
+        (server, base)
+    };
+    let get = |base: &str, path: &str| {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
+            .arg(format!("{base}{path}"))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.to_string(), body.to_string())
+    };
+    let (server, base) = serve();
+    let night = get(&base, &format!("nights/{run_id}.html")).1;
+    assert!(
+        night.contains(&format!("nights/{run_id}.report.html")),
+        "{night}"
+    );
+    let (code, page) = get(&base, &format!("nights/{run_id}.report.html"));
+    assert_eq!(code, "200");
+    assert!(page.contains(&format!("../flame_graphs/{name}")), "{page}");
+    let (code, svg) = get(&base, &format!("flame_graphs/{name}"));
+    assert_eq!(code, "200");
+    assert!(svg.contains("<svg"));
+    drop(server);
+
+    // A report in the store naming a file that is no flame graph.
+    let secret = f.path("secret.txt");
+    fs::write(&secret, "not for the dashboard").unwrap();
+    let tampered = report_json.replace(&flame, &secret.display().to_string());
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute(
+            "UPDATE nights SET report_json = ?1",
+            rusqlite::params![tampered],
+        )
+        .unwrap();
+    let (server, base) = serve();
+    assert_eq!(get(&base, &format!("nights/{run_id}.report.html")).0, "200");
+    let (code, body) = get(&base, "flame_graphs/secret.txt");
+    assert_eq!(code, "404");
+    assert!(!body.contains("not for the dashboard"));
+    drop(server);
+
+    // An unreadable stored report: the export goes on without that page,
+    // and says so.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("UPDATE nights SET report_json = '{\"day\":1}'", [])
+        .unwrap();
+    let site = f.path("site");
+    let out = cargo_bin_cmd!("campaign")
+        .args(["dashboard", "--out"])
+        .arg(f.out())
+        .arg("--export")
+        .arg(&site)
+        .assert()
+        .success();
+    let stderr = String::from_utf8_lossy(&out.get_output().stderr).into_owned();
+    assert!(
+        stderr.contains(&run_id) && stderr.contains("left out"),
+        "{stderr}"
+    );
+    assert!(site.join("nights").join(format!("{run_id}.html")).exists());
+    assert!(
+        !site
+            .join("nights")
+            .join(format!("{run_id}.report.html"))
+            .exists()
+    );
+    assert!(!site.join("flame_graphs").join("secret.txt").exists());
+
+    // A store the previous release wrote (version 1): read as it is, not
+    // migrated by looking at it.
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute_batch(
+            "ALTER TABLE nights DROP COLUMN report_json; \
+             ALTER TABLE nights DROP COLUMN comparison_json; \
+             DROP INDEX nights_by_time; DELETE FROM schema_version WHERE version > 1",
+        )
+        .unwrap();
+    let old_site = f.path("old_site");
+    cargo_bin_cmd!("campaign")
+        .args(["dashboard", "--out"])
+        .arg(f.out())
+        .arg("--export")
+        .arg(&old_site)
+        .assert()
+        .success();
+    let night = fs::read_to_string(old_site.join("nights").join(format!("{run_id}.html"))).unwrap();
+    assert!(night.contains("not in the store"), "{night}");
+    let version: i64 = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT MAX(version) FROM schema_version", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(version, 1, "the dashboard migrated the store it only reads");
+}
