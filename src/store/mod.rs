@@ -427,6 +427,19 @@ fn pause_before_commit() {
     }
 }
 
+/// A store of a newer schema than this binary knows is refused, not
+/// guessed at.
+fn refuse_newer(location: &str, found: i64) -> Result<(), StoreError> {
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            location: location.to_string(),
+            found,
+            known: SCHEMA_VERSION,
+        });
+    }
+    Ok(())
+}
+
 /// A count for a 32-bit column; larger is refused rather than wrapped.
 fn int32(location: &str, field: &str, value: i64) -> Result<i32, StoreError> {
     i32::try_from(value).map_err(|_| StoreError::Corrupt {

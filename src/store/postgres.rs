@@ -8,7 +8,8 @@ use postgres::{Client, NoTls};
 
 use super::{
     MIGRATIONS, NightDocuments, NightFilter, NightRow, ResultsStore, SCHEMA_VERSION, SeriesRow,
-    StoreError, StoredNight, WriteOutcome, assemble, int32, select_sql, series_inserts,
+    StoreError, StoredNight, WriteOutcome, assemble, int32, refuse_newer, select_sql,
+    series_inserts,
 };
 
 /// Key of the advisory lock under which migrations run, so that runs
@@ -61,13 +62,7 @@ impl PostgresStore {
         } else {
             0
         };
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema {
-                location,
-                found: version,
-                known: SCHEMA_VERSION,
-            });
-        }
+        refuse_newer(&location, version)?;
         Ok(Self {
             client,
             location,
@@ -93,13 +88,7 @@ impl PostgresStore {
             .and_then(|row| row.try_get(0))
             .map_err(err)?;
         let found = i64::from(found);
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema {
-                location,
-                found,
-                known: SCHEMA_VERSION,
-            });
-        }
+        refuse_newer(&location, found)?;
         for (index, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
             tx.batch_execute(migration).map_err(err)?;
             let version = index as i32 + 1;

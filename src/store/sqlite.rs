@@ -9,7 +9,7 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, pa
 
 use super::{
     MIGRATIONS, NightDocuments, NightFilter, NightRow, ResultsStore, SCHEMA_VERSION, SeriesRow,
-    StoreError, StoredNight, WriteOutcome, assemble, select_sql, series_inserts,
+    StoreError, StoredNight, WriteOutcome, assemble, refuse_newer, select_sql, series_inserts,
 };
 
 pub struct SqliteStore {
@@ -52,13 +52,7 @@ impl SqliteStore {
                 |r| r.get(0),
             )
             .map_err(err)?;
-        if found > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema {
-                location,
-                found,
-                known: SCHEMA_VERSION,
-            });
-        }
+        refuse_newer(&location, found)?;
         for (index, migration) in MIGRATIONS.iter().enumerate().skip(found as usize) {
             tx.execute_batch(migration).map_err(err)?;
             tx.execute(
@@ -107,13 +101,7 @@ impl SqliteStore {
         } else {
             0
         };
-        if version > SCHEMA_VERSION {
-            return Err(StoreError::NewerSchema {
-                location,
-                found: version,
-                known: SCHEMA_VERSION,
-            });
-        }
+        refuse_newer(&location, version)?;
         Ok(Self {
             connection,
             location,

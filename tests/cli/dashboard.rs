@@ -306,35 +306,8 @@ fn the_dashboard_serves_the_store_until_stopped() {
     let f = Fixture::new();
     let db = f.path("year.sqlite");
     seed_year(&db);
-    let mut server = Server(
-        Command::new(assert_cmd::cargo::cargo_bin!("campaign"))
-            .args(["dashboard", "--recent", "30", "--store"])
-            .arg(&db)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
-    let child = &mut server.0;
-    let mut first = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut first)
-        .unwrap();
-    let base = first
-        .trim()
-        .strip_prefix("dashboard: ")
-        .unwrap_or_else(|| panic!("{first}"))
-        .to_string();
-    let get = |path: &str| {
-        let out = Command::new("curl")
-            .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--path-as-is"])
-            .arg(format!("{base}{path}"))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap();
-        (code.to_string(), body.to_string())
-    };
+    let mut server = Server::start(&["--recent", "30", "--store", &db.display().to_string()]);
+    let get = |path: &str| server.get(path);
     let (code, index) = get("");
     assert_eq!(code, "200");
     assert!(index.contains("open regression") && index.contains(CULPRIT));
@@ -352,13 +325,48 @@ fn the_dashboard_serves_the_store_until_stopped() {
     );
     assert_eq!(get("../../etc/passwd").0, "404");
     assert_eq!(get("flame_graphs/..%2F..%2Fetc%2Fpasswd").0, "404");
-    terminate(child.id());
-    let status = child.wait().unwrap();
+    terminate(server.0.id());
+    let status = server.0.wait().unwrap();
     assert!(status.success(), "{status:?}");
 }
 
-/// The server, killed if the test fails before it stops it.
-struct Server(std::process::Child);
+/// `campaign dashboard` serving, killed if the test fails before it
+/// stops it; the URL its first line printed.
+struct Server(std::process::Child, String);
+
+impl Server {
+    fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(assert_cmd::cargo::cargo_bin!("campaign"))
+            .arg("dashboard")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut first = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut first)
+            .unwrap();
+        let base = first
+            .trim()
+            .strip_prefix("dashboard: ")
+            .unwrap_or_else(|| panic!("{first}"))
+            .to_string();
+        Self(child, base)
+    }
+
+    /// (status, body) of a path, sent as written (`..` included).
+    fn get(&self, path: &str) -> (String, String) {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "-", "-w", "\n%{http_code}", "--path-as-is"])
+            .arg(format!("{}{path}", self.1))
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        let (body, code) = text.rsplit_once('\n').unwrap();
+        (code.to_string(), body.to_string())
+    }
+}
 
 impl Drop for Server {
     fn drop(&mut self) {
@@ -403,47 +411,19 @@ fn stored_reports_and_flame_graphs_are_served_and_nothing_else() {
         .to_string_lossy()
         .into_owned();
 
-    let serve = || {
-        let mut server = Server(
-            Command::new(assert_cmd::cargo::cargo_bin!("campaign"))
-                .args(["dashboard", "--out"])
-                .arg(f.out())
-                .stdout(Stdio::piped())
-                .stderr(Stdio::null())
-                .spawn()
-                .unwrap(),
-        );
-        let mut first = String::new();
-        BufReader::new(server.0.stdout.take().unwrap())
-            .read_line(&mut first)
-            .unwrap();
-        let base = first
-            .trim()
-            .strip_prefix("dashboard: ")
-            .unwrap()
-            .to_string();
-        (server, base)
-    };
-    let get = |base: &str, path: &str| {
-        let out = Command::new("curl")
-            .args(["-s", "-o", "-", "-w", "\n%{http_code}"])
-            .arg(format!("{base}{path}"))
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&out.stdout).into_owned();
-        let (body, code) = text.rsplit_once('\n').unwrap();
-        (code.to_string(), body.to_string())
-    };
-    let (server, base) = serve();
-    let night = get(&base, &format!("nights/{run_id}.html")).1;
+    let out = f.out().display().to_string();
+    let serve = || Server::start(&["--out", &out]);
+    let server = serve();
+    let get = |path: &str| server.get(path);
+    let night = get(&format!("nights/{run_id}.html")).1;
     assert!(
         night.contains(&format!("nights/{run_id}.report.html")),
         "{night}"
     );
-    let (code, page) = get(&base, &format!("nights/{run_id}.report.html"));
+    let (code, page) = get(&format!("nights/{run_id}.report.html"));
     assert_eq!(code, "200");
     assert!(page.contains(&format!("../flame_graphs/{name}")), "{page}");
-    let (code, svg) = get(&base, &format!("flame_graphs/{name}"));
+    let (code, svg) = get(&format!("flame_graphs/{name}"));
     assert_eq!(code, "200");
     assert!(svg.contains("<svg"));
     drop(server);
@@ -459,9 +439,10 @@ fn stored_reports_and_flame_graphs_are_served_and_nothing_else() {
             rusqlite::params![tampered],
         )
         .unwrap();
-    let (server, base) = serve();
-    assert_eq!(get(&base, &format!("nights/{run_id}.report.html")).0, "200");
-    let (code, body) = get(&base, "flame_graphs/secret.txt");
+    let server = serve();
+    let get = |path: &str| server.get(path);
+    assert_eq!(get(&format!("nights/{run_id}.report.html")).0, "200");
+    let (code, body) = get("flame_graphs/secret.txt");
     assert_eq!(code, "404");
     assert!(!body.contains("not for the dashboard"));
     drop(server);
