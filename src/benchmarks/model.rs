@@ -480,6 +480,7 @@ pub(super) fn load_model(name: &str, ctx: &BenchContext) -> Result<ModelUnderTes
             (None, _) => "folder",
         },
         "model_folder": folder.display().to_string(),
+        "weights_fingerprint": crate::components::inference::weights_fingerprint(&folder),
         "architecture": &model.architecture,
         "weights": &model.weights,
         "quantization": &model.weights.quantization,

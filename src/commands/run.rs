@@ -449,6 +449,8 @@ impl Night<'_> {
         report.scaling = crate::analysis::scaling_curves(&report.results);
         report.parity = crate::analysis::served_parity(&report.results);
         report.peers = crate::analysis::peer_comparisons(&report.results);
+        // Which weights the night measured, beside the machine it ran on.
+        report.environment.model_files = crate::model::model_files(&report.results);
         // The machine's measured limits, when `campaign calibrate` has run here.
         report.environment.calibration = std::fs::read(layout.calibration())
             .ok()

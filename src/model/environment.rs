@@ -36,6 +36,32 @@ pub struct Environment {
     /// changes speed with no code changed (absent in older reports).
     #[serde(default)]
     pub fingerprint: crate::machine::MachineFingerprint,
+    /// Model name → fingerprint of its weights files, for the models the
+    /// run loaded (`weights_fingerprint` of the inference component): a
+    /// night measured on other weights says so beside its change.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub model_files: BTreeMap<String, String>,
+}
+
+/// Model name → weights fingerprint of the models the results loaded, as
+/// their contexts record them (one model, or several under `models`).
+pub fn model_files(results: &[super::BenchmarkResult]) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    for r in results {
+        let mut note = |name: Option<&str>, context: &serde_json::Value| {
+            if let (Some(name), Some(fingerprint)) = (name, context["weights_fingerprint"].as_str())
+            {
+                out.insert(name.to_string(), fingerprint.to_string());
+            }
+        };
+        note(r.context["model"].as_str(), &r.context);
+        if let Some(many) = r.context["models"].as_object() {
+            for (name, context) in many {
+                note(Some(name), context);
+            }
+        }
+    }
+    out
 }
 
 /// The variables of [`Environment::compute_variables`].
@@ -100,6 +126,7 @@ impl Environment {
                 })
                 .collect(),
             fingerprint: crate::machine::MachineFingerprint::capture(),
+            model_files: BTreeMap::new(),
         }
     }
 }

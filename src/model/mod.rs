@@ -16,7 +16,7 @@ mod scaling;
 
 pub use calibration::{Calibration, MatmulRate, ThreadRate};
 pub use case_params::{CaseParams, InferenceCaseParams, InferencePhase, ScalingCaseParams};
-pub use environment::{Environment, environment_differences, flatten_json};
+pub use environment::{Environment, environment_differences, flatten_json, model_files};
 pub use findings::{
     EnduranceFindings, Findings, KvFootprintFindings, LatencyDrift, MemoryGrowthFindings, RssTrend,
     StageShareFindings, TimeShareFindings,

@@ -98,6 +98,14 @@ fn a_gguf_model_runs_text_prompts_and_a_llama_bench_grid() {
         .unwrap();
     let context = &decode["context"];
     assert_eq!(context["model_source"], "synthetic gguf");
+    // The weights the night measured are named in its environment, so a
+    // change point beside other weights says so.
+    let fingerprint = context["weights_fingerprint"].as_str().unwrap();
+    assert_eq!(fingerprint.len(), 16);
+    assert_eq!(
+        report["environment"]["model_files"][context["model"].as_str().unwrap()],
+        fingerprint
+    );
     assert_eq!(context["quantization"], "q8_0");
     assert_eq!(context["weights"]["format"], "gguf");
     // Seven matrices per layer, the embedding table and the output matrix

@@ -84,6 +84,64 @@ pub struct ModelDescription {
     pub missing_tokenizer: Option<String>,
 }
 
+/// Bytes read from each end of a weights file for its fingerprint.
+const FINGERPRINT_SPAN_BYTES: u64 = 1 << 20;
+
+/// A fingerprint of a model's weights: xxh3 over each weights file's name,
+/// size, first and last MiB (a GGUF file or a folder's `.safetensors` and
+/// `.gguf` files, in name order). Sampled rather than whole, because a
+/// real model is gigabytes read at every run; the header and tensor index
+/// at the start and the last tensors' bytes change with any re-export or
+/// re-quantization. `None` when no weights file can be read.
+pub fn weights_fingerprint(path: &Path) -> Option<String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut files: Vec<std::path::PathBuf> = if path.is_dir() {
+        std::fs::read_dir(path)
+            .ok()?
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.extension()
+                    .is_some_and(|e| e == "safetensors" || e == "gguf")
+            })
+            .collect()
+    } else {
+        vec![path.to_path_buf()]
+    };
+    files.sort();
+    let mut hasher = xxhash_rust::xxh3::Xxh3::new();
+    let mut read_any = false;
+    for file in files {
+        let Ok(mut f) = std::fs::File::open(&file) else {
+            continue;
+        };
+        let Ok(size) = f.metadata().map(|m| m.len()) else {
+            continue;
+        };
+        hasher.update(
+            file.file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default()
+                .as_bytes(),
+        );
+        hasher.update(&size.to_le_bytes());
+        let mut buf = Vec::new();
+        let _ = (&mut f).take(FINGERPRINT_SPAN_BYTES).read_to_end(&mut buf);
+        if size > FINGERPRINT_SPAN_BYTES
+            && f.seek(SeekFrom::Start(
+                size.saturating_sub(FINGERPRINT_SPAN_BYTES)
+                    .max(FINGERPRINT_SPAN_BYTES),
+            ))
+            .is_ok()
+        {
+            let _ = f.read_to_end(&mut buf);
+        }
+        hasher.update(&buf);
+        read_any = true;
+    }
+    read_any.then(|| format!("{:016x}", hasher.digest()))
+}
+
 pub fn describe_model(path: &Path) -> Result<ModelDescription, InferenceError> {
     if is_gguf(path) {
         let info = inspect_gguf(path)?;
@@ -339,4 +397,35 @@ fn tokenizer_beside(file: &Path) -> Option<Result<TextTokenizer, String>> {
     let path = file.with_file_name("tokenizer.json");
     path.is_file()
         .then(|| TextTokenizer::from_file(&path).map_err(|e| e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_weights_fingerprint_follows_the_bytes_at_either_end_and_the_names() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("model.gguf");
+        let mut bytes = vec![7u8; 3 << 20];
+        std::fs::write(&file, &bytes).unwrap();
+        let first = weights_fingerprint(&file).unwrap();
+        assert_eq!(weights_fingerprint(&file).unwrap(), first);
+        for at in [10, bytes.len() - 10] {
+            bytes[at] ^= 1;
+            std::fs::write(&file, &bytes).unwrap();
+            assert_ne!(weights_fingerprint(&file).unwrap(), first, "byte {at}");
+            bytes[at] ^= 1;
+        }
+        // A folder: its weights files, not its other files.
+        let folder = dir.path().join("m");
+        std::fs::create_dir(&folder).unwrap();
+        std::fs::write(folder.join("model.safetensors"), b"weights").unwrap();
+        let before = weights_fingerprint(&folder).unwrap();
+        std::fs::write(folder.join("README.md"), b"notes").unwrap();
+        assert_eq!(weights_fingerprint(&folder).unwrap(), before);
+        std::fs::write(folder.join("model.safetensors"), b"weightz").unwrap();
+        assert_ne!(weights_fingerprint(&folder).unwrap(), before);
+        assert_eq!(weights_fingerprint(&dir.path().join("none")), None);
+    }
 }

@@ -35,7 +35,7 @@ pub use gguf::{GGUF_FAMILIES, GgufModelInfo, inspect_gguf, is_gguf};
 pub use gguf_scan::{
     MAX_GGUF_ARRAY_ELEMENTS, MAX_GGUF_ENTRIES, MAX_GGUF_METADATA_ELEMENTS, MAX_GGUF_STRING_BYTES,
 };
-pub use loader::{LoadedModel, ModelDescription, ModelFolder, describe_model};
+pub use loader::{LoadedModel, ModelDescription, ModelFolder, describe_model, weights_fingerprint};
 pub use native_llama::MatmulKernels;
 pub use quantization::Quantization;
 pub use session::GenerationSession;
