@@ -14,7 +14,7 @@ use chrono::Utc;
 use super::{CommandError, exit};
 use crate::analysis::{Comparison, Dashboard, DashboardNight, NightSeries, build_dashboard};
 use crate::model::DailyReport;
-use crate::output::{OutputError, write_atomically};
+use crate::output::write_atomically;
 use crate::report::{
     DashboardView, SitePage, dashboard_report_path, render_dashboard, render_night_report,
     report_flame_graphs,
@@ -176,9 +176,11 @@ fn flame_graph_file(recorded: &str) -> Option<Vec<u8>> {
 fn write_page(dir: &Path, path: &str, bytes: &[u8]) -> Result<(), CommandError> {
     let file = dir.join(path);
     if let Some(parent) = file.parent() {
-        std::fs::create_dir_all(parent).map_err(|source| OutputError::Unwritable {
-            path: parent.to_path_buf(),
-            source,
+        std::fs::create_dir_all(parent).map_err(|source| {
+            CommandError::Usage(format!(
+                "cannot write the dashboard into {}: {source}\n  help: pass a writable folder with --export DIR",
+                parent.display()
+            ))
         })?;
     }
     write_atomically(&file, bytes)?;
