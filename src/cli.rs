@@ -261,6 +261,11 @@ enum Command {
         /// series (1 to 10000), and open regressions.
         #[arg(long, value_name = "N", default_value_t = commands::DEFAULT_RECENT_NIGHTS, value_parser = parse_recent_nights)]
         recent: usize,
+        /// Only the nights of the last DAYS days (1 to 10000; default:
+        /// every night), for a store too large to read whole. Change points
+        /// are then found within that window.
+        #[arg(long, value_name = "DAYS", value_parser = parse_since_days)]
+        since_days: Option<u32>,
     },
     /// Write a day's newest report as a self-contained HTML page.
     #[command(after_help = EXIT_CODES)]
@@ -359,6 +364,16 @@ fn parse_recent_nights(text: &str) -> Result<usize, String> {
         Ok(n) if (1..=10_000).contains(&n) => Ok(n),
         _ => Err(format!(
             "{text:?} is not a number of nights; allowed: a whole number from 1 to 10000"
+        )),
+    }
+}
+
+/// `--since-days`: a whole number of days, 1 to 10000.
+fn parse_since_days(text: &str) -> Result<u32, String> {
+    match text.trim().parse::<u32>() {
+        Ok(n) if (1..=10_000).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a number of days; allowed: a whole number from 1 to 10000"
         )),
     }
 }
@@ -515,12 +530,14 @@ impl Cli {
                 addr,
                 export,
                 recent,
+                since_days,
             } => print(commands::dashboard_command(&commands::DashboardArgs {
                 store,
                 out,
                 addr,
                 export,
                 recent_nights: recent,
+                since_days,
             })),
             Command::Report {
                 html: _,

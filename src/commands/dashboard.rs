@@ -32,6 +32,9 @@ pub struct DashboardArgs {
     pub addr: SocketAddr,
     pub export: Option<PathBuf>,
     pub recent_nights: usize,
+    /// Only the nights of the last this many days (a large store's
+    /// window); `None`: every night.
+    pub since_days: Option<u32>,
 }
 
 fn location(args: &DashboardArgs) -> Result<StoreLocation, CommandError> {
@@ -89,10 +92,15 @@ fn dashboard_night(night: StoredNight) -> DashboardNight {
 fn read_dashboard(
     location: &StoreLocation,
     recent_nights: usize,
+    since_days: Option<u32>,
 ) -> Result<(Dashboard, usize), CommandError> {
     let mut store = crate::store::open_reader(location)?;
+    let filter = NightFilter {
+        since: since_days.map(|d| Utc::now() - chrono::Duration::days(i64::from(d))),
+        ..NightFilter::all()
+    };
     let nights: Vec<DashboardNight> = store
-        .select_nights(&NightFilter::all())?
+        .select_nights(&filter)?
         .into_iter()
         .map(dashboard_night)
         .collect();
@@ -190,7 +198,7 @@ fn write_page(dir: &Path, path: &str, bytes: &[u8]) -> Result<(), CommandError> 
 /// `campaign dashboard --export DIR`.
 fn export(args: &DashboardArgs, dir: &Path) -> Result<(String, u8), CommandError> {
     let location = location(args)?;
-    let (mut dashboard, count) = read_dashboard(&location, args.recent_nights)?;
+    let (mut dashboard, count) = read_dashboard(&location, args.recent_nights, args.since_days)?;
     let with_report = exported_reports(&dashboard);
     // The nights' reports first: a night page links its report only where
     // the export holds it.
@@ -264,6 +272,7 @@ fn export(args: &DashboardArgs, dir: &Path) -> Result<(String, u8), CommandError
 struct Site {
     location: StoreLocation,
     recent_nights: usize,
+    since_days: Option<u32>,
     pages: Mutex<(usize, BTreeMap<String, String>)>,
     flame_graphs: Mutex<BTreeMap<String, PathBuf>>,
     /// When the store was last checked for new nights; held while one
@@ -276,7 +285,8 @@ const REFRESH_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Site {
     fn render(&self) -> Result<(usize, BTreeMap<String, String>), CommandError> {
-        let (dashboard, count) = read_dashboard(&self.location, self.recent_nights)?;
+        let (dashboard, count) =
+            read_dashboard(&self.location, self.recent_nights, self.since_days)?;
         let view = DashboardView {
             dashboard: &dashboard,
             store: &self.location.describe(),
@@ -375,6 +385,7 @@ pub fn dashboard_command(args: &DashboardArgs) -> Result<(String, u8), CommandEr
     let site = Site {
         location: location(args)?,
         recent_nights: args.recent_nights,
+        since_days: args.since_days,
         pages: Mutex::new((0, BTreeMap::new())),
         flame_graphs: Mutex::new(BTreeMap::new()),
         refreshing: Mutex::new(std::time::Instant::now()),

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 use assert_cmd::cargo::cargo_bin_cmd;
 use campaign::analysis::{ChangeState, HistoryEntry};
 use campaign::store::{self, StoreLocation, StoredNight, StoredSeries};
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
 use serial_test::serial;
@@ -45,9 +45,9 @@ fn seed_year(path: &Path) {
     let mut s = store::open(&StoreLocation::Sqlite(path.to_path_buf())).unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(2026);
     let noise = Normal::new(0.0, 0.01).unwrap();
-    let start = DateTime::parse_from_rfc3339("2025-12-01T02:00:00Z")
-        .unwrap()
-        .with_timezone(&Utc);
+    // A year up to yesterday, each night half a day off the hour the test
+    // runs: a window of whole days from now never falls on a night.
+    let start = Utc::now() - chrono::Duration::days(NIGHTS as i64) - chrono::Duration::hours(12);
     for (machine, first) in [("m1", 0), ("m2", NIGHTS - SECOND_MACHINE_NIGHTS)] {
         for night in first..NIGHTS {
             let commit = if night < STEP_NIGHT {
@@ -157,6 +157,18 @@ fn a_year_of_a_hundred_series_renders_interactive_and_a_click_reaches_the_night(
         stdout.contains(&format!("{} nights", NIGHTS + SECOND_MACHINE_NIGHTS)),
         "{stdout}"
     );
+
+    // A window of the last 30 days: the nights in it, no more (nights are
+    // 1.5, 2.5, … days old: 29 of them on each machine).
+    let windowed = cargo_bin_cmd!("campaign")
+        .args(["dashboard", "--since-days", "30", "--store"])
+        .arg(&db)
+        .arg("--export")
+        .arg(f.path("site30"))
+        .assert()
+        .success();
+    let windowed = String::from_utf8_lossy(&windowed.get_output().stdout).into_owned();
+    assert!(windowed.contains("\n58 nights,"), "{windowed}");
 
     // The front page: the planted step with its commit, the open
     // regression, and little else (100 A/A series on two machines).
