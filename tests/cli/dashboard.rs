@@ -229,6 +229,7 @@ fn a_year_of_a_hundred_series_renders_interactive_and_a_click_reaches_the_night(
 
     if let Ok(dir) = std::env::var("CAMPAIGN_KEEP_SCREENSHOT") {
         let _ = Command::new("cp").arg("-r").arg(&site).arg(&dir).status();
+        let _ = fs::copy(&db, Path::new(&dir).join("year.sqlite"));
     }
     let Some(browser) = chromium() else {
         eprintln!("skipped the browser check: Chromium is not installed (.ci/run installs it)");
