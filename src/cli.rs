@@ -19,6 +19,68 @@ const EXIT_CODES: &str = "Exit status (every command):
        disagree, or every case moved together beyond this machine's night-to-night noise)
   130  interrupted by Ctrl-C (the report of what was measured is written first)";
 
+const BISECT_HELP: &str = "Examples:
+  campaign bisect --good v1.4 --bad HEAD --day 1 --only decode
+  campaign bisect --good abc123 --bad main --build 'make campaign' --binary bin/campaign
+
+Exit status: 3 a first bad commit (or the few it is among) was found; 0 the bad
+revision is not slower than the good one; 2 usage (unknown revision, not an
+ancestor, a campaign the builds refuse); 4 an end could not be built or
+measured; 130 interrupted (the steps measured so far are written).";
+
+/// `campaign bisect`'s flags.
+#[derive(Debug, clap::Args)]
+struct BisectFlags {
+    /// A revision whose build is fast (a commit, branch or tag).
+    #[arg(long, value_name = "REV")]
+    good: String,
+    /// A later revision whose build is slower (default: HEAD).
+    #[arg(long, value_name = "REV", default_value = "HEAD")]
+    bad: String,
+    /// Day of the campaign to measure.
+    #[arg(long, default_value_t = 1)]
+    day: u32,
+    /// Campaign file.
+    #[arg(long, default_value = "campaigns/default.toml")]
+    campaign: PathBuf,
+    /// Results folder (default: the campaign's output_dir, else results/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The git checkout whose commits are built (default: the current folder's).
+    #[arg(long, value_name = "DIR")]
+    repo: Option<PathBuf>,
+    /// Shell command that builds a commit, run in its worktree (default:
+    /// cargo build --release into one target folder shared by every commit).
+    #[arg(long, value_name = "CMD")]
+    build: Option<String>,
+    /// The program --build leaves, relative to the worktree.
+    #[arg(long, value_name = "PATH", requires = "build")]
+    binary: Option<PathBuf>,
+    /// Measure only these benchmarks of the day (repeat or separate with commas).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    only: Vec<String>,
+    /// Follow the regression whose `case metric` contains this text
+    /// (default: the largest regression between the ends).
+    #[arg(long, value_name = "TEXT")]
+    metric: Option<String>,
+    /// Scale iterations, warm-up and time budgets by 0.1.
+    #[arg(long)]
+    quick: bool,
+    /// Compute threads, 1 to 1024 (overrides the campaign's settings.threads).
+    #[arg(long, value_parser = bounds::parse_threads)]
+    threads: Option<Threads>,
+    /// Each build reads the campaign file as its own commit has it (the
+    /// file must be in the repository); default: this file for every build.
+    #[arg(long)]
+    campaign_from_each_commit: bool,
+    /// Noise threshold of the ends' verdict, in % (above 0, at most 1000; default 5).
+    #[arg(long, value_parser = bounds::parse_threshold_pct)]
+    threshold_pct: Option<f64>,
+    /// Print the bisect as JSON on stdout (the text goes to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
 /// Runs day-by-day performance campaigns on in-process LLM inference components.
 #[derive(Debug, Parser)]
 #[command(name = "campaign", version, about, after_help = EXIT_CODES)]
@@ -107,6 +169,12 @@ enum Command {
         /// come from the pairs (Wilcoxon signed-rank).
         #[arg(long, value_name = "PATH", conflicts_with = "profile")]
         against_bin: Option<PathBuf>,
+        /// When the night confirms a regression, bisect it from REV to this
+        /// checkout's HEAD (its benchmarks only; `campaign bisect` with the
+        /// default build): the culprit and its profile difference are written
+        /// under bisect/ in the results folder. The night's exit status stays 3.
+        #[arg(long, value_name = "REV")]
+        bisect_on_regression: Option<String>,
         /// Report regressions and missed targets but exit 0 for them.
         #[arg(long)]
         advisory: bool,
@@ -200,6 +268,12 @@ enum Command {
         #[arg(long)]
         out: Option<PathBuf>,
     },
+    /// Find the first commit between two revisions whose build is slower:
+    /// each commit built in a worktree of its own and measured against the
+    /// good build with interleaved runs (exit 3 when one is named, 0 when
+    /// the ends show no regression).
+    #[command(after_help = BISECT_HELP)]
+    Bisect(BisectFlags),
     /// Differential flame graph of two folded profiles.
     #[command(after_help = EXIT_CODES)]
     Flamegraph {
@@ -406,6 +480,7 @@ impl Cli {
                 advisory,
                 threshold_pct,
                 store,
+                bisect_on_regression,
             } => commands::run(&RunArgs {
                 campaign,
                 day,
@@ -430,6 +505,7 @@ impl Cli {
                 raw_profiles_dir,
                 flame_graphs_dir,
                 store,
+                bisect_on_regression,
             }),
             Command::Experiment {
                 campaign,
@@ -485,6 +561,23 @@ impl Cli {
                         .map(|p| (format!("roadmap: {}\n", p.display()), 0))
                 }),
             ),
+            Command::Bisect(f) => commands::bisect_command(&commands::BisectArgs {
+                campaign: f.campaign,
+                out: f.out,
+                day: f.day,
+                good: f.good,
+                bad: f.bad,
+                repo: f.repo,
+                build: f.build,
+                binary: f.binary,
+                only: f.only,
+                metric: f.metric,
+                quick: f.quick,
+                threads: f.threads,
+                campaign_from_each_commit: f.campaign_from_each_commit,
+                threshold_pct: f.threshold_pct,
+                json: f.json,
+            }),
             Command::Flamegraph { diff, output } => print(commands::differential_flamegraph(
                 &diff[0], &diff[1], &output,
             )),

@@ -183,6 +183,17 @@ impl OutputLayout {
         self.campaign_dir.join("scratch")
     }
 
+    /// One bisect's report, differential flame graph and profiles.
+    pub fn bisect(&self, run_id: &str) -> PathBuf {
+        self.campaign_dir.join("bisect").join(run_id)
+    }
+
+    /// Builds of commits (`campaign bisect`), shared by every campaign
+    /// under the same root.
+    pub fn build_cache(&self) -> PathBuf {
+        self.root.join("build_cache")
+    }
+
     /// Synthetic models are shared by every campaign under the same root.
     pub fn model_cache(&self) -> PathBuf {
         self.root.join("model_cache")

@@ -927,3 +927,208 @@ fn an_experiment_measures_a_planted_speedup_inside_its_own_interval() {
     assert!(covered * 100 >= TRIALS * 90, "{covered} of {TRIALS}");
     assert_eq!(outside, 0);
 }
+
+/// A history of commits on the simulated machine: from `planted_at` on,
+/// the planted case is `slowdown` times slower; the commits in
+/// `unbuildable` fail to build. Each sitting is a night of its own (its
+/// offsets drawn afresh, its drift over its own slots); each timed run is
+/// lost with probability `loss`.
+struct PlantedHistory {
+    machine: Machine,
+    planted_at: Option<usize>,
+    slowdown: f64,
+    unbuildable: Vec<usize>,
+    loss: f64,
+    night: Option<Night>,
+    nights: usize,
+    rng: ChaCha8Rng,
+}
+
+impl campaign::analysis::BisectBuilds for PlantedHistory {
+    fn build(&mut self, index: usize) -> Result<(), String> {
+        if self.unbuildable.contains(&index) {
+            Err("planted build failure".into())
+        } else {
+            Ok(())
+        }
+    }
+
+    fn run_slot(
+        &mut self,
+        candidate: usize,
+        slot: &Slot,
+    ) -> Result<campaign::runner::SlotRun, String> {
+        use campaign::runner::SlotRun;
+        // A sitting begins with the good build's warm-up.
+        if slot.warmup && slot.arm == Arm::Reference {
+            self.nights += 1;
+            self.night = Some(Night::new(&self.machine, self.nights, &mut self.rng));
+        }
+        let slower = slot.arm == Arm::Candidate && self.planted_at.is_some_and(|p| candidate >= p);
+        let factor = |c: usize| {
+            if slower && c == PLANTED {
+                self.slowdown
+            } else {
+                1.0
+            }
+        };
+        let night = self
+            .night
+            .as_mut()
+            .expect("a sitting starts with a warm-up");
+        let report = measure(
+            &self.machine,
+            night,
+            1,
+            &factor,
+            None,
+            Mishaps::default(),
+            &mut self.rng,
+        );
+        if !slot.warmup && self.rng.random_bool(self.loss) {
+            return Ok(SlotRun::Lost("the child was killed by a signal".into()));
+        }
+        Ok(SlotRun::Report(Box::new(report)))
+    }
+}
+
+/// What the bisects of one scenario gave.
+#[derive(Debug, Default)]
+struct BisectTally {
+    /// The planted commit named as the first bad one.
+    found: usize,
+    /// An unbuildable planted commit named among the ambiguous ones, with
+    /// no other commit blamed.
+    ambiguous_with_culprit: usize,
+    /// Another commit blamed.
+    wrong: usize,
+    /// "No regression" or not measured.
+    none: usize,
+    /// An unbuildable commit named alone as the first bad one.
+    blamed_unbuildable: usize,
+    /// Bisects that measured more than ⌈log₂ N⌉ + 1 builds.
+    over_budget: usize,
+    most_builds: usize,
+    pairs: usize,
+}
+
+/// Bisects over `trials` seeded histories of 16–64 commits with the
+/// planted commit drawn at random (none for `slowdown` 1), at the settings
+/// `campaign bisect` ships: the ends' pairs from the gate's interleaved
+/// design, the steps' pairs from their own design.
+fn bisect_trials(slowdown: f64, unbuildable: bool, trials: usize, seed: u64) -> BisectTally {
+    use campaign::analysis::{BisectOutcome, BisectSettings, bisect};
+    let ends_pairs = plan_night(&NightRequest {
+        interleaved: Some(COMPARISONS),
+        ..Default::default()
+    })
+    .expect("a design exists")
+    .expect("an interleaved night makes verdicts")
+    .runs;
+    let machine = Machine {
+        within: 0.02,
+        night_common: 0.05,
+        night_case: 0.01,
+        round: 0.03,
+        drift: 0.2,
+    };
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let mut tally = BisectTally::default();
+    for _ in 0..trials {
+        let n = rng.random_range(16..=64usize);
+        let planted_at = (slowdown != 1.0).then(|| rng.random_range(1..=n));
+        // One commit between the ends fails to build: sometimes the
+        // planted one, sometimes the one before it.
+        let broken = if unbuildable {
+            let around = planted_at.map_or(n / 2, |p| p);
+            vec![match rng.random_range(0..3) {
+                0 => around.clamp(1, n - 1),
+                1 => around.saturating_sub(1).clamp(1, n - 1),
+                _ => rng.random_range(1..n),
+            }]
+        } else {
+            Vec::new()
+        };
+        let mut history = PlantedHistory {
+            machine,
+            planted_at,
+            slowdown,
+            unbuildable: broken.clone(),
+            loss: 0.02,
+            night: None,
+            nights: 0,
+            rng: ChaCha8Rng::seed_from_u64(rng.random()),
+        };
+        let settings = BisectSettings {
+            ends_pairs,
+            metric: None,
+            compare: CompareSettings::default(),
+            seed: rng.random(),
+        };
+        let search = bisect(
+            &mut history,
+            n + 1,
+            &settings,
+            &campaign::runner::CancelFlag::new(),
+        );
+        let budget = (n as f64).log2().ceil() as usize + 1;
+        tally.most_builds = tally.most_builds.max(search.builds_measured());
+        tally.over_budget += usize::from(search.builds_measured() > budget);
+        tally.pairs += search.steps.iter().map(|s| s.pairs).sum::<usize>();
+        match search.outcome {
+            BisectOutcome::FirstBad { commit, .. } => {
+                if Some(commit) == planted_at {
+                    tally.found += 1;
+                } else {
+                    tally.wrong += 1;
+                }
+                tally.blamed_unbuildable += usize::from(broken.contains(&commit));
+            }
+            BisectOutcome::Ambiguous { candidates, .. } => {
+                if planted_at.is_some_and(|p| candidates.contains(&p)) {
+                    tally.ambiguous_with_culprit += 1;
+                } else {
+                    tally.wrong += 1;
+                }
+            }
+            BisectOutcome::NoRegression { .. } | BisectOutcome::NotMeasured { .. } => {
+                tally.none += 1;
+            }
+            BisectOutcome::Interrupted => unreachable!("nothing interrupts a simulated bisect"),
+        }
+    }
+    eprintln!(
+        "bisect, planted ×{slowdown}, unbuildable commit {unbuildable}, {trials} histories of 16–64 commits: {tally:?}, {:.1} pairs per bisect",
+        tally.pairs as f64 / trials as f64
+    );
+    tally
+}
+
+#[test]
+fn bisect_finds_the_planted_commit_within_its_build_budget() {
+    let trials = 200;
+    let t = bisect_trials(1.25, false, trials, 21);
+    assert!(t.found * 100 >= trials * 95, "{t:?}");
+    assert_eq!(t.over_budget, 0, "{t:?}");
+    assert!(t.wrong * 100 <= trials, "{t:?}");
+}
+
+#[test]
+fn bisect_skips_a_commit_that_does_not_build_and_never_blames_it() {
+    let trials = 200;
+    let t = bisect_trials(1.25, true, trials, 22);
+    assert_eq!(t.blamed_unbuildable, 0, "{t:?}");
+    assert!(
+        (t.found + t.ambiguous_with_culprit) * 100 >= trials * 95,
+        "{t:?}"
+    );
+    assert!(t.wrong * 100 <= trials, "{t:?}");
+}
+
+#[test]
+fn bisect_of_an_aa_history_names_no_culprit() {
+    let trials = 200;
+    let t = bisect_trials(1.0, false, trials, 23);
+    assert_eq!(t.found + t.wrong + t.ambiguous_with_culprit, 0, "{t:?}");
+    assert_eq!(t.none, trials);
+}

@@ -5,6 +5,7 @@
 //! and never formats.
 
 pub mod attribution;
+mod bisect;
 mod bottlenecks;
 mod change_points;
 mod dashboard;
@@ -35,6 +36,12 @@ pub use quality::{
 pub use scaling::{KNEE_TOLERANCE, scaling_curves};
 pub use sweeps::{SweepCurve, sweep_curves};
 
+pub use bisect::{
+    BisectBuilds, BisectOutcome, BisectReport, BisectSearch, BisectSettings, BisectStep,
+    CommitVerdict, FIRST_LOOK_PAIRS, FollowedSeries, FunctionGrowth, GROWTH_FORMULA,
+    MAX_STEP_PAIRS, ProfileDifference, STEP_CONFIDENCE, STEP_PAIRS_RULE, STEP_RULE, StepDesign,
+    StepJudgement, StepRole, bisect, profile_difference, slowdown_logs,
+};
 pub use bottlenecks::{
     AMDAHL_FORMULA, Bottleneck, BottleneckAnalysis, ComponentShare, Evidence, HeadlineFigure,
     MissedTarget, PRECISION_PP, PRECISION_RULE, ProfileEvidence, ROI_FORMULA, Ranking,

@@ -2,6 +2,7 @@
 //! library's modules.
 
 mod analyze;
+mod bisect;
 mod calibrate;
 mod dashboard;
 mod experiment;
@@ -16,6 +17,7 @@ mod run;
 mod serve;
 
 pub use analyze::{analyze_command, run_analysis};
+pub use bisect::{BisectArgs, bisect_command, run_bisect};
 pub use calibrate::{calibrate_command, run_calibration};
 pub use dashboard::{DEFAULT_RECENT_NIGHTS, DashboardArgs, dashboard_command};
 pub use experiment::{ExperimentArgs, experiment_command, run_experiments};

@@ -57,6 +57,9 @@ pub struct RunArgs {
     pub flame_graphs_dir: Option<PathBuf>,
     /// `--store`: where finished nights are written.
     pub store: Option<String>,
+    /// `--bisect-on-regression GOOD`: bisect a confirmed regression from
+    /// this revision to HEAD.
+    pub bisect_on_regression: Option<String>,
 }
 
 impl RunArgs {
@@ -145,13 +148,92 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         interrupt: &interrupt,
         store: store.as_deref(),
     };
-    if let Some(other) = &args.against_bin {
-        return night.interleaved(other, runs);
+    let code = if let Some(other) = &args.against_bin {
+        night.interleaved(other, runs)?
+    } else if runs > 1 {
+        night.separate_runs(runs, baseline.as_ref())?
+    } else {
+        night.in_this_process()?
+    };
+    if code == exit::REGRESSION
+        && !interrupt.is_cancelled()
+        && let Some(good) = &args.bisect_on_regression
+    {
+        bisect_the_regression(&campaign, &layout, args, good, &interrupt);
     }
-    if runs > 1 {
-        return night.separate_runs(runs, baseline.as_ref());
+    Ok(code)
+}
+
+/// `--bisect-on-regression GOOD`: the night's confirmed regressions,
+/// bisected from GOOD to the checkout's HEAD on their benchmarks alone. A
+/// bisect that cannot run is said, and the night keeps its exit status.
+fn bisect_the_regression(
+    campaign: &Campaign,
+    layout: &OutputLayout,
+    args: &RunArgs,
+    good: &str,
+    interrupt: &CancelFlag,
+) {
+    let comparison: Option<Comparison> = std::fs::read(layout.ci_file("comparison.json"))
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let Some(comparison) = comparison else {
+        eprintln!("warning: no bisect: the night's comparison could not be read back");
+        return;
+    };
+    let names: Vec<String> = campaign
+        .day(args.day)
+        .map(|d| {
+            d.benchmarks
+                .iter()
+                .map(|b| b.get_ref().name.get_ref().clone())
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut only: Vec<String> = comparison
+        .regressions()
+        .filter_map(|c| {
+            let name = c.case.split('[').next().unwrap_or(&c.case);
+            names.iter().find(|n| n.as_str() == name).cloned()
+        })
+        .collect();
+    only.sort();
+    only.dedup();
+    // Follow the largest regression the night confirmed.
+    let metric = comparison
+        .regressions()
+        .filter_map(|c| {
+            let r = c.ratio?;
+            Some((c, if c.higher_is_better { 1.0 / r } else { r }))
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
+        .map(|(c, _)| format!("{} {}", c.case, c.metric));
+    eprintln!(
+        "bisecting the regression from {good} to HEAD ({})",
+        metric.as_deref().unwrap_or("the largest regression")
+    );
+    let bisect = super::BisectArgs {
+        campaign: args.campaign.clone(),
+        out: args.out.clone(),
+        day: args.day,
+        good: good.to_string(),
+        bad: "HEAD".into(),
+        repo: None,
+        build: None,
+        binary: None,
+        only,
+        metric,
+        quick: args.quick,
+        threads: args.threads,
+        campaign_from_each_commit: false,
+        threshold_pct: args.threshold_pct,
+        json: false,
+    };
+    let written = super::run_bisect(campaign, layout, &bisect, interrupt)
+        .and_then(|report| super::bisect::write_bisect(layout, &report, false));
+    if let Err(e) = written {
+        eprintln!("warning: the bisect did not run: {e}");
     }
-    night.in_this_process()
 }
 
 /// One `campaign run` and what every step of it needs.
@@ -380,6 +462,9 @@ impl Night<'_> {
                 (false, _) => format!("run_{}", slot.index),
             });
             let mut child = child_arguments(args, &args.only, &out, layout)?;
+            // Measure only: a child's night is one run of this one, never
+            // a night of its own in the campaign's store.
+            child.push("--measure-only".into());
             if slot.warmup && !args.quick {
                 child.push("--quick".into());
             }

@@ -2,6 +2,7 @@
 //! format implements [`Exporter`]; [`write_artifact`] and
 //! [`write_day_artifacts`] write them, as hyperfine's export manager does.
 
+mod bisect;
 mod ci;
 mod console;
 mod dashboard;
@@ -14,6 +15,7 @@ mod roadmap;
 mod svg;
 mod wording;
 
+pub use bisect::{render_bisect, step_verdict};
 pub use ci::render_comparison_table;
 pub use console::{
     render_bottleneck_table, render_calibration, render_experiments, render_summary_table,

@@ -1,6 +1,7 @@
 //! The measurement core: iteration plans, the timing loop on worker
 //! threads, timeouts, Ctrl-C, progress, interleaved runs and calibration.
 
+mod builds;
 mod calibrate;
 mod day;
 mod execute;
@@ -12,6 +13,7 @@ mod results;
 mod sitting;
 mod threads;
 
+pub use builds::{Build, BuildCache, BuildError, BuildRecipe, Commit, DEFAULT_BUILD, GitRepo};
 pub use calibrate::calibrate;
 pub use day::{RunOptions, run_day, select_benchmarks};
 pub use interrupt::{CancelFlag, install_interrupt_handler};
@@ -19,7 +21,8 @@ pub use plan::iteration_plan;
 pub use profiling::{ProfileOptions, ProfileSelection};
 pub use progress::{Progress, SilentProgress, console_progress};
 pub use sitting::{
-    Arm, ChildError, ChildRun, Schedule, SittingRuns, Slot, SlotRun, run_child, run_sitting,
+    Arm, ChildError, ChildRun, Schedule, SittingRuns, Slot, SlotRun, run_child, run_child_to,
+    run_sitting, run_sitting_until,
 };
 pub use threads::share_model_cache;
 

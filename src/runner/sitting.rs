@@ -197,13 +197,31 @@ impl SittingRuns {
 pub fn run_sitting<E>(
     schedule: &Schedule,
     interrupt: &CancelFlag,
+    run_slot: impl FnMut(&Slot) -> Result<SlotRun, E>,
+) -> Result<SittingRuns, E> {
+    run_sitting_until(schedule, interrupt, run_slot, |_| false)
+}
+
+/// [`run_sitting`] that can stop early: before each block of four timed
+/// runs after the first, `settled` sees the runs so far and ends the
+/// sitting when it returns true. Only whole blocks are run, so no ABBA
+/// block is cut in half and its drift stays cancelled.
+pub fn run_sitting_until<E>(
+    schedule: &Schedule,
+    interrupt: &CancelFlag,
     mut run_slot: impl FnMut(&Slot) -> Result<SlotRun, E>,
+    mut settled: impl FnMut(&SittingRuns) -> bool,
 ) -> Result<SittingRuns, E> {
     let mut runs = SittingRuns::default();
+    let mut timed = 0usize;
     for slot in &schedule.slots {
         if interrupt.is_cancelled() {
             break;
         }
+        if !slot.warmup && timed > 0 && timed.is_multiple_of(4) && settled(&runs) {
+            break;
+        }
+        timed += usize::from(!slot.warmup);
         match (run_slot(slot)?, slot.warmup) {
             (SlotRun::Report(_), true) => {}
             (SlotRun::Lost(why), true) => runs
@@ -250,12 +268,25 @@ pub fn run_child(
     args: &[String],
     interrupt: &CancelFlag,
 ) -> Result<ChildRun, ChildError> {
+    run_child_to(arm, program, args, interrupt, Stdio::inherit())
+}
+
+/// [`run_child`] with the child's messages sent to `stderr` (a log file,
+/// when a parent runs so many children that their tables would bury its
+/// own progress).
+pub fn run_child_to(
+    arm: Arm,
+    program: &Path,
+    args: &[String],
+    interrupt: &CancelFlag,
+    stderr: Stdio,
+) -> Result<ChildRun, ChildError> {
     let mut command = Command::new(program);
     command
         .args(args)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
+        .stderr(stderr);
     // The child's own process group: a terminal's Ctrl-C reaches only the
     // parent, which forwards it exactly once.
     #[cfg(unix)]

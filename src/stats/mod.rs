@@ -13,7 +13,7 @@ pub use bounds::{MeanBounds, one_sided_mean_bounds};
 pub use proportion::{kish_effective_n, samples_for_half_width, two_sided_z, wilson_interval};
 pub use rank::{
     CONFIDENCE, RankDistribution, ShiftTest, benjamini_hochberg, median, paired_shift,
-    two_sample_shift,
+    paired_shift_at, two_sample_shift,
 };
 pub use recorder::{MetricRecorder, ValueKind};
 pub use summary::{

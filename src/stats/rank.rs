@@ -276,6 +276,12 @@ fn walsh_averages(d: &[f64]) -> Vec<f64> {
 /// Hodges–Lehmann shift and its interval. `None` if there are no
 /// differences or one is not finite.
 pub fn paired_shift(differences: &[f64]) -> Option<ShiftTest> {
+    paired_shift_at(differences, CONFIDENCE)
+}
+
+/// [`paired_shift`] with its interval at `confidence` (a sequential
+/// design that looks several times needs a wider one than a single look).
+pub fn paired_shift_at(differences: &[f64], confidence: f64) -> Option<ShiftTest> {
     let n = differences.len();
     if n == 0 || differences.iter().any(|d| !d.is_finite()) {
         return None;
@@ -307,7 +313,7 @@ pub fn paired_shift(differences: &[f64]) -> Option<ShiftTest> {
     Some(ShiftTest {
         p_value: distribution.two_sided_p(statistic),
         estimate: sorted_median(&walsh),
-        interval: interval_of(&walsh, distribution.interval_rank(CONFIDENCE)),
+        interval: interval_of(&walsh, distribution.interval_rank(confidence)),
         statistic,
     })
 }

@@ -7,6 +7,7 @@
 //! others. On two cores a model test beside a planted slowdown makes the
 //! night legitimately too noisy to judge.
 
+mod bisect;
 mod dashboard;
 mod endpoint;
 mod errors;

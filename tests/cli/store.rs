@@ -560,4 +560,20 @@ fn the_campaign_names_its_store_and_a_missing_variable_stops_the_run_before_meas
         assert_eq!(s.run_ids().unwrap().len(), 1, "{name}");
     }
     assert!(!f.out().join("results.sqlite").exists());
+
+    // An interleaved night is one night in the store: its child runs
+    // measure only and store nothing of their own.
+    let location = StoreLocation::Sqlite(f.path("interleaved.sqlite"));
+    cargo_bin_cmd!("campaign")
+        .args(["run", "--day", "1", "--quick", "--campaign"])
+        .arg(&c)
+        .arg("--out")
+        .arg(f.out())
+        .arg("--against-bin")
+        .arg(env!("CARGO_BIN_EXE_campaign"))
+        .env(var, target(&location))
+        .assert()
+        .success();
+    let mut s = store::open(&location).unwrap();
+    assert_eq!(s.run_ids().unwrap().len(), 1);
 }

@@ -84,7 +84,22 @@ fn baseline_gate_flags_a_planted_slowdown_and_nothing_else() {
     .success();
     // A third slowed night: it regressed on 2 of the last 3 compared
     // nights before it, so it is persistent.
-    gate(&f, &campaign(2.0), &["--baseline", "nightly"]).code(3);
+    // It asks for a bisect too, from a folder that is no git checkout:
+    // the bisect says why it cannot run, and the night keeps its exit 3.
+    cargo_bin_cmd!("campaign")
+        .current_dir(f.path(""))
+        .args(["run", "--day", "1", "--campaign"])
+        .arg(campaign(2.0))
+        .arg("--out")
+        .arg(f.out())
+        .args(["--baseline", "nightly", "--bisect-on-regression", "HEAD~1"])
+        .assert()
+        .code(3)
+        .stderr(predicate::str::contains(
+            "bisecting the regression from HEAD~1 to HEAD",
+        ))
+        .stderr(predicate::str::contains("the bisect did not run: "))
+        .stderr(predicate::str::contains("not inside a git checkout"));
     assert_eq!(persistent(&changes(&f)), true);
 
     // Every finished run went into the machine's history.
