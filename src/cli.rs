@@ -28,6 +28,86 @@ revision is not slower than the good one; 2 usage (unknown revision, not an
 ancestor, a campaign the builds refuse); 4 an end could not be built or
 measured; 130 interrupted (the steps measured so far are written).";
 
+/// The files and the fleet run every `campaign fleet` command reads.
+#[derive(Debug, clap::Args)]
+struct FleetFlags {
+    /// Campaign file (as the shards' checkout or image sees it, for plan).
+    #[arg(long, default_value = "campaigns/default.toml")]
+    campaign: PathBuf,
+    /// The fleet's machine classes.
+    #[arg(long, default_value = "machines.toml")]
+    machines: PathBuf,
+    /// Results folder (default: the campaign's output_dir, else results/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// The fleet run: a scheduler's run id, or a night's name (default:
+    /// today's date, UTC). A shard run again in the same fleet run
+    /// replaces its earlier night.
+    #[arg(long, value_name = "NAME")]
+    fleet_run: Option<String>,
+    /// The shared store (default: the variable [fleet] store_env names,
+    /// else the campaign's [store], else results.sqlite).
+    #[arg(long, value_name = "PATH|URL")]
+    store: Option<String>,
+    /// Print JSON on stdout (status and report).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+enum FleetCommand {
+    /// Write the shards, a GitHub Actions workflow (one matrix job per
+    /// shard) and a Kubernetes Indexed Job per class under
+    /// <results>/<campaign>/fleet/.
+    #[command(after_help = EXIT_CODES)]
+    Plan(FleetFlags),
+    /// Run one shard (a day on a class) as its scheduler starts it.
+    #[command(after_help = EXIT_CODES)]
+    Run {
+        #[command(flatten)]
+        fleet: FleetFlags,
+        /// The machine class (a [[class]] name of the machines file).
+        #[arg(long)]
+        class: String,
+        /// The day to run (one of the class's days).
+        #[arg(long, conflicts_with = "index")]
+        day: Option<u32>,
+        /// The class's N-th day, from 0 (a Kubernetes Indexed Job's index).
+        #[arg(long)]
+        index: Option<usize>,
+        /// Scale iterations, warm-up and time budgets by 0.1.
+        #[arg(long)]
+        quick: bool,
+        /// Separate runs of the day (as `campaign run --runs`).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+        runs: Option<u32>,
+        /// Compute threads, 1 to 1024.
+        #[arg(long, value_parser = bounds::parse_threads)]
+        threads: Option<Threads>,
+    },
+    /// Every shard of a fleet run: done, running, failed or missing (exit 0
+    /// only when all are done, else 4).
+    #[command(after_help = EXIT_CODES)]
+    Status(FleetFlags),
+    /// A fleet run's nights merged: each day's series side by side across
+    /// classes (fleet_report_RUN.json and .md).
+    #[command(after_help = EXIT_CODES)]
+    Report(FleetFlags),
+}
+
+impl FleetFlags {
+    fn args(self) -> commands::FleetArgs {
+        commands::FleetArgs {
+            campaign: self.campaign,
+            machines: self.machines,
+            out: self.out,
+            fleet_run: self.fleet_run,
+            store: self.store,
+            json: self.json,
+        }
+    }
+}
+
 /// `campaign bisect`'s flags.
 #[derive(Debug, clap::Args)]
 struct BisectFlags {
@@ -274,6 +354,10 @@ enum Command {
     /// the ends show no regression).
     #[command(after_help = BISECT_HELP)]
     Bisect(BisectFlags),
+    /// One campaign on several classes of machine, through GitHub Actions
+    /// or Kubernetes, every shard writing to one shared store.
+    #[command(subcommand)]
+    Fleet(FleetCommand),
     /// Differential flame graph of two folded profiles.
     #[command(after_help = EXIT_CODES)]
     Flamegraph {
@@ -506,6 +590,8 @@ impl Cli {
                 flame_graphs_dir,
                 store,
                 bisect_on_regression,
+                machine_class: None,
+                shard: None,
             }),
             Command::Experiment {
                 campaign,
@@ -577,6 +663,26 @@ impl Cli {
                 campaign_from_each_commit: f.campaign_from_each_commit,
                 threshold_pct: f.threshold_pct,
                 json: f.json,
+            }),
+            Command::Fleet(FleetCommand::Plan(f)) => commands::fleet_plan(&f.args()),
+            Command::Fleet(FleetCommand::Status(f)) => commands::fleet_status(&f.args()),
+            Command::Fleet(FleetCommand::Report(f)) => commands::fleet_report(&f.args()),
+            Command::Fleet(FleetCommand::Run {
+                fleet,
+                class,
+                day,
+                index,
+                quick,
+                runs,
+                threads,
+            }) => commands::fleet_run_shard(&commands::FleetRunArgs {
+                fleet: fleet.args(),
+                class,
+                day,
+                index,
+                quick,
+                runs,
+                threads,
             }),
             Command::Flamegraph { diff, output } => print(commands::differential_flamegraph(
                 &diff[0], &diff[1], &output,

@@ -6,6 +6,7 @@ mod error;
 pub mod grid;
 mod kinds;
 mod load;
+mod machines;
 mod models;
 mod schema;
 mod source_map;
@@ -18,6 +19,9 @@ pub use error::{CampaignError, Diagnostic};
 pub use kinds::{KindCatalog, KindRules, Models, ParamProblem};
 pub(crate) use load::plain_message;
 pub use load::{Campaign, load_campaign, load_campaign_toggled};
+pub use machines::{
+    DEFAULT_STORE_ENV, DEFAULT_STORE_SECRET, Fleet, MachineClass, Shard, load_fleet,
+};
 pub use models::ResolvedModel;
 pub use schema::DayStep;
 pub use schema::{BenchmarkSpec, CampaignFile, DaySpec, ModelSpec, Settings, StoreSpec};

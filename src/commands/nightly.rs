@@ -152,9 +152,14 @@ pub(super) fn store_night(
     report: &DailyReport,
     comparison: Option<&crate::analysis::Comparison>,
     entry: HistoryEntry,
+    shard: Option<&crate::store::ShardMark>,
 ) -> Result<WriteOutcome, CommandError> {
     let location = store_location(store, layout)?;
-    let night = StoredNight::from_report(report, comparison, entry);
+    let mut night = StoredNight::from_report(report, comparison, entry);
+    night.shard = shard.map(|mark| crate::store::ShardMark {
+        updated_at: chrono::Utc::now(),
+        ..mark.clone()
+    });
     Ok(crate::store::open(&location)?.write_night(&night)?)
 }
 

@@ -60,9 +60,46 @@ pub struct RunArgs {
     /// `--bisect-on-regression GOOD`: bisect a confirmed regression from
     /// this revision to HEAD.
     pub bisect_on_regression: Option<String>,
+    /// A fleet shard's class of machine (`campaign fleet run`).
+    pub machine_class: Option<String>,
+    /// The fleet shard this night runs as: its stored night replaces the
+    /// shard's earlier one.
+    pub shard: Option<crate::store::ShardMark>,
 }
 
 impl RunArgs {
+    /// A plain run of `day` of `campaign`: every option at its default.
+    pub fn new(campaign: PathBuf, day: u32) -> Self {
+        Self {
+            campaign,
+            day,
+            out: None,
+            quick: false,
+            only: Vec::new(),
+            json: false,
+            device: None,
+            threads: None,
+            profile: false,
+            profile_hz: None,
+            runs: None,
+            save_baseline: None,
+            baseline: None,
+            against_bin: None,
+            advisory: false,
+            threshold_pct: None,
+            thread_child: false,
+            no_profile: false,
+            toggle: None,
+            measure_only: false,
+            raw_profiles_dir: None,
+            flame_graphs_dir: None,
+            store: None,
+            bisect_on_regression: None,
+            machine_class: None,
+            shard: None,
+        }
+    }
+
     fn makes_verdicts(&self) -> bool {
         self.baseline.is_some() || self.save_baseline.is_some() || self.against_bin.is_some()
     }
@@ -536,6 +573,7 @@ impl Night<'_> {
         report.peers = crate::analysis::peer_comparisons(&report.results);
         // Which weights the night measured, beside the machine it ran on.
         report.environment.model_files = crate::model::model_files(&report.results);
+        report.environment.machine_class = args.machine_class.clone();
         // The machine's measured limits, when `campaign calibrate` has run here.
         report.environment.calibration = std::fs::read(layout.calibration())
             .ok()
@@ -617,8 +655,14 @@ impl Night<'_> {
         // Last, after the report, the history line and the CI files: a
         // store that cannot be reached loses none of them, and says so.
         if let Some(entry) = night_entry.filter(|_| !args.measure_only)
-            && let Err(e) =
-                super::nightly::store_night(self.store, layout, &report, comparison.as_ref(), entry)
+            && let Err(e) = super::nightly::store_night(
+                self.store,
+                layout,
+                &report,
+                comparison.as_ref(),
+                entry,
+                args.shard.as_ref(),
+            )
         {
             failures.push(format!("the night was not stored: {e}"));
         }

@@ -41,6 +41,11 @@ pub struct Environment {
     /// night measured on other weights says so beside its change.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub model_files: BTreeMap<String, String>,
+    /// The fleet's class of machine this night ran on (`campaign fleet
+    /// run`): it leads the machine key, so each class's nights form their
+    /// own series even when two classes share hardware.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine_class: Option<String>,
 }
 
 /// Model name → weights fingerprint of the models the results loaded, as
@@ -127,6 +132,7 @@ impl Environment {
                 .collect(),
             fingerprint: crate::machine::MachineFingerprint::capture(),
             model_files: BTreeMap::new(),
+            machine_class: None,
         }
     }
 }
@@ -139,8 +145,14 @@ impl Environment {
         let gib = (self.memory_total_bytes as f64 / (1u64 << 30) as f64).ceil() as u64;
         let memory_class = gib.max(1).next_power_of_two();
         let raw = format!(
-            "{}-{}c-{}g-{}",
-            self.cpu_model, self.logical_cores, memory_class, self.device
+            "{}{}-{}c-{}g-{}",
+            self.machine_class
+                .as_deref()
+                .map_or_else(String::new, |c| format!("{c}-")),
+            self.cpu_model,
+            self.logical_cores,
+            memory_class,
+            self.device
         );
         let mut key = String::with_capacity(raw.len());
         for ch in raw.chars() {

@@ -7,6 +7,7 @@ mod ci;
 mod console;
 mod dashboard;
 mod export;
+mod fleet;
 mod history;
 mod html;
 mod index;
@@ -28,6 +29,10 @@ pub use export::{
     DayArtifacts, Exporter, HtmlPage, IndexPage, JsonReport, JunitXml, ResultsCsv, ResultsJsonl,
     RoadmapInput, RoadmapMarkdown, SummaryMarkdown, Written, day_exporters, write_artifact,
     write_day_artifacts,
+};
+pub use fleet::{
+    FleetFiles, FleetValue, ShardStatusLine, github_workflow, kubernetes_job, render_fleet_report,
+    render_fleet_status,
 };
 pub use history::{render_history, render_history_csv};
 pub use index::{CampaignIndex, IndexedDay};

@@ -33,7 +33,7 @@ fn json_hash(value: &impl serde::Serialize) -> String {
 
 /// The schema, one batch per version, applied in order on open. A store
 /// of a newer version than this binary knows is refused, not guessed at.
-const MIGRATIONS: [&str; 2] = [
+const MIGRATIONS: [&str; 3] = [
     r#"
 CREATE TABLE nights (
     run_id        TEXT PRIMARY KEY,
@@ -71,6 +71,23 @@ CREATE TABLE series_values (
 ALTER TABLE nights ADD COLUMN report_json TEXT;
 ALTER TABLE nights ADD COLUMN comparison_json TEXT;
 CREATE INDEX nights_by_time ON nights (recorded_at);
+"#,
+    // Fleets: the shard a night ran as (a retried shard replaces its own
+    // earlier night, never adds a second), and each shard's state.
+    r#"
+ALTER TABLE nights ADD COLUMN shard TEXT;
+CREATE UNIQUE INDEX nights_by_shard ON nights (campaign, shard);
+CREATE TABLE shards (
+    campaign      TEXT NOT NULL,
+    shard         TEXT NOT NULL,
+    fleet_run     TEXT NOT NULL,
+    machine_class TEXT NOT NULL,
+    day           INTEGER NOT NULL,
+    state         TEXT NOT NULL,
+    run_id        TEXT,
+    updated_at    TEXT NOT NULL,
+    PRIMARY KEY (campaign, shard)
+);
 "#,
 ];
 
@@ -181,6 +198,54 @@ pub struct StoredNight {
     pub documents: NightDocuments,
     /// A read of many nights: whether the night's report is stored.
     pub has_report: bool,
+    /// The fleet shard this night ran as: written with it, it replaces
+    /// the shard's earlier night and marks the shard done.
+    pub shard: Option<ShardMark>,
+}
+
+/// Where a shard of a fleet run stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShardState {
+    /// Started, its night not stored yet (or its process died).
+    Running,
+    /// Its night is stored.
+    Done,
+    /// It ended without storing a night.
+    Failed,
+}
+
+impl ShardState {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+
+    fn parse(text: &str) -> Self {
+        match text {
+            "done" => Self::Done,
+            "failed" => Self::Failed,
+            _ => Self::Running,
+        }
+    }
+}
+
+/// One shard's row in the store.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ShardMark {
+    pub campaign: String,
+    /// `FLEET_RUN/CLASS/day-N`.
+    pub shard: String,
+    pub fleet_run: String,
+    pub machine_class: String,
+    pub day: u32,
+    pub state: ShardState,
+    /// The stored night, once done.
+    pub run_id: Option<String>,
+    pub updated_at: DateTime<Utc>,
 }
 
 /// A night's whole report and its comparison, as JSON text.
@@ -231,6 +296,7 @@ impl StoredNight {
                 comparison_json: comparison.and_then(|c| serde_json::to_string(c).ok()),
             },
             has_report: true,
+            shard: None,
         }
     }
 
@@ -250,6 +316,7 @@ impl StoredNight {
             entry,
             documents: NightDocuments::default(),
             has_report: false,
+            shard: None,
         }
     }
 
@@ -385,6 +452,67 @@ pub trait ResultsStore {
     fn night_count(&mut self) -> Result<u64, StoreError>;
     /// The schema version the store is at.
     fn schema_version(&mut self) -> Result<i64, StoreError>;
+    /// Records where a shard stands (started, failed); a night written
+    /// with its shard marks it done.
+    fn mark_shard(&mut self, mark: &ShardMark) -> Result<(), StoreError>;
+    /// The shards of one fleet run of a campaign, by shard id (none from
+    /// a store older than fleets).
+    fn shards(&mut self, campaign: &str, fleet_run: &str) -> Result<Vec<ShardMark>, StoreError>;
+}
+
+/// The SQL that writes a shard's row, `?N` placeholders (SQLite) turned
+/// into `$N` for PostgreSQL by [`dollar_placeholders`].
+const UPSERT_SHARD: &str = "INSERT INTO shards (campaign, shard, fleet_run, machine_class, day, state, run_id, updated_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8) \
+     ON CONFLICT (campaign, shard) DO UPDATE SET fleet_run = excluded.fleet_run, \
+     machine_class = excluded.machine_class, day = excluded.day, state = excluded.state, \
+     run_id = excluded.run_id, updated_at = excluded.updated_at";
+
+/// The SQL that removes a shard's earlier night (not `run_id` ?3) before
+/// its new one is written: its series, then the night.
+const REPLACE_SHARD_NIGHT: [&str; 2] = [
+    "DELETE FROM series_values WHERE run_id IN \
+     (SELECT run_id FROM nights WHERE campaign = ?1 AND shard = ?2 AND run_id <> ?3)",
+    "DELETE FROM nights WHERE campaign = ?1 AND shard = ?2 AND run_id <> ?3",
+];
+
+const SELECT_SHARDS: &str = "SELECT campaign, shard, fleet_run, machine_class, day, state, run_id, updated_at \
+     FROM shards WHERE campaign = ?1 AND fleet_run = ?2 ORDER BY shard";
+
+/// `?N` → `$N`, for PostgreSQL's placeholders.
+fn dollar_placeholders(sql: &str) -> String {
+    sql.replace('?', "$")
+}
+
+/// A shard row read back from its text columns.
+fn shard_from_row(
+    columns: (
+        String,
+        String,
+        String,
+        String,
+        i64,
+        String,
+        Option<String>,
+        String,
+    ),
+) -> ShardMark {
+    let (campaign, shard, fleet_run, machine_class, day, state, run_id, updated_at) = columns;
+    ShardMark {
+        campaign,
+        shard,
+        fleet_run,
+        machine_class,
+        day: u32::try_from(day).unwrap_or(0),
+        state: ShardState::parse(&state),
+        run_id,
+        updated_at: DateTime::parse_from_rfc3339(&updated_at)
+            .map_or_else(|_| DateTime::<Utc>::UNIX_EPOCH, |t| t.with_timezone(&Utc)),
+    }
+}
+
+fn rfc3339(t: &DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
 }
 
 /// Opens (creating and migrating when needed) the store at `location`.
@@ -568,6 +696,7 @@ fn assemble(
                 series: BTreeMap::new(),
                 documents: NightDocuments::default(),
                 has_report: n.has_report,
+                shard: None,
             },
         );
     }

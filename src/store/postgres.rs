@@ -7,10 +7,38 @@ use std::time::Duration;
 use postgres::{Client, NoTls};
 
 use super::{
-    MIGRATIONS, NightDocuments, NightFilter, NightRow, ResultsStore, SCHEMA_VERSION, SeriesRow,
-    StoreError, StoredNight, WriteOutcome, assemble, int32, refuse_newer, select_sql,
-    series_inserts,
+    MIGRATIONS, NightDocuments, NightFilter, NightRow, REPLACE_SHARD_NIGHT, ResultsStore,
+    SCHEMA_VERSION, SELECT_SHARDS, SeriesRow, ShardMark, ShardState, StoreError, StoredNight,
+    UPSERT_SHARD, WriteOutcome, assemble, dollar_placeholders, int32, refuse_newer, rfc3339,
+    select_sql, series_inserts, shard_from_row,
 };
+
+/// Writes a shard's row through `client` (a connection or a transaction).
+fn upsert_shard(
+    client: &mut impl postgres::GenericClient,
+    location: &str,
+    mark: &ShardMark,
+) -> Result<(), StoreError> {
+    client
+        .execute(
+            &dollar_placeholders(UPSERT_SHARD),
+            &[
+                &mark.campaign,
+                &mark.shard,
+                &mark.fleet_run,
+                &mark.machine_class,
+                &int32(location, "day", i64::from(mark.day))?,
+                &mark.state.name(),
+                &mark.run_id,
+                &rfc3339(&mark.updated_at),
+            ],
+        )
+        .map(|_| ())
+        .map_err(|source| StoreError::Postgres {
+            location: location.to_string(),
+            source,
+        })
+}
 
 /// Key of the advisory lock under which migrations run, so that runs
 /// opening a new database at once apply each version once.
@@ -116,13 +144,23 @@ impl ResultsStore for PostgresStore {
         };
         let mut tx = self.client.transaction().map_err(err)?;
         let e = &night.entry;
+        if let Some(mark) = &night.shard {
+            for sql in REPLACE_SHARD_NIGHT {
+                tx.execute(
+                    &dollar_placeholders(sql),
+                    &[&e.campaign, &mark.shard, &night.run_id],
+                )
+                .map_err(err)?;
+            }
+        }
+        let shard = night.shard.as_ref().map(|m| m.shard.clone());
         let inserted = tx
             .execute(
                 "INSERT INTO nights (run_id, recorded_at, machine_key, campaign, campaign_hash, day, \
                  git_commit, quick, runs, report, baseline, environment, report_json, \
-                 comparison_json) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14) \
-                 ON CONFLICT (run_id) DO NOTHING",
+                 comparison_json, shard) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15) \
+                 ON CONFLICT DO NOTHING",
                 &[
                     &night.run_id,
                     &e.recorded_at
@@ -139,10 +177,20 @@ impl ResultsStore for PostgresStore {
                     &night.environment,
                     &night.documents.report_json,
                     &night.documents.comparison_json,
+                    &shard,
                 ],
             )
             .map_err(err)?;
+        if let Some(mark) = &night.shard {
+            let done = ShardMark {
+                state: ShardState::Done,
+                run_id: Some(night.run_id.clone()),
+                ..mark.clone()
+            };
+            upsert_shard(&mut tx, &location, &done)?;
+        }
         if inserted == 0 {
+            tx.commit().map_err(err)?;
             return Ok(WriteOutcome::AlreadyStored);
         }
         let insert = tx
@@ -299,6 +347,44 @@ impl ResultsStore for PostgresStore {
             .and_then(|row| row.try_get(0))
             .map_err(|source| StoreError::Postgres { location, source })?;
         Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    fn mark_shard(&mut self, mark: &ShardMark) -> Result<(), StoreError> {
+        let location = self.location.clone();
+        upsert_shard(&mut self.client, &location, mark)
+    }
+
+    fn shards(&mut self, campaign: &str, fleet_run: &str) -> Result<Vec<ShardMark>, StoreError> {
+        if self.version < 3 {
+            return Ok(Vec::new());
+        }
+        let location = self.location.clone();
+        let rows = self
+            .client
+            .query(
+                &dollar_placeholders(SELECT_SHARDS),
+                &[&campaign, &fleet_run],
+            )
+            .map_err(|source| StoreError::Postgres {
+                location: location.clone(),
+                source,
+            })?;
+        rows.iter()
+            .map(|r| -> Result<ShardMark, postgres::Error> {
+                let day: i32 = r.try_get(4)?;
+                Ok(shard_from_row((
+                    r.try_get(0)?,
+                    r.try_get(1)?,
+                    r.try_get(2)?,
+                    r.try_get(3)?,
+                    i64::from(day),
+                    r.try_get(5)?,
+                    r.try_get(6)?,
+                    r.try_get(7)?,
+                )))
+            })
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|source| StoreError::Postgres { location, source })
     }
 
     fn schema_version(&mut self) -> Result<i64, StoreError> {

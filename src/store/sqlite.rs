@@ -8,9 +8,28 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, OptionalExtension, TransactionBehavior, params};
 
 use super::{
-    MIGRATIONS, NightDocuments, NightFilter, NightRow, ResultsStore, SCHEMA_VERSION, SeriesRow,
-    StoreError, StoredNight, WriteOutcome, assemble, refuse_newer, select_sql, series_inserts,
+    MIGRATIONS, NightDocuments, NightFilter, NightRow, REPLACE_SHARD_NIGHT, ResultsStore,
+    SCHEMA_VERSION, SELECT_SHARDS, SeriesRow, ShardMark, ShardState, StoreError, StoredNight,
+    UPSERT_SHARD, WriteOutcome, assemble, refuse_newer, rfc3339, select_sql, series_inserts,
+    shard_from_row,
 };
+
+/// Writes a shard's row inside `tx`.
+fn upsert_shard(tx: &Connection, mark: &ShardMark) -> rusqlite::Result<usize> {
+    tx.execute(
+        UPSERT_SHARD,
+        params![
+            mark.campaign,
+            mark.shard,
+            mark.fleet_run,
+            mark.machine_class,
+            i64::from(mark.day),
+            mark.state.name(),
+            mark.run_id,
+            rfc3339(&mark.updated_at),
+        ],
+    )
+}
 
 pub struct SqliteStore {
     connection: Connection,
@@ -129,13 +148,19 @@ impl ResultsStore for SqliteStore {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(err)?;
         let e = &night.entry;
+        if let Some(mark) = &night.shard {
+            for sql in REPLACE_SHARD_NIGHT {
+                tx.execute(sql, params![e.campaign, mark.shard, night.run_id])
+                    .map_err(err)?;
+            }
+        }
         let inserted = tx
             .execute(
                 "INSERT INTO nights (run_id, recorded_at, machine_key, campaign, campaign_hash, day, \
                  git_commit, quick, runs, report, baseline, environment, report_json, \
-                 comparison_json) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14) \
-                 ON CONFLICT (run_id) DO NOTHING",
+                 comparison_json, shard) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15) \
+                 ON CONFLICT DO NOTHING",
                 params![
                     night.run_id,
                     e.recorded_at
@@ -152,10 +177,20 @@ impl ResultsStore for SqliteStore {
                     night.environment,
                     night.documents.report_json,
                     night.documents.comparison_json,
+                    night.shard.as_ref().map(|m| m.shard.clone()),
                 ],
             )
             .map_err(err)?;
+        if let Some(mark) = &night.shard {
+            let done = ShardMark {
+                state: ShardState::Done,
+                run_id: Some(night.run_id.clone()),
+                ..mark.clone()
+            };
+            upsert_shard(&tx, &done).map_err(err)?;
+        }
         if inserted == 0 {
+            tx.commit().map_err(err)?;
             return Ok(WriteOutcome::AlreadyStored);
         }
         {
@@ -296,6 +331,38 @@ impl ResultsStore for SqliteStore {
             .query_row("SELECT COUNT(*) FROM nights", [], |r| r.get(0))
             .map_err(&err)?;
         Ok(u64::try_from(count).unwrap_or(0))
+    }
+
+    fn mark_shard(&mut self, mark: &ShardMark) -> Result<(), StoreError> {
+        let location = self.location.clone();
+        upsert_shard(&self.connection, mark)
+            .map(|_| ())
+            .map_err(|source| StoreError::Sqlite { location, source })
+    }
+
+    fn shards(&mut self, campaign: &str, fleet_run: &str) -> Result<Vec<ShardMark>, StoreError> {
+        if self.version < 3 {
+            return Ok(Vec::new());
+        }
+        let err = self.err();
+        let mut statement = self.connection.prepare(SELECT_SHARDS).map_err(&err)?;
+        let rows = statement
+            .query_map(params![campaign, fleet_run], |r| {
+                Ok(shard_from_row((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                )))
+            })
+            .map_err(&err)?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(&err)?;
+        Ok(rows)
     }
 
     fn schema_version(&mut self) -> Result<i64, StoreError> {

@@ -13,6 +13,7 @@ mod endpoint;
 mod errors;
 mod experiments;
 mod fixture;
+mod fleet;
 mod kinds;
 mod models;
 mod peer;

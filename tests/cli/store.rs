@@ -213,7 +213,8 @@ fn a_night_is_read_back_with_its_run_values_report_and_comparison() {
 fn a_version_1_store_is_migrated_and_keeps_its_nights() {
     let f = Fixture::new();
     let (ends, _server) = back_ends(&f, "migrate");
-    let downgrade = "ALTER TABLE nights DROP COLUMN report_json; \
+    let downgrade = "DROP INDEX nights_by_shard; ALTER TABLE nights DROP COLUMN shard; \
+        DROP TABLE shards; ALTER TABLE nights DROP COLUMN report_json; \
         ALTER TABLE nights DROP COLUMN comparison_json; \
         DROP INDEX nights_by_time; DELETE FROM schema_version WHERE version > 1";
     for (name, location) in ends {
