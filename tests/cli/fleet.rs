@@ -364,6 +364,19 @@ fn six_shards_at_once_two_killed_and_retried_store_each_shard_once() {
         sequential_shape.join("\n"),
         "the merged reports differ in what they hold"
     );
+    // The dashboard draws the classes side by side: one line per class.
+    let site = f.path("site");
+    let out = Command::new(env!("CARGO_BIN_EXE_campaign"))
+        .args(["dashboard", "--store", &store, "--export"])
+        .arg(&site)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let day = fs::read_to_string(site.join("days").join("fleet_day_2.html")).unwrap();
+    assert!(
+        day.contains("laptop-") && day.contains("server-"),
+        "both classes' machine keys on the day page"
+    );
     // Every merged value is its own shard's: the run value in the day
     // report that shard wrote in its own folder (the last retry's).
     for &(class, day) in &shards {
