@@ -785,22 +785,31 @@ fn sitting(
 /// Interleaved nights through the sitting's schedule and pairing: slots of
 /// a seeded ABBA order, each run its own process (round noise), the
 /// machine drifting over the slots, a lost run dropping only its pair.
-fn interleaved(planted: f64, lost: Option<u32>, seed: u64) -> (usize, usize) {
-    let pairs = plan_night(&NightRequest {
+/// The pairs of an interleaved night of the synthetic day, as shipped.
+fn interleaved_pairs() -> usize {
+    plan_night(&NightRequest {
         interleaved: Some(COMPARISONS),
         ..Default::default()
     })
-    .unwrap()
-    .unwrap()
-    .runs;
+    .expect("a design exists")
+    .expect("an interleaved night makes verdicts")
+    .runs
+}
+
+/// A real night's noise between interleaved runs: per process, across
+/// nights, shared by the cases, and a drift over the slots.
+const DRIFTING: Machine = Machine {
+    within: 0.02,
+    night_common: 0.05,
+    night_case: 0.01,
+    round: 0.03,
+    drift: 0.2,
+};
+
+fn interleaved(planted: f64, lost: Option<u32>, seed: u64) -> (usize, usize) {
+    let pairs = interleaved_pairs();
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let machine = Machine {
-        within: 0.02,
-        night_common: 0.05,
-        night_case: 0.01,
-        round: 0.03,
-        drift: 0.2,
-    };
+    let machine = DRIFTING;
     let (mut hits, mut false_alarms) = (0, 0);
     for n in 0..TRIALS {
         let factor = |c: usize| if c == PLANTED { planted } else { 1.0 };
@@ -1018,20 +1027,8 @@ struct BisectTally {
 /// design, the steps' pairs from their own design.
 fn bisect_trials(slowdown: f64, unbuildable: bool, trials: usize, seed: u64) -> BisectTally {
     use campaign::analysis::{BisectOutcome, BisectSettings, bisect};
-    let ends_pairs = plan_night(&NightRequest {
-        interleaved: Some(COMPARISONS),
-        ..Default::default()
-    })
-    .expect("a design exists")
-    .expect("an interleaved night makes verdicts")
-    .runs;
-    let machine = Machine {
-        within: 0.02,
-        night_common: 0.05,
-        night_case: 0.01,
-        round: 0.03,
-        drift: 0.2,
-    };
+    let ends_pairs = interleaved_pairs();
+    let machine = DRIFTING;
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let mut tally = BisectTally::default();
     for _ in 0..trials {

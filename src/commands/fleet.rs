@@ -319,11 +319,16 @@ pub fn fleet_status(args: &FleetArgs) -> Result<u8, CommandError> {
     } else {
         println!("{}", render_fleet_status(&run, &lines));
     }
-    Ok(if lines.iter().all(|l| l.state == "done") {
+    Ok(all_done(&lines))
+}
+
+/// 0 when every shard is done, else 4: a fleet run is not whole yet.
+fn all_done(lines: &[ShardStatusLine]) -> u8 {
+    if lines.iter().all(|l| l.state == ShardState::Done.name()) {
         exit::OK
     } else {
         exit::BENCHMARK_FAILED
-    })
+    }
 }
 
 /// `campaign fleet report`: the fleet run's nights merged, each day's
@@ -392,9 +397,5 @@ pub fn fleet_report(args: &FleetArgs) -> Result<u8, CommandError> {
     } else {
         println!("{}\n{text}", render_fleet_status(&run, &lines));
     }
-    Ok(if lines.iter().all(|l| l.state == "done") {
-        exit::OK
-    } else {
-        exit::BENCHMARK_FAILED
-    })
+    Ok(all_done(&lines))
 }

@@ -371,7 +371,11 @@ fn six_shards_at_once_two_killed_and_retried_store_each_shard_once() {
         .arg(&site)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let day = fs::read_to_string(site.join("days").join("fleet_day_2.html")).unwrap();
     assert!(
         day.contains("laptop-") && day.contains("server-"),
