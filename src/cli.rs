@@ -25,8 +25,9 @@ const BISECT_HELP: &str = "Examples:
 
 Exit status: 3 a first bad commit (or the few it is among) was found; 0 the bad
 revision is not slower than the good one; 2 usage (unknown revision, not an
-ancestor, a campaign the builds refuse); 4 an end could not be built or
-measured; 130 interrupted (the steps measured so far are written).";
+ancestor, an unreadable campaign); 4 an end could not be built or measured (or
+its build refused the day); 130 interrupted (the steps measured so far are
+written).";
 
 /// The files and the fleet run every `campaign fleet` command reads.
 #[derive(Debug, clap::Args)]
@@ -249,10 +250,11 @@ enum Command {
         /// come from the pairs (Wilcoxon signed-rank).
         #[arg(long, value_name = "PATH", conflicts_with = "profile")]
         against_bin: Option<PathBuf>,
-        /// When the night confirms a regression, bisect it from REV to this
-        /// checkout's HEAD (its benchmarks only; `campaign bisect` with the
-        /// default build): the culprit and its profile difference are written
-        /// under bisect/ in the results folder. The night's exit status stays 3.
+        /// When the night confirms a regression (an advisory night too), bisect
+        /// it from REV to this checkout's HEAD (its benchmarks only; `campaign
+        /// bisect` with the default build): the culprit and its profile
+        /// difference are written under bisect/ in the results folder. The
+        /// night keeps its exit status.
         #[arg(long, value_name = "REV")]
         bisect_on_regression: Option<String>,
         /// Report regressions and missed targets but exit 0 for them.

@@ -35,10 +35,14 @@ pub const FIRST_LOOK_PAIRS: usize = 8;
 /// The most pairs one step runs; a step still unsettled there is decided
 /// by its estimate and says so.
 pub const MAX_STEP_PAIRS: usize = 32;
+/// A step runs at least this many pairs before its estimate may decide
+/// it (looks at 8, 10 and 12): at 8 pairs the 99 % interval is the range
+/// of the pairs, which one noisy pair keeps open.
+pub const MIN_STEP_PAIRS: usize = 12;
 /// How a step is judged, in words for the report.
-pub const STEP_RULE: &str = "each commit is run against the good build in interleaved pairs (ABBA); after 8 pairs and every 2 more, the 99 % Hodges–Lehmann interval of its paired slowdown is compared with the midpoint between ×1 and the regression measured between the ends: wholly above, the commit is bad; wholly below, good; a step that reaches its most pairs unsettled is decided by its estimate and marked unsettled";
+pub const STEP_RULE: &str = "the gate compares the ends and the largest regression is followed; the bad end is measured again and that estimate is the size (it must reproduce: its 99 % interval above ×1); each commit is then run against the good build in interleaved pairs (ABBA); after 8 pairs and every 2 more, the 99 % Hodges–Lehmann interval of its paired slowdown is compared with the midpoint between ×1 and the size: wholly above, the commit is bad; wholly below, good; a step that reaches its most pairs unsettled is decided by its estimate (with at least 4 pairs) and marked unsettled";
 /// How a step's most pairs are planned, in words for the report.
-pub const STEP_PAIRS_RULE: &str = "most pairs of a step = ⌈(z₀.₉₉₅ · SD of the ends' paired log slowdowns / (ln size / 4))²⌉, even, within 8..=32: the interval's half-width a quarter of the regression, so a commit at either hypothesis clears the midpoint with a quarter to spare";
+pub const STEP_PAIRS_RULE: &str = "most pairs of a step = ⌈(z₀.₉₉₅ · SD of the paired log slowdowns / (ln size / 4))²⌉, even, within 12..=32: by the normal approximation, the interval's half-width a quarter of the regression; the exact interval of few pairs is wider, so some steps end unsettled and say so";
 
 /// What a measured or skipped commit is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,11 +62,13 @@ pub enum CommitVerdict {
 pub enum StepRole {
     /// The bad end against the good end, judged by the gate.
     Ends,
+    /// The bad end again, right after the ends: the regression must
+    /// reproduce, and this sitting's estimate (not chosen by the gate as
+    /// the largest of many, so not inflated by that choice) is the size
+    /// every later step is judged against.
+    Size,
     /// A commit between them.
     Candidate,
-    /// The bad end again, when every commit between was good: the
-    /// culprit would otherwise rest on the first sitting alone.
-    Confirmation,
 }
 
 /// The series a bisect follows: the largest regression between the ends
@@ -74,12 +80,16 @@ pub struct FollowedSeries {
     pub metric: String,
     pub unit: String,
     pub higher_is_better: bool,
-    /// The bad build's slowdown against the good one (> 1: slower): the
-    /// paired Hodges–Lehmann estimate of the ends' sitting.
+    /// The bad build's slowdown against the good one (> 1: slower) as the
+    /// gate's sitting of the ends estimated it: the largest of the
+    /// regressions found, so biased up by that choice.
+    pub gate_size: f64,
+    /// The slowdown every step is judged against: the paired
+    /// Hodges–Lehmann estimate of the bad end measured again.
     pub size: f64,
     /// Its interval at [`STEP_CONFIDENCE`].
     pub size_ci: Option<[f64; 2]>,
-    /// SD of the ends' paired log slowdowns, in %.
+    /// SD of the paired log slowdowns the most pairs were planned from, in %.
     pub pair_sd_pct: f64,
     /// The most pairs a step runs ([`STEP_PAIRS_RULE`]).
     pub max_step_pairs: usize,
@@ -216,7 +226,7 @@ impl StepDesign {
         let even = needed + needed % 2;
         Self {
             size_log,
-            max_pairs: even.clamp(FIRST_LOOK_PAIRS, MAX_STEP_PAIRS),
+            max_pairs: even.clamp(MIN_STEP_PAIRS, MAX_STEP_PAIRS),
         }
     }
 
@@ -257,7 +267,8 @@ impl StepDesign {
         } else {
             CommitVerdict::Good
         };
-        let by_estimate = (last && cleared.is_none()).then_some(nearer);
+        let enough = slowdown_logs.len() >= FIRST_LOOK_PAIRS / 2;
+        let by_estimate = (last && enough && cleared.is_none()).then_some(nearer);
         StepJudgement {
             verdict: cleared.or(by_estimate),
             settled: cleared.is_some(),
@@ -362,8 +373,12 @@ pub fn bisect(
     search.verdicts[0] = Some(CommitVerdict::Good);
     for (end, name) in [(0, "good"), (bad, "bad")] {
         if let Err(why) = builds.build(end) {
-            search.outcome = BisectOutcome::NotMeasured {
-                reason: format!("the {name} revision cannot be built: {why}"),
+            search.outcome = if interrupt.is_cancelled() {
+                BisectOutcome::Interrupted
+            } else {
+                BisectOutcome::NotMeasured {
+                    reason: format!("the {name} revision cannot be built: {why}"),
+                }
             };
             return search;
         }
@@ -391,7 +406,12 @@ pub fn bisect(
     let (Some(good_report), Some(bad_report)) = (pooled(Arm::Reference), pooled(Arm::Candidate))
     else {
         search.outcome = BisectOutcome::NotMeasured {
-            reason: "no run of an end left a report".into(),
+            reason: format!(
+                "no run of an end left a report{}",
+                runs.lost
+                    .first()
+                    .map_or(String::new(), |(_, why)| format!(" ({why})"))
+            ),
         };
         return search;
     };
@@ -410,14 +430,14 @@ pub fn bisect(
         role: StepRole::Ends,
         pairs: runs.pairs().len(),
         lost_runs: runs.lost.len(),
-        slowdown: followed.map(|f| f.size),
-        slowdown_ci: followed.and_then(|f| f.size_ci),
+        slowdown: followed.map(|f| f.gate_size),
+        slowdown_ci: None,
         verdict,
         settled: followed.is_some(),
         reason,
     };
     search.ends = Some(ends);
-    let followed = match followed {
+    let mut followed = match followed {
         Ok(f) => f,
         Err(reason) => {
             search
@@ -431,29 +451,61 @@ pub fn bisect(
         CommitVerdict::Bad,
         Some(&followed),
         format!(
-            "the gate found {} ×{:.3} slower at the bad end",
+            "the gate found {} ×{:.3} slower at the bad end (the largest regression, so this estimate is biased up by that choice)",
             followed_name(&followed),
-            followed.size
+            followed.gate_size
         ),
     );
     builds.step_done(&first);
     search.steps.push(first);
+    // The bad end again: does the regression reproduce, and how large is
+    // it when nothing chose it for being large?
+    let again = Schedule::interleaved(followed.max_step_pairs, settings.seed.wrapping_add(1));
+    let sized = run_sitting_until(
+        &again,
+        interrupt,
+        |slot| builds.run_slot(bad, slot),
+        |_| false,
+    );
+    if interrupt.is_cancelled() {
+        return search;
+    }
+    let (measured_again, size) = size_step(sized, bad, &followed);
+    builds.step_done(&measured_again);
+    let reproduced = measured_again.verdict == CommitVerdict::Bad;
+    let why = measured_again.reason.clone();
+    search.steps.push(measured_again);
+    match size {
+        Some((size, ci, sd_log)) if reproduced => {
+            followed.size = size;
+            followed.size_ci = ci;
+            followed.pair_sd_pct = sd_log * 100.0;
+            followed.max_step_pairs = StepDesign::plan(size.ln(), sd_log).max_pairs;
+        }
+        Some(_) => {
+            search.followed = Some(followed);
+            search.outcome = BisectOutcome::NoRegression {
+                reason: format!("the regression between the ends did not reproduce: {why}"),
+            };
+            return search;
+        }
+        None => {
+            search.followed = Some(followed);
+            search.outcome = BisectOutcome::NotMeasured {
+                reason: format!("the bad end could not be measured again: {why}"),
+            };
+            return search;
+        }
+    }
     search.verdicts[bad] = Some(CommitVerdict::Bad);
     let design = StepDesign {
         size_log: followed.size.ln(),
         max_pairs: followed.max_step_pairs,
     };
     search.followed = Some(followed.clone());
-    let mut confirmed_bad_end = false;
     loop {
-        let (commit, role) = match next_commit(&search.verdicts) {
-            Next::Measure(commit) => (commit, StepRole::Candidate),
-            Next::Done(BisectOutcome::FirstBad { commit, .. })
-                if commit == bad && !confirmed_bad_end =>
-            {
-                confirmed_bad_end = true;
-                (commit, StepRole::Confirmation)
-            }
+        let commit = match next_commit(&search.verdicts) {
+            Next::Measure(commit) => commit,
             Next::Done(outcome) => {
                 search.outcome = outcome;
                 return search;
@@ -463,42 +515,96 @@ pub fn bisect(
             search.outcome = BisectOutcome::Interrupted;
             return search;
         }
-        if role == StepRole::Candidate
-            && let Err(why) = builds.build(commit)
-        {
+        if let Err(why) = builds.build(commit) {
+            if interrupt.is_cancelled() {
+                search.outcome = BisectOutcome::Interrupted;
+                return search;
+            }
             search.verdicts[commit] = Some(CommitVerdict::Skipped);
             search.skipped.push((commit, format!("not built: {why}")));
             continue;
         }
-        let seed = settings.seed.wrapping_add(search.steps.len() as u64);
-        let step = measure_step(builds, commit, role, &design, &followed, seed, interrupt);
+        let seed = settings.seed.wrapping_add(1 + search.steps.len() as u64);
+        let step = measure_step(builds, commit, &design, &followed, seed, interrupt);
         builds.step_done(&step);
         if interrupt.is_cancelled() {
             search.steps.push(step);
             search.outcome = BisectOutcome::Interrupted;
             return search;
         }
-        match (role, step.verdict) {
-            (StepRole::Confirmation, CommitVerdict::Bad) => {}
-            (StepRole::Confirmation, _) => {
-                let reason = format!(
-                    "every commit between the ends was as fast as the good one, and the bad end measured again was too ({}): the regression between the ends did not reproduce",
-                    step.reason
-                );
-                search.steps.push(step);
-                search.outcome = BisectOutcome::NoRegression { reason };
-                return search;
-            }
-            (_, CommitVerdict::Skipped) => {
-                search.verdicts[commit] = Some(CommitVerdict::Skipped);
-                search
-                    .skipped
-                    .push((commit, format!("not measured: {}", step.reason)));
-            }
-            (_, verdict) => search.verdicts[commit] = Some(verdict),
+        if step.verdict == CommitVerdict::Skipped {
+            search
+                .skipped
+                .push((commit, format!("not measured: {}", step.reason)));
         }
+        search.verdicts[commit] = Some(step.verdict);
         search.steps.push(step);
     }
+}
+
+/// The bad end's second sitting: its step, and the size it measured
+/// (estimate, interval, SD of the log slowdowns) when it measured one.
+type MeasuredSize = (f64, Option<[f64; 2]>, f64);
+
+fn size_step(
+    sitting: Result<SittingRuns, String>,
+    bad: usize,
+    followed: &FollowedSeries,
+) -> (BisectStep, Option<MeasuredSize>) {
+    let mut step = BisectStep {
+        commit: bad,
+        role: StepRole::Size,
+        pairs: 0,
+        lost_runs: 0,
+        slowdown: None,
+        slowdown_ci: None,
+        verdict: CommitVerdict::Skipped,
+        settled: false,
+        reason: String::new(),
+    };
+    let runs = match sitting {
+        Ok(runs) => runs,
+        Err(why) => {
+            step.reason = why;
+            return (step, None);
+        }
+    };
+    let logs = followed_logs(&runs, followed);
+    step.pairs = logs.len();
+    step.lost_runs = runs.lost.len();
+    let test =
+        paired_shift_at(&logs, STEP_CONFIDENCE).filter(|_| logs.len() >= FIRST_LOOK_PAIRS / 2);
+    let Some(test) = test else {
+        step.reason = format!(
+            "{} complete pairs measured {}{}",
+            logs.len(),
+            followed_name(followed),
+            runs.lost
+                .first()
+                .map_or(String::new(), |(_, why)| format!(" ({why})"))
+        );
+        return (step, None);
+    };
+    let ci = test.interval.map(|(lo, hi)| [lo.exp(), hi.exp()]);
+    let estimate = test.estimate.exp();
+    step.slowdown = Some(estimate);
+    step.slowdown_ci = ci;
+    let reproduced = test.estimate > 0.0 && test.interval.is_some_and(|(lo, _)| lo > 0.0);
+    step.settled = test.interval.is_some();
+    step.verdict = if reproduced {
+        CommitVerdict::Bad
+    } else {
+        CommitVerdict::Good
+    };
+    step.reason = match ci {
+        Some([lo, hi]) if reproduced => format!(
+            "measured again: ×{estimate:.3} [{lo:.3}, {hi:.3}], the size the steps are judged against"
+        ),
+        Some([lo, hi]) => format!("measured again: ×{estimate:.3} [{lo:.3}, {hi:.3}] includes ×1"),
+        None => format!("measured again: ×{estimate:.3}, too few pairs for a 99 % interval"),
+    };
+    let sd = sample_sd(&logs).unwrap_or(0.0);
+    (step, Some((estimate, ci, sd)))
 }
 
 fn followed_name(f: &FollowedSeries) -> String {
@@ -564,10 +670,9 @@ fn choose_followed(
         metric: s.metric.clone(),
         unit: s.unit.clone(),
         higher_is_better: s.higher_is_better,
+        gate_size: size_log.exp(),
         size: size_log.exp(),
-        size_ci: test
-            .and_then(|t| t.interval)
-            .map(|(lo, hi)| [lo.exp(), hi.exp()]),
+        size_ci: None,
         pair_sd_pct: sd * 100.0,
         max_step_pairs: design.max_pairs,
     })
@@ -576,7 +681,6 @@ fn choose_followed(
 fn measure_step(
     builds: &mut dyn BisectBuilds,
     commit: usize,
-    role: StepRole,
     design: &StepDesign,
     followed: &FollowedSeries,
     seed: u64,
@@ -591,7 +695,7 @@ fn measure_step(
     );
     let blank = |reason: String| BisectStep {
         commit,
-        role,
+        role: StepRole::Candidate,
         pairs: 0,
         lost_runs: 0,
         slowdown: None,
@@ -649,7 +753,7 @@ fn measure_step(
     };
     BisectStep {
         commit,
-        role,
+        role: StepRole::Candidate,
         pairs: logs.len(),
         lost_runs: runs.lost.len(),
         slowdown,
@@ -685,8 +789,8 @@ pub struct BisectReport {
     pub warnings: Vec<String>,
 }
 
-/// How a function's share of the profile changed from the last good
-/// build to the culprit.
+/// How a function's CPU time changed from the last good build to the
+/// culprit, in one profiled run of the day's benchmarks each.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FunctionGrowth {
     pub function: String,
@@ -694,20 +798,21 @@ pub struct FunctionGrowth {
     pub before_pct: f64,
     /// The same of the culprit, in %.
     pub after_pct: f64,
-    /// [`GROWTH_FORMULA`]: points of the last good build's time.
+    /// [`GROWTH_FORMULA`]: points of the last good build's profiled CPU time.
     pub grew_points: f64,
 }
 
 /// How growth is measured, in words.
-pub const GROWTH_FORMULA: &str = "grew (points of the last good build's time) = (culprit's self share × the culprit's measured slowdown − last good build's self share) × 100; over every function these sum to (slowdown − 1) × 100";
+pub const GROWTH_FORMULA: &str = "grew (points of the last good build's profiled CPU time) = (culprit's self CPU seconds − last good build's) ÷ last good build's profiled CPU seconds × 100, CPU seconds = samples ÷ sampling rate; both runs do the same iterations, so over every function these sum to the whole run's change";
 
 /// The culprit's profile against the last good build's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProfileDifference {
     pub before_samples: u64,
     pub after_samples: u64,
-    /// The slowdown the growth is scaled by (the culprit's step).
-    pub slowdown: f64,
+    /// Profiled CPU seconds of each run (samples ÷ rate).
+    pub before_cpu_s: f64,
+    pub after_cpu_s: f64,
     /// Functions that grew, most points first.
     pub grew: Vec<FunctionGrowth>,
     /// Functions that shrank, most points first.
@@ -715,40 +820,47 @@ pub struct ProfileDifference {
     pub formula: String,
 }
 
-/// Below this a function neither grew nor shrank (rounding of shares).
+/// Below this a function neither grew nor shrank (rounding).
 const UNCHANGED_POINTS: f64 = 1e-9;
 
-/// Functions whose self time grew or shrank between two profiles, in
-/// points of the first build's time (`slowdown`: the second's time ÷ the
-/// first's, measured by the step).
+/// Functions whose self CPU time grew or shrank between two profiles of
+/// the same work, each sampled at its rate (`*_hz`: samples per CPU
+/// second), in points of the first profile's CPU time.
 pub fn profile_difference(
     before: &FoldedStacks,
+    before_hz: f64,
     after: &FoldedStacks,
-    slowdown: f64,
+    after_hz: f64,
     top: usize,
 ) -> ProfileDifference {
     let (tb, ta) = (before.total_samples(), after.total_samples());
-    let share = |samples: u64, total: u64| {
+    let cpu = |samples: u64, hz: f64| if hz > 0.0 { samples as f64 / hz } else { 0.0 };
+    let (before_cpu, after_cpu) = (cpu(tb, before_hz), cpu(ta, after_hz));
+    let pct = |samples: u64, total: u64| {
         if total == 0 {
             0.0
         } else {
-            samples as f64 / total as f64
+            samples as f64 / total as f64 * 100.0
         }
     };
-    let mut by_function: std::collections::BTreeMap<String, (f64, f64)> = Default::default();
+    let mut by_function: std::collections::BTreeMap<String, (u64, u64)> = Default::default();
     for f in before.functions() {
-        by_function.entry(f.function).or_default().0 = share(f.self_samples, tb);
+        by_function.entry(f.function).or_default().0 = f.self_samples;
     }
     for f in after.functions() {
-        by_function.entry(f.function).or_default().1 = share(f.self_samples, ta);
+        by_function.entry(f.function).or_default().1 = f.self_samples;
     }
     let mut all: Vec<FunctionGrowth> = by_function
         .into_iter()
         .map(|(function, (b, a))| FunctionGrowth {
             function,
-            before_pct: b * 100.0,
-            after_pct: a * 100.0,
-            grew_points: (a * slowdown - b) * 100.0,
+            before_pct: pct(b, tb),
+            after_pct: pct(a, ta),
+            grew_points: if before_cpu > 0.0 {
+                (cpu(a, after_hz) - cpu(b, before_hz)) / before_cpu * 100.0
+            } else {
+                0.0
+            },
         })
         .collect();
     all.sort_by(|x, y| {
@@ -772,7 +884,8 @@ pub fn profile_difference(
     ProfileDifference {
         before_samples: tb,
         after_samples: ta,
-        slowdown,
+        before_cpu_s: before_cpu,
+        after_cpu_s: after_cpu,
         grew,
         shrank,
         formula: GROWTH_FORMULA.to_string(),
@@ -852,8 +965,12 @@ mod tests {
 
     #[test]
     fn the_most_pairs_follow_the_noise_within_bounds() {
-        // ln 1.2 with 2 % pair noise: (2.576 × 0.02 / 0.0456)² ≈ 1.3 → 8.
-        assert_eq!(StepDesign::plan(1.2f64.ln(), 0.02).max_pairs, 8);
+        // ln 1.2 with 2 % pair noise: (2.576 × 0.02 / 0.0456)² ≈ 1.3 →
+        // the floor, 12.
+        assert_eq!(
+            StepDesign::plan(1.2f64.ln(), 0.02).max_pairs,
+            MIN_STEP_PAIRS
+        );
         // 7 % noise: (2.576 × 0.07 / 0.0456)² ≈ 15.6 → 16.
         assert_eq!(StepDesign::plan(1.2f64.ln(), 0.07).max_pairs, 16);
         assert_eq!(StepDesign::plan(1.2f64.ln(), 0.5).max_pairs, MAX_STEP_PAIRS);
@@ -861,22 +978,31 @@ mod tests {
     }
 
     #[test]
-    fn growth_in_points_sums_to_the_slowdown() {
+    fn growth_is_each_functions_own_cpu_time_not_its_share() {
+        // A is untouched (75 samples both times); B, used only by the
+        // slowed case, goes from 25 to 31.25 (×1.25 on that case alone):
+        // at 4 samples per unit, 100 → 125 samples of B.
         let before = FoldedStacks::from_stacks([
-            (vec!["main".into(), "a".into()], 60),
-            (vec!["main".into(), "b".into()], 40),
+            (vec!["main".into(), "a".into()], 300),
+            (vec!["main".into(), "b".into()], 100),
         ]);
-        // The culprit is 1.5× slower, all of it in b: a keeps 60 units of
-        // the old 100, b takes 90 → shares 60/150 and 90/150.
         let after = FoldedStacks::from_stacks([
-            (vec!["main".into(), "a".into()], 40),
-            (vec!["main".into(), "b".into()], 60),
+            (vec!["main".into(), "a".into()], 300),
+            (vec!["main".into(), "b".into()], 125),
         ]);
-        let d = profile_difference(&before, &after, 1.5, 10);
-        assert_eq!(d.grew.len(), 1);
+        let d = profile_difference(&before, 4.0, &after, 4.0, 10);
+        assert_eq!(d.grew.len(), 1, "{d:?}");
         assert_eq!(d.grew[0].function, "b");
-        assert!((d.grew[0].grew_points - 50.0).abs() < 1e-9);
-        let total: f64 = d.grew.iter().chain(&d.shrank).map(|g| g.grew_points).sum();
-        assert!((total - 50.0).abs() < 1e-9);
+        assert!((d.grew[0].grew_points - 6.25).abs() < 1e-9, "{d:?}");
+        assert!(d.shrank.is_empty());
+        // At another sampling rate the same CPU time reads the same.
+        let slower_clock = FoldedStacks::from_stacks([
+            (vec!["main".into(), "a".into()], 150),
+            (vec!["main".into(), "b".into()], 62),
+        ]);
+        let d = profile_difference(&before, 4.0, &slower_clock, 2.0, 10);
+        assert_eq!(d.grew[0].function, "b");
+        assert!((d.grew[0].grew_points - 6.0).abs() < 1e-9, "{d:?}");
+        assert!((d.after_cpu_s - 106.0).abs() < 1e-9);
     }
 }

@@ -166,16 +166,12 @@ pub fn run_bisect(
     let mut warnings = Vec::new();
     let (profile, flame_graph) = match &search.outcome {
         BisectOutcome::FirstBad { commit, last_good } if !interrupt.is_cancelled() => {
-            let slowdown = search
-                .steps
-                .iter()
-                .rev()
-                .find(|s| s.commit == *commit)
-                .and_then(|s| s.slowdown)
-                .unwrap_or(1.0);
             let dir = layout.bisect(&run_id);
-            match builds.profile_pair(*last_good, *commit, slowdown, &dir) {
-                Ok((d, svg)) => (Some(d), svg),
+            match builds.profile_pair(*last_good, *commit, &dir) {
+                Ok(pair) => {
+                    warnings.extend(pair.warnings);
+                    (Some(pair.difference), pair.flame_graph)
+                }
                 Err(e) => {
                     warnings.push(format!("the culprit was not profiled: {e}"));
                     (None, None)
@@ -272,6 +268,13 @@ fn ends_pairs(
     }
 }
 
+/// The culprit's profile against the last good build's.
+struct ProfiledPair {
+    difference: ProfileDifference,
+    flame_graph: Option<PathBuf>,
+    warnings: Vec<String>,
+}
+
 /// The builds of the range, run as child processes.
 struct ChildBuilds<'a> {
     cache: &'a BuildCache,
@@ -333,8 +336,12 @@ impl ChildBuilds<'_> {
         let log = self.children_log()?;
         let ran = run_child_to(arm, &build.binary, &child, self.interrupt, log.into());
         let _ = std::fs::remove_dir_all(&out);
+        let refused = match &ran {
+            Ok(run) => run.exit_code == Some(i32::from(exit::USAGE)),
+            Err(e) => e.refused(),
+        };
         match ran {
-            Ok(run) if run.exit_code == Some(i32::from(exit::USAGE)) => Err(format!(
+            _ if refused => Err(format!(
                 "the build of {} refused the day (exit 2; its message is in {})",
                 build.commit.short(),
                 self.log_path.display()
@@ -353,10 +360,10 @@ impl ChildBuilds<'_> {
         &mut self,
         before: usize,
         after: usize,
-        slowdown: f64,
         dir: &Path,
-    ) -> Result<(ProfileDifference, Option<PathBuf>), String> {
-        let mut stacks = Vec::new();
+    ) -> Result<ProfiledPair, String> {
+        // Per side: merged stacks, samples per CPU second, iterations run.
+        let mut sides: Vec<(FoldedStacks, f64, u64)> = Vec::new();
         for (index, side) in [(before, "last_good"), (after, "culprit")] {
             eprintln!(
                 "profiling {} ({side})",
@@ -379,21 +386,35 @@ impl ChildBuilds<'_> {
                 return Err(format!("the profiled run of {side} left no report"));
             };
             let mut merged = FoldedStacks::default();
-            for path in report
-                .profiles
-                .iter()
-                .filter_map(|p| p.folded_path.as_ref())
-            {
+            // CPU seconds of each profile: its samples at its own rate.
+            let mut cpu_s = 0.0;
+            for p in &report.profiles {
+                let Some(path) = &p.folded_path else { continue };
                 let one = FoldedStacks::read(Path::new(path)).map_err(|e| e.to_string())?;
+                if p.effective_hz > 0 {
+                    cpu_s += one.total_samples() as f64 / f64::from(p.effective_hz);
+                }
                 merged.merge(&one);
             }
-            if merged.is_empty() {
+            if merged.is_empty() || cpu_s <= 0.0 {
                 return Err(format!("the profiled run of {side} recorded no samples"));
             }
-            stacks.push(merged);
+            let rate = merged.total_samples() as f64 / cpu_s;
+            let iterations = report
+                .results
+                .iter()
+                .map(|r| u64::from(r.iterations_completed))
+                .sum();
+            sides.push((merged, rate, iterations));
         }
-        let (a, b) = (&stacks[0], &stacks[1]);
-        let difference = profile_difference(a, b, slowdown, 15);
+        let ((a, a_hz, a_iter), (b, b_hz, b_iter)) = (&sides[0], &sides[1]);
+        let difference = profile_difference(a, *a_hz, b, *b_hz, 15);
+        let mut warnings = Vec::new();
+        if a_iter != b_iter {
+            warnings.push(format!(
+                "the two profiled runs did different work ({a_iter} and {b_iter} iterations): what grew compares whole runs, not the same work"
+            ));
+        }
         let label = |i: usize| self.commits.get(i).map_or("?", |c| c.short()).to_string();
         let title = FlameGraphTitle {
             title: format!("bisect: {} → {} (culprit)", label(before), label(after)),
@@ -412,7 +433,11 @@ impl ChildBuilds<'_> {
             }
             Err(_) => None,
         };
-        Ok((difference, svg))
+        Ok(ProfiledPair {
+            difference,
+            flame_graph: svg,
+            warnings,
+        })
     }
 }
 

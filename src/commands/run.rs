@@ -107,6 +107,7 @@ impl RunArgs {
 
 /// `campaign run`: returns the exit status after the report is written.
 pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
+    let started = std::time::SystemTime::now();
     // A mistyped --store is a usage error before measuring, not after.
     if let Some(store) = &args.store {
         crate::store::StoreLocation::parse(store)?;
@@ -192,11 +193,12 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
     } else {
         night.in_this_process()?
     };
-    if code == exit::REGRESSION
-        && !interrupt.is_cancelled()
+    // After any night that confirmed a regression (an advisory one too);
+    // a missed target alone is no regression.
+    if !interrupt.is_cancelled()
         && let Some(good) = &args.bisect_on_regression
     {
-        bisect_the_regression(&campaign, &layout, args, good, &interrupt);
+        bisect_the_regression(&campaign, &layout, args, good, started, &interrupt);
     }
     Ok(code)
 }
@@ -209,13 +211,20 @@ fn bisect_the_regression(
     layout: &OutputLayout,
     args: &RunArgs,
     good: &str,
+    started: std::time::SystemTime,
     interrupt: &CancelFlag,
 ) {
-    let comparison: Option<Comparison> = std::fs::read(layout.ci_file("comparison.json"))
+    let path = layout.ci_file("comparison.json");
+    // This night's comparison only: an older file is another night's.
+    let fresh = std::fs::metadata(&path)
+        .and_then(|m| m.modified())
+        .is_ok_and(|t| t >= started);
+    let comparison: Option<Comparison> = std::fs::read(&path)
         .ok()
+        .filter(|_| fresh)
         .and_then(|b| serde_json::from_slice(&b).ok());
-    let Some(comparison) = comparison else {
-        eprintln!("warning: no bisect: the night's comparison could not be read back");
+    let Some(comparison) = comparison.filter(|c| c.regressions().next().is_some()) else {
+        eprintln!("no bisect: the night confirmed no regression");
         return;
     };
     let names: Vec<String> = campaign
@@ -699,13 +708,15 @@ fn slot_outcome(
     ran: Result<ChildRun, ChildError>,
     program: &Path,
 ) -> Result<SlotRun, CommandError> {
+    let refused = match &ran {
+        Ok(run) => run.exit_code == Some(i32::from(exit::USAGE)),
+        Err(e) => e.refused(),
+    };
     match ran {
-        Ok(run) if run.exit_code == Some(i32::from(exit::USAGE)) => {
-            Err(CommandError::AgainstBin(format!(
-                "{} refused the day (exit 2; its message is above)",
-                program.display()
-            )))
-        }
+        _ if refused => Err(CommandError::AgainstBin(format!(
+            "{} refused the day (exit 2; its message is above)",
+            program.display()
+        ))),
         Ok(run) => Ok(SlotRun::Report(Box::new(run.report))),
         Err(e) => Ok(SlotRun::Lost(e.to_string())),
     }

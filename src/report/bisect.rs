@@ -56,9 +56,17 @@ pub fn render_bisect(report: &BisectReport) -> String {
     match &search.outcome {
         BisectOutcome::FirstBad { commit, last_good } => {
             let step = search.steps.iter().rev().find(|s| s.commit == *commit);
+            let good_step = search.steps.iter().rev().find(|s| s.commit == *last_good);
+            let unsettled = |s: Option<&BisectStep>| {
+                if s.is_some_and(|s| !s.settled) {
+                    " (unsettled: decided by its estimate)"
+                } else {
+                    ""
+                }
+            };
             let _ = writeln!(
                 out,
-                "**First bad commit: {}**, {} {} slower than the good build (its last step; {:.0} % interval {}); the commit before it, {}, is good.",
+                "**First bad commit: {}**, {} {} slower than the good build ({:.0} % interval {}){}; the commit before it, {}, is good{}.",
                 commit_label(report, *commit),
                 search
                     .followed
@@ -67,7 +75,9 @@ pub fn render_bisect(report: &BisectReport) -> String {
                 ratio(step.and_then(|s| s.slowdown)),
                 STEP_CONFIDENCE * 100.0,
                 interval(step.and_then(|s| s.slowdown_ci)),
+                unsettled(step),
                 commit_label(report, *last_good),
+                unsettled(good_step),
             );
         }
         BisectOutcome::Ambiguous {
@@ -112,7 +122,7 @@ pub fn render_bisect(report: &BisectReport) -> String {
     if let Some(f) = &search.followed {
         let _ = writeln!(
             out,
-            "## What was followed\n\n{} {} ({}, {}): ×{:.3} slower at the bad end ({:.0} % interval {}), paired SD {:.1} %; steps of at most {} pairs ({STEP_PAIRS_RULE}).\n\nRule: {}.\n",
+            "## What was followed\n\n{} {} ({}, {}): the gate found it ×{:.3} slower at the bad end, the largest regression; measured again, ×{:.3} ({:.0} % interval {}), paired SD {:.1} %: the size every step is judged against; steps of at most {} pairs ({STEP_PAIRS_RULE}).\n\nRule: {}.\n",
             f.case,
             f.metric,
             f.unit,
@@ -121,6 +131,7 @@ pub fn render_bisect(report: &BisectReport) -> String {
             } else {
                 "lower is better"
             },
+            f.gate_size,
             f.size,
             STEP_CONFIDENCE * 100.0,
             interval(f.size_ci),
@@ -150,7 +161,7 @@ pub fn render_bisect(report: &BisectReport) -> String {
             match s.role {
                 StepRole::Ends => "the ends (gate)".into(),
                 StepRole::Candidate => format!("{} of {last}", s.commit),
-                StepRole::Confirmation => "bad end again".into(),
+                StepRole::Size => "bad end again (the size)".into(),
             },
             s.pairs.to_string(),
             s.lost_runs.to_string(),
@@ -173,9 +184,11 @@ pub fn render_bisect(report: &BisectReport) -> String {
     if let Some(d) = &report.profile_difference {
         let _ = writeln!(
             out,
-            "## What grew in the culprit\n\nCPU profiles of one run of each build ({} samples of the last good build, {} of the culprit); differential flame graph: {}.\n\n{}.\n",
+            "## What grew in the culprit\n\nCPU profiles of one run of each build ({} samples, {:.2} CPU s of the last good build; {}, {:.2} CPU s of the culprit); differential flame graph: {}.\n\n{}.\n",
             d.before_samples,
+            d.before_cpu_s,
             d.after_samples,
+            d.after_cpu_s,
             report
                 .differential_flame_graph
                 .as_deref()

@@ -34,6 +34,10 @@ pub enum BuildError {
         "{good} is not an ancestor of {bad} on its first-parent line\n  help: --good must be an older commit that --bad descends from"
     )]
     NotAnAncestor { good: String, bad: String },
+    #[error(
+        "--good and --bad are the same commit, {commit}: there is nothing between them to search\n  help: --good names an older commit whose build is fast"
+    )]
+    SameCommit { commit: String },
     #[error("git {args}: {detail}")]
     Git { args: String, detail: String },
     #[error("{path}: {source}")]
@@ -156,6 +160,11 @@ impl GitRepo {
     /// The commits from `good` to `bad` on `bad`'s first-parent line, the
     /// good one first and the bad one last: the history bisect searches.
     pub fn range(&self, good: &Commit, bad: &Commit) -> Result<Vec<Commit>, BuildError> {
+        if good.sha == bad.sha {
+            return Err(BuildError::SameCommit {
+                commit: format!("{} ({})", good.short(), good.subject),
+            });
+        }
         let listed = self.git(&[
             "log",
             "--first-parent",
@@ -219,12 +228,30 @@ pub struct BuildRecipe {
     pub binary: PathBuf,
 }
 
+/// What besides the source makes a build what it is: the compiler and
+/// the flags cargo reads from the environment. A compiler update between
+/// two bisects must not reuse builds of the old one (it would look like a
+/// regression of the code).
+fn toolchain() -> String {
+    let rustc = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let flags: Vec<String> = ["RUSTFLAGS", "CARGO_ENCODED_RUSTFLAGS", "CARGO_BUILD_TARGET"]
+        .iter()
+        .map(|v| format!("{v}={}", std::env::var(v).unwrap_or_default()))
+        .collect();
+    format!("{rustc}\u{0}{}", flags.join("\u{0}"))
+}
+
 impl BuildRecipe {
     fn key(&self) -> String {
         let text = format!(
-            "{}\u{0}{}",
+            "{}\u{0}{}\u{0}{}",
             self.command.as_deref().unwrap_or(DEFAULT_BUILD),
-            self.binary.display()
+            self.binary.display(),
+            toolchain()
         );
         format!("{:016x}", xxh3_64(text.as_bytes()))
     }
@@ -271,6 +298,23 @@ impl BuildCache {
     /// The build of `commit`: from the cache, else checked out in a
     /// worktree and built there (the worktree is removed afterwards).
     pub fn build(&self, commit: &Commit, interrupt: &CancelFlag) -> Result<Build, BuildError> {
+        // One build at a time in a cache: two bisects share its target
+        // folder and worktrees, and would take each other's programs.
+        std::fs::create_dir_all(&self.dir).map_err(io_error(&self.dir))?;
+        let lock_path = self.dir.join("lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(io_error(&lock_path))?;
+        lock.lock().map_err(io_error(&lock_path))?;
+        let built = self.build_locked(commit, interrupt);
+        let _ = lock.unlock();
+        built
+    }
+
+    fn build_locked(&self, commit: &Commit, interrupt: &CancelFlag) -> Result<Build, BuildError> {
         let entry = self.entry(commit);
         let program = entry.join("campaign");
         if program.is_file() {

@@ -153,6 +153,14 @@ pub struct SittingRuns {
     pub warnings: Vec<String>,
 }
 
+impl ChildError {
+    /// The child refused the day (exit 2, no report): its campaign, flags
+    /// or model are wrong for it, and every further run would be too.
+    pub fn refused(&self) -> bool {
+        matches!(self, Self::NoReport { exit: Some(2), .. })
+    }
+}
+
 impl SittingRuns {
     /// One arm's reports with their slots, for pooling.
     pub fn arm(&self, arm: Arm) -> Vec<(u32, &DailyReport)> {
@@ -247,6 +255,8 @@ pub enum ChildError {
     NoReport {
         program: PathBuf,
         code: String,
+        /// The exit status, when the child exited (2: it refused the day).
+        exit: Option<i32>,
         detail: String,
     },
 }
@@ -317,6 +327,7 @@ pub fn run_child_to(
         Err(e) => Err(ChildError::NoReport {
             program: program.to_path_buf(),
             code: code.map_or_else(|| "unknown (killed by a signal)".into(), |c| c.to_string()),
+            exit: code,
             detail: if bytes.is_empty() {
                 String::new()
             } else {

@@ -93,7 +93,8 @@ fn bisect(f: &Fixture, repo: &Path, good: &str, extra: &[&str]) -> assert_cmd::a
         .args([
             "--campaign-from-each-commit",
             "--build",
-            "test ! -e BROKEN && cp \"$CAMPAIGN_TEST_BIN\" campaign",
+            // BROKEN: the build fails; REFUSE: the program refuses every day.
+            "test ! -e BROKEN && if test -e REFUSE; then printf '#!/bin/sh\\nexit 2\\n' > campaign && chmod +x campaign; else cp \"$CAMPAIGN_TEST_BIN\" campaign; fi",
             "--binary",
             "campaign",
             "--json",
@@ -215,4 +216,19 @@ fn bisect_refuses_what_it_cannot_search() {
             .unwrap()
             .contains("the bad revision cannot be built")
     );
+    // The same commit at both ends.
+    bisect(&f, &repo, "HEAD", &[])
+        .code(2)
+        .stderr(predicate::str::contains("the same commit"));
+    // A bad end whose program refuses the day (exit 2, no report): the
+    // first run says so and nothing more is run.
+    let _ = fs::remove_file(repo.join("BROKEN"));
+    fs::write(repo.join("REFUSE"), "").unwrap();
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "-q", "-m", "refuses"]);
+    let run = bisect(&f, &repo, &ids[0], &[]).code(4);
+    let report = json_of(&run);
+    let reason = report["search"]["outcome"]["reason"].as_str().unwrap();
+    assert!(reason.contains("refused the day"), "{reason}");
+    assert!(report["search"]["steps"].as_array().unwrap().is_empty());
 }
