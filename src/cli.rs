@@ -430,10 +430,20 @@ enum Command {
     /// Write a day's newest report as a self-contained HTML page.
     #[command(after_help = EXIT_CODES)]
     Report {
-        /// HTML is the only format for now (JSON, JUnit, CSV and Markdown are
-        /// written by every run).
-        #[arg(long, required = true)]
+        /// The day's newest report as one HTML page (JSON, JUnit, CSV and
+        /// Markdown are written by every run).
+        #[arg(long, required_unless_present = "fleet", conflicts_with = "fleet")]
         html: bool,
+        /// A fleet run's nights merged across machine classes (as `campaign
+        /// fleet report --fleet-run NAME`).
+        #[arg(long, value_name = "NAME")]
+        fleet: Option<String>,
+        /// The fleet's machine classes (with --fleet).
+        #[arg(long, default_value = "machines.toml")]
+        machines: PathBuf,
+        /// The shared store (with --fleet; default as for `campaign fleet`).
+        #[arg(long, value_name = "PATH|URL")]
+        store: Option<String>,
         #[arg(long, default_value_t = 1)]
         day: u32,
         #[arg(long, default_value = "campaigns/default.toml")]
@@ -741,10 +751,22 @@ impl Cli {
                 since_days,
             })),
             Command::Report {
-                html: _,
-                day,
+                fleet: Some(fleet_run),
+                machines,
+                store,
                 campaign,
                 out,
+                ..
+            } => commands::fleet_report(&commands::FleetArgs {
+                campaign,
+                machines,
+                out,
+                fleet_run: Some(fleet_run),
+                store,
+                json: false,
+            }),
+            Command::Report {
+                day, campaign, out, ..
             } => print(
                 commands::open_campaign(&campaign, out.as_deref())
                     .and_then(|(_, layout)| commands::html_report_command(&layout, day)),

@@ -359,6 +359,34 @@ fn six_shards_at_once_two_killed_and_retried_store_each_shard_once() {
     let (concurrent_shape, concurrent_values) = merged(&f, &store, "concurrent");
     let (sequential_shape, _) = merged(&f, &store, "sequential");
     assert_eq!(concurrent_shape.len(), 6 * 2, "{concurrent_shape:#?}");
+    // `campaign report --fleet` is the same merged report.
+    let (campaign, machines) = files(&f);
+    let out = Command::new(env!("CARGO_BIN_EXE_campaign"))
+        .args([
+            "report",
+            "--fleet",
+            "concurrent",
+            "--store",
+            &store,
+            "--campaign",
+        ])
+        .arg(&campaign)
+        .arg("--machines")
+        .arg(&machines)
+        .arg("--out")
+        .arg(f.out())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("| series | unit | laptop | server |"),
+        "{text}"
+    );
     assert_eq!(
         concurrent_shape.join("\n"),
         sequential_shape.join("\n"),
