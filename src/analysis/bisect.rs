@@ -116,6 +116,23 @@ pub struct BisectStep {
     pub reason: String,
 }
 
+impl BisectStep {
+    /// A step that measured nothing (skipped), and why.
+    fn unmeasured(commit: usize, role: StepRole, reason: String) -> Self {
+        Self {
+            commit,
+            role,
+            pairs: 0,
+            lost_runs: 0,
+            slowdown: None,
+            slowdown_ci: None,
+            verdict: CommitVerdict::Skipped,
+            settled: false,
+            reason,
+        }
+    }
+}
+
 /// How a bisect ended.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case", tag = "state")]
@@ -551,17 +568,7 @@ fn size_step(
     bad: usize,
     followed: &FollowedSeries,
 ) -> (BisectStep, Option<MeasuredSize>) {
-    let mut step = BisectStep {
-        commit: bad,
-        role: StepRole::Size,
-        pairs: 0,
-        lost_runs: 0,
-        slowdown: None,
-        slowdown_ci: None,
-        verdict: CommitVerdict::Skipped,
-        settled: false,
-        reason: String::new(),
-    };
+    let mut step = BisectStep::unmeasured(bad, StepRole::Size, String::new());
     let runs = match sitting {
         Ok(runs) => runs,
         Err(why) => {
@@ -693,17 +700,7 @@ fn measure_step(
         |slot| builds.run_slot(commit, slot),
         |runs| design.judge(&followed_logs(runs, followed), false).settled,
     );
-    let blank = |reason: String| BisectStep {
-        commit,
-        role: StepRole::Candidate,
-        pairs: 0,
-        lost_runs: 0,
-        slowdown: None,
-        slowdown_ci: None,
-        verdict: CommitVerdict::Skipped,
-        settled: false,
-        reason,
-    };
+    let blank = |reason: String| BisectStep::unmeasured(commit, StepRole::Candidate, reason);
     let runs = match sitting {
         Ok(runs) => runs,
         Err(why) => return blank(why),
