@@ -46,12 +46,8 @@ impl SqliteStore {
             source,
         };
         let mut connection = Connection::open(path).map_err(err)?;
-        connection
-            .busy_timeout(Duration::from_secs(60))
-            .map_err(err)?;
-        connection
-            .pragma_update(None, "journal_mode", "WAL")
-            .map_err(err)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
+        use_write_ahead_log(&connection).map_err(err)?;
         connection
             .pragma_update(None, "foreign_keys", "ON")
             .map_err(err)?;
@@ -99,9 +95,7 @@ impl SqliteStore {
             OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
         )
         .map_err(err)?;
-        connection
-            .busy_timeout(Duration::from_secs(60))
-            .map_err(err)?;
+        connection.busy_timeout(BUSY_TIMEOUT).map_err(err)?;
         let has_versions: bool = connection
             .query_row(
                 "SELECT COUNT(*) > 0 FROM sqlite_master WHERE type = 'table' AND name = 'schema_version'",
@@ -132,6 +126,42 @@ impl SqliteStore {
         |source| StoreError::Sqlite {
             location: self.location.clone(),
             source,
+        }
+    }
+}
+
+/// How long a store waits for other writers, when opening it and for each
+/// write.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Switches the file to WAL (persistent, so only its first opener does).
+/// The switch needs the file to itself and SQLite does not call the busy
+/// handler for it while another connection holds a shared lock, so a
+/// fleet's first night (many runs opening a new file at once) got
+/// "database is locked" at once; this waits for the others as a write
+/// would.
+fn use_write_ahead_log(connection: &Connection) -> Result<(), rusqlite::Error> {
+    let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+    loop {
+        let attempt = connection
+            .query_row("PRAGMA journal_mode", [], |r| r.get::<_, String>(0))
+            .and_then(|mode| {
+                if mode.eq_ignore_ascii_case("wal") {
+                    Ok(())
+                } else {
+                    connection.pragma_update(None, "journal_mode", "WAL")
+                }
+            });
+        match attempt {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if matches!(
+                    e.code,
+                    rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+                ) && std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            other => return other,
         }
     }
 }
@@ -374,5 +404,36 @@ impl ResultsStore for SqliteStore {
             .map_err(&err)?
             .flatten();
         Ok(version.unwrap_or(0))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Many processes open a store that does not exist yet at the same
+    /// moment (a fleet's first night): every one of them gets it.
+    #[test]
+    fn many_openers_of_a_new_file_all_succeed() {
+        for round in 0..20 {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join(format!("s{round}.sqlite"));
+            let barrier = std::sync::Arc::new(std::sync::Barrier::new(8));
+            let handles: Vec<_> = (0..8)
+                .map(|_| {
+                    let path = path.clone();
+                    let barrier = barrier.clone();
+                    std::thread::spawn(move || {
+                        barrier.wait();
+                        SqliteStore::open(&path).map(|_| ())
+                    })
+                })
+                .collect();
+            for h in handles {
+                if let Err(e) = h.join().unwrap() {
+                    panic!("round {round}: {e}");
+                }
+            }
+        }
     }
 }

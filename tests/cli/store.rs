@@ -456,8 +456,12 @@ fn concurrent_runs_some_killed_store_every_finished_night_once() {
     for (name, location) in ends {
         let target = target(&location);
         let out = f.path(&format!("out_{name}"));
-        let mut children: Vec<std::process::Child> = (0..8)
-            .map(|_| {
+        let logs: Vec<_> = (0..8)
+            .map(|i| f.path(&format!("{name}_{i}.stderr")))
+            .collect();
+        let mut children: Vec<std::process::Child> = logs
+            .iter()
+            .map(|log| {
                 Command::new(env!("CARGO_BIN_EXE_campaign"))
                     .args(["run", "--day", "1", "--campaign"])
                     .arg(&campaign)
@@ -465,7 +469,7 @@ fn concurrent_runs_some_killed_store_every_finished_night_once() {
                     .arg(&out)
                     .args(["--store", &target])
                     .stdout(Stdio::null())
-                    .stderr(Stdio::null())
+                    .stderr(fs::File::create(log).unwrap())
                     .spawn()
                     .unwrap()
             })
@@ -480,7 +484,13 @@ fn concurrent_runs_some_killed_store_every_finished_night_once() {
             statuses[..2].iter().all(|s| !s.success()),
             "{name}: a killed run finished first: {statuses:?}"
         );
-        assert_eq!(finished, 6, "{name}: {statuses:?}");
+        let why: Vec<String> = logs[2..]
+            .iter()
+            .zip(&statuses[2..])
+            .filter(|(_, s)| !s.success())
+            .map(|(log, _)| fs::read_to_string(log).unwrap_or_default())
+            .collect();
+        assert_eq!(finished, 6, "{name}: {statuses:?}\n{}", why.join("\n---\n"));
         let mut s = store::open(&location).unwrap();
         assert_eq!(s.run_ids().unwrap().len(), finished, "{name}");
         let nights = s
