@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use campaign::campaign::Toggle;
-use campaign::campaign::bounds::{self, Seconds, Threads};
+use campaign::campaign::bounds::{self, Millis, Parallel, Seconds, Threads};
 use campaign::commands::{self, CommandError, QueuedRequests, RunArgs};
 use campaign::components::inference::DeviceSpec;
+use campaign::components::server::SimulatedService;
 
 const EXIT_CODES: &str = "Exit status (every command):
   0    every benchmark ran and met its targets
@@ -515,6 +516,24 @@ enum Command {
         /// generation (0.001 to 604800); past it: 503 with retry-after.
         #[arg(long, value_name = "S", default_value_t = Seconds::new_const(commands::DEFAULT_MAX_WAIT_S), value_parser = commands::parse_max_wait_s)]
         max_wait_s: Seconds,
+        /// Serve a simulated service of known latency instead of the
+        /// model: N requests at once, first come first served (an M/M/N
+        /// queue, to check a client or a capacity search against the
+        /// truth); with --simulate-service-ms.
+        #[arg(long, value_name = "N", requires = "simulate_service_ms", value_parser = commands::parse_simulate_slots)]
+        simulate_slots: Option<Parallel>,
+        /// Mean service time of a simulated request (exponential): its
+        /// first token at once, the others spread over it.
+        #[arg(long, value_name = "MS", requires = "simulate_slots", value_parser = commands::parse_simulate_service_ms)]
+        simulate_service_ms: Option<Millis>,
+        /// Seed of the simulated service times.
+        #[arg(
+            long,
+            value_name = "SEED",
+            default_value_t = 0,
+            requires = "simulate_slots"
+        )]
+        simulate_seed: u64,
     },
     /// Check a campaign file without running it.
     #[command(after_help = EXIT_CODES)]
@@ -782,6 +801,9 @@ impl Cli {
                 api_key_env,
                 max_queue,
                 max_wait_s,
+                simulate_slots,
+                simulate_service_ms,
+                simulate_seed,
             } => print(commands::open_campaign(&campaign, out.as_deref()).and_then(
                 |(c, layout)| {
                     commands::serve_command(
@@ -794,6 +816,15 @@ impl Cli {
                             api_key_env,
                             max_queue,
                             max_wait_s,
+                            simulate: simulate_slots.zip(simulate_service_ms).map(
+                                |(slots, service)| SimulatedService {
+                                    slots: slots.usize(),
+                                    mean_service: std::time::Duration::from_secs_f64(
+                                        service.get() / 1e3,
+                                    ),
+                                    seed: simulate_seed,
+                                },
+                            ),
                         },
                     )
                 },

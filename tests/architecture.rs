@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 
 /// Layers, lowest first. A module may use modules of lower layers only.
 const LAYERS: &[&[&str]] = &[
-    &["stats", "panics", "machine", "profile"],
+    &["stats", "panics", "machine"],
+    // Profiles read the process's CPU time from `machine`.
+    &["profile"],
     &["model", "components"],
     &["output"],
     &["campaign"],

@@ -1162,3 +1162,249 @@ fn bisect_of_smaller_regressions_is_rarely_wrong() {
         assert!(t.wrong * 100 <= trials * 5, "×{slowdown}: {t:?}");
     }
 }
+
+// ---- Capacity under an SLO, against a server of known capacity ----
+//
+// An M/M/c server (c slots, exponential service, first come first
+// served) in simulated time: a request's TTFT is its wait for a slot, and
+// P(wait > t) at arrival rate λ is Erlang's C formula, so the rate at
+// which p99 TTFT equals the SLO is known exactly. Every search runs the
+// shipped plan (`CapacityPlan::default()`) through `search_capacity`; the
+// queue makes successive requests' waits dependent, as a real server does.
+
+use campaign::stats::{
+    BrokenSlos, CapacityPlan, CapacityProbes, Judgement, Probe, ProbeDesign, RequestSlo,
+    Saturation, search_capacity,
+};
+
+struct SimulatedServer {
+    slots: usize,
+    service_s: f64,
+    rng: ChaCha8Rng,
+    ttft_bound_s: f64,
+}
+
+impl SimulatedServer {
+    /// P(wait > t) at arrival rate `rate` (Erlang C), for a stable queue.
+    fn wait_exceeds(&self, rate: f64, t: f64) -> f64 {
+        let c = self.slots as f64;
+        let mu = 1.0 / self.service_s;
+        let a = rate / mu;
+        let rho = a / c;
+        if rho >= 1.0 {
+            return 1.0;
+        }
+        let mut term = 1.0;
+        let mut sum = 0.0;
+        for k in 0..self.slots {
+            if k > 0 {
+                term *= a / k as f64;
+            }
+            sum += term;
+        }
+        let last = term * a / c / (1.0 - rho);
+        let erlang_c = last / (sum + last);
+        erlang_c * (-(c * mu - rate) * t).exp()
+    }
+
+    /// The rate at which P(TTFT > bound) = `share`.
+    fn capacity(&self, share: f64) -> f64 {
+        let (mut lo, mut hi) = (1e-9, self.slots as f64 / self.service_s);
+        for _ in 0..200 {
+            let mid = (lo + hi) / 2.0;
+            if self.wait_exceeds(mid, self.ttft_bound_s) > share {
+                hi = mid;
+            } else {
+                lo = mid;
+            }
+        }
+        (lo + hi) / 2.0
+    }
+
+    fn service(&mut self) -> f64 {
+        rand_distr::Exp::new(1.0 / self.service_s)
+            .unwrap()
+            .sample(&mut self.rng)
+    }
+}
+
+impl CapacityProbes for SimulatedServer {
+    type Error = std::convert::Infallible;
+
+    /// 64 clients, each sending its next request when the last ends.
+    fn saturation(&mut self, requests: usize) -> Result<Saturation, Self::Error> {
+        let clients = 64;
+        let mut free = vec![0.0f64; self.slots];
+        let mut ready = vec![0.0f64; clients];
+        let mut end = 0.0f64;
+        for i in 0..requests {
+            let client = i % clients;
+            let slot = (0..self.slots)
+                .min_by(|a, b| free[*a].total_cmp(&free[*b]))
+                .unwrap();
+            let start = free[slot].max(ready[client]);
+            let finish = start + self.service();
+            free[slot] = finish;
+            ready[client] = finish;
+            end = end.max(finish);
+        }
+        Ok(Saturation {
+            completed_per_s: requests as f64 / end,
+            requests,
+            elapsed_s: end,
+        })
+    }
+
+    fn probe(
+        &mut self,
+        rate: f64,
+        design: &ProbeDesign,
+        slos: &[RequestSlo],
+    ) -> Result<Probe, Self::Error> {
+        let gaps = rand_distr::Exp::new(rate).unwrap();
+        let mut free = vec![0.0f64; self.slots];
+        let (mut arrival, mut decided_at) = (0.0f64, 0.0f64);
+        let (mut arrivals, mut finishes, mut broke) = (Vec::new(), Vec::new(), Vec::new());
+        let mut waits = Vec::new();
+        let mut judgement: Option<Judgement> = None;
+        for i in 0..design.max_requests() {
+            arrival += gaps.sample(&mut self.rng);
+            let slot = (0..self.slots)
+                .min_by(|a, b| free[*a].total_cmp(&free[*b]))
+                .unwrap();
+            let start = free[slot].max(arrival);
+            let finish = start + self.service();
+            free[slot] = finish;
+            decided_at = decided_at.max(start);
+            arrivals.push(arrival);
+            finishes.push(finish);
+            broke.push(BrokenSlos::from(start - arrival > self.ttft_bound_s));
+            waits.push(start - arrival);
+            let judged = (i + 1).saturating_sub(design.warmup_requests);
+            if design.looks.contains(&judged)
+                && let Some(j) = design.judge(
+                    slos,
+                    &broke[design.warmup_requests..],
+                    &waits[design.warmup_requests..],
+                )
+            {
+                judgement = Some(j);
+                break;
+            }
+        }
+        let judgement = judgement.expect("the last look always judges");
+        let window = &arrivals[design.warmup_requests..];
+        let (first, last) = (window[0], *window.last().unwrap());
+        let span = (last - first).max(f64::MIN_POSITIVE);
+        let last_finish = finishes[design.warmup_requests..]
+            .iter()
+            .fold(0.0f64, |m, f| m.max(*f));
+        let achieved = window.len() as f64 / (last_finish - first);
+        let good = broke[design.warmup_requests..]
+            .iter()
+            .filter(|b| **b == 0)
+            .count();
+        Ok(Probe {
+            rate_per_s: rate,
+            sent: arrivals.len(),
+            elapsed_s: decided_at,
+            window_s: [first, last],
+            goodput_per_s: good as f64 / span,
+            achieved_per_s: achieved,
+            over_saturated: achieved < 0.9 * rate,
+            judgement,
+        })
+    }
+}
+
+struct CapacityTrials {
+    searches: usize,
+    within_3_pct: usize,
+    within_10_pct: usize,
+    covered: usize,
+    most_probes: usize,
+    search_s: f64,
+    grid_s: f64,
+    worst_error: f64,
+}
+
+fn capacity_trials(
+    slots: usize,
+    service_s: f64,
+    ttft_bound_s: f64,
+    searches: u64,
+) -> CapacityTrials {
+    let slos = vec![RequestSlo {
+        name: format!("ttft_ms p99 ≤ {}", ttft_bound_s * 1e3),
+        allowed_share: 0.01,
+    }];
+    let mut t = CapacityTrials {
+        searches: searches as usize,
+        within_3_pct: 0,
+        within_10_pct: 0,
+        covered: 0,
+        most_probes: 0,
+        search_s: 0.0,
+        grid_s: 0.0,
+        worst_error: 0.0,
+    };
+    for seed in 0..searches {
+        let mut server = SimulatedServer {
+            slots,
+            service_s,
+            rng: ChaCha8Rng::seed_from_u64(9000 + seed),
+            ttft_bound_s,
+        };
+        let truth = server.capacity(0.01);
+        let report = search_capacity(&mut server, slos.clone(), CapacityPlan::default()).unwrap();
+        let r = &report.result;
+        let error = r.capacity_per_s.map_or(f64::INFINITY, |c| c / truth - 1.0);
+        t.worst_error = t.worst_error.max(error.abs());
+        t.within_3_pct += usize::from(error.abs() <= 0.03);
+        t.within_10_pct += usize::from(error.abs() <= 0.10);
+        let [lo, hi] = r.interval_per_s;
+        let covered = !r.crossed && lo.is_none_or(|l| l <= truth) && hi.is_none_or(|h| h >= truth);
+        t.covered += usize::from(covered);
+        t.most_probes = t.most_probes.max(r.probes);
+        t.search_s += r.search_s;
+        t.grid_s += r.grid_s;
+    }
+    t
+}
+
+/// Against three servers (few and many slots, loose and tight SLOs), the
+/// shipped search's 95 % interval covers the truth in at least 95 of 100
+/// seeded searches, its estimate is within ±10 % in at least 95 (±3 % is
+/// printed), it never measures more than 8 probes, and it takes under
+/// half the time of a 10-point grid at the same requests per point.
+#[test]
+fn capacity_search_brackets_a_known_capacity_and_its_interval_covers_it() {
+    let mut failures = Vec::new();
+    for (slots, service_ms, bound_ms) in [(4, 20.0, 50.0), (1, 10.0, 40.0), (16, 50.0, 30.0)] {
+        let t = capacity_trials(slots, service_ms / 1e3, bound_ms / 1e3, 100);
+        let what = format!(
+            "M/M/{slots}, service {service_ms} ms, p99 TTFT ≤ {bound_ms} ms: within ±3 % {}/{}, within ±10 % {}/{}, covered {}/{}, worst error {:.1} %, most probes {}, search {:.0} s vs grid {:.0} s",
+            t.within_3_pct,
+            t.searches,
+            t.within_10_pct,
+            t.searches,
+            t.covered,
+            t.searches,
+            100.0 * t.worst_error,
+            t.most_probes,
+            t.search_s,
+            t.grid_s
+        );
+        println!("{what}");
+        // ±3 % in 95 of 100 is the aim, not yet met (see the
+        // README's capacity section); ±10 % is.
+        if !(t.within_10_pct * 100 >= t.searches * 95
+            && t.covered * 100 >= t.searches * 95
+            && t.most_probes <= 8
+            && t.search_s * 2.0 < t.grid_s)
+        {
+            failures.push(what);
+        }
+    }
+    assert!(failures.is_empty(), "{failures:#?}");
+}

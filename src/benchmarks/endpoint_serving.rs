@@ -9,25 +9,39 @@
 //! the stream's usage, else those counts, never the `max_tokens` asked. A
 //! response shorter than an `ignore_eos` request asked is counted and
 //! warned, and possible but odd usage is warned by kind.
+//!
+//! The client audits itself: every request keeps when it should have been
+//! sent, when it got a concurrency slot, when it went out, and each chunk.
+//! Its lateness (dispatch lag) and the client process's CPU are recorded,
+//! and a run whose lag at p99 passes a stated share of the median TTFT is
+//! marked client-bound: its latencies describe the client, not the server.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use super::endpoint_target::Connection;
+use super::endpoint_target::{Connection, EndpointTarget};
 use super::request_timing::{RequestTiming, Slo, record_run};
 use super::workload::Request;
 use super::{BenchmarkCase, BenchmarkError, Conclusion, Observations};
 use crate::components::endpoint::{
-    EndpointClient, ErrorClass, RequestFailure, RequestPrompt, StreamedCompletion, Surprise,
+    EndpointClient, ErrorClass, RequestFailure, RequestPrompt, Stamped, StreamedCompletion,
+    Surprise,
 };
 use crate::components::inference::TextTokenizer;
+use crate::machine::process_cpu_seconds;
 use crate::model::Findings;
 
 /// One request's fate, with the client's clock.
 struct Outcome {
+    /// When it should have been sent (the run's start in a closed loop).
     scheduled: Instant,
+    /// When its task began to wait for a concurrency slot.
+    waiting: Instant,
+    /// When it got the slot.
     began: Instant,
+    /// When it went out (its body built); `began` if it never did.
+    sent: Instant,
     /// The `max_tokens` the request asked.
     asked_tokens: usize,
     result: Result<StreamedCompletion, RequestFailure>,
@@ -46,6 +60,66 @@ pub(super) struct EndpointCase {
     slo: Slo,
     ignore_eos: bool,
     tally: FailureTally,
+    audit: ClientAudit,
+    /// A delay the sender sleeps after each request, read from
+    /// `CAMPAIGN_TEST_SENDER_DELAY_MS`: a client planted slow, for the test
+    /// that shows the audit catches it.
+    planted_sender_delay: Option<Duration>,
+}
+
+/// The client's own share of what it measured, over a case's timed
+/// iterations.
+#[derive(Debug)]
+struct ClientAudit {
+    limit_pct: f64,
+    lag_ms: Vec<f64>,
+    ttft_from_send_ms: Vec<f64>,
+    cpu_s: f64,
+    wall_s: f64,
+}
+
+impl ClientAudit {
+    fn new(limit_pct: f64) -> Self {
+        Self {
+            limit_pct,
+            lag_ms: Vec::new(),
+            ttft_from_send_ms: Vec::new(),
+            cpu_s: 0.0,
+            wall_s: 0.0,
+        }
+    }
+
+    fn clear(&mut self) {
+        *self = Self::new(self.limit_pct);
+    }
+
+    /// The findings, and the warning when the client bound the run.
+    fn conclude(&self) -> Option<(serde_json::Value, Option<String>)> {
+        let lag_p99 = crate::stats::nearest_rank(&self.lag_ms, 0.99)?;
+        let ttft_p50 = crate::stats::nearest_rank(&self.ttft_from_send_ms, 0.5)?;
+        let bound = lag_p99 > self.limit_pct / 100.0 * ttft_p50;
+        let cpu_pct = (self.wall_s > 0.0).then(|| 100.0 * self.cpu_s / self.wall_s);
+        let findings = serde_json::json!({
+            "dispatch_lag_p99_ms": lag_p99,
+            "ttft_from_send_p50_ms": ttft_p50,
+            "client_bound_lag_pct": self.limit_pct,
+            "client_bound": bound,
+            "requests": self.lag_ms.len(),
+            "client_cpu_pct": cpu_pct,
+            "rule": "client-bound when dispatch_lag_ms p99 > client_bound_lag_pct % of ttft_from_send_ms p50",
+        });
+        let warning = bound.then(|| {
+            format!(
+                "client-bound: the client's dispatch lag at p99 ({lag_p99:.3} ms) is {:.0} % of the median TTFT from the actual send ({ttft_p50:.3} ms), above client_bound_lag_pct = {} %{}: these latencies describe the client, not the server; lower the rate or concurrency, or run the client on its own cores",
+                100.0 * lag_p99 / ttft_p50.max(f64::MIN_POSITIVE),
+                self.limit_pct,
+                cpu_pct.map_or(String::new(), |c| format!(
+                    "; the client process used {c:.0} % of a core"
+                )),
+            )
+        });
+        Some((findings, warning))
+    }
 }
 
 /// Requests sent and failed by class over a case's timed iterations, and
@@ -256,7 +330,7 @@ impl EndpointCase {
         (label, parameters): (String, serde_json::Value),
         (concurrency, open_loop): (usize, bool),
         slo: Slo,
-        error_budget_pct: f64,
+        target: &EndpointTarget<'_>,
     ) -> Self {
         Self {
             runtime: Arc::clone(&connection.runtime),
@@ -270,52 +344,62 @@ impl EndpointCase {
             open_loop,
             slo,
             ignore_eos: connection.client.ignore_eos(),
-            tally: FailureTally::new(error_budget_pct),
+            tally: FailureTally::new(target.error_budget_pct),
+            audit: ClientAudit::new(target.client_bound_lag_pct),
+            planted_sender_delay: std::env::var("CAMPAIGN_TEST_SENDER_DELAY_MS")
+                .ok()
+                .and_then(|ms| ms.parse::<f64>().ok())
+                .filter(|ms| ms.is_finite() && *ms > 0.0)
+                .map(|ms| Duration::from_secs_f64(ms / 1e3)),
         }
     }
 
     /// Sends every request of the workload: all at t = 0 through
     /// `concurrency` permits (a closed loop), or each at its scheduled
     /// arrival with at most `concurrency` in flight (an open loop).
+    ///
+    /// This thread is the sender: it sleeps to each arrival and hands the
+    /// request to the runtime. The OS timer wakes it within tens of
+    /// microseconds, where tokio's timer wheel rounds every sleep up to the
+    /// next millisecond, which alone would add up to 1 ms to every TTFT
+    /// measured from the schedule.
     fn send_all(&self) -> (Vec<Outcome>, Duration) {
-        let requests: Vec<(Duration, RequestPrompt, usize)> = self
-            .requests
-            .iter()
-            .zip(&self.prompts)
-            .map(|(r, p)| {
-                let at = if self.open_loop {
-                    Duration::from_secs_f64(r.arrival_s)
-                } else {
-                    Duration::ZERO
-                };
-                (at, p.clone(), r.output_tokens)
-            })
-            .collect();
-        let client = Arc::clone(&self.client);
-        let concurrency = self.concurrency.max(1);
+        let handle = self.runtime.handle().clone();
+        let permits = Arc::new(tokio::sync::Semaphore::new(self.concurrency.max(1)));
+        let start = Instant::now();
+        let mut tasks = Vec::with_capacity(self.requests.len());
+        for (request, prompt) in self.requests.iter().zip(&self.prompts) {
+            let at = if self.open_loop {
+                Duration::from_secs_f64(request.arrival_s)
+            } else {
+                Duration::ZERO
+            };
+            let scheduled = start + at;
+            if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
+                std::thread::sleep(wait);
+            }
+            let (client, permits) = (Arc::clone(&self.client), Arc::clone(&permits));
+            let (prompt, max_tokens) = (prompt.clone(), request.output_tokens);
+            tasks.push(handle.spawn(async move {
+                let waiting = Instant::now();
+                let permit = permits.acquire_owned().await;
+                let began = Instant::now();
+                let Stamped { sent_at, result } = client.stream_stamped(&prompt, max_tokens).await;
+                drop(permit);
+                Outcome {
+                    scheduled,
+                    waiting,
+                    began,
+                    sent: sent_at.unwrap_or(began),
+                    asked_tokens: max_tokens,
+                    result,
+                }
+            }));
+            if let Some(delay) = self.planted_sender_delay {
+                std::thread::sleep(delay);
+            }
+        }
         self.runtime.block_on(async move {
-            let permits = Arc::new(tokio::sync::Semaphore::new(concurrency));
-            let start = Instant::now();
-            let tasks: Vec<_> = requests
-                .into_iter()
-                .map(|(at, prompt, max_tokens)| {
-                    let (client, permits) = (Arc::clone(&client), Arc::clone(&permits));
-                    let scheduled = start + at;
-                    tokio::spawn(async move {
-                        tokio::time::sleep_until(scheduled.into()).await;
-                        let permit = permits.acquire_owned().await;
-                        let began = Instant::now();
-                        let result = client.stream(&prompt, max_tokens).await;
-                        drop(permit);
-                        Outcome {
-                            scheduled,
-                            began,
-                            asked_tokens: max_tokens,
-                            result,
-                        }
-                    })
-                })
-                .collect();
             let mut outcomes = Vec::with_capacity(tasks.len());
             for task in tasks {
                 if let Ok(outcome) = task.await {
@@ -370,6 +454,7 @@ impl EndpointCase {
         RequestTiming {
             queue: outcome.began.saturating_duration_since(outcome.scheduled),
             ttft: first.saturating_duration_since(arrival),
+            ttft_from_send: first.saturating_duration_since(outcome.sent),
             gaps_ms,
             e2e: last.saturating_duration_since(arrival),
             output_tokens: done
@@ -413,10 +498,27 @@ impl BenchmarkCase for EndpointCase {
 
     fn start_timed(&mut self) {
         self.tally.clear();
+        self.audit.clear();
     }
 
     fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
+        let cpu_before = process_cpu_seconds();
         let (outcomes, wall) = self.send_all();
+        let client_cpu_s = cpu_before
+            .zip(process_cpu_seconds())
+            .map(|(before, after)| (after - before).max(0.0));
+        for outcome in &outcomes {
+            // The client's lateness: scheduled → sent, less the wait for a
+            // concurrency slot (the cap the campaign asked for).
+            let slot_wait = outcome.began.saturating_duration_since(outcome.waiting);
+            let lag = outcome
+                .sent
+                .saturating_duration_since(outcome.scheduled)
+                .saturating_sub(slot_wait);
+            let lag_ms = lag.as_secs_f64() * 1e3;
+            obs.value("dispatch_lag_ms", lag_ms);
+            self.audit.lag_ms.push(lag_ms);
+        }
         let mut timings = Vec::new();
         let mut failed: BTreeMap<ErrorClass, u64> = BTreeMap::new();
         let mut short = 0usize;
@@ -447,6 +549,9 @@ impl BenchmarkCase for EndpointCase {
                         });
                     }
                     self.tally.completed(&surprises, shortfall.as_ref());
+                    self.audit
+                        .ttft_from_send_ms
+                        .push(timing.ttft_from_send.as_secs_f64() * 1e3);
                     timings.push(timing);
                     if let Some(tokens) = done.prompt_tokens() {
                         obs.value("server_prompt_tokens", tokens as f64);
@@ -466,6 +571,18 @@ impl BenchmarkCase for EndpointCase {
             }
         }
         record_run(obs, &timings, wall, self.open_loop, self.slo);
+        if let Some(cpu_s) = client_cpu_s {
+            obs.value("client_cpu_pct", 100.0 * cpu_s / wall.as_secs_f64());
+            let tokens: usize = timings.iter().map(|t| t.output_tokens).sum();
+            if tokens > 0 {
+                obs.value(
+                    "client_cpu_us_per_output_token",
+                    cpu_s * 1e6 / tokens as f64,
+                );
+            }
+            self.audit.cpu_s += cpu_s;
+            self.audit.wall_s += wall.as_secs_f64();
+        }
         let errors: u64 = failed.values().sum();
         obs.value(
             "error_rate_pct",
@@ -489,7 +606,20 @@ impl BenchmarkCase for EndpointCase {
     }
 
     fn conclude(&mut self) -> Option<Conclusion> {
-        self.tally.conclude()
+        let tally = self.tally.conclude();
+        let Some((audit, client_bound)) = self.audit.conclude() else {
+            return tally;
+        };
+        let mut conclusion = tally.unwrap_or(Conclusion {
+            failure: None,
+            findings: Findings::Other(serde_json::json!({})),
+            warnings: Vec::new(),
+        });
+        if let Findings::Other(serde_json::Value::Object(findings)) = &mut conclusion.findings {
+            findings.insert("client_audit".into(), audit);
+        }
+        conclusion.warnings.extend(client_bound);
+        Some(conclusion)
     }
 }
 

@@ -14,7 +14,7 @@ use std::time::Duration;
 use serde_json::json;
 
 use super::model::{PromptSpec, Prompts, check_prompts, load_model, read_prompt_lines};
-use super::workload::{LengthDistribution, Request, WorkloadSpec, generate_requests};
+use super::workload::{Arrivals, LengthDistribution, Request, WorkloadSpec, generate_requests};
 use super::{BenchContext, BenchmarkError, MemoryNeed, Models, ParamProblem};
 use crate::campaign::bounds::{Percent, Seconds, Tokens};
 use crate::components::endpoint::{
@@ -25,6 +25,12 @@ use crate::machine::checked_product;
 
 pub(super) fn default_request_timeout_s() -> Seconds {
     Seconds::new_const(120.0)
+}
+
+/// `client_bound_lag_pct` when not given: a client whose lateness at p99
+/// reaches a tenth of the median TTFT already moves the tail it reports.
+pub(super) fn default_client_bound_lag_pct() -> Percent {
+    Percent::new_const(10.0)
 }
 
 pub(super) fn yes() -> bool {
@@ -74,6 +80,11 @@ macro_rules! with_endpoint_target {
             /// (set false for servers that refuse unknown fields).
             #[serde(default = "crate::benchmarks::endpoint_target::yes")]
             ignore_eos: bool,
+            /// The run is marked client-bound when the client's dispatch
+            /// lag at p99 exceeds this share of the median TTFT (measured
+            /// from the actual send), in %.
+            #[serde(default = "crate::benchmarks::endpoint_target::default_client_bound_lag_pct")]
+            client_bound_lag_pct: $crate::campaign::bounds::Percent,
             /// With an endpoint: a `tokenizer.json` (relative to the campaign
             /// file) that writes and counts the prompts instead of a
             /// campaign model's, so no local weights are needed.
@@ -98,6 +109,7 @@ macro_rules! with_endpoint_target {
                         request_timeout_s: self.request_timeout_s.get(),
                         error_budget_pct: self.error_budget_pct.get(),
                         ignore_eos: self.ignore_eos,
+                        client_bound_lag_pct: self.client_bound_lag_pct.get(),
                     }
                 })
             }
@@ -142,6 +154,7 @@ pub(super) struct EndpointTarget<'a> {
     pub request_timeout_s: f64,
     pub error_budget_pct: f64,
     pub ignore_eos: bool,
+    pub client_bound_lag_pct: f64,
 }
 
 /// What writes an endpoint target's prompts and counts its tokens.
@@ -538,7 +551,7 @@ impl PromptSource {
         count: usize,
         prompt_tokens: Option<LengthDistribution>,
         output_tokens: LengthDistribution,
-        rate_per_s: Option<f64>,
+        arrivals: Option<Arrivals>,
     ) -> Result<(Vec<Request>, Vec<RequestPrompt>), BenchmarkError> {
         match &self.prompts {
             SourcePrompts::Ids {
@@ -557,7 +570,7 @@ impl PromptSource {
                         prompt_tokens,
                         output_tokens,
                         vocab_size: *vocab_size,
-                        rate_per_s,
+                        arrivals,
                     },
                 );
                 prompts.apply_to(&mut requests);
@@ -574,7 +587,7 @@ impl PromptSource {
                         prompt_tokens: LengthDistribution::fixed(Tokens::new_const(1)),
                         output_tokens,
                         vocab_size: 1,
-                        rate_per_s,
+                        arrivals,
                     },
                 );
                 let sent = requests

@@ -4,6 +4,7 @@
 //! cancellation; `stats` summarises; `report` formats.
 
 mod agents;
+mod capacity;
 mod command;
 mod compression;
 mod compression_ratio;
@@ -512,6 +513,7 @@ static REGISTRY: &[&dyn BenchmarkKind] = &[
     &agents::AgentTaskLatency,
     &serving::FullInference,
     &serving::Scaling,
+    &capacity::Capacity,
     &endurance::Endurance,
     &memory_growth::MemoryGrowth,
     &workflow::CollectiveWorkflow,

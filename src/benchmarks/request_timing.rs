@@ -12,6 +12,8 @@ pub(super) struct RequestTiming {
     pub queue: Duration,
     /// Arrival → first generated token.
     pub ttft: Duration,
+    /// The request went out (in-process: a worker took it) → first token.
+    pub ttft_from_send: Duration,
     /// Gaps between consecutive generated tokens, in ms.
     pub gaps_ms: Vec<f64>,
     /// Arrival → last generated token.
@@ -33,6 +35,26 @@ pub(super) const SERVING_METRICS: &[MetricDef] = &[
         "scheduled arrival → a worker starts the request (open loop)",
     ),
     MetricDef::duration_ms("ttft_ms", "arrival → first generated token"),
+    MetricDef::duration_ms(
+        "ttft_from_send_ms",
+        "the request went out (in-process: a worker took it) → first generated token: TTFT less the client's lateness and any wait for a worker or concurrency slot",
+    ),
+    MetricDef::duration_ms(
+        "dispatch_lag_ms",
+        "endpoint: scheduled send → the request went out, less its wait for a concurrency slot: the client's own lateness (its timer, its runtime, building the body)",
+    ),
+    MetricDef::quantity(
+        "client_cpu_pct",
+        "%",
+        false,
+        "endpoint: the client process's CPU time (user + system) ÷ the iteration's wall time, in % of one core",
+    ),
+    MetricDef::quantity(
+        "client_cpu_us_per_output_token",
+        "µs/token",
+        false,
+        "endpoint: the client process's CPU time ÷ output tokens received in the iteration",
+    ),
     MetricDef::duration_ms(
         "tpot_ms",
         "(end-to-end − TTFT) / (output tokens − 1), per request",
@@ -186,6 +208,7 @@ pub(super) fn record_run(
             obs.duration("queue_ms", t.queue);
         }
         obs.duration("ttft_ms", t.ttft);
+        obs.duration("ttft_from_send_ms", t.ttft_from_send);
         obs.duration("e2e_ms", t.e2e);
         if let Some(tpot) = t.tpot_ms() {
             obs.value("tpot_ms", tpot);

@@ -22,7 +22,10 @@ use super::model::{
 };
 use super::quality::{ServedOutput, served_outputs};
 use super::request_timing::{RequestTiming, SERVING_METRICS, Slo, record_run};
-use super::workload::{LengthDistribution, Request, WorkloadSpec, generate_requests};
+use super::workload::{
+    ArrivalProcess, Arrivals, LengthDistribution, Ramp, RampShape, Request, WorkloadSpec,
+    generate_requests,
+};
 use super::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
     Observations, ParamProblem, PreparedBenchmark, SweepAxis,
@@ -125,6 +128,7 @@ impl BatchClock {
         let last = own.last().copied().unwrap_or(self.started);
         RequestTiming {
             queue: self.started.saturating_sub(self.arrival),
+            ttft_from_send: first.saturating_sub(self.started),
             ttft: first.saturating_sub(self.arrival),
             gaps_ms: own
                 .windows(2)
@@ -164,14 +168,66 @@ with_endpoint_target! {
         /// One open-loop case per rate (Poisson arrivals).
         #[serde(default)]
         rates_per_s: Vec<Rate>,
-        /// Workers serving the open-loop arrivals.
+        /// Workers serving the open-loop arrivals: at most this many
+        /// requests in flight, the others wait (and their latency counts
+        /// the wait).
         #[serde(default = "default_open_loop_concurrency")]
         open_loop_concurrency: Parallel,
+        /// How the open-loop arrivals are spaced: `"poisson"` (the
+        /// default), `"constant"`, or `{ process = "gamma", burstiness = b }`.
+        #[serde(default)]
+        arrivals: ArrivalProcess,
+        /// Each open-loop case climbs to its rate:
+        /// `{ shape = "linear" | "exponential", from_rate_per_s, over_s }`.
+        #[serde(default)]
+        ramp: Option<Ramp>,
         ttft_slo_ms: Option<Millis>,
         tpot_slo_ms: Option<Millis>,
         /// Text prompts (`{ file = … }` or `{ corpus = … }`) at the sampled lengths.
         #[serde(default)]
         prompts: Option<PromptSpec>,
+    }
+}
+
+impl FullInferenceParams {
+    fn arrivals_at(&self, rate_per_s: f64) -> Arrivals {
+        Arrivals {
+            rate_per_s,
+            process: self.arrivals,
+            ramp: self.ramp,
+        }
+    }
+}
+
+/// An open-loop case's label: its rate, then the process and the ramp
+/// where they are not the default (Poisson, no ramp), so that earlier
+/// nights' cases keep their names.
+fn open_label(arrivals: &Arrivals) -> String {
+    let mut label = format!("open,rate={}/s", arrivals.rate_per_s);
+    if let Some(process) = arrivals.process.label() {
+        label.push(',');
+        label.push_str(&process);
+    }
+    if let Some(ramp) = arrivals.ramp {
+        let shape = match ramp.shape {
+            RampShape::Linear => "linear",
+            RampShape::Exponential => "exponential",
+        };
+        label.push_str(&format!(
+            ",ramp={shape}(from {}/s over {} s)",
+            ramp.from_rate_per_s, ramp.over_s
+        ));
+    }
+    label
+}
+
+/// The process and ramp in a case's parameters, where not the default.
+fn describe_arrivals(arrivals: &Arrivals, parameters: &mut serde_json::Value) {
+    if arrivals.process != ArrivalProcess::Poisson {
+        parameters["arrivals"] = json!(arrivals.process);
+    }
+    if let Some(ramp) = arrivals.ramp {
+        parameters["ramp"] = json!(ramp);
     }
 }
 
@@ -284,6 +340,22 @@ impl Kind for FullInference {
                 "e.g. concurrency = [1, 2] and/or rates_per_s = [4.0]",
             ));
         }
+        if p.rates_per_s.is_empty() {
+            let shaping = if p.ramp.is_some() {
+                Some("ramp")
+            } else {
+                (p.arrivals != ArrivalProcess::Poisson).then_some("arrivals")
+            };
+            if let Some(field) = shaping {
+                return Err(ParamProblem::at(
+                    field,
+                    format!(
+                        "`{field}` shapes open-loop arrivals, and no open-loop rate is given; allowed: with rates_per_s"
+                    ),
+                    "e.g. rates_per_s = [4.0]",
+                ));
+            }
+        }
         let asked = PromptsAsked {
             spec: p.prompts.as_ref(),
             takes_prompt_files: true,
@@ -356,30 +428,36 @@ impl Kind for FullInference {
             let source = target.prompt_source(p.prompts.as_ref(), ctx)?;
             let connection = target.connect()?;
             let url = connection.client.url();
-            let modes = p.concurrency.iter().map(|c| (c.usize(), None)).chain(
-                p.rates_per_s
+            let modes =
+                p.concurrency
                     .iter()
-                    .map(|r| (p.open_loop_concurrency.usize(), Some(r.get()))),
-            );
+                    .map(|c| (c.usize(), None))
+                    .chain(p.rates_per_s.iter().map(|r| {
+                        (
+                            p.open_loop_concurrency.usize(),
+                            Some(p.arrivals_at(r.get())),
+                        )
+                    }));
             let mut cases: Vec<Box<dyn BenchmarkCase>> = Vec::new();
-            for (concurrency, rate) in modes {
+            for (concurrency, arrivals) in modes {
                 let (requests, prompts) = source.requests(
                     &target,
                     ctx.settings.seed,
                     p.requests.usize(),
                     p.prompt_tokens,
                     p.output_tokens,
-                    rate,
+                    arrivals,
                 )?;
-                let (label, parameters) = match rate {
+                let (label, parameters) = match arrivals {
                     None => (
                         format!("closed,concurrency={concurrency}"),
                         json!({"mode": "closed", "concurrency": concurrency, "requests": requests.len(), "endpoint": url}),
                     ),
-                    Some(rate) => (
-                        format!("open,rate={rate}/s"),
-                        json!({"mode": "open", "rate_per_s": rate, "concurrency": concurrency, "requests": requests.len(), "endpoint": url}),
-                    ),
+                    Some(arrivals) => {
+                        let mut parameters = json!({"mode": "open", "rate_per_s": arrivals.rate_per_s, "concurrency": concurrency, "requests": requests.len(), "endpoint": url});
+                        describe_arrivals(&arrivals, &mut parameters);
+                        (open_label(&arrivals), parameters)
+                    }
                 };
                 cases.push(Box::new(EndpointCase::new(
                     &connection,
@@ -387,9 +465,9 @@ impl Kind for FullInference {
                     requests,
                     source.tokenizer.clone(),
                     (label, parameters),
-                    (concurrency, rate.is_some()),
+                    (concurrency, arrivals.is_some()),
                     slo,
-                    target.error_budget_pct,
+                    &target,
                 )));
             }
             let mut context = source.context;
@@ -409,15 +487,15 @@ impl Kind for FullInference {
         let prompt_tokens = required_prompt_tokens(p.prompt_tokens)
             .map_err(|e| BenchmarkError::Params(e.message))?;
         let requests = p.requests.usize();
-        let workload = |rate_per_s| WorkloadSpec {
+        let workload = |arrivals| WorkloadSpec {
             requests,
             prompt_tokens,
             output_tokens: p.output_tokens,
             vocab_size: loaded.model.architecture.vocab_size,
-            rate_per_s,
+            arrivals,
         };
-        let requests_with_prompts = |rate_per_s| {
-            let mut requests = generate_requests(ctx.settings.seed, &workload(rate_per_s));
+        let requests_with_prompts = |arrivals| {
+            let mut requests = generate_requests(ctx.settings.seed, &workload(arrivals));
             prompts.apply_to(&mut requests);
             requests
         };
@@ -436,15 +514,17 @@ impl Kind for FullInference {
             }));
         }
         for rate in &p.rates_per_s {
-            let rate = rate.get();
+            let arrivals = p.arrivals_at(rate.get());
+            let mut parameters = json!({
+                "mode": "open", "rate_per_s": arrivals.rate_per_s,
+                "concurrency": p.open_loop_concurrency, "requests": requests,
+            });
+            describe_arrivals(&arrivals, &mut parameters);
             cases.push(Box::new(ServingCase {
                 model: Arc::clone(&loaded.model),
-                requests: requests_with_prompts(Some(rate)),
-                label: format!("open,rate={rate}/s"),
-                parameters: json!({
-                    "mode": "open", "rate_per_s": rate,
-                    "concurrency": p.open_loop_concurrency, "requests": requests,
-                }),
+                requests: requests_with_prompts(Some(arrivals)),
+                label: open_label(&arrivals),
+                parameters,
                 concurrency: p.open_loop_concurrency.usize(),
                 batch_size: 1,
                 open_loop: true,
@@ -686,7 +766,7 @@ impl Kind for Scaling {
                     (format!("concurrency={c}"), case_parameters),
                     (c, false),
                     Slo::default(),
-                    target.error_budget_pct,
+                    &target,
                 )));
             }
             let mut context = source.context;
@@ -711,7 +791,7 @@ impl Kind for Scaling {
                 prompt_tokens: LengthDistribution::fixed(prompt_tokens),
                 output_tokens: LengthDistribution::fixed(p.output_tokens),
                 vocab_size: loaded.model.architecture.vocab_size,
-                rate_per_s: None,
+                arrivals: None,
             },
         );
         prompts.apply_to(&mut requests);

@@ -286,7 +286,7 @@ impl Kind for CollectiveWorkflow {
                     prompt_tokens: LengthDistribution::fixed(p.prompt_tokens),
                     output_tokens: LengthDistribution::fixed(p.output_tokens),
                     vocab_size: arch.vocab_size,
-                    rate_per_s: None,
+                    arrivals: None,
                 },
                 seed: ctx.settings.seed,
                 iteration: 0,

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::{CommandError, exit, load_named_model};
 use crate::campaign::Campaign;
-use crate::campaign::bounds::{Int, IntRange, Seconds};
-use crate::components::server::{ApiKey, ServeOptions, Server};
+use crate::campaign::bounds::{Int, IntRange, Millis, Parallel, Seconds};
+use crate::components::server::{ApiKey, ServeOptions, Server, SimulatedService};
 use crate::output::OutputLayout;
 
 /// Requests that may wait for the engine (`--max-queue`). 0 refuses every
@@ -46,6 +46,27 @@ pub struct ServeArgs {
     pub api_key_env: Option<String>,
     pub max_queue: QueuedRequests,
     pub max_wait_s: Seconds,
+    pub simulate: Option<SimulatedService>,
+}
+
+/// Parses `--simulate-slots`.
+pub fn parse_simulate_slots(text: &str) -> Result<Parallel, String> {
+    let value: i128 = text.trim().parse().map_err(|_| {
+        format!(
+            "{text:?} is not a whole number; allowed: {}",
+            Parallel::allowed()
+        )
+    })?;
+    Parallel::check(value)
+}
+
+/// Parses `--simulate-service-ms`.
+pub fn parse_simulate_service_ms(text: &str) -> Result<Millis, String> {
+    let value: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("{text:?} is not a number; allowed: {}", Millis::allowed()))?;
+    Millis::check(value)
 }
 
 /// Parses `--max-queue` (a clap value parser).
@@ -153,6 +174,7 @@ pub fn serve_command(
             api_key,
             max_queue: args.max_queue.usize(),
             max_wait: Duration::try_from_secs_f64(args.max_wait_s.get()).unwrap_or(Duration::MAX),
+            simulate: args.simulate,
         },
     )?;
     let addr = server.local_addr()?;
@@ -162,11 +184,19 @@ pub fn serve_command(
     let mut stdout = std::io::stdout();
     let _ = writeln!(stdout, "listening on http://{addr}");
     let _ = stdout.flush();
+    let engine = match args.simulate {
+        Some(spec) => format!(
+            "a simulated service ({} at once, exponential service of mean {} ms, seed {}; the model's tokenizer reads the prompts)",
+            spec.slots,
+            spec.mean_service.as_secs_f64() * 1e3,
+            spec.seed
+        ),
+        None => format!("{} thread(s)", campaign.file.settings().threads),
+    };
     eprintln!(
-        "serving model {:?} ({}) with {} thread(s); requests logged to {}; {}; at most {} waiting, each for at most {} s; Ctrl-C stops",
+        "serving model {:?} ({}) with {engine}; requests logged to {}; {}; at most {} waiting, each for at most {} s; Ctrl-C stops",
         args.model,
         path.display(),
-        campaign.file.settings().threads,
         server.request_log().display(),
         match &args.api_key_env {
             Some(var) => format!("API key required (from {var})"),

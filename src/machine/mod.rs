@@ -17,6 +17,18 @@ pub fn available_memory_bytes() -> Option<u64> {
     (available > 0).then_some(available)
 }
 
+/// User plus system CPU time of the whole process, in seconds; `None`
+/// where it cannot be read.
+pub fn process_cpu_seconds() -> Option<f64> {
+    // SAFETY: getrusage fills the struct we pass; RUSAGE_SELF is valid.
+    let usage = unsafe {
+        let mut usage: libc::rusage = std::mem::zeroed();
+        (libc::getrusage(libc::RUSAGE_SELF, &mut usage) == 0).then_some(usage)
+    }?;
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
+}
+
 /// An estimate of the memory some work needs, with how it was computed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MemoryNeed {

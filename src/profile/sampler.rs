@@ -5,6 +5,7 @@ use std::time::Instant;
 use pprof::protos::Message;
 
 use super::{FoldedStacks, ProfileError};
+use crate::machine::process_cpu_seconds;
 
 /// What the notes measured: the timer tops out near 250 Hz on the kernels
 /// this runs on, and 199 Hz stays clear of it and of 100 Hz periodic work.
@@ -67,17 +68,6 @@ pub struct DeliveredRate {
     pub probe_samples: u64,
 }
 
-/// User plus system CPU time of the whole process, in seconds.
-fn process_cpu_s() -> Option<f64> {
-    // SAFETY: getrusage fills the struct we pass; RUSAGE_SELF is valid.
-    let usage = unsafe {
-        let mut usage: libc::rusage = std::mem::zeroed();
-        (libc::getrusage(libc::RUSAGE_SELF, &mut usage) == 0).then_some(usage)
-    }?;
-    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
-    Some(seconds(usage.ru_utime) + seconds(usage.ru_stime))
-}
-
 fn profiler(frequency_hz: u32) -> Result<pprof::ProfilerGuard<'static>, ProfileError> {
     pprof::ProfilerGuardBuilder::default()
         .frequency(frequency_hz.clamp(1, MAX_PROFILE_HZ) as i32)
@@ -111,7 +101,7 @@ pub fn delivered_rate() -> Result<DeliveredRate, ProfileError> {
 fn probe() -> Result<DeliveredRate, ProfileError> {
     let no_cpu_time = || ProfileError::Probe("the process's CPU time cannot be read".into());
     let guard = profiler(MAX_PROFILE_HZ)?;
-    let start = process_cpu_s().ok_or_else(no_cpu_time)?;
+    let start = process_cpu_seconds().ok_or_else(no_cpu_time)?;
     let mut spent = 0.0;
     let mut x = 0x9e37_79b9_u64;
     while spent < PROBE_CPU_S {
@@ -120,7 +110,7 @@ fn probe() -> Result<DeliveredRate, ProfileError> {
         for _ in 0..200_000 {
             x = std::hint::black_box(x.wrapping_mul(6_364_136_223_846_793_005).rotate_left(7));
         }
-        spent = process_cpu_s().ok_or_else(no_cpu_time)? - start;
+        spent = process_cpu_seconds().ok_or_else(no_cpu_time)? - start;
     }
     let report = guard
         .report()
@@ -147,7 +137,7 @@ impl CpuSampler {
             guard,
             frequency_hz,
             started: Instant::now(),
-            cpu_at_start_s: process_cpu_s(),
+            cpu_at_start_s: process_cpu_seconds(),
         })
     }
 
@@ -155,7 +145,7 @@ impl CpuSampler {
     /// dropped: dropping it discards the samples.
     pub fn finish(self) -> Result<CpuProfile, ProfileError> {
         let duration_s = self.started.elapsed().as_secs_f64();
-        let cpu_s = process_cpu_s()
+        let cpu_s = process_cpu_seconds()
             .zip(self.cpu_at_start_s)
             .map(|(now, then)| (now - then).max(0.0));
         // Named from the unresolved samples, whose frames keep their

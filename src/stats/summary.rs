@@ -75,6 +75,18 @@ pub fn min_samples_for_percentile(quantile: f64) -> u64 {
     (z * z * quantile / (1.0 - quantile)).ceil() as u64
 }
 
+/// Nearest-rank percentile of `values`: the smallest value with at least
+/// q·n values at or below it (the maximum below 1/(1 − q) values).
+pub fn nearest_rank(values: &[f64], quantile: f64) -> Option<f64> {
+    if values.is_empty() {
+        return None;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((quantile * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    Some(sorted[rank - 1])
+}
+
 /// Distribution-free confidence interval of the median from order statistics.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MedianInterval {

@@ -3,7 +3,7 @@
 //! impossible usage, short `ignore_eos` responses and the refusals of
 //! configurations without a tokenizer are checked end to end.
 
-use serial_test::parallel;
+use serial_test::{parallel, serial};
 
 use super::fixture::*;
 
@@ -447,4 +447,195 @@ concurrency = [1]
             "this benchmark has no endpoint",
         ],
     );
+}
+
+/// Reads one request (headers, then the body its Content-Length gives).
+fn read_request(stream: &mut std::net::TcpStream) -> Option<Value> {
+    use std::io::Read;
+    let mut request = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        let read = stream.read(&mut buf).ok()?;
+        if read == 0 {
+            return None;
+        }
+        request.extend_from_slice(&buf[..read]);
+        let text = String::from_utf8_lossy(&request).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let length: usize = text
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .and_then(|v| v.trim().parse().ok())
+                })
+                .unwrap_or(0);
+            if request.len() >= end + 4 + length {
+                return serde_json::from_slice(&request[end + 4..end + 4 + length]).ok();
+            }
+        }
+    }
+}
+
+/// A server with a known TTFT: each request on its own thread waits a
+/// time drawn from a seeded log-normal (median 20 ms, σ 0.5: p99 near
+/// 64 ms) from the moment its connection was accepted, then streams 4
+/// tokens and their usage. Joining it gives the delays it injected, from
+/// accept to the first token's write (ms), in the order the requests came.
+fn ttft_stub(requests: usize) -> (String, std::thread::JoinHandle<Vec<f64>>) {
+    use rand::SeedableRng;
+    use rand_distr::Distribution;
+    use std::io::Write;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(30);
+        let ttft = rand_distr::LogNormal::new(20.0f64.ln(), 0.5).unwrap();
+        let workers: Vec<_> = listener
+            .incoming()
+            .take(requests)
+            .map(|stream| {
+                let accepted = std::time::Instant::now();
+                let delay_ms = ttft.sample(&mut rng);
+                std::thread::spawn(move || {
+                    let mut stream = stream.unwrap();
+                    read_request(&mut stream).expect("a request");
+                    let due = accepted + std::time::Duration::from_secs_f64(delay_ms / 1e3);
+                    if let Some(wait) = due.checked_duration_since(std::time::Instant::now()) {
+                        std::thread::sleep(wait);
+                    }
+                    let mut answer = String::from(
+                        "HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\nconnection: close\r\n\r\n",
+                    );
+                    let chunk = serde_json::json!({"choices": [{"index": 0, "text": "a", "finish_reason": null}]});
+                    answer.push_str(&format!("data: {chunk}\n\n"));
+                    let slept_ms = accepted.elapsed().as_secs_f64() * 1e3;
+                    stream.write_all(answer.as_bytes()).unwrap();
+                    let _ = stream.flush();
+                    let rest = completion(&["b", "c", "d"], "length", usage(12, 4, 16));
+                    let _ = stream.write_all(rest.as_bytes());
+                    slept_ms
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().unwrap()).collect()
+    });
+    (url, handle)
+}
+
+/// `requests` open-loop requests at `rate_per_s` (constant gaps) against
+/// `endpoint`, up to 64 in flight, one iteration.
+fn open_loop_day(endpoint: &str, requests: usize, rate_per_s: f64) -> String {
+    format!(
+        r#"
+[[days]]
+number = 1
+title = "served"
+[[days.benchmarks]]
+name = "served"
+kind = "full_inference"
+warmup = 0
+iterations = 1
+[days.benchmarks.params]
+endpoint = "{endpoint}"
+requests = {requests}
+prompt_tokens = {{ distribution = "fixed", tokens = 12 }}
+output_tokens = {{ distribution = "fixed", tokens = 4 }}
+rates_per_s = [{rate_per_s:.1}]
+arrivals = "constant"
+open_loop_concurrency = 64
+"#
+    )
+}
+
+fn nearest_rank(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
+}
+
+/// At 200 requests/s against a server of known TTFT, the TTFT measured
+/// from each request's scheduled send matches the injected one within
+/// 1.5 ms at p50 and p99 (this is the test build, our code unoptimised:
+/// the offset is the client's connect, send and parse), and the client
+/// audits itself as not the bound.
+#[test]
+#[serial]
+fn measured_ttft_matches_the_injected_one_at_200_requests_per_s() {
+    let f = Fixture::new();
+    let requests = 400;
+    let (url, stub) = ttft_stub(requests);
+    let campaign = f.campaign(&open_loop_day(&url, requests, 200.0));
+    let out = run(&f, &campaign);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let injected = stub.join().unwrap();
+    let report = f.report();
+    let result = &report["results"][0];
+    let measured = samples(result, "ttft_ms");
+    assert_eq!(measured.len(), requests);
+    for q in [0.5, 0.99] {
+        let (m, i) = (nearest_rank(&measured, q), nearest_rank(&injected, q));
+        assert!(
+            (m - i).abs() < 1.5,
+            "p{}: measured {m:.3} ms, injected {i:.3} ms; dispatch lag p99 {:.3} ms",
+            q * 100.0,
+            nearest_rank(&samples(result, "dispatch_lag_ms"), 0.99)
+        );
+    }
+    let audit = &result["conclusion"]["client_audit"];
+    assert_eq!(audit["client_bound"], false, "{audit:#}");
+    assert_eq!(audit["requests"], requests, "{audit:#}");
+    assert!(samples(result, "client_cpu_pct")[0] > 0.0);
+    assert!(!stderr.contains("client-bound"), "{stderr}");
+    println!(
+        "TTFT p50 measured {:.3} ms, injected {:.3} ms; p99 measured {:.3} ms, injected {:.3} ms; dispatch lag p99 {:.3} ms",
+        nearest_rank(&measured, 0.5),
+        nearest_rank(&injected, 0.5),
+        nearest_rank(&measured, 0.99),
+        nearest_rank(&injected, 0.99),
+        nearest_rank(&samples(result, "dispatch_lag_ms"), 0.99)
+    );
+}
+
+/// A sender planted slow (it sleeps 12 ms after each request sent at
+/// 200/s, so the last is sent ~0.7 s late) falls behind its schedule: the run is marked client-bound, and
+/// its TTFT from the schedule grows while the TTFT from the actual send
+/// stays the server's.
+#[test]
+#[serial]
+fn a_starved_client_is_marked_client_bound() {
+    let f = Fixture::new();
+    let requests = 100;
+    let (url, stub) = ttft_stub(requests);
+    let campaign = f.campaign(&open_loop_day(&url, requests, 200.0));
+    let out = Command::new(assert_cmd::cargo::cargo_bin!("campaign"))
+        .args(["run", "--day", "1", "--no-profile", "--campaign"])
+        .arg(&campaign)
+        .arg("--out")
+        .arg(f.out())
+        .env("CAMPAIGN_TEST_SENDER_DELAY_MS", "12")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    let injected = stub.join().unwrap();
+    let report = f.report();
+    let result = &report["results"][0];
+    let audit = &result["conclusion"]["client_audit"];
+    assert_eq!(audit["client_bound"], true, "{audit:#}");
+    let warnings = result["warnings"].to_string();
+    assert!(
+        warnings.contains("client-bound") && warnings.contains("client_bound_lag_pct = 10 %"),
+        "{warnings}"
+    );
+    // 100 requests sent 12 ms apart instead of 5: the last ~0.7 s late.
+    let lag = samples(result, "dispatch_lag_ms");
+    assert!(nearest_rank(&lag, 1.0) > 500.0, "{lag:?}");
+    let from_send = samples(result, "ttft_from_send_ms");
+    assert!(
+        (nearest_rank(&from_send, 0.5) - nearest_rank(&injected, 0.5)).abs() < 2.0,
+        "{from_send:?}"
+    );
+    assert!(nearest_rank(&samples(result, "ttft_ms"), 0.5) > 100.0);
 }

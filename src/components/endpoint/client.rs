@@ -72,6 +72,12 @@ pub fn redact_url(url: &str) -> String {
     }
 }
 
+/// A request's outcome and when it went out (`None` when it never did).
+pub struct Stamped {
+    pub sent_at: Option<Instant>,
+    pub result: Result<StreamedCompletion, RequestFailure>,
+}
+
 pub struct EndpointClient {
     http: reqwest::Client,
     url: reqwest::Url,
@@ -150,14 +156,27 @@ impl EndpointClient {
         prompt: &RequestPrompt,
         max_tokens: usize,
     ) -> Result<StreamedCompletion, RequestFailure> {
-        match tokio::time::timeout(self.config.timeout, self.stream_inner(prompt, max_tokens)).await
+        self.stream_stamped(prompt, max_tokens).await.result
+    }
+
+    /// [`Self::stream`], with the instant the request went out (its body
+    /// built, handed to the connection): what the client's own lateness is
+    /// measured to.
+    pub async fn stream_stamped(&self, prompt: &RequestPrompt, max_tokens: usize) -> Stamped {
+        let mut sent_at = None;
+        let result = match tokio::time::timeout(
+            self.config.timeout,
+            self.stream_inner(prompt, max_tokens, &mut sent_at),
+        )
+        .await
         {
             Ok(result) => result,
             Err(_) => Err(RequestFailure::new(
                 ErrorClass::Timeout,
                 format!("no end of stream within {:?}", self.config.timeout),
             )),
-        }
+        };
+        Stamped { sent_at, result }
     }
 
     /// What the server's answer to `prompt` is checked against.
@@ -181,6 +200,7 @@ impl EndpointClient {
         &self,
         prompt: &RequestPrompt,
         max_tokens: usize,
+        sent_at: &mut Option<Instant>,
     ) -> Result<StreamedCompletion, RequestFailure> {
         let mut request = self
             .http
@@ -189,6 +209,7 @@ impl EndpointClient {
         if let Some(key) = &self.config.api_key {
             request = request.bearer_auth(key);
         }
+        *sent_at = Some(Instant::now());
         let mut response = request.send().await.map_err(|e| {
             let class = if e.is_timeout() {
                 ErrorClass::Timeout

@@ -120,9 +120,10 @@ pub async fn require_key(State(key): State<Arc<ApiKey>>, request: Request, next:
 
 /// The bound on generation requests held at once, and on their wait.
 pub struct Queue {
-    /// One place for the request the engine runs, `max_queue` for those
-    /// waiting (a request holds its place from its headers to its end).
+    /// A place for each request the engine runs at once, `max_queue` for
+    /// those waiting (a request holds its place from its headers to its end).
     places: Arc<Semaphore>,
+    running: usize,
     max_queue: usize,
     max_wait: Duration,
 }
@@ -137,9 +138,10 @@ pub struct Admitted {
 }
 
 impl Queue {
-    pub fn new(max_queue: usize, max_wait: Duration) -> Self {
+    pub fn new(running: usize, max_queue: usize, max_wait: Duration) -> Self {
         Self {
-            places: Arc::new(Semaphore::new(max_queue.saturating_add(1))),
+            places: Arc::new(Semaphore::new(max_queue.saturating_add(running))),
+            running,
             max_queue,
             max_wait,
         }
@@ -152,7 +154,8 @@ impl Queue {
             ApiError::queue_full(
                 RETRY_AFTER_S,
                 format!(
-                    "the server is busy: the engine runs one request at a time and {} more may wait (--max-queue {}), and every place is taken; retry after {RETRY_AFTER_S} s",
+                    "the server is busy: the engine runs {} at a time and {} more may wait (--max-queue {}), and every place is taken; retry after {RETRY_AFTER_S} s",
+                    if self.running == 1 { "one request".to_string() } else { format!("{} requests", self.running) },
                     self.max_queue, self.max_queue
                 ),
             )
@@ -254,7 +257,7 @@ mod tests {
 
     #[test]
     fn the_queue_holds_one_running_and_max_queue_waiting() {
-        let queue = Queue::new(1, Duration::from_secs(1));
+        let queue = Queue::new(1, 1, Duration::from_secs(1));
         let first = queue.admit().unwrap();
         let _second = queue.admit().unwrap();
         let refused = queue.admit().map(|_| ()).unwrap_err();

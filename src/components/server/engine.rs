@@ -4,8 +4,13 @@
 //! as soon as it exists, stamped with the server's clock.
 
 use std::sync::mpsc as std_mpsc;
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Exp};
 
 use tokio::sync::mpsc;
 
@@ -122,6 +127,126 @@ impl Engine {
         drop(self.jobs);
         let _ = self.thread.join();
     }
+}
+
+/// A server of known service instead of a model: `slots` requests served
+/// at once, first come first served, each holding its slot for a time
+/// drawn from an exponential of mean `mean_service` (seeded), its first
+/// token at once and the others spread evenly over that time. An M/M/c
+/// queue: its latency at any rate is Erlang's C formula, so a client's
+/// accuracy and a capacity search can be checked against the truth over
+/// real HTTP.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct SimulatedService {
+    pub slots: usize,
+    pub mean_service: Duration,
+    pub seed: u64,
+}
+
+impl SimulatedService {
+    /// The text of each simulated token: one token of any tokenizer's
+    /// vocabulary is not needed, since nothing decodes it back.
+    pub const TOKEN_TEXT: &'static str = " a";
+}
+
+impl Engine {
+    /// Starts `spec.slots` workers that take jobs in arrival order.
+    pub fn simulate(spec: SimulatedService) -> Result<Self, EngineError> {
+        let (jobs, queue) = std_mpsc::channel::<EngineJob>();
+        let queue = Arc::new(Mutex::new(queue));
+        let services = Arc::new(Mutex::new(ServiceTimes::new(spec)));
+        let workers = (0..spec.slots.max(1))
+            .map(|i| {
+                let (queue, services) = (Arc::clone(&queue), Arc::clone(&services));
+                std::thread::Builder::new()
+                    .name(format!("simulated-{i}"))
+                    .spawn(move || {
+                        loop {
+                            // The lock is held only to take the next job.
+                            let next = match queue.lock() {
+                                Ok(receiver) => receiver.recv(),
+                                Err(_) => return,
+                            };
+                            let Ok(job) = next else { return };
+                            let service = match services.lock() {
+                                Ok(mut s) => s.next(),
+                                Err(_) => return,
+                            };
+                            simulate_job(job, service);
+                        }
+                    })
+                    .map_err(EngineError::Spawn)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let thread = std::thread::Builder::new()
+            .name("engine".into())
+            .spawn(move || {
+                for worker in workers {
+                    let _ = worker.join();
+                }
+            })
+            .map_err(EngineError::Spawn)?;
+        Ok(Self { jobs, thread })
+    }
+}
+
+/// The seeded service times, drawn in the order jobs start.
+struct ServiceTimes {
+    rng: ChaCha8Rng,
+    exp: Option<Exp<f64>>,
+    mean: Duration,
+}
+
+impl ServiceTimes {
+    fn new(spec: SimulatedService) -> Self {
+        Self {
+            rng: ChaCha8Rng::seed_from_u64(spec.seed),
+            exp: Exp::new(1.0 / spec.mean_service.as_secs_f64().max(1e-9)).ok(),
+            mean: spec.mean_service,
+        }
+    }
+
+    fn next(&mut self) -> Duration {
+        match &self.exp {
+            Some(exp) => {
+                Duration::try_from_secs_f64(exp.sample(&mut self.rng)).unwrap_or(self.mean)
+            }
+            None => self.mean,
+        }
+    }
+}
+
+fn simulate_job(job: EngineJob, service: Duration) {
+    if job.events.is_closed() {
+        return;
+    }
+    let start = Instant::now();
+    if job.events.send(EngineEvent::Started { at: start }).is_err() {
+        return;
+    }
+    let tokens = job.max_tokens;
+    for i in 0..tokens {
+        let due = start + service.mul_f64(i as f64 / tokens as f64);
+        if let Some(wait) = due.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        let token = EngineEvent::Token {
+            id: 0,
+            text: SimulatedService::TOKEN_TEXT.into(),
+            at: Instant::now(),
+        };
+        if job.events.send(token).is_err() {
+            // The client hung up: its slot is free at once.
+            return;
+        }
+    }
+    if let Some(wait) = (start + service).checked_duration_since(Instant::now()) {
+        std::thread::sleep(wait);
+    }
+    let _ = job.events.send(EngineEvent::Finished {
+        reason: FinishReason::Length,
+        at: Instant::now(),
+    });
 }
 
 fn run_job(model: &LoadedModel, job: EngineJob) {

@@ -23,7 +23,7 @@ use tokio_stream::wrappers::UnboundedReceiverStream;
 
 use super::access::{Admitted, ApiKey, MAX_BODY_BYTES, Queue, RETRY_AFTER_S, require_key};
 use super::api::*;
-use super::engine::{Engine, EngineEvent, EngineJob};
+use super::engine::{Engine, EngineEvent, EngineJob, SimulatedService};
 use super::error::ApiError;
 use super::log::{CLIENT_WENT_AWAY, Logged, RequestLog, RequestLogError, RequestRecord};
 use crate::components::inference::{LoadedModel, TextTokenizer};
@@ -58,6 +58,9 @@ pub struct ServeOptions {
     /// How long a request may wait, from its headers to the start of its
     /// generation.
     pub max_wait: Duration,
+    /// Serve a simulated service of known latency instead of the model
+    /// (whose tokenizer still reads the prompts).
+    pub simulate: Option<SimulatedService>,
 }
 
 struct AppState {
@@ -110,7 +113,10 @@ impl Server {
         let listener = runtime
             .block_on(tokio::net::TcpListener::bind(addr))
             .map_err(|source| ServerError::Bind { addr, source })?;
-        let engine = Engine::start(model)?;
+        let (engine, running) = match options.simulate {
+            Some(spec) => (Engine::simulate(spec)?, spec.slots.max(1)),
+            None => (Engine::start(model)?, 1),
+        };
         let state = Arc::new(AppState {
             model_name: options.model_name,
             tokenizer,
@@ -120,7 +126,7 @@ impl Server {
             engine: Mutex::new(engine.submitter()),
             log: Arc::new(log),
             next_id: AtomicU64::new(1),
-            queue: Queue::new(options.max_queue, options.max_wait),
+            queue: Queue::new(running, options.max_queue, options.max_wait),
         });
         Ok(Self {
             runtime,

@@ -29,6 +29,6 @@ pub use api::{
     ChatChunk, ChatRequest, CompletionRequest, CompletionResponse, DEFAULT_MAX_TOKENS,
     FinishReason, Usage,
 };
-pub use engine::{Engine, EngineEvent, EngineJob, TextDelta};
+pub use engine::{Engine, EngineEvent, EngineJob, SimulatedService, TextDelta};
 pub use http::{ServeOptions, Server, ServerError};
 pub use log::{RequestLog, RequestLogError, RequestRecord};
