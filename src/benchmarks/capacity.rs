@@ -279,12 +279,18 @@ impl Kind for Capacity {
                 "e.g. min_requests = 200 and max_requests = 3200",
             ));
         }
-        if p.max_probes.get() < 2 {
+        let least = if p.start_rate_per_s.is_some() { 2 } else { 3 };
+        if p.max_probes.get() < least {
             return Err(ParamProblem::at(
                 "max_probes",
                 format!(
-                    "found {}; allowed: at least 2 (one on each side of the capacity)",
-                    p.max_probes
+                    "found {}; allowed: at least {least} (one on each side of the capacity{})",
+                    p.max_probes,
+                    if least == 3 {
+                        ", after the saturation probe"
+                    } else {
+                        ""
+                    }
                 ),
                 "e.g. max_probes = 8",
             ));
@@ -541,26 +547,35 @@ impl CapacityCase {
 impl CapacityProbes for CapacityCase {
     type Error = BenchmarkError;
 
+    /// At least four waves of `max_concurrency`, and the rate of the
+    /// middle half of the completions: the first wave's start and the last
+    /// one's tail, when the server is not kept busy, are left out.
     fn saturation(&mut self, count: usize) -> Result<Saturation, BenchmarkError> {
+        let count = count.max(4 * self.params.max_concurrency.usize());
         let (requests, prompts) = self.workload(0, count, None)?;
-        let mut completed = 0usize;
-        let mut last_finish: Option<Instant> = None;
+        let mut finishes: Vec<Instant> = Vec::new();
         let errors = 1 << (self.slos_len() - 1);
-        let (sent, start, _) = self.send(&requests, &prompts, false, |_, d| {
+        let (sent, start, decided) = self.send(&requests, &prompts, false, |_, d| {
             if d.broke & errors == 0 {
-                completed += 1;
+                finishes.push(d.finished);
             }
-            last_finish = Some(last_finish.map_or(d.finished, |l| l.max(d.finished)));
             false
         })?;
-        let elapsed_s = last_finish.map_or(0.0, |l| (l - start).as_secs_f64());
-        if completed == 0 || elapsed_s <= 0.0 {
+        finishes.sort();
+        let elapsed_s = (decided - start).as_secs_f64();
+        let (q1, q3) = (finishes.len() / 4, finishes.len() * 3 / 4);
+        let span_s = match (finishes.get(q1), finishes.get(q3)) {
+            (Some(a), Some(b)) if q3 > q1 => (*b - *a).as_secs_f64(),
+            _ => 0.0,
+        };
+        if span_s <= 0.0 {
             return Err(BenchmarkError::Component(format!(
-                "the endpoint completed none of the {sent} requests of the saturation probe"
+                "the endpoint completed {} of the {sent} requests of the saturation probe: too few to measure its rate",
+                finishes.len()
             )));
         }
         Ok(Saturation {
-            completed_per_s: completed as f64 / elapsed_s,
+            completed_per_s: (q3 - q1) as f64 / span_s,
             requests: sent,
             elapsed_s,
         })
@@ -671,14 +686,19 @@ impl BenchmarkCase for CapacityCase {
         let report = self.last.as_ref()?;
         let r = &report.result;
         let mut warnings = Vec::new();
-        let passed = |p: &Probe| p.judgement.verdict == ProbeVerdict::Pass;
+        // Settled or leaning: what the search itself went by.
+        let within = |p: &Probe| match p.judgement.verdict {
+            ProbeVerdict::Pass => true,
+            ProbeVerdict::Fail { .. } => false,
+            ProbeVerdict::Unsettled => p.judgement.pressure(&report.slos) < 1.0,
+        };
         if r.capacity_per_s.is_none() {
             let top = report
                 .probes
                 .iter()
                 .map(|p| p.rate_per_s)
                 .fold(0.0, f64::max);
-            warnings.push(if report.probes.iter().all(passed) {
+            warnings.push(if report.probes.iter().all(within) {
                 format!(
                     "every probe met the SLOs, up to {top:.3} requests/s: the capacity is above the highest rate probed (raise max_probes, or start_rate_per_s)"
                 )

@@ -67,6 +67,10 @@ pub(super) struct EndpointCase {
     planted_sender_delay: Option<Duration>,
 }
 
+/// Requests a case needs over its timed iterations before its client is
+/// judged: the fewest whose nearest-rank p99 is not their maximum.
+const AUDIT_MIN_REQUESTS: usize = 100;
+
 /// The client's own share of what it measured, over a case's timed
 /// iterations.
 #[derive(Debug)]
@@ -93,17 +97,25 @@ impl ClientAudit {
         *self = Self::new(self.limit_pct);
     }
 
-    /// The findings, and the warning when the client bound the run.
+    /// The findings, and the warning when the client bound the run. Below
+    /// [`AUDIT_MIN_REQUESTS`] the p99 would be the maximum, one request's
+    /// luck: the figures are given and nothing is concluded.
     fn conclude(&self) -> Option<(serde_json::Value, Option<String>)> {
         let lag_p99 = crate::stats::nearest_rank(&self.lag_ms, 0.99)?;
         let ttft_p50 = crate::stats::nearest_rank(&self.ttft_from_send_ms, 0.5)?;
-        let bound = lag_p99 > self.limit_pct / 100.0 * ttft_p50;
+        let judged = self.lag_ms.len() >= AUDIT_MIN_REQUESTS;
+        let bound = judged && lag_p99 > self.limit_pct / 100.0 * ttft_p50;
         let cpu_pct = (self.wall_s > 0.0).then(|| 100.0 * self.cpu_s / self.wall_s);
         let findings = serde_json::json!({
             "dispatch_lag_p99_ms": lag_p99,
             "ttft_from_send_p50_ms": ttft_p50,
             "client_bound_lag_pct": self.limit_pct,
-            "client_bound": bound,
+            "client_bound": judged.then_some(bound),
+            "judged": if judged {
+                "yes".to_string()
+            } else {
+                format!("no: fewer than {AUDIT_MIN_REQUESTS} requests, whose p99 is their maximum")
+            },
             "requests": self.lag_ms.len(),
             "client_cpu_pct": cpu_pct,
             "rule": "client-bound when dispatch_lag_ms p99 > client_bound_lag_pct % of ttft_from_send_ms p50",
@@ -559,7 +571,7 @@ impl BenchmarkCase for EndpointCase {
                     if let Some(server_ms) = done.server_first_token_ms {
                         let first = done.chunks.first().map_or(done.done_at, |c| c.at);
                         let client_ms =
-                            first.saturating_duration_since(outcome.began).as_secs_f64() * 1e3;
+                            first.saturating_duration_since(outcome.sent).as_secs_f64() * 1e3;
                         obs.value("server_ttft_ms", server_ms);
                         obs.value("transport_client_ms", client_ms - server_ms);
                     }
