@@ -520,11 +520,11 @@ enum Command {
         /// model: N requests at once, first come first served (an M/M/N
         /// queue, to check a client or a capacity search against the
         /// truth); with --simulate-service-ms.
-        #[arg(long, value_name = "N", requires = "simulate_service_ms", value_parser = commands::parse_simulate_slots)]
+        #[arg(long, value_name = "N", requires = "simulate_service_ms", value_parser = Parallel::parse)]
         simulate_slots: Option<Parallel>,
         /// Mean service time of a simulated request (exponential): its
         /// first token at once, the others spread over it.
-        #[arg(long, value_name = "MS", requires = "simulate_slots", value_parser = commands::parse_simulate_service_ms)]
+        #[arg(long, value_name = "MS", requires = "simulate_slots", value_parser = Millis::parse)]
         simulate_service_ms: Option<Millis>,
         /// Seed of the simulated service times.
         #[arg(

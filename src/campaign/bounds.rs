@@ -66,6 +66,17 @@ impl<R: IntRange> Int<R> {
         }
         Ok(Self(value as u64, PhantomData))
     }
+
+    /// Parses a flag's text (a clap value parser).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let value: i128 = text.trim().parse().map_err(|_| {
+            format!(
+                "{text:?} is not a whole number; allowed: {}",
+                Self::allowed()
+            )
+        })?;
+        Self::check(value)
+    }
 }
 
 impl<R: FloatRange> Real<R> {
@@ -104,6 +115,15 @@ impl<R: FloatRange> Real<R> {
             ));
         }
         Ok(Self(value, PhantomData))
+    }
+
+    /// Parses a flag's text (a clap value parser).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let value: f64 = text
+            .trim()
+            .parse()
+            .map_err(|_| format!("{text:?} is not a number; allowed: {}", Self::allowed()))?;
+        Self::check(value)
     }
 }
 
@@ -348,24 +368,12 @@ pub type Factor = Real<FactorRange>;
 
 /// Parses `--threads` (a clap value parser).
 pub fn parse_threads(text: &str) -> Result<Threads, String> {
-    let value: i128 = text.trim().parse().map_err(|_| {
-        format!(
-            "{text:?} is not a whole number; allowed: {}",
-            Threads::allowed()
-        )
-    })?;
-    Threads::check(value)
+    Threads::parse(text)
 }
 
 /// Parses `--threshold-pct`.
 pub fn parse_threshold_pct(text: &str) -> Result<f64, String> {
-    let value: f64 = text.trim().parse().map_err(|_| {
-        format!(
-            "{text:?} is not a number; allowed: {}",
-            ThresholdPct::allowed()
-        )
-    })?;
-    ThresholdPct::check(value).map(ThresholdPct::get)
+    ThresholdPct::parse(text).map(ThresholdPct::get)
 }
 
 #[cfg(test)]

@@ -32,8 +32,7 @@ pub use roadmap::run_roadmap;
 pub use run::{RunArgs, run};
 pub use serve::{
     DEFAULT_MAX_QUEUE, DEFAULT_MAX_WAIT_S, QueuedRequests, ServeArgs, parse_listen_addr,
-    parse_max_queue, parse_max_wait_s, parse_simulate_service_ms, parse_simulate_slots,
-    serve_command,
+    parse_max_queue, parse_max_wait_s, serve_command,
 };
 
 use std::path::{Path, PathBuf};

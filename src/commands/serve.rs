@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::{CommandError, exit, load_named_model};
 use crate::campaign::Campaign;
-use crate::campaign::bounds::{Int, IntRange, Millis, Parallel, Seconds};
+use crate::campaign::bounds::{Int, IntRange, Seconds};
 use crate::components::server::{ApiKey, ServeOptions, Server, SimulatedService};
 use crate::output::OutputLayout;
 
@@ -49,44 +49,14 @@ pub struct ServeArgs {
     pub simulate: Option<SimulatedService>,
 }
 
-/// Parses `--simulate-slots`.
-pub fn parse_simulate_slots(text: &str) -> Result<Parallel, String> {
-    let value: i128 = text.trim().parse().map_err(|_| {
-        format!(
-            "{text:?} is not a whole number; allowed: {}",
-            Parallel::allowed()
-        )
-    })?;
-    Parallel::check(value)
-}
-
-/// Parses `--simulate-service-ms`.
-pub fn parse_simulate_service_ms(text: &str) -> Result<Millis, String> {
-    let value: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number; allowed: {}", Millis::allowed()))?;
-    Millis::check(value)
-}
-
 /// Parses `--max-queue` (a clap value parser).
 pub fn parse_max_queue(text: &str) -> Result<QueuedRequests, String> {
-    let value: i128 = text.trim().parse().map_err(|_| {
-        format!(
-            "{text:?} is not a whole number; allowed: {}",
-            QueuedRequests::allowed()
-        )
-    })?;
-    QueuedRequests::check(value)
+    QueuedRequests::parse(text)
 }
 
 /// Parses `--max-wait-s`.
 pub fn parse_max_wait_s(text: &str) -> Result<Seconds, String> {
-    let value: f64 = text
-        .trim()
-        .parse()
-        .map_err(|_| format!("{text:?} is not a number; allowed: {}", Seconds::allowed()))?;
-    Seconds::check(value)
+    Seconds::parse(text)
 }
 
 /// Parses `--addr`: `IP:PORT`, or `localhost:PORT` (as 127.0.0.1, the
@@ -279,6 +249,13 @@ mod tests {
         assert!(parse_max_wait_s("nan").is_err());
         assert_eq!(parse_max_wait_s("0.5").map(Seconds::get), Ok(0.5));
         assert!(QueuedRequests::check(i128::from(DEFAULT_MAX_QUEUE)).is_ok());
+        // The simulated service's flags, through the same parsers.
+        use crate::campaign::bounds::{Millis, Parallel};
+        assert!(Parallel::parse("0").unwrap_err().contains("from 1 to 4096"));
+        assert_eq!(Parallel::parse(" 4 ").map(Parallel::get), Ok(4));
+        assert!(Millis::parse("-1").unwrap_err().contains("allowed"));
+        assert!(Millis::parse("inf").is_err());
+        assert_eq!(Millis::parse("20").map(Millis::get), Ok(20.0));
         assert!(Seconds::check(DEFAULT_MAX_WAIT_S).is_ok());
     }
 
