@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 
 use campaign::campaign::Toggle;
-use campaign::campaign::bounds::{self, Millis, Parallel, Seconds, Threads};
+use campaign::campaign::bounds::{self, Dimension, Millis, Parallel, Seconds, Threads};
 use campaign::commands::{self, CommandError, QueuedRequests, RunArgs};
 use campaign::components::inference::DeviceSpec;
 use campaign::components::server::SimulatedService;
@@ -534,6 +534,15 @@ enum Command {
             requires = "simulate_slots"
         )]
         simulate_seed: u64,
+        /// MiB of KV the prefix cache may hold (0 to 1048576; 0 turns it
+        /// off): a prompt that begins with the full blocks of a recent one
+        /// resumes from their KV, and its usage reports them as
+        /// prompt_tokens_details.cached_tokens.
+        #[arg(long, value_name = "MIB", default_value_t = commands::PrefixCacheMib::new_const(commands::DEFAULT_PREFIX_CACHE_MIB), value_parser = commands::PrefixCacheMib::parse)]
+        prefix_cache_mib: commands::PrefixCacheMib,
+        /// Tokens of a prefix-cache block (1 to 65536).
+        #[arg(long, value_name = "N", default_value_t = Dimension::new_const(commands::DEFAULT_PREFIX_BLOCK_TOKENS), value_parser = Dimension::parse)]
+        prefix_block_tokens: Dimension,
     },
     /// Check a campaign file without running it.
     #[command(after_help = EXIT_CODES)]
@@ -804,6 +813,8 @@ impl Cli {
                 simulate_slots,
                 simulate_service_ms,
                 simulate_seed,
+                prefix_cache_mib,
+                prefix_block_tokens,
             } => print(commands::open_campaign(&campaign, out.as_deref()).and_then(
                 |(c, layout)| {
                     commands::serve_command(
@@ -825,6 +836,8 @@ impl Cli {
                                     seed: simulate_seed,
                                 },
                             ),
+                            prefix_cache_mib,
+                            prefix_block_tokens,
                         },
                     )
                 },

@@ -149,3 +149,107 @@ fn invalid_shapes_are_rejected_before_generation() {
         "{err}"
     );
 }
+
+/// Runs `prompts` one after another through an engine with a prefix cache
+/// of `cache_mib` MiB in blocks of 8 tokens: each one's generated tokens
+/// and the cached tokens the engine reported.
+fn through_engine(
+    model: LoadedModel,
+    prompts: &[Vec<u32>],
+    cache_mib: u64,
+) -> Vec<(Vec<u32>, usize)> {
+    use campaign::components::server::{Engine, EngineEvent, EngineJob};
+    let engine = Engine::start(model, cache_mib, 8).unwrap();
+    let submit = engine.submitter();
+    let results = prompts
+        .iter()
+        .map(|prompt| {
+            let (events, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+            submit
+                .send(EngineJob {
+                    prompt: prompt.clone(),
+                    max_tokens: 6,
+                    stop: None,
+                    received: std::time::Instant::now(),
+                    events,
+                })
+                .unwrap();
+            let (mut tokens, mut cached) = (Vec::new(), None);
+            while let Some(event) = receiver.blocking_recv() {
+                match event {
+                    EngineEvent::Started { cached_tokens, .. } => cached = Some(cached_tokens),
+                    EngineEvent::Token { id, .. } => tokens.push(id),
+                    EngineEvent::Finished { .. } => break,
+                    EngineEvent::Failed { message } => panic!("generation failed: {message}"),
+                }
+            }
+            (tokens, cached.unwrap())
+        })
+        .collect();
+    drop(submit);
+    engine.stop();
+    results
+}
+
+#[test]
+fn the_prefix_cache_resumes_shared_prompts_and_generates_the_same_tokens() {
+    use campaign::components::inference::Quantization;
+    // Three groups behind a 32-token system prompt, their requests
+    // interleaved; each prompt 32 + 12 tokens: 5 full blocks of 8 short of
+    // the last token.
+    let system = |g: u32| -> Vec<u32> { (0..32).map(|i| (g * 37 + i * 7) % 120 + 1).collect() };
+    let prompts: Vec<Vec<u32>> = (0..9u32)
+        .map(|i| {
+            let mut p = system(i % 3);
+            p.extend((0..12).map(|k| (i * 13 + k * 5) % 120 + 3));
+            p
+        })
+        .collect();
+    // The first of a group computes all; the second leaves the shared 32
+    // tokens behind (the cache cannot cut the first one's KV shorter); the
+    // third and later resume from them.
+    let expected_cached = [0, 0, 0, 0, 0, 0, 32, 32, 32];
+    for quantization in [None, Some(Quantization::Q8_0)] {
+        let dir = TempDir::new().unwrap();
+        let mut cfg = config(11);
+        cfg.max_position_embeddings = 128;
+        cfg.quantization = quantization;
+        let folder = materialize_synthetic_model(&cfg, dir.path()).unwrap();
+        let load = || LoadedModel::load(&folder, &Device::Cpu, DType::F32).unwrap();
+        let with_cache = through_engine(load(), &prompts, 64);
+        let without = through_engine(load(), &prompts, 0);
+        let cached: Vec<usize> = with_cache.iter().map(|(_, c)| *c).collect();
+        assert_eq!(cached, expected_cached, "{quantization:?}");
+        assert!(without.iter().all(|(_, c)| *c == 0));
+        for (i, ((a, _), (b, _))) in with_cache.iter().zip(&without).enumerate() {
+            assert_eq!(
+                a, b,
+                "{quantization:?}: request {i} generated other tokens from the cache"
+            );
+        }
+    }
+}
+
+#[test]
+fn the_prefix_cache_holds_its_memory_bound_least_recently_used_first() {
+    let dir = TempDir::new().unwrap();
+    let mut cfg = config(12);
+    cfg.max_position_embeddings = 128;
+    let folder = materialize_synthetic_model(&cfg, dir.path()).unwrap();
+    let model = LoadedModel::load(&folder, &Device::Cpu, DType::F32).unwrap();
+    // Keys and values of 2 layers × 2 KV heads × 8 dims in f32: 256 bytes
+    // a token; a 41-token prompt leaves 40 tokens (10 KiB): 1 MiB holds 102.
+    assert_eq!(model.kv_bytes_per_token(), 256);
+    let prompt = |i: u32| -> Vec<u32> { (0..41).map(|k| (i * 31 + k * 7) % 127 + 1).collect() };
+    let sequence = |others: u32| -> Vec<Vec<u32>> {
+        let mut s = vec![prompt(0)];
+        s.extend((1..=others).map(prompt));
+        s.push(prompt(0));
+        s
+    };
+    let load = || LoadedModel::load(&folder, &Device::Cpu, DType::F32).unwrap();
+    let kept = through_engine(model, &sequence(60), 1);
+    assert_eq!(kept.last().unwrap().1, 40, "60 others fit beside it");
+    let evicted = through_engine(load(), &sequence(110), 1);
+    assert_eq!(evicted.last().unwrap().1, 0, "110 others pushed it out");
+}

@@ -378,6 +378,7 @@ impl Kind for Capacity {
                 parameters,
                 last: None,
                 probes_run: 0,
+                lags: Vec::new(),
             })],
             warnings: Vec::new(),
             skipped: None,
@@ -396,6 +397,8 @@ struct CapacityCase {
     last: Option<CapacityReport>,
     /// Probes sent so far: each draws its prompts with its own seed.
     probes_run: u64,
+    /// The client's lateness in each probe of the last search.
+    lags: Vec<ProbeLag>,
 }
 
 /// One request of a probe, as the judge needs it.
@@ -405,6 +408,18 @@ struct Done {
     /// failure.
     ttft_ms: f64,
     finished: Instant,
+    /// The client's own lateness: scheduled → sent, less the wait for a
+    /// concurrency slot.
+    lag_ms: f64,
+}
+
+/// The client's lateness in one probe, judged as `full_inference` judges
+/// it, against the TTFT objective the probe's verdict rests on.
+#[derive(Debug, Clone, serde::Serialize)]
+struct ProbeLag {
+    rate_per_s: f64,
+    requests: usize,
+    dispatch_lag_p99_ms: f64,
 }
 
 impl CapacityCase {
@@ -462,9 +477,19 @@ impl CapacityCase {
                 *next += 1;
             }
         };
+        // Bodies serialized before the clock runs.
+        let prepared: Vec<_> = requests
+            .iter()
+            .zip(prompts)
+            .map(|(request, prompt)| {
+                self.connection
+                    .client
+                    .prepare(prompt, request.output_tokens)
+            })
+            .collect();
         let start = Instant::now();
         let mut tasks = Vec::with_capacity(requests.len());
-        for (i, (request, prompt)) in requests.iter().zip(prompts).enumerate() {
+        for (i, (request, prepared)) in requests.iter().zip(prepared).enumerate() {
             let scheduled = start
                 + if open_loop {
                     Duration::from_secs_f64(request.arrival_s)
@@ -489,12 +514,17 @@ impl CapacityCase {
                 Arc::clone(&permits),
                 tx.clone(),
             );
-            let (prompt, max_tokens) = (prompt.clone(), request.output_tokens);
             tasks.push(handle.spawn(async move {
+                let waiting = Instant::now();
                 let permit = permits.acquire_owned().await;
-                let Stamped { result, .. } = client.stream_stamped(&prompt, max_tokens).await;
+                let began = Instant::now();
+                let Stamped { result, sent_at } = client.send_prepared(&prepared).await;
                 drop(permit);
                 let finished = Instant::now();
+                let lag = sent_at
+                    .unwrap_or(began)
+                    .saturating_duration_since(scheduled)
+                    .saturating_sub(began.saturating_duration_since(waiting));
                 let (ttft_ms, tpot_ms) = match &result {
                     Ok(c) => {
                         let first = c.chunks.first().map_or(c.done_at, |c| c.at);
@@ -517,6 +547,7 @@ impl CapacityCase {
                         broke,
                         ttft_ms,
                         finished,
+                        lag_ms: lag.as_secs_f64() * 1e3,
                     },
                 ));
             }));
@@ -594,6 +625,7 @@ impl CapacityProbes for CapacityCase {
         let mut broke: Vec<BrokenSlos> = Vec::new();
         let mut finishes: Vec<Instant> = Vec::new();
         let mut ttfts: Vec<f64> = Vec::new();
+        let mut lags: Vec<f64> = Vec::new();
         let mut judgement: Option<Judgement> = None;
         let mut looks = design.looks.iter().peekable();
         let (sent, start, decided) = self.send(&requests, &prompts, true, |i, d| {
@@ -603,6 +635,7 @@ impl CapacityProbes for CapacityCase {
             broke.push(d.broke);
             finishes.push(d.finished);
             ttfts.push(d.ttft_ms);
+            lags.push(d.lag_ms);
             if looks.peek().is_some_and(|l| **l == broke.len()) {
                 looks.next();
                 judgement = design.judge(slos, &broke, &ttfts);
@@ -617,6 +650,11 @@ impl CapacityProbes for CapacityCase {
             ))
         })?;
         let judged = broke.len();
+        self.lags.push(ProbeLag {
+            rate_per_s,
+            requests: judged,
+            dispatch_lag_p99_ms: crate::stats::nearest_rank(&lags, 0.99).unwrap_or(0.0),
+        });
         let window = &requests[warmup..warmup + judged];
         let (first, last) = (
             window.first().map_or(0.0, |r| r.arrival_s),
@@ -662,6 +700,7 @@ impl BenchmarkCase for CapacityCase {
     fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
         let slos = self.params.slos();
         let plan = self.params.plan();
+        self.lags.clear();
         let report = search_capacity(self, slos, plan)?;
         let r = &report.result;
         if let Some(c) = r.capacity_per_s {
@@ -711,9 +750,39 @@ impl BenchmarkCase for CapacityCase {
                 "a probe settled within the SLOs above one that settled outside them: the verdicts contradict each other (a server whose speed changed during the search?), and the interval covers nothing".into(),
             );
         }
+        // A late client is charged to the server (a probe's TTFT counts
+        // from the schedule): probes whose lag passes the stated share of
+        // the TTFT objective may have failed for the client.
+        let limit_pct = self.params.client_bound_lag_pct.get();
+        let objective_ms = self.params.ttft_slo_ms.map(Millis::get);
+        let late: Vec<&ProbeLag> = objective_ms.map_or_else(Vec::new, |slo| {
+            self.lags
+                .iter()
+                .filter(|l| l.dispatch_lag_p99_ms > slo * limit_pct / 100.0)
+                .collect()
+        });
+        if let (Some(slo), Some(worst)) = (
+            objective_ms,
+            late.iter()
+                .max_by(|a, b| a.dispatch_lag_p99_ms.total_cmp(&b.dispatch_lag_p99_ms)),
+        ) {
+            warnings.push(format!(
+                "client-bound: in {} of {} probes the client's dispatch lag at p99 passed client_bound_lag_pct = {limit_pct} % of ttft_slo_ms = {slo} (worst {:.3} ms at {:.3} requests/s): a probe's TTFT counts from the schedule, so those verdicts may be the client's; run the client on its own cores",
+                late.len(),
+                self.lags.len(),
+                worst.dispatch_lag_p99_ms,
+                worst.rate_per_s
+            ));
+        }
+        let audit = json!({
+            "rule": "client-bound when a probe's dispatch_lag_ms p99 > client_bound_lag_pct % of ttft_slo_ms",
+            "client_bound_lag_pct": limit_pct,
+            "client_bound": !late.is_empty(),
+            "probes": self.lags,
+        });
         Some(Conclusion {
             failure: None,
-            findings: Findings::Other(json!({ "capacity": report })),
+            findings: Findings::Other(json!({ "capacity": report, "client_audit": audit })),
             warnings,
         })
     }

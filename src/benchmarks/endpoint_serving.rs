@@ -16,17 +16,20 @@
 //! and a run whose lag at p99 passes a stated share of the median TTFT is
 //! marked client-bound: its latencies describe the client, not the server.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::cmp::Reverse;
+use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
 use super::endpoint_target::{Connection, EndpointTarget};
 use super::request_timing::{RequestTiming, Slo, record_run};
+use super::traffic::PrefixReuse;
+use super::traffic_report::{ReuseTally, Timeline, TimelineRequest, TtftPair};
 use super::workload::Request;
 use super::{BenchmarkCase, BenchmarkError, Conclusion, Observations};
 use crate::components::endpoint::{
-    EndpointClient, ErrorClass, RequestFailure, RequestPrompt, Stamped, StreamedCompletion,
-    Surprise,
+    EndpointClient, ErrorClass, PreparedRequest, RequestFailure, RequestPrompt, Stamped,
+    StreamedCompletion, Surprise,
 };
 use crate::components::inference::TextTokenizer;
 use crate::machine::process_cpu_seconds;
@@ -34,6 +37,8 @@ use crate::model::Findings;
 
 /// One request's fate, with the client's clock.
 struct Outcome {
+    /// Its place in the workload.
+    index: usize,
     /// When it should have been sent (the run's start in a closed loop).
     scheduled: Instant,
     /// When its task began to wait for a concurrency slot.
@@ -47,11 +52,26 @@ struct Outcome {
     result: Result<StreamedCompletion, RequestFailure>,
 }
 
+/// Tells the sender that a request ended, when dropped: however its task
+/// ends, the turns that follow it are not left waiting.
+struct FinishReport {
+    finished: std_mpsc::Sender<(usize, Instant)>,
+    request: usize,
+}
+
+impl Drop for FinishReport {
+    fn drop(&mut self) {
+        let _ = self.finished.send((self.request, Instant::now()));
+    }
+}
+
 pub(super) struct EndpointCase {
     runtime: Arc<tokio::runtime::Runtime>,
     client: Arc<EndpointClient>,
     requests: Vec<Request>,
     prompts: Vec<RequestPrompt>,
+    /// The prompts' requests with their bodies serialized.
+    prepared: Vec<PreparedRequest>,
     tokenizer: Option<TextTokenizer>,
     label: String,
     parameters: serde_json::Value,
@@ -61,6 +81,13 @@ pub(super) struct EndpointCase {
     ignore_eos: bool,
     tally: FailureTally,
     audit: ClientAudit,
+    /// For shaped traffic: the reuse allowed and confirmed, and the TTFT
+    /// shared with the twin case.
+    reuse: Option<ReuseTally>,
+    /// For shaped traffic: the vocabulary its token ids are shifted in,
+    /// and the shift of the next iteration (see [`Self::fresh_prompts`]).
+    fresh: Option<(u64, u64)>,
+    timeline: Timeline,
     /// A delay the sender sleeps after each request, read from
     /// `CAMPAIGN_TEST_SENDER_DELAY_MS`: a client planted slow, for the test
     /// that shows the audit catches it.
@@ -344,11 +371,17 @@ impl EndpointCase {
         slo: Slo,
         target: &EndpointTarget<'_>,
     ) -> Self {
+        let prepared = requests
+            .iter()
+            .zip(&prompts)
+            .map(|(r, p)| connection.client.prepare(p, r.output_tokens))
+            .collect();
         Self {
             runtime: Arc::clone(&connection.runtime),
             client: Arc::clone(&connection.client),
             requests,
             prompts,
+            prepared,
             tokenizer,
             label,
             parameters,
@@ -358,6 +391,9 @@ impl EndpointCase {
             ignore_eos: connection.client.ignore_eos(),
             tally: FailureTally::new(target.error_budget_pct),
             audit: ClientAudit::new(target.client_bound_lag_pct),
+            reuse: None,
+            fresh: None,
+            timeline: Timeline::default(),
             planted_sender_delay: std::env::var("CAMPAIGN_TEST_SENDER_DELAY_MS")
                 .ok()
                 .and_then(|ms| ms.parse::<f64>().ok())
@@ -366,59 +402,186 @@ impl EndpointCase {
         }
     }
 
+    /// Counts this case's prefix reuse: what its workload allowed, what
+    /// the server confirmed, and its TTFTs beside its twin's.
+    pub fn with_prefix_reuse(
+        mut self,
+        workload: Option<PrefixReuse>,
+        pair: Arc<Mutex<TtftPair>>,
+        twin: bool,
+    ) -> Self {
+        self.reuse = Some(ReuseTally::new(workload, pair, twin));
+        self
+    }
+
+    /// Shifts the token ids of every prompt by the same amount (mod the
+    /// vocabulary) at each iteration: a bijection, so what the prompts
+    /// share within an iteration is exactly the workload's, while no
+    /// iteration (nor another case, nor an earlier run against the same
+    /// server) finds its blocks in the server's prefix cache. Each
+    /// iteration is a cold cache, as the workload's ideal assumes.
+    pub fn with_fresh_prompts(mut self, vocab_size: usize) -> Self {
+        let vocab = vocab_size.max(1) as u64;
+        let nonce = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos() as u64)
+            ^ xxhash_rust::xxh3::xxh3_64(self.label.as_bytes());
+        self.fresh = Some((vocab, nonce % vocab));
+        self
+    }
+
+    /// The prompts of the next iteration, their ids shifted.
+    fn fresh_prompts(&mut self) -> Result<(), BenchmarkError> {
+        let Some((vocab, shift)) = self.fresh else {
+            return Ok(());
+        };
+        self.fresh = Some((vocab, (shift + 1) % vocab));
+        for (request, sent) in self.requests.iter().zip(self.prompts.iter_mut()) {
+            let ids: Vec<u32> = request
+                .prompt
+                .iter()
+                .map(|&t| ((u64::from(t) + shift) % vocab) as u32)
+                .collect();
+            *sent = match sent {
+                RequestPrompt::Tokens(_) => RequestPrompt::Tokens(ids),
+                RequestPrompt::Text(_) => {
+                    let tokenizer = self.tokenizer.as_ref().ok_or_else(|| {
+                        BenchmarkError::Params(
+                            "shaped traffic sent as text needs a tokenizer".into(),
+                        )
+                    })?;
+                    RequestPrompt::Text(tokenizer.decode(&ids)?)
+                }
+            };
+        }
+        self.prepared = self
+            .requests
+            .iter()
+            .zip(&self.prompts)
+            .map(|(r, p)| self.client.prepare(p, r.output_tokens))
+            .collect();
+        Ok(())
+    }
+
     /// Sends every request of the workload: all at t = 0 through
     /// `concurrency` permits (a closed loop), or each at its scheduled
-    /// arrival with at most `concurrency` in flight (an open loop).
+    /// arrival with at most `concurrency` in flight (an open loop); a later
+    /// turn of a conversation `think_s` after the turn it follows finished.
     ///
     /// This thread is the sender: it sleeps to each arrival and hands the
     /// request to the runtime. The OS timer wakes it within tens of
     /// microseconds, where tokio's timer wheel rounds every sleep up to the
     /// next millisecond, which alone would add up to 1 ms to every TTFT
-    /// measured from the schedule.
-    fn send_all(&self) -> (Vec<Outcome>, Duration) {
+    /// measured from the schedule. Returns the outcomes in request order,
+    /// the wall time and the start.
+    fn send_all(&self) -> (Vec<Outcome>, Duration, Instant) {
         let handle = self.runtime.handle().clone();
         let permits = Arc::new(tokio::sync::Semaphore::new(self.concurrency.max(1)));
         let start = Instant::now();
-        let mut tasks = Vec::with_capacity(self.requests.len());
-        for (request, prompt) in self.requests.iter().zip(&self.prompts) {
-            let at = if self.open_loop {
-                Duration::from_secs_f64(request.arrival_s)
-            } else {
-                Duration::ZERO
-            };
-            let scheduled = start + at;
-            if let Some(wait) = scheduled.checked_duration_since(Instant::now()) {
-                std::thread::sleep(wait);
-            }
-            let (client, permits) = (Arc::clone(&self.client), Arc::clone(&permits));
-            let (prompt, max_tokens) = (prompt.clone(), request.output_tokens);
-            tasks.push(handle.spawn(async move {
-                let waiting = Instant::now();
-                let permit = permits.acquire_owned().await;
-                let began = Instant::now();
-                let Stamped { sent_at, result } = client.stream_stamped(&prompt, max_tokens).await;
-                drop(permit);
-                Outcome {
-                    scheduled,
-                    waiting,
-                    began,
-                    sent: sent_at.unwrap_or(began),
-                    asked_tokens: max_tokens,
-                    result,
+        let count = self.requests.len();
+        let mut followers: Vec<Vec<usize>> = vec![Vec::new(); count];
+        // Due requests, earliest first (ties in request order).
+        let mut due: BinaryHeap<Reverse<(Instant, usize)>> = BinaryHeap::new();
+        for (i, request) in self.requests.iter().enumerate() {
+            match request.follows {
+                Some(follow) if follow.previous < i => followers[follow.previous].push(i),
+                _ => {
+                    let at = if self.open_loop {
+                        Duration::from_secs_f64(request.arrival_s)
+                    } else {
+                        Duration::ZERO
+                    };
+                    due.push(Reverse((start + at, i)));
                 }
-            }));
-            if let Some(delay) = self.planted_sender_delay {
-                std::thread::sleep(delay);
             }
         }
+        let (finished_tx, finished) = std_mpsc::channel::<(usize, Instant)>();
+        let mut tasks: Vec<Option<tokio::task::JoinHandle<Outcome>>> =
+            (0..count).map(|_| None).collect();
+        let mut launched = 0;
+        while launched < count {
+            let next = due.peek().map(|Reverse((at, i))| (*at, *i));
+            if let Some((scheduled, i)) = next
+                && scheduled <= Instant::now()
+            {
+                due.pop();
+                tasks[i] = Some(self.launch(&handle, &permits, i, scheduled, &finished_tx));
+                launched += 1;
+                if let Some(delay) = self.planted_sender_delay {
+                    std::thread::sleep(delay);
+                }
+                continue;
+            }
+            let wait = next.map(|(at, _)| at.saturating_duration_since(Instant::now()));
+            // Wait for the next due request, or for a turn to finish that
+            // another follows; without followers, a plain sleep.
+            let woke = if followers.iter().all(Vec::is_empty) {
+                if let Some(wait) = wait {
+                    std::thread::sleep(wait);
+                }
+                None
+            } else {
+                match wait {
+                    Some(wait) => finished.recv_timeout(wait).ok(),
+                    // Nothing due: every request left follows one in flight.
+                    None => finished.recv().ok(),
+                }
+            };
+            if let Some((done, at)) = woke {
+                for &f in &followers[done] {
+                    let think = self.requests[f].follows.map_or(0.0, |f| f.think_s);
+                    due.push(Reverse((at + Duration::from_secs_f64(think), f)));
+                }
+            } else if wait.is_none() {
+                // The channel closed with turns still waiting: cannot be,
+                // as every launched task reports; stop rather than spin.
+                break;
+            }
+        }
+        drop(finished_tx);
         self.runtime.block_on(async move {
-            let mut outcomes = Vec::with_capacity(tasks.len());
-            for task in tasks {
+            let mut outcomes = Vec::with_capacity(count);
+            for task in tasks.into_iter().flatten() {
                 if let Ok(outcome) = task.await {
                     outcomes.push(outcome);
                 }
             }
-            (outcomes, start.elapsed())
+            (outcomes, start.elapsed(), start)
+        })
+    }
+
+    /// Hands request `i` to the runtime; when it ends (however it ends),
+    /// `finished` hears of it, for the turns that follow it.
+    fn launch(
+        &self,
+        handle: &tokio::runtime::Handle,
+        permits: &Arc<tokio::sync::Semaphore>,
+        i: usize,
+        scheduled: Instant,
+        finished: &std_mpsc::Sender<(usize, Instant)>,
+    ) -> tokio::task::JoinHandle<Outcome> {
+        let (client, permits) = (Arc::clone(&self.client), Arc::clone(permits));
+        let (prepared, max_tokens) = (self.prepared[i].clone(), self.requests[i].output_tokens);
+        let report = FinishReport {
+            finished: finished.clone(),
+            request: i,
+        };
+        handle.spawn(async move {
+            let waiting = Instant::now();
+            let permit = permits.acquire_owned().await;
+            let began = Instant::now();
+            let Stamped { sent_at, result } = client.send_prepared(&prepared).await;
+            drop(permit);
+            drop(report);
+            Outcome {
+                index: i,
+                scheduled,
+                waiting,
+                began,
+                sent: sent_at.unwrap_or(began),
+                asked_tokens: max_tokens,
+                result,
+            }
         })
     }
 
@@ -511,11 +674,35 @@ impl BenchmarkCase for EndpointCase {
     fn start_timed(&mut self) {
         self.tally.clear();
         self.audit.clear();
+        self.timeline.clear();
+        if let Some(reuse) = &mut self.reuse {
+            reuse.clear();
+        }
     }
 
     fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
         let cpu_before = process_cpu_seconds();
-        let (outcomes, wall) = self.send_all();
+        self.fresh_prompts()?;
+        let (outcomes, wall, start) = self.send_all();
+        let ms = |at: Instant| at.saturating_duration_since(start).as_secs_f64() * 1e3;
+        self.timeline.record(
+            outcomes
+                .iter()
+                .map(|o| {
+                    let done = o.result.as_ref().ok();
+                    TimelineRequest {
+                        index: o.index,
+                        scheduled_ms: ms(o.scheduled),
+                        sent_ms: ms(o.sent),
+                        first_token_ms: done.and_then(|d| d.chunks.first()).map(|c| ms(c.at)),
+                        finish_ms: done.map_or_else(|| ms(o.sent), |d| ms(d.done_at)),
+                        ok: done.is_some(),
+                        cached_tokens: done.and_then(StreamedCompletion::cached_tokens),
+                    }
+                })
+                .collect(),
+        );
+        let (mut cached_tokens, mut reported_prompt_tokens) = (0u64, 0u64);
         let client_cpu_s = cpu_before
             .zip(process_cpu_seconds())
             .map(|(before, after)| (after - before).max(0.0));
@@ -538,6 +725,7 @@ impl BenchmarkCase for EndpointCase {
             match &outcome.result {
                 Ok(done) => {
                     let timing = self.timing(outcome, done);
+                    let ttft_ms = timing.ttft.as_secs_f64() * 1e3;
                     let shortfall = shortfall(
                         done,
                         outcome.asked_tokens,
@@ -568,6 +756,19 @@ impl BenchmarkCase for EndpointCase {
                     if let Some(tokens) = done.prompt_tokens() {
                         obs.value("server_prompt_tokens", tokens as f64);
                     }
+                    let prompt_tokens = done.prompt_tokens().unwrap_or(
+                        self.requests
+                            .get(outcome.index)
+                            .map_or(0, |r| r.prompt.len() as u64),
+                    );
+                    let server = done.cached_tokens().map(|cached| (cached, prompt_tokens));
+                    if let Some((cached, prompt)) = server {
+                        cached_tokens += cached;
+                        reported_prompt_tokens += prompt;
+                    }
+                    if let Some(reuse) = &mut self.reuse {
+                        reuse.request(ttft_ms, server);
+                    }
                     if let Some(server_ms) = done.server_first_token_ms {
                         let first = done.chunks.first().map_or(done.done_at, |c| c.at);
                         let client_ms =
@@ -583,6 +784,12 @@ impl BenchmarkCase for EndpointCase {
             }
         }
         record_run(obs, &timings, wall, self.open_loop, self.slo);
+        if reported_prompt_tokens > 0 {
+            obs.value(
+                "prefix_hit_pct",
+                100.0 * cached_tokens as f64 / reported_prompt_tokens as f64,
+            );
+        }
         if let Some(cpu_s) = client_cpu_s {
             obs.value("client_cpu_pct", 100.0 * cpu_s / wall.as_secs_f64());
             let tokens: usize = timings.iter().map(|t| t.output_tokens).sum();
@@ -619,18 +826,31 @@ impl BenchmarkCase for EndpointCase {
 
     fn conclude(&mut self) -> Option<Conclusion> {
         let tally = self.tally.conclude();
-        let Some((audit, client_bound)) = self.audit.conclude() else {
+        let audit = self.audit.conclude();
+        let reuse = self.reuse.as_ref().map(ReuseTally::conclude);
+        let timeline = self.timeline.conclude();
+        if audit.is_none() && reuse.is_none() && timeline.is_none() {
             return tally;
-        };
+        }
         let mut conclusion = tally.unwrap_or(Conclusion {
             failure: None,
             findings: Findings::Other(serde_json::json!({})),
             warnings: Vec::new(),
         });
         if let Findings::Other(serde_json::Value::Object(findings)) = &mut conclusion.findings {
-            findings.insert("client_audit".into(), audit);
+            if let Some((audit, _)) = &audit {
+                findings.insert("client_audit".into(), audit.clone());
+            }
+            if let Some(reuse) = reuse {
+                findings.insert("prefix_reuse".into(), reuse);
+            }
+            if let Some(timeline) = timeline {
+                findings.insert("timeline".into(), timeline);
+            }
         }
-        conclusion.warnings.extend(client_bound);
+        if let Some((_, client_bound)) = audit {
+            conclusion.warnings.extend(client_bound);
+        }
         Some(conclusion)
     }
 }

@@ -31,6 +31,8 @@ mod storage;
 mod storage_read;
 mod storage_write;
 mod token_generation;
+mod traffic;
+mod traffic_report;
 mod workflow;
 mod workload;
 

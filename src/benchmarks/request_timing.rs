@@ -55,6 +55,12 @@ pub(super) const SERVING_METRICS: &[MetricDef] = &[
         false,
         "endpoint: the client process's CPU time ÷ output tokens received in the iteration",
     ),
+    MetricDef::quantity(
+        "prefix_hit_pct",
+        "%",
+        true,
+        "endpoint: prompt tokens the server took from its prefix cache (usage.prompt_tokens_details.cached_tokens) ÷ prompt tokens, over the iteration's requests that report it",
+    ),
     MetricDef::duration_ms(
         "tpot_ms",
         "(end-to-end − TTFT) / (output tokens − 1), per request",

@@ -8,7 +8,7 @@
 //! (no coordinated omission).
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
 use serde::Deserialize;
@@ -22,33 +22,37 @@ use super::model::{
 };
 use super::quality::{ServedOutput, served_outputs};
 use super::request_timing::{RequestTiming, SERVING_METRICS, Slo, record_run};
+use super::traffic::{PrefixReuse, Traffic, read_trace, unshared};
+use super::traffic_report::{ReuseTally, Timeline, TimelineRequest, TtftPair};
 use super::workload::{
     ArrivalProcess, Arrivals, LengthDistribution, Ramp, RampShape, Request, WorkloadSpec,
     generate_requests,
 };
 use super::{
-    BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
-    Observations, ParamProblem, PreparedBenchmark, SweepAxis,
+    BenchContext, BenchmarkCase, BenchmarkError, Conclusion, Headline, Kind, MemoryNeed, MetricDef,
+    Models, Observations, ParamProblem, PreparedBenchmark, SweepAxis,
 };
-use crate::campaign::bounds::{Count, Millis, Parallel, Rate, Tokens};
+use crate::campaign::bounds::{Count, Dimension, Millis, Parallel, Rate, Tokens};
 use crate::components::inference::{
     BatchEvents, LoadedModel, ServeEvents, ServeRequest, serve_static_batches,
 };
-use crate::model::{CaseParams, ScalingCaseParams};
+use crate::model::{CaseParams, Findings, ScalingCaseParams};
 
 /// Serves `requests` on the static batching server with `concurrency`
 /// workers and `batch_size` requests per batch, timing every request. In an
 /// open loop a request's clock starts at its scheduled arrival (a worker
 /// waits for the latest arrival of its batch); in a closed loop, when a
-/// worker takes it. Returns each request's timing (in request order) and the
-/// wall time of the whole run.
+/// worker takes it. A later turn of a conversation is due `think_s` after
+/// the turn it follows finished (its worker waits for it). Returns each
+/// request's timing (in request order), their timeline, and the wall time
+/// of the whole run.
 pub(super) fn serve(
     model: &LoadedModel,
     requests: &[Request],
     concurrency: usize,
     batch_size: usize,
     open_loop: bool,
-) -> Result<(Vec<RequestTiming>, Duration), BenchmarkError> {
+) -> Result<(Vec<RequestTiming>, Vec<TimelineRequest>, Duration), BenchmarkError> {
     let served: Vec<ServeRequest<'_>> = requests
         .iter()
         .map(|r| ServeRequest {
@@ -60,6 +64,10 @@ pub(super) fn serve(
         start: Instant::now(),
         requests,
         open_loop,
+        board: Arc::new(FinishBoard {
+            finished: Mutex::new(vec![None; requests.len()]),
+            changed: Condvar::new(),
+        }),
     };
     let batches = serve_static_batches(model, &served, concurrency, batch_size, &clock)?;
     let wall = clock.start.elapsed();
@@ -71,7 +79,64 @@ pub(super) fn serve(
                 .map(|r| batch.timing(r.output_tokens))
         })
         .collect();
-    Ok((timings, wall))
+    let ms = |d: Duration| d.as_secs_f64() * 1e3;
+    let timeline = batches
+        .iter()
+        .flat_map(|batch| {
+            batch.requests.clone().map(|index| {
+                let r = &requests[index];
+                let own = &batch.tokens[..r.output_tokens.min(batch.tokens.len())];
+                TimelineRequest {
+                    index,
+                    scheduled_ms: ms(batch.scheduled),
+                    sent_ms: ms(batch.started),
+                    first_token_ms: own.first().copied().map(ms),
+                    finish_ms: ms(own.last().copied().unwrap_or(batch.started)),
+                    ok: true,
+                    cached_tokens: None,
+                }
+            })
+        })
+        .collect();
+    Ok((timings, timeline, wall))
+}
+
+/// When each request finished (from the run's start), for the turns that
+/// wait on one.
+struct FinishBoard {
+    finished: Mutex<Vec<Option<Duration>>>,
+    changed: Condvar,
+}
+
+impl FinishBoard {
+    fn mark(&self, request: usize, at: Duration) {
+        if let Ok(mut finished) = self.finished.lock()
+            && let Some(slot) = finished.get_mut(request)
+        {
+            slot.get_or_insert(at);
+            self.changed.notify_all();
+        }
+    }
+
+    /// When `request` finished, waiting for it. A request is always taken
+    /// before the turns that follow it, and its batch marks it even when
+    /// it fails (on drop), so the wait ends.
+    fn wait_for(&self, request: usize) -> Duration {
+        let Ok(mut finished) = self.finished.lock() else {
+            return Duration::ZERO;
+        };
+        loop {
+            match finished.get(request) {
+                Some(Some(at)) => return *at,
+                None => return Duration::ZERO,
+                Some(None) => {}
+            }
+            finished = match self.changed.wait(finished) {
+                Ok(guard) => guard,
+                Err(_) => return Duration::ZERO,
+            };
+        }
+    }
 }
 
 /// Takes the time of each serving event, relative to the run's start.
@@ -79,15 +144,20 @@ struct ServingClock<'a> {
     start: Instant,
     requests: &'a [Request],
     open_loop: bool,
+    board: Arc<FinishBoard>,
 }
 
 struct BatchClock {
     requests: Range<usize>,
+    /// The output tokens each request of the batch asked.
+    outputs: Vec<usize>,
+    scheduled: Duration,
     arrival: Duration,
     started: Duration,
     /// When the batch's i-th token existed, from the run's start.
     tokens: Vec<Duration>,
     start: Instant,
+    board: Arc<FinishBoard>,
 }
 
 impl ServeEvents for ServingClock<'_> {
@@ -96,26 +166,64 @@ impl ServeEvents for ServingClock<'_> {
     fn begin_batch(&self, requests: Range<usize>) -> BatchClock {
         let scheduled = self.requests[requests.clone()]
             .iter()
-            .map(|r| Duration::from_secs_f64(r.arrival_s))
+            .map(|r| match r.follows {
+                Some(follow) => {
+                    self.board.wait_for(follow.previous) + Duration::from_secs_f64(follow.think_s)
+                }
+                None => Duration::from_secs_f64(r.arrival_s),
+            })
             .max()
             .unwrap_or_default();
         if let Some(wait) = scheduled.checked_sub(self.start.elapsed()) {
             std::thread::sleep(wait);
         }
         let started = self.start.elapsed();
+        // A closed loop's turns that follow another start their clock at
+        // their due time too: the think time is not the server's.
+        let follows = self.requests[requests.clone()]
+            .iter()
+            .any(|r| r.follows.is_some());
         BatchClock {
+            outputs: self.requests[requests.clone()]
+                .iter()
+                .map(|r| r.output_tokens)
+                .collect(),
             requests,
-            arrival: if self.open_loop { scheduled } else { started },
+            scheduled,
+            arrival: if self.open_loop || follows {
+                scheduled
+            } else {
+                started
+            },
             started,
             tokens: Vec::new(),
             start: self.start,
+            board: Arc::clone(&self.board),
         }
     }
 }
 
 impl BatchEvents for BatchClock {
     fn token(&mut self, _step: usize) {
-        self.tokens.push(self.start.elapsed());
+        let at = self.start.elapsed();
+        self.tokens.push(at);
+        let produced = self.tokens.len();
+        for (k, &asked) in self.outputs.iter().enumerate() {
+            if asked == produced {
+                self.board.mark(self.requests.start + k, at);
+            }
+        }
+    }
+}
+
+impl Drop for BatchClock {
+    /// Requests the batch did not finish (it failed) are marked now, so no
+    /// turn waits for them forever.
+    fn drop(&mut self) {
+        let at = self.start.elapsed();
+        for request in self.requests.clone() {
+            self.board.mark(request, at);
+        }
     }
 }
 
@@ -155,13 +263,29 @@ with_endpoint_target! {
         /// The campaign model (`default` when none is named).
         #[serde(default)]
         model: Option<String>,
-        /// Requests per timed iteration.
-        #[serde(default = "default_requests")]
-        requests: Count,
+        /// Requests per timed iteration (16); with `traffic`, its shape
+        /// sets the count (a trace: at most this many of its requests).
+        #[serde(default)]
+        requests: Option<Count>,
         /// Required, but for an endpoint without a tokenizer (text sent whole).
         #[serde(default)]
         prompt_tokens: Option<LengthDistribution>,
-        output_tokens: LengthDistribution,
+        /// Required, but for a trace (which gives each request's).
+        #[serde(default)]
+        output_tokens: Option<LengthDistribution>,
+        /// Traffic with structure: `{ shape = "shared_prefix", … }`,
+        /// `{ shape = "multi_turn", … }` or `{ shape = "trace", … }`; each
+        /// case runs beside its unshared twin.
+        #[serde(default)]
+        traffic: Option<Traffic>,
+        /// Tokens of a prefix-cache block, for the reuse a workload allows
+        /// (`campaign serve`'s `--prefix-block-tokens`).
+        #[serde(default = "default_prefix_block_tokens")]
+        prefix_block_tokens: Dimension,
+        /// The server's prefix cache in tokens, for Belady's bound
+        /// (unbounded when not given).
+        #[serde(default)]
+        prefix_cache_tokens: Option<Tokens>,
         /// One closed-loop case per level.
         #[serde(default)]
         concurrency: Vec<Parallel>,
@@ -189,7 +313,139 @@ with_endpoint_target! {
     }
 }
 
+fn default_prefix_block_tokens() -> Dimension {
+    Dimension::new_const(16)
+}
+
 impl FullInferenceParams {
+    /// The output lengths: a trace's own lengths replace them, so there
+    /// any will do.
+    fn outputs(&self) -> LengthDistribution {
+        self.output_tokens
+            .unwrap_or_else(|| LengthDistribution::fixed(Tokens::new_const(1)))
+    }
+
+    /// Requests per timed iteration without a traffic shape.
+    fn request_count(&self) -> usize {
+        self.requests.unwrap_or_else(default_requests).usize()
+    }
+
+    /// The closed-loop levels and open-loop arrivals of the cases, each
+    /// with its concurrency: a trace is one open loop at its own times.
+    fn modes(&self) -> Vec<(usize, Option<Arrivals>)> {
+        if let Some(Traffic::Trace { .. }) = self.traffic {
+            return vec![(
+                self.open_loop_concurrency.usize(),
+                Some(self.arrivals_at(1.0)),
+            )];
+        }
+        self.concurrency
+            .iter()
+            .map(|c| (c.usize(), None))
+            .chain(self.rates_per_s.iter().map(|r| {
+                (
+                    self.open_loop_concurrency.usize(),
+                    Some(self.arrivals_at(r.get())),
+                )
+            }))
+            .collect()
+    }
+
+    /// A case's label and parameters.
+    fn case_label(
+        &self,
+        concurrency: usize,
+        arrivals: Option<&Arrivals>,
+        requests: usize,
+    ) -> (String, serde_json::Value) {
+        let (mut label, mut parameters) = match arrivals {
+            None => (
+                format!("closed,concurrency={concurrency}"),
+                json!({"mode": "closed", "concurrency": concurrency, "requests": requests}),
+            ),
+            Some(arrivals) => {
+                let mut parameters = json!({"mode": "open", "rate_per_s": arrivals.rate_per_s, "concurrency": concurrency, "requests": requests});
+                describe_arrivals(arrivals, &mut parameters);
+                (open_label(arrivals), parameters)
+            }
+        };
+        if let Some(traffic) = &self.traffic {
+            if let Traffic::Trace { .. } = traffic {
+                label = format!("{},concurrency={concurrency}", traffic.label());
+                parameters =
+                    json!({"mode": "open", "concurrency": concurrency, "requests": requests});
+            } else {
+                label = format!("{},{label}", traffic.label());
+            }
+            parameters["traffic"] = json!(traffic);
+        }
+        (label, parameters)
+    }
+
+    /// The requests of a case, shaped by the traffic: `draw(count)` gives
+    /// the seeded workload of `count` requests.
+    fn shaped(
+        &self,
+        seed: u64,
+        vocab_size: usize,
+        ctx: &BenchContext,
+        draw: impl FnOnce(usize) -> Result<Vec<Request>, BenchmarkError>,
+    ) -> Result<Vec<Request>, BenchmarkError> {
+        match &self.traffic {
+            None => draw(self.request_count()),
+            Some(Traffic::Trace {
+                file,
+                speedup,
+                block_tokens,
+            }) => Ok(read_trace(
+                &ctx.campaign_dir.join(file),
+                speedup.get(),
+                block_tokens.usize(),
+                seed,
+                vocab_size,
+                self.requests.map(Count::usize),
+            )?),
+            Some(traffic) => {
+                let count = traffic.requests().unwrap_or_else(|| self.request_count());
+                Ok(traffic.shape(seed, draw(count)?, vocab_size))
+            }
+        }
+    }
+
+    fn check_traffic(&self, traffic: &Traffic, models: &Models) -> Result<(), ParamProblem> {
+        if let Traffic::Trace { .. } = traffic {
+            for (field, given) in [
+                ("concurrency", !self.concurrency.is_empty()),
+                ("rates_per_s", !self.rates_per_s.is_empty()),
+                ("prompts", self.prompts.is_some()),
+                ("ramp", self.ramp.is_some()),
+            ] {
+                if given {
+                    return Err(ParamProblem::at(
+                        field,
+                        format!(
+                            "a trace replays its own times, lengths and prompt blocks; `{field}` is not allowed with traffic = {{ shape = \"trace\" }}"
+                        ),
+                        "remove it; open_loop_concurrency caps the requests in flight, speedup scales the trace's times",
+                    ));
+                }
+            }
+            return Ok(());
+        }
+        if let Some(count) = self.requests {
+            return Err(ParamProblem::at(
+                "requests",
+                format!(
+                    "requests = {count}, but the traffic's shape sets the count ({} requests); allowed: no `requests` with this traffic",
+                    traffic.requests().unwrap_or_default()
+                ),
+                "remove `requests`; change groups × prompts_per_group or users × turns",
+            ));
+        }
+        let _ = models;
+        Ok(())
+    }
+
     fn arrivals_at(&self, rate_per_s: f64) -> Arrivals {
         Arrivals {
             rate_per_s,
@@ -333,14 +589,35 @@ impl Kind for FullInference {
     }
 
     fn check(&self, p: &FullInferenceParams, models: &Models) -> Result<(), ParamProblem> {
-        if p.concurrency.is_empty() && p.rates_per_s.is_empty() {
+        if let Some(traffic) = &p.traffic {
+            p.check_traffic(traffic, models)?;
+        }
+        match (&p.traffic, p.output_tokens) {
+            (Some(Traffic::Trace { .. }), Some(_)) => {
+                return Err(ParamProblem::at(
+                    "output_tokens",
+                    "a trace gives each request's output length (output_length); allowed: no output_tokens with traffic = { shape = \"trace\" }",
+                    "remove output_tokens",
+                ));
+            }
+            (Some(Traffic::Trace { .. }), None) | (_, Some(_)) => {}
+            (_, None) => {
+                return Err(ParamProblem::at(
+                    "output_tokens",
+                    "missing field `output_tokens`: the output lengths in tokens",
+                    "e.g. output_tokens = { distribution = \"fixed\", tokens = 32 }",
+                ));
+            }
+        }
+        let traced = matches!(p.traffic, Some(Traffic::Trace { .. }));
+        if !traced && p.concurrency.is_empty() && p.rates_per_s.is_empty() {
             return Err(ParamProblem::at(
                 "concurrency",
                 "found neither concurrency levels nor rates; allowed: at least one closed-loop concurrency or open-loop rate",
                 "e.g. concurrency = [1, 2] and/or rates_per_s = [4.0]",
             ));
         }
-        if p.rates_per_s.is_empty() {
+        if p.rates_per_s.is_empty() && !traced {
             let shaping = if p.ramp.is_some() {
                 Some("ramp")
             } else {
@@ -361,42 +638,77 @@ impl Kind for FullInference {
             takes_prompt_files: true,
             lengths_given: p.prompt_tokens.is_some(),
         };
-        match p.check_target(models, asked)? {
+        let writer = p.check_target(models, asked)?;
+        if p.traffic.is_some() && writer == Some(PromptWriter::Server) {
+            return Err(ParamProblem::at(
+                "traffic",
+                "shaped traffic shares token ids between prompts, and this endpoint target sends whole text lines; allowed: with a tokenizer (the campaign model's, or tokenizer = \"…/tokenizer.json\")",
+                "add tokenizer = \"…/tokenizer.json\" to the endpoint target, or remove traffic",
+            ));
+        }
+        if traced {
+            p.outputs().check("output_tokens")?;
+            return Ok(());
+        }
+        match writer {
             None | Some(PromptWriter::Model(_)) => {
                 check_prompts(p.prompts.as_ref(), p.model_name(), models)?;
                 let prompt = required_prompt_tokens(p.prompt_tokens)?;
-                check_length(p.model_name(), models, &prompt, &p.output_tokens)
+                prompt.check("prompt_tokens")?;
+                p.outputs().check("output_tokens")?;
+                let longest = p
+                    .traffic
+                    .as_ref()
+                    .and_then(|t| t.longest_prompt(prompt.max(), p.outputs().max()))
+                    .unwrap_or(prompt.max());
+                check_model(
+                    p.model_name(),
+                    models,
+                    longest.saturating_add(p.outputs().max()),
+                    if p.traffic.is_some() {
+                        "traffic"
+                    } else {
+                        "prompt_tokens"
+                    },
+                )
             }
             Some(PromptWriter::TokenizerFile(_)) => {
                 required_prompt_tokens(p.prompt_tokens)?.check("prompt_tokens")?;
-                p.output_tokens.check("output_tokens")
+                p.outputs().check("output_tokens")
             }
-            Some(PromptWriter::Server) => p.output_tokens.check("output_tokens"),
+            Some(PromptWriter::Server) => p.outputs().check("output_tokens"),
         }
     }
 
     fn planned_cases(&self, p: &FullInferenceParams) -> usize {
-        p.concurrency.len() + p.rates_per_s.len()
+        // Each shaped case runs beside its unshared twin.
+        p.modes().len() * if p.traffic.is_some() { 2 } else { 1 }
     }
 
     fn memory(&self, p: &FullInferenceParams, models: &Models) -> Result<MemoryNeed, ParamProblem> {
-        let workers = p
-            .concurrency
-            .iter()
-            .map(|c| c.get())
-            .chain((!p.rates_per_s.is_empty()).then(|| p.open_loop_concurrency.get()))
-            .max()
-            .unwrap_or(1);
-        let prompt_max = p.prompt_tokens.map_or(0, |d| d.max());
+        let workers = p.modes().iter().map(|(c, _)| *c as u64).max().unwrap_or(1);
+        let message_max = p.prompt_tokens.map_or(0, |d| d.max());
+        // A trace's lengths are known once it is read: its prompts are
+        // checked then.
+        let prompt_max = p
+            .traffic
+            .as_ref()
+            .and_then(|t| t.longest_prompt(message_max, p.outputs().max()))
+            .unwrap_or(message_max);
         if let Some(target) = p.endpoint_target()
             && !matches!(target.writer(models)?, PromptWriter::Model(_))
         {
             let cases = self.planned_cases(p) as u64;
+            let requests = p
+                .traffic
+                .as_ref()
+                .and_then(Traffic::requests)
+                .unwrap_or_else(|| p.request_count()) as u64;
             let ids = prompt_max
-                .checked_mul(p.requests.get())
+                .checked_mul(requests)
                 .and_then(|ids| ids.checked_mul(cases))
                 .unwrap_or(u64::MAX);
-            return client_memory(ids, workers, p.output_tokens.max(), "requests");
+            return client_memory(ids, workers, p.outputs().max(), "requests");
         }
         serving_memory(
             p.model_name(),
@@ -404,7 +716,7 @@ impl Kind for FullInference {
             workers,
             1,
             prompt_max,
-            p.output_tokens.max(),
+            p.outputs().max(),
         )
     }
 
@@ -417,58 +729,81 @@ impl Kind for FullInference {
             ttft_ms: p.ttft_slo_ms.map(Millis::get),
             tpot_ms: p.tpot_slo_ms.map(Millis::get),
         };
-        let workload_context = json!({
-            "seed": ctx.settings.seed,
+        let seed = ctx.settings.seed;
+        let mut workload_context = json!({
+            "seed": seed,
             "prompt_tokens": p.prompt_tokens,
             "output_tokens": p.output_tokens,
             "ttft_slo_ms": p.ttft_slo_ms,
             "tpot_slo_ms": p.tpot_slo_ms,
         });
+        if let Some(traffic) = &p.traffic {
+            workload_context["traffic"] = json!(traffic);
+        }
+        let block_tokens = p.prefix_block_tokens.usize();
+        let capacity = p.prefix_cache_tokens.map(Tokens::get);
         if let Some(target) = p.endpoint_target() {
             let source = target.prompt_source(p.prompts.as_ref(), ctx)?;
             let connection = target.connect()?;
             let url = connection.client.url();
-            let modes =
-                p.concurrency
-                    .iter()
-                    .map(|c| (c.usize(), None))
-                    .chain(p.rates_per_s.iter().map(|r| {
-                        (
-                            p.open_loop_concurrency.usize(),
-                            Some(p.arrivals_at(r.get())),
-                        )
-                    }));
+            let vocab_size = source.vocab_size().unwrap_or(1);
             let mut cases: Vec<Box<dyn BenchmarkCase>> = Vec::new();
-            for (concurrency, arrivals) in modes {
-                let (requests, prompts) = source.requests(
-                    &target,
-                    ctx.settings.seed,
-                    p.requests.usize(),
-                    p.prompt_tokens,
-                    p.output_tokens,
-                    arrivals,
-                )?;
-                let (label, parameters) = match arrivals {
-                    None => (
-                        format!("closed,concurrency={concurrency}"),
-                        json!({"mode": "closed", "concurrency": concurrency, "requests": requests.len(), "endpoint": url}),
-                    ),
-                    Some(arrivals) => {
-                        let mut parameters = json!({"mode": "open", "rate_per_s": arrivals.rate_per_s, "concurrency": concurrency, "requests": requests.len(), "endpoint": url});
-                        describe_arrivals(&arrivals, &mut parameters);
-                        (open_label(&arrivals), parameters)
+            for (concurrency, arrivals) in p.modes() {
+                // What the source writes is sent as it is (a prompts file's
+                // lines as text); a shape rewrites token ids, sent as such.
+                let mut written = None;
+                let requests = p.shaped(seed, vocab_size, ctx, |count| {
+                    source
+                        .requests(&target, seed, count, p.prompt_tokens, p.outputs(), arrivals)
+                        .map(|(requests, prompts)| {
+                            written = Some(prompts);
+                            requests
+                        })
+                })?;
+                if p.traffic.is_some() {
+                    written = None;
+                }
+                let twin = p
+                    .traffic
+                    .is_some()
+                    .then(|| unshared(seed, &requests, vocab_size));
+                let pair = twin.as_ref().map(|_| TtftPair::shared());
+                let (label, mut parameters) =
+                    p.case_label(concurrency, arrivals.as_ref(), requests.len());
+                parameters["endpoint"] = json!(url);
+                let mut variants = vec![(requests, label, parameters, false)];
+                if let Some(twin) = twin {
+                    let (label, parameters) = (&variants[0].1, &variants[0].2);
+                    let mut parameters = parameters.clone();
+                    parameters["unshared"] = json!(true);
+                    variants.push((twin, format!("{label},unshared"), parameters, true));
+                }
+                for (requests, label, parameters, is_twin) in variants {
+                    let prompts = match written.take() {
+                        Some(prompts) => prompts,
+                        None => target.prompts(&requests, source.tokenizer.as_ref())?,
+                    };
+                    let reuse = p
+                        .traffic
+                        .as_ref()
+                        .map(|_| PrefixReuse::of(&requests, block_tokens, capacity));
+                    let mut case = EndpointCase::new(
+                        &connection,
+                        prompts,
+                        requests,
+                        source.tokenizer.clone(),
+                        (label, parameters),
+                        (concurrency, arrivals.is_some()),
+                        slo,
+                        &target,
+                    );
+                    if let Some(pair) = &pair {
+                        case = case
+                            .with_prefix_reuse(reuse, Arc::clone(pair), is_twin)
+                            .with_fresh_prompts(vocab_size);
                     }
-                };
-                cases.push(Box::new(EndpointCase::new(
-                    &connection,
-                    prompts,
-                    requests,
-                    source.tokenizer.clone(),
-                    (label, parameters),
-                    (concurrency, arrivals.is_some()),
-                    slo,
-                    &target,
-                )));
+                    cases.push(Box::new(case));
+                }
             }
             let mut context = source.context;
             context["workload"] = workload_context;
@@ -484,52 +819,70 @@ impl Kind for FullInference {
         let mut loaded = load_model(p.model_name(), ctx)?;
         let prompts = Prompts::load(p.prompts.as_ref(), &loaded.model, ctx)?;
         loaded.context["prompts"] = prompts.describe();
-        let prompt_tokens = required_prompt_tokens(p.prompt_tokens)
-            .map_err(|e| BenchmarkError::Params(e.message))?;
-        let requests = p.requests.usize();
-        let workload = |arrivals| WorkloadSpec {
-            requests,
-            prompt_tokens,
-            output_tokens: p.output_tokens,
-            vocab_size: loaded.model.architecture.vocab_size,
-            arrivals,
-        };
-        let requests_with_prompts = |arrivals| {
-            let mut requests = generate_requests(ctx.settings.seed, &workload(arrivals));
-            prompts.apply_to(&mut requests);
-            requests
-        };
+        let vocab_size = loaded.model.architecture.vocab_size;
         let mut cases: Vec<Box<dyn BenchmarkCase>> = Vec::new();
-        for c in &p.concurrency {
-            let c = c.usize();
-            cases.push(Box::new(ServingCase {
-                model: Arc::clone(&loaded.model),
-                requests: requests_with_prompts(None),
-                label: format!("closed,concurrency={c}"),
-                parameters: json!({"mode": "closed", "concurrency": c, "requests": requests}),
-                concurrency: c,
-                batch_size: 1,
-                open_loop: false,
-                slo,
-            }));
-        }
-        for rate in &p.rates_per_s {
-            let arrivals = p.arrivals_at(rate.get());
-            let mut parameters = json!({
-                "mode": "open", "rate_per_s": arrivals.rate_per_s,
-                "concurrency": p.open_loop_concurrency, "requests": requests,
-            });
-            describe_arrivals(&arrivals, &mut parameters);
-            cases.push(Box::new(ServingCase {
-                model: Arc::clone(&loaded.model),
-                requests: requests_with_prompts(Some(arrivals)),
-                label: open_label(&arrivals),
-                parameters,
-                concurrency: p.open_loop_concurrency.usize(),
-                batch_size: 1,
-                open_loop: true,
-                slo,
-            }));
+        for (concurrency, arrivals) in p.modes() {
+            let requests = p.shaped(seed, vocab_size, ctx, |count| {
+                let prompt_tokens = required_prompt_tokens(p.prompt_tokens)
+                    .map_err(|e| BenchmarkError::Params(e.message))?;
+                let mut requests = generate_requests(
+                    seed,
+                    &WorkloadSpec {
+                        requests: count,
+                        prompt_tokens,
+                        output_tokens: p.outputs(),
+                        vocab_size,
+                        arrivals,
+                    },
+                );
+                prompts.apply_to(&mut requests);
+                Ok(requests)
+            })?;
+            let limit = loaded.model.architecture.max_position_embeddings;
+            if let Some(longest) = requests
+                .iter()
+                .map(|r| r.prompt.len() + r.output_tokens)
+                .max()
+                && longest > limit
+            {
+                return Err(BenchmarkError::Params(format!(
+                    "traffic: a request needs {longest} positions (prompt and output), more than the {limit} model {:?} holds; allowed: prompts and outputs within its context",
+                    p.model_name()
+                )));
+            }
+            let twin = p
+                .traffic
+                .is_some()
+                .then(|| unshared(seed, &requests, vocab_size));
+            let pair = twin.as_ref().map(|_| TtftPair::shared());
+            let (label, parameters) = p.case_label(concurrency, arrivals.as_ref(), requests.len());
+            let mut variants = vec![(requests, label, parameters, false)];
+            if let Some(twin) = twin {
+                let mut parameters = variants[0].2.clone();
+                parameters["unshared"] = json!(true);
+                let label = format!("{},unshared", variants[0].1);
+                variants.push((twin, label, parameters, true));
+            }
+            for (requests, label, parameters, is_twin) in variants {
+                let reuse = p
+                    .traffic
+                    .as_ref()
+                    .map(|_| PrefixReuse::of(&requests, block_tokens, capacity));
+                cases.push(Box::new(ServingCase {
+                    model: Arc::clone(&loaded.model),
+                    requests,
+                    label,
+                    parameters,
+                    concurrency,
+                    batch_size: 1,
+                    open_loop: arrivals.is_some(),
+                    slo,
+                    reuse: pair
+                        .clone()
+                        .map(|pair| ReuseTally::new(reuse, pair, is_twin)),
+                    timeline: Timeline::default(),
+                }));
+            }
         }
         let mut context = loaded.context;
         context["workload"] = workload_context;
@@ -552,6 +905,10 @@ struct ServingCase {
     batch_size: usize,
     open_loop: bool,
     slo: Slo,
+    /// For shaped traffic: the reuse its workload allowed and the TTFT
+    /// shared with its twin (the in-process engine caches no prefix).
+    reuse: Option<ReuseTally>,
+    timeline: Timeline,
 }
 
 impl BenchmarkCase for ServingCase {
@@ -563,8 +920,15 @@ impl BenchmarkCase for ServingCase {
         self.parameters.clone()
     }
 
+    fn start_timed(&mut self) {
+        self.timeline.clear();
+        if let Some(reuse) = &mut self.reuse {
+            reuse.clear();
+        }
+    }
+
     fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
-        let (timings, wall) = serve(
+        let (timings, timeline, wall) = serve(
             &self.model,
             &self.requests,
             self.concurrency,
@@ -572,7 +936,28 @@ impl BenchmarkCase for ServingCase {
             self.open_loop,
         )?;
         record_run(obs, &timings, wall, self.open_loop, self.slo);
+        if let Some(reuse) = &mut self.reuse {
+            for timing in &timings {
+                reuse.request(timing.ttft.as_secs_f64() * 1e3, None);
+            }
+        }
+        self.timeline.record(timeline);
         Ok(())
+    }
+
+    fn conclude(&mut self) -> Option<Conclusion> {
+        let mut findings = serde_json::Map::new();
+        if let Some(reuse) = &self.reuse {
+            findings.insert("prefix_reuse".into(), reuse.conclude());
+        }
+        if let Some(timeline) = self.timeline.conclude() {
+            findings.insert("timeline".into(), timeline);
+        }
+        (!findings.is_empty()).then(|| Conclusion {
+            failure: None,
+            findings: Findings::Other(serde_json::Value::Object(findings)),
+            warnings: Vec::new(),
+        })
     }
 }
 
@@ -807,6 +1192,8 @@ impl Kind for Scaling {
                     batch_size,
                     open_loop: false,
                     slo: Slo::default(),
+                    reuse: None,
+                    timeline: Timeline::default(),
                 })
             };
         let cases = p

@@ -370,6 +370,17 @@ pub struct Request {
     /// Seconds after the start of the run at which the request arrives;
     /// 0 for every request of a closed loop.
     pub arrival_s: f64,
+    /// The next turn of a conversation: sent `think_s` after the turn it
+    /// follows has finished (its `arrival_s` is not used).
+    pub follows: Option<Follow>,
+}
+
+/// A turn that waits for the previous turn of its conversation.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Follow {
+    /// The index of the previous turn in the workload (always earlier).
+    pub previous: usize,
+    pub think_s: f64,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -401,6 +412,7 @@ pub fn generate_requests(seed: u64, spec: &WorkloadSpec) -> Vec<Request> {
                 prompt,
                 output_tokens,
                 arrival_s: clock.as_mut().map_or(0.0, |c| c.next(&mut rng)),
+                follows: None,
             }
         })
         .collect()

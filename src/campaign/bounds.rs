@@ -325,6 +325,8 @@ float_ranges! {
     /// Durations in seconds: a millisecond (below it the clock's own cost
     /// dominates) to a week.
     SecondsRange: 0.001, false, 604_800.0, "seconds";
+    /// Pauses that may be none: a user's think time, 0 to an hour.
+    PauseRange: 0.0, false, 3_600.0, "seconds";
     /// Latency objectives in milliseconds: a microsecond to an hour.
     MillisRange: 0.001, false, 3_600_000.0, "milliseconds";
     /// Arrival rates: from one per 1000 s to a million per second.
@@ -358,6 +360,7 @@ pub type LeakKib = Int<LeakKibRange>;
 pub type Dimension = Int<DimensionRange>;
 pub type IntervalMs = Int<IntervalMsRange>;
 pub type Seconds = Real<SecondsRange>;
+pub type PauseSeconds = Real<PauseRange>;
 pub type Millis = Real<MillisRange>;
 pub type Rate = Real<RateRange>;
 pub type Percent = Real<PercentRange>;

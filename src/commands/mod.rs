@@ -31,8 +31,9 @@ pub use nightly::{HistoryFormat, HistoryRequest, compare_files, history_command}
 pub use roadmap::run_roadmap;
 pub use run::{RunArgs, run};
 pub use serve::{
-    DEFAULT_MAX_QUEUE, DEFAULT_MAX_WAIT_S, QueuedRequests, ServeArgs, parse_listen_addr,
-    parse_max_queue, parse_max_wait_s, serve_command,
+    DEFAULT_MAX_QUEUE, DEFAULT_MAX_WAIT_S, DEFAULT_PREFIX_BLOCK_TOKENS, DEFAULT_PREFIX_CACHE_MIB,
+    PrefixCacheMib, QueuedRequests, ServeArgs, parse_listen_addr, parse_max_queue,
+    parse_max_wait_s, serve_command,
 };
 
 use std::path::{Path, PathBuf};

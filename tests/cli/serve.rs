@@ -1079,3 +1079,199 @@ max_requests = 800
     );
     served.stop();
 }
+
+/// A result's `conclusion` findings.
+fn findings(result: &Value) -> &Value {
+    &result["conclusion"]
+}
+
+#[test]
+#[parallel]
+fn shaped_traffic_against_campaign_serve_confirms_the_reuse_its_workload_allows() {
+    let f = Fixture::new();
+    let served = Served::start(&f, &[]);
+    // The banner follows the address line on stdout: wait for it.
+    let banner = (0..200)
+        .map(|_| {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            served.stderr()
+        })
+        .find(|e| e.contains("serving model"))
+        .unwrap_or_else(|| served.stderr());
+    assert!(
+        banner.contains("a prefix cache of 1024 MiB in blocks of 16 tokens"),
+        "{banner}"
+    );
+    let trace = f.path("trace.jsonl");
+    fs::write(
+        &trace,
+        concat!(
+            "{\"timestamp\": 0, \"input_length\": 40, \"output_length\": 3, \"hash_ids\": [1, 2, 3]}\n",
+            "{\"timestamp\": 200, \"input_length\": 40, \"output_length\": 3, \"hash_ids\": [1, 2, 4]}\n",
+            "{\"timestamp\": 100, \"input_length\": 20, \"output_length\": 2, \"hash_ids\": [9, 8]}\n",
+        ),
+    )
+    .unwrap();
+    let day = format!(
+        r#"
+[[days]]
+number = 1
+title = "shaped"
+[[days.benchmarks]]
+name = "groups"
+kind = "full_inference"
+warmup = 1
+iterations = 2
+[days.benchmarks.params]
+endpoint = "{url}/v1"
+prompt_tokens = 12
+output_tokens = 4
+concurrency = [1]
+traffic = {{ shape = "shared_prefix", groups = 2, prompts_per_group = 4, system_prompt_tokens = 64 }}
+[[days.benchmarks]]
+name = "conversations"
+kind = "full_inference"
+warmup = 0
+iterations = 1
+[days.benchmarks.params]
+endpoint = "{url}/v1"
+prompt_tokens = 12
+output_tokens = 4
+concurrency = [2]
+traffic = {{ shape = "multi_turn", users = 2, turns = 3, think_s = 0.05 }}
+[[days.benchmarks]]
+name = "conversations_in_process"
+kind = "full_inference"
+warmup = 0
+iterations = 1
+[days.benchmarks.params]
+prompt_tokens = 12
+output_tokens = 4
+rates_per_s = [50]
+traffic = {{ shape = "multi_turn", users = 2, turns = 3, think_s = 0.05 }}
+[[days.benchmarks]]
+name = "replay"
+kind = "full_inference"
+warmup = 0
+iterations = 1
+[days.benchmarks.params]
+endpoint = "{url}/v1"
+traffic = {{ shape = "trace", file = "{trace}", speedup = 2, block_tokens = 16 }}
+"#,
+        url = served.url,
+        trace = trace.display()
+    );
+    let campaign = served_campaign(&f, &day);
+    let out = run_client_ok(&f, &campaign);
+    let report = client_report(&f);
+    let results = report["results"].as_array().unwrap();
+    let case = |label: &str| {
+        results
+            .iter()
+            .find(|r| {
+                r["benchmark_name"]
+                    .as_str()
+                    .unwrap()
+                    .ends_with(&format!("[{label}]"))
+            })
+            .unwrap_or_else(|| {
+                panic!(
+                    "no case {label}: {:?}\n{}",
+                    results
+                        .iter()
+                        .map(|r| &r["benchmark_name"])
+                        .collect::<Vec<_>>(),
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            })
+    };
+
+    // Two groups of four behind 64 system tokens, 12 of their own: the
+    // first of each group computes its prompt, the other three resume
+    // from the 64 (4 blocks of 16; the last token is always computed).
+    let shared = case("shared_prefix(2x4,system=64),closed,concurrency=1");
+    let reuse = &findings(shared)["prefix_reuse"];
+    assert_eq!(reuse["workload"]["prompt_tokens"], 8 * 76, "{reuse:#}");
+    assert_eq!(
+        reuse["workload"]["ideal_cached_tokens"],
+        6 * 64,
+        "{reuse:#}"
+    );
+    // Each iteration's prompts are new to the server: the warm-up's blocks
+    // are not found again, so the server confirms exactly the ideal.
+    assert_eq!(reuse["confirmed"]["cached_tokens"], 2 * 6 * 64, "{reuse:#}");
+    let ideal = reuse["workload"]["ideal_hit_pct"].as_f64().unwrap();
+    for hit in samples(shared, "prefix_hit_pct") {
+        assert!((hit - ideal).abs() < 1e-9, "{hit} vs {ideal}");
+    }
+    let twin = case("shared_prefix(2x4,system=64),closed,concurrency=1,unshared");
+    assert_eq!(
+        findings(twin)["prefix_reuse"]["confirmed"]["cached_tokens"],
+        0
+    );
+    assert_eq!(samples(twin, "prefix_hit_pct"), [0.0, 0.0]);
+    let gained = &findings(twin)["prefix_reuse"]["ttft_gained"];
+    assert_eq!(gained["shared_requests"], 16, "{gained:#}");
+    assert_eq!(gained["unshared_requests"], 16, "{gained:#}");
+
+    // Two users, three turns: prompts of 12, 28 and 44 tokens (each turn
+    // the last prompt, its 4-token answer and 12 new); the third turn
+    // resumes from the second's first block.
+    let talk = case("multi_turn(2x3,think=0.05s),closed,concurrency=2");
+    let reuse = &findings(talk)["prefix_reuse"];
+    assert_eq!(
+        reuse["workload"]["prompt_tokens"],
+        2 * (12 + 28 + 44),
+        "{reuse:#}"
+    );
+    assert_eq!(
+        reuse["workload"]["ideal_cached_tokens"],
+        2 * 16,
+        "{reuse:#}"
+    );
+    assert_eq!(reuse["confirmed"]["cached_tokens"], 2 * 16, "{reuse:#}");
+    for name in [
+        "multi_turn(2x3,think=0.05s),closed,concurrency=2",
+        "multi_turn(2x3,think=0.05s),open,rate=50/s",
+    ] {
+        let timeline = &findings(case(name))["timeline"]["requests"];
+        let by_index: std::collections::BTreeMap<u64, &Value> = timeline
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| (r["index"].as_u64().unwrap(), r))
+            .collect();
+        assert_eq!(by_index.len(), 6, "{timeline:#}");
+        // Turn t of user u is request 2t + u: due 50 ms after the turn
+        // before it finished.
+        for i in 2..6u64 {
+            let (this, before) = (by_index[&i], by_index[&(i - 2)]);
+            let due = this["scheduled_ms"].as_f64().unwrap();
+            let finished = before["finish_ms"].as_f64().unwrap();
+            assert!(
+                due >= finished + 50.0 - 1e-6,
+                "{name}: request {i} due at {due} ms, its previous turn finished at {finished} ms"
+            );
+            assert!(this["sent_ms"].as_f64().unwrap() >= due);
+        }
+    }
+
+    // The trace, in time order at twice its speed: the 40-token prompts
+    // share hashes 1 and 2 (32 tokens, 2 blocks of 16).
+    let replay = case("trace(speedup=2),concurrency=4");
+    let reuse = &findings(replay)["prefix_reuse"];
+    assert_eq!(reuse["workload"]["prompt_tokens"], 100, "{reuse:#}");
+    assert_eq!(reuse["workload"]["ideal_cached_tokens"], 32, "{reuse:#}");
+    assert_eq!(reuse["confirmed"]["cached_tokens"], 32, "{reuse:#}");
+    let scheduled: Vec<f64> = findings(replay)["timeline"]["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["scheduled_ms"].as_f64().unwrap())
+        .collect();
+    assert_eq!(scheduled.len(), 3);
+    for (at, want) in scheduled.iter().zip([0.0, 50.0, 100.0]) {
+        assert!((at - want).abs() < 1e-6, "{scheduled:?}");
+    }
+    served.stop();
+}

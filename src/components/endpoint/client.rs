@@ -46,6 +46,14 @@ pub enum RequestPrompt {
     Text(String),
 }
 
+/// A request ready to send: its body serialized, and what its answer is
+/// checked against.
+#[derive(Debug, Clone)]
+pub struct PreparedRequest {
+    body: bytes::Bytes,
+    asked: Asked,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum EndpointError {
     #[error("endpoint {url}: {problem}")]
@@ -150,6 +158,20 @@ impl EndpointClient {
         self.config.ignore_eos
     }
 
+    /// The request for `prompt`, its body serialized now: a long prompt's
+    /// JSON (a 32 k-token prompt is some 200 kB of it) is written once,
+    /// before the clock runs, not at each send by a client that should
+    /// be reading streams.
+    pub fn prepare(&self, prompt: &RequestPrompt, max_tokens: usize) -> PreparedRequest {
+        PreparedRequest {
+            // A JSON value always serializes.
+            body: bytes::Bytes::from(
+                serde_json::to_vec(&self.body(prompt, max_tokens)).unwrap_or_default(),
+            ),
+            asked: self.asked(prompt, max_tokens),
+        }
+    }
+
     /// Sends one streaming request and reads it to `[DONE]`.
     pub async fn stream(
         &self,
@@ -163,10 +185,15 @@ impl EndpointClient {
     /// built, handed to the connection): what the client's own lateness is
     /// measured to.
     pub async fn stream_stamped(&self, prompt: &RequestPrompt, max_tokens: usize) -> Stamped {
+        self.send_prepared(&self.prepare(prompt, max_tokens)).await
+    }
+
+    /// [`Self::stream_stamped`] of a request prepared before.
+    pub async fn send_prepared(&self, request: &PreparedRequest) -> Stamped {
         let mut sent_at = None;
         let result = match tokio::time::timeout(
             self.config.timeout,
-            self.stream_inner(prompt, max_tokens, &mut sent_at),
+            self.stream_inner(request, &mut sent_at),
         )
         .await
         {
@@ -198,14 +225,14 @@ impl EndpointClient {
 
     async fn stream_inner(
         &self,
-        prompt: &RequestPrompt,
-        max_tokens: usize,
+        prepared: &PreparedRequest,
         sent_at: &mut Option<Instant>,
     ) -> Result<StreamedCompletion, RequestFailure> {
         let mut request = self
             .http
             .post(self.url.clone())
-            .json(&self.body(prompt, max_tokens));
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(prepared.body.clone());
         if let Some(key) = &self.config.api_key {
             request = request.bearer_auth(key);
         }
@@ -244,7 +271,7 @@ impl EndpointClient {
                 ),
             ));
         }
-        let mut reader = StreamReader::new(self.asked(prompt, max_tokens));
+        let mut reader = StreamReader::new(prepared.asked);
         loop {
             let bytes = response.chunk().await.map_err(|e| {
                 reader.cut_short(&format!("the stream broke ({})", without_url(&e)))

@@ -11,7 +11,7 @@ mod stream;
 
 pub use client::{
     EndpointApi, EndpointClient, EndpointConfig, EndpointError, MAX_ERROR_BODY_BYTES,
-    RequestPrompt, Stamped, redact_url,
+    PreparedRequest, RequestPrompt, Stamped, redact_url,
 };
 pub use sse::MAX_EVENT_BYTES;
 pub use stream::{

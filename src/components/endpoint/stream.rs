@@ -114,6 +114,10 @@ pub struct Usage {
     pub prompt_tokens: Option<u64>,
     pub completion_tokens: Option<u64>,
     pub total_tokens: Option<u64>,
+    /// `prompt_tokens_details.cached_tokens`: prompt tokens the server
+    /// took from its prefix cache (OpenAI's field; vLLM and SGLang send
+    /// it when prefix caching is on).
+    pub cached_tokens: Option<u64>,
 }
 
 /// What is possible but odd in a response, for the report: `what` names
@@ -165,6 +169,11 @@ impl StreamedCompletion {
         self.usage
             .and_then(|u| u.completion_tokens)
             .and_then(|n| usize::try_from(n).ok())
+    }
+
+    /// `usage.prompt_tokens_details.cached_tokens`, when the server sent it.
+    pub fn cached_tokens(&self) -> Option<u64> {
+        self.usage.and_then(|u| u.cached_tokens)
     }
 
     /// `usage.prompt_tokens`, when the server sent it.
@@ -236,10 +245,23 @@ impl Usage {
                 ));
             }
         };
+        let cached_tokens = match usage.get("prompt_tokens_details") {
+            None | Some(Value::Null) => None,
+            Some(Value::Object(details)) => count(details, "cached_tokens")
+                .map_err(|e| e.replacen("usage.", "usage.prompt_tokens_details.", 1))?,
+            Some(other) => {
+                return Err(format!(
+                    "usage.prompt_tokens_details is {} ({}); allowed: an object with cached_tokens",
+                    type_of(other),
+                    excerpt(&other.to_string())
+                ));
+            }
+        };
         Ok(Some(Self {
             prompt_tokens: count(usage, "prompt_tokens")?,
             completion_tokens: count(usage, "completion_tokens")?,
             total_tokens: count(usage, "total_tokens")?,
+            cached_tokens,
         }))
     }
 
@@ -296,6 +318,13 @@ impl Usage {
                     }
                 }
             }
+        }
+        if let (Some(cached), Some(prompt)) = (self.cached_tokens, self.prompt_tokens)
+            && cached > prompt
+        {
+            return Err(format!(
+                "usage.prompt_tokens_details.cached_tokens = {cached}, more than the prompt_tokens = {prompt}; allowed: 0 to {prompt}"
+            ));
         }
         match (
             self.prompt_tokens,
@@ -554,6 +583,42 @@ mod tests {
         assert_eq!(done.prompt_tokens(), Some(12));
         assert_eq!(done.chunks.len(), 2);
         assert!(done.surprises.is_empty());
+    }
+
+    #[test]
+    fn cached_tokens_are_read_from_the_prompt_tokens_details() {
+        let with = |details: Value| {
+            let mut u = usage(12, 4, 16);
+            u["prompt_tokens_details"] = details;
+            read(ASKED, &[stream(&["a"], u).as_bytes()])
+        };
+        assert_eq!(
+            with(json!({"cached_tokens": 8})).unwrap().cached_tokens(),
+            Some(8)
+        );
+        assert_eq!(with(Value::Null).unwrap().cached_tokens(), None);
+        assert_eq!(with(json!({})).unwrap().cached_tokens(), None);
+        assert_eq!(
+            read(ASKED, &[stream(&["a"], usage(12, 4, 16)).as_bytes()])
+                .unwrap()
+                .cached_tokens(),
+            None
+        );
+        for (details, expected) in [
+            (
+                json!({"cached_tokens": 13}),
+                "usage.prompt_tokens_details.cached_tokens = 13, more than the prompt_tokens = 12",
+            ),
+            (
+                json!({"cached_tokens": -1}),
+                "usage.prompt_tokens_details.cached_tokens = -1",
+            ),
+            (json!("8"), "usage.prompt_tokens_details is a string"),
+        ] {
+            let e = with(details).unwrap_err();
+            assert_eq!(e.class, ErrorClass::MalformedUsage);
+            assert!(e.message.contains(expected), "{}", e.message);
+        }
     }
 
     #[test]

@@ -38,7 +38,7 @@ pub use gguf_scan::{
 pub use loader::{LoadedModel, ModelDescription, ModelFolder, describe_model, weights_fingerprint};
 pub use native_llama::MatmulKernels;
 pub use quantization::Quantization;
-pub use session::GenerationSession;
+pub use session::{GenerationSession, SessionSnapshot};
 pub use synthetic::{SyntheticLlamaConfig, materialize_synthetic_model};
 pub use synthetic_tokenizer::SyntheticTokenizer;
 pub use tokenizer::{ChatMessage, MAX_TOKENIZER_FILE_BYTES, TextTokenizer};

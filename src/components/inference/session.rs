@@ -6,6 +6,9 @@ use super::loader::Backend;
 use super::{InferenceError, LoadedModel};
 
 /// The KV cache of one generation, in the form each backend keeps it.
+/// Cloning it copies no tensor: candle's tensors are immutable and shared,
+/// and every step writes new ones, so a clone stays the cache it was.
+#[derive(Clone)]
 enum SessionState<'m> {
     /// candle's `Cache` is not reset when a new prompt starts at position
     /// 0, so every generation gets a fresh one.
@@ -233,5 +236,50 @@ impl<'m> GenerationSession<'m> {
     /// Positions already held in the KV cache.
     pub fn position(&self) -> usize {
         self.position
+    }
+
+    /// The KV cache as it is now, to resume other generations from (a
+    /// prefix cache): no tensor is copied, and this session going on does
+    /// not change it.
+    pub fn snapshot(&self) -> SessionSnapshot<'m> {
+        SessionSnapshot {
+            state: self.state.clone(),
+            position: self.position,
+        }
+    }
+
+    /// A one-sequence session that starts where `snapshot` was taken.
+    pub fn resume(model: &'m LoadedModel, snapshot: &SessionSnapshot<'m>) -> Self {
+        Self {
+            model,
+            state: snapshot.state.clone(),
+            position: snapshot.position,
+            batch_size: 1,
+        }
+    }
+}
+
+/// A one-sequence KV cache at a position, kept to resume from.
+#[derive(Clone)]
+pub struct SessionSnapshot<'m> {
+    state: SessionState<'m>,
+    position: usize,
+}
+
+impl SessionSnapshot<'_> {
+    /// The tokens it holds.
+    pub fn position(&self) -> usize {
+        self.position
+    }
+}
+
+impl LoadedModel {
+    /// Bytes the KV cache takes per token of one sequence: keys and values
+    /// of every layer, in the dtype the activations have.
+    pub fn kv_bytes_per_token(&self) -> u64 {
+        let a = &self.architecture;
+        let head_dim = a.hidden_size / a.num_attention_heads.max(1);
+        (2 * a.num_hidden_layers * a.num_key_value_heads * head_dim * self.dtype.size_in_bytes())
+            as u64
     }
 }

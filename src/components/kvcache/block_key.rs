@@ -17,6 +17,25 @@ pub fn block_key(parent: Option<BlockKey>, tokens: &[u32]) -> BlockKey {
     hasher.digest()
 }
 
+/// The keys of a prompt's blocks that a prefix cache can hold: its full
+/// blocks of `block_tokens`, short of the last token, which is always
+/// computed (its logits give the first output token). A server and a
+/// workload's analysis count reuse with the same rule.
+pub fn cacheable_block_keys(prompt: &[u32], block_tokens: usize) -> Vec<BlockKey> {
+    let block_tokens = block_tokens.max(1);
+    let full = prompt.len().saturating_sub(1) / block_tokens;
+    let mut parent = None;
+    prompt
+        .chunks_exact(block_tokens)
+        .take(full)
+        .map(|block| {
+            let key = block_key(parent, block);
+            parent = Some(key);
+            key
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

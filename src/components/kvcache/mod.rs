@@ -18,7 +18,7 @@ mod quant_avx2;
 mod tiered;
 
 pub use belady::{TraceAccess, belady_hits};
-pub use block_key::{BlockKey, block_key};
+pub use block_key::{BlockKey, block_key, cacheable_block_keys};
 pub use cold::{ColdBlockEncoding, ColdTier};
 pub use error::KvCacheError;
 pub use geometry::{KvDType, KvGeometry};

@@ -15,6 +15,7 @@ use rand_distr::{Distribution, Exp};
 use tokio::sync::mpsc;
 
 use super::api::FinishReason;
+use super::prefix_cache::{PrefillPlan, PrefixCache, PrefixCacheConfig};
 use crate::components::inference::{GenerationSession, InferenceError, LoadedModel};
 
 /// One generation to run.
@@ -32,9 +33,11 @@ pub struct EngineJob {
 /// `Token` per generated token, then `Finished` or `Failed`.
 #[derive(Debug, Clone)]
 pub enum EngineEvent {
-    /// The engine took the job (the time before it is queueing).
+    /// The engine took the job (the time before it is queueing), and
+    /// found `cached_tokens` of its prompt in the prefix cache.
     Started {
         at: Instant,
+        cached_tokens: usize,
     },
     /// A generated token, as its id and the text it adds to the output.
     Token {
@@ -103,14 +106,24 @@ impl<'t> TextDelta<'t> {
 }
 
 impl Engine {
-    /// Starts the engine thread on a loaded model.
-    pub fn start(model: LoadedModel) -> Result<Self, EngineError> {
+    /// Starts the engine thread on a loaded model, with a prefix cache of
+    /// `prefix_cache_mib` MiB of KV (0: none) in blocks of `block_tokens`.
+    pub fn start(
+        model: LoadedModel,
+        prefix_cache_mib: u64,
+        block_tokens: usize,
+    ) -> Result<Self, EngineError> {
         let (jobs, queue) = std_mpsc::channel::<EngineJob>();
         let thread = std::thread::Builder::new()
             .name("engine".into())
             .spawn(move || {
+                let mut cache = PrefixCache::new(PrefixCacheConfig {
+                    block_tokens,
+                    capacity_bytes: prefix_cache_mib.saturating_mul(1 << 20),
+                    bytes_per_token: model.kv_bytes_per_token(),
+                });
                 for job in queue {
-                    run_job(&model, job);
+                    run_job(&model, &mut cache, job);
                 }
             })
             .map_err(EngineError::Spawn)?;
@@ -221,7 +234,11 @@ fn simulate_job(job: EngineJob, service: Duration) {
         return;
     }
     let start = Instant::now();
-    if job.events.send(EngineEvent::Started { at: start }).is_err() {
+    let started = EngineEvent::Started {
+        at: start,
+        cached_tokens: 0,
+    };
+    if job.events.send(started).is_err() {
         return;
     }
     let tokens = job.max_tokens;
@@ -249,23 +266,32 @@ fn simulate_job(job: EngineJob, service: Duration) {
     });
 }
 
-fn run_job(model: &LoadedModel, job: EngineJob) {
+fn run_job<'m>(model: &'m LoadedModel, cache: &mut PrefixCache<'m>, job: EngineJob) {
     // A client that went away before its turn costs nothing.
     if job.events.is_closed() {
         return;
     }
+    let at = Instant::now();
+    // A request that generates nothing computes nothing.
+    let plan = (job.max_tokens > 0).then(|| cache.plan(&job.prompt));
+    let cached_tokens = plan.as_ref().map_or(0, PrefillPlan::cached_tokens);
     let send = |event| job.events.send(event).is_ok();
-    if !send(EngineEvent::Started { at: Instant::now() }) {
+    if !send(EngineEvent::Started { at, cached_tokens }) {
         return;
     }
-    if let Err(e) = generate(model, &job) {
+    if let Err(e) = generate(model, cache, plan, &job) {
         let _ = job.events.send(EngineEvent::Failed {
             message: e.to_string(),
         });
     }
 }
 
-fn generate(model: &LoadedModel, job: &EngineJob) -> Result<(), InferenceError> {
+fn generate<'m>(
+    model: &'m LoadedModel,
+    cache: &mut PrefixCache<'m>,
+    plan: Option<PrefillPlan<'m>>,
+    job: &EngineJob,
+) -> Result<(), InferenceError> {
     let tokenizer = model.tokenizer.as_ref().ok();
     let mut delta = TextDelta::new(|ids: &[u32]| tokenizer?.decode(ids).ok());
     let finish = |reason| {
@@ -274,12 +300,19 @@ fn generate(model: &LoadedModel, job: &EngineJob) -> Result<(), InferenceError> 
             at: Instant::now(),
         });
     };
-    if job.max_tokens == 0 {
+    let Some(plan) = plan else {
         finish(FinishReason::Length);
         return Ok(());
+    };
+    let mut session = match &plan.resume {
+        Some(snapshot) => GenerationSession::resume(model, snapshot),
+        None => GenerationSession::new(model, 1)?,
+    };
+    for &stop in &plan.stops {
+        session.prefill(&job.prompt[session.position()..stop])?;
+        cache.insert(&plan, session.snapshot());
     }
-    let mut session = GenerationSession::new(model, 1)?;
-    let mut next = session.prefill(&job.prompt)?;
+    let mut next = session.prefill(&job.prompt[session.position()..])?;
     let mut generated = 0;
     loop {
         let Some(&id) = next.first() else {

@@ -61,6 +61,10 @@ pub struct ServeOptions {
     /// Serve a simulated service of known latency instead of the model
     /// (whose tokenizer still reads the prompts).
     pub simulate: Option<SimulatedService>,
+    /// MiB of KV the prefix cache may hold (0: no prefix caching).
+    pub prefix_cache_mib: u64,
+    /// Tokens of a prefix-cache block.
+    pub prefix_block_tokens: usize,
 }
 
 struct AppState {
@@ -115,7 +119,10 @@ impl Server {
             .map_err(|source| ServerError::Bind { addr, source })?;
         let (engine, running) = match options.simulate {
             Some(spec) => (Engine::simulate(spec)?, spec.slots.max(1)),
-            None => (Engine::start(model)?, 1),
+            None => (
+                Engine::start(model, options.prefix_cache_mib, options.prefix_block_tokens)?,
+                1,
+            ),
         };
         let state = Arc::new(AppState {
             model_name: options.model_name,
@@ -619,7 +626,7 @@ async fn whole(
         return e.into_response();
     };
     let record = progress.record();
-    let usage = Usage::new(record.prompt_tokens, record.completion_tokens);
+    let usage = record.usage();
     match shape {
         Shape::Completion => Json(CompletionResponse {
             id: request.id,
@@ -713,8 +720,7 @@ fn stream(
         }
         if connected && progress.record().finish_reason.is_some() {
             if request.include_usage {
-                let r = progress.record();
-                let usage = Usage::new(r.prompt_tokens, r.completion_tokens);
+                let usage = progress.record().usage();
                 send(chunk(
                     &state,
                     &request,

@@ -10,7 +10,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::api::{FinishReason, ServerTiming};
+use super::api::{FinishReason, ServerTiming, Usage};
 use super::engine::EngineEvent;
 
 /// What the server saw of one request. Times are milliseconds after the
@@ -22,6 +22,8 @@ pub struct RequestRecord {
     pub stream: bool,
     pub received_unix_ms: f64,
     pub prompt_tokens: usize,
+    /// Prompt tokens found in the prefix cache (not computed).
+    pub cached_tokens: usize,
     pub max_tokens: usize,
     pub completion_tokens: usize,
     /// Waiting for the engine (another request was running).
@@ -56,6 +58,7 @@ impl RequestRecord {
             stream,
             received_unix_ms,
             prompt_tokens,
+            cached_tokens: 0,
             max_tokens,
             completion_tokens: 0,
             queue_ms: None,
@@ -72,6 +75,11 @@ impl RequestRecord {
         at.saturating_duration_since(self.received).as_secs_f64() * 1e3
     }
 
+    /// The usage a client is told, cached tokens as OpenAI reports them.
+    pub fn usage(&self) -> Usage {
+        Usage::new(self.prompt_tokens, self.completion_tokens).with_cached(self.cached_tokens)
+    }
+
     /// The times a client is told (see [`ServerTiming`]).
     pub fn timing(&self) -> ServerTiming {
         ServerTiming {
@@ -84,7 +92,10 @@ impl RequestRecord {
     /// Notes an engine event.
     pub fn record(&mut self, event: &EngineEvent) {
         match event {
-            EngineEvent::Started { at } => self.queue_ms = Some(self.ms(*at)),
+            EngineEvent::Started { at, cached_tokens } => {
+                self.queue_ms = Some(self.ms(*at));
+                self.cached_tokens = *cached_tokens;
+            }
             EngineEvent::Token { at, .. } => {
                 let ms = self.ms(*at);
                 self.first_token_ms.get_or_insert(ms);

@@ -15,6 +15,11 @@
 //! key, a queue of at most `max_queue` waiting requests (429 past it), a
 //! wait of at most `max_wait` before a generation starts (503 past it),
 //! and bodies of at most [`MAX_BODY_BYTES`] (413).
+//!
+//! A prefix cache (`prefix_cache`) keeps the KV of recent prompts' full
+//! blocks and resumes later prompts that begin with them; each response's
+//! `usage.prompt_tokens_details.cached_tokens` says how many prompt tokens
+//! it did not compute, as OpenAI reports it.
 
 mod access;
 mod api;
@@ -22,13 +27,15 @@ mod engine;
 mod error;
 mod http;
 mod log;
+mod prefix_cache;
 
 pub use access::{ApiKey, ApiKeyError, MAX_BODY_BYTES, RETRY_AFTER_S};
 
 pub use api::{
     ChatChunk, ChatRequest, CompletionRequest, CompletionResponse, DEFAULT_MAX_TOKENS,
-    FinishReason, Usage,
+    FinishReason, PromptTokensDetails, Usage,
 };
 pub use engine::{Engine, EngineEvent, EngineJob, SimulatedService, TextDelta};
 pub use http::{ServeOptions, Server, ServerError};
 pub use log::{RequestLog, RequestLogError, RequestRecord};
+pub use prefix_cache::{PrefillPlan, PrefixCache, PrefixCacheConfig, PrefixCacheCounts};
