@@ -534,10 +534,10 @@ enum Command {
             requires = "simulate_slots"
         )]
         simulate_seed: u64,
-        /// MiB of KV the prefix cache may hold (0 to 1048576; 0 turns it
-        /// off): a prompt that begins with the full blocks of a recent one
-        /// resumes from their KV, and its usage reports them as
-        /// prompt_tokens_details.cached_tokens.
+        /// MiB of KV the prefix cache may hold (0 to 1048576; 0, the
+        /// default, turns it off): a prompt that begins with the full
+        /// blocks of a recent one resumes from their KV, and its usage
+        /// reports them as prompt_tokens_details.cached_tokens.
         #[arg(long, value_name = "MIB", default_value_t = commands::PrefixCacheMib::new_const(commands::DEFAULT_PREFIX_CACHE_MIB), value_parser = commands::PrefixCacheMib::parse)]
         prefix_cache_mib: commands::PrefixCacheMib,
         /// Tokens of a prefix-cache block (1 to 65536).

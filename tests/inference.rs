@@ -157,7 +157,7 @@ fn through_engine(
     model: LoadedModel,
     prompts: &[Vec<u32>],
     cache_mib: u64,
-) -> Vec<(Vec<u32>, usize)> {
+) -> Vec<(Vec<u32>, Option<usize>)> {
     use campaign::components::server::{Engine, EngineEvent, EngineJob};
     let engine = Engine::start(model, cache_mib, 8).unwrap();
     let submit = engine.submitter();
@@ -183,7 +183,7 @@ fn through_engine(
                     EngineEvent::Failed { message } => panic!("generation failed: {message}"),
                 }
             }
-            (tokens, cached.unwrap())
+            (tokens, cached.expect("a Started event"))
         })
         .collect();
     drop(submit);
@@ -218,9 +218,10 @@ fn the_prefix_cache_resumes_shared_prompts_and_generates_the_same_tokens() {
         let load = || LoadedModel::load(&folder, &Device::Cpu, DType::F32).unwrap();
         let with_cache = through_engine(load(), &prompts, 64);
         let without = through_engine(load(), &prompts, 0);
-        let cached: Vec<usize> = with_cache.iter().map(|(_, c)| *c).collect();
-        assert_eq!(cached, expected_cached, "{quantization:?}");
-        assert!(without.iter().all(|(_, c)| *c == 0));
+        let cached: Vec<Option<usize>> = with_cache.iter().map(|(_, c)| *c).collect();
+        assert_eq!(cached, expected_cached.map(Some), "{quantization:?}");
+        // Without a cache, nothing is claimed either way.
+        assert!(without.iter().all(|(_, c)| c.is_none()));
         for (i, ((a, _), (b, _))) in with_cache.iter().zip(&without).enumerate() {
             assert_eq!(
                 a, b,
@@ -238,7 +239,8 @@ fn the_prefix_cache_holds_its_memory_bound_least_recently_used_first() {
     let folder = materialize_synthetic_model(&cfg, dir.path()).unwrap();
     let model = LoadedModel::load(&folder, &Device::Cpu, DType::F32).unwrap();
     // Keys and values of 2 layers × 2 KV heads × 8 dims in f32: 256 bytes
-    // a token; a 41-token prompt leaves 40 tokens (10 KiB): 1 MiB holds 102.
+    // a token; a 41-token prompt leaves 40 tokens: 10 KiB of KV and at
+    // most 40² bytes of masks, 11 840 bytes: 1 MiB holds 88.
     assert_eq!(model.kv_bytes_per_token(), 256);
     let prompt = |i: u32| -> Vec<u32> { (0..41).map(|k| (i * 31 + k * 7) % 127 + 1).collect() };
     let sequence = |others: u32| -> Vec<Vec<u32>> {
@@ -248,8 +250,22 @@ fn the_prefix_cache_holds_its_memory_bound_least_recently_used_first() {
         s
     };
     let load = || LoadedModel::load(&folder, &Device::Cpu, DType::F32).unwrap();
-    let kept = through_engine(model, &sequence(60), 1);
-    assert_eq!(kept.last().unwrap().1, 40, "60 others fit beside it");
-    let evicted = through_engine(load(), &sequence(110), 1);
-    assert_eq!(evicted.last().unwrap().1, 0, "110 others pushed it out");
+    let kept = through_engine(model, &sequence(86), 1);
+    assert_eq!(kept.last().unwrap().1, Some(40), "86 others fit beside it");
+    let evicted = through_engine(load(), &sequence(88), 1);
+    assert_eq!(
+        evicted.last().unwrap().1,
+        Some(0),
+        "88 others pushed it out"
+    );
+    // Used again before the others fill the cache, it is the last to go.
+    let mut touched = sequence(88);
+    touched.insert(40, prompt(0));
+    let recent = through_engine(load(), &touched, 1);
+    assert_eq!(recent[40].1, Some(40));
+    assert_eq!(
+        recent.last().unwrap().1,
+        Some(40),
+        "least recently used first"
+    );
 }

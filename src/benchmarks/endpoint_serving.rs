@@ -421,21 +421,29 @@ impl EndpointCase {
     /// server) finds its blocks in the server's prefix cache. Each
     /// iteration is a cold cache, as the workload's ideal assumes.
     pub fn with_fresh_prompts(mut self, vocab_size: usize) -> Self {
-        let vocab = vocab_size.max(1) as u64;
-        let nonce = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64)
-            ^ xxhash_rust::xxh3::xxh3_64(self.label.as_bytes());
-        self.fresh = Some((vocab, nonce % vocab));
+        self.fresh = Some((vocab_size.max(1) as u64, 0));
         self
     }
 
-    /// The prompts of the next iteration, their ids shifted.
+    /// The prompts of the next iteration, their ids shifted by the next
+    /// shift of the process: distinct for every iteration of every case
+    /// of a run (up to the vocabulary's size), and starting from the
+    /// clock so that a run after another against the same server differs.
     fn fresh_prompts(&mut self) -> Result<(), BenchmarkError> {
-        let Some((vocab, shift)) = self.fresh else {
+        static NEXT_SHIFT: std::sync::OnceLock<std::sync::atomic::AtomicU64> =
+            std::sync::OnceLock::new();
+        let Some((vocab, _)) = self.fresh else {
             return Ok(());
         };
-        self.fresh = Some((vocab, (shift + 1) % vocab));
+        let next = NEXT_SHIFT.get_or_init(|| {
+            std::sync::atomic::AtomicU64::new(
+                std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_nanos() as u64),
+            )
+        });
+        let shift = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % vocab;
+        self.fresh = Some((vocab, shift));
         for (request, sent) in self.requests.iter().zip(self.prompts.iter_mut()) {
             let ids: Vec<u32> = request
                 .prompt
@@ -495,6 +503,7 @@ impl EndpointCase {
                 }
             }
         }
+        let chained = followers.iter().any(|f| !f.is_empty());
         let (finished_tx, finished) = std_mpsc::channel::<(usize, Instant)>();
         let mut tasks: Vec<Option<tokio::task::JoinHandle<Outcome>>> =
             (0..count).map(|_| None).collect();
@@ -515,16 +524,19 @@ impl EndpointCase {
             let wait = next.map(|(at, _)| at.saturating_duration_since(Instant::now()));
             // Wait for the next due request, or for a turn to finish that
             // another follows; without followers, a plain sleep.
-            let woke = if followers.iter().all(Vec::is_empty) {
+            let woke = if !chained {
                 if let Some(wait) = wait {
                     std::thread::sleep(wait);
                 }
                 None
             } else {
-                match wait {
-                    Some(wait) => finished.recv_timeout(wait).ok(),
-                    // Nothing due: every request left follows one in flight.
-                    None => finished.recv().ok(),
+                // Nothing due: every request left follows one in flight,
+                // and each of those ends within the client's timeout.
+                let patience = self.client.timeout().saturating_mul(2);
+                match finished.recv_timeout(wait.unwrap_or(patience)) {
+                    Ok(done) => Some(done),
+                    Err(_) if wait.is_none() => break,
+                    Err(_) => None,
                 }
             };
             if let Some((done, at)) = woke {
@@ -532,10 +544,6 @@ impl EndpointCase {
                     let think = self.requests[f].follows.map_or(0.0, |f| f.think_s);
                     due.push(Reverse((at + Duration::from_secs_f64(think), f)));
                 }
-            } else if wait.is_none() {
-                // The channel closed with turns still waiting: cannot be,
-                // as every launched task reports; stop rather than spin.
-                break;
             }
         }
         drop(finished_tx);
@@ -681,8 +689,10 @@ impl BenchmarkCase for EndpointCase {
     }
 
     fn run_iteration(&mut self, obs: &mut Observations) -> Result<(), BenchmarkError> {
-        let cpu_before = process_cpu_seconds();
+        // Before the client's CPU is read: writing the bodies is not
+        // sending them.
         self.fresh_prompts()?;
+        let cpu_before = process_cpu_seconds();
         let (outcomes, wall, start) = self.send_all();
         let ms = |at: Instant| at.saturating_duration_since(start).as_secs_f64() * 1e3;
         self.timeline.record(

@@ -7,6 +7,8 @@
 //! worker picked it up, so time spent queued behind a busy server counts
 //! (no coordinated omission).
 
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
 use std::ops::Range;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
@@ -22,7 +24,9 @@ use super::model::{
 };
 use super::quality::{ServedOutput, served_outputs};
 use super::request_timing::{RequestTiming, SERVING_METRICS, Slo, record_run};
-use super::traffic::{PrefixReuse, Traffic, read_trace, unshared};
+use super::traffic::{
+    MAX_TRACE_PROMPT_TOKENS, MAX_TRACE_REQUESTS, PrefixReuse, Traffic, read_trace, unshared,
+};
 use super::traffic_report::{ReuseTally, Timeline, TimelineRequest, TtftPair};
 use super::workload::{
     ArrivalProcess, Arrivals, LengthDistribution, Ramp, RampShape, Request, WorkloadSpec,
@@ -64,10 +68,10 @@ pub(super) fn serve(
         start: Instant::now(),
         requests,
         open_loop,
-        board: Arc::new(FinishBoard {
-            finished: Mutex::new(vec![None; requests.len()]),
-            changed: Condvar::new(),
-        }),
+        // Turns that follow others are handed out as they fall due; that
+        // is one request a batch (full_inference's batches).
+        chained: batch_size == 1 && requests.iter().any(|r| r.follows.is_some()),
+        board: Arc::new(FinishBoard::new(requests, open_loop)),
     };
     let batches = serve_static_batches(model, &served, concurrency, batch_size, &clock)?;
     let wall = clock.start.elapsed();
@@ -101,37 +105,100 @@ pub(super) fn serve(
     Ok((timings, timeline, wall))
 }
 
-/// When each request finished (from the run's start), for the turns that
-/// wait on one.
+/// When each request finished (from the run's start), and the requests
+/// due to be served, earliest first: a conversation's next turn joins them
+/// when the turn before it finishes, due its think time later.
 struct FinishBoard {
-    finished: Mutex<Vec<Option<Duration>>>,
+    state: Mutex<BoardState>,
     changed: Condvar,
 }
 
+struct BoardState {
+    finished: Vec<Option<Duration>>,
+    due: BinaryHeap<Reverse<(Duration, usize)>>,
+    /// Turns not yet due: the turn before each has not finished.
+    waiting: usize,
+    followers: Vec<Vec<usize>>,
+    think: Vec<Duration>,
+}
+
 impl FinishBoard {
-    fn mark(&self, request: usize, at: Duration) {
-        if let Ok(mut finished) = self.finished.lock()
-            && let Some(slot) = finished.get_mut(request)
-        {
-            slot.get_or_insert(at);
-            self.changed.notify_all();
+    fn new(requests: &[Request], open_loop: bool) -> Self {
+        let mut followers = vec![Vec::new(); requests.len()];
+        let mut due = BinaryHeap::new();
+        let mut waiting = 0;
+        for (i, r) in requests.iter().enumerate() {
+            match r.follows {
+                Some(f) if f.previous < i => {
+                    followers[f.previous].push(i);
+                    waiting += 1;
+                }
+                _ => {
+                    let at = if open_loop { r.arrival_s } else { 0.0 };
+                    due.push(Reverse((Duration::from_secs_f64(at), i)));
+                }
+            }
+        }
+        Self {
+            state: Mutex::new(BoardState {
+                finished: vec![None; requests.len()],
+                due,
+                waiting,
+                followers,
+                think: requests
+                    .iter()
+                    .map(|r| Duration::from_secs_f64(r.follows.map_or(0.0, |f| f.think_s)))
+                    .collect(),
+            }),
+            changed: Condvar::new(),
         }
     }
 
-    /// When `request` finished, waiting for it. A request is always taken
-    /// before the turns that follow it, and its batch marks it even when
-    /// it fails (on drop), so the wait ends.
+    fn mark(&self, request: usize, at: Duration) {
+        let Ok(mut state) = self.state.lock() else {
+            return;
+        };
+        let state = &mut *state;
+        match state.finished.get_mut(request) {
+            Some(slot @ None) => *slot = Some(at),
+            _ => return,
+        }
+        for &f in &state.followers[request] {
+            state.due.push(Reverse((at + state.think[f], f)));
+            state.waiting -= 1;
+        }
+        self.changed.notify_all();
+    }
+
+    /// The earliest due request, waiting for one while turns wait for
+    /// theirs; `None` when every request was handed out. Every request
+    /// handed out is marked when its batch ends, even failed (on drop), so
+    /// the wait ends.
+    fn next(&self) -> Option<usize> {
+        let mut state = self.state.lock().ok()?;
+        loop {
+            if let Some(Reverse((_, i))) = state.due.pop() {
+                return Some(i);
+            }
+            if state.waiting == 0 {
+                return None;
+            }
+            state = self.changed.wait(state).ok()?;
+        }
+    }
+
+    /// When `request` finished, waiting for it.
     fn wait_for(&self, request: usize) -> Duration {
-        let Ok(mut finished) = self.finished.lock() else {
+        let Ok(mut state) = self.state.lock() else {
             return Duration::ZERO;
         };
         loop {
-            match finished.get(request) {
+            match state.finished.get(request) {
                 Some(Some(at)) => return *at,
                 None => return Duration::ZERO,
                 Some(None) => {}
             }
-            finished = match self.changed.wait(finished) {
+            state = match self.changed.wait(state) {
                 Ok(guard) => guard,
                 Err(_) => return Duration::ZERO,
             };
@@ -144,6 +211,8 @@ struct ServingClock<'a> {
     start: Instant,
     requests: &'a [Request],
     open_loop: bool,
+    /// Requests are handed out as they fall due, not in order.
+    chained: bool,
     board: Arc<FinishBoard>,
 }
 
@@ -163,6 +232,14 @@ struct BatchClock {
 impl ServeEvents for ServingClock<'_> {
     type Batch = BatchClock;
 
+    fn next_batch(&self, in_order: &dyn Fn() -> Option<usize>) -> Option<usize> {
+        if self.chained {
+            self.board.next()
+        } else {
+            in_order()
+        }
+    }
+
     fn begin_batch(&self, requests: Range<usize>) -> BatchClock {
         let scheduled = self.requests[requests.clone()]
             .iter()
@@ -178,11 +255,6 @@ impl ServeEvents for ServingClock<'_> {
             std::thread::sleep(wait);
         }
         let started = self.start.elapsed();
-        // A closed loop's turns that follow another start their clock at
-        // their due time too: the think time is not the server's.
-        let follows = self.requests[requests.clone()]
-            .iter()
-            .any(|r| r.follows.is_some());
         BatchClock {
             outputs: self.requests[requests.clone()]
                 .iter()
@@ -190,11 +262,10 @@ impl ServeEvents for ServingClock<'_> {
                 .collect(),
             requests,
             scheduled,
-            arrival: if self.open_loop || follows {
-                scheduled
-            } else {
-                started
-            },
+            // A closed loop's clock starts when a worker takes the request
+            // (a later turn's, after its think time), as against an
+            // endpoint, where it starts when a concurrency slot is free.
+            arrival: if self.open_loop { scheduled } else { started },
             started,
             tokens: Vec::new(),
             start: self.start,
@@ -413,6 +484,33 @@ impl FullInferenceParams {
     }
 
     fn check_traffic(&self, traffic: &Traffic, models: &Models) -> Result<(), ParamProblem> {
+        let _ = models;
+        if self.endpoint_target().is_some()
+            && self.api == crate::components::endpoint::EndpointApi::Chat
+        {
+            return Err(ParamProblem::at(
+                "api",
+                "shaped traffic shares token ids between prompts, and a chat request sends text that the server templates and tokenizes again, which moves the shared blocks; allowed with traffic: api = \"completions\"",
+                "set api = \"completions\" (prompts sent as token ids)",
+            ));
+        }
+        if let Some(requests) = traffic.requests() {
+            let message = self.prompt_tokens.map_or(0, |d| d.max());
+            let answer = self.output_tokens.map_or(0, |d| d.max());
+            let tokens = traffic
+                .longest_prompt(message, answer)
+                .map_or(0, |longest| longest.saturating_mul(requests as u64));
+            if requests > MAX_TRACE_REQUESTS || tokens > MAX_TRACE_PROMPT_TOKENS {
+                return Err(ParamProblem::at(
+                    "traffic",
+                    format!(
+                        "the shape writes {requests} requests of up to {} prompt tokens each; allowed: at most {MAX_TRACE_REQUESTS} requests and {MAX_TRACE_PROMPT_TOKENS} prompt tokens in all (they are written before the run)",
+                        traffic.longest_prompt(message, answer).unwrap_or(0)
+                    ),
+                    "fewer groups, prompts per group, users or turns, or shorter prompts",
+                ));
+            }
+        }
         if let Traffic::Trace { .. } = traffic {
             for (field, given) in [
                 ("concurrency", !self.concurrency.is_empty()),
@@ -442,7 +540,6 @@ impl FullInferenceParams {
                 "remove `requests`; change groups × prompts_per_group or users × turns",
             ));
         }
-        let _ = models;
         Ok(())
     }
 
@@ -681,8 +778,9 @@ impl Kind for FullInference {
     }
 
     fn planned_cases(&self, p: &FullInferenceParams) -> usize {
-        // Each shaped case runs beside its unshared twin.
-        p.modes().len() * if p.traffic.is_some() { 2 } else { 1 }
+        // Against a server, each shaped case runs beside its unshared twin.
+        let twins = p.traffic.is_some() && p.endpoint_target().is_some();
+        p.modes().len() * if twins { 2 } else { 1 }
     }
 
     fn memory(&self, p: &FullInferenceParams, models: &Models) -> Result<MemoryNeed, ParamProblem> {
@@ -850,24 +948,13 @@ impl Kind for FullInference {
                     p.model_name()
                 )));
             }
-            let twin = p
-                .traffic
-                .is_some()
-                .then(|| unshared(seed, &requests, vocab_size));
-            let pair = twin.as_ref().map(|_| TtftPair::shared());
+            // The in-process engine caches no prefix: an unshared twin
+            // would measure nothing the shaped case does not.
             let (label, parameters) = p.case_label(concurrency, arrivals.as_ref(), requests.len());
-            let mut variants = vec![(requests, label, parameters, false)];
-            if let Some(twin) = twin {
-                let mut parameters = variants[0].2.clone();
-                parameters["unshared"] = json!(true);
-                let label = format!("{},unshared", variants[0].1);
-                variants.push((twin, label, parameters, true));
-            }
-            for (requests, label, parameters, is_twin) in variants {
-                let reuse = p
-                    .traffic
-                    .as_ref()
-                    .map(|_| PrefixReuse::of(&requests, block_tokens, capacity));
+            {
+                let reuse = p.traffic.as_ref().map(|_| {
+                    ReuseTally::in_process(PrefixReuse::of(&requests, block_tokens, capacity))
+                });
                 cases.push(Box::new(ServingCase {
                     model: Arc::clone(&loaded.model),
                     requests,
@@ -877,9 +964,7 @@ impl Kind for FullInference {
                     batch_size: 1,
                     open_loop: arrivals.is_some(),
                     slo,
-                    reuse: pair
-                        .clone()
-                        .map(|pair| ReuseTally::new(reuse, pair, is_twin)),
+                    reuse,
                     timeline: Timeline::default(),
                 }));
             }

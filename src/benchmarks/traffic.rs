@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 use super::BenchmarkError;
 use super::workload::{Follow, Request};
-use crate::campaign::bounds::{Count, Dimension, Factor, PauseSeconds, Tokens};
+use crate::campaign::bounds::{Count, Dimension, Factor, PauseSeconds, Tokens, compact_number};
 use crate::components::kvcache::{TraceAccess, belady_hits, cacheable_block_keys};
 
 /// The shape of a serving workload's traffic, in a campaign
@@ -71,6 +71,10 @@ fn mooncake_block() -> Dimension {
 
 /// The most lines a trace may hold: each becomes a request kept in memory.
 pub const MAX_TRACE_REQUESTS: usize = 1_000_000;
+
+/// The longest replay, in seconds after the speed-up: a week, the longest
+/// a benchmark may run.
+pub const MAX_TRACE_SPAN_S: f64 = 604_800.0;
 
 /// The most prompt tokens a replayed trace may add up to: its prompts are
 /// written before the run (4 bytes a token, twice with the unshared twin,
@@ -287,7 +291,7 @@ pub fn read_trace(
                 source,
             })?;
     let max_tokens = 1u64 << 20;
-    let mut lines: Vec<(f64, TraceLine)> = Vec::new();
+    let mut lines: Vec<(f64, usize, TraceLine)> = Vec::new();
     for (number, line) in text.lines().enumerate() {
         if line.trim().is_empty() {
             continue;
@@ -323,26 +327,39 @@ pub fn read_trace(
                 "more than {MAX_TRACE_REQUESTS} requests; allowed: at most {MAX_TRACE_REQUESTS} (cut the trace, or replay it in parts)"
             )));
         }
-        lines.push((parsed.timestamp, parsed));
+        lines.push((parsed.timestamp, number + 1, parsed));
     }
     // Stable: requests of one millisecond keep the trace's order.
     lines.sort_by(|a, b| a.0.total_cmp(&b.0));
     lines.truncate(limit.unwrap_or(usize::MAX));
-    let total: u64 = lines.iter().map(|(_, l)| l.input_length).sum();
+    let total: u64 = lines.iter().map(|(_, _, l)| l.input_length).sum();
     if total > MAX_TRACE_PROMPT_TOKENS {
         return Err(TraceError::TooLarge {
             path: shown,
             tokens: total,
         });
     }
-    let Some(first_ms) = lines.first().map(|(t, _)| *t) else {
+    let Some(first_ms) = lines.first().map(|(t, _, _)| *t) else {
         return Err(TraceError::Empty { path: shown });
     };
+    if let Some((last_ms, line, _)) = lines.last()
+        && (last_ms - first_ms) / 1e3 / speedup > MAX_TRACE_SPAN_S
+    {
+        return Err(TraceError::Line {
+            path: shown,
+            line: *line,
+            message: format!(
+                "timestamp = {} ms comes {} s after the first request at speedup {speedup}; allowed: a replay of at most {MAX_TRACE_SPAN_S} s (a week)",
+                compact_number(*last_ms),
+                compact_number(((last_ms - first_ms) / 1e3 / speedup).round())
+            ),
+        });
+    }
     let block_tokens = block_tokens.max(1);
     Ok(lines
         .into_iter()
         .enumerate()
-        .map(|(i, (timestamp, line))| {
+        .map(|(i, (timestamp, _, line))| {
             let length = line.input_length as usize;
             let mut prompt = Vec::with_capacity(length);
             for hash in &line.hash_ids {
@@ -551,6 +568,16 @@ mod tests {
             e.contains("trace.jsonl:1: missing field `input_length`"),
             "{e}"
         );
+        std::fs::write(
+            &path,
+            "{\"timestamp\": 0, \"input_length\": 4, \"output_length\": 3}\n{\"timestamp\": 1e300, \"input_length\": 4, \"output_length\": 3}\n",
+        )
+        .unwrap();
+        let e = read_trace(&path, 1.0, 16, 3, 5000, None)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("trace.jsonl:2: timestamp = 1e300 ms"), "{e}");
+        assert!(e.contains("allowed: a replay of at most 604800 s"), "{e}");
         std::fs::write(&path, "\n\n").unwrap();
         let e = read_trace(&path, 1.0, 16, 3, 5000, None)
             .unwrap_err()

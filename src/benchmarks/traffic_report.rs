@@ -33,6 +33,8 @@ pub(super) struct ReuseTally {
     workload: Option<PrefixReuse>,
     pair: Arc<Mutex<TtftPair>>,
     twin: bool,
+    /// Against a server (in-process, no prefix is cached).
+    served: bool,
     prompt_tokens: u64,
     cached_tokens: u64,
     reporting: u64,
@@ -45,10 +47,19 @@ impl ReuseTally {
             workload,
             pair,
             twin,
+            served: true,
             prompt_tokens: 0,
             cached_tokens: 0,
             reporting: 0,
             requests: 0,
+        }
+    }
+
+    /// An in-process case: what its workload allowed, nothing confirmed.
+    pub fn in_process(workload: PrefixReuse) -> Self {
+        Self {
+            served: false,
+            ..Self::new(Some(workload), TtftPair::shared(), false)
         }
     }
 
@@ -85,7 +96,7 @@ impl ReuseTally {
 
     pub fn conclude(&self) -> serde_json::Value {
         let mut out = json!({
-            "twin": if self.twin { "unshared (same lengths, times and turns; no token in common)" } else { "shared" },
+            "case": if self.twin { "unshared twin (same lengths, times and turns; no token in common)" } else { "shared" },
             "workload": self.workload,
         });
         if self.reporting > 0 {
@@ -96,9 +107,12 @@ impl ReuseTally {
                 "requests_reporting": self.reporting,
                 "requests": self.requests,
             });
+        } else if !self.served {
+            out["confirmed"] = json!("in-process: the engine caches no prefix");
         } else if self.requests > 0 {
-            out["confirmed"] =
-                json!("the server reported no usage.prompt_tokens_details.cached_tokens");
+            out["confirmed"] = json!(
+                "the server reported no usage.prompt_tokens_details.cached_tokens (no prefix cache, or it does not say)"
+            );
         }
         if let Ok(pair) = self.pair.lock()
             && !pair.shared_ms.is_empty()

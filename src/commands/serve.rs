@@ -39,10 +39,12 @@ impl IntRange for PrefixCacheMibRange {
 
 pub type PrefixCacheMib = Int<PrefixCacheMibRange>;
 
-/// `--prefix-cache-mib` when not given: room for the KV of about 2 000
-/// tokens of a 7B model in f16 (0.5 MiB a token), and of far more of the
-/// small models a campaign builds; small beside the weights.
-pub const DEFAULT_PREFIX_CACHE_MIB: u64 = 1024;
+/// `--prefix-cache-mib` when not given: off. A served run is compared
+/// with the in-process engine request for request, and a benchmark sends
+/// its seeded prompts again at every iteration: a cache on by default
+/// would serve later iterations from earlier ones and shift every served
+/// figure. Shaped traffic, which is what it is for, asks for it.
+pub const DEFAULT_PREFIX_CACHE_MIB: u64 = 0;
 
 /// `--prefix-block-tokens` when not given: vLLM's block size.
 pub const DEFAULT_PREFIX_BLOCK_TOKENS: u64 = 16;

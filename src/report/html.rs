@@ -137,12 +137,15 @@ const LOAD_METRICS: [(&str, &str, &str); 2] = [
 /// Latency by offered rate: for each benchmark whose open-loop cases
 /// (`parameters.mode = "open"`) ran at two rates or more, one plot per
 /// latency metric with its p50 and p99 from each case's summary, and the
-/// benchmark's SLO (`context.workload`) as a dashed line. With whether a
+/// benchmark's SLO (`context.workload`) as a dashed line (unshared twins
+/// of shaped traffic left out). With whether a
 /// plotted percentile is provisional.
 fn load_curve_plots(report: &DailyReport) -> (Vec<String>, bool) {
     let mut benchmarks: Vec<(&str, Vec<(f64, &BenchmarkResult)>)> = Vec::new();
     for r in &report.results {
-        if r.parameters["mode"] != "open" {
+        // A shaped case's unshared twin runs at the same rate: the curve
+        // is the traffic's, the twin a control.
+        if r.parameters["mode"] != "open" || r.parameters["unshared"] == true {
             continue;
         }
         let Some(rate) = r.parameters["rate_per_s"].as_f64() else {

@@ -1089,7 +1089,7 @@ fn findings(result: &Value) -> &Value {
 #[parallel]
 fn shaped_traffic_against_campaign_serve_confirms_the_reuse_its_workload_allows() {
     let f = Fixture::new();
-    let served = Served::start(&f, &[]);
+    let served = Served::start(&f, &["--prefix-cache-mib", "1024"]);
     // The banner follows the address line on stdout: wait for it.
     let banner = (0..200)
         .map(|_| {
@@ -1256,6 +1256,19 @@ traffic = {{ shape = "trace", file = "{trace}", speedup = 2, block_tokens = 16 }
         }
     }
 
+    // In-process, no prefix is cached: no twin runs, the ideal is given.
+    assert!(!results.iter().any(|r| r["benchmark_name"]
+        == "conversations_in_process[multi_turn(2x3,think=0.05s),open,rate=50/s,unshared]"));
+    let local = case("multi_turn(2x3,think=0.05s),open,rate=50/s");
+    assert_eq!(
+        findings(local)["prefix_reuse"]["confirmed"],
+        "in-process: the engine caches no prefix"
+    );
+    assert_eq!(
+        findings(local)["prefix_reuse"]["workload"]["ideal_cached_tokens"],
+        2 * 16
+    );
+
     // The trace, in time order at twice its speed: the 40-token prompts
     // share hashes 1 and 2 (32 tokens, 2 blocks of 16).
     let replay = case("trace(speedup=2),concurrency=4");
@@ -1274,4 +1287,31 @@ traffic = {{ shape = "trace", file = "{trace}", speedup = 2, block_tokens = 16 }
         assert!((at - want).abs() < 1e-6, "{scheduled:?}");
     }
     served.stop();
+}
+
+#[test]
+#[parallel]
+fn shaped_traffic_over_chat_is_refused_at_its_key() {
+    let f = Fixture::new();
+    let day = endpoint_day(
+        "http://127.0.0.1:9/v1",
+        4,
+        4,
+        1,
+        "api = \"chat\"\ntraffic = { shape = \"multi_turn\", users = 2, turns = 2 }",
+    )
+    .replace("requests = 4\n", "");
+    let campaign = served_campaign(&f, &day);
+    let out = Command::new(assert_cmd::cargo::cargo_bin!("campaign"))
+        .arg("validate")
+        .arg(&campaign)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("field `params.api`")
+            && stderr.contains("allowed with traffic: api = \"completions\""),
+        "{stderr}"
+    );
 }

@@ -122,6 +122,11 @@ impl EndpointClient {
     }
 
     /// The request URL, redacted.
+    /// How long a request may take to its end of stream.
+    pub fn timeout(&self) -> Duration {
+        self.config.timeout
+    }
+
     pub fn url(&self) -> String {
         redact_url(self.url.as_str())
     }

@@ -118,6 +118,9 @@ pub struct Usage {
     /// took from its prefix cache (OpenAI's field; vLLM and SGLang send
     /// it when prefix caching is on).
     pub cached_tokens: Option<u64>,
+    /// `prompt_tokens_details` was there but not an object with a whole
+    /// `cached_tokens`: an extension field, so a surprise, not a failure.
+    pub odd_details: bool,
 }
 
 /// What is possible but odd in a response, for the report: `what` names
@@ -171,9 +174,14 @@ impl StreamedCompletion {
             .and_then(|n| usize::try_from(n).ok())
     }
 
-    /// `usage.prompt_tokens_details.cached_tokens`, when the server sent it.
+    /// `usage.prompt_tokens_details.cached_tokens`, when the server sent
+    /// it and it is not more than the prompt's tokens.
     pub fn cached_tokens(&self) -> Option<u64> {
-        self.usage.and_then(|u| u.cached_tokens)
+        self.usage
+            .and_then(|u| match (u.cached_tokens, u.prompt_tokens) {
+                (Some(cached), Some(prompt)) if cached > prompt => None,
+                (cached, _) => cached,
+            })
     }
 
     /// `usage.prompt_tokens`, when the server sent it.
@@ -245,23 +253,20 @@ impl Usage {
                 ));
             }
         };
-        let cached_tokens = match usage.get("prompt_tokens_details") {
-            None | Some(Value::Null) => None,
-            Some(Value::Object(details)) => count(details, "cached_tokens")
-                .map_err(|e| e.replacen("usage.", "usage.prompt_tokens_details.", 1))?,
-            Some(other) => {
-                return Err(format!(
-                    "usage.prompt_tokens_details is {} ({}); allowed: an object with cached_tokens",
-                    type_of(other),
-                    excerpt(&other.to_string())
-                ));
-            }
+        let (cached_tokens, odd_details) = match usage.get("prompt_tokens_details") {
+            None | Some(Value::Null) => (None, false),
+            Some(Value::Object(details)) => match count(details, "cached_tokens") {
+                Ok(cached) => (cached, false),
+                Err(_) => (None, true),
+            },
+            Some(_) => (None, true),
         };
         Ok(Some(Self {
             prompt_tokens: count(usage, "prompt_tokens")?,
             completion_tokens: count(usage, "completion_tokens")?,
             total_tokens: count(usage, "total_tokens")?,
             cached_tokens,
+            odd_details,
         }))
     }
 
@@ -319,12 +324,19 @@ impl Usage {
                 }
             }
         }
+        if self.odd_details {
+            surprises.push(Surprise {
+                what: "usage.prompt_tokens_details is not an object with a whole cached_tokens: cached tokens not counted",
+                detail: String::new(),
+            });
+        }
         if let (Some(cached), Some(prompt)) = (self.cached_tokens, self.prompt_tokens)
             && cached > prompt
         {
-            return Err(format!(
-                "usage.prompt_tokens_details.cached_tokens = {cached}, more than the prompt_tokens = {prompt}; allowed: 0 to {prompt}"
-            ));
+            surprises.push(Surprise {
+                what: "usage counts more cached tokens than prompt tokens: cached tokens not counted",
+                detail: format!("cached_tokens = {cached} of prompt_tokens = {prompt}"),
+            });
         }
         match (
             self.prompt_tokens,
@@ -604,20 +616,29 @@ mod tests {
                 .cached_tokens(),
             None
         );
+        // An extension field: what cannot be right is a surprise, and not
+        // counted, never a failed request.
         for (details, expected) in [
             (
                 json!({"cached_tokens": 13}),
-                "usage.prompt_tokens_details.cached_tokens = 13, more than the prompt_tokens = 12",
+                "usage counts more cached tokens than prompt tokens",
             ),
             (
                 json!({"cached_tokens": -1}),
-                "usage.prompt_tokens_details.cached_tokens = -1",
+                "usage.prompt_tokens_details is not an object with a whole cached_tokens",
             ),
-            (json!("8"), "usage.prompt_tokens_details is a string"),
+            (
+                json!("8"),
+                "usage.prompt_tokens_details is not an object with a whole cached_tokens",
+            ),
         ] {
-            let e = with(details).unwrap_err();
-            assert_eq!(e.class, ErrorClass::MalformedUsage);
-            assert!(e.message.contains(expected), "{}", e.message);
+            let done = with(details).unwrap();
+            assert_eq!(done.cached_tokens(), None);
+            assert!(
+                done.surprises.iter().any(|s| s.what.contains(expected)),
+                "{:?}",
+                done.surprises
+            );
         }
     }
 

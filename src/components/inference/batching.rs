@@ -26,6 +26,15 @@ pub struct ServeRequest<'a> {
 pub trait ServeEvents: Sync {
     type Batch: BatchEvents + Send;
     fn begin_batch(&self, requests: Range<usize>) -> Self::Batch;
+
+    /// The batch a free worker serves next (its index), `None` when none
+    /// is left. `in_order` hands out the batches in request order, which
+    /// is the default; a driver whose requests fall due out of order (the
+    /// later turns of conversations) hands out the earliest due instead,
+    /// and may block until one is.
+    fn next_batch(&self, in_order: &dyn Fn() -> Option<usize>) -> Option<usize> {
+        in_order()
+    }
 }
 
 /// One batch's decode steps, on the thread that serves it.
@@ -56,9 +65,15 @@ pub fn serve_static_batches<E: ServeEvents>(
             .map(|_| {
                 scope.spawn(|| -> Result<Vec<(usize, E::Batch)>, InferenceError> {
                     let mut done = Vec::new();
-                    loop {
+                    let in_order = || {
                         let index = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(range) = batches.get(index) else {
+                        (index < batches.len()).then_some(index)
+                    };
+                    loop {
+                        let Some((index, range)) = events
+                            .next_batch(&in_order)
+                            .and_then(|i| Some((i, batches.get(i)?)))
+                        else {
                             return Ok(done);
                         };
                         let mut batch = events.begin_batch(range.clone());

@@ -34,10 +34,11 @@ pub struct EngineJob {
 #[derive(Debug, Clone)]
 pub enum EngineEvent {
     /// The engine took the job (the time before it is queueing), and
-    /// found `cached_tokens` of its prompt in the prefix cache.
+    /// found `cached_tokens` of its prompt in the prefix cache (`None`
+    /// without a prefix cache).
     Started {
         at: Instant,
-        cached_tokens: usize,
+        cached_tokens: Option<usize>,
     },
     /// A generated token, as its id and the text it adds to the output.
     Token {
@@ -117,9 +118,17 @@ impl Engine {
         let thread = std::thread::Builder::new()
             .name("engine".into())
             .spawn(move || {
+                // A model planted to flip tokens flips by the position a
+                // forward pass starts at, which a resumed prefill moves:
+                // it would answer otherwise than in-process.
+                let capacity_mib = if model.planted_token_flip > 0.0 {
+                    0
+                } else {
+                    prefix_cache_mib
+                };
                 let mut cache = PrefixCache::new(PrefixCacheConfig {
                     block_tokens,
-                    capacity_bytes: prefix_cache_mib.saturating_mul(1 << 20),
+                    capacity_bytes: capacity_mib.saturating_mul(1 << 20),
                     bytes_per_token: model.kv_bytes_per_token(),
                 });
                 for job in queue {
@@ -236,7 +245,7 @@ fn simulate_job(job: EngineJob, service: Duration) {
     let start = Instant::now();
     let started = EngineEvent::Started {
         at: start,
-        cached_tokens: 0,
+        cached_tokens: None,
     };
     if job.events.send(started).is_err() {
         return;
@@ -274,7 +283,9 @@ fn run_job<'m>(model: &'m LoadedModel, cache: &mut PrefixCache<'m>, job: EngineJ
     let at = Instant::now();
     // A request that generates nothing computes nothing.
     let plan = (job.max_tokens > 0).then(|| cache.plan(&job.prompt));
-    let cached_tokens = plan.as_ref().map_or(0, PrefillPlan::cached_tokens);
+    let cached_tokens = cache
+        .enabled()
+        .then(|| plan.as_ref().map_or(0, PrefillPlan::cached_tokens));
     let send = |event| job.events.send(event).is_ok();
     if !send(EngineEvent::Started { at, cached_tokens }) {
         return;

@@ -22,8 +22,9 @@ pub struct RequestRecord {
     pub stream: bool,
     pub received_unix_ms: f64,
     pub prompt_tokens: usize,
-    /// Prompt tokens found in the prefix cache (not computed).
-    pub cached_tokens: usize,
+    /// Prompt tokens found in the prefix cache (not computed); none
+    /// without a prefix cache.
+    pub cached_tokens: Option<usize>,
     pub max_tokens: usize,
     pub completion_tokens: usize,
     /// Waiting for the engine (another request was running).
@@ -58,7 +59,7 @@ impl RequestRecord {
             stream,
             received_unix_ms,
             prompt_tokens,
-            cached_tokens: 0,
+            cached_tokens: None,
             max_tokens,
             completion_tokens: 0,
             queue_ms: None,
@@ -77,7 +78,11 @@ impl RequestRecord {
 
     /// The usage a client is told, cached tokens as OpenAI reports them.
     pub fn usage(&self) -> Usage {
-        Usage::new(self.prompt_tokens, self.completion_tokens).with_cached(self.cached_tokens)
+        let usage = Usage::new(self.prompt_tokens, self.completion_tokens);
+        match self.cached_tokens {
+            Some(cached) => usage.with_cached(cached),
+            None => usage,
+        }
     }
 
     /// The times a client is told (see [`ServerTiming`]).

@@ -99,7 +99,8 @@ impl<'m> PrefixCache<'m> {
         self.used_bytes
     }
 
-    fn enabled(&self) -> bool {
+    /// Whether it keeps anything (a budget and a block size).
+    pub fn enabled(&self) -> bool {
         self.config.capacity_bytes > 0 && self.config.block_tokens > 0
     }
 
@@ -164,7 +165,13 @@ impl<'m> PrefixCache<'m> {
         if self.entries.contains_key(&last) {
             return;
         }
-        let bytes = (snapshot.position() as u64).saturating_mul(self.config.bytes_per_token);
+        // Its KV, and the attention masks candle keeps beside it (one byte
+        // per query × key of each prefill chunk; the chunks of a prefix
+        // hold at most position² of them).
+        let position = snapshot.position() as u64;
+        let bytes = position
+            .saturating_mul(self.config.bytes_per_token)
+            .saturating_add(position.saturating_mul(position));
         if bytes > self.config.capacity_bytes {
             return;
         }
