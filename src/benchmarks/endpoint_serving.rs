@@ -84,9 +84,9 @@ pub(super) struct EndpointCase {
     /// For shaped traffic: the reuse allowed and confirmed, and the TTFT
     /// shared with the twin case.
     reuse: Option<ReuseTally>,
-    /// For shaped traffic: the vocabulary its token ids are shifted in,
-    /// and the shift of the next iteration (see [`Self::fresh_prompts`]).
-    fresh: Option<(u64, u64)>,
+    /// For shaped traffic: the vocabulary its token ids are shifted in
+    /// at each iteration (see [`Self::fresh_prompts`]).
+    fresh_vocab: Option<u64>,
     timeline: Timeline,
     /// A delay the sender sleeps after each request, read from
     /// `CAMPAIGN_TEST_SENDER_DELAY_MS`: a client planted slow, for the test
@@ -371,11 +371,7 @@ impl EndpointCase {
         slo: Slo,
         target: &EndpointTarget<'_>,
     ) -> Self {
-        let prepared = requests
-            .iter()
-            .zip(&prompts)
-            .map(|(r, p)| connection.client.prepare(p, r.output_tokens))
-            .collect();
+        let prepared = prepare_all(&connection.client, &requests, &prompts);
         Self {
             runtime: Arc::clone(&connection.runtime),
             client: Arc::clone(&connection.client),
@@ -392,7 +388,7 @@ impl EndpointCase {
             tally: FailureTally::new(target.error_budget_pct),
             audit: ClientAudit::new(target.client_bound_lag_pct),
             reuse: None,
-            fresh: None,
+            fresh_vocab: None,
             timeline: Timeline::default(),
             planted_sender_delay: std::env::var("CAMPAIGN_TEST_SENDER_DELAY_MS")
                 .ok()
@@ -421,7 +417,7 @@ impl EndpointCase {
     /// server) finds its blocks in the server's prefix cache. Each
     /// iteration is a cold cache, as the workload's ideal assumes.
     pub fn with_fresh_prompts(mut self, vocab_size: usize) -> Self {
-        self.fresh = Some((vocab_size.max(1) as u64, 0));
+        self.fresh_vocab = Some(vocab_size.max(1) as u64);
         self
     }
 
@@ -432,7 +428,7 @@ impl EndpointCase {
     fn fresh_prompts(&mut self) -> Result<(), BenchmarkError> {
         static NEXT_SHIFT: std::sync::OnceLock<std::sync::atomic::AtomicU64> =
             std::sync::OnceLock::new();
-        let Some((vocab, _)) = self.fresh else {
+        let Some(vocab) = self.fresh_vocab else {
             return Ok(());
         };
         let next = NEXT_SHIFT.get_or_init(|| {
@@ -443,7 +439,6 @@ impl EndpointCase {
             )
         });
         let shift = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % vocab;
-        self.fresh = Some((vocab, shift));
         for (request, sent) in self.requests.iter().zip(self.prompts.iter_mut()) {
             let ids: Vec<u32> = request
                 .prompt
@@ -462,12 +457,7 @@ impl EndpointCase {
                 }
             };
         }
-        self.prepared = self
-            .requests
-            .iter()
-            .zip(&self.prompts)
-            .map(|(r, p)| self.client.prepare(p, r.output_tokens))
-            .collect();
+        self.prepared = prepare_all(&self.client, &self.requests, &self.prompts);
         Ok(())
     }
 
@@ -645,6 +635,19 @@ impl EndpointCase {
                 .unwrap_or_else(|| tokens.iter().sum()),
         }
     }
+}
+
+/// Each request's body, serialized before any is sent.
+fn prepare_all(
+    client: &EndpointClient,
+    requests: &[Request],
+    prompts: &[RequestPrompt],
+) -> Vec<PreparedRequest> {
+    requests
+        .iter()
+        .zip(prompts)
+        .map(|(r, p)| client.prepare(p, r.output_tokens))
+        .collect()
 }
 
 /// `total` shared over slots in proportion to `weights`, each slot at
