@@ -7,6 +7,10 @@
 //!
 //! Read from the source text: `crate::name` paths, `use crate::{…}` groups
 //! and `super::` paths, test modules left out.
+//!
+//! The documentation holds together too: README.md is a front page, and
+//! every relative link of it and of `docs/` reaches a file and, with an
+//! `#anchor`, a heading of that file.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -341,4 +345,237 @@ fn the_reader_finds_uses_and_groups() {
         find_cycle(&cyclic),
         Some(vec!["a".to_string(), "b".to_string(), "a".to_string()])
     );
+}
+
+// The documentation's links.
+
+/// The most lines README.md may have: a front page, the rest in docs/.
+const FRONT_PAGE_MAX_LINES: usize = 260;
+
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// README.md and every Markdown file under docs/.
+fn doc_files() -> Vec<PathBuf> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
+        let mut entries: Vec<_> = fs::read_dir(dir)
+            .expect("docs is readable")
+            .map(|e| e.expect("entry").path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                walk(&path, out);
+            } else if path.extension().is_some_and(|e| e == "md") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = vec![root().join("README.md")];
+    walk(&root().join("docs"), &mut files);
+    files
+}
+
+/// Lines outside fenced code blocks, in order.
+fn prose_lines(text: &str) -> Vec<&str> {
+    let mut fence: Option<&str> = None;
+    let mut lines = Vec::new();
+    for line in text.lines() {
+        let trimmed = line.trim_start();
+        let marker = ["```", "~~~"].into_iter().find(|m| trimmed.starts_with(m));
+        match (fence, marker) {
+            (None, Some(m)) => fence = Some(m),
+            (Some(open), Some(m)) if open == m => fence = None,
+            (None, None) => lines.push(line),
+            _ => {}
+        }
+    }
+    lines
+}
+
+/// `text` without its code spans (`` `…` ``, closed within a paragraph).
+fn without_code_spans(text: &str) -> String {
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(at) = rest.find('`') {
+        out.push_str(&rest[..at]);
+        let run = rest[at..].len() - rest[at..].trim_start_matches('`').len();
+        let after = &rest[at + run..];
+        let paragraph = &after[..after.find("\n\n").unwrap_or(after.len())];
+        let mut close = None;
+        let mut from = 0;
+        while let Some(i) = paragraph[from..].find('`') {
+            let start = from + i;
+            let len = paragraph[start..].len() - paragraph[start..].trim_start_matches('`').len();
+            if len == run {
+                close = Some(start);
+                break;
+            }
+            from = start + len;
+        }
+        match close {
+            Some(end) => rest = &after[end + run..],
+            None => {
+                out.push_str(&rest[at..at + run]);
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The targets of the Markdown links `[text](target)` of a document,
+/// outside code; the text may span lines.
+fn link_targets(text: &str) -> Vec<String> {
+    let prose = without_code_spans(&prose_lines(text).join("\n"));
+    let mut targets = Vec::new();
+    let mut rest = prose.as_str();
+    while let Some(at) = rest.find("](") {
+        rest = &rest[at + 2..];
+        let end = rest.find(')').unwrap_or(rest.len());
+        let target = rest[..end].split_whitespace().next().unwrap_or("");
+        if !target.is_empty() {
+            targets.push(target.to_string());
+        }
+    }
+    targets
+}
+
+/// GitHub's anchor of a heading: lower case, spaces to `-`, punctuation
+/// dropped but `-` and `_`, letters of any script kept.
+fn slug(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter_map(|c| match c {
+            ' ' => Some('-'),
+            '-' | '_' => Some(c),
+            c if c.is_alphanumeric() => Some(c),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The anchors of a document's headings; a repeated one gets `-1`, `-2`, …
+fn anchors(text: &str) -> BTreeSet<String> {
+    let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+    let mut anchors = BTreeSet::new();
+    for line in prose_lines(text) {
+        let hashes = line.len() - line.trim_start_matches('#').len();
+        if !(1..=6).contains(&hashes) || !line[hashes..].starts_with(' ') {
+            continue;
+        }
+        let base = slug(&line[hashes..]);
+        let n = seen.entry(base.clone()).or_insert(0);
+        anchors.insert(if *n == 0 { base } else { format!("{base}-{n}") });
+        *n += 1;
+    }
+    anchors
+}
+
+/// A path as the repository names it.
+fn shown(path: &Path) -> String {
+    path.strip_prefix(root())
+        .unwrap_or(path)
+        .display()
+        .to_string()
+}
+
+/// What a relative link from `from` misses, if anything.
+fn missing(from: &Path, target: &str) -> Option<String> {
+    let (path, anchor) = match target.split_once('#') {
+        Some((path, anchor)) => (path, Some(anchor)),
+        None => (target, None),
+    };
+    let file = if path.is_empty() {
+        from.to_path_buf()
+    } else {
+        from.parent().expect("a document has a folder").join(path)
+    };
+    if !file.exists() {
+        return Some(format!("no file {}", shown(&file)));
+    }
+    let anchor = anchor?;
+    if file.is_dir() || file.extension().is_none_or(|e| e != "md") {
+        return Some(format!(
+            "#{anchor} points into {}, not a Markdown file",
+            shown(&file)
+        ));
+    }
+    let text = fs::read_to_string(&file).expect("the target is readable");
+    (!anchors(&text).contains(anchor))
+        .then(|| format!("no heading of {} has the anchor #{anchor}", shown(&file)))
+}
+
+#[test]
+fn every_relative_link_of_the_docs_reaches_its_file_and_heading() {
+    let mut checked = 0;
+    let mut broken = Vec::new();
+    for file in doc_files() {
+        let text = fs::read_to_string(&file).expect("a document is readable");
+        let name = shown(&file);
+        for target in link_targets(&text) {
+            if ["http://", "https://", "mailto:"]
+                .iter()
+                .any(|scheme| target.starts_with(scheme))
+            {
+                continue;
+            }
+            checked += 1;
+            if let Some(what) = missing(&file, &target) {
+                broken.push(format!("{name}: link ({target}): {what}"));
+            }
+        }
+    }
+    assert!(checked > 0, "no relative link found in README.md and docs/");
+    assert!(
+        broken.is_empty(),
+        "{} broken links:\n{}",
+        broken.len(),
+        broken.join("\n")
+    );
+}
+
+#[test]
+fn the_readme_is_a_front_page() {
+    let text = fs::read_to_string(root().join("README.md")).expect("README.md is readable");
+    let lines = text.lines().count();
+    assert!(
+        lines <= FRONT_PAGE_MAX_LINES,
+        "README.md has {lines} lines, more than {FRONT_PAGE_MAX_LINES}: it is the front page; move the rest to a page of docs/"
+    );
+}
+
+#[test]
+fn the_link_checker_reads_links_and_headings_as_github_does() {
+    assert_eq!(
+        slug("Served stacks: `campaign serve`"),
+        "served-stacks-campaign-serve"
+    );
+    assert_eq!(
+        slug("Quantized weights and threads on this machine, against llama.cpp"),
+        "quantized-weights-and-threads-on-this-machine-against-llamacpp"
+    );
+    assert_eq!(
+        slug("From \"it got slower\" to the commit: `campaign bisect`"),
+        "from-it-got-slower-to-the-commit-campaign-bisect"
+    );
+    assert_eq!(slug("Größe_und Maß – 2×"), "größe_und-maß--2");
+    assert_eq!(
+        anchors("# A\n## A\n```\n# not a heading\n```\n### A\n#no\n"),
+        ["a", "a-1", "a-2"].map(String::from).into()
+    );
+    assert_eq!(
+        link_targets(
+            "[x](a.md#b) `[y](code.md)` [two\nlines](#c) [w](https://x.org \"t\")\n```\n[z](fenced.md)\n```\n``[q](code.md)`` a lone ` and [l](l.md)\n"
+        ),
+        ["a.md#b", "#c", "https://x.org", "l.md"]
+    );
+    let readme = root().join("README.md");
+    assert_eq!(missing(&readme, "docs/README.md"), None);
+    assert!(missing(&readme, "docs/nowhere.md").is_some_and(|m| m.contains("no file")));
+    assert!(missing(&readme, "#no-such-heading").is_some_and(|m| m.contains("no heading")));
 }

@@ -1,5 +1,6 @@
-//! README's table of bounds on outside data says what the code does: each
-//! row is built from the constant the code checks.
+//! The table of bounds on outside data in docs/campaign-author.md (Limits)
+//! says what the code does: each row is built from the constant the code
+//! checks.
 
 use campaign::benchmarks::MAX_PROMPT_FILE_BYTES;
 use campaign::components::external::MAX_OUTPUT_BYTES;
@@ -10,7 +11,7 @@ use campaign::components::inference::{
 
 #[test]
 fn every_bound_on_outside_data_is_documented_as_the_code_checks_it() {
-    let readme = include_str!("../README.md");
+    let doc = include_str!("../docs/campaign-author.md");
     let mib = |bytes: u64| format!("{} MiB", bytes >> 20);
     for row in [
         format!(
@@ -33,6 +34,9 @@ fn every_bound_on_outside_data_is_documented_as_the_code_checks_it() {
         ),
         format!("| GGUF metadata entries; GGUF tensors | {MAX_GGUF_ENTRIES} each |"),
     ] {
-        assert!(readme.contains(&row), "README lacks the row {row}");
+        assert!(
+            doc.contains(&row),
+            "docs/campaign-author.md (Limits) lacks the row {row}"
+        );
     }
 }

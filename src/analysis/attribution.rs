@@ -1,7 +1,7 @@
 //! Which function and which component a profile sample belongs to.
 //!
 //! Rules are substrings of demangled frame names, checked from the
-//! innermost frame outwards (README, "Bottleneck analysis"):
+//! innermost frame outwards (docs/component-engineer.md, "Analysis"):
 //! - **function**: the innermost frame that is not plumbing (std, core,
 //!   alloc, primitive-type impls, rayon's scheduler), so a loop's iterator
 //!   calls count for the function that runs the loop;

@@ -282,7 +282,7 @@ mod tests {
         assert_eq!(holds, 0);
         assert!(lost >= 380, "caught {lost} of 400");
         // Half the margin (2.5 %): holds in ≥ 75 % of trials (the power
-        // README states), never called lost.
+        // docs/component-engineer.md states), never called lost.
         let [holds, lost, ..] = states(0.025, 3);
         assert_eq!(lost, 0);
         assert!(holds >= 300, "held {holds} of 400");
@@ -366,8 +366,9 @@ mod tests {
         // one-sided 5 % the rule states (with the slack of 400 trials).
         let [holds, ..] = served_states(0.05, 3);
         assert!(holds <= 30, "held {holds} of 400 at the margin");
-        // Twice the margin: caught in ≥ 80 % of trials (README's power),
-        // three times: ≥ 97 %; neither is ever called holding.
+        // Twice the margin: caught in ≥ 80 % of trials (the power in
+        // docs/component-engineer.md), three times: ≥ 97 %; neither is ever
+        // called holding.
         let [holds, lost, ..] = served_states(0.10, 4);
         assert_eq!(holds, 0);
         assert!(lost >= 320, "caught {lost} of 400 at twice the margin");

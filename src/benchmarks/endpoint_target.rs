@@ -206,8 +206,8 @@ enum SourcePrompts {
 
 /// Memory the client keeps for `prompt_ids` token ids of prompts and
 /// `in_flight` requests of up to `output_tokens` tokens each, one chunk a
-/// token (a hostile server is stopped at the client's limits, in README's
-/// Limits).
+/// token (a hostile server is stopped at the client's limits, in the Limits
+/// of docs/campaign-author.md).
 pub(super) fn client_memory(
     prompt_ids: u64,
     in_flight: u64,

@@ -142,7 +142,7 @@ pub(super) const SERVING_METRICS: &[MetricDef] = &[
         "errors_malformed_sse",
         "requests",
         false,
-        "endpoint: not the stream a chunk should be: event data that is not a chunk's JSON, a field of the wrong type, a limit passed (README's Limits)",
+        "endpoint: not the stream a chunk should be: event data that is not a chunk's JSON, a field of the wrong type, a limit passed (docs/campaign-author.md, Limits)",
     ),
     MetricDef::quantity(
         "errors_malformed_usage",

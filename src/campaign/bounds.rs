@@ -1,8 +1,8 @@
 //! Numbers a campaign may hold, each with its documented range. A field
 //! typed with one of these cannot hold NaN, an infinity, a negative count
 //! or 1e300 seconds: the value is refused while the file is read, and the
-//! message says what was found and what is allowed. The README's tables
-//! list the same ranges.
+//! message says what was found and what is allowed. The Limits tables of
+//! docs/campaign-author.md list the same ranges.
 
 use std::fmt;
 use std::marker::PhantomData;
@@ -383,10 +383,11 @@ pub fn parse_threshold_pct(text: &str) -> Result<f64, String> {
 mod tests {
     use super::*;
 
-    /// README's limits tables quote every range exactly as errors say it.
+    /// The Limits tables of docs/campaign-author.md quote every range
+    /// exactly as errors say it.
     #[test]
-    fn every_range_is_documented_in_the_readme() {
-        let readme = include_str!("../../README.md");
+    fn every_range_is_documented_in_the_docs() {
+        let doc = include_str!("../../docs/campaign-author.md");
         for allowed in [
             Threads::allowed(),
             Tokens::allowed(),
@@ -413,7 +414,7 @@ mod tests {
             Shape::allowed(),
             Factor::allowed(),
         ] {
-            assert!(readme.contains(&format!("| {allowed} |")), "{allowed}");
+            assert!(doc.contains(&format!("| {allowed} |")), "{allowed}");
         }
     }
 

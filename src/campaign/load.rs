@@ -112,7 +112,7 @@ fn plain_expected(expected: &str) -> &str {
                 || other.starts_with("struct ")
                 || other.contains("tuple") =>
         {
-            "a table of this field's keys (see README for the field)"
+            "a table of this field's keys (see docs/campaign-author.md for the field)"
         }
         other => other,
     }
@@ -231,7 +231,8 @@ fn parse_campaign(
             field,
             message,
             help: Some(
-                "see the campaign format in README.md; unknown fields are errors".to_string(),
+                "see the campaign format in docs/campaign-author.md; unknown fields are errors"
+                    .to_string(),
             ),
         }])
     })?;

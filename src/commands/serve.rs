@@ -294,13 +294,14 @@ mod tests {
         assert!(Seconds::check(DEFAULT_MAX_WAIT_S).is_ok());
     }
 
-    /// README's limits tables quote the ranges exactly as errors say them
-    /// (the ranges of campaign fields are checked in `bounds`).
+    /// The Limits tables of docs/campaign-author.md quote the ranges exactly
+    /// as errors say them (the ranges of campaign fields are checked in
+    /// `bounds`).
     #[test]
-    fn the_ranges_of_serve_flags_are_documented_in_the_readme() {
-        let readme = include_str!("../../README.md");
+    fn the_ranges_of_serve_flags_are_documented_in_the_docs() {
+        let doc = include_str!("../../docs/campaign-author.md");
         for allowed in [QueuedRequests::allowed(), Seconds::allowed()] {
-            let row = readme
+            let row = doc
                 .lines()
                 .find(|l| l.starts_with(&format!("| {allowed} |")))
                 .unwrap_or_else(|| panic!("no row for {allowed}"));

@@ -110,8 +110,8 @@ pub(super) fn thread_name(benchmark: &str) -> String {
 /// count. candle's parallel CPU ops then run on this thread and the pool's
 /// others; from a thread outside the pool each op is handed over and
 /// waited for (a futex wake and sleep per op) while the pool's workers spin
-/// beside candle's own. Measured in README ("Threads and devices"). Without
-/// a pool (threads cannot start), the work runs here.
+/// beside candle's own. Measured in docs/quantized-kernels.md ("Threads and
+/// devices"). Without a pool (threads cannot start), the work runs here.
 pub(super) fn in_compute_pool<R: Send>(name: &str, work: impl FnOnce() -> R + Send) -> R {
     let name = name.to_string();
     let pool = rayon::ThreadPoolBuilder::new()

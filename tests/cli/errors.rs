@@ -9,7 +9,11 @@ use crate::fixture::*;
 fn malformed_toml_names_file_line_and_column() {
     let f = Fixture::new();
     let campaign = f.campaign_raw("name = \"t\"\n[[days]]\nnumber = \n");
-    expect_usage_error(&f, &campaign, &["campaign.toml:3:", "syntax", "README.md"]);
+    expect_usage_error(
+        &f,
+        &campaign,
+        &["campaign.toml:3:", "syntax", "docs/campaign-author.md"],
+    );
 }
 
 #[test]

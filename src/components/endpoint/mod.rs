@@ -23,11 +23,11 @@ pub use stream::{
 mod tests {
     use super::*;
 
-    /// README's Limits table states every limit on a server's response as
-    /// the code has it.
+    /// The Limits table of docs/campaign-author.md states every limit on a
+    /// server's response as the code has it.
     #[test]
-    fn every_limit_is_stated_in_the_readme() {
-        let readme = include_str!("../../../README.md");
+    fn every_limit_is_stated_in_the_docs() {
+        let doc = include_str!("../../../docs/campaign-author.md");
         for row in [
             format!("| {MAX_EVENT_BYTES} bytes | one line of a server-sent event stream"),
             format!(
@@ -40,7 +40,10 @@ mod tests {
             format!("| {MAX_ADDED_PROMPT_TOKENS} tokens over the ids sent |"),
             format!("| one a byte plus {MAX_TEMPLATE_TOKENS} tokens |"),
         ] {
-            assert!(readme.contains(&row), "README's Limits lack: {row}");
+            assert!(
+                doc.contains(&row),
+                "docs/campaign-author.md's Limits lack: {row}"
+            );
         }
     }
 }
