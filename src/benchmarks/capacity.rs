@@ -174,17 +174,20 @@ impl CapacityParams {
             slos.push(RequestSlo {
                 name: format!("ttft_ms p{q} ≤ {ms}"),
                 allowed_share: share,
+                bound: Some(ms.get()),
             });
         }
         if let Some(ms) = self.tpot_slo_ms {
             slos.push(RequestSlo {
                 name: format!("tpot_ms p{q} ≤ {ms}"),
                 allowed_share: share,
+                bound: Some(ms.get()),
             });
         }
         slos.push(RequestSlo {
             name: format!("errors ≤ {} %", self.error_budget_pct),
             allowed_share: self.error_budget_pct.get() / 100.0,
+            bound: None,
         });
         slos
     }
@@ -198,6 +201,17 @@ struct SloBounds {
 }
 
 impl SloBounds {
+    /// The values the latency SLOs bound, in their bits' order; NaN where
+    /// the request has none (it failed, or gave one token).
+    fn measures(&self, ttft_ms: Option<f64>, tpot_ms: Option<f64>) -> [f64; 2] {
+        let given = [self.ttft_ms.map(|_| ttft_ms), self.tpot_ms.map(|_| tpot_ms)];
+        let mut measures = [f64::NAN; 2];
+        for (slot, value) in measures.iter_mut().zip(given.into_iter().flatten()) {
+            *slot = value.unwrap_or(f64::NAN);
+        }
+        measures
+    }
+
     /// The bits of the SLOs a request broke, in [`CapacityParams::slos`]'s
     /// order. A failed request breaks the error SLO only.
     fn broken(&self, ttft_ms: Option<f64>, tpot_ms: Option<f64>) -> BrokenSlos {
@@ -407,6 +421,9 @@ struct Done {
     /// TTFT from the scheduled send; for a failed request, the time to its
     /// failure.
     ttft_ms: f64,
+    /// What each latency SLO bounds, in [`CapacityParams::slos`]'s order
+    /// (TTFT, TPOT: those given); NaN where the request has none.
+    measures: [f64; 2],
     finished: Instant,
     /// The client's own lateness: scheduled → sent, less the wait for a
     /// concurrency slot.
@@ -538,6 +555,7 @@ impl CapacityCase {
                     Err(_) => (None, None),
                 };
                 let broke = bounds.broken(ttft_ms, tpot_ms);
+                let measures = bounds.measures(ttft_ms, tpot_ms);
                 let ttft_ms = ttft_ms.unwrap_or_else(|| {
                     finished.saturating_duration_since(scheduled).as_secs_f64() * 1e3
                 });
@@ -546,6 +564,7 @@ impl CapacityCase {
                     Done {
                         broke,
                         ttft_ms,
+                        measures,
                         finished,
                         lag_ms: lag.as_secs_f64() * 1e3,
                     },
@@ -625,6 +644,7 @@ impl CapacityProbes for CapacityCase {
         let mut broke: Vec<BrokenSlos> = Vec::new();
         let mut finishes: Vec<Instant> = Vec::new();
         let mut ttfts: Vec<f64> = Vec::new();
+        let mut measures: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
         let mut lags: Vec<f64> = Vec::new();
         let mut judgement: Option<Judgement> = None;
         let mut looks = design.looks.iter().peekable();
@@ -635,10 +655,14 @@ impl CapacityProbes for CapacityCase {
             broke.push(d.broke);
             finishes.push(d.finished);
             ttfts.push(d.ttft_ms);
+            for (kept, value) in measures.iter_mut().zip(d.measures) {
+                kept.push(value);
+            }
             lags.push(d.lag_ms);
             if looks.peek().is_some_and(|l| **l == broke.len()) {
                 looks.next();
-                judgement = design.judge(slos, &broke, &ttfts);
+                let measured = [measures[0].as_slice(), measures[1].as_slice()];
+                judgement = design.judge(slos, &broke, &ttfts, &measured);
             }
             judgement.is_some()
         })?;
@@ -794,7 +818,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn broken_bits_follow_the_order_of_the_slos() {
+    fn broken_bits_and_measures_follow_the_order_of_the_slos() {
         let both = SloBounds {
             ttft_ms: Some(50.0),
             tpot_ms: Some(10.0),
@@ -809,5 +833,11 @@ mod tests {
         };
         assert_eq!(tpot_only.broken(Some(999.0), Some(11.0)), 0b01);
         assert_eq!(tpot_only.broken(None, None), 0b10);
+        // The measures the tail estimate reads sit at the same places.
+        assert_eq!(both.measures(Some(60.0), Some(5.0)), [60.0, 5.0]);
+        assert_eq!(tpot_only.measures(Some(999.0), Some(11.0))[0], 11.0);
+        assert!(tpot_only.measures(Some(999.0), Some(11.0))[1].is_nan());
+        assert!(both.measures(None, None).iter().all(|m| m.is_nan()));
+        assert!(both.measures(Some(3.0), None)[1].is_nan());
     }
 }

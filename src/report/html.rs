@@ -1177,6 +1177,7 @@ mod tests {
                 requests,
                 effective_requests: requests as f64 / 2.0,
                 broke: vec![broke, 0],
+                tail_shares: vec![None, None],
             },
             sent: requests + 100,
             elapsed_s: 5.0,
@@ -1194,10 +1195,12 @@ mod tests {
             RequestSlo {
                 name: "ttft_ms p99 ≤ 50".into(),
                 allowed_share: 0.01,
+                bound: Some(50.0),
             },
             RequestSlo {
                 name: "errors ≤ 0 %".into(),
                 allowed_share: 0.0,
+                bound: None,
             },
         ];
         let search = CapacityReport {

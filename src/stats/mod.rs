@@ -14,7 +14,7 @@ pub use bounds::{MeanBounds, one_sided_mean_bounds};
 pub use capacity::{
     BrokenSlos, CapacityPlan, CapacityProbes, CapacityReport, CapacityResult, CapacitySearch,
     Judgement, MAX_SLOS, Probe, ProbeDesign, ProbeVerdict, RequestSlo, Saturation, SearchSettings,
-    autocorrelation_time, search_capacity,
+    TailShare, autocorrelation_time, search_capacity,
 };
 pub use proportion::{kish_effective_n, samples_for_half_width, two_sided_z, wilson_interval};
 pub use rank::{
