@@ -1410,10 +1410,10 @@ fn capacity_trials(
 /// estimate is within ±3 % of the truth in at least 95 of 100 seeded
 /// searches, its 95 % interval covers the truth in at least 95, it never
 /// measures more than 8 probes, and it takes under half the time of a
-/// 10-point grid at the same requests per point. The fourth server's
-/// interval covers the truth in only 86 of 100 (its breaches come in
-/// rare, dense queueing spells that the verdicts' clustering correction
-/// undercounts): printed, not asserted, and open in docs/serving.md.
+/// 10-point grid at the same requests per point. (The fourth server's
+/// breaches come in rare, dense spells: before a probe's clustering was
+/// floored by what the search measured at a higher rate, its interval
+/// covered the truth in only 86 of 100.)
 #[test]
 fn capacity_search_brackets_a_known_capacity_and_its_interval_covers_it() {
     let mut failures = Vec::new();
@@ -1423,7 +1423,6 @@ fn capacity_search_brackets_a_known_capacity_and_its_interval_covers_it() {
         (16, 50.0, 30.0, (0.0, 0.0)),
         (16, 50.0, 5.0, (20.0, 0.5)),
     ] {
-        let coverage_holds = prefill_ms.0 == 0.0;
         let prefill = (prefill_ms.0 / 1e3, prefill_ms.1 / 1e3);
         let t = capacity_trials(slots, service_ms / 1e3, bound_ms / 1e3, prefill, 100);
         let n = t.errors.len() as f64;
@@ -1446,7 +1445,7 @@ fn capacity_search_brackets_a_known_capacity_and_its_interval_covers_it() {
         );
         println!("{what}");
         if !(t.within_3_pct * 100 >= t.searches * 95
-            && (!coverage_holds || t.covered * 100 >= t.searches * 95)
+            && t.covered * 100 >= t.searches * 95
             && t.most_probes <= 8
             && t.search_s * 2.0 < t.grid_s)
         {

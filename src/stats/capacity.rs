@@ -65,6 +65,10 @@ pub struct ProbeDesign {
     pub alpha_pass: f64,
     /// Each look's chance of a wrong fail, per SLO.
     pub alpha_fail: f64,
+    /// The least autocorrelation time a probe's requests are taken to
+    /// have: what the search measured at a higher rate (see
+    /// [`CapacitySearch::clustering_above`]); 1 for the first probes.
+    pub least_clustering: f64,
 }
 
 impl ProbeDesign {
@@ -90,6 +94,15 @@ impl ProbeDesign {
             looks,
             alpha_pass: per_look,
             alpha_fail: per_look / slos.max(1) as f64,
+            least_clustering: 1.0,
+        }
+    }
+
+    /// This design for a probe whose requests cluster at least `tau`-fold.
+    pub fn clustered_at_least(&self, tau: f64) -> Self {
+        Self {
+            least_clustering: tau.max(1.0),
+            ..self.clone()
         }
     }
 
@@ -122,7 +135,12 @@ impl ProbeDesign {
             .collect();
         // Each SLO's breaches cluster at least as much as the latency
         // does, and may cluster more (an outage's errors).
-        let tau_latency = autocorrelation_time(latency);
+        // A window without a busy spell shows no clustering, though the
+        // spells are there: below the capacity a queue's breaches come in
+        // rare, dense spells, and 800 requests with none would pass a p99
+        // that the next 800 break 20 at a time. So the clustering is at
+        // least what the search measured at a higher rate.
+        let tau_latency = autocorrelation_time(latency).max(self.least_clustering);
         let taus: Vec<f64> = (0..slos.len())
             .map(|i| {
                 let broken: Vec<f64> = judged
@@ -181,8 +199,8 @@ impl ProbeDesign {
 /// An SLO's breaking share estimated from the tail of its measure rather
 /// than counted. Near the capacity a p99's count rests on a few hundred
 /// requests past the bound, and the estimate's precision on that count;
-/// the requests past a lower threshold (the tenth of them that a p99
-/// allows ten times over) are ten times as many, and the shape of their
+/// the requests past a lower threshold (the share that a p99 allows
+/// twenty times over) are twenty times as many, and the shape of their
 /// excesses carries the rest of the way to the bound. The excesses are
 /// taken as exponential: the generalized Pareto tail of shape 0, which a
 /// queue's waits have (Erlang C) and light-tailed latencies approach.
@@ -199,9 +217,11 @@ pub struct TailShare {
     pub tail_requests: usize,
 }
 
-/// How many times the allowed share the tail holds (a quarter of the
-/// requests at most, so that a loose SLO's tail stays a tail).
-const TAIL_OVER_ALLOWED: f64 = 10.0;
+/// How many times the allowed share the tail holds (the p80 for a p99;
+/// a quarter of the requests at most, so that a loose SLO's tail stays a
+/// tail). A longer tail is a tighter fit where the shape holds, and the
+/// shape check refuses one that reaches into the body.
+const TAIL_OVER_ALLOWED: f64 = 20.0;
 const TAIL_MOST_SHARE: f64 = 0.25;
 /// Fewer requests in the tail than this and the count is used.
 const TAIL_LEAST_REQUESTS: usize = 20;
@@ -576,6 +596,22 @@ impl CapacitySearch {
         (!tried(next)).then_some(next)
     }
 
+    /// The autocorrelation time measured at the lowest rate above `rate`
+    /// (1 when none was probed): a queue's requests cluster more as its
+    /// load grows, so this is the least a probe at `rate` can be taken to
+    /// have. Over-saturated probes are left out (their queue only grows).
+    pub fn clustering_above(&self, rate: f64) -> f64 {
+        self.probes
+            .iter()
+            .filter(|p| p.rate_per_s > rate && !p.over_saturated)
+            .min_by(|a, b| a.rate_per_s.total_cmp(&b.rate_per_s))
+            .map_or(1.0, |p| {
+                p.judgement.requests.max(1) as f64
+                    / p.judgement.effective_requests.max(f64::MIN_POSITIVE)
+            })
+            .max(1.0)
+    }
+
     pub fn record(&mut self, probe: Probe) {
         self.probes.push(probe);
     }
@@ -793,7 +829,8 @@ pub fn search_capacity<P: CapacityProbes>(
     );
     let mut search = CapacitySearch::new(settings, slos);
     while let Some(rate) = search.next_rate() {
-        let probe = probes.probe(rate, &design, &search.slos)?;
+        let clustered = design.clustered_at_least(search.clustering_above(rate));
+        let probe = probes.probe(rate, &clustered, &search.slos)?;
         search.record(probe);
     }
     let mut result = search.result();
@@ -1002,6 +1039,41 @@ mod tests {
             achieved_per_s: rate,
             over_saturated: false,
         }
+    }
+
+    /// A probe's clustering is floored by the nearest higher rate's, not
+    /// by an over-saturated probe's (its queue only grows).
+    #[test]
+    fn clustering_is_carried_down_from_the_nearest_higher_rate() {
+        let settings = SearchSettings::from_saturation(100.0, 8, 0.05, 0.95);
+        let mut s = CapacitySearch::new(settings, p99());
+        let with_tau = |rate: f64, tau: f64, saturated: bool| {
+            let mut p = probe(rate, ProbeVerdict::Unsettled, 5, 800);
+            p.judgement.effective_requests = 800.0 / tau;
+            p.over_saturated = saturated;
+            p
+        };
+        s.record(with_tau(10.0, 1.0, false));
+        s.record(with_tau(40.0, 4.0, false));
+        s.record(with_tau(20.0, 2.0, false));
+        s.record(with_tau(80.0, 14.0, true));
+        assert_eq!(s.clustering_above(15.0), 2.0);
+        assert_eq!(s.clustering_above(30.0), 4.0);
+        assert_eq!(s.clustering_above(50.0), 1.0);
+        assert_eq!(s.clustering_above(5.0), 1.0);
+        let design = settings.design(100, 200, 1600, 1);
+        assert_eq!(design.clustered_at_least(4.0).least_clustering, 4.0);
+        // The floor counts: 30 breaking of 800 evenly spread would settle
+        // a fail at 800 independent requests, not at 800 / 40.
+        let spread: Vec<BrokenSlos> = (0..800).map(|i| u8::from(i % 26 == 0)).collect();
+        let fail = ProbeVerdict::Fail { slo: 0 };
+        let judge = |d: &ProbeDesign| d.judge(&p99(), &spread, &[], &[]).map(|j| j.verdict);
+        assert_eq!(
+            judge(&ProbeDesign::new(0.95, 8, (0, 800, 1600), 1)),
+            Some(fail)
+        );
+        let floored = ProbeDesign::new(0.95, 8, (0, 800, 1600), 1).clustered_at_least(40.0);
+        assert_eq!(judge(&floored), None);
     }
 
     #[test]
