@@ -204,8 +204,11 @@ impl ProbeDesign {
 /// excesses carries the rest of the way to the bound. The excesses are
 /// taken as exponential: the generalized Pareto tail of shape 0, which a
 /// queue's waits have (Erlang C) and light-tailed latencies approach.
-/// A fit the direct count contradicts (by more than 3 standard errors of
-/// the two together) is not used: the count is.
+/// The count is used instead where the excesses do not keep that shape
+/// (those above the tail's median are not as long as those above its
+/// start: the threshold fell in the body, a prefill floor with jitter),
+/// or where the count contradicts the fit by more than 3 standard errors
+/// of the two together (an upper bound: the two share their requests).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct TailShare {
     /// The estimated share of requests above the bound.
@@ -228,8 +231,10 @@ const TAIL_LEAST_REQUESTS: usize = 20;
 
 /// The tail estimate of the share of `values` above `bound` (NaN values
 /// count as below it), whose clustering is `tau` and of which `broke` were
-/// counted above it; `None` where there is no tail to fit, the bound lies
-/// inside it (the count is as good), or the count contradicts the fit.
+/// counted above it; `None` where there is no tail to fit (values tied
+/// with the threshold are left out of it), the bound lies inside it (the
+/// count is as good), the excesses are not exponential in shape, or the
+/// count contradicts the fit.
 fn tail_share(values: &[f64], bound: f64, allowed: f64, tau: f64, broke: u64) -> Option<TailShare> {
     let n = values.len();
     let wanted = (n as f64 * (TAIL_OVER_ALLOWED * allowed).min(TAIL_MOST_SHARE)).round() as usize;
