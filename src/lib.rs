@@ -1,7 +1,7 @@
 //! `campaign` runs day-by-day performance-engineering campaigns against LLM
 //! inference components that live in this crate and run in-process.
 //!
-//! Modules depend downwards only (`tests/architecture.rs` checks it):
+//! Modules depend downwards only (`tests/library/architecture.rs` checks it):
 //! - [`commands`]: what each subcommand does; calls the layers below;
 //! - [`report`]: writers that format reports and analyses, computing nothing;
 //! - [`analysis`]: what runs after measuring: regressions, bottlenecks,

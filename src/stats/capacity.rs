@@ -11,7 +11,7 @@
 //! did that it would rarely give so many. This is MLPerf's early stopping
 //! (order statistics of the percentile) made two-sided; it assumes the
 //! requests of a probe's steady window are independent, which the seeded
-//! simulation in `tests/gate.rs` checks on a queue, where they are not.
+//! simulation in `tests/library/gate.rs` checks on a queue, where they are not.
 //!
 //! The errors of a verdict are spent once per probe and look: each look
 //! at `n` requests tests at α / looks (Bonferroni), a fail over several
@@ -726,7 +726,7 @@ pub struct CapacityResult {
 }
 
 /// The search a `capacity` benchmark runs: every setting it ships with is
-/// a default here, and the seeded simulation in `tests/gate.rs` runs this
+/// a default here, and the seeded simulation in `tests/library/gate.rs` runs this
 /// same plan.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize)]
 pub struct CapacityPlan {
@@ -756,7 +756,7 @@ impl Default for CapacityPlan {
             // Near the capacity a queue's p99 rests on a few busy spells:
             // with the tail estimate, 102 400 hold enough of them for ±3 %
             // in 95 of 100 searches on three M/M/c servers, 25 600 for
-            // ±6 % (tests/gate.rs; docs/serving.md has the counts). A
+            // ±6 % (tests/library/gate.rs; docs/serving.md has the counts). A
             // probe settles sooner away from the capacity.
             max_requests: 102_400,
             start_rate_per_s: None,

@@ -89,7 +89,7 @@ fn planted_remedies_are_measured_and_the_roadmap_uses_the_measurements() {
     let s = undo["measured_speedup"].as_f64().unwrap();
     let (lo, hi) = interval(undo);
     // A 95 % interval misses the truth one sitting in twenty by design
-    // (tests/gate.rs counts its coverage over seeded trials); one real
+    // (tests/library/gate.rs counts its coverage over seeded trials); one real
     // sitting is allowed 3 % beyond its interval.
     assert!(
         lo * 0.97 <= 2.0 && 2.0 <= hi * 1.03,

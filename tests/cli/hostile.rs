@@ -11,6 +11,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use proptest::prelude::*;
+use serial_test::parallel;
 use toml::Value;
 
 /// Every kind, small enough that a quick run of day 1 takes seconds.
@@ -318,6 +319,7 @@ proptest! {
 
     /// Loading never panics; every problem has a position and a field.
     #[test]
+    #[parallel]
     fn loading_any_mutation_never_panics(mutations in prop::collection::vec((0usize..2000, 0usize..64), 1..4)) {
         let dir = tempfile::tempdir().unwrap();
         let text = mutated(&mutations);
@@ -402,6 +404,7 @@ fn every_json_parses(dir: &Path) -> Result<usize, String> {
 }
 
 #[test]
+#[parallel]
 fn validate_and_tiny_runs_of_mutations_exit_cleanly() {
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(20_261_123);
@@ -461,6 +464,7 @@ fn validate_and_tiny_runs_of_mutations_exit_cleanly() {
 }
 
 #[test]
+#[parallel]
 fn the_base_campaign_is_valid() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_campaign(dir.path(), BASE);
@@ -483,6 +487,7 @@ fn position(file: &str, text: &str, needle: &str) -> String {
 /// `validate` and `run` with exit 2, at the offending key, naming the field,
 /// what was found and what is allowed.
 #[test]
+#[parallel]
 fn extreme_values_are_refused_at_their_key_with_what_is_allowed() {
     let cases: &[(&str, &str, &str, &[&str])] = &[
         (
@@ -643,6 +648,7 @@ fn extreme_values_are_refused_at_their_key_with_what_is_allowed() {
 }
 
 #[test]
+#[parallel]
 fn flags_out_of_range_are_refused_with_what_is_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let path = write_campaign(dir.path(), BASE);
@@ -676,6 +682,7 @@ fn flags_out_of_range_are_refused_with_what_is_allowed() {
 /// A panic inside a benchmark is a failed benchmark with its message in the
 /// report: the day goes on, the run exits 4, nothing looks like a crash.
 #[test]
+#[parallel]
 fn a_panic_in_a_benchmark_fails_it_and_the_day_goes_on() {
     let text = BASE.replacen(
         "libc_pct = 10.0",

@@ -14,6 +14,7 @@ mod errors;
 mod experiments;
 mod fixture;
 mod fleet;
+mod hostile;
 mod kinds;
 mod models;
 mod peer;

@@ -39,23 +39,33 @@ fn layer_of(module: &str) -> Option<usize> {
     LAYERS.iter().position(|l| l.contains(&module))
 }
 
-fn src() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("src")
+fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = fs::read_dir(dir)
-        .expect("src is readable")
-        .map(|e| e.expect("entry").path())
-        .collect();
-    entries.sort();
-    for path in entries {
-        if path.is_dir() {
-            rust_files(&path, out);
-        } else if path.extension().is_some_and(|e| e == "rs") {
-            out.push(path);
+fn src() -> PathBuf {
+    root().join("src")
+}
+
+/// The files under `dir` whose names end in `.{extension}`, in order.
+fn files_with_extension(dir: &Path, extension: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, extension: &str, out: &mut Vec<PathBuf>) {
+        let mut entries: Vec<_> = fs::read_dir(dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|e| e.expect("entry").path())
+            .collect();
+        entries.sort();
+        for path in entries {
+            if path.is_dir() {
+                walk(&path, extension, out);
+            } else if path.extension().is_some_and(|e| e == extension) {
+                out.push(path);
+            }
         }
     }
+    let mut out = Vec::new();
+    walk(dir, extension, &mut out);
+    out
 }
 
 /// The file's code without its `#[cfg(test)]` module and comments.
@@ -142,16 +152,14 @@ fn top_module(path: &Path) -> Option<String> {
 }
 
 fn top_level_modules() -> BTreeSet<String> {
-    let mut files = Vec::new();
-    rust_files(&src(), &mut files);
+    let files = files_with_extension(&src(), "rs");
     files.iter().filter_map(|f| top_module(f)).collect()
 }
 
 /// Top-level module → the top-level modules it uses.
 fn module_graph() -> BTreeMap<String, BTreeSet<String>> {
     let modules = top_level_modules();
-    let mut files = Vec::new();
-    rust_files(&src(), &mut files);
+    let files = files_with_extension(&src(), "rs");
     let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for file in files {
         let Some(from) = top_module(&file) else {
@@ -212,7 +220,7 @@ fn every_top_level_module_has_a_layer() {
     for module in top_level_modules() {
         assert!(
             layer_of(&module).is_some(),
-            "module {module} is in no layer of tests/architecture.rs: place it"
+            "module {module} is in no layer of tests/library/architecture.rs: place it"
         );
     }
 }
@@ -274,8 +282,7 @@ fn reexports(mod_rs: &str) -> BTreeMap<String, String> {
 #[test]
 fn files_of_a_module_form_no_cycle() {
     let mut dirs = Vec::new();
-    let mut files = Vec::new();
-    rust_files(&src(), &mut files);
+    let files = files_with_extension(&src(), "rs");
     for file in &files {
         if file.file_name().is_some_and(|n| n == "mod.rs") {
             dirs.push(file.parent().expect("mod.rs has a folder").to_path_buf());
@@ -352,28 +359,10 @@ fn the_reader_finds_uses_and_groups() {
 /// The most lines README.md may have: a front page, the rest in docs/.
 const FRONT_PAGE_MAX_LINES: usize = 260;
 
-fn root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
 /// README.md and every Markdown file under docs/.
 fn doc_files() -> Vec<PathBuf> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-        let mut entries: Vec<_> = fs::read_dir(dir)
-            .expect("docs is readable")
-            .map(|e| e.expect("entry").path())
-            .collect();
-        entries.sort();
-        for path in entries {
-            if path.is_dir() {
-                walk(&path, out);
-            } else if path.extension().is_some_and(|e| e == "md") {
-                out.push(path);
-            }
-        }
-    }
     let mut files = vec![root().join("README.md")];
-    walk(&root().join("docs"), &mut files);
+    files.extend(files_with_extension(&root().join("docs"), "md"));
     files
 }
 
@@ -578,4 +567,82 @@ fn the_link_checker_reads_links_and_headings_as_github_does() {
     assert_eq!(missing(&readme, "docs/README.md"), None);
     assert!(missing(&readme, "docs/nowhere.md").is_some_and(|m| m.contains("no file")));
     assert!(missing(&readme, "#no-such-heading").is_some_and(|m| m.contains("no heading")));
+}
+
+// The integration tests.
+
+/// The test binaries: each links the whole crate (a link and about 100 MB
+/// of disk apiece), so the integration tests are two, by what they drive.
+const TEST_BINARIES: &[&str] = &["cli", "library"];
+
+#[test]
+fn the_integration_tests_are_two_binaries() {
+    let tests = root().join("tests");
+    let mut binaries = Vec::new();
+    let mut loose = Vec::new();
+    for entry in fs::read_dir(&tests).expect("tests is readable") {
+        let path = entry.expect("entry").path();
+        let name = path
+            .file_name()
+            .expect("a name")
+            .to_string_lossy()
+            .to_string();
+        if path.is_dir() && path.join("main.rs").is_file() {
+            binaries.push(name);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            loose.push(name);
+        }
+    }
+    binaries.sort();
+    assert!(
+        loose.is_empty(),
+        "{loose:?} at the top of tests/ would each be a test binary: make them modules of tests/cli/ (they drive the binary) or tests/library/"
+    );
+    assert_eq!(binaries, TEST_BINARIES, "test binaries under tests/");
+}
+
+/// The attributes (`#[…]` lines) stacked on each `#[test]` of a file.
+fn test_attributes(text: &str) -> Vec<Vec<String>> {
+    let lines: Vec<&str> = text.lines().map(str::trim).collect();
+    let mut tests = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        if *line != "#[test]" {
+            continue;
+        }
+        let above = lines[..i].iter().rev().take_while(|l| l.starts_with("#["));
+        let below = lines[i + 1..].iter().take_while(|l| l.starts_with("#["));
+        tests.push(above.chain(below).map(|l| l.to_string()).collect());
+    }
+    tests
+}
+
+/// The binary's tests run side by side on two cores, so a test that
+/// depends on timing must say so (`#[serial]`), and the rest that they
+/// may run beside others (`#[parallel]`): an unmarked test would run
+/// beside a serial one and make its night legitimately noisy.
+#[test]
+fn every_test_of_the_cli_binary_says_whether_it_may_run_beside_others() {
+    let mut unmarked = Vec::new();
+    for file in files_with_extension(&root().join("tests/cli"), "rs") {
+        let text = fs::read_to_string(&file).expect("readable");
+        for (n, attributes) in test_attributes(&text).into_iter().enumerate() {
+            let marked = attributes
+                .iter()
+                .any(|a| a.starts_with("#[serial") || a.starts_with("#[parallel"));
+            if !marked {
+                unmarked.push(format!("{} (its test number {})", shown(&file), n + 1));
+            }
+        }
+    }
+    assert!(
+        unmarked.is_empty(),
+        "tests with neither #[serial] nor #[parallel]: {unmarked:#?}"
+    );
+    assert_eq!(
+        test_attributes("#[test]\n#[parallel]\nfn a() {}\n#[cfg(unix)]\n#[test]\nfn b() {}"),
+        [
+            vec!["#[parallel]".to_string()],
+            vec!["#[cfg(unix)]".to_string()]
+        ]
+    );
 }

@@ -10,8 +10,7 @@ use campaign::components::kvcache::{
 };
 use tempfile::TempDir;
 
-mod common;
-use common::SmallFs;
+use super::small_fs::SmallFs;
 
 const GEOMETRY: KvGeometry = KvGeometry {
     layers: 2,

@@ -11,7 +11,7 @@ use campaign::components::inference::{
 
 #[test]
 fn every_bound_on_outside_data_is_documented_as_the_code_checks_it() {
-    let doc = include_str!("../docs/campaign-author.md");
+    let doc = include_str!("../../docs/campaign-author.md");
     let mib = |bytes: u64| format!("{} MiB", bytes >> 20);
     for row in [
         format!(

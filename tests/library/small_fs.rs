@@ -1,4 +1,4 @@
-//! Helpers shared by integration tests.
+//! A small real file system, for the tests of a full disk.
 
 use std::path::PathBuf;
 use std::process::Command;

@@ -3,8 +3,7 @@
 use campaign::components::storage::{BlobStore, CommitMode, ReadSource};
 use tempfile::TempDir;
 
-mod common;
-use common::SmallFs;
+use super::small_fs::SmallFs;
 
 fn value(key: u64, len: usize) -> Vec<u8> {
     (0..len).map(|i| (key as usize * 7 + i) as u8).collect()
