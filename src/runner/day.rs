@@ -603,6 +603,10 @@ mod tests {
         /// From this iteration on, an iteration never returns.
         #[serde(default)]
         hang_at: Option<u32>,
+        /// Each iteration also records `stepms`, which the kind does not
+        /// declare.
+        #[serde(default)]
+        misspelt: bool,
     }
 
     struct Mock;
@@ -642,6 +646,7 @@ mod tests {
                     label: label.into(),
                     step: Duration::from_millis(p.step_ms),
                     hang_at: p.hang_at,
+                    misspelt: p.misspelt,
                     done: 0,
                 })
             };
@@ -659,6 +664,7 @@ mod tests {
         label: String,
         step: Duration,
         hang_at: Option<u32>,
+        misspelt: bool,
         done: u32,
     }
 
@@ -678,6 +684,9 @@ mod tests {
             }
             thread::sleep(self.step);
             obs.duration("step_ms", self.step);
+            if self.misspelt {
+                obs.duration("stepms", self.step);
+            }
             self.done += 1;
             Ok(())
         }
@@ -762,6 +771,20 @@ mod tests {
         assert!(first.iterations_completed >= 3 && first.iterations_completed < 1000);
         assert_eq!(second.status, Status::Interrupted);
         assert_eq!(second.iterations_completed, 0);
+    }
+
+    #[test]
+    fn a_metric_the_kind_does_not_declare_fails_the_case_and_is_named() {
+        let (results, _) = run_mock("iterations = 3", "step_ms = 1\nmisspelt = true", None);
+        for result in &results {
+            assert_eq!(result.status, Status::Failed);
+            let error = result.error.as_deref().unwrap();
+            assert!(error.contains("does not declare (stepms)"), "{error}");
+            assert_eq!(result.metrics["step_ms"].summary.count, 3);
+            assert!(!result.metrics.contains_key("stepms"));
+        }
+        let (results, _) = run_mock("iterations = 3", "step_ms = 1", None);
+        assert!(results.iter().all(|r| r.status == Status::Ok));
     }
 
     #[test]

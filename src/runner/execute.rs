@@ -1,18 +1,18 @@
 //! Runs one benchmark on a worker thread: preparation, then each case's
 //! warm-up and timed iterations, streaming events back to the day loop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
 
 use super::CancelFlag;
 use crate::benchmarks::{
-    BenchContext, BenchmarkCase, BenchmarkKind, Conclusion, MetricCatalog, Observations,
+    BenchContext, BenchmarkCase, BenchmarkKind, Conclusion, MetricCatalog, MetricDef, Observations,
 };
 use crate::machine::rss;
 use crate::model::IterationPlan;
-use crate::stats::{MetricRecorder, ValueKind};
+use crate::stats::MetricRecorder;
 
 /// What the worker tells the day loop.
 pub(super) enum WorkerEvent {
@@ -46,6 +46,10 @@ pub(super) struct CaseEnd {
 /// Everything measured in one case so far, held by the day loop.
 pub(super) struct CaseOutcome {
     pub recorders: BTreeMap<&'static str, MetricRecorder>,
+    /// Metrics the case recorded that its kind does not declare: a defect
+    /// of the kind (a misspelt name would otherwise be reported with no
+    /// unit and the wrong direction), so the case fails and names them.
+    undeclared: BTreeSet<&'static str>,
     pub series: BTreeMap<&'static str, Vec<Vec<f64>>>,
     pub warmup_completed: u32,
     pub iterations_completed: u32,
@@ -61,6 +65,7 @@ impl CaseOutcome {
     pub fn new() -> Self {
         Self {
             recorders: BTreeMap::new(),
+            undeclared: BTreeSet::new(),
             series: BTreeMap::new(),
             warmup_completed: 0,
             iterations_completed: 0,
@@ -76,10 +81,18 @@ impl CaseOutcome {
     pub fn record(&mut self, catalog: &MetricCatalog, observations: Observations, max_raw: usize) {
         let (values, series) = observations.into_parts();
         for (metric, value) in values {
-            recorder(&mut self.recorders, catalog, metric, max_raw).record(value);
+            let Some(def) = catalog.metric(metric) else {
+                self.undeclared.insert(metric);
+                continue;
+            };
+            recorder(&mut self.recorders, def, max_raw).record(value);
         }
         for (metric, values) in series {
-            let r = recorder(&mut self.recorders, catalog, metric, max_raw);
+            let Some(def) = catalog.metric(metric) else {
+                self.undeclared.insert(metric);
+                continue;
+            };
+            let r = recorder(&mut self.recorders, def, max_raw);
             values.iter().for_each(|v| r.record(*v));
             self.series.entry(metric).or_default().push(values);
         }
@@ -89,6 +102,17 @@ impl CaseOutcome {
 
     pub fn finish(&mut self, end: CaseEnd) {
         self.error = end.error;
+        if !self.undeclared.is_empty() {
+            let names: Vec<&str> = self.undeclared.iter().copied().collect();
+            let undeclared = format!(
+                "the kind recorded metrics it does not declare ({}); they were left out: a defect of the kind, whose metrics() must list them",
+                names.join(", ")
+            );
+            self.error = Some(match self.error.take() {
+                Some(error) => format!("{error}; {undeclared}"),
+                None => undeclared,
+            });
+        }
         self.cancelled = end.cancelled;
         self.peak_rss_bytes = end.peak_rss_bytes;
         self.elapsed = self.started.elapsed();
@@ -253,14 +277,10 @@ fn run_case(
 
 fn recorder<'a>(
     recorders: &'a mut BTreeMap<&'static str, MetricRecorder>,
-    catalog: &MetricCatalog,
-    metric: &'static str,
+    metric: &MetricDef,
     max_raw: usize,
 ) -> &'a mut MetricRecorder {
-    recorders.entry(metric).or_insert_with(|| {
-        let value_kind = catalog
-            .metric(metric)
-            .map_or(ValueKind::Quantity, |m| m.kind);
-        MetricRecorder::new(value_kind, max_raw)
-    })
+    recorders
+        .entry(metric.name)
+        .or_insert_with(|| MetricRecorder::new(metric.kind, max_raw))
 }

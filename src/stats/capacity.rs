@@ -396,13 +396,26 @@ pub struct Judgement {
 }
 
 impl Judgement {
+    /// The judged requests' autocorrelation time: how many of them count
+    /// as one independent request (at least 1).
+    pub fn clustering(&self) -> f64 {
+        (self.requests.max(1) as f64 / self.effective_requests.max(f64::MIN_POSITIVE)).max(1.0)
+    }
+
+    /// An SLO's share of breaking requests counted, `k` of the requests
+    /// judged, with half a request added so that a probe where none broke
+    /// still has a finite share to interpolate on.
+    fn counted_share(&self, k: u64) -> f64 {
+        (k as f64 + 0.5) / (self.requests as f64 + 1.0)
+    }
+
     /// The worst SLO's estimated share over its allowed share, and the
     /// weight of its logarithm (its inverse variance): from the tail fit
     /// where there is one, else from the count (half a request added, as
-    /// in [`Self::pressure`]) weighted by the effective count of breaking
+    /// in [`Self::counted_share`]) weighted by the effective count of breaking
     /// requests (none: no weight).
     pub fn estimated_pressure(&self, slos: &[RequestSlo]) -> (f64, f64) {
-        let tau = self.requests.max(1) as f64 / self.effective_requests.max(f64::MIN_POSITIVE);
+        let tau = self.clustering();
         slos.iter()
             .zip(&self.broke)
             .zip(self.tail_shares.iter().chain(std::iter::repeat(&None)))
@@ -416,19 +429,14 @@ impl Judgement {
                 }
                 match tail {
                     Some(t) => (t.share / slo.allowed_share, t.ln_se.powi(-2)),
-                    None => {
-                        let share = (*k as f64 + 0.5) / (self.requests as f64 + 1.0);
-                        (share / slo.allowed_share, *k as f64 / tau)
-                    }
+                    None => (self.counted_share(*k) / slo.allowed_share, *k as f64 / tau),
                 }
             })
             .fold((0.0, 0.0), |a, b| if b.0 > a.0 { b } else { a })
     }
 
-    /// The worst SLO's share of breaking requests over its allowed share:
-    /// below 1 the probe looks within its SLOs. Half a request is added so
-    /// that a probe where none broke still has a finite pressure to
-    /// interpolate on.
+    /// The worst SLO's counted share of breaking requests over its
+    /// allowed share: below 1 the probe looks within its SLOs.
     pub fn pressure(&self, slos: &[RequestSlo]) -> f64 {
         slos.iter()
             .zip(&self.broke)
@@ -437,8 +445,7 @@ impl Judgement {
                     // A budget of nothing: broken by one, untouched by none.
                     return if *k > 0 { f64::INFINITY } else { 0.0 };
                 }
-                let share = (*k as f64 + 0.5) / (self.requests as f64 + 1.0);
-                share / slo.allowed_share
+                self.counted_share(*k) / slo.allowed_share
             })
             .fold(0.0, f64::max)
     }
@@ -610,11 +617,7 @@ impl CapacitySearch {
             .iter()
             .filter(|p| p.rate_per_s > rate && !p.over_saturated)
             .min_by(|a, b| a.rate_per_s.total_cmp(&b.rate_per_s))
-            .map_or(1.0, |p| {
-                p.judgement.requests.max(1) as f64
-                    / p.judgement.effective_requests.max(f64::MIN_POSITIVE)
-            })
-            .max(1.0)
+            .map_or(1.0, |p| p.judgement.clustering())
     }
 
     pub fn record(&mut self, probe: Probe) {
