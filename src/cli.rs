@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
 use campaign::campaign::Toggle;
 use campaign::campaign::bounds::{self, Dimension, Millis, Parallel, Seconds, Threads};
@@ -163,6 +163,159 @@ struct BisectFlags {
     json: bool,
 }
 
+/// The flags of `campaign run`.
+#[derive(Debug, Args)]
+struct RunFlags {
+    /// Day number to run.
+    #[arg(long)]
+    day: u32,
+    /// Campaign file.
+    #[arg(long, default_value = "campaigns/default.toml")]
+    campaign: PathBuf,
+    /// Results folder (default: the campaign's output_dir, else results/).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Scale iterations, warm-up and time budgets by 0.1 (at least one iteration).
+    #[arg(long)]
+    quick: bool,
+    /// Run only these benchmarks of the day (repeat or separate with commas).
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    only: Vec<String>,
+    /// Print the day report as JSON on stdout (the table goes to stderr).
+    #[arg(long)]
+    json: bool,
+    /// Device for forward passes: cpu, cuda:N or metal (overrides the campaign).
+    #[arg(long)]
+    device: Option<DeviceSpec>,
+    /// Compute threads, 1 to 1024 (overrides the campaign's settings.threads).
+    #[arg(long, value_parser = bounds::parse_threads)]
+    threads: Option<Threads>,
+    /// Profile every benchmark (a second, profiled pass after each).
+    #[arg(long, conflicts_with = "no_profile")]
+    profile: bool,
+    /// Profile nothing, not even benchmarks with `profile = true`.
+    #[arg(long)]
+    no_profile: bool,
+    /// Internal: an experiment's toggled side (a toggle as JSON,
+    /// applied to the campaign's text before it is parsed).
+    #[arg(long, hide = true, value_parser = parse_toggle)]
+    toggle: Option<Box<Toggle>>,
+    /// Internal: an experiment's run: measure, write the report, and
+    /// run none of the day's `after` steps.
+    #[arg(long, hide = true)]
+    measure_only: bool,
+    /// Internal: this run was started by another for the cases of one
+    /// thread count (it runs them and starts nothing else).
+    #[arg(long, hide = true)]
+    thread_child: bool,
+    /// Internal: where a child run of a night writes its raw profiles
+    /// (its parent's folder).
+    #[arg(long, hide = true)]
+    raw_profiles_dir: Option<PathBuf>,
+    /// Internal: where a child run of a night writes its flame graphs.
+    #[arg(long, hide = true)]
+    flame_graphs_dir: Option<PathBuf>,
+    /// Profile sampling frequency in Hz (overrides profile_hz; 1–1000).
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    profile_hz: Option<u32>,
+    /// Separate runs of every benchmark, each a process of its own after
+    /// an untimed warm-up run (pairs with --against-bin). With
+    /// --baseline, --save-baseline or --against-bin the default is the
+    /// fewest runs whose design declares a regression even with one
+    /// overlapping pair; a count that can declare none is refused
+    /// (exit 2) with the count that would. Otherwise 1.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
+    runs: Option<u32>,
+    /// Save this day's report as baseline NAME.
+    #[arg(long, value_name = "NAME", conflicts_with = "against_bin")]
+    save_baseline: Option<String>,
+    /// Compare with baseline NAME; a confirmed regression exits 3.
+    #[arg(long, value_name = "NAME", conflicts_with = "against_bin")]
+    baseline: Option<String>,
+    /// Results store every finished night is written to: an SQLite file
+    /// or a postgres:// URL (default: results.sqlite in the results folder).
+    #[arg(long, value_name = "PATH|URL")]
+    store: Option<String>,
+    /// Compare with another build of campaign, interleaved: both run the
+    /// day as child processes in a seeded ABBA order, and the verdicts
+    /// come from the pairs (Wilcoxon signed-rank).
+    #[arg(long, value_name = "PATH", conflicts_with = "profile")]
+    against_bin: Option<PathBuf>,
+    /// When the night confirms a regression (an advisory night too), bisect
+    /// it from REV to this checkout's HEAD (its benchmarks only; `campaign
+    /// bisect` with the default build): the culprit and its profile
+    /// difference are written under bisect/ in the results folder. The
+    /// night keeps its exit status.
+    #[arg(long, value_name = "REV")]
+    bisect_on_regression: Option<String>,
+    /// Report regressions and missed targets but exit 0 for them.
+    #[arg(long)]
+    advisory: bool,
+    /// Noise threshold of the regression verdict, in % (above 0, at most
+    /// 1000; default 5).
+    #[arg(long, value_parser = bounds::parse_threshold_pct)]
+    threshold_pct: Option<f64>,
+}
+
+impl From<RunFlags> for RunArgs {
+    fn from(flags: RunFlags) -> Self {
+        let RunFlags {
+            day,
+            campaign,
+            out,
+            quick,
+            only,
+            json,
+            device,
+            threads,
+            profile,
+            no_profile,
+            toggle,
+            measure_only,
+            thread_child,
+            raw_profiles_dir,
+            flame_graphs_dir,
+            profile_hz,
+            runs,
+            save_baseline,
+            baseline,
+            against_bin,
+            advisory,
+            threshold_pct,
+            store,
+            bisect_on_regression,
+        } = flags;
+        RunArgs {
+            campaign,
+            day,
+            out,
+            quick,
+            only,
+            json,
+            device,
+            threads,
+            profile,
+            profile_hz,
+            runs,
+            save_baseline,
+            baseline,
+            against_bin,
+            advisory,
+            threshold_pct,
+            thread_child,
+            no_profile,
+            toggle: toggle.map(|t| *t),
+            measure_only,
+            raw_profiles_dir,
+            flame_graphs_dir,
+            store,
+            bisect_on_regression,
+            machine_class: None,
+            shard: None,
+        }
+    }
+}
+
 /// Runs day-by-day performance campaigns on in-process LLM inference components.
 #[derive(Debug, Parser)]
 #[command(name = "campaign", version, about, after_help = EXIT_CODES)]
@@ -175,97 +328,7 @@ pub struct Cli {
 enum Command {
     /// Run one day of a campaign and write its report.
     #[command(after_help = EXIT_CODES)]
-    Run {
-        /// Day number to run.
-        #[arg(long)]
-        day: u32,
-        /// Campaign file.
-        #[arg(long, default_value = "campaigns/default.toml")]
-        campaign: PathBuf,
-        /// Results folder (default: the campaign's output_dir, else results/).
-        #[arg(long)]
-        out: Option<PathBuf>,
-        /// Scale iterations, warm-up and time budgets by 0.1 (at least one iteration).
-        #[arg(long)]
-        quick: bool,
-        /// Run only these benchmarks of the day (repeat or separate with commas).
-        #[arg(long, value_delimiter = ',', num_args = 1..)]
-        only: Vec<String>,
-        /// Print the day report as JSON on stdout (the table goes to stderr).
-        #[arg(long)]
-        json: bool,
-        /// Device for forward passes: cpu, cuda:N or metal (overrides the campaign).
-        #[arg(long)]
-        device: Option<DeviceSpec>,
-        /// Compute threads, 1 to 1024 (overrides the campaign's settings.threads).
-        #[arg(long, value_parser = bounds::parse_threads)]
-        threads: Option<Threads>,
-        /// Profile every benchmark (a second, profiled pass after each).
-        #[arg(long, conflicts_with = "no_profile")]
-        profile: bool,
-        /// Profile nothing, not even benchmarks with `profile = true`.
-        #[arg(long)]
-        no_profile: bool,
-        /// Internal: an experiment's toggled side (a toggle as JSON,
-        /// applied to the campaign's text before it is parsed).
-        #[arg(long, hide = true, value_parser = parse_toggle)]
-        toggle: Option<Box<Toggle>>,
-        /// Internal: an experiment's run: measure, write the report, and
-        /// run none of the day's `after` steps.
-        #[arg(long, hide = true)]
-        measure_only: bool,
-        /// Internal: this run was started by another for the cases of one
-        /// thread count (it runs them and starts nothing else).
-        #[arg(long, hide = true)]
-        thread_child: bool,
-        /// Internal: where a child run of a night writes its raw profiles
-        /// (its parent's folder).
-        #[arg(long, hide = true)]
-        raw_profiles_dir: Option<PathBuf>,
-        /// Internal: where a child run of a night writes its flame graphs.
-        #[arg(long, hide = true)]
-        flame_graphs_dir: Option<PathBuf>,
-        /// Profile sampling frequency in Hz (overrides profile_hz; 1–1000).
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=1000))]
-        profile_hz: Option<u32>,
-        /// Separate runs of every benchmark, each a process of its own after
-        /// an untimed warm-up run (pairs with --against-bin). With
-        /// --baseline, --save-baseline or --against-bin the default is the
-        /// fewest runs whose design declares a regression even with one
-        /// overlapping pair; a count that can declare none is refused
-        /// (exit 2) with the count that would. Otherwise 1.
-        #[arg(long, value_parser = clap::value_parser!(u32).range(1..=100))]
-        runs: Option<u32>,
-        /// Save this day's report as baseline NAME.
-        #[arg(long, value_name = "NAME", conflicts_with = "against_bin")]
-        save_baseline: Option<String>,
-        /// Compare with baseline NAME; a confirmed regression exits 3.
-        #[arg(long, value_name = "NAME", conflicts_with = "against_bin")]
-        baseline: Option<String>,
-        /// Results store every finished night is written to: an SQLite file
-        /// or a postgres:// URL (default: results.sqlite in the results folder).
-        #[arg(long, value_name = "PATH|URL")]
-        store: Option<String>,
-        /// Compare with another build of campaign, interleaved: both run the
-        /// day as child processes in a seeded ABBA order, and the verdicts
-        /// come from the pairs (Wilcoxon signed-rank).
-        #[arg(long, value_name = "PATH", conflicts_with = "profile")]
-        against_bin: Option<PathBuf>,
-        /// When the night confirms a regression (an advisory night too), bisect
-        /// it from REV to this checkout's HEAD (its benchmarks only; `campaign
-        /// bisect` with the default build): the culprit and its profile
-        /// difference are written under bisect/ in the results folder. The
-        /// night keeps its exit status.
-        #[arg(long, value_name = "REV")]
-        bisect_on_regression: Option<String>,
-        /// Report regressions and missed targets but exit 0 for them.
-        #[arg(long)]
-        advisory: bool,
-        /// Noise threshold of the regression verdict, in % (above 0, at most
-        /// 1000; default 5).
-        #[arg(long, value_parser = bounds::parse_threshold_pct)]
-        threshold_pct: Option<f64>,
-    },
+    Run(RunFlags),
     /// Compare two day reports metric by metric (exit 3 on a regression).
     #[command(after_help = EXIT_CODES)]
     Compare {
@@ -580,59 +643,7 @@ impl Cli {
     /// Runs the command; returns its exit status.
     pub fn dispatch(self) -> Result<u8, CommandError> {
         match self.command {
-            Command::Run {
-                day,
-                campaign,
-                out,
-                quick,
-                only,
-                json,
-                device,
-                threads,
-                profile,
-                no_profile,
-                toggle,
-                measure_only,
-                thread_child,
-                raw_profiles_dir,
-                flame_graphs_dir,
-                profile_hz,
-                runs,
-                save_baseline,
-                baseline,
-                against_bin,
-                advisory,
-                threshold_pct,
-                store,
-                bisect_on_regression,
-            } => commands::run(&RunArgs {
-                campaign,
-                day,
-                out,
-                quick,
-                only,
-                json,
-                device,
-                threads,
-                profile,
-                profile_hz,
-                runs,
-                save_baseline,
-                baseline,
-                against_bin,
-                advisory,
-                threshold_pct,
-                thread_child,
-                no_profile,
-                toggle: toggle.map(|t| *t),
-                measure_only,
-                raw_profiles_dir,
-                flame_graphs_dir,
-                store,
-                bisect_on_regression,
-                machine_class: None,
-                shard: None,
-            }),
+            Command::Run(flags) => commands::run(&RunArgs::from(flags)),
             Command::Experiment {
                 campaign,
                 out,
@@ -872,4 +883,97 @@ fn print(result: Result<(String, u8), CommandError>) -> Result<u8, CommandError>
         print!("{text}");
         code
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use campaign::campaign::Toggle;
+    use campaign::runner::ChildCommand;
+    use clap::Parser;
+
+    use super::{Cli, Command, RunArgs};
+
+    /// The run `child`'s command line asks of `campaign run`.
+    fn parsed(child: &ChildCommand) -> RunArgs {
+        let argv = std::iter::once("campaign".to_string()).chain(child.argv());
+        let cli = Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{child:?}: {e}"));
+        let Command::Run(flags) = cli.command else {
+            panic!("{child:?} is not a run");
+        };
+        RunArgs::from(flags)
+    }
+
+    fn assert_round_trip(child: &ChildCommand) {
+        let args = parsed(child);
+        let toggle: Option<Toggle> = child
+            .toggle_json
+            .as_deref()
+            .map(|json| serde_json::from_str(json).unwrap());
+        let back = ChildCommand {
+            day: args.day,
+            campaign: args.campaign.clone(),
+            out: args.out.clone().unwrap(),
+            only: args.only.clone(),
+            runs: args.runs,
+            quick: args.quick,
+            threads: args.threads.map(|t| t.get()),
+            device: args.device,
+            profile: args.profile,
+            no_profile: args.no_profile,
+            profile_hz: args.profile_hz,
+            raw_profiles_dir: args.raw_profiles_dir.clone(),
+            flame_graphs_dir: args.flame_graphs_dir.clone(),
+            measure_only: args.measure_only,
+            thread_child: args.thread_child,
+            toggle_json: child.toggle_json.clone(),
+        };
+        assert_eq!(&back, child);
+        assert_eq!(args.toggle, toggle);
+        assert!(args.json, "a child's report comes on stdout");
+    }
+
+    #[test]
+    fn every_child_command_line_parses_back_to_the_run_it_describes() {
+        let plain = ChildCommand::new(3, "campaigns/a b.toml", "/tmp/out dir");
+        assert_round_trip(&plain);
+        let toggle = serde_json::json!({ "setting": "threads", "value": 2 }).to_string();
+        let full = ChildCommand {
+            only: vec!["first_token".into(), "decode".into()],
+            runs: Some(1),
+            quick: true,
+            threads: Some(4),
+            device: Some("cpu".parse().unwrap()),
+            profile_hz: Some(250),
+            raw_profiles_dir: Some(PathBuf::from("/tmp/raw")),
+            flame_graphs_dir: Some(PathBuf::from("/tmp/flames")),
+            measure_only: true,
+            thread_child: true,
+            toggle_json: Some(toggle),
+            ..plain.clone()
+        };
+        assert_round_trip(&full);
+        // Each flag alone (profile and no-profile exclude each other).
+        for child in [
+            ChildCommand {
+                profile: true,
+                ..full.clone()
+            },
+            ChildCommand {
+                no_profile: true,
+                ..full.clone()
+            },
+            ChildCommand {
+                quick: false,
+                ..full.clone()
+            },
+            ChildCommand {
+                only: vec!["one".into()],
+                ..plain.clone()
+            },
+        ] {
+            assert_round_trip(&child);
+        }
+    }
 }

@@ -17,7 +17,7 @@ use crate::output::{OutputError, OutputLayout};
 use crate::profile::{FlameGraphTitle, FoldedStacks, render_differential};
 use crate::report::{render_bisect, step_verdict};
 use crate::runner::{
-    Arm, Build, BuildCache, BuildRecipe, CancelFlag, Commit, GitRepo, ProfileOptions,
+    Arm, Build, BuildCache, BuildRecipe, CancelFlag, ChildCommand, Commit, GitRepo, ProfileOptions,
     ProfileSelection, RunOptions, Schedule, Slot, SlotRun, install_interrupt_handler, run_child_to,
     select_benchmarks,
 };
@@ -313,25 +313,26 @@ impl ChildBuilds<'_> {
     }
 
     /// One child `campaign run` of build `index`, its report or why none.
-    fn run_once(&mut self, index: usize, arm: Arm, extra: &[String]) -> Result<SlotRun, String> {
+    /// `with` adds what this run asks of it beyond the bisection's flags.
+    fn run_once(
+        &mut self,
+        index: usize,
+        arm: Arm,
+        with: impl FnOnce(&mut ChildCommand),
+    ) -> Result<SlotRun, String> {
         let (build, campaign) = self.ready(index)?.clone();
         self.runs += 1;
         let out = self.scratch.join(format!("run_{}", self.runs));
-        let mut child =
-            super::child_run_arguments(self.args.day, campaign.as_path(), &out, self.layout)
-                .map_err(|e| e.to_string())?;
-        // Measure only: no `after` steps, nothing written to a store.
-        child.push("--measure-only".into());
-        if self.args.quick {
-            child.push("--quick".into());
-        }
-        if !self.args.only.is_empty() {
-            child.extend(["--only".into(), self.args.only.join(",")]);
-        }
-        if let Some(t) = self.args.threads {
-            child.extend(["--threads".into(), t.to_string()]);
-        }
-        child.extend(extra.iter().cloned());
+        let mut child = ChildCommand {
+            // Measure only: no `after` steps, nothing written to a store.
+            measure_only: true,
+            quick: self.args.quick,
+            only: self.args.only.clone(),
+            threads: self.args.threads.map(|t| t.get()),
+            ..super::sitting_child(self.args.day, campaign.as_path(), &out, self.layout)
+                .map_err(|e| e.to_string())?
+        };
+        with(&mut child);
         // The children's tables go to one log, not over the progress.
         let log = self.children_log()?;
         let ran = run_child_to(arm, &build.binary, &child, self.interrupt, log.into());
@@ -375,14 +376,12 @@ impl ChildBuilds<'_> {
                 std::fs::create_dir_all(folder)
                     .map_err(|e| format!("{}: {e}", folder.display()))?;
             }
-            let extra = [
-                "--profile".to_string(),
-                "--raw-profiles-dir".into(),
-                raw.display().to_string(),
-                "--flame-graphs-dir".into(),
-                flames.display().to_string(),
-            ];
-            let SlotRun::Report(report) = self.run_once(index, Arm::Candidate, &extra)? else {
+            let profiled = |child: &mut ChildCommand| {
+                child.profile = true;
+                child.raw_profiles_dir = Some(raw.clone());
+                child.flame_graphs_dir = Some(flames.clone());
+            };
+            let SlotRun::Report(report) = self.run_once(index, Arm::Candidate, profiled)? else {
                 return Err(format!("the profiled run of {side} left no report"));
             };
             let mut merged = FoldedStacks::default();
@@ -487,11 +486,6 @@ impl BisectBuilds for ChildBuilds<'_> {
             eprintln!("  pair {}: {label} against the good build", slot.pair + 1);
         }
         // A warm-up only wakes caches up: quick is enough.
-        let extra: Vec<String> = if slot.warmup && !self.args.quick {
-            vec!["--quick".into()]
-        } else {
-            Vec::new()
-        };
-        self.run_once(index, slot.arm, &extra)
+        self.run_once(index, slot.arm, |child| child.quick |= slot.warmup)
     }
 }

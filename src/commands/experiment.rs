@@ -28,7 +28,8 @@ use crate::model::DailyReport;
 use crate::output::{OutputError, OutputLayout};
 use crate::report::render_experiments;
 use crate::runner::{
-    Arm, CancelFlag, Schedule, SlotRun, install_interrupt_handler, run_child, run_sitting,
+    Arm, CancelFlag, ChildCommand, Schedule, SlotRun, install_interrupt_handler, run_child,
+    run_sitting,
 };
 
 /// What an experiment run is asked for.
@@ -421,14 +422,12 @@ fn run_one(
                     slot.index.to_string()
                 }
             ));
-            let mut child_args = child_arguments(args, campaign, layout, &out, *day, names)?;
-            if slot.warmup && !args.quick {
-                child_args.push("--quick".into());
-            }
+            let mut child = sitting_child(args, campaign, layout, &out, *day, names)?;
+            child.quick |= slot.warmup;
             if slot.arm == Arm::Candidate {
-                child_args.extend(["--toggle".into(), toggle_json.clone()]);
+                child.toggle_json = Some(toggle_json.clone());
             }
-            let ran = run_child(slot.arm, &this, &child_args, interrupt);
+            let ran = run_child(slot.arm, &this, &child, interrupt);
             let _ = std::fs::remove_dir_all(&out);
             match ran {
                 Ok(run) if run.exit_code == Some(i32::from(exit::USAGE)) => {
@@ -501,27 +500,23 @@ fn merged(mut reports: Vec<(u32, DailyReport)>) -> DailyReport {
     first
 }
 
-/// The arguments of one child: the day's chosen benchmarks, one run,
-/// unprofiled, its report on stdout.
-fn child_arguments(
+/// One child: the day's chosen benchmarks, one run, unprofiled, its
+/// report on stdout.
+fn sitting_child(
     args: &ExperimentArgs,
     campaign: &Campaign,
     layout: &OutputLayout,
     out: &Path,
     day: u32,
     names: &[String],
-) -> Result<Vec<String>, CommandError> {
-    let mut a = super::child_run_arguments(day, &campaign.path, out, layout)?;
-    a.extend([
-        "--only".into(),
-        names.join(","),
-        "--no-profile".into(),
-        "--measure-only".into(),
-    ]);
-    if args.quick {
-        a.push("--quick".into());
-    }
-    Ok(a)
+) -> Result<ChildCommand, CommandError> {
+    Ok(ChildCommand {
+        only: names.to_vec(),
+        no_profile: true,
+        measure_only: true,
+        quick: args.quick,
+        ..super::sitting_child(day, &campaign.path, out, layout)?
+    })
 }
 
 /// Carries an experiment's speed-up over to all profiled time of the

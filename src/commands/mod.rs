@@ -44,6 +44,7 @@ use crate::components::server::ServerError;
 use crate::model::DaySummary;
 use crate::output::OutputError;
 use crate::output::OutputLayout;
+use crate::runner::ChildCommand;
 
 /// Loads a campaign and prepares its results folder (`--out`, else the
 /// campaign's output_dir, else `results/`).
@@ -69,32 +70,24 @@ pub fn open_toggled_campaign(
     Ok((campaign, layout))
 }
 
-/// The arguments every child `campaign run` of a sitting starts with: the
-/// day, one run, the report on stdout, in its own results folder `out`
-/// (created here) that shares this run's model cache.
-pub(crate) fn child_run_arguments(
+/// What every child `campaign run` of a sitting starts from: the day, one
+/// run, the report on stdout, in its own results folder `out` (created
+/// here) that shares this run's model cache.
+pub(crate) fn sitting_child(
     day: u32,
     campaign: &Path,
     out: &Path,
     layout: &OutputLayout,
-) -> Result<Vec<String>, CommandError> {
+) -> Result<ChildCommand, CommandError> {
     std::fs::create_dir_all(out).map_err(|source| crate::output::OutputError::Write {
         path: out.to_path_buf(),
         source,
     })?;
     crate::runner::share_model_cache(&layout.model_cache(), out);
-    Ok(vec![
-        "run".into(),
-        "--day".into(),
-        day.to_string(),
-        "--campaign".into(),
-        campaign.display().to_string(),
-        "--out".into(),
-        out.display().to_string(),
-        "--runs".into(),
-        "1".into(),
-        "--json".into(),
-    ])
+    Ok(ChildCommand {
+        runs: Some(1),
+        ..ChildCommand::new(day, campaign, out)
+    })
 }
 
 /// Each benchmark's own `regression_threshold_pct`, by name: every verdict

@@ -20,9 +20,9 @@ use crate::report::{
     render_comparison_table, render_summary_table, write_artifact, write_day_artifacts,
 };
 use crate::runner::{
-    Arm, CancelFlag, ChildError, ChildRun, ProfileOptions, ProfileSelection, RunOptions, Schedule,
-    SittingRuns, Slot, SlotRun, configure_threads, console_progress, install_interrupt_handler,
-    run_child, run_day, run_sitting, select_benchmarks,
+    Arm, CancelFlag, ChildCommand, ChildError, ChildRun, ProfileOptions, ProfileSelection,
+    RunOptions, Schedule, SittingRuns, Slot, SlotRun, configure_threads, console_progress,
+    install_interrupt_handler, run_child, run_day, run_sitting, select_benchmarks,
 };
 
 #[derive(Debug, Clone)]
@@ -411,17 +411,15 @@ impl Night<'_> {
             } else {
                 format!("run_{}", slot.index)
             });
-            let mut child = child_arguments(args, only, &out, layout)?;
-            child.push("--measure-only".into());
+            let mut child = sitting_child(args, only, &out, layout)?;
+            child.measure_only = true;
             if slot.warmup {
-                if !args.quick {
-                    child.push("--quick".into());
-                }
-                child.push("--no-profile".into());
+                child.quick = true;
+                child.no_profile = true;
             } else if profiled && slot.index == 0 {
-                child.extend(self.profile_arguments());
+                self.profile_into(&mut child);
             } else {
-                child.push("--no-profile".into());
+                child.no_profile = true;
             }
             let ran = run_child(slot.arm, &this, &child, self.interrupt);
             let _ = std::fs::remove_dir_all(&out);
@@ -446,25 +444,14 @@ impl Night<'_> {
 
     /// The profiling flags of the run that takes the night's profiles:
     /// the user's choice, and this run's folders for the files.
-    fn profile_arguments(&self) -> Vec<String> {
-        let args = self.args;
-        let mut a = Vec::new();
-        if args.profile {
-            a.push("--profile".into());
-        }
-        if args.no_profile {
-            a.push("--no-profile".into());
-        }
-        if let Some(hz) = args.profile_hz {
-            a.extend(["--profile-hz".into(), hz.to_string()]);
-        }
-        a.extend([
-            "--raw-profiles-dir".into(),
-            self.options.profile.raw_dir.display().to_string(),
-            "--flame-graphs-dir".into(),
-            self.options.profile.flame_dir.display().to_string(),
-        ]);
-        a
+    /// The profile flags of the run, and its folders for the child's
+    /// profiles.
+    fn profile_into(&self, child: &mut ChildCommand) {
+        child.profile = self.args.profile;
+        child.no_profile = self.args.no_profile;
+        child.profile_hz = self.args.profile_hz;
+        child.raw_profiles_dir = Some(self.options.profile.raw_dir.clone());
+        child.flame_graphs_dir = Some(self.options.profile.flame_dir.clone());
     }
 
     /// `--against-bin`: this build and another run the day alternately as
@@ -507,13 +494,11 @@ impl Night<'_> {
                 (true, Arm::Candidate) => "warmup_this".to_string(),
                 (false, _) => format!("run_{}", slot.index),
             });
-            let mut child = child_arguments(args, &args.only, &out, layout)?;
+            let mut child = sitting_child(args, &args.only, &out, layout)?;
             // Measure only: a child's night is one run of this one, never
             // a night of its own in the campaign's store.
-            child.push("--measure-only".into());
-            if slot.warmup && !args.quick {
-                child.push("--quick".into());
-            }
+            child.measure_only = true;
+            child.quick |= slot.warmup;
             let ran = run_child(slot.arm, program, &child, self.interrupt);
             let _ = std::fs::remove_dir_all(&out);
             slot_outcome(ran, program)
@@ -868,29 +853,21 @@ fn refuse(refusal: &PlanRefusal, baseline: Option<&str>) -> CommandError {
     ))
 }
 
-/// The arguments of one child of a sitting: the same day, one run, its
-/// report on stdout; only flags every build of `campaign` understands.
-fn child_arguments(
+/// One child of a sitting: the same day, one run, its report on stdout;
+/// only flags every build of `campaign` understands.
+fn sitting_child(
     args: &RunArgs,
     only: &[String],
     out: &Path,
     layout: &OutputLayout,
-) -> Result<Vec<String>, CommandError> {
-    let mut a = super::child_run_arguments(args.day, &args.campaign, out, layout)?;
-    if args.quick {
-        a.push("--quick".into());
-    }
-    if !only.is_empty() {
-        a.push("--only".into());
-        a.push(only.join(","));
-    }
-    if let Some(t) = args.threads {
-        a.extend(["--threads".into(), t.to_string()]);
-    }
-    if let Some(d) = args.device {
-        a.extend(["--device".into(), d.to_string()]);
-    }
-    Ok(a)
+) -> Result<ChildCommand, CommandError> {
+    Ok(ChildCommand {
+        quick: args.quick,
+        only: only.to_vec(),
+        threads: args.threads.map(|t| t.get()),
+        device: args.device,
+        ..super::sitting_child(args.day, &args.campaign, out, layout)?
+    })
 }
 
 /// One line per finished run in the machine's append-only history.

@@ -3,6 +3,7 @@
 
 mod builds;
 mod calibrate;
+mod child;
 mod day;
 mod execute;
 mod interrupt;
@@ -15,6 +16,7 @@ mod threads;
 
 pub use builds::{Build, BuildCache, BuildError, BuildRecipe, Commit, DEFAULT_BUILD, GitRepo};
 pub use calibrate::calibrate;
+pub use child::ChildCommand;
 pub use day::{RunOptions, run_day, select_benchmarks};
 pub use interrupt::{CancelFlag, install_interrupt_handler};
 pub use plan::iteration_plan;

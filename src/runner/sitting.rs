@@ -20,6 +20,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::CancelFlag;
+use super::child::ChildCommand;
 use crate::model::DailyReport;
 
 /// The two sides of an interleaved sitting.
@@ -269,16 +270,17 @@ pub struct ChildRun {
     pub exit_code: Option<i32>,
 }
 
-/// Runs `program run …args` as a child and reads the day report it prints
-/// (`--json`). Ctrl-C in the parent is forwarded to the child once, so it
-/// stops at its next safe point and still prints what it measured.
+/// Runs `program` with the command line of `child` and reads the day
+/// report it prints (`--json`). Ctrl-C in the parent is forwarded to the
+/// child once, so it stops at its next safe point and still prints what it
+/// measured.
 pub fn run_child(
     arm: Arm,
     program: &Path,
-    args: &[String],
+    child: &ChildCommand,
     interrupt: &CancelFlag,
 ) -> Result<ChildRun, ChildError> {
-    run_child_to(arm, program, args, interrupt, Stdio::inherit())
+    run_child_to(arm, program, child, interrupt, Stdio::inherit())
 }
 
 /// [`run_child`] with the child's messages sent to `stderr` (a log file,
@@ -287,13 +289,13 @@ pub fn run_child(
 pub fn run_child_to(
     arm: Arm,
     program: &Path,
-    args: &[String],
+    child: &ChildCommand,
     interrupt: &CancelFlag,
     stderr: Stdio,
 ) -> Result<ChildRun, ChildError> {
     let mut command = Command::new(program);
     command
-        .args(args)
+        .args(child.argv())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr);

@@ -7,6 +7,7 @@
 use std::path::Path;
 
 use super::CancelFlag;
+use super::child::ChildCommand;
 use super::sitting::{Arm, run_child};
 use crate::benchmarks::BenchmarkKind;
 use crate::campaign::{BenchmarkSpec, Campaign};
@@ -69,33 +70,21 @@ pub fn run_at_threads(
             ))
         })?;
     share_model_cache(opts.model_cache_dir, out.path());
-    let mut args: Vec<String> = vec![
-        "run".into(),
-        "--day".into(),
-        opts.day.to_string(),
-        "--campaign".into(),
-        campaign.path.display().to_string(),
-        "--out".into(),
-        out.path().display().to_string(),
-        "--only".into(),
-        name.clone(),
-        "--threads".into(),
-        threads.to_string(),
-        "--json".into(),
-        "--thread-child".into(),
-    ];
-    if opts.quick {
-        args.push("--quick".into());
-    }
-    if let Some(device) = opts.device {
-        args.extend(["--device".into(), device.to_string()]);
-    }
-    if let Some(toggle) = &campaign.toggle {
-        let json = serde_json::to_string(toggle).map_err(|e| fail(e.to_string()))?;
-        args.extend(["--toggle".into(), json]);
-    }
-    let child =
-        run_child(Arm::Candidate, &program, &args, interrupt).map_err(|e| fail(e.to_string()))?;
+    let toggle_json = match &campaign.toggle {
+        Some(toggle) => Some(serde_json::to_string(toggle).map_err(|e| fail(e.to_string()))?),
+        None => None,
+    };
+    let command = ChildCommand {
+        only: vec![name.clone()],
+        threads: Some(threads as u64),
+        quick: opts.quick,
+        device: opts.device,
+        toggle_json,
+        thread_child: true,
+        ..ChildCommand::new(opts.day, &campaign.path, out.path())
+    };
+    let child = run_child(Arm::Candidate, &program, &command, interrupt)
+        .map_err(|e| fail(e.to_string()))?;
     Ok(child
         .report
         .results
