@@ -76,6 +76,16 @@ pub struct Settings {
     pub max_raw_samples: RawSamples,
 }
 
+impl Settings {
+    /// These settings as a command line overrides them (`--threads`,
+    /// `--device`): what a run resolves once and every step of it reads.
+    pub fn overridden(mut self, threads: Option<Threads>, device: Option<DeviceSpec>) -> Self {
+        self.threads = threads.unwrap_or(self.threads);
+        self.device = device.unwrap_or(self.device);
+        self
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Self {

@@ -126,8 +126,10 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         day: args.day,
         quick: args.quick,
         only: args.only.clone(),
-        device: args.device,
-        threads: args.threads,
+        settings: campaign
+            .file
+            .settings()
+            .overridden(args.threads, args.device),
         model_cache_dir: layout.model_cache(),
         scratch_dir: layout.scratch(),
         profile: ProfileOptions {
@@ -155,11 +157,7 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
     if let Some(device) = args.device {
         device.ensure_compiled()?;
     }
-    configure_threads(
-        args.threads
-            .unwrap_or(campaign.file.settings().threads)
-            .usize(),
-    );
+    configure_threads(options.settings.threads.usize());
     // A missing baseline fails now, not after an hour of benchmarks.
     let baseline = args
         .baseline
@@ -175,7 +173,7 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         .map_or(args.runs.unwrap_or(1) as usize, |p| p.runs);
     let interrupt = install_interrupt_handler()?;
     if options_have_no_benchmarks(&campaign, &options) {
-        run_day_steps(&campaign, &layout, args, &interrupt)?;
+        run_day_steps(&campaign, &layout, args, &options, &interrupt)?;
         return Ok(exit::OK);
     }
     let night = Night {
@@ -678,7 +676,7 @@ impl Night<'_> {
         {
             return Ok(code);
         }
-        run_day_steps(campaign, layout, args, self.interrupt)?;
+        run_day_steps(campaign, layout, args, self.options, self.interrupt)?;
         if args.advisory && (code == exit::REGRESSION || code == exit::TOO_NOISY) {
             eprintln!("advisory run: exit 0 instead of {code}");
             code = exit::OK;
@@ -929,16 +927,14 @@ fn run_day_steps(
     campaign: &Campaign,
     layout: &OutputLayout,
     args: &RunArgs,
+    options: &RunOptions,
     interrupt: &CancelFlag,
 ) -> Result<(), CommandError> {
     let day = campaign.day(args.day)?;
     for step in &day.after {
         match step {
             DayStep::Calibrate => {
-                let threads = args
-                    .threads
-                    .unwrap_or(campaign.file.settings().threads)
-                    .usize();
+                let threads = options.settings.threads.usize();
                 let (calibration, path) = run_calibration(campaign, layout, args.quick, threads)?;
                 say(
                     args,

@@ -13,8 +13,7 @@ use super::profiling::{self, ProfileOptions};
 use super::results::BenchmarkFrame;
 use super::{CancelFlag, Progress, SilentProgress};
 use crate::benchmarks::{BenchContext, BenchmarkKind, find_kind};
-use crate::campaign::{BenchmarkSpec, Campaign, CampaignError, Target};
-use crate::components::inference::DeviceSpec;
+use crate::campaign::{BenchmarkSpec, Campaign, CampaignError, Settings, Target};
 use crate::model::Environment;
 use crate::model::QUICK_FACTOR;
 use crate::model::{
@@ -34,8 +33,10 @@ pub struct RunOptions {
     pub day: u32,
     pub quick: bool,
     pub only: Vec<String>,
-    pub device: Option<DeviceSpec>,
-    pub threads: Option<crate::campaign::bounds::Threads>,
+    /// The campaign's settings with the command line's overrides, resolved
+    /// once by the command: every step of the run reads its threads and
+    /// device here.
+    pub settings: Settings,
     pub model_cache_dir: std::path::PathBuf,
     pub scratch_dir: std::path::PathBuf,
     pub profile: ProfileOptions,
@@ -100,11 +101,7 @@ pub fn run_day(
 ) -> Result<DailyReport, CampaignError> {
     let benchmarks = select_benchmarks(campaign, opts)?;
     let day = campaign.day(opts.day)?;
-    let mut settings = campaign.file.settings();
-    if let Some(threads) = opts.threads {
-        settings.threads = threads;
-    }
-    settings.device = opts.device.unwrap_or(settings.device);
+    let settings = opts.settings.clone();
     let ctx = BenchContext::for_campaign(
         campaign,
         settings.clone(),
@@ -253,7 +250,7 @@ fn child_settings(opts: &RunOptions) -> super::threads::ChildSettings<'_> {
     super::threads::ChildSettings {
         day: opts.day,
         quick: opts.quick,
-        device: opts.device,
+        device: opts.settings.device,
         scratch_dir: &opts.scratch_dir,
         model_cache_dir: &opts.model_cache_dir,
     }
@@ -714,7 +711,7 @@ mod tests {
         let ctx = BenchContext {
             models: BTreeMap::new(),
             settings: settings.clone(),
-            device: DeviceSpec::Cpu,
+            device: crate::components::inference::DeviceSpec::Cpu,
             model_cache_dir: dir.path().join("models"),
             scratch_dir: dir.path().join("scratch"),
             campaign_dir: dir.path().to_path_buf(),

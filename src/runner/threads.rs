@@ -18,7 +18,7 @@ use crate::model::BenchmarkResult;
 pub struct ChildSettings<'a> {
     pub day: u32,
     pub quick: bool,
-    pub device: Option<DeviceSpec>,
+    pub device: DeviceSpec,
     pub scratch_dir: &'a Path,
     pub model_cache_dir: &'a Path,
 }
@@ -78,7 +78,7 @@ pub fn run_at_threads(
         only: vec![name.clone()],
         threads: Some(threads as u64),
         quick: opts.quick,
-        device: opts.device,
+        device: Some(opts.device),
         toggle_json,
         thread_child: true,
         ..ChildCommand::new(opts.day, &campaign.path, out.path())
