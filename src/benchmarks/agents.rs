@@ -131,6 +131,20 @@ fn loads(p: &AgentParams) -> Result<Vec<Load>, ParamProblem> {
 /// Bytes each task's timeline keeps: four 8-byte stamps and a counter.
 const TIMELINE_BYTES_PER_TASK: u64 = 40;
 
+const QUEUE_WAIT_MS: MetricDef =
+    MetricDef::duration_ms("queue_wait_ms", "task submitted → an agent starts it");
+const SERVICE_MS: MetricDef = MetricDef::duration_ms(
+    "service_ms",
+    "an agent starts the task → it is done (one block compressed)",
+);
+const AGENT_TASK_E2E_MS: MetricDef = MetricDef::duration_ms("e2e_ms", "task submitted → done");
+const TASKS_PER_S: MetricDef = MetricDef::quantity(
+    "tasks_per_s",
+    "tasks/s",
+    true,
+    "tasks ÷ (first submission → last completion)",
+);
+
 pub struct AgentTaskLatency;
 
 impl Kind for AgentTaskLatency {
@@ -145,27 +159,13 @@ impl Kind for AgentTaskLatency {
     }
 
     fn metrics(&self) -> &'static [MetricDef] {
-        const METRICS: &[MetricDef] = &[
-            MetricDef::duration_ms("queue_wait_ms", "task submitted → an agent starts it"),
-            MetricDef::duration_ms(
-                "service_ms",
-                "an agent starts the task → it is done (one block compressed)",
-            ),
-            MetricDef::duration_ms("e2e_ms", "task submitted → done"),
-            MetricDef::quantity(
-                "tasks_per_s",
-                "tasks/s",
-                true,
-                "tasks ÷ (first submission → last completion)",
-            ),
-        ];
-        METRICS
+        &[QUEUE_WAIT_MS, SERVICE_MS, AGENT_TASK_E2E_MS, TASKS_PER_S]
     }
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: Some("e2e_ms"),
-            throughput: Some("tasks_per_s"),
+            latency: Some(AGENT_TASK_E2E_MS.name),
+            throughput: Some(TASKS_PER_S.name),
         }
     }
 
@@ -451,11 +451,11 @@ impl BenchmarkCase for AgentCase {
             let submitted = timeline.submitted_ns[id].load(Ordering::Relaxed);
             let start = timeline.started_ns[id].load(Ordering::Relaxed);
             let finish = timeline.finished_ns[id].load(Ordering::Relaxed);
-            obs.value("queue_wait_ms", ms(start.saturating_sub(submitted)));
-            obs.value("service_ms", ms(finish.saturating_sub(start)));
-            obs.value("e2e_ms", ms(finish.saturating_sub(submitted)));
+            obs.value(&QUEUE_WAIT_MS, ms(start.saturating_sub(submitted)));
+            obs.value(&SERVICE_MS, ms(finish.saturating_sub(start)));
+            obs.value(&AGENT_TASK_E2E_MS, ms(finish.saturating_sub(submitted)));
         }
-        obs.value("tasks_per_s", self.tasks as f64 / wall.as_secs_f64());
+        obs.value(&TASKS_PER_S, self.tasks as f64 / wall.as_secs_f64());
         Ok(())
     }
 }

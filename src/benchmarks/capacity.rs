@@ -37,44 +37,42 @@ use crate::stats::{
     ProbeVerdict, RequestSlo, Saturation, search_capacity,
 };
 
-const METRICS: &[MetricDef] = &[
-    MetricDef::quantity(
-        "capacity_requests_per_s",
-        "requests/s",
-        true,
-        "the offered rate at which the worst SLO's measured share of breaking requests crosses its allowed share, interpolated (log–log) between the closest probes on either side",
-    ),
-    MetricDef::quantity(
-        "capacity_low_requests_per_s",
-        "requests/s",
-        true,
-        "the highest rate whose probe settled within every SLO: the interval's low end",
-    ),
-    MetricDef::quantity(
-        "capacity_high_requests_per_s",
-        "requests/s",
-        true,
-        "the lowest rate whose probe settled an SLO broken: the interval's high end",
-    ),
-    MetricDef::quantity(
-        "saturation_requests_per_s",
-        "requests/s",
-        true,
-        "requests completed per second by a closed loop at max_concurrency: what the server does flat out, latency aside",
-    ),
-    MetricDef::quantity(
-        "capacity_probes",
-        "probes",
-        false,
-        "probes measured, the saturation probe included",
-    ),
-    MetricDef::quantity(
-        "capacity_search_s",
-        "s",
-        false,
-        "the probes' time, end to end",
-    ),
-];
+const CAPACITY_REQUESTS_PER_S: MetricDef = MetricDef::quantity(
+    "capacity_requests_per_s",
+    "requests/s",
+    true,
+    "the offered rate at which the worst SLO's measured share of breaking requests crosses its allowed share, interpolated (log–log) between the closest probes on either side",
+);
+const CAPACITY_LOW_REQUESTS_PER_S: MetricDef = MetricDef::quantity(
+    "capacity_low_requests_per_s",
+    "requests/s",
+    true,
+    "the highest rate whose probe settled within every SLO: the interval's low end",
+);
+const CAPACITY_HIGH_REQUESTS_PER_S: MetricDef = MetricDef::quantity(
+    "capacity_high_requests_per_s",
+    "requests/s",
+    true,
+    "the lowest rate whose probe settled an SLO broken: the interval's high end",
+);
+const SATURATION_REQUESTS_PER_S: MetricDef = MetricDef::quantity(
+    "saturation_requests_per_s",
+    "requests/s",
+    true,
+    "requests completed per second by a closed loop at max_concurrency: what the server does flat out, latency aside",
+);
+const CAPACITY_PROBES: MetricDef = MetricDef::quantity(
+    "capacity_probes",
+    "probes",
+    false,
+    "probes measured, the saturation probe included",
+);
+const CAPACITY_SEARCH_S: MetricDef = MetricDef::quantity(
+    "capacity_search_s",
+    "s",
+    false,
+    "the probes' time, end to end",
+);
 
 fn default_percentile() -> Percent {
     Percent::new_const(99.0)
@@ -246,13 +244,20 @@ impl Kind for Capacity {
     }
 
     fn metrics(&self) -> &'static [MetricDef] {
-        METRICS
+        &[
+            CAPACITY_REQUESTS_PER_S,
+            CAPACITY_LOW_REQUESTS_PER_S,
+            CAPACITY_HIGH_REQUESTS_PER_S,
+            SATURATION_REQUESTS_PER_S,
+            CAPACITY_PROBES,
+            CAPACITY_SEARCH_S,
+        ]
     }
 
     fn headline(&self) -> Headline {
         Headline {
             latency: None,
-            throughput: Some("capacity_requests_per_s"),
+            throughput: Some(CAPACITY_REQUESTS_PER_S.name),
         }
     }
 
@@ -728,19 +733,19 @@ impl BenchmarkCase for CapacityCase {
         let report = search_capacity(self, slos, plan)?;
         let r = &report.result;
         if let Some(c) = r.capacity_per_s {
-            obs.value("capacity_requests_per_s", c);
+            obs.value(&CAPACITY_REQUESTS_PER_S, c);
         }
         if let Some(low) = r.interval_per_s[0] {
-            obs.value("capacity_low_requests_per_s", low);
+            obs.value(&CAPACITY_LOW_REQUESTS_PER_S, low);
         }
         if let Some(high) = r.interval_per_s[1] {
-            obs.value("capacity_high_requests_per_s", high);
+            obs.value(&CAPACITY_HIGH_REQUESTS_PER_S, high);
         }
         if let Some(s) = report.saturation {
-            obs.value("saturation_requests_per_s", s.completed_per_s);
+            obs.value(&SATURATION_REQUESTS_PER_S, s.completed_per_s);
         }
-        obs.value("capacity_probes", r.probes as f64);
-        obs.value("capacity_search_s", r.search_s);
+        obs.value(&CAPACITY_PROBES, r.probes as f64);
+        obs.value(&CAPACITY_SEARCH_S, r.search_s);
         self.last = Some(report);
         Ok(())
     }

@@ -26,7 +26,8 @@ use crate::campaign::bounds::{Count, Seconds};
 use crate::components::external::{ExternalError, ExternalProgram, locate};
 use crate::stats::ValueKind;
 
-const WALL_MS: &str = "wall_ms";
+const WALL_MS: MetricDef =
+    MetricDef::duration_ms("wall_ms", "one run of the program, from start to exit");
 
 /// How much of an output an error message quotes.
 const QUOTED_OUTPUT_CHARS: usize = 300;
@@ -217,11 +218,7 @@ impl Kind for CommandKind {
     }
 
     fn metrics(&self) -> &'static [MetricDef] {
-        const METRICS: &[MetricDef] = &[MetricDef::duration_ms(
-            WALL_MS,
-            "one run of the program, from start to exit",
-        )];
-        METRICS
+        &[WALL_MS]
     }
 
     fn mapped_metrics(&self, p: &CommandParams) -> Vec<MetricDef> {
@@ -233,7 +230,7 @@ impl Kind for CommandKind {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: Some(WALL_MS),
+            latency: Some(WALL_MS.name),
             throughput: None,
         }
     }
@@ -249,7 +246,7 @@ impl Kind for CommandKind {
             }
         } else {
             Headline {
-                latency: Some(WALL_MS),
+                latency: Some(WALL_MS.name),
                 throughput: Some(def.name),
             }
         })
@@ -300,7 +297,7 @@ impl Kind for CommandKind {
         }
         for (name, mapping) in &p.metrics {
             let key = format!("metrics.{name}");
-            if !valid_metric_name(name) || name == WALL_MS {
+            if !valid_metric_name(name) || name == WALL_MS.name {
                 return Err(ParamProblem::at(
                     &key,
                     format!("{name:?} cannot name a metric"),
@@ -323,7 +320,7 @@ impl Kind for CommandKind {
             }
         }
         if let Some(headline) = &p.headline
-            && headline != WALL_MS
+            && headline != WALL_MS.name
             && !p.metrics.contains_key(headline)
         {
             return Err(ParamProblem::at(
@@ -460,7 +457,7 @@ impl BenchmarkCase for CommandCase {
         for _ in 0..self.repeat {
             let started = Instant::now();
             let output = self.external.run().map_err(component)?;
-            observations.duration(WALL_MS, started.elapsed());
+            observations.duration(&WALL_MS, started.elapsed());
             let document = parse_output(&output.bytes, self.output)
                 .map_err(|e| BenchmarkError::Component(format!("{}: {e}", self.program)))?;
             for (name, written, path) in &self.mappings {
@@ -472,7 +469,7 @@ impl BenchmarkCase for CommandCase {
                     ))
                 })?;
                 for value in values {
-                    observations.value(name, value);
+                    observations.mapped_value(name, value);
                 }
             }
         }

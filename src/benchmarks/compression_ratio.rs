@@ -2,7 +2,8 @@
 //! round-tripped and compared.
 
 use super::compression::{
-    CompressionParams, RATIO_METRICS, case_count, check_params, memory, prepare_cases,
+    COMPRESSED_BYTES, CompressionParams, RATIO, SPACE_SAVING_PCT, case_count, check_params, memory,
+    prepare_cases,
 };
 use super::{
     BenchContext, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models, ParamProblem,
@@ -23,13 +24,13 @@ impl Kind for CompressionRatio {
     }
 
     fn metrics(&self) -> &'static [MetricDef] {
-        &RATIO_METRICS
+        &[RATIO, COMPRESSED_BYTES, SPACE_SAVING_PCT]
     }
 
     fn headline(&self) -> Headline {
         Headline {
             latency: None,
-            throughput: Some("ratio"),
+            throughput: Some(RATIO.name),
         }
     }
 

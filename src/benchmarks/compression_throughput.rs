@@ -2,7 +2,9 @@
 //! codec, against memcpy of the same bytes in the same iteration.
 
 use super::compression::{
-    CompressionParams, RATIO_METRICS, case_count, check_params, memory, prepare_cases,
+    COMPRESS_BLOCK_MS, COMPRESS_FRACTION_OF_MEMCPY, COMPRESS_MB_PER_S, COMPRESSED_BYTES,
+    CompressionParams, DECOMPRESS_FRACTION_OF_MEMCPY, DECOMPRESS_MB_PER_S, MEMCPY_MB_PER_S, RATIO,
+    SPACE_SAVING_PCT, case_count, check_params, memory, prepare_cases,
 };
 use super::{
     BenchContext, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models, ParamProblem,
@@ -23,52 +25,23 @@ impl Kind for CompressionThroughput {
     }
 
     fn metrics(&self) -> &'static [MetricDef] {
-        const METRICS: [MetricDef; 9] = [
-            RATIO_METRICS[0],
-            RATIO_METRICS[1],
-            RATIO_METRICS[2],
-            MetricDef::quantity(
-                "compress_mb_per_s",
-                "MB/s",
-                true,
-                "input bytes ÷ time to compress every block",
-            ),
-            MetricDef::quantity(
-                "decompress_mb_per_s",
-                "MB/s",
-                true,
-                "input bytes ÷ time to decompress every block",
-            ),
-            MetricDef::quantity(
-                "memcpy_mb_per_s",
-                "MB/s",
-                true,
-                "reference: memcpy of the same bytes in the same block-sized chunks, same iteration",
-            ),
-            MetricDef::quantity(
-                "compress_fraction_of_memcpy",
-                "ratio",
-                true,
-                "compress MB/s ÷ memcpy MB/s",
-            ),
-            MetricDef::quantity(
-                "decompress_fraction_of_memcpy",
-                "ratio",
-                true,
-                "decompress MB/s ÷ memcpy MB/s",
-            ),
-            MetricDef::duration_ms(
-                "compress_block_ms",
-                "mean time to compress one block in the iteration",
-            ),
-        ];
-        &METRICS
+        &[
+            RATIO,
+            COMPRESSED_BYTES,
+            SPACE_SAVING_PCT,
+            COMPRESS_MB_PER_S,
+            DECOMPRESS_MB_PER_S,
+            MEMCPY_MB_PER_S,
+            COMPRESS_FRACTION_OF_MEMCPY,
+            DECOMPRESS_FRACTION_OF_MEMCPY,
+            COMPRESS_BLOCK_MS,
+        ]
     }
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: Some("compress_block_ms"),
-            throughput: Some("compress_mb_per_s"),
+            latency: Some(COMPRESS_BLOCK_MS.name),
+            throughput: Some(COMPRESS_MB_PER_S.name),
         }
     }
 

@@ -118,6 +118,19 @@ pub struct SweepParams {
     dir: Option<PathBuf>,
 }
 
+const OP_LATENCY_MS: MetricDef = MetricDef::duration_ms(
+    "op_latency_ms",
+    "one read or write of one block (pread/pwrite)",
+);
+const DISK_MB_PER_S: MetricDef = MetricDef::quantity(
+    "mb_per_s",
+    "MB/s",
+    true,
+    "bytes ÷ iteration time; writes include a final fdatasync",
+);
+const DISK_OPS_PER_S: MetricDef =
+    MetricDef::quantity("ops_per_s", "ops/s", true, "operations ÷ iteration time");
+
 pub struct DiskBlockSweep;
 
 impl Kind for DiskBlockSweep {
@@ -132,26 +145,13 @@ impl Kind for DiskBlockSweep {
     }
 
     fn metrics(&self) -> &'static [MetricDef] {
-        const METRICS: &[MetricDef] = &[
-            MetricDef::duration_ms(
-                "op_latency_ms",
-                "one read or write of one block (pread/pwrite)",
-            ),
-            MetricDef::quantity(
-                "mb_per_s",
-                "MB/s",
-                true,
-                "bytes ÷ iteration time; writes include a final fdatasync",
-            ),
-            MetricDef::quantity("ops_per_s", "ops/s", true, "operations ÷ iteration time"),
-        ];
-        METRICS
+        &[OP_LATENCY_MS, DISK_MB_PER_S, DISK_OPS_PER_S]
     }
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: Some("op_latency_ms"),
-            throughput: Some("mb_per_s"),
+            latency: Some(OP_LATENCY_MS.name),
+            throughput: Some(DISK_MB_PER_S.name),
         }
     }
 
@@ -366,17 +366,17 @@ impl BenchmarkCase for SweepCase {
             } else {
                 self.file.read_exact_at(&mut self.buf, offset).map_err(io)?;
             }
-            obs.duration("op_latency_ms", op.elapsed());
+            obs.duration(&OP_LATENCY_MS, op.elapsed());
         }
         if self.pattern.is_write() {
             self.file.sync_data().map_err(io)?;
         }
         let elapsed: Duration = started.elapsed();
         obs.value(
-            "mb_per_s",
+            &DISK_MB_PER_S,
             (self.ops * self.block) as f64 / 1e6 / elapsed.as_secs_f64(),
         );
-        obs.value("ops_per_s", self.ops as f64 / elapsed.as_secs_f64());
+        obs.value(&DISK_OPS_PER_S, self.ops as f64 / elapsed.as_secs_f64());
         Ok(())
     }
 }

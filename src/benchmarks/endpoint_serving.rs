@@ -26,7 +26,7 @@ use super::request_timing::{RequestTiming, Slo, record_run};
 use super::traffic::PrefixReuse;
 use super::traffic_report::{ReuseTally, Timeline, TimelineRequest, TtftPair};
 use super::workload::Request;
-use super::{BenchmarkCase, BenchmarkError, Conclusion, Observations};
+use super::{BenchmarkCase, BenchmarkError, Conclusion, MetricDef, Observations};
 use crate::components::endpoint::{
     EndpointClient, ErrorClass, PreparedRequest, RequestFailure, RequestPrompt, Stamped,
     StreamedCompletion, Surprise,
@@ -34,6 +34,111 @@ use crate::components::endpoint::{
 use crate::components::inference::TextTokenizer;
 use crate::machine::process_cpu_seconds;
 use crate::model::Findings;
+
+// What a run against an endpoint records besides every request's timing:
+// the client's own share, the server's view, and the failures by class.
+pub(super) const DISPATCH_LAG_MS: MetricDef = MetricDef::duration_ms(
+    "dispatch_lag_ms",
+    "endpoint: scheduled send → the request went out, less its wait for a concurrency slot: the client's own lateness (its timer, its runtime, building the body)",
+);
+pub(super) const CLIENT_CPU_PCT: MetricDef = MetricDef::quantity(
+    "client_cpu_pct",
+    "%",
+    false,
+    "endpoint: the client process's CPU time (user + system) ÷ the iteration's wall time, in % of one core",
+);
+pub(super) const CLIENT_CPU_US_PER_OUTPUT_TOKEN: MetricDef = MetricDef::quantity(
+    "client_cpu_us_per_output_token",
+    "µs/token",
+    false,
+    "endpoint: the client process's CPU time ÷ output tokens received in the iteration",
+);
+pub(super) const PREFIX_HIT_PCT: MetricDef = MetricDef::quantity(
+    "prefix_hit_pct",
+    "%",
+    true,
+    "endpoint: prompt tokens the server took from its prefix cache (usage.prompt_tokens_details.cached_tokens) ÷ prompt tokens, over the iteration's requests that report it",
+);
+pub(super) const SERVER_TTFT_MS: MetricDef = MetricDef::duration_ms(
+    "server_ttft_ms",
+    "endpoint: the server's own time from reading the request to its first token, as it reports it (campaign serve does)",
+);
+pub(super) const TRANSPORT_CLIENT_MS: MetricDef = MetricDef::duration_ms(
+    "transport_client_ms",
+    "endpoint: the client's time from sending to the first content chunk, minus server_ttft_ms: the network path and the client",
+);
+pub(super) const ENDPOINT_ERROR_RATE_PCT: MetricDef = MetricDef::quantity(
+    "error_rate_pct",
+    "%",
+    false,
+    "endpoint targets: requests of the iteration that failed, any class",
+);
+pub(super) const ERRORS_CONNECT: MetricDef = MetricDef::quantity(
+    "errors_connect",
+    "requests",
+    false,
+    "endpoint: no connection",
+);
+pub(super) const ERRORS_TIMEOUT: MetricDef = MetricDef::quantity(
+    "errors_timeout",
+    "requests",
+    false,
+    "endpoint: past request_timeout_s",
+);
+pub(super) const ERRORS_RATE_LIMITED: MetricDef = MetricDef::quantity(
+    "errors_rate_limited",
+    "requests",
+    false,
+    "endpoint: HTTP 429",
+);
+pub(super) const ERRORS_HTTP_4XX: MetricDef = MetricDef::quantity(
+    "errors_http_4xx",
+    "requests",
+    false,
+    "endpoint: other HTTP 4xx",
+);
+pub(super) const ERRORS_HTTP_5XX: MetricDef = MetricDef::quantity(
+    "errors_http_5xx",
+    "requests",
+    false,
+    "endpoint: HTTP 5xx, or an error object in the stream",
+);
+pub(super) const ERRORS_MALFORMED_SSE: MetricDef = MetricDef::quantity(
+    "errors_malformed_sse",
+    "requests",
+    false,
+    "endpoint: not the stream a chunk should be: event data that is not a chunk's JSON, a field of the wrong type, a limit passed (docs/campaign-author.md, Limits)",
+);
+pub(super) const ERRORS_MALFORMED_USAGE: MetricDef = MetricDef::quantity(
+    "errors_malformed_usage",
+    "requests",
+    false,
+    "endpoint: a usage the request cannot have had: a count negative or not whole, more tokens than max_tokens, a total that is not prompt + completion, a prompt count that contradicts the prompt sent",
+);
+pub(super) const ERRORS_CUT_SHORT: MetricDef = MetricDef::quantity(
+    "errors_cut_short",
+    "requests",
+    false,
+    "endpoint: the stream ended or broke before [DONE]",
+);
+pub(super) const SHORT_RESPONSES: MetricDef = MetricDef::quantity(
+    "short_responses",
+    "requests",
+    false,
+    "endpoint with ignore_eos: completed responses with fewer output tokens than the max_tokens asked (by the usage, or a finish reason other than length); not errors, but their tokens/s and latencies are of shorter outputs",
+);
+pub(super) const ENDPOINT_SHORT_RESPONSE_PCT: MetricDef = MetricDef::quantity(
+    "short_response_pct",
+    "%",
+    false,
+    "endpoint with ignore_eos: short_responses in % of the iteration's completed responses",
+);
+pub(super) const SERVER_PROMPT_TOKENS: MetricDef = MetricDef::quantity(
+    "server_prompt_tokens",
+    "tokens",
+    false,
+    "endpoint: each prompt's length as the server's usage counts it (the only length of text prompts sent whole)",
+);
 
 /// One request's fate, with the client's clock.
 struct Outcome {
@@ -728,7 +833,7 @@ impl BenchmarkCase for EndpointCase {
                 .saturating_duration_since(outcome.scheduled)
                 .saturating_sub(slot_wait);
             let lag_ms = lag.as_secs_f64() * 1e3;
-            obs.value("dispatch_lag_ms", lag_ms);
+            obs.value(&DISPATCH_LAG_MS, lag_ms);
             self.audit.lag_ms.push(lag_ms);
         }
         let mut timings = Vec::new();
@@ -767,7 +872,7 @@ impl BenchmarkCase for EndpointCase {
                         .push(timing.ttft_from_send.as_secs_f64() * 1e3);
                     timings.push(timing);
                     if let Some(tokens) = done.prompt_tokens() {
-                        obs.value("server_prompt_tokens", tokens as f64);
+                        obs.value(&SERVER_PROMPT_TOKENS, tokens as f64);
                     }
                     let prompt_tokens = done.prompt_tokens().unwrap_or(
                         self.requests
@@ -786,8 +891,8 @@ impl BenchmarkCase for EndpointCase {
                         let first = done.chunks.first().map_or(done.done_at, |c| c.at);
                         let client_ms =
                             first.saturating_duration_since(outcome.sent).as_secs_f64() * 1e3;
-                        obs.value("server_ttft_ms", server_ms);
-                        obs.value("transport_client_ms", client_ms - server_ms);
+                        obs.value(&SERVER_TTFT_MS, server_ms);
+                        obs.value(&TRANSPORT_CLIENT_MS, client_ms - server_ms);
                     }
                 }
                 Err(failure) => {
@@ -799,25 +904,22 @@ impl BenchmarkCase for EndpointCase {
         record_run(obs, &timings, wall, self.open_loop, self.slo);
         if reported_prompt_tokens > 0 {
             obs.value(
-                "prefix_hit_pct",
+                &PREFIX_HIT_PCT,
                 100.0 * cached_tokens as f64 / reported_prompt_tokens as f64,
             );
         }
         if let Some(cpu_s) = client_cpu_s {
-            obs.value("client_cpu_pct", 100.0 * cpu_s / wall.as_secs_f64());
+            obs.value(&CLIENT_CPU_PCT, 100.0 * cpu_s / wall.as_secs_f64());
             let tokens: usize = timings.iter().map(|t| t.output_tokens).sum();
             if tokens > 0 {
-                obs.value(
-                    "client_cpu_us_per_output_token",
-                    cpu_s * 1e6 / tokens as f64,
-                );
+                obs.value(&CLIENT_CPU_US_PER_OUTPUT_TOKEN, cpu_s * 1e6 / tokens as f64);
             }
             self.audit.cpu_s += cpu_s;
             self.audit.wall_s += wall.as_secs_f64();
         }
         let errors: u64 = failed.values().sum();
         obs.value(
-            "error_rate_pct",
+            &ENDPOINT_ERROR_RATE_PCT,
             100.0 * errors as f64 / self.requests.len().max(1) as f64,
         );
         for class in ErrorClass::ALL {
@@ -826,10 +928,10 @@ impl BenchmarkCase for EndpointCase {
                 failed.get(&class).copied().unwrap_or(0) as f64,
             );
         }
-        obs.value("short_responses", short as f64);
+        obs.value(&SHORT_RESPONSES, short as f64);
         if !timings.is_empty() {
             obs.value(
-                "short_response_pct",
+                &ENDPOINT_SHORT_RESPONSE_PCT,
                 100.0 * short as f64 / timings.len() as f64,
             );
         }
@@ -869,16 +971,16 @@ impl BenchmarkCase for EndpointCase {
 }
 
 /// The metric counting one class of failures.
-pub(super) fn error_metric(class: ErrorClass) -> &'static str {
+pub(super) fn error_metric(class: ErrorClass) -> &'static MetricDef {
     match class {
-        ErrorClass::Connect => "errors_connect",
-        ErrorClass::Timeout => "errors_timeout",
-        ErrorClass::RateLimited => "errors_rate_limited",
-        ErrorClass::Http4xx => "errors_http_4xx",
-        ErrorClass::Http5xx => "errors_http_5xx",
-        ErrorClass::MalformedSse => "errors_malformed_sse",
-        ErrorClass::MalformedUsage => "errors_malformed_usage",
-        ErrorClass::CutShort => "errors_cut_short",
+        ErrorClass::Connect => &ERRORS_CONNECT,
+        ErrorClass::Timeout => &ERRORS_TIMEOUT,
+        ErrorClass::RateLimited => &ERRORS_RATE_LIMITED,
+        ErrorClass::Http4xx => &ERRORS_HTTP_4XX,
+        ErrorClass::Http5xx => &ERRORS_HTTP_5XX,
+        ErrorClass::MalformedSse => &ERRORS_MALFORMED_SSE,
+        ErrorClass::MalformedUsage => &ERRORS_MALFORMED_USAGE,
+        ErrorClass::CutShort => &ERRORS_CUT_SHORT,
     }
 }
 

@@ -113,6 +113,33 @@ enum MemoryOf {
     Unseen,
 }
 
+const ENDURANCE_E2E_MS: MetricDef =
+    MetricDef::duration_ms("e2e_ms", "one generation: prompt → last token");
+const RSS_MIB: MetricDef = MetricDef::quantity(
+    "rss_mib",
+    "MiB",
+    false,
+    "resident memory at the end of each sample interval",
+);
+const ENDURANCE_REQUESTS_PER_S: MetricDef = MetricDef::quantity(
+    "requests_per_s",
+    "requests/s",
+    true,
+    "generations completed in a sample interval ÷ its length",
+);
+const ENDURANCE_ERROR_RATE_PCT: MetricDef = MetricDef::quantity(
+    "error_rate_pct",
+    "%",
+    false,
+    "served requests that failed in a sample interval, in % (endpoint targets)",
+);
+const ENDURANCE_SHORT_RESPONSE_PCT: MetricDef = MetricDef::quantity(
+    "short_response_pct",
+    "%",
+    false,
+    "endpoint with ignore_eos: completed responses of a sample interval with fewer output tokens than asked, in %",
+);
+
 pub struct Endurance;
 
 impl Kind for Endurance {
@@ -137,34 +164,13 @@ impl Kind for Endurance {
     }
 
     fn metrics(&self) -> &'static [MetricDef] {
-        const METRICS: &[MetricDef] = &[
-            MetricDef::duration_ms("e2e_ms", "one generation: prompt → last token"),
-            MetricDef::quantity(
-                "rss_mib",
-                "MiB",
-                false,
-                "resident memory at the end of each sample interval",
-            ),
-            MetricDef::quantity(
-                "requests_per_s",
-                "requests/s",
-                true,
-                "generations completed in a sample interval ÷ its length",
-            ),
-            MetricDef::quantity(
-                "error_rate_pct",
-                "%",
-                false,
-                "served requests that failed in a sample interval, in % (endpoint targets)",
-            ),
-            MetricDef::quantity(
-                "short_response_pct",
-                "%",
-                false,
-                "endpoint with ignore_eos: completed responses of a sample interval with fewer output tokens than asked, in %",
-            ),
-        ];
-        METRICS
+        &[
+            ENDURANCE_E2E_MS,
+            RSS_MIB,
+            ENDURANCE_REQUESTS_PER_S,
+            ENDURANCE_ERROR_RATE_PCT,
+            ENDURANCE_SHORT_RESPONSE_PCT,
+        ]
     }
 
     fn setup_metrics(&self) -> &'static [MetricDef] {
@@ -173,8 +179,8 @@ impl Kind for Endurance {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: Some("e2e_ms"),
-            throughput: Some("requests_per_s"),
+            latency: Some(ENDURANCE_E2E_MS.name),
+            throughput: Some(ENDURANCE_REQUESTS_PER_S.name),
         }
     }
 
@@ -406,7 +412,7 @@ impl BenchmarkCase for EnduranceCase {
                 continue;
             }
             let e2e = t.elapsed();
-            obs.duration("e2e_ms", e2e);
+            obs.duration(&ENDURANCE_E2E_MS, e2e);
             self.latencies
                 .push((started.elapsed().as_secs_f64(), e2e.as_secs_f64() * 1e3));
             served += 1;
@@ -429,21 +435,24 @@ impl BenchmarkCase for EnduranceCase {
             MemoryOf::Unseen => None,
         };
         obs.value(
-            "requests_per_s",
+            &ENDURANCE_REQUESTS_PER_S,
             served as f64 / interval_start.elapsed().as_secs_f64(),
         );
         if let Load::Served { tally, .. } = &mut self.load {
             tally.sent(attempts as u64);
             obs.value(
-                "error_rate_pct",
+                &ENDURANCE_ERROR_RATE_PCT,
                 100.0 * (attempts - served) as f64 / attempts as f64,
             );
             if served > 0 {
-                obs.value("short_response_pct", 100.0 * short as f64 / served as f64);
+                obs.value(
+                    &ENDURANCE_SHORT_RESPONSE_PCT,
+                    100.0 * short as f64 / served as f64,
+                );
             }
         }
         if let Some(rss) = rss {
-            obs.value("rss_mib", rss);
+            obs.value(&RSS_MIB, rss);
             self.rss_samples
                 .push((started.elapsed().as_secs_f64(), rss));
         }

@@ -49,6 +49,15 @@ pub(super) fn longest(lengths: &[Tokens], field: &str) -> Result<u64, ParamProbl
     })
 }
 
+pub(super) const FIRST_TOKEN_LATENCY_TTFT_MS: MetricDef =
+    MetricDef::duration_ms("ttft_ms", "prompt submitted → first generated token");
+const PREFILL_TOKENS_PER_S: MetricDef = MetricDef::quantity(
+    "prefill_tokens_per_s",
+    "tokens/s",
+    true,
+    "prompt tokens × batch ÷ TTFT",
+);
+
 pub struct FirstTokenLatency;
 
 impl Kind for FirstTokenLatency {
@@ -63,16 +72,7 @@ impl Kind for FirstTokenLatency {
     }
 
     fn metrics(&self) -> &'static [MetricDef] {
-        const METRICS: &[MetricDef] = &[
-            MetricDef::duration_ms("ttft_ms", "prompt submitted → first generated token"),
-            MetricDef::quantity(
-                "prefill_tokens_per_s",
-                "tokens/s",
-                true,
-                "prompt tokens × batch ÷ TTFT",
-            ),
-        ];
-        METRICS
+        &[FIRST_TOKEN_LATENCY_TTFT_MS, PREFILL_TOKENS_PER_S]
     }
 
     fn setup_metrics(&self) -> &'static [MetricDef] {
@@ -81,8 +81,8 @@ impl Kind for FirstTokenLatency {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: Some("ttft_ms"),
-            throughput: Some("prefill_tokens_per_s"),
+            latency: Some(FIRST_TOKEN_LATENCY_TTFT_MS.name),
+            throughput: Some(PREFILL_TOKENS_PER_S.name),
         }
     }
 
@@ -93,7 +93,7 @@ impl Kind for FirstTokenLatency {
     fn roofline_phase(&self) -> Option<RooflinePhase> {
         Some(RooflinePhase {
             phase: InferencePhase::Prefill,
-            tokens_per_s: "prefill_tokens_per_s",
+            tokens_per_s: PREFILL_TOKENS_PER_S.name,
         })
     }
 
@@ -173,9 +173,9 @@ impl BenchmarkCase for PrefillCase {
         let first = session.prefill(&self.prompt)?;
         let ttft = started.elapsed();
         std::hint::black_box(first);
-        obs.duration("ttft_ms", ttft);
+        obs.duration(&FIRST_TOKEN_LATENCY_TTFT_MS, ttft);
         obs.value(
-            "prefill_tokens_per_s",
+            &PREFILL_TOKENS_PER_S,
             (self.prompt.len() * self.batch_size) as f64 / ttft.as_secs_f64(),
         );
         Ok(())

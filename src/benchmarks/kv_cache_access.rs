@@ -72,6 +72,135 @@ pub struct AccessParams {
     cold_queue_depth: QueueDepth,
 }
 
+const STEP_MS: MetricDef = MetricDef::duration_ms(
+    "step_ms",
+    "one decode step of one sequence: append a token, read its whole window",
+);
+const BLOCK_FETCH_HOT_MS: MetricDef = MetricDef::duration_ms(
+    "block_fetch_hot_ms",
+    "fetching one block found in the hot tier",
+);
+const BLOCK_FETCH_COLD_MS: MetricDef = MetricDef::duration_ms(
+    "block_fetch_cold_ms",
+    "fetching one block from disk: read, checksum, decode, promote (at a queue depth above 1, a batch's time ÷ its blocks)",
+);
+const HOT_HIT_RATE_PCT: MetricDef = MetricDef::quantity(
+    "hot_hit_rate_pct",
+    "%",
+    true,
+    "fetches served by the hot tier",
+);
+const BELADY_HIT_RATE_PCT: MetricDef = MetricDef::quantity(
+    "belady_hit_rate_pct",
+    "%",
+    true,
+    "the best hot hit rate any policy could reach on this iteration's trace with the same hot tier (Belady's MIN, computed offline)",
+);
+const HOT_HIT_RATE_FRACTION_OF_BELADY: MetricDef = MetricDef::quantity(
+    "hot_hit_rate_fraction_of_belady",
+    "ratio",
+    true,
+    "hot hit rate ÷ Belady's optimal hit rate",
+);
+const ADMISSIONS_DECLINED: MetricDef = MetricDef::quantity(
+    "admissions_declined",
+    "blocks",
+    false,
+    "stores and cold reads the eviction policy kept out of the hot tier",
+);
+const COLD_HIT_RATE_PCT: MetricDef = MetricDef::quantity(
+    "cold_hit_rate_pct",
+    "%",
+    false,
+    "fetches served by the cold tier",
+);
+const EVICTIONS: MetricDef = MetricDef::quantity(
+    "evictions",
+    "blocks",
+    false,
+    "blocks moved from hot to cold",
+);
+const EVICTION_WRITES: MetricDef = MetricDef::quantity(
+    "eviction_writes",
+    "blocks",
+    false,
+    "evictions that wrote (the rest were already on disk)",
+);
+const PROMOTIONS: MetricDef = MetricDef::quantity(
+    "promotions",
+    "blocks",
+    false,
+    "cold blocks moved back to the hot tier",
+);
+const SHARED_PREFIX_HITS: MetricDef = MetricDef::quantity(
+    "shared_prefix_hits",
+    "blocks",
+    true,
+    "stores skipped because another sequence holds the same prefix block",
+);
+const BYTES_READ_MIB: MetricDef =
+    MetricDef::quantity("bytes_read_mib", "MiB", false, "read from the cold file");
+const BYTES_WRITTEN_MIB: MetricDef = MetricDef::quantity(
+    "bytes_written_mib",
+    "MiB",
+    false,
+    "written to the cold file",
+);
+const COLD_DISK_MIB: MetricDef = MetricDef::quantity(
+    "cold_disk_mib",
+    "MiB",
+    false,
+    "size of the cold file at the end of the trace",
+);
+const COLD_READ_MB_PER_S: MetricDef = MetricDef::quantity(
+    "cold_read_mb_per_s",
+    "MB/s",
+    true,
+    "bytes read ÷ time in cold fetches",
+);
+const RAW_READ_MB_PER_S: MetricDef = MetricDef::quantity(
+    "raw_read_mb_per_s",
+    "MB/s",
+    true,
+    "reference: plain reads of the cold slots of a decode step (every sequence's window), in the same order, from the same cold file, same I/O mode and queue depth; four passes spread over the iteration's decode steps",
+);
+const COLD_READ_FRACTION_OF_RAW: MetricDef = MetricDef::quantity(
+    "cold_read_fraction_of_raw",
+    "ratio",
+    true,
+    "cold read MB/s ÷ raw read MB/s",
+);
+const COLD_WRITE_MB_PER_S: MetricDef = MetricDef::quantity(
+    "cold_write_mb_per_s",
+    "MB/s",
+    true,
+    "bytes written ÷ time in stores that evicted with a write",
+);
+const RAW_WRITE_MB_PER_S: MetricDef = MetricDef::quantity(
+    "raw_write_mb_per_s",
+    "MB/s",
+    true,
+    "reference: plain writes of as many slots, same I/O mode, same iteration",
+);
+const COLD_WRITE_FRACTION_OF_RAW: MetricDef = MetricDef::quantity(
+    "cold_write_fraction_of_raw",
+    "ratio",
+    true,
+    "cold write MB/s ÷ raw write MB/s",
+);
+const INT8_MAX_ABS_ERROR: MetricDef = MetricDef::quantity(
+    "int8_max_abs_error",
+    "value",
+    false,
+    "int8 cold tier: largest |original − reconstructed| over every value of every cold fetch",
+);
+const INT8_RMS_ERROR: MetricDef = MetricDef::quantity(
+    "int8_rms_error",
+    "value",
+    false,
+    "int8 cold tier: root mean square of (original − reconstructed) over the same values",
+);
+
 pub struct KvCacheAccess;
 
 impl Kind for KvCacheAccess {
@@ -86,142 +215,37 @@ impl Kind for KvCacheAccess {
     }
 
     fn metrics(&self) -> &'static [MetricDef] {
-        const METRICS: &[MetricDef] = &[
-            MetricDef::duration_ms(
-                "step_ms",
-                "one decode step of one sequence: append a token, read its whole window",
-            ),
-            MetricDef::duration_ms(
-                "block_fetch_hot_ms",
-                "fetching one block found in the hot tier",
-            ),
-            MetricDef::duration_ms(
-                "block_fetch_cold_ms",
-                "fetching one block from disk: read, checksum, decode, promote (at a queue depth above 1, a batch's time ÷ its blocks)",
-            ),
-            MetricDef::quantity(
-                "hot_hit_rate_pct",
-                "%",
-                true,
-                "fetches served by the hot tier",
-            ),
-            MetricDef::quantity(
-                "belady_hit_rate_pct",
-                "%",
-                true,
-                "the best hot hit rate any policy could reach on this iteration's trace with the same hot tier (Belady's MIN, computed offline)",
-            ),
-            MetricDef::quantity(
-                "hot_hit_rate_fraction_of_belady",
-                "ratio",
-                true,
-                "hot hit rate ÷ Belady's optimal hit rate",
-            ),
-            MetricDef::quantity(
-                "admissions_declined",
-                "blocks",
-                false,
-                "stores and cold reads the eviction policy kept out of the hot tier",
-            ),
-            MetricDef::quantity(
-                "cold_hit_rate_pct",
-                "%",
-                false,
-                "fetches served by the cold tier",
-            ),
-            MetricDef::quantity(
-                "evictions",
-                "blocks",
-                false,
-                "blocks moved from hot to cold",
-            ),
-            MetricDef::quantity(
-                "eviction_writes",
-                "blocks",
-                false,
-                "evictions that wrote (the rest were already on disk)",
-            ),
-            MetricDef::quantity(
-                "promotions",
-                "blocks",
-                false,
-                "cold blocks moved back to the hot tier",
-            ),
-            MetricDef::quantity(
-                "shared_prefix_hits",
-                "blocks",
-                true,
-                "stores skipped because another sequence holds the same prefix block",
-            ),
-            MetricDef::quantity("bytes_read_mib", "MiB", false, "read from the cold file"),
-            MetricDef::quantity(
-                "bytes_written_mib",
-                "MiB",
-                false,
-                "written to the cold file",
-            ),
-            MetricDef::quantity(
-                "cold_disk_mib",
-                "MiB",
-                false,
-                "size of the cold file at the end of the trace",
-            ),
-            MetricDef::quantity(
-                "cold_read_mb_per_s",
-                "MB/s",
-                true,
-                "bytes read ÷ time in cold fetches",
-            ),
-            MetricDef::quantity(
-                "raw_read_mb_per_s",
-                "MB/s",
-                true,
-                "reference: plain reads of the cold slots of a decode step (every sequence's window), in the same order, from the same cold file, same I/O mode and queue depth; four passes spread over the iteration's decode steps",
-            ),
-            MetricDef::quantity(
-                "cold_read_fraction_of_raw",
-                "ratio",
-                true,
-                "cold read MB/s ÷ raw read MB/s",
-            ),
-            MetricDef::quantity(
-                "cold_write_mb_per_s",
-                "MB/s",
-                true,
-                "bytes written ÷ time in stores that evicted with a write",
-            ),
-            MetricDef::quantity(
-                "raw_write_mb_per_s",
-                "MB/s",
-                true,
-                "reference: plain writes of as many slots, same I/O mode, same iteration",
-            ),
-            MetricDef::quantity(
-                "cold_write_fraction_of_raw",
-                "ratio",
-                true,
-                "cold write MB/s ÷ raw write MB/s",
-            ),
-            MetricDef::quantity(
-                "int8_max_abs_error",
-                "value",
-                false,
-                "int8 cold tier: largest |original − reconstructed| over every value of every cold fetch",
-            ),
-            MetricDef::quantity(
-                "int8_rms_error",
-                "value",
-                false,
-                "int8 cold tier: root mean square of (original − reconstructed) over the same values",
-            ),
-        ];
-        METRICS
+        &[
+            STEP_MS,
+            BLOCK_FETCH_HOT_MS,
+            BLOCK_FETCH_COLD_MS,
+            HOT_HIT_RATE_PCT,
+            BELADY_HIT_RATE_PCT,
+            HOT_HIT_RATE_FRACTION_OF_BELADY,
+            ADMISSIONS_DECLINED,
+            COLD_HIT_RATE_PCT,
+            EVICTIONS,
+            EVICTION_WRITES,
+            PROMOTIONS,
+            SHARED_PREFIX_HITS,
+            BYTES_READ_MIB,
+            BYTES_WRITTEN_MIB,
+            COLD_DISK_MIB,
+            COLD_READ_MB_PER_S,
+            RAW_READ_MB_PER_S,
+            COLD_READ_FRACTION_OF_RAW,
+            COLD_WRITE_MB_PER_S,
+            RAW_WRITE_MB_PER_S,
+            COLD_WRITE_FRACTION_OF_RAW,
+            INT8_MAX_ABS_ERROR,
+            INT8_RMS_ERROR,
+        ]
     }
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: Some("step_ms"),
-            throughput: Some("cold_read_mb_per_s"),
+            latency: Some(STEP_MS.name),
+            throughput: Some(COLD_READ_MB_PER_S.name),
         }
     }
 
@@ -646,11 +670,11 @@ impl BenchmarkCase for AccessCase {
                         let tier = tier.ok_or_else(|| lost(key))?;
                         if tier == Tier::Hot {
                             hot += 1;
-                            obs.duration("block_fetch_hot_ms", fetch);
+                            obs.duration(&BLOCK_FETCH_HOT_MS, fetch);
                         } else {
                             cold += 1;
                             cold_read_time += fetch;
-                            obs.duration("block_fetch_cold_ms", fetch);
+                            obs.duration(&BLOCK_FETCH_COLD_MS, fetch);
                         }
                         self.check_fetched(key, &out, tier, &mut error)?;
                     }
@@ -661,7 +685,7 @@ impl BenchmarkCase for AccessCase {
                     for &key in &seq.keys {
                         let fetch_start = Instant::now();
                         if cache.get_hot(key, &mut out) {
-                            obs.duration("block_fetch_hot_ms", fetch_start.elapsed());
+                            obs.duration(&BLOCK_FETCH_HOT_MS, fetch_start.elapsed());
                             hot += 1;
                             self.check_fetched(key, &out, Tier::Hot, &mut error)?;
                         } else {
@@ -682,13 +706,13 @@ impl BenchmarkCase for AccessCase {
                                 return Err(lost(key));
                             }
                             cold += 1;
-                            obs.duration("block_fetch_cold_ms", per_block);
+                            obs.duration(&BLOCK_FETCH_COLD_MS, per_block);
                             let fetched = &batch[i * block..(i + 1) * block];
                             self.check_fetched(key, fetched, Tier::Cold, &mut error)?;
                         }
                     }
                 }
-                obs.duration("step_ms", started.elapsed());
+                obs.duration(&STEP_MS, started.elapsed());
             }
             if (step + 1) % pass_every == 0 || step + 1 == self.decode_steps {
                 let keys: Vec<BlockKey> = sequences.iter().flat_map(|q| q.keys.clone()).collect();
@@ -697,51 +721,51 @@ impl BenchmarkCase for AccessCase {
         }
 
         if let Some((max_abs, rms)) = error.finish() {
-            obs.value("int8_max_abs_error", max_abs);
-            obs.value("int8_rms_error", rms);
+            obs.value(&INT8_MAX_ABS_ERROR, max_abs);
+            obs.value(&INT8_RMS_ERROR, rms);
         }
         let stats = cache.stats().clone();
         let fetches = (hot + cold).max(1) as f64;
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
-        obs.value("hot_hit_rate_pct", hot as f64 * 100.0 / fetches);
-        obs.value("cold_hit_rate_pct", cold as f64 * 100.0 / fetches);
+        obs.value(&HOT_HIT_RATE_PCT, hot as f64 * 100.0 / fetches);
+        obs.value(&COLD_HIT_RATE_PCT, cold as f64 * 100.0 / fetches);
         let (optimal_hits, counted) = belady_hits(&trace, self.hot_blocks);
         if counted > 0 {
             let optimal = optimal_hits as f64 * 100.0 / counted as f64;
-            obs.value("belady_hit_rate_pct", optimal);
+            obs.value(&BELADY_HIT_RATE_PCT, optimal);
             if optimal > 0.0 {
                 obs.value(
-                    "hot_hit_rate_fraction_of_belady",
+                    &HOT_HIT_RATE_FRACTION_OF_BELADY,
                     hot as f64 * 100.0 / fetches / optimal,
                 );
             }
         }
-        obs.value("admissions_declined", stats.admissions_declined as f64);
-        obs.value("evictions", stats.evictions as f64);
-        obs.value("eviction_writes", stats.eviction_writes as f64);
-        obs.value("promotions", stats.promotions as f64);
-        obs.value("shared_prefix_hits", stats.shared_prefix_hits as f64);
-        obs.value("bytes_read_mib", mib(stats.bytes_read));
-        obs.value("bytes_written_mib", mib(stats.bytes_written));
-        obs.value("cold_disk_mib", mib(cache.cold_disk_bytes()));
+        obs.value(&ADMISSIONS_DECLINED, stats.admissions_declined as f64);
+        obs.value(&EVICTIONS, stats.evictions as f64);
+        obs.value(&EVICTION_WRITES, stats.eviction_writes as f64);
+        obs.value(&PROMOTIONS, stats.promotions as f64);
+        obs.value(&SHARED_PREFIX_HITS, stats.shared_prefix_hits as f64);
+        obs.value(&BYTES_READ_MIB, mib(stats.bytes_read));
+        obs.value(&BYTES_WRITTEN_MIB, mib(stats.bytes_written));
+        obs.value(&COLD_DISK_MIB, mib(cache.cold_disk_bytes()));
 
         let raw_read = mb_per_s(reference.bytes, reference.time);
         let slot = cache.cold_tier().slot_bytes();
         let window_slots = sequences.iter().map(|q| q.keys.len()).sum::<usize>();
         let raw_write = self.raw_write_mb_per_s(slot, window_slots.max(1))?;
         if reference.bytes > 0 {
-            obs.value("raw_read_mb_per_s", raw_read);
+            obs.value(&RAW_READ_MB_PER_S, raw_read);
         }
-        obs.value("raw_write_mb_per_s", raw_write);
+        obs.value(&RAW_WRITE_MB_PER_S, raw_write);
         if stats.bytes_read > 0 && reference.bytes > 0 {
             let cold_read = mb_per_s(stats.bytes_read, cold_read_time);
-            obs.value("cold_read_mb_per_s", cold_read);
-            obs.value("cold_read_fraction_of_raw", cold_read / raw_read);
+            obs.value(&COLD_READ_MB_PER_S, cold_read);
+            obs.value(&COLD_READ_FRACTION_OF_RAW, cold_read / raw_read);
         }
         if stats.bytes_written > 0 && !write_time.is_zero() {
             let cold_write = mb_per_s(stats.bytes_written, write_time);
-            obs.value("cold_write_mb_per_s", cold_write);
-            obs.value("cold_write_fraction_of_raw", cold_write / raw_write);
+            obs.value(&COLD_WRITE_MB_PER_S, cold_write);
+            obs.value(&COLD_WRITE_FRACTION_OF_RAW, cold_write / raw_write);
         }
         drop(cache);
         let _ = std::fs::remove_file(cold_path);

@@ -24,6 +24,29 @@ pub struct StoreParams {
     tokens: Tokens,
 }
 
+const KV_CACHE_STORE_STORE_MS: MetricDef =
+    MetricDef::duration_ms("store_ms", "storing every block of the iteration's tokens");
+const STORE_GB_PER_S: MetricDef =
+    MetricDef::quantity("store_gb_per_s", "GB/s", true, "bytes stored ÷ store time");
+const STORE_TOKENS_PER_S: MetricDef = MetricDef::quantity(
+    "store_tokens_per_s",
+    "tokens/s",
+    true,
+    "tokens stored ÷ store time",
+);
+const MEMCPY_GB_PER_S: MetricDef = MetricDef::quantity(
+    "memcpy_gb_per_s",
+    "GB/s",
+    true,
+    "reference: memcpy of the same bytes in the same block-sized chunks into a pre-touched buffer, same iteration",
+);
+const STORE_FRACTION_OF_MEMCPY: MetricDef = MetricDef::quantity(
+    "store_fraction_of_memcpy",
+    "ratio",
+    true,
+    "store GB/s ÷ memcpy GB/s of the same iteration",
+);
+
 pub struct KvCacheStore;
 
 impl Kind for KvCacheStore {
@@ -38,35 +61,19 @@ impl Kind for KvCacheStore {
     }
 
     fn metrics(&self) -> &'static [MetricDef] {
-        const METRICS: &[MetricDef] = &[
-            MetricDef::duration_ms("store_ms", "storing every block of the iteration's tokens"),
-            MetricDef::quantity("store_gb_per_s", "GB/s", true, "bytes stored ÷ store time"),
-            MetricDef::quantity(
-                "store_tokens_per_s",
-                "tokens/s",
-                true,
-                "tokens stored ÷ store time",
-            ),
-            MetricDef::quantity(
-                "memcpy_gb_per_s",
-                "GB/s",
-                true,
-                "reference: memcpy of the same bytes in the same block-sized chunks into a pre-touched buffer, same iteration",
-            ),
-            MetricDef::quantity(
-                "store_fraction_of_memcpy",
-                "ratio",
-                true,
-                "store GB/s ÷ memcpy GB/s of the same iteration",
-            ),
-        ];
-        METRICS
+        &[
+            KV_CACHE_STORE_STORE_MS,
+            STORE_GB_PER_S,
+            STORE_TOKENS_PER_S,
+            MEMCPY_GB_PER_S,
+            STORE_FRACTION_OF_MEMCPY,
+        ]
     }
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: Some("store_ms"),
-            throughput: Some("store_gb_per_s"),
+            latency: Some(KV_CACHE_STORE_STORE_MS.name),
+            throughput: Some(STORE_GB_PER_S.name),
         }
     }
 
@@ -201,14 +208,14 @@ impl BenchmarkCase for StoreCase {
         let _ = std::fs::remove_file(cold_path);
         let store_gbps = gb_per_s(bytes, store);
         let memcpy_gbps = gb_per_s(bytes, memcpy);
-        obs.duration("store_ms", store);
-        obs.value("store_gb_per_s", store_gbps);
+        obs.duration(&KV_CACHE_STORE_STORE_MS, store);
+        obs.value(&STORE_GB_PER_S, store_gbps);
         obs.value(
-            "store_tokens_per_s",
+            &STORE_TOKENS_PER_S,
             (self.blocks * self.geometry.block_tokens) as f64 / store.as_secs_f64(),
         );
-        obs.value("memcpy_gb_per_s", memcpy_gbps);
-        obs.value("store_fraction_of_memcpy", store_gbps / memcpy_gbps);
+        obs.value(&MEMCPY_GB_PER_S, memcpy_gbps);
+        obs.value(&STORE_FRACTION_OF_MEMCPY, store_gbps / memcpy_gbps);
         Ok(())
     }
 }

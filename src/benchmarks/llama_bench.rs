@@ -144,6 +144,17 @@ impl LlamaBenchParams {
     }
 }
 
+const TEST_MS: MetricDef = MetricDef::duration_ms(
+    "test_ms",
+    "the test's prefill and decode steps, context prefill excluded",
+);
+const TOKENS_PER_S: MetricDef = MetricDef::quantity(
+    "tokens_per_s",
+    "tokens/s",
+    true,
+    "(prompt + generated tokens) × batch ÷ test time (llama-bench's avg_ts)",
+);
+
 pub struct LlamaBench;
 
 impl Kind for LlamaBench {
@@ -158,19 +169,7 @@ impl Kind for LlamaBench {
     }
 
     fn metrics(&self) -> &'static [MetricDef] {
-        const METRICS: &[MetricDef] = &[
-            MetricDef::duration_ms(
-                "test_ms",
-                "the test's prefill and decode steps, context prefill excluded",
-            ),
-            MetricDef::quantity(
-                "tokens_per_s",
-                "tokens/s",
-                true,
-                "(prompt + generated tokens) × batch ÷ test time (llama-bench's avg_ts)",
-            ),
-        ];
-        METRICS
+        &[TEST_MS, TOKENS_PER_S]
     }
 
     fn setup_metrics(&self) -> &'static [MetricDef] {
@@ -179,8 +178,8 @@ impl Kind for LlamaBench {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: Some("test_ms"),
-            throughput: Some("tokens_per_s"),
+            latency: Some(TEST_MS.name),
+            throughput: Some(TOKENS_PER_S.name),
         }
     }
 
@@ -361,9 +360,9 @@ impl BenchmarkCase for LlamaBenchCase {
         }
         let elapsed = started.elapsed();
         std::hint::black_box(tokens);
-        obs.duration("test_ms", elapsed);
+        obs.duration(&TEST_MS, elapsed);
         obs.value(
-            "tokens_per_s",
+            &TOKENS_PER_S,
             ((self.shape.prompt + self.shape.generate) * batch) as f64 / elapsed.as_secs_f64(),
         );
         Ok(())

@@ -50,6 +50,17 @@ pub struct MemoryGrowthParams {
     kv_probe_tokens: OptionalTokens,
 }
 
+const RSS_BEFORE_MIB: MetricDef =
+    MetricDef::quantity("rss_before_mib", "MiB", false, "RSS before the runs");
+const RSS_AFTER_MIB: MetricDef =
+    MetricDef::quantity("rss_after_mib", "MiB", false, "RSS after the runs");
+const KV_BYTES_PER_TOKEN_MEASURED: MetricDef = MetricDef::quantity(
+    "kv_bytes_per_token_measured",
+    "bytes",
+    false,
+    "RSS added by a live session after its prefill ÷ prompt tokens (freed memory trimmed first)",
+);
+
 pub struct MemoryGrowth;
 
 impl Kind for MemoryGrowth {
@@ -64,17 +75,7 @@ impl Kind for MemoryGrowth {
     }
 
     fn metrics(&self) -> &'static [MetricDef] {
-        const METRICS: &[MetricDef] = &[
-            MetricDef::quantity("rss_before_mib", "MiB", false, "RSS before the runs"),
-            MetricDef::quantity("rss_after_mib", "MiB", false, "RSS after the runs"),
-            MetricDef::quantity(
-                "kv_bytes_per_token_measured",
-                "bytes",
-                false,
-                "RSS added by a live session after its prefill ÷ prompt tokens (freed memory trimmed first)",
-            ),
-        ];
-        METRICS
+        &[RSS_BEFORE_MIB, RSS_AFTER_MIB, KV_BYTES_PER_TOKEN_MEASURED]
     }
 
     fn setup_metrics(&self) -> &'static [MetricDef] {
@@ -179,8 +180,8 @@ impl BenchmarkCase for GrowthCase {
             generate(&self.model, &self.prompt, self.output_tokens)?;
         }
         let after = rss_mib()?;
-        obs.value("rss_before_mib", before);
-        obs.value("rss_after_mib", after);
+        obs.value(&RSS_BEFORE_MIB, before);
+        obs.value(&RSS_AFTER_MIB, after);
         self.samples.push((before, after));
         Ok(())
     }
@@ -230,7 +231,7 @@ impl BenchmarkCase for KvProbeCase {
         drop(session);
         if let (Some(b), Some(a)) = (before, after) {
             let per_token = a.saturating_sub(b) as f64 / self.prompt.len() as f64;
-            obs.value("kv_bytes_per_token_measured", per_token);
+            obs.value(&KV_BYTES_PER_TOKEN_MEASURED, per_token);
             self.measured.push(per_token);
         }
         Ok(())

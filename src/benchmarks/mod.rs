@@ -56,7 +56,10 @@ use crate::components::inference::{DeviceSpec, InferenceError};
 use crate::model::{Findings, InferencePhase};
 use crate::stats::ValueKind;
 
-/// One metric a kind produces.
+/// One metric a kind produces. Kinds declare each as a constant named
+/// after the metric and record it by reference, so that a misspelt name
+/// does not compile; a name that kinds define differently (`e2e_ms`,
+/// `ops_per_s`) has one constant per definition, prefixed with its kind.
 #[derive(Debug, Clone, Copy)]
 pub struct MetricDef {
     pub name: &'static str,

@@ -31,24 +31,25 @@ pub(super) const PROMPT_LENGTH_AXIS: SweepAxis = SweepAxis {
     series_by: &[],
 };
 
-pub(super) const MODEL_SETUP_METRICS: &[MetricDef] = &[
-    MetricDef::duration_ms(
-        "model_load_ms",
-        "config.json + safetensors → model ready on the device",
-    ),
-    MetricDef::quantity(
-        "rss_after_load_mib",
-        "MiB",
-        false,
-        "resident memory of the process after the model loaded",
-    ),
-    MetricDef::quantity(
-        "model_rss_delta_mib",
-        "MiB",
-        false,
-        "resident memory added by loading the model; near 0 when the allocator reuses memory an earlier benchmark freed (compare context.weights_bytes)",
-    ),
-];
+const MODEL_LOAD_MS: MetricDef = MetricDef::duration_ms(
+    "model_load_ms",
+    "config.json + safetensors → model ready on the device",
+);
+const RSS_AFTER_LOAD_MIB: MetricDef = MetricDef::quantity(
+    "rss_after_load_mib",
+    "MiB",
+    false,
+    "resident memory of the process after the model loaded",
+);
+const MODEL_RSS_DELTA_MIB: MetricDef = MetricDef::quantity(
+    "model_rss_delta_mib",
+    "MiB",
+    false,
+    "resident memory added by loading the model; near 0 when the allocator reuses memory an earlier benchmark freed (compare context.weights_bytes)",
+);
+
+pub(super) const MODEL_SETUP_METRICS: &[MetricDef] =
+    &[MODEL_LOAD_MS, RSS_AFTER_LOAD_MIB, MODEL_RSS_DELTA_MIB];
 
 pub(super) fn default_model() -> String {
     "default".to_string()
@@ -461,11 +462,11 @@ pub(super) fn load_model(name: &str, ctx: &BenchContext) -> Result<ModelUnderTes
     let model = open_model(resolved, &folder, &device, ctx.settings.dtype.to_candle())?;
     let load_ms = started.elapsed().as_secs_f64() * 1e3;
     let rss_after = rss::resident_set_bytes();
-    let mut setup = vec![("model_load_ms", load_ms)];
+    let mut setup = vec![(MODEL_LOAD_MS.name, load_ms)];
     if let (Some(before), Some(after)) = (rss_before, rss_after) {
-        setup.push(("rss_after_load_mib", after as f64 / MIB));
+        setup.push((RSS_AFTER_LOAD_MIB.name, after as f64 / MIB));
         setup.push((
-            "model_rss_delta_mib",
+            MODEL_RSS_DELTA_MIB.name,
             after.saturating_sub(before) as f64 / MIB,
         ));
     }

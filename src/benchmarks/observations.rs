@@ -1,5 +1,7 @@
 use std::time::Duration;
 
+use super::MetricDef;
+
 /// Scalar values and per-step vectors, by metric.
 pub type ObservedParts = (Vec<(&'static str, f64)>, Vec<(&'static str, Vec<f64>)>);
 
@@ -16,18 +18,26 @@ impl Observations {
         Self::default()
     }
 
-    pub fn duration(&mut self, metric: &'static str, elapsed: Duration) {
-        self.values.push((metric, elapsed.as_secs_f64() * 1e3));
+    pub fn duration(&mut self, metric: &MetricDef, elapsed: Duration) {
+        self.values.push((metric.name, elapsed.as_secs_f64() * 1e3));
     }
 
-    pub fn value(&mut self, metric: &'static str, value: f64) {
+    pub fn value(&mut self, metric: &MetricDef, value: f64) {
+        self.values.push((metric.name, value));
+    }
+
+    /// Only for the metrics a campaign names (a `command`'s mapped
+    /// outputs), which no kind can declare as a constant: every other
+    /// metric is recorded by its [`MetricDef`], so a misspelt one does not
+    /// compile.
+    pub fn mapped_value(&mut self, metric: &'static str, value: f64) {
         self.values.push((metric, value));
     }
 
     /// A vector of values indexed by step; every element is also recorded
     /// as a sample of `metric`.
-    pub fn series(&mut self, metric: &'static str, values: Vec<f64>) {
-        self.series.push((metric, values));
+    pub fn series(&mut self, metric: &MetricDef, values: Vec<f64>) {
+        self.series.push((metric.name, values));
     }
 
     /// The scalar values and the per-step vectors, for the recorder.

@@ -101,6 +101,15 @@ pub struct PlantedParams {
     panic_at_iteration: Option<Count>,
 }
 
+const ITERATION_MS: MetricDef =
+    MetricDef::duration_ms("iteration_ms", "one iteration: both functions");
+const UNITS_PER_S: MetricDef = MetricDef::quantity(
+    "units_per_s",
+    "units/s",
+    true,
+    "work units done ÷ iteration time",
+);
+
 pub struct PlantedWork;
 
 impl Kind for PlantedWork {
@@ -115,22 +124,13 @@ impl Kind for PlantedWork {
     }
 
     fn metrics(&self) -> &'static [MetricDef] {
-        const METRICS: &[MetricDef] = &[
-            MetricDef::duration_ms("iteration_ms", "one iteration: both functions"),
-            MetricDef::quantity(
-                "units_per_s",
-                "units/s",
-                true,
-                "work units done ÷ iteration time",
-            ),
-        ];
-        METRICS
+        &[ITERATION_MS, UNITS_PER_S]
     }
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: Some("iteration_ms"),
-            throughput: Some("units_per_s"),
+            latency: Some(ITERATION_MS.name),
+            throughput: Some(UNITS_PER_S.name),
         }
     }
 
@@ -274,9 +274,9 @@ impl BenchmarkCase for PlantedCase {
             *slot += spent;
         }
         self.total += elapsed;
-        obs.duration("iteration_ms", elapsed);
+        obs.duration(&ITERATION_MS, elapsed);
         obs.value(
-            "units_per_s",
+            &UNITS_PER_S,
             (self.major + self.minor) as f64 / elapsed.as_secs_f64(),
         );
         Ok(())

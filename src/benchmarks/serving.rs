@@ -16,14 +16,24 @@ use std::time::{Duration, Instant};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::endpoint_serving::EndpointCase;
+use super::endpoint_serving::{
+    CLIENT_CPU_PCT, CLIENT_CPU_US_PER_OUTPUT_TOKEN, DISPATCH_LAG_MS, ENDPOINT_ERROR_RATE_PCT,
+    ENDPOINT_SHORT_RESPONSE_PCT, ERRORS_CONNECT, ERRORS_CUT_SHORT, ERRORS_HTTP_4XX,
+    ERRORS_HTTP_5XX, ERRORS_MALFORMED_SSE, ERRORS_MALFORMED_USAGE, ERRORS_RATE_LIMITED,
+    ERRORS_TIMEOUT, EndpointCase, PREFIX_HIT_PCT, SERVER_PROMPT_TOKENS, SERVER_TTFT_MS,
+    SHORT_RESPONSES, TRANSPORT_CLIENT_MS,
+};
 use super::endpoint_target::{PromptWriter, PromptsAsked, client_memory, with_endpoint_target};
 use super::model::{
     MODEL_SETUP_METRICS, PromptSpec, Prompts, architecture, check_model, check_prompts,
     generation_memory, load_model,
 };
 use super::quality::{ServedOutput, served_outputs};
-use super::request_timing::{RequestTiming, SERVING_METRICS, Slo, record_run};
+use super::request_timing::{
+    GOODPUT_PCT, GOODPUT_REQUESTS_PER_S, ITL_MS, RequestTiming, SERVING_E2E_MS,
+    SERVING_OUTPUT_TOKENS_PER_S, SERVING_QUEUE_MS, SERVING_REQUESTS_PER_S, SERVING_TPOT_MS,
+    SERVING_TTFT_MS, Slo, TTFT_FROM_SEND_MS, record_run,
+};
 use super::traffic::{
     MAX_TRACE_PROMPT_TOKENS, MAX_TRACE_REQUESTS, PrefixReuse, Traffic, read_trace, unshared,
 };
@@ -41,6 +51,39 @@ use crate::components::inference::{
     BatchEvents, LoadedModel, ServeEvents, ServeRequest, serve_static_batches,
 };
 use crate::model::{CaseParams, Findings, ScalingCaseParams};
+
+/// What both serving kinds record: every request's timing, and against an
+/// endpoint the client's own share and the failures by class.
+const SERVING_METRICS: &[MetricDef] = &[
+    SERVING_QUEUE_MS,
+    SERVING_TTFT_MS,
+    TTFT_FROM_SEND_MS,
+    DISPATCH_LAG_MS,
+    CLIENT_CPU_PCT,
+    CLIENT_CPU_US_PER_OUTPUT_TOKEN,
+    PREFIX_HIT_PCT,
+    SERVING_TPOT_MS,
+    ITL_MS,
+    SERVING_E2E_MS,
+    SERVING_REQUESTS_PER_S,
+    SERVING_OUTPUT_TOKENS_PER_S,
+    GOODPUT_PCT,
+    GOODPUT_REQUESTS_PER_S,
+    SERVER_TTFT_MS,
+    TRANSPORT_CLIENT_MS,
+    ENDPOINT_ERROR_RATE_PCT,
+    ERRORS_CONNECT,
+    ERRORS_TIMEOUT,
+    ERRORS_RATE_LIMITED,
+    ERRORS_HTTP_4XX,
+    ERRORS_HTTP_5XX,
+    ERRORS_MALFORMED_SSE,
+    ERRORS_MALFORMED_USAGE,
+    ERRORS_CUT_SHORT,
+    SHORT_RESPONSES,
+    ENDPOINT_SHORT_RESPONSE_PCT,
+    SERVER_PROMPT_TOKENS,
+];
 
 /// Serves `requests` on the static batching server with `concurrency`
 /// workers and `batch_size` requests per batch, timing every request. In an
@@ -672,8 +715,8 @@ impl Kind for FullInference {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: Some("e2e_ms"),
-            throughput: Some("output_tokens_per_s"),
+            latency: Some(SERVING_E2E_MS.name),
+            throughput: Some(SERVING_OUTPUT_TOKENS_PER_S.name),
         }
     }
 
@@ -1106,8 +1149,8 @@ impl Kind for Scaling {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: Some("e2e_ms"),
-            throughput: Some("output_tokens_per_s"),
+            latency: Some(SERVING_E2E_MS.name),
+            throughput: Some(SERVING_OUTPUT_TOKENS_PER_S.name),
         }
     }
 

@@ -69,6 +69,17 @@ pub struct ReadParams {
     dir: Option<PathBuf>,
 }
 
+const GET_MS: MetricDef =
+    MetricDef::duration_ms("get_ms", "one get, from the cache or the database");
+const STORAGE_READ_OPS_PER_S: MetricDef =
+    MetricDef::quantity("ops_per_s", "ops/s", true, "gets ÷ time spent in get");
+const CACHE_HIT_RATIO_PCT: MetricDef = MetricDef::quantity(
+    "cache_hit_ratio_pct",
+    "%",
+    true,
+    "gets served by the cache in the iteration",
+);
+
 pub struct StorageRead;
 
 impl Kind for StorageRead {
@@ -83,23 +94,13 @@ impl Kind for StorageRead {
     }
 
     fn metrics(&self) -> &'static [MetricDef] {
-        const METRICS: &[MetricDef] = &[
-            MetricDef::duration_ms("get_ms", "one get, from the cache or the database"),
-            MetricDef::quantity("ops_per_s", "ops/s", true, "gets ÷ time spent in get"),
-            MetricDef::quantity(
-                "cache_hit_ratio_pct",
-                "%",
-                true,
-                "gets served by the cache in the iteration",
-            ),
-        ];
-        METRICS
+        &[GET_MS, STORAGE_READ_OPS_PER_S, CACHE_HIT_RATIO_PCT]
     }
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: Some("get_ms"),
-            throughput: Some("ops_per_s"),
+            latency: Some(GET_MS.name),
+            throughput: Some(STORAGE_READ_OPS_PER_S.name),
         }
     }
 
@@ -262,7 +263,7 @@ impl BenchmarkCase for ReadCase {
             let source = self.store.get(key, &mut self.out).map_err(store_error)?;
             let took = op.elapsed();
             in_gets += took;
-            obs.duration("get_ms", took);
+            obs.duration(&GET_MS, took);
             match source {
                 Some(ReadSource::Cache) => hits += 1,
                 Some(ReadSource::Database) => {}
@@ -280,8 +281,8 @@ impl BenchmarkCase for ReadCase {
             }
         }
         let elapsed = in_gets.as_secs_f64();
-        obs.value("ops_per_s", self.ops as f64 / elapsed);
-        obs.value("cache_hit_ratio_pct", hits as f64 * 100.0 / self.ops as f64);
+        obs.value(&STORAGE_READ_OPS_PER_S, self.ops as f64 / elapsed);
+        obs.value(&CACHE_HIT_RATIO_PCT, hits as f64 * 100.0 / self.ops as f64);
         Ok(())
     }
 }

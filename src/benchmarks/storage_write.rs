@@ -38,6 +38,17 @@ pub struct WriteParams {
     dir: Option<PathBuf>,
 }
 
+const PUT_MS: MetricDef =
+    MetricDef::duration_ms("put_ms", "one put in its own transaction, commit included");
+const STORAGE_WRITE_OPS_PER_S: MetricDef =
+    MetricDef::quantity("ops_per_s", "ops/s", true, "puts ÷ time spent in put");
+const STORAGE_WRITE_MB_PER_S: MetricDef = MetricDef::quantity(
+    "mb_per_s",
+    "MB/s",
+    true,
+    "value bytes written ÷ time spent in put",
+);
+
 pub struct StorageWrite;
 
 impl Kind for StorageWrite {
@@ -52,23 +63,13 @@ impl Kind for StorageWrite {
     }
 
     fn metrics(&self) -> &'static [MetricDef] {
-        const METRICS: &[MetricDef] = &[
-            MetricDef::duration_ms("put_ms", "one put in its own transaction, commit included"),
-            MetricDef::quantity("ops_per_s", "ops/s", true, "puts ÷ time spent in put"),
-            MetricDef::quantity(
-                "mb_per_s",
-                "MB/s",
-                true,
-                "value bytes written ÷ time spent in put",
-            ),
-        ];
-        METRICS
+        &[PUT_MS, STORAGE_WRITE_OPS_PER_S, STORAGE_WRITE_MB_PER_S]
     }
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: Some("put_ms"),
-            throughput: Some("ops_per_s"),
+            latency: Some(PUT_MS.name),
+            throughput: Some(STORAGE_WRITE_OPS_PER_S.name),
         }
     }
 
@@ -172,13 +173,13 @@ impl BenchmarkCase for WriteCase {
                 .map_err(store_error)?;
             let took = op.elapsed();
             in_puts += took;
-            obs.duration("put_ms", took);
+            obs.duration(&PUT_MS, took);
             self.next_key += 1;
         }
         let elapsed = in_puts.as_secs_f64();
-        obs.value("ops_per_s", self.ops as f64 / elapsed);
+        obs.value(&STORAGE_WRITE_OPS_PER_S, self.ops as f64 / elapsed);
         obs.value(
-            "mb_per_s",
+            &STORAGE_WRITE_MB_PER_S,
             (self.ops * self.value_bytes) as f64 / 1e6 / elapsed,
         );
         Ok(())

@@ -8,11 +8,12 @@ use std::time::Instant;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::first_token_latency::longest;
+use super::first_token_latency::{FIRST_TOKEN_LATENCY_TTFT_MS, longest};
 use super::model::{
     MODEL_SETUP_METRICS, PROMPT_LENGTH_AXIS, PromptSpec, Prompts, architecture, check_model,
     check_prompts, default_model, generation_memory, load_model,
 };
+use super::request_timing::ITL_MS;
 use super::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
     Observations, ParamProblem, PreparedBenchmark, RooflinePhase, SweepAxis,
@@ -60,6 +61,23 @@ pub struct TokenGenerationParams {
     planted_slowdown_pct: Real<PlantedSlowdownRange>,
 }
 
+const TOKEN_GENERATION_TPOT_MS: MetricDef =
+    MetricDef::duration_ms("tpot_ms", "(end-to-end − TTFT) / (output tokens − 1)");
+const TOKEN_GENERATION_E2E_MS: MetricDef =
+    MetricDef::duration_ms("e2e_ms", "prompt submitted → last generated token");
+const DECODE_TOKENS_PER_S: MetricDef = MetricDef::quantity(
+    "decode_tokens_per_s",
+    "tokens/s",
+    true,
+    "(output tokens − 1) × batch ÷ (end-to-end − TTFT)",
+);
+const TOKEN_GENERATION_OUTPUT_TOKENS_PER_S: MetricDef = MetricDef::quantity(
+    "output_tokens_per_s",
+    "tokens/s",
+    true,
+    "output tokens × batch ÷ end-to-end",
+);
+
 pub struct TokenGeneration;
 
 impl Kind for TokenGeneration {
@@ -74,28 +92,14 @@ impl Kind for TokenGeneration {
     }
 
     fn metrics(&self) -> &'static [MetricDef] {
-        const METRICS: &[MetricDef] = &[
-            MetricDef::duration_ms("ttft_ms", "prompt submitted → first generated token"),
-            MetricDef::duration_ms("tpot_ms", "(end-to-end − TTFT) / (output tokens − 1)"),
-            MetricDef::duration_ms(
-                "itl_ms",
-                "every gap between two consecutive generated tokens",
-            ),
-            MetricDef::duration_ms("e2e_ms", "prompt submitted → last generated token"),
-            MetricDef::quantity(
-                "decode_tokens_per_s",
-                "tokens/s",
-                true,
-                "(output tokens − 1) × batch ÷ (end-to-end − TTFT)",
-            ),
-            MetricDef::quantity(
-                "output_tokens_per_s",
-                "tokens/s",
-                true,
-                "output tokens × batch ÷ end-to-end",
-            ),
-        ];
-        METRICS
+        &[
+            FIRST_TOKEN_LATENCY_TTFT_MS,
+            TOKEN_GENERATION_TPOT_MS,
+            ITL_MS,
+            TOKEN_GENERATION_E2E_MS,
+            DECODE_TOKENS_PER_S,
+            TOKEN_GENERATION_OUTPUT_TOKENS_PER_S,
+        ]
     }
 
     fn setup_metrics(&self) -> &'static [MetricDef] {
@@ -104,8 +108,8 @@ impl Kind for TokenGeneration {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: Some("tpot_ms"),
-            throughput: Some("decode_tokens_per_s"),
+            latency: Some(TOKEN_GENERATION_TPOT_MS.name),
+            throughput: Some(DECODE_TOKENS_PER_S.name),
         }
     }
 
@@ -116,7 +120,7 @@ impl Kind for TokenGeneration {
     fn roofline_phase(&self) -> Option<RooflinePhase> {
         Some(RooflinePhase {
             phase: InferencePhase::Decode,
-            tokens_per_s: "decode_tokens_per_s",
+            tokens_per_s: DECODE_TOKENS_PER_S.name,
         })
     }
 
@@ -248,15 +252,18 @@ impl BenchmarkCase for DecodeCase {
         let e2e = previous;
         let decode_s = (e2e - ttft).as_secs_f64();
         let decoded = ((self.output_tokens - 1) * self.batch_size) as f64;
-        obs.duration("ttft_ms", ttft);
-        obs.duration("e2e_ms", e2e);
-        obs.value("tpot_ms", decode_s * 1e3 / (self.output_tokens - 1) as f64);
-        obs.value("decode_tokens_per_s", decoded / decode_s);
+        obs.duration(&FIRST_TOKEN_LATENCY_TTFT_MS, ttft);
+        obs.duration(&TOKEN_GENERATION_E2E_MS, e2e);
         obs.value(
-            "output_tokens_per_s",
+            &TOKEN_GENERATION_TPOT_MS,
+            decode_s * 1e3 / (self.output_tokens - 1) as f64,
+        );
+        obs.value(&DECODE_TOKENS_PER_S, decoded / decode_s);
+        obs.value(
+            &TOKEN_GENERATION_OUTPUT_TOKENS_PER_S,
             (self.output_tokens * self.batch_size) as f64 / e2e.as_secs_f64(),
         );
-        obs.series("itl_ms", gaps_ms);
+        obs.series(&ITL_MS, gaps_ms);
         Ok(())
     }
 }

@@ -29,13 +29,42 @@ use crate::components::storage::BlobStore;
 use crate::machine::checked_product;
 use crate::model::{Findings, StageShareFindings};
 
+const WORKFLOW_QUEUE_MS: MetricDef =
+    MetricDef::duration_ms("queue_ms", "request submitted → an agent starts it");
+const INFERENCE_MS: MetricDef =
+    MetricDef::duration_ms("inference_ms", "prefill and greedy decode of the request");
+const KV_EXTRACT_MS: MetricDef = MetricDef::duration_ms(
+    "kv_extract_ms",
+    "layer-0 K/V of prompt + output projected from the weights",
+);
+const KV_CACHE_MS: MetricDef =
+    MetricDef::duration_ms("kv_cache_ms", "KV blocks stored in the tiered KV cache");
+const COMPRESS_MS: MetricDef =
+    MetricDef::duration_ms("compress_ms", "every KV block compressed with the codec");
+const WORKFLOW_STORE_MS: MetricDef =
+    MetricDef::duration_ms("store_ms", "compressed blocks written to the blob store");
+const WORKFLOW_E2E_MS: MetricDef =
+    MetricDef::duration_ms("e2e_ms", "request submitted → its last stage done");
+const WORKFLOW_REQUESTS_PER_S: MetricDef = MetricDef::quantity(
+    "requests_per_s",
+    "requests/s",
+    true,
+    "requests of the iteration ÷ its wall time",
+);
+const COMPRESSION_RATIO: MetricDef = MetricDef::quantity(
+    "compression_ratio",
+    "×",
+    true,
+    "KV bytes ÷ compressed bytes, per request",
+);
+
 /// Stages in request order, with the metric each is recorded under.
-const STAGES: [(&str, &str); 5] = [
-    ("inference", "inference_ms"),
-    ("kv_extract", "kv_extract_ms"),
-    ("kv_cache", "kv_cache_ms"),
-    ("compress", "compress_ms"),
-    ("store", "store_ms"),
+const STAGES: [(&str, &MetricDef); 5] = [
+    ("inference", &INFERENCE_MS),
+    ("kv_extract", &KV_EXTRACT_MS),
+    ("kv_cache", &KV_CACHE_MS),
+    ("compress", &COMPRESS_MS),
+    ("store", &WORKFLOW_STORE_MS),
 ];
 
 fn default_requests() -> Count {
@@ -115,31 +144,17 @@ impl Kind for CollectiveWorkflow {
     }
 
     fn metrics(&self) -> &'static [MetricDef] {
-        const METRICS: &[MetricDef] = &[
-            MetricDef::duration_ms("queue_ms", "request submitted → an agent starts it"),
-            MetricDef::duration_ms("inference_ms", "prefill and greedy decode of the request"),
-            MetricDef::duration_ms(
-                "kv_extract_ms",
-                "layer-0 K/V of prompt + output projected from the weights",
-            ),
-            MetricDef::duration_ms("kv_cache_ms", "KV blocks stored in the tiered KV cache"),
-            MetricDef::duration_ms("compress_ms", "every KV block compressed with the codec"),
-            MetricDef::duration_ms("store_ms", "compressed blocks written to the blob store"),
-            MetricDef::duration_ms("e2e_ms", "request submitted → its last stage done"),
-            MetricDef::quantity(
-                "requests_per_s",
-                "requests/s",
-                true,
-                "requests of the iteration ÷ its wall time",
-            ),
-            MetricDef::quantity(
-                "compression_ratio",
-                "×",
-                true,
-                "KV bytes ÷ compressed bytes, per request",
-            ),
-        ];
-        METRICS
+        &[
+            WORKFLOW_QUEUE_MS,
+            INFERENCE_MS,
+            KV_EXTRACT_MS,
+            KV_CACHE_MS,
+            COMPRESS_MS,
+            WORKFLOW_STORE_MS,
+            WORKFLOW_E2E_MS,
+            WORKFLOW_REQUESTS_PER_S,
+            COMPRESSION_RATIO,
+        ]
     }
 
     fn setup_metrics(&self) -> &'static [MetricDef] {
@@ -152,8 +167,8 @@ impl Kind for CollectiveWorkflow {
 
     fn headline(&self) -> Headline {
         Headline {
-            latency: Some("e2e_ms"),
-            throughput: Some("requests_per_s"),
+            latency: Some(WORKFLOW_E2E_MS.name),
+            throughput: Some(WORKFLOW_REQUESTS_PER_S.name),
         }
     }
 
@@ -390,14 +405,14 @@ impl BenchmarkCase for WorkflowCase {
         let mut done = 0;
         for timing in replies {
             let t = timing.map_err(BenchmarkError::Component)?;
-            obs.duration("queue_ms", t.queue);
+            obs.duration(&WORKFLOW_QUEUE_MS, t.queue);
             for ((_, metric), elapsed) in STAGES.iter().zip(t.stages) {
                 obs.duration(metric, elapsed);
             }
-            obs.duration("e2e_ms", t.e2e);
+            obs.duration(&WORKFLOW_E2E_MS, t.e2e);
             if t.compressed_bytes > 0 {
                 obs.value(
-                    "compression_ratio",
+                    &COMPRESSION_RATIO,
                     t.kv_bytes as f64 / t.compressed_bytes as f64,
                 );
             }
@@ -414,7 +429,7 @@ impl BenchmarkCase for WorkflowCase {
             )));
         }
         obs.value(
-            "requests_per_s",
+            &WORKFLOW_REQUESTS_PER_S,
             done as f64 / started.elapsed().as_secs_f64(),
         );
         Ok(())

@@ -609,6 +609,11 @@ mod tests {
     struct Mock;
     static MOCK: Mock = Mock;
 
+    const STEP_MS: MetricDef = MetricDef::duration_ms("step_ms", "one sleep");
+    /// Not in the mock's metrics: a kind can still record a constant it
+    /// forgot to list, and the runner must refuse it.
+    const STEPMS: MetricDef = MetricDef::duration_ms("stepms", "one sleep");
+
     impl Kind for Mock {
         type Params = MockParams;
         fn name(&self) -> &'static str {
@@ -618,12 +623,11 @@ mod tests {
             "sleeps"
         }
         fn metrics(&self) -> &'static [MetricDef] {
-            const METRICS: &[MetricDef] = &[MetricDef::duration_ms("step_ms", "one sleep")];
-            METRICS
+            &[STEP_MS]
         }
         fn headline(&self) -> Headline {
             Headline {
-                latency: Some("step_ms"),
+                latency: Some(STEP_MS.name),
                 throughput: None,
             }
         }
@@ -680,9 +684,9 @@ mod tests {
                 }
             }
             thread::sleep(self.step);
-            obs.duration("step_ms", self.step);
+            obs.duration(&STEP_MS, self.step);
             if self.misspelt {
-                obs.duration("stepms", self.step);
+                obs.duration(&STEPMS, self.step);
             }
             self.done += 1;
             Ok(())
