@@ -442,8 +442,6 @@ impl Night<'_> {
 
     /// The profiling flags of the run that takes the night's profiles:
     /// the user's choice, and this run's folders for the files.
-    /// The profile flags of the run, and its folders for the child's
-    /// profiles.
     fn profile_into(&self, child: &mut ChildCommand) {
         child.profile = self.args.profile;
         child.no_profile = self.args.no_profile;
