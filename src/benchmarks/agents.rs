@@ -231,20 +231,14 @@ impl Kind for AgentTaskLatency {
                 }));
             }
         }
-        Ok(PreparedBenchmark {
-            setup: Vec::new(),
-            context: json!({
-                "producers": p.producers,
-                "workers": p.workers,
-                "runtime_threads": runtime_threads,
-                "tasks_per_iteration": p.tasks,
-                "job": format!("lz4-compress {} KiB", p.block_kib),
-                "channel": p.channel,
-            }),
-            cases,
-            warnings: Vec::new(),
-            skipped: None,
-        })
+        Ok(PreparedBenchmark::new(cases).with_context(json!({
+            "producers": p.producers,
+            "workers": p.workers,
+            "runtime_threads": runtime_threads,
+            "tasks_per_iteration": p.tasks,
+            "job": format!("lz4-compress {} KiB", p.block_kib),
+            "channel": p.channel,
+        })))
     }
 }
 

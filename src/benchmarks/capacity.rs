@@ -385,23 +385,19 @@ impl Kind for Capacity {
         let mut context = source.context.clone();
         context["endpoint"] = target.describe();
         let setup = source.setup.clone();
-        Ok(PreparedBenchmark {
-            setup,
-            context,
-            cases: vec![Box::new(CapacityCase {
-                params: p,
-                source,
-                connection,
-                seed: ctx.settings.seed,
-                label,
-                parameters,
-                last: None,
-                probes_run: 0,
-                lags: Vec::new(),
-            })],
-            warnings: Vec::new(),
-            skipped: None,
-        })
+        Ok(PreparedBenchmark::new(vec![Box::new(CapacityCase {
+            params: p,
+            source,
+            connection,
+            seed: ctx.settings.seed,
+            label,
+            parameters,
+            last: None,
+            probes_run: 0,
+            lags: Vec::new(),
+        })])
+        .with_setup(setup)
+        .with_context(context))
     }
 }
 

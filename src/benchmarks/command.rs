@@ -353,15 +353,10 @@ impl Kind for CommandKind {
         if p.if_missing == IfMissing::Skip
             && let Err(e) = locate(&program)
         {
-            return Ok(PreparedBenchmark {
-                setup: Vec::new(),
-                context: json!({ "program": program }),
-                cases: Vec::new(),
-                warnings: Vec::new(),
-                skipped: Some(format!(
-                    "{e}; install it or put it on PATH to measure it here (if_missing = \"skip\")"
-                )),
-            });
+            return Ok(PreparedBenchmark::skipped(format!(
+                "{e}; install it or put it on PATH to measure it here (if_missing = \"skip\")"
+            ))
+            .with_context(json!({ "program": program })));
         }
         let scratch = super::scratch_folder(&ctx.scratch_dir, "command-")?;
         let expand = |text: &str| -> Result<String, BenchmarkError> {
@@ -417,20 +412,15 @@ impl Kind for CommandKind {
             "repeat": p.repeat.get(),
             "metrics": p.metrics.iter().map(|(n, m)| (n.clone(), m.path().to_string())).collect::<BTreeMap<_, _>>(),
         });
-        Ok(PreparedBenchmark {
-            setup: Vec::new(),
-            context,
-            cases: vec![Box::new(CommandCase {
-                program,
-                external,
-                repeat: p.repeat.get(),
-                output: p.output,
-                mappings,
-                _scratch: scratch,
-            })],
-            warnings: Vec::new(),
-            skipped: None,
-        })
+        Ok(PreparedBenchmark::new(vec![Box::new(CommandCase {
+            program,
+            external,
+            repeat: p.repeat.get(),
+            output: p.output,
+            mappings,
+            _scratch: scratch,
+        })])
+        .with_context(context))
     }
 }
 

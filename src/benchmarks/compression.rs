@@ -335,19 +335,13 @@ pub(super) fn prepare_cases(
             }));
         }
     }
-    Ok(PreparedBenchmark {
-        setup: Vec::new(),
-        context: json!({
-            "input_bytes": p.input_mib.get() << 20,
-            "block_bytes": block,
-            "inputs": p.inputs,
-            "lz4_format": p.lz4_format,
-            "dictionary": { "sample_bytes": DICTIONARY_SAMPLE_BYTES, "max_bytes": DICTIONARY_MAX_BYTES, "trained_on": "a separate sample of the same input (another seed; a file trains on itself)" },
-        }),
-        cases,
-        warnings: Vec::new(),
-        skipped: None,
-    })
+    Ok(PreparedBenchmark::new(cases).with_context(json!({
+        "input_bytes": p.input_mib.get() << 20,
+        "block_bytes": block,
+        "inputs": p.inputs,
+        "lz4_format": p.lz4_format,
+        "dictionary": { "sample_bytes": DICTIONARY_SAMPLE_BYTES, "max_bytes": DICTIONARY_MAX_BYTES, "trained_on": "a separate sample of the same input (another seed; a file trains on itself)" },
+    })))
 }
 
 struct CompressionCase {

@@ -273,9 +273,8 @@ impl Kind for DiskBlockSweep {
                 }
             }
         }
-        Ok(PreparedBenchmark {
-            setup: Vec::new(),
-            context: json!({
+        Ok(PreparedBenchmark::new(cases)
+            .with_context(json!({
                 "file": path.display().to_string(),
                 "file_mib": p.file_mib,
                 "direct_io": match &direct { Ok(()) => "supported".to_string(), Err(why) => format!("unsupported: {why}") },
@@ -284,11 +283,8 @@ impl Kind for DiskBlockSweep {
                     "buffered_cold": "through the page cache after posix_fadvise(DONTNEED) on the file before each iteration",
                     "direct": "O_DIRECT, no page cache",
                 },
-            }),
-            cases,
-            warnings,
-            skipped: None,
-        })
+            }))
+            .with_warnings(warnings))
     }
 }
 

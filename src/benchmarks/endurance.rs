@@ -300,27 +300,23 @@ impl Kind for Endurance {
             "leak when the 95 % CI of the RSS slope lies above 0, the slope exceeds {} MiB/min and the fitted growth over the run exceeds {} MiB",
             p.leak_threshold_mib_per_min, p.leak_min_growth_mib
         ));
-        Ok(PreparedBenchmark {
-            setup,
-            context,
-            cases: vec![Box::new(EnduranceCase {
-                load,
-                memory_of,
-                prompt_tokens: p.prompt_tokens.usize(),
-                output_tokens: p.output_tokens.usize(),
-                interval: Duration::from_millis(p.sample_interval_ms.get()),
-                leak_threshold_mib_per_min: p.leak_threshold_mib_per_min.get(),
-                leak_min_growth_mib: p.leak_min_growth_mib.get(),
-                drift_window_s: p.drift_window_s.get(),
-                planted_kib: p.planted_leak_kib_per_sample.usize(),
-                retained: Vec::new(),
-                started: None,
-                rss_samples: Vec::new(),
-                latencies: Vec::new(),
-            })],
-            warnings: Vec::new(),
-            skipped: None,
-        })
+        Ok(PreparedBenchmark::new(vec![Box::new(EnduranceCase {
+            load,
+            memory_of,
+            prompt_tokens: p.prompt_tokens.usize(),
+            output_tokens: p.output_tokens.usize(),
+            interval: Duration::from_millis(p.sample_interval_ms.get()),
+            leak_threshold_mib_per_min: p.leak_threshold_mib_per_min.get(),
+            leak_min_growth_mib: p.leak_min_growth_mib.get(),
+            drift_window_s: p.drift_window_s.get(),
+            planted_kib: p.planted_leak_kib_per_sample.usize(),
+            retained: Vec::new(),
+            started: None,
+            rss_samples: Vec::new(),
+            latencies: Vec::new(),
+        })])
+        .with_setup(setup)
+        .with_context(context))
     }
 }
 

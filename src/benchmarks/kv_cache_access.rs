@@ -364,9 +364,8 @@ impl Kind for KvCacheAccess {
                 }) as Box<dyn BenchmarkCase>
             })
             .collect();
-        Ok(PreparedBenchmark {
-            setup: Vec::new(),
-            context: json!({
+        Ok(PreparedBenchmark::new(cases)
+            .with_context(json!({
                 "context_tokens": p.context_tokens,
                 "hot_tokens": p.hot_tokens,
                 "sequences": p.sequences,
@@ -377,11 +376,8 @@ impl Kind for KvCacheAccess {
                 "int8_codec": p.int8_codec,
                 "eviction": p.eviction,
                 "cold_queue_depth": p.cold_queue_depth,
-            }),
-            cases,
-            warnings,
-            skipped: None,
-        })
+            }))
+            .with_warnings(warnings))
     }
 }
 

@@ -139,13 +139,7 @@ impl Kind for KvCacheStore {
                 }) as Box<dyn BenchmarkCase>
             })
             .collect();
-        Ok(PreparedBenchmark {
-            setup: Vec::new(),
-            context: json!({ "tokens_per_iteration": tokens }),
-            cases,
-            warnings: Vec::new(),
-            skipped: None,
-        })
+        Ok(PreparedBenchmark::new(cases).with_context(json!({ "tokens_per_iteration": tokens })))
     }
 }
 

@@ -294,13 +294,9 @@ impl Kind for LlamaBench {
         } else {
             json!({ "models": contexts })
         };
-        Ok(PreparedBenchmark {
-            setup,
-            context,
-            cases,
-            warnings: Vec::new(),
-            skipped: None,
-        })
+        Ok(PreparedBenchmark::new(cases)
+            .with_setup(setup)
+            .with_context(context))
     }
 }
 

@@ -394,7 +394,8 @@ impl<K: Kind> BenchmarkKind for K {
 }
 
 /// A benchmark ready to run: setup measurements and its cases (one per
-/// point of its sweep, e.g. one per prompt length).
+/// point of its sweep, e.g. one per prompt length). The runner takes the
+/// fields apart, so they stay public; kinds build it with `new` or `skipped`.
 pub struct PreparedBenchmark {
     pub setup: Vec<(&'static str, f64)>,
     /// Facts about the system under test, copied into every result.
@@ -406,6 +407,45 @@ pub struct PreparedBenchmark {
     /// Why the whole benchmark is not run on this machine (a peer
     /// program that is not installed): reported as skipped, not failed.
     pub skipped: Option<String>,
+}
+
+impl PreparedBenchmark {
+    /// Every kind builds through here, so a new field with a default is one edit, not one per kind.
+    pub fn new(cases: Vec<Box<dyn BenchmarkCase>>) -> Self {
+        Self {
+            setup: Vec::new(),
+            context: serde_json::Value::Null,
+            cases,
+            warnings: Vec::new(),
+            skipped: None,
+        }
+    }
+
+    /// A peer program is missing here: the run reports skipped, not failed, and runs no case.
+    pub fn skipped(reason: impl Into<String>) -> Self {
+        Self {
+            skipped: Some(reason.into()),
+            ..Self::new(Vec::new())
+        }
+    }
+
+    /// Measurements taken while preparing (a model's load), which every result carries.
+    pub fn with_setup(mut self, setup: Vec<(&'static str, f64)>) -> Self {
+        self.setup = setup;
+        self
+    }
+
+    /// Facts about the system under test, copied into every result.
+    pub fn with_context(mut self, context: serde_json::Value) -> Self {
+        self.context = context;
+        self
+    }
+
+    /// Caveats found while preparing (cases dropped, figures to read with care) for every result.
+    pub fn with_warnings(mut self, warnings: Vec<String>) -> Self {
+        self.warnings = warnings;
+        self
+    }
 }
 
 pub trait BenchmarkCase: Send {

@@ -180,32 +180,28 @@ impl Kind for PlantedWork {
         if copies {
             functions.push("planted_hotspot_libc");
         }
-        Ok(PreparedBenchmark {
-            setup: Vec::new(),
-            context: json!({
-                "functions": functions,
-                "major_pct": p.major_pct.get(),
-                "libc_pct": p.libc_pct.get(),
-                "copy_sizing": "each iteration copies what the previous one's measured times say takes libc_pct of the iteration",
-                "slowdown": p.slowdown.get(),
-            }),
-            cases: vec![Box::new(PlantedCase {
-                work_units: p.work_units.get(),
-                major,
-                minor: total - major,
-                state: 0x2545_F491_4F6C_DD1D,
-                libc_fraction: p.libc_pct.get() / 100.0,
-                copy_bytes: if copies { COPY_BYTES } else { 0 },
-                from,
-                to,
-                timed: [Duration::ZERO; 3],
-                total: Duration::ZERO,
-                calls: 0,
-                panic_at_call: p.panic_at_iteration.map(Count::get),
-            })],
-            warnings: Vec::new(),
-            skipped: None,
-        })
+        let context = json!({
+            "functions": functions,
+            "major_pct": p.major_pct.get(),
+            "libc_pct": p.libc_pct.get(),
+            "copy_sizing": "each iteration copies what the previous one's measured times say takes libc_pct of the iteration",
+            "slowdown": p.slowdown.get(),
+        });
+        Ok(PreparedBenchmark::new(vec![Box::new(PlantedCase {
+            work_units: p.work_units.get(),
+            major,
+            minor: total - major,
+            state: 0x2545_F491_4F6C_DD1D,
+            libc_fraction: p.libc_pct.get() / 100.0,
+            copy_bytes: if copies { COPY_BYTES } else { 0 },
+            from,
+            to,
+            timed: [Duration::ZERO; 3],
+            total: Duration::ZERO,
+            calls: 0,
+            panic_at_call: p.panic_at_iteration.map(Count::get),
+        })])
+        .with_context(context))
     }
 }
 

@@ -949,13 +949,9 @@ impl Kind for FullInference {
             let mut context = source.context;
             context["workload"] = workload_context;
             context["endpoint"] = target.describe();
-            return Ok(PreparedBenchmark {
-                setup: source.setup,
-                context,
-                cases,
-                warnings: Vec::new(),
-                skipped: None,
-            });
+            return Ok(PreparedBenchmark::new(cases)
+                .with_setup(source.setup)
+                .with_context(context));
         }
         let mut loaded = load_model(p.model_name(), ctx)?;
         let prompts = Prompts::load(p.prompts.as_ref(), &loaded.model, ctx)?;
@@ -1014,13 +1010,9 @@ impl Kind for FullInference {
         }
         let mut context = loaded.context;
         context["workload"] = workload_context;
-        Ok(PreparedBenchmark {
-            setup: loaded.setup,
-            context,
-            cases,
-            warnings: Vec::new(),
-            skipped: None,
-        })
+        Ok(PreparedBenchmark::new(cases)
+            .with_setup(loaded.setup)
+            .with_context(context))
     }
 }
 
@@ -1284,13 +1276,9 @@ impl Kind for Scaling {
             }
             let mut context = source.context;
             context["endpoint"] = target.describe();
-            return Ok(PreparedBenchmark {
-                setup: source.setup,
-                context,
-                cases,
-                warnings: Vec::new(),
-                skipped: None,
-            });
+            return Ok(PreparedBenchmark::new(cases)
+                .with_setup(source.setup)
+                .with_context(context));
         }
         let mut loaded = load_model(p.model_name(), ctx)?;
         let prompts = Prompts::load(p.prompts.as_ref(), &loaded.model, ctx)?;
@@ -1334,12 +1322,8 @@ impl Kind for Scaling {
                     .map(|b| case("batch_size", b.usize(), 1, b.usize())),
             )
             .collect();
-        Ok(PreparedBenchmark {
-            setup: loaded.setup,
-            context,
-            cases,
-            warnings: Vec::new(),
-            skipped: None,
-        })
+        Ok(PreparedBenchmark::new(cases)
+            .with_setup(loaded.setup)
+            .with_context(context))
     }
 }

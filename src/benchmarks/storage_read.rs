@@ -189,19 +189,13 @@ impl Kind for StorageRead {
                 }));
             }
         }
-        Ok(PreparedBenchmark {
-            setup: Vec::new(),
-            context: json!({
-                "database": "redb",
-                "keys": p.keys,
-                "cache_entries": p.cache_entries,
-                "zipf_s": p.zipf_s,
-                "page_cache": "the database files were just written: reads that miss the LRU cache are mostly served by the OS page cache",
-            }),
-            cases,
-            warnings: Vec::new(),
-            skipped: None,
-        })
+        Ok(PreparedBenchmark::new(cases).with_context(json!({
+            "database": "redb",
+            "keys": p.keys,
+            "cache_entries": p.cache_entries,
+            "zipf_s": p.zipf_s,
+            "page_cache": "the database files were just written: reads that miss the LRU cache are mostly served by the OS page cache",
+        })))
     }
 }
 

@@ -129,13 +129,9 @@ impl Kind for StorageWrite {
                 }));
             }
         }
-        Ok(PreparedBenchmark {
-            setup: Vec::new(),
-            context: json!({ "database": "redb", "folder": folder.path().display().to_string() }),
-            cases,
-            warnings: Vec::new(),
-            skipped: None,
-        })
+        Ok(PreparedBenchmark::new(cases).with_context(
+            json!({ "database": "redb", "folder": folder.path().display().to_string() }),
+        ))
     }
 }
 

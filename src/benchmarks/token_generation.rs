@@ -185,13 +185,9 @@ impl Kind for TokenGeneration {
                 })
             })
             .collect();
-        Ok(PreparedBenchmark {
-            setup: loaded.setup,
-            context: loaded.context,
-            cases,
-            warnings: Vec::new(),
-            skipped: None,
-        })
+        Ok(PreparedBenchmark::new(cases)
+            .with_setup(loaded.setup)
+            .with_context(loaded.context))
     }
 }
 

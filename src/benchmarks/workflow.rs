@@ -290,28 +290,24 @@ impl Kind for CollectiveWorkflow {
             "kv_source": "layer 0 K/V projected from the model's weights (f16)",
             "store_commit": "non_durable",
         });
-        Ok(PreparedBenchmark {
-            setup: loaded.setup,
-            context,
-            cases: vec![Box::new(WorkflowCase {
-                pool: Some(pool),
-                _scratch: scratch,
-                spec: WorkloadSpec {
-                    requests: p.requests.usize(),
-                    prompt_tokens: LengthDistribution::fixed(p.prompt_tokens),
-                    output_tokens: LengthDistribution::fixed(p.output_tokens),
-                    vocab_size: arch.vocab_size,
-                    arrivals: None,
-                },
-                seed: ctx.settings.seed,
-                iteration: 0,
-                stage_totals: [Duration::ZERO; STAGES.len()],
-                e2e_total: Duration::ZERO,
-                agents,
-            })],
-            warnings: Vec::new(),
-            skipped: None,
-        })
+        Ok(PreparedBenchmark::new(vec![Box::new(WorkflowCase {
+            pool: Some(pool),
+            _scratch: scratch,
+            spec: WorkloadSpec {
+                requests: p.requests.usize(),
+                prompt_tokens: LengthDistribution::fixed(p.prompt_tokens),
+                output_tokens: LengthDistribution::fixed(p.output_tokens),
+                vocab_size: arch.vocab_size,
+                arrivals: None,
+            },
+            seed: ctx.settings.seed,
+            iteration: 0,
+            stage_totals: [Duration::ZERO; STAGES.len()],
+            e2e_total: Duration::ZERO,
+            agents,
+        })])
+        .with_setup(loaded.setup)
+        .with_context(context))
     }
 }
 

@@ -651,13 +651,7 @@ mod tests {
                     done: 0,
                 })
             };
-            Ok(PreparedBenchmark {
-                setup: Vec::new(),
-                context: serde_json::Value::Null,
-                cases: vec![case("first"), case("second")],
-                warnings: Vec::new(),
-                skipped: None,
-            })
+            Ok(PreparedBenchmark::new(vec![case("first"), case("second")]))
         }
     }
 
