@@ -189,6 +189,8 @@ pub enum CommandError {
     Server(#[from] ServerError),
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    #[error(transparent)]
+    History(#[from] crate::store::HistoryFileError),
 }
 
 impl CommandError {
@@ -198,6 +200,7 @@ impl CommandError {
             | Self::Output(OutputError::Unwritable { .. })
             | Self::Device(_)
             | Self::Analysis(_)
+            | Self::History(_)
             | Self::Design(_)
             | Self::AgainstBin(_)
             | Self::Usage(_) => exit::USAGE,

@@ -8,35 +8,9 @@ use crate::analysis::HistoryEntry;
 use crate::model::DailyReport;
 use crate::model::Environment;
 use crate::output::OutputLayout;
-use crate::store::{MachineMatch, NightQuery, StoreLocation, StoredNight, WriteOutcome};
-
-/// The nights recorded in one history file, in file order; none when the
-/// file does not exist yet.
-pub(super) fn read_history(path: &Path) -> Result<Vec<HistoryEntry>, CommandError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => {
-            return Err(CommandError::Analysis(format!(
-                "cannot read {}: {e}",
-                path.display()
-            )));
-        }
-    };
-    text.lines()
-        .enumerate()
-        .filter(|(_, line)| !line.trim().is_empty())
-        .map(|(i, line)| {
-            serde_json::from_str(line).map_err(|e| {
-                CommandError::Analysis(format!(
-                    "{}:{}: not a history line: {e}",
-                    path.display(),
-                    i + 1
-                ))
-            })
-        })
-        .collect()
-}
+use crate::store::{
+    HistoryFile, MachineMatch, NightQuery, StoreLocation, StoredNight, WriteOutcome,
+};
 
 /// `campaign compare A B`: the verdict without a re-run. Each of A and B
 /// is a day report's file or, where no such file exists, the run id of a
@@ -203,7 +177,7 @@ fn jsonl_nights(
             MachineMatch::Any => true,
         };
         if wanted {
-            nights.extend(read_history(&file)?);
+            nights.extend(HistoryFile::at(file).read()?);
         }
     }
     nights.sort_by_key(|e| e.recorded_at);
@@ -267,7 +241,7 @@ pub(super) fn earlier_nights(
         Ok(nights) => Ok(nights),
         Err(e) => {
             eprintln!("warning: {e}; the verdicts read the JSONL history instead");
-            read_history(&layout.history(&machine_key, report.day))
+            Ok(HistoryFile::at(layout.history(&machine_key, report.day)).read()?)
         }
     }
 }
@@ -307,7 +281,7 @@ pub fn history_command(
     if let (true, Some(store)) = (request.import, store.as_mut()) {
         let (mut stored, mut already) = (0, 0);
         for (machine_key, file) in history_files(layout, day) {
-            for entry in read_history(&file)? {
+            for entry in HistoryFile::at(&file).read()? {
                 let environment = std::fs::read_to_string(&entry.report)
                     .ok()
                     .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())

@@ -1,7 +1,6 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use super::nightly::read_history;
 use super::{CommandError, day_exit_code, exit, open_toggled_campaign};
 use super::{run_analysis, run_calibration, run_roadmap, write_json};
 use crate::analysis::{
@@ -24,6 +23,7 @@ use crate::runner::{
     RunOptions, Schedule, SittingRuns, Slot, SlotRun, configure_threads, console_progress,
     install_interrupt_handler, run_child, run_day, run_sitting, select_benchmarks,
 };
+use crate::store::HistoryFile;
 
 #[derive(Debug, Clone)]
 pub struct RunArgs {
@@ -589,11 +589,12 @@ impl Night<'_> {
         print_warnings(&report);
         let mut code = day_exit_code(&report.summary, report.interrupted);
 
-        let history_path = layout.history(&report.environment.machine_key(), report.day);
+        let history_file =
+            HistoryFile::at(layout.history(&report.environment.machine_key(), report.day));
         // An experiment's runs are judged by the experiment, not against
         // the nights: they read and write no store.
         let history = if args.measure_only {
-            read_history(&history_path)?
+            history_file.read()?
         } else {
             super::nightly::earlier_nights(self.store, layout, &report)?
         };
@@ -625,7 +626,7 @@ impl Night<'_> {
             if let Some(c) = &comparison {
                 entry = entry.with_comparison(c);
             }
-            append_history(&history_path, &entry)?;
+            history_file.append(&entry)?;
             night_entry = Some(entry);
         }
         let written = write_day_artifacts(
@@ -864,25 +865,6 @@ fn sitting_child(
         device: args.device,
         ..super::sitting_child(args.day, &args.campaign, out, layout)?
     })
-}
-
-/// One line per finished run in the machine's append-only history.
-fn append_history(path: &Path, entry: &HistoryEntry) -> Result<(), CommandError> {
-    let write_err = |source| OutputError::Write {
-        path: path.to_path_buf(),
-        source,
-    };
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).map_err(write_err)?;
-    }
-    let line = serde_json::to_string(entry).map_err(OutputError::from)?;
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .map_err(write_err)?;
-    writeln!(file, "{line}").map_err(write_err)?;
-    Ok(())
 }
 
 fn load_baseline(

@@ -11,8 +11,11 @@
 //! kept; a query layer over both (sqlx, diesel) would bring an async
 //! runtime or a code generator for two tables.
 
+mod history_file;
 mod postgres;
 mod sqlite;
+
+pub use history_file::{HistoryFile, HistoryFileError};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
