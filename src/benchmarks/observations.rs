@@ -1,6 +1,51 @@
+//! What a kind measures: the metrics it declares, and what one iteration
+//! observed of them.
+
 use std::time::Duration;
 
-use super::MetricDef;
+use crate::stats::ValueKind;
+
+/// One metric a kind produces. Kinds declare each as a constant named
+/// after the metric and record it by reference, so that a misspelt name
+/// does not compile; a name that kinds define differently (`e2e_ms`,
+/// `ops_per_s`) has one constant per definition, prefixed with its kind.
+#[derive(Debug, Clone, Copy)]
+pub struct MetricDef {
+    pub name: &'static str,
+    pub unit: &'static str,
+    pub kind: ValueKind,
+    pub higher_is_better: bool,
+    pub description: &'static str,
+}
+
+impl MetricDef {
+    /// A duration in milliseconds (recorded at nanosecond resolution); lower is better.
+    pub const fn duration_ms(name: &'static str, description: &'static str) -> Self {
+        Self {
+            name,
+            unit: "ms",
+            kind: ValueKind::DurationMs,
+            higher_is_better: false,
+            description,
+        }
+    }
+
+    /// Any other quantity (rates, ratios, counts, sizes).
+    pub const fn quantity(
+        name: &'static str,
+        unit: &'static str,
+        higher_is_better: bool,
+        description: &'static str,
+    ) -> Self {
+        Self {
+            name,
+            unit,
+            kind: ValueKind::Quantity,
+            higher_is_better,
+            description,
+        }
+    }
+}
 
 /// Scalar values and per-step vectors, by metric.
 pub type ObservedParts = (Vec<(&'static str, f64)>, Vec<(&'static str, Vec<f64>)>);

@@ -6,11 +6,11 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::model::{
+use crate::benchmarks::model::{
     MODEL_SETUP_METRICS, architecture, check_model, default_model, generate, generation_memory,
     load_model, prompt_tokens, rss_mib,
 };
-use super::{
+use crate::benchmarks::{
     BenchContext, BenchmarkCase, BenchmarkError, Conclusion, Headline, Kind, MemoryNeed, MetricDef,
     Models, Observations, ParamProblem, PreparedBenchmark,
 };

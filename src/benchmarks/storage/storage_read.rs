@@ -12,8 +12,8 @@ use rand_distr::{Distribution, Zipf};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use super::storage::{check_sizes, default_value_kib, largest_value, store_error, value_for};
-use super::{
+use super::shared::{check_sizes, default_value_kib, largest_value, store_error, value_for};
+use crate::benchmarks::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
     Observations, ParamProblem, PreparedBenchmark, SweepAxis, scratch_folder,
 };

@@ -22,11 +22,11 @@ use std::sync::{Arc, Mutex, mpsc as std_mpsc};
 use std::time::{Duration, Instant};
 
 use super::endpoint_target::{Connection, EndpointTarget};
-use super::request_timing::{RequestTiming, Slo, record_run};
 use super::traffic::PrefixReuse;
 use super::traffic_report::{ReuseTally, Timeline, TimelineRequest, TtftPair};
-use super::workload::Request;
-use super::{BenchmarkCase, BenchmarkError, Conclusion, MetricDef, Observations};
+use crate::benchmarks::request_timing::{RequestTiming, Slo, record_run};
+use crate::benchmarks::workload::Request;
+use crate::benchmarks::{BenchmarkCase, BenchmarkError, Conclusion, MetricDef, Observations};
 use crate::components::endpoint::{
     EndpointClient, ErrorClass, PreparedRequest, RequestFailure, RequestPrompt, Stamped,
     StreamedCompletion, Surprise,

@@ -24,27 +24,27 @@ use super::endpoint_serving::{
     SHORT_RESPONSES, TRANSPORT_CLIENT_MS,
 };
 use super::endpoint_target::{PromptWriter, PromptsAsked, client_memory, with_endpoint_target};
-use super::model::{
-    MODEL_SETUP_METRICS, PromptSpec, Prompts, architecture, check_model, check_prompts,
-    generation_memory, load_model,
-};
-use super::quality::{ServedOutput, served_outputs};
-use super::request_timing::{
-    GOODPUT_PCT, GOODPUT_REQUESTS_PER_S, ITL_MS, RequestTiming, SERVING_E2E_MS,
-    SERVING_OUTPUT_TOKENS_PER_S, SERVING_QUEUE_MS, SERVING_REQUESTS_PER_S, SERVING_TPOT_MS,
-    SERVING_TTFT_MS, Slo, TTFT_FROM_SEND_MS, record_run,
-};
+use super::quality::served_outputs;
 use super::traffic::{
     MAX_TRACE_PROMPT_TOKENS, MAX_TRACE_REQUESTS, PrefixReuse, Traffic, read_trace, unshared,
 };
 use super::traffic_report::{ReuseTally, Timeline, TimelineRequest, TtftPair};
-use super::workload::{
+use crate::benchmarks::model::{
+    MODEL_SETUP_METRICS, PromptSpec, Prompts, architecture, check_model, check_prompts,
+    generation_memory, load_model,
+};
+use crate::benchmarks::request_timing::{
+    GOODPUT_PCT, GOODPUT_REQUESTS_PER_S, ITL_MS, RequestTiming, SERVING_E2E_MS,
+    SERVING_OUTPUT_TOKENS_PER_S, SERVING_QUEUE_MS, SERVING_REQUESTS_PER_S, SERVING_TPOT_MS,
+    SERVING_TTFT_MS, Slo, TTFT_FROM_SEND_MS, record_run,
+};
+use crate::benchmarks::workload::{
     ArrivalProcess, Arrivals, LengthDistribution, Ramp, RampShape, Request, WorkloadSpec,
     generate_requests,
 };
-use super::{
+use crate::benchmarks::{
     BenchContext, BenchmarkCase, BenchmarkError, Conclusion, Headline, Kind, MemoryNeed, MetricDef,
-    Models, Observations, ParamProblem, PreparedBenchmark, SweepAxis,
+    Models, Observations, ParamProblem, PreparedBenchmark, ServedOutput, SweepAxis,
 };
 use crate::campaign::bounds::{Count, Dimension, Millis, Parallel, Rate, Tokens};
 use crate::components::inference::{

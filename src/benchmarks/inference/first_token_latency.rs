@@ -7,11 +7,11 @@ use std::time::Instant;
 
 use serde::Deserialize;
 
-use super::model::{
+use crate::benchmarks::model::{
     MODEL_SETUP_METRICS, PROMPT_LENGTH_AXIS, PromptSpec, Prompts, architecture, check_model,
     check_prompts, default_model, generation_memory, load_model,
 };
-use super::{
+use crate::benchmarks::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
     Observations, ParamProblem, PreparedBenchmark, RooflinePhase, SweepAxis,
 };

@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::kv_geometry::{GeometryParams, cache_error, geometry_context, mb_per_s, random_values};
-use super::{
+use crate::benchmarks::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
     Observations, ParamProblem, PreparedBenchmark, scratch_folder,
 };

@@ -19,8 +19,8 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use super::BenchmarkError;
-use super::workload::{Follow, Request};
+use crate::benchmarks::BenchmarkError;
+use crate::benchmarks::workload::{Follow, Request};
 use crate::campaign::bounds::{Count, Dimension, Factor, PauseSeconds, Tokens, compact_number};
 use crate::components::kvcache::{TraceAccess, belady_hits, cacheable_block_keys};
 
@@ -284,12 +284,14 @@ pub fn read_trace(
     limit: Option<usize>,
 ) -> Result<Vec<Request>, TraceError> {
     let shown = path.display().to_string();
-    let text =
-        crate::components::bounded::read_text_bounded(path, super::model::MAX_PROMPT_FILE_BYTES)
-            .map_err(|source| TraceError::Read {
-                path: shown.clone(),
-                source,
-            })?;
+    let text = crate::components::bounded::read_text_bounded(
+        path,
+        crate::benchmarks::model::MAX_PROMPT_FILE_BYTES,
+    )
+    .map_err(|source| TraceError::Read {
+        path: shown.clone(),
+        source,
+    })?;
     let max_tokens = 1u64 << 20;
     let mut lines: Vec<(f64, usize, TraceLine)> = Vec::new();
     for (number, line) in text.lines().enumerate() {

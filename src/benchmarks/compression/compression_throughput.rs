@@ -1,12 +1,12 @@
 //! `compression_throughput`: compress and decompress MB/s per input ×
 //! codec, against memcpy of the same bytes in the same iteration.
 
-use super::compression::{
+use super::shared::{
     COMPRESS_BLOCK_MS, COMPRESS_FRACTION_OF_MEMCPY, COMPRESS_MB_PER_S, COMPRESSED_BYTES,
     CompressionParams, DECOMPRESS_FRACTION_OF_MEMCPY, DECOMPRESS_MB_PER_S, MEMCPY_MB_PER_S, RATIO,
     SPACE_SAVING_PCT, case_count, check_params, memory, prepare_cases,
 };
-use super::{
+use crate::benchmarks::{
     BenchContext, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models, ParamProblem,
     PreparedBenchmark,
 };

@@ -12,14 +12,14 @@ use super::endpoint_serving::{FailureTally, shortfall};
 use super::endpoint_target::{
     Connection, PromptWriter, PromptsAsked, client_memory, with_endpoint_target,
 };
-use super::model::{
+use super::quality::served_outputs;
+use crate::benchmarks::model::{
     MODEL_SETUP_METRICS, architecture, check_model, generate, generation_memory, load_model,
     prompt_tokens, rss_mib,
 };
-use super::quality::{ServedOutput, served_outputs};
-use super::{
+use crate::benchmarks::{
     BenchContext, BenchmarkCase, BenchmarkError, Conclusion, Headline, Kind, MemoryNeed, MetricDef,
-    Models, Observations, ParamProblem, PreparedBenchmark,
+    Models, Observations, ParamProblem, PreparedBenchmark, ServedOutput,
 };
 use crate::campaign::bounds::{IntervalMs, LeakKib, MibAmount, Seconds, Tokens};
 use crate::components::endpoint::RequestPrompt;

@@ -8,7 +8,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{BenchmarkError, Models, ParamProblem};
+use crate::benchmarks::{BenchmarkError, Models, ParamProblem};
 use crate::campaign::bounds::Dimension;
 use crate::components::kvcache::{KvCacheError, KvDType, KvGeometry};
 

@@ -23,9 +23,9 @@ use serde_json::json;
 use super::endpoint_target::{
     Connection, PromptSource, PromptWriter, PromptsAsked, client_memory, with_endpoint_target,
 };
-use super::model::{PromptSpec, check_prompts};
-use super::workload::{ArrivalProcess, Arrivals, LengthDistribution, Request};
-use super::{
+use crate::benchmarks::model::{PromptSpec, check_prompts};
+use crate::benchmarks::workload::{ArrivalProcess, Arrivals, LengthDistribution, Request};
+use crate::benchmarks::{
     BenchContext, BenchmarkCase, BenchmarkError, Conclusion, Headline, Kind, MemoryNeed, MetricDef,
     Models, Observations, ParamProblem, PreparedBenchmark,
 };

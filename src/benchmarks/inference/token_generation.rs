@@ -9,12 +9,12 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::first_token_latency::{FIRST_TOKEN_LATENCY_TTFT_MS, longest};
-use super::model::{
+use crate::benchmarks::model::{
     MODEL_SETUP_METRICS, PROMPT_LENGTH_AXIS, PromptSpec, Prompts, architecture, check_model,
     check_prompts, default_model, generation_memory, load_model,
 };
-use super::request_timing::ITL_MS;
-use super::{
+use crate::benchmarks::request_timing::ITL_MS;
+use crate::benchmarks::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
     Observations, ParamProblem, PreparedBenchmark, RooflinePhase, SweepAxis,
 };

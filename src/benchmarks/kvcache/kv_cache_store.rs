@@ -8,7 +8,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use super::kv_geometry::{GeometryParams, cache_error, gb_per_s, geometry_context, random_bytes};
-use super::{
+use crate::benchmarks::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
     Observations, ParamProblem, PreparedBenchmark, scratch_folder, timed_chunked_memcpy,
 };

@@ -10,9 +10,9 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
 use super::endpoint_target::EndpointTarget;
-use super::model::PromptSpec;
-use super::workload::LengthDistribution;
-use super::{BenchContext, BenchmarkError};
+use crate::benchmarks::model::PromptSpec;
+use crate::benchmarks::workload::LengthDistribution;
+use crate::benchmarks::{BenchContext, BenchmarkError, ServedOutput};
 use crate::campaign::bounds::Tokens;
 use crate::components::inference::{GenerationSession, LoadedModel};
 
@@ -118,16 +118,6 @@ pub fn compare_outputs(
         });
     }
     Ok(out)
-}
-
-/// One prompt's greedy output from a served target.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ServedOutput {
-    /// The streamed content chunks, in order (one a token, as
-    /// OpenAI-compatible servers stream greedy output).
-    pub chunks: Vec<String>,
-    /// The output tokens the server's `usage` counts, if it sent one.
-    pub usage_tokens: Option<usize>,
 }
 
 /// What one prompt's served outputs compare to.

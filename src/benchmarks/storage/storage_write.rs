@@ -8,8 +8,8 @@ use std::time::Instant;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::storage::{check_sizes, default_value_kib, largest_value, store_error, value_for};
-use super::{
+use super::shared::{check_sizes, default_value_kib, largest_value, store_error, value_for};
+use crate::benchmarks::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
     Observations, ParamProblem, PreparedBenchmark, SweepAxis, scratch_folder,
 };

@@ -11,10 +11,10 @@ use std::time::Instant;
 use serde::Deserialize;
 use serde_json::json;
 
-use super::model::{
+use crate::benchmarks::model::{
     MODEL_SETUP_METRICS, architecture, check_model, generation_memory, load_model, prompt_tokens,
 };
-use super::{
+use crate::benchmarks::{
     BenchContext, BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models,
     Observations, ParamProblem, PreparedBenchmark, SweepAxis,
 };

@@ -1,7 +1,7 @@
 //! What the storage kinds share (`storage_write`, `storage_read`): values
 //! that can be checked without keeping them, and error wording.
 
-use super::{BenchmarkError, ParamProblem};
+use crate::benchmarks::{BenchmarkError, ParamProblem};
 use crate::campaign::bounds::Kib;
 use crate::components::storage::StorageError;
 

@@ -21,7 +21,7 @@ use rand_distr::{Distribution, Zipf};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::{
+use crate::benchmarks::{
     BenchContext, BenchmarkCase, BenchmarkError, MemoryNeed, MetricDef, Models, Observations,
     ParamProblem, PreparedBenchmark, model_folder, timed_chunked_memcpy,
 };

@@ -1,11 +1,11 @@
 //! `compression_ratio`: how small each codec makes each input, every block
 //! round-tripped and compared.
 
-use super::compression::{
+use super::shared::{
     COMPRESSED_BYTES, CompressionParams, RATIO, SPACE_SAVING_PCT, case_count, check_params, memory,
     prepare_cases,
 };
-use super::{
+use crate::benchmarks::{
     BenchContext, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models, ParamProblem,
     PreparedBenchmark,
 };

@@ -13,9 +13,11 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use super::model::{PromptSpec, Prompts, check_prompts, load_model, read_prompt_lines};
-use super::workload::{Arrivals, LengthDistribution, Request, WorkloadSpec, generate_requests};
-use super::{BenchContext, BenchmarkError, MemoryNeed, Models, ParamProblem};
+use crate::benchmarks::model::{PromptSpec, Prompts, check_prompts, load_model, read_prompt_lines};
+use crate::benchmarks::workload::{
+    Arrivals, LengthDistribution, Request, WorkloadSpec, generate_requests,
+};
+use crate::benchmarks::{BenchContext, BenchmarkError, MemoryNeed, Models, ParamProblem};
 use crate::campaign::bounds::{Percent, Seconds, Tokens};
 use crate::components::endpoint::{
     EndpointApi, EndpointClient, EndpointConfig, RequestPrompt, redact_url,
@@ -71,19 +73,19 @@ macro_rules! with_endpoint_target {
             /// Environment variable holding the API key (never the key itself).
             api_key_env: Option<String>,
             /// Limit on one request, from sending it to its end.
-            #[serde(default = "crate::benchmarks::endpoint_target::default_request_timeout_s")]
+            #[serde(default = "crate::benchmarks::serving::endpoint_target::default_request_timeout_s")]
             request_timeout_s: $crate::campaign::bounds::Seconds,
             /// Share of requests that may fail before the benchmark fails (exit 4).
-            #[serde(default = "crate::benchmarks::endpoint_target::no_errors")]
+            #[serde(default = "crate::benchmarks::serving::endpoint_target::no_errors")]
             error_budget_pct: $crate::campaign::bounds::Percent,
             /// Send vLLM's `ignore_eos`, so outputs have the sampled lengths
             /// (set false for servers that refuse unknown fields).
-            #[serde(default = "crate::benchmarks::endpoint_target::yes")]
+            #[serde(default = "crate::benchmarks::serving::endpoint_target::yes")]
             ignore_eos: bool,
             /// The run is marked client-bound when the client's dispatch
             /// lag at p99 exceeds this share of the median TTFT (measured
             /// from the actual send), in %.
-            #[serde(default = "crate::benchmarks::endpoint_target::default_client_bound_lag_pct")]
+            #[serde(default = "crate::benchmarks::serving::endpoint_target::default_client_bound_lag_pct")]
             client_bound_lag_pct: $crate::campaign::bounds::Percent,
             /// With an endpoint: a `tokenizer.json` (relative to the campaign
             /// file) that writes and counts the prompts instead of a
@@ -97,9 +99,9 @@ macro_rules! with_endpoint_target {
                 self.model.as_deref().unwrap_or("default")
             }
 
-            fn endpoint_target(&self) -> Option<$crate::benchmarks::endpoint_target::EndpointTarget<'_>> {
+            fn endpoint_target(&self) -> Option<$crate::benchmarks::serving::endpoint_target::EndpointTarget<'_>> {
                 self.endpoint.as_deref().map(|url| {
-                    $crate::benchmarks::endpoint_target::EndpointTarget {
+                    $crate::benchmarks::serving::endpoint_target::EndpointTarget {
                         url,
                         api: self.api,
                         model: self.model.as_deref(),
@@ -120,9 +122,9 @@ macro_rules! with_endpoint_target {
             fn check_target(
                 &self,
                 models: &$crate::campaign::Models,
-                asked: $crate::benchmarks::endpoint_target::PromptsAsked<'_>,
+                asked: $crate::benchmarks::serving::endpoint_target::PromptsAsked<'_>,
             ) -> Result<
-                Option<$crate::benchmarks::endpoint_target::PromptWriter<'_>>,
+                Option<$crate::benchmarks::serving::endpoint_target::PromptWriter<'_>>,
                 $crate::campaign::ParamProblem,
             > {
                 match self.endpoint_target() {
