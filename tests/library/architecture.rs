@@ -303,13 +303,20 @@ fn files_of_a_module_form_no_cycle() {
             .filter_map(|f| unit_in(&dir, f))
             .collect();
         let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+        // Every file below `dir` speaks for its unit, a file of a
+        // sub-folder too (it reaches `dir` by `crate::` paths or one
+        // `super::` per level).
         for file in files
             .iter()
-            .filter(|f| f.parent() == Some(dir.as_path()) && !f.ends_with("mod.rs"))
+            .filter(|f| f.starts_with(&dir) && **f != dir.join("mod.rs"))
         {
             let from = unit_in(&dir, file).expect("a unit");
             let text = code(file);
-            let mut used = names_after(&text, "super::");
+            let depth = file
+                .parent()
+                .and_then(|p| p.strip_prefix(&dir).ok())
+                .map_or(0, |p| p.components().count());
+            let mut used = names_after(&text, &"super::".repeat(depth + 1));
             used.extend(names_after(&text, &format!("crate::{module_path}::")));
             let targets = graph.entry(from.clone()).or_default();
             for name in used {
