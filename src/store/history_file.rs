@@ -88,3 +88,43 @@ impl HistoryFile {
         writeln!(file, "{line}").map_err(write_err)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::DailyReport;
+
+    fn night(report_path: &str) -> HistoryEntry {
+        let report: DailyReport =
+            serde_json::from_str(include_str!("../../tests/fixtures/day_report.json")).unwrap();
+        HistoryEntry::from_report(&report, report_path)
+    }
+
+    fn json(entries: &[HistoryEntry]) -> Vec<String> {
+        entries
+            .iter()
+            .map(|e| serde_json::to_string(e).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn nights_appended_are_read_back_in_order_and_a_bad_line_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = HistoryFile::at(dir.path().join("machine/day_1.jsonl"));
+        assert!(history.read().unwrap().is_empty(), "no file yet: no nights");
+        let nights = [night("a.json"), night("b.json")];
+        for n in &nights {
+            history.append(n).unwrap();
+        }
+        assert_eq!(json(&history.read().unwrap()), json(&nights));
+
+        let mut text = std::fs::read_to_string(history.path()).unwrap();
+        text.push_str("\n{\"not\": \"a night\"}\n");
+        std::fs::write(history.path(), text).unwrap();
+        let error = history.read().unwrap_err().to_string();
+        assert!(
+            error.starts_with(&format!("{}:4: not a history line", history.path().display())),
+            "{error}"
+        );
+    }
+}
