@@ -10,6 +10,9 @@ use campaign::commands::{self, CommandError, QueuedRequests, RunArgs};
 use campaign::components::inference::DeviceSpec;
 use campaign::components::server::SimulatedService;
 
+/// The campaign a command reads when `--campaign` is not given.
+const DEFAULT_CAMPAIGN: &str = "campaigns/default.toml";
+
 const EXIT_CODES: &str = "Exit status (every command):
   0    every benchmark ran and met its targets
   1    internal error
@@ -34,7 +37,7 @@ written).";
 #[derive(Debug, clap::Args)]
 struct FleetFlags {
     /// Campaign file (as the shards' checkout or image sees it, for plan).
-    #[arg(long, default_value = "campaigns/default.toml")]
+    #[arg(long, default_value = DEFAULT_CAMPAIGN)]
     campaign: PathBuf,
     /// The fleet's machine classes.
     #[arg(long, default_value = "machines.toml")]
@@ -123,7 +126,7 @@ struct BisectFlags {
     #[arg(long, default_value_t = 1)]
     day: u32,
     /// Campaign file.
-    #[arg(long, default_value = "campaigns/default.toml")]
+    #[arg(long, default_value = DEFAULT_CAMPAIGN)]
     campaign: PathBuf,
     /// Results folder (default: the campaign's output_dir, else results/).
     #[arg(long)]
@@ -170,7 +173,7 @@ struct RunFlags {
     #[arg(long)]
     day: u32,
     /// Campaign file.
-    #[arg(long, default_value = "campaigns/default.toml")]
+    #[arg(long, default_value = DEFAULT_CAMPAIGN)]
     campaign: PathBuf,
     /// Results folder (default: the campaign's output_dir, else results/).
     #[arg(long)]
@@ -351,7 +354,7 @@ enum Command {
     /// Measure this machine's limits (memory, disk, matmul) for the roofline.
     #[command(after_help = EXIT_CODES)]
     Calibrate {
-        #[arg(long, default_value = "campaigns/default.toml")]
+        #[arg(long, default_value = DEFAULT_CAMPAIGN)]
         campaign: PathBuf,
         #[arg(long)]
         out: Option<PathBuf>,
@@ -366,7 +369,7 @@ enum Command {
     /// Rank bottlenecks from the profiles and reports of a range of days.
     #[command(after_help = EXIT_CODES)]
     Analyze {
-        #[arg(long, default_value = "campaigns/default.toml")]
+        #[arg(long, default_value = DEFAULT_CAMPAIGN)]
         campaign: PathBuf,
         #[arg(long)]
         out: Option<PathBuf>,
@@ -383,7 +386,7 @@ enum Command {
     /// write experiments.json (the roadmap then uses the measured speed-ups).
     #[command(after_help = EXIT_CODES)]
     Experiment {
-        #[arg(long, default_value = "campaigns/default.toml")]
+        #[arg(long, default_value = DEFAULT_CAMPAIGN)]
         campaign: PathBuf,
         #[arg(long)]
         out: Option<PathBuf>,
@@ -409,7 +412,7 @@ enum Command {
     /// Write OPTIMIZATION_ROADMAP.md from the last analysis.
     #[command(after_help = EXIT_CODES)]
     Roadmap {
-        #[arg(long, default_value = "campaigns/default.toml")]
+        #[arg(long, default_value = DEFAULT_CAMPAIGN)]
         campaign: PathBuf,
         #[arg(long)]
         out: Option<PathBuf>,
@@ -441,7 +444,7 @@ enum Command {
         metric: String,
         #[arg(long, default_value_t = 1)]
         day: u32,
-        #[arg(long, default_value = "campaigns/default.toml")]
+        #[arg(long, default_value = DEFAULT_CAMPAIGN)]
         campaign: PathBuf,
         #[arg(long)]
         out: Option<PathBuf>,
@@ -510,7 +513,7 @@ enum Command {
         store: Option<String>,
         #[arg(long, default_value_t = 1)]
         day: u32,
-        #[arg(long, default_value = "campaigns/default.toml")]
+        #[arg(long, default_value = DEFAULT_CAMPAIGN)]
         campaign: PathBuf,
         #[arg(long)]
         out: Option<PathBuf>,
@@ -518,7 +521,7 @@ enum Command {
     /// List the days of a campaign with their benchmarks and targets.
     #[command(after_help = EXIT_CODES)]
     List {
-        #[arg(long, default_value = "campaigns/default.toml")]
+        #[arg(long, default_value = DEFAULT_CAMPAIGN)]
         campaign: PathBuf,
     },
     /// Print a model's greedy continuation of a prompt, to see that it
@@ -526,7 +529,7 @@ enum Command {
     #[command(after_help = EXIT_CODES)]
     Generate {
         /// Campaign file that defines the model.
-        #[arg(long, default_value = "campaigns/default.toml")]
+        #[arg(long, default_value = DEFAULT_CAMPAIGN)]
         campaign: PathBuf,
         /// Results folder, where synthetic models are cached (default: the campaign's output_dir).
         #[arg(long)]
@@ -550,7 +553,7 @@ enum Command {
     #[command(after_help = EXIT_CODES)]
     Serve {
         /// Campaign file that defines the model.
-        #[arg(long, default_value = "campaigns/default.toml")]
+        #[arg(long, default_value = DEFAULT_CAMPAIGN)]
         campaign: PathBuf,
         /// Results folder, where synthetic models are cached and requests logged
         /// (default: the campaign's output_dir).

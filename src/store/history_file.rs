@@ -123,7 +123,10 @@ mod tests {
         std::fs::write(history.path(), text).unwrap();
         let error = history.read().unwrap_err().to_string();
         assert!(
-            error.starts_with(&format!("{}:4: not a history line", history.path().display())),
+            error.starts_with(&format!(
+                "{}:4: not a history line",
+                history.path().display()
+            )),
             "{error}"
         );
     }
