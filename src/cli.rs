@@ -450,7 +450,7 @@ enum Command {
         out: Option<PathBuf>,
         /// Change points smaller than this (in %, above 0, at most 1000)
         /// are listed as minor.
-        #[arg(long, default_value_t = 5.0, value_parser = bounds::parse_threshold_pct)]
+        #[arg(long, default_value_t = campaign::analysis::DEFAULT_THRESHOLD_PCT, value_parser = bounds::parse_threshold_pct)]
         threshold_pct: f64,
         /// `text`, or `json` and `csv` for other tools.
         #[arg(long, default_value = "text", value_parser = ["text", "json", "csv"])]
@@ -493,6 +493,10 @@ enum Command {
         /// are then found within that window.
         #[arg(long, value_name = "DAYS", value_parser = parse_since_days)]
         since_days: Option<u32>,
+        /// Changes smaller than this (in %, above 0, at most 1000) are drawn
+        /// on their chart but not listed on the front page.
+        #[arg(long, default_value_t = campaign::analysis::DEFAULT_THRESHOLD_PCT, value_parser = bounds::parse_threshold_pct)]
+        threshold_pct: f64,
     },
     /// Write a day's newest report as a self-contained HTML page.
     #[command(after_help = EXIT_CODES)]
@@ -784,6 +788,7 @@ impl Cli {
                 export,
                 recent,
                 since_days,
+                threshold_pct,
             } => print(commands::dashboard_command(&commands::DashboardArgs {
                 store,
                 out,
@@ -791,6 +796,7 @@ impl Cli {
                 export,
                 recent_nights: recent,
                 since_days,
+                threshold_pct,
             })),
             Command::Report {
                 fleet: Some(fleet_run),

@@ -108,6 +108,9 @@ pub struct SeriesChange {
     pub change_pct: f64,
     /// The change makes the metric worse.
     pub worse: bool,
+    /// Smaller than the threshold the dashboard was built with: drawn on
+    /// its chart, never a front-page line.
+    pub minor: bool,
     /// Commits of the nights around it, oldest first.
     pub commits: Vec<String>,
     /// (field, before, after) between the night before and the night of
@@ -245,7 +248,13 @@ fn natural_key(text: &str) -> Vec<(String, u128)> {
 /// The dashboard of `nights` (any order). The front page lists what began
 /// in the last `recent_nights` nights of each machine's series, and the
 /// regressions still open at each series' latest night.
-pub fn build_dashboard(mut nights: Vec<DashboardNight>, recent_nights: usize) -> Dashboard {
+/// `threshold_pct` is the gate's regression threshold: a change smaller
+/// than it is drawn but not listed on the front page.
+pub fn build_dashboard(
+    mut nights: Vec<DashboardNight>,
+    recent_nights: usize,
+    threshold_pct: f64,
+) -> Dashboard {
     nights.sort_by(|a, b| (a.entry.recorded_at, &a.run_id).cmp(&(b.entry.recorded_at, &b.run_id)));
     // (campaign, day, machine) → nights, oldest first.
     let mut groups: BTreeMap<(String, u32, String), Vec<usize>> = BTreeMap::new();
@@ -326,7 +335,7 @@ pub fn build_dashboard(mut nights: Vec<DashboardNight>, recent_nights: usize) ->
                 .get(run_id)
                 .and_then(|&i| nights[i].environment.clone())
         };
-        for history in series_histories(&entries, "", environment_of) {
+        for history in series_histories(&entries, "", threshold_pct, environment_of) {
             let night_of: Vec<usize> = history
                 .nights
                 .iter()
@@ -389,30 +398,32 @@ pub fn build_dashboard(mut nights: Vec<DashboardNight>, recent_nights: usize) ->
             let mut changes = Vec::new();
             // A creep may start at the first night (a drift from the start);
             // a step or a watched tail has a night before it.
-            let mut push = |kind: ChangeKind, point: usize, change_pct: f64, ctx_kind: &str| {
-                if point >= points.len() || (point == 0 && kind != ChangeKind::Creep) {
-                    return;
-                }
-                let (commits, environment_changes, environment_known) =
-                    match context(point, ctx_kind) {
-                        Some(c) => (
-                            c.commits.clone(),
-                            c.environment_changes.clone(),
-                            c.environment_known,
-                        ),
-                        None => (Vec::new(), Vec::new(), false),
-                    };
-                changes.push(SeriesChange {
-                    kind,
-                    point,
-                    night: points[point].night,
-                    change_pct,
-                    worse: is_worse(change_pct, higher_is_better),
-                    commits,
-                    environment_changes,
-                    environment_known,
-                });
-            };
+            let mut push =
+                |kind: ChangeKind, point: usize, change_pct: f64, minor: bool, ctx_kind: &str| {
+                    if point >= points.len() || (point == 0 && kind != ChangeKind::Creep) {
+                        return;
+                    }
+                    let (commits, environment_changes, environment_known) =
+                        match context(point, ctx_kind) {
+                            Some(c) => (
+                                c.commits.clone(),
+                                c.environment_changes.clone(),
+                                c.environment_known,
+                            ),
+                            None => (Vec::new(), Vec::new(), false),
+                        };
+                    changes.push(SeriesChange {
+                        kind,
+                        point,
+                        night: points[point].night,
+                        change_pct,
+                        worse: is_worse(change_pct, higher_is_better),
+                        minor,
+                        commits,
+                        environment_changes,
+                        environment_known,
+                    });
+                };
             let found = &history.changes;
             for cp in &found.change_points {
                 let kind = if cp.provisional {
@@ -420,13 +431,14 @@ pub fn build_dashboard(mut nights: Vec<DashboardNight>, recent_nights: usize) ->
                 } else {
                     ChangeKind::ChangePoint
                 };
-                push(kind, cp.night, cp.shift_pct, "change point");
+                push(kind, cp.night, cp.shift_pct, cp.minor, "change point");
             }
             for creep in &found.creeps {
                 push(
                     ChangeKind::Creep,
                     creep.first_night,
                     creep.total_pct,
+                    creep.minor,
                     "creep",
                 );
             }
@@ -435,6 +447,7 @@ pub fn build_dashboard(mut nights: Vec<DashboardNight>, recent_nights: usize) ->
                     ChangeKind::Watched,
                     tail.first_night,
                     tail.shift_pct,
+                    tail.minor,
                     "watched",
                 );
             }
@@ -472,6 +485,8 @@ pub fn build_dashboard(mut nights: Vec<DashboardNight>, recent_nights: usize) ->
                     night: a,
                     change_pct,
                     worse: true,
+                    // The gate confirmed it against its own threshold.
+                    minor: false,
                     commits,
                     environment_known: envs.is_some(),
                     environment_changes: envs
@@ -484,8 +499,9 @@ pub fn build_dashboard(mut nights: Vec<DashboardNight>, recent_nights: usize) ->
             // What the front page lists: an open regression always; a step
             // or tail that began in the window, a creep still running in
             // it; never from a series too short for the detector to have
-            // a level on either side, and one line per series, machine and
-            // night (the first kind: regression, step, creep, tail).
+            // a level on either side, never one smaller than the threshold,
+            // and one line per series, machine and night (the first kind:
+            // regression, step, creep, tail).
             let long_enough = points.len() >= 2 * MIN_SEGMENT_NIGHTS;
             let creep_end: BTreeMap<usize, usize> = found
                 .creeps
@@ -495,7 +511,7 @@ pub fn build_dashboard(mut nights: Vec<DashboardNight>, recent_nights: usize) ->
             let mut listed = std::collections::BTreeSet::new();
             let mut by_priority: Vec<&SeriesChange> = changes.iter().collect();
             by_priority.sort_by_key(|c| c.kind.priority());
-            for change in by_priority {
+            for change in by_priority.into_iter().filter(|c| !c.minor) {
                 let in_window = match change.kind {
                     ChangeKind::OpenRegression => true,
                     ChangeKind::Creep => {
@@ -577,6 +593,9 @@ mod tests {
     use rand::SeedableRng;
     use rand_distr::{Distribution, Normal};
 
+    /// The gate's default, as `campaign dashboard` uses it.
+    const THRESHOLD_PCT: f64 = crate::analysis::DEFAULT_THRESHOLD_PCT;
+
     /// `count` nights of two series on one machine, 1 % noise; `a` steps
     /// by `step` from night `at` (commit `c1` from there), `b` is A/A. The
     /// night of the step also changed the kernel.
@@ -639,7 +658,7 @@ mod tests {
         let (mut found, mut located, mut quiet) = (0, 0, 0);
         let trials = 20;
         for seed in 0..trials {
-            let board = build_dashboard(history(120, 100, 1.2, seed), 30);
+            let board = build_dashboard(history(120, 100, 1.2, seed), 30, THRESHOLD_PCT);
             let a: Vec<&Alert> = board
                 .alerts
                 .iter()
@@ -692,7 +711,7 @@ mod tests {
         for n in &mut nights {
             n.entry.report = String::new();
         }
-        let board = build_dashboard(nights, 10);
+        let board = build_dashboard(nights, 10, THRESHOLD_PCT);
         let points = &board.days[0].series[0].machines[0].points;
         let order: Vec<usize> = points.iter().map(|p| p.night).collect();
         assert_eq!(order, (0..40).collect::<Vec<_>>());
@@ -737,7 +756,7 @@ mod tests {
                 }),
             ),
         ] {
-            let board = build_dashboard(series(70, level), 14);
+            let board = build_dashboard(series(70, level), 14, THRESHOLD_PCT);
             let kinds: Vec<ChangeKind> = board.alerts.iter().map(|a| a.change.kind).collect();
             assert!(
                 kinds.contains(&ChangeKind::Creep) || kinds.contains(&ChangeKind::Watched),
@@ -756,14 +775,46 @@ mod tests {
                 .states
                 .insert("a t_ms".into(), ChangeState::Regressed);
         }
-        let board = build_dashboard(nights, 14);
+        let board = build_dashboard(nights, 14, THRESHOLD_PCT);
         assert_eq!(board.alerts.len(), 1, "{:?}", board.alerts);
         assert_eq!(board.alerts[0].change.kind, ChangeKind::OpenRegression);
         assert_eq!(board.alerts[0].change.point, 0);
         assert!(board.alerts[0].change.change_pct.is_nan());
         // Three nights, one off: too short for a level on either side.
-        let board = build_dashboard(series(3, |i| if i == 2 { 13.0 } else { 10.0 }), 14);
+        let board = build_dashboard(
+            series(3, |i| if i == 2 { 13.0 } else { 10.0 }),
+            14,
+            THRESHOLD_PCT,
+        );
         assert!(board.alerts.is_empty(), "{:?}", board.alerts);
+    }
+
+    /// A +2 % step at 0.5 % noise is found; at the 5 % threshold it is
+    /// drawn, marked minor, and raises no front-page line; at a 1 %
+    /// threshold the same step is an alert.
+    #[test]
+    fn a_step_below_the_threshold_is_drawn_as_minor_and_not_listed() {
+        let nights = || series(60, |i| if i < 40 { 10.0 } else { 10.2 });
+        let board = build_dashboard(nights(), 30, THRESHOLD_PCT);
+        let changes = &board.days[0].series[0].machines[0].changes;
+        let step = changes
+            .iter()
+            .find(|c| c.point.abs_diff(40) <= 1)
+            .unwrap_or_else(|| panic!("{changes:?}"));
+        assert!(
+            step.minor && step.change_pct > 1.0 && step.change_pct < 3.0,
+            "{step:?}"
+        );
+        assert!(board.alerts.is_empty(), "{:?}", board.alerts);
+        let board = build_dashboard(nights(), 30, 1.0);
+        assert!(
+            board
+                .alerts
+                .iter()
+                .any(|a| !a.change.minor && a.change.point.abs_diff(40) <= 1),
+            "{:?}",
+            board.alerts
+        );
     }
 
     #[test]
@@ -785,7 +836,7 @@ mod tests {
                 .states
                 .insert("b t_ms".into(), ChangeState::Regressed);
         }
-        let board = build_dashboard(nights, 30);
+        let board = build_dashboard(nights, 30, THRESHOLD_PCT);
         let a = &board.days[0].series[0];
         assert_eq!(a.series, "a t_ms");
         assert!(

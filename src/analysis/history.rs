@@ -224,17 +224,22 @@ pub struct ChangeContext {
 #[derive(Debug, Clone, Serialize)]
 pub struct SeriesHistory {
     pub series: String,
+    /// Changes smaller than this, in %, are marked minor (the gate's
+    /// regression threshold).
+    pub threshold_pct: f64,
     pub nights: Vec<HistoryNight>,
     pub changes: SeriesChanges,
     pub contexts: Vec<ChangeContext>,
 }
 
 /// The series whose key contains `filter`, oldest night first, each with
-/// its change points. `environment_of` reads a night's report environment
+/// its change points, those smaller than `threshold_pct` marked minor.
+/// `environment_of` reads a night's report environment
 /// (as a flat field → value map) for the nights on either side of a change.
 pub fn series_histories(
     entries: &[HistoryEntry],
     filter: &str,
+    threshold_pct: f64,
     mut environment_of: impl FnMut(&str) -> Option<BTreeMap<String, String>>,
 ) -> Vec<SeriesHistory> {
     let mut nights: Vec<&HistoryEntry> = entries.iter().collect();
@@ -260,7 +265,8 @@ pub fn series_histories(
                 })
                 .collect();
             let values: Vec<f64> = nights.iter().map(|n| n.value).collect();
-            let changes = detect_changes(&values);
+            let mut changes = detect_changes(&values);
+            changes.mark_minor(threshold_pct);
             let starts = changes
                 .change_points
                 .iter()
@@ -304,6 +310,7 @@ pub fn series_histories(
                 .collect();
             SeriesHistory {
                 series: key.clone(),
+                threshold_pct,
                 nights,
                 changes,
                 contexts,
@@ -446,7 +453,7 @@ mod tests {
                 ("cpu_model".to_string(), "x".to_string()),
             ]))
         };
-        let series = series_histories(&entries, "iteration_ms", environment);
+        let series = series_histories(&entries, "iteration_ms", 5.0, environment);
         assert_eq!(series.len(), 1);
         let s = &series[0];
         let nights: Vec<usize> = s.changes.change_points.iter().map(|c| c.night).collect();
@@ -463,7 +470,7 @@ mod tests {
             ]
         );
         // A report gone on either side: not compared, and said so.
-        let series = series_histories(&entries, "iteration_ms", |_| None);
+        let series = series_histories(&entries, "iteration_ms", 5.0, |_| None);
         assert!(!series[0].contexts[0].environment_known);
     }
 }

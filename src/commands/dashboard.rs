@@ -35,6 +35,8 @@ pub struct DashboardArgs {
     /// Only the nights of the last this many days (a large store's
     /// window); `None`: every night.
     pub since_days: Option<u32>,
+    /// Changes smaller than this, in %, stay off the front page.
+    pub threshold_pct: f64,
 }
 
 fn location(args: &DashboardArgs) -> Result<StoreLocation, CommandError> {
@@ -93,6 +95,7 @@ fn read_dashboard(
     location: &StoreLocation,
     recent_nights: usize,
     since_days: Option<u32>,
+    threshold_pct: f64,
 ) -> Result<(Dashboard, usize), CommandError> {
     let mut store = crate::store::open_reader(location)?;
     let filter = NightFilter {
@@ -105,7 +108,7 @@ fn read_dashboard(
         .map(dashboard_night)
         .collect();
     let count = nights.len();
-    Ok((build_dashboard(nights, recent_nights), count))
+    Ok((build_dashboard(nights, recent_nights, threshold_pct), count))
 }
 
 /// A night's report page, from the store's documents: `None` when the
@@ -198,7 +201,12 @@ fn write_page(dir: &Path, path: &str, bytes: &[u8]) -> Result<(), CommandError> 
 /// `campaign dashboard --export DIR`.
 fn export(args: &DashboardArgs, dir: &Path) -> Result<(String, u8), CommandError> {
     let location = location(args)?;
-    let (mut dashboard, count) = read_dashboard(&location, args.recent_nights, args.since_days)?;
+    let (mut dashboard, count) = read_dashboard(
+        &location,
+        args.recent_nights,
+        args.since_days,
+        args.threshold_pct,
+    )?;
     let with_report = exported_reports(&dashboard);
     // The nights' reports first: a night page links its report only where
     // the export holds it.
@@ -273,6 +281,7 @@ struct Site {
     location: StoreLocation,
     recent_nights: usize,
     since_days: Option<u32>,
+    threshold_pct: f64,
     pages: Mutex<(usize, BTreeMap<String, String>)>,
     flame_graphs: Mutex<BTreeMap<String, PathBuf>>,
     /// When the store was last checked for new nights; held while one
@@ -285,8 +294,12 @@ const REFRESH_CHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl Site {
     fn render(&self) -> Result<(usize, BTreeMap<String, String>), CommandError> {
-        let (dashboard, count) =
-            read_dashboard(&self.location, self.recent_nights, self.since_days)?;
+        let (dashboard, count) = read_dashboard(
+            &self.location,
+            self.recent_nights,
+            self.since_days,
+            self.threshold_pct,
+        )?;
         let view = DashboardView {
             dashboard: &dashboard,
             store: &self.location.describe(),
@@ -386,6 +399,7 @@ pub fn dashboard_command(args: &DashboardArgs) -> Result<(String, u8), CommandEr
         location: location(args)?,
         recent_nights: args.recent_nights,
         since_days: args.since_days,
+        threshold_pct: args.threshold_pct,
         pages: Mutex::new((0, BTreeMap::new())),
         flame_graphs: Mutex::new(BTreeMap::new()),
         refreshing: Mutex::new(std::time::Instant::now()),

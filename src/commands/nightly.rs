@@ -316,14 +316,19 @@ pub fn history_command(
         )));
     }
     let metric = request.metric;
-    let series = crate::analysis::series_histories(&entries, metric, report_environment);
+    let series = crate::analysis::series_histories(
+        &entries,
+        metric,
+        request.threshold_pct,
+        report_environment,
+    );
     if series.is_empty() {
         return Err(CommandError::Analysis(format!(
             "no series matches {metric:?}; series look like `case metric`, e.g. `ttft_by_prompt_length[prompt_len=128] ttft_ms`"
         )));
     }
     let text = match request.format {
-        HistoryFormat::Text => crate::report::render_history(&series, request.threshold_pct),
+        HistoryFormat::Text => crate::report::render_history(&series),
         HistoryFormat::Csv => crate::report::render_history_csv(&series),
         HistoryFormat::Json => {
             let mut json = serde_json::to_string_pretty(&series)

@@ -34,7 +34,7 @@ pub struct SitePage {
     pub html: String,
 }
 
-const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1500px}h1{font-size:22px}h2{font-size:18px;margin-top:28px}h3{font-size:14px;margin:4px 0}table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}td.n{text-align:right}.meta{color:#555}.worse{color:#c62828;font-weight:600}.better{color:#1a7f37;font-weight:600}.env{font-size:12px;color:#444;margin:0;padding-left:16px}.charts{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;padding:6px;background:#fff;content-visibility:auto;contain-intrinsic-size:auto 474px auto 230px}svg.chart{display:block}.ax{stroke:#333}.grid{stroke:#eee}.tick{font-size:10px;fill:#555}polyline{fill:none;stroke-width:1.5}polygon.band{fill-opacity:.18;stroke:none}.m0{stroke:#1f77b4;fill:#1f77b4}.m1{stroke:#d62728;fill:#d62728}.m2{stroke:#2ca02c;fill:#2ca02c}.m3{stroke:#9467bd;fill:#9467bd}.m4{stroke:#8c564b;fill:#8c564b}.m5{stroke:#e377c2;fill:#e377c2}polyline.m0,polyline.m1,polyline.m2,polyline.m3,polyline.m4,polyline.m5{fill:none}circle.reg{stroke:#c62828;stroke-width:2;fill:#fff}line.cp{stroke:#c62828;stroke-dasharray:4 3;stroke-width:1.5}line.cp.better{stroke:#1a7f37}text.cp{font-size:10px;fill:#c62828}text.cp.better{fill:#1a7f37}#tip{position:fixed;display:none;background:#222;color:#fff;font-size:12px;padding:4px 6px;border-radius:3px;pointer-events:none;white-space:pre}.legend span{margin-right:12px;font-size:12px}";
+const STYLE: &str = "body{font:14px system-ui,sans-serif;margin:24px;color:#222;max-width:1500px}h1{font-size:22px}h2{font-size:18px;margin-top:28px}h3{font-size:14px;margin:4px 0}table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ccc;padding:3px 8px;text-align:left;vertical-align:top}td.n{text-align:right}.meta{color:#555}.worse{color:#c62828;font-weight:600}.better{color:#1a7f37;font-weight:600}.env{font-size:12px;color:#444;margin:0;padding-left:16px}.charts{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ddd;padding:6px;background:#fff;content-visibility:auto;contain-intrinsic-size:auto 474px auto 230px}svg.chart{display:block}.ax{stroke:#333}.grid{stroke:#eee}.tick{font-size:10px;fill:#555}polyline{fill:none;stroke-width:1.5}polygon.band{fill-opacity:.18;stroke:none}.m0{stroke:#1f77b4;fill:#1f77b4}.m1{stroke:#d62728;fill:#d62728}.m2{stroke:#2ca02c;fill:#2ca02c}.m3{stroke:#9467bd;fill:#9467bd}.m4{stroke:#8c564b;fill:#8c564b}.m5{stroke:#e377c2;fill:#e377c2}polyline.m0,polyline.m1,polyline.m2,polyline.m3,polyline.m4,polyline.m5{fill:none}circle.reg{stroke:#c62828;stroke-width:2;fill:#fff}line.cp{stroke:#c62828;stroke-dasharray:4 3;stroke-width:1.5}line.cp.better{stroke:#1a7f37}text.cp{font-size:10px;fill:#c62828}text.cp.better{fill:#1a7f37}.cp.minor{opacity:.4}#tip{position:fixed;display:none;background:#222;color:#fff;font-size:12px;padding:4px 6px;border-radius:3px;pointer-events:none;white-space:pre}.legend span{margin-right:12px;font-size:12px}";
 
 /// Tooltips and clicks for every chart through one listener each, and
 /// what the browser test reads: charts with a size and points, the points
@@ -169,6 +169,16 @@ fn environment_list(changes: &[(String, String, String)], known: bool) -> String
 
 fn direction_class(change: &SeriesChange) -> &'static str {
     if change.worse { "worse" } else { "better" }
+}
+
+/// What a change is, with `minor` before it when it is smaller than the
+/// threshold the dashboard was built with.
+fn change_label(change: &SeriesChange) -> String {
+    if change.minor {
+        format!("minor {}", change.kind.label())
+    } else {
+        change.kind.label().to_string()
+    }
 }
 
 /// Where each series' chart is: (campaign, day, series) → (page, anchor).
@@ -524,10 +534,15 @@ fn chart(d: &Dashboard, s: &SeriesBoard, machines: &[&str]) -> String {
                 continue;
             };
             let cx = x(p.recorded_at);
-            let dir = if c.worse { "" } else { " better" };
+            let dir = match (c.worse, c.minor) {
+                (true, false) => "",
+                (false, false) => " better",
+                (true, true) => " minor",
+                (false, true) => " better minor",
+            };
             let title = format!(
                 "{} on {}: {} from the night of {} ({}); commits {}",
-                c.kind.label(),
+                change_label(c),
                 m.machine_key,
                 pct(c.change_pct),
                 p.recorded_at.format("%Y-%m-%d"),
@@ -637,7 +652,7 @@ fn night_page(
                 "<tr><td><a href=\"{}\">{}</a></td><td>{}</td><td class=\"n {}\">{}</td><td>{}</td></tr>",
                 esc(&chart),
                 esc(&s.series),
-                c.kind.label(),
+                change_label(c),
                 direction_class(c),
                 pct(c.change_pct),
                 commits_text(&c.commits)

@@ -20,10 +20,17 @@ fn signed(pct: f64) -> String {
 
 /// The series night by night, each change point and creep marked where
 /// it starts, then what lies between the nights on either side of each.
-pub fn render_history(series: &[SeriesHistory], threshold_pct: f64) -> String {
+pub fn render_history(series: &[SeriesHistory]) -> String {
     let mut out = String::new();
     for s in series {
         let c = &s.changes;
+        let minor = |is_minor: bool| {
+            if is_minor {
+                format!("; minor: below the {} % threshold", s.threshold_pct)
+            } else {
+                String::new()
+            }
+        };
         let _ = write!(out, "{}", s.series);
         if let (Some(sd), Some(mde)) = (c.noise_sd_pct, c.mid_series_mde_pct) {
             let _ = write!(
@@ -35,8 +42,8 @@ pub fn render_history(series: &[SeriesHistory], threshold_pct: f64) -> String {
         for (i, night) in s.nights.iter().enumerate() {
             let mut marks = Vec::new();
             if let Some(cp) = c.change_points.iter().find(|cp| cp.night == i) {
-                let size = if cp.shift_pct.abs() < threshold_pct {
-                    format!(", minor: below the {threshold_pct} % threshold")
+                let size = if cp.minor {
+                    format!(", minor: below the {} % threshold", s.threshold_pct)
                 } else {
                     String::new()
                 };
@@ -56,17 +63,19 @@ pub fn render_history(series: &[SeriesHistory], threshold_pct: f64) -> String {
             }
             if let Some(creep) = c.creeps.iter().find(|k| k.first_night == i) {
                 marks.push(format!(
-                    "◀ creep starts: {} per night, {} to night {} (p {:.4})",
+                    "◀ creep starts: {} per night, {} to night {} (p {:.4}{})",
                     signed(creep.slope_pct_per_night),
                     signed(creep.total_pct),
                     creep.last_night + 1,
-                    creep.p_value
+                    creep.p_value,
+                    minor(creep.minor)
                 ));
             }
             if let Some(t) = c.tail.as_ref().filter(|t| t.first_night == i) {
                 marks.push(format!(
-                    "◀ watched: the last nights sit {} off the level before (too few to test yet)",
-                    signed(t.shift_pct)
+                    "◀ watched: the last nights sit {} off the level before (too few to test yet{})",
+                    signed(t.shift_pct),
+                    minor(t.minor)
                 ));
             }
             let _ = writeln!(
@@ -123,6 +132,14 @@ pub fn render_history_csv(series: &[SeriesHistory]) -> String {
     for s in series {
         for (i, night) in s.nights.iter().enumerate() {
             let c = &s.changes;
+            // A change smaller than the threshold is named `minor …`.
+            let named = |kind: &str, minor: bool| {
+                if minor {
+                    format!("minor {kind}")
+                } else {
+                    kind.to_string()
+                }
+            };
             let (change, shift) = if let Some(cp) = c.change_points.iter().find(|cp| cp.night == i)
             {
                 let kind = if cp.provisional {
@@ -130,13 +147,13 @@ pub fn render_history_csv(series: &[SeriesHistory]) -> String {
                 } else {
                     "change point"
                 };
-                (kind, format!("{:.3}", cp.shift_pct))
+                (named(kind, cp.minor), format!("{:.3}", cp.shift_pct))
             } else if let Some(k) = c.creeps.iter().find(|k| k.first_night == i) {
-                ("creep", format!("{:.3}", k.total_pct))
+                (named("creep", k.minor), format!("{:.3}", k.total_pct))
             } else if let Some(t) = c.tail.as_ref().filter(|t| t.first_night == i) {
-                ("watched", format!("{:.3}", t.shift_pct))
+                (named("watched", t.minor), format!("{:.3}", t.shift_pct))
             } else {
-                ("", String::new())
+                (String::new(), String::new())
             };
             let _ = writeln!(
                 out,

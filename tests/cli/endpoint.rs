@@ -557,45 +557,66 @@ fn nearest_rank(values: &[f64], q: f64) -> f64 {
 /// At 200 requests/s against a server of known TTFT, the TTFT measured
 /// from each request's scheduled send matches the injected one within
 /// 1.5 ms at p50 and p99 (this is the test build, our code unoptimised:
-/// the offset is the client's connect, send and parse), and the client
-/// audits itself as not the bound.
+/// the offset is the client's connect, send and parse) whenever the
+/// client audits itself as not the bound. On two shared cores one
+/// scheduling stall of 2 ms in 400 requests is a true p99 dispatch lag
+/// past 10 % of the TTFT, and the run is then rightly marked
+/// client-bound (and said so on stderr): as a user would, the test runs
+/// it again, up to three times, and a client-bound run must have the
+/// lag the audit names.
 #[test]
 #[serial]
 fn measured_ttft_matches_the_injected_one_at_200_requests_per_s() {
-    let f = Fixture::new();
     let requests = 400;
-    let (url, stub) = ttft_stub(requests);
-    let campaign = f.campaign(&open_loop_day(&url, requests, 200.0));
-    let out = run(&f, &campaign);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{stderr}");
-    let injected = stub.join().unwrap();
-    let report = f.report();
-    let result = &report["results"][0];
-    let measured = samples(result, "ttft_ms");
-    assert_eq!(measured.len(), requests);
-    for q in [0.5, 0.99] {
-        let (m, i) = (nearest_rank(&measured, q), nearest_rank(&injected, q));
-        assert!(
-            (m - i).abs() < 1.5,
-            "p{}: measured {m:.3} ms, injected {i:.3} ms; dispatch lag p99 {:.3} ms",
-            q * 100.0,
-            nearest_rank(&samples(result, "dispatch_lag_ms"), 0.99)
+    for attempt in 1..=3 {
+        let f = Fixture::new();
+        let (url, stub) = ttft_stub(requests);
+        let campaign = f.campaign(&open_loop_day(&url, requests, 200.0));
+        let out = run(&f, &campaign);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{stderr}");
+        let injected = stub.join().unwrap();
+        let report = f.report();
+        let result = &report["results"][0];
+        let measured = samples(result, "ttft_ms");
+        assert_eq!(measured.len(), requests);
+        let audit = &result["conclusion"]["client_audit"];
+        assert_eq!(audit["requests"], requests, "{audit:#}");
+        assert!(samples(result, "client_cpu_pct")[0] > 0.0);
+        let lag_p99 = nearest_rank(&samples(result, "dispatch_lag_ms"), 0.99);
+        if audit["client_bound"] == true {
+            // The audit's rule, checked from the samples it rests on.
+            let from_send_p50 = nearest_rank(&samples(result, "ttft_from_send_ms"), 0.5);
+            assert!(
+                lag_p99 > 0.1 * from_send_p50,
+                "marked client-bound with a dispatch lag p99 of {lag_p99:.3} ms: {audit:#}"
+            );
+            assert!(stderr.contains("client-bound"), "{stderr}");
+            eprintln!(
+                "attempt {attempt}: client-bound (dispatch lag p99 {lag_p99:.3} ms); measuring again"
+            );
+            continue;
+        }
+        assert_eq!(audit["client_bound"], false, "{audit:#}");
+        assert!(!stderr.contains("client-bound"), "{stderr}");
+        for q in [0.5, 0.99] {
+            let (m, i) = (nearest_rank(&measured, q), nearest_rank(&injected, q));
+            assert!(
+                (m - i).abs() < 1.5,
+                "p{}: measured {m:.3} ms, injected {i:.3} ms; dispatch lag p99 {lag_p99:.3} ms",
+                q * 100.0,
+            );
+        }
+        println!(
+            "TTFT p50 measured {:.3} ms, injected {:.3} ms; p99 measured {:.3} ms, injected {:.3} ms; dispatch lag p99 {lag_p99:.3} ms",
+            nearest_rank(&measured, 0.5),
+            nearest_rank(&injected, 0.5),
+            nearest_rank(&measured, 0.99),
+            nearest_rank(&injected, 0.99),
         );
+        return;
     }
-    let audit = &result["conclusion"]["client_audit"];
-    assert_eq!(audit["client_bound"], false, "{audit:#}");
-    assert_eq!(audit["requests"], requests, "{audit:#}");
-    assert!(samples(result, "client_cpu_pct")[0] > 0.0);
-    assert!(!stderr.contains("client-bound"), "{stderr}");
-    println!(
-        "TTFT p50 measured {:.3} ms, injected {:.3} ms; p99 measured {:.3} ms, injected {:.3} ms; dispatch lag p99 {:.3} ms",
-        nearest_rank(&measured, 0.5),
-        nearest_rank(&injected, 0.5),
-        nearest_rank(&measured, 0.99),
-        nearest_rank(&injected, 0.99),
-        nearest_rank(&samples(result, "dispatch_lag_ms"), 0.99)
-    );
+    panic!("the client was the bound in 3 runs of 3: the machine is too busy to judge the server");
 }
 
 /// A sender planted slow (it sleeps 12 ms after each request sent at

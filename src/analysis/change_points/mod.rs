@@ -29,8 +29,9 @@
 //!    not split further (a slow drift would otherwise be cut into an
 //!    alert storm of small steps);
 //! 7. both sides are searched again, until no segment has a change;
-//! 8. two or more change points in a row one way that a level, a line and
-//!    a level fit as well (BIC) are one creep: a drift between plateaus.
+//! 8. two or more change points in a row one way that a level, a ramp and
+//!    a level, joined, fit as well (BIC) are one creep: a drift between
+//!    plateaus.
 //!
 //! The whole series is searched each time a night arrives, so a point
 //! near its end is checked again as later nights come: one with fewer
@@ -73,7 +74,7 @@ const CLIP_SDS: f64 = 3.0;
 pub const MDE_LOCATE_SDS: f64 = 2.5;
 pub const MDE_POWER_SDS: f64 = 8.0;
 
-pub const CHANGE_POINT_RULE: &str = "binary segmentation of the series' log values: a segment has a change when the largest standardized Wilcoxon rank-sum |z| over its splits (5 or more nights each side) has a permutation p < 0.01 (up to 1999 random orders, stopped after 20 exceedances) and the placed split's own rank-sum test keeps p < 0.01 with the three nights around it left out; a night more than 3 noise SDs from the running median of 5 is a spike and that median stands in for it; the change is placed where two levels fit best (least squares); a segment a straight line fits at least as well as two or three levels is a creep and is not split, and so are two or more change points in a row one way that a level, a line and a level fit as well by BIC; noise SD = 1.4826 × MAD of consecutive differences ÷ √2; smallest step found 90 % of the time with n1 and n2 nights at its levels = SD × max(2.5, 8 × √(1/n1 + 1/n2)); a change point with fewer than 10 nights after it is provisional; two or more last nights beyond 3 noise SDs of the level before, one way, are watched";
+pub const CHANGE_POINT_RULE: &str = "binary segmentation of the series' log values: a segment has a change when the largest standardized Wilcoxon rank-sum |z| over its splits (5 or more nights each side) has a permutation p < 0.01 (up to 1999 random orders, stopped after 20 exceedances) and the placed split's own rank-sum test keeps p < 0.01 with the three nights around it left out; a night more than 3 noise SDs from the running median of 5 is a spike and that median stands in for it; the change is placed where two levels fit best (least squares); a segment a straight line fits at least as well as two or three levels is a creep and is not split, and so are two or more change points in a row one way that a level, a ramp and a level, joined, fit as well by BIC; noise SD = 1.4826 × MAD of consecutive differences ÷ √2; smallest step found 90 % of the time with n1 and n2 nights at its levels = SD × max(2.5, 8 × √(1/n1 + 1/n2)); a change point with fewer than 10 nights after it is provisional; two or more last nights beyond 3 noise SDs of the level before, one way, are watched";
 
 /// One change point: the first night at the new level.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -93,6 +94,10 @@ pub struct ChangePoint {
     /// Fewer than [`CONFIRM_NIGHTS`] nights after it: later nights may
     /// move it or take it away.
     pub provisional: bool,
+    /// Smaller than the practical threshold ([`SeriesChanges::mark_minor`]):
+    /// listed, never an alert.
+    #[serde(default)]
+    pub minor: bool,
 }
 
 /// A stretch of nights whose level moved steadily rather than in a step.
@@ -105,6 +110,10 @@ pub struct Creep {
     /// Fitted change from the first to the last night, in %.
     pub total_pct: f64,
     pub p_value: f64,
+    /// Its total is smaller than the practical threshold: listed, never
+    /// an alert.
+    #[serde(default)]
+    pub minor: bool,
 }
 
 /// The last nights, when two or more of them in a row, the last among
@@ -114,6 +123,9 @@ pub struct Creep {
 pub struct TailShift {
     pub first_night: usize,
     pub shift_pct: f64,
+    /// Smaller than the practical threshold: listed, never an alert.
+    #[serde(default)]
+    pub minor: bool,
 }
 
 /// What the detector found in one series.
@@ -129,6 +141,29 @@ pub struct SeriesChanges {
     pub change_points: Vec<ChangePoint>,
     pub creeps: Vec<Creep>,
     pub tail: Option<TailShift>,
+}
+
+impl SeriesChanges {
+    /// Marks every change smaller than `threshold_pct` (a step's shift, a
+    /// creep's total, a watched tail's shift) as minor. The detector tests
+    /// significance only: over enough quiet nights it finds steps far
+    /// below anything a team would act on (a +0.45 % step at a night noise
+    /// of 0.36 % has been seen here), and nights that wander together
+    /// (a warmer rack, a slower week) are not the independent draws its
+    /// permutation test assumes. The threshold is the gate's: a change the
+    /// nightly gate would call noise is listed, never alerted on.
+    pub fn mark_minor(&mut self, threshold_pct: f64) {
+        let minor = |pct: f64| pct.is_nan() || pct.abs() < threshold_pct;
+        for cp in &mut self.change_points {
+            cp.minor = minor(cp.shift_pct);
+        }
+        for creep in &mut self.creeps {
+            creep.minor = minor(creep.total_pct);
+        }
+        if let Some(tail) = &mut self.tail {
+            tail.minor = minor(tail.shift_pct);
+        }
+    }
 }
 
 /// Finds change points and creeps in a series of nightly values (oldest
@@ -234,6 +269,7 @@ fn detect_in_logs(logs: &[f64]) -> SeriesChanges {
                 nights_after,
                 mde_pct: pct(minimum_detectable_step_log(sd, nights_before, nights_after)),
                 provisional: n - night < CONFIRM_NIGHTS,
+                minor: false,
             }
         })
         .collect();
@@ -250,9 +286,10 @@ fn detect_in_logs(logs: &[f64]) -> SeriesChanges {
 }
 
 /// Two or more change points in a row one way are a drift cut into steps
-/// when a level, a line and a level fit their nights at least as well by
+/// when a level, a ramp and a level, joined, fit their nights at least as well by
 /// the Bayesian information criterion (residual squares ÷ σ² plus ln n per
-/// parameter: 2k + 1 for k steps, 6 for the line and its plateaus); they
+/// parameter: 2k + 1 for k steps (a level each, a night each), 4 for the
+/// joined ramp (its first level, its change, its first and last night)); they
 /// become one creep, placed where that fit puts the line. A staircase of
 /// real steps has flat levels between them and stays.
 fn merge_creeps(
@@ -283,22 +320,24 @@ fn merge_creeps(
         // Two or more steps one way: a drift cut into steps fits a level,
         // a line and a level as well, with fewer parameters (BIC).
         let steps = last - k + 1;
-        let (first, last_night, ramp_cost) = creep_span(fit, start, end);
+        let (first, last_night, ramp_cost, change) = creep_span(fit, start, end);
         let step_cost: f64 = (k..=last + 1)
             .map(|level| fit.level_cost(bounds[level], bounds[level + 1]))
             .sum();
         let penalty = ((end - start) as f64).ln() * sd * sd;
-        let ramp_bic = ramp_cost + 6.0 * penalty;
+        let ramp_bic = ramp_cost + 4.0 * penalty;
         let steps_bic = step_cost + (2 * steps + 1) as f64 * penalty;
-        let slope = fit.line_slope(first, last_night + 1);
-        if steps >= 2 && ramp_bic <= steps_bic && slope.signum() == sign(k) {
+        if steps >= 2 && ramp_bic <= steps_bic && change.signum() == sign(k) {
             let p_value = splits[k..=last].iter().map(|s| s.1).fold(0.0, f64::max);
+            // The ramp climbs D over its nights and the night after it.
+            let slope = change / (last_night - first + 2) as f64;
             creeps.push(Creep {
                 first_night: first,
                 last_night,
                 slope_pct_per_night: pct(slope),
-                total_pct: pct(slope * (last_night - first) as f64),
+                total_pct: pct(change),
                 p_value,
+                minor: false,
             });
         } else {
             kept.extend_from_slice(&splits[k..=last]);
@@ -308,19 +347,23 @@ fn merge_creeps(
     kept
 }
 
-/// Where a level, then a line of at least [`MIN_SEGMENT_NIGHTS`] nights,
-/// then a level fit `[a, b)` best: the line's first and last night.
-fn creep_span(fit: &PrefixSums, a: usize, b: usize) -> (usize, usize, f64) {
+/// Where a level, a ramp of at least [`MIN_SEGMENT_NIGHTS`] nights and a
+/// level, joined, fit `[a, b)` best: the ramp's first and last night, the
+/// residual squares and the change D from the first level to the second
+/// (log units). Joined, because a line free to start and end away from
+/// its levels is a step with a slope beside it: on nights that wander
+/// together it fit a 26 % step and a 3 % wander as well as the two steps
+/// did, and the step was lost inside a "creep" of 3 %.
+fn creep_span(fit: &PrefixSums, a: usize, b: usize) -> (usize, usize, f64, f64) {
     let m = MIN_SEGMENT_NIGHTS;
-    let cost = |s: usize, e: usize| {
-        let level = |x: usize, y: usize| if y > x { fit.level_cost(x, y) } else { 0.0 };
-        level(a, s) + fit.line_cost(s, e) + level(e, b)
-    };
     (a..b)
         .flat_map(|s| (s + m..=b).map(move |e| (s, e)))
-        .map(|(s, e)| (s, e - 1, cost(s, e)))
+        .map(|(s, e)| {
+            let (cost, change) = fit.ramp_fit(a, s, e, b);
+            (s, e - 1, cost, change)
+        })
         .min_by(|x, y| x.2.total_cmp(&y.2))
-        .unwrap_or((a, b - 1, fit.line_cost(a, b)))
+        .unwrap_or((a, b - 1, fit.line_cost(a, b), 0.0))
 }
 
 /// The last nights after the last testable split, when all of them sit
@@ -360,6 +403,7 @@ fn tail_shift(logs: &[f64], level_start: usize, sd: f64) -> Option<TailShift> {
     Some(TailShift {
         first_night: start,
         shift_pct: pct(shifted - level),
+        minor: false,
     })
 }
 
@@ -438,6 +482,30 @@ impl PrefixSums {
         (level - vxy * vxy / vxx).max(0.0)
     }
 
+    /// Least-squares fit over `[a, b)` of a level, a ramp over the nights
+    /// `[s, e)` and a level, joined where they meet: night i is
+    /// L₁ + D·r(i), r = 0 before `s`, (i − s + 1) ÷ (e − s + 1) on the
+    /// ramp and 1 from `e`. (residual squares, D), D in log units.
+    fn ramp_fit(&self, a: usize, s: usize, e: usize, b: usize) -> (f64, f64) {
+        let n = (b - a) as f64;
+        let k = (e - s) as f64;
+        let w = k + 1.0;
+        let after = (b - e) as f64;
+        let sr = k / 2.0 + after;
+        let srr = k * (2.0 * k + 1.0) / (6.0 * w) + after;
+        let ramp_y = self.sum[e] - self.sum[s];
+        let ramp_iy = self.sum_xy[e] - self.sum_xy[s];
+        let sry = (ramp_iy - (s as f64 - 1.0) * ramp_y) / w + (self.sum[b] - self.sum[e]);
+        let sy = self.sum[b] - self.sum[a];
+        let vrr = srr - sr * sr / n;
+        let vry = sry - sr * sy / n;
+        let level = self.level_cost(a, b);
+        if vrr <= 0.0 {
+            return (level, 0.0);
+        }
+        ((level - vry * vry / vrr).max(0.0), vry / vrr)
+    }
+
     /// Slope of the least-squares line over `[a, b)`.
     fn line_slope(&self, a: usize, b: usize) -> f64 {
         let (vxx, vxy) = self.line_sums(a, b);
@@ -498,6 +566,7 @@ impl Search<'_> {
                 slope_pct_per_night: pct(slope),
                 total_pct: pct(slope * (b - a - 1) as f64),
                 p_value,
+                minor: false,
             });
             return;
         }
