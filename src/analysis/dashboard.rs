@@ -202,6 +202,8 @@ pub struct Dashboard {
     pub alerts: Vec<Alert>,
     /// The front page's window, in nights of each series.
     pub recent_nights: usize,
+    /// Changes smaller than this, in %, are minor: drawn, not listed.
+    pub threshold_pct: f64,
     pub machines: Vec<String>,
 }
 
@@ -583,6 +585,7 @@ pub fn build_dashboard(
         days,
         alerts,
         recent_nights,
+        threshold_pct,
         machines,
     }
 }

@@ -243,7 +243,11 @@ fn front_page(
         d.alerts.len()
     );
     if d.alerts.is_empty() {
-        out.push_str("<p>Nothing changed: no change point, creep or watched tail began in these nights, and no confirmed regression is open.</p>");
+        let _ = write!(
+            out,
+            "<p>Nothing changed: no change point, creep or watched tail of {} % or more began in these nights, and no confirmed regression is open.</p>",
+            d.threshold_pct
+        );
     } else {
         out.push_str("<table id=\"alerts\"><tr><th>night</th><th>campaign, day</th><th>series</th><th>machine</th><th>what</th><th>change</th><th>commits around it</th><th>environment before → after</th></tr>");
         for a in &d.alerts {
@@ -343,10 +347,11 @@ fn day_page(view: &DashboardView<'_>, day: &DayBoard) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
-        "<p><a href=\"../index.html\">← dashboard</a></p><h1>{} — day {}</h1><p class=\"meta\">{} series. Each chart: the median of each night's runs (points; click one for its night), the smallest to largest run as a band, change points (dashed, with their change and commits; click for the night), confirmed regressions as red rings. Generated {} from {}.</p>",
+        "<p><a href=\"../index.html\">← dashboard</a></p><h1>{} — day {}</h1><p class=\"meta\">{} series. Each chart: the median of each night's runs (points; click one for its night), the smallest to largest run as a band, change points (dashed, with their change and commits; faded when smaller than {} %, which the front page leaves out; click for the night), confirmed regressions as red rings. Generated {} from {}.</p>",
         esc(&day.campaign),
         day.day,
         day.series.len(),
+        d.threshold_pct,
         view.generated_at.format("%Y-%m-%d %H:%M UTC"),
         esc(view.store),
     );
