@@ -20,8 +20,9 @@ use crate::report::{
 };
 use crate::runner::{
     Arm, CancelFlag, ChildCommand, ChildError, ChildRun, ProfileOptions, ProfileSelection,
-    RunOptions, Schedule, SittingRuns, Slot, SlotRun, configure_threads, console_progress,
-    install_interrupt_handler, run_child, run_day, run_sitting, select_benchmarks,
+    RunOptions, Schedule, SelectedBenchmark, SittingRuns, Slot, SlotRun, configure_threads,
+    console_progress, install_interrupt_handler, run_child, run_day, run_sitting,
+    select_benchmarks,
 };
 use crate::store::HistoryFile;
 
@@ -291,6 +292,10 @@ impl Night<'_> {
     /// One run in this process, each result written as it finishes.
     fn in_this_process(&self) -> Result<u8, CommandError> {
         let (layout, options) = (self.layout, self.options);
+        let benchmarks: Vec<SelectedBenchmark<'_>> = select_benchmarks(self.campaign, options)?
+            .into_iter()
+            .map(SelectedBenchmark::of)
+            .collect();
         let mut progress = console_progress();
         let mut write_failures = Vec::new();
         // Streamed for CI to tail under a name that says it is incomplete;
@@ -306,6 +311,7 @@ impl Night<'_> {
             })?;
         let measured = run_day(
             self.campaign,
+            &benchmarks,
             options,
             self.interrupt,
             progress.as_mut(),

@@ -109,19 +109,17 @@ pub fn select_benchmarks<'c>(
         .collect())
 }
 
-/// Runs the selected benchmarks of a day and returns its report. Never
-/// fails once started: failures are results.
+/// Runs `benchmarks` (the day's that [`select_benchmarks`] picked, each
+/// with its configured kind) and returns the day's report. Never fails
+/// once started: failures are results.
 pub fn run_day(
     campaign: &Campaign,
+    benchmarks: &[SelectedBenchmark<'_>],
     opts: &RunOptions,
     interrupt: &CancelFlag,
     progress: &mut dyn Progress,
     on_result: &mut dyn FnMut(&BenchmarkResult),
 ) -> Result<DailyReport, CampaignError> {
-    let benchmarks: Vec<SelectedBenchmark<'_>> = select_benchmarks(campaign, opts)?
-        .into_iter()
-        .map(SelectedBenchmark::of)
-        .collect();
     let day = campaign.day(opts.day)?;
     let settings = opts.settings.clone();
     let ctx = BenchContext::for_campaign(
@@ -134,7 +132,7 @@ pub fn run_day(
     let mut results = Vec::new();
     let mut warnings = Vec::new();
     let mut profiles = Vec::new();
-    for selected in &benchmarks {
+    for selected in benchmarks {
         let spec = selected.spec;
         if interrupt.is_cancelled() {
             let result = unmeasured(
@@ -589,7 +587,7 @@ mod tests {
     use super::*;
     use crate::benchmarks::{
         BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models, Observations,
-        ParamProblem, PreparedBenchmark, Registry,
+        ParamProblem, PreparedBenchmark,
     };
 
     #[derive(Debug, Clone, Deserialize)]
@@ -686,25 +684,28 @@ mod tests {
         }
     }
 
-    /// A one-day campaign whose benchmark `mock` has the given plan lines
-    /// (its kind is a registered one, so that it validates: the runner is
-    /// handed the mock in its stead), in `dir`.
-    fn mock_campaign(dir: &std::path::Path, plan: &str) -> Campaign {
-        let path = dir.join("c.toml");
-        let text = format!(
-            "name = \"m\"\n[[days]]\nnumber = 1\ntitle = \"mock\"\n[[days.benchmarks]]\nname = \"mock\"\nkind = \"planted_work\"\nwarmup = 0\n{plan}\n"
-        );
-        std::fs::write(&path, text).unwrap();
-        crate::campaign::load_campaign(&path, &Registry).unwrap()
+    /// The kinds the runner's tests validate campaigns against: the mock
+    /// alone.
+    struct MockKinds;
+
+    impl crate::campaign::KindCatalog for MockKinds {
+        fn find(&self, name: &str) -> Option<&'static dyn crate::campaign::KindRules> {
+            (name == "mock").then_some(&MOCK as &'static dyn crate::campaign::KindRules)
+        }
+        fn names(&self) -> Vec<&'static str> {
+            vec!["mock"]
+        }
     }
 
-    /// The campaign's benchmark `mock`, run by the mock kind with `params`.
-    fn mock_selected<'c>(campaign: &'c Campaign, params: &str) -> SelectedBenchmark<'c> {
-        let params: MockParams = toml::from_str(params).unwrap();
-        SelectedBenchmark {
-            spec: &campaign.day(1).unwrap().benchmarks[0],
-            configured: ConfiguredBenchmark::new(&MOCK, params),
-        }
+    /// A one-day campaign in `dir` whose benchmark `mock`, of the mock
+    /// kind, has the given plan lines and params.
+    fn mock_campaign(dir: &std::path::Path, plan: &str, params: &str) -> Campaign {
+        let path = dir.join("c.toml");
+        let text = format!(
+            "name = \"m\"\n[[days]]\nnumber = 1\ntitle = \"mock\"\n[[days.benchmarks]]\nname = \"mock\"\nkind = \"mock\"\nwarmup = 0\n{plan}\n[days.benchmarks.params]\n{params}\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        crate::campaign::load_campaign(&path, &MockKinds).unwrap()
     }
 
     /// Runs the mock as benchmark `mock` of a one-day campaign with the
@@ -715,8 +716,8 @@ mod tests {
         interrupt_after: Option<Duration>,
     ) -> (Vec<BenchmarkResult>, Option<String>) {
         let dir = tempfile::tempdir().unwrap();
-        let campaign = mock_campaign(dir.path(), plan);
-        let selected = mock_selected(&campaign, params);
+        let campaign = mock_campaign(dir.path(), plan, params);
+        let selected = SelectedBenchmark::of(&campaign.days[0].benchmarks[0]);
         let settings = campaign.settings.clone();
         let ctx = BenchContext {
             models: BTreeMap::new(),
@@ -742,6 +743,76 @@ mod tests {
             &mut SilentProgress,
             &mut |_| {},
         )
+    }
+
+    #[test]
+    fn a_day_runs_the_benchmarks_it_is_handed_with_their_kinds() {
+        let dir = tempfile::tempdir().unwrap();
+        let campaign = mock_campaign(
+            dir.path(),
+            "iterations = 2\ntargets = [\"step_ms.p50 < 1e9\", \"step_ms.max<0\"]",
+            "step_ms = 1",
+        );
+        // Handed the campaign's benchmark with another kind (the mock
+        // with other params), the day runs that kind.
+        let params: MockParams = toml::from_str("step_ms = 2").unwrap();
+        let selected = [SelectedBenchmark {
+            spec: &campaign.days[0].benchmarks[0],
+            configured: ConfiguredBenchmark::new(&MOCK, params),
+        }];
+        let opts = RunOptions {
+            day: 1,
+            quick: false,
+            only: Vec::new(),
+            settings: campaign.settings.clone(),
+            model_cache_dir: dir.path().join("models"),
+            scratch_dir: dir.path().join("scratch"),
+            profile: ProfileOptions {
+                selection: crate::runner::ProfileSelection::Off,
+                frequency_hz: None,
+                raw_dir: dir.path().join("raw"),
+                flame_dir: dir.path().join("flame"),
+            },
+            run_id: "test".into(),
+            thread_child: false,
+        };
+        let mut seen = Vec::new();
+        let report = run_day(
+            &campaign,
+            &selected,
+            &opts,
+            &CancelFlag::new(),
+            &mut SilentProgress,
+            &mut |r| seen.push(r.case_id.clone()),
+        )
+        .unwrap();
+        assert_eq!(seen, ["mock[first]", "mock[second]"]);
+        assert_eq!(report.results.len(), 2);
+        for result in &report.results {
+            assert_eq!(result.kind, "mock");
+            assert_eq!(result.status, Status::Ok, "{:?}", result.error);
+            assert_eq!(result.metrics["step_ms"].summary.count, 2);
+            assert!(result.metrics["step_ms"].summary.min >= 2.0);
+            // The campaign's targets, parsed once by validation, are
+            // judged against what was measured.
+            let verdicts: Vec<_> = result.targets.iter().map(|t| t.verdict).collect();
+            assert_eq!(
+                verdicts,
+                [crate::model::Verdict::Met, crate::model::Verdict::Missed]
+            );
+            assert_eq!(result.targets[1].target, "step_ms.max < 0");
+        }
+        // Handed nothing, the day runs nothing.
+        let report = run_day(
+            &campaign,
+            &[],
+            &opts,
+            &CancelFlag::new(),
+            &mut SilentProgress,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(report.results.is_empty());
     }
 
     #[test]
