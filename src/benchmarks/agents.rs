@@ -84,7 +84,7 @@ fn default_block_kib() -> Kib {
     Kib::new_const(16)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentParams {
     #[serde(default = "default_queues")]

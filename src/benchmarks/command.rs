@@ -83,7 +83,7 @@ impl MetricMapping {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CommandParams {
     /// The program and its arguments. `{model.NAME}` is replaced by the

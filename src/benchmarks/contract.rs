@@ -10,7 +10,6 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::observations::{MetricDef, Observations};
-use super::params;
 use crate::campaign::{KindRules, Models, ParamProblem, ResolvedModel, Settings};
 use crate::components::inference::{DeviceSpec, InferenceError};
 use crate::machine::MemoryNeed;
@@ -91,9 +90,12 @@ impl BenchContext {
 /// in `Params` is a bounded type from [`crate::campaign::bounds`], so a
 /// kind never sees NaN, an infinity or a count of zero where zero means
 /// nothing. Implement this; the registry and the runner see it through
-/// [`BenchmarkKind`], whose one implementation parses the parameters.
+/// [`BenchmarkKind`], and each benchmark's parameters, parsed once,
+/// through a [`ConfiguredBenchmark`](super::ConfiguredBenchmark).
 pub trait Kind: Sync + Send + 'static {
-    type Params: DeserializeOwned;
+    /// Parsed once, while the campaign is validated; `prepare` receives
+    /// a copy.
+    type Params: DeserializeOwned + Clone + Send + Sync + 'static;
     /// The registry key used as `kind = "…"` in campaign files.
     fn name(&self) -> &'static str;
     fn description(&self) -> &'static str;
@@ -182,28 +184,10 @@ pub trait BenchmarkKind: KindRules + Sync {
     fn roofline_phase(&self) -> Option<RooflinePhase>;
     fn scaling_levels(&self) -> bool;
     fn variation_is_noise(&self) -> bool;
-    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem>;
-    fn planned_labels(
-        &self,
-        params: &toml::Table,
-        threads: usize,
-    ) -> Result<Vec<String>, ParamProblem>;
-    /// [`Kind::case_threads`]; empty when the params do not parse.
-    fn case_threads(&self, params: &toml::Table) -> Vec<usize>;
-    fn prepare(
-        &self,
-        params: &toml::Table,
-        ctx: &BenchContext,
-    ) -> Result<PreparedBenchmark, BenchmarkError>;
-    /// Every metric one benchmark of this kind records and its headline:
-    /// the kind's own, plus those its params map (when they parse).
-    fn catalog(&self, params: &toml::Table) -> MetricCatalog;
-    /// [`Kind::served_outputs`].
-    fn served_outputs(
-        &self,
-        params: &toml::Table,
-        ctx: &BenchContext,
-    ) -> Result<Option<Vec<ServedOutput>>, BenchmarkError>;
+    /// The kind's own metrics and headline, before any params map more:
+    /// a configured benchmark's
+    /// [`catalog`](super::ConfiguredBenchmark::catalog) adds those.
+    fn catalog(&self) -> MetricCatalog;
 }
 
 /// The metrics of one benchmark, as the runner records and reports them.
@@ -214,6 +198,10 @@ pub struct MetricCatalog {
 }
 
 impl MetricCatalog {
+    pub(super) fn new(metrics: Vec<MetricDef>, headline: Headline) -> Self {
+        Self { metrics, headline }
+    }
+
     pub fn metric(&self, name: &str) -> Option<&MetricDef> {
         self.metrics.iter().find(|m| m.name == name)
     }
@@ -262,52 +250,13 @@ impl<K: Kind> BenchmarkKind for K {
     fn variation_is_noise(&self) -> bool {
         Kind::variation_is_noise(self)
     }
-    fn planned_cases(&self, params: &toml::Table) -> Result<usize, ParamProblem> {
-        Ok(Kind::planned_cases(self, &params::parse(params)?))
-    }
-    fn planned_labels(
-        &self,
-        params: &toml::Table,
-        threads: usize,
-    ) -> Result<Vec<String>, ParamProblem> {
-        Ok(Kind::planned_labels(self, &params::parse(params)?, threads))
-    }
-    fn case_threads(&self, params: &toml::Table) -> Vec<usize> {
-        params::parse(params)
-            .map(|p| Kind::case_threads(self, &p))
-            .unwrap_or_default()
-    }
-    fn prepare(
-        &self,
-        params: &toml::Table,
-        ctx: &BenchContext,
-    ) -> Result<PreparedBenchmark, BenchmarkError> {
-        let parsed = params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
-        Kind::prepare(self, parsed, ctx)
-    }
-    fn served_outputs(
-        &self,
-        params: &toml::Table,
-        ctx: &BenchContext,
-    ) -> Result<Option<Vec<ServedOutput>>, BenchmarkError> {
-        let parsed = params::parse(params).map_err(|e| BenchmarkError::Params(e.message))?;
-        Kind::served_outputs(self, &parsed, ctx)
-    }
-    fn catalog(&self, params: &toml::Table) -> MetricCatalog {
-        let parsed = params::parse::<K::Params>(params).ok();
-        let mut metrics: Vec<MetricDef> = Kind::metrics(self)
+    fn catalog(&self) -> MetricCatalog {
+        let metrics = Kind::metrics(self)
             .iter()
             .chain(Kind::setup_metrics(self))
             .copied()
             .collect();
-        if let Some(p) = &parsed {
-            metrics.extend(Kind::mapped_metrics(self, p));
-        }
-        let headline = parsed
-            .as_ref()
-            .and_then(|p| Kind::mapped_headline(self, p))
-            .unwrap_or_else(|| Kind::headline(self));
-        MetricCatalog { metrics, headline }
+        MetricCatalog::new(metrics, Kind::headline(self))
     }
 }
 
@@ -474,31 +423,4 @@ pub(super) fn scratch_folder(
                 dir.display()
             ))
         })
-}
-
-impl<K: Kind> KindRules for K {
-    fn check_params(
-        &self,
-        params: &toml::Table,
-        models: &Models,
-    ) -> Result<MemoryNeed, ParamProblem> {
-        // Parsed once: the typed checks, the case count and the memory
-        // estimate all read the same parameters.
-        let parsed = params::parse(params)?;
-        Kind::check(self, &parsed, models)?;
-        // Empty sweep lists would run a benchmark that measures nothing and
-        // reports nothing: refuse it like any value out of range.
-        if Kind::planned_cases(self, &parsed) == 0 {
-            return Err(ParamProblem {
-                key: None,
-                message: "these params plan no case to measure".into(),
-                help: Some("give at least one value in each list that this kind sweeps".into()),
-            });
-        }
-        Kind::memory(self, &parsed, models)
-    }
-
-    fn target_metrics(&self, params: &toml::Table) -> Vec<&'static str> {
-        BenchmarkKind::catalog(self, params).names().collect()
-    }
 }

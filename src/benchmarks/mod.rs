@@ -12,6 +12,7 @@
 mod agents;
 mod command;
 mod compression;
+mod configured;
 mod contract;
 mod inference;
 mod kvcache;
@@ -27,6 +28,7 @@ mod storage;
 mod workflow;
 mod workload;
 
+pub use configured::ConfiguredBenchmark;
 pub use contract::{
     BenchContext, BenchmarkCase, BenchmarkError, BenchmarkKind, Conclusion, Headline, Kind,
     MetricCatalog, PreparedBenchmark, RooflinePhase, ServedOutput, SweepAxis, model_path,

@@ -77,7 +77,7 @@ fn default_libc_pct() -> Percent {
     Percent::new_const(0.0)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PlantedParams {
     /// Units of work per iteration, split between the two functions.

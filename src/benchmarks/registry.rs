@@ -1,5 +1,6 @@
 //! The registry: every kind this build knows, by name.
 
+use super::configured::ConfiguredBenchmark;
 use super::contract::BenchmarkKind;
 use super::{agents, command, planted, workflow};
 use super::{compression, inference, kvcache, serving, storage};
@@ -45,8 +46,8 @@ pub fn kind_names() -> Vec<&'static str> {
 pub struct Registry;
 
 impl KindCatalog for Registry {
-    fn find(&self, name: &str) -> Option<&dyn KindRules> {
-        find_kind(name).map(|k| k as &dyn KindRules)
+    fn find(&self, name: &str) -> Option<&'static dyn KindRules> {
+        find_kind(name).map(|k| k as &'static dyn KindRules)
     }
 
     fn names(&self) -> Vec<&'static str> {
@@ -56,14 +57,12 @@ impl KindCatalog for Registry {
 
 /// Comparisons a selection of benchmarks will make: each kind's planned
 /// cases × its headline series.
-pub fn planned_comparisons(selected: &[&crate::campaign::BenchmarkSpec]) -> usize {
+pub fn planned_comparisons(selected: &[&crate::campaign::Benchmark]) -> usize {
     selected
         .iter()
-        .filter_map(|spec| {
-            let kind = find_kind(spec.kind.get_ref())?;
-            let params = spec.params();
-            let cases = kind.planned_cases(&params).ok()?;
-            Some(cases * kind.catalog(&params).headline_series())
+        .map(|spec| {
+            let configured = ConfiguredBenchmark::of(spec);
+            configured.planned_cases() * configured.catalog().headline_series()
         })
         .sum()
 }
@@ -86,7 +85,7 @@ mod tests {
                 "{name}"
             );
             assert!(!kind.description().is_empty(), "{name}: no description");
-            let catalog = kind.catalog(&toml::Table::new());
+            let catalog = kind.catalog();
             let mut metrics = HashSet::new();
             for m in catalog.metrics() {
                 assert!(metrics.insert(m.name), "{name}: metric {} twice", m.name);

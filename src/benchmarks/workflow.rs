@@ -92,7 +92,7 @@ fn default_hot_blocks() -> Count {
     Count::new_const(64)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WorkflowParams {
     #[serde(default = "default_model")]

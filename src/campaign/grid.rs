@@ -32,6 +32,12 @@ impl<R: IntRange> Deref for Grid<R> {
     }
 }
 
+impl<R: IntRange> Clone for Grid<R> {
+    fn clone(&self) -> Self {
+        Self(self.0.clone())
+    }
+}
+
 impl<R: IntRange> fmt::Debug for Grid<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_list().entries(self.0.iter()).finish()

@@ -3,7 +3,9 @@
 //! [`super::load_campaign`]: the kinds read this module's types (bounded
 //! numbers, models, targets), so this module must not name them.
 
+use std::any::Any;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use super::ResolvedModel;
 use crate::machine::MemoryNeed;
@@ -31,24 +33,51 @@ impl ParamProblem {
     }
 }
 
-/// One benchmark kind, as validation sees it.
-pub trait KindRules {
-    /// Checks a benchmark's params against the campaign's models and
-    /// returns the memory a run of it needs.
-    fn check_params(
-        &self,
-        params: &toml::Table,
-        models: &Models,
-    ) -> Result<MemoryNeed, ParamProblem>;
+/// A benchmark's params as its kind parsed them: opaque here, since this
+/// module must not name the kinds; `benchmarks::ConfiguredBenchmark` is
+/// what it holds, and reads it back. Cheap to clone.
+#[derive(Clone)]
+pub struct Configured(Arc<dyn Any + Send + Sync>);
+
+impl Configured {
+    pub fn new<T: Any + Send + Sync>(value: T) -> Self {
+        Self(Arc::new(value))
+    }
+
+    /// The value, if it is a `T`.
+    pub fn get<T: Any>(&self) -> Option<&T> {
+        self.0.downcast_ref()
+    }
+}
+
+impl std::fmt::Debug for Configured {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Configured(..)")
+    }
+}
+
+/// What a kind makes of a benchmark's params table.
+#[derive(Debug)]
+pub struct ParamsCheck {
+    /// The params parsed and checked against the campaign's models, with
+    /// the memory a run of them needs; or the first problem found.
+    pub checked: Result<(Configured, MemoryNeed), ParamProblem>,
     /// The metrics a target may name: timed and setup metrics, and those
-    /// the params map.
-    fn target_metrics(&self, params: &toml::Table) -> Vec<&'static str>;
+    /// the params map (when they parse, even if a later check fails).
+    pub target_metrics: Vec<&'static str>,
+}
+
+/// One benchmark kind, as validation sees it.
+pub trait KindRules: Sync {
+    /// Parses a benchmark's params into the kind's typed parameters (the
+    /// one time they are read from TOML) and checks them.
+    fn check_params(&'static self, params: &toml::Table, models: &Models) -> ParamsCheck;
 }
 
 /// Every benchmark kind a campaign may name.
 pub trait KindCatalog {
     /// The kind called `name`, if any.
-    fn find(&self, name: &str) -> Option<&dyn KindRules>;
+    fn find(&self, name: &str) -> Option<&'static dyn KindRules>;
     /// Every kind's name, in registry order.
     fn names(&self) -> Vec<&'static str>;
 }

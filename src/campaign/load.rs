@@ -1,74 +1,10 @@
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use super::source_map::{SourceMap, line_column};
 use super::toggle::Toggle;
-use super::validate::validate;
-use super::{CampaignError, CampaignFile, DaySpec, Diagnostic};
-use super::{KindCatalog, ResolvedModel};
-
-/// A campaign file that parsed and validated.
-#[derive(Debug, Clone)]
-pub struct Campaign {
-    pub path: PathBuf,
-    pub file: CampaignFile,
-    pub models: BTreeMap<String, ResolvedModel>,
-    /// Problems that do not stop a run (e.g. a day with no benchmarks yet).
-    pub warnings: Vec<String>,
-    /// The toggle applied to the file's text before it was parsed (an
-    /// experiment's toggled side); child runs receive it too.
-    pub toggle: Option<Toggle>,
-    /// Line of `[store]`'s key in the file, for the errors of reading it.
-    pub store_line: usize,
-}
-
-impl Campaign {
-    pub fn name(&self) -> &str {
-        self.file.name.get_ref()
-    }
-
-    /// The results store the campaign's `[store]` names (the variable
-    /// `url_env` names read now), `None` without `[store]`.
-    pub fn store(&self) -> Result<Option<String>, CampaignError> {
-        let Some(store) = &self.file.store else {
-            return Ok(None);
-        };
-        if let Some(url) = &store.url {
-            return Ok(Some(url.get_ref().trim().to_string()));
-        }
-        let Some(var) = &store.url_env else {
-            return Ok(None);
-        };
-        let var = var.get_ref();
-        match std::env::var(var) {
-            Ok(url) if !url.trim().is_empty() => Ok(Some(url.trim().to_string())),
-            _ => Err(CampaignError::StoreVariable {
-                path: self.path.clone(),
-                line: self.store_line,
-                var: var.clone(),
-            }),
-        }
-    }
-
-    pub fn day(&self, number: u32) -> Result<&DaySpec, CampaignError> {
-        self.file
-            .days
-            .iter()
-            .map(|d| d.get_ref())
-            .find(|d| *d.number.get_ref() == number)
-            .ok_or_else(|| CampaignError::NoSuchDay {
-                path: self.path.clone(),
-                day: number,
-                available: self
-                    .file
-                    .days
-                    .iter()
-                    .map(|d| d.get_ref().number.get_ref().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
-    }
-}
+use super::validate::{Validated, validate};
+use super::validated::{Campaign, StoreSource};
+use super::{CampaignError, CampaignFile, Diagnostic, KindCatalog};
 
 /// serde's wording ("invalid type: string \"two\", expected usize") as
 /// this tool words every problem: what was found, and what is allowed.
@@ -238,19 +174,32 @@ fn parse_campaign(
     })?;
     let map = map.unwrap_or_default();
     let base = path.parent().unwrap_or(Path::new("."));
-    let (models, warnings) = validate(&file, source, &map, base, kinds).map_err(invalid)?;
-    let store_line = file
-        .store
-        .as_ref()
-        .and_then(|s| s.url_env.as_ref())
-        .map_or(0, |var| line_column(source, var.span().start).0);
-    Ok(Campaign {
-        path: path.to_path_buf(),
-        file,
+    let Validated {
         models,
         warnings,
+        days,
+    } = validate(&file, source, &map, base, kinds).map_err(invalid)?;
+    // Validation allows one of `url` and `url_env`.
+    let store = file.store.as_ref().and_then(|store| {
+        if let Some(url) = &store.url {
+            return Some(StoreSource::Url(url.get_ref().trim().to_string()));
+        }
+        store.url_env.as_ref().map(|var| StoreSource::Env {
+            var: var.get_ref().clone(),
+            line: line_column(source, var.span().start).0,
+        })
+    });
+    Ok(Campaign {
+        path: path.to_path_buf(),
+        name: file.name.get_ref().clone(),
+        description: file.description.clone(),
+        output_dir: file.output_dir.clone(),
+        store,
+        settings: file.settings(),
+        models,
+        days,
+        warnings,
         toggle: None,
-        store_line,
     })
 }
 

@@ -13,21 +13,23 @@ mod source_map;
 mod target;
 mod toggle;
 mod validate;
+mod validated;
 mod verdicts;
 
 pub use error::{CampaignError, Diagnostic};
-pub use kinds::{KindCatalog, KindRules, Models, ParamProblem};
+pub use kinds::{Configured, KindCatalog, KindRules, Models, ParamProblem, ParamsCheck};
 pub(crate) use load::plain_message;
-pub use load::{Campaign, load_campaign, load_campaign_toggled};
+pub use load::{load_campaign, load_campaign_toggled};
 pub use machines::{
     DEFAULT_STORE_ENV, DEFAULT_STORE_SECRET, Fleet, MachineClass, Shard, load_fleet,
 };
 pub use models::ResolvedModel;
-pub use schema::DayStep;
-pub use schema::{BenchmarkSpec, CampaignFile, DaySpec, ModelSpec, Settings, StoreSpec};
+use schema::{BenchmarkSpec, CampaignFile, StoreSpec};
+pub use schema::{DayStep, Settings};
 pub use source_map::{FieldPath, Segment, SourceMap};
 pub use target::{Target, TargetOp};
 pub use toggle::{Toggle, ToggleError};
+pub use validated::{Benchmark, Campaign, Day, StoreSource};
 pub use verdicts::evaluate_targets;
 
 /// Parses "2" or "1-4" into an inclusive range of day numbers.

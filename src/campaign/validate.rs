@@ -3,6 +3,7 @@ use std::path::Path;
 
 use super::source_map::line_column;
 use super::source_map::{FieldPath, SourceMap};
+use super::validated::{Benchmark, Day};
 use super::{BenchmarkSpec, CampaignFile, Diagnostic, KindCatalog, ResolvedModel, Target};
 use crate::components::inference::{describe_model, model_memory};
 use crate::machine::MemoryNeed;
@@ -58,8 +59,13 @@ fn gib(bytes: u64) -> String {
     format!("{:.1} GiB", bytes as f64 / (1u64 << 30) as f64)
 }
 
-/// Resolved models and warnings of a valid campaign.
-pub(super) type Validated = (BTreeMap<String, ResolvedModel>, Vec<String>);
+/// What validation learnt of a valid campaign: its resolved models, its
+/// warnings and its days, targets parsed and params configured.
+pub(super) struct Validated {
+    pub models: BTreeMap<String, ResolvedModel>,
+    pub warnings: Vec<String>,
+    pub days: Vec<Day>,
+}
 
 /// Checks everything a run would otherwise discover late: kinds, params,
 /// targets, models, memory. Numbers were range-checked while reading.
@@ -108,6 +114,7 @@ pub(super) fn validate(
         );
     }
     let mut day_numbers = HashSet::new();
+    let mut days = Vec::new();
     for (d, day) in file.days.iter().enumerate() {
         let day = day.get_ref();
         let at = root.clone().key("days").index(d);
@@ -142,6 +149,7 @@ pub(super) fn validate(
             ));
         }
         let mut names = HashSet::new();
+        let mut benchmarks = Vec::new();
         for (b, bench) in day.benchmarks.iter().enumerate() {
             let at = at.clone().key("benchmarks").index(b);
             check_prompt_files(
@@ -150,7 +158,7 @@ pub(super) fn validate(
                 &at.clone().key("params"),
                 base,
             );
-            check_benchmark(
+            benchmarks.extend(check_benchmark(
                 &mut c,
                 &at,
                 number,
@@ -158,11 +166,25 @@ pub(super) fn validate(
                 &models,
                 &mut names,
                 kinds,
-            );
+            ));
         }
+        days.push(Day {
+            number,
+            title: day.title.clone(),
+            description: day.description.clone(),
+            benchmarks,
+            after: day.after.clone(),
+            analyze_days: day.analyze_days.clone(),
+        });
     }
+    // A benchmark is left out of its day only with a diagnostic, so the
+    // days are whole when there is none.
     if c.diagnostics.is_empty() {
-        Ok((models, warnings))
+        Ok(Validated {
+            models,
+            warnings,
+            days,
+        })
     } else {
         Err(c.diagnostics)
     }
@@ -354,6 +376,8 @@ fn check_prompt_files(c: &mut Checker<'_>, params: &toml::Table, at: &FieldPath,
     }
 }
 
+/// Checks one benchmark and returns it validated, or `None` after
+/// reporting why it is not valid.
 fn check_benchmark(
     c: &mut Checker<'_>,
     at: &FieldPath,
@@ -362,7 +386,8 @@ fn check_benchmark(
     models: &BTreeMap<String, ResolvedModel>,
     names: &mut HashSet<String>,
     kinds: &dyn KindCatalog,
-) {
+) -> Option<Benchmark> {
+    let problems_before = c.diagnostics.len();
     let name = bench.name.get_ref();
     let field = |key: &str| at.clone().key(key);
     if name.is_empty()
@@ -393,23 +418,28 @@ fn check_benchmark(
             format!("unknown benchmark kind {:?}", bench.kind.get_ref()),
             Some(format!("known kinds: {}", kinds.names().join(", "))),
         );
-        return;
+        return None;
     };
 
     let params = bench.params();
     let params_at = field("params");
-    match kind.check_params(&params, models) {
-        Ok(need) => c.fits_in_memory(&params_at, "this benchmark", &need),
+    let check = kind.check_params(&params, models);
+    let configured = match check.checked {
+        Ok((configured, need)) => {
+            c.fits_in_memory(&params_at, "this benchmark", &need);
+            Some(configured)
+        }
         Err(problem) => {
             let path = match &problem.key {
                 Some(key) => params_at.join_dotted(key),
                 None => params_at,
             };
             c.error(&path, problem.message, problem.help);
+            None
         }
-    }
-
-    let metrics = kind.target_metrics(&params);
+    };
+    let metrics = check.target_metrics;
+    let mut targets = Vec::new();
     for (t, target) in bench.targets.iter().enumerate() {
         let at = field("targets").index(t);
         match target.get_ref().parse::<Target>() {
@@ -421,7 +451,26 @@ fn check_benchmark(
                     Some(format!("its metrics: {}", metrics.join(", "))),
                 );
             }
-            Ok(_) => {}
+            Ok(t) => targets.push(t),
         }
     }
+    if c.diagnostics.len() > problems_before {
+        return None;
+    }
+    Some(Benchmark {
+        name: name.clone(),
+        kind: bench.kind.get_ref().clone(),
+        description: bench.description.clone(),
+        warmup: bench.warmup,
+        iterations: bench.iterations,
+        time_budget_s: bench.time_budget_s,
+        timeout_s: bench.timeout_s,
+        targets,
+        written_targets: bench.targets.iter().map(|t| t.get_ref().clone()).collect(),
+        profile: bench.profile,
+        profile_hz: bench.profile_hz,
+        regression_threshold_pct: bench.regression_threshold_pct,
+        written_params: params,
+        configured: configured?,
+    })
 }

@@ -238,7 +238,7 @@ fn ends_pairs(
         day: args.day,
         quick: args.quick,
         only: args.only.clone(),
-        settings: campaign.file.settings().overridden(args.threads, None),
+        settings: campaign.settings.clone().overridden(args.threads, None),
         model_cache_dir: layout.model_cache(),
         scratch_dir: layout.scratch(),
         profile: ProfileOptions {

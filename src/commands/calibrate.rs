@@ -18,7 +18,7 @@ pub fn run_calibration(
     quick: bool,
     threads: usize,
 ) -> Result<(Calibration, PathBuf), CommandError> {
-    let settings = campaign.file.settings();
+    let settings = campaign.settings.clone();
     let device = settings.device.open()?;
     let env = Environment::capture(settings.device.to_string(), threads, String::new());
     let calibration = calibrate(
@@ -40,7 +40,7 @@ pub fn calibrate_command(
     quick: bool,
     threads: Option<crate::campaign::bounds::Threads>,
 ) -> Result<(String, u8), CommandError> {
-    let threads = threads.unwrap_or(campaign.file.settings().threads).usize();
+    let threads = threads.unwrap_or(campaign.settings.threads).usize();
     crate::runner::configure_threads(threads);
     let (calibration, path) = run_calibration(campaign, layout, quick, threads)?;
     Ok((

@@ -23,7 +23,7 @@ use crate::benchmarks::{
     BenchContext, QUALITY_PROMPTS, QUALITY_SERVED_PROMPTS, QUALITY_TOKENS, ServedOutput,
     compare_outputs, compare_served, planned_comparisons, quality_prompts,
 };
-use crate::campaign::{BenchmarkSpec, Campaign, Toggle, load_campaign_toggled};
+use crate::campaign::{Benchmark, Campaign, Toggle, load_campaign_toggled};
 use crate::model::DailyReport;
 use crate::output::{OutputError, OutputLayout};
 use crate::report::render_experiments;
@@ -151,7 +151,7 @@ fn measure_quality(
         let untoggled = specs(campaign, &plan.benchmarks);
         let toggled_specs = specs(&toggled, &plan.benchmarks);
         for (reference, candidate) in untoggled.into_iter().zip(toggled_specs) {
-            let name = reference.name.get_ref();
+            let name = &reference.name;
             let (Some(a), Some(b)) = (
                 served_outputs(campaign, layout, reference)?,
                 served_outputs(&toggled, layout, candidate)?,
@@ -176,25 +176,17 @@ fn measure_quality(
 fn served_outputs(
     campaign: &Campaign,
     layout: &OutputLayout,
-    spec: &BenchmarkSpec,
+    spec: &Benchmark,
 ) -> Result<Option<Vec<ServedOutput>>, CommandError> {
-    let name = spec.name.get_ref();
-    let Some(kind) = crate::benchmarks::find_kind(spec.kind.get_ref()) else {
-        return Ok(None);
-    };
-    let params = spec
-        .params
-        .as_ref()
-        .map(|p| p.get_ref().clone())
-        .unwrap_or_default();
+    let name = &spec.name;
     let ctx = BenchContext::for_campaign(
         campaign,
-        campaign.file.settings(),
+        campaign.settings.clone(),
         layout.model_cache(),
         layout.scratch(),
     );
-    let served = kind
-        .served_outputs(&params, &ctx)
+    let served = crate::benchmarks::ConfiguredBenchmark::of(spec)
+        .served_outputs(&ctx)
         .map_err(|e| CommandError::Usage(format!("benchmark {name:?}: {e}")))?;
     if served.is_some() {
         eprintln!(
@@ -333,35 +325,26 @@ fn plan_experiments<'c>(
     Ok(planned)
 }
 
-/// Every benchmark of the campaign with its day number.
-fn day_benchmarks(campaign: &Campaign) -> impl Iterator<Item = (u32, &BenchmarkSpec)> {
-    campaign.file.days.iter().flat_map(|d| {
-        let day = *d.get_ref().number.get_ref();
-        d.get_ref()
-            .benchmarks
-            .iter()
-            .map(move |b| (day, b.get_ref()))
-    })
-}
-
 /// Every (day, benchmark) of the campaign with one of these names.
 fn named_benchmarks(campaign: &Campaign, names: &[String]) -> Vec<DayBenchmark> {
-    day_benchmarks(campaign)
-        .filter(|(_, b)| names.contains(b.name.get_ref()))
+    campaign
+        .benchmarks()
+        .filter(|(_, b)| names.contains(&b.name))
         .map(|(day, b)| DayBenchmark {
             day,
-            benchmark: b.name.get_ref().clone(),
+            benchmark: b.name.clone(),
         })
         .collect()
 }
 
 /// The specs of an experiment's benchmarks.
-fn specs<'c>(campaign: &'c Campaign, benchmarks: &[DayBenchmark]) -> Vec<&'c BenchmarkSpec> {
-    day_benchmarks(campaign)
+fn specs<'c>(campaign: &'c Campaign, benchmarks: &[DayBenchmark]) -> Vec<&'c Benchmark> {
+    campaign
+        .benchmarks()
         .filter(|(day, b)| {
             benchmarks
                 .iter()
-                .any(|x| x.day == *day && x.benchmark == *b.name.get_ref())
+                .any(|x| x.day == *day && x.benchmark == b.name)
         })
         .map(|(_, b)| b)
         .collect()

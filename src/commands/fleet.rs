@@ -41,12 +41,7 @@ pub struct FleetRunArgs {
 
 fn open(args: &FleetArgs) -> Result<(Campaign, OutputLayout, Fleet), CommandError> {
     let (campaign, layout) = super::open_campaign(&args.campaign, args.out.as_deref())?;
-    let days: Vec<u32> = campaign
-        .file
-        .days
-        .iter()
-        .map(|d| *d.get_ref().number.get_ref())
-        .collect();
+    let days: Vec<u32> = campaign.days.iter().map(|d| d.number).collect();
     let fleet = load_fleet(&args.machines, &days)?;
     Ok((campaign, layout, fleet))
 }

@@ -27,9 +27,9 @@ pub fn generate_command(
     let usage = |message: String| CommandError::Usage(message);
     // The campaign's compute threads, as `run` uses them: before any
     // other thread starts (candle reads them on each matmul).
-    crate::runner::configure_threads(campaign.file.settings().threads.usize());
+    crate::runner::configure_threads(campaign.settings.threads.usize());
     let (path, model) = load_named_model(campaign, layout, &args.model)?;
-    let settings = campaign.file.settings();
+    let settings = campaign.settings.clone();
     let tokenizer = model.tokenizer.as_ref().map_err(|why| {
         usage(format!(
             "model {:?} has no tokenizer, so text cannot be encoded: {why}",

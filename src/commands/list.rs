@@ -2,6 +2,7 @@ use std::fmt::Write;
 use std::path::Path;
 
 use super::{CommandError, exit};
+use crate::benchmarks::ConfiguredBenchmark;
 use crate::campaign::grid::expand_grid;
 use crate::campaign::load_campaign;
 
@@ -9,25 +10,21 @@ use crate::campaign::load_campaign;
 pub fn list(path: &Path) -> Result<(String, u8), CommandError> {
     let campaign = load_campaign(path, &crate::benchmarks::Registry)?;
     let mut out = String::new();
-    let _ = writeln!(
-        out,
-        "{} — {}",
-        campaign.name(),
-        campaign.file.description.trim()
-    );
-    for day in campaign.file.days.iter().map(|d| d.get_ref()) {
-        let _ = writeln!(out, "\nDay {}: {}", day.number.get_ref(), day.title);
+    let _ = writeln!(out, "{} — {}", campaign.name(), campaign.description.trim());
+    let threads = campaign.settings.threads.usize();
+    for day in &campaign.days {
+        let _ = writeln!(out, "\nDay {}: {}", day.number, day.title);
         if day.benchmarks.is_empty() {
             let _ = writeln!(out, "  (no benchmarks yet)");
         }
-        for bench in day.benchmarks.iter().map(|b| b.get_ref()) {
+        for bench in &day.benchmarks {
             let plan = crate::runner::iteration_plan(bench, false);
             let quick = crate::runner::iteration_plan(bench, true);
             let _ = writeln!(
                 out,
                 "  {} [{}]: {} warm-up + {} iterations (--quick: {} + {}){}; timeout {} s",
-                bench.name.get_ref(),
-                bench.kind.get_ref(),
+                bench.name,
+                bench.kind,
                 plan.warmup,
                 plan.iterations,
                 quick.warmup,
@@ -37,7 +34,7 @@ pub fn list(path: &Path) -> Result<(String, u8), CommandError> {
                     .unwrap_or_default(),
                 plan.timeout_s
             );
-            let params = bench.params();
+            let params = &bench.written_params;
             if !params.is_empty() {
                 let inline: Vec<String> = params
                     .iter()
@@ -54,23 +51,20 @@ pub fn list(path: &Path) -> Result<(String, u8), CommandError> {
                     .collect();
                 let _ = writeln!(out, "      params: {}", inline.join(", "));
             }
-            if let Some(kind) = crate::benchmarks::find_kind(bench.kind.get_ref()) {
-                let threads = campaign.file.settings().threads.usize();
-                if let Ok(cases) = kind.planned_cases(&params) {
-                    let labels = kind.planned_labels(&params, threads).unwrap_or_default();
-                    let _ = writeln!(
-                        out,
-                        "      cases: {cases}{}",
-                        if labels.is_empty() {
-                            String::new()
-                        } else {
-                            format!(": {}", labels.join(", "))
-                        }
-                    );
+            let configured = ConfiguredBenchmark::of(bench);
+            let labels = configured.planned_labels(threads);
+            let _ = writeln!(
+                out,
+                "      cases: {}{}",
+                configured.planned_cases(),
+                if labels.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", labels.join(", "))
                 }
-            }
-            for target in &bench.targets {
-                let _ = writeln!(out, "      target: {}", target.get_ref());
+            );
+            for target in &bench.written_targets {
+                let _ = writeln!(out, "      target: {target}");
             }
         }
     }
@@ -80,13 +74,8 @@ pub fn list(path: &Path) -> Result<(String, u8), CommandError> {
 /// `campaign validate`: loads and checks a campaign without running it.
 pub fn validate(path: &Path) -> Result<(String, u8), CommandError> {
     let campaign = load_campaign(path, &crate::benchmarks::Registry)?;
-    let days = campaign.file.days.len();
-    let benchmarks: usize = campaign
-        .file
-        .days
-        .iter()
-        .map(|d| d.get_ref().benchmarks.len())
-        .sum();
+    let days = campaign.days.len();
+    let benchmarks = campaign.benchmarks().count();
     let mut out = format!(
         "{}: ok ({days} days, {benchmarks} benchmarks, {} models)\n",
         path.display(),

@@ -64,7 +64,7 @@ pub fn open_toggled_campaign(
     let campaign = load_campaign_toggled(path, &crate::benchmarks::Registry, toggle)?;
     let out = out
         .map(Path::to_path_buf)
-        .or_else(|| campaign.file.output_dir.clone())
+        .or_else(|| campaign.output_dir.clone())
         .unwrap_or_else(|| PathBuf::from("results"));
     let layout = OutputLayout::create(&out, campaign.name())?;
     Ok((campaign, layout))
@@ -94,14 +94,10 @@ pub(crate) fn sitting_child(
 /// (nights, their control, experiments) judges a benchmark by it.
 pub(crate) fn threshold_overrides(campaign: &Campaign) -> std::collections::BTreeMap<String, f64> {
     campaign
-        .file
-        .days
-        .iter()
-        .flat_map(|d| &d.get_ref().benchmarks)
-        .filter_map(|b| {
-            let b = b.get_ref();
+        .benchmarks()
+        .filter_map(|(_, b)| {
             b.regression_threshold_pct
-                .map(|t| (b.name.get_ref().clone(), t.get()))
+                .map(|t| (b.name.clone(), t.get()))
         })
         .collect()
 }
@@ -152,7 +148,7 @@ pub fn load_named_model(
     })?;
     let path = crate::benchmarks::model_path(resolved, &layout.model_cache())
         .map_err(|e| CommandError::Usage(format!("model {name:?}: {e}")))?;
-    let settings = campaign.file.settings();
+    let settings = campaign.settings.clone();
     let device = settings.device.open()?;
     let model =
         crate::benchmarks::open_model(resolved, &path, &device, settings.dtype.to_candle())?;

@@ -10,7 +10,7 @@ use crate::analysis::{
 };
 use crate::benchmarks::planned_comparisons;
 use crate::campaign::bounds::Threads;
-use crate::campaign::{BenchmarkSpec, Campaign, DayStep, Toggle};
+use crate::campaign::{Benchmark, Campaign, DayStep, Toggle};
 use crate::components::inference::DeviceSpec;
 use crate::model::{BenchmarkResult, DailyReport};
 use crate::output::{OutputError, OutputLayout, write_atomically};
@@ -20,8 +20,9 @@ use crate::report::{
 };
 use crate::runner::{
     Arm, CancelFlag, ChildCommand, ChildError, ChildRun, ProfileOptions, ProfileSelection,
-    RunOptions, Schedule, SittingRuns, Slot, SlotRun, configure_threads, console_progress,
-    install_interrupt_handler, run_child, run_day, run_sitting, select_benchmarks,
+    RunOptions, Schedule, SelectedBenchmark, SittingRuns, Slot, SlotRun, configure_threads,
+    console_progress, install_interrupt_handler, run_child, run_day, run_sitting,
+    select_benchmarks,
 };
 use crate::store::HistoryFile;
 
@@ -127,8 +128,8 @@ pub fn run(args: &RunArgs) -> Result<u8, CommandError> {
         quick: args.quick,
         only: args.only.clone(),
         settings: campaign
-            .file
-            .settings()
+            .settings
+            .clone()
             .overridden(args.threads, args.device),
         model_cache_dir: layout.model_cache(),
         scratch_dir: layout.scratch(),
@@ -227,12 +228,7 @@ fn bisect_the_regression(
     };
     let names: Vec<String> = campaign
         .day(args.day)
-        .map(|d| {
-            d.benchmarks
-                .iter()
-                .map(|b| b.get_ref().name.get_ref().clone())
-                .collect()
-        })
+        .map(|d| d.benchmarks.iter().map(|b| b.name.clone()).collect())
         .unwrap_or_default();
     let mut only: Vec<String> = comparison
         .regressions()
@@ -296,6 +292,10 @@ impl Night<'_> {
     /// One run in this process, each result written as it finishes.
     fn in_this_process(&self) -> Result<u8, CommandError> {
         let (layout, options) = (self.layout, self.options);
+        let benchmarks: Vec<SelectedBenchmark<'_>> = select_benchmarks(self.campaign, options)?
+            .into_iter()
+            .map(SelectedBenchmark::of)
+            .collect();
         let mut progress = console_progress();
         let mut write_failures = Vec::new();
         // Streamed for CI to tail under a name that says it is incomplete;
@@ -311,6 +311,7 @@ impl Night<'_> {
             })?;
         let measured = run_day(
             self.campaign,
+            &benchmarks,
             options,
             self.interrupt,
             progress.as_mut(),
@@ -792,7 +793,7 @@ fn save_baseline(
 /// before anything is measured; a night that could never declare a
 /// regression is refused with the count that could.
 fn plan_runs(
-    selected: &[&BenchmarkSpec],
+    selected: &[&Benchmark],
     args: &RunArgs,
     baseline: Option<&(String, DailyReport)>,
 ) -> Result<Option<NightPlan>, CommandError> {
@@ -808,7 +809,7 @@ fn plan_runs(
         request.interleaved = Some(planned);
     }
     if let Some((name, base)) = baseline {
-        let names: Vec<&str> = selected.iter().map(|s| s.name.get_ref().as_str()).collect();
+        let names: Vec<&str> = selected.iter().map(|s| s.name.as_str()).collect();
         let compared: Vec<&BenchmarkResult> = base
             .results
             .iter()

@@ -153,7 +153,7 @@ pub fn serve_command(
     let api_key = args.api_key_env.as_deref().map(read_api_key).transpose()?;
     // The campaign's compute threads, as `run` uses them: before any
     // other thread starts (candle reads them on each matmul).
-    crate::runner::configure_threads(campaign.file.settings().threads.usize());
+    crate::runner::configure_threads(campaign.settings.threads.usize());
     let (path, model) = load_named_model(campaign, layout, &args.model)?;
     let request_log = args
         .request_log
@@ -190,7 +190,7 @@ pub fn serve_command(
         ),
         None => format!(
             "{} thread(s), a prefix cache of {} in blocks of {} tokens",
-            campaign.file.settings().threads,
+            campaign.settings.threads,
             match args.prefix_cache_mib.get() {
                 0 => "none (--prefix-cache-mib 0)".to_string(),
                 mib => format!("{mib} MiB"),

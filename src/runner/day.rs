@@ -12,8 +12,8 @@ use super::execute::{CaseOutcome, WorkerEvent, in_compute_pool, run_worker, thre
 use super::profiling::{self, ProfileOptions};
 use super::results::BenchmarkFrame;
 use super::{CancelFlag, Progress, SilentProgress};
-use crate::benchmarks::{BenchContext, BenchmarkKind, find_kind};
-use crate::campaign::{BenchmarkSpec, Campaign, CampaignError, Settings, Target};
+use crate::benchmarks::{BenchContext, ConfiguredBenchmark};
+use crate::campaign::{Benchmark, Campaign, CampaignError, Settings};
 use crate::model::Environment;
 use crate::model::QUICK_FACTOR;
 use crate::model::{
@@ -47,16 +47,35 @@ pub struct RunOptions {
     pub thread_child: bool,
 }
 
+/// A benchmark the day runs: its campaign entry and its kind with the
+/// params validation configured.
+#[derive(Debug, Clone)]
+pub struct SelectedBenchmark<'c> {
+    pub spec: &'c Benchmark,
+    pub configured: ConfiguredBenchmark,
+}
+
+impl<'c> SelectedBenchmark<'c> {
+    /// `spec` with the kind and params its campaign's validation
+    /// configured (see [`ConfiguredBenchmark::of`]).
+    pub fn of(spec: &'c Benchmark) -> Self {
+        Self {
+            spec,
+            configured: ConfiguredBenchmark::of(spec).clone(),
+        }
+    }
+}
+
 /// Picks the benchmarks of the day that `--only` selects.
 pub fn select_benchmarks<'c>(
     campaign: &'c Campaign,
     opts: &RunOptions,
-) -> Result<Vec<&'c BenchmarkSpec>, CampaignError> {
+) -> Result<Vec<&'c Benchmark>, CampaignError> {
     let day = campaign.day(opts.day)?;
-    let all: Vec<&BenchmarkSpec> = day.benchmarks.iter().map(|b| b.get_ref()).collect();
+    let all: Vec<&Benchmark> = day.benchmarks.iter().collect();
     let names = || {
         all.iter()
-            .map(|b| b.name.get_ref().as_str())
+            .map(|b| b.name.as_str())
             .collect::<Vec<_>>()
             .join(", ")
     };
@@ -70,7 +89,7 @@ pub fn select_benchmarks<'c>(
     let unknown: Vec<&String> = opts
         .only
         .iter()
-        .filter(|o| !all.iter().any(|b| b.name.get_ref() == *o))
+        .filter(|o| !all.iter().any(|b| b.name == **o))
         .collect();
     if !unknown.is_empty() {
         return Err(CampaignError::NoSuchBenchmark {
@@ -86,20 +105,21 @@ pub fn select_benchmarks<'c>(
     }
     Ok(all
         .into_iter()
-        .filter(|b| opts.only.is_empty() || opts.only.contains(b.name.get_ref()))
+        .filter(|b| opts.only.is_empty() || opts.only.contains(&b.name))
         .collect())
 }
 
-/// Runs the selected benchmarks of a day and returns its report. Never
-/// fails once started: failures are results.
+/// Runs `benchmarks` (the day's that [`select_benchmarks`] picked, each
+/// with its configured kind) and returns the day's report. Never fails
+/// once started: failures are results.
 pub fn run_day(
     campaign: &Campaign,
+    benchmarks: &[SelectedBenchmark<'_>],
     opts: &RunOptions,
     interrupt: &CancelFlag,
     progress: &mut dyn Progress,
     on_result: &mut dyn FnMut(&BenchmarkResult),
 ) -> Result<DailyReport, CampaignError> {
-    let benchmarks = select_benchmarks(campaign, opts)?;
     let day = campaign.day(opts.day)?;
     let settings = opts.settings.clone();
     let ctx = BenchContext::for_campaign(
@@ -112,26 +132,22 @@ pub fn run_day(
     let mut results = Vec::new();
     let mut warnings = Vec::new();
     let mut profiles = Vec::new();
-    for spec in benchmarks.iter().copied() {
+    for selected in benchmarks {
+        let spec = selected.spec;
         if interrupt.is_cancelled() {
-            if let Some(result) = unmeasured(
-                spec,
+            let result = unmeasured(
+                selected,
                 opts.quick,
                 Status::Interrupted,
                 "not run: interrupted before it started".into(),
-            ) {
-                on_result(&result);
-                results.push(result);
-            }
+            );
+            on_result(&result);
+            results.push(result);
             continue;
         }
         let process_threads = settings.threads.usize();
-        let (here, elsewhere) = match find_kind(spec.kind.get_ref()) {
-            Some(kind) => {
-                super::threads::thread_plan(kind, spec, process_threads, opts.thread_child)
-            }
-            None => (true, Vec::new()),
-        };
+        let (here, elsewhere) =
+            super::threads::thread_plan(&selected.configured, process_threads, opts.thread_child);
         if !here {
             let (done, problems) = run_thread_children(
                 campaign, opts, spec, &elsewhere, interrupt, progress, on_result,
@@ -143,7 +159,14 @@ pub fn run_day(
         // A panic in the day loop itself (a bug) fails this benchmark, with
         // its message, and the day goes on.
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            run_benchmark(spec, &ctx, opts.quick, interrupt, progress, &mut *on_result)
+            run_benchmark(
+                selected,
+                &ctx,
+                opts.quick,
+                interrupt,
+                progress,
+                &mut *on_result,
+            )
         }));
         let (measured, abandoned) = match run {
             Ok(done) => done,
@@ -152,16 +175,16 @@ pub fn run_day(
                     "the runner failed: {}",
                     crate::panics::describe(payload.as_ref())
                 );
-                let failed = unmeasured(spec, opts.quick, Status::Failed, message);
-                failed.iter().for_each(&mut *on_result);
-                (failed.into_iter().collect(), None)
+                let failed = unmeasured(selected, opts.quick, Status::Failed, message);
+                on_result(&failed);
+                (vec![failed], None)
             }
         };
         if let Some(message) = abandoned {
             warnings.push(message);
         }
         if opts.profile.selection.profiles(spec.profile) && !interrupt.is_cancelled() {
-            let name = spec.name.get_ref();
+            let name = &spec.name;
             let hz = opts
                 .profile
                 .frequency_hz
@@ -176,7 +199,7 @@ pub fn run_day(
                         progress.note(warning);
                         warnings.push(warning.clone());
                     }
-                    let (profiled, abandoned) = run_silently(spec, &ctx, opts.quick, interrupt);
+                    let (profiled, abandoned) = run_silently(selected, &ctx, opts.quick, interrupt);
                     warnings.extend(abandoned);
                     profiles.push(profiling::finish(
                         sampler,
@@ -211,7 +234,7 @@ pub fn run_day(
         run_id: opts.run_id.clone(),
         campaign: CampaignInfo {
             name: campaign.name().to_string(),
-            description: campaign.file.description.clone(),
+            description: campaign.description.clone(),
             file: campaign.path.display().to_string(),
         },
         day: opts.day,
@@ -261,7 +284,7 @@ fn child_settings(opts: &RunOptions) -> super::threads::ChildSettings<'_> {
 fn run_thread_children(
     campaign: &Campaign,
     opts: &RunOptions,
-    spec: &BenchmarkSpec,
+    spec: &Benchmark,
     counts: &[usize],
     interrupt: &CancelFlag,
     progress: &mut dyn Progress,
@@ -274,7 +297,7 @@ fn run_thread_children(
         }
         progress.note(&format!(
             "{}: the cases at {threads} thread(s) run in a child process",
-            spec.name.get_ref()
+            spec.name
         ));
         match super::threads::run_at_threads(
             campaign,
@@ -293,80 +316,50 @@ fn run_thread_children(
     (results, warnings)
 }
 
-fn parse_targets(spec: &BenchmarkSpec) -> Vec<Target> {
-    // Validation already parsed every target, so none is dropped here.
-    spec.targets
-        .iter()
-        .filter_map(|t| t.get_ref().parse().ok())
-        .collect()
-}
-
 /// The result of a benchmark with nothing measured: Ctrl-C stopped it
 /// before it started, or the runner failed around it.
 fn unmeasured(
-    spec: &BenchmarkSpec,
+    selected: &SelectedBenchmark<'_>,
     quick: bool,
     status: Status,
     message: String,
-) -> Option<BenchmarkResult> {
-    let kind = find_kind(spec.kind.get_ref())?;
-    let (plan, targets) = (super::iteration_plan(spec, quick), parse_targets(spec));
+) -> BenchmarkResult {
+    let spec = selected.spec;
+    let plan = super::iteration_plan(spec, quick);
     let frame = BenchmarkFrame {
-        name: spec.name.get_ref(),
-        kind,
-        catalog: kind.catalog(&spec.params()),
-        targets: &targets,
+        name: &spec.name,
+        kind: selected.configured.kind(),
+        catalog: selected.configured.catalog(),
+        targets: &spec.targets,
         plan: &plan,
         setup: Default::default(),
         context: serde_json::Value::Null,
         warnings: Vec::new(),
     };
-    Some(frame.unmeasured(None, status, message))
+    frame.unmeasured(None, status, message)
 }
 
-/// Runs one benchmark; returns its results and, if its worker had to be
-/// abandoned after a timeout, a warning for the day.
+/// Runs one benchmark: the worker, the timeout, Ctrl-C and the results of
+/// every case, measured or not; returns its results and, if its worker had
+/// to be abandoned after a timeout, a warning for the day.
 fn run_benchmark(
-    spec: &BenchmarkSpec,
+    selected: &SelectedBenchmark<'_>,
     ctx: &BenchContext,
     quick: bool,
     interrupt: &CancelFlag,
     progress: &mut dyn Progress,
     on_result: &mut dyn FnMut(&BenchmarkResult),
 ) -> (Vec<BenchmarkResult>, Option<String>) {
-    // Validation rejects unknown kinds before a day starts.
-    let Some(kind) = find_kind(spec.kind.get_ref()) else {
-        return (
-            Vec::new(),
-            Some(format!(
-                "benchmark {}: kind {} is not registered",
-                spec.name.get_ref(),
-                spec.kind.get_ref()
-            )),
-        );
-    };
-    run_benchmark_of_kind(spec, kind, ctx, quick, interrupt, progress, on_result)
-}
-
-/// [`run_benchmark`] with its kind given: the worker, the timeout, Ctrl-C
-/// and the results of every case, measured or not.
-fn run_benchmark_of_kind(
-    spec: &BenchmarkSpec,
-    kind: &'static dyn BenchmarkKind,
-    ctx: &BenchContext,
-    quick: bool,
-    interrupt: &CancelFlag,
-    progress: &mut dyn Progress,
-    on_result: &mut dyn FnMut(&BenchmarkResult),
-) -> (Vec<BenchmarkResult>, Option<String>) {
-    let name = spec.name.get_ref();
-    let (plan, targets) = (super::iteration_plan(spec, quick), parse_targets(spec));
+    let (spec, configured) = (selected.spec, &selected.configured);
+    let name = spec.name.as_str();
+    let kind = configured.kind();
+    let plan = super::iteration_plan(spec, quick);
     progress.benchmark_started(name, kind.name());
     let mut frame = BenchmarkFrame {
         name,
         kind,
-        catalog: kind.catalog(&spec.params()),
-        targets: &targets,
+        catalog: configured.catalog(),
+        targets: &spec.targets,
         plan: &plan,
         setup: Default::default(),
         context: serde_json::Value::Null,
@@ -384,12 +377,16 @@ fn run_benchmark_of_kind(
     let (events_tx, events) = mpsc::channel();
     let cancel = CancelFlag::new();
     let worker = {
-        let (params, ctx, plan, cancel) =
-            (spec.params(), ctx.clone(), plan.clone(), cancel.clone());
+        let (configured, ctx, plan, cancel) = (
+            configured.clone(),
+            ctx.clone(),
+            plan.clone(),
+            cancel.clone(),
+        );
         let thread = thread_name(name);
         thread::Builder::new().name(thread.clone()).spawn(move || {
             in_compute_pool(&thread, || {
-                run_worker(kind, params, ctx, plan, cancel, events_tx)
+                run_worker(configured, ctx, plan, cancel, events_tx)
             })
         })
     };
@@ -564,13 +561,13 @@ fn run_benchmark_of_kind(
 /// A pass whose results feed something else (a profile, run-level
 /// values): no progress output and no result files.
 fn run_silently(
-    spec: &BenchmarkSpec,
+    selected: &SelectedBenchmark<'_>,
     ctx: &BenchContext,
     quick: bool,
     interrupt: &CancelFlag,
 ) -> (Vec<BenchmarkResult>, Option<String>) {
     run_benchmark(
-        spec,
+        selected,
         ctx,
         quick,
         interrupt,
@@ -590,10 +587,10 @@ mod tests {
     use super::*;
     use crate::benchmarks::{
         BenchmarkCase, BenchmarkError, Headline, Kind, MemoryNeed, MetricDef, Models, Observations,
-        ParamProblem, PreparedBenchmark, Registry,
+        ParamProblem, PreparedBenchmark,
     };
 
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize)]
     struct MockParams {
         /// Each iteration sleeps this long.
         step_ms: u64,
@@ -687,6 +684,30 @@ mod tests {
         }
     }
 
+    /// The kinds the runner's tests validate campaigns against: the mock
+    /// alone.
+    struct MockKinds;
+
+    impl crate::campaign::KindCatalog for MockKinds {
+        fn find(&self, name: &str) -> Option<&'static dyn crate::campaign::KindRules> {
+            (name == "mock").then_some(&MOCK as &'static dyn crate::campaign::KindRules)
+        }
+        fn names(&self) -> Vec<&'static str> {
+            vec!["mock"]
+        }
+    }
+
+    /// A one-day campaign in `dir` whose benchmark `mock`, of the mock
+    /// kind, has the given plan lines and params.
+    fn mock_campaign(dir: &std::path::Path, plan: &str, params: &str) -> Campaign {
+        let path = dir.join("c.toml");
+        let text = format!(
+            "name = \"m\"\n[[days]]\nnumber = 1\ntitle = \"mock\"\n[[days.benchmarks]]\nname = \"mock\"\nkind = \"mock\"\nwarmup = 0\n{plan}\n[days.benchmarks.params]\n{params}\n"
+        );
+        std::fs::write(&path, text).unwrap();
+        crate::campaign::load_campaign(&path, &MockKinds).unwrap()
+    }
+
     /// Runs the mock as benchmark `mock` of a one-day campaign with the
     /// given plan lines and params, Ctrl-C pressed after `interrupt_after`.
     fn run_mock(
@@ -695,17 +716,9 @@ mod tests {
         interrupt_after: Option<Duration>,
     ) -> (Vec<BenchmarkResult>, Option<String>) {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.toml");
-        // A registered kind, so the campaign validates; the runner is
-        // handed the mock directly.
-        let text = format!(
-            "name = \"m\"\n[[days]]\nnumber = 1\ntitle = \"mock\"\n[[days.benchmarks]]\nname = \"mock\"\nkind = \"planted_work\"\nwarmup = 0\n{plan}\n"
-        );
-        std::fs::write(&path, text).unwrap();
-        let campaign = crate::campaign::load_campaign(&path, &Registry).unwrap();
-        let mut spec = campaign.day(1).unwrap().benchmarks[0].get_ref().clone();
-        spec.params = Some(toml::Spanned::new(0..0, toml::from_str(params).unwrap()));
-        let settings = campaign.file.settings();
+        let campaign = mock_campaign(dir.path(), plan, params);
+        let selected = SelectedBenchmark::of(&campaign.days[0].benchmarks[0]);
+        let settings = campaign.settings.clone();
         let ctx = BenchContext {
             models: BTreeMap::new(),
             settings: settings.clone(),
@@ -722,15 +735,84 @@ mod tests {
                 flag.cancel();
             });
         }
-        run_benchmark_of_kind(
-            &spec,
-            &MOCK,
+        run_benchmark(
+            &selected,
             &ctx,
             false,
             &interrupt,
             &mut SilentProgress,
             &mut |_| {},
         )
+    }
+
+    #[test]
+    fn a_day_runs_the_benchmarks_it_is_handed_with_their_kinds() {
+        let dir = tempfile::tempdir().unwrap();
+        let campaign = mock_campaign(
+            dir.path(),
+            "iterations = 2\ntargets = [\"step_ms.p50 < 1e9\", \"step_ms.max<0\"]",
+            "step_ms = 1",
+        );
+        // Handed the campaign's benchmark with another kind (the mock
+        // with other params), the day runs that kind.
+        let params: MockParams = toml::from_str("step_ms = 2").unwrap();
+        let selected = [SelectedBenchmark {
+            spec: &campaign.days[0].benchmarks[0],
+            configured: ConfiguredBenchmark::new(&MOCK, params),
+        }];
+        let opts = RunOptions {
+            day: 1,
+            quick: false,
+            only: Vec::new(),
+            settings: campaign.settings.clone(),
+            model_cache_dir: dir.path().join("models"),
+            scratch_dir: dir.path().join("scratch"),
+            profile: ProfileOptions {
+                selection: crate::runner::ProfileSelection::Off,
+                frequency_hz: None,
+                raw_dir: dir.path().join("raw"),
+                flame_dir: dir.path().join("flame"),
+            },
+            run_id: "test".into(),
+            thread_child: false,
+        };
+        let mut seen = Vec::new();
+        let report = run_day(
+            &campaign,
+            &selected,
+            &opts,
+            &CancelFlag::new(),
+            &mut SilentProgress,
+            &mut |r| seen.push(r.case_id.clone()),
+        )
+        .unwrap();
+        assert_eq!(seen, ["mock[first]", "mock[second]"]);
+        assert_eq!(report.results.len(), 2);
+        for result in &report.results {
+            assert_eq!(result.kind, "mock");
+            assert_eq!(result.status, Status::Ok, "{:?}", result.error);
+            assert_eq!(result.metrics["step_ms"].summary.count, 2);
+            assert!(result.metrics["step_ms"].summary.min >= 2.0);
+            // The campaign's targets, parsed once by validation, are
+            // judged against what was measured.
+            let verdicts: Vec<_> = result.targets.iter().map(|t| t.verdict).collect();
+            assert_eq!(
+                verdicts,
+                [crate::model::Verdict::Met, crate::model::Verdict::Missed]
+            );
+            assert_eq!(result.targets[1].target, "step_ms.max < 0");
+        }
+        // Handed nothing, the day runs nothing.
+        let report = run_day(
+            &campaign,
+            &[],
+            &opts,
+            &CancelFlag::new(),
+            &mut SilentProgress,
+            &mut |_| {},
+        )
+        .unwrap();
+        assert!(report.results.is_empty());
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use super::CancelFlag;
 use crate::benchmarks::{
-    BenchContext, BenchmarkCase, BenchmarkKind, Conclusion, MetricCatalog, MetricDef, Observations,
+    BenchContext, BenchmarkCase, Conclusion, ConfiguredBenchmark, MetricCatalog, MetricDef,
+    Observations,
 };
 use crate::machine::rss;
 use crate::model::IterationPlan;
@@ -151,14 +152,13 @@ pub(super) fn in_compute_pool<R: Send>(name: &str, work: impl FnOnce() -> R + Se
 /// The body of a worker thread. Send errors mean the day loop stopped
 /// listening (it abandoned a timed-out benchmark): the worker just ends.
 pub(super) fn run_worker(
-    kind: &'static dyn BenchmarkKind,
-    params: toml::Table,
+    configured: ConfiguredBenchmark,
     ctx: BenchContext,
     plan: IterationPlan,
     cancel: CancelFlag,
     events: Sender<WorkerEvent>,
 ) {
-    let prepared = panic::catch_unwind(AssertUnwindSafe(|| kind.prepare(&params, &ctx)));
+    let prepared = panic::catch_unwind(AssertUnwindSafe(|| configured.prepare(&ctx)));
     let prepared = match prepared {
         Ok(Ok(p)) => p,
         Ok(Err(e)) => {

@@ -17,7 +17,7 @@ mod threads;
 pub use builds::{Build, BuildCache, BuildError, BuildRecipe, Commit, DEFAULT_BUILD, GitRepo};
 pub use calibrate::calibrate;
 pub use child::ChildCommand;
-pub use day::{RunOptions, run_day, select_benchmarks};
+pub use day::{RunOptions, SelectedBenchmark, run_day, select_benchmarks};
 pub use interrupt::{CancelFlag, install_interrupt_handler};
 pub use plan::iteration_plan;
 pub use profiling::{ProfileOptions, ProfileSelection};

@@ -1,6 +1,6 @@
 //! How many iterations a case runs, and for how long at most.
 
-use crate::campaign::BenchmarkSpec;
+use crate::campaign::Benchmark;
 use crate::model::{IterationPlan, QUICK_FACTOR};
 
 const DEFAULT_WARMUP: u32 = 1;
@@ -8,7 +8,7 @@ const DEFAULT_ITERATIONS: u32 = 10;
 const DEFAULT_TIMEOUT_S: f64 = 600.0;
 
 /// The plan a benchmark spec asks for, scaled down by `--quick`.
-pub fn iteration_plan(spec: &BenchmarkSpec, quick: bool) -> IterationPlan {
+pub fn iteration_plan(spec: &Benchmark, quick: bool) -> IterationPlan {
     let scale = if quick { QUICK_FACTOR } else { 1.0 };
     let scaled = |n: u32| (f64::from(n) * scale).ceil() as u32;
     IterationPlan {

@@ -9,8 +9,8 @@ use std::path::Path;
 use super::CancelFlag;
 use super::child::ChildCommand;
 use super::sitting::{Arm, run_child};
-use crate::benchmarks::BenchmarkKind;
-use crate::campaign::{BenchmarkSpec, Campaign};
+use crate::benchmarks::ConfiguredBenchmark;
+use crate::campaign::{Benchmark, Campaign};
 use crate::components::inference::DeviceSpec;
 use crate::model::BenchmarkResult;
 
@@ -28,12 +28,11 @@ pub struct ChildSettings<'a> {
 /// benchmark without a `threads` grid, and none in a child, which never
 /// starts children of its own).
 pub fn thread_plan(
-    kind: &dyn BenchmarkKind,
-    spec: &BenchmarkSpec,
+    configured: &ConfiguredBenchmark,
     process_threads: usize,
     is_child: bool,
 ) -> (bool, Vec<usize>) {
-    let mut counts = kind.case_threads(&spec.params());
+    let mut counts = configured.case_threads();
     let here = counts.is_empty() || counts.contains(&process_threads);
     counts.retain(|t| *t != process_threads);
     counts.sort_unstable();
@@ -49,11 +48,11 @@ pub fn thread_plan(
 pub fn run_at_threads(
     campaign: &Campaign,
     opts: &ChildSettings<'_>,
-    spec: &BenchmarkSpec,
+    spec: &Benchmark,
     threads: usize,
     interrupt: &CancelFlag,
 ) -> Result<Vec<BenchmarkResult>, String> {
-    let name = spec.name.get_ref();
+    let name = &spec.name;
     let fail = |why: String| format!("{name}: the cases at {threads} thread(s) did not run: {why}");
     let program = std::env::current_exe().map_err(|e| fail(e.to_string()))?;
     let out = tempfile::Builder::new()

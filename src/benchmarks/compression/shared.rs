@@ -89,7 +89,7 @@ fn default_input_mib() -> Mib {
     Mib::new_const(4)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct CompressionParams {
     inputs: Vec<String>,

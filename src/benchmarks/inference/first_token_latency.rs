@@ -24,7 +24,7 @@ fn one() -> Parallel {
     Parallel::new_const(1)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FirstTokenParams {
     #[serde(default = "default_model")]

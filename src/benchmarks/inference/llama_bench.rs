@@ -30,7 +30,7 @@ fn default_models() -> Vec<String> {
     vec!["default".to_string()]
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct LlamaBenchParams {
     /// Models of the campaign to run every test on (`-m`).

@@ -33,7 +33,7 @@ fn default_kv_probe() -> OptionalTokens {
     OptionalTokens::new_const(512)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct MemoryGrowthParams {
     #[serde(default = "default_model")]

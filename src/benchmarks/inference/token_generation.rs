@@ -41,7 +41,7 @@ fn no_slowdown() -> Real<PlantedSlowdownRange> {
     Real::new_const(0.0)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TokenGenerationParams {
     #[serde(default = "default_model")]

@@ -38,7 +38,7 @@ fn direct() -> IoMode {
     IoMode::Direct
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AccessParams {
     geometry: GeometryParams,

@@ -16,7 +16,7 @@ use crate::campaign::bounds::Tokens;
 use crate::components::kvcache::{KvGeometry, TieredKvCache, TieredKvCacheConfig, block_key};
 use crate::machine::checked_product;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StoreParams {
     geometry: GeometryParams,

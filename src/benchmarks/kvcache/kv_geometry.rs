@@ -24,7 +24,7 @@ fn default_block_tokens() -> Vec<Dimension> {
 }
 
 /// The cache's shape: from a model of the campaign, or written out.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct GeometryParams {
     model: Option<String>,

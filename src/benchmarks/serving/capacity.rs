@@ -103,7 +103,7 @@ fn default_max_requests() -> Count {
 }
 
 with_endpoint_target! {
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct CapacityParams {
         /// The campaign model that writes the prompts (`default` when none).

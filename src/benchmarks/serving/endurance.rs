@@ -55,7 +55,7 @@ fn no_leak() -> LeakKib {
 }
 
 with_endpoint_target! {
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct EnduranceParams {
         /// The campaign model (`default` when none is named).

@@ -371,7 +371,7 @@ fn default_open_loop_concurrency() -> Parallel {
 }
 
 with_endpoint_target! {
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct FullInferenceParams {
         /// The campaign model (`default` when none is named).
@@ -1082,7 +1082,7 @@ impl BenchmarkCase for ServingCase {
 }
 
 with_endpoint_target! {
-    #[derive(Debug, Deserialize)]
+    #[derive(Debug, Clone, Deserialize)]
     #[serde(deny_unknown_fields)]
     pub struct ScalingParams {
         /// The campaign model (`default` when none is named).

@@ -100,7 +100,7 @@ fn default_modes() -> Vec<SweepMode> {
     ]
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SweepParams {
     #[serde(default = "default_file_mib")]

@@ -49,7 +49,7 @@ fn default_zipf_s() -> Shape {
     Shape::new_const(1.0)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReadParams {
     #[serde(default = "default_value_kib")]

@@ -24,7 +24,7 @@ fn default_write_ops() -> Count {
     Count::new_const(100)
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct WriteParams {
     #[serde(default = "default_value_kib")]
