@@ -632,11 +632,13 @@ impl Night<'_> {
             history_file.append(&entry)?;
             night_entry = Some(entry);
         }
+        let sweeps = crate::analysis::sweep_curves(&report);
         let written = write_day_artifacts(
             layout,
             DayArtifacts {
                 report: &report,
                 comparison: comparison.as_ref(),
+                sweeps: &sweeps,
             },
         );
         if let Some((_, html)) = written.files.iter().find(|(f, _)| *f == HtmlPage.format()) {

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use super::index::CampaignIndex;
-use crate::analysis::{BottleneckAnalysis, Comparison};
+use crate::analysis::{BottleneckAnalysis, Comparison, SweepCurve};
 use crate::model::DailyReport;
 use crate::output::{OutputError, OutputLayout, write_atomically};
 
@@ -25,12 +25,15 @@ pub trait Exporter<Input: ?Sized> {
     fn render(&self, input: &Input) -> Result<Vec<u8>, OutputError>;
 }
 
-/// What a day's writers format: the report and, when the night was
-/// compared, the comparison.
+/// What a day's writers format: the report, what the analysis drew from
+/// it, and, when the night was compared, the comparison. The writers
+/// compute none of it.
 #[derive(Debug, Clone, Copy)]
 pub struct DayArtifacts<'a> {
     pub report: &'a DailyReport,
     pub comparison: Option<&'a Comparison>,
+    /// The report's [`crate::analysis::sweep_curves`].
+    pub sweeps: &'a [SweepCurve],
 }
 
 /// What the roadmap is written from.
@@ -218,10 +221,13 @@ impl Exporter<DayArtifacts<'_>> for HtmlPage {
         layout.html_report(day.report.day)
     }
     fn render(&self, day: &DayArtifacts<'_>) -> Result<Vec<u8>, OutputError> {
-        Ok(
-            super::html::render_html(day.report, day.comparison, &OutputLayout::flame_graph_href)
-                .into_bytes(),
+        Ok(super::html::render_html(
+            day.report,
+            day.comparison,
+            day.sweeps,
+            &OutputLayout::flame_graph_href,
         )
+        .into_bytes())
     }
 }
 
