@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use campaign::campaign::Toggle;
 use campaign::campaign::bounds::{self, Dimension, Millis, Parallel, Seconds, Threads};
@@ -64,10 +64,8 @@ enum FleetCommand {
     /// Write the shards, a GitHub Actions workflow (one matrix job per
     /// shard) and a Kubernetes Indexed Job per class under
     /// <results>/<campaign>/fleet/.
-    #[command(after_help = EXIT_CODES)]
     Plan(FleetFlags),
     /// Run one shard (a day on a class) as its scheduler starts it.
-    #[command(after_help = EXIT_CODES)]
     Run {
         #[command(flatten)]
         fleet: FleetFlags,
@@ -92,11 +90,9 @@ enum FleetCommand {
     },
     /// Every shard of a fleet run: done, running, failed or missing (exit 0
     /// only when all are done, else 4).
-    #[command(after_help = EXIT_CODES)]
     Status(FleetFlags),
     /// A fleet run's nights merged: each day's series side by side across
     /// classes (fleet_report_RUN.json and .md).
-    #[command(after_help = EXIT_CODES)]
     Report(FleetFlags),
 }
 
@@ -321,7 +317,7 @@ impl From<RunFlags> for RunArgs {
 
 /// Runs day-by-day performance campaigns on in-process LLM inference components.
 #[derive(Debug, Parser)]
-#[command(name = "campaign", version, about, after_help = EXIT_CODES)]
+#[command(name = "campaign", version, about)]
 pub struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -330,10 +326,8 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Run one day of a campaign and write its report.
-    #[command(after_help = EXIT_CODES)]
     Run(RunFlags),
     /// Compare two day reports metric by metric (exit 3 on a regression).
-    #[command(after_help = EXIT_CODES)]
     Compare {
         /// Baseline: a day report (JSON), or a night's run id in the results store.
         baseline: PathBuf,
@@ -352,7 +346,6 @@ enum Command {
         out: PathBuf,
     },
     /// Measure this machine's limits (memory, disk, matmul) for the roofline.
-    #[command(after_help = EXIT_CODES)]
     Calibrate {
         #[arg(long, default_value = DEFAULT_CAMPAIGN)]
         campaign: PathBuf,
@@ -367,7 +360,6 @@ enum Command {
         threads: Option<Threads>,
     },
     /// Rank bottlenecks from the profiles and reports of a range of days.
-    #[command(after_help = EXIT_CODES)]
     Analyze {
         #[arg(long, default_value = DEFAULT_CAMPAIGN)]
         campaign: PathBuf,
@@ -384,7 +376,6 @@ enum Command {
     /// Measure remedies: run the benchmarks a remedy's toggle acts on, as
     /// the campaign is and toggled, alternately in a seeded ABBA order, and
     /// write experiments.json (the roadmap then uses the measured speed-ups).
-    #[command(after_help = EXIT_CODES)]
     Experiment {
         #[arg(long, default_value = DEFAULT_CAMPAIGN)]
         campaign: PathBuf,
@@ -410,7 +401,6 @@ enum Command {
         threshold_pct: Option<f64>,
     },
     /// Write OPTIMIZATION_ROADMAP.md from the last analysis.
-    #[command(after_help = EXIT_CODES)]
     Roadmap {
         #[arg(long, default_value = DEFAULT_CAMPAIGN)]
         campaign: PathBuf,
@@ -428,7 +418,6 @@ enum Command {
     #[command(subcommand)]
     Fleet(FleetCommand),
     /// Differential flame graph of two folded profiles.
-    #[command(after_help = EXIT_CODES)]
     Flamegraph {
         /// BEFORE.folded AFTER.folded
         #[arg(long, num_args = 2, value_names = ["BEFORE", "AFTER"], required = true)]
@@ -438,7 +427,6 @@ enum Command {
         output: PathBuf,
     },
     /// Print one metric's series over the nights on this machine, with change points.
-    #[command(after_help = EXIT_CODES)]
     History {
         /// `case metric`, or a part of it (e.g. `ttft_ms`).
         metric: String,
@@ -468,7 +456,6 @@ enum Command {
     /// Serve the results store as a dashboard (every campaign, machine and
     /// night; what changed recently on the front page), or write it as
     /// static files with --export.
-    #[command(after_help = EXIT_CODES)]
     Dashboard {
         /// Results store to read: an SQLite file or a postgres:// URL
         /// (default: results.sqlite in the results folder).
@@ -499,7 +486,6 @@ enum Command {
         threshold_pct: f64,
     },
     /// Write a day's newest report as a self-contained HTML page.
-    #[command(after_help = EXIT_CODES)]
     Report {
         /// The day's newest report as one HTML page (JSON, JUnit, CSV and
         /// Markdown are written by every run).
@@ -523,14 +509,12 @@ enum Command {
         out: Option<PathBuf>,
     },
     /// List the days of a campaign with their benchmarks and targets.
-    #[command(after_help = EXIT_CODES)]
     List {
         #[arg(long, default_value = DEFAULT_CAMPAIGN)]
         campaign: PathBuf,
     },
     /// Print a model's greedy continuation of a prompt, to see that it
     /// (and its tokenizer) loaded right.
-    #[command(after_help = EXIT_CODES)]
     Generate {
         /// Campaign file that defines the model.
         #[arg(long, default_value = DEFAULT_CAMPAIGN)]
@@ -554,7 +538,6 @@ enum Command {
     /// Serve a campaign's model over an OpenAI-compatible API
     /// (/v1/completions, /v1/chat/completions, /v1/models, /health); prints
     /// `listening on http://ADDR` first and stops on Ctrl-C.
-    #[command(after_help = EXIT_CODES)]
     Serve {
         /// Campaign file that defines the model.
         #[arg(long, default_value = DEFAULT_CAMPAIGN)]
@@ -615,7 +598,6 @@ enum Command {
         prefix_block_tokens: Dimension,
     },
     /// Check a campaign file without running it.
-    #[command(after_help = EXIT_CODES)]
     Validate {
         /// Campaign file to check.
         file: PathBuf,
@@ -647,6 +629,36 @@ fn parse_since_days(text: &str) -> Result<u32, String> {
 }
 
 impl Cli {
+    /// The command line, with [`EXIT_CODES`] closing the help of the
+    /// program and of every command that runs something. Stated here
+    /// once, a command added later cannot be left without it.
+    pub fn command_with_exit_codes() -> clap::Command {
+        /// A group of commands (`fleet`) runs nothing itself, so its help
+        /// lists commands, not statuses; a command with closing help of
+        /// its own (`bisect`) states its own statuses there.
+        fn state_exit_codes(command: clap::Command) -> clap::Command {
+            if command.has_subcommands() {
+                command.mut_subcommands(state_exit_codes)
+            } else if command.get_after_help().is_none() {
+                command.after_help(EXIT_CODES)
+            } else {
+                command
+            }
+        }
+        Self::command()
+            .after_help(EXIT_CODES)
+            .mut_subcommands(state_exit_codes)
+    }
+
+    /// Parses the process's arguments as [`Parser::parse`] does (help,
+    /// version and usage errors print and exit), with the exit statuses in
+    /// every help.
+    pub fn parse_args() -> Self {
+        let mut command = Self::command_with_exit_codes();
+        let mut matches = command.get_matches_mut();
+        Self::from_arg_matches_mut(&mut matches).unwrap_or_else(|e| e.format(&mut command).exit())
+    }
+
     /// Runs the command; returns its exit status.
     pub fn dispatch(self) -> Result<u8, CommandError> {
         match self.command {
@@ -902,7 +914,42 @@ mod tests {
     use campaign::runner::ChildCommand;
     use clap::Parser;
 
-    use super::{Cli, Command, RunArgs};
+    use super::{BISECT_HELP, Cli, Command, EXIT_CODES, RunArgs};
+
+    /// Every command that runs something states its exit status in its
+    /// help: the statuses shared by all (bisect, its own); a group of
+    /// commands runs nothing, so its help lists commands instead.
+    #[test]
+    fn every_command_that_runs_something_states_its_exit_status() {
+        fn after_help(command: &clap::Command) -> Option<String> {
+            command.get_after_help().map(ToString::to_string)
+        }
+        fn check(command: &clap::Command, path: &str, leaves: &mut Vec<String>) {
+            for sub in command.get_subcommands() {
+                let path = format!("{path} {}", sub.get_name());
+                if sub.has_subcommands() {
+                    assert_eq!(after_help(sub), None, "{path} runs nothing");
+                    check(sub, &path, leaves);
+                } else {
+                    let expected = if path == "campaign bisect" {
+                        BISECT_HELP
+                    } else {
+                        EXIT_CODES
+                    };
+                    assert_eq!(after_help(sub).as_deref(), Some(expected), "{path}");
+                    leaves.push(path);
+                }
+            }
+        }
+        let command = Cli::command_with_exit_codes();
+        assert_eq!(after_help(&command).as_deref(), Some(EXIT_CODES));
+        let mut leaves = Vec::new();
+        check(&command, "campaign", &mut leaves);
+        // The walk reached the commands of a group too.
+        for path in ["campaign run", "campaign validate", "campaign fleet run"] {
+            assert!(leaves.iter().any(|l| l == path), "{path} in {leaves:?}");
+        }
+    }
 
     /// The run `child`'s command line asks of `campaign run`.
     fn parsed(child: &ChildCommand) -> RunArgs {

@@ -1,14 +1,12 @@
 use std::process::ExitCode;
 
-use clap::Parser;
-
 mod cli;
 
 fn main() -> ExitCode {
     // Panics become messages: in a report when a benchmark is running,
     // else one line here; never a raw backtrace (unless RUST_BACKTRACE).
     campaign::panics::install_hook();
-    let cli = cli::Cli::parse();
+    let cli = cli::Cli::parse_args();
     let dispatched = std::panic::catch_unwind(move || cli.dispatch());
     match dispatched {
         Ok(Ok(code)) => ExitCode::from(code),

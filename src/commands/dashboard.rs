@@ -133,8 +133,9 @@ fn night_report(
     let comparison: Option<Comparison> = documents
         .comparison_json
         .and_then(|c| serde_json::from_str(&c).ok());
+    let sweeps = crate::analysis::sweep_curves(&report);
     Ok(Some((
-        render_night_report(&report, comparison.as_ref()),
+        render_night_report(&report, comparison.as_ref(), &sweeps),
         report,
     )))
 }

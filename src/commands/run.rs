@@ -16,7 +16,7 @@ use crate::model::{BenchmarkResult, DailyReport};
 use crate::output::{OutputError, OutputLayout, write_atomically};
 use crate::report::{
     DayArtifacts, Exporter, HtmlPage, JsonReport, render_bottleneck_table, render_calibration,
-    render_comparison_table, render_summary_table, write_artifact, write_day_artifacts,
+    render_comparison_table, render_summary_table, write_day_artifacts, write_rendered,
 };
 use crate::runner::{
     Arm, CancelFlag, ChildCommand, ChildError, ChildRun, ProfileOptions, ProfileSelection,
@@ -570,20 +570,23 @@ impl Night<'_> {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok());
         // The report first: without it nothing of the night is kept.
-        let path = write_artifact(layout, &JsonReport, &report)?;
+        let json = JsonReport::text(&report)?;
+        let path = JsonReport.path(layout, &report);
+        write_rendered(&path, json.as_bytes())?;
+        // From here on the report is what the file holds, and its copies
+        // (stdout, a baseline) are that file's bytes.
+        let report = report;
 
         let table = render_summary_table(&report);
         if args.thread_child {
             // The parent prints these results in its own table; this
             // report lives in a working folder that is removed.
-            let json = serde_json::to_string_pretty(&report).map_err(OutputError::from)?;
-            println!("{json}");
+            print!("{json}");
             return Ok(day_exit_code(&report.summary, report.interrupted));
         }
         if args.json {
             eprintln!("{table}\nreport: {}", path.display());
-            let json = serde_json::to_string_pretty(&report).map_err(OutputError::from)?;
-            println!("{json}");
+            print!("{json}");
         } else {
             println!("{table}\nreport: {}", path.display());
         }
@@ -630,11 +633,13 @@ impl Night<'_> {
             history_file.append(&entry)?;
             night_entry = Some(entry);
         }
+        let sweeps = crate::analysis::sweep_curves(&report);
         let written = write_day_artifacts(
             layout,
             DayArtifacts {
                 report: &report,
                 comparison: comparison.as_ref(),
+                sweeps: &sweeps,
             },
         );
         if let Some((_, html)) = written.files.iter().find(|(f, _)| *f == HtmlPage.format()) {
@@ -667,7 +672,7 @@ impl Night<'_> {
         }
         if let Some(name) = &args.save_baseline {
             let settings = compare_settings(campaign, args);
-            save_baseline(layout, args, &report, name, &settings)?;
+            save_baseline(layout, args, &report, &json, name, &settings)?;
         }
         if report.interrupted
             || self.interrupt.is_cancelled()
@@ -745,11 +750,13 @@ fn night_noise(history: &[HistoryEntry]) -> NightNoise {
 
 /// Saves tonight as baseline `name`, unless its runs drifted (the A/A
 /// control fired) and a baseline from a steadier night already exists: a
-/// drifting baseline would make every later night look changed.
+/// drifting baseline would make every later night look changed. `json` is
+/// the report's file ([`JsonReport::text`]), which the baseline copies.
 fn save_baseline(
     layout: &OutputLayout,
     args: &RunArgs,
     report: &DailyReport,
+    json: &str,
     name: &str,
     settings: &CompareSettings,
 ) -> Result<(), CommandError> {
@@ -778,13 +785,9 @@ fn save_baseline(
             "warning: baseline {name} saved from a night whose runs drifted ({drift}); there was none to keep\n  help: save it again on a quieter night"
         );
     }
-    if let Some(dir) = target.parent() {
-        std::fs::create_dir_all(dir).map_err(|source| OutputError::Write {
-            path: dir.to_path_buf(),
-            source,
-        })?;
-    }
-    write_json(&target, report)?;
+    // Baselines have always been written without the file's final
+    // newline; their bytes stay as they were.
+    write_rendered(&target, json.strip_suffix('\n').unwrap_or(json).as_bytes())?;
     say(args, &format!("baseline {name}: {}", target.display()));
     Ok(())
 }

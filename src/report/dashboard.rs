@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use super::escape_markup as esc;
 use super::svg::num;
 use crate::analysis::{
-    Alert, Comparison, Dashboard, DayBoard, NightPage, SeriesBoard, SeriesChange,
+    Alert, Comparison, Dashboard, DayBoard, NightPage, SeriesBoard, SeriesChange, SweepCurve,
 };
 use crate::model::DailyReport;
 use crate::output::{MAX_STEM, OutputLayout, safe_file_stem};
@@ -702,9 +702,15 @@ fn night_page(
 }
 
 /// A night's whole report, as `campaign report --html` draws it, with the
-/// comparison it was judged by; flame graphs linked beside the nights.
-pub fn render_night_report(report: &DailyReport, comparison: Option<&Comparison>) -> String {
-    super::html::render_html(report, comparison, &|path| {
+/// comparison it was judged by and its sweep curves
+/// ([`crate::analysis::sweep_curves`]); flame graphs linked beside the
+/// nights.
+pub fn render_night_report(
+    report: &DailyReport,
+    comparison: Option<&Comparison>,
+    sweeps: &[SweepCurve],
+) -> String {
+    super::html::render_html(report, comparison, sweeps, &|path| {
         OutputLayout::flame_graph_href(path)
     })
 }

@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use super::index::CampaignIndex;
-use crate::analysis::{BottleneckAnalysis, Comparison};
+use crate::analysis::{BottleneckAnalysis, Comparison, SweepCurve};
 use crate::model::DailyReport;
 use crate::output::{OutputError, OutputLayout, write_atomically};
 
@@ -25,12 +25,15 @@ pub trait Exporter<Input: ?Sized> {
     fn render(&self, input: &Input) -> Result<Vec<u8>, OutputError>;
 }
 
-/// What a day's writers format: the report and, when the night was
-/// compared, the comparison.
+/// What a day's writers format: the report, what the analysis drew from
+/// it, and, when the night was compared, the comparison. The writers
+/// compute none of it.
 #[derive(Debug, Clone, Copy)]
 pub struct DayArtifacts<'a> {
     pub report: &'a DailyReport,
     pub comparison: Option<&'a Comparison>,
+    /// The report's [`crate::analysis::sweep_curves`].
+    pub sweeps: &'a [SweepCurve],
 }
 
 /// What the roadmap is written from.
@@ -48,14 +51,21 @@ pub fn write_artifact<Input: ?Sized>(
     input: &Input,
 ) -> Result<PathBuf, OutputError> {
     let path = exporter.path(layout, input);
+    write_rendered(&path, &exporter.render(input)?)?;
+    Ok(path)
+}
+
+/// Writes bytes rendered beforehand, as [`write_artifact`] writes what it
+/// renders: for bytes that are also used elsewhere (the day report's,
+/// which stdout and a baseline copy), so they are rendered only once.
+pub fn write_rendered(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| OutputError::Write {
             path: dir.to_path_buf(),
             source,
         })?;
     }
-    write_atomically(&path, &exporter.render(input)?)?;
-    Ok(path)
+    write_atomically(path, bytes)
 }
 
 /// The files written from a day once it is measured, in this order.
@@ -111,6 +121,17 @@ impl Exporter<CampaignIndex<'_>> for IndexPage {
 /// The canonical day report: pretty JSON, schema version 1.
 pub struct JsonReport;
 
+impl JsonReport {
+    /// The report's file as text, a final newline included. A run renders
+    /// it once and prints and saves these same bytes, so the report on
+    /// stdout and a baseline cannot differ from the file.
+    pub fn text(report: &DailyReport) -> Result<String, OutputError> {
+        let mut text = serde_json::to_string_pretty(report)?;
+        text.push('\n');
+        Ok(text)
+    }
+}
+
 impl Exporter<DailyReport> for JsonReport {
     fn format(&self) -> &'static str {
         "JSON report"
@@ -119,9 +140,7 @@ impl Exporter<DailyReport> for JsonReport {
         layout.day_report_path(report, "json")
     }
     fn render(&self, report: &DailyReport) -> Result<Vec<u8>, OutputError> {
-        let mut bytes = serde_json::to_vec_pretty(report)?;
-        bytes.push(b'\n');
-        Ok(bytes)
+        Self::text(report).map(String::into_bytes)
     }
 }
 
@@ -202,10 +221,13 @@ impl Exporter<DayArtifacts<'_>> for HtmlPage {
         layout.html_report(day.report.day)
     }
     fn render(&self, day: &DayArtifacts<'_>) -> Result<Vec<u8>, OutputError> {
-        Ok(
-            super::html::render_html(day.report, day.comparison, &OutputLayout::flame_graph_href)
-                .into_bytes(),
+        Ok(super::html::render_html(
+            day.report,
+            day.comparison,
+            day.sweeps,
+            &OutputLayout::flame_graph_href,
         )
+        .into_bytes())
     }
 }
 

@@ -9,7 +9,8 @@
 //! script count the plots and record script errors in `data-` attributes,
 //! so a headless browser test can check that the page rendered; a page
 //! with a timeline has a few more to zoom it. Nothing is computed here:
-//! the percentiles are the report's.
+//! the percentiles are the report's, the sweep curves the analysis's
+//! (the caller's [`crate::analysis::sweep_curves`]).
 
 use std::fmt::Write;
 
@@ -22,7 +23,7 @@ use super::wording::{
     blind_spot_sentence, comparison_counts_sentence, day_counts_sentence, findings_sentences, mde,
     night_sentences, parity_sentence, peer_sentence, profile_rates, state, state_name, status_name,
 };
-use crate::analysis::{ChangeState, Comparison};
+use crate::analysis::{ChangeState, Comparison, SweepCurve};
 use crate::model::{BenchmarkResult, DailyReport, Findings, MetricReport, Status, Verdict};
 
 /// The empirical distribution of a result's headline latency samples.
@@ -51,9 +52,9 @@ fn cdf_plot(r: &BenchmarkResult) -> Option<String> {
 }
 
 /// Headline p50 along each swept parameter, then the scaling curves.
-fn sweep_plots(report: &DailyReport) -> Vec<String> {
-    let mut plots: Vec<String> = crate::analysis::sweep_curves(report)
-        .into_iter()
+fn sweep_plots(report: &DailyReport, sweeps: &[SweepCurve]) -> Vec<String> {
+    let mut plots: Vec<String> = sweeps
+        .iter()
         .map(|c| {
             LinePlot {
                 title: &format!("{}: {} p50 by {}", c.series, c.metric, c.axis.parameter),
@@ -61,7 +62,7 @@ fn sweep_plots(report: &DailyReport) -> Vec<String> {
                 y_label: &format!("{} p50 (ms)", c.metric),
                 series: &[Series {
                     name: c.series.clone(),
-                    points: c.points,
+                    points: c.points.clone(),
                 }],
                 band: None,
                 y_from_zero: true,
@@ -816,9 +817,12 @@ fn peers_section(report: &DailyReport) -> String {
     out
 }
 
+/// A day's page; `sweeps` are the report's sweep curves
+/// ([`crate::analysis::sweep_curves`]).
 pub fn render_html(
     report: &DailyReport,
     comparison: Option<&Comparison>,
+    sweeps: &[SweepCurve],
     flame_graph_href: &dyn Fn(&str) -> String,
 ) -> String {
     let mut out = String::new();
@@ -984,10 +988,10 @@ pub fn render_html(
             );
         }
     }
-    let sweeps = sweep_plots(report);
-    if !sweeps.is_empty() {
+    let sweep_plots = sweep_plots(report, sweeps);
+    if !sweep_plots.is_empty() {
         out.push_str("<h2>Sweeps</h2><div class=\"plots\">");
-        sweeps.iter().for_each(|p| out.push_str(p));
+        sweep_plots.iter().for_each(|p| out.push_str(p));
         out.push_str("</div>");
     }
     let cdfs: Vec<String> = report.results.iter().filter_map(cdf_plot).collect();
@@ -1054,7 +1058,8 @@ mod tests {
     }
 
     fn page(report: &DailyReport) -> String {
-        render_html(report, None, &|p| p.to_string())
+        let sweeps = crate::analysis::sweep_curves(report);
+        render_html(report, None, &sweeps, &|p| p.to_string())
     }
 
     /// The chart whose title starts with `title`, from `<svg` to the first
