@@ -6,7 +6,7 @@ use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::execute::{CaseOutcome, WorkerEvent, in_compute_pool, run_worker, thread_name};
 use super::profiling::{self, ProfileOptions};
@@ -17,8 +17,8 @@ use crate::campaign::{Benchmark, Campaign, CampaignError, Settings};
 use crate::model::Environment;
 use crate::model::QUICK_FACTOR;
 use crate::model::{
-    BenchmarkResult, CampaignInfo, DailyReport, DaySummary, IterationPlan, RunSettings,
-    SCHEMA_VERSION, Status,
+    BenchmarkResult, CampaignInfo, DailyReport, DaySummary, IterationPlan, ProfileRecord,
+    RunSettings, SCHEMA_VERSION, Status,
 };
 use crate::stats::ProvisionalRule;
 
@@ -122,51 +122,105 @@ pub fn run_day(
     on_result: &mut dyn FnMut(&BenchmarkResult),
 ) -> Result<DailyReport, CampaignError> {
     let day = campaign.day(opts.day)?;
-    let settings = opts.settings.clone();
-    let ctx = BenchContext::for_campaign(
+    let inputs = DayInputs {
         campaign,
-        settings.clone(),
-        opts.model_cache_dir.clone(),
-        opts.scratch_dir.clone(),
-    );
-    let started_at = Utc::now();
-    let mut results = Vec::new();
-    let mut warnings = Vec::new();
-    let mut profiles = Vec::new();
+        opts,
+        interrupt,
+    };
+    let mut run = DayRun::start(inputs, progress, on_result);
     for selected in benchmarks {
-        let spec = selected.spec;
-        if interrupt.is_cancelled() {
+        run.run_benchmark(selected);
+    }
+    Ok(run.report(&day.title))
+}
+
+/// What a day's run works from: its campaign, the command's resolved
+/// options and the Ctrl-C flag.
+#[derive(Clone, Copy)]
+struct DayInputs<'a> {
+    campaign: &'a Campaign,
+    opts: &'a RunOptions,
+    interrupt: &'a CancelFlag,
+}
+
+/// One day's run, a benchmark at a time. The fields are what the day has
+/// gathered so far, so that the report can be assembled from them however
+/// many benchmarks ran.
+struct DayRun<'a, 'p> {
+    inputs: DayInputs<'a>,
+    progress: &'p mut dyn Progress,
+    on_result: &'p mut dyn FnMut(&BenchmarkResult),
+    ctx: BenchContext,
+    started_at: DateTime<Utc>,
+    results: Vec<BenchmarkResult>,
+    warnings: Vec<String>,
+    profiles: Vec<ProfileRecord>,
+}
+
+impl<'a, 'p> DayRun<'a, 'p> {
+    fn start(
+        inputs: DayInputs<'a>,
+        progress: &'p mut dyn Progress,
+        on_result: &'p mut dyn FnMut(&BenchmarkResult),
+    ) -> Self {
+        let opts = inputs.opts;
+        let ctx = BenchContext::for_campaign(
+            inputs.campaign,
+            opts.settings.clone(),
+            opts.model_cache_dir.clone(),
+            opts.scratch_dir.clone(),
+        );
+        Self {
+            inputs,
+            progress,
+            on_result,
+            ctx,
+            started_at: Utc::now(),
+            results: Vec::new(),
+            warnings: Vec::new(),
+            profiles: Vec::new(),
+        }
+    }
+
+    /// The benchmark's cases at this process's thread count, measured and
+    /// profiled here, then those at its other thread counts in children.
+    fn run_benchmark(&mut self, selected: &SelectedBenchmark<'_>) {
+        let opts = self.inputs.opts;
+        if self.inputs.interrupt.is_cancelled() {
             let result = unmeasured(
                 selected,
                 opts.quick,
                 Status::Interrupted,
                 "not run: interrupted before it started".into(),
             );
-            on_result(&result);
-            results.push(result);
-            continue;
+            (self.on_result)(&result);
+            self.results.push(result);
+            return;
         }
-        let process_threads = settings.threads.usize();
+        let process_threads = opts.settings.threads.usize();
         let (here, elsewhere) =
             super::threads::thread_plan(&selected.configured, process_threads, opts.thread_child);
-        if !here {
-            let (done, problems) = run_thread_children(
-                campaign, opts, spec, &elsewhere, interrupt, progress, on_result,
-            );
-            results.extend(done);
-            warnings.extend(problems);
-            continue;
+        if here {
+            let measured = self.measure(selected);
+            self.profile(selected, &measured);
+            self.results.extend(measured);
         }
+        self.run_thread_children(selected.spec, &elsewhere);
+    }
+
+    /// The benchmark's results from its unprofiled pass in this process.
+    fn measure(&mut self, selected: &SelectedBenchmark<'_>) -> Vec<BenchmarkResult> {
+        let (quick, interrupt) = (self.inputs.opts.quick, self.inputs.interrupt);
         // A panic in the day loop itself (a bug) fails this benchmark, with
         // its message, and the day goes on.
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run_benchmark(
                 selected,
-                &ctx,
-                opts.quick,
+                &self.ctx,
+                quick,
                 interrupt,
-                progress,
-                &mut *on_result,
+                &mut *self.progress,
+                &mut *self.on_result,
             )
         }));
         let (measured, abandoned) = match run {
@@ -176,98 +230,149 @@ pub fn run_day(
                     "the runner failed: {}",
                     crate::panics::describe(payload.as_ref())
                 );
-                let failed = unmeasured(selected, opts.quick, Status::Failed, message);
-                on_result(&failed);
+                let failed = unmeasured(selected, quick, Status::Failed, message);
+                (self.on_result)(&failed);
                 (vec![failed], None)
             }
         };
         if let Some(message) = abandoned {
-            warnings.push(message);
+            self.warnings.push(message);
         }
-        if opts.profile.selection.profiles(spec.profile) && !interrupt.is_cancelled() {
-            let name = &spec.name;
-            let hz = opts
-                .profile
-                .frequency_hz
-                .or(spec.profile_hz.map(|hz| hz.get() as u32))
-                .unwrap_or(crate::profile::DEFAULT_PROFILE_HZ);
-            progress.note(&format!(
-                "{name}: profiling pass at {hz} Hz (the results above come from the unprofiled pass)"
-            ));
-            match profiling::start(name, hz) {
-                Ok(sampler) => {
-                    if let Some(warning) = &sampler.warning {
-                        progress.note(warning);
-                        warnings.push(warning.clone());
-                    }
-                    let (profiled, abandoned) = run_silently(selected, &ctx, opts.quick, interrupt);
-                    warnings.extend(abandoned);
-                    profiles.push(profiling::finish(
-                        sampler,
-                        &profiling::ProfiledBenchmark {
-                            benchmark: name,
-                            day: opts.day,
-                            run_id: &opts.run_id,
-                            campaign: campaign.name(),
-                        },
-                        &opts.profile,
-                        &measured,
-                        &profiled,
-                    ));
+        measured
+    }
+
+    /// A second, silent pass under the sampler when the benchmark is
+    /// profiled, so that sampling never weighs on the reported numbers.
+    fn profile(&mut self, selected: &SelectedBenchmark<'_>, measured: &[BenchmarkResult]) {
+        let DayInputs {
+            campaign,
+            opts,
+            interrupt,
+        } = self.inputs;
+        let spec = selected.spec;
+        if !opts.profile.selection.profiles(spec.profile) || interrupt.is_cancelled() {
+            return;
+        }
+        let name = &spec.name;
+        let hz = opts
+            .profile
+            .frequency_hz
+            .or(spec.profile_hz.map(|hz| hz.get() as u32))
+            .unwrap_or(crate::profile::DEFAULT_PROFILE_HZ);
+        self.progress.note(&format!(
+            "{name}: profiling pass at {hz} Hz (the results above come from the unprofiled pass)"
+        ));
+        match profiling::start(name, hz) {
+            Ok(sampler) => {
+                if let Some(warning) = &sampler.warning {
+                    self.progress.note(warning);
+                    self.warnings.push(warning.clone());
                 }
-                Err(e) => warnings.push(format!("{name}: not profiled: {e}")),
+                let (profiled, abandoned) =
+                    run_silently(selected, &self.ctx, opts.quick, interrupt);
+                self.warnings.extend(abandoned);
+                self.profiles.push(profiling::finish(
+                    sampler,
+                    &profiling::ProfiledBenchmark {
+                        benchmark: name,
+                        day: opts.day,
+                        run_id: &opts.run_id,
+                        campaign: campaign.name(),
+                    },
+                    &opts.profile,
+                    measured,
+                    &profiled,
+                ));
+            }
+            Err(e) => self.warnings.push(format!("{name}: not profiled: {e}")),
+        }
+    }
+
+    /// The cases of `spec` at each of `counts` threads, one child process
+    /// per count; a warning for each count that did not run.
+    fn run_thread_children(&mut self, spec: &Benchmark, counts: &[usize]) {
+        let DayInputs {
+            campaign,
+            opts,
+            interrupt,
+        } = self.inputs;
+        for &threads in counts {
+            if interrupt.is_cancelled() {
+                break;
+            }
+            self.progress.note(&format!(
+                "{}: the cases at {threads} thread(s) run in a child process",
+                spec.name
+            ));
+            match super::threads::run_at_threads(
+                campaign,
+                &child_settings(opts),
+                spec,
+                threads,
+                interrupt,
+            ) {
+                Ok(child_results) => {
+                    child_results.iter().for_each(&mut *self.on_result);
+                    self.results.extend(child_results);
+                }
+                Err(message) => self.warnings.push(message),
             }
         }
-        results.extend(measured);
-        let (done, problems) = run_thread_children(
-            campaign, opts, spec, &elsewhere, interrupt, progress, on_result,
-        );
-        results.extend(done);
-        warnings.extend(problems);
     }
-    let environment = Environment::capture(
-        settings.device.to_string(),
-        settings.threads.usize(),
-        settings.dtype.name().to_string(),
-    );
-    Ok(DailyReport {
-        schema_version: SCHEMA_VERSION,
-        run_id: opts.run_id.clone(),
-        campaign: CampaignInfo {
-            name: campaign.name().to_string(),
-            description: campaign.description.clone(),
-            file: campaign.path.display().to_string(),
-        },
-        day: opts.day,
-        day_title: day.title.clone(),
-        started_at,
-        finished_at: Utc::now(),
-        quick: opts.quick,
-        interrupted: interrupt.is_cancelled(),
-        environment,
-        settings: RunSettings {
-            threads: settings.threads.usize(),
-            device: settings.device.to_string(),
-            dtype: settings.dtype.name().to_string(),
-            seed: settings.seed,
-            max_raw_samples: settings.max_raw_samples.usize(),
-            quick_factor: if opts.quick { QUICK_FACTOR } else { 1.0 },
-            provisional_rule: ProvisionalRule::current(),
-            only: opts.only.clone(),
-            runs: 1,
-            run_order_seed: 0,
-            against_bin: None,
-            separate_processes: false,
-        },
-        summary: DaySummary::of(&results),
-        // Filled in by the analysis once the day is over.
-        scaling: Vec::new(),
-        parity: Vec::new(),
-        peers: Vec::new(),
-        profiles,
-        results,
-        warnings,
-    })
+
+    /// The day's report from what it gathered, stamped with the machine it
+    /// ran on and the settings it ran with.
+    fn report(self, day_title: &str) -> DailyReport {
+        let DayInputs {
+            campaign,
+            opts,
+            interrupt,
+        } = self.inputs;
+        let settings = &opts.settings;
+        let environment = Environment::capture(
+            settings.device.to_string(),
+            settings.threads.usize(),
+            settings.dtype.name().to_string(),
+        );
+        DailyReport {
+            schema_version: SCHEMA_VERSION,
+            run_id: opts.run_id.clone(),
+            campaign: CampaignInfo {
+                name: campaign.name().to_string(),
+                description: campaign.description.clone(),
+                file: campaign.path.display().to_string(),
+            },
+            day: opts.day,
+            day_title: day_title.to_string(),
+            started_at: self.started_at,
+            finished_at: Utc::now(),
+            quick: opts.quick,
+            interrupted: interrupt.is_cancelled(),
+            environment,
+            settings: RunSettings {
+                threads: settings.threads.usize(),
+                device: settings.device.to_string(),
+                dtype: settings.dtype.name().to_string(),
+                seed: settings.seed,
+                max_raw_samples: settings.max_raw_samples.usize(),
+                quick_factor: if opts.quick { QUICK_FACTOR } else { 1.0 },
+                provisional_rule: ProvisionalRule::current(),
+                only: opts.only.clone(),
+                runs: 1,
+                run_order_seed: 0,
+                against_bin: None,
+                separate_processes: false,
+            },
+            summary: DaySummary::of(&self.results),
+            // Filled in by the analysis once the day is over.
+            scaling: Vec::new(),
+            parity: Vec::new(),
+            peers: Vec::new(),
+            profiles: self.profiles,
+            results: self.results,
+            warnings: self.warnings,
+        }
+    }
 }
 
 fn child_settings(opts: &RunOptions) -> super::threads::ChildSettings<'_> {
@@ -278,43 +383,6 @@ fn child_settings(opts: &RunOptions) -> super::threads::ChildSettings<'_> {
         scratch_dir: &opts.scratch_dir,
         model_cache_dir: &opts.model_cache_dir,
     }
-}
-
-/// The cases of `spec` at each of `counts` threads, one child process per
-/// count; their results, and a warning for each count that did not run.
-fn run_thread_children(
-    campaign: &Campaign,
-    opts: &RunOptions,
-    spec: &Benchmark,
-    counts: &[usize],
-    interrupt: &CancelFlag,
-    progress: &mut dyn Progress,
-    on_result: &mut dyn FnMut(&BenchmarkResult),
-) -> (Vec<BenchmarkResult>, Vec<String>) {
-    let (mut results, mut warnings) = (Vec::new(), Vec::new());
-    for &threads in counts {
-        if interrupt.is_cancelled() {
-            break;
-        }
-        progress.note(&format!(
-            "{}: the cases at {threads} thread(s) run in a child process",
-            spec.name
-        ));
-        match super::threads::run_at_threads(
-            campaign,
-            &child_settings(opts),
-            spec,
-            threads,
-            interrupt,
-        ) {
-            Ok(child_results) => {
-                child_results.iter().for_each(&mut *on_result);
-                results.extend(child_results);
-            }
-            Err(message) => warnings.push(message),
-        }
-    }
-    (results, warnings)
 }
 
 /// The result of a benchmark with nothing measured: Ctrl-C stopped it
