@@ -2,11 +2,11 @@
 //! Ctrl-C handling, and per-result callbacks so results can be written as
 //! soon as they exist.
 
-use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 
 use super::execute::{CaseOutcome, WorkerEvent, in_compute_pool, run_worker, thread_name};
 use super::profiling::{self, ProfileOptions};
@@ -17,7 +17,8 @@ use crate::campaign::{Benchmark, Campaign, CampaignError, Settings};
 use crate::model::Environment;
 use crate::model::QUICK_FACTOR;
 use crate::model::{
-    BenchmarkResult, CampaignInfo, DailyReport, DaySummary, RunSettings, SCHEMA_VERSION, Status,
+    BenchmarkResult, CampaignInfo, DailyReport, DaySummary, IterationPlan, ProfileRecord,
+    RunSettings, SCHEMA_VERSION, Status,
 };
 use crate::stats::ProvisionalRule;
 
@@ -121,51 +122,105 @@ pub fn run_day(
     on_result: &mut dyn FnMut(&BenchmarkResult),
 ) -> Result<DailyReport, CampaignError> {
     let day = campaign.day(opts.day)?;
-    let settings = opts.settings.clone();
-    let ctx = BenchContext::for_campaign(
+    let inputs = DayInputs {
         campaign,
-        settings.clone(),
-        opts.model_cache_dir.clone(),
-        opts.scratch_dir.clone(),
-    );
-    let started_at = Utc::now();
-    let mut results = Vec::new();
-    let mut warnings = Vec::new();
-    let mut profiles = Vec::new();
+        opts,
+        interrupt,
+    };
+    let mut run = DayRun::start(inputs, progress, on_result);
     for selected in benchmarks {
-        let spec = selected.spec;
-        if interrupt.is_cancelled() {
+        run.run_benchmark(selected);
+    }
+    Ok(run.report(&day.title))
+}
+
+/// What a day's run works from: its campaign, the command's resolved
+/// options and the Ctrl-C flag.
+#[derive(Clone, Copy)]
+struct DayInputs<'a> {
+    campaign: &'a Campaign,
+    opts: &'a RunOptions,
+    interrupt: &'a CancelFlag,
+}
+
+/// One day's run, a benchmark at a time. The fields are what the day has
+/// gathered so far, so that the report can be assembled from them however
+/// many benchmarks ran.
+struct DayRun<'a, 'p> {
+    inputs: DayInputs<'a>,
+    progress: &'p mut dyn Progress,
+    on_result: &'p mut dyn FnMut(&BenchmarkResult),
+    ctx: BenchContext,
+    started_at: DateTime<Utc>,
+    results: Vec<BenchmarkResult>,
+    warnings: Vec<String>,
+    profiles: Vec<ProfileRecord>,
+}
+
+impl<'a, 'p> DayRun<'a, 'p> {
+    fn start(
+        inputs: DayInputs<'a>,
+        progress: &'p mut dyn Progress,
+        on_result: &'p mut dyn FnMut(&BenchmarkResult),
+    ) -> Self {
+        let opts = inputs.opts;
+        let ctx = BenchContext::for_campaign(
+            inputs.campaign,
+            opts.settings.clone(),
+            opts.model_cache_dir.clone(),
+            opts.scratch_dir.clone(),
+        );
+        Self {
+            inputs,
+            progress,
+            on_result,
+            ctx,
+            started_at: Utc::now(),
+            results: Vec::new(),
+            warnings: Vec::new(),
+            profiles: Vec::new(),
+        }
+    }
+
+    /// The benchmark's cases at this process's thread count, measured and
+    /// profiled here, then those at its other thread counts in children.
+    fn run_benchmark(&mut self, selected: &SelectedBenchmark<'_>) {
+        let opts = self.inputs.opts;
+        if self.inputs.interrupt.is_cancelled() {
             let result = unmeasured(
                 selected,
                 opts.quick,
                 Status::Interrupted,
                 "not run: interrupted before it started".into(),
             );
-            on_result(&result);
-            results.push(result);
-            continue;
+            (self.on_result)(&result);
+            self.results.push(result);
+            return;
         }
-        let process_threads = settings.threads.usize();
+        let process_threads = opts.settings.threads.usize();
         let (here, elsewhere) =
             super::threads::thread_plan(&selected.configured, process_threads, opts.thread_child);
-        if !here {
-            let (done, problems) = run_thread_children(
-                campaign, opts, spec, &elsewhere, interrupt, progress, on_result,
-            );
-            results.extend(done);
-            warnings.extend(problems);
-            continue;
+        if here {
+            let measured = self.measure(selected);
+            self.profile(selected, &measured);
+            self.results.extend(measured);
         }
+        self.run_thread_children(selected.spec, &elsewhere);
+    }
+
+    /// The benchmark's results from its unprofiled pass in this process.
+    fn measure(&mut self, selected: &SelectedBenchmark<'_>) -> Vec<BenchmarkResult> {
+        let (quick, interrupt) = (self.inputs.opts.quick, self.inputs.interrupt);
         // A panic in the day loop itself (a bug) fails this benchmark, with
         // its message, and the day goes on.
         let run = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             run_benchmark(
                 selected,
-                &ctx,
-                opts.quick,
+                &self.ctx,
+                quick,
                 interrupt,
-                progress,
-                &mut *on_result,
+                &mut *self.progress,
+                &mut *self.on_result,
             )
         }));
         let (measured, abandoned) = match run {
@@ -175,98 +230,149 @@ pub fn run_day(
                     "the runner failed: {}",
                     crate::panics::describe(payload.as_ref())
                 );
-                let failed = unmeasured(selected, opts.quick, Status::Failed, message);
-                on_result(&failed);
+                let failed = unmeasured(selected, quick, Status::Failed, message);
+                (self.on_result)(&failed);
                 (vec![failed], None)
             }
         };
         if let Some(message) = abandoned {
-            warnings.push(message);
+            self.warnings.push(message);
         }
-        if opts.profile.selection.profiles(spec.profile) && !interrupt.is_cancelled() {
-            let name = &spec.name;
-            let hz = opts
-                .profile
-                .frequency_hz
-                .or(spec.profile_hz.map(|hz| hz.get() as u32))
-                .unwrap_or(crate::profile::DEFAULT_PROFILE_HZ);
-            progress.note(&format!(
-                "{name}: profiling pass at {hz} Hz (the results above come from the unprofiled pass)"
-            ));
-            match profiling::start(name, hz) {
-                Ok(sampler) => {
-                    if let Some(warning) = &sampler.warning {
-                        progress.note(warning);
-                        warnings.push(warning.clone());
-                    }
-                    let (profiled, abandoned) = run_silently(selected, &ctx, opts.quick, interrupt);
-                    warnings.extend(abandoned);
-                    profiles.push(profiling::finish(
-                        sampler,
-                        &profiling::ProfiledBenchmark {
-                            benchmark: name,
-                            day: opts.day,
-                            run_id: &opts.run_id,
-                            campaign: campaign.name(),
-                        },
-                        &opts.profile,
-                        &measured,
-                        &profiled,
-                    ));
+        measured
+    }
+
+    /// A second, silent pass under the sampler when the benchmark is
+    /// profiled, so that sampling never weighs on the reported numbers.
+    fn profile(&mut self, selected: &SelectedBenchmark<'_>, measured: &[BenchmarkResult]) {
+        let DayInputs {
+            campaign,
+            opts,
+            interrupt,
+        } = self.inputs;
+        let spec = selected.spec;
+        if !opts.profile.selection.profiles(spec.profile) || interrupt.is_cancelled() {
+            return;
+        }
+        let name = &spec.name;
+        let hz = opts
+            .profile
+            .frequency_hz
+            .or(spec.profile_hz.map(|hz| hz.get() as u32))
+            .unwrap_or(crate::profile::DEFAULT_PROFILE_HZ);
+        self.progress.note(&format!(
+            "{name}: profiling pass at {hz} Hz (the results above come from the unprofiled pass)"
+        ));
+        match profiling::start(name, hz) {
+            Ok(sampler) => {
+                if let Some(warning) = &sampler.warning {
+                    self.progress.note(warning);
+                    self.warnings.push(warning.clone());
                 }
-                Err(e) => warnings.push(format!("{name}: not profiled: {e}")),
+                let (profiled, abandoned) =
+                    run_silently(selected, &self.ctx, opts.quick, interrupt);
+                self.warnings.extend(abandoned);
+                self.profiles.push(profiling::finish(
+                    sampler,
+                    &profiling::ProfiledBenchmark {
+                        benchmark: name,
+                        day: opts.day,
+                        run_id: &opts.run_id,
+                        campaign: campaign.name(),
+                    },
+                    &opts.profile,
+                    measured,
+                    &profiled,
+                ));
+            }
+            Err(e) => self.warnings.push(format!("{name}: not profiled: {e}")),
+        }
+    }
+
+    /// The cases of `spec` at each of `counts` threads, one child process
+    /// per count; a warning for each count that did not run.
+    fn run_thread_children(&mut self, spec: &Benchmark, counts: &[usize]) {
+        let DayInputs {
+            campaign,
+            opts,
+            interrupt,
+        } = self.inputs;
+        for &threads in counts {
+            if interrupt.is_cancelled() {
+                break;
+            }
+            self.progress.note(&format!(
+                "{}: the cases at {threads} thread(s) run in a child process",
+                spec.name
+            ));
+            match super::threads::run_at_threads(
+                campaign,
+                &child_settings(opts),
+                spec,
+                threads,
+                interrupt,
+            ) {
+                Ok(child_results) => {
+                    child_results.iter().for_each(&mut *self.on_result);
+                    self.results.extend(child_results);
+                }
+                Err(message) => self.warnings.push(message),
             }
         }
-        results.extend(measured);
-        let (done, problems) = run_thread_children(
-            campaign, opts, spec, &elsewhere, interrupt, progress, on_result,
-        );
-        results.extend(done);
-        warnings.extend(problems);
     }
-    let environment = Environment::capture(
-        settings.device.to_string(),
-        settings.threads.usize(),
-        settings.dtype.name().to_string(),
-    );
-    Ok(DailyReport {
-        schema_version: SCHEMA_VERSION,
-        run_id: opts.run_id.clone(),
-        campaign: CampaignInfo {
-            name: campaign.name().to_string(),
-            description: campaign.description.clone(),
-            file: campaign.path.display().to_string(),
-        },
-        day: opts.day,
-        day_title: day.title.clone(),
-        started_at,
-        finished_at: Utc::now(),
-        quick: opts.quick,
-        interrupted: interrupt.is_cancelled(),
-        environment,
-        settings: RunSettings {
-            threads: settings.threads.usize(),
-            device: settings.device.to_string(),
-            dtype: settings.dtype.name().to_string(),
-            seed: settings.seed,
-            max_raw_samples: settings.max_raw_samples.usize(),
-            quick_factor: if opts.quick { QUICK_FACTOR } else { 1.0 },
-            provisional_rule: ProvisionalRule::current(),
-            only: opts.only.clone(),
-            runs: 1,
-            run_order_seed: 0,
-            against_bin: None,
-            separate_processes: false,
-        },
-        summary: DaySummary::of(&results),
-        // Filled in by the analysis once the day is over.
-        scaling: Vec::new(),
-        parity: Vec::new(),
-        peers: Vec::new(),
-        profiles,
-        results,
-        warnings,
-    })
+
+    /// The day's report from what it gathered, stamped with the machine it
+    /// ran on and the settings it ran with.
+    fn report(self, day_title: &str) -> DailyReport {
+        let DayInputs {
+            campaign,
+            opts,
+            interrupt,
+        } = self.inputs;
+        let settings = &opts.settings;
+        let environment = Environment::capture(
+            settings.device.to_string(),
+            settings.threads.usize(),
+            settings.dtype.name().to_string(),
+        );
+        DailyReport {
+            schema_version: SCHEMA_VERSION,
+            run_id: opts.run_id.clone(),
+            campaign: CampaignInfo {
+                name: campaign.name().to_string(),
+                description: campaign.description.clone(),
+                file: campaign.path.display().to_string(),
+            },
+            day: opts.day,
+            day_title: day_title.to_string(),
+            started_at: self.started_at,
+            finished_at: Utc::now(),
+            quick: opts.quick,
+            interrupted: interrupt.is_cancelled(),
+            environment,
+            settings: RunSettings {
+                threads: settings.threads.usize(),
+                device: settings.device.to_string(),
+                dtype: settings.dtype.name().to_string(),
+                seed: settings.seed,
+                max_raw_samples: settings.max_raw_samples.usize(),
+                quick_factor: if opts.quick { QUICK_FACTOR } else { 1.0 },
+                provisional_rule: ProvisionalRule::current(),
+                only: opts.only.clone(),
+                runs: 1,
+                run_order_seed: 0,
+                against_bin: None,
+                separate_processes: false,
+            },
+            summary: DaySummary::of(&self.results),
+            // Filled in by the analysis once the day is over.
+            scaling: Vec::new(),
+            parity: Vec::new(),
+            peers: Vec::new(),
+            profiles: self.profiles,
+            results: self.results,
+            warnings: self.warnings,
+        }
+    }
 }
 
 fn child_settings(opts: &RunOptions) -> super::threads::ChildSettings<'_> {
@@ -277,43 +383,6 @@ fn child_settings(opts: &RunOptions) -> super::threads::ChildSettings<'_> {
         scratch_dir: &opts.scratch_dir,
         model_cache_dir: &opts.model_cache_dir,
     }
-}
-
-/// The cases of `spec` at each of `counts` threads, one child process per
-/// count; their results, and a warning for each count that did not run.
-fn run_thread_children(
-    campaign: &Campaign,
-    opts: &RunOptions,
-    spec: &Benchmark,
-    counts: &[usize],
-    interrupt: &CancelFlag,
-    progress: &mut dyn Progress,
-    on_result: &mut dyn FnMut(&BenchmarkResult),
-) -> (Vec<BenchmarkResult>, Vec<String>) {
-    let (mut results, mut warnings) = (Vec::new(), Vec::new());
-    for &threads in counts {
-        if interrupt.is_cancelled() {
-            break;
-        }
-        progress.note(&format!(
-            "{}: the cases at {threads} thread(s) run in a child process",
-            spec.name
-        ));
-        match super::threads::run_at_threads(
-            campaign,
-            &child_settings(opts),
-            spec,
-            threads,
-            interrupt,
-        ) {
-            Ok(child_results) => {
-                child_results.iter().for_each(&mut *on_result);
-                results.extend(child_results);
-            }
-            Err(message) => warnings.push(message),
-        }
-    }
-    (results, warnings)
 }
 
 /// The result of a benchmark with nothing measured: Ctrl-C stopped it
@@ -355,7 +424,7 @@ fn run_benchmark(
     let kind = configured.kind();
     let plan = super::iteration_plan(spec, quick);
     progress.benchmark_started(name, kind.name());
-    let mut frame = BenchmarkFrame {
+    let frame = BenchmarkFrame {
         name,
         kind,
         catalog: configured.catalog(),
@@ -365,197 +434,329 @@ fn run_benchmark(
         context: serde_json::Value::Null,
         warnings: Vec::new(),
     };
-    let mut emit = |result: BenchmarkResult,
-                    results: &mut Vec<BenchmarkResult>,
-                    progress: &mut dyn Progress| {
-        progress.case_finished(&result);
-        on_result(&result);
-        results.push(result);
+    let mut sink = ResultSink {
+        progress,
+        on_result,
+        results: Vec::new(),
     };
-    let mut results = Vec::new();
-
-    let (events_tx, events) = mpsc::channel();
     let cancel = CancelFlag::new();
-    let worker = {
-        let (configured, ctx, plan, cancel) = (
-            configured.clone(),
-            ctx.clone(),
-            plan.clone(),
-            cancel.clone(),
-        );
-        let thread = thread_name(name);
-        thread::Builder::new().name(thread.clone()).spawn(move || {
+    let (worker, events) = match spawn_worker(name, configured, ctx, &plan, &cancel) {
+        Ok(spawned) => spawned,
+        Err(e) => {
+            let result =
+                frame.unmeasured(None, Status::Failed, format!("cannot start a thread: {e}"));
+            sink.emit(result);
+            return (sink.results, None);
+        }
+    };
+    let mut supervisor = BenchmarkSupervisor::new(
+        frame,
+        ctx.settings.max_raw_samples.usize(),
+        interrupt,
+        cancel,
+        sink,
+    );
+    supervisor.watch(&events);
+    if supervisor.abandoned.is_none() {
+        // The channel closed, so the worker has returned or is returning.
+        let _ = worker.join();
+    }
+    supervisor.finish()
+}
+
+/// Starts the worker thread of benchmark `name`, which prepares it, runs
+/// its cases and reports each step on the returned channel.
+fn spawn_worker(
+    name: &str,
+    configured: &ConfiguredBenchmark,
+    ctx: &BenchContext,
+    plan: &IterationPlan,
+    cancel: &CancelFlag,
+) -> std::io::Result<(thread::JoinHandle<()>, Receiver<WorkerEvent>)> {
+    let (events_tx, events) = mpsc::channel();
+    let (configured, ctx, plan, cancel) = (
+        configured.clone(),
+        ctx.clone(),
+        plan.clone(),
+        cancel.clone(),
+    );
+    let thread = thread_name(name);
+    thread::Builder::new()
+        .name(thread.clone())
+        .spawn(move || {
             in_compute_pool(&thread, || {
                 run_worker(configured, ctx, plan, cancel, events_tx)
             })
         })
-    };
-    let worker = match worker {
-        Ok(w) => w,
-        Err(e) => {
-            let result =
-                frame.unmeasured(None, Status::Failed, format!("cannot start a thread: {e}"));
-            emit(result, &mut results, progress);
-            return (results, None);
-        }
-    };
+        .map(|worker| (worker, events))
+}
 
-    let started = Instant::now();
-    // The campaign bounds timeout_s to a week; anything else is a bug,
-    // and a long wait is safer than a panic on the day loop.
-    let timeout = Duration::try_from_secs_f64(plan.timeout_s).unwrap_or(Duration::MAX);
-    let timeout_message = || {
+/// Where a benchmark's results go as soon as each exists: the progress
+/// display, the caller's callback (which writes it out), and the list the
+/// benchmark returns.
+struct ResultSink<'p> {
+    progress: &'p mut dyn Progress,
+    on_result: &'p mut dyn FnMut(&BenchmarkResult),
+    results: Vec<BenchmarkResult>,
+}
+
+impl ResultSink<'_> {
+    fn emit(&mut self, result: BenchmarkResult) {
+        self.progress.case_finished(&result);
+        (self.on_result)(&result);
+        self.results.push(result);
+    }
+}
+
+/// The supervision of one benchmark's worker: its events become results,
+/// and its timeout and Ctrl-C cancel it. The fields are what the event
+/// loop has learnt so far, so that `finish` can account for every case
+/// however the loop ended.
+struct BenchmarkSupervisor<'a, 'p> {
+    frame: BenchmarkFrame<'a>,
+    max_raw_samples: usize,
+    interrupt: &'a CancelFlag,
+    /// Tells the worker to stop at its next iteration boundary.
+    cancel: CancelFlag,
+    sink: ResultSink<'p>,
+    started: Instant,
+    timeout: Duration,
+    /// Each case's label and parameters, once the benchmark is prepared.
+    cases: Vec<(String, serde_json::Value)>,
+    /// The first case the worker has not started.
+    next_case: usize,
+    /// The case in progress and what it has measured so far.
+    current: Option<(usize, CaseOutcome)>,
+    timed_out_at: Option<Instant>,
+    interrupted: bool,
+    /// The day's warning when the worker did not stop after its timeout.
+    abandoned: Option<String>,
+}
+
+impl<'a, 'p> BenchmarkSupervisor<'a, 'p> {
+    /// Starts the benchmark's clock: the worker is already running.
+    fn new(
+        frame: BenchmarkFrame<'a>,
+        max_raw_samples: usize,
+        interrupt: &'a CancelFlag,
+        cancel: CancelFlag,
+        sink: ResultSink<'p>,
+    ) -> Self {
+        // The campaign bounds timeout_s to a week; anything else is a bug,
+        // and a long wait is safer than a panic on the day loop.
+        let timeout = Duration::try_from_secs_f64(frame.plan.timeout_s).unwrap_or(Duration::MAX);
+        Self {
+            frame,
+            max_raw_samples,
+            interrupt,
+            cancel,
+            sink,
+            started: Instant::now(),
+            timeout,
+            cases: Vec::new(),
+            next_case: 0,
+            current: None,
+            timed_out_at: None,
+            interrupted: false,
+            abandoned: None,
+        }
+    }
+
+    fn timeout_message(&self) -> String {
         format!(
             "timed out after {:.1} s (timeout_s = {}); iterations completed before it are summarised",
-            started.elapsed().as_secs_f64(),
-            plan.timeout_s
+            self.started.elapsed().as_secs_f64(),
+            self.frame.plan.timeout_s
         )
-    };
-    let mut cases: Vec<(String, serde_json::Value)> = Vec::new();
-    let mut next_case = 0;
-    let mut current: Option<(usize, CaseOutcome)> = None;
-    let mut timed_out_at: Option<Instant> = None;
-    let mut interrupted = false;
-    let mut abandoned = None;
-    loop {
-        match events.recv_timeout(POLL) {
-            Ok(WorkerEvent::Prepared {
+    }
+
+    /// Handles the worker's events until its channel closes or, after a
+    /// timeout, the worker is abandoned.
+    fn watch(&mut self, events: &Receiver<WorkerEvent>) {
+        loop {
+            match events.recv_timeout(POLL) {
+                Ok(event) => self.handle(event),
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => break,
+            }
+            if !self.check_deadlines() {
+                break;
+            }
+        }
+    }
+
+    fn handle(&mut self, event: WorkerEvent) {
+        let plan = self.frame.plan;
+        match event {
+            WorkerEvent::Prepared {
                 setup,
                 context,
                 cases: info,
                 warnings,
                 skipped,
-            }) => {
-                frame.setup = BenchmarkFrame::setup_values(&frame.catalog, &setup);
-                frame.context = context;
-                frame.warnings = warnings;
-                cases = info;
+            } => {
+                self.frame.setup = BenchmarkFrame::setup_values(&self.frame.catalog, &setup);
+                self.frame.context = context;
+                self.frame.warnings = warnings;
+                self.cases = info;
                 if let Some(reason) = skipped {
-                    let result = frame.unmeasured(None, Status::Skipped, reason);
-                    emit(result, &mut results, progress);
+                    let result = self.frame.unmeasured(None, Status::Skipped, reason);
+                    self.sink.emit(result);
                 }
             }
-            Ok(WorkerEvent::PrepareFailed(error)) => {
-                let result =
-                    frame.unmeasured(None, Status::Failed, format!("preparing failed: {error}"));
-                emit(result, &mut results, progress);
+            WorkerEvent::PrepareFailed(error) => {
+                let result = self.frame.unmeasured(
+                    None,
+                    Status::Failed,
+                    format!("preparing failed: {error}"),
+                );
+                self.sink.emit(result);
             }
-            Ok(WorkerEvent::CaseStarted(index)) => {
-                next_case = index + 1;
-                if let Some((label, _)) = cases.get(index) {
-                    progress.case_started(label, plan.warmup, plan.iterations);
+            WorkerEvent::CaseStarted(index) => {
+                self.next_case = index + 1;
+                if let Some((label, _)) = self.cases.get(index) {
+                    self.sink
+                        .progress
+                        .case_started(label, plan.warmup, plan.iterations);
                 }
-                current = Some((index, CaseOutcome::new()));
+                self.current = Some((index, CaseOutcome::new()));
             }
-            Ok(WorkerEvent::WarmupDone) => {
-                if let Some((_, outcome)) = &mut current {
+            WorkerEvent::WarmupDone => {
+                if let Some((_, outcome)) = &mut self.current {
                     outcome.warmup_completed += 1;
                 }
-                progress.iteration_done();
+                self.sink.progress.iteration_done();
             }
-            Ok(WorkerEvent::Measured(observations)) => {
-                if let Some((_, outcome)) = &mut current {
-                    outcome.record(
-                        &frame.catalog,
-                        observations,
-                        ctx.settings.max_raw_samples.usize(),
-                    );
+            WorkerEvent::Measured(observations) => {
+                if let Some((_, outcome)) = &mut self.current {
+                    outcome.record(&self.frame.catalog, observations, self.max_raw_samples);
                 }
-                progress.iteration_done();
+                self.sink.progress.iteration_done();
             }
-            Ok(WorkerEvent::Concluded(conclusion)) => {
-                if let Some((_, outcome)) = &mut current {
+            WorkerEvent::Concluded(conclusion) => {
+                if let Some((_, outcome)) = &mut self.current {
                     outcome.conclusion = Some(conclusion);
                 }
             }
-            Ok(WorkerEvent::CaseFinished(end)) => {
-                if let Some((index, mut outcome)) = current.take() {
+            WorkerEvent::CaseFinished(end) => {
+                if let Some((index, mut outcome)) = self.current.take() {
                     outcome.finish(end);
-                    let timeout_error =
-                        (timed_out_at.is_some() && outcome.cancelled).then(&timeout_message);
-                    let (label, parameters) = &cases[index];
-                    let result =
-                        frame.measured(label, parameters, outcome, interrupted, timeout_error);
-                    emit(result, &mut results, progress);
+                    let timeout_error = (self.timed_out_at.is_some() && outcome.cancelled)
+                        .then(|| self.timeout_message());
+                    let (label, parameters) = &self.cases[index];
+                    let result = self.frame.measured(
+                        label,
+                        parameters,
+                        outcome,
+                        self.interrupted,
+                        timeout_error,
+                    );
+                    self.sink.emit(result);
                 }
             }
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
         }
-        if !interrupted && interrupt.is_cancelled() {
-            interrupted = true;
-            cancel.cancel();
-        }
-        if timed_out_at.is_none() && started.elapsed() > timeout {
-            timed_out_at = Some(Instant::now());
-            cancel.cancel();
-            progress.note(&format!(
-                "{name}: timeout_s = {} reached; stopping at the next iteration boundary",
-                plan.timeout_s
-            ));
-        }
-        if timed_out_at.is_some_and(|t| t.elapsed() > ABANDON_GRACE) {
-            abandoned = Some(format!(
-                "benchmark {name} did not stop within {} s of its timeout; its thread was left running and may slow the benchmarks after it",
-                ABANDON_GRACE.as_secs()
-            ));
-            break;
-        }
-    }
-    if abandoned.is_none() {
-        // The channel closed, so the worker has returned or is returning.
-        let _ = worker.join();
     }
 
-    // The case in progress when the worker was abandoned keeps what it measured.
-    if let Some((index, mut outcome)) = current.take() {
-        outcome.elapsed = outcome.started.elapsed();
-        let (label, parameters) = &cases[index];
-        let result = frame.measured(
-            label,
-            parameters,
-            outcome,
-            interrupted,
-            Some(timeout_message()),
-        );
-        emit(result, &mut results, progress);
+    /// Passes Ctrl-C and the timeout on to the worker; false once the
+    /// worker has had its grace after the timeout and is abandoned.
+    fn check_deadlines(&mut self) -> bool {
+        let plan = self.frame.plan;
+        if !self.interrupted && self.interrupt.is_cancelled() {
+            self.interrupted = true;
+            self.cancel.cancel();
+        }
+        if self.timed_out_at.is_none() && self.started.elapsed() > self.timeout {
+            self.timed_out_at = Some(Instant::now());
+            self.cancel.cancel();
+            self.sink.progress.note(&format!(
+                "{}: timeout_s = {} reached; stopping at the next iteration boundary",
+                self.frame.name, plan.timeout_s
+            ));
+        }
+        if self
+            .timed_out_at
+            .is_some_and(|t| t.elapsed() > ABANDON_GRACE)
+        {
+            self.abandoned = Some(format!(
+                "benchmark {} did not stop within {} s of its timeout; its thread was left running and may slow the benchmarks after it",
+                self.frame.name,
+                ABANDON_GRACE.as_secs()
+            ));
+            return false;
+        }
+        true
     }
-    // Cases that never started are listed, so the report shows what is missing.
-    for (label, parameters) in cases.iter().skip(next_case) {
-        let (status, error) = if timed_out_at.is_some() {
-            (
-                Status::Failed,
-                format!(
-                    "not run: the benchmark's timeout_s = {} ran out first",
-                    plan.timeout_s
-                ),
-            )
-        } else {
-            (
-                Status::Interrupted,
-                "not run: interrupted before it started".to_string(),
-            )
-        };
-        let result = frame.unmeasured(Some((label, parameters)), status, error);
-        emit(result, &mut results, progress);
+
+    /// The results of every case, including those the loop never saw end,
+    /// and the abandonment warning if any.
+    fn finish(mut self) -> (Vec<BenchmarkResult>, Option<String>) {
+        self.keep_abandoned_case();
+        self.list_unstarted_cases();
+        if self.sink.results.is_empty() {
+            self.report_nothing_reported();
+        }
+        (self.sink.results, self.abandoned)
     }
-    if results.is_empty() {
-        let message = if timed_out_at.is_some() {
-            timeout_message()
-        } else if interrupted {
+
+    /// The case in progress when the worker was abandoned keeps what it measured.
+    fn keep_abandoned_case(&mut self) {
+        if let Some((index, mut outcome)) = self.current.take() {
+            outcome.elapsed = outcome.started.elapsed();
+            let timeout_message = self.timeout_message();
+            let (label, parameters) = &self.cases[index];
+            let result = self.frame.measured(
+                label,
+                parameters,
+                outcome,
+                self.interrupted,
+                Some(timeout_message),
+            );
+            self.sink.emit(result);
+        }
+    }
+
+    /// Cases that never started are listed, so the report shows what is missing.
+    fn list_unstarted_cases(&mut self) {
+        let plan = self.frame.plan;
+        for (label, parameters) in self.cases.iter().skip(self.next_case) {
+            let (status, error) = if self.timed_out_at.is_some() {
+                (
+                    Status::Failed,
+                    format!(
+                        "not run: the benchmark's timeout_s = {} ran out first",
+                        plan.timeout_s
+                    ),
+                )
+            } else {
+                (
+                    Status::Interrupted,
+                    "not run: interrupted before it started".to_string(),
+                )
+            };
+            let result = self
+                .frame
+                .unmeasured(Some((label, parameters)), status, error);
+            self.sink.emit(result);
+        }
+    }
+
+    /// A benchmark always leaves a result, saying why it has no other.
+    fn report_nothing_reported(&mut self) {
+        let message = if self.timed_out_at.is_some() {
+            self.timeout_message()
+        } else if self.interrupted {
             "interrupted while preparing".to_string()
         } else {
             "the benchmark ended without reporting anything".to_string()
         };
-        let status = if timed_out_at.is_none() && interrupted {
+        let status = if self.timed_out_at.is_none() && self.interrupted {
             Status::Interrupted
         } else {
             Status::Failed
         };
-        let result = frame.unmeasured(None, status, message);
-        emit(result, &mut results, progress);
+        let result = self.frame.unmeasured(None, status, message);
+        self.sink.emit(result);
     }
-    (results, abandoned)
 }
 
 /// A pass whose results feed something else (a profile, run-level
