@@ -64,6 +64,34 @@ pub fn planted_hotspot_libc(to: &mut [u8], from: &[u8], bytes: usize) {
 /// stretch inside memcpy.
 const COPY_BYTES: usize = 8 << 20;
 
+/// Most blocks one iteration copies: a bound on the loop should the CPU
+/// clock not advance (at 12 GB/s, 10 000 blocks are about 7 s).
+const MAX_COPY_BLOCKS: usize = 10_000;
+
+/// The thread's CPU clock, or the wall clock since `started` where the
+/// CPU clock cannot be read (then the shares count waits for a core too).
+struct PartClock {
+    cpu: bool,
+    started: Instant,
+}
+
+impl PartClock {
+    fn new(started: Instant) -> Self {
+        Self {
+            cpu: crate::machine::thread_cpu_time().is_some(),
+            started,
+        }
+    }
+
+    fn now(&self) -> Duration {
+        if self.cpu {
+            crate::machine::thread_cpu_time().unwrap_or_else(|| self.started.elapsed())
+        } else {
+            self.started.elapsed()
+        }
+    }
+}
+
 fn default_units() -> Count {
     Count::new_const(2_000_000)
 }
@@ -184,7 +212,7 @@ impl Kind for PlantedWork {
             "functions": functions,
             "major_pct": p.major_pct.get(),
             "libc_pct": p.libc_pct.get(),
-            "copy_sizing": "each iteration copies what the previous one's measured times say takes libc_pct of the iteration",
+            "copy_sizing": "each iteration copies in blocks of up to 8 MiB until the copy has taken libc_pct of the iteration's CPU time (the thread's CPU clock), the last block sized from the rate of the ones before",
             "slowdown": p.slowdown.get(),
         });
         Ok(PreparedBenchmark::new(vec![Box::new(PlantedCase {
@@ -193,7 +221,7 @@ impl Kind for PlantedWork {
             minor: total - major,
             state: 0x2545_F491_4F6C_DD1D,
             libc_fraction: p.libc_pct.get() / 100.0,
-            copy_bytes: if copies { COPY_BYTES } else { 0 },
+            copies,
             from,
             to,
             timed: [Duration::ZERO; 3],
@@ -213,12 +241,12 @@ struct PlantedCase {
     state: u64,
     /// libc_pct as a fraction.
     libc_fraction: f64,
-    /// Bytes the next iteration copies, sized from the last one.
-    copy_bytes: usize,
+    copies: bool,
     from: Vec<u8>,
     to: Vec<u8>,
-    /// Time in each planted function over the timed iterations.
+    /// CPU time in each planted function over the timed iterations.
     timed: [Duration; 3],
+    /// CPU time of the timed iterations.
     total: Duration,
     calls: u64,
     panic_at_call: Option<u64>,
@@ -245,31 +273,49 @@ impl BenchmarkCase for PlantedCase {
             panic!("planted panic at iteration {}", self.calls);
         }
         let started = Instant::now();
+        // The parts are timed on the thread's CPU clock, the one the
+        // profiler samples: on a busy machine the wall clock also counts
+        // the waits for a core, which no sample sees.
+        let clock = PartClock::new(started);
+        let c0 = clock.now();
         self.state = planted_hotspot_major(self.major, self.state);
-        let major_done = Instant::now();
+        let c1 = clock.now();
         self.state = planted_hotspot_minor(self.minor, self.state);
-        let minor_done = Instant::now();
-        if self.copy_bytes > 0 {
-            planted_hotspot_libc(&mut self.to, &self.from, self.copy_bytes);
+        let c2 = clock.now();
+        let mut c3 = c2;
+        if self.copies {
+            // Copy until the copy is libc_fraction of this iteration, the
+            // warm-up's included: the profile samples every iteration.
+            let spin = c2.saturating_sub(c0).as_secs_f64();
+            let wanted = spin * self.libc_fraction / (1.0 - self.libc_fraction);
+            let block = self.to.len().min(self.from.len());
+            let mut copied = 0usize;
+            for _ in 0..MAX_COPY_BLOCKS {
+                let spent = c3.saturating_sub(c2).as_secs_f64();
+                if spent >= wanted || block == 0 {
+                    break;
+                }
+                let bytes = if copied > 0 && spent > 0.0 {
+                    let bytes_per_s = copied as f64 / spent;
+                    (((wanted - spent) * bytes_per_s) as usize).clamp(1, block)
+                } else {
+                    block
+                };
+                planted_hotspot_libc(&mut self.to, &self.from, bytes);
+                copied += bytes;
+                c3 = clock.now();
+            }
         }
         let elapsed = started.elapsed();
-        let copy = elapsed.saturating_sub(minor_done - started);
-        if self.copy_bytes > 0 && !copy.is_zero() {
-            // Size the next copy so that it takes libc_fraction of the
-            // iteration at the speeds just measured.
-            let spin_s = (minor_done - started).as_secs_f64();
-            let wanted_s = spin_s * self.libc_fraction / (1.0 - self.libc_fraction);
-            let bytes_per_s = self.copy_bytes as f64 / copy.as_secs_f64();
-            self.copy_bytes = ((wanted_s * bytes_per_s) as usize).max(1);
-        }
-        for (slot, spent) in
-            self.timed
-                .iter_mut()
-                .zip([major_done - started, minor_done - major_done, copy])
-        {
+        let parts = [
+            c1.saturating_sub(c0),
+            c2.saturating_sub(c1),
+            c3.saturating_sub(c2),
+        ];
+        for (slot, spent) in self.timed.iter_mut().zip(parts) {
             *slot += spent;
         }
-        self.total += elapsed;
+        self.total += c3.saturating_sub(c0);
         obs.duration(&ITERATION_MS, elapsed);
         obs.value(
             &UNITS_PER_S,
@@ -288,7 +334,7 @@ impl BenchmarkCase for PlantedCase {
         if total <= 0.0 {
             return None;
         }
-        let used = if self.copy_bytes > 0 { 3 } else { 2 };
+        let used = if self.copies { 3 } else { 2 };
         let shares = PLANTED[..used]
             .iter()
             .zip(self.timed)
@@ -298,7 +344,7 @@ impl BenchmarkCase for PlantedCase {
             failure: None,
             findings: Findings::TimeShares(TimeShareFindings {
                 time_share_pct: shares,
-                time_share_rule: "each planted function's time, measured with a timer around its call over the timed iterations, ÷ the iterations' total time".into(),
+                time_share_rule: "each planted function's CPU time (the thread's CPU clock, which a CPU-time profiler samples) around its call over the timed iterations, ÷ the iterations' total CPU time".into(),
             }),
             warnings: Vec::new(),
         })
