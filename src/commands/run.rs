@@ -594,8 +594,7 @@ impl Night<'_> {
         print_warnings(&report);
         let mut code = day_exit_code(&report.summary, report.interrupted);
 
-        let history_file =
-            HistoryFile::at(layout.history(&report.environment.machine_key(), report.day));
+        let history_file = HistoryFile::of(layout, &report.environment.machine_key(), report.day);
         // An experiment's runs are judged by the experiment, not against
         // the nights: they read and write no store.
         let history = if args.measure_only {
