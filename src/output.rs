@@ -98,21 +98,6 @@ impl OutputLayout {
         self.root.join("calibration.json")
     }
 
-    /// Append-only history of one day on one machine:
-    /// `<out>/history/<machine key>/<campaign>/day_<N>.jsonl`.
-    pub fn history(&self, machine_key: &str, day: u32) -> PathBuf {
-        let campaign = self
-            .campaign_dir
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        self.root
-            .join("history")
-            .join(machine_key)
-            .join(campaign)
-            .join(format!("day_{day}.jsonl"))
-    }
-
     /// The self-contained HTML page of a day.
     pub fn html_report(&self, day: u32) -> PathBuf {
         self.campaign_dir

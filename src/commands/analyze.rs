@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
-use super::{CommandError, exit, write_json};
+use super::{CommandError, exit};
 use crate::analysis::{
     AMDAHL_FORMULA, BottleneckAnalysis, HeadlineFigure, MissedTarget, PRECISION_RULE,
     ProfileEvidence, ROI_FORMULA, Ranking, RankingInputs, Remedy, RemedyCatalog, ResolvedCatalog,
@@ -213,7 +213,7 @@ pub fn run_analysis(
         notes,
     };
     let path = layout.bottleneck_analysis();
-    write_json(&path, &analysis)?;
+    crate::report::JsonFile::write(&path, &analysis)?;
     Ok((analysis, path))
 }
 

@@ -15,7 +15,7 @@ use crate::campaign::Campaign;
 use crate::campaign::bounds::Threads;
 use crate::output::{OutputError, OutputLayout};
 use crate::profile::{FlameGraphTitle, FoldedStacks, render_differential};
-use crate::report::{render_bisect, step_verdict};
+use crate::report::{JsonFile, render_bisect, step_verdict, write_rendered};
 use crate::runner::{
     Arm, Build, BuildCache, BuildRecipe, CancelFlag, ChildCommand, Commit, GitRepo, ProfileOptions,
     ProfileSelection, RunOptions, Schedule, Slot, SlotRun, install_interrupt_handler, run_child_to,
@@ -68,16 +68,13 @@ pub(crate) fn write_bisect(
 ) -> Result<(), CommandError> {
     let dir = layout.bisect(&OutputLayout::run_id(&report.started_at));
     let text = render_bisect(report);
-    std::fs::create_dir_all(&dir).map_err(|source| OutputError::Write {
-        path: dir.clone(),
-        source,
-    })?;
-    super::write_json(&dir.join("bisect.json"), report)?;
-    crate::output::write_atomically(&dir.join("bisect.md"), text.as_bytes())?;
+    // Rendered once: `--json` prints the file's bytes.
+    let report_json = JsonFile::text(report)?;
+    write_rendered(&dir.join("bisect.json"), report_json.as_bytes())?;
+    write_rendered(&dir.join("bisect.md"), text.as_bytes())?;
     let place = format!("bisect: {}", dir.join("bisect.md").display());
     if json {
-        let json = serde_json::to_string_pretty(report).map_err(OutputError::from)?;
-        println!("{json}");
+        println!("{report_json}");
         eprintln!("{text}\n{place}");
     } else {
         println!("{text}\n{place}");
@@ -425,7 +422,7 @@ impl ChildBuilds<'_> {
         let svg = match render_differential(a, b, &title) {
             Ok(svg) => {
                 let path = dir.join("differential.svg");
-                crate::output::write_atomically(&path, &svg)
+                write_rendered(&path, &svg)
                     .map(|()| Some(path))
                     .map_err(|e| e.to_string())?
             }

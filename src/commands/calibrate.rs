@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::{CommandError, exit, write_json};
+use super::{CommandError, exit};
 use crate::campaign::Campaign;
 use crate::model::Calibration;
 use crate::model::Environment;
@@ -30,7 +30,7 @@ pub fn run_calibration(
         quick,
     );
     let path = layout.calibration();
-    write_json(&path, &calibration)?;
+    crate::report::JsonFile::write(&path, &calibration)?;
     Ok((calibration, path))
 }
 

@@ -14,7 +14,6 @@ use chrono::Utc;
 use super::{CommandError, exit};
 use crate::analysis::{Comparison, Dashboard, DashboardNight, NightSeries, build_dashboard};
 use crate::model::DailyReport;
-use crate::output::write_atomically;
 use crate::report::{
     DashboardView, SitePage, dashboard_report_path, render_dashboard, render_night_report,
     report_flame_graphs,
@@ -195,7 +194,7 @@ fn write_page(dir: &Path, path: &str, bytes: &[u8]) -> Result<(), CommandError> 
             ))
         })?;
     }
-    write_atomically(&file, bytes)?;
+    crate::report::write_rendered(&file, bytes)?;
     Ok(())
 }
 

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use chrono::Utc;
 
 use super::analyze::campaign_remedies;
-use super::{CommandError, exit, write_json};
+use super::{CommandError, exit};
 use crate::analysis::{
     BottleneckAnalysis, CompareSettings, DEFAULT_THRESHOLD_PCT, DayBenchmark, Experiment,
     ExperimentVerdict, ExperimentsFile, GateDesign, Pairing, Remedy, RemedyCatalog, RemedyEstimate,
@@ -113,7 +113,7 @@ pub fn run_experiments(
         }
         file.upsert(experiment);
         // Written after each remedy: an interrupted sitting keeps the rest.
-        write_json(&path, &file)?;
+        crate::report::JsonFile::write(&path, &file)?;
     }
     if interrupt.is_cancelled() {
         code = exit::INTERRUPTED;

@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use super::{CommandError, exit};
-use crate::output::write_atomically;
 use crate::profile::{FlameGraphTitle, FoldedStacks, render_differential};
 
 /// `campaign flamegraph --diff BEFORE AFTER`.
@@ -25,7 +24,7 @@ pub fn differential_flamegraph(
     };
     let svg = render_differential(&a, &b, &title)
         .map_err(|e| super::analyze::analysis_error(e.to_string()))?;
-    write_atomically(output, &svg)?;
+    crate::report::write_rendered(output, &svg)?;
     Ok((
         format!("differential flame graph: {}\n", output.display()),
         exit::OK,

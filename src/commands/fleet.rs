@@ -9,8 +9,8 @@ use super::{CommandError, exit};
 use crate::campaign::{Campaign, Fleet, Shard, load_fleet};
 use crate::output::{OutputError, OutputLayout};
 use crate::report::{
-    FleetFiles, FleetValue, ShardStatusLine, github_workflow, kubernetes_job, render_fleet_report,
-    render_fleet_status,
+    FleetFiles, FleetValue, JsonFile, ShardStatusLine, github_workflow, kubernetes_job,
+    render_fleet_report, render_fleet_status, write_rendered,
 };
 use crate::store::{NightFilter, ShardMark, ShardState, StoreLocation};
 
@@ -102,13 +102,7 @@ pub fn fleet_plan(args: &FleetArgs) -> Result<u8, CommandError> {
     };
     let mut written = Vec::new();
     let mut write = |path: PathBuf, text: &[u8]| -> Result<(), CommandError> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|source| OutputError::Write {
-                path: parent.to_path_buf(),
-                source,
-            })?;
-        }
-        crate::output::write_atomically(&path, text)?;
+        write_rendered(&path, text)?;
         written.push(path);
         Ok(())
     };
@@ -121,7 +115,7 @@ pub fn fleet_plan(args: &FleetArgs) -> Result<u8, CommandError> {
         .collect();
     write(
         dir.join("shards.json"),
-        &serde_json::to_vec_pretty(&listing).map_err(OutputError::from)?,
+        JsonFile::text(&listing)?.as_bytes(),
     )?;
     write(
         dir.join("github-workflow.yml"),
@@ -374,21 +368,21 @@ pub fn fleet_report(args: &FleetArgs) -> Result<u8, CommandError> {
     let text = render_fleet_report(&run, &classes, &values);
     let lines = status_lines(&fleet, &rows, &run);
     let dir = layout.campaign_dir.join("fleet");
-    std::fs::create_dir_all(&dir).map_err(|source| OutputError::Write {
-        path: dir.clone(),
-        source,
-    })?;
     let merged = serde_json::json!({
         "campaign": campaign.name(),
         "fleet_run": run,
         "shards": lines,
         "values": values,
     });
-    super::write_json(&dir.join(format!("fleet_report_{run}.json")), &merged)?;
-    crate::output::write_atomically(&dir.join(format!("fleet_report_{run}.md")), text.as_bytes())?;
+    // Rendered once: `--json` prints the file's bytes.
+    let merged_json = JsonFile::text(&merged)?;
+    write_rendered(
+        &dir.join(format!("fleet_report_{run}.json")),
+        merged_json.as_bytes(),
+    )?;
+    write_rendered(&dir.join(format!("fleet_report_{run}.md")), text.as_bytes())?;
     if args.json {
-        let json = serde_json::to_string_pretty(&merged).map_err(OutputError::from)?;
-        println!("{json}");
+        println!("{merged_json}");
     } else {
         println!("{}\n{text}", render_fleet_status(&run, &lines));
     }

@@ -220,13 +220,3 @@ pub fn day_exit_code(summary: &DaySummary, interrupted: bool) -> u8 {
         exit::OK
     }
 }
-
-/// Writes a value as pretty JSON, atomically.
-pub(crate) fn write_json<T: serde::Serialize>(
-    path: &std::path::Path,
-    value: &T,
-) -> Result<(), CommandError> {
-    let bytes = serde_json::to_vec_pretty(value).map_err(OutputError::from)?;
-    crate::output::write_atomically(path, &bytes)?;
-    Ok(())
-}

@@ -137,27 +137,6 @@ pub(super) fn store_night(
     Ok(crate::store::open(&location)?.write_night(&night)?)
 }
 
-/// This results folder's JSONL history files of one campaign and day, of
-/// every machine: (machine key, file).
-fn history_files(layout: &OutputLayout, day: u32) -> Vec<(String, std::path::PathBuf)> {
-    let history_root = layout.root.join("history");
-    let campaign = layout
-        .campaign_dir
-        .file_name()
-        .map(|n| n.to_owned())
-        .unwrap_or_default();
-    let mut files = Vec::new();
-    if let Ok(dirs) = std::fs::read_dir(&history_root) {
-        for dir in dirs.flatten() {
-            let name = dir.file_name().to_string_lossy().into_owned();
-            let file = dir.path().join(&campaign).join(format!("day_{day}.jsonl"));
-            files.push((name, file));
-        }
-    }
-    files.sort();
-    files
-}
-
 /// The JSONL history's nights of the machines matched.
 fn jsonl_nights(
     layout: &OutputLayout,
@@ -165,7 +144,7 @@ fn jsonl_nights(
     machine: &MachineMatch,
 ) -> Result<Vec<HistoryEntry>, CommandError> {
     let mut nights = Vec::new();
-    for (key, file) in history_files(layout, day) {
+    for (key, file) in HistoryFile::of_every_machine(layout, day) {
         let wanted = match machine {
             MachineMatch::Exact(k) => key == *k,
             MachineMatch::AnyDevice(p) => {
@@ -177,7 +156,7 @@ fn jsonl_nights(
             MachineMatch::Any => true,
         };
         if wanted {
-            nights.extend(HistoryFile::at(file).read()?);
+            nights.extend(file.read()?);
         }
     }
     nights.sort_by_key(|e| e.recorded_at);
@@ -241,7 +220,7 @@ pub(super) fn earlier_nights(
         Ok(nights) => Ok(nights),
         Err(e) => {
             eprintln!("warning: {e}; the verdicts read the JSONL history instead");
-            Ok(HistoryFile::at(layout.history(&machine_key, report.day)).read()?)
+            Ok(HistoryFile::of(layout, &machine_key, report.day).read()?)
         }
     }
 }
@@ -280,8 +259,8 @@ pub fn history_command(
     };
     if let (true, Some(store)) = (request.import, store.as_mut()) {
         let (mut stored, mut already) = (0, 0);
-        for (machine_key, file) in history_files(layout, day) {
-            for entry in HistoryFile::at(&file).read()? {
+        for (machine_key, file) in HistoryFile::of_every_machine(layout, day) {
+            for entry in file.read()? {
                 let environment = std::fs::read_to_string(&entry.report)
                     .ok()
                     .and_then(|text| serde_json::from_str::<serde_json::Value>(&text).ok())
@@ -312,7 +291,7 @@ pub fn history_command(
     if entries.is_empty() {
         return Err(CommandError::Analysis(format!(
             "no history of day {day} for this machine under {}\n  help: every finished `campaign run` appends to it",
-            layout.root.join("history").display()
+            HistoryFile::root(layout).display()
         )));
     }
     let metric = request.metric;

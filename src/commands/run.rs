@@ -2,7 +2,7 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::{CommandError, day_exit_code, exit, open_toggled_campaign};
-use super::{run_analysis, run_calibration, run_roadmap, write_json};
+use super::{run_analysis, run_calibration, run_roadmap};
 use crate::analysis::{
     CompareSettings, Comparison, DEFAULT_THRESHOLD_PCT, HistoryEntry, NightNoise, NightOutcome,
     NightPlan, NightRecord, NightRequest, PlanRefusal, compare_paired, judge_night,
@@ -13,10 +13,11 @@ use crate::campaign::bounds::Threads;
 use crate::campaign::{Benchmark, Campaign, DayStep, Toggle};
 use crate::components::inference::DeviceSpec;
 use crate::model::{BenchmarkResult, DailyReport};
-use crate::output::{OutputError, OutputLayout, write_atomically};
+use crate::output::{OutputError, OutputLayout};
 use crate::report::{
-    DayArtifacts, Exporter, HtmlPage, JsonReport, render_bottleneck_table, render_calibration,
-    render_comparison_table, render_summary_table, write_day_artifacts, write_rendered,
+    DayArtifacts, Exporter, HtmlPage, JsonFile, JsonReport, render_bottleneck_table,
+    render_calibration, render_comparison_table, render_summary_table, write_day_artifacts,
+    write_rendered,
 };
 use crate::runner::{
     Arm, CancelFlag, ChildCommand, ChildError, ChildRun, ProfileOptions, ProfileSelection,
@@ -593,8 +594,7 @@ impl Night<'_> {
         print_warnings(&report);
         let mut code = day_exit_code(&report.summary, report.interrupted);
 
-        let history_file =
-            HistoryFile::at(layout.history(&report.environment.machine_key(), report.day));
+        let history_file = HistoryFile::of(layout, &report.environment.machine_key(), report.day);
         // An experiment's runs are judged by the experiment, not against
         // the nights: they read and write no store.
         let history = if args.measure_only {
@@ -607,7 +607,7 @@ impl Night<'_> {
             comparison.current = path.display().to_string();
             label_persistence(comparison, &history);
             say(args, &render_comparison_table(comparison));
-            write_json(&layout.ci_file("comparison.json"), comparison)?;
+            JsonFile::write(&layout.ci_file("comparison.json"), comparison)?;
             if code == exit::OK {
                 code = match comparison.outcome {
                     NightOutcome::Regression => exit::REGRESSION,
@@ -732,11 +732,7 @@ fn write_metrics_file(
     run_id: &str,
     result: &BenchmarkResult,
 ) -> Result<(), String> {
-    let path = layout.metrics_path(day, run_id, result);
-    serde_json::to_vec_pretty(result)
-        .map_err(OutputError::from)
-        .and_then(|bytes| write_atomically(&path, &bytes))
-        .map_err(|e| e.to_string())
+    JsonFile::write(&layout.metrics_path(day, run_id, result), result).map_err(|e| e.to_string())
 }
 
 /// The night-to-night noise the history of this machine gives.

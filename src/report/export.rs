@@ -58,6 +58,10 @@ pub fn write_artifact<Input: ?Sized>(
 /// Writes bytes rendered beforehand, as [`write_artifact`] writes what it
 /// renders: for bytes that are also used elsewhere (the day report's,
 /// which stdout and a baseline copy), so they are rendered only once.
+///
+/// The one way a file of the tool reaches the disk: its folder created,
+/// the file written atomically, and a failure an [`OutputError`] that
+/// names the file (or the folder that could not be made).
 pub fn write_rendered(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir).map_err(|source| OutputError::Write {
@@ -66,6 +70,26 @@ pub fn write_rendered(path: &Path, bytes: &[u8]) -> Result<(), OutputError> {
         })?;
     }
     write_atomically(path, bytes)
+}
+
+/// Every JSON file of the tool but the day report (comparison, baseline
+/// history, analysis, experiments, calibration, metrics, fleet and bisect
+/// reports): pretty, and without the final newline the day report has,
+/// because these files have always been written so and their readers
+/// (diffs, checksums, other tools) see the same bytes as before.
+pub struct JsonFile;
+
+impl JsonFile {
+    /// The file's text. Commands that also print the value (`--json`)
+    /// print this same text, so stdout cannot differ from the file.
+    pub fn text<T: serde::Serialize + ?Sized>(value: &T) -> Result<String, OutputError> {
+        Ok(serde_json::to_string_pretty(value)?)
+    }
+
+    /// Renders `value` and writes it as [`write_rendered`] does.
+    pub fn write<T: serde::Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), OutputError> {
+        write_rendered(path, Self::text(value)?.as_bytes())
+    }
 }
 
 /// The files written from a day once it is measured, in this order.

@@ -26,9 +26,9 @@ pub use dashboard::{
     render_dashboard, render_night_report, report_flame_graphs,
 };
 pub use export::{
-    DayArtifacts, Exporter, HtmlPage, IndexPage, JsonReport, JunitXml, ResultsCsv, ResultsJsonl,
-    RoadmapInput, RoadmapMarkdown, SummaryMarkdown, Written, day_exporters, write_artifact,
-    write_day_artifacts, write_rendered,
+    DayArtifacts, Exporter, HtmlPage, IndexPage, JsonFile, JsonReport, JunitXml, ResultsCsv,
+    ResultsJsonl, RoadmapInput, RoadmapMarkdown, SummaryMarkdown, Written, day_exporters,
+    write_artifact, write_day_artifacts, write_rendered,
 };
 pub use fleet::{
     FleetFiles, FleetValue, ShardStatusLine, github_workflow, kubernetes_job, render_fleet_report,

@@ -2,13 +2,15 @@
 //! day. It came before the results store and is still what an experiment's
 //! runs compare with, what a night falls back on when its store cannot be
 //! read, and what `campaign history --import` moves into the store. This
-//! type is its only reader and writer.
+//! type is its only reader and writer, and the only code that knows where
+//! its files are: a night appended by `campaign run` is found by every
+//! reader because they all ask here.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use crate::analysis::HistoryEntry;
-use crate::output::OutputError;
+use crate::output::{OutputError, OutputLayout};
 
 /// A history that cannot be read: the file, and why.
 #[derive(Debug, thiserror::Error)]
@@ -37,6 +39,41 @@ pub struct HistoryFile {
 impl HistoryFile {
     pub fn at(path: impl Into<PathBuf>) -> Self {
         Self { path: path.into() }
+    }
+
+    /// The folder of every machine's histories in a results folder.
+    pub fn root(layout: &OutputLayout) -> PathBuf {
+        layout.root.join("history")
+    }
+
+    /// One machine's history of a campaign's day:
+    /// `<out>/history/<machine key>/<campaign>/day_<N>.jsonl`.
+    pub fn of(layout: &OutputLayout, machine_key: &str, day: u32) -> Self {
+        Self::at(
+            Self::root(layout)
+                .join(machine_key)
+                .join(campaign_folder(layout))
+                .join(day_file(day)),
+        )
+    }
+
+    /// The histories of a campaign's day of every machine that has a
+    /// folder in the results folder, by machine key (sorted); a file may
+    /// not exist yet ([`Self::read`] then finds no nights).
+    pub fn of_every_machine(layout: &OutputLayout, day: u32) -> Vec<(String, Self)> {
+        let campaign = campaign_folder(layout);
+        let mut files: Vec<(String, Self)> = std::fs::read_dir(Self::root(layout))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|dir| {
+                let key = dir.file_name().to_string_lossy().into_owned();
+                let file = Self::at(dir.path().join(&campaign).join(day_file(day)));
+                (key, file)
+            })
+            .collect();
+        files.sort_by(|a, b| (&a.0, &a.1.path).cmp(&(&b.0, &b.1.path)));
+        files
     }
 
     pub fn path(&self) -> &Path {
@@ -89,6 +126,19 @@ impl HistoryFile {
     }
 }
 
+/// The campaign's folder name, which its histories share.
+fn campaign_folder(layout: &OutputLayout) -> std::ffi::OsString {
+    layout
+        .campaign_dir
+        .file_name()
+        .map(|n| n.to_owned())
+        .unwrap_or_default()
+}
+
+fn day_file(day: u32) -> String {
+    format!("day_{day}.jsonl")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +179,28 @@ mod tests {
             )),
             "{error}"
         );
+    }
+
+    /// `campaign run` appends where `campaign history` and a night's
+    /// verdicts read: the path is made in one place.
+    #[test]
+    fn a_night_appended_for_a_machine_is_found_among_every_machines_histories() {
+        let dir = tempfile::tempdir().unwrap();
+        let layout = OutputLayout::create(dir.path(), "gate").unwrap();
+        let mine = HistoryFile::of(&layout, "box-cpu", 3);
+        assert_eq!(
+            mine.path(),
+            dir.path().join("history/box-cpu/gate/day_3.jsonl")
+        );
+        assert!(HistoryFile::of_every_machine(&layout, 3).is_empty());
+        mine.append(&night("a.json")).unwrap();
+        HistoryFile::of(&layout, "another-cpu", 3)
+            .append(&night("b.json"))
+            .unwrap();
+        let every = HistoryFile::of_every_machine(&layout, 3);
+        let keys: Vec<&str> = every.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, ["another-cpu", "box-cpu"]);
+        assert_eq!(every[1].1, mine);
+        assert_eq!(json(&every[1].1.read().unwrap()), json(&[night("a.json")]));
     }
 }

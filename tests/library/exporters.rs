@@ -11,7 +11,7 @@ use campaign::analysis::{BottleneckAnalysis, Comparison, plan_decision, sweep_cu
 use campaign::model::DailyReport;
 use campaign::output::OutputLayout;
 use campaign::report::{
-    DayArtifacts, Exporter, JsonReport, RoadmapInput, RoadmapMarkdown, day_exporters,
+    DayArtifacts, Exporter, JsonFile, JsonReport, RoadmapInput, RoadmapMarkdown, day_exporters,
     write_day_artifacts,
 };
 
@@ -96,4 +96,28 @@ fn a_file_that_cannot_be_written_does_not_stop_the_others() {
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Every JSON file but the day report goes through `JsonFile`: pretty and
+/// without a final newline, the bytes `write_json` wrote before, into a
+/// folder created on the way; its failure names the file.
+#[test]
+fn json_files_keep_their_bytes_and_name_the_file_they_could_not_write() {
+    let comparison: Comparison = fixture("comparison.json");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("not/yet/comparison.json");
+    JsonFile::write(&path, &comparison).expect("written");
+    let bytes = fs::read(&path).expect("the file exists");
+    assert_eq!(bytes, serde_json::to_vec_pretty(&comparison).unwrap());
+    assert_eq!(bytes.last(), Some(&b'}'), "no final newline");
+    assert_eq!(
+        JsonFile::text(&comparison).expect("renders").as_bytes(),
+        bytes
+    );
+
+    let blocked = dir.path().join("not/yet/comparison.json/inside.json");
+    let error = JsonFile::write(&blocked, &comparison)
+        .expect_err("a file is in the way")
+        .to_string();
+    assert!(error.contains("comparison.json"), "{error}");
 }
