@@ -436,8 +436,9 @@ enum Command {
         campaign: PathBuf,
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Change points smaller than this (in %, above 0, at most 1000)
-        /// are listed as minor.
+        /// Changes smaller than this (in %, above 0, at most 1000) are
+        /// listed as minor, in series of benchmarks that set no
+        /// regression_threshold_pct of their own (the gate's rule).
         #[arg(long, default_value_t = campaign::analysis::DEFAULT_THRESHOLD_PCT, value_parser = bounds::parse_threshold_pct)]
         threshold_pct: f64,
         /// `text`, or `json` and `csv` for other tools.
@@ -785,6 +786,7 @@ impl Cli {
                                 day,
                                 metric: &metric,
                                 threshold_pct,
+                                benchmark_thresholds_pct: commands::threshold_overrides(&c),
                                 format,
                                 store: store.as_deref(),
                                 import,

@@ -337,7 +337,7 @@ pub fn build_dashboard(
                 .get(run_id)
                 .and_then(|&i| nights[i].environment.clone())
         };
-        for history in series_histories(&entries, "", threshold_pct, environment_of) {
+        for history in series_histories(&entries, "", |_| threshold_pct, environment_of) {
             let night_of: Vec<usize> = history
                 .nights
                 .iter()

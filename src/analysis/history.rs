@@ -185,6 +185,14 @@ pub fn label_persistence(comparison: &mut Comparison, history: &[HistoryEntry]) 
     }
 }
 
+/// The benchmark a `case metric` series belongs to: its case id up to
+/// the first `[` (a case is `benchmark[label]`, or the benchmark's name).
+pub fn benchmark_of_series(series: &str) -> &str {
+    let case = series.rsplit_once(' ').map_or(series, |(case, _)| case);
+    case.split_once('[')
+        .map_or(case, |(benchmark, _)| benchmark)
+}
+
 /// One night of one series, as `campaign history` shows it.
 #[derive(Debug, Clone, Serialize)]
 pub struct HistoryNight {
@@ -233,13 +241,13 @@ pub struct SeriesHistory {
 }
 
 /// The series whose key contains `filter`, oldest night first, each with
-/// its change points, those smaller than `threshold_pct` marked minor.
-/// `environment_of` reads a night's report environment
+/// its change points, those smaller than its `threshold_pct_of(series)`
+/// marked minor. `environment_of` reads a night's report environment
 /// (as a flat field → value map) for the nights on either side of a change.
 pub fn series_histories(
     entries: &[HistoryEntry],
     filter: &str,
-    threshold_pct: f64,
+    threshold_pct_of: impl Fn(&str) -> f64,
     mut environment_of: impl FnMut(&str) -> Option<BTreeMap<String, String>>,
 ) -> Vec<SeriesHistory> {
     let mut nights: Vec<&HistoryEntry> = entries.iter().collect();
@@ -265,6 +273,7 @@ pub fn series_histories(
                 })
                 .collect();
             let values: Vec<f64> = nights.iter().map(|n| n.value).collect();
+            let threshold_pct = threshold_pct_of(key);
             let mut changes = detect_changes(&values);
             changes.mark_minor(threshold_pct);
             let starts = changes
@@ -323,6 +332,16 @@ pub fn series_histories(
 mod tests {
     use super::*;
     use crate::analysis::regression::{GateDesign, MetricChange};
+
+    #[test]
+    fn a_series_names_its_benchmark() {
+        assert_eq!(
+            benchmark_of_series("decode[prompt_len=128] tpot_ms"),
+            "decode"
+        );
+        assert_eq!(benchmark_of_series("work iteration_ms"), "work");
+        assert_eq!(benchmark_of_series("a[x=1 y=2] t_ms"), "a");
+    }
 
     fn change(state: ChangeState) -> MetricChange {
         MetricChange {
@@ -453,7 +472,7 @@ mod tests {
                 ("cpu_model".to_string(), "x".to_string()),
             ]))
         };
-        let series = series_histories(&entries, "iteration_ms", 5.0, environment);
+        let series = series_histories(&entries, "iteration_ms", |_| 5.0, environment);
         assert_eq!(series.len(), 1);
         let s = &series[0];
         let nights: Vec<usize> = s.changes.change_points.iter().map(|c| c.night).collect();
@@ -470,7 +489,7 @@ mod tests {
             ]
         );
         // A report gone on either side: not compared, and said so.
-        let series = series_histories(&entries, "iteration_ms", 5.0, |_| None);
+        let series = series_histories(&entries, "iteration_ms", |_| 5.0, |_| None);
         assert!(!series[0].contexts[0].environment_known);
     }
 }

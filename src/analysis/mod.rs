@@ -59,7 +59,7 @@ pub use experiments::{
 };
 pub use history::{
     ChangeContext, HistoryEntry, HistoryNight, PERSISTENCE_MIN, PERSISTENCE_WINDOW, SeriesHistory,
-    label_persistence, series_histories,
+    benchmark_of_series, label_persistence, series_histories,
 };
 pub use plan::{
     COMBINED_FORMULA, CombinedGain, PlanDecision, RemedyEstimate, WEEK1_ROI_FRACTION, assign_weeks,

@@ -64,6 +64,9 @@ pub fn planted_hotspot_libc(to: &mut [u8], from: &[u8], bytes: usize) {
 /// stretch inside memcpy.
 const COPY_BYTES: usize = 8 << 20;
 
+/// The first copy of a case, before its speed is known.
+const PROBE_BYTES: usize = 256 << 10;
+
 /// Most blocks one iteration copies: a bound on the loop should the CPU
 /// clock not advance (at 12 GB/s, 10 000 blocks are about 7 s).
 const MAX_COPY_BLOCKS: usize = 10_000;
@@ -118,8 +121,9 @@ pub struct PlantedParams {
     #[serde(default = "default_slowdown")]
     slowdown: Factor,
     /// Share of each iteration's time, in %, spent copying memory with
-    /// libc's memcpy from `planted_hotspot_libc` (each iteration sized from
-    /// the last one's times; the measured share is reported).
+    /// libc's memcpy from `planted_hotspot_libc` (each iteration copies
+    /// until the copy is that share of its own CPU time; the measured share
+    /// is reported).
     #[serde(default = "default_libc_pct")]
     libc_pct: Percent,
     /// A planted fault: the case panics on this call of its iteration
@@ -212,7 +216,7 @@ impl Kind for PlantedWork {
             "functions": functions,
             "major_pct": p.major_pct.get(),
             "libc_pct": p.libc_pct.get(),
-            "copy_sizing": "each iteration copies in blocks of up to 8 MiB until the copy has taken libc_pct of the iteration's CPU time (the thread's CPU clock), the last block sized from the rate of the ones before",
+            "copy_sizing": "each iteration copies until the copy has taken libc_pct of the iteration's CPU time (the thread's CPU clock), in blocks of up to 8 MiB sized from the copy's speed so far (a 256 KiB probe first)",
             "slowdown": p.slowdown.get(),
         });
         Ok(PreparedBenchmark::new(vec![Box::new(PlantedCase {
@@ -222,6 +226,7 @@ impl Kind for PlantedWork {
             state: 0x2545_F491_4F6C_DD1D,
             libc_fraction: p.libc_pct.get() / 100.0,
             copies,
+            copy_bytes_per_s: None,
             from,
             to,
             timed: [Duration::ZERO; 3],
@@ -242,6 +247,8 @@ struct PlantedCase {
     /// libc_pct as a fraction.
     libc_fraction: f64,
     copies: bool,
+    /// The copy's speed in the last iteration, to size the next one's.
+    copy_bytes_per_s: Option<f64>,
     from: Vec<u8>,
     to: Vec<u8>,
     /// CPU time in each planted function over the timed iterations.
@@ -295,15 +302,24 @@ impl BenchmarkCase for PlantedCase {
                 if spent >= wanted || block == 0 {
                     break;
                 }
-                let bytes = if copied > 0 && spent > 0.0 {
-                    let bytes_per_s = copied as f64 / spent;
-                    (((wanted - spent) * bytes_per_s) as usize).clamp(1, block)
+                // Sized from this iteration's rate once there is one, else
+                // the last iteration's, else a small probe: a whole block
+                // first would overshoot libc_pct when the spin is short.
+                let rate = if copied > 0 && spent > 0.0 {
+                    Some(copied as f64 / spent)
                 } else {
-                    block
+                    self.copy_bytes_per_s
                 };
+                let bytes = rate.map_or(PROBE_BYTES.min(block), |bytes_per_s| {
+                    (((wanted - spent) * bytes_per_s) as usize).clamp(1, block)
+                });
                 planted_hotspot_libc(&mut self.to, &self.from, bytes);
                 copied += bytes;
                 c3 = clock.now();
+            }
+            let spent = c3.saturating_sub(c2).as_secs_f64();
+            if copied > 0 && spent > 0.0 {
+                self.copy_bytes_per_s = Some(copied as f64 / spent);
             }
         }
         let elapsed = started.elapsed();

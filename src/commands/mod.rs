@@ -92,7 +92,7 @@ pub(crate) fn sitting_child(
 
 /// Each benchmark's own `regression_threshold_pct`, by name: every verdict
 /// (nights, their control, experiments) judges a benchmark by it.
-pub(crate) fn threshold_overrides(campaign: &Campaign) -> std::collections::BTreeMap<String, f64> {
+pub fn threshold_overrides(campaign: &Campaign) -> std::collections::BTreeMap<String, f64> {
     campaign
         .benchmarks()
         .filter_map(|(_, b)| {

@@ -101,7 +101,11 @@ pub struct HistoryRequest<'a> {
     pub campaign: &'a str,
     pub day: u32,
     pub metric: &'a str,
+    /// A change smaller than its benchmark's threshold is minor: the
+    /// benchmark's `regression_threshold_pct` where the campaign sets one,
+    /// else this (`--threshold-pct`, default 5), as the gate decides it.
     pub threshold_pct: f64,
+    pub benchmark_thresholds_pct: std::collections::BTreeMap<String, f64>,
     pub format: HistoryFormat,
     /// `--store`; `None` is `results.sqlite` in the results folder.
     pub store: Option<&'a str>,
@@ -298,7 +302,13 @@ pub fn history_command(
     let series = crate::analysis::series_histories(
         &entries,
         metric,
-        request.threshold_pct,
+        |series: &str| {
+            request
+                .benchmark_thresholds_pct
+                .get(crate::analysis::benchmark_of_series(series))
+                .copied()
+                .unwrap_or(request.threshold_pct)
+        },
         report_environment,
     );
     if series.is_empty() {

@@ -562,6 +562,15 @@ impl<'a, 'p> BenchmarkSupervisor<'a, 'p> {
         }
     }
 
+    /// The result of case `index` from what its worker measured.
+    fn emit_measured(&mut self, index: usize, outcome: CaseOutcome, timeout_error: Option<String>) {
+        let (label, parameters) = &self.cases[index];
+        let result =
+            self.frame
+                .measured(label, parameters, outcome, self.interrupted, timeout_error);
+        self.sink.emit(result);
+    }
+
     fn timeout_message(&self) -> String {
         format!(
             "timed out after {:.1} s (timeout_s = {}); iterations completed before it are summarised",
@@ -643,15 +652,7 @@ impl<'a, 'p> BenchmarkSupervisor<'a, 'p> {
                     outcome.finish(end);
                     let timeout_error = (self.timed_out_at.is_some() && outcome.cancelled)
                         .then(|| self.timeout_message());
-                    let (label, parameters) = &self.cases[index];
-                    let result = self.frame.measured(
-                        label,
-                        parameters,
-                        outcome,
-                        self.interrupted,
-                        timeout_error,
-                    );
-                    self.sink.emit(result);
+                    self.emit_measured(index, outcome, timeout_error);
                 }
             }
         }
@@ -703,15 +704,7 @@ impl<'a, 'p> BenchmarkSupervisor<'a, 'p> {
         if let Some((index, mut outcome)) = self.current.take() {
             outcome.elapsed = outcome.started.elapsed();
             let timeout_message = self.timeout_message();
-            let (label, parameters) = &self.cases[index];
-            let result = self.frame.measured(
-                label,
-                parameters,
-                outcome,
-                self.interrupted,
-                Some(timeout_message),
-            );
-            self.sink.emit(result);
+            self.emit_measured(index, outcome, Some(timeout_message));
         }
     }
 

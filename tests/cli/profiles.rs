@@ -393,12 +393,17 @@ fn a_rate_above_the_delivered_one_is_warned_capped_and_the_split_still_found() {
     );
     // The truth is timed in the unprofiled pass, the profile sampled in
     // the other one. The kind times its parts on the thread's CPU clock
-    // and sizes each iteration's copy to its own split, so the split moves
-    // little between passes (at most 0.5 points in three runs beside a
-    // build; on the wall clock it was 2.0, once 4.2): every share is within
-    // its interval give or take that, and most are strictly inside.
-    const PASS_DRIFT_PP: f64 = 1.5;
-    let mut inside = 0;
+    // and sizes each iteration's copy to its own split, so on a machine
+    // with one build beside it the split moved at most 0.5 points between
+    // passes (three runs). Under the full cli suite, with other tests and
+    // builds running, one share was once 2.9 points below its interval:
+    // the sampler's tick-based process clock and the thread's exact one
+    // part ways there. Every share is within its 95 % interval give or
+    // take 3 points; a share the sampler loses is far outside it (memcpy
+    // once showed 6.4 % for 25 %). No rule on how many are strictly
+    // inside: with shares that move together, "2 of 3" fails about 3 %
+    // of runs that sample perfectly.
+    const PASS_DRIFT_PP: f64 = 3.0;
     for (function, truth) in &measured {
         let found = ranked
             .iter()
@@ -415,13 +420,8 @@ fn a_rate_above_the_delivered_one_is_warned_capped_and_the_split_still_found() {
             lo - PASS_DRIFT_PP <= truth && truth <= hi + PASS_DRIFT_PP,
             "{stated}"
         );
-        inside += usize::from(lo <= truth && truth <= hi);
         assert!(found["severity_range"].is_array(), "{found:#}");
     }
-    assert!(
-        inside >= 2,
-        "only {inside} of 3 planted shares inside their intervals"
-    );
     // The console table shows the intervals and the lost share's line.
     for needle in ["95 % CI", "samples lost:", "wanted to ±5 points"] {
         assert!(output.contains(needle), "{needle} missing:\n{output}");

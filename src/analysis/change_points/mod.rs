@@ -107,7 +107,9 @@ pub struct Creep {
     pub last_night: usize,
     /// Fitted change per night, in %.
     pub slope_pct_per_night: f64,
-    /// Fitted change from the first to the last night, in %.
+    /// Fitted change across the creep, in %: from its first night to its
+    /// last for a segment a line fits, and from the level before to the
+    /// level after for change points merged into one (the joined ramp).
     pub total_pct: f64,
     pub p_value: f64,
     /// Its total is smaller than the practical threshold: listed, never
@@ -150,12 +152,43 @@ impl SeriesChanges {
     /// below anything a team would act on (a +0.45 % step at a night noise
     /// of 0.36 % has been seen here), and nights that wander together
     /// (a warmer rack, a slower week) are not the independent draws its
-    /// permutation test assumes. The threshold is the gate's: a change the
-    /// nightly gate would call noise is listed, never alerted on.
+    /// permutation test assumes. The comparison is the gate's: |ln(1 + x)|
+    /// against ln(1 + threshold), so a fall and a rise of one ratio are
+    /// judged alike. Minor change points in a row one way whose product
+    /// reaches the threshold are none of them minor: a staircase of small
+    /// steps adds up. A size that is not a number is never minor.
     pub fn mark_minor(&mut self, threshold_pct: f64) {
-        let minor = |pct: f64| pct.is_nan() || pct.abs() < threshold_pct;
+        let limit = (threshold_pct / 100.0).ln_1p();
+        let log_size = |pct: f64| (pct / 100.0).ln_1p();
+        let minor = |pct: f64| log_size(pct).abs() < limit;
         for cp in &mut self.change_points {
             cp.minor = minor(cp.shift_pct);
+        }
+        // Minor steps in a row one way that add up to the threshold are a
+        // staircase, none of them minor. A step past the threshold ends a
+        // run: it is an alert of its own, and the wiggle beside it is not.
+        let mut run_start = 0;
+        while run_start < self.change_points.len() {
+            let first = &self.change_points[run_start];
+            if !first.minor {
+                run_start += 1;
+                continue;
+            }
+            let sign = first.shift_pct.signum();
+            let run_end = (run_start + 1..self.change_points.len())
+                .find(|&k| {
+                    let cp = &self.change_points[k];
+                    !cp.minor || cp.shift_pct.signum() != sign
+                })
+                .unwrap_or(self.change_points.len());
+            let run = &mut self.change_points[run_start..run_end];
+            let total: f64 = run.iter().map(|cp| log_size(cp.shift_pct)).sum();
+            if total.abs() >= limit {
+                for cp in run {
+                    cp.minor = false;
+                }
+            }
+            run_start = run_end;
         }
         for creep in &mut self.creeps {
             creep.minor = minor(creep.total_pct);
@@ -327,7 +360,7 @@ fn merge_creeps(
         let penalty = ((end - start) as f64).ln() * sd * sd;
         let ramp_bic = ramp_cost + 4.0 * penalty;
         let steps_bic = step_cost + (2 * steps + 1) as f64 * penalty;
-        if steps >= 2 && ramp_bic <= steps_bic && change.signum() == sign(k) {
+        if steps >= 2 && ramp_bic <= steps_bic && change != 0.0 && change.signum() == sign(k) {
             let p_value = splits[k..=last].iter().map(|s| s.1).fold(0.0, f64::max);
             // The ramp climbs D over its nights and the night after it.
             let slope = change / (last_night - first + 2) as f64;

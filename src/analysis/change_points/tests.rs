@@ -540,11 +540,28 @@ fn nights_that_wander_together_alert_on_steps_above_the_threshold_only() {
                 .iter()
                 .any(|c| !c.minor && near(c.night)),
         );
+        // Any other alert: a step, a creep whose span misses the step, a
+        // tail that does not start near it.
         elsewhere += found
             .change_points
             .iter()
             .filter(|c| !c.minor && !near(c.night))
-            .count();
+            .count()
+            + found
+                .creeps
+                .iter()
+                .filter(|c| {
+                    let spans_step =
+                        c.first_night <= at + MATCH_NIGHTS && at <= c.last_night + MATCH_NIGHTS;
+                    !c.minor && !spans_step
+                })
+                .count()
+            + usize::from(
+                found
+                    .tail
+                    .as_ref()
+                    .is_some_and(|t| !t.minor && !near(t.first_night)),
+            );
 
         let small = rng.random_range(0.1..0.5) * threshold / 100.0;
         let planted = wandering_history(&mut rng, Some(sign * small.ln_1p()));
@@ -574,4 +591,74 @@ fn nights_that_wander_together_alert_on_steps_above_the_threshold_only() {
         small_alerted, 0,
         "{small_alerted} alerts on steps below half the threshold"
     );
+}
+
+/// The minor rule by hand: the gate's log comparison (a fall of 4.8 % is
+/// the ratio of a rise of 5.04 %: not minor at 5 %), a staircase of minor
+/// steps one way that adds up to the threshold, creeps by their total,
+/// tails by their shift, and a size that is not a number never minor.
+#[test]
+fn mark_minor_follows_the_gates_threshold_and_adds_up_staircases() {
+    let point = |night: usize, shift_pct: f64| ChangePoint {
+        night,
+        shift_pct,
+        p_value: 0.001,
+        nights_before: 10,
+        nights_after: 10,
+        mde_pct: 1.0,
+        provisional: false,
+        minor: false,
+    };
+    let creep = |total_pct: f64| Creep {
+        first_night: 0,
+        last_night: 9,
+        slope_pct_per_night: total_pct / 10.0,
+        total_pct,
+        p_value: 0.001,
+        minor: false,
+    };
+    let mut found = SeriesChanges {
+        change_points: vec![
+            point(10, 4.9),
+            point(20, -4.5),
+            point(30, -4.7),
+            point(40, 5.0),
+            point(50, 2.0),
+            point(60, -6.0),
+            point(70, f64::NAN),
+        ],
+        creeps: vec![creep(4.9), creep(-5.1)],
+        tail: Some(TailShift {
+            first_night: 80,
+            shift_pct: 3.0,
+            minor: false,
+        }),
+        ..Default::default()
+    };
+    found.mark_minor(5.0);
+    let minor: Vec<bool> = found.change_points.iter().map(|c| c.minor).collect();
+    // 4.9 alone; −4.5 then −4.7 add up to −9.0 %; 5.0 is past it, and the
+    // 2.0 after it is a wiggle beside an alert, not a staircase; −6.0 is
+    // past it; NaN is never minor.
+    assert_eq!(minor, [true, false, false, false, true, false, false]);
+    let minor: Vec<bool> = found.creeps.iter().map(|c| c.minor).collect();
+    assert_eq!(minor, [true, false]);
+    assert!(found.tail.as_ref().is_some_and(|t| t.minor));
+
+    // Falls between rises, on either side of the threshold's ratio:
+    // −4.7 % is 1/1.0493 (minor), −4.77 % is 1/1.0501 (not), where a plain
+    // |x| < 5 would call both minor.
+    let mut found = SeriesChanges {
+        change_points: vec![
+            point(10, 1.0),
+            point(20, -4.7),
+            point(30, 1.0),
+            point(40, -4.77),
+        ],
+        ..Default::default()
+    };
+    found.mark_minor(5.0);
+    let minor: Vec<bool> = found.change_points.iter().map(|c| c.minor).collect();
+    // 1/(1 − 0.0477) = 1.0501: past the threshold as a ratio.
+    assert_eq!(minor, [true, true, true, false]);
 }
