@@ -34,7 +34,7 @@ pub use quality::{
     judge_served_quality, worst_quality,
 };
 pub use scaling::{KNEE_TOLERANCE, scaling_curves};
-pub use sweeps::{SweepCurve, sweep_curves};
+pub use sweeps::{DayCurves, LatencyCdf, SweepCurve, day_curves, sweep_curves};
 
 pub use bisect::{
     BisectBuilds, BisectOutcome, BisectReport, BisectSearch, BisectSettings, BisectStep,

@@ -65,3 +65,44 @@ pub fn sweep_curves(report: &DailyReport) -> Vec<SweepCurve> {
     }
     curves
 }
+
+/// The empirical distribution of one result's headline latency samples:
+/// (value, fraction of samples ≤ value), ascending.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatencyCdf {
+    pub case_id: String,
+    pub metric: String,
+    pub unit: String,
+    pub points: Vec<(f64, f64)>,
+}
+
+/// The curves a day's page draws, computed here so that the writer only
+/// draws: the sweep curves, and the latency CDF of every result with two
+/// or more headline samples, in the report's order.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct DayCurves {
+    pub sweeps: Vec<SweepCurve>,
+    pub cdfs: Vec<LatencyCdf>,
+}
+
+/// The curves of `report`'s page.
+pub fn day_curves(report: &DailyReport) -> DayCurves {
+    let cdfs = report
+        .results
+        .iter()
+        .filter_map(|r| {
+            let metric = r.latency_metric.as_ref()?;
+            let m = r.metrics.get(metric)?;
+            (m.raw_samples.len() >= 2).then(|| LatencyCdf {
+                case_id: r.case_id.clone(),
+                metric: metric.clone(),
+                unit: m.unit.clone(),
+                points: crate::stats::empirical_cdf(&m.raw_samples),
+            })
+        })
+        .collect();
+    DayCurves {
+        sweeps: sweep_curves(report),
+        cdfs,
+    }
+}

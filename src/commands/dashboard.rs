@@ -132,9 +132,9 @@ fn night_report(
     let comparison: Option<Comparison> = documents
         .comparison_json
         .and_then(|c| serde_json::from_str(&c).ok());
-    let sweeps = crate::analysis::sweep_curves(&report);
+    let curves = crate::analysis::day_curves(&report);
     Ok(Some((
-        render_night_report(&report, comparison.as_ref(), &sweeps),
+        render_night_report(&report, comparison.as_ref(), &curves),
         report,
     )))
 }

@@ -20,14 +20,14 @@ pub fn html_report_command(layout: &OutputLayout, day: u32) -> Result<(String, u
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .filter(|c: &crate::analysis::Comparison| c.current == path.display().to_string());
-    let sweeps = crate::analysis::sweep_curves(&report);
+    let curves = crate::analysis::day_curves(&report);
     let written = write_artifact(
         layout,
         &HtmlPage,
         &DayArtifacts {
             report: &report,
             comparison: comparison.as_ref(),
-            sweeps: &sweeps,
+            curves: &curves,
         },
     )?;
     let index = super::index::write_campaign_index(layout, &report.campaign.name)?;

@@ -633,13 +633,13 @@ impl Night<'_> {
             history_file.append(&entry)?;
             night_entry = Some(entry);
         }
-        let sweeps = crate::analysis::sweep_curves(&report);
+        let curves = crate::analysis::day_curves(&report);
         let written = write_day_artifacts(
             layout,
             DayArtifacts {
                 report: &report,
                 comparison: comparison.as_ref(),
-                sweeps: &sweeps,
+                curves: &curves,
             },
         );
         if let Some((_, html)) = written.files.iter().find(|(f, _)| *f == HtmlPage.format()) {

@@ -15,7 +15,7 @@ use chrono::{DateTime, Utc};
 use super::escape_markup as esc;
 use super::svg::num;
 use crate::analysis::{
-    Alert, Comparison, Dashboard, DayBoard, NightPage, SeriesBoard, SeriesChange, SweepCurve,
+    Alert, Comparison, Dashboard, DayBoard, DayCurves, NightPage, SeriesBoard, SeriesChange,
 };
 use crate::model::DailyReport;
 use crate::output::{MAX_STEM, OutputLayout, safe_file_stem};
@@ -702,15 +702,15 @@ fn night_page(
 }
 
 /// A night's whole report, as `campaign report --html` draws it, with the
-/// comparison it was judged by and its sweep curves
-/// ([`crate::analysis::sweep_curves`]); flame graphs linked beside the
+/// comparison it was judged by and its curves
+/// ([`crate::analysis::day_curves`]); flame graphs linked beside the
 /// nights.
 pub fn render_night_report(
     report: &DailyReport,
     comparison: Option<&Comparison>,
-    sweeps: &[SweepCurve],
+    curves: &DayCurves,
 ) -> String {
-    super::html::render_html(report, comparison, sweeps, &|path| {
+    super::html::render_html(report, comparison, curves, &|path| {
         OutputLayout::flame_graph_href(path)
     })
 }

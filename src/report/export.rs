@@ -12,7 +12,7 @@
 use std::path::{Path, PathBuf};
 
 use super::index::CampaignIndex;
-use crate::analysis::{BottleneckAnalysis, Comparison, SweepCurve};
+use crate::analysis::{BottleneckAnalysis, Comparison, DayCurves};
 use crate::model::DailyReport;
 use crate::output::{OutputError, OutputLayout, write_atomically};
 
@@ -32,8 +32,8 @@ pub trait Exporter<Input: ?Sized> {
 pub struct DayArtifacts<'a> {
     pub report: &'a DailyReport,
     pub comparison: Option<&'a Comparison>,
-    /// The report's [`crate::analysis::sweep_curves`].
-    pub sweeps: &'a [SweepCurve],
+    /// The report's [`crate::analysis::day_curves`].
+    pub curves: &'a DayCurves,
 }
 
 /// What the roadmap is written from.
@@ -248,7 +248,7 @@ impl Exporter<DayArtifacts<'_>> for HtmlPage {
         Ok(super::html::render_html(
             day.report,
             day.comparison,
-            day.sweeps,
+            day.curves,
             &OutputLayout::flame_graph_href,
         )
         .into_bytes())

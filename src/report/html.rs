@@ -9,8 +9,9 @@
 //! script count the plots and record script errors in `data-` attributes,
 //! so a headless browser test can check that the page rendered; a page
 //! with a timeline has a few more to zoom it. Nothing is computed here:
-//! the percentiles are the report's, the sweep curves the analysis's
-//! (the caller's [`crate::analysis::sweep_curves`]).
+//! the percentiles are the report's, the sweep curves and latency
+//! distributions the analysis's (the caller's
+//! [`crate::analysis::day_curves`]).
 
 use std::fmt::Write;
 
@@ -23,32 +24,29 @@ use super::wording::{
     blind_spot_sentence, comparison_counts_sentence, day_counts_sentence, findings_sentences, mde,
     night_sentences, parity_sentence, peer_sentence, profile_rates, state, state_name, status_name,
 };
-use crate::analysis::{ChangeState, Comparison, SweepCurve};
+use crate::analysis::{ChangeState, Comparison, DayCurves, LatencyCdf, SweepCurve};
 use crate::model::{BenchmarkResult, DailyReport, Findings, MetricReport, Status, Verdict};
 
 /// The empirical distribution of a result's headline latency samples.
-fn cdf_plot(r: &BenchmarkResult) -> Option<String> {
-    let metric = r.latency_metric.as_ref()?;
-    let m = r.metrics.get(metric)?;
-    if m.raw_samples.len() < 2 {
-        return None;
+fn cdf_plot(c: &LatencyCdf) -> String {
+    LinePlot {
+        title: &format!(
+            "{} — {} CDF ({} samples)",
+            c.case_id,
+            c.metric,
+            c.points.len()
+        ),
+        x_label: &format!("{} ({})", c.metric, c.unit),
+        y_label: "fraction of samples ≤ x",
+        series: &[Series {
+            name: c.metric.clone(),
+            points: c.points.clone(),
+        }],
+        band: None,
+        y_from_zero: true,
+        ..Default::default()
     }
-    let points = crate::stats::empirical_cdf(&m.raw_samples);
-    Some(
-        LinePlot {
-            title: &format!("{} — {metric} CDF ({} samples)", r.case_id, points.len()),
-            x_label: &format!("{metric} ({})", m.unit),
-            y_label: "fraction of samples ≤ x",
-            series: &[Series {
-                name: metric.clone(),
-                points,
-            }],
-            band: None,
-            y_from_zero: true,
-            ..Default::default()
-        }
-        .render(),
-    )
+    .render()
 }
 
 /// Headline p50 along each swept parameter, then the scaling curves.
@@ -817,12 +815,12 @@ fn peers_section(report: &DailyReport) -> String {
     out
 }
 
-/// A day's page; `sweeps` are the report's sweep curves
-/// ([`crate::analysis::sweep_curves`]).
+/// A day's page; `curves` are the report's sweep curves and latency
+/// distributions ([`crate::analysis::day_curves`]).
 pub fn render_html(
     report: &DailyReport,
     comparison: Option<&Comparison>,
-    sweeps: &[SweepCurve],
+    curves: &DayCurves,
     flame_graph_href: &dyn Fn(&str) -> String,
 ) -> String {
     let mut out = String::new();
@@ -988,13 +986,13 @@ pub fn render_html(
             );
         }
     }
-    let sweep_plots = sweep_plots(report, sweeps);
+    let sweep_plots = sweep_plots(report, &curves.sweeps);
     if !sweep_plots.is_empty() {
         out.push_str("<h2>Sweeps</h2><div class=\"plots\">");
         sweep_plots.iter().for_each(|p| out.push_str(p));
         out.push_str("</div>");
     }
-    let cdfs: Vec<String> = report.results.iter().filter_map(cdf_plot).collect();
+    let cdfs: Vec<String> = curves.cdfs.iter().map(cdf_plot).collect();
     if !cdfs.is_empty() {
         out.push_str("<h2>Latency distributions</h2><div class=\"plots\">");
         cdfs.iter().for_each(|p| out.push_str(p));
@@ -1058,8 +1056,8 @@ mod tests {
     }
 
     fn page(report: &DailyReport) -> String {
-        let sweeps = crate::analysis::sweep_curves(report);
-        render_html(report, None, &sweeps, &|p| p.to_string())
+        let curves = crate::analysis::day_curves(report);
+        render_html(report, None, &curves, &|p| p.to_string())
     }
 
     /// The chart whose title starts with `title`, from `<svg` to the first

@@ -7,7 +7,7 @@
 use std::fs;
 use std::path::Path;
 
-use campaign::analysis::{BottleneckAnalysis, Comparison, plan_decision, sweep_curves};
+use campaign::analysis::{BottleneckAnalysis, Comparison, day_curves, plan_decision};
 use campaign::model::DailyReport;
 use campaign::output::OutputLayout;
 use campaign::report::{
@@ -27,11 +27,11 @@ fn fixture<T: serde::de::DeserializeOwned>(name: &str) -> T {
 fn every_day_exporter_writes_what_it_wrote_before() {
     let report: DailyReport = fixture("day_report.json");
     let comparison: Comparison = fixture("comparison.json");
-    let sweeps = sweep_curves(&report);
+    let curves = day_curves(&report);
     let day = DayArtifacts {
         report: &report,
         comparison: Some(&comparison),
-        sweeps: &sweeps,
+        curves: &curves,
     };
     for exporter in day_exporters() {
         let bytes = exporter.render(&day).expect("renders");
@@ -70,13 +70,13 @@ fn a_file_that_cannot_be_written_does_not_stop_the_others() {
     let layout = OutputLayout::create(dir.path(), "fixture").expect("a writable folder");
     // A file where the HTML folder should be.
     fs::write(layout.campaign_dir.join("html"), b"in the way").unwrap();
-    let sweeps = sweep_curves(&report);
+    let curves = day_curves(&report);
     let written = write_day_artifacts(
         &layout,
         DayArtifacts {
             report: &report,
             comparison: None,
-            sweeps: &sweeps,
+            curves: &curves,
         },
     );
     assert_eq!(written.failures.len(), 1, "{:?}", written.failures);
