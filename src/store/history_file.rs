@@ -122,7 +122,13 @@ impl HistoryFile {
             .append(true)
             .open(&self.path)
             .map_err(write_err)?;
-        writeln!(file, "{line}").map_err(write_err)
+        // One write call per night: O_APPEND makes a single write land whole
+        // at the end, but `writeln!` on a `File` is two calls (the line, then
+        // the newline), and two runs appending at once interleaved them into
+        // one unreadable line.
+        let mut line = line;
+        line.push('\n');
+        file.write_all(line.as_bytes()).map_err(write_err)
     }
 }
 
@@ -178,6 +184,37 @@ mod tests {
                 history.path().display()
             )),
             "{error}"
+        );
+    }
+
+    /// Runs of a night may finish at the same moment (a fleet, a retry
+    /// beside a late run): every night appended must come back whole. With
+    /// the line and its newline written by two calls, writers interleaved
+    /// within a few hundred appends here.
+    #[test]
+    fn nights_appended_at_once_by_many_writers_each_read_back_whole() {
+        let dir = tempfile::tempdir().unwrap();
+        let history = HistoryFile::at(dir.path().join("day_1.jsonl"));
+        let (writers, nights_each) = (8, 150);
+        std::thread::scope(|scope| {
+            for w in 0..writers {
+                let history = &history;
+                scope.spawn(move || {
+                    for n in 0..nights_each {
+                        history.append(&night(&format!("w{w}-n{n}.json"))).unwrap();
+                    }
+                });
+            }
+        });
+        let read = history.read().unwrap();
+        assert_eq!(read.len(), writers * nights_each);
+        let mut paths: Vec<String> = read.iter().map(|e| e.report.clone()).collect();
+        paths.sort();
+        paths.dedup();
+        assert_eq!(
+            paths.len(),
+            writers * nights_each,
+            "every night exactly once"
         );
     }
 

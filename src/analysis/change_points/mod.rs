@@ -323,7 +323,7 @@ fn detect_in_logs(logs: &[f64]) -> SeriesChanges {
 /// the Bayesian information criterion (residual squares ÷ σ² plus ln n per
 /// parameter: 2k + 1 for k steps (a level each, a night each), 4 for the
 /// joined ramp (its first level, its change, its first and last night)); they
-/// become one creep, placed where that fit puts the line. A staircase of
+/// become one creep, placed where that fit puts the ramp. A staircase of
 /// real steps has flat levels between them and stays.
 fn merge_creeps(
     splits: Vec<(usize, f64)>,
@@ -351,7 +351,7 @@ fn merge_creeps(
         }
         let (start, end) = (bounds[k], bounds[last + 2]);
         // Two or more steps one way: a drift cut into steps fits a level,
-        // a line and a level as well, with fewer parameters (BIC).
+        // a ramp joined to both and a level as well, with fewer parameters (BIC).
         let steps = last - k + 1;
         let (first, last_night, ramp_cost, change) = creep_span(fit, start, end);
         let step_cost: f64 = (k..=last + 1)
