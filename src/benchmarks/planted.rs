@@ -71,26 +71,43 @@ const PROBE_BYTES: usize = 256 << 10;
 /// clock not advance (at 12 GB/s, 10 000 blocks are about 7 s).
 const MAX_COPY_BLOCKS: usize = 10_000;
 
-/// The thread's CPU clock, or the wall clock since `started` where the
-/// CPU clock cannot be read (then the shares count waits for a core too).
-struct PartClock {
-    cpu: bool,
-    started: Instant,
+/// The clock the parts are timed on, chosen once per case so one case
+/// never adds durations of two clocks: the thread's CPU clock, the one a
+/// CPU profiler samples, or the wall clock where the CPU clock cannot be
+/// read (then the shares count waits for a core too, and the report says so).
+#[derive(Debug, Clone, Copy)]
+enum PartClock {
+    ThreadCpu,
+    Wall { origin: Instant },
 }
 
 impl PartClock {
-    fn new(started: Instant) -> Self {
-        Self {
-            cpu: crate::machine::thread_cpu_time().is_some(),
-            started,
+    fn choose() -> Self {
+        match crate::machine::thread_cpu_time() {
+            Some(_) => Self::ThreadCpu,
+            None => Self::Wall {
+                origin: Instant::now(),
+            },
         }
     }
 
-    fn now(&self) -> Duration {
-        if self.cpu {
-            crate::machine::thread_cpu_time().unwrap_or_else(|| self.started.elapsed())
-        } else {
-            self.started.elapsed()
+    fn name(self) -> &'static str {
+        match self {
+            Self::ThreadCpu => "the thread's CPU clock (the one a CPU-time profiler samples)",
+            Self::Wall { .. } => "the wall clock (the thread's CPU clock cannot be read here)",
+        }
+    }
+
+    /// The time on this clock; an error if the CPU clock, readable when
+    /// the case was prepared, stops being readable.
+    fn now(self) -> Result<Duration, BenchmarkError> {
+        match self {
+            Self::ThreadCpu => crate::machine::thread_cpu_time().ok_or_else(|| {
+                BenchmarkError::Component(
+                    "the thread's CPU clock could not be read (CLOCK_THREAD_CPUTIME_ID)".into(),
+                )
+            }),
+            Self::Wall { origin } => Ok(origin.elapsed()),
         }
     }
 }
@@ -200,6 +217,7 @@ impl Kind for PlantedWork {
         let total = (p.work_units.get() as f64 * p.slowdown.get()).round() as u64;
         let major = (total as f64 * p.major_pct.get() / 100.0).round() as u64;
         let copies = p.libc_pct.get() > 0.0;
+        let clock = PartClock::choose();
         let buffer = |fill: u8| {
             if copies {
                 vec![fill; COPY_BYTES]
@@ -216,7 +234,8 @@ impl Kind for PlantedWork {
             "functions": functions,
             "major_pct": p.major_pct.get(),
             "libc_pct": p.libc_pct.get(),
-            "copy_sizing": "each iteration copies until the copy has taken libc_pct of the iteration's CPU time (the thread's CPU clock), in blocks of up to 8 MiB sized from the copy's speed so far (a 256 KiB probe first)",
+            "parts_clock": clock.name(),
+            "copy_sizing": "each iteration copies until the copy has taken libc_pct of the iteration's time on the parts' clock, in blocks of up to 8 MiB sized from the copy's speed so far (a 256 KiB probe first)",
             "slowdown": p.slowdown.get(),
         });
         Ok(PreparedBenchmark::new(vec![Box::new(PlantedCase {
@@ -226,6 +245,7 @@ impl Kind for PlantedWork {
             state: 0x2545_F491_4F6C_DD1D,
             libc_fraction: p.libc_pct.get() / 100.0,
             copies,
+            clock,
             copy_bytes_per_s: None,
             from,
             to,
@@ -247,6 +267,7 @@ struct PlantedCase {
     /// libc_pct as a fraction.
     libc_fraction: f64,
     copies: bool,
+    clock: PartClock,
     /// The copy's speed in the last iteration, to size the next one's.
     copy_bytes_per_s: Option<f64>,
     from: Vec<u8>,
@@ -283,12 +304,12 @@ impl BenchmarkCase for PlantedCase {
         // The parts are timed on the thread's CPU clock, the one the
         // profiler samples: on a busy machine the wall clock also counts
         // the waits for a core, which no sample sees.
-        let clock = PartClock::new(started);
-        let c0 = clock.now();
+        let clock = self.clock;
+        let c0 = clock.now()?;
         self.state = planted_hotspot_major(self.major, self.state);
-        let c1 = clock.now();
+        let c1 = clock.now()?;
         self.state = planted_hotspot_minor(self.minor, self.state);
-        let c2 = clock.now();
+        let c2 = clock.now()?;
         let mut c3 = c2;
         if self.copies {
             // Copy until the copy is libc_fraction of this iteration, the
@@ -315,7 +336,7 @@ impl BenchmarkCase for PlantedCase {
                 });
                 planted_hotspot_libc(&mut self.to, &self.from, bytes);
                 copied += bytes;
-                c3 = clock.now();
+                c3 = clock.now()?;
             }
             let spent = c3.saturating_sub(c2).as_secs_f64();
             if copied > 0 && spent > 0.0 {
@@ -360,7 +381,10 @@ impl BenchmarkCase for PlantedCase {
             failure: None,
             findings: Findings::TimeShares(TimeShareFindings {
                 time_share_pct: shares,
-                time_share_rule: "each planted function's CPU time (the thread's CPU clock, which a CPU-time profiler samples) around its call over the timed iterations, ÷ the iterations' total CPU time".into(),
+                time_share_rule: format!(
+                    "each planted function's time on {} around its call over the timed iterations, ÷ the iterations' total time on that clock",
+                    self.clock.name()
+                ),
             }),
             warnings: Vec::new(),
         })

@@ -355,6 +355,10 @@ fn check_store(c: &mut Checker<'_>, store: &super::StoreSpec, at: &FieldPath) {
     }
 }
 
+/// Prompt files named by any kind's `prompts.file` / `prompts.corpus`.
+/// Read from the TOML by key, not from the kind's typed params: a kind
+/// whose other params fail to parse yields no typed value, and the user
+/// should still learn in the same pass that the prompt file is missing.
 fn check_prompt_files(c: &mut Checker<'_>, params: &toml::Table, at: &FieldPath, base: &Path) {
     let Some(prompts) = params.get("prompts").and_then(|p| p.as_table()) else {
         return;
