@@ -89,7 +89,8 @@ pub struct ChangePoint {
     pub nights_before: usize,
     pub nights_after: usize,
     /// The smallest step found 90 % of the time with these nights on
-    /// each side at this series' noise, in %.
+    /// each side at this series' noise (its nights' own SD: wandering
+    /// together counted), in %.
     pub mde_pct: f64,
     /// Fewer than [`CONFIRM_NIGHTS`] nights after it: later nights may
     /// move it or take it away.
@@ -137,6 +138,11 @@ pub struct SeriesChanges {
     /// Night-to-night noise SD of the series, in % (`None` for fewer than
     /// three nights).
     pub noise_sd_pct: Option<f64>,
+    /// Lag-1 correlation of the nights about their levels, 0 to 0.9 (`None`
+    /// for fewer than three nights): how much nights wander together. The
+    /// MDEs count it; the noise SD above does not.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub night_autocorrelation: Option<f64>,
     /// The smallest step found 90 % of the time in the middle of this
     /// series, in %.
     pub mid_series_mde_pct: Option<f64>,
@@ -286,6 +292,11 @@ fn detect_in_logs(logs: &[f64]) -> SeriesChanges {
         .chain(splits.iter().map(|s| s.0))
         .chain(std::iter::once(n))
         .collect();
+    // The MDE is stated in the nights' own SD: consecutive differences
+    // read σ·√(1 − φ) when nights wander together (lag-1 correlation φ),
+    // and a step at the MDE so read was found 3 times in 4, not 9 in 10.
+    let wander = level_autocorrelation(&clipped, &bounds, &creeps);
+    let mde_sd = sd / (1.0 - wander).sqrt();
     let change_points = splits
         .iter()
         .enumerate()
@@ -300,7 +311,11 @@ fn detect_in_logs(logs: &[f64]) -> SeriesChanges {
                 p_value,
                 nights_before,
                 nights_after,
-                mde_pct: pct(minimum_detectable_step_log(sd, nights_before, nights_after)),
+                mde_pct: pct(minimum_detectable_step_log(
+                    mde_sd,
+                    nights_before,
+                    nights_after,
+                )),
                 provisional: n - night < CONFIRM_NIGHTS,
                 minor: false,
             }
@@ -311,10 +326,48 @@ fn detect_in_logs(logs: &[f64]) -> SeriesChanges {
     SeriesChanges {
         nights: n,
         noise_sd_pct: Some(pct(sd)),
-        mid_series_mde_pct: Some(pct(minimum_detectable_step_log(sd, n / 2, n - n / 2))),
+        night_autocorrelation: Some(wander),
+        mid_series_mde_pct: Some(pct(minimum_detectable_step_log(mde_sd, n / 2, n - n / 2))),
         change_points,
         creeps,
         tail: tail_shift(logs, last_level_start, sd),
+    }
+}
+
+/// Lag-1 correlation of the nights about their levels (between the change
+/// points, leaving out creeps, whose slope is not noise), from 0 to 0.9:
+/// negative correlation reads the SD high, not low, and leaves the MDE as
+/// it is; above 0.9 the nights are a level that has not settled.
+fn level_autocorrelation(logs: &[f64], bounds: &[usize], creeps: &[Creep]) -> f64 {
+    let in_creep = |i: usize| {
+        creeps
+            .iter()
+            .any(|c| (c.first_night..=c.last_night).contains(&i))
+    };
+    let (mut lagged, mut squares) = (0.0, 0.0);
+    for level in bounds.windows(2) {
+        // Runs of nights of this level outside every creep.
+        let mut start = level[0];
+        while start < level[1] {
+            if in_creep(start) {
+                start += 1;
+                continue;
+            }
+            let end = (start..level[1]).find(|&i| in_creep(i)).unwrap_or(level[1]);
+            let run = &logs[start..end];
+            if run.len() >= 3 {
+                let mean = run.iter().sum::<f64>() / run.len() as f64;
+                let residuals: Vec<f64> = run.iter().map(|x| x - mean).collect();
+                squares += residuals.iter().map(|r| r * r).sum::<f64>();
+                lagged += residuals.windows(2).map(|w| w[0] * w[1]).sum::<f64>();
+            }
+            start = end;
+        }
+    }
+    if squares > 0.0 {
+        (lagged / squares).clamp(0.0, 0.9)
+    } else {
+        0.0
     }
 }
 
