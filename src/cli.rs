@@ -482,7 +482,8 @@ enum Command {
         #[arg(long, value_name = "DAYS", value_parser = parse_since_days)]
         since_days: Option<u32>,
         /// Changes smaller than this (in %, above 0, at most 1000) are drawn
-        /// on their chart but not listed on the front page.
+        /// on their chart but not listed on the front page, in series whose
+        /// nights do not record the threshold the gate judged them by.
         #[arg(long, default_value_t = campaign::analysis::DEFAULT_THRESHOLD_PCT, value_parser = bounds::parse_threshold_pct)]
         threshold_pct: f64,
     },

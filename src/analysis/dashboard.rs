@@ -127,6 +127,10 @@ pub struct MachineSeries {
     pub changes: Vec<SeriesChange>,
     /// Night-to-night noise SD of the series, in %.
     pub noise_sd_pct: Option<f64>,
+    /// Changes smaller than this, in %, are minor: the threshold the gate
+    /// judged the series by on its latest night that says one, else the
+    /// dashboard's.
+    pub threshold_pct: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -202,7 +206,8 @@ pub struct Dashboard {
     pub alerts: Vec<Alert>,
     /// The front page's window, in nights of each series.
     pub recent_nights: usize,
-    /// Changes smaller than this, in %, are minor: drawn, not listed.
+    /// Changes smaller than this, in %, are minor (drawn, not listed) in a
+    /// series whose nights do not say the threshold it was judged by.
     pub threshold_pct: f64,
     pub machines: Vec<String>,
 }
@@ -250,8 +255,10 @@ fn natural_key(text: &str) -> Vec<(String, u128)> {
 /// The dashboard of `nights` (any order). The front page lists what began
 /// in the last `recent_nights` nights of each machine's series, and the
 /// regressions still open at each series' latest night.
-/// `threshold_pct` is the gate's regression threshold: a change smaller
-/// than it is drawn but not listed on the front page.
+/// A change smaller than its series' threshold is drawn but not listed on
+/// the front page: the threshold the gate judged the series by on its
+/// latest night that records one (the campaign's `regression_threshold_pct`
+/// or the night's `--threshold-pct`), else `threshold_pct`.
 pub fn build_dashboard(
     mut nights: Vec<DashboardNight>,
     recent_nights: usize,
@@ -337,7 +344,15 @@ pub fn build_dashboard(
                 .get(run_id)
                 .and_then(|&i| nights[i].environment.clone())
         };
-        for history in series_histories(&entries, "", |_| threshold_pct, environment_of) {
+        // Each series' threshold from its latest night that records one.
+        let mut thresholds: BTreeMap<&str, f64> = BTreeMap::new();
+        for &i in members {
+            for (series, &t) in &nights[i].entry.thresholds_pct {
+                thresholds.insert(series, t);
+            }
+        }
+        let threshold_of = |series: &str| thresholds.get(series).copied().unwrap_or(threshold_pct);
+        for history in series_histories(&entries, "", threshold_of, environment_of) {
             let night_of: Vec<usize> = history
                 .nights
                 .iter()
@@ -554,6 +569,7 @@ pub fn build_dashboard(
                 points,
                 changes,
                 noise_sd_pct: found.noise_sd_pct,
+                threshold_pct: history.threshold_pct,
             });
         }
     }
@@ -622,6 +638,7 @@ mod tests {
                     baseline: None,
                     states: BTreeMap::new(),
                     log_runs: BTreeMap::new(),
+                    thresholds_pct: BTreeMap::new(),
                 };
                 let mut series = BTreeMap::new();
                 for (key, level) in [
@@ -809,15 +826,31 @@ mod tests {
             "{step:?}"
         );
         assert!(board.alerts.is_empty(), "{:?}", board.alerts);
-        let board = build_dashboard(nights(), 30, 1.0);
-        assert!(
+        let alerted = |board: &Dashboard| {
             board
                 .alerts
                 .iter()
-                .any(|a| !a.change.minor && a.change.point.abs_diff(40) <= 1),
-            "{:?}",
-            board.alerts
-        );
+                .any(|a| !a.change.minor && a.change.point.abs_diff(40) <= 1)
+        };
+        let board = build_dashboard(nights(), 30, 1.0);
+        assert!(alerted(&board), "{:?}", board.alerts);
+
+        // The series' own threshold, as its nights record the gate's, wins
+        // over the dashboard's: the latest night that records one.
+        let judged_by = |early: f64, late: f64| {
+            let mut nights = nights();
+            for (i, n) in nights.iter_mut().enumerate() {
+                let threshold = if i < 50 { early } else { late };
+                n.entry.thresholds_pct.insert("a t_ms".into(), threshold);
+            }
+            nights
+        };
+        let board = build_dashboard(judged_by(5.0, 1.0), 30, THRESHOLD_PCT);
+        assert!(alerted(&board), "{:?}", board.alerts);
+        assert_eq!(board.days[0].series[0].machines[0].threshold_pct, 1.0);
+        let board = build_dashboard(judged_by(1.0, 5.0), 30, 1.0);
+        assert!(!alerted(&board), "{:?}", board.alerts);
+        assert_eq!(board.days[0].series[0].machines[0].threshold_pct, 5.0);
     }
 
     #[test]

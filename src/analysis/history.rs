@@ -35,6 +35,11 @@ pub struct HistoryEntry {
     /// night-to-night noise is estimated from (absent in older lines).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub log_runs: BTreeMap<String, SeriesNight>,
+    /// `case metric` → the regression threshold its verdict was judged by
+    /// that night, in % (absent where the night was not compared, and in
+    /// older lines): what a reader of many campaigns calls a minor change.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub thresholds_pct: BTreeMap<String, f64>,
 }
 
 impl HistoryEntry {
@@ -87,6 +92,7 @@ impl HistoryEntry {
             values,
             baseline: None,
             states: BTreeMap::new(),
+            thresholds_pct: BTreeMap::new(),
         }
     }
 
@@ -98,6 +104,13 @@ impl HistoryEntry {
             .iter()
             .filter(|c| !c.metric.is_empty())
             .map(|c| (c.series_key(), c.state))
+            .collect();
+        self.thresholds_pct = comparison
+            .changes
+            .iter()
+            .filter(|c| !c.metric.is_empty())
+            .filter(|c| c.configured_threshold_pct.is_finite() && c.configured_threshold_pct > 0.0)
+            .map(|c| (c.series_key(), c.configured_threshold_pct))
             .collect();
         self
     }
@@ -385,6 +398,7 @@ mod tests {
                 .map(|s| BTreeMap::from([("decode[prompt_len=128] tpot_ms".to_string(), s)]))
                 .unwrap_or_default(),
             log_runs: BTreeMap::new(),
+            thresholds_pct: BTreeMap::new(),
         }
     }
 

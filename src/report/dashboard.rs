@@ -171,8 +171,8 @@ fn direction_class(change: &SeriesChange) -> &'static str {
     if change.worse { "worse" } else { "better" }
 }
 
-/// What a change is, with `minor` before it when it is smaller than the
-/// threshold the dashboard was built with.
+/// What a change is, with `minor` before it when it is smaller than its
+/// series' threshold.
 fn change_label(change: &SeriesChange) -> String {
     if change.minor {
         format!("minor {}", change.kind.label())
@@ -245,7 +245,7 @@ fn front_page(
     if d.alerts.is_empty() {
         let _ = write!(
             out,
-            "<p>Nothing changed: no change point, creep or watched tail of {} % or more began in these nights, and no confirmed regression is open.</p>",
+            "<p>Nothing changed: no change point, creep or watched tail as large as its series' threshold (the one the gate judged it by, else {} %) began in these nights, and no confirmed regression is open.</p>",
             d.threshold_pct
         );
     } else {
@@ -347,7 +347,7 @@ fn day_page(view: &DashboardView<'_>, day: &DayBoard) -> String {
     let mut out = String::new();
     let _ = write!(
         out,
-        "<p><a href=\"../index.html\">← dashboard</a></p><h1>{} — day {}</h1><p class=\"meta\">{} series. Each chart: the median of each night's runs (points; click one for its night), the smallest to largest run as a band, change points (dashed, with their change and commits; faded when smaller than {} %, which the front page leaves out; click for the night), confirmed regressions as red rings. Generated {} from {}.</p>",
+        "<p><a href=\"../index.html\">← dashboard</a></p><h1>{} — day {}</h1><p class=\"meta\">{} series. Each chart: the median of each night's runs (points; click one for its night), the smallest to largest run as a band, change points (dashed, with their change and commits; faded when smaller than the series' threshold, shown under its chart (the one the gate judged it by, else {} %), which the front page leaves out; click for the night), confirmed regressions as red rings. Generated {} from {}.</p>",
         esc(&day.campaign),
         day.day,
         day.series.len(),
@@ -394,7 +394,17 @@ fn day_page(view: &DashboardView<'_>, day: &DayBoard) -> String {
             esc(&unit)
         );
         out.push_str(&chart(d, s, &machines));
-        out.push_str("</div>");
+        let mut thresholds: Vec<String> = s
+            .machines
+            .iter()
+            .map(|m| format!("{} %", m.threshold_pct))
+            .collect();
+        thresholds.dedup();
+        let _ = write!(
+            out,
+            "<p class=\"meta\">threshold {}</p></div>",
+            esc(&thresholds.join(", "))
+        );
     }
     out.push_str("</div>");
     let used = day.series.iter().flat_map(|s| {

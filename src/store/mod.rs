@@ -36,7 +36,7 @@ fn json_hash(value: &impl serde::Serialize) -> String {
 
 /// The schema, one batch per version, applied in order on open. A store
 /// of a newer version than this binary knows is refused, not guessed at.
-const MIGRATIONS: [&str; 3] = [
+const MIGRATIONS: [&str; 4] = [
     r#"
 CREATE TABLE nights (
     run_id        TEXT PRIMARY KEY,
@@ -91,6 +91,11 @@ CREATE TABLE shards (
     updated_at    TEXT NOT NULL,
     PRIMARY KEY (campaign, shard)
 );
+"#,
+    // The threshold each series was judged by, so that a dashboard of many
+    // campaigns calls a change minor by the series' own threshold.
+    r#"
+ALTER TABLE series_values ADD COLUMN threshold_pct DOUBLE PRECISION;
 "#,
 ];
 
@@ -592,6 +597,7 @@ struct SeriesRow {
     log_runs: Option<i64>,
     time_like: Option<bool>,
     state: Option<String>,
+    threshold_pct: Option<f64>,
 }
 
 /// One row of `nights`.
@@ -623,7 +629,7 @@ fn state_name(state: ChangeState) -> String {
 /// casts): (nights query, series query). Parameters: campaign, day, exact
 /// machine key, machine LIKE pattern, earliest `recorded_at`.
 /// `version` is the store's schema version: before version 2 nights kept
-/// no documents.
+/// no documents, before version 4 series no threshold.
 fn select_sql(version: i64, marker: impl Fn(usize, &str) -> String) -> (String, String) {
     let condition = |prefix: &str| {
         format!(
@@ -651,8 +657,14 @@ fn select_sql(version: i64, marker: impl Fn(usize, &str) -> String) -> (String, 
         ),
         format!(
             "SELECT s.run_id, s.series, s.median, s.unit, s.higher_is_better, s.run_values, \
-             s.mean_log, s.sd_log, s.log_runs, s.time_like, s.state \
+             s.mean_log, s.sd_log, s.log_runs, s.time_like, s.state, {} \
              FROM series_values s JOIN nights n ON n.run_id = s.run_id WHERE {}",
+            // Typed, because PostgreSQL reads a bare NULL as text.
+            if version >= 4 {
+                "s.threshold_pct"
+            } else {
+                "CAST(NULL AS DOUBLE PRECISION)"
+            },
             condition("n.")
         ),
     )
@@ -687,6 +699,7 @@ fn assemble(
             baseline: n.baseline,
             states: BTreeMap::new(),
             log_runs: BTreeMap::new(),
+            thresholds_pct: BTreeMap::new(),
         };
         by_run.insert(
             n.run_id.clone(),
@@ -730,6 +743,9 @@ fn assemble(
                     .map_err(|e| corrupt(format!("state of {}: {e}", s.series)))?;
             entry.states.insert(s.series.clone(), state);
         }
+        if let Some(threshold) = s.threshold_pct {
+            entry.thresholds_pct.insert(s.series.clone(), threshold);
+        }
         // Values the writer could not store as numbers (NaN, ∞) are NULL.
         let run_values: Vec<Option<f64>> = serde_json::from_str(&s.run_values)
             .map_err(|e| corrupt(format!("run values of {}: {e}", s.series)))?;
@@ -754,7 +770,7 @@ fn assemble(
 
 /// The `series_values` rows of a night, in the order the tables' columns
 /// are written: (series, median, unit, higher_is_better, run_values JSON,
-/// mean_log, sd_log, log_runs, time_like, state).
+/// mean_log, sd_log, log_runs, time_like, state, threshold_pct).
 type SeriesInsert = (
     String,
     Option<f64>,
@@ -766,6 +782,7 @@ type SeriesInsert = (
     Option<i64>,
     Option<bool>,
     Option<String>,
+    Option<f64>,
 );
 
 fn series_inserts(night: &StoredNight) -> Vec<SeriesInsert> {
@@ -800,6 +817,7 @@ fn series_inserts(night: &StoredNight) -> Vec<SeriesInsert> {
                 log.map(|l| i64::from(l.runs)),
                 log.map(|l| l.time_like),
                 e.states.get(key).map(|s| state_name(*s)),
+                e.thresholds_pct.get(key).copied().and_then(finite),
             )
         })
         .collect()

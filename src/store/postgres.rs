@@ -196,8 +196,8 @@ impl ResultsStore for PostgresStore {
         let insert = tx
             .prepare(
                 "INSERT INTO series_values (run_id, series, median, unit, higher_is_better, \
-                 run_values, mean_log, sd_log, log_runs, time_like, state) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
+                 run_values, mean_log, sd_log, log_runs, time_like, state, threshold_pct) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             )
             .map_err(err)?;
         for row in series_inserts(night) {
@@ -217,6 +217,7 @@ impl ResultsStore for PostgresStore {
                     &log_runs,
                     &time_like,
                     &row.9,
+                    &row.10,
                 ],
             )
             .map_err(err)?;
@@ -286,6 +287,7 @@ impl ResultsStore for PostgresStore {
                     log_runs: r.try_get::<_, Option<i32>>(8)?.map(i64::from),
                     time_like: r.try_get::<_, Option<i32>>(9)?.map(|v| v != 0),
                     state: r.try_get(10)?,
+                    threshold_pct: r.try_get(11)?,
                 })
             })
             .collect::<Result<Vec<_>, postgres::Error>>()

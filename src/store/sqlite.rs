@@ -227,8 +227,8 @@ impl ResultsStore for SqliteStore {
             let mut insert = tx
                 .prepare(
                     "INSERT INTO series_values (run_id, series, median, unit, higher_is_better, \
-                     run_values, mean_log, sd_log, log_runs, time_like, state) \
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                     run_values, mean_log, sd_log, log_runs, time_like, state, threshold_pct) \
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)",
                 )
                 .map_err(err)?;
             for row in series_inserts(night) {
@@ -244,7 +244,8 @@ impl ResultsStore for SqliteStore {
                         row.6,
                         row.7,
                         row.8,
-                        row.9
+                        row.9,
+                        row.10
                     ])
                     .map_err(err)?;
             }
@@ -300,6 +301,7 @@ impl ResultsStore for SqliteStore {
                     log_runs: r.get(8)?,
                     time_like: r.get(9)?,
                     state: r.get(10)?,
+                    threshold_pct: r.get(11)?,
                 })
             })
             .map_err(&err)?

@@ -69,6 +69,7 @@ fn seed_year(path: &Path) {
                 baseline: None,
                 states: BTreeMap::new(),
                 log_runs: BTreeMap::new(),
+                thresholds_pct: BTreeMap::new(),
             };
             let mut series = BTreeMap::new();
             for k in 0..SERIES {

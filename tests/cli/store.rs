@@ -53,6 +53,7 @@ fn night(day_offset: i64, machine: &str, value: f64) -> StoredNight {
         values: BTreeMap::from([(time.clone(), value), (rate.clone(), 1000.0 / value)]),
         baseline: Some("nightly".into()),
         states: BTreeMap::from([(time.clone(), ChangeState::Regressed)]),
+        thresholds_pct: BTreeMap::from([(time.clone(), 7.5)]),
         log_runs: BTreeMap::from([(time, log(value, false)), (rate, log(1000.0 / value, true))]),
     };
     StoredNight::from_history(machine, entry, Some("{\"cpu_model\":\"x\"}".into()))
@@ -213,7 +214,8 @@ fn a_night_is_read_back_with_its_run_values_report_and_comparison() {
 fn a_version_1_store_is_migrated_and_keeps_its_nights() {
     let f = Fixture::new();
     let (ends, _server) = back_ends(&f, "migrate");
-    let downgrade = "DROP INDEX nights_by_shard; ALTER TABLE nights DROP COLUMN shard; \
+    let downgrade = "ALTER TABLE series_values DROP COLUMN threshold_pct; \
+        DROP INDEX nights_by_shard; ALTER TABLE nights DROP COLUMN shard; \
         DROP TABLE shards; ALTER TABLE nights DROP COLUMN report_json; \
         ALTER TABLE nights DROP COLUMN comparison_json; \
         DROP INDEX nights_by_time; DELETE FROM schema_version WHERE version > 1";
@@ -230,6 +232,14 @@ fn a_version_1_store_is_migrated_and_keeps_its_nights() {
                 .batch_execute(downgrade)
                 .unwrap(),
         }
+        // A reader (the dashboard) reads the old schema as it is.
+        let read = store::open_reader(&location)
+            .unwrap()
+            .select_nights(&NightFilter::all())
+            .unwrap();
+        assert_eq!(read.len(), 1, "{name}");
+        assert_eq!(read[0].entry.values, old.entry.values, "{name}");
+        assert!(read[0].entry.thresholds_pct.is_empty(), "{name}");
         let mut s = store::open(&location).unwrap();
         assert_eq!(s.schema_version().unwrap(), SCHEMA_VERSION, "{name}");
         let new = night_with_documents(2);
@@ -238,6 +248,11 @@ fn a_version_1_store_is_migrated_and_keeps_its_nights() {
         assert_eq!(all.len(), 2, "{name}");
         assert_eq!(all[0].entry.values, old.entry.values, "{name}");
         assert!(!all[0].has_report && all[1].has_report, "{name}");
+        assert!(all[0].entry.thresholds_pct.is_empty(), "{name}");
+        assert_eq!(
+            all[1].entry.thresholds_pct, new.entry.thresholds_pct,
+            "{name}: a threshold is stored from version 4"
+        );
     }
 }
 
@@ -400,6 +415,40 @@ fn runs_write_the_store_history_reads_it_and_old_history_imports_once() {
         let (_, stderr) = history_json(&f, &campaign, &store, &["--import"]);
         assert!(stderr.contains("imported 0 nights"), "{name}: {stderr}");
     }
+}
+
+/// A judged night stores the threshold each series was judged by (the
+/// benchmark's `regression_threshold_pct` here), which a dashboard of
+/// many campaigns reads to call a change minor or not.
+#[test]
+#[parallel]
+fn a_judged_night_stores_the_threshold_of_each_series() {
+    let f = Fixture::new();
+    let campaign = f.campaign(&planted_day("work", 1.0).replace(
+        "iterations = 5\n",
+        "iterations = 5\nregression_threshold_pct = 12.5\n",
+    ));
+    gate(&f, &campaign, &["--save-baseline", "b"]).success();
+    // Its verdict is not what is checked here: any exit is fine.
+    let _ = gate(&f, &campaign, &["--baseline", "b"]).get_output();
+    let default = f.out().join("results.sqlite");
+    let nights = store::open(&StoreLocation::Sqlite(default))
+        .unwrap()
+        .select_nights(&NightFilter::all())
+        .unwrap();
+    let judged: Vec<&HistoryEntry> = nights
+        .iter()
+        .map(|n| &n.entry)
+        .filter(|e| e.baseline.is_some())
+        .collect();
+    assert_eq!(judged.len(), 1, "{nights:?}");
+    let (states, thresholds) = (&judged[0].states, &judged[0].thresholds_pct);
+    assert!(!states.is_empty());
+    assert_eq!(
+        thresholds.keys().collect::<Vec<_>>(),
+        states.keys().collect::<Vec<_>>()
+    );
+    assert!(thresholds.values().all(|&t| t == 12.5), "{thresholds:?}");
 }
 
 /// A run killed while its night's rows are inserted and not committed
