@@ -19,7 +19,7 @@ use crate::report::{JsonFile, render_bisect, step_verdict, write_rendered};
 use crate::runner::{
     Arm, Build, BuildCache, BuildRecipe, CancelFlag, ChildCommand, Commit, GitRepo, ProfileOptions,
     ProfileSelection, RunOptions, Schedule, Slot, SlotRun, install_interrupt_handler, run_child_to,
-    select_benchmarks,
+    select_benchmarks, slot_outcome,
 };
 
 /// What `campaign bisect` was asked.
@@ -333,21 +333,19 @@ impl ChildBuilds<'_> {
         let log = self.children_log()?;
         let ran = run_child_to(arm, &build.binary, &child, self.interrupt, log.into());
         let _ = std::fs::remove_dir_all(&out);
-        let refused = match &ran {
-            Ok(run) => run.exit_code == Some(i32::from(exit::USAGE)),
-            Err(e) => e.refused(),
-        };
-        match ran {
-            _ if refused => Err(format!(
+        // The sittings' one rule for a child's exit; the messages are in
+        // the log, not above.
+        match slot_outcome(ran, arm, &build.binary, child.day) {
+            Err(_) => Err(format!(
                 "the build of {} refused the day (exit 2; its message is in {})",
                 build.commit.short(),
                 self.log_path.display()
             )),
-            Ok(run) => Ok(SlotRun::Report(Box::new(run.report))),
-            Err(e) => Ok(SlotRun::Lost(format!(
-                "{e} (its messages: {})",
+            Ok(SlotRun::Lost(why)) => Ok(SlotRun::Lost(format!(
+                "{why} (its messages: {})",
                 self.log_path.display()
             ))),
+            Ok(report) => Ok(report),
         }
     }
 

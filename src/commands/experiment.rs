@@ -28,8 +28,8 @@ use crate::model::DailyReport;
 use crate::output::{OutputError, OutputLayout};
 use crate::report::render_experiments;
 use crate::runner::{
-    Arm, CancelFlag, ChildCommand, Schedule, SlotRun, install_interrupt_handler, run_child,
-    run_sitting,
+    Arm, ArmLabels, CancelFlag, ChildCommand, LostRunCost, Sitting, SittingError, SlotRun,
+    install_interrupt_handler,
 };
 
 /// What an experiment run is asked for.
@@ -362,11 +362,16 @@ fn run_one(
     interrupt: &CancelFlag,
     settings: &CompareSettings,
 ) -> Result<Experiment, CommandError> {
-    let this = std::env::current_exe()
-        .map_err(|e| CommandError::Usage(format!("cannot find this program's own path: {e}")))?;
-    let seed = Schedule::fresh_seed();
-    let schedule = Schedule::interleaved(pairs, seed);
-    let total = schedule.timed().count();
+    let labels = ArmLabels {
+        names: [arm_name(Arm::Reference), arm_name(Arm::Candidate)],
+        programs_named: false,
+        // Under the experiment's own heading line.
+        indent: "  ",
+        timed: "run",
+        lost: LostRunCost::Pair,
+    };
+    let sitting = Sitting::interleaved(pairs, layout.scratch().join("experiment"), labels)
+        .map_err(|e| CommandError::Usage(e.to_string()))?;
     let days = by_day(&plan.benchmarks);
     let planned_cases = planned_comparisons(&specs(campaign, &plan.benchmarks));
     eprintln!(
@@ -382,58 +387,25 @@ fn run_one(
         planned_cases
     );
     let toggle_json = serde_json::to_string(&plan.toggle).map_err(OutputError::from)?;
-    let root = layout.scratch().join("experiment");
-    let outcome = run_sitting(&schedule, interrupt, |slot| {
-        let side = arm_name(slot.arm);
-        if slot.warmup {
-            eprintln!("  untimed warm-up run: {side}");
-        } else {
-            eprintln!(
-                "  run {} of {total} (pair {}): {side}",
-                slot.index + 1,
-                slot.pair + 1
-            );
-        }
+    // Each slot runs one child per day of the experiment, each in its own
+    // folder inside the slot's, and merges their reports into the slot's.
+    let outcome = sitting.run(interrupt, |turn| -> Result<SlotRun, CommandError> {
+        let slot = turn.slot();
         let mut day_reports = Vec::new();
         for (day, names) in &days {
-            let out = root.join(format!(
-                "{}_{}_day_{day}",
-                if slot.warmup { "warmup" } else { "run" },
-                if slot.warmup {
-                    side.to_string()
-                } else {
-                    slot.index.to_string()
-                }
-            ));
+            let out = turn.folder().join(format!("day_{day}"));
             let mut child = sitting_child(args, campaign, layout, &out, *day, names)?;
-            child.quick |= slot.warmup;
             if slot.arm == Arm::Candidate {
                 child.toggle_json = Some(toggle_json.clone());
             }
-            let ran = run_child(slot.arm, &this, &child, interrupt);
-            let _ = std::fs::remove_dir_all(&out);
-            match ran {
-                Ok(run) if run.exit_code == Some(i32::from(exit::USAGE)) => {
-                    return Err(CommandError::Usage(format!(
-                        "the {side} run of day {day} was refused (exit 2; its message is above)"
-                    )));
-                }
-                Ok(run) => day_reports.push((*day, run.report)),
-                Err(e) => return Ok(SlotRun::Lost(format!("day {day}: {e}"))),
+            match turn.run(child).map_err(refused)? {
+                SlotRun::Report(report) => day_reports.push((*day, *report)),
+                SlotRun::Lost(why) => return Ok(SlotRun::Lost(format!("day {day}: {why}"))),
             }
         }
         Ok(SlotRun::Report(Box::new(merged(day_reports))))
     })?;
-    let _ = std::fs::remove_dir_all(&root);
-    let mut warnings = outcome.warnings.clone();
-    warnings.extend(outcome.lost.iter().map(|(slot, why)| {
-        format!(
-            "run {} ({}, pair {}) left no report, so its pair is left out: {why}",
-            slot.index + 1,
-            arm_name(slot.arm),
-            slot.pair + 1
-        )
-    }));
+    let warnings = sitting.warnings(&outcome);
     Ok(Experiment {
         remedy: plan.remedy.remedy.clone(),
         toggle: plan.toggle.clone(),
@@ -441,8 +413,9 @@ fn run_one(
         measured_at: Utc::now(),
         quick: args.quick,
         benchmarks: plan.benchmarks.clone(),
-        order_seed: seed,
-        order: schedule
+        order_seed: sitting.seed().unwrap_or_default(),
+        order: sitting
+            .schedule()
             .arms()
             .into_iter()
             .map(|a| arm_name(a).to_string())
@@ -452,6 +425,18 @@ fn run_one(
         quality: Vec::new(),
         warnings,
     })
+}
+
+/// A child that refused its day stops the experiment (exit 2), named by
+/// its side and day.
+fn refused(e: SittingError) -> CommandError {
+    match e {
+        SittingError::Refused { arm, day, .. } => CommandError::Usage(format!(
+            "the {} run of day {day} was refused (exit 2; its message is above)",
+            arm_name(arm)
+        )),
+        e => CommandError::Usage(e.to_string()),
+    }
 }
 
 fn arm_name(arm: Arm) -> &'static str {

@@ -20,10 +20,9 @@ use crate::report::{
     write_rendered,
 };
 use crate::runner::{
-    Arm, CancelFlag, ChildCommand, ChildError, ChildRun, ProfileOptions, ProfileSelection,
-    RunOptions, Schedule, SelectedBenchmark, SittingRuns, Slot, SlotRun, configure_threads,
-    console_progress, install_interrupt_handler, run_child, run_day, run_sitting,
-    select_benchmarks,
+    Arm, ArmLabels, CancelFlag, ChildCommand, LostRunCost, ProfileOptions, ProfileSelection,
+    RunOptions, SelectedBenchmark, Sitting, SittingError, configure_threads, console_progress,
+    install_interrupt_handler, run_day, select_benchmarks,
 };
 use crate::store::HistoryFile;
 
@@ -393,39 +392,21 @@ impl Night<'_> {
         profiled: bool,
     ) -> Result<DailyReport, CommandError> {
         let (args, layout) = (self.args, self.layout);
-        let this = std::env::current_exe().map_err(|e| {
-            CommandError::Usage(format!("cannot find this program's own path: {e}"))
-        })?;
-        let schedule = Schedule::repeated(runs);
         let root = layout
             .scratch()
             .join(format!("runs_{}", self.options.run_id));
-        let outcome = run_sitting(&schedule, self.interrupt, |slot| {
-            if slot.warmup {
-                eprintln!("separate run: an untimed warm-up");
-            } else {
-                eprintln!("separate run {} of {runs}", slot.index + 1);
-            }
-            let out = root.join(if slot.warmup {
-                "warmup".to_string()
-            } else {
-                format!("run_{}", slot.index)
-            });
-            let mut child = sitting_child(args, only, &out, layout)?;
-            child.measure_only = true;
-            if slot.warmup {
-                child.quick = true;
-                child.no_profile = true;
-            } else if profiled && slot.index == 0 {
+        let sitting =
+            Sitting::repeated(runs, root).map_err(|e| CommandError::Usage(e.to_string()))?;
+        let outcome = sitting.run(self.interrupt, |turn| {
+            let slot = turn.slot();
+            let mut child = sitting_child(args, only, turn.folder(), layout)?;
+            if profiled && !slot.warmup && slot.index == 0 {
                 self.profile_into(&mut child);
             } else {
                 child.no_profile = true;
             }
-            let ran = run_child(slot.arm, &this, &child, self.interrupt);
-            let _ = std::fs::remove_dir_all(&out);
-            slot_outcome(ran, &this)
+            turn.run(child).map_err(refused)
         })?;
-        let _ = std::fs::remove_dir_all(&root);
         let lost = outcome.lost(Arm::Candidate);
         let Some(mut report) = DailyReport::pooled(&outcome.arm(Arm::Candidate), &lost) else {
             return Err(CommandError::Interleave(format!(
@@ -436,9 +417,8 @@ impl Night<'_> {
         };
         report.run_id = self.options.run_id.clone();
         report.interrupted |= self.interrupt.is_cancelled();
-        report.settings.runs = runs as u32;
-        report.settings.separate_processes = true;
-        report.warnings.extend(lost_warnings(&outcome));
+        sitting.mark(&mut report);
+        report.warnings.extend(sitting.warnings(&outcome));
         Ok(report)
     }
 
@@ -457,51 +437,29 @@ impl Night<'_> {
     /// the verdicts come from the pairs, pair by pair.
     fn interleaved(&self, other: &Path, pairs: usize) -> Result<u8, CommandError> {
         let (args, layout) = (self.args, self.layout);
-        let this = std::env::current_exe().map_err(|e| {
-            CommandError::AgainstBin(format!("cannot find this program's own path: {e}"))
-        })?;
         if !other.is_file() {
             return Err(CommandError::AgainstBin(format!(
                 "--against-bin {}: no such program\n  help: pass the path of another build of campaign, e.g. target/release/campaign from another checkout",
                 other.display()
             )));
         }
-        let seed = Schedule::fresh_seed();
-        let schedule = Schedule::interleaved(pairs, seed);
-        let total = schedule.timed().count();
         let root = layout
             .scratch()
             .join(format!("interleaved_{}", self.options.run_id));
-        let outcome = run_sitting(&schedule, self.interrupt, |slot: &Slot| {
-            let (program, side) = match slot.arm {
-                Arm::Reference => (other, "the other build"),
-                Arm::Candidate => (this.as_path(), "this build"),
-            };
-            if slot.warmup {
-                eprintln!("untimed warm-up run: {side} ({})", program.display());
-            } else {
-                eprintln!(
-                    "interleaved run {} of {total} (pair {}): {side} ({})",
-                    slot.index + 1,
-                    slot.pair + 1,
-                    program.display()
-                );
-            }
-            let out = root.join(match (slot.warmup, slot.arm) {
-                (true, Arm::Reference) => "warmup_other".to_string(),
-                (true, Arm::Candidate) => "warmup_this".to_string(),
-                (false, _) => format!("run_{}", slot.index),
-            });
-            let mut child = sitting_child(args, &args.only, &out, layout)?;
-            // Measure only: a child's night is one run of this one, never
-            // a night of its own in the campaign's store.
-            child.measure_only = true;
-            child.quick |= slot.warmup;
-            let ran = run_child(slot.arm, program, &child, self.interrupt);
-            let _ = std::fs::remove_dir_all(&out);
-            slot_outcome(ran, program)
+        let labels = ArmLabels {
+            names: ["the other build", "this build"],
+            programs_named: true,
+            indent: "",
+            timed: "interleaved run",
+            lost: LostRunCost::Alone,
+        };
+        let sitting = Sitting::interleaved(pairs, root, labels)
+            .map_err(|e| CommandError::AgainstBin(e.to_string()))?
+            .against(other.to_path_buf());
+        let outcome = sitting.run(self.interrupt, |turn| {
+            let child = sitting_child(args, &args.only, turn.folder(), layout)?;
+            turn.run(child).map_err(refused)
         })?;
-        let _ = std::fs::remove_dir_all(&root);
         let pooled = |arm: Arm| DailyReport::pooled(&outcome.arm(arm), &outcome.lost(arm));
         let (Some(mut report), Some(other_report)) =
             (pooled(Arm::Candidate), pooled(Arm::Reference))
@@ -517,11 +475,9 @@ impl Night<'_> {
         };
         report.run_id = self.options.run_id.clone();
         report.interrupted |= self.interrupt.is_cancelled();
-        report.settings.runs = pairs as u32;
-        report.settings.run_order_seed = seed;
-        report.settings.separate_processes = true;
+        sitting.mark(&mut report);
         report.settings.against_bin = Some(other.display().to_string());
-        report.warnings.extend(lost_warnings(&outcome));
+        report.warnings.extend(sitting.warnings(&outcome));
         // A run of the other build that failed fails the night too.
         for failed in other_report.results.iter().flat_map(|r| {
             r.failed_runs.iter().map(move |f| {
@@ -690,39 +646,10 @@ impl Night<'_> {
     }
 }
 
-/// What one child run of a sitting gave: a child that refused the day
-/// (exit 2) stops the sitting; one that left no report loses its slot.
-fn slot_outcome(
-    ran: Result<ChildRun, ChildError>,
-    program: &Path,
-) -> Result<SlotRun, CommandError> {
-    let refused = match &ran {
-        Ok(run) => run.exit_code == Some(i32::from(exit::USAGE)),
-        Err(e) => e.refused(),
-    };
-    match ran {
-        _ if refused => Err(CommandError::AgainstBin(format!(
-            "{} refused the day (exit 2; its message is above)",
-            program.display()
-        ))),
-        Ok(run) => Ok(SlotRun::Report(Box::new(run.report))),
-        Err(e) => Ok(SlotRun::Lost(e.to_string())),
-    }
-}
-
-/// Warnings of a sitting: failed warm-ups and lost runs, each by its slot.
-fn lost_warnings(outcome: &SittingRuns) -> Vec<String> {
-    outcome
-        .warnings
-        .iter()
-        .cloned()
-        .chain(outcome.lost.iter().map(|(slot, why)| {
-            format!(
-                "run {} left no report, so it (and only it) is left out: {why}",
-                slot.index + 1
-            )
-        }))
-        .collect()
+/// A child that refused the day stops the night, with exit 2 and the
+/// program named, whichever build it was.
+fn refused(e: SittingError) -> CommandError {
+    CommandError::AgainstBin(e.to_string())
 }
 
 /// Each result's metrics file.

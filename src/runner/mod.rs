@@ -23,8 +23,9 @@ pub use plan::iteration_plan;
 pub use profiling::{ProfileOptions, ProfileSelection};
 pub use progress::{Progress, SilentProgress, console_progress};
 pub use sitting::{
-    Arm, ChildError, ChildRun, Schedule, SittingRuns, Slot, SlotRun, run_child, run_child_to,
-    run_sitting, run_sitting_until,
+    Arm, ArmLabels, ChildError, ChildRun, LostRunCost, Schedule, Sitting, SittingError,
+    SittingRuns, SittingSlot, Slot, SlotRun, run_child, run_child_to, run_sitting,
+    run_sitting_until, slot_outcome,
 };
 pub use threads::share_model_cache;
 
