@@ -21,50 +21,6 @@ use crate::output::OutputLayout;
 use crate::profile::FoldedStacks;
 use crate::report::render_bottleneck_table;
 
-pub(super) fn analysis_error(message: String) -> CommandError {
-    CommandError::Analysis(message)
-}
-
-/// The newest report of each day in `days`, oldest day first.
-pub(super) fn latest_reports(
-    layout: &OutputLayout,
-    days: std::ops::RangeInclusive<u32>,
-    notes: &mut Vec<String>,
-) -> Vec<(PathBuf, DailyReport)> {
-    let mut found = Vec::new();
-    let entries: Vec<PathBuf> = std::fs::read_dir(layout.daily_reports())
-        .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-        .unwrap_or_default();
-    for day in days {
-        let prefix = format!("day_{day}_report_");
-        let mut candidates: Vec<&PathBuf> = entries
-            .iter()
-            .filter(|p| {
-                p.file_name()
-                    .and_then(|n| n.to_str())
-                    .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".json"))
-            })
-            .collect();
-        // File names carry a UTC timestamp: the last in order is the newest.
-        candidates.sort();
-        let Some(path) = candidates.last() else {
-            notes.push(format!(
-                "day {day}: no report in {}",
-                layout.daily_reports().display()
-            ));
-            continue;
-        };
-        match std::fs::read(path)
-            .map_err(|e| e.to_string())
-            .and_then(|b| serde_json::from_slice::<DailyReport>(&b).map_err(|e| e.to_string()))
-        {
-            Ok(report) => found.push(((*path).clone(), report)),
-            Err(e) => notes.push(format!("day {day}: {} unreadable: {e}", path.display())),
-        }
-    }
-    found
-}
-
 /// `campaign analyze`: ranks bottlenecks from the days' profiles and reports.
 pub fn run_analysis(
     campaign: &Campaign,
@@ -73,17 +29,17 @@ pub fn run_analysis(
     remedies: Option<&Path>,
 ) -> Result<(BottleneckAnalysis, PathBuf), CommandError> {
     let range = parse_day_range(days).ok_or_else(|| {
-        analysis_error(format!(
+        CommandError::Analysis(format!(
             "--days {days:?} is not a day range; write it as 1-4 or 3"
         ))
     })?;
     let ResolvedCatalog {
         catalog,
         source: catalog_source,
-    } = RemedyCatalog::resolve(remedies, &campaign_remedies(campaign))
-        .map_err(|e| analysis_error(e.to_string()))?;
+    } = RemedyCatalog::resolve(remedies, &campaign.remedies_path())
+        .map_err(|e| CommandError::Analysis(e.to_string()))?;
     let mut notes = Vec::new();
-    let reports = latest_reports(layout, range.clone(), &mut notes);
+    let reports = layout.latest_reports(range.clone(), &mut notes);
     let mut profiles = Vec::new();
     for (_, report) in &reports {
         for record in &report.profiles {
@@ -125,7 +81,7 @@ pub fn run_analysis(
         }
     }
     if profiles.iter().all(|(e, _)| e.samples == 0) {
-        return Err(analysis_error(format!(
+        return Err(CommandError::Analysis(format!(
             "no profile samples in the reports of days {days} under {}\n  help: run a day whose benchmarks have `profile = true` (or pass --profile) first, e.g. `campaign run --day 4`",
             layout.daily_reports().display()
         )));
@@ -387,15 +343,6 @@ fn roofline_for(
             None
         }
     }
-}
-
-/// A campaign's own catalog: `remedies.toml` beside its file.
-pub(super) fn campaign_remedies(campaign: &Campaign) -> PathBuf {
-    campaign
-        .path
-        .parent()
-        .unwrap_or(Path::new("."))
-        .join("remedies.toml")
 }
 
 pub fn analyze_command(

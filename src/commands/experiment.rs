@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 
 use chrono::Utc;
 
-use super::analyze::campaign_remedies;
 use super::{CommandError, exit};
 use crate::analysis::{
     BottleneckAnalysis, CompareSettings, DEFAULT_THRESHOLD_PCT, DayBenchmark, Experiment,
@@ -74,7 +73,7 @@ pub fn run_experiments(
     args: &ExperimentArgs,
     interrupt: &CancelFlag,
 ) -> Result<(ExperimentsFile, PathBuf, u8), CommandError> {
-    let resolved = RemedyCatalog::resolve(args.remedies.as_deref(), &campaign_remedies(campaign))
+    let resolved = RemedyCatalog::resolve(args.remedies.as_deref(), &campaign.remedies_path())
         .map_err(|e| CommandError::Usage(e.to_string()))?;
     let analysis = read_analysis(layout);
     let planned = plan_experiments(campaign, &resolved.catalog, analysis.as_ref(), args)?;

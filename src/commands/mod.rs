@@ -10,7 +10,6 @@ mod flamegraph;
 mod fleet;
 mod generate;
 mod html;
-mod index;
 mod list;
 mod nightly;
 mod roadmap;

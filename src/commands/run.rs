@@ -646,7 +646,7 @@ impl Night<'_> {
             say(args, &format!("html: {}", html.display()));
         }
         let mut failures = written.failures;
-        if let Err(e) = super::index::write_campaign_index(layout, &report.campaign.name) {
+        if let Err(e) = crate::report::write_campaign_index(layout, &report.campaign.name) {
             failures.push(format!("campaign index not written: {e}"));
         }
         // Last, after the report, the history line and the CI files: a
