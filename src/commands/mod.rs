@@ -188,6 +188,16 @@ pub enum CommandError {
     History(#[from] crate::store::HistoryFileError),
 }
 
+/// The nights' two sources keep their own variants (and exit statuses).
+impl From<crate::store::NightsError> for CommandError {
+    fn from(e: crate::store::NightsError) -> Self {
+        match e {
+            crate::store::NightsError::Store(e) => Self::Store(e),
+            crate::store::NightsError::History(e) => Self::History(e),
+        }
+    }
+}
+
 impl CommandError {
     pub fn exit_code(&self) -> u8 {
         match self {

@@ -600,7 +600,7 @@ impl Night<'_> {
         let history = if args.measure_only {
             history_file.read()?
         } else {
-            super::nightly::earlier_nights(self.store, layout, &report)?
+            crate::store::earlier_nights(self.store, layout, &report)?
         };
         let mut comparison = compare(&report, &history)?;
         if let Some(comparison) = &mut comparison {
@@ -652,7 +652,7 @@ impl Night<'_> {
         // Last, after the report, the history line and the CI files: a
         // store that cannot be reached loses none of them, and says so.
         if let Some(entry) = night_entry.filter(|_| !args.measure_only)
-            && let Err(e) = super::nightly::store_night(
+            && let Err(e) = crate::store::store_night(
                 self.store,
                 layout,
                 &report,
