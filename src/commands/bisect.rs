@@ -15,7 +15,7 @@ use crate::campaign::Campaign;
 use crate::campaign::bounds::Threads;
 use crate::output::{OutputError, OutputLayout};
 use crate::profile::{FlameGraphTitle, FoldedStacks, render_differential};
-use crate::report::{JsonFile, render_bisect, step_verdict, write_rendered};
+use crate::report::{step_verdict, write_bisect, write_rendered};
 use crate::runner::{
     Arm, Build, BuildCache, BuildRecipe, CancelFlag, ChildCommand, Commit, GitRepo, ProfileOptions,
     ProfileSelection, RunOptions, Schedule, Slot, SlotRun, install_interrupt_handler, run_child_to,
@@ -50,7 +50,7 @@ pub fn bisect_command(args: &BisectArgs) -> Result<u8, CommandError> {
     let (campaign, layout) = super::open_campaign(&args.campaign, args.out.as_deref())?;
     let interrupt = install_interrupt_handler()?;
     let report = run_bisect(&campaign, &layout, args, &interrupt)?;
-    write_bisect(&layout, &report, args.json)?;
+    write_and_print(&layout, &report, args.json)?;
     Ok(match report.search.outcome {
         BisectOutcome::FirstBad { .. } | BisectOutcome::Ambiguous { .. } => exit::REGRESSION,
         BisectOutcome::NoRegression { .. } => exit::OK,
@@ -59,25 +59,20 @@ pub fn bisect_command(args: &BisectArgs) -> Result<u8, CommandError> {
     })
 }
 
-/// Writes `bisect.json` and `bisect.md` beside the bisect's profiles and
-/// prints the text (the JSON on stdout with `json`, the text on stderr).
-pub(crate) fn write_bisect(
+/// Writes the bisect's files and prints its text: the JSON on stdout
+/// with `json` (the text then on stderr), else the text on stdout.
+fn write_and_print(
     layout: &OutputLayout,
     report: &BisectReport,
     json: bool,
 ) -> Result<(), CommandError> {
-    let dir = layout.bisect(&OutputLayout::run_id(&report.started_at));
-    let text = render_bisect(report);
-    // Rendered once: `--json` prints the file's bytes.
-    let report_json = JsonFile::text(report)?;
-    write_rendered(&dir.join("bisect.json"), report_json.as_bytes())?;
-    write_rendered(&dir.join("bisect.md"), text.as_bytes())?;
-    let place = format!("bisect: {}", dir.join("bisect.md").display());
+    let written = write_bisect(layout, report)?;
+    let place = format!("bisect: {}", written.markdown_path.display());
     if json {
-        println!("{report_json}");
-        eprintln!("{text}\n{place}");
+        println!("{}", written.json);
+        eprintln!("{}\n{place}", written.text);
     } else {
-        println!("{text}\n{place}");
+        println!("{}\n{place}", written.text);
     }
     Ok(())
 }

@@ -271,9 +271,15 @@ fn bisect_the_regression(
         json: false,
     };
     let written = super::run_bisect(campaign, layout, &bisect, interrupt)
-        .and_then(|report| super::bisect::write_bisect(layout, &report, false));
-    if let Err(e) = written {
-        eprintln!("warning: the bisect did not run: {e}");
+        .and_then(|report| Ok(crate::report::write_bisect(layout, &report)?));
+    match written {
+        // As `campaign bisect` prints it without --json.
+        Ok(written) => println!(
+            "{}\nbisect: {}",
+            written.text,
+            written.markdown_path.display()
+        ),
+        Err(e) => eprintln!("warning: the bisect did not run: {e}"),
     }
 }
 

@@ -16,7 +16,7 @@ mod roadmap;
 mod svg;
 mod wording;
 
-pub use bisect::{render_bisect, step_verdict};
+pub use bisect::{WrittenBisect, render_bisect, step_verdict, write_bisect};
 pub use ci::render_comparison_table;
 pub use console::{
     render_bottleneck_table, render_calibration, render_experiments, render_summary_table,
