@@ -2,7 +2,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::{CommandError, day_exit_code, exit, open_toggled_campaign};
-use super::{run_analysis, run_calibration, run_roadmap};
 use crate::analysis::{
     CompareSettings, Comparison, DEFAULT_THRESHOLD_PCT, HistoryEntry, NightNoise, NightOutcome,
     NightPlan, NightRecord, NightRequest, PlanRefusal, compare_paired, judge_night,
@@ -26,6 +25,10 @@ use crate::runner::{
     select_benchmarks,
 };
 use crate::store::HistoryFile;
+use crate::workflows::{
+    BisectArgs, ExperimentArgs, run_analysis, run_bisect, run_calibration, run_experiments,
+    run_roadmap,
+};
 
 #[derive(Debug, Clone)]
 pub struct RunArgs {
@@ -253,7 +256,7 @@ fn bisect_the_regression(
         "bisecting the regression from {good} to HEAD ({})",
         metric.as_deref().unwrap_or("the largest regression")
     );
-    let bisect = super::BisectArgs {
+    let bisect = BisectArgs {
         campaign: args.campaign.clone(),
         out: args.out.clone(),
         day: args.day,
@@ -270,7 +273,7 @@ fn bisect_the_regression(
         threshold_pct: args.threshold_pct,
         json: false,
     };
-    let written = super::run_bisect(campaign, layout, &bisect, interrupt)
+    let written = run_bisect(campaign, layout, &bisect, interrupt)
         .and_then(|report| Ok(crate::report::write_bisect(layout, &report)?));
     match written {
         // As `campaign bisect` prints it without --json.
@@ -947,14 +950,13 @@ fn run_day_steps(
                 );
             }
             DayStep::Experiments => {
-                let options = super::ExperimentArgs {
+                let options = ExperimentArgs {
                     campaign: args.campaign.clone(),
                     out: args.out.clone(),
                     quick: args.quick,
                     ..Default::default()
                 };
-                let (file, path, _) =
-                    super::run_experiments(campaign, layout, &options, interrupt)?;
+                let (file, path, _) = run_experiments(campaign, layout, &options, interrupt)?;
                 say(
                     args,
                     &format!(

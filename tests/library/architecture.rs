@@ -30,6 +30,9 @@ const LAYERS: &[&[&str]] = &[
     // The results store keeps the nights the analysis reads.
     &["store"],
     &["report"],
+    // The workflows shared by several commands (a night's day steps run
+    // analyze, calibrate, experiment, roadmap and bisect).
+    &["workflows"],
     &["commands"],
     // The binary's own module: argument parsing, using the library by name.
     &["cli"],
