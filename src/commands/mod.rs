@@ -23,7 +23,7 @@ pub use calibrate::calibrate_command;
 pub use dashboard::{DEFAULT_RECENT_NIGHTS, DashboardArgs, dashboard_command};
 pub use experiment::experiment_command;
 pub use flamegraph::differential_flamegraph;
-pub use fleet::{FleetArgs, FleetRunArgs, fleet_plan, fleet_report, fleet_run_shard, fleet_status};
+pub use fleet::{FleetArgs, FleetRunArgs, fleet_plan, fleet_report, fleet_status};
 pub use generate::{GenerateArgs, generate_command};
 pub use html::html_report_command;
 pub use list::{list, validate};
@@ -45,6 +45,26 @@ pub use crate::workflows::{
 };
 
 use crate::model::DaySummary;
+
+/// `campaign fleet run`: one shard, as its scheduler starts it: the shard
+/// is marked running in the store, the day runs with the class in its
+/// machine key, and its night replaces any earlier night of the shard.
+/// Here because it joins two commands: a fleet shard is a whole
+/// `campaign run` night between `fleet.rs`'s marks in the store.
+pub fn fleet_run_shard(args: &FleetRunArgs) -> Result<u8, CommandError> {
+    let shard = fleet::start_shard(args)?;
+    let mut run_args = RunArgs::new(args.fleet.campaign.clone(), shard.day);
+    run_args.out = args.fleet.out.clone();
+    run_args.quick = args.quick;
+    run_args.runs = args.runs;
+    run_args.threads = args.threads;
+    run_args.store = Some(shard.store.clone());
+    run_args.machine_class = Some(shard.machine_class.clone());
+    run_args.shard = Some(shard.mark.clone());
+    let result = run(&run_args);
+    fleet::finish_shard(shard);
+    result
+}
 
 /// The exit status a finished day earns: failures outrank missed targets.
 pub fn day_exit_code(summary: &DaySummary, interrupted: bool) -> u8 {
