@@ -1,7 +1,8 @@
 //! What each subcommand does, between argument parsing (`cli.rs`) and the
 //! library's modules: each file adapts its command's arguments, calls the
 //! layers below (the shared workflows are in [`crate::workflows`]) and
-//! prints.
+//! prints. No file here uses another file here (`tests/library/
+//! architecture.rs` checks it): what two commands join, this file does.
 
 mod analyze;
 mod bisect;
