@@ -2,7 +2,11 @@
 //! inference components that live in this crate and run in-process.
 //!
 //! Modules depend downwards only (`tests/library/architecture.rs` checks it):
-//! - [`commands`]: what each subcommand does; calls the layers below;
+//! - [`commands`]: what each subcommand does: adapts its arguments, calls
+//!   the layers below and prints;
+//! - [`workflows`]: what `analyze`, `calibrate`, `roadmap`, `experiment`
+//!   and `bisect` do, shared by their commands and a night's day steps,
+//!   with the commands' error and exit statuses;
 //! - [`report`]: writers that format reports and analyses, computing nothing;
 //! - [`analysis`]: what runs after measuring: regressions, bottlenecks,
 //!   roofline, scaling, remedies, history;
@@ -31,3 +35,4 @@ pub mod report;
 pub mod runner;
 pub mod stats;
 pub mod store;
+pub mod workflows;

@@ -203,6 +203,66 @@ impl OutputLayout {
         ))
     }
 
+    /// The newest report of each day in `days`, oldest day first; a day
+    /// without a readable report adds a note instead.
+    pub fn latest_reports(
+        &self,
+        days: std::ops::RangeInclusive<u32>,
+        notes: &mut Vec<String>,
+    ) -> Vec<(PathBuf, DailyReport)> {
+        let mut found = Vec::new();
+        let entries: Vec<PathBuf> = std::fs::read_dir(self.daily_reports())
+            .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        for day in days {
+            let prefix = format!("day_{day}_report_");
+            let mut candidates: Vec<&PathBuf> = entries
+                .iter()
+                .filter(|p| {
+                    p.file_name()
+                        .and_then(|n| n.to_str())
+                        .is_some_and(|n| n.starts_with(&prefix) && n.ends_with(".json"))
+                })
+                .collect();
+            // File names carry a UTC timestamp: the last in order is the newest.
+            candidates.sort();
+            let Some(path) = candidates.last() else {
+                notes.push(format!(
+                    "day {day}: no report in {}",
+                    self.daily_reports().display()
+                ));
+                continue;
+            };
+            match std::fs::read(path)
+                .map_err(|e| e.to_string())
+                .and_then(|b| serde_json::from_slice::<DailyReport>(&b).map_err(|e| e.to_string()))
+            {
+                Ok(report) => found.push(((*path).clone(), report)),
+                Err(e) => notes.push(format!("day {day}: {} unreadable: {e}", path.display())),
+            }
+        }
+        found
+    }
+
+    /// The days that have at least one report in the results folder.
+    pub fn reported_days(&self) -> Vec<u32> {
+        let mut days: Vec<u32> = std::fs::read_dir(self.daily_reports())
+            .map(|entries| {
+                entries
+                    .filter_map(|e| {
+                        let name = e.ok()?.file_name().into_string().ok()?;
+                        let rest = name.strip_prefix("day_")?;
+                        let (day, tail) = rest.split_once("_report_")?;
+                        tail.ends_with(".json").then(|| day.parse().ok())?
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        days.sort_unstable();
+        days.dedup();
+        days
+    }
+
     /// One file per benchmark result, written as soon as the result exists.
     pub fn metrics_path(&self, day: u32, run_id: &str, result: &BenchmarkResult) -> PathBuf {
         // `bench[prompt_len=128]` becomes `bench.prompt_len=128`.

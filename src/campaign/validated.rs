@@ -86,6 +86,14 @@ impl Campaign {
         &self.name
     }
 
+    /// A campaign's own remedy catalog: `remedies.toml` beside its file.
+    pub fn remedies_path(&self) -> PathBuf {
+        self.path
+            .parent()
+            .unwrap_or(std::path::Path::new("."))
+            .join("remedies.toml")
+    }
+
     /// The results store the campaign's `[store]` names (the variable
     /// `url_env` names read now), `None` without `[store]`.
     pub fn store(&self) -> Result<Option<String>, CampaignError> {

@@ -452,7 +452,7 @@ pub fn dashboard_command(args: &DashboardArgs) -> Result<(String, u8), CommandEr
             }
         });
         axum::serve(listener, app)
-            .with_graceful_shutdown(super::serve::wait_for_stop())
+            .with_graceful_shutdown(crate::runner::wait_for_stop())
             .await
             .map_err(|e| CommandError::Analysis(format!("the dashboard server failed: {e}")))
     })?;

@@ -11,8 +11,7 @@ pub fn differential_flamegraph(
     after: &Path,
     output: &Path,
 ) -> Result<(String, u8), CommandError> {
-    let read =
-        |p: &Path| FoldedStacks::read(p).map_err(|e| super::analyze::analysis_error(e.to_string()));
+    let read = |p: &Path| FoldedStacks::read(p).map_err(|e| CommandError::Analysis(e.to_string()));
     let (a, b) = (read(before)?, read(after)?);
     let title = FlameGraphTitle {
         title: format!("differential: {} → {}", before.display(), after.display()),
@@ -22,8 +21,8 @@ pub fn differential_flamegraph(
             a.total_samples()
         )),
     };
-    let svg = render_differential(&a, &b, &title)
-        .map_err(|e| super::analyze::analysis_error(e.to_string()))?;
+    let svg =
+        render_differential(&a, &b, &title).map_err(|e| CommandError::Analysis(e.to_string()))?;
     crate::report::write_rendered(output, &svg)?;
     Ok((
         format!("differential flame graph: {}\n", output.display()),

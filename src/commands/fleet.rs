@@ -163,10 +163,20 @@ pub fn fleet_plan(args: &FleetArgs) -> Result<u8, CommandError> {
     Ok(exit::OK)
 }
 
-/// `campaign fleet run`: one shard, as its scheduler starts it: the shard
-/// is marked running in the store, the day runs with the class in its
-/// machine key, and its night replaces any earlier night of the shard.
-pub fn fleet_run_shard(args: &FleetRunArgs) -> Result<u8, CommandError> {
+/// A fleet shard marked running in the store, whose night is next: what
+/// `campaign run` is given beyond the shard's own flags.
+pub(super) struct ShardNight {
+    pub day: u32,
+    /// The store every shard of the fleet run writes to.
+    pub store: String,
+    pub machine_class: String,
+    pub mark: ShardMark,
+    location: StoreLocation,
+}
+
+/// The first half of `campaign fleet run`: the shard its scheduler
+/// started, resolved and marked running in the store.
+pub(super) fn start_shard(args: &FleetRunArgs) -> Result<ShardNight, CommandError> {
     let (campaign, layout, fleet) = open(&args.fleet)?;
     let run = fleet_run(&args.fleet)?;
     let class = fleet.class(&args.class).ok_or_else(|| {
@@ -240,18 +250,21 @@ pub fn fleet_run_shard(args: &FleetRunArgs) -> Result<u8, CommandError> {
         class.name,
         location.describe()
     );
-    let mut run_args = super::RunArgs::new(args.fleet.campaign.clone(), day);
-    run_args.out = args.fleet.out.clone();
-    run_args.quick = args.quick;
-    run_args.runs = args.runs;
-    run_args.threads = args.threads;
-    run_args.store = Some(store);
-    run_args.machine_class = Some(class.name.clone());
-    run_args.shard = Some(mark.clone());
-    let result = super::run(&run_args);
-    // A shard that stored no night says so in the store.
+    Ok(ShardNight {
+        day,
+        store,
+        machine_class: class.name.clone(),
+        mark,
+        location,
+    })
+}
+
+/// The second half, after the night ran (or failed): a shard that stored
+/// no night says so in the store.
+pub(super) fn finish_shard(shard: ShardNight) {
+    let ShardNight { mark, location, .. } = shard;
     let done = crate::store::open(&location)
-        .and_then(|mut s| s.shards(&mark.campaign, &run))
+        .and_then(|mut s| s.shards(&mark.campaign, &mark.fleet_run))
         .map(|rows| {
             rows.iter()
                 .any(|r| r.shard == mark.shard && r.state == ShardState::Done)
@@ -267,7 +280,6 @@ pub fn fleet_run_shard(args: &FleetRunArgs) -> Result<u8, CommandError> {
             eprintln!("warning: the shard's failure was not recorded: {e}");
         }
     }
-    result
 }
 
 /// Where each shard of a fleet run stands, from the store.

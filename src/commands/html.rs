@@ -2,15 +2,15 @@
 
 use super::{CommandError, exit};
 use crate::output::OutputLayout;
-use crate::report::{DayArtifacts, HtmlPage, write_artifact};
+use crate::report::{DayArtifacts, HtmlPage, write_artifact, write_campaign_index};
 
 /// `campaign report --html`: the newest report of a day as an HTML page,
 /// with the last comparison when it was made for that report.
 pub fn html_report_command(layout: &OutputLayout, day: u32) -> Result<(String, u8), CommandError> {
     let mut notes = Vec::new();
-    let reports = super::analyze::latest_reports(layout, day..=day, &mut notes);
+    let reports = layout.latest_reports(day..=day, &mut notes);
     let Some((path, report)) = reports.into_iter().next() else {
-        return Err(super::analyze::analysis_error(format!(
+        return Err(CommandError::Analysis(format!(
             "{}\n  help: run `campaign run --day {day}` first",
             notes.join("; ")
         )));
@@ -30,7 +30,7 @@ pub fn html_report_command(layout: &OutputLayout, day: u32) -> Result<(String, u
             curves: &curves,
         },
     )?;
-    let index = super::index::write_campaign_index(layout, &report.campaign.name)?;
+    let index = write_campaign_index(layout, &report.campaign.name)?;
     Ok((
         format!("html: {}\nindex: {}\n", written.display(), index.display()),
         exit::OK,

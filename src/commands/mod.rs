@@ -1,5 +1,8 @@
 //! What each subcommand does, between argument parsing (`cli.rs`) and the
-//! library's modules.
+//! library's modules: each file adapts its command's arguments, calls the
+//! layers below (the shared workflows are in [`crate::workflows`]) and
+//! prints. No file here uses another file here (`tests/library/
+//! architecture.rs` checks it): what two commands join, this file does.
 
 mod analyze;
 mod bisect;
@@ -10,25 +13,22 @@ mod flamegraph;
 mod fleet;
 mod generate;
 mod html;
-mod index;
 mod list;
 mod nightly;
-mod roadmap;
 mod run;
 mod serve;
 
-pub use analyze::{analyze_command, run_analysis};
-pub use bisect::{BisectArgs, bisect_command, run_bisect};
-pub use calibrate::{calibrate_command, run_calibration};
+pub use analyze::analyze_command;
+pub use bisect::bisect_command;
+pub use calibrate::calibrate_command;
 pub use dashboard::{DEFAULT_RECENT_NIGHTS, DashboardArgs, dashboard_command};
-pub use experiment::{ExperimentArgs, experiment_command, run_experiments};
+pub use experiment::experiment_command;
 pub use flamegraph::differential_flamegraph;
-pub use fleet::{FleetArgs, FleetRunArgs, fleet_plan, fleet_report, fleet_run_shard, fleet_status};
+pub use fleet::{FleetArgs, FleetRunArgs, fleet_plan, fleet_report, fleet_status};
 pub use generate::{GenerateArgs, generate_command};
 pub use html::html_report_command;
 pub use list::{list, validate};
 pub use nightly::{HistoryFormat, HistoryRequest, compare_files, history_command};
-pub use roadmap::run_roadmap;
 pub use run::{RunArgs, run};
 pub use serve::{
     DEFAULT_MAX_QUEUE, DEFAULT_MAX_WAIT_S, DEFAULT_PREFIX_BLOCK_TOKENS, DEFAULT_PREFIX_CACHE_MIB,
@@ -36,176 +36,35 @@ pub use serve::{
     parse_max_wait_s, serve_command,
 };
 
-use std::path::{Path, PathBuf};
+// The workflows and what every command shares, under the names the
+// binary and the tests have always used.
+pub(crate) use crate::workflows::sitting_child;
+pub use crate::workflows::{
+    BisectArgs, CommandError, ExperimentArgs, exit, load_named_model, open_campaign,
+    open_toggled_campaign, run_analysis, run_bisect, run_calibration, run_experiments, run_roadmap,
+    threshold_overrides,
+};
 
-use crate::campaign::{Campaign, CampaignError, Toggle, load_campaign_toggled};
-use crate::components::inference::{InferenceError, LoadedModel};
-use crate::components::server::ServerError;
 use crate::model::DaySummary;
-use crate::output::OutputError;
-use crate::output::OutputLayout;
-use crate::runner::ChildCommand;
 
-/// Loads a campaign and prepares its results folder (`--out`, else the
-/// campaign's output_dir, else `results/`).
-pub fn open_campaign(
-    path: &Path,
-    out: Option<&Path>,
-) -> Result<(Campaign, OutputLayout), CommandError> {
-    open_toggled_campaign(path, out, None)
-}
-
-/// [`open_campaign`] with an experiment's toggle applied.
-pub fn open_toggled_campaign(
-    path: &Path,
-    out: Option<&Path>,
-    toggle: Option<&Toggle>,
-) -> Result<(Campaign, OutputLayout), CommandError> {
-    let campaign = load_campaign_toggled(path, &crate::benchmarks::Registry, toggle)?;
-    let out = out
-        .map(Path::to_path_buf)
-        .or_else(|| campaign.output_dir.clone())
-        .unwrap_or_else(|| PathBuf::from("results"));
-    let layout = OutputLayout::create(&out, campaign.name())?;
-    Ok((campaign, layout))
-}
-
-/// What every child `campaign run` of a sitting starts from: the day, one
-/// run, the report on stdout, in its own results folder `out` (created
-/// here) that shares this run's model cache.
-pub(crate) fn sitting_child(
-    day: u32,
-    campaign: &Path,
-    out: &Path,
-    layout: &OutputLayout,
-) -> Result<ChildCommand, CommandError> {
-    std::fs::create_dir_all(out).map_err(|source| crate::output::OutputError::Write {
-        path: out.to_path_buf(),
-        source,
-    })?;
-    crate::runner::share_model_cache(&layout.model_cache(), out);
-    Ok(ChildCommand {
-        runs: Some(1),
-        ..ChildCommand::new(day, campaign, out)
-    })
-}
-
-/// Each benchmark's own `regression_threshold_pct`, by name: every verdict
-/// (nights, their control, experiments) judges a benchmark by it.
-pub fn threshold_overrides(campaign: &Campaign) -> std::collections::BTreeMap<String, f64> {
-    campaign
-        .benchmarks()
-        .filter_map(|(_, b)| {
-            b.regression_threshold_pct
-                .map(|t| (b.name.clone(), t.get()))
-        })
-        .collect()
-}
-
-/// Exit statuses, the same for every command.
-pub mod exit {
-    /// Every benchmark ran and met its targets.
-    pub const OK: u8 = 0;
-    /// A bug or an environment problem inside the tool.
-    pub const INTERNAL: u8 = 1;
-    /// Bad command line, campaign file, model path or results folder.
-    pub const USAGE: u8 = 2;
-    /// A target was missed.
-    pub const TARGET_MISSED: u8 = 3;
-    /// A regression against the baseline was confirmed (the same status
-    /// as a missed target: the night did not meet its bar).
-    pub const REGRESSION: u8 = 3;
-    /// A benchmark failed: error, panic or timeout, in any of the
-    /// night's separate runs.
-    pub const BENCHMARK_FAILED: u8 = 4;
-    /// Too noisy to tell: regressions within the drift of a night whose
-    /// runs disagree with each other, or every case moved together beyond
-    /// the machine's night-to-night noise. Re-run, or compare builds with
-    /// `--against-bin`.
-    pub const TOO_NOISY: u8 = 5;
-    /// Stopped by Ctrl-C after writing what was measured.
-    pub const INTERRUPTED: u8 = 130;
-}
-
-/// Loads a model of the campaign by its name in `[models]` (a synthetic
-/// one is built into the results folder's model cache first).
-pub fn load_named_model(
-    campaign: &Campaign,
-    layout: &OutputLayout,
-    name: &str,
-) -> Result<(PathBuf, LoadedModel), CommandError> {
-    let resolved = campaign.models.get(name).ok_or_else(|| {
-        CommandError::Usage(format!(
-            "{}: no model named {name:?} in [models]; defined: {}",
-            campaign.path.display(),
-            campaign
-                .models
-                .keys()
-                .cloned()
-                .collect::<Vec<_>>()
-                .join(", ")
-        ))
-    })?;
-    let path = crate::benchmarks::model_path(resolved, &layout.model_cache())
-        .map_err(|e| CommandError::Usage(format!("model {name:?}: {e}")))?;
-    let settings = campaign.settings.clone();
-    let device = settings.device.open()?;
-    let model =
-        crate::benchmarks::open_model(resolved, &path, &device, settings.dtype.to_candle())?;
-    Ok((path, model))
-}
-
-/// Errors that stop a command before or instead of a run.
-#[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    #[error(transparent)]
-    Campaign(#[from] CampaignError),
-    #[error(transparent)]
-    Output(#[from] OutputError),
-    #[error(transparent)]
-    Device(#[from] InferenceError),
-    #[error("cannot install the Ctrl-C handler: {0}")]
-    Interrupt(#[from] ctrlc::Error),
-    /// Missing or unusable inputs of analyze, roadmap or flamegraph.
-    #[error("{0}")]
-    Analysis(String),
-    /// A night whose runs can never support the verdicts it asks for.
-    #[error("{0}")]
-    Design(String),
-    /// An `--against-bin` program that is missing or refuses the day.
-    #[error("{0}")]
-    AgainstBin(String),
-    /// An interleaved night whose runs produced nothing to compare.
-    #[error("{0}")]
-    Interleave(String),
-    /// A command line that names something the campaign does not have.
-    #[error("{0}")]
-    Usage(String),
-    #[error(transparent)]
-    Server(#[from] ServerError),
-    #[error(transparent)]
-    Store(#[from] crate::store::StoreError),
-    #[error(transparent)]
-    History(#[from] crate::store::HistoryFileError),
-}
-
-impl CommandError {
-    pub fn exit_code(&self) -> u8 {
-        match self {
-            Self::Campaign(_)
-            | Self::Output(OutputError::Unwritable { .. })
-            | Self::Device(_)
-            | Self::Analysis(_)
-            | Self::History(_)
-            | Self::Design(_)
-            | Self::AgainstBin(_)
-            | Self::Usage(_) => exit::USAGE,
-            Self::Interleave(_) => exit::BENCHMARK_FAILED,
-            Self::Server(ServerError::Io(_) | ServerError::Engine(_)) => exit::INTERNAL,
-            Self::Server(_) | Self::Store(_) => exit::USAGE,
-            Self::Output(_) | Self::Interrupt(_) => exit::INTERNAL,
-        }
-    }
+/// `campaign fleet run`: one shard, as its scheduler starts it: the shard
+/// is marked running in the store, the day runs with the class in its
+/// machine key, and its night replaces any earlier night of the shard.
+/// Here because it joins two commands: a fleet shard is a whole
+/// `campaign run` night between `fleet.rs`'s marks in the store.
+pub fn fleet_run_shard(args: &FleetRunArgs) -> Result<u8, CommandError> {
+    let shard = fleet::start_shard(args)?;
+    let mut run_args = RunArgs::new(args.fleet.campaign.clone(), shard.day);
+    run_args.out = args.fleet.out.clone();
+    run_args.quick = args.quick;
+    run_args.runs = args.runs;
+    run_args.threads = args.threads;
+    run_args.store = Some(shard.store.clone());
+    run_args.machine_class = Some(shard.machine_class.clone());
+    run_args.shard = Some(shard.mark.clone());
+    let result = run(&run_args);
+    fleet::finish_shard(shard);
+    result
 }
 
 /// The exit status a finished day earns: failures outrank missed targets.

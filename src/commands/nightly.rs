@@ -4,12 +4,12 @@
 use std::path::Path;
 
 use super::{CommandError, exit};
-use crate::analysis::HistoryEntry;
 use crate::model::DailyReport;
 use crate::model::Environment;
 use crate::output::OutputLayout;
 use crate::store::{
-    HistoryFile, MachineMatch, NightQuery, StoreLocation, StoredNight, WriteOutcome,
+    HistoryFile, MachineMatch, StoreLocation, StoredNight, WriteOutcome, jsonl_nights,
+    machine_nights, store_location,
 };
 
 /// `campaign compare A B`: the verdict without a re-run. Each of A and B
@@ -110,123 +110,6 @@ pub struct HistoryRequest<'a> {
     /// `--store`; `None` is `results.sqlite` in the results folder.
     pub store: Option<&'a str>,
     pub import: bool,
-}
-
-/// The store `--store` names, or the results folder's own.
-pub(super) fn store_location(
-    store: Option<&str>,
-    layout: &OutputLayout,
-) -> Result<StoreLocation, CommandError> {
-    Ok(match store {
-        Some(text) => StoreLocation::parse(text)?,
-        None => StoreLocation::default_in(&layout.root),
-    })
-}
-
-/// Writes a finished night to the store.
-pub(super) fn store_night(
-    store: Option<&str>,
-    layout: &OutputLayout,
-    report: &DailyReport,
-    comparison: Option<&crate::analysis::Comparison>,
-    entry: HistoryEntry,
-    shard: Option<&crate::store::ShardMark>,
-) -> Result<WriteOutcome, CommandError> {
-    let location = store_location(store, layout)?;
-    let mut night = StoredNight::from_report(report, comparison, entry);
-    night.shard = shard.map(|mark| crate::store::ShardMark {
-        updated_at: chrono::Utc::now(),
-        ..mark.clone()
-    });
-    Ok(crate::store::open(&location)?.write_night(&night)?)
-}
-
-/// The JSONL history's nights of the machines matched.
-fn jsonl_nights(
-    layout: &OutputLayout,
-    day: u32,
-    machine: &MachineMatch,
-) -> Result<Vec<HistoryEntry>, CommandError> {
-    let mut nights = Vec::new();
-    for (key, file) in HistoryFile::of_every_machine(layout, day) {
-        let wanted = match machine {
-            MachineMatch::Exact(k) => key == *k,
-            MachineMatch::AnyDevice(p) => {
-                key == *p
-                    || key
-                        .strip_prefix(p.as_str())
-                        .is_some_and(|d| d.starts_with('-'))
-            }
-            MachineMatch::Any => true,
-        };
-        if wanted {
-            nights.extend(file.read()?);
-        }
-    }
-    nights.sort_by_key(|e| e.recorded_at);
-    Ok(nights)
-}
-
-/// This machine's nights of a campaign's day: the store's, unless the
-/// JSONL history holds more of them (nights from before the store, not
-/// yet imported), which it then says.
-fn machine_nights(
-    store: &mut dyn crate::store::ResultsStore,
-    location: &StoreLocation,
-    layout: &OutputLayout,
-    campaign: &str,
-    day: u32,
-    machine: &MachineMatch,
-) -> Result<Vec<HistoryEntry>, CommandError> {
-    let jsonl = jsonl_nights(layout, day, machine)?;
-    let stored = store.nights(&NightQuery {
-        campaign: campaign.to_string(),
-        day,
-        machine: machine.clone(),
-    })?;
-    if stored.len() >= jsonl.len() {
-        return Ok(stored);
-    }
-    if !stored.is_empty() {
-        eprintln!(
-            "note: {} of this machine's nights are in the JSONL history but not in {}; `campaign history --import` copies them",
-            jsonl.len() - stored.len(),
-            location.describe()
-        );
-    }
-    Ok(jsonl)
-}
-
-/// The earlier nights a run's verdicts read (persistence, night-to-night
-/// noise): this machine's, from the store as `campaign history` reads
-/// them. A store that cannot be opened falls back to the JSONL history,
-/// with a warning: the night is still judged.
-pub(super) fn earlier_nights(
-    store: Option<&str>,
-    layout: &OutputLayout,
-    report: &DailyReport,
-) -> Result<Vec<HistoryEntry>, CommandError> {
-    let machine_key = report.environment.machine_key();
-    let location = store_location(store, layout)?;
-    let from_store = crate::store::open(&location)
-        .map_err(CommandError::from)
-        .and_then(|mut opened| {
-            machine_nights(
-                opened.as_mut(),
-                &location,
-                layout,
-                &report.campaign.name,
-                report.day,
-                &MachineMatch::Exact(machine_key.clone()),
-            )
-        });
-    match from_store {
-        Ok(nights) => Ok(nights),
-        Err(e) => {
-            eprintln!("warning: {e}; the verdicts read the JSONL history instead");
-            Ok(HistoryFile::of(layout, &machine_key, report.day).read()?)
-        }
-    }
 }
 
 /// `campaign history METRIC`: the series of one metric over the nights on

@@ -2,7 +2,6 @@ use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
 use super::{CommandError, day_exit_code, exit, open_toggled_campaign};
-use super::{run_analysis, run_calibration, run_roadmap};
 use crate::analysis::{
     CompareSettings, Comparison, DEFAULT_THRESHOLD_PCT, HistoryEntry, NightNoise, NightOutcome,
     NightPlan, NightRecord, NightRequest, PlanRefusal, compare_paired, judge_night,
@@ -25,6 +24,10 @@ use crate::runner::{
     install_interrupt_handler, run_day, select_benchmarks,
 };
 use crate::store::HistoryFile;
+use crate::workflows::{
+    BisectArgs, ExperimentArgs, run_analysis, run_bisect, run_calibration, run_experiments,
+    run_roadmap,
+};
 
 #[derive(Debug, Clone)]
 pub struct RunArgs {
@@ -252,7 +255,7 @@ fn bisect_the_regression(
         "bisecting the regression from {good} to HEAD ({})",
         metric.as_deref().unwrap_or("the largest regression")
     );
-    let bisect = super::BisectArgs {
+    let bisect = BisectArgs {
         campaign: args.campaign.clone(),
         out: args.out.clone(),
         day: args.day,
@@ -269,10 +272,16 @@ fn bisect_the_regression(
         threshold_pct: args.threshold_pct,
         json: false,
     };
-    let written = super::run_bisect(campaign, layout, &bisect, interrupt)
-        .and_then(|report| super::bisect::write_bisect(layout, &report, false));
-    if let Err(e) = written {
-        eprintln!("warning: the bisect did not run: {e}");
+    let written = run_bisect(campaign, layout, &bisect, interrupt)
+        .and_then(|report| Ok(crate::report::write_bisect(layout, &report)?));
+    match written {
+        // As `campaign bisect` prints it without --json.
+        Ok(written) => println!(
+            "{}\nbisect: {}",
+            written.text,
+            written.markdown_path.display()
+        ),
+        Err(e) => eprintln!("warning: the bisect did not run: {e}"),
     }
 }
 
@@ -556,7 +565,7 @@ impl Night<'_> {
         let history = if args.measure_only {
             history_file.read()?
         } else {
-            super::nightly::earlier_nights(self.store, layout, &report)?
+            crate::store::earlier_nights(self.store, layout, &report)?
         };
         let mut comparison = compare(&report, &history)?;
         if let Some(comparison) = &mut comparison {
@@ -602,13 +611,13 @@ impl Night<'_> {
             say(args, &format!("html: {}", html.display()));
         }
         let mut failures = written.failures;
-        if let Err(e) = super::index::write_campaign_index(layout, &report.campaign.name) {
+        if let Err(e) = crate::report::write_campaign_index(layout, &report.campaign.name) {
             failures.push(format!("campaign index not written: {e}"));
         }
         // Last, after the report, the history line and the CI files: a
         // store that cannot be reached loses none of them, and says so.
         if let Some(entry) = night_entry.filter(|_| !args.measure_only)
-            && let Err(e) = super::nightly::store_night(
+            && let Err(e) = crate::store::store_night(
                 self.store,
                 layout,
                 &report,
@@ -868,14 +877,13 @@ fn run_day_steps(
                 );
             }
             DayStep::Experiments => {
-                let options = super::ExperimentArgs {
+                let options = ExperimentArgs {
                     campaign: args.campaign.clone(),
                     out: args.out.clone(),
                     quick: args.quick,
                     ..Default::default()
                 };
-                let (file, path, _) =
-                    super::run_experiments(campaign, layout, &options, interrupt)?;
+                let (file, path, _) = run_experiments(campaign, layout, &options, interrupt)?;
                 say(
                     args,
                     &format!(

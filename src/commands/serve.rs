@@ -11,6 +11,7 @@ use crate::campaign::Campaign;
 use crate::campaign::bounds::{Dimension, Int, IntRange, Seconds};
 use crate::components::server::{ApiKey, ServeOptions, Server, SimulatedService};
 use crate::output::OutputLayout;
+use crate::runner::wait_for_stop;
 
 /// Requests that may wait for the engine (`--max-queue`). 0 refuses every
 /// request that would wait; past 1024 the bodies the server may hold at
@@ -219,22 +220,6 @@ pub fn serve_command(
         });
     })?;
     Ok((String::new(), exit::OK))
-}
-
-/// Ctrl-C, or SIGTERM (what `kill` and service managers send).
-pub(super) async fn wait_for_stop() {
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending::<()>().await,
-        }
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        () = terminate => {}
-    }
 }
 
 #[cfg(test)]

@@ -2,13 +2,44 @@
 //! the engineer who gets the culprit.
 
 use std::fmt::Write as _;
+use std::path::PathBuf;
 
+use super::export::{JsonFile, write_rendered};
 use super::markdown::{Align, MarkdownTable, code};
 use super::wording::state_name;
 use crate::analysis::{
     BisectOutcome, BisectReport, BisectStep, CommitVerdict, STEP_CONFIDENCE, STEP_PAIRS_RULE,
     StepRole,
 };
+use crate::output::{OutputError, OutputLayout};
+
+/// A bisect's report as written: its Markdown text and its JSON, each
+/// rendered once, so that what is printed is the file's bytes.
+#[derive(Debug, Clone)]
+pub struct WrittenBisect {
+    /// `bisect.md`, whose path a run prints after the text.
+    pub markdown_path: PathBuf,
+    pub text: String,
+    pub json: String,
+}
+
+/// Writes `bisect.json` and `bisect.md` beside the bisect's profiles; the
+/// caller prints what it needs of them.
+pub fn write_bisect(
+    layout: &OutputLayout,
+    report: &BisectReport,
+) -> Result<WrittenBisect, OutputError> {
+    let dir = layout.bisect(&OutputLayout::run_id(&report.started_at));
+    let text = render_bisect(report);
+    let json = JsonFile::text(report)?;
+    write_rendered(&dir.join("bisect.json"), json.as_bytes())?;
+    write_rendered(&dir.join("bisect.md"), text.as_bytes())?;
+    Ok(WrittenBisect {
+        markdown_path: dir.join("bisect.md"),
+        text,
+        json,
+    })
+}
 
 fn commit_label(report: &BisectReport, index: usize) -> String {
     report.commits.get(index).map_or_else(

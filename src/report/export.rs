@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::index::CampaignIndex;
+use super::index::{CampaignIndex, IndexedDay};
 use crate::analysis::{BottleneckAnalysis, Comparison, DayCurves};
 use crate::model::DailyReport;
 use crate::output::{OutputError, OutputLayout, write_atomically};
@@ -140,6 +140,68 @@ impl Exporter<CampaignIndex<'_>> for IndexPage {
     fn render(&self, index: &CampaignIndex<'_>) -> Result<Vec<u8>, OutputError> {
         Ok(super::index::render_index(index).into_bytes())
     }
+}
+
+/// The newest flame graphs listed; the folder keeps them all.
+const MAX_FLAME_GRAPHS: usize = 50;
+
+/// The campaign's `index.html`, rewritten after every day, roadmap and
+/// page: the newest report of each day found on disk, the roadmap and the
+/// flame graphs. It gathers links to the files that exist and computes
+/// nothing; a report that cannot be read is left off it.
+pub fn write_campaign_index(layout: &OutputLayout, campaign: &str) -> Result<PathBuf, OutputError> {
+    let mut notes = Vec::new();
+    let days = layout.reported_days();
+    // One pass over the folder; a day between them without a report only
+    // adds a note, which the index does not show.
+    let reports = match (days.first(), days.last()) {
+        (Some(first), Some(last)) => layout.latest_reports(*first..=*last, &mut notes),
+        _ => Vec::new(),
+    };
+    let days = reports
+        .iter()
+        .map(|(path, report)| {
+            let page = layout.html_report(report.day);
+            IndexedDay {
+                report,
+                report_href: layout.index_href(path),
+                html_href: page.exists().then(|| layout.index_href(&page)),
+            }
+        })
+        .collect();
+    let existing = |path: PathBuf| path.exists().then(|| layout.index_href(&path));
+    let mut flame_graphs: Vec<(std::time::SystemTime, PathBuf)> =
+        std::fs::read_dir(layout.flame_graphs())
+            .map(|entries| {
+                entries
+                    .filter_map(|e| {
+                        let e = e.ok()?;
+                        let modified = e.metadata().ok()?.modified().ok()?;
+                        Some((modified, e.path()))
+                    })
+                    .filter(|(_, p)| p.extension().is_some_and(|x| x == "svg"))
+                    .collect()
+            })
+            .unwrap_or_default();
+    flame_graphs.sort_by(|a, b| b.cmp(a));
+    flame_graphs.truncate(MAX_FLAME_GRAPHS);
+    let index = CampaignIndex {
+        campaign,
+        days,
+        roadmap_href: existing(layout.roadmap()),
+        analysis_href: existing(layout.bottleneck_analysis()),
+        flame_graphs: flame_graphs
+            .iter()
+            .map(|(_, p)| {
+                let label = p
+                    .file_stem()
+                    .map(|s| s.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                (label, layout.index_href(p))
+            })
+            .collect(),
+    };
+    write_artifact(layout, &IndexPage, &index)
 }
 
 /// The canonical day report: pretty JSON, schema version 1.

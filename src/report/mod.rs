@@ -16,7 +16,7 @@ mod roadmap;
 mod svg;
 mod wording;
 
-pub use bisect::{render_bisect, step_verdict};
+pub use bisect::{WrittenBisect, render_bisect, step_verdict, write_bisect};
 pub use ci::render_comparison_table;
 pub use console::{
     render_bottleneck_table, render_calibration, render_experiments, render_summary_table,
@@ -28,7 +28,7 @@ pub use dashboard::{
 pub use export::{
     DayArtifacts, Exporter, HtmlPage, IndexPage, JsonFile, JsonReport, JunitXml, ResultsCsv,
     ResultsJsonl, RoadmapInput, RoadmapMarkdown, SummaryMarkdown, Written, day_exporters,
-    write_artifact, write_day_artifacts, write_rendered,
+    write_artifact, write_campaign_index, write_day_artifacts, write_rendered,
 };
 pub use fleet::{
     FleetFiles, FleetValue, ShardStatusLine, github_workflow, kubernetes_job, render_fleet_report,

@@ -41,3 +41,22 @@ pub fn install_interrupt_handler() -> Result<CancelFlag, ctrlc::Error> {
     })?;
     Ok(flag)
 }
+
+/// Ctrl-C, or SIGTERM (what `kill` and service managers send): how a
+/// long-lived server (`campaign serve`, `campaign dashboard`) is asked to
+/// stop. Unlike [`install_interrupt_handler`], it is a future, for a tokio
+/// server's graceful shutdown.
+pub async fn wait_for_stop() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+}

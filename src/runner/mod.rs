@@ -18,7 +18,7 @@ pub use builds::{Build, BuildCache, BuildError, BuildRecipe, Commit, DEFAULT_BUI
 pub use calibrate::calibrate;
 pub use child::ChildCommand;
 pub use day::{RunOptions, SelectedBenchmark, run_day, select_benchmarks};
-pub use interrupt::{CancelFlag, install_interrupt_handler};
+pub use interrupt::{CancelFlag, install_interrupt_handler, wait_for_stop};
 pub use plan::iteration_plan;
 pub use profiling::{ProfileOptions, ProfileSelection};
 pub use progress::{Progress, SilentProgress, console_progress};

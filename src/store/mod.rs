@@ -12,10 +12,14 @@
 //! runtime or a code generator for two tables.
 
 mod history_file;
+mod nights;
 mod postgres;
 mod sqlite;
 
 pub use history_file::{HistoryFile, HistoryFileError};
+pub use nights::{
+    NightsError, earlier_nights, jsonl_nights, machine_nights, store_location, store_night,
+};
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

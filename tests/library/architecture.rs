@@ -30,6 +30,9 @@ const LAYERS: &[&[&str]] = &[
     // The results store keeps the nights the analysis reads.
     &["store"],
     &["report"],
+    // The workflows shared by several commands (a night's day steps run
+    // analyze, calibrate, experiment, roadmap and bisect).
+    &["workflows"],
     &["commands"],
     // The binary's own module: argument parsing, using the library by name.
     &["cli"],
@@ -279,6 +282,57 @@ fn reexports(mod_rs: &str) -> BTreeMap<String, String> {
     map
 }
 
+/// `dir`'s module path from `src/` (`commands`, `analysis::regression`).
+fn module_path(dir: &Path) -> String {
+    dir.strip_prefix(src())
+        .expect("under src")
+        .to_string_lossy()
+        .replace('/', "::")
+}
+
+/// The files of the module in `dir` (its `mod.rs` left out) → the files
+/// of it each uses, by `super::` paths or `crate::` paths into the module;
+/// a name its `mod.rs` re-exports counts as the file it comes from.
+fn file_graph(dir: &Path, files: &[PathBuf]) -> BTreeMap<String, BTreeSet<String>> {
+    let mod_rs = code(&dir.join("mod.rs"));
+    let exported = reexports(&mod_rs);
+    let path = module_path(dir);
+    let units: BTreeSet<String> = files
+        .iter()
+        .filter(|f| f.starts_with(dir) && !f.ends_with(dir.join("mod.rs")))
+        .filter_map(|f| unit_in(dir, f))
+        .collect();
+    let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    // Every file below `dir` speaks for its unit, a file of a
+    // sub-folder too (it reaches `dir` by `crate::` paths or one
+    // `super::` per level).
+    for file in files
+        .iter()
+        .filter(|f| f.starts_with(dir) && **f != dir.join("mod.rs"))
+    {
+        let from = unit_in(dir, file).expect("a unit");
+        let text = code(file);
+        let depth = file
+            .parent()
+            .and_then(|p| p.strip_prefix(dir).ok())
+            .map_or(0, |p| p.components().count());
+        let mut used = names_after(&text, &"super::".repeat(depth + 1));
+        used.extend(names_after(&text, &format!("crate::{path}::")));
+        let targets = graph.entry(from.clone()).or_default();
+        for name in used {
+            let unit = if units.contains(&name) {
+                Some(name)
+            } else {
+                exported.get(&name).cloned()
+            };
+            if let Some(unit) = unit.filter(|u| *u != from && units.contains(u)) {
+                targets.insert(unit);
+            }
+        }
+    }
+    graph
+}
+
 #[test]
 fn files_of_a_module_form_no_cycle() {
     let mut dirs = Vec::new();
@@ -290,54 +344,52 @@ fn files_of_a_module_form_no_cycle() {
     }
     let mut cycles = Vec::new();
     for dir in dirs {
-        let mod_rs = code(&dir.join("mod.rs"));
-        let exported = reexports(&mod_rs);
-        let module_path = dir
-            .strip_prefix(src())
-            .expect("under src")
-            .to_string_lossy()
-            .replace('/', "::");
-        let units: BTreeSet<String> = files
-            .iter()
-            .filter(|f| f.starts_with(&dir) && !f.ends_with(dir.join("mod.rs")))
-            .filter_map(|f| unit_in(&dir, f))
-            .collect();
-        let mut graph: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-        // Every file below `dir` speaks for its unit, a file of a
-        // sub-folder too (it reaches `dir` by `crate::` paths or one
-        // `super::` per level).
-        for file in files
-            .iter()
-            .filter(|f| f.starts_with(&dir) && **f != dir.join("mod.rs"))
-        {
-            let from = unit_in(&dir, file).expect("a unit");
-            let text = code(file);
-            let depth = file
-                .parent()
-                .and_then(|p| p.strip_prefix(&dir).ok())
-                .map_or(0, |p| p.components().count());
-            let mut used = names_after(&text, &"super::".repeat(depth + 1));
-            used.extend(names_after(&text, &format!("crate::{module_path}::")));
-            let targets = graph.entry(from.clone()).or_default();
-            for name in used {
-                let unit = if units.contains(&name) {
-                    Some(name)
-                } else {
-                    exported.get(&name).cloned()
-                };
-                if let Some(unit) = unit.filter(|u| *u != from && units.contains(u)) {
-                    targets.insert(unit);
-                }
-            }
-        }
-        if let Some(cycle) = find_cycle(&graph) {
-            cycles.push(format!("{module_path}: {}", cycle.join(" → ")));
+        if let Some(cycle) = find_cycle(&file_graph(&dir, &files)) {
+            cycles.push(format!("{}: {}", module_path(&dir), cycle.join(" → ")));
         }
     }
     assert!(
         cycles.is_empty(),
         "import cycles between files: {cycles:#?}"
     );
+}
+
+/// Uses between files of `commands/` that stay, `(from, to)`, each with
+/// why. None: what two commands share is a workflow (`workflows/`) or
+/// lives lower (`report/`, `store/`, `output/`, `runner/`), and what
+/// joins two commands (`fleet run`'s shard is a `campaign run` night) is
+/// `commands/mod.rs`'s own code.
+const COMMAND_FILE_USES_ALLOWED: &[(&str, &str)] = &[];
+
+/// A command's file adapts its arguments, calls the layers below and
+/// prints; it never calls another command's file, whose workflow then
+/// belongs below `commands/`. `mod.rs` is the facade and may use them
+/// all; what it defines itself (the exit statuses of a finished day, the
+/// fleet shard's night) any file may use, and a name it re-exports from
+/// a file of `commands/` counts as that file.
+#[test]
+fn files_of_commands_use_no_other_file_of_commands() {
+    let files = files_with_extension(&src(), "rs");
+    let graph = file_graph(&src().join("commands"), &files);
+    let mut uses = Vec::new();
+    for (from, targets) in &graph {
+        for to in targets {
+            if !COMMAND_FILE_USES_ALLOWED.contains(&(from.as_str(), to.as_str())) {
+                uses.push(format!("commands/{from}.rs uses commands/{to}.rs"));
+            }
+        }
+    }
+    assert!(
+        uses.is_empty(),
+        "a command's file uses another's; move what they share below commands/: {uses:#?}"
+    );
+    // An allowed use that is gone leaves the list.
+    for (from, to) in COMMAND_FILE_USES_ALLOWED {
+        assert!(
+            graph.get(*from).is_some_and(|t| t.contains(*to)),
+            "commands/{from}.rs no longer uses commands/{to}.rs: take it off the list"
+        );
+    }
 }
 
 #[test]
