@@ -344,10 +344,57 @@ fn night(
     factor: &dyn Fn(usize) -> f64,
     rng: &mut ChaCha8Rng,
 ) -> (Comparison, DailyReport) {
+    night_wandering(scenario, factor, rng, None)
+}
+
+/// [`night`], the nights' common offsets an AR(1) of correlation `phi`
+/// (stationary SD `night_common`) when given.
+fn night_wandering(
+    scenario: &Scenario,
+    factor: &dyn Fn(usize) -> f64,
+    rng: &mut ChaCha8Rng,
+    phi: Option<f64>,
+) -> (Comparison, DailyReport) {
+    let sd = scenario.machine.night_common;
+    let mut commons: Vec<f64> = Vec::new();
+    if let Some(phi) = phi {
+        let start = Normal::new(0.0, sd).expect("sd").sample(rng);
+        let innovation = Normal::new(0.0, sd * (1.0 - phi * phi).sqrt()).expect("sd");
+        let mut x = start;
+        for _ in 0..=scenario.history + 1 {
+            commons.push(x);
+            x = phi * x + innovation.sample(rng);
+        }
+    }
+    // Each case's own offset wanders too, at its own SD.
+    let case_sd = scenario.machine.night_case;
+    let mut per_case: Vec<[f64; CASES]> = Vec::new();
+    if let Some(phi) = phi {
+        let innovation = Normal::new(0.0, case_sd * (1.0 - phi * phi).sqrt()).expect("sd");
+        let mut x = [0.0; CASES];
+        for v in &mut x {
+            *v = Normal::new(0.0, case_sd).expect("sd").sample(rng);
+        }
+        for _ in 0..=scenario.history + 1 {
+            per_case.push(x);
+            for v in &mut x {
+                *v = phi * *v + innovation.sample(rng);
+            }
+        }
+    }
+    let common_of = |n: usize, night: &mut Night| {
+        if let Some(c) = commons.get(n) {
+            night.common = *c;
+        }
+        if let Some(c) = per_case.get(n) {
+            night.per_case = *c;
+        }
+    };
     let (save_runs, runs) = shipped_runs();
     let machine = &scenario.machine;
     let none = |_: usize| 1.0;
     let mut baseline_night = Night::new(machine, 0, rng);
+    common_of(0, &mut baseline_night);
     let baseline = measure(
         machine,
         &mut baseline_night,
@@ -360,6 +407,7 @@ fn night(
     let history: Vec<NightRecord> = (1..=scenario.history)
         .filter_map(|n| {
             let mut past = Night::new(machine, n, rng);
+            common_of(n, &mut past);
             let r = measure(
                 machine,
                 &mut past,
@@ -374,6 +422,7 @@ fn night(
         .collect();
     let noise = NightNoise::estimate(&history);
     let mut tonight_night = Night::new(machine, scenario.history + 1, rng);
+    common_of(scenario.history + 1, &mut tonight_night);
     let tonight = measure(
         machine,
         &mut tonight_night,
@@ -1453,4 +1502,64 @@ fn capacity_search_brackets_a_known_capacity_and_its_interval_covers_it() {
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// Nights whose offsets wander together (each case's own 3 % and the
+/// common 3 % an AR(1) of correlation 0.8 across the nights, the baseline
+/// saved before the history): consecutive nights differ less than tonight
+/// and the baseline do, and a night SD read from consecutive differences
+/// alone failed 20 of 300 A/A nights. Read with the nights' correlation,
+/// they fail no more often than independent nights, and a doubled case
+/// is still caught.
+#[test]
+fn nights_that_wander_together_fail_no_more_often_and_a_doubled_case_is_caught() {
+    let scenario = Scenario {
+        name: "offsets 3 % wandering, φ 0.8",
+        machine: Machine {
+            night_case: 0.03,
+            night_common: 0.03,
+            ..QUIET
+        },
+        history: HISTORY,
+        mishaps: Mishaps::default(),
+    };
+    let judge = |planted: f64, seed: u64| {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let factor = move |c: usize| if c == PLANTED { planted } else { 1.0 };
+        let (mut caught, mut false_failures, mut too_noisy) = (0, 0, 0);
+        for _ in 0..TRIALS {
+            let (c, _) = night_wandering(&scenario, &factor, &mut rng, Some(0.8));
+            match c.outcome {
+                NightOutcome::Regression
+                    if planted != 1.0 && c.regressions().all(|x| x.case == case_name(PLANTED)) =>
+                {
+                    caught += 1
+                }
+                NightOutcome::Regression => false_failures += 1,
+                NightOutcome::TooNoisy => too_noisy += 1,
+                NightOutcome::Pass => {}
+            }
+        }
+        eprintln!(
+            "{} ×{planted}: caught {caught}, false failures {false_failures}, too noisy {too_noisy}",
+            scenario.name
+        );
+        (caught, false_failures)
+    };
+    let (_, false_failures) = judge(1.0, 700);
+    assert!(
+        false_failures * 100 <= TRIALS,
+        "{false_failures} of {TRIALS} A/A nights failed"
+    );
+    // A night that also declares another case counts as a false failure
+    // here, at the A/A rate.
+    let (caught, false_failures) = judge(2.0, 701);
+    assert!(
+        caught * 100 >= TRIALS * 99,
+        "caught on {caught} of {TRIALS}"
+    );
+    assert!(
+        false_failures * 100 <= TRIALS,
+        "{false_failures} of {TRIALS} nights declared another case too"
+    );
 }

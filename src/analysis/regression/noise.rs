@@ -21,7 +21,11 @@
 //! three robust SDs (1.4826 × the median absolute difference) so that a
 //! real change between two nights (a step in the series) costs one
 //! difference rather than inflating the estimate for a month; reported as
-//! the SD of one night's mean, √(mean square ÷ 2).
+//! the SD of one night's mean, √(mean square ÷ 2). Nights that wander
+//! together (a warmer rack, a slower week) make consecutive nights differ
+//! by σ·√(1 − φ) only, while a baseline saved weeks ago differs from
+//! tonight by σ: the SDs are divided by √(1 − φ̂), φ̂ read from the
+//! differences themselves (their lag-1 correlation is −(1 − φ)/2).
 
 use std::collections::BTreeMap;
 
@@ -38,7 +42,7 @@ pub const MAX_HISTORY_NIGHTS: usize = 30;
 /// Cases of a metric needed in a pair of nights to estimate its common part.
 const MIN_COMMON_SERIES: usize = 3;
 
-pub const NIGHT_NOISE_RULE: &str = "from the last 30 nights of this machine's history (full runs of 3 or more separate runs): per series, the differences of consecutive nights' mean log values, oriented so that above 0 is worse; a pair of nights' common part, per time-like metric, is the median difference over that metric's cases (from 3), a series' residual is its difference less that; night SD = √(mean square of the differences ÷ 2), each difference winsorized at 3 × 1.4826 × the median absolute difference; known from 6 differences (7 nights) on, with 2/3 of the differences as its degrees of freedom";
+pub const NIGHT_NOISE_RULE: &str = "from the last 30 nights of this machine's history (full runs of 3 or more separate runs): per series, the differences of consecutive nights' mean log values, oriented so that above 0 is worse; a pair of nights' common part, per time-like metric, is the median difference over that metric's cases (from 3), a series' residual is its difference less that; night SD = √(mean square of the differences ÷ 2), each difference winsorized at 3 × 1.4826 × the median absolute difference; known from 6 differences (7 nights) on, with 2/3 of the differences as its degrees of freedom; nights that wander together differ less from one night to the next than from an older baseline, so every SD is divided by √(1 − φ), φ = 1 + 2 × the lag-1 correlation of the winsorized residual differences pooled over the series, from 0 to 0.9";
 
 /// One series of one earlier night, as the history keeps it.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -98,6 +102,11 @@ pub struct NightNoise {
     pub last_night: Option<DateTime<Utc>>,
     /// Distinct commits among those nights.
     pub commits: usize,
+    /// Lag-1 correlation of the series' night offsets (0 to 0.9): the
+    /// series' SDs are divided by √(1 − it), because consecutive nights
+    /// that wander together differ less than tonight and an old baseline.
+    #[serde(default)]
+    pub night_autocorrelation: f64,
     /// By time-like metric: SD of the common night offset its cases share, in %.
     #[serde(default)]
     pub common_sd_pct: BTreeMap<String, f64>,
@@ -159,6 +168,8 @@ impl NightNoise {
                 per_series.entry(key).or_default().push((d, residual));
             }
         }
+        let wander = wander_of(per_series.values().map(|d| d.iter().map(|x| x.1).collect()));
+        let inflation = 1.0 / (1.0 - wander).sqrt();
         let series = per_series
             .into_iter()
             .map(|(key, diffs)| {
@@ -167,7 +178,7 @@ impl NightNoise {
                     known
                         .then(|| night_sd(&diffs.iter().map(pick).collect::<Vec<_>>()))
                         .flatten()
-                        .map(|s| s * 100.0)
+                        .map(|s| s * inflation * 100.0)
                 };
                 (
                     key.to_string(),
@@ -185,6 +196,7 @@ impl NightNoise {
             first_night: nights.first().map(|n| n.recorded_at),
             last_night: nights.last().map(|n| n.recorded_at),
             commits: commits.len(),
+            night_autocorrelation: wander,
             common_sd_pct: common
                 .into_iter()
                 .filter(|(_, cs)| cs.len() >= MIN_NIGHT_DIFFERENCES)
@@ -223,6 +235,34 @@ impl NightNoise {
     /// Nights still needed before the noise is known.
     pub fn nights_missing(&self) -> usize {
         (MIN_NIGHT_DIFFERENCES + 1).saturating_sub(self.nights)
+    }
+}
+
+/// How much nights wander together: the lag-1 correlation φ of the
+/// series' night offsets, pooled over the series, from 0 to 0.9. Read
+/// from the consecutive differences themselves (each winsorized at three
+/// robust SDs of its series, so a step costs one difference): for AR(1)
+/// nights their lag-1 correlation is −(1 − φ)/2, so φ = 1 + 2 ρ. The SD of
+/// consecutive differences reads σ·√(1 − φ); a baseline saved weeks ago
+/// differs from tonight by the nights' own SD σ.
+fn wander_of(series: impl Iterator<Item = Vec<f64>>) -> f64 {
+    let (mut lagged, mut squares) = (0.0, 0.0);
+    for differences in series {
+        if differences.len() < MIN_NIGHT_DIFFERENCES {
+            continue;
+        }
+        let abs: Vec<f64> = differences.iter().map(|d| d.abs()).collect();
+        let Some(cap) = median(&abs).map(|m| 3.0 * 1.4826 * m) else {
+            continue;
+        };
+        let capped: Vec<f64> = differences.iter().map(|d| d.clamp(-cap, cap)).collect();
+        squares += capped.iter().map(|d| d * d).sum::<f64>();
+        lagged += capped.windows(2).map(|w| w[0] * w[1]).sum::<f64>();
+    }
+    if squares > 0.0 {
+        (1.0 + 2.0 * lagged / squares).clamp(0.0, 0.9)
+    } else {
+        0.0
     }
 }
 
@@ -332,6 +372,73 @@ mod tests {
         let noise = NightNoise::estimate(&history(30, 8, 0.0, 0.01, 0.69));
         let s = &noise.series["case0 ms"];
         assert!(s.residual_sd_pct.unwrap() < 2.5, "{s:?}");
+    }
+
+    /// 30 nights of 8 series whose own offsets (SD 3 %) follow an AR(1)
+    /// of correlation `phi`, with 7 runs of 2 % a night.
+    fn wandering(phi: f64, seed: u64) -> NightNoise {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let sd = 0.03;
+        let innovation = Normal::new(0.0, sd * (1.0 - phi * phi).sqrt()).unwrap();
+        let sampling = Normal::new(0.0, 0.02 / 7f64.sqrt()).unwrap();
+        let mut offsets: Vec<f64> = (0..8)
+            .map(|_| Normal::new(0.0, sd).unwrap().sample(&mut rng))
+            .collect();
+        let start = chrono::Utc::now();
+        let nights: Vec<NightRecord> = (0..30)
+            .map(|k| {
+                let series = offsets
+                    .iter_mut()
+                    .enumerate()
+                    .map(|(c, x)| {
+                        *x = phi * *x + innovation.sample(&mut rng);
+                        let night = SeriesNight {
+                            mean_log: *x + sampling.sample(&mut rng),
+                            sd_log: Some(0.02),
+                            runs: 7,
+                            time_like: true,
+                            higher_is_better: false,
+                        };
+                        (format!("case{c} ms"), night)
+                    })
+                    .collect();
+                NightRecord {
+                    recorded_at: start + chrono::Duration::days(k),
+                    git_commit: "c".into(),
+                    series,
+                }
+            })
+            .collect();
+        NightNoise::estimate(&nights)
+    }
+
+    /// Consecutive nights that wander together differ by σ·√(1 − φ), not
+    /// σ: read as it was, 3 % at φ 0.8 gave about 1.4 %, and a baseline
+    /// saved weeks ago failed A/A nights (tests/library/gate.rs).
+    #[test]
+    fn nights_that_wander_together_read_their_own_sd() {
+        let mean_sd = |noise: &NightNoise| {
+            noise
+                .series
+                .values()
+                .filter_map(|s| s.residual_sd_pct)
+                .sum::<f64>()
+                / 8.0
+        };
+        for seed in 0..5 {
+            let independent = wandering(0.0, seed);
+            assert!(independent.night_autocorrelation < 0.35, "{independent:?}");
+            let wander = wandering(0.8, seed);
+            assert!(wander.night_autocorrelation > 0.5, "{wander:?}");
+            let sd = mean_sd(&wander);
+            eprintln!(
+                "seed {seed}: φ̂ {:.2}, SD {sd:.2} % (independent: φ̂ {:.2}, SD {:.2} %)",
+                wander.night_autocorrelation,
+                independent.night_autocorrelation,
+                mean_sd(&independent)
+            );
+            assert!((1.9..4.5).contains(&sd), "seed {seed}: {sd} %");
+        }
     }
 
     #[test]
