@@ -38,14 +38,11 @@ pub use serve::{
 
 // The workflows and what every command shares, under the names the
 // binary and the tests have always used.
-pub(crate) use crate::workflows::sitting_child;
 pub use crate::workflows::{
-    BisectArgs, CommandError, ExperimentArgs, exit, load_named_model, open_campaign,
+    BisectArgs, CommandError, ExperimentArgs, day_exit_code, exit, load_named_model, open_campaign,
     open_toggled_campaign, run_analysis, run_bisect, run_calibration, run_experiments, run_roadmap,
     threshold_overrides,
 };
-
-use crate::model::DaySummary;
 
 /// `campaign fleet run`: one shard, as its scheduler starts it: the shard
 /// is marked running in the store, the day runs with the class in its
@@ -65,17 +62,4 @@ pub fn fleet_run_shard(args: &FleetRunArgs) -> Result<u8, CommandError> {
     let result = run(&run_args);
     fleet::finish_shard(shard);
     result
-}
-
-/// The exit status a finished day earns: failures outrank missed targets.
-pub fn day_exit_code(summary: &DaySummary, interrupted: bool) -> u8 {
-    if summary.failed > 0 || summary.failed_runs > 0 {
-        exit::BENCHMARK_FAILED
-    } else if interrupted {
-        exit::INTERRUPTED
-    } else if summary.targets_missed > 0 {
-        exit::TARGET_MISSED
-    } else {
-        exit::OK
-    }
 }

@@ -1,25 +1,31 @@
 //! The workflows behind the subcommands: what `campaign analyze`,
 //! `calibrate`, `roadmap`, `experiment` and `bisect` do, and what a
-//! night's `after` steps and `--bisect-on-regression` run again. Each
-//! takes its arguments as plain values and returns what it found and
-//! wrote (its progress goes to stderr as it runs); `commands/` adapts the
-//! command line to them and prints the results. Here, and not in
+//! night's `after` steps and `--bisect-on-regression` run again; and the
+//! night of `campaign run` itself (`night.rs`), which a fleet shard runs
+//! too. Each takes its arguments as plain values and returns what it
+//! found and wrote (its progress goes to stderr as it runs); `commands/`
+//! adapts the command line to them and prints the results. The night
+//! prints between its steps, so it hands what it shows to a
+//! [`NightOutput`] that `commands/run.rs` prints. Here, and not in
 //! `commands/`, because a command's file never uses another's, and
 //! `campaign run` runs every one of these as well as its own command.
 //!
 //! The error and exit statuses are shared by every command, so they live
-//! here too, with what opening a campaign takes.
+//! here too, with what opening a campaign takes and the exit status a
+//! finished day earns.
 
 mod analyze;
 mod bisect;
 mod calibrate;
 mod experiment;
+mod night;
 mod roadmap;
 
 pub use analyze::run_analysis;
 pub use bisect::{BisectArgs, run_bisect};
 pub use calibrate::run_calibration;
 pub use experiment::{ExperimentArgs, run_experiments};
+pub use night::{NightOutput, RunArgs, run_night};
 pub use roadmap::run_roadmap;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +33,7 @@ use std::path::{Path, PathBuf};
 use crate::campaign::{Campaign, CampaignError, Toggle, load_campaign_toggled};
 use crate::components::inference::{InferenceError, LoadedModel};
 use crate::components::server::ServerError;
+use crate::model::DaySummary;
 use crate::output::OutputError;
 use crate::output::OutputLayout;
 use crate::runner::ChildCommand;
@@ -110,6 +117,19 @@ pub mod exit {
     pub const TOO_NOISY: u8 = 5;
     /// Stopped by Ctrl-C after writing what was measured.
     pub const INTERRUPTED: u8 = 130;
+}
+
+/// The exit status a finished day earns: failures outrank missed targets.
+pub fn day_exit_code(summary: &DaySummary, interrupted: bool) -> u8 {
+    if summary.failed > 0 || summary.failed_runs > 0 {
+        exit::BENCHMARK_FAILED
+    } else if interrupted {
+        exit::INTERRUPTED
+    } else if summary.targets_missed > 0 {
+        exit::TARGET_MISSED
+    } else {
+        exit::OK
+    }
 }
 
 /// Loads a model of the campaign by its name in `[models]` (a synthetic
