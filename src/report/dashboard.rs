@@ -394,16 +394,15 @@ fn day_page(view: &DashboardView<'_>, day: &DayBoard) -> String {
             esc(&unit)
         );
         out.push_str(&chart(d, s, &machines));
-        let mut thresholds: Vec<String> = s
-            .machines
-            .iter()
-            .map(|m| format!("{} %", m.threshold_pct))
-            .collect();
+        // Each distinct threshold once, whichever machines share it.
+        let mut thresholds: Vec<f64> = s.machines.iter().map(|m| m.threshold_pct).collect();
+        thresholds.sort_by(f64::total_cmp);
         thresholds.dedup();
+        let shown: Vec<String> = thresholds.iter().map(|t| format!("{t} %")).collect();
         let _ = write!(
             out,
             "<p class=\"meta\">threshold {}</p></div>",
-            esc(&thresholds.join(", "))
+            esc(&shown.join(", "))
         );
     }
     out.push_str("</div>");

@@ -347,21 +347,13 @@ fn level_autocorrelation(logs: &[f64], bounds: &[usize], creeps: &[Creep]) -> f6
     let (mut lagged, mut squares) = (0.0, 0.0);
     for level in bounds.windows(2) {
         // Runs of nights of this level outside every creep.
-        let mut start = level[0];
-        while start < level[1] {
-            if in_creep(start) {
-                start += 1;
-                continue;
-            }
-            let end = (start..level[1]).find(|&i| in_creep(i)).unwrap_or(level[1]);
-            let run = &logs[start..end];
-            if run.len() >= 3 {
-                let mean = run.iter().sum::<f64>() / run.len() as f64;
-                let residuals: Vec<f64> = run.iter().map(|x| x - mean).collect();
-                squares += residuals.iter().map(|r| r * r).sum::<f64>();
-                lagged += residuals.windows(2).map(|w| w[0] * w[1]).sum::<f64>();
-            }
-            start = end;
+        let nights: Vec<usize> = (level[0]..level[1]).collect();
+        for run in nights.split(|&i| in_creep(i)).filter(|run| run.len() >= 3) {
+            let run = &logs[run[0]..run[0] + run.len()];
+            let mean = run.iter().sum::<f64>() / run.len() as f64;
+            let residuals: Vec<f64> = run.iter().map(|x| x - mean).collect();
+            squares += residuals.iter().map(|r| r * r).sum::<f64>();
+            lagged += residuals.windows(2).map(|w| w[0] * w[1]).sum::<f64>();
         }
     }
     if squares > 0.0 {

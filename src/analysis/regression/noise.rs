@@ -251,8 +251,7 @@ fn wander_of(series: impl Iterator<Item = Vec<f64>>) -> f64 {
         if differences.len() < MIN_NIGHT_DIFFERENCES {
             continue;
         }
-        let abs: Vec<f64> = differences.iter().map(|d| d.abs()).collect();
-        let Some(cap) = median(&abs).map(|m| 3.0 * 1.4826 * m) else {
+        let Some(cap) = winsorizing_cap(&differences) else {
             continue;
         };
         let capped: Vec<f64> = differences.iter().map(|d| d.clamp(-cap, cap)).collect();
@@ -264,6 +263,13 @@ fn wander_of(series: impl Iterator<Item = Vec<f64>>) -> f64 {
     } else {
         0.0
     }
+}
+
+/// Three robust SDs of a series' differences (1.4826 × their median
+/// absolute value): past it a difference is a step, not noise.
+fn winsorizing_cap(differences: &[f64]) -> Option<f64> {
+    let abs: Vec<f64> = differences.iter().map(|d| d.abs()).collect();
+    median(&abs).map(|m| 3.0 * 1.4826 * m)
 }
 
 /// The metric of a `case metric` key (metric names hold no space).
@@ -290,7 +296,7 @@ fn night_sd(differences: &[f64]) -> Option<f64> {
     } else {
         1.0
     };
-    let cap = 3.0 * 1.4826 * median(&abs)? * small_sample;
+    let cap = winsorizing_cap(differences)? * small_sample;
     let mean_square = abs.iter().map(|d| d.min(cap).powi(2)).sum::<f64>() / n as f64;
     Some((mean_square / 2.0).sqrt())
 }
